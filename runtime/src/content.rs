@@ -1,0 +1,314 @@
+//! Content-addressed blob store: every image blob (manifest, config, layer) lives once on disk
+//! under its sha256 digest, written through an ingest file so a crash never leaves a half blob
+//! under a real name.
+//!
+//! Layout under the root handed to [`ContentStore::open`]:
+//! ```text
+//! <root>/content/blobs/sha256/<64 hex>   finished, verified blobs (read-only by convention)
+//! <root>/content/ingest/<unique>         blobs being written; garbage after a crash
+//! ```
+//! **Invariant:** a file under `blobs/sha256/` always hashes to its name. It only gets there by
+//! a rename after the bytes were hashed, compared and fsynced.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use sha2::{Digest as _, Sha256};
+
+/// Blobs larger than this are refused by [`ContentStore::read_all`]: it exists for manifests and
+/// configs, and a multi-gigabyte layer read into memory by mistake would take the daemon down.
+pub const MAX_READ_ALL_BYTES: u64 = 64 * 1024 * 1024;
+
+const DIGEST_ALGORITHM_PREFIX: &str = "sha256:";
+const COPY_BUFFER_BYTES: usize = 256 * 1024;
+
+/// What can go wrong in the content store. Each variant names what the caller can do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum ContentError {
+    #[error("invalid digest {digest:?}: a digest must be \"sha256:\" followed by 64 lower-case hex digits")]
+    InvalidDigest { digest: String },
+    #[error("content does not match its digest: expected {expected}, the bytes hash to {actual}; the source is corrupt or truncated, fetch or export it again")]
+    DigestMismatch { expected: String, actual: String },
+    #[error("blob {digest} is not in the content store; import the image that holds it again")]
+    NotFound { digest: String },
+    #[error("blob {digest} holds {size_bytes} bytes, more than the {limit_bytes} that may be read into memory; stream it from its path instead")]
+    TooLargeToReadAll { digest: String, size_bytes: u64, limit_bytes: u64 },
+    #[error("cannot read the content being ingested: {source}; the source is truncated or unreadable, fetch or export it again")]
+    SourceRead { #[source] source: io::Error },
+    #[error("cannot {action} {path}: {source}; check that the berth root is writable and the disk is not full")]
+    Io { action: &'static str, path: PathBuf, #[source] source: io::Error },
+}
+
+impl ContentError {
+    fn io<'path>(action: &'static str, path: &'path Path) -> impl FnOnce(io::Error) -> ContentError + 'path {
+        move |source| ContentError::Io { action, path: path.to_path_buf(), source }
+    }
+}
+
+/// A blob as the store knows it: its digest and how many bytes it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobInfo {
+    pub digest: String,
+    pub size: i64,
+}
+
+/// The blob store rooted at `<root>/content`. Cheap to share by reference between threads: every
+/// operation works on the file system only.
+#[derive(Debug)]
+pub struct ContentStore {
+    blobs_dir: PathBuf,
+    ingest_dir: PathBuf,
+}
+
+/// Makes ingest file names unique inside this process; the pid makes them unique across processes.
+static NEXT_INGEST_IDX: AtomicU64 = AtomicU64::new(0);
+
+/// Checks that `digest` is `sha256:<64 lower-case hex>` and returns the hex part.
+///
+/// Upper-case hex is refused on purpose: two spellings of one digest would give two file names.
+pub fn digest_hex(digest: &str) -> Result<&str, ContentError> {
+    let invalid = || ContentError::InvalidDigest { digest: digest.to_string() };
+    let hex_part = digest.strip_prefix(DIGEST_ALGORITHM_PREFIX).ok_or_else(invalid)?;
+    let is_lower_hex = |byte: u8| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte);
+    if hex_part.len() != 64 || !hex_part.bytes().all(is_lower_hex) {
+        return Err(invalid());
+    }
+    Ok(hex_part)
+}
+
+/// The `sha256:<hex>` spelling of a finished hasher.
+pub fn digest_of_hasher(hasher: Sha256) -> String {
+    format!("{DIGEST_ALGORITHM_PREFIX}{}", hex::encode(hasher.finalize()))
+}
+
+/// The `sha256:<hex>` digest of a byte slice.
+pub fn digest_of_bytes(bytes: &[u8]) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(bytes);
+    digest_of_hasher(hasher)
+}
+
+impl ContentStore {
+    /// Opens (creating if needed) the store under `<root>/content`.
+    pub fn open(root: &Path) -> Result<ContentStore, ContentError> {
+        let content_dir = root.join("content");
+        let blobs_dir = content_dir.join("blobs").join("sha256");
+        let ingest_dir = content_dir.join("ingest");
+        fs::create_dir_all(&blobs_dir).map_err(ContentError::io("create", &blobs_dir))?;
+        fs::create_dir_all(&ingest_dir).map_err(ContentError::io("create", &ingest_dir))?;
+        Ok(ContentStore { blobs_dir, ingest_dir })
+    }
+
+    /// Where the blob with this digest lives (or would live).
+    ///
+    /// # Panics
+    /// Never; an invalid digest gives a path under `ingest/` that can never hold a blob — use
+    /// [`ContentStore::checked_blob_path`] to get the error instead.
+    pub fn blob_path(&self, digest: &str) -> PathBuf {
+        match self.checked_blob_path(digest) {
+            Ok(path) => path,
+            // The contract returns a plain PathBuf; a path that cannot exist makes every later
+            // open fail with NotFound rather than reading some other file.
+            Err(_) => self.ingest_dir.join("invalid-digest-never-a-blob"),
+        }
+    }
+
+    /// Like [`ContentStore::blob_path`], but refuses an invalid digest with `InvalidDigest`.
+    pub fn checked_blob_path(&self, digest: &str) -> Result<PathBuf, ContentError> {
+        Ok(self.blobs_dir.join(digest_hex(digest)?))
+    }
+
+    /// True if a finished blob with this digest is present. False for an invalid digest.
+    pub fn contains(&self, digest: &str) -> bool {
+        match self.checked_blob_path(digest) {
+            Ok(path) => path.is_file(),
+            Err(_) => false,
+        }
+    }
+
+    /// Size and digest of a present blob.
+    pub fn info(&self, digest: &str) -> Result<BlobInfo, ContentError> {
+        let path = self.checked_blob_path(digest)?;
+        match fs::metadata(&path) {
+            Ok(metadata) => Ok(BlobInfo { digest: digest.to_string(), size: metadata.len() as i64 }),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {
+                Err(ContentError::NotFound { digest: digest.to_string() })
+            }
+            Err(error) => Err(ContentError::io("stat", &path)(error)),
+        }
+    }
+
+    /// Streams `reader` into the store, hashing as it goes.
+    ///
+    /// With `expected`, the content must hash to it (`DigestMismatch` otherwise, and nothing is
+    /// stored). The whole stream is always read and hashed, even when the blob is already present,
+    /// so a corrupt source is reported instead of being hidden by an earlier good copy.
+    pub fn ingest(&self, expected: Option<&str>, mut reader: impl Read) -> Result<BlobInfo, ContentError> {
+        if let Some(expected_digest) = expected {
+            digest_hex(expected_digest)?;
+            if self.contains(expected_digest) {
+                let (actual, size) = hash_stream(&mut reader, &mut io::sink(), &self.ingest_dir)?;
+                if actual != expected_digest {
+                    return Err(ContentError::DigestMismatch { expected: expected_digest.to_string(), actual });
+                }
+                return Ok(BlobInfo { digest: actual, size: size as i64 });
+            }
+        }
+
+        let ingest_path = self.ingest_dir.join(format!(
+            "{}-{}",
+            std::process::id(),
+            NEXT_INGEST_IDX.fetch_add(1, Ordering::Relaxed)
+        ));
+        let mut ingest_file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&ingest_path)
+            .map_err(ContentError::io("create", &ingest_path))?;
+        // Removes the ingest file on every early return; disarmed once it was renamed.
+        let mut ingest_guard = RemoveOnDrop { path: Some(ingest_path.clone()) };
+
+        let (actual, size) = hash_stream(&mut reader, &mut ingest_file, &ingest_path)?;
+        if let Some(expected_digest) = expected {
+            if actual != expected_digest {
+                return Err(ContentError::DigestMismatch { expected: expected_digest.to_string(), actual });
+            }
+        }
+        // The data must be on disk before the rename makes it visible under its digest,
+        // otherwise a power cut could leave a named blob with missing bytes.
+        ingest_file.sync_all().map_err(ContentError::io("fsync", &ingest_path))?;
+        drop(ingest_file);
+
+        let final_path = self.checked_blob_path(&actual)?;
+        fs::rename(&ingest_path, &final_path).map_err(ContentError::io("rename into place", &final_path))?;
+        ingest_guard.path = None;
+        sync_dir(&self.blobs_dir).map_err(ContentError::io("fsync", &self.blobs_dir))?;
+        Ok(BlobInfo { digest: actual, size: size as i64 })
+    }
+
+    /// Reads a whole (small) blob and checks it still hashes to its digest, so a blob damaged on
+    /// disk is reported rather than parsed.
+    pub fn read_all(&self, digest: &str) -> Result<Vec<u8>, ContentError> {
+        let path = self.checked_blob_path(digest)?;
+        let file = match File::open(&path) {
+            Ok(file) => file,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {
+                return Err(ContentError::NotFound { digest: digest.to_string() })
+            }
+            Err(error) => return Err(ContentError::io("open", &path)(error)),
+        };
+        let size_bytes = file.metadata().map_err(ContentError::io("stat", &path))?.len();
+        if size_bytes > MAX_READ_ALL_BYTES {
+            return Err(ContentError::TooLargeToReadAll {
+                digest: digest.to_string(),
+                size_bytes,
+                limit_bytes: MAX_READ_ALL_BYTES,
+            });
+        }
+        let mut bytes = Vec::with_capacity(size_bytes as usize);
+        file.take(MAX_READ_ALL_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(ContentError::io("read", &path))?;
+        let actual = digest_of_bytes(&bytes);
+        if actual != digest {
+            return Err(ContentError::DigestMismatch { expected: digest.to_string(), actual });
+        }
+        Ok(bytes)
+    }
+
+    /// Removes a blob. Removing an absent blob is not an error: garbage collection may race with
+    /// itself after a restart, and the end state is the same.
+    pub fn remove(&self, digest: &str) -> Result<(), ContentError> {
+        let path = self.checked_blob_path(digest)?;
+        match fs::remove_file(&path) {
+            Ok(()) => sync_dir(&self.blobs_dir).map_err(ContentError::io("fsync", &self.blobs_dir)),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(error) => Err(ContentError::io("remove", &path)(error)),
+        }
+    }
+
+    /// Digests of every finished blob, sorted. Stray files with other names are ignored.
+    pub fn list(&self) -> Result<Vec<String>, ContentError> {
+        let mut digests = Vec::new();
+        let read_dir = fs::read_dir(&self.blobs_dir).map_err(ContentError::io("list", &self.blobs_dir))?;
+        for dir_entry in read_dir {
+            let dir_entry = dir_entry.map_err(ContentError::io("list", &self.blobs_dir))?;
+            let Some(file_name) = dir_entry.file_name().to_str().map(str::to_string) else { continue };
+            let digest = format!("{DIGEST_ALGORITHM_PREFIX}{file_name}");
+            if digest_hex(&digest).is_ok() {
+                digests.push(digest);
+            }
+        }
+        digests.sort();
+        Ok(digests)
+    }
+
+    /// Deletes leftovers of interrupted ingests. Call it at daemon start, before any ingest runs:
+    /// a concurrent ingest's file would be deleted from under it.
+    pub fn clean_ingest(&self) -> Result<(), ContentError> {
+        let read_dir = fs::read_dir(&self.ingest_dir).map_err(ContentError::io("list", &self.ingest_dir))?;
+        for dir_entry in read_dir {
+            let dir_entry = dir_entry.map_err(ContentError::io("list", &self.ingest_dir))?;
+            let path = dir_entry.path();
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+                Err(error) => return Err(ContentError::io("remove", &path)(error)),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Copies `reader` into `writer` while hashing; returns the digest and the byte count.
+fn hash_stream(reader: &mut impl Read, writer: &mut impl Write, path_for_errors: &Path) -> Result<(String, u64), ContentError> {
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; COPY_BUFFER_BYTES];
+    let mut n_bytes: u64 = 0;
+    loop {
+        let n_read = match reader.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n_read) => n_read,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            Err(error) => return Err(ContentError::SourceRead { source: error }),
+        };
+        hasher.update(&buffer[..n_read]);
+        writer.write_all(&buffer[..n_read]).map_err(ContentError::io("write", path_for_errors))?;
+        n_bytes += n_read as u64;
+    }
+    Ok((digest_of_hasher(hasher), n_bytes))
+}
+
+/// Makes a rename or removal inside `dir` durable.
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+struct RemoveOnDrop {
+    path: Option<PathBuf>,
+}
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        if let Some(path) = self.path.take() {
+            // Best effort: a leftover is swept by clean_ingest at the next start.
+            let _ = fs::remove_file(path);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digest_hex_accepts_only_lower_case_sha256() {
+        let good = format!("sha256:{}", "a".repeat(64));
+        assert_eq!(digest_hex(&good).unwrap(), "a".repeat(64));
+        for bad in ["", "sha256:", "sha512:abc", &format!("sha256:{}", "A".repeat(64)), &format!("sha256:{}/..", "a".repeat(61))] {
+            assert!(matches!(digest_hex(bad), Err(ContentError::InvalidDigest { .. })), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,391 @@
+//! The overlay snapshotter, IO side: unpacked layers ("committed" snapshots, one per chain id)
+//! and per-container writable layers ("active" snapshots), and the overlay mounts that stack
+//! them. Which snapshots *should* exist is a projection of the event log kept elsewhere; this
+//! file only makes the disk agree with it, and lists what is on disk for orphan cleanup.
+//!
+//! Layout under the root handed to [`Snapshotter::open`]:
+//! ```text
+//! <root>/snapshots/committed/<chain hex>/fs        an unpacked layer, used read-only as a lowerdir
+//! <root>/snapshots/active/<namespace>/<key>/upper  a container's writable layer
+//! <root>/snapshots/active/<namespace>/<key>/work   overlayfs' scratch directory
+//! <root>/snapshots/tmp/                            layers being unpacked; garbage after a crash
+//! ```
+//! **Invariant:** a `committed/<chain hex>` directory only exists once its layer was unpacked
+//! completely and its diff id verified: it is renamed into place as a whole.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use nix::mount::{MntFlags, MsFlags};
+use sha2::{Digest as _, Sha256};
+
+use crate::content::{digest_hex, sync_dir};
+use crate::unpack::{unpack_layer, UnpackError};
+
+/// What can go wrong in the snapshotter.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("invalid chain id {chain_id:?}: expected \"sha256:\" followed by 64 lower-case hex digits")]
+    InvalidChainId { chain_id: String },
+    #[error("invalid snapshot name {name:?}: namespaces and keys must be non-empty, without '/', and not \".\" or \"..\"")]
+    InvalidName { name: String },
+    #[error("layer for chain {chain_id} unpacked to diff id {actual}, but the image config says {expected}; the layer blob does not belong to this image, re-import it")]
+    DiffIdMismatch { chain_id: String, expected: String, actual: String },
+    #[error("committed snapshot {chain_id} is missing; commit the image's layers before preparing a container on them")]
+    MissingParent { chain_id: String },
+    #[error("unpacking layer for chain {chain_id}: {source}")]
+    Unpack { chain_id: String, #[source] source: UnpackError },
+    #[error("overlay mount on {target} failed: {source}; check that the kernel has overlayfs and that the lower directories exist")]
+    Mount { target: PathBuf, #[source] source: nix::Error },
+    #[error("unmounting {target} failed: {source}; a process may still use it, stop the container first")]
+    Unmount { target: PathBuf, #[source] source: nix::Error },
+    #[error("cannot {action} {path}: {source}; check that the berth root is writable and the disk is not full")]
+    Io { action: &'static str, path: PathBuf, #[source] source: io::Error },
+}
+
+fn io_error<'path>(action: &'static str, path: &'path Path) -> impl FnOnce(io::Error) -> SnapshotError + 'path {
+    move |source| SnapshotError::Io { action, path: path.to_path_buf(), source }
+}
+
+/// A container's writable layer and the read-only layers beneath it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActiveSnapshot {
+    pub upper: PathBuf,
+    pub work: PathBuf,
+    /// The committed `fs` directories, bottom layer first.
+    pub lowers: Vec<PathBuf>,
+}
+
+impl ActiveSnapshot {
+    /// The overlay mount options for this snapshot. overlayfs wants the topmost lower first.
+    pub fn overlay_options(&self) -> String {
+        let lowerdir: Vec<String> = self.lowers.iter().rev().map(|lower| lower.display().to_string()).collect();
+        format!("lowerdir={},upperdir={},workdir={}", lowerdir.join(":"), self.upper.display(), self.work.display())
+    }
+}
+
+/// The overlay snapshotter rooted at `<root>/snapshots`.
+#[derive(Debug)]
+pub struct Snapshotter {
+    committed_root: PathBuf,
+    active_root: PathBuf,
+    tmp_root: PathBuf,
+}
+
+static NEXT_TMP_IDX: AtomicU64 = AtomicU64::new(0);
+
+/// Chain ids for a stack of diff ids (OCI image spec): the first equals the first diff id; each
+/// next one is `sha256(previous chain id + " " + diff id)`. A chain id names a layer *with* all
+/// layers beneath it, which is what an unpacked overlay lower really is.
+pub fn chain_ids(diff_ids: &[String]) -> Vec<String> {
+    let mut chain: Vec<String> = Vec::with_capacity(diff_ids.len());
+    for diff_id in diff_ids {
+        let next = match chain.last() {
+            None => diff_id.clone(),
+            Some(previous) => {
+                let mut hasher = Sha256::new();
+                hasher.update(previous.as_bytes());
+                hasher.update(b" ");
+                hasher.update(diff_id.as_bytes());
+                crate::content::digest_of_hasher(hasher)
+            }
+        };
+        chain.push(next);
+    }
+    chain
+}
+
+fn chain_hex(chain_id: &str) -> Result<&str, SnapshotError> {
+    digest_hex(chain_id).map_err(|_| SnapshotError::InvalidChainId { chain_id: chain_id.to_string() })
+}
+
+fn check_name(name: &str) -> Result<(), SnapshotError> {
+    if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\0') {
+        return Err(SnapshotError::InvalidName { name: name.to_string() });
+    }
+    Ok(())
+}
+
+impl Snapshotter {
+    /// Opens (creating if needed) the snapshot directories under `<root>/snapshots`.
+    pub fn open(root: &Path) -> Result<Snapshotter, SnapshotError> {
+        let snapshots_root = root.join("snapshots");
+        let snapshotter = Snapshotter {
+            committed_root: snapshots_root.join("committed"),
+            active_root: snapshots_root.join("active"),
+            tmp_root: snapshots_root.join("tmp"),
+        };
+        for dir in [&snapshotter.committed_root, &snapshotter.active_root, &snapshotter.tmp_root] {
+            fs::create_dir_all(dir).map_err(io_error("create", dir))?;
+        }
+        Ok(snapshotter)
+    }
+
+    /// The `fs` directory of a committed snapshot (whether or not it exists). An invalid chain id
+    /// gives a path that never exists.
+    pub fn committed_dir(&self, chain_id: &str) -> PathBuf {
+        match chain_hex(chain_id) {
+            Ok(hex_part) => self.committed_root.join(hex_part).join("fs"),
+            Err(_) => self.tmp_root.join("invalid-chain-id-never-committed"),
+        }
+    }
+
+    /// True if the layer for this chain id is unpacked and committed.
+    pub fn has_committed(&self, chain_id: &str) -> bool {
+        chain_hex(chain_id).is_ok() && self.committed_dir(chain_id).is_dir()
+    }
+
+    /// Unpacks a layer blob into a fresh temporary directory, checks its diff id, and renames it
+    /// into place. Already committed → Ok without unpacking again.
+    pub fn commit_layer(&self, chain_id: &str, blob: &Path, media_type: &str, expected_diff_id: &str) -> Result<(), SnapshotError> {
+        let hex_part = chain_hex(chain_id)?.to_string();
+        if self.has_committed(chain_id) {
+            return Ok(());
+        }
+        let tmp_dir = self.tmp_root.join(format!(
+            "commit-{hex_part}-{}-{}",
+            std::process::id(),
+            NEXT_TMP_IDX.fetch_add(1, Ordering::Relaxed)
+        ));
+        let tmp_fs = tmp_dir.join("fs");
+        fs::create_dir_all(&tmp_fs).map_err(io_error("create", &tmp_fs))?;
+        let result = self.unpack_and_rename(chain_id, &hex_part, blob, media_type, expected_diff_id, &tmp_dir, &tmp_fs);
+        if result.is_err() || tmp_dir.exists() {
+            // Best effort: anything left behind is removed by clean_tmp at the next start.
+            let _ = fs::remove_dir_all(&tmp_dir);
+        }
+        result
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn unpack_and_rename(&self, chain_id: &str, hex_part: &str, blob: &Path, media_type: &str, expected_diff_id: &str, tmp_dir: &Path, tmp_fs: &Path) -> Result<(), SnapshotError> {
+        let actual_diff_id = unpack_layer(blob, media_type, tmp_fs)
+            .map_err(|source| SnapshotError::Unpack { chain_id: chain_id.to_string(), source })?;
+        if actual_diff_id != expected_diff_id {
+            return Err(SnapshotError::DiffIdMismatch {
+                chain_id: chain_id.to_string(),
+                expected: expected_diff_id.to_string(),
+                actual: actual_diff_id,
+            });
+        }
+        // Unpacked files are written without fsync one by one (that would be very slow); one
+        // syncfs of the file system before the rename makes the whole layer durable first.
+        sync_filesystem_of(tmp_dir).map_err(io_error("sync file system of", tmp_dir))?;
+        let final_dir = self.committed_root.join(hex_part);
+        match fs::rename(tmp_dir, &final_dir) {
+            Ok(()) => {}
+            // A concurrent commit of the same chain won the race; its content is the same.
+            Err(error) if final_dir.join("fs").is_dir() && matches!(error.raw_os_error(), Some(libc::ENOTEMPTY) | Some(libc::EEXIST)) => {
+                return Ok(());
+            }
+            Err(error) => return Err(io_error("rename into place", &final_dir)(error)),
+        }
+        sync_dir(&self.committed_root).map_err(io_error("fsync", &self.committed_root))
+    }
+
+    fn active_dir(&self, namespace: &str, key: &str) -> Result<PathBuf, SnapshotError> {
+        check_name(namespace)?;
+        check_name(key)?;
+        Ok(self.active_root.join(namespace).join(key))
+    }
+
+    /// Creates the writable layer of a container over the given committed layers (bottom first).
+    /// Calling it again for the same key returns the same snapshot and keeps the upper content.
+    pub fn prepare_active(&self, namespace: &str, key: &str, lowers_bottom_to_top: &[String]) -> Result<ActiveSnapshot, SnapshotError> {
+        let active_dir = self.active_dir(namespace, key)?;
+        let mut lowers = Vec::with_capacity(lowers_bottom_to_top.len());
+        for chain_id in lowers_bottom_to_top {
+            chain_hex(chain_id)?;
+            if !self.has_committed(chain_id) {
+                return Err(SnapshotError::MissingParent { chain_id: chain_id.clone() });
+            }
+            lowers.push(self.committed_dir(chain_id));
+        }
+        let upper = active_dir.join("upper");
+        let work = active_dir.join("work");
+        for dir in [&upper, &work] {
+            fs::create_dir_all(dir).map_err(io_error("create", dir))?;
+        }
+        Ok(ActiveSnapshot { upper, work, lowers })
+    }
+
+    /// Mounts the overlay of `active` on `target` (which must exist). Already mounted there → Ok.
+    pub fn mount(&self, active: &ActiveSnapshot, target: &Path) -> Result<(), SnapshotError> {
+        if is_mount_point(target)? {
+            return Ok(());
+        }
+        let options = active.overlay_options();
+        nix::mount::mount(Some("overlay"), target, Some("overlay"), MsFlags::empty(), Some(options.as_str()))
+            .map_err(|source| SnapshotError::Mount { target: target.to_path_buf(), source })
+    }
+
+    /// Unmounts `target`. Not mounted, or not existing at all → Ok.
+    pub fn unmount(target: &Path) -> Result<(), SnapshotError> {
+        if !target.exists() {
+            return Ok(());
+        }
+        // Mounts may be stacked when a mount was repeated outside our idempotence check;
+        // loop until nothing is mounted there any more.
+        while is_mount_point(target)? {
+            match nix::mount::umount2(target, MntFlags::UMOUNT_NOFOLLOW) {
+                Ok(()) | Err(nix::Error::EINVAL) => {}
+                Err(source) => return Err(SnapshotError::Unmount { target: target.to_path_buf(), source }),
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes a container's writable layer. Absent → Ok. Unmount it first.
+    pub fn remove_active(&self, namespace: &str, key: &str) -> Result<(), SnapshotError> {
+        let active_dir = self.active_dir(namespace, key)?;
+        remove_dir_all_tolerant(&active_dir)?;
+        // Drop the namespace directory once its last snapshot is gone; it fails harmlessly when
+        // other snapshots remain.
+        let _ = fs::remove_dir(self.active_root.join(namespace));
+        Ok(())
+    }
+
+    /// Removes a committed layer. Absent → Ok. The caller checks nothing still stacks on it.
+    pub fn remove_committed(&self, chain_id: &str) -> Result<(), SnapshotError> {
+        let hex_part = chain_hex(chain_id)?;
+        let committed = self.committed_root.join(hex_part);
+        // Rename first so a crash in the middle of a long removal never leaves a half layer
+        // under a name that has_committed would accept.
+        let doomed = self.tmp_root.join(format!(
+            "remove-{hex_part}-{}-{}",
+            std::process::id(),
+            NEXT_TMP_IDX.fetch_add(1, Ordering::Relaxed)
+        ));
+        match fs::rename(&committed, &doomed) {
+            Ok(()) => {}
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(error) => return Err(io_error("move aside", &committed)(error)),
+        }
+        sync_dir(&self.committed_root).map_err(io_error("fsync", &self.committed_root))?;
+        remove_dir_all_tolerant(&doomed)
+    }
+
+    /// Chain ids of every committed layer on disk, sorted.
+    pub fn list_committed(&self) -> Result<Vec<String>, SnapshotError> {
+        let mut chain_ids_on_disk = Vec::new();
+        for name in list_dir_names(&self.committed_root)? {
+            let chain_id = format!("sha256:{name}");
+            if chain_hex(&chain_id).is_ok() {
+                chain_ids_on_disk.push(chain_id);
+            }
+        }
+        chain_ids_on_disk.sort();
+        Ok(chain_ids_on_disk)
+    }
+
+    /// `(namespace, key)` of every active snapshot on disk, sorted.
+    pub fn list_active(&self) -> Result<Vec<(String, String)>, SnapshotError> {
+        let mut active = Vec::new();
+        for namespace in list_dir_names(&self.active_root)? {
+            for key in list_dir_names(&self.active_root.join(&namespace))? {
+                active.push((namespace.clone(), key));
+            }
+        }
+        active.sort();
+        Ok(active)
+    }
+
+    /// Removes leftovers of interrupted commits and removals. Call at start, before any commit.
+    pub fn clean_tmp(&self) -> Result<(), SnapshotError> {
+        for name in list_dir_names(&self.tmp_root)? {
+            remove_dir_all_tolerant(&self.tmp_root.join(name))?;
+        }
+        Ok(())
+    }
+}
+
+fn remove_dir_all_tolerant(dir: &Path) -> Result<(), SnapshotError> {
+    match fs::remove_dir_all(dir) {
+        Ok(()) => Ok(()),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(error) => Err(io_error("remove", dir)(error)),
+    }
+}
+
+fn list_dir_names(dir: &Path) -> Result<Vec<String>, SnapshotError> {
+    let mut names = Vec::new();
+    let read_dir = match fs::read_dir(dir) {
+        Ok(read_dir) => read_dir,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(names),
+        Err(error) => return Err(io_error("list", dir)(error)),
+    };
+    for dir_entry in read_dir {
+        let dir_entry = dir_entry.map_err(io_error("list", dir))?;
+        if let Some(name) = dir_entry.file_name().to_str() {
+            names.push(name.to_string());
+        }
+    }
+    Ok(names)
+}
+
+fn sync_filesystem_of(path: &Path) -> io::Result<()> {
+    let dir = fs::File::open(path)?;
+    nix::unistd::syncfs(&dir).map_err(io::Error::from)
+}
+
+/// True if something is mounted exactly on `target`, per /proc/self/mountinfo (field 5 is the
+/// mount point, with space, tab, newline and backslash octal-escaped).
+pub fn is_mount_point(target: &Path) -> Result<bool, SnapshotError> {
+    let canonical = match fs::canonicalize(target) {
+        Ok(canonical) => canonical,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(error) => return Err(io_error("resolve", target)(error)),
+    };
+    let mountinfo_path = Path::new("/proc/self/mountinfo");
+    let mountinfo = fs::read_to_string(mountinfo_path).map_err(io_error("read", mountinfo_path))?;
+    let wanted = canonical.to_string_lossy();
+    Ok(mountinfo
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .any(|mount_point| unescape_mountinfo(mount_point) == wanted))
+}
+
+fn unescape_mountinfo(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut unescaped = Vec::with_capacity(bytes.len());
+    let mut idx = 0;
+    while idx < bytes.len() {
+        if bytes[idx] == b'\\' && idx + 3 < bytes.len() && bytes[idx + 1..idx + 4].iter().all(|b| (b'0'..=b'7').contains(b)) {
+            let octal = std::str::from_utf8(&bytes[idx + 1..idx + 4]).unwrap_or("0");
+            unescaped.push(u8::from_str_radix(octal, 8).unwrap_or(b'?'));
+            idx += 4;
+        } else {
+            unescaped.push(bytes[idx]);
+            idx += 1;
+        }
+    }
+    String::from_utf8_lossy(&unescaped).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chain_ids_follow_the_image_spec() {
+        let diff_ids = vec![format!("sha256:{}", "1".repeat(64)), format!("sha256:{}", "2".repeat(64))];
+        let chain = chain_ids(&diff_ids);
+        assert_eq!(chain[0], diff_ids[0]);
+        assert_eq!(chain[1], crate::content::digest_of_bytes(format!("{} {}", diff_ids[0], diff_ids[1]).as_bytes()));
+        assert!(chain_ids(&[]).is_empty());
+    }
+
+    #[test]
+    fn mountinfo_unescape() {
+        assert_eq!(unescape_mountinfo(r"/a\040b"), "/a b");
+        assert_eq!(unescape_mountinfo("/plain"), "/plain");
+    }
+
+    #[test]
+    fn overlay_options_put_the_top_layer_first() {
+        let active = ActiveSnapshot { upper: "/u".into(), work: "/w".into(), lowers: vec!["/bottom".into(), "/top".into()] };
+        assert_eq!(active.overlay_options(), "lowerdir=/top:/bottom,upperdir=/u,workdir=/w");
+    }
+}
