@@ -1,0 +1,9 @@
+//! Compiles the gRPC API in proto/ into Rust, with a descriptor set for server reflection.
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let out_dir = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
+    tonic_prost_build::configure()
+        .file_descriptor_set_path(out_dir.join("berth_descriptor.bin"))
+        .compile_protos(&["proto/berth/v1/berth.proto"], &["proto"])?;
+    println!("cargo:rerun-if-changed=proto");
+    Ok(())
+}
