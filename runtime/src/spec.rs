@@ -1,0 +1,438 @@
+//! Builds the OCI runtime spec (a bundle's `config.json`) that runc runs a container from: the
+//! image config's process settings merged with the user's overrides, and the same isolation
+//! defaults a container started by runc or containerd gets.
+//!
+//! **Invariant:** resolving a user name reads `etc/passwd` and `etc/group` of the container's
+//! rootfs only; symlinks in it are resolved as if the rootfs were `/`, never into the host.
+
+use std::ffi::OsStr;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::{openat, readlinkat, OFlag};
+use nix::sys::stat::Mode;
+use oci_spec::runtime::Spec;
+use serde_json::json;
+
+/// The PATH a container gets when its image sets none (the value docker and containerd use).
+pub const DEFAULT_PATH_ENV: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The capabilities a container gets from docker or containerd by default: enough for the usual
+/// root-in-a-container chores (chown, setuid, binding low ports, raw sockets for ping), nothing
+/// that administers the host.
+pub const DEFAULT_CAPABILITIES: &[&str] = &[
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+];
+
+/// Paths under /proc and /sys that leak host information or allow host changes; runc hides
+/// them (bind-mounts /dev/null or an empty read-only tmpfs over them).
+pub const DEFAULT_MASKED_PATHS: &[&str] = &[
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+
+/// Paths under /proc that stay visible but read-only.
+pub const DEFAULT_READONLY_PATHS: &[&str] = &["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
+
+/// How many symlinks an in-rootfs lookup follows before giving up (the kernel's limit too).
+const MAX_SYMLINK_HOPS: usize = 40;
+/// /etc/passwd and /etc/group larger than this are not user databases we should parse.
+const MAX_USER_DATABASE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// What can go wrong building a spec or writing a bundle.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    #[error("user {user:?} was looked up in {looked_up}, which has no such entry; use a numeric uid[:gid] or add the user to the image")]
+    UnknownUser { user: String, looked_up: PathBuf },
+    #[error("group {group:?} was looked up in {looked_up}, which has no such entry; use a numeric gid or add the group to the image")]
+    UnknownGroup { group: String, looked_up: PathBuf },
+    #[error("user {user:?} is not of the form uid, uid:gid, name or name:group; fix the image's User or the --user flag")]
+    InvalidUser { user: String },
+    #[error("the container has no command: the image has no entrypoint or cmd and none was given; pass a command")]
+    NoCommand,
+    #[error("working directory {working_dir:?} is not absolute; give an absolute path such as /app")]
+    InvalidWorkingDir { working_dir: String },
+    #[error("the generated runtime spec is invalid ({reason}); this is a bug in berth, please report it")]
+    InvalidSpec { reason: String },
+    #[error("cannot {action} {path}: {source}; check that the bundle directory is writable")]
+    Io { action: &'static str, path: PathBuf, #[source] source: io::Error },
+}
+
+/// What the spec is built from: the merged process settings plus per-container names.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SpecInput {
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    /// Empty means "/".
+    pub working_dir: String,
+    /// Image form: "", "uid", "uid:gid", "name", "name:group" (names are looked up in the rootfs).
+    pub user: String,
+    pub hostname: String,
+    /// Empty means no cgroupsPath in the spec (runc then picks one).
+    pub cgroups_path: String,
+}
+
+/// The numeric identity a user string resolves to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ResolvedUser {
+    pub uid: u32,
+    pub gid: u32,
+    pub additional_gids: Vec<u32>,
+}
+
+/// The process arguments, with docker/containerd semantics: an overridden entrypoint discards the
+/// image's cmd too (it was written for the image's entrypoint); overridden args replace the cmd
+/// and follow the (image or overridden) entrypoint.
+pub fn merge_process_args(image_entrypoint: &[String], image_cmd: &[String], entrypoint_override: &[String], args_override: &[String]) -> Vec<String> {
+    let (entrypoint, cmd) = if !entrypoint_override.is_empty() {
+        (entrypoint_override, args_override)
+    } else if !args_override.is_empty() {
+        (image_entrypoint, args_override)
+    } else {
+        (image_entrypoint, image_cmd)
+    };
+    entrypoint.iter().chain(cmd.iter()).cloned().collect()
+}
+
+fn env_key(entry: &str) -> &str {
+    entry.split_once('=').map_or(entry, |(key, _)| key)
+}
+
+/// The environment: the image's, with each override replacing the entry of the same key in place
+/// or appended when new. An override without `=` removes that key. PATH is added when absent,
+/// since a process without PATH cannot find anything the image installed.
+pub fn merge_env(image_env: &[String], overrides: &[String]) -> Vec<String> {
+    let mut merged: Vec<String> = image_env.to_vec();
+    for override_entry in overrides {
+        let key = env_key(override_entry);
+        if !override_entry.contains('=') {
+            merged.retain(|existing| env_key(existing) != key);
+            continue;
+        }
+        match merged.iter_mut().find(|existing| env_key(existing) == key) {
+            Some(existing) => *existing = override_entry.clone(),
+            None => merged.push(override_entry.clone()),
+        }
+    }
+    if !merged.iter().any(|entry| env_key(entry) == "PATH") {
+        merged.push(DEFAULT_PATH_ENV.to_string());
+    }
+    merged
+}
+
+/// Builds the runtime spec for a container whose root file system is mounted at `rootfs`.
+pub fn generate_spec(input: &SpecInput, rootfs: &Path) -> Result<Spec, SpecError> {
+    if input.args.is_empty() {
+        return Err(SpecError::NoCommand);
+    }
+    let working_dir = if input.working_dir.is_empty() { "/".to_string() } else { input.working_dir.clone() };
+    if !working_dir.starts_with('/') {
+        return Err(SpecError::InvalidWorkingDir { working_dir });
+    }
+    let user = resolve_user(rootfs, &input.user)?;
+    let env = if input.env.iter().any(|entry| env_key(entry) == "PATH") { input.env.clone() } else { merge_env(&input.env, &[]) };
+
+    let mut linux = json!({
+        "resources": {
+            // Deny every device, then allow the harmless ones a process expects to find.
+            "devices": default_device_rules(),
+        },
+        "namespaces": [
+            { "type": "pid" },
+            { "type": "ipc" },
+            { "type": "uts" },
+            { "type": "mount" },
+            // A new network namespace without a path: runc gives it a loopback device only.
+            { "type": "network" },
+        ],
+        "maskedPaths": DEFAULT_MASKED_PATHS,
+        "readonlyPaths": DEFAULT_READONLY_PATHS,
+    });
+    if !input.cgroups_path.is_empty() {
+        linux["cgroupsPath"] = json!(input.cgroups_path);
+    }
+    let mut spec_json = json!({
+        "ociVersion": "1.0.2",
+        "process": {
+            "terminal": false,
+            "user": {
+                "uid": user.uid,
+                "gid": user.gid,
+                "additionalGids": user.additional_gids,
+            },
+            "args": input.args,
+            "env": env,
+            "cwd": working_dir,
+            "capabilities": {
+                "bounding": DEFAULT_CAPABILITIES,
+                "effective": DEFAULT_CAPABILITIES,
+                "permitted": DEFAULT_CAPABILITIES,
+            },
+            "rlimits": [{ "type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024 }],
+            "noNewPrivileges": true,
+        },
+        "root": { "path": "rootfs", "readonly": false },
+        "mounts": default_mounts(),
+        "linux": linux,
+    });
+    if !input.hostname.is_empty() {
+        spec_json["hostname"] = json!(input.hostname);
+    }
+    if user.additional_gids.is_empty() {
+        // Keep the spec minimal and equal to what runc spec writes when there are none.
+        if let Some(user_object) = spec_json["process"]["user"].as_object_mut() {
+            user_object.remove("additionalGids");
+        }
+    }
+    serde_json::from_value(spec_json).map_err(|error| SpecError::InvalidSpec { reason: error.to_string() })
+}
+
+fn default_mounts() -> serde_json::Value {
+    json!([
+        { "destination": "/proc", "type": "proc", "source": "proc" },
+        { "destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"] },
+        { "destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"] },
+        { "destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"] },
+        { "destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"] },
+        { "destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"] },
+        { "destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "relatime", "ro"] },
+    ])
+}
+
+/// `runc spec` writes only the deny-all rule and relies on runc adding its built-in allow-list;
+/// we write that allow-list out so the bundle says what the container may open.
+fn default_device_rules() -> serde_json::Value {
+    let allow_char = |major: Option<i64>, minor: Option<i64>, access: &str| {
+        let mut rule = json!({ "allow": true, "type": "c", "access": access });
+        if let Some(major) = major { rule["major"] = json!(major); }
+        if let Some(minor) = minor { rule["minor"] = json!(minor); }
+        rule
+    };
+    json!([
+        { "allow": false, "access": "rwm" },
+        allow_char(Some(1), Some(3), "rwm"),   // /dev/null
+        allow_char(Some(1), Some(5), "rwm"),   // /dev/zero
+        allow_char(Some(1), Some(7), "rwm"),   // /dev/full
+        allow_char(Some(1), Some(8), "rwm"),   // /dev/random
+        allow_char(Some(1), Some(9), "rwm"),   // /dev/urandom
+        allow_char(Some(5), Some(0), "rwm"),   // /dev/tty
+        allow_char(Some(5), Some(2), "rwm"),   // /dev/ptmx
+        allow_char(Some(136), None, "rwm"),    // /dev/pts/*
+    ])
+}
+
+/// Resolves an image-form user string to numeric ids, reading `etc/passwd` and `etc/group` inside
+/// `rootfs` when names are used (or to find a numeric user's primary group and groups).
+pub fn resolve_user(rootfs: &Path, user: &str) -> Result<ResolvedUser, SpecError> {
+    if user.is_empty() {
+        return Ok(ResolvedUser::default());
+    }
+    let (user_part, group_part) = match user.split_once(':') {
+        Some((user_part, group_part)) => (user_part, Some(group_part)),
+        None => (user, None),
+    };
+    if user_part.is_empty() || group_part == Some("") || group_part.is_some_and(|group| group.contains(':')) {
+        return Err(SpecError::InvalidUser { user: user.to_string() });
+    }
+    let passwd_path = rootfs.join("etc/passwd");
+    let group_path = rootfs.join("etc/group");
+    let passwd_entries = read_user_database(rootfs, "etc/passwd")?;
+
+    let (uid, passwd_gid, user_name) = match user_part.parse::<u32>() {
+        Ok(uid) => {
+            let entry = passwd_entries.iter().find(|fields| fields.get(2).and_then(|field| field.parse::<u32>().ok()) == Some(uid));
+            let gid = entry.and_then(|fields| fields.get(3)).and_then(|field| field.parse::<u32>().ok());
+            (uid, gid, entry.map(|fields| fields[0].clone()))
+        }
+        Err(_) => {
+            let entry = passwd_entries
+                .iter()
+                .find(|fields| fields[0] == user_part)
+                .ok_or_else(|| SpecError::UnknownUser { user: user_part.to_string(), looked_up: passwd_path.clone() })?;
+            let uid = entry.get(2).and_then(|field| field.parse::<u32>().ok());
+            let gid = entry.get(3).and_then(|field| field.parse::<u32>().ok());
+            let (Some(uid), Some(gid)) = (uid, gid) else {
+                return Err(SpecError::UnknownUser { user: user_part.to_string(), looked_up: passwd_path });
+            };
+            (uid, Some(gid), Some(user_part.to_string()))
+        }
+    };
+
+    let need_groups = user_name.is_some() || group_part.is_some_and(|group| group.parse::<u32>().is_err());
+    let group_entries = if need_groups { read_user_database(rootfs, "etc/group")? } else { Vec::new() };
+    let gid = match group_part {
+        None => passwd_gid.unwrap_or(0),
+        Some(group) => match group.parse::<u32>() {
+            Ok(gid) => gid,
+            Err(_) => group_entries
+                .iter()
+                .find(|fields| fields[0] == group)
+                .and_then(|fields| fields.get(2))
+                .and_then(|field| field.parse::<u32>().ok())
+                .ok_or_else(|| SpecError::UnknownGroup { group: group.to_string(), looked_up: group_path.clone() })?,
+        },
+    };
+    let mut additional_gids = Vec::new();
+    if let Some(name) = &user_name {
+        for fields in &group_entries {
+            let is_member = fields.get(3).is_some_and(|members| members.split(',').any(|member| member.trim() == name));
+            if let Some(group_gid) = fields.get(2).and_then(|field| field.parse::<u32>().ok()) {
+                if is_member && group_gid != gid && !additional_gids.contains(&group_gid) {
+                    additional_gids.push(group_gid);
+                }
+            }
+        }
+    }
+    Ok(ResolvedUser { uid, gid, additional_gids })
+}
+
+/// Reads a colon-separated database (passwd, group) inside the rootfs; a missing file is empty.
+fn read_user_database(rootfs: &Path, relative_path: &str) -> Result<Vec<Vec<String>>, SpecError> {
+    let display_path = rootfs.join(relative_path);
+    let file = match open_in_root(rootfs, relative_path) {
+        Ok(Some(file)) => file,
+        Ok(None) => return Ok(Vec::new()),
+        Err(source) => return Err(SpecError::Io { action: "read", path: display_path, source }),
+    };
+    let mut bytes = Vec::new();
+    file.take(MAX_USER_DATABASE_BYTES)
+        .read_to_end(&mut bytes)
+        .map_err(|source| SpecError::Io { action: "read", path: display_path.clone(), source })?;
+    let text = String::from_utf8_lossy(&bytes);
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .map(|line| line.split(':').map(str::to_string).collect::<Vec<String>>())
+        .filter(|fields| !fields[0].is_empty())
+        .collect())
+}
+
+/// Opens `relative_path` inside `root` as if `root` were `/`: symlinks (absolute or relative) and
+/// `..` are resolved by hand and can never climb above `root`. `Ok(None)` when it does not exist.
+pub fn open_in_root(root: &Path, relative_path: &str) -> io::Result<Option<File>> {
+    let dir_flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+    let root_fd: OwnedFd = nix::fcntl::open(root, dir_flags, Mode::empty())?;
+    // Components still to walk, front first; symlink targets are spliced in front.
+    let mut pending: Vec<Vec<u8>> = split_components(relative_path.as_bytes());
+    pending.reverse();
+    // The directories walked so far, so `..` can step back (never above the root).
+    let mut dir_stack: Vec<OwnedFd> = Vec::new();
+    let mut n_symlink_hops = 0usize;
+    while let Some(component) = pending.pop() {
+        if component == b".." {
+            dir_stack.pop();
+            continue;
+        }
+        let current_dir = dir_stack.last().unwrap_or(&root_fd);
+        let name = OsStr::from_bytes(&component);
+        let is_last = pending.is_empty();
+        let open_flags = if is_last { OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC } else { dir_flags | OFlag::O_NOFOLLOW };
+        match openat(current_dir, name, open_flags, Mode::empty()) {
+            Ok(fd) if is_last => return Ok(Some(File::from(fd))),
+            Ok(fd) => dir_stack.push(fd),
+            Err(Errno::ENOENT) => return Ok(None),
+            Err(Errno::ELOOP) | Err(Errno::ENOTDIR) => {
+                let target = match readlinkat(current_dir, name) {
+                    Ok(target) => target,
+                    // Not a symlink: a file where a directory was needed.
+                    Err(Errno::EINVAL) => return Ok(None),
+                    Err(errno) => return Err(errno.into()),
+                };
+                n_symlink_hops += 1;
+                if n_symlink_hops > MAX_SYMLINK_HOPS {
+                    return Err(io::Error::from(Errno::ELOOP));
+                }
+                let target_bytes = target.as_bytes();
+                if target_bytes.starts_with(b"/") {
+                    dir_stack.clear();
+                }
+                for target_component in split_components(target_bytes).into_iter().rev() {
+                    pending.push(target_component);
+                }
+            }
+            Err(errno) => return Err(errno.into()),
+        }
+    }
+    Ok(None)
+}
+
+fn split_components(path: &[u8]) -> Vec<Vec<u8>> {
+    path.split(|&byte| byte == b'/').filter(|component| !component.is_empty() && *component != b".").map(<[u8]>::to_vec).collect()
+}
+
+/// Writes `bundle_dir/config.json` atomically (temp file, fsync, rename, fsync dir), with
+/// root.path set to "rootfs" relative to the bundle whatever the spec said.
+pub fn write_bundle(bundle_dir: &Path, spec: &Spec) -> Result<(), SpecError> {
+    let io_error = |action: &'static str, path: &Path| {
+        let path = path.to_path_buf();
+        move |source: io::Error| SpecError::Io { action, path, source }
+    };
+    fs::create_dir_all(bundle_dir).map_err(io_error("create", bundle_dir))?;
+    let mut spec_to_write = spec.clone();
+    let mut root = spec_to_write.root().clone().unwrap_or_default();
+    root.set_path(PathBuf::from("rootfs"));
+    spec_to_write.set_root(Some(root));
+    let bytes = serde_json::to_vec_pretty(&spec_to_write).map_err(|error| SpecError::InvalidSpec { reason: error.to_string() })?;
+
+    let final_path = bundle_dir.join("config.json");
+    let tmp_path = bundle_dir.join(".config.json.tmp");
+    let mut tmp_file = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp_path).map_err(io_error("create", &tmp_path))?;
+    tmp_file.write_all(&bytes).map_err(io_error("write", &tmp_path))?;
+    tmp_file.sync_all().map_err(io_error("fsync", &tmp_path))?;
+    drop(tmp_file);
+    fs::rename(&tmp_path, &final_path).map_err(io_error("rename into place", &final_path))?;
+    crate::content::sync_dir(bundle_dir).map_err(io_error("fsync", bundle_dir))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(values: &[&str]) -> Vec<String> {
+        values.iter().map(|value| value.to_string()).collect()
+    }
+
+    #[test]
+    fn args_follow_docker_semantics() {
+        let entrypoint = strings(&["/entry"]);
+        let cmd = strings(&["--default"]);
+        assert_eq!(merge_process_args(&entrypoint, &cmd, &[], &[]), strings(&["/entry", "--default"]));
+        assert_eq!(merge_process_args(&entrypoint, &cmd, &[], &strings(&["x"])), strings(&["/entry", "x"]));
+        assert_eq!(merge_process_args(&entrypoint, &cmd, &strings(&["/other"]), &[]), strings(&["/other"]));
+        assert_eq!(merge_process_args(&[], &strings(&["/bin/sh"]), &[], &strings(&["echo", "hi"])), strings(&["echo", "hi"]));
+    }
+
+    #[test]
+    fn env_overrides_by_key_and_adds_path() {
+        let merged = merge_env(&strings(&["A=1", "B=2"]), &strings(&["B=3", "C=4", "A"]));
+        assert_eq!(merged, strings(&["B=3", "C=4", DEFAULT_PATH_ENV]));
+        assert_eq!(merge_env(&strings(&["PATH=/bin"]), &[]), strings(&["PATH=/bin"]));
+    }
+}
