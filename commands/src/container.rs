@@ -1,0 +1,168 @@
+//! CreateContainer and DeleteContainer.
+
+use std::collections::BTreeMap;
+
+use berth_projections::{ContainerRecord, Event, State};
+
+use crate::namespace::ensure_namespace;
+use crate::{validate, CommandError};
+
+pub struct CreateContainer {
+    pub id: String,
+    pub image: String,
+    /// Replaces the image's Cmd (and with `entrypoint`, its Entrypoint).
+    pub args: Vec<String>,
+    pub entrypoint: Vec<String>,
+    pub env: Vec<String>,
+    pub working_dir: String,
+    pub user: String,
+    pub hostname: String,
+    pub labels: BTreeMap<String, String>,
+}
+
+impl CreateContainer {
+    pub fn decide(&self, state: &State, namespace: &str) -> Result<Vec<Event>, CommandError> {
+        validate::container_id(&self.id)?;
+        for entry in &self.env {
+            validate::env_entry(entry)?;
+        }
+        let mut events = Vec::new();
+        ensure_namespace(state, namespace, &mut events)?;
+        if state.container(namespace, &self.id).is_some() {
+            return Err(CommandError::AlreadyExists(format!(
+                "container {:?} already exists in namespace {namespace:?}: choose another id or remove it with `berth rm {}`",
+                self.id, self.id
+            )));
+        }
+        let Some(image) = state.image(namespace, &self.image) else {
+            return Err(CommandError::NotFound(format!(
+                "image {:?} not found in namespace {namespace:?}: import it with `berth image import FILE --name {}`",
+                self.image, self.image
+            )));
+        };
+        let image = &image.record;
+        let args = merge_process_args(&image.entrypoint, &image.cmd, &self.entrypoint, &self.args);
+        if args.is_empty() {
+            return Err(CommandError::InvalidArgument(format!(
+                "image {:?} has no Entrypoint or Cmd: give the command to run after the image name",
+                self.image
+            )));
+        }
+        let working_dir = if !self.working_dir.is_empty() {
+            self.working_dir.clone()
+        } else if !image.working_dir.is_empty() {
+            image.working_dir.clone()
+        } else {
+            "/".to_string()
+        };
+        if !working_dir.starts_with('/') {
+            return Err(CommandError::InvalidArgument(format!(
+                "working directory {working_dir:?} is relative: give an absolute path"
+            )));
+        }
+        let record = ContainerRecord {
+            id: self.id.clone(),
+            image: self.image.clone(),
+            image_digest: image.manifest.digest.clone(),
+            args,
+            env: merge_env(&image.env, &self.env),
+            working_dir,
+            user: if self.user.is_empty() { image.user.clone() } else { self.user.clone() },
+            hostname: if self.hostname.is_empty() { self.id.chars().take(63).collect() } else { self.hostname.clone() },
+            labels: self.labels.clone(),
+            lowers: image.chain_ids(),
+            snapshot_key: self.id.clone(),
+        };
+        events.push(Event::ContainerCreated { container: record });
+        Ok(events)
+    }
+}
+
+pub struct DeleteContainer {
+    pub id: String,
+}
+
+impl DeleteContainer {
+    pub fn decide(&self, state: &State, namespace: &str) -> Result<Vec<Event>, CommandError> {
+        let Some(container) = state.container(namespace, &self.id) else {
+            return Err(not_found(namespace, &self.id));
+        };
+        if let Some(task) = &container.task {
+            return Err(CommandError::FailedPrecondition(format!(
+                "container {:?} still has a task ({}): delete it first with `berth rm -f {}`",
+                self.id,
+                task.status.name(),
+                self.id
+            )));
+        }
+        Ok(vec![Event::ContainerDeleted { id: self.id.clone() }])
+    }
+}
+
+pub(crate) fn not_found(namespace: &str, id: &str) -> CommandError {
+    CommandError::NotFound(format!(
+        "container {id:?} not found in namespace {namespace:?}: `berth ps -a` lists them"
+    ))
+}
+
+/// Docker's and containerd's rule: an entrypoint override drops the image's Cmd too; args
+/// replace the Cmd.
+pub fn merge_process_args(
+    image_entrypoint: &[String],
+    image_cmd: &[String],
+    entrypoint_override: &[String],
+    args_override: &[String],
+) -> Vec<String> {
+    let entrypoint = if entrypoint_override.is_empty() { image_entrypoint } else { entrypoint_override };
+    let cmd: &[String] = if !args_override.is_empty() {
+        args_override
+    } else if entrypoint_override.is_empty() {
+        image_cmd
+    } else {
+        &[]
+    };
+    entrypoint.iter().chain(cmd.iter()).cloned().collect()
+}
+
+/// The image's environment with overrides applied by key, in order; PATH gets a default.
+pub fn merge_env(image_env: &[String], overrides: &[String]) -> Vec<String> {
+    let mut merged: Vec<String> = image_env.to_vec();
+    for entry in overrides {
+        let key = entry.split('=').next().unwrap_or_default();
+        match merged.iter_mut().find(|existing| existing.split('=').next() == Some(key)) {
+            Some(existing) => *existing = entry.clone(),
+            None => merged.push(entry.clone()),
+        }
+    }
+    if !merged.iter().any(|entry| entry.starts_with("PATH=")) {
+        merged.insert(0, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string());
+    }
+    merged
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(items: &[&str]) -> Vec<String> {
+        items.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn args_follow_docker_rules() {
+        let entry = strings(&["/entry"]);
+        let cmd = strings(&["a", "b"]);
+        assert_eq!(merge_process_args(&entry, &cmd, &[], &[]), strings(&["/entry", "a", "b"]));
+        assert_eq!(merge_process_args(&entry, &cmd, &[], &strings(&["x"])), strings(&["/entry", "x"]));
+        assert_eq!(merge_process_args(&entry, &cmd, &strings(&["/e2"]), &[]), strings(&["/e2"]));
+        assert_eq!(merge_process_args(&[], &cmd, &[], &[]), strings(&["a", "b"]));
+        assert_eq!(merge_process_args(&[], &[], &[], &[]), Vec::<String>::new());
+    }
+
+    #[test]
+    fn env_overrides_by_key() {
+        let image = strings(&["PATH=/bin", "A=1", "B=2"]);
+        assert_eq!(merge_env(&image, &strings(&["A=9", "C=3"])), strings(&["PATH=/bin", "A=9", "B=2", "C=3"]));
+        assert_eq!(merge_env(&[], &[])[0], "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    }
+}

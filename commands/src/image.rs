@@ -1,0 +1,112 @@
+//! ImportImage and RemoveImage. The blobs are already in the content store and the layers
+//! unpacked when ImportImage is decided (that IO is idempotent and keyed by digest); the
+//! command records what now exists, and RemoveImage records what is no longer referenced so
+//! the daemon can delete it.
+
+use std::collections::BTreeSet;
+
+use berth_projections::{Descriptor, Event, ImageRecord, State};
+
+use crate::namespace::ensure_namespace;
+use crate::CommandError;
+
+pub struct ImportImage {
+    pub images: Vec<ImageRecord>,
+    /// Every blob the images reference (manifests, configs, layers).
+    pub blobs: Vec<Descriptor>,
+}
+
+impl ImportImage {
+    pub fn decide(&self, state: &State, namespace: &str) -> Result<Vec<Event>, CommandError> {
+        if self.images.is_empty() {
+            return Err(CommandError::InvalidArgument("the archive holds no image".into()));
+        }
+        let mut events = Vec::new();
+        ensure_namespace(state, namespace, &mut events)?;
+        let mut seen_digests = BTreeSet::new();
+        for blob in &self.blobs {
+            if !state.content.contains_key(&blob.digest) && seen_digests.insert(blob.digest.clone()) {
+                events.push(Event::ContentAdded {
+                    digest: blob.digest.clone(),
+                    size: blob.size,
+                    media_type: blob.media_type.clone(),
+                });
+            }
+        }
+        let mut seen_chains = BTreeSet::new();
+        for image in &self.images {
+            if image.name.is_empty() {
+                return Err(CommandError::InvalidArgument("an image in the archive has no name: pass --name".into()));
+            }
+            let mut parent: Option<String> = None;
+            for layer in &image.layers {
+                if !state.snapshots.contains_key(&layer.chain_id) && seen_chains.insert(layer.chain_id.clone()) {
+                    events.push(Event::SnapshotCommitted {
+                        chain_id: layer.chain_id.clone(),
+                        parent: parent.clone(),
+                        diff_id: layer.diff_id.clone(),
+                    });
+                }
+                parent = Some(layer.chain_id.clone());
+            }
+            match state.image(namespace, &image.name) {
+                Some(existing) if existing.record == *image => {}
+                Some(_) => events.push(Event::ImageUpdated { image: image.clone() }),
+                None => events.push(Event::ImageCreated { image: image.clone() }),
+            }
+        }
+        Ok(events)
+    }
+}
+
+pub struct RemoveImage {
+    pub name: String,
+}
+
+impl RemoveImage {
+    pub fn decide(&self, state: &State, namespace: &str) -> Result<Vec<Event>, CommandError> {
+        let Some(image) = state.image(namespace, &self.name) else {
+            return Err(CommandError::NotFound(format!(
+                "image {:?} not found in namespace {namespace:?}: `berth image ls` lists them",
+                self.name
+            )));
+        };
+        let mut events = vec![Event::ImageRemoved { name: self.name.clone() }];
+
+        // What every other image, and every container, still references.
+        let mut digests_in_use = BTreeSet::new();
+        let mut chains_in_use = BTreeSet::new();
+        for (namespace_name, namespace_state) in &state.namespaces {
+            for (name, other) in &namespace_state.images {
+                if namespace_name == namespace && *name == self.name {
+                    continue;
+                }
+                digests_in_use.insert(other.record.manifest.digest.clone());
+                digests_in_use.insert(other.record.config.digest.clone());
+                for layer in &other.record.layers {
+                    digests_in_use.insert(layer.blob.digest.clone());
+                    chains_in_use.insert(layer.chain_id.clone());
+                }
+            }
+            for container in namespace_state.containers.values() {
+                chains_in_use.extend(container.record.lowers.iter().cloned());
+            }
+        }
+        let record = &image.record;
+        let mut digests = vec![record.manifest.digest.clone(), record.config.digest.clone()];
+        digests.extend(record.layers.iter().map(|layer| layer.blob.digest.clone()));
+        let mut removed = BTreeSet::new();
+        for digest in digests {
+            if !digests_in_use.contains(&digest) && state.content.contains_key(&digest) && removed.insert(digest.clone()) {
+                events.push(Event::ContentRemoved { digest });
+            }
+        }
+        // Top first, so a parent is never removed before its child.
+        for layer in record.layers.iter().rev() {
+            if !chains_in_use.contains(&layer.chain_id) && state.snapshots.contains_key(&layer.chain_id) {
+                events.push(Event::SnapshotRemoved { chain_id: layer.chain_id.clone() });
+            }
+        }
+        Ok(events)
+    }
+}

@@ -1,0 +1,54 @@
+//! berth-commands: every mutating request is a command. A command is checked against the
+//! projections and, if it fits, returns the events to append; otherwise it returns a
+//! [`CommandError`] kind. Pure: no IO, no clock, no tokio (one file per command family).
+
+pub mod container;
+pub mod error;
+pub mod image;
+pub mod namespace;
+pub mod outcome;
+pub mod task;
+pub mod validate;
+
+pub use container::{merge_env, merge_process_args, CreateContainer, DeleteContainer};
+pub use error::CommandError;
+pub use image::{ImportImage, RemoveImage};
+pub use namespace::{CreateNamespace, RemoveNamespace};
+pub use outcome::RecordOutcome;
+pub use task::{CreateTask, DeleteTask, KillTask, StartTask};
+
+use berth_projections::{Event, State};
+
+/// Any command, for the daemon's single command queue.
+pub enum Command {
+    CreateNamespace(CreateNamespace),
+    RemoveNamespace(RemoveNamespace),
+    ImportImage(ImportImage),
+    RemoveImage(RemoveImage),
+    CreateContainer(CreateContainer),
+    DeleteContainer(DeleteContainer),
+    CreateTask(CreateTask),
+    StartTask(StartTask),
+    KillTask(KillTask),
+    DeleteTask(DeleteTask),
+    RecordOutcome(RecordOutcome),
+}
+
+impl Command {
+    /// Check the command against `state` (in `namespace`) and return the events to append.
+    pub fn decide(&self, state: &State, namespace: &str) -> Result<Vec<Event>, CommandError> {
+        match self {
+            Command::CreateNamespace(command) => command.decide(state),
+            Command::RemoveNamespace(command) => command.decide(state),
+            Command::ImportImage(command) => command.decide(state, namespace),
+            Command::RemoveImage(command) => command.decide(state, namespace),
+            Command::CreateContainer(command) => command.decide(state, namespace),
+            Command::DeleteContainer(command) => command.decide(state, namespace),
+            Command::CreateTask(command) => command.decide(state, namespace),
+            Command::StartTask(command) => command.decide(state, namespace),
+            Command::KillTask(command) => command.decide(state, namespace),
+            Command::DeleteTask(command) => command.decide(state, namespace),
+            Command::RecordOutcome(command) => command.decide(state, namespace),
+        }
+    }
+}

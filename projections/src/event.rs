@@ -1,0 +1,248 @@
+//! The events berth records in its log, and the envelope (one per log record) that carries them
+//! with who asked for them.
+//!
+//! Encoding: an [`Envelope`] is one log record's payload, encoded with rmp-serde in its compact
+//! (array) form. Fields are only ever added at the end of a struct with `#[serde(default)]`, and
+//! enum variants are encoded by name, so a newer berth reads every older log. `schema` says which
+//! version wrote the record; a record from a newer schema is refused with a clear error.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::DecodeError;
+
+/// The schema version this build writes. Bump it when an event's meaning changes.
+pub const EVENT_SCHEMA: u16 = 1;
+
+/// One log record: the events of one command, appended atomically, and where they came from.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Envelope {
+    pub schema: u16,
+    /// The namespace every event of this record belongs to ("" for host-wide records such as
+    /// `DaemonStarted`).
+    pub namespace: String,
+    pub origin: Origin,
+    pub events: Vec<Event>,
+}
+
+/// Who caused a record.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub enum Origin {
+    /// A gRPC caller, identified by the kernel (SO_PEERCRED) — not by anything it claims.
+    Client { uid: u32, gid: u32, pid: i32, method: String, request_id: String },
+    /// berthd itself: executor outcomes, exits, recovery decisions. `answers` is the seq of the
+    /// intent this record answers, when it answers one.
+    Daemon { reason: String, answers: Option<u64> },
+}
+
+/// Everything a command can record. Past tense; intents that wait for an outcome end in
+/// `Requested`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub enum Event {
+    NamespaceCreated { name: String, labels: BTreeMap<String, String> },
+    NamespaceRemoved { name: String },
+
+    ContentAdded { digest: String, size: i64, media_type: String },
+    ContentRemoved { digest: String },
+
+    /// A layer was unpacked into a committed overlay snapshot keyed by its chain id.
+    SnapshotCommitted { chain_id: String, parent: Option<String>, diff_id: String },
+    SnapshotRemoved { chain_id: String },
+
+    ImageCreated { image: ImageRecord },
+    /// An image name was pointed at another manifest (re-import of the same name).
+    ImageUpdated { image: ImageRecord },
+    ImageRemoved { name: String },
+
+    ContainerCreated { container: ContainerRecord },
+    ContainerDeleted { id: String },
+
+    TaskCreateRequested { container_id: String },
+    TaskCreated { container_id: String, pid: u32, shim_pid: i32 },
+    TaskCreateFailed { container_id: String, error: String },
+
+    TaskStartRequested { container_id: String },
+    TaskStarted { container_id: String, pid: u32 },
+    TaskStartFailed { container_id: String, error: String },
+
+    TaskKillRequested { container_id: String, signal: i32, all: bool },
+    TaskKillDelivered { container_id: String, signal: i32 },
+    TaskKillFailed { container_id: String, signal: i32, error: String },
+
+    /// The task's init process exited; `exited_at_ns` is when the monitor reaped it, which
+    /// may be long before this record was written (berthd down at the time).
+    TaskExited { container_id: String, exit_code: i32, signal: i32, exited_at_ns: i64 },
+
+    TaskDeleteRequested { container_id: String, force: bool },
+    TaskDeleted { container_id: String, exit_code: i32 },
+    TaskDeleteFailed { container_id: String, error: String },
+
+    /// berthd started (after a clean stop or a crash) and replayed the log up to `replayed_to`.
+    DaemonStarted { version: String, pid: i32, replayed_to: u64 },
+    /// Recovery found something on the host that no projection accounts for and removed it.
+    OrphanRemoved { what: String, id: String },
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct Descriptor {
+    pub digest: String,
+    pub media_type: String,
+    pub size: i64,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct LayerRecord {
+    pub blob: Descriptor,
+    pub diff_id: String,
+    pub chain_id: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct ImageRecord {
+    pub name: String,
+    pub manifest: Descriptor,
+    pub config: Descriptor,
+    pub layers: Vec<LayerRecord>,
+    pub entrypoint: Vec<String>,
+    pub cmd: Vec<String>,
+    pub env: Vec<String>,
+    pub working_dir: String,
+    pub user: String,
+}
+
+impl ImageRecord {
+    /// Chain ids of the image's layers, bottom to top.
+    pub fn chain_ids(&self) -> Vec<String> {
+        self.layers.iter().map(|layer| layer.chain_id.clone()).collect()
+    }
+}
+
+/// What a container was created with, fully resolved (image defaults merged with overrides),
+/// so the task can be (re)created from the log alone.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct ContainerRecord {
+    pub id: String,
+    pub image: String,
+    pub image_digest: String,
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub working_dir: String,
+    pub user: String,
+    pub hostname: String,
+    pub labels: BTreeMap<String, String>,
+    /// Chain ids of the read-only layers, bottom to top.
+    pub lowers: Vec<String>,
+    /// Key of the container's writable snapshot (its id).
+    pub snapshot_key: String,
+}
+
+impl Envelope {
+    pub fn new(namespace: impl Into<String>, origin: Origin, events: Vec<Event>) -> Envelope {
+        Envelope { schema: EVENT_SCHEMA, namespace: namespace.into(), origin, events }
+    }
+
+    /// The record payload: rmp-serde, compact form.
+    pub fn encode(&self) -> Vec<u8> {
+        // Encoding plain structs and strings into a Vec cannot fail.
+        rmp_serde::to_vec(self).expect("envelope encodes")
+    }
+
+    pub fn decode(payload: &[u8]) -> Result<Envelope, DecodeError> {
+        let envelope: Envelope = rmp_serde::from_slice(payload)
+            .map_err(|error| DecodeError::Malformed { reason: error.to_string() })?;
+        if envelope.schema > EVENT_SCHEMA {
+            return Err(DecodeError::NewerSchema { found: envelope.schema, supported: EVENT_SCHEMA });
+        }
+        Ok(envelope)
+    }
+
+    /// The seq of the intent this record answers, if it is a daemon outcome.
+    pub fn answers(&self) -> Option<u64> {
+        match &self.origin {
+            Origin::Daemon { answers, .. } => *answers,
+            Origin::Client { .. } => None,
+        }
+    }
+}
+
+impl Event {
+    /// The event's name, e.g. "TaskStarted".
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::NamespaceCreated { .. } => "NamespaceCreated",
+            Event::NamespaceRemoved { .. } => "NamespaceRemoved",
+            Event::ContentAdded { .. } => "ContentAdded",
+            Event::ContentRemoved { .. } => "ContentRemoved",
+            Event::SnapshotCommitted { .. } => "SnapshotCommitted",
+            Event::SnapshotRemoved { .. } => "SnapshotRemoved",
+            Event::ImageCreated { .. } => "ImageCreated",
+            Event::ImageUpdated { .. } => "ImageUpdated",
+            Event::ImageRemoved { .. } => "ImageRemoved",
+            Event::ContainerCreated { .. } => "ContainerCreated",
+            Event::ContainerDeleted { .. } => "ContainerDeleted",
+            Event::TaskCreateRequested { .. } => "TaskCreateRequested",
+            Event::TaskCreated { .. } => "TaskCreated",
+            Event::TaskCreateFailed { .. } => "TaskCreateFailed",
+            Event::TaskStartRequested { .. } => "TaskStartRequested",
+            Event::TaskStarted { .. } => "TaskStarted",
+            Event::TaskStartFailed { .. } => "TaskStartFailed",
+            Event::TaskKillRequested { .. } => "TaskKillRequested",
+            Event::TaskKillDelivered { .. } => "TaskKillDelivered",
+            Event::TaskKillFailed { .. } => "TaskKillFailed",
+            Event::TaskExited { .. } => "TaskExited",
+            Event::TaskDeleteRequested { .. } => "TaskDeleteRequested",
+            Event::TaskDeleted { .. } => "TaskDeleted",
+            Event::TaskDeleteFailed { .. } => "TaskDeleteFailed",
+            Event::DaemonStarted { .. } => "DaemonStarted",
+            Event::OrphanRemoved { .. } => "OrphanRemoved",
+        }
+    }
+
+    /// The container this event is about, if any.
+    pub fn container_id(&self) -> Option<&str> {
+        match self {
+            Event::ContainerCreated { container } => Some(&container.id),
+            Event::ContainerDeleted { id } => Some(id),
+            Event::TaskCreateRequested { container_id }
+            | Event::TaskCreated { container_id, .. }
+            | Event::TaskCreateFailed { container_id, .. }
+            | Event::TaskStartRequested { container_id }
+            | Event::TaskStarted { container_id, .. }
+            | Event::TaskStartFailed { container_id, .. }
+            | Event::TaskKillRequested { container_id, .. }
+            | Event::TaskKillDelivered { container_id, .. }
+            | Event::TaskKillFailed { container_id, .. }
+            | Event::TaskExited { container_id, .. }
+            | Event::TaskDeleteRequested { container_id, .. }
+            | Event::TaskDeleted { container_id, .. }
+            | Event::TaskDeleteFailed { container_id, .. } => Some(container_id),
+            _ => None,
+        }
+    }
+
+    /// The event's fields as a JSON object (without the variant name).
+    pub fn fields_json(&self) -> serde_json::Value {
+        match serde_json::to_value(self) {
+            Ok(serde_json::Value::Object(mut outer)) => {
+                outer.remove(self.kind()).unwrap_or(serde_json::Value::Null)
+            }
+            Ok(other) => other,
+            Err(error) => serde_json::json!({ "error": error.to_string() }),
+        }
+    }
+}
+
+impl Origin {
+    /// One line for humans: `uid=0 gid=0 pid=42 Tasks/Start req=cli-42-1` or
+    /// `daemon answers=57 (task exited)`.
+    pub fn describe(&self) -> String {
+        match self {
+            Origin::Client { uid, gid, pid, method, request_id } => {
+                format!("uid={uid} gid={gid} pid={pid} {method} req={request_id}")
+            }
+            Origin::Daemon { reason, answers: Some(seq) } => format!("daemon answers={seq} ({reason})"),
+            Origin::Daemon { reason, answers: None } => format!("daemon ({reason})"),
+        }
+    }
+}

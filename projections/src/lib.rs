@@ -1,0 +1,14 @@
+//! berth-projections: the event types berth records, and the pure folds (projections) that
+//! turn the log into state — namespaces, images, containers, the content and snapshot indexes,
+//! and each container's task state machine. No IO, no clock, no tokio.
+
+pub mod error;
+pub mod event;
+pub mod state;
+
+pub use error::DecodeError;
+pub use event::{ContainerRecord, Descriptor, Envelope, Event, ImageRecord, LayerRecord, Origin, EVENT_SCHEMA};
+pub use state::{
+    ContainerState, ContentState, ExitInfo, ImageState, NamespaceState, PendingIntent, SnapshotState, State,
+    TaskState, TaskStatus,
+};

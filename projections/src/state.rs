@@ -1,0 +1,351 @@
+//! The projections: namespaces with their images and containers (metadata), the content and
+//! snapshot indexes, and each container's task state machine (the supervisor's view) — all one
+//! pure fold over the log's envelopes.
+//!
+//! Invariant: `apply` does no IO, reads no clock and never fails. An event that does not fit
+//! the current state (which commands never append, but a hand-edited or future log might
+//! hold) is ignored by that projection, so replay is total and deterministic.
+
+use std::collections::BTreeMap;
+
+use berth_log::Seq;
+use serde::{Deserialize, Serialize};
+
+use crate::event::{ContainerRecord, Envelope, Event, ImageRecord};
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct State {
+    /// The seq of the last record folded in.
+    pub last_seq: u64,
+    pub namespaces: BTreeMap<String, NamespaceState>,
+    /// Blobs in the content store, by digest (shared by all namespaces).
+    pub content: BTreeMap<String, ContentState>,
+    /// Committed (read-only) snapshots, by chain id (shared by all namespaces).
+    pub snapshots: BTreeMap<String, SnapshotState>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct NamespaceState {
+    pub labels: BTreeMap<String, String>,
+    pub created_seq: u64,
+    pub images: BTreeMap<String, ImageState>,
+    pub containers: BTreeMap<String, ContainerState>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct ContentState {
+    pub size: i64,
+    pub media_type: String,
+    pub added_seq: u64,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct SnapshotState {
+    pub parent: Option<String>,
+    pub diff_id: String,
+    pub committed_seq: u64,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct ImageState {
+    pub record: ImageRecord,
+    pub created_seq: u64,
+    pub created_at_ns: i64,
+    pub updated_seq: u64,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct ContainerState {
+    pub record: ContainerRecord,
+    pub created_seq: u64,
+    pub created_at_ns: i64,
+    /// The container's current task; `None` before the first create and after a delete.
+    pub task: Option<TaskState>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum TaskStatus {
+    /// Create requested; no outcome yet.
+    #[default]
+    Creating,
+    Created,
+    /// Start requested; no outcome yet.
+    Starting,
+    Running,
+    Stopped,
+    /// Delete requested; no outcome yet.
+    Deleting,
+    /// Create or start failed (see `error`); the task can only be deleted.
+    Failed,
+}
+
+impl TaskStatus {
+    pub fn name(self) -> &'static str {
+        match self {
+            TaskStatus::Creating => "creating",
+            TaskStatus::Created => "created",
+            TaskStatus::Starting => "starting",
+            TaskStatus::Running => "running",
+            TaskStatus::Stopped => "stopped",
+            TaskStatus::Deleting => "deleting",
+            TaskStatus::Failed => "failed",
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExitInfo {
+    pub exit_code: i32,
+    pub signal: i32,
+    pub exited_at_ns: i64,
+}
+
+/// An intent the executor has not answered yet.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum PendingIntent {
+    Create { seq: u64 },
+    Start { seq: u64 },
+    Kill { seq: u64, signal: i32, all: bool },
+    Delete { seq: u64, force: bool },
+}
+
+impl PendingIntent {
+    pub fn seq(&self) -> u64 {
+        match self {
+            PendingIntent::Create { seq }
+            | PendingIntent::Start { seq }
+            | PendingIntent::Kill { seq, .. }
+            | PendingIntent::Delete { seq, .. } => *seq,
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct TaskState {
+    pub status: TaskStatus,
+    pub pid: u32,
+    pub shim_pid: i32,
+    pub exit: Option<ExitInfo>,
+    pub error: Option<String>,
+    /// Intents without an outcome, oldest first.
+    pub pending: Vec<PendingIntent>,
+    pub updated_seq: u64,
+}
+
+impl TaskState {
+    pub fn is_live(&self) -> bool {
+        matches!(self.status, TaskStatus::Created | TaskStatus::Starting | TaskStatus::Running)
+    }
+
+    fn answer(&mut self, intent_seq: Option<u64>, matches: impl Fn(&PendingIntent) -> bool) {
+        // An outcome answers the intent it names, or else the oldest intent of its kind.
+        let position = match intent_seq {
+            Some(seq) => self.pending.iter().position(|intent| intent.seq() == seq && matches(intent)),
+            None => self.pending.iter().position(&matches),
+        };
+        if let Some(position) = position {
+            self.pending.remove(position);
+        }
+    }
+}
+
+impl State {
+    pub fn new() -> State {
+        State::default()
+    }
+
+    pub fn namespace(&self, name: &str) -> Option<&NamespaceState> {
+        self.namespaces.get(name)
+    }
+
+    pub fn container(&self, namespace: &str, id: &str) -> Option<&ContainerState> {
+        self.namespaces.get(namespace)?.containers.get(id)
+    }
+
+    pub fn image(&self, namespace: &str, name: &str) -> Option<&ImageState> {
+        self.namespaces.get(namespace)?.images.get(name)
+    }
+
+    /// Every (namespace, container) pair, in order.
+    pub fn containers(&self) -> impl Iterator<Item = (&str, &ContainerState)> {
+        self.namespaces.iter().flat_map(|(namespace_name, namespace)| {
+            namespace.containers.values().map(move |container| (namespace_name.as_str(), container))
+        })
+    }
+
+    /// Fold one record into the state.
+    pub fn apply(&mut self, seq: Seq, timestamp_ns: u64, envelope: &Envelope) {
+        let seq = seq.get();
+        let answers = envelope.answers();
+        for event in &envelope.events {
+            self.apply_event(seq, timestamp_ns as i64, &envelope.namespace, answers, event);
+        }
+        self.last_seq = seq;
+    }
+
+    fn apply_event(&mut self, seq: u64, timestamp_ns: i64, namespace: &str, answers: Option<u64>, event: &Event) {
+        match event {
+            Event::NamespaceCreated { name, labels } => {
+                self.namespaces.entry(name.clone()).or_insert_with(|| NamespaceState {
+                    labels: labels.clone(),
+                    created_seq: seq,
+                    ..NamespaceState::default()
+                });
+            }
+            Event::NamespaceRemoved { name } => {
+                self.namespaces.remove(name);
+            }
+            Event::ContentAdded { digest, size, media_type } => {
+                self.content.entry(digest.clone()).or_insert_with(|| ContentState {
+                    size: *size,
+                    media_type: media_type.clone(),
+                    added_seq: seq,
+                });
+            }
+            Event::ContentRemoved { digest } => {
+                self.content.remove(digest);
+            }
+            Event::SnapshotCommitted { chain_id, parent, diff_id } => {
+                self.snapshots.entry(chain_id.clone()).or_insert_with(|| SnapshotState {
+                    parent: parent.clone(),
+                    diff_id: diff_id.clone(),
+                    committed_seq: seq,
+                });
+            }
+            Event::SnapshotRemoved { chain_id } => {
+                self.snapshots.remove(chain_id);
+            }
+            Event::ImageCreated { image } | Event::ImageUpdated { image } => {
+                if let Some(namespace_state) = self.namespaces.get_mut(namespace) {
+                    let entry = namespace_state.images.entry(image.name.clone()).or_insert_with(|| ImageState {
+                        created_seq: seq,
+                        created_at_ns: timestamp_ns,
+                        ..ImageState::default()
+                    });
+                    entry.record = image.clone();
+                    entry.updated_seq = seq;
+                }
+            }
+            Event::ImageRemoved { name } => {
+                if let Some(namespace_state) = self.namespaces.get_mut(namespace) {
+                    namespace_state.images.remove(name);
+                }
+            }
+            Event::ContainerCreated { container } => {
+                if let Some(namespace_state) = self.namespaces.get_mut(namespace) {
+                    namespace_state.containers.entry(container.id.clone()).or_insert_with(|| ContainerState {
+                        record: container.clone(),
+                        created_seq: seq,
+                        created_at_ns: timestamp_ns,
+                        task: None,
+                    });
+                }
+            }
+            Event::ContainerDeleted { id } => {
+                if let Some(namespace_state) = self.namespaces.get_mut(namespace) {
+                    namespace_state.containers.remove(id);
+                }
+            }
+            Event::TaskCreateRequested { container_id } => {
+                if let Some(container) = self.container_mut(namespace, container_id) {
+                    container.task = Some(TaskState {
+                        status: TaskStatus::Creating,
+                        pending: vec![PendingIntent::Create { seq }],
+                        updated_seq: seq,
+                        ..TaskState::default()
+                    });
+                }
+            }
+            Event::DaemonStarted { .. } | Event::OrphanRemoved { .. } => {}
+            task_event => {
+                let Some(container_id) = task_event.container_id() else { return };
+                let Some(task) = self.task_mut(namespace, container_id) else { return };
+                if apply_task_event(task, seq, answers, task_event) {
+                    // TaskDeleted: the container has no task any more.
+                    if let Some(container) = self.container_mut(namespace, container_id) {
+                        container.task = None;
+                    }
+                }
+            }
+        }
+    }
+
+    fn container_mut(&mut self, namespace: &str, id: &str) -> Option<&mut ContainerState> {
+        self.namespaces.get_mut(namespace)?.containers.get_mut(id)
+    }
+
+    fn task_mut(&mut self, namespace: &str, id: &str) -> Option<&mut TaskState> {
+        self.container_mut(namespace, id)?.task.as_mut()
+    }
+}
+
+/// Applies a task event; returns true when the task is gone (deleted).
+fn apply_task_event(task: &mut TaskState, seq: u64, answers: Option<u64>, event: &Event) -> bool {
+    task.updated_seq = seq;
+    match event {
+        Event::TaskCreated { pid, shim_pid, .. } => {
+            task.answer(answers, |intent| matches!(intent, PendingIntent::Create { .. }));
+            task.pid = *pid;
+            task.shim_pid = *shim_pid;
+            if task.status == TaskStatus::Creating {
+                task.status = TaskStatus::Created;
+            }
+        }
+        Event::TaskCreateFailed { error, .. } => {
+            task.answer(answers, |intent| matches!(intent, PendingIntent::Create { .. }));
+            task.status = TaskStatus::Failed;
+            task.error = Some(error.clone());
+        }
+        Event::TaskStartRequested { .. } => {
+            task.pending.push(PendingIntent::Start { seq });
+            if task.status == TaskStatus::Created {
+                task.status = TaskStatus::Starting;
+            }
+        }
+        Event::TaskStarted { pid, .. } => {
+            task.answer(answers, |intent| matches!(intent, PendingIntent::Start { .. }));
+            task.pid = *pid;
+            // The exit may already be known (a very short process): it stays stopped.
+            if task.status == TaskStatus::Starting {
+                task.status = TaskStatus::Running;
+            }
+        }
+        Event::TaskStartFailed { error, .. } => {
+            task.answer(answers, |intent| matches!(intent, PendingIntent::Start { .. }));
+            if task.status == TaskStatus::Starting {
+                task.status = TaskStatus::Failed;
+            }
+            task.error = Some(error.clone());
+        }
+        Event::TaskKillRequested { signal, all, .. } => {
+            task.pending.push(PendingIntent::Kill { seq, signal: *signal, all: *all });
+        }
+        Event::TaskKillDelivered { .. } => {
+            task.answer(answers, |intent| matches!(intent, PendingIntent::Kill { .. }));
+        }
+        Event::TaskKillFailed { error, .. } => {
+            task.answer(answers, |intent| matches!(intent, PendingIntent::Kill { .. }));
+            task.error = Some(error.clone());
+        }
+        Event::TaskExited { exit_code, signal, exited_at_ns, .. } => {
+            task.exit = Some(ExitInfo { exit_code: *exit_code, signal: *signal, exited_at_ns: *exited_at_ns });
+            if matches!(task.status, TaskStatus::Created | TaskStatus::Starting | TaskStatus::Running) {
+                task.status = TaskStatus::Stopped;
+            }
+            // Kills still in flight have nothing left to signal; their outcome is this exit.
+            task.pending.retain(|intent| !matches!(intent, PendingIntent::Kill { .. }));
+        }
+        Event::TaskDeleteRequested { force, .. } => {
+            task.pending.push(PendingIntent::Delete { seq, force: *force });
+            task.status = TaskStatus::Deleting;
+        }
+        Event::TaskDeleted { .. } => return true,
+        Event::TaskDeleteFailed { error, .. } => {
+            task.answer(answers, |intent| matches!(intent, PendingIntent::Delete { .. }));
+            task.error = Some(error.clone());
+            task.status = if task.exit.is_some() { TaskStatus::Stopped } else { TaskStatus::Failed };
+        }
+        _ => {}
+    }
+    false
+}
