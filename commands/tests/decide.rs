@@ -1,0 +1,126 @@
+//! Commands checked against a state built by folding their own events: each refusal has the
+//! right kind, and an outcome can only be recorded once.
+
+use berth_commands::*;
+use berth_log::Seq;
+use berth_projections::*;
+
+struct World {
+    state: State,
+}
+
+impl World {
+    fn new() -> World {
+        World { state: State::new() }
+    }
+
+    /// Decide and, if accepted, fold the events in like the daemon does.
+    fn run(&mut self, command: Command, answers: Option<u64>) -> Result<u64, CommandError> {
+        let events = command.decide(&self.state, "default")?;
+        let origin = match answers {
+            Some(seq) => Origin::Daemon { reason: "t".into(), answers: Some(seq) },
+            None => Origin::Client { uid: 0, gid: 0, pid: 1, method: "t".into(), request_id: "t".into() },
+        };
+        let seq = self.state.last_seq + 1;
+        self.state.apply(Seq(seq), seq, &Envelope::new("default", origin, events));
+        Ok(seq)
+    }
+}
+
+fn import() -> Command {
+    let layer = LayerRecord { blob: Descriptor { digest: "sha256:l".into(), media_type: "t".into(), size: 1 }, diff_id: "sha256:d".into(), chain_id: "sha256:d".into() };
+    Command::ImportImage(ImportImage {
+        images: vec![ImageRecord {
+            name: "busybox:latest".into(),
+            manifest: Descriptor { digest: "sha256:m".into(), media_type: "t".into(), size: 1 },
+            config: Descriptor { digest: "sha256:c".into(), media_type: "t".into(), size: 1 },
+            layers: vec![layer],
+            cmd: vec!["/bin/sh".into()],
+            env: vec!["PATH=/bin".into()],
+            ..ImageRecord::default()
+        }],
+        blobs: vec![
+            Descriptor { digest: "sha256:m".into(), media_type: "t".into(), size: 1 },
+            Descriptor { digest: "sha256:l".into(), media_type: "t".into(), size: 1 },
+        ],
+    })
+}
+
+fn create(id: &str, image: &str) -> Command {
+    Command::CreateContainer(CreateContainer {
+        id: id.into(),
+        image: image.into(),
+        args: vec![],
+        entrypoint: vec![],
+        env: vec!["A=1".into()],
+        working_dir: String::new(),
+        user: String::new(),
+        hostname: String::new(),
+        labels: Default::default(),
+    })
+}
+
+fn outcome(answers: Option<u64>, event: Event) -> Command {
+    Command::RecordOutcome(RecordOutcome { answers, event })
+}
+
+#[test]
+fn container_creation_checks() {
+    let mut world = World::new();
+    assert!(matches!(world.run(create("web", "busybox:latest"), None), Err(CommandError::NotFound(_))));
+    world.run(import(), None).unwrap();
+    assert!(world.state.namespace("default").is_some(), "import creates the namespace on first use");
+    world.run(create("web", "busybox:latest"), None).unwrap();
+    let record = &world.state.container("default", "web").unwrap().record;
+    assert_eq!(record.args, vec!["/bin/sh"]);
+    assert_eq!(record.env, vec!["PATH=/bin", "A=1"]);
+    assert_eq!(record.working_dir, "/");
+    assert_eq!(record.lowers, vec!["sha256:d"]);
+    assert!(matches!(world.run(create("web", "busybox:latest"), None), Err(CommandError::AlreadyExists(_))));
+    assert!(matches!(world.run(create("../x", "busybox:latest"), None), Err(CommandError::InvalidArgument(_))));
+}
+
+#[test]
+fn task_lifecycle_checks_and_outcomes_are_recorded_once() {
+    let mut world = World::new();
+    world.run(import(), None).unwrap();
+    world.run(create("web", "busybox:latest"), None).unwrap();
+    let start = || Command::StartTask(StartTask { container_id: "web".into() });
+    assert!(matches!(world.run(start(), None), Err(CommandError::NotFound(_))), "no task yet");
+    let create_seq = world.run(Command::CreateTask(CreateTask { container_id: "web".into() }), None).unwrap();
+    assert!(matches!(world.run(start(), None), Err(CommandError::FailedPrecondition(_))), "create not answered yet");
+    let created = Event::TaskCreated { container_id: "web".into(), pid: 10, shim_pid: 9 };
+    world.run(outcome(Some(create_seq), created.clone()), Some(create_seq)).unwrap();
+    assert!(matches!(world.run(outcome(Some(create_seq), created), Some(create_seq)), Err(CommandError::FailedPrecondition(_))), "a second answer is refused");
+    let start_seq = world.run(start(), None).unwrap();
+    world.run(outcome(Some(start_seq), Event::TaskStarted { container_id: "web".into(), pid: 10 }), Some(start_seq)).unwrap();
+    let delete = |force| Command::DeleteTask(DeleteTask { container_id: "web".into(), force });
+    assert!(matches!(world.run(delete(false), None), Err(CommandError::FailedPrecondition(_))), "running");
+    assert!(matches!(world.run(Command::DeleteContainer(DeleteContainer { id: "web".into() }), None), Err(CommandError::FailedPrecondition(_))));
+    let kill = |signal| Command::KillTask(KillTask { container_id: "web".into(), signal, all: false });
+    assert!(matches!(world.run(kill(0), None), Err(CommandError::InvalidArgument(_))));
+    world.run(kill(9), None).unwrap();
+    let exited = Event::TaskExited { container_id: "web".into(), exit_code: 137, signal: 9, exited_at_ns: 1 };
+    world.run(outcome(None, exited.clone()), Some(0)).unwrap();
+    assert!(matches!(world.run(outcome(None, exited), Some(0)), Err(CommandError::FailedPrecondition(_))), "exit recorded once");
+    assert!(matches!(world.run(kill(9), None), Err(CommandError::FailedPrecondition(_))), "nothing to signal");
+    assert!(matches!(world.run(start(), None), Err(CommandError::FailedPrecondition(_))), "stopped tasks do not restart");
+    let delete_seq = world.run(delete(false), None).unwrap();
+    world.run(outcome(Some(delete_seq), Event::TaskDeleted { container_id: "web".into(), exit_code: 137 }), Some(delete_seq)).unwrap();
+    world.run(Command::DeleteContainer(DeleteContainer { id: "web".into() }), None).unwrap();
+    assert!(matches!(world.run(start(), None), Err(CommandError::NotFound(_))), "start of a deleted container");
+}
+
+#[test]
+fn removing_an_image_frees_only_what_nothing_else_uses() {
+    let mut world = World::new();
+    world.run(import(), None).unwrap();
+    world.run(create("web", "busybox:latest"), None).unwrap();
+    let events = Command::RemoveImage(RemoveImage { name: "busybox:latest".into() }).decide(&world.state, "default").unwrap();
+    assert!(events.iter().any(|event| matches!(event, Event::ContentRemoved { .. })));
+    assert!(!events.iter().any(|event| matches!(event, Event::SnapshotRemoved { .. })), "the container still uses the layer");
+    assert!(matches!(
+        Command::RemoveImage(RemoveImage { name: "nope".into() }).decide(&world.state, "default"),
+        Err(CommandError::NotFound(_))
+    ));
+}
