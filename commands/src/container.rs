@@ -34,7 +34,7 @@ impl CreateContainer {
                 self.id, self.id
             )));
         }
-        let Some(image) = state.image(namespace, &self.image) else {
+        let Some(image) = crate::image::resolve_image(state, namespace, &self.image) else {
             return Err(CommandError::NotFound(format!(
                 "image {:?} not found in namespace {namespace:?}: import it with `berth image import FILE --name {}`",
                 self.image, self.image
@@ -62,7 +62,7 @@ impl CreateContainer {
         }
         let record = ContainerRecord {
             id: self.id.clone(),
-            image: self.image.clone(),
+            image: image.name.clone(),
             image_digest: image.manifest.digest.clone(),
             args,
             env: merge_env(&image.env, &self.env),

@@ -59,26 +59,39 @@ impl ImportImage {
     }
 }
 
+/// The image a reference names: the exact name, or with ":latest" when the reference has no
+/// tag (as docker and containerd read "busybox").
+pub fn resolve_image<'a>(state: &'a State, namespace: &str, reference: &str) -> Option<&'a berth_projections::ImageState> {
+    if let Some(image) = state.image(namespace, reference) {
+        return Some(image);
+    }
+    let last_component = reference.rsplit('/').next().unwrap_or(reference);
+    if last_component.contains(':') || last_component.contains('@') {
+        return None;
+    }
+    state.image(namespace, &format!("{reference}:latest"))
+}
+
 pub struct RemoveImage {
     pub name: String,
 }
 
 impl RemoveImage {
     pub fn decide(&self, state: &State, namespace: &str) -> Result<Vec<Event>, CommandError> {
-        let Some(image) = state.image(namespace, &self.name) else {
+        let Some(image) = resolve_image(state, namespace, &self.name) else {
             return Err(CommandError::NotFound(format!(
                 "image {:?} not found in namespace {namespace:?}: `berth image ls` lists them",
                 self.name
             )));
         };
-        let mut events = vec![Event::ImageRemoved { name: self.name.clone() }];
+        let mut events = vec![Event::ImageRemoved { name: image.record.name.clone() }];
 
         // What every other image, and every container, still references.
         let mut digests_in_use = BTreeSet::new();
         let mut chains_in_use = BTreeSet::new();
         for (namespace_name, namespace_state) in &state.namespaces {
             for (name, other) in &namespace_state.images {
-                if namespace_name == namespace && *name == self.name {
+                if namespace_name == namespace && *name == image.record.name {
                     continue;
                 }
                 digests_in_use.insert(other.record.manifest.digest.clone());

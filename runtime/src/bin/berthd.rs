@@ -1,0 +1,78 @@
+//! berthd: the berth daemon. Flags win over the optional TOML config file.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use berth_log::Durability;
+use berth_runtime::config::{ConfigFile, Layout, DEFAULT_ADDRESS, DEFAULT_ROOT, DEFAULT_STATE};
+use berth_runtime::daemon::{self, DaemonOptions};
+use clap::Parser;
+
+#[derive(Parser)]
+#[command(name = "berthd", version, about = "berth container runtime daemon: every lifecycle action is an event in a durable log")]
+struct Flags {
+    /// Persistent state: the log, content, snapshots, task logs [default: /var/lib/berth]
+    #[arg(long)]
+    root: Option<PathBuf>,
+    /// Volatile state: bundles, runc state [default: /run/berth]
+    #[arg(long)]
+    state: Option<PathBuf>,
+    /// The UNIX socket to serve the gRPC API on [default: /run/berth/berthd.sock]
+    #[arg(long)]
+    address: Option<PathBuf>,
+    /// TOML config file (keys: root, state, address, runc, shim, [log] segment_size, durability)
+    #[arg(long, short = 'c')]
+    config: Option<PathBuf>,
+    /// The runc binary [default: runc from PATH]
+    #[arg(long)]
+    runc: Option<PathBuf>,
+    /// Log filter, e.g. info, debug, berth_runtime=debug
+    #[arg(long, env = "BERTHD_LOG", default_value = "info")]
+    log_level: String,
+}
+
+fn main() -> anyhow::Result<()> {
+    let flags = Flags::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(&flags.log_level))
+        .with_writer(std::io::stderr)
+        .init();
+    let file = match &flags.config {
+        Some(path) => ConfigFile::load(path).map_err(anyhow::Error::msg)?,
+        None => ConfigFile::default(),
+    };
+    let log_config = file.log.unwrap_or_default();
+    let durability = match log_config.durability.as_deref() {
+        None | Some("sync") => Durability::Sync,
+        Some("nosync") => Durability::NoSync,
+        Some(other) => anyhow::bail!("config: log.durability is {other:?}: use \"sync\" or \"nosync\""),
+    };
+    let shim = flags
+        .config
+        .as_ref()
+        .and(file.shim.clone())
+        .unwrap_or_else(berth_runtime::monitor::default_shim_binary);
+    let options = DaemonOptions {
+        layout: Layout {
+            root: flags.root.or(file.root).unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT)),
+            state: flags.state.or(file.state).unwrap_or_else(|| PathBuf::from(DEFAULT_STATE)),
+        },
+        address: flags.address.or(file.address).unwrap_or_else(|| PathBuf::from(DEFAULT_ADDRESS)),
+        runc: flags.runc.or(file.runc).unwrap_or_else(|| PathBuf::from("runc")),
+        shim,
+        segment_size: log_config.segment_size,
+        durability,
+    };
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let shutdown = async {
+            let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminate.recv() => {}
+            }
+            tracing::info!("shutting down; containers keep running under their monitors");
+        };
+        daemon::run(options, shutdown).await.map_err(|error| anyhow::anyhow!("{error}"))
+    })
+}

@@ -1,0 +1,80 @@
+//! berthd's configuration (flags over an optional TOML file) and the on-disk layout derived
+//! from it.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+pub const DEFAULT_ROOT: &str = "/var/lib/berth";
+pub const DEFAULT_STATE: &str = "/run/berth";
+pub const DEFAULT_ADDRESS: &str = "/run/berth/berthd.sock";
+
+/// The TOML file: every key optional; flags win over it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    pub root: Option<PathBuf>,
+    pub state: Option<PathBuf>,
+    pub address: Option<PathBuf>,
+    /// The runc binary (a name looked up in PATH, or a path).
+    pub runc: Option<PathBuf>,
+    /// The monitor binary; default: berth-shim beside berthd.
+    pub shim: Option<PathBuf>,
+    pub log: Option<LogConfig>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    pub segment_size: Option<u64>,
+    /// "sync" (default) or "nosync" — nosync loses records on a crash; for benchmarks only.
+    pub durability: Option<String>,
+}
+
+impl ConfigFile {
+    pub fn load(path: &Path) -> Result<ConfigFile, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|error| format!("cannot read config file {}: {error}", path.display()))?;
+        toml::from_str(&text).map_err(|error| format!("config file {} is not valid: {error}", path.display()))
+    }
+}
+
+/// Where everything lives.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub root: PathBuf,
+    pub state: PathBuf,
+}
+
+impl Layout {
+    pub fn log_dir(&self) -> PathBuf {
+        self.root.join("log")
+    }
+    /// Persistent per-task files: stdout.log, stderr.log, shim.json, exit.json.
+    pub fn task_dir(&self, namespace: &str, id: &str) -> PathBuf {
+        self.root.join("tasks").join(namespace).join(id)
+    }
+    /// The OCI bundle: config.json and the rootfs mount point.
+    pub fn bundle_dir(&self, namespace: &str, id: &str) -> PathBuf {
+        self.state.join("bundles").join(namespace).join(id)
+    }
+    /// runc's --root, one per namespace so ids only need to be unique inside one.
+    pub fn runc_root(&self, namespace: &str) -> PathBuf {
+        self.state.join("runc").join(namespace)
+    }
+    pub fn cgroups_path(namespace: &str, id: &str) -> String {
+        format!("/berth/{namespace}/{id}")
+    }
+}
+
+/// Finds `name` in PATH when it has no slash.
+pub fn resolve_binary(name: &Path) -> Option<PathBuf> {
+    if name.components().count() > 1 || name.is_absolute() {
+        return name.exists().then(|| name.to_path_buf());
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+}

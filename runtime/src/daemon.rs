@@ -1,0 +1,156 @@
+//! Putting berthd together: open the log (which locks the root), replay it into the
+//! projections, reconcile the host with them, then serve the API on the UNIX socket until
+//! shutdown.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use berth_commands::{Command, RecordOutcome};
+use berth_log::{Durability, EventLog, LogError, LogOptions};
+use berth_projections::{Event, Origin};
+use tokio::net::UnixListener;
+use tokio_stream::wrappers::UnixListenerStream;
+
+use crate::api;
+use crate::config::{resolve_binary, Layout};
+use crate::content::ContentStore;
+use crate::executor::Executor;
+use crate::runc::Runc;
+use crate::server::{
+    ContainersService, EventsService, ImagesService, NamespacesService, Services, TasksService, VersionService,
+};
+use crate::snapshot::Snapshotter;
+use crate::store::Store;
+
+pub struct DaemonOptions {
+    pub layout: Layout,
+    pub address: PathBuf,
+    pub runc: PathBuf,
+    pub shim: PathBuf,
+    pub segment_size: Option<u64>,
+    pub durability: Durability,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("another berthd holds {root}: stop it first, or give this one another --root")]
+    RootLocked { root: PathBuf },
+    #[error("{0}")]
+    Setup(String),
+    #[error("cannot open the log: {0}")]
+    Log(#[from] LogError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error("serving the API failed: {0}")]
+    Serve(#[from] tonic::transport::Error),
+}
+
+fn setup<E: std::fmt::Display>(what: String) -> impl FnOnce(E) -> DaemonError {
+    move |error| DaemonError::Setup(format!("{what}: {error}"))
+}
+
+/// Runs berthd until `shutdown` completes.
+pub async fn run(options: DaemonOptions, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> Result<(), DaemonError> {
+    let layout = options.layout.clone();
+    for dir in [&layout.root, &layout.state] {
+        std::fs::create_dir_all(dir).map_err(setup(format!("cannot create {}", dir.display())))?;
+    }
+    let runc_binary = resolve_binary(&options.runc).ok_or_else(|| {
+        DaemonError::Setup(format!(
+            "runc not found ({}): install it (apt-get install runc) or set `runc` in the config file",
+            options.runc.display()
+        ))
+    })?;
+    Runc::new(runc_binary.clone(), layout.runc_root("default")).check().map_err(setup("runc does not work".into()))?;
+    if !options.shim.is_file() {
+        return Err(DaemonError::Setup(format!(
+            "the monitor binary {} is missing: install berth-shim beside berthd or set `shim` in the config file",
+            options.shim.display()
+        )));
+    }
+
+    let mut log_options = LogOptions { durability: options.durability, ..LogOptions::default() };
+    if let Some(segment_size) = options.segment_size {
+        log_options.segment_size = segment_size;
+    }
+    let (log, report) = match EventLog::open(&layout.log_dir(), log_options) {
+        Ok(opened) => opened,
+        Err(LogError::Locked { .. }) => return Err(DaemonError::RootLocked { root: layout.root.clone() }),
+        Err(error) => return Err(error.into()),
+    };
+    if let Some(torn) = &report.torn_tail {
+        tracing::warn!(segment = %torn.segment.display(), offset = torn.offset, dropped_bytes = torn.dropped_bytes, "the log had a torn tail (an append that was never acknowledged); it was cut off");
+    }
+    let replay_started = std::time::Instant::now();
+    let (store, committed) = Store::open(log)?;
+    let replayed_to = store.applied_seq();
+    tracing::info!(replayed_to, elapsed_ms = replay_started.elapsed().as_millis() as u64, "log replayed");
+
+    let content = Arc::new(ContentStore::open(&layout.root).map_err(setup("cannot open the content store".into()))?);
+    let snapshotter = Arc::new(Snapshotter::open(&layout.root).map_err(setup("cannot open the snapshotter".into()))?);
+    let executor = Executor::new(
+        Arc::clone(&store),
+        layout.clone(),
+        runc_binary,
+        options.shim.clone(),
+        Arc::clone(&content),
+        Arc::clone(&snapshotter),
+    );
+    let started = Event::DaemonStarted {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        pid: std::process::id() as i32,
+        replayed_to,
+    };
+    let origin = Origin::Daemon { reason: "berthd started".into(), answers: None };
+    let _ = store.submit("", origin, Command::RecordOutcome(RecordOutcome { answers: None, event: started })).await;
+    // Intents recorded from here on reach the executor through `committed`; those recorded
+    // before are reconciled by `recover`, which runs before any client can connect.
+    let executor_loop = tokio::spawn(Arc::clone(&executor).run(committed));
+    executor.recover().await;
+
+    let services = Services::new(Arc::clone(&store), layout.clone(), content, snapshotter);
+    let listener = bind_socket(&options.address)?;
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter.set_serving::<api::tasks_server::TasksServer<TasksService>>().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(api::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(setup("cannot build the reflection service".into()))?;
+    tracing::info!(address = %options.address.display(), "serving");
+    let served = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(api::version_server::VersionServer::new(VersionService(Arc::clone(&services))))
+        .add_service(api::namespaces_server::NamespacesServer::new(NamespacesService(Arc::clone(&services))))
+        .add_service(api::images_server::ImagesServer::new(ImagesService(Arc::clone(&services))).max_decoding_message_size(64 << 20))
+        .add_service(api::containers_server::ContainersServer::new(ContainersService(Arc::clone(&services))))
+        .add_service(api::tasks_server::TasksServer::new(TasksService(Arc::clone(&services))))
+        .add_service(api::events_server::EventsServer::new(EventsService(Arc::clone(&services))))
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
+        .await;
+    executor_loop.abort();
+    let _ = std::fs::remove_file(&options.address);
+    served?;
+    Ok(())
+}
+
+/// The socket: a stale file from a crashed berthd is replaced (we hold the root's lock, so no
+/// live berthd owns it); mode 0660, owned by root.
+fn bind_socket(address: &std::path::Path) -> Result<UnixListener, DaemonError> {
+    if let Some(parent) = address.parent() {
+        std::fs::create_dir_all(parent).map_err(setup(format!("cannot create {}", parent.display())))?;
+    }
+    match std::fs::remove_file(address) {
+        Ok(()) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => return Err(DaemonError::Setup(format!("cannot remove the stale socket {}: {error}", address.display()))),
+    }
+    let listener = UnixListener::bind(address).map_err(setup(format!("cannot listen on {}", address.display())))?;
+    std::fs::set_permissions(address, std::fs::Permissions::from_mode(0o660))
+        .map_err(setup(format!("cannot set the mode of {}", address.display())))?;
+    nix::unistd::chown(address, Some(nix::unistd::Uid::from_raw(0)), Some(nix::unistd::Gid::from_raw(0)))
+        .map_err(setup(format!("cannot chown {}", address.display())))?;
+    Ok(listener)
+}

@@ -1,0 +1,521 @@
+//! The executor: consumes intents in log order and drives the host (snapshots, bundles, the
+//! monitor, runc), then records each outcome as a command of its own.
+//!
+//! Each container has one worker task, so the actions on one container happen in log order
+//! while different containers proceed in parallel. Exits observed by the monitor go through the
+//! same worker. Every outcome is a `RecordOutcome` command: the store refuses an outcome for an
+//! intent that is no longer pending, which is what keeps a crash between doing the work and
+//! recording it from producing a duplicate.
+//!
+//! On start-up [`Executor::recover`] looks at every task the projections say exists and at the
+//! host, finishes or rolls back each intent that has no outcome, re-adopts running containers,
+//! records the exits that happened while berthd was down, and removes what nothing accounts for.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use berth_commands::{Command, RecordOutcome};
+use berth_projections::{ContainerRecord, Event, Origin, PendingIntent, TaskStatus};
+use tokio::sync::mpsc;
+
+use crate::config::Layout;
+use crate::content::ContentStore;
+use crate::monitor::{self, MonitorPaths, ShimState};
+use crate::runc::Runc;
+use crate::snapshot::Snapshotter;
+use crate::spec::{self, SpecInput};
+use crate::store::{CommittedReceiver, CommittedRecord, Store, SubmitError};
+
+type WorkerKey = (String, String);
+
+/// Work for one container's worker.
+#[derive(Debug)]
+enum Job {
+    Intent { seq: u64, event: Event },
+    Exited { status: monitor::ExitStatus },
+    ContainerDeleted,
+}
+
+pub struct Executor {
+    store: Arc<Store>,
+    layout: Layout,
+    runc_binary: PathBuf,
+    shim_binary: PathBuf,
+    content: Arc<ContentStore>,
+    snapshotter: Arc<Snapshotter>,
+    workers: Mutex<HashMap<WorkerKey, mpsc::UnboundedSender<Job>>>,
+}
+
+impl Executor {
+    pub fn new(
+        store: Arc<Store>,
+        layout: Layout,
+        runc_binary: PathBuf,
+        shim_binary: PathBuf,
+        content: Arc<ContentStore>,
+        snapshotter: Arc<Snapshotter>,
+    ) -> Arc<Executor> {
+        Arc::new(Executor {
+            store,
+            layout,
+            runc_binary,
+            shim_binary,
+            content,
+            snapshotter,
+            workers: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn runc(&self, namespace: &str) -> Runc {
+        Runc::new(self.runc_binary.clone(), self.layout.runc_root(namespace))
+    }
+
+    fn monitor_paths(&self, namespace: &str) -> MonitorPaths {
+        MonitorPaths { shim_binary: self.shim_binary.clone(), runc: self.runc(namespace) }
+    }
+
+    /// Consume committed records forever, dispatching intents to container workers.
+    pub async fn run(self: Arc<Self>, mut committed: CommittedReceiver) {
+        while let Some(record) = committed.recv().await {
+            self.dispatch(&record);
+        }
+    }
+
+    fn dispatch(self: &Arc<Self>, record: &CommittedRecord) {
+        let namespace = &record.envelope.namespace;
+        for event in &record.envelope.events {
+            match event {
+                Event::TaskCreateRequested { container_id }
+                | Event::TaskStartRequested { container_id }
+                | Event::TaskKillRequested { container_id, .. }
+                | Event::TaskDeleteRequested { container_id, .. } => {
+                    self.send(namespace, container_id, Job::Intent { seq: record.seq, event: event.clone() });
+                }
+                Event::ContainerDeleted { id } => self.send(namespace, id, Job::ContainerDeleted),
+                Event::ContentRemoved { digest } => {
+                    if let Err(error) = self.content.remove(digest) {
+                        tracing::warn!(%digest, %error, "removing a blob failed; start-up clean-up retries");
+                    }
+                }
+                Event::SnapshotRemoved { chain_id } => {
+                    if let Err(error) = self.snapshotter.remove_committed(chain_id) {
+                        tracing::warn!(%chain_id, %error, "removing a snapshot failed; start-up clean-up retries");
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn send(self: &Arc<Self>, namespace: &str, container_id: &str, job: Job) {
+        let key = (namespace.to_string(), container_id.to_string());
+        let mut workers = self.workers.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let sender = workers.entry(key.clone()).or_insert_with(|| {
+            let (sender, receiver) = mpsc::unbounded_channel();
+            let executor = Arc::clone(self);
+            tokio::spawn(async move { executor.worker(key, receiver).await });
+            sender
+        });
+        if sender.send(job).is_err() {
+            tracing::error!(namespace, container_id, "container worker is gone; its job is dropped");
+        }
+    }
+
+    async fn worker(self: Arc<Self>, key: WorkerKey, mut jobs: mpsc::UnboundedReceiver<Job>) {
+        let (namespace, container_id) = key.clone();
+        while let Some(job) = jobs.recv().await {
+            match job {
+                Job::Intent { seq, event } => self.handle_intent(&namespace, &container_id, seq, event).await,
+                Job::Exited { status } => self.record_exit(&namespace, &container_id, status).await,
+                Job::ContainerDeleted => {
+                    self.remove_container_files(&namespace, &container_id);
+                    // Nothing more will come for this container; a later one with the same id
+                    // gets a new worker.
+                    self.workers.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&key);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn container_record(&self, namespace: &str, container_id: &str) -> Option<ContainerRecord> {
+        self.store.state().container(namespace, container_id).map(|container| container.record.clone())
+    }
+
+    async fn handle_intent(self: &Arc<Self>, namespace: &str, container_id: &str, seq: u64, event: Event) {
+        match event {
+            Event::TaskCreateRequested { .. } => {
+                let outcome = match self.create_task(namespace, container_id).await {
+                    Ok(shim) => {
+                        let event = Event::TaskCreated {
+                            container_id: container_id.to_string(),
+                            pid: shim.init_pid,
+                            shim_pid: shim.shim_pid,
+                        };
+                        let recorded = self.record(namespace, Some(seq), "task created", event).await;
+                        if recorded {
+                            self.watch_exit(namespace, container_id, shim);
+                        }
+                        return;
+                    }
+                    Err(error) => {
+                        self.roll_back_create(namespace, container_id).await;
+                        Event::TaskCreateFailed { container_id: container_id.to_string(), error }
+                    }
+                };
+                self.record(namespace, Some(seq), "task create failed", outcome).await;
+            }
+            Event::TaskStartRequested { .. } => {
+                let outcome = match self.runc(namespace).start(container_id).await {
+                    Ok(()) => {
+                        let pid = self.store.state().container(namespace, container_id)
+                            .and_then(|container| container.task.as_ref().map(|task| task.pid))
+                            .unwrap_or_default();
+                        Event::TaskStarted { container_id: container_id.to_string(), pid }
+                    }
+                    Err(error) => Event::TaskStartFailed { container_id: container_id.to_string(), error: error.to_string() },
+                };
+                self.record(namespace, Some(seq), "task start", outcome).await;
+            }
+            Event::TaskKillRequested { signal, all, .. } => {
+                let outcome = match self.runc(namespace).kill(container_id, signal, all).await {
+                    Ok(()) => Event::TaskKillDelivered { container_id: container_id.to_string(), signal },
+                    Err(error) => {
+                        Event::TaskKillFailed { container_id: container_id.to_string(), signal, error: error.to_string() }
+                    }
+                };
+                self.record(namespace, Some(seq), "task kill", outcome).await;
+            }
+            Event::TaskDeleteRequested { force, .. } => {
+                let outcome = match self.delete_task(namespace, container_id, force).await {
+                    Ok(exit_code) => Event::TaskDeleted { container_id: container_id.to_string(), exit_code },
+                    Err(error) => Event::TaskDeleteFailed { container_id: container_id.to_string(), error },
+                };
+                self.record(namespace, Some(seq), "task delete", outcome).await;
+            }
+            other => tracing::warn!(kind = other.kind(), "not an intent; ignored"),
+        }
+    }
+
+    /// Prepare the rootfs and bundle, and start the monitor, which runs `runc create`.
+    async fn create_task(&self, namespace: &str, container_id: &str) -> Result<ShimState, String> {
+        let record = self
+            .container_record(namespace, container_id)
+            .ok_or_else(|| format!("container {container_id:?} vanished before its task was created"))?;
+        let bundle = self.layout.bundle_dir(namespace, container_id);
+        let rootfs = bundle.join("rootfs");
+        std::fs::create_dir_all(&rootfs).map_err(|error| format!("cannot create bundle {}: {error}", bundle.display()))?;
+        let active = self
+            .snapshotter
+            .prepare_active(namespace, &record.snapshot_key, &record.lowers)
+            .map_err(|error| format!("cannot prepare the container's snapshot: {error}"))?;
+        self.snapshotter.mount(&active, &rootfs).map_err(|error| format!("cannot mount the rootfs: {error}"))?;
+        let input = SpecInput {
+            args: record.args.clone(),
+            env: record.env.clone(),
+            working_dir: record.working_dir.clone(),
+            user: record.user.clone(),
+            hostname: record.hostname.clone(),
+            cgroups_path: Layout::cgroups_path(namespace, container_id),
+        };
+        let runtime_spec = spec::generate_spec(&input, &rootfs).map_err(|error| error.to_string())?;
+        spec::write_bundle(&bundle, &runtime_spec).map_err(|error| error.to_string())?;
+        let task_dir = self.layout.task_dir(namespace, container_id);
+        // A task dir left by an earlier task of this container holds its old exit status.
+        let _ = std::fs::remove_dir_all(&task_dir);
+        monitor::spawn_shim(&self.monitor_paths(namespace), container_id, &bundle, &task_dir)
+            .await
+            .map_err(|error| error.to_string())
+    }
+
+    /// Undo whatever a failed or interrupted create left: the runc container, the mount, the
+    /// bundle. Idempotent.
+    async fn roll_back_create(&self, namespace: &str, container_id: &str) {
+        if let Err(error) = self.runc(namespace).delete(container_id, true).await {
+            tracing::warn!(container_id, %error, "runc delete during roll-back failed");
+        }
+        self.remove_bundle(namespace, container_id);
+    }
+
+    fn remove_bundle(&self, namespace: &str, container_id: &str) {
+        let bundle = self.layout.bundle_dir(namespace, container_id);
+        if let Err(error) = Snapshotter::unmount(&bundle.join("rootfs")) {
+            tracing::warn!(container_id, %error, "unmounting the rootfs failed");
+        }
+        let _ = std::fs::remove_dir_all(&bundle);
+    }
+
+    /// runc delete, unmount, remove the bundle. A live task is killed first when forced.
+    async fn delete_task(&self, namespace: &str, container_id: &str, force: bool) -> Result<i32, String> {
+        let task = self
+            .store
+            .state()
+            .container(namespace, container_id)
+            .and_then(|container| container.task.clone());
+        let mut exit_code = task.as_ref().and_then(|task| task.exit.map(|exit| exit.exit_code)).unwrap_or(0);
+        let runc = self.runc(namespace);
+        let task_dir = self.layout.task_dir(namespace, container_id);
+        if force && task.as_ref().is_some_and(|task| task.exit.is_none()) {
+            if let Some(shim) = monitor::read_shim_state(&task_dir) {
+                if monitor::shim_alive(&shim) {
+                    let _ = runc.kill(container_id, libc::SIGKILL, true).await;
+                    let status = monitor::wait_exit(&task_dir, &shim).await;
+                    exit_code = status.code;
+                    // Recorded here because this worker is busy with the delete; the exit
+                    // watcher's own report will then be refused as already recorded.
+                    self.record_exit(namespace, container_id, status).await;
+                }
+            }
+        }
+        runc.delete(container_id, true).await.map_err(|error| error.to_string())?;
+        self.remove_bundle(namespace, container_id);
+        Ok(exit_code)
+    }
+
+    fn remove_container_files(&self, namespace: &str, container_id: &str) {
+        self.remove_bundle(namespace, container_id);
+        if let Err(error) = self.snapshotter.remove_active(namespace, container_id) {
+            tracing::warn!(container_id, %error, "removing the container's snapshot failed; start-up clean-up retries");
+        }
+        let _ = std::fs::remove_dir_all(self.layout.task_dir(namespace, container_id));
+    }
+
+    fn watch_exit(self: &Arc<Self>, namespace: &str, container_id: &str, shim: ShimState) {
+        let executor = Arc::clone(self);
+        let namespace = namespace.to_string();
+        let container_id = container_id.to_string();
+        let task_dir = self.layout.task_dir(&namespace, &container_id);
+        tokio::spawn(async move {
+            let status = monitor::wait_exit(&task_dir, &shim).await;
+            executor.send(&namespace, &container_id, Job::Exited { status });
+        });
+    }
+
+    async fn record_exit(&self, namespace: &str, container_id: &str, status: monitor::ExitStatus) {
+        let event = Event::TaskExited {
+            container_id: container_id.to_string(),
+            exit_code: status.code,
+            signal: status.signal,
+            exited_at_ns: status.exited_at_ns,
+        };
+        self.record(namespace, None, "task exited", event).await;
+    }
+
+    /// Record an outcome. Returns false when the store refused it (already answered).
+    async fn record(&self, namespace: &str, answers: Option<u64>, reason: &str, event: Event) -> bool {
+        let origin = Origin::Daemon { reason: reason.to_string(), answers };
+        let kind = event.kind();
+        match self.store.submit(namespace, origin, Command::RecordOutcome(RecordOutcome { answers, event })).await {
+            Ok(_) => true,
+            Err(SubmitError::Rejected(error)) => {
+                tracing::debug!(kind, %error, "outcome not recorded: already answered");
+                false
+            }
+            Err(SubmitError::Stopping) => false,
+        }
+    }
+
+    /// Start-up reconciliation: make the host and the log agree, recording every decision.
+    pub async fn recover(self: &Arc<Self>) {
+        let tasks: Vec<(String, String, berth_projections::TaskState)> = {
+            let state = self.store.state();
+            state
+                .containers()
+                .filter_map(|(namespace, container)| {
+                    container.task.clone().map(|task| (namespace.to_string(), container.record.id.clone(), task))
+                })
+                .collect()
+        };
+        for (namespace, container_id, task) in tasks {
+            self.recover_task(&namespace, &container_id, task).await;
+        }
+        self.remove_orphans().await;
+    }
+
+    async fn recover_task(self: &Arc<Self>, namespace: &str, container_id: &str, task: berth_projections::TaskState) {
+        let task_dir = self.layout.task_dir(namespace, container_id);
+        let shim = monitor::read_shim_state(&task_dir);
+        let alive = shim.as_ref().is_some_and(monitor::shim_alive);
+        let exit = monitor::read_exit(&task_dir);
+        for intent in &task.pending {
+            match intent {
+                PendingIntent::Create { seq } => {
+                    match (&shim, alive || exit.is_some()) {
+                        (Some(shim), true) => {
+                            let event = Event::TaskCreated {
+                                container_id: container_id.to_string(),
+                                pid: shim.init_pid,
+                                shim_pid: shim.shim_pid,
+                            };
+                            self.record(namespace, Some(*seq), "recovery: the monitor had created the task", event).await;
+                        }
+                        _ => {
+                            self.roll_back_create(namespace, container_id).await;
+                            let event = Event::TaskCreateFailed {
+                                container_id: container_id.to_string(),
+                                error: "berthd stopped before the task was created; rolled back: create it again".into(),
+                            };
+                            self.record(namespace, Some(*seq), "recovery: create rolled back", event).await;
+                        }
+                    }
+                }
+                PendingIntent::Start { seq } => {
+                    let runc_state = self.runc(namespace).state(container_id).await.ok().flatten();
+                    let status = runc_state.as_ref().map(|state| state.status.as_str());
+                    let event = match (status, &exit) {
+                        (Some("created"), None) => match self.runc(namespace).start(container_id).await {
+                            Ok(()) => Event::TaskStarted { container_id: container_id.to_string(), pid: task.pid },
+                            Err(error) => Event::TaskStartFailed { container_id: container_id.to_string(), error: error.to_string() },
+                        },
+                        // Running, or already ran and exited: the start happened.
+                        (Some("running"), _) | (Some("stopped"), _) | (_, Some(_)) => {
+                            Event::TaskStarted { container_id: container_id.to_string(), pid: task.pid }
+                        }
+                        _ => Event::TaskStartFailed {
+                            container_id: container_id.to_string(),
+                            error: "berthd stopped while starting the task and the container is gone".into(),
+                        },
+                    };
+                    self.record(namespace, Some(*seq), "recovery: start finished", event).await;
+                }
+                PendingIntent::Kill { seq, signal, all } => {
+                    let event = if exit.is_none() && alive {
+                        match self.runc(namespace).kill(container_id, *signal, *all).await {
+                            Ok(()) => Event::TaskKillDelivered { container_id: container_id.to_string(), signal: *signal },
+                            Err(error) => Event::TaskKillFailed {
+                                container_id: container_id.to_string(),
+                                signal: *signal,
+                                error: error.to_string(),
+                            },
+                        }
+                    } else {
+                        Event::TaskKillDelivered { container_id: container_id.to_string(), signal: *signal }
+                    };
+                    self.record(namespace, Some(*seq), "recovery: kill re-delivered", event).await;
+                }
+                PendingIntent::Delete { seq, force } => {
+                    // Handled below, after the exit is known.
+                    let _ = (seq, force);
+                }
+            }
+        }
+        // The exit, whether it happened while berthd was down or is still to come.
+        let live_now = self
+            .store
+            .state()
+            .container(namespace, container_id)
+            .and_then(|container| container.task.clone())
+            .is_some_and(|task| task.exit.is_none() && !matches!(task.status, TaskStatus::Failed | TaskStatus::Creating));
+        if live_now {
+            match (&shim, exit) {
+                (_, Some(status)) => self.record_exit(namespace, container_id, status).await,
+                (Some(shim), None) if alive => self.watch_exit(namespace, container_id, shim.clone()),
+                _ => {
+                    let status = monitor::ExitStatus { code: 255, signal: 0, exited_at_ns: crate::store::now_ns() as i64 };
+                    tracing::warn!(namespace, container_id, "the task's monitor is gone without an exit status (host reboot?); recorded as exit 255");
+                    self.record_exit(namespace, container_id, status).await;
+                }
+            }
+        }
+        if let Some(PendingIntent::Delete { seq, force }) =
+            task.pending.iter().find(|intent| matches!(intent, PendingIntent::Delete { .. })).cloned()
+        {
+            self.send(namespace, container_id, Job::Intent {
+                seq,
+                event: Event::TaskDeleteRequested { container_id: container_id.to_string(), force },
+            });
+        }
+    }
+
+    /// Remove runc containers, mounts, snapshots, blobs and task dirs that no projection
+    /// accounts for (left by a crash between doing and recording).
+    async fn remove_orphans(&self) {
+        let (known_tasks, known_containers, known_snapshots, known_content): (
+            BTreeSet<WorkerKey>,
+            BTreeSet<WorkerKey>,
+            BTreeSet<String>,
+            BTreeSet<String>,
+        ) = {
+            let state = self.store.state();
+            let tasks = state
+                .containers()
+                .filter(|(_, container)| container.task.is_some())
+                .map(|(namespace, container)| (namespace.to_string(), container.record.id.clone()))
+                .collect();
+            let containers = state
+                .containers()
+                .map(|(namespace, container)| (namespace.to_string(), container.record.id.clone()))
+                .collect();
+            (tasks, containers, state.snapshots.keys().cloned().collect(), state.content.keys().cloned().collect())
+        };
+        let runc_base = self.layout.state.join("runc");
+        for namespace in list_dir_names(&runc_base) {
+            let runc = self.runc(&namespace);
+            let Ok(listed) = runc.list().await else { continue };
+            for runc_container in listed {
+                if !known_tasks.contains(&(namespace.clone(), runc_container.id.clone())) {
+                    tracing::warn!(namespace, id = runc_container.id, "removing a runc container no task accounts for");
+                    let _ = runc.delete(&runc_container.id, true).await;
+                    self.record_orphan(&namespace, "runc container", &runc_container.id).await;
+                }
+            }
+        }
+        let bundles_base = self.layout.state.join("bundles");
+        for namespace in list_dir_names(&bundles_base) {
+            for id in list_dir_names(&bundles_base.join(&namespace)) {
+                if !known_tasks.contains(&(namespace.clone(), id.clone())) {
+                    self.remove_bundle(&namespace, &id);
+                }
+            }
+        }
+        let tasks_base = self.layout.root.join("tasks");
+        for namespace in list_dir_names(&tasks_base) {
+            for id in list_dir_names(&tasks_base.join(&namespace)) {
+                if !known_containers.contains(&(namespace.clone(), id.clone())) {
+                    let _ = std::fs::remove_dir_all(tasks_base.join(&namespace).join(&id));
+                }
+            }
+        }
+        if let Ok(active) = self.snapshotter.list_active() {
+            for (namespace, key) in active {
+                if !known_containers.contains(&(namespace.clone(), key.clone())) {
+                    let _ = self.snapshotter.remove_active(&namespace, &key);
+                }
+            }
+        }
+        if let Ok(committed) = self.snapshotter.list_committed() {
+            for chain_id in committed {
+                if !known_snapshots.contains(&chain_id) {
+                    let _ = self.snapshotter.remove_committed(&chain_id);
+                }
+            }
+        }
+        let _ = self.snapshotter.clean_tmp();
+        if let Ok(blobs) = self.content.list() {
+            for digest in blobs {
+                if !known_content.contains(&digest) {
+                    let _ = self.content.remove(&digest);
+                }
+            }
+        }
+    }
+
+    async fn record_orphan(&self, namespace: &str, what: &str, id: &str) {
+        let origin = Origin::Daemon { reason: "recovery: orphan removed".into(), answers: None };
+        let event = Event::OrphanRemoved { what: what.to_string(), id: id.to_string() };
+        let _ = self.store.submit(namespace, origin, Command::RecordOutcome(RecordOutcome { answers: None, event })).await;
+    }
+}
+
+fn list_dir_names(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|entry| entry.file_type().is_ok_and(|kind| kind.is_dir()))
+                .filter_map(|entry| entry.file_name().into_string().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}

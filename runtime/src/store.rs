@@ -1,0 +1,210 @@
+//! The store: the log plus the projections folded from it, and the one thread that turns
+//! commands into durable records.
+//!
+//! Every mutating request goes through [`Store::submit`]. A single command thread takes all
+//! submissions waiting at that moment as one batch; under the state's write lock it decides
+//! each command against the state (which already holds the batch's earlier commands, so two
+//! creates of one id in a batch cannot both pass), folds the accepted ones in, appends them
+//! with one group-committed sync, and only then releases the lock and answers. Readers
+//! therefore never see state that is not durable. A failed append is fatal: the process exits
+//! and recovery replays the log (an fsync error must not be retried).
+
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::thread;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use berth_commands::{Command, CommandError};
+use berth_log::{EventLog, LogError, Seq};
+use berth_projections::{Envelope, Event, Origin, State};
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// The most submissions folded into one record batch.
+const MAX_BATCH: usize = 512;
+
+/// A committed record, as the executor and subscribers see it.
+#[derive(Debug, Clone)]
+pub struct CommittedRecord {
+    pub seq: u64,
+    pub timestamp_ns: u64,
+    pub envelope: Arc<Envelope>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    #[error(transparent)]
+    Rejected(#[from] CommandError),
+    #[error("berthd is stopping: retry when it is back")]
+    Stopping,
+}
+
+struct Submission {
+    namespace: String,
+    origin: Origin,
+    command: Command,
+    reply: oneshot::Sender<Result<CommittedRecord, SubmitError>>,
+}
+
+pub struct Store {
+    log: Arc<EventLog>,
+    state: Arc<RwLock<State>>,
+    applied: watch::Receiver<u64>,
+    submissions: std::sync::mpsc::SyncSender<Submission>,
+}
+
+/// What `Store::open` hands back beside the store: the committed records, in log order, for
+/// the executor.
+pub type CommittedReceiver = mpsc::UnboundedReceiver<CommittedRecord>;
+
+pub fn now_ns() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+}
+
+/// Fold the whole log into a fresh state (also what berth-replay does).
+pub fn replay(log: &EventLog) -> Result<State, StoreError> {
+    let mut state = State::new();
+    let mut reader = log.reader(Seq(1))?;
+    while let Some(record) = reader.next() {
+        let record = record?;
+        let envelope = Envelope::decode(record.payload)
+            .map_err(|error| StoreError::Decode { seq: record.seq.get(), reason: error.to_string() })?;
+        state.apply(record.seq, record.timestamp_ns, &envelope);
+    }
+    Ok(state)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error("record {seq} cannot be decoded ({reason}): inspect it with `berth-replay events --from {seq}`")]
+    Decode { seq: u64, reason: String },
+}
+
+impl Store {
+    /// Replays the log into the projections and starts the command thread.
+    pub fn open(log: EventLog) -> Result<(Arc<Store>, CommittedReceiver), StoreError> {
+        let state = replay(&log)?;
+        let log = Arc::new(log);
+        let (applied_sender, applied) = watch::channel(state.last_seq);
+        let state = Arc::new(RwLock::new(state));
+        let (submissions, submission_receiver) = std::sync::mpsc::sync_channel(4096);
+        let (committed_sender, committed_receiver) = mpsc::unbounded_channel();
+        let thread_log = Arc::clone(&log);
+        let thread_state = Arc::clone(&state);
+        thread::Builder::new()
+            .name("berth-commands".into())
+            .spawn(move || command_loop(thread_log, thread_state, submission_receiver, applied_sender, committed_sender))
+            .expect("spawn the command thread");
+        Ok((Arc::new(Store { log, state, applied, submissions }), committed_receiver))
+    }
+
+    pub fn log(&self) -> &Arc<EventLog> {
+        &self.log
+    }
+
+    /// A read view of the projections (durable state only).
+    pub fn state(&self) -> RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The seq of the last record folded into the projections.
+    pub fn applied_seq(&self) -> u64 {
+        *self.applied.borrow()
+    }
+
+    /// A receiver that changes whenever new records are applied.
+    pub fn watch_applied(&self) -> watch::Receiver<u64> {
+        self.applied.clone()
+    }
+
+    /// Decide and durably record a command; answers once its record is durable.
+    pub async fn submit(&self, namespace: &str, origin: Origin, command: Command) -> Result<CommittedRecord, SubmitError> {
+        let (reply, answer) = oneshot::channel();
+        let submission = Submission { namespace: namespace.to_string(), origin, command, reply };
+        let sender = self.submissions.clone();
+        // The queue is bounded; a full queue blocks, so send from a blocking thread.
+        tokio::task::spawn_blocking(move || sender.send(submission))
+            .await
+            .map_err(|_| SubmitError::Stopping)?
+            .map_err(|_| SubmitError::Stopping)?;
+        answer.await.map_err(|_| SubmitError::Stopping)?
+    }
+
+    /// Waits until `predicate` holds on the state, re-checking after every applied record.
+    pub async fn wait_until<T>(&self, mut predicate: impl FnMut(&State) -> Option<T>) -> T {
+        let mut applied = self.watch_applied();
+        loop {
+            if let Some(value) = predicate(&self.state()) {
+                return value;
+            }
+            if applied.changed().await.is_err() {
+                // The command thread is gone (fatal log error); the process is exiting.
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+}
+
+fn command_loop(
+    log: Arc<EventLog>,
+    state: Arc<RwLock<State>>,
+    submissions: std::sync::mpsc::Receiver<Submission>,
+    applied: watch::Sender<u64>,
+    committed: mpsc::UnboundedSender<CommittedRecord>,
+) {
+    while let Ok(first) = submissions.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match submissions.try_recv() {
+                Ok(submission) => batch.push(submission),
+                Err(_) => break,
+            }
+        }
+        let mut guard = state.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let timestamp_ns = now_ns();
+        let mut next_seq = guard.last_seq + 1;
+        let mut accepted: Vec<(oneshot::Sender<Result<CommittedRecord, SubmitError>>, CommittedRecord)> = Vec::new();
+        let mut payloads: Vec<Vec<u8>> = Vec::new();
+        for submission in batch {
+            let events: Vec<Event> = match submission.command.decide(&guard, &submission.namespace) {
+                Ok(events) => events,
+                Err(error) => {
+                    let _ = submission.reply.send(Err(SubmitError::Rejected(error)));
+                    continue;
+                }
+            };
+            let envelope = Envelope::new(submission.namespace, submission.origin, events);
+            payloads.push(envelope.encode());
+            guard.apply(Seq(next_seq), timestamp_ns, &envelope);
+            accepted.push((
+                submission.reply,
+                CommittedRecord { seq: next_seq, timestamp_ns, envelope: Arc::new(envelope) },
+            ));
+            next_seq += 1;
+        }
+        if accepted.is_empty() {
+            continue;
+        }
+        let payload_refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
+        match log.append_batch_at(&payload_refs, timestamp_ns) {
+            Ok(first_seq) => debug_assert_eq!(first_seq.get(), accepted[0].1.seq),
+            Err(error) => {
+                // The projections now hold records that may not be durable: nothing may read
+                // them. Stop here; the next start replays what the log really holds.
+                tracing::error!(%error, "appending to the log failed; berthd stops so that recovery replays the log");
+                eprintln!("berthd: fatal: appending to the log failed: {error}; restart berthd to recover from the log");
+                std::process::exit(70);
+            }
+        }
+        drop(guard);
+        let last = accepted.last().map(|(_, record)| record.seq).unwrap_or_default();
+        applied.send_replace(last);
+        for (reply, record) in accepted {
+            let _ = committed.send(record.clone());
+            let _ = reply.send(Ok(record));
+        }
+    }
+}
+
+/// How long RPCs that wait for an outcome wait before telling the caller to look again.
+pub const OUTCOME_TIMEOUT: Duration = Duration::from_secs(120);
