@@ -306,7 +306,8 @@ fn read_layout_streaming(store: &ContentStore, archive: impl Read, source_label:
                 // Not a blob name (stray file); nothing can reference it by digest.
                 continue;
             }
-            match store.ingest(Some(&expected), &mut entry) {
+            let entry_size = entry.size();
+            match store.ingest(Some(&expected), ExactLengthReader { inner: &mut entry, remaining_bytes: entry_size }) {
                 Ok(_) => {}
                 Err(ContentError::DigestMismatch { expected, actual }) => {
                     return Err(ImportError::DigestMismatch { entry: entry_name, expected, actual })
@@ -323,6 +324,32 @@ fn read_layout_streaming(store: &ContentStore, archive: impl Read, source_label:
         return Err(ImportError::NotAnOciArchive { source_label: source_label.to_string(), reason });
     };
     Ok(LayoutInMemory { oci_layout, index_json })
+}
+
+/// Reads exactly `remaining_bytes` or fails: the tar reader returns a short entry without error
+/// when the archive is cut inside it, which would otherwise surface as a misleading digest
+/// mismatch instead of "truncated".
+pub(crate) struct ExactLengthReader<R> {
+    pub(crate) inner: R,
+    pub(crate) remaining_bytes: u64,
+}
+
+impl<R: Read> Read for ExactLengthReader<R> {
+    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+        if self.remaining_bytes == 0 {
+            return Ok(0);
+        }
+        let n_wanted = buffer.len().min(usize::try_from(self.remaining_bytes).unwrap_or(usize::MAX));
+        let n_read = self.inner.read(&mut buffer[..n_wanted])?;
+        if n_read == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("the archive ends {} bytes before the end of this entry", self.remaining_bytes),
+            ));
+        }
+        self.remaining_bytes -= n_read as u64;
+        Ok(n_read)
+    }
 }
 
 fn not_a_tar(source_label: &str, error: &io::Error) -> ImportError {

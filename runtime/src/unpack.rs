@@ -361,7 +361,12 @@ fn apply_entry<R: Read>(dest_fd: &OwnedFd, entry: &mut tar::Entry<'_, R>, deferr
         )
         .map_err(entry_error("create file", &entry_name))?;
         let mut file = File::from(file_fd);
-        io::copy(entry, &mut file).map_err(|source| UnpackError::Entry { action: "write file", entry: entry_name.clone(), source })?;
+        let entry_size = entry.size();
+        let mut exact_reader = crate::image_import::ExactLengthReader { inner: &mut *entry, remaining_bytes: entry_size };
+        io::copy(&mut exact_reader, &mut file).map_err(|source| match source.kind() {
+            io::ErrorKind::UnexpectedEof => UnpackError::CorruptArchive { reason: format!("entry {entry_name:?}: {source}") },
+            _ => UnpackError::Entry { action: "write file", entry: entry_name.clone(), source },
+        })?;
         fchown(&file, owner.0, owner.1).map_err(entry_error("chown", &entry_name))?;
         fchmod(&file, mode).map_err(entry_error("chmod", &entry_name))?;
         for (xattr_name, xattr_value) in &metadata.xattrs {
