@@ -29,6 +29,15 @@ use crate::store::{CommittedReceiver, CommittedRecord, Store, SubmitError};
 
 type WorkerKey = (String, String);
 
+/// Crash points for tests: with `BERTHD_FAILPOINT=<name>` berthd aborts at that point, after
+/// the side effect and before its outcome is recorded — the window recovery must close.
+fn failpoint(name: &str) {
+    if std::env::var("BERTHD_FAILPOINT").is_ok_and(|wanted| wanted == name) {
+        eprintln!("berthd: failpoint {name} reached; aborting");
+        std::process::abort();
+    }
+}
+
 /// Work for one container's worker.
 #[derive(Debug)]
 enum Job {
@@ -148,6 +157,7 @@ impl Executor {
             Event::TaskCreateRequested { .. } => {
                 let outcome = match self.create_task(namespace, container_id).await {
                     Ok(shim) => {
+                        failpoint("task-created");
                         let event = Event::TaskCreated {
                             container_id: container_id.to_string(),
                             pid: shim.init_pid,
@@ -169,6 +179,7 @@ impl Executor {
             Event::TaskStartRequested { .. } => {
                 let outcome = match self.runc(namespace).start(container_id).await {
                     Ok(()) => {
+                        failpoint("task-started");
                         let pid = self.store.state().container(namespace, container_id)
                             .and_then(|container| container.task.as_ref().map(|task| task.pid))
                             .unwrap_or_default();
@@ -270,6 +281,7 @@ impl Executor {
         }
         runc.delete(container_id, true).await.map_err(|error| error.to_string())?;
         self.remove_bundle(namespace, container_id);
+        failpoint("task-deleted");
         Ok(exit_code)
     }
 

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs what berth needs to build, run and test on Debian 12 (run as root):
+# runc, the image tools used by the fixtures, protoc for the gRPC code, and checks for a Rust
+# toolchain new enough for the workspace (1.88+, via rustup: Debian's own cargo is too old).
+set -euo pipefail
+packages=(runc umoci skopeo busybox-static debootstrap protobuf-compiler ca-certificates curl jq iproute2 util-linux)
+missing=()
+for package in "${packages[@]}"; do
+  dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
+done
+if ((${#missing[@]})); then
+  echo "installing: ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+if ! command -v cargo >/dev/null 2>&1; then
+  for candidate in "$HOME/.cargo/bin" /usr/local/cargo/bin; do
+    [ -x "$candidate/cargo" ] && export PATH="$candidate:$PATH"
+  done
+fi
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "no Rust toolchain: install one with rustup (https://rustup.rs), Rust 1.88 or newer" >&2
+  exit 1
+fi

@@ -1,0 +1,256 @@
+//! berth-tests: helpers shared by the integration tests in tests/tests/ — a real berthd on a
+//! temporary root, state dir and socket, the real `berth` CLI and `berth-replay` against it.
+//!
+//! These tests need root, runc and the test images (scripts/build-test-images.sh). Where any
+//! is missing they fail with what to do; they never pass silently.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// target/debug (or whichever profile built this test).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    // target/debug/deps/<test> -> target/debug
+    exe.parent().and_then(Path::parent).expect("target dir").to_path_buf()
+}
+
+pub fn bin(name: &str) -> PathBuf {
+    let path = bin_dir().join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: build the binaries first with `cargo build --workspace --bins` (scripts/test.sh does)",
+        path.display()
+    );
+    path
+}
+
+pub fn test_images() -> PathBuf {
+    let dir = std::env::var_os("BERTH_TESTIMAGES").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/var/tmp/berth-testimages"));
+    assert!(
+        dir.join("busybox-oci.tar").is_file(),
+        "test images missing in {}: run scripts/build-test-images.sh",
+        dir.display()
+    );
+    dir
+}
+
+pub fn require_root() {
+    assert!(nix::unistd::Uid::effective().is_root(), "these tests run real containers and need root");
+}
+
+/// A berthd on its own temporary directories.
+pub struct Daemon {
+    pub dir: tempfile::TempDir,
+    pub root: PathBuf,
+    pub state: PathBuf,
+    pub socket: PathBuf,
+    child: Option<Child>,
+    pub namespace: String,
+    env: Vec<(String, String)>,
+}
+
+impl Daemon {
+    pub fn start() -> Daemon {
+        Daemon::start_with_env(&[])
+    }
+
+    /// Start with extra environment for berthd (e.g. a failpoint).
+    pub fn start_with_env(env: &[(&str, &str)]) -> Daemon {
+        require_root();
+        let dir = tempfile::Builder::new().prefix("berth-it-").tempdir_in("/var/tmp").expect("temp dir");
+        let root = dir.path().join("root");
+        let state = dir.path().join("state");
+        let socket = dir.path().join("berthd.sock");
+        let mut daemon = Daemon { dir, root, state, socket, child: None, namespace: "default".into(), env: Vec::new() };
+        daemon.env = env.iter().map(|(key, value)| (key.to_string(), value.to_string())).collect();
+        daemon.spawn();
+        daemon
+    }
+
+    /// Replace berthd's extra environment for the next (re)start.
+    pub fn set_env(&mut self, env: &[(&str, &str)]) {
+        self.env = env.iter().map(|(key, value)| (key.to_string(), value.to_string())).collect();
+    }
+
+    /// Wait for berthd to exit by itself (e.g. at a failpoint).
+    pub fn wait_for_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + timeout;
+        let child = self.child.as_mut().expect("berthd running");
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                self.child = None;
+                return status;
+            }
+            assert!(Instant::now() < deadline, "berthd did not exit:\n{}", tail(&self.daemon_log(), 30));
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Start berthd again after it stopped by itself.
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "berthd still running");
+        self.spawn();
+    }
+
+    fn spawn(&mut self) {
+        let log_path = self.dir.path().join("berthd.log");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).expect("daemon log");
+        let child = Command::new(bin("berthd"))
+            .arg("--root")
+            .arg(&self.root)
+            .arg("--state")
+            .arg(&self.state)
+            .arg("--address")
+            .arg(&self.socket)
+            .env("BERTHD_LOG", "info,berth_runtime=debug")
+            .envs(self.env.iter().map(|(key, value)| (key.as_str(), value.as_str())))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn berthd");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if self.socket.exists() && self.child.is_some() && self.cli(&["version"]).status.success() {
+                return;
+            }
+            if let Some(status) = self.child.as_mut().and_then(|child| child.try_wait().ok().flatten()) {
+                panic!("berthd exited with {status} during start-up:\n{}", self.daemon_log());
+            }
+            assert!(Instant::now() < deadline, "berthd did not come up in 30 s:\n{}", self.daemon_log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn daemon_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("berthd.log")).unwrap_or_default()
+    }
+
+    /// SIGKILL berthd, as a crash would; containers keep running under their monitors.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.spawn();
+    }
+
+    /// SIGTERM and wait: a clean stop.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM);
+            let _ = child.wait();
+        }
+    }
+
+    pub fn berth(&self) -> Command {
+        let mut command = Command::new(bin("berth"));
+        command.arg("--address").arg(&self.socket).arg("--namespace").arg(&self.namespace);
+        command.stdin(Stdio::null());
+        command
+    }
+
+    pub fn cli(&self, args: &[&str]) -> Output {
+        self.berth().args(args).output().expect("run berth")
+    }
+
+    /// Run the CLI and insist it succeeds; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let output = self.cli(args);
+        assert!(
+            output.status.success(),
+            "berth {args:?} failed ({}):\nstdout: {}\nstderr: {}\ndaemon log tail:\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr),
+            tail(&self.daemon_log(), 40)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    pub fn import_busybox(&self) {
+        let archive = test_images().join("busybox-oci.tar");
+        self.ok(&["image", "import", archive.to_str().unwrap(), "--name", "busybox"]);
+    }
+
+    pub fn replay(&self, args: &[&str]) -> Output {
+        Command::new(bin("berth-replay")).args(args).arg("--root").arg(&self.root).output().expect("run berth-replay")
+    }
+
+    /// The projections as berth-replay folds them from the log (deterministic JSON).
+    pub fn state_dump(&self) -> serde_json::Value {
+        let output = self.replay(&["state", "--json"]);
+        assert!(output.status.success(), "berth-replay state failed: {}", String::from_utf8_lossy(&output.stderr));
+        serde_json::from_slice(&output.stdout).expect("state json")
+    }
+
+    /// `berth ps -a --output json`, parsed.
+    pub fn ps(&self) -> Vec<serde_json::Value> {
+        let out = self.ok(&["ps", "-a", "--output", "json"]);
+        serde_json::from_str::<serde_json::Value>(&out)
+            .unwrap_or_else(|error| panic!("ps json: {error}: {out}"))
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// runc containers berthd's runc root knows in the namespace.
+    pub fn runc_list(&self) -> Vec<String> {
+        let output = Command::new("runc")
+            .arg("--root")
+            .arg(self.state.join("runc").join(&self.namespace))
+            .args(["list", "-q"])
+            .output()
+            .expect("runc list");
+        String::from_utf8_lossy(&output.stdout).lines().map(str::to_string).filter(|line| !line.is_empty()).collect()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill9();
+        // Kill and remove every container this daemon left, so nothing leaks between tests.
+        if let Ok(namespaces) = std::fs::read_dir(self.state.join("runc")) {
+            for namespace in namespaces.flatten() {
+                let runc_root = namespace.path();
+                let listed = Command::new("runc").arg("--root").arg(&runc_root).args(["list", "-q"]).output();
+                if let Ok(listed) = listed {
+                    for id in String::from_utf8_lossy(&listed.stdout).lines() {
+                        let _ = Command::new("runc").arg("--root").arg(&runc_root).args(["delete", "-f", id]).output();
+                    }
+                }
+            }
+        }
+        if let Ok(mounts) = std::fs::read_to_string("/proc/self/mountinfo") {
+            let prefix = self.dir.path().to_string_lossy().to_string();
+            let mut targets: Vec<&str> = mounts.lines().filter_map(|line| line.split(' ').nth(4)).filter(|t| t.starts_with(&prefix)).collect();
+            targets.sort_by_key(|target| std::cmp::Reverse(target.len()));
+            for target in targets {
+                let _ = nix::mount::umount2(target, nix::mount::MntFlags::MNT_DETACH);
+            }
+        }
+    }
+}
+
+pub fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Poll `check` until it returns Some, or panic after `timeout` with `what`.
+pub fn eventually<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

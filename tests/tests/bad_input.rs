@@ -1,0 +1,93 @@
+//! Bad input gets a clear error that says what to do, and nothing already recorded is lost.
+
+use std::process::Command;
+
+use berth_tests::{bin, test_images, Daemon};
+
+fn stderr_of(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn refusals_are_clear_and_lose_nothing() {
+    let daemon = Daemon::start();
+    daemon.import_busybox();
+    daemon.ok(&["run", "-d", "--name", "web", "busybox", "sleep", "1000"]);
+    let before = daemon.state_dump();
+
+    let unknown = daemon.cli(&["run", "--rm", "no-such-image", "true"]);
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(stderr_of(&unknown).contains("image \"no-such-image\" not found") && stderr_of(&unknown).contains("berth image import"), "{}", stderr_of(&unknown));
+
+    let duplicate = daemon.cli(&["run", "-d", "--name", "web", "busybox", "true"]);
+    assert!(!duplicate.status.success());
+    assert!(stderr_of(&duplicate).contains("already exists"), "{}", stderr_of(&duplicate));
+
+    let bad_id = daemon.cli(&["run", "--rm", "--name", "../escape", "busybox", "true"]);
+    assert!(!bad_id.status.success());
+    assert!(stderr_of(&bad_id).contains("invalid container id"), "{}", stderr_of(&bad_id));
+
+    let garbage = daemon.dir.path().join("garbage.tar");
+    std::fs::write(&garbage, b"this is not a tar archive at all").unwrap();
+    let malformed = daemon.cli(&["image", "import", garbage.to_str().unwrap(), "--name", "junk"]);
+    assert!(!malformed.status.success());
+    assert!(stderr_of(&malformed).contains("OCI image layout"), "{}", stderr_of(&malformed));
+
+    let truncated = daemon.dir.path().join("truncated.tar");
+    let full = std::fs::read(test_images().join("busybox-oci.tar")).unwrap();
+    std::fs::write(&truncated, &full[..full.len() / 2]).unwrap();
+    let cut = daemon.cli(&["image", "import", truncated.to_str().unwrap(), "--name", "cut"]);
+    assert!(!cut.status.success(), "a truncated archive must be refused");
+
+    let start_deleted = daemon.cli(&["start", "never-was"]);
+    assert!(!start_deleted.status.success());
+    assert!(stderr_of(&start_deleted).contains("not found"), "{}", stderr_of(&start_deleted));
+
+    // Nothing recorded before was lost or changed by the refusals.
+    let mut after = daemon.state_dump();
+    after["last_seq"] = before["last_seq"].clone();
+    assert_eq!(after, before);
+    assert_eq!(daemon.ps()[0]["task"]["status"], "running");
+    daemon.ok(&["rm", "-f", "web"]);
+}
+
+#[test]
+fn berthd_refuses_to_start_without_runc_or_on_a_held_root() {
+    let daemon = Daemon::start();
+    // A second daemon on the same root.
+    let second = Command::new(bin("berthd"))
+        .arg("--root")
+        .arg(&daemon.root)
+        .arg("--state")
+        .arg(daemon.dir.path().join("state2"))
+        .arg("--address")
+        .arg(daemon.dir.path().join("second.sock"))
+        .output()
+        .unwrap();
+    assert!(!second.status.success());
+    assert!(stderr_of(&second).contains("another berthd holds"), "{}", stderr_of(&second));
+    // Missing runc.
+    let dir = tempfile::tempdir().unwrap();
+    let no_runc = Command::new(bin("berthd"))
+        .arg("--root")
+        .arg(dir.path().join("root"))
+        .arg("--state")
+        .arg(dir.path().join("state"))
+        .arg("--address")
+        .arg(dir.path().join("sock"))
+        .args(["--runc", "/nonexistent/runc"])
+        .output()
+        .unwrap();
+    assert!(!no_runc.status.success());
+    assert!(stderr_of(&no_runc).contains("runc not found") && stderr_of(&no_runc).contains("apt-get install runc"), "{}", stderr_of(&no_runc));
+    // The first daemon is unaffected.
+    daemon.ok(&["version"]);
+}
+
+#[test]
+fn cli_without_a_daemon_says_how_to_start_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(bin("berth")).arg("--address").arg(dir.path().join("none.sock")).arg("ps").output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr_of(&output).contains("cannot reach berthd"), "{}", stderr_of(&output));
+}

@@ -1,0 +1,112 @@
+//! A real container's life through berthd, the CLI and runc: output, exit codes, environment,
+//! working directory, kill, wait, namespaces, and its history read back from the log.
+
+use std::time::Duration;
+
+use berth_tests::{eventually, Daemon};
+
+#[test]
+fn run_captures_output_and_exit_code() {
+    let daemon = Daemon::start();
+    daemon.import_busybox();
+    let output = daemon.cli(&["run", "--rm", "busybox", "sh", "-c", "echo out; echo err >&2"]);
+    assert_eq!(output.status.code(), Some(0), "stderr: {}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "out\n");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("err"));
+
+    let output = daemon.cli(&["run", "--rm", "busybox", "sh", "-c", "exit 7"]);
+    assert_eq!(output.status.code(), Some(7));
+    // --rm left nothing behind: no container, no runc state.
+    assert!(daemon.ps().is_empty());
+    assert!(daemon.runc_list().is_empty());
+}
+
+#[test]
+fn env_working_dir_and_user_are_honoured() {
+    let daemon = Daemon::start();
+    daemon.import_busybox();
+    let out = daemon.ok(&["run", "--rm", "--env", "GREETING=hi there", "--workdir", "/tmp", "busybox", "sh", "-c", "echo \"$GREETING\"; pwd; id -u; hostname"]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[..3], ["hi there", "/tmp", "0"], "{out}");
+    let out = daemon.ok(&["run", "--rm", "--name", "named-one", "busybox", "hostname"]);
+    assert_eq!(out.trim(), "named-one");
+}
+
+#[test]
+fn kill_wait_logs_and_remove() {
+    let daemon = Daemon::start();
+    daemon.import_busybox();
+    let id = daemon.ok(&["run", "-d", "--name", "sleeper", "busybox", "sh", "-c", "echo started; exec sleep 1000"]);
+    assert_eq!(id.trim(), "sleeper");
+    let ps = daemon.ps();
+    assert_eq!(ps.len(), 1);
+    assert_eq!(ps[0]["task"]["status"], "running", "{ps:?}");
+    eventually(Duration::from_secs(10), "the container's first output", || {
+        daemon.ok(&["logs", "sleeper"]).contains("started").then_some(())
+    });
+    daemon.ok(&["kill", "-s", "KILL", "sleeper"]);
+    assert_eq!(daemon.ok(&["wait", "sleeper"]).trim(), "137");
+    let ps = daemon.ps();
+    assert_eq!(ps[0]["task"]["status"], "stopped");
+    assert_eq!(ps[0]["task"]["exit_code"], 137);
+    // A stopped task cannot be signalled; the error says so.
+    let output = daemon.cli(&["kill", "sleeper"]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("no process to signal"));
+    daemon.ok(&["rm", "sleeper"]);
+    assert!(daemon.ps().is_empty());
+    assert!(daemon.runc_list().is_empty());
+}
+
+#[test]
+fn force_remove_kills_a_running_container() {
+    let daemon = Daemon::start();
+    daemon.import_busybox();
+    daemon.ok(&["run", "-d", "--name", "victim", "busybox", "sleep", "1000"]);
+    let output = daemon.cli(&["rm", "victim"]);
+    assert!(!output.status.success(), "rm without -f must refuse a running container");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("rm -f"));
+    daemon.ok(&["rm", "-f", "victim"]);
+    assert!(daemon.ps().is_empty());
+    assert!(daemon.runc_list().is_empty());
+}
+
+#[test]
+fn namespaces_do_not_see_each_other() {
+    let mut daemon = Daemon::start();
+    daemon.namespace = "team-a".into();
+    daemon.import_busybox();
+    daemon.ok(&["run", "-d", "--name", "a1", "busybox", "sleep", "1000"]);
+    daemon.namespace = "team-b".into();
+    assert!(daemon.ps().is_empty());
+    let output = daemon.cli(&["run", "--rm", "busybox", "true"]);
+    assert!(!output.status.success(), "team-b has no busybox image");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("not found in namespace \"team-b\""));
+    daemon.namespace = "team-a".into();
+    daemon.ok(&["rm", "-f", "a1"]);
+}
+
+#[test]
+fn history_from_the_log_says_who_did_what() {
+    let daemon = Daemon::start();
+    daemon.import_busybox();
+    let run = daemon.cli(&["run", "--name", "audited", "busybox", "sh", "-c", "exit 3"]);
+    assert_eq!(run.status.code(), Some(3));
+    let output = daemon.replay(&["history", "--container", "audited"]);
+    let history = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    for expected in ["ContainerCreated", "TaskCreateRequested", "TaskCreated", "TaskStarted", "TaskExited", "uid=0", "Tasks/Start"] {
+        assert!(history.contains(expected), "history lacks {expected}:\n{history}");
+    }
+    assert!(history.contains("\"exit_code\":3") || history.contains("exit code 3") || history.contains("exit_code=3"), "{history}");
+    // The same events reach a resumable subscriber: from seq 1, all of them; from the last, one.
+    let events = daemon.ok(&["events", "--since", "1", "--output", "json"]);
+    let seqs: Vec<u64> = events.lines().map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap()["seq"].as_u64().unwrap()).collect();
+    assert!(seqs.windows(2).all(|pair| pair[0] <= pair[1]), "events in log order");
+    let last = *seqs.last().unwrap();
+    let tail = daemon.ok(&["events", "--since", &last.to_string(), "--output", "json"]);
+    assert!(tail.lines().all(|line| serde_json::from_str::<serde_json::Value>(line).unwrap()["seq"] == last));
+    // The log verifies.
+    let verify = daemon.replay(&["verify"]);
+    assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stdout));
+}

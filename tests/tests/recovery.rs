@@ -1,0 +1,182 @@
+//! berthd killed with SIGKILL at any moment comes back knowing what was asked, what happened
+//! and what still runs: containers keep running under their monitors, exits that happened
+//! while it was down are recorded with their true code and time, and intents caught between
+//! side effect and outcome are finished or rolled back — exactly once.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use berth_tests::{eventually, Daemon};
+
+fn now_ns() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as i64
+}
+
+fn task_of<'a>(ps: &'a [serde_json::Value], id: &str) -> &'a serde_json::Value {
+    &ps.iter().find(|container| container["id"] == id).unwrap_or_else(|| panic!("{id} not listed: {ps:?}"))["task"]
+}
+
+/// Without `last_seq` (each start appends a DaemonStarted record).
+fn projections(daemon: &Daemon) -> serde_json::Value {
+    let mut dump = daemon.state_dump();
+    dump.as_object_mut().unwrap().remove("last_seq");
+    dump
+}
+
+/// Every intent in the log is answered at most once.
+fn assert_no_duplicate_outcomes(daemon: &Daemon) {
+    let output = daemon.replay(&["events", "--json"]);
+    assert!(output.status.success());
+    let mut answers: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        let event: serde_json::Value = serde_json::from_str(line).unwrap();
+        if let Some(seq) = event["origin"]["answers"].as_u64().or_else(|| event["origin"]["Daemon"]["answers"].as_u64()) {
+            answers.entry(seq).or_default().push(event["kind"].as_str().unwrap_or_default().to_string());
+        }
+    }
+    for (seq, kinds) in answers {
+        assert_eq!(kinds.len(), 1, "intent {seq} answered more than once: {kinds:?}");
+    }
+}
+
+#[test]
+fn running_containers_survive_sigkill_of_berthd() {
+    let mut daemon = Daemon::start();
+    daemon.import_busybox();
+    daemon.ok(&["run", "-d", "--name", "one", "busybox", "sleep", "1000"]);
+    daemon.ok(&["run", "-d", "--name", "two", "busybox", "sh", "-c", "trap 'exit 42' TERM; while true; do sleep 0.1; done"]);
+    let before = daemon.ps();
+    daemon.restart();
+    let after = daemon.ps();
+    for id in ["one", "two"] {
+        assert_eq!(task_of(&after, id)["status"], "running");
+        assert_eq!(task_of(&after, id)["pid"], task_of(&before, id)["pid"], "same process, re-adopted");
+    }
+    daemon.ok(&["kill", "two"]);
+    assert_eq!(daemon.ok(&["wait", "two"]).trim(), "42");
+    daemon.ok(&["kill", "-s", "9", "one"]);
+    assert_eq!(daemon.ok(&["wait", "one"]).trim(), "137");
+    daemon.ok(&["rm", "one", "two"]);
+    assert!(daemon.runc_list().is_empty());
+}
+
+#[test]
+fn exits_while_berthd_is_down_are_recorded_with_code_and_time() {
+    let mut daemon = Daemon::start();
+    daemon.import_busybox();
+    daemon.ok(&["run", "-d", "--name", "short", "busybox", "sh", "-c", "sleep 1; exit 3"]);
+    daemon.kill9();
+    let killed_at = now_ns();
+    std::thread::sleep(Duration::from_millis(2500));
+    let restarted_at = now_ns();
+    daemon.start_again();
+    assert_eq!(daemon.ok(&["wait", "short"]).trim(), "3");
+    let ps = daemon.ps();
+    let task = task_of(&ps, "short");
+    assert_eq!(task["status"], "stopped");
+    assert_eq!(task["exit_code"], 3);
+    // The recorded exit time is when it happened (while berthd was down), not the restart.
+    let dump = daemon.state_dump();
+    let exited_at = dump["namespaces"]["default"]["containers"]["short"]["task"]["exit"]["exited_at_ns"].as_i64().unwrap();
+    assert!(exited_at > killed_at - 2_000_000_000 && exited_at < restarted_at, "exited_at {exited_at} not between {killed_at} and {restarted_at}");
+    daemon.ok(&["rm", "short"]);
+}
+
+#[test]
+fn restart_without_change_rebuilds_identical_projections() {
+    let mut daemon = Daemon::start();
+    daemon.import_busybox();
+    daemon.ok(&["run", "-d", "--name", "keep", "busybox", "sleep", "1000"]);
+    daemon.ok(&["run", "--name", "done", "busybox", "sh", "-c", "exit 4"]);
+    daemon.ok(&["create", "--name", "idle", "busybox", "true"]);
+    let before = projections(&daemon);
+    let ps_before = daemon.ps();
+    daemon.restart();
+    assert_eq!(projections(&daemon), before, "projections after a restart with no change");
+    // What clients see is the same too (the task columns; "status" text holds relative times).
+    let tasks = |ps: &[serde_json::Value]| ps.iter().map(|c| (c["id"].clone(), c["task"].clone())).collect::<Vec<_>>();
+    assert_eq!(tasks(&daemon.ps()), tasks(&ps_before));
+    daemon.stop();
+    daemon.start_again();
+    assert_eq!(projections(&daemon), before, "projections after a clean stop and start");
+    daemon.ok(&["rm", "-f", "keep", "done", "idle"]);
+}
+
+#[test]
+fn crash_between_create_and_its_outcome_is_recovered_once() {
+    let mut daemon = Daemon::start_with_env(&[("BERTHD_FAILPOINT", "task-created")]);
+    daemon.import_busybox();
+    let output = daemon.cli(&["run", "-d", "--name", "torn", "busybox", "sleep", "1000"]);
+    assert!(!output.status.success(), "berthd died before answering");
+    let status = daemon.wait_for_exit(Duration::from_secs(10));
+    assert!(!status.success());
+    daemon.set_env(&[]);
+    daemon.start_again();
+    // The monitor had created the container: recovery records TaskCreated; it can be started.
+    let ps = daemon.ps();
+    assert_eq!(task_of(&ps, "torn")["status"], "created", "{ps:?}");
+    daemon.ok(&["start", "torn"]);
+    assert_eq!(task_of(&daemon.ps(), "torn")["status"], "running");
+    assert_no_duplicate_outcomes(&daemon);
+    daemon.ok(&["rm", "-f", "torn"]);
+    assert!(daemon.runc_list().is_empty());
+}
+
+#[test]
+fn crash_between_start_and_its_outcome_is_recovered_once() {
+    let mut daemon = Daemon::start_with_env(&[("BERTHD_FAILPOINT", "task-started")]);
+    daemon.import_busybox();
+    let output = daemon.cli(&["run", "-d", "--name", "half", "busybox", "sleep", "1000"]);
+    assert!(!output.status.success());
+    daemon.wait_for_exit(Duration::from_secs(10));
+    daemon.set_env(&[]);
+    daemon.start_again();
+    assert_eq!(task_of(&daemon.ps(), "half")["status"], "running");
+    assert_no_duplicate_outcomes(&daemon);
+    daemon.ok(&["rm", "-f", "half"]);
+}
+
+#[test]
+fn crash_during_a_burst_of_runs_leaves_nothing_half_done() {
+    let mut daemon = Daemon::start();
+    daemon.import_busybox();
+    let socket = daemon.socket.clone();
+    let berth = berth_tests::bin("berth");
+    let clients: Vec<_> = (0..12)
+        .map(|index| {
+            std::process::Command::new(&berth)
+                .arg("--address")
+                .arg(&socket)
+                .args(["run", "-d", "--name", &format!("burst-{index}"), "busybox", "sleep", "1000"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    daemon.kill9();
+    for mut client in clients {
+        let _ = client.wait();
+    }
+    daemon.start_again();
+    let ps = daemon.ps();
+    // No task is left waiting for an outcome, and what runc has is exactly what is live.
+    let mut live = Vec::new();
+    for container in &ps {
+        let status = container["task"]["status"].as_str().unwrap_or("none").to_string();
+        assert!(!["creating", "starting", "deleting"].contains(&status.as_str()), "{} stuck in {status}", container["id"]);
+        if ["created", "running"].contains(&status.as_str()) {
+            live.push(container["id"].as_str().unwrap().to_string());
+        }
+    }
+    let mut runc = daemon.runc_list();
+    runc.sort();
+    live.sort();
+    assert_eq!(runc, live, "runc containers must be exactly the live tasks");
+    assert_no_duplicate_outcomes(&daemon);
+    for container in &ps {
+        daemon.ok(&["rm", "-f", container["id"].as_str().unwrap()]);
+    }
+    eventually(Duration::from_secs(10), "all runc containers gone", || daemon.runc_list().is_empty().then_some(()));
+}
