@@ -1,0 +1,150 @@
+//! berth-log: the append-only, checksummed, hash-chained event log (see docs/log-format.md).
+//!
+//! One directory holds preallocated, zero-filled segment files. Writers append with `pwrite` and
+//! `fdatasync` (group commit: concurrent appenders share one sync); readers look at a read-only
+//! memory map and never go past the published durable watermark. Each record carries a CRC32 and
+//! a SHA-256 chain hash over its predecessor, so `verify` detects edits, removals, insertions and
+//! reorderings. The crate knows nothing about containers: payloads are opaque bytes.
+
+mod error;
+pub mod format;
+mod reader;
+mod recovery;
+mod segment;
+mod writer;
+
+use std::fmt;
+use std::path::PathBuf;
+
+pub use error::{LogError, RecordDecodeError};
+pub use format::{decode_record, DecodedRecord};
+pub use reader::{open_read_only, open_read_only_with, LogReader, ReadOnlyLog};
+pub use writer::{EventLog, LogStats};
+
+/// Position of a record in the log: dense from 1; `Seq(0)` means "nothing".
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Default, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct Seq(pub u64);
+
+impl Seq {
+    /// The seq right after this one.
+    pub fn next(self) -> Seq {
+        Seq(self.0 + 1)
+    }
+
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for Seq {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(formatter, "{}", self.0)
+    }
+}
+
+/// Number of a segment file; segment files are named after it (`{id:020}.seg`).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Default)]
+pub struct SegmentId(pub u64);
+
+impl fmt::Display for SegmentId {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(formatter, "{}", self.0)
+    }
+}
+
+/// Whether `append` waits for `fdatasync`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub enum Durability {
+    /// `append` returns once the records are on stable storage. What the daemon uses.
+    #[default]
+    Sync,
+    /// No `fdatasync`: for benchmarks and tests only. Records survive a process crash (they are
+    /// in the page cache) but are lost on power loss or kernel crash.
+    NoSync,
+}
+
+/// What `open` does when the bytes after the last good record are not a torn tail.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub enum RecoveryMode {
+    /// Truncate (zero) a torn tail and report it; any other damage fails `open` with
+    /// `LogError::Corruption`.
+    #[default]
+    TruncateTornTail,
+    /// Scan every segment; at the first bad record or broken link keep the valid prefix, move
+    /// the rest aside (nothing is deleted) and report it in `OpenReport::salvaged`.
+    Salvage,
+}
+
+/// How to open a log.
+#[derive(Clone, Debug)]
+pub struct LogOptions {
+    /// Bytes preallocated per segment file (default 64 MiB); must be a multiple of 8, ≥ 4096.
+    pub segment_size: u64,
+    pub durability: Durability,
+    pub recovery: RecoveryMode,
+}
+
+impl Default for LogOptions {
+    fn default() -> Self {
+        LogOptions { segment_size: 64 * 1024 * 1024, durability: Durability::Sync, recovery: RecoveryMode::TruncateTornTail }
+    }
+}
+
+/// Bytes that `open` found after the last good record and did not keep.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TornTail {
+    pub segment: PathBuf,
+    /// Offset in the segment file where the first dropped byte would start a record.
+    pub offset: u64,
+    /// How many bytes from `offset` to the last non-zero byte were dropped (0 when only the file
+    /// length was short).
+    pub dropped_bytes: u64,
+    pub reason: String,
+}
+
+/// What `open` found and did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OpenReport {
+    pub last_seq: Seq,
+    /// Activated segments (the preallocated spare is not counted).
+    pub n_segments: usize,
+    pub torn_tail: Option<TornTail>,
+    /// Only with `RecoveryMode::Salvage`: every region that was cut off.
+    pub salvaged: Vec<TornTail>,
+}
+
+/// One record borrowed from a reader's memory map.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Record<'a> {
+    pub seq: Seq,
+    pub timestamp_ns: u64,
+    pub payload: &'a [u8],
+}
+
+impl Record<'_> {
+    pub fn to_owned_record(&self) -> OwnedRecord {
+        OwnedRecord { seq: self.seq, timestamp_ns: self.timestamp_ns, payload: self.payload.to_vec() }
+    }
+}
+
+/// One record with its payload copied out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OwnedRecord {
+    pub seq: Seq,
+    pub timestamp_ns: u64,
+    pub payload: Vec<u8>,
+}
+
+/// Result of a full verification (CRC, seq continuity and hash chain from genesis).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifyReport {
+    pub n_records: u64,
+    /// On-disk bytes of the verified records (headers, payloads and padding).
+    pub n_bytes: u64,
+    pub first_seq: Seq,
+    pub last_seq: Seq,
+    /// Chain hash of the last record (the genesis hash for an empty log): sign or publish it to
+    /// pin the whole history.
+    pub head_hash: [u8; 32],
+}

@@ -1,0 +1,352 @@
+//! Reading: the view shared by writer and readers, `LogReader` (seek, iterate, tail, follow),
+//! `verify`, and the read-only opener for forensic tools.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use crate::format::{genesis_hash, RECORD_HEADER_LEN};
+use crate::recovery::{recover, Access};
+use crate::segment::Segment;
+use crate::{LogError, OpenReport, OwnedRecord, Record, RecordDecodeError, RecoveryMode, Seq, VerifyReport};
+
+/// What readers share with the writer: the segment list and the durable watermark.
+pub(crate) struct SharedView {
+    pub dir: PathBuf,
+    segments: RwLock<Arc<Vec<Arc<Segment>>>>,
+    /// Highest seq that is on stable storage (and fully written). Readers never go past it.
+    durable_seq: AtomicU64,
+    durable_changed: Mutex<()>,
+    durable_condvar: Condvar,
+}
+
+impl SharedView {
+    pub fn new(dir: PathBuf, segments: Vec<Arc<Segment>>, durable_seq: Seq) -> SharedView {
+        SharedView {
+            dir,
+            segments: RwLock::new(Arc::new(segments)),
+            durable_seq: AtomicU64::new(durable_seq.0),
+            durable_changed: Mutex::new(()),
+            durable_condvar: Condvar::new(),
+        }
+    }
+
+    pub fn durable_seq(&self) -> u64 {
+        self.durable_seq.load(Ordering::Acquire)
+    }
+
+    /// Makes records up to `seq` visible. Called only after they are written (and synced).
+    pub fn publish(&self, seq: u64) {
+        self.durable_seq.store(seq, Ordering::Release);
+        let _guard = self.durable_changed.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.durable_condvar.notify_all();
+    }
+
+    /// Blocks until `durable_seq() >= seq` or the timeout passes; returns `durable_seq()`.
+    pub fn wait_for(&self, seq: u64, timeout: Option<Duration>) -> u64 {
+        let deadline = timeout.map(|timeout| Instant::now() + timeout);
+        let mut guard = self.durable_changed.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        loop {
+            let durable = self.durable_seq();
+            if durable >= seq {
+                return durable;
+            }
+            match deadline {
+                None => guard = self.durable_condvar.wait(guard).unwrap_or_else(|poisoned| poisoned.into_inner()),
+                Some(deadline) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return durable;
+                    }
+                    guard = self.durable_condvar.wait_timeout(guard, deadline - now).unwrap_or_else(|poisoned| poisoned.into_inner()).0;
+                }
+            }
+        }
+    }
+
+    pub fn segments(&self) -> Arc<Vec<Arc<Segment>>> {
+        self.segments.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
+    /// Adds a newly activated segment. Readers only enter it once the watermark reaches its
+    /// first seq.
+    pub fn push_segment(&self, segment: Arc<Segment>) {
+        let mut segments = self.segments.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut updated = Vec::with_capacity(segments.len() + 1);
+        updated.extend(segments.iter().cloned());
+        updated.push(segment);
+        *segments = Arc::new(updated);
+    }
+}
+
+struct ReaderPosition {
+    segment_idx: usize,
+    segment: Arc<Segment>,
+    offset: u64,
+}
+
+/// Iterates records with `seq >= from`, only up to the durable watermark. Holds its own
+/// reference to the segment maps and takes no lock the writer waits on.
+pub struct LogReader {
+    view: Arc<SharedView>,
+    next_seq: u64,
+    /// `None` until the first record is read (so a reader can be created for a future seq).
+    position: Option<ReaderPosition>,
+    check_chain: bool,
+    previous_hash: [u8; 32],
+}
+
+impl LogReader {
+    pub(crate) fn new(view: Arc<SharedView>, from: Seq) -> Result<LogReader, LogError> {
+        let first_available = view.segments().first().map_or(1, |segment| segment.header.first_seq.0);
+        let next_seq = from.0.max(1);
+        if next_seq < first_available {
+            return Err(LogError::SeqNotFound { requested: from, first_available: Seq(first_available) });
+        }
+        Ok(LogReader { view, next_seq, position: None, check_chain: false, previous_hash: [0; 32] })
+    }
+
+    /// Also recompute and check every record's chain hash (SHA-256) while reading. Off by
+    /// default: CRC and seq continuity are always checked, the chain is `verify`'s job.
+    pub fn check_chain(mut self, enabled: bool) -> LogReader {
+        self.check_chain = enabled;
+        if self.position.is_some() {
+            self.position = None; // re-seek so the predecessor's hash is loaded
+        }
+        self
+    }
+
+    /// Seq of the next record this reader returns.
+    pub fn position(&self) -> Seq {
+        Seq(self.next_seq)
+    }
+
+    fn seek(&mut self, durable_seq: u64) -> Result<(), LogError> {
+        let segments = self.view.segments();
+        let segment_idx = segments.partition_point(|segment| segment.header.first_seq.0 <= self.next_seq);
+        if segment_idx == 0 {
+            let first_available = segments.first().map_or(1, |segment| segment.header.first_seq.0);
+            return Err(LogError::SeqNotFound { requested: Seq(self.next_seq), first_available: Seq(first_available) });
+        }
+        let segment_idx = segment_idx - 1;
+        let segment = segments[segment_idx].clone();
+        let offset = segment.locate(self.next_seq, durable_seq)?;
+        if self.check_chain {
+            self.previous_hash = if self.next_seq == segment.header.first_seq.0 {
+                segment.header.carried_hash
+            } else {
+                let previous_offset = segment.locate(self.next_seq - 1, durable_seq)?;
+                *segment.expect_record(previous_offset, Seq(self.next_seq - 1))?.chain_hash
+            };
+        }
+        self.position = Some(ReaderPosition { segment_idx, segment, offset });
+        Ok(())
+    }
+
+    /// Moves to the next segment once the current one has no more records.
+    fn advance_segment(&mut self) -> Result<(), LogError> {
+        let position = self.position.as_mut().expect("positioned");
+        let segments = self.view.segments();
+        let Some(next_segment) = segments.get(position.segment_idx + 1) else {
+            return Err(position.segment.corruption(position.offset, format!("segment data ends before durable seq {} and no later segment exists", self.next_seq)));
+        };
+        if next_segment.header.first_seq.0 != self.next_seq {
+            return Err(LogError::ChainBroken {
+                seq: Seq(self.next_seq),
+                segment: position.segment.path.clone(),
+                offset: position.offset,
+                reason: format!("segment ends before seq {} but the next segment starts at seq {}", self.next_seq, next_segment.header.first_seq),
+            });
+        }
+        if self.check_chain && next_segment.header.carried_hash != self.previous_hash {
+            return Err(LogError::ChainBroken {
+                seq: Seq(self.next_seq),
+                segment: next_segment.path.clone(),
+                offset: 0,
+                reason: "segment header's carried hash differs from the previous segment's last chain hash".to_string(),
+            });
+        }
+        position.segment.release_pages();
+        position.segment_idx += 1;
+        position.segment = next_segment.clone();
+        position.offset = crate::format::SEGMENT_HEADER_LEN as u64;
+        Ok(())
+    }
+
+    /// The next record and its on-disk length, or `None` at the durable end.
+    fn next_with_len(&mut self) -> Option<Result<(Record<'_>, u64), LogError>> {
+        let durable_seq = self.view.durable_seq();
+        if self.next_seq > durable_seq {
+            return None;
+        }
+        if self.position.is_none() {
+            if let Err(error) = self.seek(durable_seq) {
+                return Some(Err(error));
+            }
+        }
+        let (offset, encoded_len, timestamp_ns, payload_len) = loop {
+            let position = self.position.as_ref().expect("positioned");
+            let segment = &position.segment;
+            match segment.decode_at(position.offset) {
+                Ok(record) if record.seq.0 == self.next_seq => {
+                    if self.check_chain {
+                        if !record.chains_from(&self.previous_hash) {
+                            return Some(Err(LogError::ChainBroken {
+                                seq: record.seq,
+                                segment: segment.path.clone(),
+                                offset: position.offset,
+                                reason: "stored chain hash differs from SHA-256 of the previous chain hash and this record".to_string(),
+                            }));
+                        }
+                        self.previous_hash = *record.chain_hash;
+                    }
+                    break (position.offset, record.encoded_len as u64, record.timestamp_ns, record.payload.len() as u64);
+                }
+                Ok(record) => {
+                    return Some(Err(LogError::ChainBroken {
+                        seq: Seq(self.next_seq),
+                        segment: segment.path.clone(),
+                        offset: position.offset,
+                        reason: format!("expected seq {}, found seq {}", self.next_seq, record.seq),
+                    }))
+                }
+                Err(RecordDecodeError::ZeroHeader) => {}
+                Err(RecordDecodeError::Truncated { needed, .. }) if needed == RECORD_HEADER_LEN as u64 => {}
+                Err(decode_error) => return Some(Err(segment.corruption(position.offset, decode_error.to_string()))),
+            }
+            if let Err(error) = self.advance_segment() {
+                return Some(Err(error));
+            }
+        };
+        let seq = Seq(self.next_seq);
+        self.next_seq += 1;
+        let position = self.position.as_mut().expect("positioned");
+        position.offset = offset + encoded_len;
+        let payload_start = offset + RECORD_HEADER_LEN as u64;
+        let payload = position.segment.bytes(payload_start, payload_start + payload_len);
+        Some(Ok((Record { seq, timestamp_ns, payload }, encoded_len)))
+    }
+
+    /// The next durable record, borrowed from the map; `None` at the current durable end (call
+    /// again later to tail). After an error the same error is returned again.
+    #[allow(clippy::should_implement_trait)] // borrows from self, so it cannot be an Iterator
+    pub fn next(&mut self) -> Option<Result<Record<'_>, LogError>> {
+        self.next_with_len().map(|result| result.map(|(record, _)| record))
+    }
+
+    pub fn next_owned(&mut self) -> Option<Result<OwnedRecord, LogError>> {
+        self.next().map(|result| result.map(|record| record.to_owned_record()))
+    }
+
+    /// Like `next_owned`, but waits (up to `timeout`, forever with `None`) for a new durable
+    /// record. `None` means the timeout passed.
+    pub fn next_blocking(&mut self, timeout: Option<Duration>) -> Option<Result<OwnedRecord, LogError>> {
+        let deadline = timeout.map(|timeout| Instant::now() + timeout);
+        loop {
+            if let Some(result) = self.next_owned() {
+                return Some(result);
+            }
+            let remaining = match deadline {
+                None => None,
+                Some(deadline) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return None;
+                    }
+                    Some(deadline - now)
+                }
+            };
+            self.view.wait_for(self.next_seq, remaining);
+        }
+    }
+
+    /// Calls `on_record` for every record up to the current durable end, without copying
+    /// payloads; returns how many there were. The replay hook: decode the payload in the closure.
+    pub fn replay<F: FnMut(Record<'_>)>(&mut self, mut on_record: F) -> Result<u64, LogError> {
+        let mut n_records = 0;
+        while let Some(result) = self.next() {
+            on_record(result?);
+            n_records += 1;
+        }
+        Ok(n_records)
+    }
+}
+
+/// CRC, seq continuity, segment links and the full hash chain from genesis, up to the
+/// durable watermark at the time of the call.
+pub(crate) fn verify_view(view: &Arc<SharedView>) -> Result<VerifyReport, LogError> {
+    let durable_seq = view.durable_seq();
+    let segments = view.segments();
+    let genesis = genesis_hash();
+    let mut report = VerifyReport { n_records: 0, n_bytes: 0, first_seq: Seq(0), last_seq: Seq(0), head_hash: genesis };
+    let Some(first_segment) = segments.first() else { return Ok(report) };
+    if first_segment.header.first_seq != Seq(1) {
+        return Err(LogError::ChainBroken {
+            seq: first_segment.header.first_seq,
+            segment: first_segment.path.clone(),
+            offset: 0,
+            reason: "the oldest segment does not start at seq 1".to_string(),
+        });
+    }
+    if first_segment.header.carried_hash != genesis {
+        return Err(LogError::ChainBroken { seq: Seq(1), segment: first_segment.path.clone(), offset: 0, reason: "the oldest segment does not chain from the genesis hash".to_string() });
+    }
+    if durable_seq == 0 {
+        return Ok(report);
+    }
+    let mut reader = LogReader::new(view.clone(), Seq(1))?.check_chain(true);
+    while reader.next_seq <= durable_seq {
+        match reader.next_with_len() {
+            Some(Ok((record, encoded_len))) => {
+                report.n_records += 1;
+                report.n_bytes += encoded_len;
+                report.last_seq = record.seq;
+            }
+            Some(Err(error)) => return Err(error),
+            None => break,
+        }
+    }
+    report.first_seq = Seq(1);
+    report.head_hash = reader.previous_hash;
+    Ok(report)
+}
+
+/// A log opened without the lock, for forensic tools: changes nothing on disk, sees the durable
+/// state at the time of opening (a record the daemon is writing right then is reported as a
+/// torn tail, not read).
+pub struct ReadOnlyLog {
+    view: Arc<SharedView>,
+}
+
+impl ReadOnlyLog {
+    pub fn reader(&self, from: Seq) -> Result<LogReader, LogError> {
+        LogReader::new(self.view.clone(), from)
+    }
+
+    pub fn verify(&self) -> Result<VerifyReport, LogError> {
+        verify_view(&self.view)
+    }
+
+    pub fn last_seq(&self) -> Seq {
+        Seq(self.view.durable_seq())
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.view.dir
+    }
+}
+
+/// Opens `dir` read-only with the default recovery rules: a torn tail is reported (not
+/// touched), other damage fails with `LogError::Corruption`.
+pub fn open_read_only(dir: &Path) -> Result<(ReadOnlyLog, OpenReport), LogError> {
+    open_read_only_with(dir, RecoveryMode::TruncateTornTail)
+}
+
+/// Opens `dir` read-only; with `RecoveryMode::Salvage` damage is reported in
+/// `OpenReport::salvaged` and the valid prefix is readable. Nothing on disk changes either way.
+pub fn open_read_only_with(dir: &Path, recovery: RecoveryMode) -> Result<(ReadOnlyLog, OpenReport), LogError> {
+    let recovered = recover(dir, recovery, Access::ReadOnly)?;
+    let view = Arc::new(SharedView::new(dir.to_path_buf(), recovered.segments, recovered.last_seq));
+    Ok((ReadOnlyLog { view }, recovered.report))
+}

@@ -1,0 +1,214 @@
+//! One segment file: its read-only memory map, its header, a lazily built sparse seq index, and
+//! creation of preallocated zero-filled files.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use memmap2::{Mmap, MmapOptions};
+
+use crate::format::{decode_record, segment_file_name, DecodedRecord, SegmentHeader, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
+use crate::{LogError, RecordDecodeError, SegmentId, Seq};
+
+/// One index entry is kept for every this many records of a segment.
+pub(crate) const INDEX_STRIDE: u64 = 64;
+
+/// A mapped, activated segment. Shared (behind `Arc`) by the writer and all readers.
+pub(crate) struct Segment {
+    pub path: PathBuf,
+    pub header: SegmentHeader,
+    /// Covers the whole preallocated file. Accessed only through `bytes`, never as one slice,
+    /// because the writer keeps `pwrite`-ing beyond the durable watermark.
+    map: Option<Mmap>,
+    index: Mutex<SparseIndex>,
+}
+
+/// Offsets of every `INDEX_STRIDE`-th record, filled in as records are walked.
+struct SparseIndex {
+    /// `(seq, offset)` pairs, ascending; the first is `(first_seq, SEGMENT_HEADER_LEN)`.
+    entries: Vec<(u64, u64)>,
+    /// Records below this seq have been walked (and their stride entries recorded).
+    walked_next_seq: u64,
+    walked_next_offset: u64,
+}
+
+impl Segment {
+    /// Maps `path` read-only. The caller has already validated `header`.
+    pub fn map(path: &Path, header: SegmentHeader) -> Result<Segment, LogError> {
+        let file = File::open(path).map_err(|source| LogError::io("opening segment", path, source))?;
+        let map = map_file(&file, path)?;
+        Ok(Segment {
+            path: path.to_path_buf(),
+            header,
+            map,
+            index: Mutex::new(SparseIndex {
+                entries: vec![(header.first_seq.0, SEGMENT_HEADER_LEN as u64)],
+                walked_next_seq: header.first_seq.0,
+                walked_next_offset: SEGMENT_HEADER_LEN as u64,
+            }),
+        })
+    }
+
+    pub fn len(&self) -> u64 {
+        self.map.as_ref().map_or(0, |map| map.len() as u64)
+    }
+
+    /// Drops this process's page-table entries for the map (the pages stay in the page cache),
+    /// so a reader streaming through a large log keeps a flat RSS.
+    pub fn release_pages(&self) {
+        if let Some(map) = &self.map {
+            // SAFETY: MADV_DONTNEED on a shared, read-only file mapping only discards page-table
+            // entries; the next access faults the same file bytes back in from the page cache.
+            // There are no private copy-on-write changes to lose because the map is never
+            // written through, so slices other readers hold stay valid.
+            let _ = unsafe { map.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) };
+        }
+    }
+
+    /// Bytes `[start, end)` of the file, clamped to its length.
+    pub fn bytes(&self, start: u64, end: u64) -> &[u8] {
+        let Some(map) = &self.map else { return &[] };
+        let end = end.min(map.len() as u64) as usize;
+        let start = (start as usize).min(end);
+        // SAFETY: the range lies inside the live mapping (clamped above), and the map lives as
+        // long as `self`. The log's callers only ask for bytes of records at or below the
+        // published durable watermark (or, during recovery, while holding the directory lock),
+        // and those bytes are never written again: records are append-only, the files are
+        // never truncated (so no SIGBUS), and recovery zeroes only bytes past the last valid
+        // record before any reader exists. A read-only forensic opener in another process may
+        // see a record the daemon is still writing; it then fails the CRC check and is reported
+        // as a torn tail, which is the documented behaviour of open_read_only.
+        unsafe { std::slice::from_raw_parts(map.as_ptr().add(start), end - start) }
+    }
+
+    /// The bytes of the record starting at `offset`: its header, and the payload when the header
+    /// is readable. Shorter than a record when the file ends first.
+    pub fn record_bytes_at(&self, offset: u64) -> &[u8] {
+        let header_end = offset + RECORD_HEADER_LEN as u64;
+        if header_end > self.len() {
+            return self.bytes(offset, self.len());
+        }
+        let header = self.bytes(offset, header_end);
+        let payload_len = u32::from_le_bytes(header[36..40].try_into().expect("4-byte slice")) as u64;
+        self.bytes(offset, header_end + payload_len)
+    }
+
+    /// Decodes the record at `offset`, or says why there is none.
+    pub fn decode_at(&self, offset: u64) -> Result<DecodedRecord<'_>, RecordDecodeError> {
+        decode_record(self.record_bytes_at(offset))
+    }
+
+    pub fn corruption(&self, offset: u64, reason: impl Into<String>) -> LogError {
+        LogError::Corruption { segment: self.path.clone(), offset, reason: reason.into() }
+    }
+
+    /// Offset of record `seq` (which must be in this segment and `<= durable_seq`), via the
+    /// sparse index: at most `INDEX_STRIDE` records are walked past what was walked before.
+    pub fn locate(&self, seq: u64, durable_seq: u64) -> Result<u64, LogError> {
+        debug_assert!(seq >= self.header.first_seq.0 && seq <= durable_seq);
+        let mut index = self.index.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        // Extend the walk (and the index) up to `seq`.
+        while index.walked_next_seq <= seq {
+            let (current_seq, offset) = (index.walked_next_seq, index.walked_next_offset);
+            let record = self.expect_record(offset, Seq(current_seq))?;
+            if current_seq != self.header.first_seq.0 && (current_seq - self.header.first_seq.0) % INDEX_STRIDE == 0 {
+                index.entries.push((current_seq, offset));
+            }
+            index.walked_next_seq = current_seq + 1;
+            index.walked_next_offset = offset + record.encoded_len as u64;
+        }
+        let entry_idx = index.entries.partition_point(|&(entry_seq, _)| entry_seq <= seq) - 1;
+        let (mut current_seq, mut offset) = index.entries[entry_idx];
+        drop(index);
+        while current_seq < seq {
+            let record = self.expect_record(offset, Seq(current_seq))?;
+            offset += record.encoded_len as u64;
+            current_seq += 1;
+        }
+        Ok(offset)
+    }
+
+    /// Decodes the record at `offset` and checks that it is `expected_seq`.
+    pub fn expect_record(&self, offset: u64, expected_seq: Seq) -> Result<DecodedRecord<'_>, LogError> {
+        match self.decode_at(offset) {
+            Ok(record) if record.seq == expected_seq => Ok(record),
+            Ok(record) => Err(LogError::ChainBroken {
+                seq: expected_seq,
+                segment: self.path.clone(),
+                offset,
+                reason: format!("expected seq {expected_seq}, found seq {}", record.seq),
+            }),
+            Err(RecordDecodeError::ZeroHeader) => Err(self.corruption(offset, format!("segment data ends before durable seq {expected_seq}"))),
+            Err(decode_error) => Err(self.corruption(offset, decode_error.to_string())),
+        }
+    }
+}
+
+pub(crate) fn map_file(file: &File, path: &Path) -> Result<Option<Mmap>, LogError> {
+    let len = file.metadata().map_err(|source| LogError::io("reading metadata of", path, source))?.len();
+    if len == 0 {
+        return Ok(None);
+    }
+    // SAFETY: the mapping is read-only and private to this process's view; berth never
+    // truncates a segment file (it only ever writes zeroes or extends), so pages inside the
+    // mapped length stay backed and reads cannot SIGBUS. Bytes are only turned into slices in
+    // `Segment::bytes`, which documents which ranges are stable.
+    let map = unsafe { MmapOptions::new().len(len as usize).map(file) }.map_err(|source| LogError::io("memory-mapping", path, source))?;
+    Ok(Some(map))
+}
+
+/// Writes `len` zero bytes at `offset` (explicitly, so the blocks are allocated and a later
+/// `fdatasync` has no metadata to write).
+pub(crate) fn write_zeroes(file: &File, path: &Path, offset: u64, len: u64) -> Result<(), LogError> {
+    const CHUNK: u64 = 1 << 20;
+    let zeroes = vec![0u8; CHUNK.min(len.max(1)) as usize];
+    let mut written = 0u64;
+    while written < len {
+        let n_bytes = (len - written).min(CHUNK);
+        file.write_all_at(&zeroes[..n_bytes as usize], offset + written).map_err(|source| LogError::io("writing zeroes to", path, source))?;
+        written += n_bytes;
+    }
+    Ok(())
+}
+
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), LogError> {
+    File::open(dir).and_then(|handle| handle.sync_all()).map_err(|source| LogError::io("syncing directory", dir, source))
+}
+
+/// Creates segment `id` as a fully written, synced, zero-filled file of `size` bytes: written to
+/// `NAME.seg.tmp`, synced, renamed, directory synced. A crash leaves either no `.seg` file or a
+/// complete one; stale `.tmp` files are removed by the next `open`.
+pub(crate) fn create_preallocated_segment(dir: &Path, id: SegmentId, size: u64) -> Result<PathBuf, LogError> {
+    let final_path = dir.join(segment_file_name(id));
+    let temporary_path = dir.join(format!("{}.tmp", segment_file_name(id)));
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&temporary_path)
+        .map_err(|source| LogError::io("creating segment", &temporary_path, source))?;
+    write_zeroes(&file, &temporary_path, 0, size)?;
+    file.sync_all().map_err(|source| LogError::io("syncing new segment", &temporary_path, source))?;
+    std::fs::rename(&temporary_path, &final_path).map_err(|source| LogError::io("renaming new segment into place at", &final_path, source))?;
+    sync_dir(dir)?;
+    Ok(final_path)
+}
+
+/// End (exclusive) of the last non-zero byte in `bytes[from..]`, or `from` when all are zero.
+pub(crate) fn nonzero_extent_end(bytes: &[u8], from: usize) -> usize {
+    let tail = &bytes[from.min(bytes.len())..];
+    const CHUNK: usize = 4096;
+    let mut end = tail.len();
+    while end > 0 {
+        let start = end.saturating_sub(CHUNK);
+        let chunk = &tail[start..end];
+        if chunk.iter().fold(0u8, |acc, &byte| acc | byte) != 0 {
+            let last_nonzero = chunk.iter().rposition(|&byte| byte != 0).expect("chunk has a non-zero byte");
+            return from + start + last_nonzero + 1;
+        }
+        end = start;
+    }
+    from
+}
