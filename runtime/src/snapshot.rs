@@ -39,6 +39,8 @@ pub enum SnapshotError {
     Unpack { chain_id: String, #[source] source: UnpackError },
     #[error("overlay mount on {target} failed: {source}; check that the kernel has overlayfs and that the lower directories exist")]
     Mount { target: PathBuf, #[source] source: nix::Error },
+    #[error("{target} already has a {fs_type} mount that is not this snapshot's overlay; unmount it or pick another target")]
+    TargetBusy { target: PathBuf, fs_type: String },
     #[error("unmounting {target} failed: {source}; a process may still use it, stop the container first")]
     Unmount { target: PathBuf, #[source] source: nix::Error },
     #[error("cannot {action} {path}: {source}; check that the berth root is writable and the disk is not full")]
@@ -75,6 +77,7 @@ pub struct Snapshotter {
 }
 
 static NEXT_TMP_IDX: AtomicU64 = AtomicU64::new(0);
+const MAX_STACKED_UNMOUNTS: usize = 16;
 
 /// Chain ids for a stack of diff ids (OCI image spec): the first equals the first diff id; each
 /// next one is `sha256(previous chain id + " " + diff id)`. A chain id names a layer *with* all
@@ -211,10 +214,16 @@ impl Snapshotter {
         Ok(ActiveSnapshot { upper, work, lowers })
     }
 
-    /// Mounts the overlay of `active` on `target` (which must exist). Already mounted there → Ok.
+    /// Mounts the overlay of `active` on `target` (which must exist). Already mounted there with
+    /// this snapshot's upper directory → Ok; anything else mounted there → `TargetBusy`.
     pub fn mount(&self, active: &ActiveSnapshot, target: &Path) -> Result<(), SnapshotError> {
-        if is_mount_point(target)? {
-            return Ok(());
+        if let Some(existing) = topmost_mount_at(target)? {
+            let ours = existing.fs_type == "overlay"
+                && existing.super_options.split(',').any(|option| option == format!("upperdir={}", active.upper.display()));
+            if ours {
+                return Ok(());
+            }
+            return Err(SnapshotError::TargetBusy { target: target.to_path_buf(), fs_type: existing.fs_type });
         }
         let options = active.overlay_options();
         nix::mount::mount(Some("overlay"), target, Some("overlay"), MsFlags::empty(), Some(options.as_str()))
@@ -223,18 +232,20 @@ impl Snapshotter {
 
     /// Unmounts `target`. Not mounted, or not existing at all → Ok.
     pub fn unmount(target: &Path) -> Result<(), SnapshotError> {
-        if !target.exists() {
-            return Ok(());
-        }
-        // Mounts may be stacked when a mount was repeated outside our idempotence check;
-        // loop until nothing is mounted there any more.
-        while is_mount_point(target)? {
+        // Mounts may be stacked when one was repeated outside our idempotence check; unmount
+        // until nothing is left, but never loop forever on a mount the kernel will not drop.
+        for _ in 0..MAX_STACKED_UNMOUNTS {
+            if !is_mount_point(target)? {
+                return Ok(());
+            }
             match nix::mount::umount2(target, MntFlags::UMOUNT_NOFOLLOW) {
-                Ok(()) | Err(nix::Error::EINVAL) => {}
+                Ok(()) => {}
+                // Gone between our check and the call: someone else unmounted it.
+                Err(nix::Error::EINVAL) if !is_mount_point(target)? => return Ok(()),
                 Err(source) => return Err(SnapshotError::Unmount { target: target.to_path_buf(), source }),
             }
         }
-        Ok(())
+        Err(SnapshotError::Unmount { target: target.to_path_buf(), source: nix::Error::EBUSY })
     }
 
     /// Removes a container's writable layer. Absent → Ok. Unmount it first.
@@ -330,21 +341,42 @@ fn sync_filesystem_of(path: &Path) -> io::Result<()> {
     nix::unistd::syncfs(&dir).map_err(io::Error::from)
 }
 
-/// True if something is mounted exactly on `target`, per /proc/self/mountinfo (field 5 is the
-/// mount point, with space, tab, newline and backslash octal-escaped).
-pub fn is_mount_point(target: &Path) -> Result<bool, SnapshotError> {
+/// One line of /proc/self/mountinfo, the parts we use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountInfo {
+    pub mount_point: String,
+    pub fs_type: String,
+    pub super_options: String,
+}
+
+/// Parses a mountinfo line: field 5 is the mount point (space, tab, newline and backslash
+/// octal-escaped); after the " - " separator come fs type, source and super options.
+fn parse_mountinfo_line(line: &str) -> Option<MountInfo> {
+    let (before, after) = line.split_once(" - ")?;
+    let mount_point = unescape_mountinfo(before.split(' ').nth(4)?);
+    let mut after_fields = after.split(' ');
+    let fs_type = after_fields.next()?.to_string();
+    let _source = after_fields.next()?;
+    let super_options = unescape_mountinfo(after_fields.next().unwrap_or(""));
+    Some(MountInfo { mount_point, fs_type, super_options })
+}
+
+/// The mount on top at exactly `target` (the last listed there), if any.
+pub fn topmost_mount_at(target: &Path) -> Result<Option<MountInfo>, SnapshotError> {
     let canonical = match fs::canonicalize(target) {
         Ok(canonical) => canonical,
-        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(error) => return Err(io_error("resolve", target)(error)),
     };
     let mountinfo_path = Path::new("/proc/self/mountinfo");
     let mountinfo = fs::read_to_string(mountinfo_path).map_err(io_error("read", mountinfo_path))?;
     let wanted = canonical.to_string_lossy();
-    Ok(mountinfo
-        .lines()
-        .filter_map(|line| line.split(' ').nth(4))
-        .any(|mount_point| unescape_mountinfo(mount_point) == wanted))
+    Ok(mountinfo.lines().rev().filter_map(parse_mountinfo_line).find(|mount| mount.mount_point == wanted))
+}
+
+/// True if something is mounted exactly on `target`.
+pub fn is_mount_point(target: &Path) -> Result<bool, SnapshotError> {
+    Ok(topmost_mount_at(target)?.is_some())
 }
 
 fn unescape_mountinfo(field: &str) -> String {
@@ -375,6 +407,15 @@ mod tests {
         assert_eq!(chain[0], diff_ids[0]);
         assert_eq!(chain[1], crate::content::digest_of_bytes(format!("{} {}", diff_ids[0], diff_ids[1]).as_bytes()));
         assert!(chain_ids(&[]).is_empty());
+    }
+
+    #[test]
+    fn mountinfo_line_parsing() {
+        let line = r"120 29 0:52 / /var/tmp/a\040b rw,relatime shared:60 - overlay overlay rw,lowerdir=/l,upperdir=/u,workdir=/w";
+        let parsed = parse_mountinfo_line(line).unwrap();
+        assert_eq!(parsed.mount_point, "/var/tmp/a b");
+        assert_eq!(parsed.fs_type, "overlay");
+        assert!(parsed.super_options.split(',').any(|option| option == "upperdir=/u"));
     }
 
     #[test]

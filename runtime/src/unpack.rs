@@ -10,7 +10,7 @@
 use std::ffi::{CString, OsStr};
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -370,7 +370,7 @@ fn apply_entry<R: Read>(dest_fd: &OwnedFd, entry: &mut tar::Entry<'_, R>, deferr
         fchown(&file, owner.0, owner.1).map_err(entry_error("chown", &entry_name))?;
         fchmod(&file, mode).map_err(entry_error("chmod", &entry_name))?;
         for (xattr_name, xattr_value) in &metadata.xattrs {
-            set_xattr_on(&file.as_fd().try_clone_to_owned().map_err(|source| UnpackError::Entry { action: "dup", entry: entry_name.clone(), source })?, None, xattr_name, xattr_value, &entry_name)?;
+            set_xattr_on(&file, None, xattr_name, xattr_value, &entry_name)?;
         }
         futimens(&file, &metadata.mtime, &metadata.mtime).map_err(entry_error("set times", &entry_name))?;
         return Ok(());
@@ -448,7 +448,7 @@ fn remove_existing(parent_fd: &OwnedFd, name: &OsStr, entry_name: &str) -> Resul
 
 /// Sets an extended attribute on `fd` itself (`child` = None) or on `child` inside directory
 /// `fd` without following it if it is a symlink.
-fn set_xattr_on(fd: &OwnedFd, child: Option<&OsStr>, xattr_name: &[u8], xattr_value: &[u8], entry_name: &str) -> Result<(), UnpackError> {
+fn set_xattr_on(fd: &impl AsRawFd, child: Option<&OsStr>, xattr_name: &[u8], xattr_value: &[u8], entry_name: &str) -> Result<(), UnpackError> {
     let xattr_error = |source: io::Error| UnpackError::Entry { action: "set extended attribute", entry: entry_name.to_string(), source };
     let c_name = CString::new(xattr_name).map_err(|_| xattr_error(io::ErrorKind::InvalidInput.into()))?;
     let result = match child {

@@ -638,3 +638,27 @@ fn busybox_runs_under_runc_with_the_generated_spec() {
     );
     unmounted.unwrap();
 }
+
+/// A real distribution's layer (~6,800 files, hard links, setuid binaries, device-free /dev).
+/// Ignored by default because its fixture is only built by `build-test-images.sh all`; run it
+/// with `cargo test -p berth-runtime --test images -- --ignored` after building it.
+#[test]
+#[ignore = "needs debian-oci.tar: run scripts/build-test-images.sh all, then --ignored"]
+fn debian_image_unpacks_with_the_right_diff_id_and_runs() {
+    require_root();
+    let scratch = scratch_dir("debian");
+    let store = ContentStore::open(scratch.path()).unwrap();
+    let snapshotter = Snapshotter::open(scratch.path()).unwrap();
+    let image = import_fixture(&store, "debian-oci.tar", Some("debian"));
+    assert_eq!(image.name, "debian:bookworm");
+    for layer in &image.layers {
+        snapshotter.commit_layer(&layer.chain_id, &store.blob_path(&layer.blob.digest), &layer.blob.media_type, &layer.diff_id).unwrap();
+    }
+    let bottom = snapshotter.committed_dir(&image.layers[0].chain_id);
+    let su = fs::metadata(bottom.join("usr/bin/su")).unwrap();
+    assert_eq!(su.mode() & 0o4000, 0o4000, "setuid bits survive unpacking");
+    assert_eq!(fs::read_link(bottom.join("bin")).unwrap(), Path::new("usr/bin"), "merged-/usr symlinks are kept as links");
+    assert!(fs::read_to_string(bottom.join("etc/passwd")).unwrap().contains("nobody"));
+    let nobody = resolve_user(&bottom, "nobody").unwrap();
+    assert_eq!(nobody.uid, 65534);
+}
