@@ -1,0 +1,333 @@
+//! A thin wrapper around the runc command line: every container operation berth performs is one
+//! `runc --root <root> <verb> ...` invocation, and this file is the only place that builds them.
+//!
+//! **Invariant:** only `runtime` runs runc, and within `runtime` only this file spells runc's
+//! arguments. The shim uses [`Runc::create_command`] so that `create` is spelled here too.
+
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// How long one runc invocation may take before berth gives up on it. runc operations are
+/// normally sub-second; a minute means something is wedged (a frozen cgroup, a stuck mount) and
+/// the caller is better served by an error than by waiting forever.
+const RUNC_COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What can go wrong when running runc. Each variant says what to do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum RuncError {
+    #[error(
+        "runc not found at {}: install it (apt-get install runc) or set runc_path in berthd's config",
+        path.display()
+    )]
+    NotFound { path: PathBuf },
+
+    #[error("could not run runc at {}: {source}; check that the file is an executable runc binary", path.display())]
+    Spawn {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+
+    #[error("`runc {}` failed with exit code {code}: {stderr}", args.join(" "))]
+    Failed {
+        args: Vec<String>,
+        code: i32,
+        stderr: String,
+    },
+
+    #[error("`runc {}` did not finish within {} seconds: check runc's state directory and the container's cgroup for a stuck process", args.join(" "), after.as_secs())]
+    TimedOut { args: Vec<String>, after: Duration },
+
+    #[error("`runc {}` printed output berth cannot read ({reason}): use runc 1.1 or newer", args.join(" "))]
+    UnexpectedOutput { args: Vec<String>, reason: String },
+}
+
+impl RuncError {
+    /// True when runc refused because it has no container with that id. runc reports this only
+    /// as text, so the text is matched in exactly one place.
+    pub fn is_container_missing(&self) -> bool {
+        match self {
+            // runc 1.1 says "container does not exist"; later versions quote the id in between.
+            RuncError::Failed { stderr, .. } => {
+                stderr.contains("container") && stderr.contains("does not exist")
+            }
+            _ => false,
+        }
+    }
+}
+
+/// One container as runc describes it in `runc state` / `runc list --format json`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct RuncState {
+    pub id: String,
+    /// `created`, `running`, `stopped` or `paused`.
+    pub status: String,
+    /// Host pid of the container's init; 0 once it has stopped.
+    pub pid: u32,
+    pub bundle: PathBuf,
+}
+
+/// Where runc lives and which state directory (`--root`) it keeps its containers in.
+#[derive(Debug, Clone)]
+pub struct Runc {
+    pub binary: PathBuf,
+    pub root: PathBuf,
+}
+
+impl Runc {
+    pub fn new(binary: PathBuf, root: PathBuf) -> Runc {
+        Runc { binary, root }
+    }
+
+    /// Runs `runc --version` and returns its first line, so berthd can refuse to start (with a
+    /// useful message) instead of failing on the first container.
+    pub fn check(&self) -> Result<String, RuncError> {
+        let args = vec!["--version".to_string()];
+        let output = std::process::Command::new(&self.binary)
+            .args(&args)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|source| self.spawn_error(source))?;
+        if !output.status.success() {
+            return Err(RuncError::Failed {
+                args,
+                code: output.status.code().unwrap_or(-1),
+                stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+            });
+        }
+        let stdout_text = String::from_utf8_lossy(&output.stdout);
+        match stdout_text.lines().next() {
+            Some(version_line) if !version_line.trim().is_empty() => {
+                Ok(version_line.trim().to_string())
+            }
+            _ => Err(RuncError::UnexpectedOutput {
+                args,
+                reason: "empty version output".to_string(),
+            }),
+        }
+    }
+
+    /// `runc start ID`: lets a created container's init exec the user's process.
+    pub async fn start(&self, id: &str) -> Result<(), RuncError> {
+        self.run(vec!["start".into(), id.into()]).await.map(drop)
+    }
+
+    /// `runc kill [--all] ID SIGNAL`.
+    pub async fn kill(&self, id: &str, signal: i32, all: bool) -> Result<(), RuncError> {
+        let mut args = vec!["kill".to_string()];
+        if all {
+            args.push("--all".into());
+        }
+        args.push(id.into());
+        args.push(signal.to_string());
+        self.run(args).await.map(drop)
+    }
+
+    /// `runc delete [--force] ID`. Deleting a container runc does not know is success: the
+    /// caller wanted it gone and it is gone, which makes retries after a crash harmless.
+    pub async fn delete(&self, id: &str, force: bool) -> Result<(), RuncError> {
+        let mut args = vec!["delete".to_string()];
+        if force {
+            args.push("--force".into());
+        }
+        args.push(id.into());
+        match self.run(args).await {
+            Ok(_) => Ok(()),
+            Err(error) if error.is_container_missing() => Ok(()),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// `runc state ID`, or `None` when runc has no container with that id.
+    pub async fn state(&self, id: &str) -> Result<Option<RuncState>, RuncError> {
+        let args = vec!["state".to_string(), id.to_string()];
+        let stdout_bytes = match self.run(args.clone()).await {
+            Ok(stdout_bytes) => stdout_bytes,
+            Err(error) if error.is_container_missing() => return Ok(None),
+            Err(error) => return Err(error),
+        };
+        serde_json::from_slice::<RuncState>(&stdout_bytes)
+            .map(Some)
+            .map_err(|parse_error| RuncError::UnexpectedOutput {
+                args,
+                reason: parse_error.to_string(),
+            })
+    }
+
+    /// `runc list --format json`. runc prints `null` (not `[]`) when it has no containers, and
+    /// an empty list when its root directory does not exist yet.
+    pub async fn list(&self) -> Result<Vec<RuncState>, RuncError> {
+        let args = vec![
+            "list".to_string(),
+            "--format".to_string(),
+            "json".to_string(),
+        ];
+        let stdout_bytes = self.run(args.clone()).await?;
+        serde_json::from_slice::<Option<Vec<RuncState>>>(&stdout_bytes)
+            .map(Option::unwrap_or_default)
+            .map_err(|parse_error| RuncError::UnexpectedOutput {
+                args,
+                reason: parse_error.to_string(),
+            })
+    }
+
+    /// The `runc create` invocation the shim runs. It is a plain std `Command` because the shim
+    /// is synchronous. `--log-format json` lets the shim pick runc's own error message out of
+    /// the log file when create fails. The caller sets stdio: the container inherits it.
+    pub fn create_command(
+        &self,
+        id: &str,
+        bundle: &Path,
+        pid_file: &Path,
+        log_file: &Path,
+    ) -> std::process::Command {
+        let mut command = std::process::Command::new(&self.binary);
+        command
+            .arg("--root")
+            .arg(&self.root)
+            .arg("--log")
+            .arg(log_file)
+            .arg("--log-format")
+            .arg("json")
+            .arg("create")
+            .arg("--bundle")
+            .arg(bundle)
+            .arg("--pid-file")
+            .arg(pid_file)
+            .arg(id);
+        command
+    }
+
+    /// Runs `runc --root ROOT ARGS...`, returns its stdout on success and its stderr in the
+    /// error otherwise.
+    async fn run(&self, args: Vec<String>) -> Result<Vec<u8>, RuncError> {
+        let mut command = tokio::process::Command::new(&self.binary);
+        command
+            .arg("--root")
+            .arg(&self.root)
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // If the timeout below fires, the future holding the child is dropped; without this
+            // the stuck runc would keep running unobserved.
+            .kill_on_drop(true);
+        let child = command.spawn().map_err(|source| self.spawn_error(source))?;
+        let output =
+            match tokio::time::timeout(RUNC_COMMAND_TIMEOUT, child.wait_with_output()).await {
+                Ok(result) => result.map_err(|source| self.spawn_error(source))?,
+                Err(_elapsed) => {
+                    return Err(RuncError::TimedOut {
+                        args,
+                        after: RUNC_COMMAND_TIMEOUT,
+                    });
+                }
+            };
+        if output.status.success() {
+            return Ok(output.stdout);
+        }
+        Err(RuncError::Failed {
+            args,
+            code: output.status.code().unwrap_or(-1),
+            stderr: runc_error_text(&output.stderr),
+        })
+    }
+
+    fn spawn_error(&self, source: std::io::Error) -> RuncError {
+        if source.kind() == ErrorKind::NotFound {
+            RuncError::NotFound {
+                path: self.binary.clone(),
+            }
+        } else {
+            RuncError::Spawn {
+                path: self.binary.clone(),
+                source,
+            }
+        }
+    }
+}
+
+/// Turns runc's stderr into a readable message. runc prints logrus lines such as
+/// `time="..." level=error msg="container does not exist"`; the `msg` part is what a person
+/// wants to see, so it is extracted when present and the raw text is kept otherwise.
+pub fn runc_error_text(stderr_bytes: &[u8]) -> String {
+    let stderr_text = String::from_utf8_lossy(stderr_bytes);
+    let messages: Vec<String> = stderr_text
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| logrus_message(line).unwrap_or_else(|| line.trim().to_string()))
+        .collect();
+    messages.join("; ")
+}
+
+/// Pulls the quoted `msg="..."` value out of one logrus text line.
+fn logrus_message(line: &str) -> Option<String> {
+    let start = line.find("msg=\"")? + "msg=\"".len();
+    let mut message = String::new();
+    let mut characters = line[start..].chars();
+    while let Some(character) = characters.next() {
+        match character {
+            '\\' => message.push(characters.next()?),
+            '"' => return Some(message),
+            other => message.push(other),
+        }
+    }
+    None
+}
+
+/// Reads the error messages that runc appended to its `--log-format json` log file after byte
+/// offset `since_offset`, oldest first, at most the last `max_messages` of them. Used to explain
+/// a failed `runc create` without quoting failures of earlier runs.
+pub fn runc_log_errors_since(
+    log_file: &Path,
+    since_offset: u64,
+    max_messages: usize,
+) -> Vec<String> {
+    #[derive(Deserialize)]
+    struct LogLine {
+        level: String,
+        msg: String,
+    }
+    let Ok(log_bytes) = std::fs::read(log_file) else {
+        return Vec::new();
+    };
+    let start = usize::try_from(since_offset)
+        .unwrap_or(usize::MAX)
+        .min(log_bytes.len());
+    let log_text = String::from_utf8_lossy(&log_bytes[start..]);
+    let mut messages: Vec<String> = log_text
+        .lines()
+        .filter_map(|line| serde_json::from_str::<LogLine>(line).ok())
+        .filter(|log_line| log_line.level == "error" || log_line.level == "fatal")
+        .map(|log_line| log_line.msg)
+        .collect();
+    let n_dropped = messages.len().saturating_sub(max_messages);
+    messages.drain(..n_dropped);
+    messages
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logrus_lines_are_reduced_to_their_message() {
+        let stderr_bytes =
+            b"time=\"2026-01-01T00:00:00Z\" level=error msg=\"container \\\"x\\\" does not exist\"\n";
+        assert_eq!(
+            runc_error_text(stderr_bytes),
+            "container \"x\" does not exist"
+        );
+    }
+
+    #[test]
+    fn plain_stderr_is_kept() {
+        assert_eq!(
+            runc_error_text(b"runc create failed: boom\n\n"),
+            "runc create failed: boom"
+        );
+    }
+}

@@ -1,0 +1,486 @@
+//! Integration tests for runc.rs, monitor.rs and berth-shim against real runc (root required):
+//! output capture, exit codes, kills, a shim outliving the process that started it, exits that
+//! happen while nobody watches, and the create failures berthd must report clearly.
+
+#[path = "common/monitor_fixture.rs"]
+mod monitor_fixture;
+
+use std::io::BufRead;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use berth_runtime::monitor::{
+    self, read_exit, read_shim_state, shim_alive, spawn_shim, stderr_path, stdout_path, wait_exit,
+    MonitorError, MonitorPaths,
+};
+use berth_runtime::runc::{Runc, RuncError};
+use monitor_fixture::{TestTask, RUNC_BINARY};
+
+/// Upper bound for things that take well under a second; generous because the machine is shared.
+const GENEROUS_TIMEOUT: Duration = Duration::from_secs(60);
+
+async fn wait_exit_with_timeout(
+    task: &TestTask,
+    shim_state: &monitor::ShimState,
+) -> monitor::ExitStatus {
+    tokio::time::timeout(GENEROUS_TIMEOUT, wait_exit(&task.task_dir, shim_state))
+        .await
+        .expect("the container should have exited")
+}
+
+#[tokio::test]
+async fn echo_output_lands_in_the_log_files_and_exit_is_recorded() {
+    let task = TestTask::new("echo", &["sh", "-c", "echo out; echo err >&2"]);
+    let shim_state = spawn_shim(&task.paths, &task.runc_id, &task.bundle, &task.task_dir)
+        .await
+        .expect("spawn the shim");
+    assert_eq!(read_shim_state(&task.task_dir), Some(shim_state.clone()));
+    assert!(shim_alive(&shim_state));
+    let created = task
+        .paths
+        .runc
+        .state(&task.runc_id)
+        .await
+        .unwrap()
+        .expect("runc knows it");
+    assert_eq!(created.status, "created");
+    assert_eq!(created.pid, shim_state.init_pid);
+    assert_eq!(
+        read_exit(&task.task_dir),
+        None,
+        "no exit before the container ran"
+    );
+
+    let before_start_ns = monitor::unix_time_ns();
+    task.paths
+        .runc
+        .start(&task.runc_id)
+        .await
+        .expect("runc start");
+    let exit_status = wait_exit_with_timeout(&task, &shim_state).await;
+    let after_exit_ns = monitor::unix_time_ns();
+
+    assert_eq!((exit_status.code, exit_status.signal), (0, 0));
+    assert!(
+        before_start_ns <= exit_status.exited_at_ns && exit_status.exited_at_ns <= after_exit_ns,
+        "exit time {} outside [{before_start_ns}, {after_exit_ns}]",
+        exit_status.exited_at_ns
+    );
+    assert_eq!(read_exit(&task.task_dir), Some(exit_status));
+    assert_eq!(
+        std::fs::read_to_string(stdout_path(&task.task_dir)).unwrap(),
+        "out\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(stderr_path(&task.task_dir)).unwrap(),
+        "err\n"
+    );
+}
+
+#[tokio::test]
+async fn exit_code_is_reported() {
+    let task = TestTask::new("exitcode", &["sh", "-c", "exit 7"]);
+    let shim_state = spawn_shim(&task.paths, &task.runc_id, &task.bundle, &task.task_dir)
+        .await
+        .expect("spawn the shim");
+    task.paths
+        .runc
+        .start(&task.runc_id)
+        .await
+        .expect("runc start");
+    let exit_status = wait_exit_with_timeout(&task, &shim_state).await;
+    assert_eq!((exit_status.code, exit_status.signal), (7, 0));
+}
+
+#[tokio::test]
+async fn killed_container_reports_the_signal_and_can_be_deleted() {
+    let task = TestTask::new("kill", &["sleep", "1000"]);
+    let shim_state = spawn_shim(&task.paths, &task.runc_id, &task.bundle, &task.task_dir)
+        .await
+        .expect("spawn the shim");
+    task.paths
+        .runc
+        .start(&task.runc_id)
+        .await
+        .expect("runc start");
+    let running = task
+        .paths
+        .runc
+        .state(&task.runc_id)
+        .await
+        .unwrap()
+        .expect("runc knows it");
+    assert_eq!(running.status, "running");
+    let listed = task.paths.runc.list().await.expect("runc list");
+    assert_eq!(
+        listed
+            .iter()
+            .map(|state| state.id.as_str())
+            .collect::<Vec<_>>(),
+        [task.runc_id.as_str()]
+    );
+
+    task.paths
+        .runc
+        .kill(&task.runc_id, libc::SIGKILL, false)
+        .await
+        .expect("runc kill");
+    let exit_status = wait_exit_with_timeout(&task, &shim_state).await;
+    assert_eq!((exit_status.code, exit_status.signal), (137, 9));
+    assert!(
+        !shim_alive(&shim_state),
+        "the shim exits once it recorded the exit"
+    );
+
+    let stopped = task
+        .paths
+        .runc
+        .state(&task.runc_id)
+        .await
+        .unwrap()
+        .expect("runc still knows it");
+    assert_eq!(stopped.status, "stopped");
+    task.paths
+        .runc
+        .delete(&task.runc_id, false)
+        .await
+        .expect("runc delete");
+    assert_eq!(task.paths.runc.state(&task.runc_id).await.unwrap(), None);
+    task.paths
+        .runc
+        .delete(&task.runc_id, false)
+        .await
+        .expect("deleting twice is fine");
+    assert!(task.paths.runc.list().await.unwrap().is_empty());
+}
+
+/// What the helper process needs to start a shim; passed through the environment as JSON.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct HelperOrder {
+    bundle: PathBuf,
+    task_dir: PathBuf,
+    runc_root: PathBuf,
+    runc_id: String,
+    shim_binary: PathBuf,
+}
+
+const HELPER_ORDER_ENV: &str = "BERTH_MONITOR_TEST_HELPER_ORDER";
+const HELPER_MARKER: &str = "BERTH-HELPER started-at-ns ";
+
+/// Not a test on its own: `shim_survives_the_death_of_the_process_that_started_it` re-runs this
+/// test binary with only this function selected and the environment variable set, to get a
+/// stand-in for berthd that it can SIGKILL. Without the variable it does nothing.
+#[test]
+fn helper_process_playing_berthd() {
+    let Ok(order_json) = std::env::var(HELPER_ORDER_ENV) else {
+        return;
+    };
+    let order: HelperOrder = serde_json::from_str(&order_json).expect("parse helper order");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let paths = MonitorPaths {
+            shim_binary: order.shim_binary.clone(),
+            runc: Runc::new(PathBuf::from(RUNC_BINARY), order.runc_root.clone()),
+        };
+        spawn_shim(&paths, &order.runc_id, &order.bundle, &order.task_dir)
+            .await
+            .expect("helper: spawn the shim");
+        let started_at_ns = monitor::unix_time_ns();
+        paths
+            .runc
+            .start(&order.runc_id)
+            .await
+            .expect("helper: runc start");
+        println!("{HELPER_MARKER}{started_at_ns}");
+        // Wait to be killed, still holding the shim as a child like berthd would.
+        tokio::time::sleep(Duration::from_secs(600)).await;
+    });
+}
+
+#[tokio::test]
+async fn shim_survives_the_death_of_the_process_that_started_it() {
+    let task = TestTask::new("orphan", &["sh", "-c", "sleep 2; exit 3"]);
+    let order = HelperOrder {
+        bundle: task.bundle.clone(),
+        task_dir: task.task_dir.clone(),
+        runc_root: task.runc_root.clone(),
+        runc_id: task.runc_id.clone(),
+        shim_binary: task.paths.shim_binary.clone(),
+    };
+    let mut helper = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "helper_process_playing_berthd",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(HELPER_ORDER_ENV, serde_json::to_string(&order).unwrap())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        // Its own process group, so the whole group can be SIGKILLed the way a service manager
+        // kills a daemon's cgroup or a terminal kills a foreground job.
+        .process_group(0)
+        .spawn()
+        .expect("start the helper process");
+    let helper_pid = helper.id() as i32;
+
+    let helper_stdout = helper.stdout.take().unwrap();
+    let (line_sender, line_receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(helper_stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            // libtest prints "test NAME ... " without a newline first, so the marker can sit
+            // in the middle of a line.
+            if let Some(marker_start) = line.find(HELPER_MARKER) {
+                let started_text = &line[marker_start + HELPER_MARKER.len()..];
+                let _ = line_sender.send(started_text.trim().parse::<i64>().unwrap());
+                return;
+            }
+        }
+    });
+    let started_at_ns =
+        tokio::task::spawn_blocking(move || line_receiver.recv_timeout(GENEROUS_TIMEOUT))
+            .await
+            .unwrap();
+    let started_at_ns = match started_at_ns {
+        Ok(started_at_ns) => started_at_ns,
+        Err(receive_error) => {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(helper_pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            let _ = helper.wait();
+            panic!("the helper never reported a started container: {receive_error}");
+        }
+    };
+
+    nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(helper_pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("SIGKILL the helper's process group");
+    let helper_status = helper.wait().expect("reap the helper");
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&helper_status),
+        Some(libc::SIGKILL)
+    );
+
+    // A restarted berthd knows only the task directory.
+    let shim_state = read_shim_state(&task.task_dir).expect("shim.json written by the shim");
+    assert!(
+        shim_alive(&shim_state),
+        "the shim must outlive the process that started it"
+    );
+    let running = task
+        .paths
+        .runc
+        .state(&task.runc_id)
+        .await
+        .unwrap()
+        .expect("runc knows it");
+    assert_eq!(running.status, "running");
+
+    let exit_status = wait_exit_with_timeout(&task, &shim_state).await;
+    assert_eq!((exit_status.code, exit_status.signal), (3, 0));
+    // The container sleeps 2 s after it was started; 1 s of slack absorbs clock adjustments.
+    assert!(
+        exit_status.exited_at_ns >= started_at_ns + 1_000_000_000,
+        "exit at {} is not after the start at {started_at_ns} plus the sleep",
+        exit_status.exited_at_ns
+    );
+    assert_eq!(read_exit(&task.task_dir), Some(exit_status));
+}
+
+#[tokio::test]
+async fn exit_is_recorded_while_nobody_waits() {
+    let task = TestTask::new("unwatched", &["sh", "-c", "exit 5"]);
+    let shim_state = spawn_shim(&task.paths, &task.runc_id, &task.bundle, &task.task_dir)
+        .await
+        .expect("spawn the shim");
+    let before_start_ns = monitor::unix_time_ns();
+    task.paths
+        .runc
+        .start(&task.runc_id)
+        .await
+        .expect("runc start");
+
+    // Nobody calls wait_exit; only watch from the outside until the shim is gone.
+    let deadline = std::time::Instant::now() + GENEROUS_TIMEOUT;
+    while shim_alive(&shim_state) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the shim should exit after the container"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let after_shim_gone_ns = monitor::unix_time_ns();
+
+    let exit_status = read_exit(&task.task_dir).expect("exit.json written before the shim exited");
+    assert_eq!((exit_status.code, exit_status.signal), (5, 0));
+    assert!(
+        before_start_ns <= exit_status.exited_at_ns
+            && exit_status.exited_at_ns <= after_shim_gone_ns,
+        "exit time {} outside [{before_start_ns}, {after_shim_gone_ns}]",
+        exit_status.exited_at_ns
+    );
+    // A late wait_exit on a shim that is long gone answers from the file at once.
+    assert_eq!(
+        wait_exit_with_timeout(&task, &shim_state).await,
+        exit_status
+    );
+}
+
+#[tokio::test]
+async fn missing_runc_is_reported_with_its_path() {
+    let task = TestTask::new("norunc", &["true"]);
+    let bogus_runc_path = PathBuf::from("/nonexistent/berth-test/runc");
+    let bogus_runc = Runc::new(bogus_runc_path.clone(), task.runc_root.clone());
+    match bogus_runc.check() {
+        Err(RuncError::NotFound { path }) => assert_eq!(path, bogus_runc_path),
+        other => panic!("expected NotFound, got {other:?}"),
+    }
+    let real_version = task
+        .paths
+        .runc
+        .check()
+        .expect("the real runc answers --version");
+    assert!(real_version.starts_with("runc version"), "{real_version}");
+
+    let bogus_paths = MonitorPaths {
+        shim_binary: task.paths.shim_binary.clone(),
+        runc: bogus_runc,
+    };
+    match spawn_shim(&bogus_paths, &task.runc_id, &task.bundle, &task.task_dir).await {
+        Err(MonitorError::CreateFailed { message }) => {
+            assert!(
+                message.contains("/nonexistent/berth-test/runc"),
+                "{message}"
+            );
+            assert!(message.contains("apt-get install runc"), "{message}");
+        }
+        other => panic!("expected CreateFailed, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn missing_shim_binary_is_reported() {
+    let task = TestTask::new("noshim", &["true"]);
+    let paths = MonitorPaths {
+        shim_binary: PathBuf::from("/nonexistent/berth-test/berth-shim"),
+        runc: task.paths.runc.clone(),
+    };
+    match spawn_shim(&paths, &task.runc_id, &task.bundle, &task.task_dir).await {
+        Err(MonitorError::ShimSpawn { path, .. }) => {
+            assert_eq!(path, PathBuf::from("/nonexistent/berth-test/berth-shim"))
+        }
+        other => panic!("expected ShimSpawn, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn missing_executable_in_the_bundle_fails_create_and_leaves_nothing() {
+    let task = TestTask::new("noexec", &["/no/such/binary"]);
+    match spawn_shim(&task.paths, &task.runc_id, &task.bundle, &task.task_dir).await {
+        Err(MonitorError::CreateFailed { message }) => {
+            assert!(message.contains("/no/such/binary"), "{message}");
+            assert!(message.contains("runc create"), "{message}");
+        }
+        other => panic!("expected CreateFailed, got {other:?}"),
+    }
+    assert_eq!(task.paths.runc.state(&task.runc_id).await.unwrap(), None);
+    assert!(task.paths.runc.list().await.unwrap().is_empty());
+    assert_eq!(read_shim_state(&task.task_dir), None);
+    assert_eq!(read_exit(&task.task_dir), None);
+}
+
+#[tokio::test]
+async fn missing_rootfs_fails_create_and_leaves_nothing() {
+    let task = TestTask::new("norootfs", &["true"]);
+    std::fs::remove_dir_all(task.bundle.join("rootfs")).unwrap();
+    match spawn_shim(&task.paths, &task.runc_id, &task.bundle, &task.task_dir).await {
+        Err(MonitorError::CreateFailed { message }) => {
+            assert!(message.contains("rootfs"), "{message}");
+        }
+        other => panic!("expected CreateFailed, got {other:?}"),
+    }
+    assert_eq!(task.paths.runc.state(&task.runc_id).await.unwrap(), None);
+    assert!(task.paths.runc.list().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn duplicate_id_is_refused_without_harming_the_existing_container() {
+    let task = TestTask::new("duplicate", &["sleep", "1000"]);
+    let shim_state = spawn_shim(&task.paths, &task.runc_id, &task.bundle, &task.task_dir)
+        .await
+        .expect("spawn the first shim");
+    let second_task_dir = task.temp_dir.path().join("second-task");
+    match spawn_shim(&task.paths, &task.runc_id, &task.bundle, &second_task_dir).await {
+        Err(MonitorError::AlreadyExists { runc_id, status }) => {
+            assert_eq!(runc_id, task.runc_id);
+            assert_eq!(status, "created");
+        }
+        other => panic!("expected AlreadyExists, got {other:?}"),
+    }
+    let still_there = task
+        .paths
+        .runc
+        .state(&task.runc_id)
+        .await
+        .unwrap()
+        .expect("first container kept");
+    assert_eq!(still_there.pid, shim_state.init_pid);
+    assert!(shim_alive(&shim_state));
+
+    // Killing a container that was never started is also an exit the shim records.
+    task.paths
+        .runc
+        .kill(&task.runc_id, libc::SIGKILL, false)
+        .await
+        .expect("runc kill");
+    let exit_status = wait_exit_with_timeout(&task, &shim_state).await;
+    assert_eq!((exit_status.code, exit_status.signal), (137, 9));
+}
+
+#[tokio::test]
+async fn shim_killed_before_the_container_exits_reports_an_unknown_exit() {
+    let task = TestTask::new("shimkilled", &["sleep", "1000"]);
+    let shim_state = spawn_shim(&task.paths, &task.runc_id, &task.bundle, &task.task_dir)
+        .await
+        .expect("spawn the shim");
+    task.paths
+        .runc
+        .start(&task.runc_id)
+        .await
+        .expect("runc start");
+    let before_kill_ns = monitor::unix_time_ns();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(shim_state.shim_pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("SIGKILL the shim");
+
+    let exit_status = wait_exit_with_timeout(&task, &shim_state).await;
+    assert_eq!(
+        (exit_status.code, exit_status.signal),
+        (monitor::UNKNOWN_EXIT_CODE, 0)
+    );
+    assert!(exit_status.exited_at_ns >= before_kill_ns);
+    assert_eq!(read_exit(&task.task_dir), None);
+    // As documented on wait_exit: the container outlives its shim and is the caller's to clean up
+    // (here the fixture's Drop does it).
+    let orphaned = task
+        .paths
+        .runc
+        .state(&task.runc_id)
+        .await
+        .unwrap()
+        .expect("runc knows it");
+    assert_eq!(orphaned.status, "running");
+}
