@@ -1,0 +1,174 @@
+//! berth-replay: the read-only forensic tool for berth logs. Parses the command line and hands
+//! over to `berth_replay::cmd`; anyhow lives only here.
+
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use berth_replay::cmd::events::{run_events, EventFilter, EventFormat, FollowOptions};
+use berth_replay::cmd::history::run_history;
+use berth_replay::cmd::state::run_state;
+use berth_replay::cmd::stats::run_stats;
+use berth_replay::cmd::verify::{run_verify, VerifyOptions, VerifyOutcome};
+use berth_replay::{parse_timestamp, resolve_log_dir, FoldPoint, ReplayError};
+use clap::{Args, Parser, Subcommand};
+
+const READ_ONLY_NOTE: &str = "berth-replay never opens anything for writing: it reads the log without taking its lock, \
+works while berthd is running, and never repairs, truncates or moves a file (a torn tail is reported, not fixed).";
+
+#[derive(Parser)]
+#[command(
+    name = "berth-replay",
+    version,
+    about = "Read-only forensic tool for berth logs: verify the hash chain, list events, tell a container's history, show the state at any past moment",
+    after_help = READ_ONLY_NOTE
+)]
+struct Cli {
+    #[command(flatten)]
+    location: LogLocation,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args)]
+struct LogLocation {
+    /// berthd's root directory; the log is DIR/log [default: /var/lib/berth]
+    #[arg(long, value_name = "DIR", global = true, conflicts_with = "log")]
+    root: Option<PathBuf>,
+    /// The log directory itself (instead of --root)
+    #[arg(long, value_name = "DIR", global = true)]
+    log: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check every record's CRC and the whole SHA-256 hash chain; exit 1 if the log was damaged or altered
+    #[command(after_help = READ_ONLY_NOTE)]
+    Verify {
+        /// Also fail (exit 1) on a torn tail, for a log whose berthd is known to have stopped cleanly
+        #[arg(long)]
+        strict: bool,
+    },
+    /// Print events, one per line: SEQ.INDEX  TIME  NAMESPACE  KIND  ORIGIN  FIELDS-JSON
+    #[command(after_help = READ_ONLY_NOTE)]
+    Events {
+        /// First seq to print
+        #[arg(long, value_name = "SEQ")]
+        from: Option<u64>,
+        /// Last seq to print
+        #[arg(long, value_name = "SEQ")]
+        to: Option<u64>,
+        /// Only events of records in this namespace ("" for host-wide records)
+        #[arg(long, value_name = "NS")]
+        namespace: Option<String>,
+        /// Only events about this container
+        #[arg(long, value_name = "ID")]
+        container: Option<String>,
+        /// Only events of this kind, e.g. TaskExited (case-insensitive; repeat for several)
+        #[arg(long, value_name = "KIND")]
+        kind: Vec<String>,
+        /// One JSON object per line: {seq, index, timestamp_ns, time, namespace, origin, kind, fields}
+        #[arg(long)]
+        json: bool,
+        /// Keep printing new records as berthd appends them (until interrupted, or until --to)
+        #[arg(long)]
+        follow: bool,
+    },
+    /// A container's whole story: who asked for what, what berthd did, how the task exited
+    #[command(after_help = READ_ONLY_NOTE)]
+    History {
+        /// The container id
+        #[arg(long, value_name = "ID")]
+        container: String,
+        /// The container's namespace
+        #[arg(long, value_name = "NS", default_value = "default")]
+        namespace: String,
+    },
+    /// The host as it was at a seq or a moment: namespaces, images, containers and their tasks
+    #[command(after_help = READ_ONLY_NOTE)]
+    State {
+        /// Fold records 1..=SEQ [default: every record]
+        #[arg(long, value_name = "SEQ", conflicts_with = "at_time")]
+        at: Option<u64>,
+        /// Fold up to the last record stamped at or before TIME: RFC 3339 UTC such as
+        /// 2026-11-29T09:30:00Z (fraction optional), or integer nanoseconds since 1970
+        #[arg(long, value_name = "TIME", value_parser = parse_time_argument)]
+        at_time: Option<u64>,
+        /// Print the full state as pretty-printed, deterministic JSON (serde_json of berth_projections::State)
+        #[arg(long)]
+        json: bool,
+    },
+    /// Size and contents of the log, and how fast it replays on this machine
+    #[command(after_help = READ_ONLY_NOTE)]
+    Stats,
+}
+
+fn parse_time_argument(text: &str) -> Result<u64, String> {
+    parse_timestamp(text).map_err(|error| error.to_string())
+}
+
+/// Runs the command; `Ok(false)` means "done, but exit 1" (verify found damage).
+fn run(cli: Cli, out: &mut dyn Write) -> Result<bool, ReplayError> {
+    let dir = resolve_log_dir(cli.location.root.as_deref(), cli.location.log.as_deref());
+    match cli.command {
+        Command::Verify { strict } => match run_verify(&dir, VerifyOptions { strict }, out)? {
+            VerifyOutcome::Intact => Ok(true),
+            VerifyOutcome::Damaged { summary, .. } => {
+                out.flush()?;
+                eprintln!("berth-replay: {summary}");
+                Ok(false)
+            }
+        },
+        Command::Events { from, to, namespace, container, kind, json, follow } => {
+            let filter = EventFilter { from_seq: from, to_seq: to, namespace, container_id: container, kinds: kind };
+            let format = if json { EventFormat::JsonLines } else { EventFormat::Text };
+            run_events(&dir, &filter, format, follow.then(FollowOptions::default), out)?;
+            Ok(true)
+        }
+        Command::History { container, namespace } => {
+            run_history(&dir, &namespace, &container, out)?;
+            Ok(true)
+        }
+        Command::State { at, at_time, json } => {
+            let point = match (at, at_time) {
+                (Some(seq), _) => FoldPoint::Seq(seq),
+                (None, Some(timestamp_ns)) => FoldPoint::Time(timestamp_ns),
+                (None, None) => FoldPoint::End,
+            };
+            run_state(&dir, point, json, out)?;
+            Ok(true)
+        }
+        Command::Stats => {
+            run_stats(&dir, out)?;
+            Ok(true)
+        }
+    }
+}
+
+fn run_main() -> anyhow::Result<ExitCode> {
+    let cli = Cli::parse();
+    let stdout = std::io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    let result = run(cli, &mut out).and_then(|succeeded| {
+        out.flush()?;
+        Ok(succeeded)
+    });
+    match result {
+        Ok(true) => Ok(ExitCode::SUCCESS),
+        Ok(false) => Ok(ExitCode::FAILURE),
+        // `berth-replay events | head`: the reader has all it wanted.
+        Err(error) if error.is_broken_pipe() => Ok(ExitCode::SUCCESS),
+        Err(error) => Err(error.into()),
+    }
+}
+
+fn main() -> ExitCode {
+    match run_main() {
+        Ok(code) => code,
+        Err(error) => {
+            // Our errors carry their causes in their own message: print it once.
+            eprintln!("berth-replay: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}

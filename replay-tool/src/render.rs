@@ -1,0 +1,284 @@
+//! Turning records, events and states into text lines and JSON objects. Pure functions of
+//! their inputs, so every output format is unit-testable and deterministic.
+
+use std::io::Write;
+
+use berth_projections::{ContainerState, Envelope, Event, Origin, PendingIntent, State, TaskState};
+use serde_json::{json, Value};
+
+use crate::fold::RecordStamp;
+use crate::time::{format_signed_timestamp_ms, format_timestamp_ms};
+
+/// How namespace "" (host-wide records such as `DaemonStarted`) is shown in text.
+pub const HOST_WIDE_NAMESPACE: &str = "-";
+
+pub fn namespace_label(namespace: &str) -> &str {
+    if namespace.is_empty() {
+        HOST_WIDE_NAMESPACE
+    } else {
+        namespace
+    }
+}
+
+/// `sha256:0123456789ab`: the algorithm and the first 12 hex digits.
+pub fn short_digest(digest: &str) -> String {
+    match digest.split_once(':') {
+        Some((algorithm, hex)) => format!("{algorithm}:{}", &hex[..hex.len().min(12)]),
+        None => digest.chars().take(12).collect(),
+    }
+}
+
+/// `1 layer`, `2 layers`.
+pub fn count(n: usize, singular: &str, plural: &str) -> String {
+    if n == 1 {
+        format!("1 {singular}")
+    } else {
+        format!("{n} {plural}")
+    }
+}
+
+/// The origin as a flat JSON object with a `kind` of "client" or "daemon".
+pub fn origin_json(origin: &Origin) -> Value {
+    match origin {
+        Origin::Client { uid, gid, pid, method, request_id } => json!({
+            "kind": "client", "uid": uid, "gid": gid, "pid": pid, "method": method, "request_id": request_id,
+        }),
+        Origin::Daemon { reason, answers } => json!({ "kind": "daemon", "reason": reason, "answers": answers }),
+    }
+}
+
+/// `SEQ.INDEX  TIME  NAMESPACE  KIND  ORIGIN  FIELDS-JSON`
+pub fn event_line(stamp: RecordStamp, index: usize, envelope: &Envelope, event: &Event) -> String {
+    format!(
+        "{}.{index}  {}  {}  {}  {}  {}",
+        stamp.seq,
+        format_timestamp_ms(stamp.timestamp_ns),
+        namespace_label(&envelope.namespace),
+        event.kind(),
+        envelope.origin.describe(),
+        event.fields_json()
+    )
+}
+
+/// One event as a JSON object: seq, index, timestamp_ns, time, namespace, origin, kind, fields.
+pub fn event_json(stamp: RecordStamp, index: usize, envelope: &Envelope, event: &Event) -> Value {
+    json!({
+        "seq": stamp.seq,
+        "index": index,
+        "timestamp_ns": stamp.timestamp_ns,
+        "time": format_timestamp_ms(stamp.timestamp_ns),
+        "namespace": envelope.namespace,
+        "origin": origin_json(&envelope.origin),
+        "kind": event.kind(),
+        "fields": event.fields_json(),
+    })
+}
+
+fn signal_name(signal: i32) -> Option<&'static str> {
+    Some(match signal {
+        1 => "SIGHUP",
+        2 => "SIGINT",
+        3 => "SIGQUIT",
+        6 => "SIGABRT",
+        9 => "SIGKILL",
+        10 => "SIGUSR1",
+        12 => "SIGUSR2",
+        13 => "SIGPIPE",
+        14 => "SIGALRM",
+        15 => "SIGTERM",
+        _ => return None,
+    })
+}
+
+fn describe_signal(signal: i32) -> String {
+    match signal_name(signal) {
+        Some(name) => format!("signal {signal} ({name})"),
+        None => format!("signal {signal}"),
+    }
+}
+
+/// What an event means for the container it is about, in words (for `history`).
+pub fn describe_event(event: &Event) -> String {
+    match event {
+        Event::ContainerCreated { container } => {
+            let digest =
+                if container.image_digest.is_empty() { String::new() } else { format!(" ({})", short_digest(&container.image_digest)) };
+            format!("created the container from image {}{digest} to run {}", container.image, json!(container.args))
+        }
+        Event::ContainerDeleted { .. } => "deleted the container".to_string(),
+        Event::TaskCreateRequested { .. } => "asked to create the task".to_string(),
+        Event::TaskCreated { pid, shim_pid, .. } => format!("task created: pid {pid}, monitor pid {shim_pid}"),
+        Event::TaskCreateFailed { error, .. } => format!("task create failed: {error}"),
+        Event::TaskStartRequested { .. } => "asked to start the task".to_string(),
+        Event::TaskStarted { pid, .. } => format!("task started: pid {pid}"),
+        Event::TaskStartFailed { error, .. } => format!("task start failed: {error}"),
+        Event::TaskKillRequested { signal, all, .. } => {
+            let to_whom = if *all { "all processes of the task" } else { "the task" };
+            format!("asked to send {} to {to_whom}", describe_signal(*signal))
+        }
+        Event::TaskKillDelivered { signal, .. } => format!("{} delivered", describe_signal(*signal)),
+        Event::TaskKillFailed { signal, error, .. } => format!("{} not delivered: {error}", describe_signal(*signal)),
+        Event::TaskExited { exit_code, signal, exited_at_ns, .. } => {
+            let killed_by = if *signal != 0 { format!(", killed by {}", describe_signal(*signal)) } else { String::new() };
+            format!("task exited with code {exit_code}{killed_by} at {}", format_signed_timestamp_ms(*exited_at_ns))
+        }
+        Event::TaskDeleteRequested { force, .. } => {
+            if *force {
+                "asked to delete the task (force)".to_string()
+            } else {
+                "asked to delete the task".to_string()
+            }
+        }
+        Event::TaskDeleted { exit_code, .. } => format!("task deleted (exit code {exit_code})"),
+        Event::TaskDeleteFailed { error, .. } => format!("task delete failed: {error}"),
+        Event::OrphanRemoved { what, id } => format!("recovery removed an orphaned {what} {id}"),
+        other => format!("{} {}", other.kind(), other.fields_json()),
+    }
+}
+
+/// Who caused a record, for `history`: the caller's identity, or the daemon and what it answers.
+pub fn describe_origin(origin: &Origin) -> String {
+    match origin {
+        Origin::Client { uid, gid, pid, method, request_id } => {
+            format!("uid {uid} gid {gid} pid {pid} via {method} (request {request_id})")
+        }
+        Origin::Daemon { reason, answers: Some(seq) } => format!("berthd ({reason}), answers seq {seq}"),
+        Origin::Daemon { reason, answers: None } => format!("berthd ({reason})"),
+    }
+}
+
+fn describe_pending(pending: &[PendingIntent]) -> String {
+    let intents: Vec<String> = pending
+        .iter()
+        .map(|intent| match intent {
+            PendingIntent::Create { seq } => format!("create (seq {seq})"),
+            PendingIntent::Start { seq } => format!("start (seq {seq})"),
+            PendingIntent::Kill { seq, signal, .. } => format!("kill {} (seq {seq})", describe_signal(*signal)),
+            PendingIntent::Delete { seq, .. } => format!("delete (seq {seq})"),
+        })
+        .collect();
+    intents.join(", ")
+}
+
+/// `running, pid 4242` / `stopped, exit code 3 at TIME` / `no task`, plus unanswered intents.
+pub fn describe_task(task: Option<&TaskState>) -> String {
+    let Some(task) = task else { return "no task".to_string() };
+    let mut text = task.status.name().to_string();
+    if task.pid != 0 {
+        text.push_str(&format!(", pid {}", task.pid));
+    }
+    if let Some(exit) = &task.exit {
+        text.push_str(&format!(", exit code {}", exit.exit_code));
+        if exit.signal != 0 {
+            text.push_str(&format!(" ({})", describe_signal(exit.signal)));
+        }
+        text.push_str(&format!(" at {}", format_signed_timestamp_ms(exit.exited_at_ns)));
+    }
+    if let Some(error) = &task.error {
+        text.push_str(&format!(", error: {error}"));
+    }
+    if !task.pending.is_empty() {
+        text.push_str(&format!(", waiting for: {}", describe_pending(&task.pending)));
+    }
+    text
+}
+
+fn container_line(id: &str, container: &ContainerState) -> String {
+    let digest = if container.record.image_digest.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", short_digest(&container.record.image_digest))
+    };
+    format!(
+        "    {id}  image {}{digest}  created {} (seq {})  task: {}",
+        container.record.image,
+        format_signed_timestamp_ms(container.created_at_ns),
+        container.created_seq,
+        describe_task(container.task.as_ref())
+    )
+}
+
+/// The state for humans: every namespace with its images and containers, then the shared
+/// content and snapshot indexes as counts.
+pub fn write_state_text(out: &mut dyn Write, state: &State) -> std::io::Result<()> {
+    if state.namespaces.is_empty() {
+        writeln!(out, "namespaces: none")?;
+    }
+    for (name, namespace) in &state.namespaces {
+        writeln!(out, "namespace {name} (created at seq {})", namespace.created_seq)?;
+        if !namespace.labels.is_empty() {
+            writeln!(out, "  labels: {}", json!(namespace.labels))?;
+        }
+        if namespace.images.is_empty() {
+            writeln!(out, "  images: none")?;
+        } else {
+            writeln!(out, "  images:")?;
+            for (image_name, image) in &namespace.images {
+                writeln!(
+                    out,
+                    "    {image_name}  {}  {}  created at seq {}",
+                    short_digest(&image.record.manifest.digest),
+                    count(image.record.layers.len(), "layer", "layers"),
+                    image.created_seq
+                )?;
+            }
+        }
+        if namespace.containers.is_empty() {
+            writeln!(out, "  containers: none")?;
+        } else {
+            writeln!(out, "  containers:")?;
+            for (id, container) in &namespace.containers {
+                writeln!(out, "{}", container_line(id, container))?;
+            }
+        }
+    }
+    let content_bytes: i64 = state.content.values().map(|content| content.size).sum();
+    writeln!(out, "content: {}, {content_bytes} bytes", count(state.content.len(), "blob", "blobs"))?;
+    writeln!(out, "snapshots: {} committed", state.snapshots.len())?;
+    Ok(())
+}
+
+/// `State` as other tools compare it: pretty-printed serde_json plus a newline. Deterministic:
+/// every map in `State` is a `BTreeMap` and structs serialize in declaration order.
+pub fn state_json(state: &State) -> String {
+    let mut text = serde_json::to_string_pretty(state).expect("State serializes to JSON");
+    text.push('\n');
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digests_are_shortened_to_twelve_hex_digits() {
+        assert_eq!(short_digest("sha256:0123456789abcdef0123"), "sha256:0123456789ab");
+        assert_eq!(short_digest("sha256:abc"), "sha256:abc");
+        assert_eq!(short_digest(""), "");
+    }
+
+    #[test]
+    fn event_lines_carry_seq_index_time_namespace_kind_origin_and_fields() {
+        let envelope = Envelope::new(
+            "default",
+            Origin::Daemon { reason: "task exited".into(), answers: None },
+            vec![Event::TaskExited { container_id: "web".into(), exit_code: 3, signal: 0, exited_at_ns: 5 }],
+        );
+        let stamp = RecordStamp { seq: 9, timestamp_ns: 1_795_944_600_123_000_000 };
+        let line = event_line(stamp, 0, &envelope, &envelope.events[0]);
+        assert_eq!(
+            line,
+            "9.0  2026-11-29T09:30:00.123Z  default  TaskExited  daemon (task exited)  {\"container_id\":\"web\",\"exit_code\":3,\"exited_at_ns\":5,\"signal\":0}"
+        );
+        let object = event_json(stamp, 0, &envelope, &envelope.events[0]);
+        assert_eq!(object["origin"]["kind"], "daemon");
+        assert_eq!(object["fields"]["exit_code"], 3);
+        assert_eq!(object["kind"], "TaskExited");
+    }
+
+    #[test]
+    fn exits_by_signal_name_the_signal() {
+        let event = Event::TaskExited { container_id: "a".into(), exit_code: 137, signal: 9, exited_at_ns: 0 };
+        assert_eq!(describe_event(&event), "task exited with code 137, killed by signal 9 (SIGKILL) at an unknown time");
+    }
+}
