@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/install-deps.sh
-bash scripts/build-test-images.sh
+bash scripts/build-test-images.sh all
 export BERTH_TESTIMAGES=${BERTH_TESTIMAGES:-/var/tmp/berth-testimages}
 cargo build --workspace --bins --tests --locked
 # Two cores: integration tests start real containers, so keep them to two at a time.

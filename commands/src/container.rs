@@ -105,37 +105,50 @@ pub(crate) fn not_found(namespace: &str, id: &str) -> CommandError {
     ))
 }
 
-/// Docker's and containerd's rule: an entrypoint override drops the image's Cmd too; args
-/// replace the Cmd.
+/// The default search path, for an image that sets none.
+pub const DEFAULT_PATH_ENV: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The process arguments, with docker/containerd semantics: an overridden entrypoint discards the
+/// image's cmd too (it was written for the image's entrypoint); overridden args replace the cmd
+/// and follow the (image or overridden) entrypoint.
 pub fn merge_process_args(
     image_entrypoint: &[String],
     image_cmd: &[String],
     entrypoint_override: &[String],
     args_override: &[String],
 ) -> Vec<String> {
-    let entrypoint = if entrypoint_override.is_empty() { image_entrypoint } else { entrypoint_override };
-    let cmd: &[String] = if !args_override.is_empty() {
-        args_override
-    } else if entrypoint_override.is_empty() {
-        image_cmd
+    let (entrypoint, cmd) = if !entrypoint_override.is_empty() {
+        (entrypoint_override, args_override)
+    } else if !args_override.is_empty() {
+        (image_entrypoint, args_override)
     } else {
-        &[]
+        (image_entrypoint, image_cmd)
     };
     entrypoint.iter().chain(cmd.iter()).cloned().collect()
 }
 
-/// The image's environment with overrides applied by key, in order; PATH gets a default.
+fn env_key(entry: &str) -> &str {
+    entry.split_once('=').map_or(entry, |(key, _)| key)
+}
+
+/// The environment: the image's, with each override replacing the entry of the same key in place
+/// or appended when new. An override without `=` removes that key. PATH is added when absent,
+/// since a process without PATH cannot find anything the image installed.
 pub fn merge_env(image_env: &[String], overrides: &[String]) -> Vec<String> {
     let mut merged: Vec<String> = image_env.to_vec();
-    for entry in overrides {
-        let key = entry.split('=').next().unwrap_or_default();
-        match merged.iter_mut().find(|existing| existing.split('=').next() == Some(key)) {
-            Some(existing) => *existing = entry.clone(),
-            None => merged.push(entry.clone()),
+    for override_entry in overrides {
+        let key = env_key(override_entry);
+        if !override_entry.contains('=') {
+            merged.retain(|existing| env_key(existing) != key);
+            continue;
+        }
+        match merged.iter_mut().find(|existing| env_key(existing) == key) {
+            Some(existing) => *existing = override_entry.clone(),
+            None => merged.push(override_entry.clone()),
         }
     }
-    if !merged.iter().any(|entry| entry.starts_with("PATH=")) {
-        merged.insert(0, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string());
+    if !merged.iter().any(|entry| env_key(entry) == "PATH") {
+        merged.push(DEFAULT_PATH_ENV.to_string());
     }
     merged
 }
@@ -163,6 +176,7 @@ mod tests {
     fn env_overrides_by_key() {
         let image = strings(&["PATH=/bin", "A=1", "B=2"]);
         assert_eq!(merge_env(&image, &strings(&["A=9", "C=3"])), strings(&["PATH=/bin", "A=9", "B=2", "C=3"]));
-        assert_eq!(merge_env(&[], &[])[0], "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+        assert_eq!(merge_env(&strings(&["A=1"]), &[]), vec!["A=1".to_string(), DEFAULT_PATH_ENV.to_string()]);
+        assert_eq!(merge_env(&strings(&["A=1", "B=2"]), &strings(&["A"])), strings(&["B=2", DEFAULT_PATH_ENV]));
     }
 }

@@ -10,7 +10,7 @@ pub mod outcome;
 pub mod task;
 pub mod validate;
 
-pub use container::{merge_env, merge_process_args, CreateContainer, DeleteContainer};
+pub use container::{merge_env, merge_process_args, CreateContainer, DeleteContainer, DEFAULT_PATH_ENV};
 pub use error::CommandError;
 pub use image::{resolve_image, ImportImage, RemoveImage};
 pub use namespace::{CreateNamespace, RemoveNamespace};

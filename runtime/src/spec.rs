@@ -19,7 +19,7 @@ use oci_spec::runtime::Spec;
 use serde_json::json;
 
 /// The PATH a container gets when its image sets none (the value docker and containerd use).
-pub const DEFAULT_PATH_ENV: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+pub use berth_commands::{merge_env, merge_process_args, DEFAULT_PATH_ENV};
 
 /// The capabilities a container gets from docker or containerd by default: enough for the usual
 /// root-in-a-container chores (chown, setuid, binding low ports, raw sockets for ping), nothing
@@ -106,44 +106,8 @@ pub struct ResolvedUser {
     pub additional_gids: Vec<u32>,
 }
 
-/// The process arguments, with docker/containerd semantics: an overridden entrypoint discards the
-/// image's cmd too (it was written for the image's entrypoint); overridden args replace the cmd
-/// and follow the (image or overridden) entrypoint.
-pub fn merge_process_args(image_entrypoint: &[String], image_cmd: &[String], entrypoint_override: &[String], args_override: &[String]) -> Vec<String> {
-    let (entrypoint, cmd) = if !entrypoint_override.is_empty() {
-        (entrypoint_override, args_override)
-    } else if !args_override.is_empty() {
-        (image_entrypoint, args_override)
-    } else {
-        (image_entrypoint, image_cmd)
-    };
-    entrypoint.iter().chain(cmd.iter()).cloned().collect()
-}
-
 fn env_key(entry: &str) -> &str {
     entry.split_once('=').map_or(entry, |(key, _)| key)
-}
-
-/// The environment: the image's, with each override replacing the entry of the same key in place
-/// or appended when new. An override without `=` removes that key. PATH is added when absent,
-/// since a process without PATH cannot find anything the image installed.
-pub fn merge_env(image_env: &[String], overrides: &[String]) -> Vec<String> {
-    let mut merged: Vec<String> = image_env.to_vec();
-    for override_entry in overrides {
-        let key = env_key(override_entry);
-        if !override_entry.contains('=') {
-            merged.retain(|existing| env_key(existing) != key);
-            continue;
-        }
-        match merged.iter_mut().find(|existing| env_key(existing) == key) {
-            Some(existing) => *existing = override_entry.clone(),
-            None => merged.push(override_entry.clone()),
-        }
-    }
-    if !merged.iter().any(|entry| env_key(entry) == "PATH") {
-        merged.push(DEFAULT_PATH_ENV.to_string());
-    }
-    merged
 }
 
 /// Builds the runtime spec for a container whose root file system is mounted at `rootfs`.
@@ -409,30 +373,4 @@ pub fn write_bundle(bundle_dir: &Path, spec: &Spec) -> Result<(), SpecError> {
     drop(tmp_file);
     fs::rename(&tmp_path, &final_path).map_err(io_error("rename into place", &final_path))?;
     crate::content::sync_dir(bundle_dir).map_err(io_error("fsync", bundle_dir))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn strings(values: &[&str]) -> Vec<String> {
-        values.iter().map(|value| value.to_string()).collect()
-    }
-
-    #[test]
-    fn args_follow_docker_semantics() {
-        let entrypoint = strings(&["/entry"]);
-        let cmd = strings(&["--default"]);
-        assert_eq!(merge_process_args(&entrypoint, &cmd, &[], &[]), strings(&["/entry", "--default"]));
-        assert_eq!(merge_process_args(&entrypoint, &cmd, &[], &strings(&["x"])), strings(&["/entry", "x"]));
-        assert_eq!(merge_process_args(&entrypoint, &cmd, &strings(&["/other"]), &[]), strings(&["/other"]));
-        assert_eq!(merge_process_args(&[], &strings(&["/bin/sh"]), &[], &strings(&["echo", "hi"])), strings(&["echo", "hi"]));
-    }
-
-    #[test]
-    fn env_overrides_by_key_and_adds_path() {
-        let merged = merge_env(&strings(&["A=1", "B=2"]), &strings(&["B=3", "C=4", "A"]));
-        assert_eq!(merged, strings(&["B=3", "C=4", DEFAULT_PATH_ENV]));
-        assert_eq!(merge_env(&strings(&["PATH=/bin"]), &[]), strings(&["PATH=/bin"]));
-    }
 }

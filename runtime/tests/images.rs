@@ -640,10 +640,8 @@ fn busybox_runs_under_runc_with_the_generated_spec() {
 }
 
 /// A real distribution's layer (~6,800 files, hard links, setuid binaries, device-free /dev).
-/// Ignored by default because its fixture is only built by `build-test-images.sh all`; run it
-/// with `cargo test -p berth-runtime --test images -- --ignored` after building it.
+/// Its fixture comes from `build-test-images.sh all` (scripts/test.sh builds it).
 #[test]
-#[ignore = "needs debian-oci.tar: run scripts/build-test-images.sh all, then --ignored"]
 fn debian_image_unpacks_with_the_right_diff_id_and_runs() {
     require_root();
     let scratch = scratch_dir("debian");
