@@ -296,3 +296,38 @@ mod tests {
         assert_eq!(parse_segment_file_name("00000000000000000001.seg.tmp"), None);
     }
 }
+
+#[cfg(test)]
+mod documented_example {
+    use super::*;
+
+    /// Pins the worked example of docs/log-format.md byte for byte.
+    #[test]
+    fn documented_example_bytes_are_what_the_encoder_writes() {
+        assert_eq!(hex::encode(genesis_hash()), "0ed0cf086a7c1f3e5523bbf7d2b6ce706b1e3e1f3832ea7304d7a8e3724b083a");
+        let mut out = Vec::new();
+        let hash = encode_record(&mut out, &genesis_hash(), Seq(1), 1_700_000_000_000_000_000, b"hello, berth");
+        assert_eq!(hex::encode(hash), "55d6b73456bc726ff95f825d35d3d993df13efb53d0b0451f6019d4623e6f3e4");
+        assert_eq!(
+            hex::encode(&out),
+            concat!(
+                "55d6b73456bc726ff95f825d35d3d993",
+                "df13efb53d0b0451f6019d4623e6f3e4",
+                "24f64ee40c0000000100000000000000",
+                "00002a36fe9c971768656c6c6f2c2062",
+                "6572746800000000"
+            )
+        );
+        let header = SegmentHeader { segment_id: SegmentId(1), first_seq: Seq(1), segment_size: 64 << 20, carried_hash: genesis_hash() };
+        assert_eq!(
+            hex::encode(header.encode()),
+            concat!(
+                "42455254485345470100000050000000",
+                "01000000000000000100000000000000",
+                "00000004000000000ed0cf086a7c1f3e",
+                "5523bbf7d2b6ce706b1e3e1f3832ea73",
+                "04d7a8e3724b083a2d25a40500000000"
+            )
+        );
+    }
+}

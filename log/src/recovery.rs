@@ -155,6 +155,9 @@ fn unix_nanos() -> u128 {
 }
 
 /// Opens `dir` and brings it to a state the writer can continue from.
+// File indexes address three parallel things (candidates, header states, phases), so index loops
+// read better than zipped iterators here.
+#[allow(clippy::needless_range_loop)]
 pub(crate) fn recover(dir: &Path, mode: RecoveryMode, access: Access) -> Result<Recovered, LogError> {
     let mut candidates = Vec::new();
     for (id, path) in list_segment_files(dir, access)? {

@@ -112,7 +112,7 @@ impl Segment {
         while index.walked_next_seq <= seq {
             let (current_seq, offset) = (index.walked_next_seq, index.walked_next_offset);
             let record = self.expect_record(offset, Seq(current_seq))?;
-            if current_seq != self.header.first_seq.0 && (current_seq - self.header.first_seq.0) % INDEX_STRIDE == 0 {
+            if current_seq != self.header.first_seq.0 && (current_seq - self.header.first_seq.0).is_multiple_of(INDEX_STRIDE) {
                 index.entries.push((current_seq, offset));
             }
             index.walked_next_seq = current_seq + 1;

@@ -227,7 +227,7 @@ impl EventLog {
     /// Opens (creating if needed) the log in `dir`, takes its lock, recovers, and returns the
     /// log with a report of what recovery found.
     pub fn open(dir: &Path, options: LogOptions) -> Result<(EventLog, OpenReport), LogError> {
-        if options.segment_size < MIN_SEGMENT_SIZE || options.segment_size % 8 != 0 {
+        if options.segment_size < MIN_SEGMENT_SIZE || !options.segment_size.is_multiple_of(8) {
             return Err(LogError::InvalidOptions { reason: format!("segment_size {} must be a multiple of 8 and at least {MIN_SEGMENT_SIZE}", options.segment_size) });
         }
         if !dir.is_dir() {

@@ -160,7 +160,7 @@ fn concurrent_appenders_share_fdatasyncs() {
         .collect();
     let mut seqs: Vec<u64> = threads.into_iter().flat_map(|thread| thread.join().unwrap()).collect();
     seqs.sort();
-    let n_records = (n_threads * n_appends_per_thread) as u64;
+    let n_records = n_threads * n_appends_per_thread;
     assert_eq!(seqs, (1..=n_records).collect::<Vec<_>>(), "seqs are dense and unique");
     let stats = log.stats();
     assert_eq!(stats.n_records, n_records);
