@@ -300,6 +300,12 @@ impl Executor {
         let task_dir = self.layout.task_dir(&namespace, &container_id);
         tokio::spawn(async move {
             let status = monitor::wait_exit(&task_dir, &shim).await;
+            if monitor::read_exit(&task_dir).is_none() {
+                // The monitor died without recording an exit: the container may still run,
+                // with nothing left to report its end. Stop it.
+                tracing::warn!(namespace, container_id, "the task's monitor died; killing the container it watched");
+                let _ = executor.runc(&namespace).kill(&container_id, libc::SIGKILL, true).await;
+            }
             executor.send(&namespace, &container_id, Job::Exited { status });
         });
     }
@@ -424,8 +430,19 @@ impl Executor {
                 (_, Some(status)) => self.record_exit(namespace, container_id, status).await,
                 (Some(shim), None) if alive => self.watch_exit(namespace, container_id, shim.clone()),
                 _ => {
-                    let status = monitor::ExitStatus { code: 255, signal: 0, exited_at_ns: crate::store::now_ns() as i64 };
-                    tracing::warn!(namespace, container_id, "the task's monitor is gone without an exit status (host reboot?); recorded as exit 255");
+                    // Nothing watches this container any more, so nothing could record its
+                    // exit: stop it rather than leave an unaccounted process running.
+                    let runc = self.runc(namespace);
+                    if runc.state(container_id).await.ok().flatten().is_some_and(|state| state.status != "stopped") {
+                        tracing::warn!(namespace, container_id, "the task's monitor is gone but the container runs; killing it");
+                        let _ = runc.kill(container_id, libc::SIGKILL, true).await;
+                    }
+                    let status = monitor::ExitStatus {
+                        code: monitor::UNKNOWN_EXIT_CODE,
+                        signal: 0,
+                        exited_at_ns: crate::store::now_ns() as i64,
+                    };
+                    tracing::warn!(namespace, container_id, "the task's monitor is gone without an exit status (host reboot, or the monitor was killed); recorded as exit 255");
                     self.record_exit(namespace, container_id, status).await;
                 }
             }

@@ -181,3 +181,38 @@ fn crash_during_a_burst_of_runs_leaves_nothing_half_done() {
     }
     eventually(Duration::from_secs(10), "all runc containers gone", || daemon.runc_list().is_empty().then_some(()));
 }
+
+#[test]
+fn a_killed_monitor_is_recorded_and_its_container_stopped() {
+    let mut daemon = Daemon::start();
+    daemon.import_busybox();
+    let shim_pid = |daemon: &Daemon, id: &str| -> i32 {
+        let dump = daemon.state_dump();
+        dump["namespaces"]["default"]["containers"][id]["task"]["shim_pid"].as_i64().unwrap() as i32
+    };
+    let kill = |pid: i32| nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+    // While berthd runs.
+    daemon.ok(&["run", "-d", "--name", "live", "busybox", "sleep", "1000"]);
+    kill(shim_pid(&daemon, "live"));
+    assert_eq!(daemon.ok(&["wait", "live"]).trim(), "255");
+    // While berthd is down.
+    daemon.ok(&["run", "-d", "--name", "down", "busybox", "sleep", "1000"]);
+    daemon.kill9();
+    kill(shim_pid(&daemon, "down"));
+    daemon.start_again();
+    assert_eq!(daemon.ok(&["wait", "down"]).trim(), "255");
+    // Neither container is left running unwatched.
+    eventually(Duration::from_secs(10), "runc containers stopped", || {
+        let output = std::process::Command::new("runc")
+            .arg("--root")
+            .arg(daemon.state.join("runc/default"))
+            .args(["list", "--format", "json"])
+            .output()
+            .unwrap();
+        let listed: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap_or(serde_json::Value::Null);
+        let running = listed.as_array().map(|all| all.iter().filter(|c| c["status"] == "running").count()).unwrap_or(0);
+        (running == 0).then_some(())
+    });
+    daemon.ok(&["rm", "live", "down"]);
+    assert!(daemon.runc_list().is_empty());
+}
