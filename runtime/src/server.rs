@@ -506,10 +506,30 @@ impl api::tasks_server::Tasks for TasksService {
                 None => Some(Ok(state.last_seq)),
             }
         });
-        let outcome_seq = tokio::time::timeout(OUTCOME_TIMEOUT, wait)
+        let applied_seq = tokio::time::timeout(OUTCOME_TIMEOUT, wait)
             .await
             .map_err(|_| Status::deadline_exceeded(format!("the delete at seq {seq} has no outcome yet: check `berth ps -a`")))??;
-        let exit_code = self.0.store.state().container(&namespace, &container_id).map(|_| 0).unwrap_or(0);
+        // The outcome record answers the intent by seq; it holds the exit code.
+        let mut exit_code = 0;
+        let mut outcome_seq = applied_seq;
+        if let Ok(mut reader) = self.0.store.log().reader(Seq(seq + 1)) {
+            while let Some(Ok(record)) = reader.next() {
+                if record.seq.get() > applied_seq {
+                    break;
+                }
+                let Ok(envelope) = Envelope::decode(record.payload) else { continue };
+                if envelope.namespace != namespace || envelope.answers() != Some(seq) {
+                    continue;
+                }
+                outcome_seq = record.seq.get();
+                for event in &envelope.events {
+                    if let berth_projections::Event::TaskDeleted { exit_code: code, .. } = event {
+                        exit_code = *code;
+                    }
+                }
+                break;
+            }
+        }
         Ok(Response::new(api::DeleteTaskResponse { exit_code, seq, outcome_seq }))
     }
 

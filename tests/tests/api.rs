@@ -1,0 +1,113 @@
+//! The gRPC API itself, as an embedding platform sees it: health and reflection for generic
+//! tools, the caller identity the kernel vouches for, resumable durable events, and task
+//! results.
+
+use berth_runtime::api;
+use berth_runtime::client::BerthClient;
+use berth_tests::Daemon;
+use tokio_stream::StreamExt;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+}
+
+#[test]
+fn health_and_reflection_are_served() {
+    let daemon = Daemon::start();
+    runtime().block_on(async {
+        let channel = berth_runtime::client::connect(&daemon.socket).await.unwrap();
+        let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
+        let answer = health.check(tonic_health::pb::HealthCheckRequest { service: String::new() }).await.unwrap().into_inner();
+        assert_eq!(answer.status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
+
+        use tonic_reflection::pb::v1::{server_reflection_client::ServerReflectionClient, server_reflection_request::MessageRequest, server_reflection_response::MessageResponse, ServerReflectionRequest};
+        let mut reflection = ServerReflectionClient::new(channel);
+        let request = ServerReflectionRequest { host: String::new(), message_request: Some(MessageRequest::ListServices(String::new())) };
+        let mut responses = reflection.server_reflection_info(tokio_stream::iter(vec![request])).await.unwrap().into_inner();
+        let response = responses.next().await.unwrap().unwrap();
+        let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else { panic!("unexpected reflection answer") };
+        let names: Vec<String> = list.service.into_iter().map(|service| service.name).collect();
+        for expected in ["berth.v1.Tasks", "berth.v1.Containers", "berth.v1.Images", "berth.v1.Events", "grpc.health.v1.Health"] {
+            assert!(names.iter().any(|name| name == expected), "{expected} not listed: {names:?}");
+        }
+    });
+}
+
+#[test]
+fn callers_are_identified_by_the_kernel_and_events_resume_from_a_seq() {
+    let daemon = Daemon::start();
+    daemon.import_busybox();
+    runtime().block_on(async {
+        let client = BerthClient::connect(&daemon.socket, "default").await.unwrap();
+        let mut containers = api::containers_client::ContainersClient::new(client.channel.clone());
+        let mut tasks = api::tasks_client::TasksClient::new(client.channel.clone());
+        let mut events = api::events_client::EventsClient::new(client.channel.clone());
+
+        let created = containers
+            .create(client.request(api::CreateContainerRequest {
+                id: "api-test".into(),
+                image: "busybox".into(),
+                args: vec!["sh".into(), "-c".into(), "exit 9".into()],
+                ..Default::default()
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        let created_seq = created.seq;
+        assert!(created_seq > 0);
+
+        // Subscribe from the container's creation on, following: history first, then live.
+        let mut stream = events
+            .subscribe(client.request(api::SubscribeRequest { since: created_seq, follow: true, namespace: String::new() }))
+            .await
+            .unwrap()
+            .into_inner();
+        let first = stream.next().await.unwrap().unwrap();
+        assert_eq!((first.seq, first.kind.as_str()), (created_seq, "ContainerCreated"));
+        let origin = first.origin.unwrap();
+        assert_eq!(origin.kind, "client");
+        assert_eq!(origin.pid, std::process::id() as i32, "the pid is the caller's, from SO_PEERCRED");
+        assert_eq!(origin.uid, 0);
+        assert_eq!(origin.method, "Containers/Create");
+
+        let task = tasks.create(client.request(api::CreateTaskRequest { container_id: "api-test".into() })).await.unwrap().into_inner();
+        assert!(task.outcome_seq > task.seq, "answered after the outcome");
+        tasks.start(client.request(api::StartTaskRequest { container_id: "api-test".into() })).await.unwrap();
+        let waited = tasks.wait(client.request(api::WaitTaskRequest { container_id: "api-test".into() })).await.unwrap().into_inner();
+        assert_eq!(waited.exit_code, 9);
+        let deleted = tasks
+            .delete(client.request(api::DeleteTaskRequest { container_id: "api-test".into(), force: false }))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(deleted.exit_code, 9);
+
+        // The live stream saw the whole life, in order, each outcome naming its intent.
+        let mut kinds = vec![first.kind.clone()];
+        let mut last_seq = first.seq;
+        while kinds.last().map(String::as_str) != Some("TaskDeleted") {
+            let event = stream.next().await.unwrap().unwrap();
+            assert!(event.seq >= last_seq);
+            last_seq = event.seq;
+            kinds.push(event.kind.clone());
+        }
+        assert_eq!(
+            kinds,
+            ["ContainerCreated", "TaskCreateRequested", "TaskCreated", "TaskStartRequested", "TaskStarted", "TaskExited", "TaskDeleteRequested", "TaskDeleted"]
+        );
+        assert_eq!(deleted.outcome_seq, last_seq);
+
+        // Resuming from a later seq gives exactly the suffix.
+        let resumed: Vec<api::Event> = events
+            .subscribe(client.request(api::SubscribeRequest { since: last_seq, follow: false, namespace: String::new() }))
+            .await
+            .unwrap()
+            .into_inner()
+            .map(|event| event.unwrap())
+            .collect()
+            .await;
+        assert_eq!(resumed.iter().map(|event| event.kind.as_str()).collect::<Vec<_>>(), ["TaskDeleted"]);
+        let answered = resumed[0].origin.clone().unwrap();
+        assert_eq!((answered.kind.as_str(), answered.answers_seq), ("daemon", deleted.seq));
+    });
+}
