@@ -1,0 +1,285 @@
+#!/usr/bin/env bash
+# bench-lifecycle.sh — how long berth takes to run a container, next to Debian's containerd and bare
+# runc measured in the same run on the same machine, and how long berthd takes to come back after a
+# SIGKILL with 100 containers running.
+#
+# usage: scripts/bench-lifecycle.sh [N]     (N containers per lifecycle workload, default 30)
+#
+# It builds the release binaries, starts a berthd on a temporary directory under /var/tmp with a
+# socket of its own, starts the peer containerd (scripts/peer-containerd.sh), and prints:
+#   1. sequential lifecycle: ms per `berth run --rm busybox /bin/true`, per
+#      `ctr run --rm local/busybox:latest ID /bin/true` and per bare `runc run` of a ready bundle,
+#      each a whole client process (hyperfine -N); then berth's lifecycle one RPC-sized step at a time
+#   2. the same lifecycles four at a time (xargs -P4): wall time / N
+#   3. restart: 100 detached `sleep 100000` containers, SIGKILL the daemon, start it again, and time
+#      until its client lists all 100 as running; for berthd and for containerd
+# Needs root, runc, hyperfine and jq (installed with apt-get when missing). Everything it starts is
+# stopped and everything it mounts is unmounted on exit, even on failure or Ctrl-C.
+# Figures from one run are recorded in BENCHMARKS.md.
+set -euo pipefail
+
+n_containers=${1:-30}
+[[ $n_containers =~ ^[1-9][0-9]*$ ]] || { echo "N must be a positive number of containers, got '$n_containers'" >&2; exit 2; }
+readonly n_restart=100 n_workers=4
+repo_dir=$(cd "$(dirname "$0")/.." && pwd)
+cd "$repo_dir"
+images_dir=${BERTH_TESTIMAGES:-/var/tmp/berth-testimages}
+peer=$repo_dir/scripts/peer-containerd.sh
+
+if [[ $(id -u) -ne 0 ]]; then
+  echo "run this as root: containers need namespaces, mounts and cgroups" >&2
+  exit 1
+fi
+
+missing_packages=()
+for tool in hyperfine:hyperfine jq:jq runc:runc; do
+  command -v "${tool%%:*}" >/dev/null || missing_packages+=("${tool#*:}")
+done
+if ((${#missing_packages[@]})); then
+  echo "installing ${missing_packages[*]} with apt-get" >&2
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing_packages[@]}" >/dev/null
+fi
+runc_bin=$(command -v runc)
+
+echo "building release binaries" >&2
+cargo build --release --bins -p berth-runtime --quiet
+berthd_bin=$repo_dir/target/release/berthd
+berth_bin=$repo_dir/target/release/berth
+
+[[ -s $images_dir/busybox-oci.tar ]] || bash scripts/build-test-images.sh busybox >&2
+
+bench_dir=$(mktemp -d /var/tmp/berth-bench-lifecycle.XXXXXX)
+berth_socket=$bench_dir/berthd.sock
+runc_root=$bench_dir/runc-root
+bundle_dir=$bench_dir/bundle
+berthd_pid=
+
+berth() { "$berth_bin" --address "$berth_socket" "$@"; }
+peer_ctr() { ctr --address "$peer_socket" "$@"; }
+
+# pids_naming_bench_dir: processes whose command line names our temporary directory (berth-shims).
+pids_naming_bench_dir() {
+  local cmdline_file pid
+  for cmdline_file in /proc/[0-9]*/cmdline; do
+    pid=${cmdline_file#/proc/}; pid=${pid%/cmdline}
+    [[ $pid == "$$" ]] && continue
+    tr '\0' ' ' 2>/dev/null <"$cmdline_file" | grep -qF -- "$bench_dir/" && echo "$pid"
+  done
+  return 0
+}
+
+cleanup() {
+  set +e
+  trap - EXIT INT TERM
+  echo "cleaning up" >&2
+  if [[ -n $berthd_pid ]] && kill -0 "$berthd_pid" 2>/dev/null; then
+    mapfile -t leftover_ids < <(berth ps -a --output json 2>/dev/null | jq -r '.[].id' 2>/dev/null)
+    ((${#leftover_ids[@]})) && berth rm -f "${leftover_ids[@]}" >/dev/null 2>&1
+    kill "$berthd_pid" 2>/dev/null
+    for _ in $(seq 50); do kill -0 "$berthd_pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$berthd_pid" 2>/dev/null
+  fi
+  # monitors (and through them their containers) that outlived a failed run: end them by pid
+  for pid in $(pids_naming_bench_dir); do kill -9 "$pid" 2>/dev/null; done
+  if [[ -d $runc_root ]]; then
+    for id in $("$runc_bin" --root "$runc_root" list -q 2>/dev/null); do
+      "$runc_bin" --root "$runc_root" delete -f "$id" >/dev/null 2>&1
+    done
+  fi
+  awk -v prefix="$bench_dir/" 'index($2, prefix) == 1 {print $2}' /proc/mounts | sort -r \
+    | xargs -r -n1 umount -l 2>/dev/null
+  rm -rf "$bench_dir"
+  bash "$peer" stop
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---- helpers -----------------------------------------------------------------------------------
+
+now_us() { local t=$EPOCHREALTIME; echo $((10#${t/./})); }
+ms_from_us() { awk -v us="$1" 'BEGIN { printf "%.1f", us / 1000 }'; }
+
+start_berthd() {
+  setsid "$berthd_bin" --root "$bench_dir/root" --state "$bench_dir/state" --address "$berth_socket" \
+    --runc "$runc_bin" >>"$bench_dir/berthd.log" 2>&1 </dev/null &
+  berthd_pid=$!
+  disown "$berthd_pid"  # the SIGKILL below is on purpose; no "Killed" notice from bash
+}
+
+# wait_until SECONDS COMMAND...: polls COMMAND every 10 ms until it succeeds; false on timeout. The
+# pause leaves the CPU to the daemon being timed (two cores here).
+wait_until() {
+  local deadline=$(( $(now_us) + $1 * 1000000 )); shift
+  until "$@"; do
+    (( $(now_us) < deadline )) || return 1
+    sleep 0.01
+  done
+}
+
+berth_answers() { berth version >/dev/null 2>&1; }
+n_berth_running() {
+  berth ps -a --output json 2>/dev/null | jq '[.[] | select(.task.status == "running")] | length' 2>/dev/null || echo 0
+}
+berth_all_running() { (( $(n_berth_running) == n_restart )); }
+n_peer_running() {
+  { peer_ctr --connect-timeout 50ms tasks ls 2>/dev/null || true; } | awk '$3 == "RUNNING" { n++ } END { print n + 0 }'
+}
+peer_all_running() { (( $(n_peer_running) == n_restart )); }
+peer_answers() { peer_ctr --connect-timeout 50ms version >/dev/null 2>&1; }
+
+# hyperfine_ms NAME COMMAND: N runs of COMMAND (no shell in between); prints "mean median p90" in ms.
+hyperfine_ms() {
+  local name=$1 command=$2
+  hyperfine -N --style none --warmup 3 --runs "$n_containers" --export-json "$bench_dir/$name.json" \
+    -- "$command" >/dev/null
+  jq -r '.results[0] | (.times | sort) as $t
+    | [.mean, .median, $t[(($t | length) * 0.9 | ceil) - 1]] | map(. * 1000) | @tsv' "$bench_dir/$name.json" \
+    | awk '{ printf "%.1f %.1f %.1f\n", $1, $2, $3 }'
+}
+
+# parallel_ms COMMAND-WITH-{}: N runs, n_workers at a time, {} replaced by 1..N; prints wall ms / N.
+parallel_ms() {
+  local t0 t1
+  t0=$(now_us)
+  seq "$n_containers" | xargs -P "$n_workers" -I{} "$@" >/dev/null
+  t1=$(now_us)
+  ms_from_us $(( (t1 - t0) / n_containers ))
+}
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+# verdict WHAT RATIO GOAL: one line saying whether RATIO ≤ GOAL and by how much it misses.
+verdict() {
+  awk -v what="$1" -v r="$2" -v goal="$3" 'BEGIN {
+    if (r <= goal) printf "  goal %s ≤ %.1f×: %.2f× — met\n", what, goal, r
+    else printf "  goal %s ≤ %.1f×: %.2f× — MISSED, %.0f%% over the goal\n", what, goal, r, (r / goal - 1) * 100
+  }'
+}
+
+# ---- set up ------------------------------------------------------------------------------------
+
+start_berthd
+wait_until 10 berth_answers || { echo "berthd did not answer; log: $bench_dir/berthd.log" >&2; cat "$bench_dir/berthd.log" >&2; exit 1; }
+berth image import "$images_dir/busybox-oci.tar" --name busybox >/dev/null
+
+bash "$peer" start >&2
+peer_socket=$(bash "$peer" address)
+
+# A bundle for bare runc: the busybox layer unpacked once, runc's default spec running /bin/true.
+mkdir -p "$bench_dir/oci" "$bundle_dir/rootfs" "$runc_root"
+tar -xf "$images_dir/busybox-oci.tar" -C "$bench_dir/oci"
+manifest_digest=$(jq -r '.manifests[0].digest' "$bench_dir/oci/index.json")
+for layer_digest in $(jq -r '.layers[].digest' "$bench_dir/oci/blobs/sha256/${manifest_digest#sha256:}"); do
+  tar -xf "$bench_dir/oci/blobs/sha256/${layer_digest#sha256:}" -C "$bundle_dir/rootfs"
+done
+(cd "$bundle_dir" && "$runc_bin" spec)
+jq '.process.terminal = false | .process.args = ["/bin/true"]' "$bundle_dir/config.json" >"$bundle_dir/config.json.new"
+mv "$bundle_dir/config.json.new" "$bundle_dir/config.json"
+
+git_revision="$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- 2>/dev/null || echo '+uncommitted changes')"
+echo
+echo "berth lifecycle benchmark, $(date -u '+%Y-%m-%d %H:%M UTC'), berth $git_revision"
+echo "machine: $(nproc) cores, $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo), kernel $(uname -r), load average at start $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "peers: $(containerd --version | awk '{ print "containerd", $3 }'), $("$runc_bin" --version | head -1)"
+echo "command: scripts/bench-lifecycle.sh $n_containers"
+
+# ---- 1. sequential lifecycle -------------------------------------------------------------------
+
+echo
+echo "1. lifecycle, sequential: $n_containers containers each, ms per container (whole client process)"
+printf '  %-58s %8s %8s %8s\n' workload mean median p90
+read -r berth_mean berth_median berth_p90 < <(hyperfine_ms berth "$berth_bin --address $berth_socket run --rm busybox /bin/true")
+printf '  %-58s %8s %8s %8s\n' "berth run --rm busybox /bin/true" "$berth_mean" "$berth_median" "$berth_p90"
+read -r ctr_mean ctr_median ctr_p90 < <(hyperfine_ms ctr "ctr --address $peer_socket run --rm local/busybox:latest bench-seq /bin/true")
+printf '  %-58s %8s %8s %8s\n' "ctr run --rm local/busybox:latest ID /bin/true" "$ctr_mean" "$ctr_median" "$ctr_p90"
+read -r runc_mean runc_median runc_p90 < <(hyperfine_ms runc "$runc_bin --root $runc_root run --bundle $bundle_dir bench-seq")
+printf '  %-58s %8s %8s %8s\n' "runc run --bundle B ID (ready bundle, /bin/true)" "$runc_mean" "$runc_median" "$runc_p90"
+verdict "berth/containerd (mean)" "$(ratio "$berth_mean" "$ctr_mean")" 0.5
+verdict "berth/bare runc (mean)" "$(ratio "$berth_mean" "$runc_mean")" 1.5
+
+# The same lifecycle as separate CLI calls, one per RPC, to see where berth's time goes.
+create_us=0 start_us=0 wait_us=0 rm_us=0
+for i in $(seq "$n_containers"); do
+  t0=$(now_us); berth create --name "step-$i" busybox /bin/true >/dev/null
+  t1=$(now_us); berth start "step-$i" >/dev/null
+  t2=$(now_us); berth wait "step-$i" >/dev/null
+  t3=$(now_us); berth rm "step-$i" >/dev/null
+  t4=$(now_us)
+  create_us=$((create_us + t1 - t0)) start_us=$((start_us + t2 - t1))
+  wait_us=$((wait_us + t3 - t2)) rm_us=$((rm_us + t4 - t3))
+done
+echo "  berth, one CLI call per step (mean ms): create $(ms_from_us $((create_us / n_containers)))," \
+  "start $(ms_from_us $((start_us / n_containers))), wait $(ms_from_us $((wait_us / n_containers)))," \
+  "rm $(ms_from_us $((rm_us / n_containers))); sum $(ms_from_us $(((create_us + start_us + wait_us + rm_us) / n_containers)))"
+detach_us=0 rmf_us=0
+for i in $(seq "$n_containers"); do
+  t0=$(now_us); berth run -d --name "detach-$i" busybox /bin/true >/dev/null
+  t1=$(now_us); berth rm -f "detach-$i" >/dev/null
+  t2=$(now_us)
+  detach_us=$((detach_us + t1 - t0)) rmf_us=$((rmf_us + t2 - t1))
+done
+echo "  berth run -d then rm -f (mean ms): run -d $(ms_from_us $((detach_us / n_containers))), rm -f $(ms_from_us $((rmf_us / n_containers)))"
+
+# ---- 2. four at a time -------------------------------------------------------------------------
+
+echo
+echo "2. lifecycle, $n_workers at a time: $n_containers containers each, wall time / $n_containers in ms"
+berth_par=$(parallel_ms "$berth_bin" --address "$berth_socket" run --rm busybox /bin/true)
+printf '  %-58s %8s\n' "berth run --rm busybox /bin/true" "$berth_par"
+ctr_par=$(parallel_ms ctr --address "$peer_socket" run --rm local/busybox:latest bench-par-{} /bin/true)
+printf '  %-58s %8s\n' "ctr run --rm local/busybox:latest ID /bin/true" "$ctr_par"
+runc_par=$(parallel_ms "$runc_bin" --root "$runc_root" run --bundle "$bundle_dir" bench-par-{})
+printf '  %-58s %8s\n' "runc run --bundle B ID" "$runc_par"
+verdict "berth/containerd" "$(ratio "$berth_par" "$ctr_par")" 0.5
+verdict "berth/bare runc" "$(ratio "$berth_par" "$runc_par")" 1.5
+
+# ---- 3. restart with running containers --------------------------------------------------------
+
+echo
+echo "3. restart with $n_restart running containers (sleep 100000): SIGKILL the daemon, start it again"
+t0=$(now_us)
+for i in $(seq "$n_restart"); do berth run -d --name "c$i" busybox sleep 100000 >/dev/null; done
+t1=$(now_us)
+berth_all_running || { echo "berth: only $(n_berth_running) of $n_restart running before the restart" >&2; exit 1; }
+berth_start_ms=$(ms_from_us $(( (t1 - t0) / n_restart )))
+kill -9 "$berthd_pid"
+while kill -0 "$berthd_pid" 2>/dev/null; do sleep 0.01; done
+t0=$(now_us)
+start_berthd
+wait_until 60 berth_answers || { echo "berthd did not answer within 60 s after the restart" >&2; exit 1; }
+t1=$(now_us)
+wait_until 60 berth_all_running || { echo "berth: $(n_berth_running) of $n_restart running 60 s after the restart" >&2; exit 1; }
+t2=$(now_us)
+berth_answer_ms=$(ms_from_us $((t1 - t0))) berth_restart_ms=$(ms_from_us $((t2 - t0)))
+t0=$(now_us)
+mapfile -t restart_ids < <(seq -f 'c%g' "$n_restart")
+berth rm -f "${restart_ids[@]}" >/dev/null
+t1=$(now_us)
+berth_rm_ms=$(ms_from_us $((t1 - t0)))
+
+t0=$(now_us)
+for i in $(seq "$n_restart"); do peer_ctr run -d --null-io local/busybox:latest "c$i" sleep 100000 >/dev/null; done
+t1=$(now_us)
+peer_all_running || { echo "containerd: only $(n_peer_running) of $n_restart running before the restart" >&2; exit 1; }
+ctr_start_ms=$(ms_from_us $(( (t1 - t0) / n_restart )))
+containerd_pid=$(bash "$peer" pid)
+kill -9 "$containerd_pid"
+while kill -0 "$containerd_pid" 2>/dev/null; do sleep 0.01; done
+t0=$(now_us)
+bash "$peer" launch
+wait_until 60 peer_answers || { echo "containerd did not answer within 60 s after the restart" >&2; exit 1; }
+t1=$(now_us)
+wait_until 60 peer_all_running || { echo "containerd: $(n_peer_running) of $n_restart running 60 s after the restart" >&2; exit 1; }
+t2=$(now_us)
+ctr_answer_ms=$(ms_from_us $((t1 - t0))) ctr_restart_ms=$(ms_from_us $((t2 - t0)))
+t0=$(now_us)
+peer_ctr tasks delete --force "${restart_ids[@]}" >/dev/null 2>&1  # it warns about every exit 137
+peer_ctr containers delete "${restart_ids[@]}" >/dev/null
+t1=$(now_us)
+ctr_rm_ms=$(ms_from_us $((t1 - t0)))
+
+printf '  %-40s %16s %16s %22s %16s\n' daemon "answers after" "all $n_restart running" "run -d, ms/container" "remove all $n_restart"
+printf '  %-40s %13s ms %13s ms %22s %13s ms\n' "berthd" "$berth_answer_ms" "$berth_restart_ms" "$berth_start_ms" "$berth_rm_ms"
+printf '  %-40s %13s ms %13s ms %22s %13s ms\n' "containerd" "$ctr_answer_ms" "$ctr_restart_ms" "$ctr_start_ms" "$ctr_rm_ms"
+echo "  (times from exec of the restarted daemon; polled with the daemon's own client, so each figure is late by up to one client call)"
+echo "  berthd/containerd, time until all $n_restart running: $(ratio "$berth_restart_ms" "$ctr_restart_ms")×"
