@@ -28,6 +28,8 @@ fn busy(id: &str, task: &TaskState) -> Option<CommandError> {
 
 pub struct CreateTask {
     pub container_id: String,
+    /// Start it as soon as it is created.
+    pub start: bool,
 }
 
 impl CreateTask {
@@ -49,7 +51,12 @@ impl CreateTask {
                 )));
             }
         }
-        Ok(vec![Event::TaskCreateRequested { container_id: self.container_id.clone() }])
+        let mut events = vec![Event::TaskCreateRequested { container_id: self.container_id.clone() }];
+        if self.start {
+            // Both intents in one record: the executor creates and starts in one runc call.
+            events.push(Event::TaskStartRequested { container_id: self.container_id.clone() });
+        }
+        Ok(events)
     }
 }
 

@@ -87,7 +87,7 @@ fn task_lifecycle_checks_and_outcomes_are_recorded_once() {
     world.run(create("web", "busybox:latest"), None).unwrap();
     let start = || Command::StartTask(StartTask { container_id: "web".into() });
     assert!(matches!(world.run(start(), None), Err(CommandError::NotFound(_))), "no task yet");
-    let create_seq = world.run(Command::CreateTask(CreateTask { container_id: "web".into() }), None).unwrap();
+    let create_seq = world.run(Command::CreateTask(CreateTask { container_id: "web".into(), start: false }), None).unwrap();
     assert!(matches!(world.run(start(), None), Err(CommandError::FailedPrecondition(_))), "create not answered yet");
     let created = Event::TaskCreated { container_id: "web".into(), pid: 10, shim_pid: 9 };
     world.run(outcome(Some(create_seq), created.clone()), Some(create_seq)).unwrap();

@@ -288,11 +288,15 @@ fn apply_task_event(task: &mut TaskState, seq: u64, answers: Option<u64>, event:
             task.pid = *pid;
             task.shim_pid = *shim_pid;
             if task.status == TaskStatus::Creating {
-                task.status = TaskStatus::Created;
+                // A start requested in the same record as the create still waits.
+                let start_pending = task.pending.iter().any(|intent| matches!(intent, PendingIntent::Start { .. }));
+                task.status = if start_pending { TaskStatus::Starting } else { TaskStatus::Created };
             }
         }
         Event::TaskCreateFailed { error, .. } => {
             task.answer(answers, |intent| matches!(intent, PendingIntent::Create { .. }));
+            // A start that was to follow this create will not happen.
+            task.pending.retain(|intent| !matches!(intent, PendingIntent::Start { .. }));
             task.status = TaskStatus::Failed;
             task.error = Some(error.clone());
         }

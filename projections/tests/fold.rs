@@ -192,3 +192,27 @@ fn rename(event: &mut Event, id: &str) {
         _ => {}
     }
 }
+
+#[test]
+fn create_and_start_in_one_record_waits_for_both_outcomes() {
+    let mut records = lifecycle()[..2].to_vec();
+    records.push(Envelope::new("default", client("Tasks/Create"), vec![
+        Event::TaskCreateRequested { container_id: "web".into() },
+        Event::TaskStartRequested { container_id: "web".into() },
+    ]));
+    let task_after = |records: &[Envelope]| task(&fold(records)).unwrap();
+    assert_eq!(task_after(&records).status, TaskStatus::Creating);
+    assert_eq!(task_after(&records).pending.len(), 2);
+    let mut created = records.clone();
+    created.push(Envelope::new("default", daemon(3), vec![Event::TaskCreated { container_id: "web".into(), pid: 7, shim_pid: 6 }]));
+    assert_eq!(task_after(&created).status, TaskStatus::Starting);
+    let mut started = created.clone();
+    started.push(Envelope::new("default", daemon(3), vec![Event::TaskStarted { container_id: "web".into(), pid: 7 }]));
+    assert_eq!(task_after(&started).status, TaskStatus::Running);
+    assert!(task_after(&started).pending.is_empty());
+    // A failed create answers the start too.
+    let mut failed = records.clone();
+    failed.push(Envelope::new("default", daemon(3), vec![Event::TaskCreateFailed { container_id: "web".into(), error: "no".into() }]));
+    assert_eq!(task_after(&failed).status, TaskStatus::Failed);
+    assert!(task_after(&failed).pending.is_empty());
+}

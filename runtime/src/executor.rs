@@ -41,7 +41,8 @@ fn failpoint(name: &str) {
 /// Work for one container's worker.
 #[derive(Debug)]
 enum Job {
-    Intent { seq: u64, event: Event },
+    /// `start_too`: a create whose record also asks to start the task.
+    Intent { seq: u64, event: Event, start_too: bool },
     Exited { status: monitor::ExitStatus },
     ContainerDeleted,
 }
@@ -93,13 +94,19 @@ impl Executor {
 
     fn dispatch(self: &Arc<Self>, record: &CommittedRecord) {
         let namespace = &record.envelope.namespace;
+        let starts_in_record = |id: &str| {
+            record.envelope.events.iter().any(|other| matches!(other, Event::TaskStartRequested { container_id } if container_id == id))
+        };
         for event in &record.envelope.events {
             match event {
-                Event::TaskCreateRequested { container_id }
-                | Event::TaskStartRequested { container_id }
+                Event::TaskCreateRequested { container_id } => {
+                    let start_too = starts_in_record(container_id);
+                    self.send(namespace, container_id, Job::Intent { seq: record.seq, event: event.clone(), start_too });
+                }
+                Event::TaskStartRequested { container_id }
                 | Event::TaskKillRequested { container_id, .. }
                 | Event::TaskDeleteRequested { container_id, .. } => {
-                    self.send(namespace, container_id, Job::Intent { seq: record.seq, event: event.clone() });
+                    self.send(namespace, container_id, Job::Intent { seq: record.seq, event: event.clone(), start_too: false });
                 }
                 Event::ContainerDeleted { id } => self.send(namespace, id, Job::ContainerDeleted),
                 Event::ContentRemoved { digest } => {
@@ -135,7 +142,11 @@ impl Executor {
         let (namespace, container_id) = key.clone();
         while let Some(job) = jobs.recv().await {
             match job {
-                Job::Intent { seq, event } => self.handle_intent(&namespace, &container_id, seq, event).await,
+                Job::Intent { seq, event, start_too } => {
+                    if self.intent_pending(&namespace, &container_id, seq, &event) {
+                        self.handle_intent(&namespace, &container_id, seq, event, start_too).await;
+                    }
+                }
                 Job::Exited { status } => self.record_exit(&namespace, &container_id, status).await,
                 Job::ContainerDeleted => {
                     self.remove_container_files(&namespace, &container_id);
@@ -152,10 +163,30 @@ impl Executor {
         self.store.state().container(namespace, container_id).map(|container| container.record.clone())
     }
 
-    async fn handle_intent(self: &Arc<Self>, namespace: &str, container_id: &str, seq: u64, event: Event) {
+    /// Whether the intent recorded at `seq` still waits for its outcome (it may have been
+    /// answered already: by recovery, or together with the create it was recorded with).
+    fn intent_pending(&self, namespace: &str, container_id: &str, seq: u64, event: &Event) -> bool {
+        let state = self.store.state();
+        let Some(task) = state.container(namespace, container_id).and_then(|container| container.task.as_ref()) else {
+            return false;
+        };
+        task.pending.iter().any(|intent| {
+            intent.seq() == seq
+                && matches!(
+                    (intent, event),
+                    (PendingIntent::Create { .. }, Event::TaskCreateRequested { .. })
+                        | (PendingIntent::Start { .. }, Event::TaskStartRequested { .. })
+                        | (PendingIntent::Kill { .. }, Event::TaskKillRequested { .. })
+                        | (PendingIntent::Delete { .. }, Event::TaskDeleteRequested { .. })
+                )
+        })
+    }
+
+    async fn handle_intent(self: &Arc<Self>, namespace: &str, container_id: &str, seq: u64, event: Event, start_too: bool) {
+        tracing::debug!(container_id, seq, kind = event.kind(), start_too, "intent");
         match event {
             Event::TaskCreateRequested { .. } => {
-                let outcome = match self.create_task(namespace, container_id).await {
+                let outcome = match self.create_task(namespace, container_id, start_too).await {
                     Ok(shim) => {
                         failpoint("task-created");
                         let event = Event::TaskCreated {
@@ -164,6 +195,11 @@ impl Executor {
                             shim_pid: shim.shim_pid,
                         };
                         let recorded = self.record(namespace, Some(seq), "task created", event).await;
+                        if recorded && start_too {
+                            failpoint("task-started");
+                            let event = Event::TaskStarted { container_id: container_id.to_string(), pid: shim.init_pid };
+                            self.record(namespace, Some(seq), "task created and started", event).await;
+                        }
                         if recorded {
                             self.watch_exit(namespace, container_id, shim);
                         }
@@ -210,7 +246,7 @@ impl Executor {
     }
 
     /// Prepare the rootfs and bundle, and start the monitor, which runs `runc create`.
-    async fn create_task(&self, namespace: &str, container_id: &str) -> Result<ShimState, String> {
+    async fn create_task(&self, namespace: &str, container_id: &str, start_too: bool) -> Result<ShimState, String> {
         let record = self
             .container_record(namespace, container_id)
             .ok_or_else(|| format!("container {container_id:?} vanished before its task was created"))?;
@@ -235,9 +271,12 @@ impl Executor {
         let task_dir = self.layout.task_dir(namespace, container_id);
         // A task dir left by an earlier task of this container holds its old exit status.
         let _ = std::fs::remove_dir_all(&task_dir);
-        monitor::spawn_shim(&self.monitor_paths(namespace), container_id, &bundle, &task_dir)
+        tracing::debug!(container_id, "bundle ready; starting the monitor");
+        let shim = monitor::spawn_shim_and_start(&self.monitor_paths(namespace), container_id, &bundle, &task_dir, start_too)
             .await
-            .map_err(|error| error.to_string())
+            .map_err(|error| error.to_string());
+        tracing::debug!(container_id, ok = shim.is_ok(), "monitor reported");
+        shim
     }
 
     /// Undo whatever a failed or interrupted create left: the runc container, the mount, the
@@ -324,6 +363,7 @@ impl Executor {
     async fn record(&self, namespace: &str, answers: Option<u64>, reason: &str, event: Event) -> bool {
         let origin = Origin::Daemon { reason: reason.to_string(), answers };
         let kind = event.kind();
+        tracing::debug!(kind, ?answers, "recording outcome");
         match self.store.submit(namespace, origin, Command::RecordOutcome(RecordOutcome { answers, event })).await {
             Ok(_) => true,
             Err(SubmitError::Rejected(error)) => {
@@ -453,6 +493,7 @@ impl Executor {
             self.send(namespace, container_id, Job::Intent {
                 seq,
                 event: Event::TaskDeleteRequested { container_id: container_id.to_string(), force },
+                start_too: false,
             });
         }
     }

@@ -167,6 +167,18 @@ pub async fn spawn_shim(
     bundle: &Path,
     task_dir: &Path,
 ) -> Result<ShimState, MonitorError> {
+    spawn_shim_and_start(paths, runc_id, bundle, task_dir, false).await
+}
+
+/// [`spawn_shim`], and with `start` the shim runs `runc run --detach`, so the container is
+/// running when this returns (one runc invocation instead of two).
+pub async fn spawn_shim_and_start(
+    paths: &MonitorPaths,
+    runc_id: &str,
+    bundle: &Path,
+    task_dir: &Path,
+    start: bool,
+) -> Result<ShimState, MonitorError> {
     tokio::fs::create_dir_all(task_dir)
         .await
         .map_err(|source| MonitorError::TaskDir {
@@ -177,19 +189,15 @@ pub async fn spawn_shim(
     // runc refuses a duplicate id by itself, but the cleanup below (`delete --force` after a
     // failed create) would then destroy the existing container. Checking first keeps the
     // cleanup safe; ids are chosen by the caller, so there is no race in practice.
-    match paths.runc.state(runc_id).await {
-        Ok(None) => {}
-        Ok(Some(existing)) => {
-            return Err(MonitorError::AlreadyExists {
-                runc_id: runc_id.to_string(),
-                status: existing.status,
-            })
-        }
-        Err(runc_error) => {
-            return Err(MonitorError::CreateFailed {
-                message: runc_error.to_string(),
-            })
-        }
+    // runc keeps one directory per container under its root; its presence is what `runc state`
+    // would report, without starting runc (a Go binary: ~5 ms on every create).
+    if paths.runc.root.join(runc_id).join("state.json").exists() {
+        let status = match paths.runc.state(runc_id).await {
+            Ok(Some(existing)) => existing.status,
+            Ok(None) => "unknown".to_string(),
+            Err(runc_error) => return Err(MonitorError::CreateFailed { message: runc_error.to_string() }),
+        };
+        return Err(MonitorError::AlreadyExists { runc_id: runc_id.to_string(), status });
     }
 
     let mut command = tokio::process::Command::new(&paths.shim_binary);
@@ -204,6 +212,7 @@ pub async fn spawn_shim(
         .arg(absolute_or_same(&paths.runc.root))
         .arg("--task-dir")
         .arg(absolute_or_same(task_dir))
+        .args(start.then_some("--start"))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

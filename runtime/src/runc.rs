@@ -174,7 +174,8 @@ impl Runc {
             })
     }
 
-    /// The `runc create` invocation the shim runs. It is a plain std `Command` because the shim
+    /// The `runc create` invocation the shim runs (`runc run --detach` with `start_too`, which
+    /// creates and starts in one runc process). It is a plain std `Command` because the shim
     /// is synchronous. `--log-format json` lets the shim pick runc's own error message out of
     /// the log file when create fails. The caller sets stdio: the container inherits it.
     pub fn create_command(
@@ -183,6 +184,7 @@ impl Runc {
         bundle: &Path,
         pid_file: &Path,
         log_file: &Path,
+        start_too: bool,
     ) -> std::process::Command {
         let mut command = std::process::Command::new(&self.binary);
         command
@@ -191,8 +193,13 @@ impl Runc {
             .arg("--log")
             .arg(log_file)
             .arg("--log-format")
-            .arg("json")
-            .arg("create")
+            .arg("json");
+        if start_too {
+            command.arg("run").arg("--detach");
+        } else {
+            command.arg("create");
+        }
+        command
             .arg("--bundle")
             .arg(bundle)
             .arg("--pid-file")

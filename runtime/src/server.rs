@@ -432,8 +432,9 @@ impl api::tasks_server::Tasks for TasksService {
 
     async fn create(&self, request: Request<api::CreateTaskRequest>) -> Result<Response<api::TaskResponse>, Status> {
         let (namespace, origin) = self.0.caller(&request, "Tasks/Create")?;
-        let container_id = request.into_inner().container_id;
-        let command = Command::CreateTask(CreateTask { container_id: container_id.clone() });
+        let message = request.into_inner();
+        let container_id = message.container_id;
+        let command = Command::CreateTask(CreateTask { container_id: container_id.clone(), start: message.start });
         self.intent_then_outcome(&namespace, origin, &container_id, command).await
     }
 
@@ -589,6 +590,7 @@ async fn stream_logs(
     ];
     let mut offsets = [0u64; 2];
     let mut buffer = vec![0u8; 64 * 1024];
+    let mut applied = store.watch_applied();
     loop {
         // Decide "finished" before reading, so output written just before the exit is read.
         let finished = {
@@ -621,7 +623,11 @@ async fn stream_logs(
             return;
         }
         if !read_any {
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            // New output is polled for; the exit is noticed as soon as it is recorded.
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+                _ = applied.changed() => {}
+            }
         }
     }
 }

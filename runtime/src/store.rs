@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use berth_commands::{Command, CommandError};
 use berth_log::{EventLog, LogError, Seq};
-use berth_projections::{Envelope, Event, Origin, State};
+use berth_projections::{replay_parallel, Envelope, Event, Origin, State};
 use tokio::sync::{mpsc, oneshot, watch};
 
 /// The most submissions folded into one record batch.
@@ -59,17 +59,24 @@ pub fn now_ns() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
 }
 
-/// Fold the whole log into a fresh state (also what berth-replay does).
+/// Fold the whole log into a fresh state (also what berth-replay does). Payloads are decoded
+/// on spare cores in ordered batches (`replay_parallel`), into reused envelopes; the fold, and
+/// the first error reported, are exactly those of decoding and applying one record at a time
+/// (projections/tests/decode.rs checks it).
 pub fn replay(log: &EventLog) -> Result<State, StoreError> {
     let mut state = State::new();
     let mut reader = log.reader(Seq(1))?;
-    while let Some(record) = reader.next() {
-        let record = record?;
-        let envelope = Envelope::decode(record.payload)
-            .map_err(|error| StoreError::Decode { seq: record.seq.get(), reason: error.to_string() })?;
-        state.apply(record.seq, record.timestamp_ns, &envelope);
-    }
+    replay_parallel::<StoreError>(&mut reader, replay_decode_threads(), |seq, timestamp_ns, envelope| {
+        let envelope = envelope.map_err(|error| StoreError::Decode { seq: seq.get(), reason: error.to_string() })?;
+        state.apply(seq, timestamp_ns, envelope);
+        Ok(())
+    })?;
     Ok(state)
+}
+
+/// One decode thread per core beyond the one that folds (none on a single core).
+fn replay_decode_threads() -> usize {
+    thread::available_parallelism().map_or(1, |n_cores| n_cores.get()).saturating_sub(1).min(4)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -208,3 +215,55 @@ fn command_loop(
 
 /// How long RPCs that wait for an outcome wait before telling the caller to look again.
 pub const OUTCOME_TIMEOUT: Duration = Duration::from_secs(120);
+
+#[cfg(test)]
+mod tests {
+    use berth_log::{Durability, LogOptions};
+    use berth_projections::ContainerRecord;
+
+    use super::*;
+
+    fn open_log(dir: &std::path::Path) -> EventLog {
+        EventLog::open(dir, LogOptions { durability: Durability::NoSync, segment_size: 1 << 20, ..LogOptions::default() }).unwrap().0
+    }
+
+    /// Envelope::decode + apply, one record at a time: what replay did before the pipeline.
+    fn replay_one_by_one(log: &EventLog) -> State {
+        let mut state = State::new();
+        let mut reader = log.reader(Seq(1)).unwrap();
+        while let Some(record) = reader.next() {
+            let record = record.unwrap();
+            state.apply(record.seq, record.timestamp_ns, &Envelope::decode(record.payload).unwrap());
+        }
+        state
+    }
+
+    #[test]
+    fn replay_folds_what_one_by_one_decoding_folds_and_names_the_bad_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = open_log(dir.path());
+        let client = || Origin::Client { uid: 0, gid: 0, pid: 1, method: "Containers/Create".into(), request_id: "r".into() };
+        let mut payloads = vec![Envelope::new("default", client(), vec![Event::NamespaceCreated { name: "default".into(), labels: Default::default() }]).encode()];
+        for index in 0..10_000 {
+            let id = format!("{:012x}", index % 97);
+            let event = if index % 2 == 0 {
+                Event::ContainerCreated { container: ContainerRecord { id, ..ContainerRecord::default() } }
+            } else {
+                Event::ContainerDeleted { id }
+            };
+            payloads.push(Envelope::new("default", client(), vec![event]).encode());
+        }
+        let payload_refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
+        log.append_batch(&payload_refs).unwrap();
+        let state = replay(&log).unwrap();
+        assert_eq!(state, replay_one_by_one(&log));
+        assert_eq!(state.last_seq, payloads.len() as u64);
+
+        log.append(b"\xc1 not an envelope").unwrap();
+        log.append(&payloads[1]).unwrap();
+        match replay(&log) {
+            Err(StoreError::Decode { seq, .. }) => assert_eq!(seq, payloads.len() as u64 + 1),
+            other => panic!("expected a decode error at the bad record, got {other:?}"),
+        }
+    }
+}

@@ -70,7 +70,7 @@ fn callers_are_identified_by_the_kernel_and_events_resume_from_a_seq() {
         assert_eq!(origin.uid, 0);
         assert_eq!(origin.method, "Containers/Create");
 
-        let task = tasks.create(client.request(api::CreateTaskRequest { container_id: "api-test".into() })).await.unwrap().into_inner();
+        let task = tasks.create(client.request(api::CreateTaskRequest { container_id: "api-test".into(), start: false })).await.unwrap().into_inner();
         assert!(task.outcome_seq > task.seq, "answered after the outcome");
         tasks.start(client.request(api::StartTaskRequest { container_id: "api-test".into() })).await.unwrap();
         let waited = tasks.wait(client.request(api::WaitTaskRequest { container_id: "api-test".into() })).await.unwrap().into_inner();

@@ -101,7 +101,7 @@ fn history_from_the_log_says_who_did_what() {
         "via Tasks/Create",
         "asked to create the task",
         "task created: pid",
-        "via Tasks/Start",
+        "asked to start the task",
         "task started",
         "task exited with code 3",
         "uid 0",

@@ -2,7 +2,7 @@
 //! for the container's whole life, and records the exit status durably in the task directory so
 //! that berthd can be killed and restarted at any moment without losing it.
 //!
-//! Usage: `berth-shim --id ID --bundle DIR --runc PATH --runc-root DIR --task-dir DIR`.
+//! Usage: `berth-shim --id ID --bundle DIR --runc PATH --runc-root DIR --task-dir DIR [--start]`.
 //! The readiness protocol on stdout and the files it writes are described in
 //! `berth_runtime::monitor`. Deliberately synchronous and small: it spends its life in waitpid.
 
@@ -53,6 +53,9 @@ struct ShimArgs {
     /// Persistent task directory for logs, shim.json and exit.json.
     #[arg(long)]
     task_dir: PathBuf,
+    /// Start the container too (`runc run --detach`) instead of leaving it created.
+    #[arg(long)]
+    start: bool,
 }
 
 fn main() -> ExitCode {
@@ -102,6 +105,7 @@ fn absolute_args(shim_args: ShimArgs) -> ShimArgs {
         runc,
         runc_root: make_absolute(shim_args.runc_root),
         task_dir: make_absolute(shim_args.task_dir),
+        start: shim_args.start,
     }
 }
 
@@ -169,6 +173,7 @@ fn create_container(shim_args: &ShimArgs, shim_log: &mut ShimLog) -> Result<(u32
         &shim_args.bundle,
         &pid_file_path,
         &runc_log_path,
+        shim_args.start,
     );
     create_command
         .stdin(Stdio::null())

@@ -568,16 +568,14 @@ async fn run_container(session: &Session, run_args: RunArgs) -> Result<ExitCode,
     attach(session, &container_id, &mut interrupts, run_args.rm).await
 }
 
+/// One request: berthd records both intents in one record and its monitor creates and starts
+/// the container with a single runc call.
 async fn create_and_start_task(session: &Session, container_id: &str) -> Result<(), tonic::Status> {
-    let mut tasks = session.tasks();
-    tasks
+    session
+        .tasks()
         .create(session.request(api::CreateTaskRequest {
             container_id: container_id.to_string(),
-        }))
-        .await?;
-    tasks
-        .start(session.request(api::StartTaskRequest {
-            container_id: container_id.to_string(),
+            start: true,
         }))
         .await?;
     Ok(())
@@ -833,6 +831,7 @@ async fn start_container(session: &Session, start_args: StartArgs) -> Result<Exi
         tasks
             .create(session.request(api::CreateTaskRequest {
                 container_id: container_id.clone(),
+                start: false,
             }))
             .await
             .map_err(session.rpc_error())?;
@@ -2071,8 +2070,19 @@ mod tests {
             &self,
             request: tonic::Request<api::CreateTaskRequest>,
         ) -> Result<tonic::Response<api::TaskResponse>, tonic::Status> {
-            let call = format!("Tasks/Create {}", request.get_ref().container_id);
+            let message = request.get_ref();
+            let container_id = message.container_id.clone();
+            let call = if message.start {
+                format!("Tasks/Create {container_id} start=true")
+            } else {
+                format!("Tasks/Create {container_id}")
+            };
             self.record(&request, call);
+            if message.start && container_id == "fails-to-start" {
+                return Err(tonic::Status::failed_precondition(
+                    "runc start failed: exec format error; check the image's architecture",
+                ));
+            }
             Ok(tonic::Response::new(api::TaskResponse::default()))
         }
         async fn start(
@@ -2208,8 +2218,7 @@ mod tests {
             ordered_calls,
             [
                 "[ci] Containers/Create t1 alpine [\"sleep\", \"9\"]",
-                "[ci] Tasks/Create t1",
-                "[ci] Tasks/Start t1",
+                "[ci] Tasks/Create t1 start=true",
                 "[ci] Tasks/Delete t1 force=true",
                 "[ci] Containers/Delete t1",
             ]
@@ -2241,8 +2250,7 @@ mod tests {
             daemon.calls(),
             [
                 "[default] Containers/Create fails-to-start alpine []",
-                "[default] Tasks/Create fails-to-start",
-                "[default] Tasks/Start fails-to-start",
+                "[default] Tasks/Create fails-to-start start=true",
                 "[default] Tasks/Delete fails-to-start force=true",
                 "[default] Containers/Delete fails-to-start",
             ]
@@ -2261,7 +2269,7 @@ mod tests {
         let exit_code = run_container(&session, run_args).await.unwrap();
         assert_eq!(format!("{exit_code:?}"), format!("{:?}", ExitCode::SUCCESS));
         let calls = daemon.calls();
-        assert_eq!(calls.len(), 3, "{calls:?}");
+        assert_eq!(calls.len(), 2, "{calls:?}");
         assert!(calls
             .iter()
             .all(|call| !call.contains("Wait") && !call.contains("Delete")));
