@@ -78,3 +78,32 @@ pub fn resolve_binary(name: &Path) -> Option<PathBuf> {
         .map(|dir| dir.join(name))
         .find(|candidate| candidate.is_file())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_file_keys_parse_and_unknown_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("berthd.toml");
+        std::fs::write(&path, "root = \"/srv/berth\"\nrunc = \"/usr/sbin/runc\"\n[log]\nsegment_size = 1048576\ndurability = \"sync\"\n").unwrap();
+        let config = ConfigFile::load(&path).unwrap();
+        assert_eq!(config.root.as_deref(), Some(Path::new("/srv/berth")));
+        assert_eq!(config.log.as_ref().and_then(|log| log.segment_size), Some(1 << 20));
+        std::fs::write(&path, "rooot = \"/typo\"\n").unwrap();
+        let error = ConfigFile::load(&path).unwrap_err();
+        assert!(error.contains("is not valid") && error.contains("rooot"), "{error}");
+        let missing = ConfigFile::load(&dir.path().join("none.toml")).unwrap_err();
+        assert!(missing.contains("cannot read config file"), "{missing}");
+    }
+
+    #[test]
+    fn layout_keeps_namespaces_apart() {
+        let layout = Layout { root: PathBuf::from("/r"), state: PathBuf::from("/s") };
+        assert_eq!(layout.task_dir("a", "x"), Path::new("/r/tasks/a/x"));
+        assert_eq!(layout.bundle_dir("b", "x"), Path::new("/s/bundles/b/x"));
+        assert_eq!(layout.runc_root("a"), Path::new("/s/runc/a"));
+        assert_eq!(Layout::cgroups_path("a", "x"), "/berth/a/x");
+    }
+}
