@@ -11,6 +11,7 @@ pub mod format;
 mod reader;
 mod recovery;
 mod segment;
+mod verify;
 mod writer;
 
 use std::fmt;

@@ -1,14 +1,15 @@
 //! Reading: the view shared by writer and readers, `LogReader` (seek, iterate, tail, follow),
-//! `verify`, and the read-only opener for forensic tools.
+//! and the read-only opener for forensic tools (`verify` itself is in verify.rs).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use crate::format::{genesis_hash, RECORD_HEADER_LEN};
+use crate::format::RECORD_HEADER_LEN;
 use crate::recovery::{recover, Access};
 use crate::segment::Segment;
+use crate::verify::verify_view;
 use crate::{LogError, OpenReport, OwnedRecord, Record, RecordDecodeError, RecoveryMode, Seq, VerifyReport};
 
 /// What readers share with the writer: the segment list and the durable watermark.
@@ -273,45 +274,6 @@ impl LogReader {
     }
 }
 
-/// CRC, seq continuity, segment links and the full hash chain from genesis, up to the
-/// durable watermark at the time of the call.
-pub(crate) fn verify_view(view: &Arc<SharedView>) -> Result<VerifyReport, LogError> {
-    let durable_seq = view.durable_seq();
-    let segments = view.segments();
-    let genesis = genesis_hash();
-    let mut report = VerifyReport { n_records: 0, n_bytes: 0, first_seq: Seq(0), last_seq: Seq(0), head_hash: genesis };
-    let Some(first_segment) = segments.first() else { return Ok(report) };
-    if first_segment.header.first_seq != Seq(1) {
-        return Err(LogError::ChainBroken {
-            seq: first_segment.header.first_seq,
-            segment: first_segment.path.clone(),
-            offset: 0,
-            reason: "the oldest segment does not start at seq 1".to_string(),
-        });
-    }
-    if first_segment.header.carried_hash != genesis {
-        return Err(LogError::ChainBroken { seq: Seq(1), segment: first_segment.path.clone(), offset: 0, reason: "the oldest segment does not chain from the genesis hash".to_string() });
-    }
-    if durable_seq == 0 {
-        return Ok(report);
-    }
-    let mut reader = LogReader::new(view.clone(), Seq(1))?.check_chain(true);
-    while reader.next_seq <= durable_seq {
-        match reader.next_with_len() {
-            Some(Ok((record, encoded_len))) => {
-                report.n_records += 1;
-                report.n_bytes += encoded_len;
-                report.last_seq = record.seq;
-            }
-            Some(Err(error)) => return Err(error),
-            None => break,
-        }
-    }
-    report.first_seq = Seq(1);
-    report.head_hash = reader.previous_hash;
-    Ok(report)
-}
-
 /// A log opened without the lock, for forensic tools: changes nothing on disk, sees the durable
 /// state at the time of opening (a record the daemon is writing right then is reported as a
 /// torn tail, not read).
@@ -324,8 +286,15 @@ impl ReadOnlyLog {
         LogReader::new(self.view.clone(), from)
     }
 
+    /// Checks CRCs, seq continuity, segment links and the full hash chain, on one thread per
+    /// core (see `EventLog::verify`).
     pub fn verify(&self) -> Result<VerifyReport, LogError> {
-        verify_view(&self.view)
+        verify_view(&self.view, 0)
+    }
+
+    /// `verify` on at most `n_threads` threads (`1`: on the calling thread only).
+    pub fn verify_with_threads(&self, n_threads: usize) -> Result<VerifyReport, LogError> {
+        verify_view(&self.view, n_threads.max(1))
     }
 
     pub fn last_seq(&self) -> Seq {

@@ -6,12 +6,13 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
-use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::{JoinHandle, Thread};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::format::{encode_record, encoded_record_len, SegmentHeader, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
-use crate::reader::{verify_view, LogReader, SharedView};
+use crate::reader::{LogReader, SharedView};
+use crate::verify::verify_view;
 use crate::recovery::{recover, Access, MIN_SEGMENT_SIZE};
 use crate::segment::{create_preallocated_segment, sync_dir, Segment};
 use crate::{Durability, LogError, LogOptions, OpenReport, SegmentId, Seq, VerifyReport};
@@ -47,6 +48,22 @@ struct PendingBatch {
     payload_bytes: Vec<u8>,
     /// `(timestamp_ns, end of payload in payload_bytes)` per record.
     entries: Vec<(u64, usize)>,
+    /// `append*` calls with records in this batch (the leader's own included).
+    n_callers: usize,
+    /// Followers waiting for exactly this batch; the leader unparks them once it is durable, so
+    /// a sync wakes only the appenders it made durable (no herd of the next batch's waiters).
+    waiters: Vec<Thread>,
+}
+
+impl PendingBatch {
+    /// Empties the batch but keeps its allocations for reuse.
+    fn clear(&mut self) {
+        self.first_seq = 0;
+        self.payload_bytes.clear();
+        self.entries.clear();
+        self.n_callers = 0;
+        self.waiters.clear();
+    }
 }
 
 struct Poison {
@@ -56,11 +73,24 @@ struct Poison {
 
 struct CommitQueue {
     next_seq: u64,
-    durable_seq: u64,
     leader_active: bool,
     pending: PendingBatch,
+    /// The previous batch's buffers, cleared, swapped in as the next `pending`.
+    recycled: PendingBatch,
     poison: Option<Poison>,
+    /// While a leader gathers: the number of callers in `pending` at which it stops waiting
+    /// (the appender that reaches it signals `gather_ready`); 0 when nobody gathers.
+    gather_until_callers: usize,
+    /// Callers of the last batch plus callers already queued when its sync returned: how many
+    /// appenders were active at once. The next leader gathers until that many have queued.
+    recent_callers: usize,
 }
+
+/// A leader leads at most this many batches in a row before handing the queue to a follower,
+/// so its own caller is not held back indefinitely under constant load.
+const MAX_BATCHES_PER_LEADER: u32 = 4;
+/// Upper bound of the adaptive gather (commit delay) before a batch is written.
+const MAX_GATHER: Duration = Duration::from_micros(100);
 
 enum Spare {
     None,
@@ -194,7 +224,14 @@ impl WriterState {
 pub struct EventLog {
     view: Arc<SharedView>,
     queue: Mutex<CommitQueue>,
-    queue_changed: Condvar,
+    /// Signalled when a gathering leader's `gather_until_callers` is reached.
+    gather_ready: Condvar,
+    /// Set (after `CommitQueue::poison`) when a write failed; lets woken followers see it
+    /// without taking the queue lock.
+    poisoned: AtomicBool,
+    /// Smoothed duration of a batch's write + fdatasync, in ns; bounds the gather.
+    smoothed_commit_ns: AtomicU64,
+    durability: Durability,
     writer: Mutex<WriterState>,
     stats: StatsCounters,
     max_payload_len: u64,
@@ -290,8 +327,19 @@ impl EventLog {
         let max_payload_len = (options.segment_size - SEGMENT_HEADER_LEN as u64 - RECORD_HEADER_LEN as u64).min(u32::MAX as u64);
         let event_log = EventLog {
             view,
-            queue: Mutex::new(CommitQueue { next_seq: recovered.last_seq.0 + 1, durable_seq: recovered.last_seq.0, leader_active: false, pending: PendingBatch::default(), poison: None }),
-            queue_changed: Condvar::new(),
+            queue: Mutex::new(CommitQueue {
+                next_seq: recovered.last_seq.0 + 1,
+                leader_active: false,
+                pending: PendingBatch::default(),
+                recycled: PendingBatch::default(),
+                poison: None,
+                gather_until_callers: 0,
+                recent_callers: 0,
+            }),
+            gather_ready: Condvar::new(),
+            poisoned: AtomicBool::new(false),
+            smoothed_commit_ns: AtomicU64::new(0),
+            durability: options.durability,
             writer: Mutex::new(writer),
             stats,
             max_payload_len,
@@ -326,9 +374,9 @@ impl EventLog {
                 return Err(LogError::TooLarge { len: payload.len() as u64, max: self.max_payload_len });
             }
         }
-        let mut queue = self.queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut queue = self.lock_queue();
         if let Some(poison) = &queue.poison {
-            return Err(Self::poisoned_error(poison, queue.durable_seq));
+            return Err(Self::poisoned_error(poison, self.view.durable_seq()));
         }
         let first_seq = queue.next_seq;
         let last_seq = first_seq + payloads.len() as u64 - 1;
@@ -341,40 +389,134 @@ impl EventLog {
             let payload_end = queue.pending.payload_bytes.len();
             queue.pending.entries.push((timestamp_ns, payload_end));
         }
+        queue.pending.n_callers += 1;
+        if !queue.leader_active {
+            // No batch is in flight: lead one with everything queued (our records included).
+            return self.lead(queue, first_seq, last_seq);
+        }
+        if queue.gather_until_callers != 0 && queue.pending.n_callers >= queue.gather_until_callers {
+            self.gather_ready.notify_one();
+        }
+        queue.pending.waiters.push(std::thread::current());
+        drop(queue);
         loop {
-            if queue.durable_seq >= last_seq {
+            // The leader publishes the watermark (release) before unparking us.
+            if self.view.durable_seq() >= last_seq {
                 return Ok(Seq(first_seq));
             }
-            if let Some(poison) = &queue.poison {
-                return Err(Self::poisoned_error(poison, queue.durable_seq));
+            if self.poisoned.load(Ordering::Acquire) {
+                let queue = self.lock_queue();
+                let poison = queue.poison.as_ref().expect("poisoned flag is set after the poison");
+                return Err(Self::poisoned_error(poison, self.view.durable_seq()));
             }
-            if !queue.leader_active {
-                // Become the leader for everything queued so far (our records included).
-                queue.leader_active = true;
-                let batch = std::mem::take(&mut queue.pending);
-                drop(queue);
-                let outcome = {
-                    let mut writer = self.writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-                    writer.write_batch(&batch, &self.view, &self.stats, &self.fail_next_sync)
-                };
-                queue = self.queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-                queue.leader_active = false;
-                match outcome {
-                    Ok(batch_last_seq) => {
-                        queue.durable_seq = batch_last_seq;
-                        self.stats.n_records.fetch_add(batch.entries.len() as u64, Ordering::Relaxed);
-                        self.stats.n_batches.fetch_add(1, Ordering::Relaxed);
-                        self.view.publish(batch_last_seq);
-                    }
-                    Err((failed_action, error)) => {
-                        tracing::error!(%failed_action, %error, "log write failed; the log is poisoned and refuses further appends");
-                        queue.poison = Some(Poison { failed_action, cause: Arc::new(error) });
-                    }
-                }
-                self.queue_changed.notify_all();
+            std::thread::park();
+            if self.view.durable_seq() >= last_seq || self.poisoned.load(Ordering::Acquire) {
                 continue;
             }
-            queue = self.queue_changed.wait(queue).unwrap_or_else(|poisoned| poisoned.into_inner());
+            // Not durable: either a spurious wake-up or the leader handed the queue to us. With
+            // no leader, no batch is in flight, so our records are still in `pending`.
+            let queue = self.lock_queue();
+            if !queue.leader_active && queue.poison.is_none() {
+                return self.lead(queue, first_seq, last_seq);
+            }
+        }
+    }
+
+    fn lock_queue(&self) -> MutexGuard<'_, CommitQueue> {
+        self.queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// How long a leader may wait for more appenders before writing: never more than the
+    /// commit itself takes (on a fast disk the wait would cost more than the sync it saves).
+    fn gather_limit(&self) -> Duration {
+        Duration::from_nanos(self.smoothed_commit_ns.load(Ordering::Relaxed)).min(MAX_GATHER)
+    }
+
+    /// Runs group commits as the leader, starting with the batch that holds `first_seq..=last_seq`
+    /// (this caller's records), and returns this caller's result. Keeps leading while records
+    /// are queued, up to `MAX_BATCHES_PER_LEADER` batches, then hands the queue to a follower.
+    fn lead<'log>(&'log self, mut queue: MutexGuard<'log, CommitQueue>, first_seq: u64, last_seq: u64) -> Result<Seq, LogError> {
+        queue.leader_active = true;
+        let mut n_batches_led = 0u32;
+        loop {
+            // Adaptive gather (commit delay): if several appenders were active around the last
+            // sync, wait briefly until as many have queued again, so one fdatasync covers all of
+            // them instead of alternating between two half-sized batches. A lone appender
+            // (recent_callers <= 1) never waits. A leader that keeps leading does not append
+            // itself meanwhile, so it waits for one caller fewer.
+            let gather_target = queue.recent_callers.saturating_sub(usize::from(n_batches_led > 0));
+            if self.durability == Durability::Sync && gather_target >= 2 && queue.pending.n_callers < gather_target {
+                let deadline = Instant::now() + self.gather_limit();
+                queue.gather_until_callers = gather_target;
+                while queue.pending.n_callers < gather_target {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        break;
+                    }
+                    queue = self.gather_ready.wait_timeout(queue, deadline - now).unwrap_or_else(|poisoned| poisoned.into_inner()).0;
+                }
+                queue.gather_until_callers = 0;
+            }
+            let next_pending = std::mem::take(&mut queue.recycled);
+            let mut batch = std::mem::replace(&mut queue.pending, next_pending);
+            drop(queue);
+
+            let commit_started = Instant::now();
+            let outcome = {
+                let mut writer = self.writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                writer.write_batch(&batch, &self.view, &self.stats, &self.fail_next_sync)
+            };
+            n_batches_led += 1;
+            let batch_last_seq = match outcome {
+                Ok(batch_last_seq) => batch_last_seq,
+                Err((failed_action, error)) => {
+                    tracing::error!(%failed_action, %error, "log write failed; the log is poisoned and refuses further appends");
+                    let mut queue = self.lock_queue();
+                    queue.poison = Some(Poison { failed_action, cause: Arc::new(error) });
+                    self.poisoned.store(true, Ordering::Release);
+                    queue.leader_active = false;
+                    let queued_waiters = std::mem::take(&mut queue.pending.waiters);
+                    let own_result = if self.view.durable_seq() >= last_seq { Ok(Seq(first_seq)) } else { Err(Self::poisoned_error(queue.poison.as_ref().expect("just set"), self.view.durable_seq())) };
+                    drop(queue);
+                    for waiter in batch.waiters.iter().chain(&queued_waiters) {
+                        waiter.unpark();
+                    }
+                    return own_result;
+                }
+            };
+            let commit_ns = commit_started.elapsed().as_nanos() as u64;
+            let smoothed = self.smoothed_commit_ns.load(Ordering::Relaxed);
+            self.smoothed_commit_ns.store(if smoothed == 0 { commit_ns } else { (smoothed * 7 + commit_ns) / 8 }, Ordering::Relaxed);
+            // Callers that queued during the sync are other appenders than this batch's (those
+            // are all still blocked); count them before anyone is woken.
+            let queued_during_commit = self.lock_queue().pending.n_callers;
+            self.stats.n_records.fetch_add(batch.entries.len() as u64, Ordering::Relaxed);
+            self.stats.n_batches.fetch_add(1, Ordering::Relaxed);
+            self.view.publish(batch_last_seq);
+            for waiter in &batch.waiters {
+                waiter.unpark();
+            }
+
+            queue = self.lock_queue();
+            // A leader past its first batch is an active appender too, though not in the batch.
+            queue.recent_callers = batch.n_callers + queued_during_commit + usize::from(n_batches_led > 1);
+            batch.clear();
+            queue.recycled = batch;
+            if queue.pending.entries.is_empty() {
+                queue.leader_active = false;
+                return Ok(Seq(first_seq));
+            }
+            if n_batches_led >= MAX_BATCHES_PER_LEADER {
+                // Hand over: every caller in `pending` is a parked follower; wake the oldest,
+                // it finds no leader and leads.
+                queue.leader_active = false;
+                let next_leader = queue.pending.waiters.first().cloned();
+                drop(queue);
+                if let Some(next_leader) = next_leader {
+                    next_leader.unpark();
+                }
+                return Ok(Seq(first_seq));
+            }
         }
     }
 
@@ -397,9 +539,17 @@ impl EventLog {
         LogReader::new(self.view.clone(), from)
     }
 
-    /// Checks CRCs, seq continuity and the full hash chain of everything durable.
+    /// Checks CRCs, seq continuity, segment links and the full hash chain of everything
+    /// durable. Runs on one thread per core: each chain link can be checked on its own (see
+    /// docs/log-format.md, "Verify").
     pub fn verify(&self) -> Result<VerifyReport, LogError> {
-        verify_view(&self.view)
+        verify_view(&self.view, 0)
+    }
+
+    /// `verify` on at most `n_threads` threads (`1`: on the calling thread only), e.g. to leave
+    /// cores to a running daemon.
+    pub fn verify_with_threads(&self, n_threads: usize) -> Result<VerifyReport, LogError> {
+        verify_view(&self.view, n_threads.max(1))
     }
 
     pub fn dir(&self) -> &Path {

@@ -164,7 +164,11 @@ fn concurrent_appenders_share_fdatasyncs() {
     assert_eq!(seqs, (1..=n_records).collect::<Vec<_>>(), "seqs are dense and unique");
     let stats = log.stats();
     assert_eq!(stats.n_records, n_records);
-    assert!(stats.n_syncs * 3 < stats.n_records, "group commit should share syncs: {stats:?}");
+    // Group commit with the adaptive gather: one fdatasync covers (nearly) every appender, not
+    // half of them while the other half queues. Seen here: 10-12 records per sync on an idle
+    // machine, ~9 with three CPU hogs beside it (rollovers add 2 syncs each); 6 keeps the test
+    // from failing on a loaded machine while still catching a one-sync-per-record regression.
+    assert!(stats.n_syncs * 6 <= stats.n_records, "16 appenders should share syncs: {stats:?}");
     assert_eq!(log.verify().unwrap().n_records, n_records);
 }
 
@@ -204,4 +208,41 @@ fn the_event_log_is_send_and_sync_and_readers_are_send() {
     assert_send_sync::<EventLog>();
     assert_send::<berth_log::LogReader>();
     assert_send_sync::<berth_log::ReadOnlyLog>();
+}
+
+#[test]
+fn verify_runs_while_appenders_roll_over_segments() {
+    // verify reads only up to the watermark and only finished segments past their last record,
+    // so it never sees a half-written batch, whatever the writer is doing.
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _) = EventLog::open(dir.path(), options_with(4096, Durability::NoSync, Default::default())).unwrap();
+    let log = Arc::new(log);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let appenders: Vec<_> = (0..3)
+        .map(|thread_idx| {
+            let (log, stop) = (log.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut append_idx = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    log.append(&payload_for(thread_idx * 100_000 + append_idx, 150)).unwrap();
+                    append_idx += 1;
+                }
+            })
+        })
+        .collect();
+    let mut last_verified = 0;
+    let started = Instant::now();
+    let mut round = 0;
+    while last_verified < 3000 && started.elapsed() < Duration::from_secs(60) {
+        let report = log.verify_with_threads(1 + round % 4).unwrap_or_else(|error| panic!("round {round}: {error}"));
+        assert!(report.last_seq.get() >= last_verified);
+        last_verified = report.last_seq.get();
+        round += 1;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for appender in appenders {
+        appender.join().unwrap();
+    }
+    assert!(log.stats().n_segments_activated > 3, "the test should cross segments: {:?}", log.stats());
+    assert_eq!(log.verify().unwrap().last_seq, log.last_seq());
 }

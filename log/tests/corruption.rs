@@ -206,3 +206,61 @@ fn swapped_records_break_the_chain() {
         other => panic!("expected ChainBroken, got {other:?}"),
     }
 }
+
+/// `verify` splits the log into chunks checked on several threads. Whichever record is damaged,
+/// and however the chunks are cut (the thread counts cut a segment into 1..=5 pieces, so the
+/// damage sits at, right before, right after or between cuts), every thread count reports the
+/// same first error as the single-threaded check.
+#[test]
+fn parallel_verify_finds_every_damaged_record_wherever_the_chunks_are_cut() {
+    const SEGMENT: u64 = 8192;
+    let n_records = 80; // 160-byte records: about 50 in the first segment, the rest in the second
+    let first_segment_records = {
+        let dir = tempfile::tempdir().unwrap();
+        write_log(dir.path(), SEGMENT, n_records, 100);
+        record_spans(&std::fs::read(&segment_files(dir.path())[0]).unwrap()).len()
+    };
+    for damaged_idx in 0..first_segment_records {
+        for edit_with_valid_crc in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            write_log(dir.path(), SEGMENT, n_records, 100);
+            let first_segment = segment_files(dir.path())[0].clone();
+            let damaged = record_spans(&std::fs::read(&first_segment).unwrap())[damaged_idx];
+            edit_segment(&first_segment, |bytes| {
+                bytes[damaged.start + 60] ^= 0x04;
+                if edit_with_valid_crc {
+                    fix_record_crc(bytes, damaged.start);
+                }
+            });
+            let (log, _) = EventLog::open(dir.path(), options_with(SEGMENT, Durability::NoSync, RecoveryMode::TruncateTornTail)).unwrap();
+            for n_threads in [1, 2, 3, 5, 10] {
+                let context = format!("record {} damaged (valid crc: {edit_with_valid_crc}), {n_threads} threads", damaged.seq);
+                match log.verify_with_threads(n_threads) {
+                    Err(LogError::ChainBroken { seq, segment, offset, .. }) if edit_with_valid_crc => assert_eq!((seq, segment, offset), (Seq(damaged.seq), first_segment.clone(), damaged.start as u64), "{context}"),
+                    Err(LogError::Corruption { segment, offset, .. }) if !edit_with_valid_crc => assert_eq!((segment, offset), (first_segment.clone(), damaged.start as u64), "{context}"),
+                    other => panic!("{context}: unexpected {other:?}"),
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn parallel_verify_reports_what_single_threaded_verify_reports() {
+    // One segment (cut inside it), several segments (one chunk each, or cut when threads
+    // outnumber them), and an empty log.
+    for (segment_size, n_records) in [(SMALL_SEGMENT, 300u64), (4096, 100), (SMALL_SEGMENT, 0), (SMALL_SEGMENT, 1)] {
+        let dir = tempfile::tempdir().unwrap();
+        write_log(dir.path(), segment_size, n_records, 100);
+        let (log, _) = EventLog::open(dir.path(), options_with(segment_size, Durability::NoSync, RecoveryMode::TruncateTornTail)).unwrap();
+        let single = log.verify_with_threads(1).unwrap();
+        assert_eq!(single.last_seq, Seq(n_records));
+        for n_threads in [2, 3, 4, 7, 64] {
+            assert_eq!(log.verify_with_threads(n_threads).unwrap(), single, "{n_records} records in {segment_size}-byte segments, {n_threads} threads");
+        }
+        assert_eq!(log.verify().unwrap(), single);
+        drop(log);
+        let (read_only, _) = berth_log::open_read_only(dir.path()).unwrap();
+        assert_eq!(read_only.verify_with_threads(3).unwrap(), single);
+    }
+}
