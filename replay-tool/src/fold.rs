@@ -2,7 +2,7 @@
 //! `berth_projections::State` up to a seq or a moment in time.
 
 use berth_log::{ReadOnlyLog, Seq};
-use berth_projections::{Envelope, State};
+use berth_projections::{decode_envelope, Envelope, State};
 
 use crate::error::ReplayError;
 
@@ -54,7 +54,8 @@ pub fn walk_envelopes(
     mut on_envelope: impl FnMut(RecordStamp, Envelope) -> Result<Walk, ReplayError>,
 ) -> Result<u64, ReplayError> {
     walk_records(log, from, to, |stamp, payload| {
-        let envelope = Envelope::decode(payload).map_err(|source| ReplayError::Decode { seq: stamp.seq, source })?;
+        // Same result as Envelope::decode for every payload, ~1.4x faster (projections/tests/decode.rs).
+        let envelope = decode_envelope(payload).map_err(|source| ReplayError::Decode { seq: stamp.seq, source })?;
         on_envelope(stamp, envelope)
     })
 }

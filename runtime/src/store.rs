@@ -74,7 +74,10 @@ pub fn replay(log: &EventLog) -> Result<State, StoreError> {
     Ok(state)
 }
 
-/// One decode thread per core beyond the one that folds (none on a single core).
+/// Decode threads for start-up replay: one per core beyond the folding thread (none on a single
+/// core), so replay never has more runnable threads than cores. On 2 shared cores one decode
+/// thread was the steadier choice; two were sometimes faster, sometimes much slower
+/// (BENCHMARKS.md, "Replay (decoded events)").
 fn replay_decode_threads() -> usize {
     thread::available_parallelism().map_or(1, |n_cores| n_cores.get()).saturating_sub(1).min(4)
 }

@@ -1,0 +1,472 @@
+//! Replay benchmark (bench binary, `harness = false`): how fast berth turns a 1 GiB log in the
+//! page cache back into state — raw record iteration, the plain rmp-serde decode, the borrowed
+//! decoder, decoding on worker threads in ordered batches, and the full decode + fold — with the
+//! heap measured at each step to show it does not grow with the log.
+//!
+//! Usage: `cargo bench -p berth-projections --bench replay -- [DIR] [--size-mib N] [--repeat N]`
+//! (DIR default /var/tmp, where a temporary directory is made and removed; each figure is the
+//! best of `--repeat` runs, default 3). Run through scripts/bench-replay.sh.
+
+use std::hint::black_box;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use berth_log::{Durability, EventLog, LogError, LogOptions, Seq};
+use berth_projections::decode::{decode_envelope, replay_parallel, EnvelopeDecoder, EnvelopeRef};
+use berth_projections::{ContainerRecord, Descriptor, Envelope, Event, ImageRecord, LayerRecord, Origin, State};
+
+const GOAL_EVENTS_PER_S: f64 = 3e6;
+const APPEND_BATCH: usize = 256;
+/// Containers alive at once; each goes through a whole lifecycle and is deleted, so the state
+/// stays this small however long the log is.
+const LIVE_CONTAINERS: usize = 64;
+
+fn status_kib(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status.lines().find_map(|line| line.strip_prefix(field)).and_then(|rest| rest.split_whitespace().next()).and_then(|kib| kib.parse().ok()).unwrap_or(0)
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+/// Memory around one measurement: VmHWM is reset before it (Linux >= 4.0), so `peak_kib` is the
+/// peak RSS during it (the mapped segment pages count); RssAnon is the heap (and stacks).
+struct Memory {
+    rss_before_kib: u64,
+    anon_before_kib: u64,
+}
+
+impl Memory {
+    fn start() -> Memory {
+        let _ = std::fs::write("/proc/self/clear_refs", "5");
+        Memory { rss_before_kib: status_kib("VmRSS:"), anon_before_kib: status_kib("RssAnon:") }
+    }
+
+    fn report(&self) -> String {
+        format!(
+            "RSS {:.0} MiB before, peak {:.0} MiB during | heap (RssAnon) {:.1} -> {:.1} MiB",
+            mib(self.rss_before_kib),
+            mib(status_kib("VmHWM:")),
+            mib(self.anon_before_kib),
+            mib(status_kib("RssAnon:"))
+        )
+    }
+}
+
+/// A small deterministic generator (xorshift64*), so every run writes the same log.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, bound: u64) -> u64 {
+        self.next() % bound
+    }
+
+    fn hex(&mut self, len: usize) -> String {
+        let mut text = String::with_capacity(len);
+        while text.len() < len {
+            text.push_str(&format!("{:016x}", self.next()));
+        }
+        text.truncate(len);
+        text
+    }
+}
+
+/// One container working through its lifecycle, one record per step.
+struct Slot {
+    id: String,
+    step: usize,
+    /// Seq of the intent the next daemon outcome answers.
+    intent_seq: u64,
+    fails_to_start: bool,
+}
+
+/// Writes envelopes that look like a busy daemon's: client intents (SO_PEERCRED origin, gRPC
+/// method, request id) answered by daemon outcomes, over many interleaved container lifecycles.
+struct LogWriter {
+    rng: Rng,
+    slots: Vec<Slot>,
+    next_seq: u64,
+    image_digest: String,
+    chain_ids: Vec<String>,
+}
+
+const BUSYBOX: &str = "docker.io/library/busybox:latest";
+
+impl LogWriter {
+    fn new() -> LogWriter {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let image_digest = format!("sha256:{}", rng.hex(64));
+        let chain_ids = (0..2).map(|_| format!("sha256:{}", rng.hex(64))).collect();
+        LogWriter { rng, slots: Vec::new(), next_seq: 1, image_digest, chain_ids }
+    }
+
+    fn client(&mut self, method: &str) -> Origin {
+        let request_id = format!(
+            "berth-cli-{}-{}-4{}-{}-{}",
+            self.rng.hex(8),
+            self.rng.hex(4),
+            self.rng.hex(3),
+            self.rng.hex(4),
+            self.rng.hex(12)
+        );
+        Origin::Client {
+            uid: 0,
+            gid: 0,
+            pid: 1000 + self.rng.below(60_000) as i32,
+            method: format!("/containerd.services.{method}"),
+            request_id,
+        }
+    }
+
+    fn daemon(reason: &str, answers: Option<u64>) -> Origin {
+        Origin::Daemon { reason: reason.to_string(), answers }
+    }
+
+    fn first_record(&mut self) -> Envelope {
+        let layer = |chain_id: &String| LayerRecord {
+            blob: Descriptor { digest: chain_id.clone(), media_type: "application/vnd.oci.image.layer.v1.tar+gzip".into(), size: 2_155_123 },
+            diff_id: chain_id.clone(),
+            chain_id: chain_id.clone(),
+        };
+        let image = ImageRecord {
+            name: BUSYBOX.into(),
+            manifest: Descriptor { digest: self.image_digest.clone(), media_type: "application/vnd.oci.image.manifest.v1+json".into(), size: 610 },
+            config: Descriptor { digest: format!("sha256:{}", self.rng.hex(64)), media_type: "application/vnd.oci.image.config.v1+json".into(), size: 1_457 },
+            layers: self.chain_ids.iter().map(layer).collect(),
+            cmd: vec!["sh".into()],
+            env: vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()],
+            ..ImageRecord::default()
+        };
+        let mut events = vec![Event::NamespaceCreated { name: "default".into(), labels: Default::default() }];
+        let mut parent = None;
+        for chain_id in &self.chain_ids {
+            events.push(Event::SnapshotCommitted { chain_id: chain_id.clone(), parent: parent.clone(), diff_id: chain_id.clone() });
+            parent = Some(chain_id.clone());
+        }
+        events.push(Event::ImageCreated { image });
+        Envelope::new("default", self.client("images.v1.Images/Create"), events)
+    }
+
+    fn container_created(&mut self, id: &str) -> Envelope {
+        let container = ContainerRecord {
+            id: id.to_string(),
+            image: BUSYBOX.into(),
+            image_digest: self.image_digest.clone(),
+            args: vec!["/bin/sh".into(), "-c".into(), format!("while sleep {}; do date; done", 1 + self.rng.below(9))],
+            env: vec![
+                "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+                format!("HOSTNAME={id}"),
+                "TERM=xterm".into(),
+            ],
+            working_dir: "/".into(),
+            user: "0:0".into(),
+            hostname: id.to_string(),
+            labels: [
+                ("io.berth.created-by", "berth run".to_string()),
+                ("io.berth.image.ref", BUSYBOX.to_string()),
+                ("org.opencontainers.image.created", "2024-09-26T21:31:42Z".to_string()),
+                ("com.example.team", format!("team-{}", self.rng.below(40))),
+            ]
+            .into_iter()
+            .map(|(key, value)| (key.to_string(), value))
+            .collect(),
+            lowers: self.chain_ids.clone(),
+            snapshot_key: id.to_string(),
+        };
+        Envelope::new("default", self.client("containers.v1.Containers/Create"), vec![Event::ContainerCreated { container }])
+    }
+
+    /// The next record of a random live container (a new container takes a finished one's slot).
+    fn next_record(&mut self) -> Envelope {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        if seq == 1 {
+            return self.first_record();
+        }
+        if seq.is_multiple_of(100_000) {
+            return Envelope::new("", Self::daemon("started", None), vec![Event::DaemonStarted { version: "0.1.0".into(), pid: 4242, replayed_to: seq - 1 }]);
+        }
+        if self.slots.len() < LIVE_CONTAINERS {
+            self.slots.push(Slot { id: String::new(), step: 0, intent_seq: 0, fails_to_start: false });
+        }
+        let slot_idx = self.rng.below(self.slots.len() as u64) as usize;
+        let step = self.slots[slot_idx].step;
+        if step == 0 {
+            let id = self.rng.hex(12);
+            let fails_to_start = self.rng.below(50) == 0;
+            self.slots[slot_idx] = Slot { id: id.clone(), step: 1, intent_seq: 0, fails_to_start };
+            return self.container_created(&id);
+        }
+        let Slot { id, intent_seq, fails_to_start, .. } = &self.slots[slot_idx];
+        let (container_id, intent_seq, fails_to_start) = (id.clone(), *intent_seq, *fails_to_start);
+        let pid = 10_000 + (seq % 50_000) as u32;
+        let (envelope, is_intent, next_step) = match step {
+            1 => (Envelope::new("default", self.client("tasks.v1.Tasks/Create"), vec![Event::TaskCreateRequested { container_id }]), true, 2),
+            2 => (Envelope::new("default", Self::daemon("executor: runc create exited 0, task is created", Some(intent_seq)), vec![Event::TaskCreated { container_id, pid, shim_pid: pid as i32 - 1 }]), false, 3),
+            3 => (Envelope::new("default", self.client("tasks.v1.Tasks/Start"), vec![Event::TaskStartRequested { container_id }]), true, 4),
+            4 if fails_to_start => (
+                Envelope::new("default", Self::daemon("executor: runc start exited, outcome recorded", Some(intent_seq)), vec![Event::TaskStartFailed {
+                    container_id,
+                    error: "runc start: exec: \"/bin/sh\": permission denied".into(),
+                }]),
+                false,
+                8,
+            ),
+            4 => (Envelope::new("default", Self::daemon("executor: runc start exited, outcome recorded", Some(intent_seq)), vec![Event::TaskStarted { container_id, pid }]), false, 5),
+            5 => (Envelope::new("default", self.client("tasks.v1.Tasks/Kill"), vec![Event::TaskKillRequested { container_id, signal: 15, all: false }]), true, 6),
+            6 => (Envelope::new("default", Self::daemon("executor: runc kill delivered the signal to the init", Some(intent_seq)), vec![Event::TaskKillDelivered { container_id, signal: 15 }]), false, 7),
+            7 => (
+                Envelope::new("default", Self::daemon("monitor: init process reaped, exit status recorded", None), vec![Event::TaskExited {
+                    container_id,
+                    exit_code: 143,
+                    signal: 15,
+                    exited_at_ns: 1_700_000_000_000_000_000 + seq as i64,
+                }]),
+                false,
+                8,
+            ),
+            8 => (Envelope::new("default", self.client("tasks.v1.Tasks/Delete"), vec![Event::TaskDeleteRequested { container_id, force: false }]), true, 9),
+            9 => (Envelope::new("default", Self::daemon("executor: runc delete exited 0, task state removed", Some(intent_seq)), vec![Event::TaskDeleted { container_id, exit_code: 143 }]), false, 10),
+            _ => (Envelope::new("default", self.client("containers.v1.Containers/Delete"), vec![Event::ContainerDeleted { id: container_id }]), false, 0),
+        };
+        let slot = &mut self.slots[slot_idx];
+        if is_intent {
+            slot.intent_seq = seq;
+        }
+        slot.step = next_step;
+        envelope
+    }
+}
+
+/// Writes envelopes until the segment files hold `target_bytes` of records; returns the record
+/// count and the payload bytes.
+fn build_log(log: &EventLog, target_bytes: u64) -> (u64, u64) {
+    let mut writer = LogWriter::new();
+    let mut n_records = 0u64;
+    let mut payload_bytes = 0u64;
+    let mut on_disk_bytes = 0u64;
+    let mut batch: Vec<Vec<u8>> = Vec::with_capacity(APPEND_BATCH);
+    while on_disk_bytes < target_bytes {
+        batch.clear();
+        for _ in 0..APPEND_BATCH {
+            let payload = writer.next_record().encode();
+            payload_bytes += payload.len() as u64;
+            on_disk_bytes += berth_log::format::encoded_record_len(payload.len()) as u64;
+            batch.push(payload);
+        }
+        let payloads: Vec<&[u8]> = batch.iter().map(Vec::as_slice).collect();
+        log.append_batch(&payloads).unwrap();
+        n_records += APPEND_BATCH as u64;
+    }
+    (n_records, payload_bytes)
+}
+
+fn load_average() -> String {
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    load.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+}
+
+/// Runs `run` (which returns a rate) `repeat` times and prints the best and median, the goal
+/// beside event rates, and the memory over all runs.
+fn measure(label: &str, unit: &str, repeat: usize, mut run: impl FnMut() -> f64) -> f64 {
+    let memory = Memory::start();
+    let mut rates: Vec<f64> = (0..repeat).map(|_| run()).collect();
+    rates.sort_by(f64::total_cmp);
+    let best = rates[rates.len() - 1];
+    let median = rates[rates.len() / 2];
+    let goal = if unit == "events/s" { format!("  {}", goal(best)) } else { String::new() };
+    println!("{label:<66} {:>6.2} M {unit} (median {:.2}){goal}\n      {}", best / 1e6, median / 1e6, memory.report());
+    best
+}
+
+fn goal(events_per_s: f64) -> String {
+    let verdict = if events_per_s >= GOAL_EVENTS_PER_S { "met" } else { "NOT met" };
+    format!("(goal >= {:.1} M events/s: {verdict})", GOAL_EVENTS_PER_S / 1e6)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).filter(|arg| arg != "--bench").collect();
+    let mut base = PathBuf::from(std::env::var("BERTH_REPLAY_BENCH_DIR").unwrap_or_else(|_| "/var/tmp".to_string()));
+    let mut size_mib = 1024u64;
+    let mut repeat = 3usize;
+    let mut arg_idx = 0;
+    while arg_idx < args.len() {
+        if args[arg_idx] == "--repeat" {
+            repeat = args.get(arg_idx + 1).and_then(|n| n.parse().ok()).filter(|n| *n > 0).expect("--repeat takes a positive number of runs");
+            arg_idx += 2;
+        } else if args[arg_idx] == "--size-mib" {
+            size_mib = args.get(arg_idx + 1).and_then(|size| size.parse().ok()).expect("--size-mib takes a number of MiB");
+            arg_idx += 2;
+        } else {
+            base = PathBuf::from(&args[arg_idx]);
+            arg_idx += 1;
+        }
+    }
+    let n_cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cpu = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default().lines().find_map(|line| line.strip_prefix("model name").map(|rest| rest.trim_start_matches([' ', '\t', ':']).to_string())).unwrap_or_default();
+    let bench_started = Instant::now();
+    println!("berth replay benchmark | cpu {cpu} | {n_cores} cores | load average {} | best of {repeat} runs each", load_average());
+
+    let dir = tempfile::Builder::new().prefix("berth-replay-bench.").tempdir_in(&base).expect("make a temporary directory for the log");
+    let (log, _report) = EventLog::open(dir.path(), LogOptions { durability: Durability::NoSync, ..LogOptions::default() }).unwrap();
+    let started = Instant::now();
+    let (n_records, payload_bytes) = build_log(&log, size_mib << 20);
+    println!(
+        "built a {size_mib} MiB log in {}: {n_records} records, mean payload {:.0} bytes, in {:.1} s",
+        dir.path().display(),
+        payload_bytes as f64 / n_records as f64,
+        started.elapsed().as_secs_f64()
+    );
+
+    // Warm-up: every segment into the page cache, and count the events once.
+    let mut reader = log.reader(Seq(1)).unwrap();
+    let mut n_events = 0u64;
+    reader.replay(|record| n_events += EnvelopeRef::parse(record.payload).expect("canonical payload").n_events() as u64).unwrap();
+    println!("{n_events} events in {n_records} records; log is in the page cache (read once)\n");
+
+    // Each measurement runs `repeat` times (other work on the machine only ever slows a run
+    // down): best and median are printed. Memory covers all runs of a measurement.
+    let rate_of = |counted: u64, started: Instant| counted as f64 / started.elapsed().as_secs_f64();
+
+    // (a) Raw record iteration: CRC and seq checked, payload borrowed from the map.
+    measure("(a) raw records (CRC + seq checked)", "records/s", repeat, || {
+        let started = Instant::now();
+        let mut bytes_seen = 0u64;
+        let n_read = log.reader(Seq(1)).unwrap().replay(|record| bytes_seen += record.payload.len() as u64).unwrap();
+        black_box(bytes_seen);
+        assert_eq!(n_read, n_records);
+        rate_of(n_read, started)
+    });
+
+    // (b) The plain owned decode every caller used: Envelope::decode (rmp-serde).
+    measure("(b) Envelope::decode (rmp-serde, owned)", "events/s", repeat, || {
+        let started = Instant::now();
+        let mut counted = 0u64;
+        log.reader(Seq(1)).unwrap().replay(|record| counted += Envelope::decode(record.payload).unwrap().events.len() as u64).unwrap();
+        assert_eq!(counted, n_events);
+        rate_of(counted, started)
+    });
+
+    // (c1) Borrowed decode: every field read and checked (UTF-8 too), strings stay in the map.
+    measure("(c1) EnvelopeRef::parse (borrowed)", "events/s", repeat, || {
+        let started = Instant::now();
+        let mut counted = 0u64;
+        log.reader(Seq(1)).unwrap().replay(|record| counted += black_box(EnvelopeRef::parse(record.payload).unwrap()).n_events() as u64).unwrap();
+        assert_eq!(counted, n_events);
+        rate_of(counted, started)
+    });
+
+    // (c2) Owned envelopes through the borrowed decoder, fresh allocations for every record.
+    measure("(c2) decode_envelope (owned, fresh allocations)", "events/s", repeat, || {
+        let started = Instant::now();
+        let mut counted = 0u64;
+        log.reader(Seq(1)).unwrap().replay(|record| counted += decode_envelope(record.payload).unwrap().events.len() as u64).unwrap();
+        assert_eq!(counted, n_events);
+        rate_of(counted, started)
+    });
+
+    // (c3) Owned envelopes decoded into one reused envelope: no allocation per record once warm.
+    measure("(c3) EnvelopeDecoder::decode_into (owned, reused)", "events/s", repeat, || {
+        let started = Instant::now();
+        let mut counted = 0u64;
+        let mut decoder = EnvelopeDecoder::new();
+        let mut envelope = EnvelopeDecoder::empty_envelope();
+        log.reader(Seq(1))
+            .unwrap()
+            .replay(|record| {
+                decoder.decode_into(record.payload, &mut envelope).unwrap();
+                counted += black_box(&envelope).events.len() as u64;
+            })
+            .unwrap();
+        assert_eq!(counted, n_events);
+        rate_of(counted, started)
+    });
+
+    // (c4) Owned envelopes decoded on worker threads in ordered batches, handed over in seq order.
+    for n_workers in [1, 2] {
+        measure(&format!("(c4) replay_parallel, {n_workers} decode thread(s), in order"), "events/s", repeat, || {
+            let started = Instant::now();
+            let mut counted = 0u64;
+            let mut next_seq = 1;
+            replay_parallel::<LogError>(&mut log.reader(Seq(1)).unwrap(), n_workers, |seq, _, envelope| {
+                assert_eq!(seq.get(), next_seq);
+                next_seq += 1;
+                counted += envelope.unwrap().events.len() as u64;
+                Ok(())
+            })
+            .unwrap();
+            assert_eq!(counted, n_events);
+            rate_of(counted, started)
+        });
+    }
+
+    // (d) Full replay into State: the old path, then the pipeline with 0, 1 and 2 decode threads.
+    // The heap is sampled at each quarter of the log: it must stay flat.
+    println!();
+    let quarter = n_records / 4;
+    let mut states = Vec::new();
+    for (name, n_workers) in [
+        ("Envelope::decode + apply (store.rs before)", None),
+        ("replay_parallel + apply, 0 decode threads", Some(0)),
+        ("replay_parallel + apply, 1 decode thread (store.rs now, 2 cores)", Some(1)),
+        ("replay_parallel + apply, 2 decode threads", Some(2)),
+    ] {
+        let mut heap_at_quarters = Vec::new();
+        let mut final_state = State::new();
+        measure(&format!("(d) {name}"), "events/s", repeat, || {
+            heap_at_quarters.clear();
+            let mut state = State::new();
+            let mut sample_heap = |seq: Seq| {
+                if seq.get().is_multiple_of(quarter) {
+                    heap_at_quarters.push(status_kib("RssAnon:"));
+                }
+            };
+            let started = Instant::now();
+            let mut counted = 0u64;
+            match n_workers {
+                None => {
+                    log.reader(Seq(1))
+                        .unwrap()
+                        .replay(|record| {
+                            let envelope = Envelope::decode(record.payload).unwrap();
+                            counted += envelope.events.len() as u64;
+                            state.apply(record.seq, record.timestamp_ns, &envelope);
+                            sample_heap(record.seq);
+                        })
+                        .unwrap();
+                }
+                Some(n_workers) => {
+                    replay_parallel::<LogError>(&mut log.reader(Seq(1)).unwrap(), n_workers, |seq, timestamp_ns, envelope| {
+                        let envelope = envelope.unwrap();
+                        counted += envelope.events.len() as u64;
+                        state.apply(seq, timestamp_ns, envelope);
+                        sample_heap(seq);
+                        Ok(())
+                    })
+                    .unwrap();
+                }
+            }
+            assert_eq!(counted, n_events);
+            let rate = rate_of(counted, started);
+            final_state = state;
+            rate
+        });
+        let quarters: Vec<String> = heap_at_quarters.iter().map(|kib| format!("{:.1}", mib(*kib))).collect();
+        println!("      heap after each quarter of the log (last run): {} MiB | live containers at the end: {}", quarters.join(" / "), final_state.containers().count());
+        states.push(final_state);
+    }
+    assert!(states.windows(2).all(|pair| pair[0] == pair[1]), "every replay path must fold to the same State");
+    println!("all four folds give the same State (last_seq {})", states[0].last_seq);
+
+    drop(log);
+    dir.close().expect("remove the temporary log");
+    println!("\nlog removed | load average at the end {} | total {:.0} s", load_average(), bench_started.elapsed().as_secs_f64());
+}

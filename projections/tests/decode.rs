@@ -1,0 +1,359 @@
+//! The fast replay path is exactly the plain one: `decode_envelope` == `Envelope::decode` for
+//! any payload (canonical, non-canonical or damaged), and folding a real log through
+//! `replay_parallel` gives the same State, in the same order, with the same first error, as
+//! `Envelope::decode` + `State::apply` one record at a time.
+
+use std::collections::BTreeMap;
+
+use berth_log::{Durability, EventLog, LogError, LogOptions, Seq};
+use berth_projections::decode::{decode_envelope, replay_parallel, EnvelopeDecoder, EnvelopeRef, REPLAY_BATCH_RECORDS};
+use berth_projections::*;
+use proptest::collection::{btree_map, vec};
+use proptest::prelude::*;
+
+fn text() -> impl Strategy<Value = String> {
+    // Mostly short ASCII ids, sometimes any Unicode, sometimes long enough for str16.
+    prop_oneof![4 => "[a-f0-9]{0,12}", 1 => any::<String>(), 1 => "[a-z]{200,300}"]
+}
+
+fn texts() -> impl Strategy<Value = Vec<String>> {
+    vec(text(), 0..4)
+}
+
+fn labels() -> impl Strategy<Value = BTreeMap<String, String>> {
+    btree_map(text(), text(), 0..3)
+}
+
+fn descriptor() -> impl Strategy<Value = Descriptor> {
+    (text(), text(), any::<i64>()).prop_map(|(digest, media_type, size)| Descriptor { digest, media_type, size })
+}
+
+fn image() -> impl Strategy<Value = ImageRecord> {
+    let layer = (descriptor(), text(), text()).prop_map(|(blob, diff_id, chain_id)| LayerRecord { blob, diff_id, chain_id });
+    (text(), descriptor(), descriptor(), vec(layer, 0..3), texts(), texts(), texts(), text(), text()).prop_map(
+        |(name, manifest, config, layers, entrypoint, cmd, env, working_dir, user)| ImageRecord {
+            name,
+            manifest,
+            config,
+            layers,
+            entrypoint,
+            cmd,
+            env,
+            working_dir,
+            user,
+        },
+    )
+}
+
+fn container() -> impl Strategy<Value = ContainerRecord> {
+    (text(), text(), text(), texts(), texts(), (text(), text(), text()), labels(), texts(), text()).prop_map(
+        |(id, image, image_digest, args, env, (working_dir, user, hostname), labels, lowers, snapshot_key)| ContainerRecord {
+            id,
+            image,
+            image_digest,
+            args,
+            env,
+            working_dir,
+            user,
+            hostname,
+            labels,
+            lowers,
+            snapshot_key,
+        },
+    )
+}
+
+fn event() -> impl Strategy<Value = Event> {
+    let id = text;
+    prop_oneof![
+        (text(), labels()).prop_map(|(name, labels)| Event::NamespaceCreated { name, labels }),
+        text().prop_map(|name| Event::NamespaceRemoved { name }),
+        (text(), any::<i64>(), text()).prop_map(|(digest, size, media_type)| Event::ContentAdded { digest, size, media_type }),
+        text().prop_map(|digest| Event::ContentRemoved { digest }),
+        (text(), proptest::option::of(text()), text())
+            .prop_map(|(chain_id, parent, diff_id)| Event::SnapshotCommitted { chain_id, parent, diff_id }),
+        text().prop_map(|chain_id| Event::SnapshotRemoved { chain_id }),
+        image().prop_map(|image| Event::ImageCreated { image }),
+        image().prop_map(|image| Event::ImageUpdated { image }),
+        text().prop_map(|name| Event::ImageRemoved { name }),
+        container().prop_map(|container| Event::ContainerCreated { container }),
+        id().prop_map(|id| Event::ContainerDeleted { id }),
+        id().prop_map(|container_id| Event::TaskCreateRequested { container_id }),
+        (id(), any::<u32>(), any::<i32>()).prop_map(|(container_id, pid, shim_pid)| Event::TaskCreated { container_id, pid, shim_pid }),
+        (id(), text()).prop_map(|(container_id, error)| Event::TaskCreateFailed { container_id, error }),
+        id().prop_map(|container_id| Event::TaskStartRequested { container_id }),
+        (id(), any::<u32>()).prop_map(|(container_id, pid)| Event::TaskStarted { container_id, pid }),
+        (id(), text()).prop_map(|(container_id, error)| Event::TaskStartFailed { container_id, error }),
+        (id(), any::<i32>(), any::<bool>()).prop_map(|(container_id, signal, all)| Event::TaskKillRequested { container_id, signal, all }),
+        (id(), any::<i32>()).prop_map(|(container_id, signal)| Event::TaskKillDelivered { container_id, signal }),
+        (id(), any::<i32>(), text()).prop_map(|(container_id, signal, error)| Event::TaskKillFailed { container_id, signal, error }),
+        (id(), any::<i32>(), any::<i32>(), any::<i64>()).prop_map(|(container_id, exit_code, signal, exited_at_ns)| {
+            Event::TaskExited { container_id, exit_code, signal, exited_at_ns }
+        }),
+        (id(), any::<bool>()).prop_map(|(container_id, force)| Event::TaskDeleteRequested { container_id, force }),
+        (id(), any::<i32>()).prop_map(|(container_id, exit_code)| Event::TaskDeleted { container_id, exit_code }),
+        (id(), text()).prop_map(|(container_id, error)| Event::TaskDeleteFailed { container_id, error }),
+        (text(), any::<i32>(), any::<u64>()).prop_map(|(version, pid, replayed_to)| Event::DaemonStarted { version, pid, replayed_to }),
+        (text(), text()).prop_map(|(what, id)| Event::OrphanRemoved { what, id }),
+    ]
+}
+
+fn origin() -> impl Strategy<Value = Origin> {
+    prop_oneof![
+        (any::<u32>(), any::<u32>(), any::<i32>(), text(), text())
+            .prop_map(|(uid, gid, pid, method, request_id)| Origin::Client { uid, gid, pid, method, request_id }),
+        (text(), proptest::option::of(any::<u64>())).prop_map(|(reason, answers)| Origin::Daemon { reason, answers }),
+    ]
+}
+
+fn envelope() -> impl Strategy<Value = Envelope> {
+    (0..=EVENT_SCHEMA, text(), origin(), vec(event(), 0..4))
+        .prop_map(|(schema, namespace, origin, events)| Envelope { schema, namespace, origin, events })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// Every canonical encoding takes the borrowed path and comes back unchanged.
+    #[test]
+    fn canonical_payloads_take_the_borrowed_path(envelope in envelope()) {
+        let payload = envelope.encode();
+        let borrowed = EnvelopeRef::parse(&payload);
+        prop_assert!(borrowed.is_some(), "canonical payload refused by the borrowed decoder");
+        prop_assert_eq!(borrowed.unwrap().to_envelope(), envelope.clone());
+        prop_assert_eq!(decode_envelope(&payload), Ok(envelope));
+    }
+
+    /// Damaged payloads (cut anywhere, one byte changed anywhere, bytes appended) and the
+    /// struct-as-map form rmp-serde also reads: the same answer, error included, as
+    /// `Envelope::decode`.
+    #[test]
+    fn any_payload_decodes_as_envelope_decode_does(envelope in envelope(), position in any::<prop::sample::Index>(), byte in any::<u8>(), tail in vec(any::<u8>(), 1..4)) {
+        let payload = envelope.encode();
+        let cut = &payload[..position.index(payload.len())];
+        prop_assert_eq!(decode_envelope(cut), Envelope::decode(cut));
+        let mut flipped = payload.clone();
+        flipped[position.index(payload.len())] = byte;
+        prop_assert_eq!(decode_envelope(&flipped), Envelope::decode(&flipped));
+        let mut longer = payload.clone();
+        longer.extend_from_slice(&tail);
+        prop_assert_eq!(decode_envelope(&longer), Envelope::decode(&longer));
+        let named = rmp_serde::to_vec_named(&envelope).unwrap();
+        prop_assert_eq!(decode_envelope(&named), Envelope::decode(&named));
+        prop_assert_eq!(decode_envelope(&named), Ok(envelope));
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Decoding a run of payloads — good, damaged and non-canonical — into one reused envelope:
+    /// after each success the envelope equals `Envelope::decode`'s, whatever it held before.
+    #[test]
+    fn decode_into_a_reused_envelope_equals_envelope_decode(envelopes in vec(envelope(), 1..12), damage in vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..4), 1..12)) {
+        let mut decoder = EnvelopeDecoder::new();
+        let mut target = EnvelopeDecoder::empty_envelope();
+        for (envelope, (position, byte, how)) in envelopes.iter().zip(damage.iter().cycle()) {
+            let mut payload = envelope.encode();
+            match how {
+                0 => {
+                    let index = position.index(payload.len());
+                    payload[index] = *byte;
+                }
+                1 => payload = rmp_serde::to_vec_named(envelope).unwrap(),
+                _ => {}
+            }
+            match (decoder.decode_into(&payload, &mut target), Envelope::decode(&payload)) {
+                (Ok(()), Ok(expected)) => prop_assert_eq!(&target, &expected),
+                (Err(error), Err(expected)) => prop_assert_eq!(error, expected),
+                (got, expected) => prop_assert!(false, "decode_into gave {:?}, Envelope::decode {:?}", got, expected),
+            }
+            // The same shapes with every value changed: events are overwritten in place.
+            let changed = perturbed(envelope);
+            decoder.decode_into(&changed.encode(), &mut target).unwrap();
+            prop_assert_eq!(&target, &changed);
+        }
+    }
+}
+
+/// `envelope` with every string, number and bool changed and the shape kept.
+fn perturbed(envelope: &Envelope) -> Envelope {
+    fn perturb(value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::String(text) => text.push('x'),
+            serde_json::Value::Bool(flag) => *flag = !*flag,
+            serde_json::Value::Number(number) => {
+                *number = match (number.as_u64(), number.as_i64()) {
+                    (Some(0), _) => 1.into(),
+                    (Some(positive), _) => (positive - 1).into(),
+                    (None, Some(negative)) => (negative + 1).into(),
+                    _ => return,
+                }
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(perturb),
+            serde_json::Value::Object(fields) => fields.values_mut().for_each(perturb),
+            serde_json::Value::Null => {}
+        }
+    }
+    let mut value = serde_json::to_value(envelope).unwrap();
+    perturb(&mut value);
+    let mut changed: Envelope = serde_json::from_value(value).unwrap();
+    changed.schema = envelope.schema; // the schema is not a value to play with
+    changed
+}
+
+#[test]
+fn newer_schemas_and_garbage_get_envelope_decode_errors() {
+    let mut newer = Envelope::new("default", Origin::Daemon { reason: "r".into(), answers: None }, vec![]);
+    newer.schema = EVENT_SCHEMA + 1;
+    let payload = newer.encode();
+    assert!(EnvelopeRef::parse(&payload).is_none());
+    assert!(matches!(decode_envelope(&payload), Err(DecodeError::NewerSchema { .. })));
+    assert!(matches!(decode_envelope(b"\xc1garbage"), Err(DecodeError::Malformed { .. })));
+    assert_eq!(decode_envelope(b""), Envelope::decode(b""));
+}
+
+/// Container lifecycles over a few ids, answered by daemon outcomes, with a failure now and
+/// then: enough records to cross several replay batches.
+fn lifecycle_log(n_records: usize) -> Vec<Envelope> {
+    let client = |method: &str| Origin::Client { uid: 0, gid: 0, pid: 42, method: method.into(), request_id: "r".into() };
+    let daemon = |answers: usize| Origin::Daemon { reason: "executor".into(), answers: Some(answers as u64) };
+    let mut records = vec![Envelope::new("default", client("Namespaces/Create"), vec![Event::NamespaceCreated {
+        name: "default".into(),
+        labels: Default::default(),
+    }])];
+    let mut round = 0;
+    while records.len() < n_records {
+        let id = format!("{:012x}", round % 7);
+        let seq = records.len() + 1; // seq of the next record
+        let container = ContainerRecord { id: id.clone(), args: vec!["true".into()], ..ContainerRecord::default() };
+        let c = || id.clone();
+        let mut cycle = vec![
+            Envelope::new("default", client("Containers/Create"), vec![Event::ContainerCreated { container }]),
+            Envelope::new("default", client("Tasks/Create"), vec![Event::TaskCreateRequested { container_id: c() }]),
+            Envelope::new("default", daemon(seq + 1), vec![Event::TaskCreated { container_id: c(), pid: round as u32, shim_pid: 1 }]),
+            Envelope::new("default", client("Tasks/Start"), vec![Event::TaskStartRequested { container_id: c() }]),
+        ];
+        if round % 5 == 0 {
+            cycle.push(Envelope::new("default", daemon(seq + 3), vec![Event::TaskStartFailed { container_id: c(), error: "no".into() }]));
+        } else {
+            cycle.push(Envelope::new("default", daemon(seq + 3), vec![Event::TaskStarted { container_id: c(), pid: 7 }]));
+        }
+        if round % 3 != 0 {
+            // Every third container stays, so the final state holds something.
+            cycle.push(Envelope::new("default", client("Tasks/Delete"), vec![Event::TaskDeleteRequested { container_id: c(), force: true }]));
+            cycle.push(Envelope::new("default", daemon(seq + 5), vec![
+                Event::TaskDeleted { container_id: c(), exit_code: 0 },
+                Event::ContainerDeleted { id: c() },
+            ]));
+        }
+        records.extend(cycle);
+        round += 1;
+    }
+    records.truncate(n_records);
+    records
+}
+
+fn write_log(dir: &std::path::Path, payloads: &[Vec<u8>]) -> EventLog {
+    let (log, _) = EventLog::open(dir, LogOptions { durability: Durability::NoSync, segment_size: 1 << 20, ..LogOptions::default() }).unwrap();
+    for chunk in payloads.chunks(256) {
+        let chunk: Vec<&[u8]> = chunk.iter().map(Vec::as_slice).collect();
+        log.append_batch(&chunk).unwrap();
+    }
+    log
+}
+
+/// What store.rs's replay did before: read, `Envelope::decode`, apply, stop at the first error.
+fn plain_fold(log: &EventLog) -> (State, Vec<u64>, Option<(u64, String)>) {
+    let mut state = State::new();
+    let mut seen = Vec::new();
+    let mut reader = log.reader(Seq(1)).unwrap();
+    while let Some(record) = reader.next() {
+        let record = record.unwrap();
+        seen.push(record.seq.get());
+        match Envelope::decode(record.payload) {
+            Ok(envelope) => state.apply(record.seq, record.timestamp_ns, &envelope),
+            Err(error) => return (state, seen, Some((record.seq.get(), error.to_string()))),
+        }
+    }
+    (state, seen, None)
+}
+
+#[derive(Debug)]
+enum FoldError {
+    Log(LogError),
+    Decode(u64, String),
+}
+
+impl From<LogError> for FoldError {
+    fn from(error: LogError) -> FoldError {
+        FoldError::Log(error)
+    }
+}
+
+fn parallel_fold(log: &EventLog, n_workers: usize) -> (State, Vec<u64>, Option<(u64, String)>) {
+    let mut state = State::new();
+    let mut seen = Vec::new();
+    let result = replay_parallel(&mut log.reader(Seq(1)).unwrap(), n_workers, |seq, timestamp_ns, envelope| {
+        seen.push(seq.get());
+        let envelope = envelope.map_err(|error| FoldError::Decode(seq.get(), error.to_string()))?;
+        state.apply(seq, timestamp_ns, envelope);
+        Ok(())
+    });
+    match result {
+        Ok(n_records) => {
+            assert_eq!(n_records, seen.len() as u64);
+            (state, seen, None)
+        }
+        Err(FoldError::Decode(seq, error)) => (state, seen, Some((seq, error))),
+        Err(FoldError::Log(error)) => panic!("unexpected log error: {error}"),
+    }
+}
+
+#[test]
+fn parallel_replay_folds_the_same_state_as_the_plain_path() {
+    let n_records = 3 * REPLAY_BATCH_RECORDS + 123;
+    let payloads: Vec<Vec<u8>> = lifecycle_log(n_records).iter().map(Envelope::encode).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let log = write_log(dir.path(), &payloads);
+    let (expected, expected_seen, expected_error) = plain_fold(&log);
+    assert!(expected_error.is_none());
+    assert_eq!(expected.last_seq, n_records as u64);
+    assert!(expected.containers().count() > 0, "the test log should leave containers behind");
+    for n_workers in [0, 1, 2, 3] {
+        let (state, seen, error) = parallel_fold(&log, n_workers);
+        assert!(error.is_none(), "{n_workers} workers: {error:?}");
+        assert_eq!(seen, expected_seen, "{n_workers} workers: records out of order");
+        assert_eq!(state, expected, "{n_workers} workers: different state");
+    }
+}
+
+#[test]
+fn parallel_replay_stops_at_the_first_bad_record_like_the_plain_path() {
+    let mut payloads: Vec<Vec<u8>> = lifecycle_log(2 * REPLAY_BATCH_RECORDS + 10).iter().map(Envelope::encode).collect();
+    // A bad record in the second batch, and another later that must never be reported.
+    let first_bad = REPLAY_BATCH_RECORDS + 17;
+    payloads[first_bad - 1] = b"\x94\x01".to_vec();
+    payloads[first_bad + 50] = b"\xc1".to_vec();
+    let dir = tempfile::tempdir().unwrap();
+    let log = write_log(dir.path(), &payloads);
+    let (expected, expected_seen, expected_error) = plain_fold(&log);
+    assert_eq!(expected_error.as_ref().map(|(seq, _)| *seq), Some(first_bad as u64));
+    for n_workers in [0, 1, 2] {
+        let (state, seen, error) = parallel_fold(&log, n_workers);
+        assert_eq!(error, expected_error, "{n_workers} workers");
+        assert_eq!(seen, expected_seen, "{n_workers} workers");
+        assert_eq!(state, expected, "{n_workers} workers");
+    }
+}
+
+#[test]
+fn parallel_replay_of_an_empty_log_hands_over_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = write_log(dir.path(), &[]);
+    for n_workers in [0, 2] {
+        let (state, seen, error) = parallel_fold(&log, n_workers);
+        assert!(seen.is_empty() && error.is_none());
+        assert_eq!(state, State::new());
+    }
+}
