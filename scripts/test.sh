@@ -9,4 +9,14 @@ bash scripts/build-test-images.sh all
 export BERTH_TESTIMAGES=${BERTH_TESTIMAGES:-/var/tmp/berth-testimages}
 cargo build --workspace --bins --tests --locked
 # Two cores: integration tests start real containers, so keep them to two at a time.
-cargo test --workspace --locked -- --test-threads=2
+# (--lib --bins --tests: every test target; the crates have no doc tests.)
+results=$(mktemp)
+trap 'rm -f "$results"' EXIT
+set +e
+cargo test --workspace --locked --lib --bins --tests -- --test-threads=2 2>&1 | tee "$results"
+status=${PIPESTATUS[0]}
+set -e
+# One closing line for the whole suite, summed over every test binary.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "berth: %d passed, %d failed\n", p, f }' "$results"
+exit "$status"
