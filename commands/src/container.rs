@@ -35,10 +35,7 @@ impl CreateContainer {
             )));
         }
         let Some(image) = crate::image::resolve_image(state, namespace, &self.image) else {
-            return Err(CommandError::NotFound(format!(
-                "image {:?} not found in namespace {namespace:?}: import it with `berth image import FILE --name {}`",
-                self.image, self.image
-            )));
+            return Err(crate::image::image_not_found(state, namespace, &self.image));
         };
         let image = &image.record;
         let args = merge_process_args(&image.entrypoint, &image.cmd, &self.entrypoint, &self.args);

@@ -65,11 +65,45 @@ pub fn resolve_image<'a>(state: &'a State, namespace: &str, reference: &str) -> 
     if let Some(image) = state.image(namespace, reference) {
         return Some(image);
     }
-    let last_component = reference.rsplit('/').next().unwrap_or(reference);
-    if last_component.contains(':') || last_component.contains('@') {
+    if !resolve_image_is_tagless(reference) {
         return None;
     }
     state.image(namespace, &format!("{reference}:latest"))
+}
+
+/// The refusal for a reference that names no image: it says what the reference meant and, when
+/// the same repository is there under other tags, names them.
+pub fn image_not_found(state: &State, namespace: &str, reference: &str) -> CommandError {
+    let repository = match reference.rsplit_once(':') {
+        Some((repository, tag)) if !tag.contains('/') => repository,
+        _ => reference,
+    };
+    let others: Vec<&str> = state
+        .namespace(namespace)
+        .map(|ns| {
+            ns.images
+                .keys()
+                .filter(|name| name.rsplit_once(':').map(|(repo, _)| repo) == Some(repository))
+                .map(String::as_str)
+                .collect()
+        })
+        .unwrap_or_default();
+    let meant = if resolve_image_is_tagless(reference) { format!(" (that is {reference}:latest)") } else { String::new() };
+    if others.is_empty() {
+        CommandError::NotFound(format!(
+            "image {reference:?}{meant} not found in namespace {namespace:?}: import it with `berth image import FILE --name {reference}`"
+        ))
+    } else {
+        CommandError::NotFound(format!(
+            "image {reference:?}{meant} not found in namespace {namespace:?}; it has {}: use one of those names",
+            others.join(", ")
+        ))
+    }
+}
+
+fn resolve_image_is_tagless(reference: &str) -> bool {
+    let last_component = reference.rsplit('/').next().unwrap_or(reference);
+    !last_component.contains(':') && !last_component.contains('@')
 }
 
 pub struct RemoveImage {
@@ -79,10 +113,7 @@ pub struct RemoveImage {
 impl RemoveImage {
     pub fn decide(&self, state: &State, namespace: &str) -> Result<Vec<Event>, CommandError> {
         let Some(image) = resolve_image(state, namespace, &self.name) else {
-            return Err(CommandError::NotFound(format!(
-                "image {:?} not found in namespace {namespace:?}: `berth image ls` lists them",
-                self.name
-            )));
+            return Err(image_not_found(state, namespace, &self.name));
         };
         let mut events = vec![Event::ImageRemoved { name: image.record.name.clone() }];
 

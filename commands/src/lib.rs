@@ -12,7 +12,7 @@ pub mod validate;
 
 pub use container::{merge_env, merge_process_args, CreateContainer, DeleteContainer, DEFAULT_PATH_ENV};
 pub use error::CommandError;
-pub use image::{resolve_image, ImportImage, RemoveImage};
+pub use image::{image_not_found, resolve_image, ImportImage, RemoveImage};
 pub use namespace::{CreateNamespace, RemoveNamespace};
 pub use outcome::RecordOutcome;
 pub use task::{CreateTask, DeleteTask, KillTask, StartTask};

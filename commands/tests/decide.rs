@@ -124,3 +124,16 @@ fn removing_an_image_frees_only_what_nothing_else_uses() {
         Err(CommandError::NotFound(_))
     ));
 }
+
+#[test]
+fn an_untagged_reference_means_latest_and_the_refusal_names_the_tags_there_are() {
+    let mut world = World::new();
+    world.run(import(), None).unwrap();
+    // "busybox" means busybox:latest, which exists.
+    world.run(create("a", "busybox"), None).unwrap();
+    assert_eq!(world.state.container("default", "a").unwrap().record.image, "busybox:latest");
+    let Err(CommandError::NotFound(message)) = world.run(create("b", "busybox:1.36"), None) else { panic!("expected NotFound") };
+    assert!(message.contains("it has busybox:latest"), "{message}");
+    let Err(CommandError::NotFound(message)) = world.run(create("c", "alpine"), None) else { panic!("expected NotFound") };
+    assert!(message.contains("(that is alpine:latest)") && message.contains("berth image import"), "{message}");
+}

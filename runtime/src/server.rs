@@ -328,9 +328,9 @@ impl api::images_server::Images for ImagesService {
         let (namespace, _) = self.0.caller(&request, "Images/Get")?;
         let name = request.into_inner().name;
         let state = self.0.store.state();
-        berth_commands::resolve_image(&state, &namespace, &name).map(|image| Response::new(image_message(image))).ok_or_else(|| {
-            Status::not_found(format!("image {name:?} not found in namespace {namespace:?}: `berth image ls` lists them"))
-        })
+        berth_commands::resolve_image(&state, &namespace, &name)
+            .map(|image| Response::new(image_message(image)))
+            .ok_or_else(|| status_from_command_error(berth_commands::image_not_found(&state, &namespace, &name)))
     }
 
     async fn remove(&self, request: Request<api::RemoveImageRequest>) -> Result<Response<api::RemoveImageResponse>, Status> {

@@ -17,7 +17,7 @@ fn refusals_are_clear_and_lose_nothing() {
 
     let unknown = daemon.cli(&["run", "--rm", "no-such-image", "true"]);
     assert_eq!(unknown.status.code(), Some(1));
-    assert!(stderr_of(&unknown).contains("image \"no-such-image\" not found") && stderr_of(&unknown).contains("berth image import"), "{}", stderr_of(&unknown));
+    assert!(stderr_of(&unknown).contains("image \"no-such-image\" (that is no-such-image:latest) not found") && stderr_of(&unknown).contains("berth image import"), "{}", stderr_of(&unknown));
 
     let duplicate = daemon.cli(&["run", "-d", "--name", "web", "busybox", "true"]);
     assert!(!duplicate.status.success());
