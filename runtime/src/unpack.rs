@@ -33,6 +33,8 @@ const OPAQUE_WHITEOUT_NAME: &str = ".wh..wh..opq";
 const AUFS_META_PREFIX: &str = ".wh..wh.";
 const OVERLAY_OPAQUE_XATTR: &str = "trusted.overlay.opaque";
 const PAX_XATTR_PREFIX: &str = "SCHILY.xattr.";
+/// Extended attributes overlayfs interprets; never taken from a layer.
+const OVERLAY_XATTR_PREFIX: &str = "trusted.overlay.";
 
 const GZIP_MAGIC: &[u8] = &[0x1f, 0x8b];
 const ZSTD_MAGIC: &[u8] = &[0x28, 0xb5, 0x2f, 0xfd];
@@ -246,6 +248,12 @@ fn read_entry_metadata<R: Read>(entry: &mut tar::Entry<'_, R>, entry_name: &str)
             let key = extension.key_bytes();
             let value = extension.value_bytes();
             if let Some(xattr_name) = key.strip_prefix(PAX_XATTR_PREFIX.as_bytes()) {
+                // overlayfs reads trusted.overlay.* on the lower layers (redirects, metacopy,
+                // opaque); a layer must not steer it. Opaque directories come only from the
+                // `.wh..wh..opq` marker, which unpack translates itself.
+                if xattr_name.starts_with(OVERLAY_XATTR_PREFIX.as_bytes()) {
+                    continue;
+                }
                 metadata.xattrs.push((xattr_name.to_vec(), value.to_vec()));
             } else if key == b"uid" {
                 if let Some(uid) = parse_decimal(value) { metadata.uid = uid as u32; }

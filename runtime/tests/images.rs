@@ -660,3 +660,32 @@ fn debian_image_unpacks_with_the_right_diff_id_and_runs() {
     let nobody = resolve_user(&bottom, "nobody").unwrap();
     assert_eq!(nobody.uid, 65534);
 }
+
+#[test]
+fn unpack_never_takes_overlay_xattrs_from_a_layer() {
+    require_root();
+    let scratch = scratch_dir("xattrs");
+    let dest = scratch.path().join("fs");
+    fs::create_dir_all(&dest).unwrap();
+    let mut builder = tar::Builder::new(Vec::new());
+    // A directory whose PAX header asks overlayfs to redirect it elsewhere, plus a harmless
+    // user xattr that must survive.
+    builder
+        .append_pax_extensions([
+            ("SCHILY.xattr.trusted.overlay.redirect", b"/etc".as_slice()),
+            ("SCHILY.xattr.trusted.overlay.opaque", b"y".as_slice()),
+            ("SCHILY.xattr.user.note", b"kept".as_slice()),
+        ])
+        .unwrap();
+    let mut header = raw_header("steered/", tar::EntryType::Directory, 0, None);
+    header.set_mode(0o755);
+    header.set_cksum();
+    builder.append(&header, &[][..]).unwrap();
+    let layer = builder.into_inner().unwrap();
+    unpack_bytes(&layer, &dest).unwrap();
+    let steered = dest.join("steered");
+    assert!(steered.is_dir());
+    assert_eq!(xattr_value(&steered, "trusted.overlay.redirect"), None);
+    assert_eq!(xattr_value(&steered, "trusted.overlay.opaque"), None, "opaque comes only from .wh..wh..opq");
+    assert_eq!(xattr_value(&steered, "user.note").as_deref(), Some(&b"kept"[..]));
+}
