@@ -89,6 +89,7 @@ pub async fn run(options: DaemonOptions, shutdown: impl std::future::Future<Outp
 
     let content = Arc::new(ContentStore::open(&layout.root).map_err(setup("cannot open the content store".into()))?);
     let snapshotter = Arc::new(Snapshotter::open(&layout.root).map_err(setup("cannot open the snapshotter".into()))?);
+    let gc_lock = Arc::new(tokio::sync::RwLock::new(()));
     let executor = Executor::new(
         Arc::clone(&store),
         layout.clone(),
@@ -96,6 +97,7 @@ pub async fn run(options: DaemonOptions, shutdown: impl std::future::Future<Outp
         options.shim.clone(),
         Arc::clone(&content),
         Arc::clone(&snapshotter),
+        Arc::clone(&gc_lock),
     );
     let started = Event::DaemonStarted {
         version: env!("CARGO_PKG_VERSION").to_string(),
@@ -109,7 +111,7 @@ pub async fn run(options: DaemonOptions, shutdown: impl std::future::Future<Outp
     let executor_loop = tokio::spawn(Arc::clone(&executor).run(committed));
     executor.recover().await;
 
-    let services = Services::new(Arc::clone(&store), layout.clone(), content, snapshotter);
+    let services = Services::new(Arc::clone(&store), layout.clone(), content, snapshotter, gc_lock);
     let listener = bind_socket(&options.address)?;
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<api::tasks_server::TasksServer<TasksService>>().await;

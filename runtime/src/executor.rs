@@ -43,7 +43,9 @@ fn failpoint(name: &str) {
 enum Job {
     /// `start_too`: a create whose record also asks to start the task.
     Intent { seq: u64, event: Event, start_too: bool },
-    Exited { status: monitor::ExitStatus },
+    /// The exit a monitor reported; `shim_pid` says which task it belongs to, so a late report
+    /// from an earlier task of a re-created container is not taken for the current one.
+    Exited { status: monitor::ExitStatus, shim_pid: i32 },
     ContainerDeleted,
 }
 
@@ -55,6 +57,10 @@ pub struct Executor {
     content: Arc<ContentStore>,
     snapshotter: Arc<Snapshotter>,
     workers: Mutex<HashMap<WorkerKey, mpsc::UnboundedSender<Job>>>,
+    /// Shared by imports (from writing blobs and layers until their record is durable) and
+    /// taken exclusively to delete them, so a removal never deletes what an import in flight
+    /// is about to record as present.
+    gc_lock: Arc<tokio::sync::RwLock<()>>,
 }
 
 impl Executor {
@@ -65,6 +71,7 @@ impl Executor {
         shim_binary: PathBuf,
         content: Arc<ContentStore>,
         snapshotter: Arc<Snapshotter>,
+        gc_lock: Arc<tokio::sync::RwLock<()>>,
     ) -> Arc<Executor> {
         Arc::new(Executor {
             store,
@@ -74,6 +81,7 @@ impl Executor {
             content,
             snapshotter,
             workers: Mutex::new(HashMap::new()),
+            gc_lock,
         })
     }
 
@@ -110,14 +118,31 @@ impl Executor {
                 }
                 Event::ContainerDeleted { id } => self.send(namespace, id, Job::ContainerDeleted),
                 Event::ContentRemoved { digest } => {
-                    if let Err(error) = self.content.remove(digest) {
-                        tracing::warn!(%digest, %error, "removing a blob failed; start-up clean-up retries");
-                    }
+                    let executor = Arc::clone(self);
+                    let digest = digest.clone();
+                    tokio::spawn(async move {
+                        let _exclusive = executor.gc_lock.write().await;
+                        // An import recorded since may have brought it back.
+                        if executor.store.state().content.contains_key(&digest) {
+                            return;
+                        }
+                        if let Err(error) = executor.content.remove(&digest) {
+                            tracing::warn!(%digest, %error, "removing a blob failed; start-up clean-up retries");
+                        }
+                    });
                 }
                 Event::SnapshotRemoved { chain_id } => {
-                    if let Err(error) = self.snapshotter.remove_committed(chain_id) {
-                        tracing::warn!(%chain_id, %error, "removing a snapshot failed; start-up clean-up retries");
-                    }
+                    let executor = Arc::clone(self);
+                    let chain_id = chain_id.clone();
+                    tokio::spawn(async move {
+                        let _exclusive = executor.gc_lock.write().await;
+                        if executor.store.state().snapshots.contains_key(&chain_id) {
+                            return;
+                        }
+                        if let Err(error) = executor.snapshotter.remove_committed(&chain_id) {
+                            tracing::warn!(%chain_id, %error, "removing a snapshot failed; start-up clean-up retries");
+                        }
+                    });
                 }
                 _ => {}
             }
@@ -147,13 +172,28 @@ impl Executor {
                         self.handle_intent(&namespace, &container_id, seq, event, start_too).await;
                     }
                 }
-                Job::Exited { status } => self.record_exit(&namespace, &container_id, status).await,
+                Job::Exited { status, shim_pid } => {
+                    let current_shim = self
+                        .store
+                        .state()
+                        .container(&namespace, &container_id)
+                        .and_then(|container| container.task.as_ref().map(|task| task.shim_pid));
+                    if current_shim == Some(shim_pid) {
+                        self.record_exit(&namespace, &container_id, status).await;
+                    } else {
+                        tracing::debug!(container_id, shim_pid, ?current_shim, "exit of an earlier task; ignored");
+                    }
+                }
                 Job::ContainerDeleted => {
                     self.remove_container_files(&namespace, &container_id);
-                    // Nothing more will come for this container; a later one with the same id
-                    // gets a new worker.
-                    self.workers.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&key);
-                    return;
+                    // Retire, unless a container with the same id was already created and has
+                    // work queued behind this job. Senders hold the map lock while sending, so
+                    // an empty queue seen under it stays empty once the entry is gone.
+                    let mut workers = self.workers.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                    if jobs.is_empty() {
+                        workers.remove(&key);
+                        return;
+                    }
                 }
             }
         }
@@ -186,7 +226,7 @@ impl Executor {
         tracing::debug!(container_id, seq, kind = event.kind(), start_too, "intent");
         match event {
             Event::TaskCreateRequested { .. } => {
-                let outcome = match self.create_task(namespace, container_id, start_too).await {
+                let outcome = match self.create_task(namespace, container_id, seq, start_too).await {
                     Ok(shim) => {
                         failpoint("task-created");
                         let event = Event::TaskCreated {
@@ -246,7 +286,7 @@ impl Executor {
     }
 
     /// Prepare the rootfs and bundle, and start the monitor, which runs `runc create`.
-    async fn create_task(&self, namespace: &str, container_id: &str, start_too: bool) -> Result<ShimState, String> {
+    async fn create_task(&self, namespace: &str, container_id: &str, intent_seq: u64, start_too: bool) -> Result<ShimState, String> {
         let record = self
             .container_record(namespace, container_id)
             .ok_or_else(|| format!("container {container_id:?} vanished before its task was created"))?;
@@ -272,7 +312,7 @@ impl Executor {
         // A task dir left by an earlier task of this container holds its old exit status.
         let _ = std::fs::remove_dir_all(&task_dir);
         tracing::debug!(container_id, "bundle ready; starting the monitor");
-        let shim = monitor::spawn_shim_and_start(&self.monitor_paths(namespace), container_id, &bundle, &task_dir, start_too)
+        let shim = monitor::spawn_shim_and_start(&self.monitor_paths(namespace), container_id, &bundle, &task_dir, start_too, intent_seq)
             .await
             .map_err(|error| error.to_string());
         tracing::debug!(container_id, ok = shim.is_ok(), "monitor reported");
@@ -345,7 +385,7 @@ impl Executor {
                 tracing::warn!(namespace, container_id, "the task's monitor died; killing the container it watched");
                 let _ = executor.runc(&namespace).kill(&container_id, libc::SIGKILL, true).await;
             }
-            executor.send(&namespace, &container_id, Job::Exited { status });
+            executor.send(&namespace, &container_id, Job::Exited { status, shim_pid: shim.shim_pid });
         });
     }
 
@@ -393,9 +433,29 @@ impl Executor {
 
     async fn recover_task(self: &Arc<Self>, namespace: &str, container_id: &str, task: berth_projections::TaskState) {
         let task_dir = self.layout.task_dir(namespace, container_id);
-        let shim = monitor::read_shim_state(&task_dir);
+        let pending_create = task.pending.iter().find_map(|intent| match intent {
+            PendingIntent::Create { seq } => Some(*seq),
+            _ => None,
+        });
+        if pending_create.is_some() {
+            // A monitor may still be creating the container (berthd died after starting it):
+            // wait for it to finish one way or the other before deciding.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            while monitor::shim_lock_held(&task_dir)
+                && monitor::read_shim_state(&task_dir).is_none_or(|shim| Some(shim.intent_seq) != pending_create)
+                && std::time::Instant::now() < deadline
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
+        // Only this task's monitor counts: files a previous task of the same container left
+        // behind must not be taken for it.
+        let shim = monitor::read_shim_state(&task_dir).filter(|shim| match pending_create {
+            Some(seq) => shim.intent_seq == seq,
+            None => shim.shim_pid == task.shim_pid,
+        });
         let alive = shim.as_ref().is_some_and(monitor::shim_alive);
-        let exit = monitor::read_exit(&task_dir);
+        let exit = if shim.is_some() { monitor::read_exit(&task_dir) } else { None };
         for intent in &task.pending {
             match intent {
                 PendingIntent::Create { seq } => {
@@ -421,14 +481,24 @@ impl Executor {
                 PendingIntent::Start { seq } => {
                     let runc_state = self.runc(namespace).state(container_id).await.ok().flatten();
                     let status = runc_state.as_ref().map(|state| state.status.as_str());
+                    // The pid is the monitor's word: the task snapshot may predate TaskCreated.
+                    let pid = shim.as_ref().map_or(task.pid, |shim| shim.init_pid);
                     let event = match (status, &exit) {
-                        (Some("created"), None) => match self.runc(namespace).start(container_id).await {
-                            Ok(()) => Event::TaskStarted { container_id: container_id.to_string(), pid: task.pid },
+                        (Some("created"), None) if alive => match self.runc(namespace).start(container_id).await {
+                            Ok(()) => Event::TaskStarted { container_id: container_id.to_string(), pid },
                             Err(error) => Event::TaskStartFailed { container_id: container_id.to_string(), error: error.to_string() },
                         },
+                        (Some("created"), None) => {
+                            // Nothing would watch it run: remove it instead of starting it.
+                            let _ = self.runc(namespace).delete(container_id, true).await;
+                            Event::TaskStartFailed {
+                                container_id: container_id.to_string(),
+                                error: "the task's monitor is gone, so it was not started; delete it and create it again".into(),
+                            }
+                        }
                         // Running, or already ran and exited: the start happened.
                         (Some("running"), _) | (Some("stopped"), _) | (_, Some(_)) => {
-                            Event::TaskStarted { container_id: container_id.to_string(), pid: task.pid }
+                            Event::TaskStarted { container_id: container_id.to_string(), pid }
                         }
                         _ => Event::TaskStartFailed {
                             container_id: container_id.to_string(),

@@ -109,6 +109,47 @@ pub struct ShimState {
     pub shim_start_time: u64,
     pub init_pid: u32,
     pub runc_id: String,
+    /// The seq of the create intent this monitor answers (0 when started outside berthd), so
+    /// recovery never takes a previous task's files for the current one.
+    #[serde(default)]
+    pub intent_seq: u64,
+}
+
+/// Held (flock, exclusive) by a monitor for its whole life, from before it runs runc: a held
+/// lock with no `shim.json` yet means "still creating", not "never started".
+pub const SHIM_LOCK_FILE: &str = "shim.lock";
+
+/// Take the monitor's lock in `task_dir`; it is held while the returned file stays open. The
+/// descriptor is close-on-exec, so runc and the container do not inherit it.
+pub fn take_shim_lock(task_dir: &Path) -> std::io::Result<File> {
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(task_dir.join(SHIM_LOCK_FILE))?;
+    flock_exclusive_nonblocking(&file)?;
+    Ok(file)
+}
+
+/// Whether a live monitor holds the lock in `task_dir`.
+pub fn shim_lock_held(task_dir: &Path) -> bool {
+    let Ok(file) = OpenOptions::new().read(true).custom_flags(libc::O_CLOEXEC).open(task_dir.join(SHIM_LOCK_FILE)) else {
+        return false;
+    };
+    // Taking it ourselves (released again when `file` drops) means nobody holds it.
+    matches!(flock_exclusive_nonblocking(&file), Err(error) if error.raw_os_error() == Some(libc::EWOULDBLOCK))
+}
+
+fn flock_exclusive_nonblocking(file: &File) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on a descriptor this function borrows for the duration of the call.
+    let result = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if result == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 /// Contents of `exit.json`. A death by signal N is recorded as `code: 128 + N, signal: N`, the
@@ -167,7 +208,7 @@ pub async fn spawn_shim(
     bundle: &Path,
     task_dir: &Path,
 ) -> Result<ShimState, MonitorError> {
-    spawn_shim_and_start(paths, runc_id, bundle, task_dir, false).await
+    spawn_shim_and_start(paths, runc_id, bundle, task_dir, false, 0).await
 }
 
 /// [`spawn_shim`], and with `start` the shim runs `runc run --detach`, so the container is
@@ -178,6 +219,7 @@ pub async fn spawn_shim_and_start(
     bundle: &Path,
     task_dir: &Path,
     start: bool,
+    intent_seq: u64,
 ) -> Result<ShimState, MonitorError> {
     tokio::fs::create_dir_all(task_dir)
         .await
@@ -213,6 +255,8 @@ pub async fn spawn_shim_and_start(
         .arg("--task-dir")
         .arg(absolute_or_same(task_dir))
         .args(start.then_some("--start"))
+        .arg("--intent-seq")
+        .arg(intent_seq.to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

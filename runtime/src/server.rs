@@ -42,12 +42,20 @@ pub struct Services {
     pub layout: Layout,
     pub content: Arc<ContentStore>,
     pub snapshotter: Arc<Snapshotter>,
+    /// See `Executor`: held shared by an import until its record is durable.
+    gc_lock: Arc<tokio::sync::RwLock<()>>,
     request_counter: AtomicU64,
 }
 
 impl Services {
-    pub fn new(store: Arc<Store>, layout: Layout, content: Arc<ContentStore>, snapshotter: Arc<Snapshotter>) -> Arc<Services> {
-        Arc::new(Services { store, layout, content, snapshotter, request_counter: AtomicU64::new(0) })
+    pub fn new(
+        store: Arc<Store>,
+        layout: Layout,
+        content: Arc<ContentStore>,
+        snapshotter: Arc<Snapshotter>,
+        gc_lock: Arc<tokio::sync::RwLock<()>>,
+    ) -> Arc<Services> {
+        Arc::new(Services { store, layout, content, snapshotter, gc_lock, request_counter: AtomicU64::new(0) })
     }
 
     fn caller<T>(&self, request: &Request<T>, method: &str) -> Result<(String, Origin), Status> {
@@ -269,6 +277,8 @@ impl api::images_server::Images for ImagesService {
         spool.flush().await.map_err(|error| Status::internal(error.to_string()))?;
         drop(spool);
 
+        // From the first blob written until the record saying it exists is durable.
+        let _import_guard = self.0.gc_lock.read().await;
         let services = Arc::clone(&self.0);
         let imported = tokio::task::spawn_blocking(move || -> Result<(Vec<ImageRecord>, Vec<Descriptor>), Status> {
             let file = std::fs::File::open(&spool_path).map_err(|error| Status::internal(error.to_string()))?;
@@ -496,23 +506,22 @@ impl api::tasks_server::Tasks for TasksService {
         let container_id = message.container_id.clone();
         let command = Command::DeleteTask(DeleteTask { container_id: container_id.clone(), force: message.force });
         let seq = self.0.submit(&namespace, origin, command).await?;
+        // Done when the delete intent is no longer pending (the task gone, or still there with
+        // the delete answered by a failure, or already replaced by a newer task).
         let wait = self.0.store.wait_until(|state| {
-            let task = state.container(&namespace, &container_id).and_then(|container| container.task.clone());
-            match task {
-                Some(task) if task.pending.iter().any(|intent| intent.seq() == seq) => None,
-                Some(task) => Some(Err(Status::failed_precondition(format!(
-                    "deleting the task of {container_id:?} failed: {}",
-                    task.error.unwrap_or_default()
-                )))),
-                None => Some(Ok(state.last_seq)),
-            }
+            let pending = state
+                .container(&namespace, &container_id)
+                .and_then(|container| container.task.as_ref())
+                .is_some_and(|task| task.pending.iter().any(|intent| intent.seq() == seq));
+            (!pending).then_some(state.last_seq)
         });
         let applied_seq = tokio::time::timeout(OUTCOME_TIMEOUT, wait)
             .await
-            .map_err(|_| Status::deadline_exceeded(format!("the delete at seq {seq} has no outcome yet: check `berth ps -a`")))??;
-        // The outcome record answers the intent by seq; it holds the exit code.
+            .map_err(|_| Status::deadline_exceeded(format!("the delete at seq {seq} has no outcome yet: check `berth ps -a`")))?;
+        // The record that answers the intent says what happened, and holds the exit code.
         let mut exit_code = 0;
         let mut outcome_seq = applied_seq;
+        let mut failure = None;
         if let Ok(mut reader) = self.0.store.log().reader(Seq(seq + 1)) {
             while let Some(Ok(record)) = reader.next() {
                 if record.seq.get() > applied_seq {
@@ -522,14 +531,22 @@ impl api::tasks_server::Tasks for TasksService {
                 if envelope.namespace != namespace || envelope.answers() != Some(seq) {
                     continue;
                 }
-                outcome_seq = record.seq.get();
-                for event in &envelope.events {
-                    if let berth_projections::Event::TaskDeleted { exit_code: code, .. } = event {
-                        exit_code = *code;
-                    }
+                let answer = envelope.events.iter().find_map(|event| match event {
+                    berth_projections::Event::TaskDeleted { exit_code, .. } => Some(Ok(*exit_code)),
+                    berth_projections::Event::TaskDeleteFailed { error, .. } => Some(Err(error.clone())),
+                    _ => None,
+                });
+                match answer {
+                    Some(Ok(code)) => exit_code = code,
+                    Some(Err(error)) => failure = Some(error),
+                    None => continue,
                 }
+                outcome_seq = record.seq.get();
                 break;
             }
+        }
+        if let Some(error) = failure {
+            return Err(Status::failed_precondition(format!("deleting the task of {container_id:?} failed: {error}")));
         }
         Ok(Response::new(api::DeleteTaskResponse { exit_code, seq, outcome_seq }))
     }

@@ -149,6 +149,22 @@ impl Daemon {
         }
     }
 
+    /// Append one record to the log while berthd is down: an intent made durable by a berthd
+    /// that died before its executor acted on it.
+    pub fn inject(&self, namespace: &str, events: Vec<berth_projections::Event>) -> u64 {
+        assert!(self.child.is_none(), "stop berthd before injecting into its log");
+        let (log, _) = berth_log::EventLog::open(&self.root.join("log"), berth_log::LogOptions::default()).expect("open the log");
+        let origin = berth_projections::Origin::Client {
+            uid: 0,
+            gid: 0,
+            pid: std::process::id() as i32,
+            method: "test/inject".into(),
+            request_id: "inject".into(),
+        };
+        let envelope = berth_projections::Envelope::new(namespace, origin, events);
+        log.append(&envelope.encode()).expect("append").get()
+    }
+
     pub fn berth(&self) -> Command {
         let mut command = Command::new(bin("berth"));
         command.arg("--address").arg(&self.socket).arg("--namespace").arg(&self.namespace);

@@ -246,3 +246,114 @@ fn a_killed_monitor_is_recorded_and_its_container_stopped() {
     daemon.ok(&["rm", "live", "down"]);
     assert!(daemon.runc_list().is_empty());
 }
+
+#[test]
+fn a_previous_tasks_files_are_not_taken_for_a_new_create() {
+    let mut daemon = Daemon::start();
+    daemon.import_busybox();
+    // c1 ran and exited 7; its task was deleted, its files stay until the container goes.
+    assert_eq!(daemon.cli(&["run", "--name", "c1", "busybox", "sh", "-c", "exit 7"]).status.code(), Some(7));
+    let delete = delete_task_only(&daemon, "c1");
+    assert!(delete, "task of c1 deleted");
+    // A new create was recorded, and berthd died before acting on it.
+    daemon.kill9();
+    daemon.inject("default", vec![berth_projections::Event::TaskCreateRequested { container_id: "c1".into() }]);
+    daemon.start_again();
+    let ps = daemon.ps();
+    let task = task_of(&ps, "c1");
+    assert_eq!(task["status"], "failed", "the create was rolled back, not invented from old files: {task}");
+    assert!(daemon.runc_list().is_empty());
+    daemon.ok(&["rm", "-f", "c1"]);
+}
+
+/// Deletes only the task, keeping the container (the CLI's `rm` removes both), through the API.
+fn delete_task_only(daemon: &Daemon, id: &str) -> bool {
+    let rt = tokio_runtime();
+    rt.block_on(async {
+        let client = berth_runtime::client::BerthClient::connect(&daemon.socket, "default").await.unwrap();
+        let mut tasks = berth_runtime::api::tasks_client::TasksClient::new(client.channel.clone());
+        tasks
+            .delete(client.request(berth_runtime::api::DeleteTaskRequest { container_id: id.into(), force: false }))
+            .await
+            .is_ok()
+    })
+}
+
+fn tokio_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+}
+
+#[test]
+fn recovery_does_not_start_a_container_whose_monitor_is_gone() {
+    let mut daemon = Daemon::start_with_env(&[("BERTHD_FAILPOINT", "task-created")]);
+    daemon.import_busybox();
+    daemon.ok(&["create", "--name", "c2", "busybox", "sh", "-c", "echo RAN > /ran; sleep 100"]);
+    assert!(!daemon.cli(&["start", "c2"]).status.success());
+    daemon.wait_for_exit(Duration::from_secs(10));
+    daemon.set_env(&[]);
+    daemon.start_again();
+    assert_eq!(task_of(&daemon.ps(), "c2")["status"], "created");
+    // berthd and the monitor both die; a start had been recorded.
+    let shim_pid = daemon.state_dump()["namespaces"]["default"]["containers"]["c2"]["task"]["shim_pid"].as_i64().unwrap() as i32;
+    daemon.kill9();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(shim_pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    daemon.inject("default", vec![berth_projections::Event::TaskStartRequested { container_id: "c2".into() }]);
+    daemon.start_again();
+    let task = task_of(&daemon.ps(), "c2").clone();
+    assert_eq!(task["status"], "failed", "{task}");
+    assert!(!daemon.root.join("snapshots/active/default/c2/upper/ran").exists(), "the workload must not have run unwatched");
+    assert!(daemon.runc_list().is_empty());
+    daemon.ok(&["rm", "-f", "c2"]);
+}
+
+#[test]
+fn a_recovered_create_and_start_keeps_the_real_pid() {
+    let mut daemon = Daemon::start_with_env(&[("BERTHD_FAILPOINT", "task-created")]);
+    daemon.import_busybox();
+    assert!(!daemon.cli(&["run", "-d", "--name", "p1", "busybox", "sleep", "1000"]).status.success());
+    daemon.wait_for_exit(Duration::from_secs(10));
+    daemon.set_env(&[]);
+    daemon.start_again();
+    let task = task_of(&daemon.ps(), "p1").clone();
+    assert_eq!(task["status"], "running");
+    let pid = task["pid"].as_u64().unwrap();
+    assert!(pid > 0 && std::path::Path::new(&format!("/proc/{pid}")).exists(), "{task}");
+    daemon.ok(&["rm", "-f", "p1"]);
+}
+
+#[test]
+fn a_container_recreated_while_the_old_one_is_cleaned_up_still_runs() {
+    let daemon = Daemon::start();
+    daemon.import_busybox();
+    // Enough files in the writable layer that removing it takes a while.
+    daemon.ok(&["run", "--name", "big", "busybox", "sh", "-c", "for i in $(seq 60); do cp -a /bin /b$i; done"]);
+    daemon.ok(&["rm", "big"]);
+    let out = daemon.ok(&["run", "--rm", "--name", "big", "busybox", "echo", "second"]);
+    assert_eq!(out, "second\n");
+}
+
+#[test]
+fn importing_while_removing_a_sharing_image_leaves_every_recorded_file_in_place() {
+    let daemon = Daemon::start();
+    let archive = berth_tests::test_images().join("busybox-oci.tar");
+    for round in 0..4 {
+        daemon.ok(&["image", "import", archive.to_str().unwrap(), "--name", "busybox"]);
+        let socket = daemon.socket.clone();
+        let archive_for_import = archive.clone();
+        let importer = std::thread::spawn(move || {
+            std::process::Command::new(berth_tests::bin("berth"))
+                .arg("--address")
+                .arg(&socket)
+                .args(["image", "import", archive_for_import.to_str().unwrap(), "--name", "bb2"])
+                .output()
+                .unwrap()
+        });
+        std::thread::sleep(Duration::from_millis(5 + 10 * round));
+        daemon.ok(&["image", "rm", "busybox"]);
+        assert!(importer.join().unwrap().status.success());
+        // Whatever the interleaving, bb2 runs: its blobs and layer are on disk.
+        assert_eq!(daemon.ok(&["run", "--rm", "bb2", "echo", "ok"]), "ok\n", "round {round}");
+        daemon.ok(&["image", "rm", "bb2"]);
+    }
+}

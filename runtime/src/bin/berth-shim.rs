@@ -56,11 +56,24 @@ struct ShimArgs {
     /// Start the container too (`runc run --detach`) instead of leaving it created.
     #[arg(long)]
     start: bool,
+    /// The seq of the create intent this monitor answers, kept in shim.json for recovery.
+    #[arg(long, default_value_t = 0)]
+    intent_seq: u64,
 }
 
 fn main() -> ExitCode {
     let shim_args = absolute_args(ShimArgs::parse());
     let mut shim_log = ShimLog::open(&shim_args.task_dir);
+    // Held until this process exits: recovery reads a held lock as "a monitor is at work here".
+    let _shim_lock = match monitor::take_shim_lock(&shim_args.task_dir) {
+        Ok(lock) => lock,
+        Err(error) => {
+            let message = format!("another monitor holds {}: {error}", shim_args.task_dir.join(monitor::SHIM_LOCK_FILE).display());
+            shim_log.line(&message);
+            report_readiness(&format!("error {message}\n"), &mut shim_log);
+            return ExitCode::FAILURE;
+        }
+    };
     detach_from_berthd(&mut shim_log);
 
     let (init_pid, init_start_time) = match create_container(&shim_args, &mut shim_log) {
@@ -106,6 +119,7 @@ fn absolute_args(shim_args: ShimArgs) -> ShimArgs {
         runc_root: make_absolute(shim_args.runc_root),
         task_dir: make_absolute(shim_args.task_dir),
         start: shim_args.start,
+        intent_seq: shim_args.intent_seq,
     }
 }
 
@@ -246,6 +260,7 @@ fn create_container(shim_args: &ShimArgs, shim_log: &mut ShimLog) -> Result<(u32
         shim_start_time: own_stat.start_time,
         init_pid,
         runc_id: shim_args.id.clone(),
+        intent_seq: shim_args.intent_seq,
     };
     let shim_json = serde_json::to_vec(&shim_state).expect("shim state serializes");
     monitor::write_file_durably(task_dir, SHIM_STATE_FILE, &shim_json)
