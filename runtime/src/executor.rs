@@ -29,6 +29,13 @@ use crate::store::{CommittedReceiver, CommittedRecord, Store, SubmitError};
 
 type WorkerKey = (String, String);
 
+/// What the log says is no longer needed on disk.
+#[derive(Debug)]
+enum Garbage {
+    Blob(String),
+    Snapshot(String),
+}
+
 /// Crash points for tests: with `BERTHD_FAILPOINT=<name>` berthd aborts at that point, after
 /// the side effect and before its outcome is recorded — the window recovery must close.
 fn failpoint(name: &str) {
@@ -117,36 +124,37 @@ impl Executor {
                     self.send(namespace, container_id, Job::Intent { seq: record.seq, event: event.clone(), start_too: false });
                 }
                 Event::ContainerDeleted { id } => self.send(namespace, id, Job::ContainerDeleted),
-                Event::ContentRemoved { digest } => {
-                    let executor = Arc::clone(self);
-                    let digest = digest.clone();
-                    tokio::spawn(async move {
-                        let _exclusive = executor.gc_lock.write().await;
-                        // An import recorded since may have brought it back.
-                        if executor.store.state().content.contains_key(&digest) {
-                            return;
-                        }
-                        if let Err(error) = executor.content.remove(&digest) {
-                            tracing::warn!(%digest, %error, "removing a blob failed; start-up clean-up retries");
-                        }
-                    });
-                }
-                Event::SnapshotRemoved { chain_id } => {
-                    let executor = Arc::clone(self);
-                    let chain_id = chain_id.clone();
-                    tokio::spawn(async move {
-                        let _exclusive = executor.gc_lock.write().await;
-                        if executor.store.state().snapshots.contains_key(&chain_id) {
-                            return;
-                        }
-                        if let Err(error) = executor.snapshotter.remove_committed(&chain_id) {
-                            tracing::warn!(%chain_id, %error, "removing a snapshot failed; start-up clean-up retries");
-                        }
-                    });
-                }
+                Event::ContentRemoved { digest } => self.collect_garbage(Garbage::Blob(digest.clone())),
+                Event::SnapshotRemoved { chain_id } => self.collect_garbage(Garbage::Snapshot(chain_id.clone())),
                 _ => {}
             }
         }
+    }
+
+    /// Delete a blob or layer snapshot the log no longer records, unless an import recorded it
+    /// again meanwhile (imports hold `gc_lock` shared until their record is durable).
+    fn collect_garbage(self: &Arc<Self>, garbage: Garbage) {
+        let executor = Arc::clone(self);
+        tokio::spawn(async move {
+            let _exclusive = executor.gc_lock.write().await;
+            let recorded_again = {
+                let state = executor.store.state();
+                match &garbage {
+                    Garbage::Blob(digest) => state.content.contains_key(digest),
+                    Garbage::Snapshot(chain_id) => state.snapshots.contains_key(chain_id),
+                }
+            };
+            if recorded_again {
+                return;
+            }
+            let result = match &garbage {
+                Garbage::Blob(digest) => executor.content.remove(digest).map_err(|error| error.to_string()),
+                Garbage::Snapshot(chain_id) => executor.snapshotter.remove_committed(chain_id).map_err(|error| error.to_string()),
+            };
+            if let Err(error) = result {
+                tracing::warn!(?garbage, %error, "removing it failed; start-up clean-up retries");
+            }
+        });
     }
 
     fn send(self: &Arc<Self>, namespace: &str, container_id: &str, job: Job) {

@@ -82,14 +82,7 @@ async fn echo_output_lands_in_the_log_files_and_exit_is_recorded() {
 #[tokio::test]
 async fn exit_code_is_reported() {
     let task = TestTask::new("exitcode", &["sh", "-c", "exit 7"]);
-    let shim_state = spawn_shim(&task.paths, &task.runc_id, &task.bundle, &task.task_dir)
-        .await
-        .expect("spawn the shim");
-    task.paths
-        .runc
-        .start(&task.runc_id)
-        .await
-        .expect("runc start");
+    let shim_state = spawn_and_start(&task).await;
     let exit_status = wait_exit_with_timeout(&task, &shim_state).await;
     assert_eq!((exit_status.code, exit_status.signal), (7, 0));
 }
@@ -97,14 +90,7 @@ async fn exit_code_is_reported() {
 #[tokio::test]
 async fn killed_container_reports_the_signal_and_can_be_deleted() {
     let task = TestTask::new("kill", &["sleep", "1000"]);
-    let shim_state = spawn_shim(&task.paths, &task.runc_id, &task.bundle, &task.task_dir)
-        .await
-        .expect("spawn the shim");
-    task.paths
-        .runc
-        .start(&task.runc_id)
-        .await
-        .expect("runc start");
+    let shim_state = spawn_and_start(&task).await;
     let running = task
         .paths
         .runc
@@ -451,14 +437,7 @@ async fn duplicate_id_is_refused_without_harming_the_existing_container() {
 #[tokio::test]
 async fn shim_killed_before_the_container_exits_reports_an_unknown_exit() {
     let task = TestTask::new("shimkilled", &["sleep", "1000"]);
-    let shim_state = spawn_shim(&task.paths, &task.runc_id, &task.bundle, &task.task_dir)
-        .await
-        .expect("spawn the shim");
-    task.paths
-        .runc
-        .start(&task.runc_id)
-        .await
-        .expect("runc start");
+    let shim_state = spawn_and_start(&task).await;
     let before_kill_ns = monitor::unix_time_ns();
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(shim_state.shim_pid),
@@ -483,4 +462,17 @@ async fn shim_killed_before_the_container_exits_reports_an_unknown_exit() {
         .unwrap()
         .expect("runc knows it");
     assert_eq!(orphaned.status, "running");
+}
+
+/// Spawns the task's monitor (which runs `runc create`) and starts the container.
+async fn spawn_and_start(task: &TestTask) -> monitor::ShimState {
+    let shim_state = spawn_shim(&task.paths, &task.runc_id, &task.bundle, &task.task_dir)
+        .await
+        .expect("spawn the shim");
+    task.paths
+        .runc
+        .start(&task.runc_id)
+        .await
+        .expect("runc start");
+    shim_state
 }
