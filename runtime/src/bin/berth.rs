@@ -979,18 +979,29 @@ async fn wait_task(session: &Session, wait_args: WaitArgs) -> Result<ExitCode, C
 }
 
 async fn remove_containers(session: &Session, rm_args: RmArgs) -> Result<ExitCode, CliError> {
-    let n_total = rm_args.container_ids.len();
+    for_each_target(&rm_args.container_ids, async |container_id| {
+        remove_one_container(session, container_id, rm_args.force).await
+    })
+    .await
+}
+
+/// Acts on each target in turn: prints the name of each one that succeeded and the error of
+/// each one that failed, then sums up with [`finish_batch`].
+async fn for_each_target(
+    targets: &[String],
+    mut act: impl AsyncFnMut(&str) -> Result<(), CliError>,
+) -> Result<ExitCode, CliError> {
     let mut n_failed = 0;
-    for container_id in &rm_args.container_ids {
-        match remove_one_container(session, container_id, rm_args.force).await {
-            Ok(()) => print_stdout(&format!("{container_id}\n"))?,
+    for target in targets {
+        match act(target).await {
+            Ok(()) => print_stdout(&format!("{target}\n"))?,
             Err(error) => {
                 eprintln!("berth: {error}");
                 n_failed += 1;
             }
         }
     }
-    finish_batch(n_failed, n_total)
+    finish_batch(n_failed, targets.len())
 }
 
 async fn remove_one_container(
@@ -1198,24 +1209,17 @@ async fn remove_images(
     session: &Session,
     image_rm_args: ImageRmArgs,
 ) -> Result<ExitCode, CliError> {
-    let n_total = image_rm_args.image_names.len();
-    let mut n_failed = 0;
-    for image_name in &image_rm_args.image_names {
-        let removal = session
+    for_each_target(&image_rm_args.image_names, async |image_name| {
+        session
             .images()
             .remove(session.request(api::RemoveImageRequest {
-                name: image_name.clone(),
+                name: image_name.to_string(),
             }))
-            .await;
-        match removal {
-            Ok(_) => print_stdout(&format!("{image_name}\n"))?,
-            Err(status) => {
-                eprintln!("berth: {}", session.rpc_error()(status));
-                n_failed += 1;
-            }
-        }
-    }
-    finish_batch(n_failed, n_total)
+            .await
+            .map(drop)
+            .map_err(session.rpc_error())
+    })
+    .await
 }
 
 // ------------------------------------------------------------------------------------ events
@@ -1436,24 +1440,17 @@ async fn remove_namespaces(
     session: &Session,
     namespace_rm_args: NamespaceRmArgs,
 ) -> Result<ExitCode, CliError> {
-    let n_total = namespace_rm_args.namespace_names.len();
-    let mut n_failed = 0;
-    for namespace_name in &namespace_rm_args.namespace_names {
-        let removal = session
+    for_each_target(&namespace_rm_args.namespace_names, async |namespace_name| {
+        session
             .namespaces()
             .remove(session.request(api::RemoveNamespaceRequest {
-                name: namespace_name.clone(),
+                name: namespace_name.to_string(),
             }))
-            .await;
-        match removal {
-            Ok(_) => print_stdout(&format!("{namespace_name}\n"))?,
-            Err(status) => {
-                eprintln!("berth: {}", session.rpc_error()(status));
-                n_failed += 1;
-            }
-        }
-    }
-    finish_batch(n_failed, n_total)
+            .await
+            .map(drop)
+            .map_err(session.rpc_error())
+    })
+    .await
 }
 
 // ------------------------------------------------------------------------------------ output
