@@ -623,8 +623,7 @@ async fn stream_logs(
             if tokio::io::AsyncSeekExt::seek(&mut file, std::io::SeekFrom::Start(offsets[index])).await.is_err() {
                 continue;
             }
-            loop {
-                let Ok(n) = file.read(&mut buffer).await else { break };
+            while let Ok(n) = file.read(&mut buffer).await {
                 if n == 0 {
                     break;
                 }
