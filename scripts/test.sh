@@ -9,11 +9,12 @@ bash scripts/build-test-images.sh all
 export BERTH_TESTIMAGES=${BERTH_TESTIMAGES:-/var/tmp/berth-testimages}
 cargo build --workspace --bins --tests --locked
 # Two cores: integration tests start real containers, so keep them to two at a time.
-# (--lib --bins --tests: every test target; the crates have no doc tests.)
+# (--lib --bins --tests: every test target; the crates have no doc tests. --no-fail-fast: a
+# failure in one crate still lets every other crate report.)
 results=$(mktemp)
 trap 'rm -f "$results"' EXIT
 set +e
-cargo test --workspace --locked --lib --bins --tests -- --test-threads=2 2>&1 | tee "$results"
+cargo test --workspace --locked --no-fail-fast --lib --bins --tests -- --test-threads=2 2>&1 | tee "$results"
 status=${PIPESTATUS[0]}
 set -e
 # One closing line for the whole suite, summed over every test binary.

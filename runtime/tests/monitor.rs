@@ -30,6 +30,16 @@ async fn wait_exit_with_timeout(
         .expect("the container should have exited")
 }
 
+/// Waits until the shim process has gone. The shim writes `exit.json` before it exits, so a
+/// caller that saw the exit file may still find the shim alive for a moment.
+async fn wait_until_shim_gone(shim_state: &monitor::ShimState, why: &str) {
+    let deadline = std::time::Instant::now() + GENEROUS_TIMEOUT;
+    while shim_alive(shim_state) {
+        assert!(std::time::Instant::now() < deadline, "{why}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test]
 async fn echo_output_lands_in_the_log_files_and_exit_is_recorded() {
     let task = TestTask::new("echo", &["sh", "-c", "echo out; echo err >&2"]);
@@ -115,10 +125,7 @@ async fn killed_container_reports_the_signal_and_can_be_deleted() {
         .expect("runc kill");
     let exit_status = wait_exit_with_timeout(&task, &shim_state).await;
     assert_eq!((exit_status.code, exit_status.signal), (137, 9));
-    assert!(
-        !shim_alive(&shim_state),
-        "the shim exits once it recorded the exit"
-    );
+    wait_until_shim_gone(&shim_state, "the shim exits once it recorded the exit").await;
 
     let stopped = task
         .paths
@@ -298,14 +305,7 @@ async fn exit_is_recorded_while_nobody_waits() {
         .expect("runc start");
 
     // Nobody calls wait_exit; only watch from the outside until the shim is gone.
-    let deadline = std::time::Instant::now() + GENEROUS_TIMEOUT;
-    while shim_alive(&shim_state) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the shim should exit after the container"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until_shim_gone(&shim_state, "the shim should exit after the container").await;
     let after_shim_gone_ns = monitor::unix_time_ns();
 
     let exit_status = read_exit(&task.task_dir).expect("exit.json written before the shim exited");
