@@ -351,7 +351,7 @@ fn split_components(path: &[u8]) -> Vec<Vec<u8>> {
     path.split(|&byte| byte == b'/').filter(|component| !component.is_empty() && *component != b".").map(<[u8]>::to_vec).collect()
 }
 
-/// Writes `bundle_dir/config.json` atomically (temp file, fsync, rename, fsync dir), with
+/// Writes `bundle_dir/config.json` atomically (temp file, rename), with
 /// root.path set to "rootfs" relative to the bundle whatever the spec said.
 pub fn write_bundle(bundle_dir: &Path, spec: &Spec) -> Result<(), SpecError> {
     let io_error = |action: &'static str, path: &Path| {
@@ -369,8 +369,9 @@ pub fn write_bundle(bundle_dir: &Path, spec: &Spec) -> Result<(), SpecError> {
     let tmp_path = bundle_dir.join(".config.json.tmp");
     let mut tmp_file = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp_path).map_err(io_error("create", &tmp_path))?;
     tmp_file.write_all(&bytes).map_err(io_error("write", &tmp_path))?;
-    tmp_file.sync_all().map_err(io_error("fsync", &tmp_path))?;
     drop(tmp_file);
-    fs::rename(&tmp_path, &final_path).map_err(io_error("rename into place", &final_path))?;
-    crate::content::sync_dir(bundle_dir).map_err(io_error("fsync", bundle_dir))
+    // Renamed into place so runc never reads half a file; not fsynced: a bundle is rebuilt from
+    // the log for every task, and it lives in the state directory, which does not outlive a
+    // reboot (tmpfs by default), so durability would buy nothing.
+    fs::rename(&tmp_path, &final_path).map_err(io_error("rename into place", &final_path))
 }

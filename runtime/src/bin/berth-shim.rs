@@ -123,15 +123,15 @@ fn absolute_args(shim_args: ShimArgs) -> ShimArgs {
     }
 }
 
-/// Makes the shim independent of berthd: own session, parent of orphaned container processes,
+/// Makes the shim independent of berthd: own process group, parent of orphaned container processes,
 /// immune to the signals that accompany berthd's death, stdin and cwd not pinning anything.
 fn detach_from_berthd(shim_log: &mut ShimLog) {
-    // berthd already made us a session leader before exec; setsid again only when started by
-    // someone else (it fails with EPERM for a process group leader).
+    // berthd already gave us a process group of our own before exec; make one only when
+    // started by someone else.
     let own_pid = nix::unistd::getpid();
-    if nix::unistd::getsid(None).ok() != Some(own_pid) {
-        if let Err(setsid_error) = nix::unistd::setsid() {
-            shim_log.line(&format!("setsid failed: {setsid_error}"));
+    if nix::unistd::getpgrp() != own_pid {
+        if let Err(setpgid_error) = nix::unistd::setpgid(own_pid, own_pid) {
+            shim_log.line(&format!("setpgid failed: {setpgid_error}"));
         }
     }
     // Without this, runc's init would be reparented to pid 1 when `runc create` exits, and the
