@@ -366,7 +366,9 @@ impl Executor {
                 }
             }
         }
-        runc.delete(container_id, true).await.map_err(|error| error.to_string())?;
+        // The init has exited by now in every case but a failed forced kill, which
+        // delete_exited hands to `runc delete --force`.
+        runc.delete_exited(container_id).await.map_err(|error| error.to_string())?;
         self.remove_bundle(namespace, container_id);
         failpoint("task-deleted");
         Ok(exit_code)

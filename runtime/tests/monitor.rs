@@ -149,6 +149,60 @@ async fn killed_container_reports_the_signal_and_can_be_deleted() {
     assert!(task.paths.runc.list().await.unwrap().is_empty());
 }
 
+/// The cgroup directories runc made for a container, from its state file.
+fn runc_cgroup_dirs(task: &TestTask) -> Vec<PathBuf> {
+    let state_file = task.runc_root.join(&task.runc_id).join("state.json");
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&state_file).expect("runc wrote its state file"))
+            .expect("runc's state file is JSON");
+    state["cgroup_paths"]
+        .as_object()
+        .expect("runc records its cgroup paths")
+        .values()
+        .map(|path| PathBuf::from(path.as_str().expect("a cgroup path is a string")))
+        .collect()
+}
+
+#[tokio::test]
+async fn an_exited_container_is_removed_without_runc_and_leaves_no_cgroups() {
+    let task = TestTask::new("delexited", &["sh", "-c", "exit 4"]);
+    let shim_state = spawn_and_start(&task).await;
+    let exit_status = wait_exit_with_timeout(&task, &shim_state).await;
+    assert_eq!(exit_status.code, 4);
+    let cgroup_dirs = runc_cgroup_dirs(&task);
+    assert!(!cgroup_dirs.is_empty());
+    assert!(cgroup_dirs.iter().all(|dir| dir.is_dir()), "cgroups exist before: {cgroup_dirs:?}");
+
+    // A runc that cannot be started proves the in-place path did the work.
+    let unusable_runc = Runc::new(PathBuf::from("/nonexistent/berth-test/runc"), task.runc_root.clone());
+    unusable_runc.delete_exited(&task.runc_id).await.expect("removed in place");
+
+    assert_eq!(task.paths.runc.state(&task.runc_id).await.unwrap(), None, "runc no longer knows it");
+    assert!(!task.runc_root.join(&task.runc_id).exists());
+    let left: Vec<_> = cgroup_dirs.iter().filter(|dir| dir.exists()).collect();
+    assert!(left.is_empty(), "cgroup directories left behind: {left:?}");
+    // Twice is fine, as with `runc delete`.
+    unusable_runc.delete_exited(&task.runc_id).await.expect("already gone");
+}
+
+#[tokio::test]
+async fn a_running_container_is_left_to_runc_delete_force() {
+    let task = TestTask::new("delrunning", &["sleep", "1000"]);
+    let shim_state = spawn_and_start(&task).await;
+    let cgroup_dirs = runc_cgroup_dirs(&task);
+
+    let unusable_runc = Runc::new(PathBuf::from("/nonexistent/berth-test/runc"), task.runc_root.clone());
+    let refused = unusable_runc.delete_exited(&task.runc_id).await;
+    assert!(matches!(refused, Err(RuncError::NotFound { .. })), "went to runc: {refused:?}");
+    assert!(task.runc_root.join(&task.runc_id).join("state.json").exists(), "a running container is not touched");
+    assert!(cgroup_dirs.iter().all(|dir| dir.is_dir()));
+
+    task.paths.runc.delete_exited(&task.runc_id).await.expect("runc delete --force");
+    let exit_status = wait_exit_with_timeout(&task, &shim_state).await;
+    assert_eq!((exit_status.code, exit_status.signal), (137, 9));
+    assert_eq!(task.paths.runc.state(&task.runc_id).await.unwrap(), None);
+}
+
 /// What the helper process needs to start a shim; passed through the environment as JSON.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct HelperOrder {
@@ -197,7 +251,9 @@ fn helper_process_playing_berthd() {
 
 #[tokio::test]
 async fn shim_survives_the_death_of_the_process_that_started_it() {
-    let task = TestTask::new("orphan", &["sh", "-c", "sleep 2; exit 3"]);
+    // The container runs until the test ends it, so a slow machine cannot make it exit before
+    // the checks below have looked at it.
+    let task = TestTask::new("orphan", &["sleep", "1000"]);
     let order = HelperOrder {
         bundle: task.bundle.clone(),
         task_dir: task.task_dir.clone(),
@@ -280,12 +336,18 @@ async fn shim_survives_the_death_of_the_process_that_started_it() {
         .expect("runc knows it");
     assert_eq!(running.status, "running");
 
+    let killed_at_ns = monitor::unix_time_ns();
+    assert!(killed_at_ns >= started_at_ns);
+    task.paths
+        .runc
+        .kill(&task.runc_id, libc::SIGKILL, false)
+        .await
+        .expect("runc kill");
     let exit_status = wait_exit_with_timeout(&task, &shim_state).await;
-    assert_eq!((exit_status.code, exit_status.signal), (3, 0));
-    // The container sleeps 2 s after it was started; 1 s of slack absorbs clock adjustments.
+    assert_eq!((exit_status.code, exit_status.signal), (137, 9));
     assert!(
-        exit_status.exited_at_ns >= started_at_ns + 1_000_000_000,
-        "exit at {} is not after the start at {started_at_ns} plus the sleep",
+        exit_status.exited_at_ns >= killed_at_ns,
+        "exit at {} is before the kill at {killed_at_ns}",
         exit_status.exited_at_ns
     );
     assert_eq!(read_exit(&task.task_dir), Some(exit_status));
