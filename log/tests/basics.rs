@@ -164,11 +164,11 @@ fn concurrent_appenders_share_fdatasyncs() {
     assert_eq!(seqs, (1..=n_records).collect::<Vec<_>>(), "seqs are dense and unique");
     let stats = log.stats();
     assert_eq!(stats.n_records, n_records);
-    // Group commit with the adaptive gather: one fdatasync covers (nearly) every appender, not
-    // half of them while the other half queues. Seen here: 10-12 records per sync on an idle
-    // machine, ~9 with three CPU hogs beside it (rollovers add 2 syncs each); 6 keeps the test
-    // from failing on a loaded machine while still catching a one-sync-per-record regression.
-    assert!(stats.n_syncs * 6 <= stats.n_records, "16 appenders should share syncs: {stats:?}");
+    // Group commit: appenders share fdatasyncs. How many share one depends on how soon the
+    // woken threads get a CPU again: 10-12 records per sync on an idle machine here, 5.5 seen
+    // once with four CPU hogs beside it. This checks only that syncs are shared at all (3 per
+    // sync on average); how well they are shared is measured by the benchmark (BENCHMARKS.md).
+    assert!(stats.n_syncs * 3 <= stats.n_records, "16 appenders should share syncs: {stats:?}");
     assert_eq!(log.verify().unwrap().n_records, n_records);
 }
 

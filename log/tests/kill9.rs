@@ -62,9 +62,20 @@ fn sigkill_during_concurrent_appends_loses_no_acknowledged_record() {
             .spawn()
             .unwrap();
         let child_stdout = child.stdout.take().unwrap();
+        let (first_ack_sender, first_ack) = std::sync::mpsc::channel::<()>();
         let collector = std::thread::spawn(move || {
-            BufReader::new(child_stdout).lines().map_while(Result::ok).filter_map(|line| line.strip_prefix("acked ").and_then(|seq| seq.parse::<u64>().ok())).collect::<BTreeSet<u64>>()
+            let mut acked = BTreeSet::new();
+            for line in BufReader::new(child_stdout).lines().map_while(Result::ok) {
+                if let Some(seq) = line.strip_prefix("acked ").and_then(|seq| seq.parse::<u64>().ok()) {
+                    acked.insert(seq);
+                    let _ = first_ack_sender.send(());
+                }
+            }
+            acked
         });
+        // The kill lands at a random moment while appends are being acknowledged, however slow
+        // the machine is to start the child and open the log.
+        first_ack.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| panic!("round {round}: the child acknowledged nothing within 60 s"));
         std::thread::sleep(Duration::from_millis(rng.gen_range(40..300)));
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
@@ -81,5 +92,5 @@ fn sigkill_during_concurrent_appends_loses_no_acknowledged_record() {
         let verify = log.verify().unwrap_or_else(|error| panic!("round {round}: {error}"));
         assert_eq!(verify.last_seq, Seq(last_seq));
     }
-    assert!(n_acked_total > 100, "the child acknowledged only {n_acked_total} appends in 20 rounds");
+    assert!(n_acked_total >= 20, "the child acknowledged only {n_acked_total} appends in 20 rounds");
 }

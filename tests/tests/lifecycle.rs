@@ -41,7 +41,7 @@ fn kill_wait_logs_and_remove() {
     let ps = daemon.ps();
     assert_eq!(ps.len(), 1);
     assert_eq!(ps[0]["task"]["status"], "running", "{ps:?}");
-    eventually(Duration::from_secs(10), "the container's first output", || {
+    eventually(Duration::from_secs(60), "the container's first output", || {
         daemon.ok(&["logs", "sleeper"]).contains("started").then_some(())
     });
     daemon.ok(&["kill", "-s", "KILL", "sleeper"]);

@@ -77,7 +77,9 @@ fn exits_while_berthd_is_down_are_recorded_with_code_and_time() {
     daemon.ok(&["run", "-d", "--name", "short", "busybox", "sh", "-c", "sleep 1; exit 3"]);
     daemon.kill9();
     let killed_at = now_ns();
-    std::thread::sleep(Duration::from_millis(2500));
+    // Restart only once the monitor has recorded the exit, however slow the machine is.
+    let exit_file = daemon.root.join("tasks/default/short/exit.json");
+    eventually(Duration::from_secs(60), "the monitor records the exit", || exit_file.exists().then_some(()));
     let restarted_at = now_ns();
     daemon.start_again();
     assert_eq!(daemon.ok(&["wait", "short"]).trim(), "3");
@@ -120,7 +122,7 @@ fn crash_between_create_and_its_outcome_is_recovered_once() {
     // `berth start` on a container without a task: Tasks/Create (no start), then Tasks/Start.
     let output = daemon.cli(&["start", "torn"]);
     assert!(!output.status.success(), "berthd died before answering");
-    let status = daemon.wait_for_exit(Duration::from_secs(10));
+    let status = daemon.wait_for_exit(Duration::from_secs(60));
     assert!(!status.success());
     daemon.set_env(&[]);
     daemon.start_again();
@@ -142,7 +144,7 @@ fn crash_inside_a_create_and_start_is_recovered_once() {
     daemon.import_busybox();
     let output = daemon.cli(&["run", "-d", "--name", "both", "busybox", "sleep", "1000"]);
     assert!(!output.status.success());
-    daemon.wait_for_exit(Duration::from_secs(10));
+    daemon.wait_for_exit(Duration::from_secs(60));
     daemon.set_env(&[]);
     daemon.start_again();
     assert_eq!(task_of(&daemon.ps(), "both")["status"], "running");
@@ -159,7 +161,7 @@ fn crash_between_start_and_its_outcome_is_recovered_once() {
     daemon.ok(&["create", "--name", "half", "busybox", "sleep", "1000"]);
     let output = daemon.cli(&["start", "half"]);
     assert!(!output.status.success());
-    daemon.wait_for_exit(Duration::from_secs(10));
+    daemon.wait_for_exit(Duration::from_secs(60));
     daemon.set_env(&[]);
     daemon.start_again();
     assert_eq!(task_of(&daemon.ps(), "half")["status"], "running");
@@ -209,7 +211,7 @@ fn crash_during_a_burst_of_runs_leaves_nothing_half_done() {
     for container in &ps {
         daemon.ok(&["rm", "-f", container["id"].as_str().unwrap()]);
     }
-    eventually(Duration::from_secs(10), "all runc containers gone", || daemon.runc_list().is_empty().then_some(()));
+    eventually(Duration::from_secs(60), "all runc containers gone", || daemon.runc_list().is_empty().then_some(()));
 }
 
 #[test]
@@ -232,7 +234,7 @@ fn a_killed_monitor_is_recorded_and_its_container_stopped() {
     daemon.start_again();
     assert_eq!(daemon.ok(&["wait", "down"]).trim(), "255");
     // Neither container is left running unwatched.
-    eventually(Duration::from_secs(10), "runc containers stopped", || {
+    eventually(Duration::from_secs(60), "runc containers stopped", || {
         let output = std::process::Command::new("runc")
             .arg("--root")
             .arg(daemon.state.join("runc/default"))
@@ -289,7 +291,7 @@ fn recovery_does_not_start_a_container_whose_monitor_is_gone() {
     daemon.import_busybox();
     daemon.ok(&["create", "--name", "c2", "busybox", "sh", "-c", "echo RAN > /ran; sleep 100"]);
     assert!(!daemon.cli(&["start", "c2"]).status.success());
-    daemon.wait_for_exit(Duration::from_secs(10));
+    daemon.wait_for_exit(Duration::from_secs(60));
     daemon.set_env(&[]);
     daemon.start_again();
     assert_eq!(task_of(&daemon.ps(), "c2")["status"], "created");
@@ -297,7 +299,12 @@ fn recovery_does_not_start_a_container_whose_monitor_is_gone() {
     let shim_pid = daemon.state_dump()["namespaces"]["default"]["containers"]["c2"]["task"]["shim_pid"].as_i64().unwrap() as i32;
     daemon.kill9();
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(shim_pid), nix::sys::signal::Signal::SIGKILL).unwrap();
-    std::thread::sleep(Duration::from_millis(200));
+    // SIGKILL is delivered asynchronously: recovery must find the monitor gone, not dying.
+    eventually(Duration::from_secs(60), "the monitor is gone", || {
+        let stat = std::fs::read_to_string(format!("/proc/{shim_pid}/stat")).unwrap_or_default();
+        let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next());
+        matches!(state, None | Some('Z') | Some('X')).then_some(())
+    });
     daemon.inject("default", vec![berth_projections::Event::TaskStartRequested { container_id: "c2".into() }]);
     daemon.start_again();
     let task = task_of(&daemon.ps(), "c2").clone();
@@ -312,7 +319,7 @@ fn a_recovered_create_and_start_keeps_the_real_pid() {
     let mut daemon = Daemon::start_with_env(&[("BERTHD_FAILPOINT", "task-created")]);
     daemon.import_busybox();
     assert!(!daemon.cli(&["run", "-d", "--name", "p1", "busybox", "sleep", "1000"]).status.success());
-    daemon.wait_for_exit(Duration::from_secs(10));
+    daemon.wait_for_exit(Duration::from_secs(60));
     daemon.set_env(&[]);
     daemon.start_again();
     let task = task_of(&daemon.ps(), "p1").clone();

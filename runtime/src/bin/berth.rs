@@ -25,8 +25,10 @@ use tonic::transport::Channel;
 const IMPORT_CHUNK_BYTES: usize = 1024 * 1024;
 
 /// Once the task has exited, how long to wait for more output before giving up on a log
-/// stream that does not end by itself.
-const LOG_DRAIN_IDLE_LIMIT: Duration = Duration::from_secs(2);
+/// stream that does not end by itself. berthd ends the stream once the task has exited and its
+/// output is drained, so this is only a guard against a stream that never ends; it is long
+/// because a busy daemon may take seconds to send the last output, which must not be dropped.
+const LOG_DRAIN_IDLE_LIMIT: Duration = Duration::from_secs(30);
 
 /// Widest COMMAND shown by `berth ps` before it is cut short.
 const COMMAND_COLUMN_CHARS: usize = 30;
