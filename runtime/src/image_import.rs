@@ -45,6 +45,14 @@ const SUPPORTED_LAYER_MEDIA_TYPES: &[&str] = &[
     "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
 ];
 
+/// How an image's `org.opencontainers.image.ref.name` reads in the `NoName` message.
+fn describe_ref_name(ref_name: Option<&str>) -> String {
+    match ref_name {
+        Some(tag) => format!("its ref name {tag:?} is a tag only"),
+        None => "it has no ref name".to_string(),
+    }
+}
+
 /// What can go wrong importing an archive. Each variant names what the user can do about it.
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
@@ -70,7 +78,7 @@ pub enum ImportError {
     UnsupportedMediaType { digest: String, media_type: String },
     #[error("image index {index} has no image for linux/{wanted_architecture} (it has: {available}); export the image for this platform, e.g. skopeo copy --override-arch {wanted_architecture}")]
     NoMatchingPlatform { index: String, wanted_architecture: String, available: String },
-    #[error("image {image_idx} of the archive has no full name (its ref name is {ref_name:?}, a tag only); pass --name REPOSITORY[:TAG]")]
+    #[error("image {image_idx} of the archive has no full name ({}); pass --name REPOSITORY[:TAG], e.g. --name busybox", describe_ref_name(ref_name.as_deref()))]
     NoName { image_idx: usize, ref_name: Option<String> },
     #[error("the archive holds {n_images} images; --name works only for one (give --name without a tag to name each by its own tag)")]
     NameForMultipleImages { n_images: usize },
