@@ -21,6 +21,7 @@ use tokio::sync::mpsc;
 
 use crate::config::Layout;
 use crate::content::ContentStore;
+use crate::failpoint;
 use crate::monitor::{self, MonitorPaths, ShimState};
 use crate::runc::Runc;
 use crate::snapshot::Snapshotter;
@@ -34,15 +35,6 @@ type WorkerKey = (String, String);
 enum Garbage {
     Blob(String),
     Snapshot(String),
-}
-
-/// Crash points for tests: with `BERTHD_FAILPOINT=<name>` berthd aborts at that point, after
-/// the side effect and before its outcome is recorded — the window recovery must close.
-fn failpoint(name: &str) {
-    if std::env::var("BERTHD_FAILPOINT").is_ok_and(|wanted| wanted == name) {
-        eprintln!("berthd: failpoint {name} reached; aborting");
-        std::process::abort();
-    }
 }
 
 /// Work for one container's worker.

@@ -15,3 +15,12 @@ pub mod daemon;
 pub mod executor;
 pub mod server;
 pub mod store;
+
+/// Crash points for tests: with `BERTHD_FAILPOINT=<name>` berthd aborts at that point, after
+/// the side effect and before its outcome is recorded — the window recovery must close.
+pub(crate) fn failpoint(name: &str) {
+    if std::env::var("BERTHD_FAILPOINT").is_ok_and(|wanted| wanted == name) {
+        eprintln!("berthd: failpoint {name} reached; aborting");
+        std::process::abort();
+    }
+}

@@ -5,7 +5,8 @@
 //! berthd may be SIGKILLed at any instant. The container must keep running, its output must keep
 //! being captured, and its exit status must still be known when berthd comes back. So every task
 //! gets a `berth-shim` that is the container's parent (a child subreaper), lives in its own
-//! session, and writes what it learns into the task directory, which is the only channel back:
+//! process group, and writes what it learns into the task directory, which is the only channel
+//! back:
 //!
 //! | file in `task_dir` | written by | meaning |
 //! |---|---|---|
@@ -15,6 +16,7 @@
 //! | `runc.log`    | runc (`--log`, json lines) | runc's own diagnostics |
 //! | `init.pid`    | runc (`--pid-file`) | host pid of the container's init |
 //! | `shim.log`    | shim | the shim's diagnostics |
+//! | `shim.lock`   | berthd takes its flock before spawning the shim and hands the descriptor over (`--lock-fd 3`); the shim holds it until it exits | a monitor is at work |
 //!
 //! **Invariant:** `exit.json` exists only after the container's init has exited; the shim
 //! deletes a stale one before it runs `runc create`.
@@ -40,7 +42,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, Write};
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -88,6 +90,12 @@ pub enum MonitorError {
         source: std::io::Error,
     },
 
+    #[error("could not take the monitor lock {}: {source}; another monitor may still be at work on this task, check with `berth ps -a`", path.display())]
+    ShimLock {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+
     #[error("could not start the shim at {}: {source}; install berth-shim next to berthd or set shim_path in berthd's config", path.display())]
     ShimSpawn {
         path: PathBuf,
@@ -119,6 +127,9 @@ pub struct ShimState {
 /// Held (flock, exclusive) by a monitor for its whole life, from before it runs runc: a held
 /// lock with no `shim.json` yet means "still creating", not "never started".
 pub const SHIM_LOCK_FILE: &str = "shim.lock";
+
+/// The descriptor number under which berthd hands the shim its already-taken lock.
+pub const SHIM_LOCK_FD: i32 = 3;
 
 /// Take the monitor's lock in `task_dir`; it is held while the returned file stays open. The
 /// descriptor is close-on-exec, so runc and the container do not inherit it.
@@ -243,8 +254,18 @@ pub async fn spawn_shim_and_start(
         return Err(MonitorError::AlreadyExists { runc_id: runc_id.to_string(), status });
     }
 
+    // berthd takes the monitor's lock and hands it to the shim as descriptor SHIM_LOCK_FD, so
+    // the lock is held from before the shim exists: a berthd killed right after the spawn comes
+    // back to a held lock ("a monitor is at work") rather than a free one ("none started").
+    let shim_lock = take_shim_lock(task_dir).map_err(|source| MonitorError::ShimLock {
+        path: task_dir.join(SHIM_LOCK_FILE),
+        source,
+    })?;
+    let shim_lock_fd = shim_lock.as_raw_fd();
     let mut command = tokio::process::Command::new(&paths.shim_binary);
     command
+        .arg("--lock-fd")
+        .arg(SHIM_LOCK_FD.to_string())
         .arg("--id")
         .arg(runc_id)
         .arg("--bundle")
@@ -265,10 +286,30 @@ pub async fn spawn_shim_and_start(
     // session of its own: with the scheduler's autogroups, each new session is a new scheduling
     // group, and runc started from one took ~6 ms longer per container here.
     command.process_group(0);
-    let mut shim_child = command.spawn().map_err(|source| MonitorError::ShimSpawn {
+    // SAFETY: runs in the forked child before exec and calls only dup2(2) and fcntl(2), which
+    // are async-signal-safe, on descriptors the child owns.
+    unsafe {
+        command.pre_exec(move || {
+            // dup2 onto itself would keep close-on-exec set; clear it by hand then.
+            let result = if shim_lock_fd == SHIM_LOCK_FD {
+                libc::fcntl(SHIM_LOCK_FD, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(shim_lock_fd, SHIM_LOCK_FD)
+            };
+            if result < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let spawned = command.spawn();
+    // The shim holds the lock through its own descriptor now (or it never started).
+    drop(shim_lock);
+    let mut shim_child = spawned.map_err(|source| MonitorError::ShimSpawn {
         path: paths.shim_binary.clone(),
         source,
     })?;
+    crate::failpoint("shim-spawned");
     let shim_pid = shim_child.id().map(|pid| pid as i32);
 
     let mut readiness_pipe = shim_child.stdout.take().expect("stdout was piped");

@@ -48,6 +48,7 @@ pub struct Daemon {
     child: Option<Child>,
     pub namespace: String,
     env: Vec<(String, String)>,
+    config_file: Option<PathBuf>,
 }
 
 impl Daemon {
@@ -62,7 +63,7 @@ impl Daemon {
         let root = dir.path().join("root");
         let state = dir.path().join("state");
         let socket = dir.path().join("berthd.sock");
-        let mut daemon = Daemon { dir, root, state, socket, child: None, namespace: "default".into(), env: Vec::new() };
+        let mut daemon = Daemon { dir, root, state, socket, child: None, namespace: "default".into(), env: Vec::new(), config_file: None };
         daemon.env = env.iter().map(|(key, value)| (key.to_string(), value.to_string())).collect();
         daemon.spawn();
         daemon
@@ -71,6 +72,13 @@ impl Daemon {
     /// Replace berthd's extra environment for the next (re)start.
     pub fn set_env(&mut self, env: &[(&str, &str)]) {
         self.env = env.iter().map(|(key, value)| (key.to_string(), value.to_string())).collect();
+    }
+
+    /// Use this TOML as berthd's config file from the next (re)start on (`--config`).
+    pub fn set_config(&mut self, toml_text: &str) {
+        let path = self.dir.path().join("berthd.toml");
+        std::fs::write(&path, toml_text).expect("write the config file");
+        self.config_file = Some(path);
     }
 
     /// Wait for berthd to exit by itself (e.g. at a failpoint).
@@ -103,6 +111,7 @@ impl Daemon {
             .arg(&self.state)
             .arg("--address")
             .arg(&self.socket)
+            .args(self.config_file.iter().flat_map(|path| [std::ffi::OsStr::new("--config"), path.as_os_str()]))
             .env("BERTHD_LOG", "info,berth_runtime=debug")
             .envs(self.env.iter().map(|(key, value)| (key.as_str(), value.as_str())))
             .stdin(Stdio::null())

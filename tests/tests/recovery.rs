@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use berth_tests::{eventually, Daemon};
+use berth_tests::{bin, eventually, Daemon};
 
 fn now_ns() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as i64
@@ -133,6 +133,35 @@ fn crash_between_create_and_its_outcome_is_recovered_once() {
     assert_eq!(task_of(&daemon.ps(), "torn")["status"], "running");
     assert_no_duplicate_outcomes(&daemon);
     daemon.ok(&["rm", "-f", "torn"]);
+    assert!(daemon.runc_list().is_empty());
+}
+
+#[test]
+fn crash_right_after_the_monitor_is_spawned_waits_for_it() {
+    // berthd dies the moment the monitor process exists. A wrapper delays the monitor by 2 s,
+    // so the restarted berthd finds a monitor that has done nothing yet: no shim.json, and a
+    // monitor lock that is held only because berthd took it and handed it over before the
+    // spawn. Recovery must wait for that monitor instead of rolling the create back under its
+    // feet (which would leave a container running that no task accounts for).
+    let mut daemon = Daemon::start();
+    daemon.import_busybox();
+    let slow_shim = daemon.dir.path().join("slow-shim.sh");
+    std::fs::write(&slow_shim, format!("#!/bin/sh\nsleep 2\nexec {} \"$@\"\n", bin("berth-shim").display())).unwrap();
+    std::fs::set_permissions(&slow_shim, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    daemon.set_config(&format!("shim = {:?}\n", slow_shim.display().to_string()));
+    daemon.kill9();
+    daemon.set_env(&[("BERTHD_FAILPOINT", "shim-spawned")]);
+    daemon.start_again();
+    assert!(!daemon.cli(&["run", "-d", "--name", "early", "busybox", "sleep", "1000"]).status.success());
+    daemon.wait_for_exit(Duration::from_secs(60));
+    assert!(!daemon.root.join("tasks/default/early/shim.json").exists(), "the monitor must not have got going yet");
+    daemon.set_env(&[]);
+    daemon.start_again();
+    let task = task_of(&daemon.ps(), "early").clone();
+    assert_eq!(task["status"], "running", "{task}");
+    assert_eq!(daemon.runc_list(), ["early"]);
+    assert_no_duplicate_outcomes(&daemon);
+    daemon.ok(&["rm", "-f", "early"]);
     assert!(daemon.runc_list().is_empty());
 }
 

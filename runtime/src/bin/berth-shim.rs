@@ -2,7 +2,8 @@
 //! for the container's whole life, and records the exit status durably in the task directory so
 //! that berthd can be killed and restarted at any moment without losing it.
 //!
-//! Usage: `berth-shim --id ID --bundle DIR --runc PATH --runc-root DIR --task-dir DIR [--start]`.
+//! Usage: `berth-shim --id ID --bundle DIR --runc PATH --runc-root DIR --task-dir DIR [--start]
+//! [--intent-seq SEQ] [--lock-fd FD]`.
 //! The readiness protocol on stdout and the files it writes are described in
 //! `berth_runtime::monitor`. Deliberately synchronous and small: it spends its life in waitpid.
 
@@ -59,13 +60,17 @@ struct ShimArgs {
     /// The seq of the create intent this monitor answers, kept in shim.json for recovery.
     #[arg(long, default_value_t = 0)]
     intent_seq: u64,
+    /// An inherited descriptor on task_dir/shim.lock whose lock berthd already took; without
+    /// it the shim takes the lock itself.
+    #[arg(long)]
+    lock_fd: Option<i32>,
 }
 
 fn main() -> ExitCode {
     let shim_args = absolute_args(ShimArgs::parse());
     let mut shim_log = ShimLog::open(&shim_args.task_dir);
     // Held until this process exits: recovery reads a held lock as "a monitor is at work here".
-    let _shim_lock = match monitor::take_shim_lock(&shim_args.task_dir) {
+    let _shim_lock = match hold_shim_lock(&shim_args) {
         Ok(lock) => lock,
         Err(error) => {
             let message = format!("another monitor holds {}: {error}", shim_args.task_dir.join(monitor::SHIM_LOCK_FILE).display());
@@ -103,6 +108,28 @@ fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// The monitor lock, held until this process exits: adopted from berthd's `--lock-fd`, or
+/// taken here when the shim was started some other way.
+fn hold_shim_lock(shim_args: &ShimArgs) -> std::io::Result<File> {
+    let Some(lock_fd) = shim_args.lock_fd else {
+        return monitor::take_shim_lock(&shim_args.task_dir);
+    };
+    // SAFETY: fcntl(F_GETFD) only inspects the descriptor number; it fails with EBADF when
+    // nothing is open there, which is checked before the descriptor is adopted.
+    if lock_fd < 0 || unsafe { libc::fcntl(lock_fd, libc::F_GETFD) } < 0 {
+        return Err(std::io::Error::other(format!("--lock-fd {lock_fd} is not an open descriptor")));
+    }
+    // SAFETY: the descriptor is open (checked above) and was handed to this process for it
+    // alone; nothing else in the shim refers to it, so the File becomes its sole owner.
+    let lock_file = unsafe { <File as std::os::fd::FromRawFd>::from_raw_fd(lock_fd) };
+    // runc and the container must not inherit it, or they would hold the lock too.
+    // SAFETY: fcntl(F_SETFD) on a descriptor this function owns.
+    if unsafe { libc::fcntl(lock_fd, libc::F_SETFD, libc::FD_CLOEXEC) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(lock_file)
+}
+
 /// The shim changes directory, so every path it was given is made absolute first. A bare runc
 /// name without a slash is left alone for `exec` to find on PATH.
 fn absolute_args(shim_args: ShimArgs) -> ShimArgs {
@@ -120,6 +147,7 @@ fn absolute_args(shim_args: ShimArgs) -> ShimArgs {
         task_dir: make_absolute(shim_args.task_dir),
         start: shim_args.start,
         intent_seq: shim_args.intent_seq,
+        lock_fd: shim_args.lock_fd,
     }
 }
 
