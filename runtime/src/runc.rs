@@ -88,10 +88,17 @@ impl Runc {
     /// useful message) instead of failing on the first container.
     pub fn check(&self) -> Result<String, RuncError> {
         let args = vec!["--version".to_string()];
-        let output = std::process::Command::new(&self.binary)
-            .args(&args)
-            .stdin(Stdio::null())
-            .output()
+        let child = {
+            let _spawning = crate::monitor::SPAWN_LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            std::process::Command::new(&self.binary)
+                .args(&args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+        };
+        let output = child
+            .and_then(std::process::Child::wait_with_output)
             .map_err(|source| self.spawn_error(source))?;
         if !output.status.success() {
             return Err(RuncError::Failed {
@@ -295,7 +302,11 @@ impl Runc {
             // If the timeout below fires, the future holding the child is dropped; without this
             // the stuck runc would keep running unobserved.
             .kill_on_drop(true);
-        let child = command.spawn().map_err(|source| self.spawn_error(source))?;
+        let child = {
+            let _spawning = crate::monitor::SPAWN_LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            command.spawn()
+        }
+        .map_err(|source| self.spawn_error(source))?;
         let output =
             match tokio::time::timeout(RUNC_COMMAND_TIMEOUT, child.wait_with_output()).await {
                 Ok(result) => result.map_err(|source| self.spawn_error(source))?,

@@ -217,7 +217,10 @@ impl Snapshotter {
     /// Mounts the overlay of `active` on `target` (which must exist). Already mounted there with
     /// this snapshot's upper directory → Ok; anything else mounted there → `TargetBusy`.
     pub fn mount(&self, active: &ActiveSnapshot, target: &Path) -> Result<(), SnapshotError> {
-        if let Some(existing) = topmost_mount_at(target)? {
+        // The cheap check first: only a target that is already a mount point needs the
+        // mount table read to tell whether it is this snapshot's mount.
+        let existing = if is_mount_point(target)? { topmost_mount_at(target)? } else { None };
+        if let Some(existing) = existing {
             let ours = existing.fs_type == "overlay"
                 && existing.super_options.split(',').any(|option| option == format!("upperdir={}", active.upper.display()));
             if ours {
@@ -376,7 +379,42 @@ pub fn topmost_mount_at(target: &Path) -> Result<Option<MountInfo>, SnapshotErro
 
 /// True if something is mounted exactly on `target`.
 pub fn is_mount_point(target: &Path) -> Result<bool, SnapshotError> {
-    Ok(topmost_mount_at(target)?.is_some())
+    match mount_root_attribute(target) {
+        Some(answer) => answer.map_err(io_error("stat", target)),
+        // A kernel without STATX_ATTR_MOUNT_ROOT (before 5.8): read the mount table.
+        None => Ok(topmost_mount_at(target)?.is_some()),
+    }
+}
+
+/// Whether `target` is the root of a mount, from statx's STATX_ATTR_MOUNT_ROOT: one syscall
+/// instead of reading /proc/self/mountinfo, which lists every mount on the host. `None` when
+/// the kernel does not report the attribute. A missing target is not a mount point.
+fn mount_root_attribute(target: &Path) -> Option<io::Result<bool>> {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c_path) = std::ffi::CString::new(target.as_os_str().as_bytes()) else {
+        return Some(Err(io::Error::from(io::ErrorKind::InvalidInput)));
+    };
+    // SAFETY: statx only writes into the zeroed struct it is given, which lives until it returns;
+    // the path is a NUL-terminated string that outlives the call.
+    let mut statx_buf: libc::statx = unsafe { std::mem::zeroed() };
+    let result = unsafe {
+        libc::statx(
+            libc::AT_FDCWD,
+            c_path.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW | libc::AT_NO_AUTOMOUNT,
+            libc::STATX_BASIC_STATS,
+            &mut statx_buf,
+        )
+    };
+    if result != 0 {
+        let error = io::Error::last_os_error();
+        return Some(if error.kind() == io::ErrorKind::NotFound { Ok(false) } else { Err(error) });
+    }
+    let mount_root = libc::STATX_ATTR_MOUNT_ROOT as u64;
+    if statx_buf.stx_attributes_mask & mount_root == 0 {
+        return None;
+    }
+    Some(Ok(statx_buf.stx_attributes & mount_root != 0))
 }
 
 fn unescape_mountinfo(field: &str) -> String {
@@ -416,6 +454,24 @@ mod tests {
         assert_eq!(parsed.mount_point, "/var/tmp/a b");
         assert_eq!(parsed.fs_type, "overlay");
         assert!(parsed.super_options.split(',').any(|option| option == "upperdir=/u"));
+    }
+
+    #[test]
+    fn mount_points_are_told_apart_the_same_way_by_statx_and_by_the_mount_table() {
+        let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+        let target = dir.path().join("mnt");
+        assert!(!is_mount_point(&target).unwrap(), "a missing directory is not a mount point");
+        fs::create_dir(&target).unwrap();
+        assert!(!is_mount_point(&target).unwrap());
+        assert_eq!(topmost_mount_at(&target).unwrap().map(|mount| mount.fs_type), None);
+        nix::mount::mount(Some("tmpfs"), &target, Some("tmpfs"), MsFlags::empty(), Some("size=1m")).expect("mount tmpfs (root needed)");
+        let statx_says = mount_root_attribute(&target).map(Result::unwrap);
+        let table_says = topmost_mount_at(&target).unwrap().map(|mount| mount.fs_type);
+        Snapshotter::unmount(&target).unwrap();
+        assert_eq!(table_says.as_deref(), Some("tmpfs"));
+        assert_ne!(statx_says, Some(false), "statx disagrees with the mount table");
+        assert!(!is_mount_point(&target).unwrap(), "unmounted again");
+        assert!(!is_mount_point(dir.path()).unwrap(), "a plain directory on the same file system");
     }
 
     #[test]

@@ -33,6 +33,7 @@ struct Flags {
 
 fn main() -> anyhow::Result<()> {
     let flags = Flags::parse();
+    keep_inherited_descriptors_from_children();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(&flags.log_level))
         .with_writer(std::io::stderr)
@@ -75,4 +76,25 @@ fn main() -> anyhow::Result<()> {
         };
         daemon::run(options, shutdown).await.map_err(|error| anyhow::anyhow!("{error}"))
     })
+}
+
+/// Descriptors berthd inherited beyond stdio (a launcher's pipe, say) are marked close-on-exec,
+/// so that monitors, which live as long as their containers, do not keep them open for ever.
+fn keep_inherited_descriptors_from_children() {
+    let Ok(entries) = std::fs::read_dir("/proc/self/fd") else { return };
+    let inherited: Vec<i32> = entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&fd| fd > 2)
+        .collect();
+    for fd in inherited {
+        // SAFETY: F_GETFD/F_SETFD only change the descriptor's close-on-exec flag; a descriptor
+        // that is gone by now (the directory listing's own) makes them fail harmlessly.
+        unsafe {
+            let flags = libc::fcntl(fd, libc::F_GETFD);
+            if flags >= 0 {
+                libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
+            }
+        }
+    }
 }
