@@ -25,7 +25,7 @@
 //! berthd starts the shim with its stdout connected to a pipe. The shim writes exactly one
 //! report and then closes the pipe (it points its stdout at `/dev/null` and its stderr at
 //! `shim.log`):
-//! - `ok <init_pid>\n` once `runc create` succeeded and `shim.json` is durable, or
+//! - `ok <init_pid>\n` once `runc create` succeeded and `shim.json` is in place, or
 //! - `error <message>` (the message may span lines, up to end of stream) when it failed, after
 //!   which the shim exits non-zero.
 //!
@@ -560,6 +560,16 @@ pub fn unix_time_ns() -> i64 {
 /// version or the new one, and the new one survives power loss once this returns: write a
 /// temporary file, fsync it, rename it over the target, fsync the directory.
 pub fn write_file_durably(dir: &Path, file_name: &str, contents: &[u8]) -> std::io::Result<()> {
+    write_file_by_rename(dir, file_name, contents, true)
+}
+
+/// Writes `dir/file_name` so that readers see the old contents or the new, never a mix, without
+/// forcing it to disk: for files that mean nothing after a reboot (`shim.json` names processes).
+pub fn write_file_atomically(dir: &Path, file_name: &str, contents: &[u8]) -> std::io::Result<()> {
+    write_file_by_rename(dir, file_name, contents, false)
+}
+
+fn write_file_by_rename(dir: &Path, file_name: &str, contents: &[u8], durable: bool) -> std::io::Result<()> {
     let temporary_path = dir.join(format!(".{file_name}.tmp"));
     {
         let mut temporary_file = OpenOptions::new()
@@ -569,10 +579,15 @@ pub fn write_file_durably(dir: &Path, file_name: &str, contents: &[u8]) -> std::
             .mode(0o644)
             .open(&temporary_path)?;
         temporary_file.write_all(contents)?;
-        temporary_file.sync_all()?;
+        if durable {
+            temporary_file.sync_all()?;
+        }
     }
     std::fs::rename(&temporary_path, dir.join(file_name))?;
-    sync_directory(dir)
+    if durable {
+        sync_directory(dir)?;
+    }
+    Ok(())
 }
 
 /// Removes `dir/file_name` if present and makes the removal durable.

@@ -291,7 +291,9 @@ fn create_container(shim_args: &ShimArgs, shim_log: &mut ShimLog) -> Result<(u32
         intent_seq: shim_args.intent_seq,
     };
     let shim_json = serde_json::to_vec(&shim_state).expect("shim state serializes");
-    monitor::write_file_durably(task_dir, SHIM_STATE_FILE, &shim_json)
+    // Not fsynced: it names processes, which a reboot ends anyway; berthd's own crash leaves
+    // it in the page cache.
+    monitor::write_file_atomically(task_dir, SHIM_STATE_FILE, &shim_json)
         .map_err(|error| format!("could not write {SHIM_STATE_FILE}: {error}"))?;
     shim_log.line(&format!("created: {shim_state:?}"));
     Ok((init_pid, init_start_time))
