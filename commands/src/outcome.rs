@@ -2,28 +2,57 @@
 //! other command, so an outcome is recorded at most once: a second answer to the same intent
 //! (say, after a crash between doing the work and recording it) is refused, not duplicated.
 
-use berth_projections::{Event, PendingIntent, State, TaskStatus};
+use berth_projections::{Event, PendingIntent, State, TaskState, TaskStatus};
 
 use crate::CommandError;
 
 pub struct RecordOutcome {
     /// The intent's seq; `None` for what answers no intent (an exit).
     pub answers: Option<u64>,
-    pub event: Event,
+    /// One outcome, or several that happened together, in the order they happened: a create
+    /// and start answered at once, followed by the exit when the process had already ended.
+    /// Each is checked against the task as the ones before it left it.
+    pub events: Vec<Event>,
 }
 
 impl RecordOutcome {
+    /// One outcome.
+    pub fn one(answers: Option<u64>, event: Event) -> RecordOutcome {
+        RecordOutcome { answers, events: vec![event] }
+    }
+
     pub fn decide(&self, state: &State, namespace: &str) -> Result<Vec<Event>, CommandError> {
-        let Some(container_id) = self.event.container_id() else {
-            return match &self.event {
-                Event::DaemonStarted { .. } | Event::OrphanRemoved { .. } => Ok(vec![self.event.clone()]),
+        let Some(first) = self.events.first() else {
+            return Err(CommandError::InvalidArgument("an outcome record needs at least one event".into()));
+        };
+        let Some(container_id) = first.container_id() else {
+            return match first {
+                Event::DaemonStarted { .. } | Event::OrphanRemoved { .. } if self.events.len() == 1 => Ok(self.events.clone()),
                 other => Err(CommandError::InvalidArgument(format!("{} is not an outcome", other.kind()))),
             };
         };
-        let task = state
+        let mut task = state
             .container(namespace, container_id)
-            .and_then(|container| container.task.as_ref())
+            .and_then(|container| container.task.clone())
             .ok_or_else(|| CommandError::NotFound(format!("container {container_id:?} has no task")))?;
+        for (event_idx, event) in self.events.iter().enumerate() {
+            if event.container_id() != Some(container_id) {
+                return Err(CommandError::InvalidArgument(format!(
+                    "{} is not about container {container_id:?}; one outcome record is about one task",
+                    event.kind()
+                )));
+            }
+            self.check(&task, container_id, event)?;
+            let deleted = task.apply_event(0, self.answers, event);
+            if deleted && event_idx + 1 < self.events.len() {
+                return Err(CommandError::InvalidArgument(format!("nothing can follow {} in one record", event.kind())));
+            }
+        }
+        Ok(self.events.clone())
+    }
+
+    /// Whether `event` may be recorded for a task in the state `task`.
+    fn check(&self, task: &TaskState, container_id: &str, event: &Event) -> Result<(), CommandError> {
         let pending = |want: fn(&PendingIntent) -> bool| -> Result<(), CommandError> {
             let answered = task.pending.iter().any(|intent| want(intent) && Some(intent.seq()) == self.answers);
             if answered {
@@ -31,23 +60,23 @@ impl RecordOutcome {
             } else {
                 Err(CommandError::FailedPrecondition(format!(
                     "{} for {container_id:?} answers no pending intent (answers={:?})",
-                    self.event.kind(),
+                    event.kind(),
                     self.answers
                 )))
             }
         };
-        match &self.event {
+        match event {
             Event::TaskCreated { .. } | Event::TaskCreateFailed { .. } => {
-                pending(|intent| matches!(intent, PendingIntent::Create { .. }))?
+                pending(|intent| matches!(intent, PendingIntent::Create { .. }))
             }
             Event::TaskStarted { .. } | Event::TaskStartFailed { .. } => {
-                pending(|intent| matches!(intent, PendingIntent::Start { .. }))?
+                pending(|intent| matches!(intent, PendingIntent::Start { .. }))
             }
             Event::TaskKillDelivered { .. } | Event::TaskKillFailed { .. } => {
-                pending(|intent| matches!(intent, PendingIntent::Kill { .. }))?
+                pending(|intent| matches!(intent, PendingIntent::Kill { .. }))
             }
             Event::TaskDeleted { .. } | Event::TaskDeleteFailed { .. } => {
-                pending(|intent| matches!(intent, PendingIntent::Delete { .. }))?
+                pending(|intent| matches!(intent, PendingIntent::Delete { .. }))
             }
             Event::TaskExited { .. } => {
                 let live = matches!(task.status, TaskStatus::Created | TaskStatus::Starting | TaskStatus::Running)
@@ -58,9 +87,9 @@ impl RecordOutcome {
                         task.status.name()
                     )));
                 }
+                Ok(())
             }
-            other => return Err(CommandError::InvalidArgument(format!("{} is not an outcome", other.kind()))),
+            other => Err(CommandError::InvalidArgument(format!("{} is not an outcome", other.kind()))),
         }
-        Ok(vec![self.event.clone()])
     }
 }

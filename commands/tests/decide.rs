@@ -61,7 +61,7 @@ fn create(id: &str, image: &str) -> Command {
 }
 
 fn outcome(answers: Option<u64>, event: Event) -> Command {
-    Command::RecordOutcome(RecordOutcome { answers, event })
+    Command::RecordOutcome(RecordOutcome::one(answers, event))
 }
 
 #[test]
@@ -109,6 +109,29 @@ fn task_lifecycle_checks_and_outcomes_are_recorded_once() {
     world.run(outcome(Some(delete_seq), Event::TaskDeleted { container_id: "web".into(), exit_code: 137 }), Some(delete_seq)).unwrap();
     world.run(Command::DeleteContainer(DeleteContainer { id: "web".into() }), None).unwrap();
     assert!(matches!(world.run(start(), None), Err(CommandError::NotFound(_))), "start of a deleted container");
+}
+
+#[test]
+fn outcomes_that_happened_together_are_checked_in_order() {
+    let mut world = World::new();
+    world.run(import(), None).unwrap();
+    world.run(create("web", "busybox:latest"), None).unwrap();
+    world.run(create("db", "busybox:latest"), None).unwrap();
+    let both = world.run(Command::CreateTask(CreateTask { container_id: "web".into(), start: true }), None).unwrap();
+    let together = |events: Vec<Event>| Command::RecordOutcome(RecordOutcome { answers: Some(both), events });
+    let created = Event::TaskCreated { container_id: "web".into(), pid: 10, shim_pid: 9 };
+    let started = Event::TaskStarted { container_id: "web".into(), pid: 10 };
+    let exited = Event::TaskExited { container_id: "web".into(), exit_code: 0, signal: 0, exited_at_ns: 1 };
+    let refused = |world: &mut World, events| matches!(world.run(together(events), Some(both)), Err(CommandError::FailedPrecondition(_) | CommandError::InvalidArgument(_)));
+    assert!(refused(&mut world, vec![]), "an empty record");
+    assert!(refused(&mut world, vec![started.clone(), started.clone()]), "the start answered twice in one record");
+    let db_created = Event::TaskCreated { container_id: "db".into(), pid: 11, shim_pid: 12 };
+    assert!(refused(&mut world, vec![created.clone(), db_created]), "two tasks in one record");
+    assert!(refused(&mut world, vec![created.clone(), exited.clone(), exited.clone()]), "the exit twice");
+    world.run(together(vec![created.clone(), started.clone(), exited]), Some(both)).unwrap();
+    let task = world.state.container("default", "web").unwrap().task.clone().unwrap();
+    assert_eq!((task.status, task.pending.len(), task.exit.map(|exit| exit.exit_code)), (TaskStatus::Stopped, 0, Some(0)));
+    assert!(refused(&mut world, vec![created, started]), "answered already");
 }
 
 #[test]

@@ -137,6 +137,13 @@ impl TaskState {
         matches!(self.status, TaskStatus::Created | TaskStatus::Starting | TaskStatus::Running)
     }
 
+    /// Applies one task event recorded at `seq` (answering `answers`), exactly as the fold does;
+    /// true when the event deletes the task. Commands use it to check a record of several
+    /// outcomes one after another.
+    pub fn apply_event(&mut self, seq: u64, answers: Option<u64>, event: &Event) -> bool {
+        apply_task_event(self, seq, answers, event)
+    }
+
     fn answer(&mut self, intent_seq: Option<u64>, matches: impl Fn(&PendingIntent) -> bool) {
         // An outcome answers the intent it names, or else the oldest intent of its kind.
         let position = match intent_seq {

@@ -105,7 +105,7 @@ pub async fn run(options: DaemonOptions, shutdown: impl std::future::Future<Outp
         replayed_to,
     };
     let origin = Origin::Daemon { reason: "berthd started".into(), answers: None };
-    let _ = store.submit("", origin, Command::RecordOutcome(RecordOutcome { answers: None, event: started })).await;
+    let _ = store.submit("", origin, Command::RecordOutcome(RecordOutcome::one(None, started))).await;
     // Intents recorded from here on reach the executor through `committed`; those recorded
     // before are reconciled by `recover`, which runs before any client can connect.
     let executor_loop = tokio::spawn(Arc::clone(&executor).run(committed));

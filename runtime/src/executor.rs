@@ -229,18 +229,23 @@ impl Executor {
                 let outcome = match self.create_task(namespace, container_id, seq, start_too).await {
                     Ok(shim) => {
                         failpoint("task-created");
-                        let event = Event::TaskCreated {
+                        let mut events = vec![Event::TaskCreated {
                             container_id: container_id.to_string(),
                             pid: shim.init_pid,
                             shim_pid: shim.shim_pid,
-                        };
-                        let recorded = self.record(namespace, Some(seq), "task created", event).await;
-                        if recorded && start_too {
-                            failpoint("task-started");
-                            let event = Event::TaskStarted { container_id: container_id.to_string(), pid: shim.init_pid };
-                            self.record(namespace, Some(seq), "task created and started", event).await;
+                        }];
+                        let mut already_exited = false;
+                        if start_too {
+                            events.push(Event::TaskStarted { container_id: container_id.to_string(), pid: shim.init_pid });
+                            // A short process may have ended while runc was still starting it: its
+                            // exit goes into the same record, and there is nothing left to watch.
+                            if let Some(status) = monitor::read_exit(&self.layout.task_dir(namespace, container_id)) {
+                                events.push(exit_event(container_id, status));
+                                already_exited = true;
+                            }
                         }
-                        if recorded {
+                        let reason = if start_too { "task created and started" } else { "task created" };
+                        if self.record_together(namespace, Some(seq), reason, events).await && !already_exited {
                             self.watch_exit(namespace, container_id, shim);
                         }
                         return;
@@ -392,24 +397,24 @@ impl Executor {
     }
 
     async fn record_exit(&self, namespace: &str, container_id: &str, status: monitor::ExitStatus) {
-        let event = Event::TaskExited {
-            container_id: container_id.to_string(),
-            exit_code: status.code,
-            signal: status.signal,
-            exited_at_ns: status.exited_at_ns,
-        };
-        self.record(namespace, None, "task exited", event).await;
+        self.record(namespace, None, "task exited", exit_event(container_id, status)).await;
     }
 
     /// Record an outcome. Returns false when the store refused it (already answered).
     async fn record(&self, namespace: &str, answers: Option<u64>, reason: &str, event: Event) -> bool {
+        self.record_together(namespace, answers, reason, vec![event]).await
+    }
+
+    /// Record outcomes that happened together as one record (one fdatasync). Returns false
+    /// when the store refused them (any one already answered).
+    async fn record_together(&self, namespace: &str, answers: Option<u64>, reason: &str, events: Vec<Event>) -> bool {
         let origin = Origin::Daemon { reason: reason.to_string(), answers };
-        let kind = event.kind();
-        tracing::debug!(kind, ?answers, "recording outcome");
-        match self.store.submit(namespace, origin, Command::RecordOutcome(RecordOutcome { answers, event })).await {
+        let kinds: Vec<&str> = events.iter().map(Event::kind).collect();
+        tracing::debug!(?kinds, ?answers, "recording outcome");
+        match self.store.submit(namespace, origin, Command::RecordOutcome(RecordOutcome { answers, events })).await {
             Ok(_) => true,
             Err(SubmitError::Rejected(error)) => {
-                tracing::debug!(kind, %error, "outcome not recorded: already answered");
+                tracing::debug!(?kinds, %error, "outcome not recorded: already answered");
                 false
             }
             Err(SubmitError::Stopping) => false,
@@ -646,7 +651,16 @@ impl Executor {
     async fn record_orphan(&self, namespace: &str, what: &str, id: &str) {
         let origin = Origin::Daemon { reason: "recovery: orphan removed".into(), answers: None };
         let event = Event::OrphanRemoved { what: what.to_string(), id: id.to_string() };
-        let _ = self.store.submit(namespace, origin, Command::RecordOutcome(RecordOutcome { answers: None, event })).await;
+        let _ = self.store.submit(namespace, origin, Command::RecordOutcome(RecordOutcome::one(None, event))).await;
+    }
+}
+
+fn exit_event(container_id: &str, status: monitor::ExitStatus) -> Event {
+    Event::TaskExited {
+        container_id: container_id.to_string(),
+        exit_code: status.code,
+        signal: status.signal,
+        exited_at_ns: status.exited_at_ns,
     }
 }
 
