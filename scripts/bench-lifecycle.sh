@@ -11,6 +11,7 @@
 #      `ctr run --rm local/busybox:latest ID /bin/true` and per bare `runc run` of a ready bundle,
 #      each a whole client process (hyperfine -N); then berth's lifecycle one RPC-sized step at a time
 #   2. the same lifecycles four at a time (xargs -P4): wall time / N
+#   (1 and 2 run the three workloads in three interleaved rounds of N/3 each, pooled)
 #   3. restart: 100 detached `sleep 100000` containers, SIGKILL the daemon, start it again, and time
 #      until its client lists all 100 as running; for berthd and for containerd
 # Needs root, runc, hyperfine and jq (installed with apt-get when missing). Everything it starts is
@@ -128,23 +129,36 @@ n_peer_running() {
 peer_all_running() { (( $(n_peer_running) == n_restart )); }
 peer_answers() { peer_ctr --connect-timeout 50ms version >/dev/null 2>&1; }
 
-# hyperfine_ms NAME COMMAND: N runs of COMMAND (no shell in between); prints "mean median p90" in ms.
-hyperfine_ms() {
-  local name=$1 command=$2
-  hyperfine -N --style none --warmup 3 --runs "$n_containers" --export-json "$bench_dir/$name.json" \
+# The three workloads of sections 1 and 2 are measured in $n_rounds interleaved rounds (berth,
+# containerd, runc, berth, ...), so that a slow minute of this shared machine weighs on all three
+# alike instead of on whichever ran then; figures pool every round.
+readonly n_rounds=3
+runs_per_round=$(( (n_containers + n_rounds - 1) / n_rounds ))
+
+# hyperfine_round NAME ROUND COMMAND: one round of runs of COMMAND (no shell in between).
+hyperfine_round() {
+  local name=$1 round=$2 command=$3
+  hyperfine -N --style none --warmup 3 --runs "$runs_per_round" --export-json "$bench_dir/$name.$round.json" \
     -- "$command" >/dev/null
-  jq -r '.results[0] | (.times | sort) as $t
-    | [.mean, .median, $t[(($t | length) * 0.9 | ceil) - 1]] | map(. * 1000) | @tsv' "$bench_dir/$name.json" \
+}
+
+# pooled_ms NAME: "mean median p90" in ms over the runs of every round of NAME.
+pooled_ms() {
+  jq -s -r '[.[].results[0].times[]] | sort as $t | ($t | length) as $n
+    | [($t | add / $n), (if $n % 2 == 1 then $t[($n - 1) / 2] else ($t[$n / 2 - 1] + $t[$n / 2]) / 2 end),
+       $t[(($n * 0.9) | ceil) - 1]] | map(. * 1000) | @tsv' "$bench_dir/$1".*.json \
     | awk '{ printf "%.1f %.1f %.1f\n", $1, $2, $3 }'
 }
 
-# parallel_ms COMMAND-WITH-{}: N runs, n_workers at a time, {} replaced by 1..N; prints wall ms / N.
-parallel_ms() {
+# parallel_us COMMAND-WITH-{}: one round of runs, n_workers at a time, {} replaced by a number
+# unique over all rounds; prints the wall time in µs.
+parallel_us() {
   local t0 t1
   t0=$(now_us)
-  seq "$n_containers" | xargs -P "$n_workers" -I{} "$@" >/dev/null
+  seq "$((parallel_round * runs_per_round + 1))" "$(((parallel_round + 1) * runs_per_round))" \
+    | xargs -P "$n_workers" -I{} "$@" >/dev/null
   t1=$(now_us)
-  ms_from_us $(( (t1 - t0) / n_containers ))
+  echo $((t1 - t0))
 }
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
@@ -186,13 +200,18 @@ echo "command: scripts/bench-lifecycle.sh $n_containers"
 # ---- 1. sequential lifecycle -------------------------------------------------------------------
 
 echo
-echo "1. lifecycle, sequential: $n_containers containers each, ms per container (whole client process)"
+echo "1. lifecycle, sequential: $((n_rounds * runs_per_round)) containers each in $n_rounds interleaved rounds, ms per container (whole client process)"
 printf '  %-58s %8s %8s %8s\n' workload mean median p90
-read -r berth_mean berth_median berth_p90 < <(hyperfine_ms berth "$berth_bin --address $berth_socket run --rm busybox /bin/true")
+for round in $(seq "$n_rounds"); do
+  hyperfine_round berth "$round" "$berth_bin --address $berth_socket run --rm busybox /bin/true"
+  hyperfine_round ctr "$round" "ctr --address $peer_socket run --rm local/busybox:latest bench-seq /bin/true"
+  hyperfine_round runc "$round" "$runc_bin --root $runc_root run --bundle $bundle_dir bench-seq"
+done
+read -r berth_mean berth_median berth_p90 < <(pooled_ms berth)
 printf '  %-58s %8s %8s %8s\n' "berth run --rm busybox /bin/true" "$berth_mean" "$berth_median" "$berth_p90"
-read -r ctr_mean ctr_median ctr_p90 < <(hyperfine_ms ctr "ctr --address $peer_socket run --rm local/busybox:latest bench-seq /bin/true")
+read -r ctr_mean ctr_median ctr_p90 < <(pooled_ms ctr)
 printf '  %-58s %8s %8s %8s\n' "ctr run --rm local/busybox:latest ID /bin/true" "$ctr_mean" "$ctr_median" "$ctr_p90"
-read -r runc_mean runc_median runc_p90 < <(hyperfine_ms runc "$runc_bin --root $runc_root run --bundle $bundle_dir bench-seq")
+read -r runc_mean runc_median runc_p90 < <(pooled_ms runc)
 printf '  %-58s %8s %8s %8s\n' "runc run --bundle B ID (ready bundle, /bin/true)" "$runc_mean" "$runc_median" "$runc_p90"
 verdict "berth/containerd (mean)" "$(ratio "$berth_mean" "$ctr_mean")" 0.5
 verdict "berth/bare runc (mean)" "$(ratio "$berth_mean" "$runc_mean")" 1.5
@@ -223,12 +242,19 @@ echo "  berth run -d then rm -f (mean ms): run -d $(ms_from_us $((detach_us / n_
 # ---- 2. four at a time -------------------------------------------------------------------------
 
 echo
-echo "2. lifecycle, $n_workers at a time: $n_containers containers each, wall time / $n_containers in ms"
-berth_par=$(parallel_ms "$berth_bin" --address "$berth_socket" run --rm busybox /bin/true)
+echo "2. lifecycle, $n_workers at a time: $((n_rounds * runs_per_round)) containers each in $n_rounds interleaved rounds, wall time / containers in ms"
+berth_par_us=0 ctr_par_us=0 runc_par_us=0
+for parallel_round in $(seq 0 $((n_rounds - 1))); do
+  berth_par_us=$((berth_par_us + $(parallel_us "$berth_bin" --address "$berth_socket" run --rm busybox /bin/true)))
+  ctr_par_us=$((ctr_par_us + $(parallel_us ctr --address "$peer_socket" run --rm local/busybox:latest bench-par-{} /bin/true)))
+  runc_par_us=$((runc_par_us + $(parallel_us "$runc_bin" --root "$runc_root" run --bundle "$bundle_dir" bench-par-{})))
+done
+n_parallel=$((n_rounds * runs_per_round))
+berth_par=$(ms_from_us $((berth_par_us / n_parallel)))
+ctr_par=$(ms_from_us $((ctr_par_us / n_parallel)))
+runc_par=$(ms_from_us $((runc_par_us / n_parallel)))
 printf '  %-58s %8s\n' "berth run --rm busybox /bin/true" "$berth_par"
-ctr_par=$(parallel_ms ctr --address "$peer_socket" run --rm local/busybox:latest bench-par-{} /bin/true)
 printf '  %-58s %8s\n' "ctr run --rm local/busybox:latest ID /bin/true" "$ctr_par"
-runc_par=$(parallel_ms "$runc_bin" --root "$runc_root" run --bundle "$bundle_dir" bench-par-{})
 printf '  %-58s %8s\n' "runc run --bundle B ID" "$runc_par"
 verdict "berth/containerd" "$(ratio "$berth_par" "$ctr_par")" 0.5
 verdict "berth/bare runc" "$(ratio "$berth_par" "$runc_par")" 1.5
