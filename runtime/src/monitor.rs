@@ -14,7 +14,6 @@
 //! | `exit.json`   | shim, atomically and fsynced, when the container's init was reaped | [`ExitStatus`] |
 //! | `stdout.log`, `stderr.log` | the container itself (it inherits the open files) | output |
 //! | `runc.log`    | runc (`--log`, json lines) | runc's own diagnostics |
-//! | `init.pid`    | runc (`--pid-file`) | host pid of the container's init |
 //! | `shim.log`    | shim | the shim's diagnostics |
 //! | `shim.lock`   | berthd takes its flock before spawning the shim and hands the descriptor over (`--lock-fd`); the shim holds it until it exits | a monitor is at work |
 //!
@@ -59,7 +58,6 @@ pub const EXIT_FILE: &str = "exit.json";
 pub const STDOUT_FILE: &str = "stdout.log";
 pub const STDERR_FILE: &str = "stderr.log";
 pub const RUNC_LOG_FILE: &str = "runc.log";
-pub const INIT_PID_FILE: &str = "init.pid";
 pub const SHIM_LOG_FILE: &str = "shim.log";
 
 /// The exit code reported when the shim died without recording the container's exit (someone

@@ -4,7 +4,7 @@
 //! **Invariant:** only `runtime` runs runc, and within `runtime` only this file spells runc's
 //! arguments. The shim uses [`Runc::create_command`] so that `create` is spelled here too.
 //! This file is also the only place that reads runc's per-container state file, for
-//! [`Runc::delete_exited`].
+//! [`Runc::delete_exited`] and [`Runc::recorded_init`].
 
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
@@ -221,6 +221,19 @@ impl Runc {
         Ok(true)
     }
 
+    /// The container's init process as runc recorded it: its pid and its start time (clock ticks
+    /// after boot, as in field 22 of /proc/<pid>/stat). `None` when runc has no container with
+    /// that id or its state file is unreadable.
+    pub fn recorded_init(&self, id: &str) -> Option<(u32, u64)> {
+        if id.is_empty() || id.contains('/') || id == "." || id == ".." {
+            return None;
+        }
+        let state_bytes = std::fs::read(self.root.join(id).join("state.json")).ok()?;
+        let state_file = serde_json::from_slice::<RuncStateFile>(&state_bytes).ok()?;
+        let pid = u32::try_from(state_file.init_process_pid).ok().filter(|&pid| pid > 0)?;
+        Some((pid, state_file.init_process_start))
+    }
+
     /// `runc state ID`, or `None` when runc has no container with that id.
     pub async fn state(&self, id: &str) -> Result<Option<RuncState>, RuncError> {
         let args = vec!["state".to_string(), id.to_string()];
@@ -257,12 +270,13 @@ impl Runc {
     /// The `runc create` invocation the shim runs (`runc run --detach` with `start_too`, which
     /// creates and starts in one runc process). It is a plain std `Command` because the shim
     /// is synchronous. `--log-format json` lets the shim pick runc's own error message out of
-    /// the log file when create fails. The caller sets stdio: the container inherits it.
+    /// the log file when create fails. The caller sets stdio: the container inherits it. No
+    /// `--pid-file`: runc writes that file with O_SYNC, and [`Runc::recorded_init`] reads the
+    /// same pid (and its start time) from the state file runc writes anyway.
     pub fn create_command(
         &self,
         id: &str,
         bundle: &Path,
-        pid_file: &Path,
         log_file: &Path,
         start_too: bool,
     ) -> std::process::Command {
@@ -282,8 +296,6 @@ impl Runc {
         command
             .arg("--bundle")
             .arg(bundle)
-            .arg("--pid-file")
-            .arg(pid_file)
             .arg(id);
         command
     }
@@ -341,7 +353,7 @@ impl Runc {
     }
 }
 
-/// The fields of runc's `<root>/<id>/state.json` that [`Runc::delete_exited`] needs (runc 1.x).
+/// The fields of runc's `<root>/<id>/state.json` that berth reads (runc 1.x).
 #[derive(Deserialize)]
 struct RuncStateFile {
     init_process_pid: i32,

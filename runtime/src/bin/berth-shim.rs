@@ -16,7 +16,7 @@ use std::process::{ExitCode, Stdio};
 use std::time::Duration;
 
 use berth_runtime::monitor::{
-    self, ExitStatus, ShimState, EXIT_FILE, INIT_PID_FILE, RUNC_LOG_FILE, SHIM_LOG_FILE,
+    self, ExitStatus, ShimState, EXIT_FILE, RUNC_LOG_FILE, SHIM_LOG_FILE,
     SHIM_STATE_FILE, STDERR_FILE, STDOUT_FILE, UNKNOWN_EXIT_CODE,
 };
 use berth_runtime::runc::{self, Runc, RuncError};
@@ -195,7 +195,7 @@ fn create_container(shim_args: &ShimArgs, shim_log: &mut ShimLog) -> Result<(u32
     })?;
     // A task directory may be reused for a new run: exit.json from the old one would make
     // berthd think the new container had already exited.
-    for stale_file in [EXIT_FILE, SHIM_STATE_FILE, INIT_PID_FILE] {
+    for stale_file in [EXIT_FILE, SHIM_STATE_FILE] {
         monitor::remove_file_durably(task_dir, stale_file)
             .map_err(|error| format!("could not remove stale {stale_file}: {error}"))?;
     }
@@ -209,11 +209,9 @@ fn create_container(shim_args: &ShimArgs, shim_log: &mut ShimLog) -> Result<(u32
     let runc_log_length_before = file_length(&runc_log_path);
 
     let runc = Runc::new(shim_args.runc.clone(), shim_args.runc_root.clone());
-    let pid_file_path = task_dir.join(INIT_PID_FILE);
     let mut create_command = runc.create_command(
         &shim_args.id,
         &shim_args.bundle,
-        &pid_file_path,
         &runc_log_path,
         shim_args.start,
     );
@@ -270,16 +268,11 @@ fn create_container(shim_args: &ShimArgs, shim_log: &mut ShimLog) -> Result<(u32
         ));
     }
 
-    let init_pid = std::fs::read_to_string(&pid_file_path)
-        .ok()
-        .and_then(|pid_text| pid_text.trim().parse::<u32>().ok())
-        .filter(|&pid| pid > 0)
-        .ok_or_else(|| format!("runc create succeeded but wrote no usable {INIT_PID_FILE}"))?;
-    // Recorded now, while init cannot have been reaped (only we reap it), for the fallback in
-    // reap_until_init_exits.
-    let init_start_time = monitor::read_process_stat(init_pid as i32)
-        .map(|process_stat| process_stat.start_time)
-        .unwrap_or(0);
+    // The start time is kept for the fallback in reap_until_init_exits, which must tell the
+    // init from a later process that reused its pid.
+    let (init_pid, init_start_time) = runc
+        .recorded_init(&shim_args.id)
+        .ok_or_else(|| format!("runc create succeeded but its state file in {} names no init process", shim_args.runc_root.display()))?;
 
     let own_stat = monitor::read_process_stat(std::process::id() as i32)
         .ok_or_else(|| "could not read /proc/self/stat".to_string())?;
