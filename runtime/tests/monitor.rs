@@ -90,6 +90,19 @@ async fn echo_output_lands_in_the_log_files_and_exit_is_recorded() {
 }
 
 #[tokio::test]
+async fn the_container_does_not_inherit_the_signals_the_shim_shrugs_off() {
+    let task = TestTask::new("sigdfl", &["grep", "^SigIgn:", "/proc/self/status"]);
+    let shim_state = spawn_and_start(&task).await;
+    let exit_status = wait_exit_with_timeout(&task, &shim_state).await;
+    assert_eq!(exit_status.code, 0);
+    let line = std::fs::read_to_string(stdout_path(&task.task_dir)).unwrap();
+    let ignored = u64::from_str_radix(line.trim().trim_start_matches("SigIgn:").trim(), 16).expect("a hex mask");
+    for signal in [libc::SIGHUP, libc::SIGINT, libc::SIGPIPE] {
+        assert_eq!(ignored & (1 << (signal - 1)), 0, "signal {signal} is ignored in the container: {line}");
+    }
+}
+
+#[tokio::test]
 async fn exit_code_is_reported() {
     let task = TestTask::new("exitcode", &["sh", "-c", "exit 7"]);
     let shim_state = spawn_and_start(&task).await;

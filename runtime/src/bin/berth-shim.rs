@@ -10,7 +10,6 @@
 use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
 use std::time::Duration;
@@ -22,7 +21,7 @@ use berth_runtime::monitor::{
 use berth_runtime::runc::{self, Runc, RuncError};
 use clap::Parser;
 use nix::errno::Errno;
-use nix::sys::signal::{signal, SigHandler, Signal};
+use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
@@ -151,6 +150,8 @@ fn absolute_args(shim_args: ShimArgs) -> ShimArgs {
     }
 }
 
+extern "C" fn shrug_off_signal(_signal: libc::c_int) {}
+
 /// Makes the shim independent of berthd: own process group, parent of orphaned container processes,
 /// immune to the signals that accompany berthd's death, stdin and cwd not pinning anything.
 fn detach_from_berthd(shim_log: &mut ShimLog) {
@@ -167,10 +168,15 @@ fn detach_from_berthd(shim_log: &mut ShimLog) {
     if let Err(prctl_error) = nix::sys::prctl::set_child_subreaper(true) {
         shim_log.line(&format!("PR_SET_CHILD_SUBREAPER failed: {prctl_error}"));
     }
+    // A handler that does nothing rather than SIG_IGN: an ignored signal stays ignored across
+    // exec, so runc and the container would inherit it, while a caught one is reset to the
+    // default by exec. That spares a pre_exec hook to reset them, and with it a fork of the
+    // shim for every runc it starts (std spawns with posix_spawn when there is no hook).
+    let shrug = SigAction::new(SigHandler::Handler(shrug_off_signal), SaFlags::SA_RESTART, SigSet::empty());
     for ignored_signal in IGNORED_SIGNALS {
-        // SAFETY: installing SIG_IGN runs no handler code, so nothing can be interrupted in an
-        // unsafe state.
-        if let Err(signal_error) = unsafe { signal(ignored_signal, SigHandler::SigIgn) } {
+        // SAFETY: the handler does nothing at all, so it cannot interrupt anything in an unsafe
+        // state.
+        if let Err(signal_error) = unsafe { sigaction(ignored_signal, &shrug) } {
             shim_log.line(&format!(
                 "could not ignore {ignored_signal}: {signal_error}"
             ));
@@ -219,17 +225,6 @@ fn create_container(shim_args: &ShimArgs, shim_log: &mut ShimLog) -> Result<(u32
         .stdin(Stdio::null())
         .stdout(Stdio::from(stdout_file))
         .stderr(Stdio::from(stderr_file));
-    // SAFETY: runs in the forked child before exec and only calls signal(2) to restore default
-    // dispositions, which is async-signal-safe. Ignored signals survive exec, so without this
-    // the container's process would silently ignore SIGHUP/SIGINT/SIGPIPE.
-    unsafe {
-        create_command.pre_exec(|| {
-            for ignored_signal in IGNORED_SIGNALS {
-                signal(ignored_signal, SigHandler::SigDfl).map_err(std::io::Error::from)?;
-            }
-            Ok(())
-        });
-    }
     shim_log.line(&format!("running {create_command:?}"));
     let create_status = match create_command.status() {
         Ok(create_status) => create_status,
