@@ -254,11 +254,9 @@ impl Snapshotter {
     /// Removes a container's writable layer. Absent → Ok. Unmount it first.
     pub fn remove_active(&self, namespace: &str, key: &str) -> Result<(), SnapshotError> {
         let active_dir = self.active_dir(namespace, key)?;
-        remove_dir_all_tolerant(&active_dir)?;
-        // Drop the namespace directory once its last snapshot is gone; it fails harmlessly when
-        // other snapshots remain.
-        let _ = fs::remove_dir(self.active_root.join(namespace));
-        Ok(())
+        // The namespace directory stays, even empty: removing it with its last snapshot made
+        // every `run --rm` on a quiet host create and delete it again.
+        remove_dir_all_tolerant(&active_dir)
     }
 
     /// Removes a committed layer. Absent → Ok. The caller checks nothing still stacks on it.
