@@ -399,6 +399,7 @@ impl EventLog {
         }
         queue.pending.waiters.push(std::thread::current());
         drop(queue);
+        self.spin_until_durable(last_seq);
         loop {
             // The leader publishes the watermark (release) before unparking us.
             if self.view.durable_seq() >= last_seq {
@@ -419,6 +420,22 @@ impl EventLog {
             if !queue.leader_active && queue.poison.is_none() {
                 return self.lead(queue, first_seq, last_seq);
             }
+        }
+    }
+
+    /// A follower yields the CPU in a loop for about one commit before it parks. Parking costs
+    /// a futex wake-up per follower once the batch is durable, and on few cores those wake-ups
+    /// run one after another: ~80 µs for 15 followers on 2 vCPUs, as long as the fdatasync
+    /// itself. A yielding follower sees the new watermark at its next turn instead. The CPU it
+    /// uses is otherwise idle, since the leader is blocked in fdatasync; the spin is bounded, so
+    /// a slow disk still ends in `park`.
+    fn spin_until_durable(&self, last_seq: u64) {
+        if self.durability != Durability::Sync {
+            return;
+        }
+        let deadline = Instant::now() + 2 * self.gather_limit();
+        while self.view.durable_seq() < last_seq && !self.poisoned.load(Ordering::Acquire) && Instant::now() < deadline {
+            std::thread::yield_now();
         }
     }
 
