@@ -8,6 +8,8 @@ use serde::Deserialize;
 pub const DEFAULT_ROOT: &str = "/var/lib/berth";
 pub const DEFAULT_STATE: &str = "/run/berth";
 pub const DEFAULT_ADDRESS: &str = "/run/berth/berthd.sock";
+/// Every container's cgroups are `<cgroup parent>/<namespace>/<id>` in each hierarchy.
+pub const DEFAULT_CGROUP_PARENT: &str = "/berth";
 
 /// The TOML file: every key optional; flags win over it.
 #[derive(Debug, Default, Deserialize)]
@@ -20,6 +22,9 @@ pub struct ConfigFile {
     pub runc: Option<PathBuf>,
     /// The monitor binary; default: berth-shim beside berthd.
     pub shim: Option<PathBuf>,
+    /// The cgroup under which containers get theirs; two berthds on one host need different
+    /// ones, or containers of the same name would share cgroups. Default "/berth".
+    pub cgroup_parent: Option<String>,
     pub log: Option<LogConfig>,
 }
 
@@ -44,6 +49,20 @@ impl ConfigFile {
 pub struct Layout {
     pub root: PathBuf,
     pub state: PathBuf,
+    /// Absolute cgroup path, checked by [`check_cgroup_parent`].
+    pub cgroup_parent: String,
+}
+
+/// A cgroup parent is an absolute path of plain names: "/berth", "/tenants/a".
+pub fn check_cgroup_parent(cgroup_parent: &str) -> Result<(), String> {
+    let names_ok = cgroup_parent
+        .strip_prefix('/')
+        .is_some_and(|rest| !rest.is_empty() && rest.split('/').all(|name| !name.is_empty() && name != "." && name != ".."));
+    if names_ok {
+        Ok(())
+    } else {
+        Err(format!("cgroup parent {cgroup_parent:?} is not an absolute cgroup path of plain names; use e.g. \"/berth\""))
+    }
 }
 
 impl Layout {
@@ -62,8 +81,8 @@ impl Layout {
     pub fn runc_root(&self, namespace: &str) -> PathBuf {
         self.state.join("runc").join(namespace)
     }
-    pub fn cgroups_path(namespace: &str, id: &str) -> String {
-        format!("/berth/{namespace}/{id}")
+    pub fn cgroups_path(&self, namespace: &str, id: &str) -> String {
+        format!("{}/{namespace}/{id}", self.cgroup_parent)
     }
 }
 
@@ -100,10 +119,20 @@ mod tests {
 
     #[test]
     fn layout_keeps_namespaces_apart() {
-        let layout = Layout { root: PathBuf::from("/r"), state: PathBuf::from("/s") };
+        let layout = Layout { root: PathBuf::from("/r"), state: PathBuf::from("/s"), cgroup_parent: DEFAULT_CGROUP_PARENT.into() };
         assert_eq!(layout.task_dir("a", "x"), Path::new("/r/tasks/a/x"));
         assert_eq!(layout.bundle_dir("b", "x"), Path::new("/s/bundles/b/x"));
         assert_eq!(layout.runc_root("a"), Path::new("/s/runc/a"));
-        assert_eq!(Layout::cgroups_path("a", "x"), "/berth/a/x");
+        assert_eq!(layout.cgroups_path("a", "x"), "/berth/a/x");
+    }
+
+    #[test]
+    fn cgroup_parents_are_absolute_plain_paths() {
+        for good in ["/berth", "/tenants/a"] {
+            assert!(check_cgroup_parent(good).is_ok(), "{good}");
+        }
+        for bad in ["", "/", "berth", "/berth/", "/a//b", "/a/../b", "/."] {
+            assert!(check_cgroup_parent(bad).unwrap_err().contains("/berth"), "{bad}");
+        }
     }
 }

@@ -309,7 +309,7 @@ impl Executor {
             working_dir: record.working_dir.clone(),
             user: record.user.clone(),
             hostname: record.hostname.clone(),
-            cgroups_path: Layout::cgroups_path(namespace, container_id),
+            cgroups_path: self.layout.cgroups_path(namespace, container_id),
         };
         let runtime_spec = spec::generate_spec(&input, &rootfs).map_err(|error| error.to_string())?;
         spec::write_bundle(&bundle, &runtime_spec).map_err(|error| error.to_string())?;

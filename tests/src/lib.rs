@@ -111,6 +111,8 @@ impl Daemon {
             .arg(&self.state)
             .arg("--address")
             .arg(&self.socket)
+            .arg("--cgroup-parent")
+            .arg(self.cgroup_parent())
             .args(self.config_file.iter().flat_map(|path| [std::ffi::OsStr::new("--config"), path.as_os_str()]))
             .env("BERTHD_LOG", "info,berth_runtime=debug")
             .envs(self.env.iter().map(|(key, value)| (key.as_str(), value.as_str())))
@@ -131,6 +133,12 @@ impl Daemon {
             assert!(Instant::now() < deadline, "berthd did not come up in 30 s:\n{}", self.daemon_log());
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Each test daemon's containers get cgroups of their own (`/<temp dir name>/<ns>/<id>`), so
+    /// test daemons running at once never share one even when their containers' names match.
+    pub fn cgroup_parent(&self) -> String {
+        format!("/{}", self.dir.path().file_name().expect("temp dir name").to_string_lossy())
     }
 
     pub fn daemon_log(&self) -> String {
@@ -258,6 +266,19 @@ impl Drop for Daemon {
             targets.sort_by_key(|target| std::cmp::Reverse(target.len()));
             for target in targets {
                 let _ = nix::mount::umount2(target, nix::mount::MntFlags::MNT_DETACH);
+            }
+        }
+        // runc removes a container's own cgroups; the parents it made stay. Remove the empty
+        // ones this daemon's containers used, in every hierarchy.
+        if let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") {
+            for hierarchy in hierarchies.flatten() {
+                let parent = hierarchy.path().join(self.cgroup_parent().trim_start_matches('/'));
+                if let Ok(namespaces) = std::fs::read_dir(&parent) {
+                    for namespace in namespaces.flatten().filter(|entry| entry.file_type().is_ok_and(|kind| kind.is_dir())) {
+                        let _ = std::fs::remove_dir(namespace.path());
+                    }
+                }
+                let _ = std::fs::remove_dir(&parent);
             }
         }
     }

@@ -51,6 +51,20 @@ fn refusals_are_clear_and_lose_nothing() {
     daemon.ok(&["rm", "-f", "web"]);
 }
 
+/// Runs berthd on its own directories under `dir` with `extra_args`, for flags it must refuse.
+fn berthd_in(dir: &std::path::Path, extra_args: &[&str]) -> std::process::Output {
+    Command::new(bin("berthd"))
+        .arg("--root")
+        .arg(dir.join("root"))
+        .arg("--state")
+        .arg(dir.join("state"))
+        .arg("--address")
+        .arg(dir.join("sock"))
+        .args(extra_args)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn berthd_refuses_to_start_without_runc_or_on_a_held_root() {
     let daemon = Daemon::start();
@@ -68,18 +82,13 @@ fn berthd_refuses_to_start_without_runc_or_on_a_held_root() {
     assert!(stderr_of(&second).contains("another berthd holds"), "{}", stderr_of(&second));
     // Missing runc.
     let dir = tempfile::tempdir().unwrap();
-    let no_runc = Command::new(bin("berthd"))
-        .arg("--root")
-        .arg(dir.path().join("root"))
-        .arg("--state")
-        .arg(dir.path().join("state"))
-        .arg("--address")
-        .arg(dir.path().join("sock"))
-        .args(["--runc", "/nonexistent/runc"])
-        .output()
-        .unwrap();
+    let no_runc = berthd_in(dir.path(), &["--runc", "/nonexistent/runc"]);
     assert!(!no_runc.status.success());
     assert!(stderr_of(&no_runc).contains("runc not found") && stderr_of(&no_runc).contains("apt-get install runc"), "{}", stderr_of(&no_runc));
+    // A cgroup parent that is not an absolute path of plain names.
+    let bad_cgroup = berthd_in(dir.path(), &["--cgroup-parent", "../escape"]);
+    assert!(!bad_cgroup.status.success());
+    assert!(stderr_of(&bad_cgroup).contains("\"../escape\" is not an absolute cgroup path"), "{}", stderr_of(&bad_cgroup));
     // The first daemon is unaffected.
     daemon.ok(&["version"]);
 }

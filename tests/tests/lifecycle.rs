@@ -120,3 +120,15 @@ fn history_from_the_log_says_who_did_what() {
     let verify = daemon.replay(&["verify"]);
     assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stdout));
 }
+
+#[test]
+fn a_container_gets_its_cgroups_under_the_daemons_cgroup_parent() {
+    let daemon = Daemon::start();
+    daemon.import_busybox();
+    daemon.ok(&["run", "-d", "--name", "grouped", "busybox", "sleep", "1000"]);
+    let pid = daemon.ps().into_iter().find(|row| row["id"] == "grouped").expect("listed")["task"]["pid"].as_u64().expect("a pid");
+    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let wanted = format!("{}/default/grouped", daemon.cgroup_parent());
+    assert!(cgroups.lines().any(|line| line.ends_with(&format!(":{wanted}"))), "{wanted} not in\n{cgroups}");
+    daemon.ok(&["rm", "-f", "grouped"]);
+}

@@ -54,7 +54,9 @@ fn running_containers_survive_sigkill_of_berthd() {
     let mut daemon = Daemon::start();
     daemon.import_busybox();
     daemon.ok(&["run", "-d", "--name", "one", "busybox", "sleep", "1000"]);
-    daemon.ok(&["run", "-d", "--name", "two", "busybox", "sh", "-c", "trap 'exit 42' TERM; while true; do sleep 0.1; done"]);
+    daemon.ok(&["run", "-d", "--name", "two", "busybox", "sh", "-c", "trap 'exit 42' TERM; echo ready; while true; do sleep 0.1; done"]);
+    // The TERM below must find the trap set, or the shell (pid 1 of its namespace) ignores it.
+    eventually(Duration::from_secs(60), "the trap is set", || daemon.ok(&["logs", "two"]).contains("ready").then_some(()));
     let before = daemon.ps();
     daemon.restart();
     let after = daemon.ps();

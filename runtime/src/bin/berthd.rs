@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use berth_log::Durability;
-use berth_runtime::config::{ConfigFile, Layout, DEFAULT_ADDRESS, DEFAULT_ROOT, DEFAULT_STATE};
+use berth_runtime::config::{check_cgroup_parent, ConfigFile, Layout, DEFAULT_ADDRESS, DEFAULT_CGROUP_PARENT, DEFAULT_ROOT, DEFAULT_STATE};
 use berth_runtime::daemon::{self, DaemonOptions};
 use clap::Parser;
 
@@ -20,12 +20,16 @@ struct Flags {
     /// The UNIX socket to serve the gRPC API on [default: /run/berth/berthd.sock]
     #[arg(long)]
     address: Option<PathBuf>,
-    /// TOML config file (keys: root, state, address, runc, shim, [log] segment_size, durability)
+    /// TOML config file (keys: root, state, address, runc, shim, cgroup_parent, [log] segment_size, durability)
     #[arg(long, short = 'c')]
     config: Option<PathBuf>,
     /// The runc binary [default: runc from PATH]
     #[arg(long)]
     runc: Option<PathBuf>,
+    /// The cgroup containers get theirs under, as <parent>/<namespace>/<id>; two berthds on
+    /// one host need different ones [default: /berth]
+    #[arg(long)]
+    cgroup_parent: Option<String>,
     /// Log filter, e.g. info, debug, berth_runtime=debug
     #[arg(long, env = "BERTHD_LOG", default_value = "info")]
     log_level: String,
@@ -53,10 +57,13 @@ fn main() -> anyhow::Result<()> {
         .as_ref()
         .and(file.shim.clone())
         .unwrap_or_else(berth_runtime::monitor::default_shim_binary);
+    let cgroup_parent = flags.cgroup_parent.or(file.cgroup_parent.clone()).unwrap_or_else(|| DEFAULT_CGROUP_PARENT.to_string());
+    check_cgroup_parent(&cgroup_parent).map_err(anyhow::Error::msg)?;
     let options = DaemonOptions {
         layout: Layout {
             root: flags.root.or(file.root).unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT)),
             state: flags.state.or(file.state).unwrap_or_else(|| PathBuf::from(DEFAULT_STATE)),
+            cgroup_parent,
         },
         address: flags.address.or(file.address).unwrap_or_else(|| PathBuf::from(DEFAULT_ADDRESS)),
         runc: flags.runc.or(file.runc).unwrap_or_else(|| PathBuf::from("runc")),
