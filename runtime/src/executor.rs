@@ -462,7 +462,14 @@ impl Executor {
             None => shim.shim_pid == task.shim_pid,
         });
         let alive = shim.as_ref().is_some_and(monitor::shim_alive);
-        let exit = if shim.is_some() { monitor::read_exit(&task_dir) } else { None };
+        let exit = match &shim {
+            Some(_) => monitor::read_exit(&task_dir),
+            // shim.json is not fsynced and exit.json is: after a power loss exit.json may be all
+            // that is left. It names the monitor that wrote it, so a started task's exit is
+            // still known (a task dir is emptied before each new task's monitor starts).
+            None => monitor::read_exit(&task_dir)
+                .filter(|exit| pending_create.is_none() && task.shim_pid > 0 && exit.shim_pid == Some(task.shim_pid)),
+        };
         for intent in &task.pending {
             match intent {
                 PendingIntent::Create { seq } => {
@@ -558,6 +565,7 @@ impl Executor {
                         code: monitor::UNKNOWN_EXIT_CODE,
                         signal: 0,
                         exited_at_ns: crate::store::now_ns() as i64,
+                        shim_pid: None,
                     };
                     tracing::warn!(namespace, container_id, "the task's monitor is gone without an exit status (host reboot, or the monitor was killed); recorded as exit 255");
                     self.record_exit(namespace, container_id, status).await;

@@ -183,6 +183,10 @@ pub struct ExitStatus {
     pub signal: i32,
     /// Wall-clock time (nanoseconds since the Unix epoch) at which the shim reaped the init.
     pub exited_at_ns: i64,
+    /// The pid of the monitor that wrote it. exit.json is fsynced and shim.json is not, so after
+    /// a power loss exit.json may be all that is left to say which task's monitor it came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shim_pid: Option<i32>,
 }
 
 /// `berth-shim` next to the running executable (or next to its parent directory when running
@@ -455,6 +459,7 @@ pub async fn wait_exit(task_dir: &Path, state: &ShimState) -> ExitStatus {
                 code: UNKNOWN_EXIT_CODE,
                 signal: 0,
                 exited_at_ns: unix_time_ns(),
+                shim_pid: None,
             }
         }
     }

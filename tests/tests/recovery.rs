@@ -97,6 +97,23 @@ fn exits_while_berthd_is_down_are_recorded_with_code_and_time() {
 }
 
 #[test]
+fn an_exit_survives_the_loss_of_the_unsynced_shim_json() {
+    // After a power loss the fsynced exit.json may be all that is left of a monitor's files:
+    // shim.json is written without fsync. The exit code must still be the real one.
+    let mut daemon = Daemon::start();
+    daemon.import_busybox();
+    daemon.ok(&["run", "-d", "--name", "lost", "busybox", "sh", "-c", "sleep 1; exit 6"]);
+    daemon.kill9();
+    let task_dir = daemon.root.join("tasks/default/lost");
+    eventually(Duration::from_secs(60), "the monitor records the exit", || task_dir.join("exit.json").exists().then_some(()));
+    std::fs::remove_file(task_dir.join("shim.json")).expect("shim.json was written");
+    daemon.start_again();
+    assert_eq!(daemon.ok(&["wait", "lost"]).trim(), "6");
+    assert_eq!(task_of(&daemon.ps(), "lost")["exit_code"], 6);
+    daemon.ok(&["rm", "lost"]);
+}
+
+#[test]
 fn restart_without_change_rebuilds_identical_projections() {
     let mut daemon = Daemon::start();
     daemon.import_busybox();
@@ -140,15 +157,24 @@ fn crash_between_create_and_its_outcome_is_recovered_once() {
 
 #[test]
 fn crash_right_after_the_monitor_is_spawned_waits_for_it() {
-    // berthd dies the moment the monitor process exists. A wrapper delays the monitor by 2 s,
-    // so the restarted berthd finds a monitor that has done nothing yet: no shim.json, and a
-    // monitor lock that is held only because berthd took it and handed it over before the
-    // spawn. Recovery must wait for that monitor instead of rolling the create back under its
-    // feet (which would leave a container running that no task accounts for).
+    // berthd dies the moment the monitor process exists. A wrapper holds the monitor back until
+    // the test lets it go, so the restarted berthd finds a monitor that has done nothing yet: no
+    // shim.json, and a monitor lock that is held only because berthd took it and handed it over
+    // before the spawn. Recovery must wait for that monitor instead of rolling the create back
+    // under its feet (which would leave a container running that no task accounts for).
     let mut daemon = Daemon::start();
     daemon.import_busybox();
     let slow_shim = daemon.dir.path().join("slow-shim.sh");
-    std::fs::write(&slow_shim, format!("#!/bin/sh\nsleep 2\nexec {} \"$@\"\n", bin("berth-shim").display())).unwrap();
+    let go = daemon.dir.path().join("go");
+    std::fs::write(
+        &slow_shim,
+        format!(
+            "#!/bin/sh\nfor _ in $(seq 1200); do [ -e {} ] && break; sleep 0.05; done\nexec {} \"$@\"\n",
+            go.display(),
+            bin("berth-shim").display()
+        ),
+    )
+    .unwrap();
     std::fs::set_permissions(&slow_shim, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     daemon.set_config(&format!("shim = {:?}\n", slow_shim.display().to_string()));
     daemon.kill9();
@@ -157,6 +183,7 @@ fn crash_right_after_the_monitor_is_spawned_waits_for_it() {
     assert!(!daemon.cli(&["run", "-d", "--name", "early", "busybox", "sleep", "1000"]).status.success());
     daemon.wait_for_exit(Duration::from_secs(60));
     assert!(!daemon.root.join("tasks/default/early/shim.json").exists(), "the monitor must not have got going yet");
+    std::fs::write(&go, "").unwrap();
     daemon.set_env(&[]);
     daemon.start_again();
     let task = task_of(&daemon.ps(), "early").clone();

@@ -118,6 +118,15 @@ fn hold_shim_lock(shim_args: &ShimArgs) -> std::io::Result<File> {
     if lock_fd < 0 || unsafe { libc::fcntl(lock_fd, libc::F_GETFD) } < 0 {
         return Err(std::io::Error::other(format!("--lock-fd {lock_fd} is not an open descriptor")));
     }
+    // It must be task_dir/shim.lock, not some other descriptor a wrong number would name.
+    let lock_path = shim_args.task_dir.join(monitor::SHIM_LOCK_FILE);
+    let expected = std::fs::metadata(&lock_path)?;
+    // SAFETY: the descriptor is open (checked above) and nothing closes it while borrowed here.
+    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(lock_fd) };
+    let inherited = nix::sys::stat::fstat(borrowed).map_err(std::io::Error::from)?;
+    if (inherited.st_dev, inherited.st_ino) != (std::os::unix::fs::MetadataExt::dev(&expected), std::os::unix::fs::MetadataExt::ino(&expected)) {
+        return Err(std::io::Error::other(format!("--lock-fd {lock_fd} is not {}", lock_path.display())));
+    }
     // SAFETY: the descriptor is open (checked above) and was handed to this process for it
     // alone; nothing else in the shim refers to it, so the File becomes its sole owner.
     let lock_file = unsafe { <File as std::os::fd::FromRawFd>::from_raw_fd(lock_fd) };
@@ -331,6 +340,7 @@ fn reap_until_init_exits(
                     code,
                     signal: 0,
                     exited_at_ns: monitor::unix_time_ns(),
+                    shim_pid: Some(std::process::id() as i32),
                 };
             }
             Ok(WaitStatus::Signaled(pid, killing_signal, _core_dumped)) if pid == init_pid => {
@@ -339,6 +349,7 @@ fn reap_until_init_exits(
                     code: 128 + signal_number,
                     signal: signal_number,
                     exited_at_ns: monitor::unix_time_ns(),
+                    shim_pid: Some(std::process::id() as i32),
                 };
             }
             Ok(_other_child_or_event) => continue,
@@ -358,6 +369,7 @@ fn reap_until_init_exits(
                     code: UNKNOWN_EXIT_CODE,
                     signal: 0,
                     exited_at_ns: monitor::unix_time_ns(),
+                    shim_pid: Some(std::process::id() as i32),
                 };
             }
             Err(wait_error) => {
