@@ -75,7 +75,9 @@ fn sigkill_during_concurrent_appends_loses_no_acknowledged_record() {
         });
         // The kill lands at a random moment while appends are being acknowledged, however slow
         // the machine is to start the child and open the log.
-        first_ack.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| panic!("round {round}: the child acknowledged nothing within 60 s"));
+        if let Err(error) = first_ack.recv_timeout(Duration::from_secs(60)) {
+            panic!("round {round}: the child acknowledged no append ({error}: it exited, or took over 60 s)");
+        }
         std::thread::sleep(Duration::from_millis(rng.gen_range(40..300)));
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
@@ -92,5 +94,6 @@ fn sigkill_during_concurrent_appends_loses_no_acknowledged_record() {
         let verify = log.verify().unwrap_or_else(|error| panic!("round {round}: {error}"));
         assert_eq!(verify.last_seq, Seq(last_seq));
     }
-    assert!(n_acked_total >= 20, "the child acknowledged only {n_acked_total} appends in 20 rounds");
+    // Every round waited for a first acknowledgement, so this only reports how much was checked.
+    eprintln!("{n_acked_total} acknowledged appends checked over 20 rounds");
 }

@@ -53,11 +53,17 @@ pub struct Layout {
     pub cgroup_parent: String,
 }
 
-/// A cgroup parent is an absolute path of plain names: "/berth", "/tenants/a".
+/// A cgroup parent is an absolute path of plain names (letters, digits, `_`, `-`, `.`, and not
+/// a cgroup's own control files such as `cgroup.procs`): "/berth", "/tenants/a".
 pub fn check_cgroup_parent(cgroup_parent: &str) -> Result<(), String> {
-    let names_ok = cgroup_parent
-        .strip_prefix('/')
-        .is_some_and(|rest| !rest.is_empty() && rest.split('/').all(|name| !name.is_empty() && name != "." && name != ".."));
+    let plain_name = |name: &str| {
+        !name.is_empty()
+            && name != "."
+            && name != ".."
+            && !name.starts_with("cgroup.")
+            && name.chars().all(|character| character.is_ascii_alphanumeric() || matches!(character, '_' | '-' | '.'))
+    };
+    let names_ok = cgroup_parent.strip_prefix('/').is_some_and(|rest| !rest.is_empty() && rest.split('/').all(plain_name));
     if names_ok {
         Ok(())
     } else {
@@ -131,7 +137,7 @@ mod tests {
         for good in ["/berth", "/tenants/a"] {
             assert!(check_cgroup_parent(good).is_ok(), "{good}");
         }
-        for bad in ["", "/", "berth", "/berth/", "/a//b", "/a/../b", "/."] {
+        for bad in ["", "/", "berth", "/berth/", "/a//b", "/a/../b", "/.", "/cgroup.procs", "/a:b", "/a b"] {
             assert!(check_cgroup_parent(bad).unwrap_err().contains("/berth"), "{bad}");
         }
     }

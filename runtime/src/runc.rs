@@ -177,7 +177,16 @@ impl Runc {
         let state_dir = self.root.join(id);
         let state_bytes = match std::fs::read(state_dir.join("state.json")) {
             Ok(state_bytes) => state_bytes,
-            Err(error) if error.kind() == ErrorKind::NotFound => return Ok(!state_dir.exists()),
+            Err(error) if error.kind() == ErrorKind::NotFound => {
+                // No state file: runc has no such container, or an earlier removal here stopped
+                // between the state file and its directory (runc would then refuse the id for
+                // a new container and `runc delete` would call it missing). Finish that removal.
+                return match std::fs::remove_dir_all(&state_dir) {
+                    Ok(()) => Ok(true),
+                    Err(error) if error.kind() == ErrorKind::NotFound => Ok(true),
+                    Err(error) => Err(error),
+                };
+            }
             Err(error) => return Err(error),
         };
         let Ok(state_file) = serde_json::from_slice::<RuncStateFile>(&state_bytes) else {
@@ -205,8 +214,15 @@ impl Runc {
         {
             return Ok(false);
         }
+        // The rmdirs are the last guard against a live process (a populated cgroup will not
+        // go), so a container without cgroups, or with a path outside /sys/fs/cgroup, is left to
+        // runc.
+        if state_file.cgroup_paths.is_empty() {
+            return Ok(false);
+        }
         for cgroup_dir in state_file.cgroup_paths.values() {
-            if !cgroup_dir.starts_with("/sys/fs/cgroup/") {
+            let plain = cgroup_dir.components().all(|component| matches!(component, std::path::Component::RootDir | std::path::Component::Normal(_)));
+            if !plain || !cgroup_dir.starts_with("/sys/fs/cgroup/") {
                 return Ok(false);
             }
         }

@@ -406,7 +406,12 @@ fn mount_root_attribute(target: &Path) -> Option<io::Result<bool>> {
     };
     if result != 0 {
         let error = io::Error::last_os_error();
-        return Some(if error.kind() == io::ErrorKind::NotFound { Ok(false) } else { Err(error) });
+        return match error.raw_os_error() {
+            Some(libc::ENOENT) => Some(Ok(false)),
+            // No statx (an old kernel, or a seccomp filter that refuses it): read the table.
+            Some(libc::ENOSYS) | Some(libc::EPERM) => None,
+            _ => Some(Err(error)),
+        };
     }
     let mount_root = libc::STATX_ATTR_MOUNT_ROOT as u64;
     if statx_buf.stx_attributes_mask & mount_root == 0 {
