@@ -35,9 +35,10 @@
 //! The shim is put in a process group of its own before it execs (so a SIGKILL to berthd's
 //! process group never reaches it; it ignores the SIGHUP of a closing terminal) and makes one
 //! itself if it was started some other way. It stays in berthd's session: every new session is
-//! a scheduling autogroup of its own, which made each runc the shim starts measurably slower. berthd keeps the `Child` in a tokio task that waits for it, so a shim that exits
-//! while berthd runs is reaped rather than left a zombie; if berthd dies first, the shim is
-//! reparented and reaped by init.
+//! a scheduling autogroup of its own, which made each runc the shim starts measurably slower.
+//! berthd keeps the `Child` in a tokio task that waits for it, so a shim that exits while berthd
+//! runs is reaped rather than left a zombie; if berthd dies first, the shim is reparented and
+//! reaped by init.
 
 use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, Write};
@@ -128,7 +129,23 @@ pub const SHIM_LOCK_FILE: &str = "shim.lock";
 
 /// Held by berthd around every spawn of a child process (the shim here, runc in `runc.rs`).
 /// While it is held, the lock descriptor of the shim being started may be inheritable.
-pub(crate) static SPAWN_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+static SPAWN_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Takes [`SPAWN_LOCK`]; hold the guard across `spawn()`.
+pub(crate) fn spawn_lock() -> std::sync::MutexGuard<'static, ()> {
+    SPAWN_LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Marks `fd` close-on-exec, keeping its other descriptor flags.
+pub fn set_close_on_exec(fd: std::os::fd::RawFd) -> std::io::Result<()> {
+    // SAFETY: F_GETFD/F_SETFD only read and change the descriptor's flags; on a descriptor that
+    // is not open they fail with EBADF, which is returned.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
 
 /// A duplicate of `file` without close-on-exec, numbered 3 or above (0-2 are stdio).
 fn inheritable_duplicate(file: &File) -> std::io::Result<OwnedFd> {
@@ -258,9 +275,7 @@ pub async fn spawn_shim_and_start(
     // runc refuses a duplicate id by itself, but the cleanup below (`delete --force` after a
     // failed create) would then destroy the existing container. Checking first keeps the
     // cleanup safe; ids are chosen by the caller, so there is no race in practice.
-    // runc keeps one directory per container under its root; its presence is what `runc state`
-    // would report, without starting runc (a Go binary: ~5 ms on every create).
-    if paths.runc.root.join(runc_id).join("state.json").exists() {
+    if paths.runc.has_container(runc_id) {
         let status = match paths.runc.state(runc_id).await {
             Ok(Some(existing)) => existing.status,
             Ok(None) => "unknown".to_string(),
@@ -272,10 +287,8 @@ pub async fn spawn_shim_and_start(
     // berthd takes the monitor's lock and hands the descriptor to the shim (`--lock-fd`), so the
     // lock is held from before the shim exists: a berthd killed right after the spawn comes back
     // to a held lock ("a monitor is at work") rather than a free one ("none started").
-    let shim_lock = take_shim_lock(task_dir).map_err(|source| MonitorError::ShimLock {
-        path: task_dir.join(SHIM_LOCK_FILE),
-        source,
-    })?;
+    let lock_error = |source| MonitorError::ShimLock { path: task_dir.join(SHIM_LOCK_FILE), source };
+    let shim_lock = take_shim_lock(task_dir).map_err(lock_error)?;
     let mut command = tokio::process::Command::new(&paths.shim_binary);
     command
         .arg("--id")
@@ -303,11 +316,8 @@ pub async fn spawn_shim_and_start(
         // SPAWN_LOCK is held, so no other child of berthd inherits it. (Passing it at a fixed
         // number would need a pre_exec hook, which makes the spawn fork berthd: ~1.5 ms more
         // per container here than the posix_spawn this keeps.)
-        let _spawning = SPAWN_LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let inheritable_lock = inheritable_duplicate(&shim_lock).map_err(|source| MonitorError::ShimLock {
-            path: task_dir.join(SHIM_LOCK_FILE),
-            source,
-        })?;
+        let _spawning = spawn_lock();
+        let inheritable_lock = inheritable_duplicate(&shim_lock).map_err(lock_error)?;
         command.arg("--lock-fd").arg(inheritable_lock.as_raw_fd().to_string());
         command.spawn()
     };

@@ -30,6 +30,19 @@ async fn wait_exit_with_timeout(
         .expect("the container should have exited")
 }
 
+/// SIGKILLs the container through runc and returns the exit the shim recorded for it, which
+/// must say killed by signal 9.
+async fn sigkill_and_wait_exit(task: &TestTask, shim_state: &monitor::ShimState) -> monitor::ExitStatus {
+    task.paths
+        .runc
+        .kill(&task.runc_id, libc::SIGKILL, false)
+        .await
+        .expect("runc kill");
+    let exit_status = wait_exit_with_timeout(task, shim_state).await;
+    assert_eq!((exit_status.code, exit_status.signal), (137, 9));
+    exit_status
+}
+
 /// Waits until the shim process has gone. The shim writes `exit.json` before it exits, so a
 /// caller that saw the exit file may still find the shim alive for a moment.
 async fn wait_until_shim_gone(shim_state: &monitor::ShimState, why: &str) {
@@ -131,13 +144,7 @@ async fn killed_container_reports_the_signal_and_can_be_deleted() {
         [task.runc_id.as_str()]
     );
 
-    task.paths
-        .runc
-        .kill(&task.runc_id, libc::SIGKILL, false)
-        .await
-        .expect("runc kill");
-    let exit_status = wait_exit_with_timeout(&task, &shim_state).await;
-    assert_eq!((exit_status.code, exit_status.signal), (137, 9));
+    sigkill_and_wait_exit(&task, &shim_state).await;
     wait_until_shim_gone(&shim_state, "the shim exits once it recorded the exit").await;
 
     let stopped = task
@@ -351,13 +358,7 @@ async fn shim_survives_the_death_of_the_process_that_started_it() {
 
     let killed_at_ns = monitor::unix_time_ns();
     assert!(killed_at_ns >= started_at_ns);
-    task.paths
-        .runc
-        .kill(&task.runc_id, libc::SIGKILL, false)
-        .await
-        .expect("runc kill");
-    let exit_status = wait_exit_with_timeout(&task, &shim_state).await;
-    assert_eq!((exit_status.code, exit_status.signal), (137, 9));
+    let exit_status = sigkill_and_wait_exit(&task, &shim_state).await;
     assert!(
         exit_status.exited_at_ns >= killed_at_ns,
         "exit at {} is before the kill at {killed_at_ns}",
@@ -500,13 +501,7 @@ async fn duplicate_id_is_refused_without_harming_the_existing_container() {
     assert!(shim_alive(&shim_state));
 
     // Killing a container that was never started is also an exit the shim records.
-    task.paths
-        .runc
-        .kill(&task.runc_id, libc::SIGKILL, false)
-        .await
-        .expect("runc kill");
-    let exit_status = wait_exit_with_timeout(&task, &shim_state).await;
-    assert_eq!((exit_status.code, exit_status.signal), (137, 9));
+    sigkill_and_wait_exit(&task, &shim_state).await;
 }
 
 #[tokio::test]

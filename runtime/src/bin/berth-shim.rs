@@ -90,7 +90,11 @@ fn main() -> ExitCode {
     };
     report_readiness(&format!("ok {init_pid}\n"), &mut shim_log);
 
-    let exit_status = reap_until_init_exits(init_pid, init_start_time, &mut shim_log);
+    // exit.json names this monitor, so that it identifies its task even without shim.json.
+    let exit_status = ExitStatus {
+        shim_pid: Some(std::process::id() as i32),
+        ..reap_until_init_exits(init_pid, init_start_time, &mut shim_log)
+    };
     shim_log.line(&format!(
         "init {init_pid} exited: code {} signal {}",
         exit_status.code, exit_status.signal
@@ -131,10 +135,7 @@ fn hold_shim_lock(shim_args: &ShimArgs) -> std::io::Result<File> {
     // alone; nothing else in the shim refers to it, so the File becomes its sole owner.
     let lock_file = unsafe { <File as std::os::fd::FromRawFd>::from_raw_fd(lock_fd) };
     // runc and the container must not inherit it, or they would hold the lock too.
-    // SAFETY: fcntl(F_SETFD) on a descriptor this function owns.
-    if unsafe { libc::fcntl(lock_fd, libc::F_SETFD, libc::FD_CLOEXEC) } < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
+    monitor::set_close_on_exec(lock_fd)?;
     Ok(lock_file)
 }
 
@@ -340,7 +341,7 @@ fn reap_until_init_exits(
                     code,
                     signal: 0,
                     exited_at_ns: monitor::unix_time_ns(),
-                    shim_pid: Some(std::process::id() as i32),
+                    shim_pid: None,
                 };
             }
             Ok(WaitStatus::Signaled(pid, killing_signal, _core_dumped)) if pid == init_pid => {
@@ -349,7 +350,7 @@ fn reap_until_init_exits(
                     code: 128 + signal_number,
                     signal: signal_number,
                     exited_at_ns: monitor::unix_time_ns(),
-                    shim_pid: Some(std::process::id() as i32),
+                    shim_pid: None,
                 };
             }
             Ok(_other_child_or_event) => continue,
@@ -369,7 +370,7 @@ fn reap_until_init_exits(
                     code: UNKNOWN_EXIT_CODE,
                     signal: 0,
                     exited_at_ns: monitor::unix_time_ns(),
-                    shim_pid: Some(std::process::id() as i32),
+                    shim_pid: None,
                 };
             }
             Err(wait_error) => {

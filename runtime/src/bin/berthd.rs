@@ -95,13 +95,7 @@ fn keep_inherited_descriptors_from_children() {
         .filter(|&fd| fd > 2)
         .collect();
     for fd in inherited {
-        // SAFETY: F_GETFD/F_SETFD only change the descriptor's close-on-exec flag; a descriptor
-        // that is gone by now (the directory listing's own) makes them fail harmlessly.
-        unsafe {
-            let flags = libc::fcntl(fd, libc::F_GETFD);
-            if flags >= 0 {
-                libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
-            }
-        }
+        // The directory listing's own descriptor is closed by now; that one fails harmlessly.
+        let _ = berth_runtime::monitor::set_close_on_exec(fd);
     }
 }
