@@ -12,6 +12,7 @@ mod reader;
 mod recovery;
 mod segment;
 mod verify;
+mod view;
 mod writer;
 
 use std::fmt;

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crate::format::{chain_hash, decode_record, genesis_hash, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
-use crate::reader::SharedView;
+use crate::view::SharedView;
 use crate::segment::Segment;
 use crate::{LogError, RecordDecodeError, Seq, VerifyReport};
 

@@ -11,7 +11,8 @@ use std::thread::{JoinHandle, Thread};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::format::{encode_record, encoded_record_len, SegmentHeader, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
-use crate::reader::{LogReader, SharedView};
+use crate::reader::LogReader;
+use crate::view::SharedView;
 use crate::verify::verify_view;
 use crate::recovery::{recover, Access, MIN_SEGMENT_SIZE};
 use crate::segment::{create_preallocated_segment, sync_dir, Segment};

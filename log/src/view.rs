@@ -1,0 +1,79 @@
+//! The view the writer shares with every reader: the list of segments and the durable
+//! watermark, with a way to wait for it to move.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use crate::segment::Segment;
+use crate::Seq;
+
+/// What readers share with the writer: the segment list and the durable watermark.
+pub(crate) struct SharedView {
+    pub dir: PathBuf,
+    segments: RwLock<Arc<Vec<Arc<Segment>>>>,
+    /// Highest seq that is on stable storage (and fully written). Readers never go past it.
+    durable_seq: AtomicU64,
+    durable_changed: Mutex<()>,
+    durable_condvar: Condvar,
+}
+
+impl SharedView {
+    pub fn new(dir: PathBuf, segments: Vec<Arc<Segment>>, durable_seq: Seq) -> SharedView {
+        SharedView {
+            dir,
+            segments: RwLock::new(Arc::new(segments)),
+            durable_seq: AtomicU64::new(durable_seq.0),
+            durable_changed: Mutex::new(()),
+            durable_condvar: Condvar::new(),
+        }
+    }
+
+    pub fn durable_seq(&self) -> u64 {
+        self.durable_seq.load(Ordering::Acquire)
+    }
+
+    /// Makes records up to `seq` visible. Called only after they are written (and synced).
+    pub fn publish(&self, seq: u64) {
+        self.durable_seq.store(seq, Ordering::Release);
+        let _guard = self.durable_changed.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.durable_condvar.notify_all();
+    }
+
+    /// Blocks until `durable_seq() >= seq` or the timeout passes; returns `durable_seq()`.
+    pub fn wait_for(&self, seq: u64, timeout: Option<Duration>) -> u64 {
+        let deadline = timeout.map(|timeout| Instant::now() + timeout);
+        let mut guard = self.durable_changed.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        loop {
+            let durable = self.durable_seq();
+            if durable >= seq {
+                return durable;
+            }
+            match deadline {
+                None => guard = self.durable_condvar.wait(guard).unwrap_or_else(|poisoned| poisoned.into_inner()),
+                Some(deadline) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return durable;
+                    }
+                    guard = self.durable_condvar.wait_timeout(guard, deadline - now).unwrap_or_else(|poisoned| poisoned.into_inner()).0;
+                }
+            }
+        }
+    }
+
+    pub fn segments(&self) -> Arc<Vec<Arc<Segment>>> {
+        self.segments.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
+    /// Adds a newly activated segment. Readers only enter it once the watermark reaches its
+    /// first seq.
+    pub fn push_segment(&self, segment: Arc<Segment>) {
+        let mut segments = self.segments.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut updated = Vec::with_capacity(segments.len() + 1);
+        updated.extend(segments.iter().cloned());
+        updated.push(segment);
+        *segments = Arc::new(updated);
+    }
+}
