@@ -3,6 +3,7 @@
 //! [`CommandError`] kind. Pure: no IO, no clock, no tokio (one file per command family).
 
 pub mod container;
+pub mod daemon;
 pub mod error;
 pub mod image;
 pub mod namespace;
@@ -10,6 +11,7 @@ pub mod outcome;
 pub mod task;
 pub mod validate;
 
+pub use daemon::RecordDaemonEvent;
 pub use container::{merge_env, merge_process_args, CreateContainer, DeleteContainer, DEFAULT_PATH_ENV};
 pub use error::CommandError;
 pub use image::{image_not_found, resolve_image, ImportImage, RemoveImage};
@@ -32,6 +34,7 @@ pub enum Command {
     KillTask(KillTask),
     DeleteTask(DeleteTask),
     RecordOutcome(RecordOutcome),
+    RecordDaemonEvent(RecordDaemonEvent),
 }
 
 impl Command {
@@ -49,6 +52,7 @@ impl Command {
             Command::KillTask(command) => command.decide(state, namespace),
             Command::DeleteTask(command) => command.decide(state, namespace),
             Command::RecordOutcome(command) => command.decide(state, namespace),
+            Command::RecordDaemonEvent(command) => command.decide(state),
         }
     }
 }

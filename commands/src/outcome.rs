@@ -1,4 +1,5 @@
-//! RecordOutcome: the executor's answer to an intent, or an exit it observed. Checked like any
+//! RecordOutcome: the executor's answer to a task's intent, or a task's exit it observed (facts
+//! about the daemon itself are `RecordDaemonEvent`). Checked like any
 //! other command, so an outcome is recorded at most once: a second answer to the same intent
 //! (say, after a crash between doing the work and recording it) is refused, not duplicated.
 
@@ -26,10 +27,7 @@ impl RecordOutcome {
             return Err(CommandError::InvalidArgument("an outcome record needs at least one event".into()));
         };
         let Some(container_id) = first.container_id() else {
-            return match first {
-                Event::DaemonStarted { .. } | Event::OrphanRemoved { .. } if self.events.len() == 1 => Ok(self.events.clone()),
-                other => Err(CommandError::InvalidArgument(format!("{} is not an outcome", other.kind()))),
-            };
+            return Err(CommandError::InvalidArgument(format!("{} is not a task outcome", first.kind())));
         };
         let mut task = state
             .container(namespace, container_id)
@@ -81,9 +79,15 @@ impl RecordOutcome {
             Event::TaskExited { .. } => {
                 let live = matches!(task.status, TaskStatus::Created | TaskStatus::Starting | TaskStatus::Running)
                     || (task.status == TaskStatus::Deleting && task.exit.is_none());
-                if !live || task.exit.is_some() {
+                if task.exit.is_some() {
                     return Err(CommandError::FailedPrecondition(format!(
                         "task of {container_id:?} is {} and its exit is already recorded",
+                        task.status.name()
+                    )));
+                }
+                if !live {
+                    return Err(CommandError::FailedPrecondition(format!(
+                        "task of {container_id:?} is {}: it never ran, so it has no exit to record",
                         task.status.name()
                     )));
                 }

@@ -1,0 +1,23 @@
+//! RecordDaemonEvent: a fact about the daemon itself that answers no intent and concerns no
+//! task — it started (and how far it replayed), or it removed something no projection
+//! accounted for. Only those events are accepted, one per record.
+
+use berth_projections::{Event, State};
+
+use crate::CommandError;
+
+pub struct RecordDaemonEvent {
+    pub event: Event,
+}
+
+impl RecordDaemonEvent {
+    pub fn decide(&self, _state: &State) -> Result<Vec<Event>, CommandError> {
+        match &self.event {
+            Event::DaemonStarted { .. } | Event::OrphanRemoved { .. } => Ok(vec![self.event.clone()]),
+            other => Err(CommandError::InvalidArgument(format!(
+                "{} is not a daemon event; task outcomes are recorded with RecordOutcome",
+                other.kind()
+            ))),
+        }
+    }
+}
