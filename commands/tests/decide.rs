@@ -89,7 +89,7 @@ fn task_lifecycle_checks_and_outcomes_are_recorded_once() {
     assert!(matches!(world.run(start(), None), Err(CommandError::NotFound(_))), "no task yet");
     let create_seq = world.run(Command::CreateTask(CreateTask { container_id: "web".into(), start: false }), None).unwrap();
     assert!(matches!(world.run(start(), None), Err(CommandError::FailedPrecondition(_))), "create not answered yet");
-    let created = Event::TaskCreated { container_id: "web".into(), pid: 10, shim_pid: 9 };
+    let created = Event::TaskCreated { container_id: "web".into(), pid: 10, monitor_pid: 9 };
     world.run(outcome(Some(create_seq), created.clone()), Some(create_seq)).unwrap();
     assert!(matches!(world.run(outcome(Some(create_seq), created), Some(create_seq)), Err(CommandError::FailedPrecondition(_))), "a second answer is refused");
     let start_seq = world.run(start(), None).unwrap();
@@ -119,13 +119,13 @@ fn outcomes_that_happened_together_are_checked_in_order() {
     world.run(create("db", "busybox:latest"), None).unwrap();
     let both = world.run(Command::CreateTask(CreateTask { container_id: "web".into(), start: true }), None).unwrap();
     let together = |events: Vec<Event>| Command::RecordOutcome(RecordOutcome { answers: Some(both), events });
-    let created = Event::TaskCreated { container_id: "web".into(), pid: 10, shim_pid: 9 };
+    let created = Event::TaskCreated { container_id: "web".into(), pid: 10, monitor_pid: 9 };
     let started = Event::TaskStarted { container_id: "web".into(), pid: 10 };
     let exited = Event::TaskExited { container_id: "web".into(), exit_code: 0, signal: 0, exited_at_ns: 1 };
     let refused = |world: &mut World, events| matches!(world.run(together(events), Some(both)), Err(CommandError::FailedPrecondition(_) | CommandError::InvalidArgument(_)));
     assert!(refused(&mut world, vec![]), "an empty record");
     assert!(refused(&mut world, vec![started.clone(), started.clone()]), "the start answered twice in one record");
-    let db_created = Event::TaskCreated { container_id: "db".into(), pid: 11, shim_pid: 12 };
+    let db_created = Event::TaskCreated { container_id: "db".into(), pid: 11, monitor_pid: 12 };
     assert!(refused(&mut world, vec![created.clone(), db_created]), "two tasks in one record");
     assert!(refused(&mut world, vec![created.clone(), exited.clone(), exited.clone()]), "the exit twice");
     world.run(together(vec![created.clone(), started.clone(), exited]), Some(both)).unwrap();

@@ -210,7 +210,7 @@ impl LogWriter {
         let pid = 10_000 + (seq % 50_000) as u32;
         let (envelope, is_intent, next_step) = match step {
             1 => (Envelope::new("default", self.client("tasks.v1.Tasks/Create"), vec![Event::TaskCreateRequested { container_id }]), true, 2),
-            2 => (Envelope::new("default", Self::daemon("executor: runc create exited 0, task is created", Some(intent_seq)), vec![Event::TaskCreated { container_id, pid, shim_pid: pid as i32 - 1 }]), false, 3),
+            2 => (Envelope::new("default", Self::daemon("executor: runc create exited 0, task is created", Some(intent_seq)), vec![Event::TaskCreated { container_id, pid, monitor_pid: pid as i32 - 1 }]), false, 3),
             3 => (Envelope::new("default", self.client("tasks.v1.Tasks/Start"), vec![Event::TaskStartRequested { container_id }]), true, 4),
             4 if fails_to_start => (
                 Envelope::new("default", Self::daemon("executor: runc start exited, outcome recorded", Some(intent_seq)), vec![Event::TaskStartFailed {

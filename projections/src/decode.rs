@@ -53,7 +53,7 @@ pub enum EventRef<'a> {
     ContainerCreated { container: ContainerRecordRef<'a> },
     ContainerDeleted { id: &'a str },
     TaskCreateRequested { container_id: &'a str },
-    TaskCreated { container_id: &'a str, pid: u32, shim_pid: i32 },
+    TaskCreated { container_id: &'a str, pid: u32, monitor_pid: i32 },
     TaskCreateFailed { container_id: &'a str, error: &'a str },
     TaskStartRequested { container_id: &'a str },
     TaskStarted { container_id: &'a str, pid: u32 },
@@ -253,8 +253,8 @@ impl EventRef<'_> {
             EventRef::ContainerCreated { ref container } => Event::ContainerCreated { container: container.to_container_record() },
             EventRef::ContainerDeleted { id } => Event::ContainerDeleted { id: own(id) },
             EventRef::TaskCreateRequested { container_id } => Event::TaskCreateRequested { container_id: own(container_id) },
-            EventRef::TaskCreated { container_id, pid, shim_pid } => {
-                Event::TaskCreated { container_id: own(container_id), pid, shim_pid }
+            EventRef::TaskCreated { container_id, pid, monitor_pid } => {
+                Event::TaskCreated { container_id: own(container_id), pid, monitor_pid }
             }
             EventRef::TaskCreateFailed { container_id, error } => {
                 Event::TaskCreateFailed { container_id: own(container_id), error: own(error) }
@@ -377,9 +377,9 @@ impl EnvelopeDecoder {
             | (Event::TaskStartRequested { container_id }, &EventRef::TaskStartRequested { container_id: new_id }) => {
                 overwrite(container_id, new_id)
             }
-            (Event::TaskCreated { container_id, pid, shim_pid }, &EventRef::TaskCreated { container_id: new_id, pid: new_pid, shim_pid: new_shim_pid }) => {
+            (Event::TaskCreated { container_id, pid, monitor_pid }, &EventRef::TaskCreated { container_id: new_id, pid: new_pid, monitor_pid: new_monitor_pid }) => {
                 overwrite(container_id, new_id);
-                (*pid, *shim_pid) = (new_pid, new_shim_pid);
+                (*pid, *monitor_pid) = (new_pid, new_monitor_pid);
             }
             (Event::TaskStarted { container_id, pid }, &EventRef::TaskStarted { container_id: new_id, pid: new_pid }) => {
                 overwrite(container_id, new_id);
@@ -489,8 +489,8 @@ impl EnvelopeDecoder {
         match *event {
             EventRef::ContainerDeleted { id } => Event::ContainerDeleted { id: self.string(id) },
             EventRef::TaskCreateRequested { container_id } => Event::TaskCreateRequested { container_id: self.string(container_id) },
-            EventRef::TaskCreated { container_id, pid, shim_pid } => {
-                Event::TaskCreated { container_id: self.string(container_id), pid, shim_pid }
+            EventRef::TaskCreated { container_id, pid, monitor_pid } => {
+                Event::TaskCreated { container_id: self.string(container_id), pid, monitor_pid }
             }
             EventRef::TaskCreateFailed { container_id, error } => {
                 Event::TaskCreateFailed { container_id: self.string(container_id), error: self.string(error) }
@@ -924,7 +924,7 @@ impl<'a> Cursor<'a> {
             }
             "TaskCreated" => {
                 self.expect_array(3)?;
-                EventRef::TaskCreated { container_id: self.str()?, pid: self.integer()?, shim_pid: self.integer()? }
+                EventRef::TaskCreated { container_id: self.str()?, pid: self.integer()?, monitor_pid: self.integer()? }
             }
             "TaskCreateFailed" => {
                 self.expect_array(2)?;

@@ -59,7 +59,7 @@ pub enum Event {
     ContainerDeleted { id: String },
 
     TaskCreateRequested { container_id: String },
-    TaskCreated { container_id: String, pid: u32, shim_pid: i32 },
+    TaskCreated { container_id: String, pid: u32, monitor_pid: i32 },
     TaskCreateFailed { container_id: String, error: String },
 
     TaskStartRequested { container_id: String },

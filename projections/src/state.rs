@@ -124,7 +124,7 @@ impl PendingIntent {
 pub struct TaskState {
     pub status: TaskStatus,
     pub pid: u32,
-    pub shim_pid: i32,
+    pub monitor_pid: i32,
     pub exit: Option<ExitInfo>,
     pub error: Option<String>,
     /// Intents without an outcome, oldest first.
@@ -290,10 +290,10 @@ impl State {
 fn apply_task_event(task: &mut TaskState, seq: u64, answers: Option<u64>, event: &Event) -> bool {
     task.updated_seq = seq;
     match event {
-        Event::TaskCreated { pid, shim_pid, .. } => {
+        Event::TaskCreated { pid, monitor_pid, .. } => {
             task.answer(answers, |intent| matches!(intent, PendingIntent::Create { .. }));
             task.pid = *pid;
-            task.shim_pid = *shim_pid;
+            task.monitor_pid = *monitor_pid;
             if task.status == TaskStatus::Creating {
                 // A start requested in the same record as the create still waits.
                 let start_pending = task.pending.iter().any(|intent| matches!(intent, PendingIntent::Start { .. }));

@@ -79,7 +79,7 @@ fn event() -> impl Strategy<Value = Event> {
         container().prop_map(|container| Event::ContainerCreated { container }),
         id().prop_map(|id| Event::ContainerDeleted { id }),
         id().prop_map(|container_id| Event::TaskCreateRequested { container_id }),
-        (id(), any::<u32>(), any::<i32>()).prop_map(|(container_id, pid, shim_pid)| Event::TaskCreated { container_id, pid, shim_pid }),
+        (id(), any::<u32>(), any::<i32>()).prop_map(|(container_id, pid, monitor_pid)| Event::TaskCreated { container_id, pid, monitor_pid }),
         (id(), text()).prop_map(|(container_id, error)| Event::TaskCreateFailed { container_id, error }),
         id().prop_map(|container_id| Event::TaskStartRequested { container_id }),
         (id(), any::<u32>()).prop_map(|(container_id, pid)| Event::TaskStarted { container_id, pid }),
@@ -231,7 +231,7 @@ fn lifecycle_log(n_records: usize) -> Vec<Envelope> {
         let mut cycle = vec![
             Envelope::new("default", client("Containers/Create"), vec![Event::ContainerCreated { container }]),
             Envelope::new("default", client("Tasks/Create"), vec![Event::TaskCreateRequested { container_id: c() }]),
-            Envelope::new("default", daemon(seq + 1), vec![Event::TaskCreated { container_id: c(), pid: round as u32, shim_pid: 1 }]),
+            Envelope::new("default", daemon(seq + 1), vec![Event::TaskCreated { container_id: c(), pid: round as u32, monitor_pid: 1 }]),
             Envelope::new("default", client("Tasks/Start"), vec![Event::TaskStartRequested { container_id: c() }]),
         ];
         if round % 5 == 0 {

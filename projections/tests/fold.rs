@@ -39,7 +39,7 @@ fn lifecycle() -> Vec<Envelope> {
         ]),
         Envelope::new("default", client("Containers/Create"), vec![Event::ContainerCreated { container: container("web") }]),
         Envelope::new("default", client("Tasks/Create"), vec![Event::TaskCreateRequested { container_id: c() }]),
-        Envelope::new("default", daemon(3), vec![Event::TaskCreated { container_id: c(), pid: 100, shim_pid: 99 }]),
+        Envelope::new("default", daemon(3), vec![Event::TaskCreated { container_id: c(), pid: 100, monitor_pid: 99 }]),
         Envelope::new("default", client("Tasks/Start"), vec![Event::TaskStartRequested { container_id: c() }]),
         Envelope::new("default", daemon(5), vec![Event::TaskStarted { container_id: c(), pid: 100 }]),
         Envelope::new("default", client("Tasks/Kill"), vec![Event::TaskKillRequested { container_id: c(), signal: 9, all: false }]),
@@ -204,7 +204,7 @@ fn create_and_start_in_one_record_waits_for_both_outcomes() {
     assert_eq!(task_after(&records).status, TaskStatus::Creating);
     assert_eq!(task_after(&records).pending.len(), 2);
     let mut created = records.clone();
-    created.push(Envelope::new("default", daemon(3), vec![Event::TaskCreated { container_id: "web".into(), pid: 7, shim_pid: 6 }]));
+    created.push(Envelope::new("default", daemon(3), vec![Event::TaskCreated { container_id: "web".into(), pid: 7, monitor_pid: 6 }]));
     assert_eq!(task_after(&created).status, TaskStatus::Starting);
     let mut started = created.clone();
     started.push(Envelope::new("default", daemon(3), vec![Event::TaskStarted { container_id: "web".into(), pid: 7 }]));

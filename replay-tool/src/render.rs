@@ -107,7 +107,7 @@ pub fn describe_event(event: &Event) -> String {
         }
         Event::ContainerDeleted { .. } => "deleted the container".to_string(),
         Event::TaskCreateRequested { .. } => "asked to create the task".to_string(),
-        Event::TaskCreated { pid, shim_pid, .. } => format!("task created: pid {pid}, monitor pid {shim_pid}"),
+        Event::TaskCreated { pid, monitor_pid, .. } => format!("task created: pid {pid}, monitor pid {monitor_pid}"),
         Event::TaskCreateFailed { error, .. } => format!("task create failed: {error}"),
         Event::TaskStartRequested { .. } => "asked to start the task".to_string(),
         Event::TaskStarted { pid, .. } => format!("task started: pid {pid}"),

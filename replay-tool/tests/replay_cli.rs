@@ -120,7 +120,7 @@ fn scenario() -> Vec<Envelope> {
         Envelope::new(
             "default",
             daemon("task created", Some(5)),
-            vec![Event::TaskCreated { container_id: "web".into(), pid: 5001, shim_pid: 5000 }],
+            vec![Event::TaskCreated { container_id: "web".into(), pid: 5001, monitor_pid: 5000 }],
         ),
         /* 7 */
         Envelope::new(
@@ -163,7 +163,7 @@ fn scenario() -> Vec<Envelope> {
         Envelope::new(
             "prod",
             daemon("task created", Some(12)),
-            vec![Event::TaskCreated { container_id: "db".into(), pid: 6001, shim_pid: 6000 }],
+            vec![Event::TaskCreated { container_id: "db".into(), pid: 6001, monitor_pid: 6000 }],
         ),
         /* 14 */
         Envelope::new(
