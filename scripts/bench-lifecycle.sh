@@ -59,7 +59,7 @@ berthd_pid=
 berth() { "$berth_bin" --address "$berth_socket" "$@"; }
 peer_ctr() { ctr --address "$peer_socket" "$@"; }
 
-# pids_naming_bench_dir: processes whose command line names our temporary directory (berth-shims).
+# pids_naming_bench_dir: processes whose command line names our temporary directory (berth-monitors).
 pids_naming_bench_dir() {
   local cmdline_file pid
   for cmdline_file in /proc/[0-9]*/cmdline; do

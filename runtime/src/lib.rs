@@ -1,26 +1,18 @@
-//! berth-runtime: the daemon side of berth — gRPC services, the executor that drives runc, the
-//! monitor, the content store and the overlay snapshotter. The binaries in `bin/` are thin.
+//! berth-runtime: the daemon side of berth, split by domain so the tree answers "where is X":
+//!
+//! - [`daemon`] — berthd's assembly, the store (log + projections + the command thread), the
+//!   configuration and the on-disk [`daemon::layout::Layout`];
+//! - [`api`] — the gRPC services, one file per service, thin adapters over the other domains;
+//! - [`images`] — the content store, image archives, layer unpacking and the snapshotter;
+//! - [`tasks`] — the executor, start-up recovery, the monitor, runc and the OCI runtime spec;
+//! - [`sys`] — OS plumbing shared by all of them;
+//! - [`client`] — the client library the `berth` CLI is built on.
+//!
+//! The binaries in `bin/` (`berthd`, `berth`, `berth-monitor`) parse arguments and call in here.
 
 pub mod api;
 pub mod client;
-pub mod content;
-pub mod image_import;
-pub mod monitor;
-pub mod runc;
-pub mod snapshot;
-pub mod spec;
-pub mod unpack;
-pub mod config;
 pub mod daemon;
-pub mod executor;
-pub mod server;
-pub mod store;
-
-/// Crash points for tests: with `BERTHD_FAILPOINT=<name>` berthd aborts at that point, after
-/// the side effect and before its outcome is recorded — the window recovery must close.
-pub(crate) fn failpoint(name: &str) {
-    if std::env::var("BERTHD_FAILPOINT").is_ok_and(|wanted| wanted == name) {
-        eprintln!("berthd: failpoint {name} reached; aborting");
-        std::process::abort();
-    }
-}
+pub mod images;
+pub mod sys;
+pub mod tasks;

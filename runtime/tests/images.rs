@@ -11,11 +11,12 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 use std::process::Command;
 
-use berth_runtime::content::{ContentError, ContentStore};
-use berth_runtime::image_import::{import_oci_archive, import_oci_archive_file, ImportError, ImportedImage};
-use berth_runtime::snapshot::{chain_ids, Snapshotter};
-use berth_runtime::spec::{generate_spec, merge_env, merge_process_args, resolve_user, write_bundle, SpecError, SpecInput, DEFAULT_PATH_ENV};
-use berth_runtime::unpack::{unpack_layer, UnpackError};
+use berth_runtime::images::content::{ContentError, ContentStore};
+use berth_runtime::images::archive::{import_oci_archive, import_oci_archive_file, ImportError, ImportedImage};
+use berth_runtime::images::digest::chain_ids;
+use berth_runtime::images::snapshot::Snapshotter;
+use berth_runtime::tasks::spec::{generate_spec, merge_env, merge_process_args, resolve_user, write_bundle, SpecError, SpecInput, DEFAULT_PATH_ENV};
+use berth_runtime::images::unpack::{unpack_layer, UnpackError};
 
 use images_common::{archive_files, build_archive, file_content, fixture, require_root, scratch_dir, sha256_digest};
 
@@ -28,7 +29,7 @@ fn strings(values: &[&str]) -> Vec<String> {
 #[test]
 fn content_ingest_stores_verifies_and_is_idempotent() {
     let scratch = scratch_dir("content");
-    let store = ContentStore::open(scratch.path()).unwrap();
+    let store = ContentStore::open(&scratch.path().join("content")).unwrap();
     let bytes = b"hello blob\n".to_vec();
     let digest = sha256_digest(&bytes);
 
@@ -54,7 +55,7 @@ fn content_ingest_stores_verifies_and_is_idempotent() {
 #[test]
 fn content_rejects_wrong_content_and_invalid_digests() {
     let scratch = scratch_dir("content-bad");
-    let store = ContentStore::open(scratch.path()).unwrap();
+    let store = ContentStore::open(&scratch.path().join("content")).unwrap();
     let claimed = sha256_digest(b"what was promised");
     match store.ingest(Some(&claimed), Cursor::new(b"something else")) {
         Err(ContentError::DigestMismatch { expected, actual }) => {
@@ -79,7 +80,7 @@ fn content_rejects_wrong_content_and_invalid_digests() {
 #[test]
 fn content_read_all_detects_a_blob_damaged_on_disk() {
     let scratch = scratch_dir("content-damaged");
-    let store = ContentStore::open(scratch.path()).unwrap();
+    let store = ContentStore::open(&scratch.path().join("content")).unwrap();
     let info = store.ingest(None, Cursor::new(b"pristine")).unwrap();
     fs::write(store.blob_path(&info.digest), b"damaged!").unwrap();
     assert!(matches!(store.read_all(&info.digest), Err(ContentError::DigestMismatch { .. })));
@@ -96,7 +97,7 @@ fn import_fixture(store: &ContentStore, file_name: &str, name: Option<&str>) -> 
 #[test]
 fn import_busybox_names_it_and_records_the_right_digests() {
     let scratch = scratch_dir("import-busybox");
-    let store = ContentStore::open(scratch.path()).unwrap();
+    let store = ContentStore::open(&scratch.path().join("content")).unwrap();
     let image = import_fixture(&store, "busybox-oci.tar", Some("busybox"));
     assert_eq!(image.name, "busybox:latest");
 
@@ -137,7 +138,7 @@ fn import_busybox_names_it_and_records_the_right_digests() {
 #[test]
 fn import_layers_computes_chain_ids() {
     let scratch = scratch_dir("import-layers");
-    let store = ContentStore::open(scratch.path()).unwrap();
+    let store = ContentStore::open(&scratch.path().join("content")).unwrap();
     let image = import_fixture(&store, "layers-oci.tar", Some("layers"));
     assert_eq!(image.name, "layers:layers", "the tag comes from the archive's ref name");
     assert_eq!(image.layers.len(), 3);
@@ -154,8 +155,8 @@ fn import_layers_computes_chain_ids() {
 fn layers_image_commits_mounts_and_writes_land_in_upper() {
     require_root();
     let scratch = scratch_dir("overlay");
-    let store = ContentStore::open(scratch.path()).unwrap();
-    let snapshotter = Snapshotter::open(scratch.path()).unwrap();
+    let store = ContentStore::open(&scratch.path().join("content")).unwrap();
+    let snapshotter = Snapshotter::open(&scratch.path().join("snapshots")).unwrap();
     let image = import_fixture(&store, "layers-oci.tar", Some("layers"));
     for layer in &image.layers {
         snapshotter.commit_layer(&layer.chain_id, &store.blob_path(&layer.blob.digest), &layer.blob.media_type, &layer.diff_id).unwrap();
@@ -222,13 +223,13 @@ fn layers_image_commits_mounts_and_writes_land_in_upper() {
 fn commit_layer_refuses_a_layer_with_the_wrong_diff_id() {
     require_root();
     let scratch = scratch_dir("diffid");
-    let store = ContentStore::open(scratch.path()).unwrap();
-    let snapshotter = Snapshotter::open(scratch.path()).unwrap();
+    let store = ContentStore::open(&scratch.path().join("content")).unwrap();
+    let snapshotter = Snapshotter::open(&scratch.path().join("snapshots")).unwrap();
     let image = import_fixture(&store, "layers-oci.tar", Some("layers"));
     let layer = &image.layers[1];
     let wrong_diff_id = image.layers[2].diff_id.clone();
     let result = snapshotter.commit_layer(&layer.chain_id, &store.blob_path(&layer.blob.digest), &layer.blob.media_type, &wrong_diff_id);
-    assert!(matches!(result, Err(berth_runtime::snapshot::SnapshotError::DiffIdMismatch { .. })), "{result:?}");
+    assert!(matches!(result, Err(berth_runtime::images::snapshot::SnapshotError::DiffIdMismatch { .. })), "{result:?}");
     assert!(!snapshotter.has_committed(&layer.chain_id));
     assert_eq!(fs::read_dir(scratch.path().join("snapshots/tmp")).unwrap().count(), 0, "the failed unpack is cleaned up");
 }
@@ -237,7 +238,7 @@ fn commit_layer_refuses_a_layer_with_the_wrong_diff_id() {
 
 fn import_bytes(archive: &[u8], name: Option<&str>) -> Result<Vec<ImportedImage>, ImportError> {
     let scratch = scratch_dir("malformed");
-    let store = ContentStore::open(scratch.path()).unwrap();
+    let store = ContentStore::open(&scratch.path().join("content")).unwrap();
     import_oci_archive(&store, Cursor::new(archive), name)
 }
 
@@ -592,8 +593,8 @@ fn busybox_runs_under_runc_with_the_generated_spec() {
     require_root();
     let runc_binary = ["/usr/sbin/runc", "/usr/bin/runc", "/usr/local/sbin/runc"].into_iter().find(|path| Path::new(path).exists()).expect("runc is not installed; install it (apt-get install runc) to run this test");
     let scratch = scratch_dir("runc");
-    let store = ContentStore::open(scratch.path()).unwrap();
-    let snapshotter = Snapshotter::open(scratch.path()).unwrap();
+    let store = ContentStore::open(&scratch.path().join("content")).unwrap();
+    let snapshotter = Snapshotter::open(&scratch.path().join("snapshots")).unwrap();
     let image = import_fixture(&store, "busybox-oci.tar", Some("busybox"));
     for layer in &image.layers {
         snapshotter.commit_layer(&layer.chain_id, &store.blob_path(&layer.blob.digest), &layer.blob.media_type, &layer.diff_id).unwrap();
@@ -645,8 +646,8 @@ fn busybox_runs_under_runc_with_the_generated_spec() {
 fn debian_image_unpacks_with_the_right_diff_id_and_runs() {
     require_root();
     let scratch = scratch_dir("debian");
-    let store = ContentStore::open(scratch.path()).unwrap();
-    let snapshotter = Snapshotter::open(scratch.path()).unwrap();
+    let store = ContentStore::open(&scratch.path().join("content")).unwrap();
+    let snapshotter = Snapshotter::open(&scratch.path().join("snapshots")).unwrap();
     let image = import_fixture(&store, "debian-oci.tar", Some("debian"));
     assert_eq!(image.name, "debian:bookworm");
     for layer in &image.layers {

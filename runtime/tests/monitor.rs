@@ -1,5 +1,5 @@
-//! Integration tests for runc.rs, monitor.rs and berth-shim against real runc (root required):
-//! output capture, exit codes, kills, a shim outliving the process that started it, exits that
+//! Integration tests for runc.rs, monitor.rs and berth-monitor against real runc (root required):
+//! output capture, exit codes, kills, a monitor outliving the process that started it, exits that
 //! happen while nobody watches, and the create failures berthd must report clearly.
 
 #[path = "common/monitor_fixture.rs"]
@@ -11,11 +11,10 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use berth_runtime::monitor::{
-    self, read_exit, read_shim_state, shim_alive, spawn_shim, stderr_path, stdout_path, wait_exit,
-    MonitorError, MonitorPaths,
-};
-use berth_runtime::runc::{Runc, RuncError};
+use berth_runtime::sys::time::unix_time_ns;
+use berth_runtime::tasks::monitor::{self, wait_exit, Launch, MonitorError, MonitorPaths};
+use berth_runtime::tasks::task_dir::{ExitStatus, MonitorState, TaskDir, UNKNOWN_EXIT_CODE};
+use berth_runtime::tasks::runc::{Runc, RuncError};
 use monitor_fixture::{TestTask, RUNC_BINARY};
 
 /// Upper bound for things that take well under a second; generous because the machine is shared.
@@ -23,31 +22,31 @@ const GENEROUS_TIMEOUT: Duration = Duration::from_secs(60);
 
 async fn wait_exit_with_timeout(
     task: &TestTask,
-    shim_state: &monitor::ShimState,
-) -> monitor::ExitStatus {
-    tokio::time::timeout(GENEROUS_TIMEOUT, wait_exit(&task.task_dir, shim_state))
+    monitor_state: &MonitorState,
+) -> ExitStatus {
+    tokio::time::timeout(GENEROUS_TIMEOUT, wait_exit(&task.task_dir, monitor_state))
         .await
         .expect("the container should have exited")
 }
 
-/// SIGKILLs the container through runc and returns the exit the shim recorded for it, which
+/// SIGKILLs the container through runc and returns the exit the monitor recorded for it, which
 /// must say killed by signal 9.
-async fn sigkill_and_wait_exit(task: &TestTask, shim_state: &monitor::ShimState) -> monitor::ExitStatus {
+async fn sigkill_and_wait_exit(task: &TestTask, monitor_state: &MonitorState) -> ExitStatus {
     task.paths
         .runc
         .kill(&task.runc_id, libc::SIGKILL, false)
         .await
         .expect("runc kill");
-    let exit_status = wait_exit_with_timeout(task, shim_state).await;
+    let exit_status = wait_exit_with_timeout(task, monitor_state).await;
     assert_eq!((exit_status.code, exit_status.signal), (137, 9));
     exit_status
 }
 
-/// Waits until the shim process has gone. The shim writes `exit.json` before it exits, so a
-/// caller that saw the exit file may still find the shim alive for a moment.
-async fn wait_until_shim_gone(shim_state: &monitor::ShimState, why: &str) {
+/// Waits until the monitor process has gone. The monitor writes `exit.json` before it exits, so a
+/// caller that saw the exit file may still find the monitor alive for a moment.
+async fn wait_until_monitor_gone(monitor_state: &MonitorState, why: &str) {
     let deadline = std::time::Instant::now() + GENEROUS_TIMEOUT;
-    while shim_alive(shim_state) {
+    while monitor_state.is_alive() {
         assert!(std::time::Instant::now() < deadline, "{why}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -56,11 +55,11 @@ async fn wait_until_shim_gone(shim_state: &monitor::ShimState, why: &str) {
 #[tokio::test]
 async fn echo_output_lands_in_the_log_files_and_exit_is_recorded() {
     let task = TestTask::new("echo", &["sh", "-c", "echo out; echo err >&2"]);
-    let shim_state = spawn_shim(&task.paths, &task.runc_id, &task.bundle, &task.task_dir)
+    let monitor_state = monitor::spawn_monitor(&task.paths, &task.runc_id, &task.bundle, &task.task_dir, Launch::Create, 0)
         .await
-        .expect("spawn the shim");
-    assert_eq!(read_shim_state(&task.task_dir), Some(shim_state.clone()));
-    assert!(shim_alive(&shim_state));
+        .expect("spawn the monitor");
+    assert_eq!(task.task_dir.monitor_state(), Some(monitor_state.clone()));
+    assert!(monitor_state.is_alive());
     let created = task
         .paths
         .runc
@@ -69,21 +68,21 @@ async fn echo_output_lands_in_the_log_files_and_exit_is_recorded() {
         .unwrap()
         .expect("runc knows it");
     assert_eq!(created.status, "created");
-    assert_eq!(created.pid, shim_state.init_pid);
+    assert_eq!(created.pid, monitor_state.init_pid);
     assert_eq!(
-        read_exit(&task.task_dir),
+        task.task_dir.exit_status(),
         None,
         "no exit before the container ran"
     );
 
-    let before_start_ns = monitor::unix_time_ns();
+    let before_start_ns = unix_time_ns();
     task.paths
         .runc
         .start(&task.runc_id)
         .await
         .expect("runc start");
-    let exit_status = wait_exit_with_timeout(&task, &shim_state).await;
-    let after_exit_ns = monitor::unix_time_ns();
+    let exit_status = wait_exit_with_timeout(&task, &monitor_state).await;
+    let after_exit_ns = unix_time_ns();
 
     assert_eq!((exit_status.code, exit_status.signal), (0, 0));
     assert!(
@@ -91,24 +90,24 @@ async fn echo_output_lands_in_the_log_files_and_exit_is_recorded() {
         "exit time {} outside [{before_start_ns}, {after_exit_ns}]",
         exit_status.exited_at_ns
     );
-    assert_eq!(read_exit(&task.task_dir), Some(exit_status));
+    assert_eq!(task.task_dir.exit_status(), Some(exit_status));
     assert_eq!(
-        std::fs::read_to_string(stdout_path(&task.task_dir)).unwrap(),
+        std::fs::read_to_string(task.task_dir.stdout_path()).unwrap(),
         "out\n"
     );
     assert_eq!(
-        std::fs::read_to_string(stderr_path(&task.task_dir)).unwrap(),
+        std::fs::read_to_string(task.task_dir.stderr_path()).unwrap(),
         "err\n"
     );
 }
 
 #[tokio::test]
-async fn the_container_does_not_inherit_the_signals_the_shim_shrugs_off() {
+async fn the_container_does_not_inherit_the_signals_the_monitor_shrugs_off() {
     let task = TestTask::new("sigdfl", &["grep", "^SigIgn:", "/proc/self/status"]);
-    let shim_state = spawn_and_start(&task).await;
-    let exit_status = wait_exit_with_timeout(&task, &shim_state).await;
+    let monitor_state = spawn_and_start(&task).await;
+    let exit_status = wait_exit_with_timeout(&task, &monitor_state).await;
     assert_eq!(exit_status.code, 0);
-    let line = std::fs::read_to_string(stdout_path(&task.task_dir)).unwrap();
+    let line = std::fs::read_to_string(task.task_dir.stdout_path()).unwrap();
     let ignored = u64::from_str_radix(line.trim().trim_start_matches("SigIgn:").trim(), 16).expect("a hex mask");
     for signal in [libc::SIGHUP, libc::SIGINT, libc::SIGPIPE] {
         assert_eq!(ignored & (1 << (signal - 1)), 0, "signal {signal} is ignored in the container: {line}");
@@ -118,15 +117,15 @@ async fn the_container_does_not_inherit_the_signals_the_shim_shrugs_off() {
 #[tokio::test]
 async fn exit_code_is_reported() {
     let task = TestTask::new("exitcode", &["sh", "-c", "exit 7"]);
-    let shim_state = spawn_and_start(&task).await;
-    let exit_status = wait_exit_with_timeout(&task, &shim_state).await;
+    let monitor_state = spawn_and_start(&task).await;
+    let exit_status = wait_exit_with_timeout(&task, &monitor_state).await;
     assert_eq!((exit_status.code, exit_status.signal), (7, 0));
 }
 
 #[tokio::test]
 async fn killed_container_reports_the_signal_and_can_be_deleted() {
     let task = TestTask::new("kill", &["sleep", "1000"]);
-    let shim_state = spawn_and_start(&task).await;
+    let monitor_state = spawn_and_start(&task).await;
     let running = task
         .paths
         .runc
@@ -144,8 +143,8 @@ async fn killed_container_reports_the_signal_and_can_be_deleted() {
         [task.runc_id.as_str()]
     );
 
-    sigkill_and_wait_exit(&task, &shim_state).await;
-    wait_until_shim_gone(&shim_state, "the shim exits once it recorded the exit").await;
+    sigkill_and_wait_exit(&task, &monitor_state).await;
+    wait_until_monitor_gone(&monitor_state, "the monitor exits once it recorded the exit").await;
 
     let stopped = task
         .paths
@@ -186,8 +185,8 @@ fn runc_cgroup_dirs(task: &TestTask) -> Vec<PathBuf> {
 #[tokio::test]
 async fn an_exited_container_is_removed_without_runc_and_leaves_no_cgroups() {
     let task = TestTask::new("delexited", &["sh", "-c", "exit 4"]);
-    let shim_state = spawn_and_start(&task).await;
-    let exit_status = wait_exit_with_timeout(&task, &shim_state).await;
+    let monitor_state = spawn_and_start(&task).await;
+    let exit_status = wait_exit_with_timeout(&task, &monitor_state).await;
     assert_eq!(exit_status.code, 4);
     let cgroup_dirs = runc_cgroup_dirs(&task);
     assert!(!cgroup_dirs.is_empty());
@@ -208,7 +207,7 @@ async fn an_exited_container_is_removed_without_runc_and_leaves_no_cgroups() {
 #[tokio::test]
 async fn a_running_container_is_left_to_runc_delete_force() {
     let task = TestTask::new("delrunning", &["sleep", "1000"]);
-    let shim_state = spawn_and_start(&task).await;
+    let monitor_state = spawn_and_start(&task).await;
     let cgroup_dirs = runc_cgroup_dirs(&task);
 
     let unusable_runc = Runc::new(PathBuf::from("/nonexistent/berth-test/runc"), task.runc_root.clone());
@@ -218,25 +217,25 @@ async fn a_running_container_is_left_to_runc_delete_force() {
     assert!(cgroup_dirs.iter().all(|dir| dir.is_dir()));
 
     task.paths.runc.delete_exited(&task.runc_id).await.expect("runc delete --force");
-    let exit_status = wait_exit_with_timeout(&task, &shim_state).await;
+    let exit_status = wait_exit_with_timeout(&task, &monitor_state).await;
     assert_eq!((exit_status.code, exit_status.signal), (137, 9));
     assert_eq!(task.paths.runc.state(&task.runc_id).await.unwrap(), None);
 }
 
-/// What the helper process needs to start a shim; passed through the environment as JSON.
+/// What the helper process needs to start a monitor; passed through the environment as JSON.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct HelperOrder {
     bundle: PathBuf,
-    task_dir: PathBuf,
+    task_dir: TaskDir,
     runc_root: PathBuf,
     runc_id: String,
-    shim_binary: PathBuf,
+    monitor_binary: PathBuf,
 }
 
 const HELPER_ORDER_ENV: &str = "BERTH_MONITOR_TEST_HELPER_ORDER";
 const HELPER_MARKER: &str = "BERTH-HELPER started-at-ns ";
 
-/// Not a test on its own: `shim_survives_the_death_of_the_process_that_started_it` re-runs this
+/// Not a test on its own: `monitor_survives_the_death_of_the_process_that_started_it` re-runs this
 /// test binary with only this function selected and the environment variable set, to get a
 /// stand-in for berthd that it can SIGKILL. Without the variable it does nothing.
 #[test]
@@ -251,26 +250,26 @@ fn helper_process_playing_berthd() {
         .unwrap();
     runtime.block_on(async {
         let paths = MonitorPaths {
-            shim_binary: order.shim_binary.clone(),
+            monitor_binary: order.monitor_binary.clone(),
             runc: Runc::new(PathBuf::from(RUNC_BINARY), order.runc_root.clone()),
         };
-        spawn_shim(&paths, &order.runc_id, &order.bundle, &order.task_dir)
+        monitor::spawn_monitor(&paths, &order.runc_id, &order.bundle, &order.task_dir, Launch::Create, 0)
             .await
-            .expect("helper: spawn the shim");
-        let started_at_ns = monitor::unix_time_ns();
+            .expect("helper: spawn the monitor");
+        let started_at_ns = unix_time_ns();
         paths
             .runc
             .start(&order.runc_id)
             .await
             .expect("helper: runc start");
         println!("{HELPER_MARKER}{started_at_ns}");
-        // Wait to be killed, still holding the shim as a child like berthd would.
+        // Wait to be killed, still holding the monitor as a child like berthd would.
         tokio::time::sleep(Duration::from_secs(600)).await;
     });
 }
 
 #[tokio::test]
-async fn shim_survives_the_death_of_the_process_that_started_it() {
+async fn monitor_survives_the_death_of_the_process_that_started_it() {
     // The container runs until the test ends it, so a slow machine cannot make it exit before
     // the checks below have looked at it.
     let task = TestTask::new("orphan", &["sleep", "1000"]);
@@ -279,7 +278,7 @@ async fn shim_survives_the_death_of_the_process_that_started_it() {
         task_dir: task.task_dir.clone(),
         runc_root: task.runc_root.clone(),
         runc_id: task.runc_id.clone(),
-        shim_binary: task.paths.shim_binary.clone(),
+        monitor_binary: task.paths.monitor_binary.clone(),
     };
     let mut helper = Command::new(std::env::current_exe().unwrap())
         .args([
@@ -342,10 +341,10 @@ async fn shim_survives_the_death_of_the_process_that_started_it() {
     );
 
     // A restarted berthd knows only the task directory.
-    let shim_state = read_shim_state(&task.task_dir).expect("shim.json written by the shim");
+    let monitor_state = task.task_dir.monitor_state().expect("monitor.json written by the monitor");
     assert!(
-        shim_alive(&shim_state),
-        "the shim must outlive the process that started it"
+        monitor_state.is_alive(),
+        "the monitor must outlive the process that started it"
     );
     let running = task
         .paths
@@ -356,45 +355,45 @@ async fn shim_survives_the_death_of_the_process_that_started_it() {
         .expect("runc knows it");
     assert_eq!(running.status, "running");
 
-    let killed_at_ns = monitor::unix_time_ns();
+    let killed_at_ns = unix_time_ns();
     assert!(killed_at_ns >= started_at_ns);
-    let exit_status = sigkill_and_wait_exit(&task, &shim_state).await;
+    let exit_status = sigkill_and_wait_exit(&task, &monitor_state).await;
     assert!(
         exit_status.exited_at_ns >= killed_at_ns,
         "exit at {} is before the kill at {killed_at_ns}",
         exit_status.exited_at_ns
     );
-    assert_eq!(read_exit(&task.task_dir), Some(exit_status));
+    assert_eq!(task.task_dir.exit_status(), Some(exit_status));
 }
 
 #[tokio::test]
 async fn exit_is_recorded_while_nobody_waits() {
     let task = TestTask::new("unwatched", &["sh", "-c", "exit 5"]);
-    let shim_state = spawn_shim(&task.paths, &task.runc_id, &task.bundle, &task.task_dir)
+    let monitor_state = monitor::spawn_monitor(&task.paths, &task.runc_id, &task.bundle, &task.task_dir, Launch::Create, 0)
         .await
-        .expect("spawn the shim");
-    let before_start_ns = monitor::unix_time_ns();
+        .expect("spawn the monitor");
+    let before_start_ns = unix_time_ns();
     task.paths
         .runc
         .start(&task.runc_id)
         .await
         .expect("runc start");
 
-    // Nobody calls wait_exit; only watch from the outside until the shim is gone.
-    wait_until_shim_gone(&shim_state, "the shim should exit after the container").await;
-    let after_shim_gone_ns = monitor::unix_time_ns();
+    // Nobody calls wait_exit; only watch from the outside until the monitor is gone.
+    wait_until_monitor_gone(&monitor_state, "the monitor should exit after the container").await;
+    let after_monitor_gone_ns = unix_time_ns();
 
-    let exit_status = read_exit(&task.task_dir).expect("exit.json written before the shim exited");
+    let exit_status = task.task_dir.exit_status().expect("exit.json written before the monitor exited");
     assert_eq!((exit_status.code, exit_status.signal), (5, 0));
     assert!(
         before_start_ns <= exit_status.exited_at_ns
-            && exit_status.exited_at_ns <= after_shim_gone_ns,
-        "exit time {} outside [{before_start_ns}, {after_shim_gone_ns}]",
+            && exit_status.exited_at_ns <= after_monitor_gone_ns,
+        "exit time {} outside [{before_start_ns}, {after_monitor_gone_ns}]",
         exit_status.exited_at_ns
     );
-    // A late wait_exit on a shim that is long gone answers from the file at once.
+    // A late wait_exit on a monitor that is long gone answers from the file at once.
     assert_eq!(
-        wait_exit_with_timeout(&task, &shim_state).await,
+        wait_exit_with_timeout(&task, &monitor_state).await,
         exit_status
     );
 }
@@ -416,10 +415,10 @@ async fn missing_runc_is_reported_with_its_path() {
     assert!(real_version.starts_with("runc version"), "{real_version}");
 
     let bogus_paths = MonitorPaths {
-        shim_binary: task.paths.shim_binary.clone(),
+        monitor_binary: task.paths.monitor_binary.clone(),
         runc: bogus_runc,
     };
-    match spawn_shim(&bogus_paths, &task.runc_id, &task.bundle, &task.task_dir).await {
+    match monitor::spawn_monitor(&bogus_paths, &task.runc_id, &task.bundle, &task.task_dir, Launch::Create, 0).await {
         Err(MonitorError::CreateFailed { message }) => {
             assert!(
                 message.contains("/nonexistent/berth-test/runc"),
@@ -432,24 +431,24 @@ async fn missing_runc_is_reported_with_its_path() {
 }
 
 #[tokio::test]
-async fn missing_shim_binary_is_reported() {
-    let task = TestTask::new("noshim", &["true"]);
+async fn missing_monitor_binary_is_reported() {
+    let task = TestTask::new("nomonitor", &["true"]);
     let paths = MonitorPaths {
-        shim_binary: PathBuf::from("/nonexistent/berth-test/berth-shim"),
+        monitor_binary: PathBuf::from("/nonexistent/berth-test/berth-monitor"),
         runc: task.paths.runc.clone(),
     };
-    match spawn_shim(&paths, &task.runc_id, &task.bundle, &task.task_dir).await {
-        Err(MonitorError::ShimSpawn { path, .. }) => {
-            assert_eq!(path, PathBuf::from("/nonexistent/berth-test/berth-shim"))
+    match monitor::spawn_monitor(&paths, &task.runc_id, &task.bundle, &task.task_dir, Launch::Create, 0).await {
+        Err(MonitorError::MonitorSpawn { path, .. }) => {
+            assert_eq!(path, PathBuf::from("/nonexistent/berth-test/berth-monitor"))
         }
-        other => panic!("expected ShimSpawn, got {other:?}"),
+        other => panic!("expected MonitorSpawn, got {other:?}"),
     }
 }
 
 #[tokio::test]
 async fn missing_executable_in_the_bundle_fails_create_and_leaves_nothing() {
     let task = TestTask::new("noexec", &["/no/such/binary"]);
-    match spawn_shim(&task.paths, &task.runc_id, &task.bundle, &task.task_dir).await {
+    match monitor::spawn_monitor(&task.paths, &task.runc_id, &task.bundle, &task.task_dir, Launch::Create, 0).await {
         Err(MonitorError::CreateFailed { message }) => {
             assert!(message.contains("/no/such/binary"), "{message}");
             assert!(message.contains("runc create"), "{message}");
@@ -458,15 +457,15 @@ async fn missing_executable_in_the_bundle_fails_create_and_leaves_nothing() {
     }
     assert_eq!(task.paths.runc.state(&task.runc_id).await.unwrap(), None);
     assert!(task.paths.runc.list().await.unwrap().is_empty());
-    assert_eq!(read_shim_state(&task.task_dir), None);
-    assert_eq!(read_exit(&task.task_dir), None);
+    assert_eq!(task.task_dir.monitor_state(), None);
+    assert_eq!(task.task_dir.exit_status(), None);
 }
 
 #[tokio::test]
 async fn missing_rootfs_fails_create_and_leaves_nothing() {
     let task = TestTask::new("norootfs", &["true"]);
     std::fs::remove_dir_all(task.bundle.join("rootfs")).unwrap();
-    match spawn_shim(&task.paths, &task.runc_id, &task.bundle, &task.task_dir).await {
+    match monitor::spawn_monitor(&task.paths, &task.runc_id, &task.bundle, &task.task_dir, Launch::Create, 0).await {
         Err(MonitorError::CreateFailed { message }) => {
             assert!(message.contains("rootfs"), "{message}");
         }
@@ -479,11 +478,11 @@ async fn missing_rootfs_fails_create_and_leaves_nothing() {
 #[tokio::test]
 async fn duplicate_id_is_refused_without_harming_the_existing_container() {
     let task = TestTask::new("duplicate", &["sleep", "1000"]);
-    let shim_state = spawn_shim(&task.paths, &task.runc_id, &task.bundle, &task.task_dir)
+    let monitor_state = monitor::spawn_monitor(&task.paths, &task.runc_id, &task.bundle, &task.task_dir, Launch::Create, 0)
         .await
-        .expect("spawn the first shim");
-    let second_task_dir = task.temp_dir.path().join("second-task");
-    match spawn_shim(&task.paths, &task.runc_id, &task.bundle, &second_task_dir).await {
+        .expect("spawn the first monitor");
+    let second_task_dir = TaskDir::new(task.temp_dir.path().join("second-task"));
+    match monitor::spawn_monitor(&task.paths, &task.runc_id, &task.bundle, &second_task_dir, Launch::Create, 0).await {
         Err(MonitorError::AlreadyExists { runc_id, status }) => {
             assert_eq!(runc_id, task.runc_id);
             assert_eq!(status, "created");
@@ -497,32 +496,32 @@ async fn duplicate_id_is_refused_without_harming_the_existing_container() {
         .await
         .unwrap()
         .expect("first container kept");
-    assert_eq!(still_there.pid, shim_state.init_pid);
-    assert!(shim_alive(&shim_state));
+    assert_eq!(still_there.pid, monitor_state.init_pid);
+    assert!(monitor_state.is_alive());
 
-    // Killing a container that was never started is also an exit the shim records.
-    sigkill_and_wait_exit(&task, &shim_state).await;
+    // Killing a container that was never started is also an exit the monitor records.
+    sigkill_and_wait_exit(&task, &monitor_state).await;
 }
 
 #[tokio::test]
-async fn shim_killed_before_the_container_exits_reports_an_unknown_exit() {
-    let task = TestTask::new("shimkilled", &["sleep", "1000"]);
-    let shim_state = spawn_and_start(&task).await;
-    let before_kill_ns = monitor::unix_time_ns();
+async fn monitor_killed_before_the_container_exits_reports_an_unknown_exit() {
+    let task = TestTask::new("monitorkilled", &["sleep", "1000"]);
+    let monitor_state = spawn_and_start(&task).await;
+    let before_kill_ns = unix_time_ns();
     nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(shim_state.shim_pid),
+        nix::unistd::Pid::from_raw(monitor_state.monitor_pid),
         nix::sys::signal::Signal::SIGKILL,
     )
-    .expect("SIGKILL the shim");
+    .expect("SIGKILL the monitor");
 
-    let exit_status = wait_exit_with_timeout(&task, &shim_state).await;
+    let exit_status = wait_exit_with_timeout(&task, &monitor_state).await;
     assert_eq!(
         (exit_status.code, exit_status.signal),
-        (monitor::UNKNOWN_EXIT_CODE, 0)
+        (UNKNOWN_EXIT_CODE, 0)
     );
     assert!(exit_status.exited_at_ns >= before_kill_ns);
-    assert_eq!(read_exit(&task.task_dir), None);
-    // As documented on wait_exit: the container outlives its shim and is the caller's to clean up
+    assert_eq!(task.task_dir.exit_status(), None);
+    // As documented on wait_exit: the container outlives its monitor and is the caller's to clean up
     // (here the fixture's Drop does it).
     let orphaned = task
         .paths
@@ -535,14 +534,14 @@ async fn shim_killed_before_the_container_exits_reports_an_unknown_exit() {
 }
 
 /// Spawns the task's monitor (which runs `runc create`) and starts the container.
-async fn spawn_and_start(task: &TestTask) -> monitor::ShimState {
-    let shim_state = spawn_shim(&task.paths, &task.runc_id, &task.bundle, &task.task_dir)
+async fn spawn_and_start(task: &TestTask) -> MonitorState {
+    let monitor_state = monitor::spawn_monitor(&task.paths, &task.runc_id, &task.bundle, &task.task_dir, Launch::Create, 0)
         .await
-        .expect("spawn the shim");
+        .expect("spawn the monitor");
     task.paths
         .runc
         .start(&task.runc_id)
         .await
         .expect("runc start");
-    shim_state
+    monitor_state
 }

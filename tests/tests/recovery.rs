@@ -97,16 +97,16 @@ fn exits_while_berthd_is_down_are_recorded_with_code_and_time() {
 }
 
 #[test]
-fn an_exit_survives_the_loss_of_the_unsynced_shim_json() {
+fn an_exit_survives_the_loss_of_the_unsynced_monitor_json() {
     // After a power loss the fsynced exit.json may be all that is left of a monitor's files:
-    // shim.json is written without fsync. The exit code must still be the real one.
+    // monitor.json is written without fsync. The exit code must still be the real one.
     let mut daemon = Daemon::start();
     daemon.import_busybox();
     daemon.ok(&["run", "-d", "--name", "lost", "busybox", "sh", "-c", "sleep 1; exit 6"]);
     daemon.kill9();
     let task_dir = daemon.root.join("tasks/default/lost");
     eventually(Duration::from_secs(60), "the monitor records the exit", || task_dir.join("exit.json").exists().then_some(()));
-    std::fs::remove_file(task_dir.join("shim.json")).expect("shim.json was written");
+    std::fs::remove_file(task_dir.join("monitor.json")).expect("monitor.json was written");
     daemon.start_again();
     assert_eq!(daemon.ok(&["wait", "lost"]).trim(), "6");
     assert_eq!(task_of(&daemon.ps(), "lost")["exit_code"], 6);
@@ -159,30 +159,30 @@ fn crash_between_create_and_its_outcome_is_recovered_once() {
 fn crash_right_after_the_monitor_is_spawned_waits_for_it() {
     // berthd dies the moment the monitor process exists. A wrapper holds the monitor back until
     // the test lets it go, so the restarted berthd finds a monitor that has done nothing yet: no
-    // shim.json, and a monitor lock that is held only because berthd took it and handed it over
+    // monitor.json, and a monitor lock that is held only because berthd took it and handed it over
     // before the spawn. Recovery must wait for that monitor instead of rolling the create back
     // under its feet (which would leave a container running that no task accounts for).
     let mut daemon = Daemon::start();
     daemon.import_busybox();
-    let slow_shim = daemon.dir.path().join("slow-shim.sh");
+    let slow_monitor = daemon.dir.path().join("slow-monitor.sh");
     let go = daemon.dir.path().join("go");
     std::fs::write(
-        &slow_shim,
+        &slow_monitor,
         format!(
             "#!/bin/sh\nfor _ in $(seq 1200); do [ -e {} ] && break; sleep 0.05; done\nexec {} \"$@\"\n",
             go.display(),
-            bin("berth-shim").display()
+            bin("berth-monitor").display()
         ),
     )
     .unwrap();
-    std::fs::set_permissions(&slow_shim, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    daemon.set_config(&format!("shim = {:?}\n", slow_shim.display().to_string()));
+    std::fs::set_permissions(&slow_monitor, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    daemon.set_config(&format!("monitor = {:?}\n", slow_monitor.display().to_string()));
     daemon.kill9();
-    daemon.set_env(&[("BERTHD_FAILPOINT", "shim-spawned")]);
+    daemon.set_env(&[("BERTHD_FAILPOINT", "monitor-spawned")]);
     daemon.start_again();
     assert!(!daemon.cli(&["run", "-d", "--name", "early", "busybox", "sleep", "1000"]).status.success());
     daemon.wait_for_exit(Duration::from_secs(60));
-    assert!(!daemon.root.join("tasks/default/early/shim.json").exists(), "the monitor must not have got going yet");
+    assert!(!daemon.root.join("tasks/default/early/monitor.json").exists(), "the monitor must not have got going yet");
     std::fs::write(&go, "").unwrap();
     daemon.set_env(&[]);
     daemon.start_again();
@@ -276,19 +276,19 @@ fn crash_during_a_burst_of_runs_leaves_nothing_half_done() {
 fn a_killed_monitor_is_recorded_and_its_container_stopped() {
     let mut daemon = Daemon::start();
     daemon.import_busybox();
-    let shim_pid = |daemon: &Daemon, id: &str| -> i32 {
+    let monitor_pid = |daemon: &Daemon, id: &str| -> i32 {
         let dump = daemon.state_dump();
-        dump["namespaces"]["default"]["containers"][id]["task"]["shim_pid"].as_i64().unwrap() as i32
+        dump["namespaces"]["default"]["containers"][id]["task"]["monitor_pid"].as_i64().unwrap() as i32
     };
     let kill = |pid: i32| nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
     // While berthd runs.
     daemon.ok(&["run", "-d", "--name", "live", "busybox", "sleep", "1000"]);
-    kill(shim_pid(&daemon, "live"));
+    kill(monitor_pid(&daemon, "live"));
     assert_eq!(daemon.ok(&["wait", "live"]).trim(), "255");
     // While berthd is down.
     daemon.ok(&["run", "-d", "--name", "down", "busybox", "sleep", "1000"]);
     daemon.kill9();
-    kill(shim_pid(&daemon, "down"));
+    kill(monitor_pid(&daemon, "down"));
     daemon.start_again();
     assert_eq!(daemon.ok(&["wait", "down"]).trim(), "255");
     // Neither container is left running unwatched.
@@ -354,12 +354,12 @@ fn recovery_does_not_start_a_container_whose_monitor_is_gone() {
     daemon.start_again();
     assert_eq!(task_of(&daemon.ps(), "c2")["status"], "created");
     // berthd and the monitor both die; a start had been recorded.
-    let shim_pid = daemon.state_dump()["namespaces"]["default"]["containers"]["c2"]["task"]["shim_pid"].as_i64().unwrap() as i32;
+    let monitor_pid = daemon.state_dump()["namespaces"]["default"]["containers"]["c2"]["task"]["monitor_pid"].as_i64().unwrap() as i32;
     daemon.kill9();
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(shim_pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(monitor_pid), nix::sys::signal::Signal::SIGKILL).unwrap();
     // SIGKILL is delivered asynchronously: recovery must find the monitor gone, not dying.
     eventually(Duration::from_secs(60), "the monitor is gone", || {
-        let stat = std::fs::read_to_string(format!("/proc/{shim_pid}/stat")).unwrap_or_default();
+        let stat = std::fs::read_to_string(format!("/proc/{monitor_pid}/stat")).unwrap_or_default();
         let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next());
         matches!(state, None | Some('Z') | Some('X')).then_some(())
     });

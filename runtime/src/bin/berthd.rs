@@ -4,7 +4,9 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use berth_log::Durability;
-use berth_runtime::config::{check_cgroup_parent, ConfigFile, Layout, DEFAULT_ADDRESS, DEFAULT_CGROUP_PARENT, DEFAULT_ROOT, DEFAULT_STATE};
+use berth_runtime::api::DEFAULT_ADDRESS;
+use berth_runtime::daemon::config::{check_cgroup_parent, ConfigFile, DEFAULT_CGROUP_PARENT, DEFAULT_ROOT, DEFAULT_STATE};
+use berth_runtime::daemon::layout::Layout;
 use berth_runtime::daemon::{self, DaemonOptions};
 use clap::Parser;
 
@@ -20,7 +22,7 @@ struct Flags {
     /// The UNIX socket to serve the gRPC API on [default: /run/berth/berthd.sock]
     #[arg(long)]
     address: Option<PathBuf>,
-    /// TOML config file (keys: root, state, address, runc, shim, cgroup_parent, [log] segment_size, durability)
+    /// TOML config file (keys: root, state, address, runc, monitor, cgroup_parent, [log] segment_size, durability)
     #[arg(long, short = 'c')]
     config: Option<PathBuf>,
     /// The runc binary [default: runc from PATH]
@@ -52,11 +54,11 @@ fn main() -> anyhow::Result<()> {
         Some("nosync") => Durability::NoSync,
         Some(other) => anyhow::bail!("config: log.durability is {other:?}: use \"sync\" or \"nosync\""),
     };
-    let shim = flags
+    let monitor = flags
         .config
         .as_ref()
-        .and(file.shim.clone())
-        .unwrap_or_else(berth_runtime::monitor::default_shim_binary);
+        .and(file.monitor.clone())
+        .unwrap_or_else(berth_runtime::tasks::monitor::default_monitor_binary);
     let cgroup_parent = flags.cgroup_parent.or(file.cgroup_parent.clone()).unwrap_or_else(|| DEFAULT_CGROUP_PARENT.to_string());
     check_cgroup_parent(&cgroup_parent).map_err(anyhow::Error::msg)?;
     let options = DaemonOptions {
@@ -67,7 +69,7 @@ fn main() -> anyhow::Result<()> {
         },
         address: flags.address.or(file.address).unwrap_or_else(|| PathBuf::from(DEFAULT_ADDRESS)),
         runc: flags.runc.or(file.runc).unwrap_or_else(|| PathBuf::from("runc")),
-        shim,
+        monitor,
         segment_size: log_config.segment_size,
         durability,
     };
@@ -96,6 +98,6 @@ fn keep_inherited_descriptors_from_children() {
         .collect();
     for fd in inherited {
         // The directory listing's own descriptor is closed by now; that one fails harmlessly.
-        let _ = berth_runtime::monitor::set_close_on_exec(fd);
+        let _ = berth_runtime::sys::process::set_close_on_exec(fd);
     }
 }

@@ -5,18 +5,19 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use berth_runtime::monitor::MonitorPaths;
-use berth_runtime::runc::Runc;
+use berth_runtime::tasks::monitor::MonitorPaths;
+use berth_runtime::tasks::runc::Runc;
+use berth_runtime::tasks::task_dir::TaskDir;
 
 pub const RUNC_BINARY: &str = "/usr/sbin/runc";
 pub const BUSYBOX_BINARY: &str = "/bin/busybox";
 
 /// One container's worth of scratch space. Dropping it force-deletes the runc container, so a
-/// failing test leaves no container (and no shim waiting on one) behind.
+/// failing test leaves no container (and no monitor waiting on one) behind.
 pub struct TestTask {
     pub runc_id: String,
     pub bundle: PathBuf,
-    pub task_dir: PathBuf,
+    pub task_dir: TaskDir,
     pub runc_root: PathBuf,
     pub paths: MonitorPaths,
     // Declared last so it is removed after Drop::drop has deleted the container.
@@ -37,13 +38,13 @@ impl TestTask {
         build_busybox_bundle(&bundle, process_args);
         let runc_id = unique_runc_id(test_name);
         let paths = MonitorPaths {
-            shim_binary: PathBuf::from(env!("CARGO_BIN_EXE_berth-shim")),
+            monitor_binary: PathBuf::from(env!("CARGO_BIN_EXE_berth-monitor")),
             runc: Runc::new(PathBuf::from(RUNC_BINARY), runc_root.clone()),
         };
         TestTask {
             runc_id,
             bundle,
-            task_dir,
+            task_dir: TaskDir::new(task_dir),
             runc_root,
             paths,
             temp_dir,

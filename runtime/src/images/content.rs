@@ -2,7 +2,7 @@
 //! under its sha256 digest, written through an ingest file so a crash never leaves a half blob
 //! under a real name.
 //!
-//! Layout under the root handed to [`ContentStore::open`]:
+//! Layout under the directory handed to [`ContentStore::open`] (`<root>/content`):
 //! ```text
 //! <root>/content/blobs/sha256/<64 hex>   finished, verified blobs (read-only by convention)
 //! <root>/content/ingest/<unique>         blobs being written; garbage after a crash
@@ -17,11 +17,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use sha2::{Digest as _, Sha256};
 
+use crate::images::digest::{digest_hex, digest_of_bytes, digest_of_hasher, InvalidDigest, DIGEST_ALGORITHM_PREFIX};
+use crate::sys::fs::{sync_dir, RemoveOnDrop};
+
 /// Blobs larger than this are refused by [`ContentStore::read_all`]: it exists for manifests and
 /// configs, and a multi-gigabyte layer read into memory by mistake would take the daemon down.
 pub const MAX_READ_ALL_BYTES: u64 = 64 * 1024 * 1024;
 
-const DIGEST_ALGORITHM_PREFIX: &str = "sha256:";
 const COPY_BUFFER_BYTES: usize = 256 * 1024;
 
 /// What can go wrong in the content store. Each variant names what the caller can do about it.
@@ -39,6 +41,12 @@ pub enum ContentError {
     SourceRead { #[source] source: io::Error },
     #[error("cannot {action} {path}: {source}; check that the berth root is writable and the disk is not full")]
     Io { action: &'static str, path: PathBuf, #[source] source: io::Error },
+}
+
+impl From<InvalidDigest> for ContentError {
+    fn from(invalid: InvalidDigest) -> ContentError {
+        ContentError::InvalidDigest { digest: invalid.digest }
+    }
 }
 
 impl ContentError {
@@ -65,35 +73,9 @@ pub struct ContentStore {
 /// Makes ingest file names unique inside this process; the pid makes them unique across processes.
 static NEXT_INGEST_IDX: AtomicU64 = AtomicU64::new(0);
 
-/// Checks that `digest` is `sha256:<64 lower-case hex>` and returns the hex part.
-///
-/// Upper-case hex is refused on purpose: two spellings of one digest would give two file names.
-pub fn digest_hex(digest: &str) -> Result<&str, ContentError> {
-    let invalid = || ContentError::InvalidDigest { digest: digest.to_string() };
-    let hex_part = digest.strip_prefix(DIGEST_ALGORITHM_PREFIX).ok_or_else(invalid)?;
-    let is_lower_hex = |byte: u8| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte);
-    if hex_part.len() != 64 || !hex_part.bytes().all(is_lower_hex) {
-        return Err(invalid());
-    }
-    Ok(hex_part)
-}
-
-/// The `sha256:<hex>` spelling of a finished hasher.
-pub fn digest_of_hasher(hasher: Sha256) -> String {
-    format!("{DIGEST_ALGORITHM_PREFIX}{}", hex::encode(hasher.finalize()))
-}
-
-/// The `sha256:<hex>` digest of a byte slice.
-pub fn digest_of_bytes(bytes: &[u8]) -> String {
-    let mut hasher = Sha256::new();
-    hasher.update(bytes);
-    digest_of_hasher(hasher)
-}
-
 impl ContentStore {
-    /// Opens (creating if needed) the store under `<root>/content`.
-    pub fn open(root: &Path) -> Result<ContentStore, ContentError> {
-        let content_dir = root.join("content");
+    /// Opens (creating if needed) the store in `content_dir` (`Layout::content_dir`).
+    pub fn open(content_dir: &Path) -> Result<ContentStore, ContentError> {
         let blobs_dir = content_dir.join("blobs").join("sha256");
         let ingest_dir = content_dir.join("ingest");
         fs::create_dir_all(&blobs_dir).map_err(ContentError::io("create", &blobs_dir))?;
@@ -168,7 +150,7 @@ impl ContentStore {
             .open(&ingest_path)
             .map_err(ContentError::io("create", &ingest_path))?;
         // Removes the ingest file on every early return; disarmed once it was renamed.
-        let mut ingest_guard = RemoveOnDrop { path: Some(ingest_path.clone()) };
+        let ingest_guard = RemoveOnDrop::new(ingest_path.clone());
 
         let (actual, size) = hash_stream(&mut reader, &mut ingest_file, &ingest_path)?;
         if let Some(expected_digest) = expected {
@@ -183,7 +165,7 @@ impl ContentStore {
 
         let final_path = self.checked_blob_path(&actual)?;
         fs::rename(&ingest_path, &final_path).map_err(ContentError::io("rename into place", &final_path))?;
-        ingest_guard.path = None;
+        ingest_guard.keep();
         sync_dir(&self.blobs_dir).map_err(ContentError::io("fsync", &self.blobs_dir))?;
         Ok(BlobInfo { digest: actual, size: size as i64 })
     }
@@ -245,6 +227,14 @@ impl ContentStore {
         Ok(digests)
     }
 
+    /// A fresh, unique path in the ingest directory for a file that is not a blob yet (an upload
+    /// being spooled); it is removed when the guard drops. What a crash leaves there is removed
+    /// by [`ContentStore::clean_ingest`] at the next start.
+    pub fn spool_path(&self, purpose: &str) -> RemoveOnDrop {
+        let idx = NEXT_INGEST_IDX.fetch_add(1, Ordering::Relaxed);
+        RemoveOnDrop::new(self.ingest_dir.join(format!("{purpose}-{}-{idx}", std::process::id())))
+    }
+
     /// Deletes leftovers of interrupted ingests. Call it at daemon start, before any ingest runs:
     /// a concurrent ingest's file would be deleted from under it.
     pub fn clean_ingest(&self) -> Result<(), ContentError> {
@@ -279,36 +269,4 @@ fn hash_stream(reader: &mut impl Read, writer: &mut impl Write, path_for_errors:
         n_bytes += n_read as u64;
     }
     Ok((digest_of_hasher(hasher), n_bytes))
-}
-
-/// Makes a rename or removal inside `dir` durable.
-pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
-struct RemoveOnDrop {
-    path: Option<PathBuf>,
-}
-
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        if let Some(path) = self.path.take() {
-            // Best effort: a leftover is swept by clean_ingest at the next start.
-            let _ = fs::remove_file(path);
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn digest_hex_accepts_only_lower_case_sha256() {
-        let good = format!("sha256:{}", "a".repeat(64));
-        assert_eq!(digest_hex(&good).unwrap(), "a".repeat(64));
-        for bad in ["", "sha256:", "sha512:abc", &format!("sha256:{}", "A".repeat(64)), &format!("sha256:{}/..", "a".repeat(61))] {
-            assert!(matches!(digest_hex(bad), Err(ContentError::InvalidDigest { .. })), "{bad}");
-        }
-    }
 }

@@ -6,28 +6,30 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use berth_commands::{Command, RecordOutcome};
+use berth_commands::{Command, RecordDaemonEvent};
 use berth_log::{Durability, EventLog, LogError, LogOptions};
 use berth_projections::{Event, Origin};
 use tokio::net::UnixListener;
 use tokio_stream::wrappers::UnixListenerStream;
 
 use crate::api;
-use crate::config::{resolve_binary, Layout};
-use crate::content::ContentStore;
-use crate::executor::Executor;
-use crate::runc::Runc;
-use crate::server::{
+use crate::daemon::config::resolve_binary;
+use crate::daemon::layout::Layout;
+use crate::images::content::ContentStore;
+use crate::tasks::executor::Executor;
+use crate::tasks::runc::Runc;
+use crate::api::{
     ContainersService, EventsService, ImagesService, NamespacesService, Services, TasksService, VersionService,
 };
-use crate::snapshot::Snapshotter;
-use crate::store::Store;
+use crate::images::snapshot::Snapshotter;
+use crate::daemon::store::Store;
 
 pub struct DaemonOptions {
     pub layout: Layout,
     pub address: PathBuf,
     pub runc: PathBuf,
-    pub shim: PathBuf,
+    /// The monitor binary (`berth-monitor`).
+    pub monitor: PathBuf,
     pub segment_size: Option<u64>,
     pub durability: Durability,
 }
@@ -41,7 +43,7 @@ pub enum DaemonError {
     #[error("cannot open the log: {0}")]
     Log(#[from] LogError),
     #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
+    Store(#[from] crate::daemon::store::StoreError),
     #[error("serving the API failed: {0}")]
     Serve(#[from] tonic::transport::Error),
 }
@@ -63,10 +65,10 @@ pub async fn run(options: DaemonOptions, shutdown: impl std::future::Future<Outp
         ))
     })?;
     Runc::new(runc_binary.clone(), layout.runc_root("default")).check().map_err(setup("runc does not work".into()))?;
-    if !options.shim.is_file() {
+    if !options.monitor.is_file() {
         return Err(DaemonError::Setup(format!(
-            "the monitor binary {} is missing: install berth-shim beside berthd or set `shim` in the config file",
-            options.shim.display()
+            "the monitor binary {} is missing: install berth-monitor beside berthd or set `monitor` in the config file",
+            options.monitor.display()
         )));
     }
 
@@ -87,14 +89,14 @@ pub async fn run(options: DaemonOptions, shutdown: impl std::future::Future<Outp
     let replayed_to = store.applied_seq();
     tracing::info!(replayed_to, elapsed_ms = replay_started.elapsed().as_millis() as u64, "log replayed");
 
-    let content = Arc::new(ContentStore::open(&layout.root).map_err(setup("cannot open the content store".into()))?);
-    let snapshotter = Arc::new(Snapshotter::open(&layout.root).map_err(setup("cannot open the snapshotter".into()))?);
+    let content = Arc::new(ContentStore::open(&layout.content_dir()).map_err(setup("cannot open the content store".into()))?);
+    let snapshotter = Arc::new(Snapshotter::open(&layout.snapshots_dir()).map_err(setup("cannot open the snapshotter".into()))?);
     let gc_lock = Arc::new(tokio::sync::RwLock::new(()));
     let executor = Executor::new(
         Arc::clone(&store),
         layout.clone(),
         runc_binary,
-        options.shim.clone(),
+        options.monitor.clone(),
         Arc::clone(&content),
         Arc::clone(&snapshotter),
         Arc::clone(&gc_lock),
@@ -105,7 +107,10 @@ pub async fn run(options: DaemonOptions, shutdown: impl std::future::Future<Outp
         replayed_to,
     };
     let origin = Origin::Daemon { reason: "berthd started".into(), answers: None };
-    let _ = store.submit("", origin, Command::RecordOutcome(RecordOutcome::one(None, started))).await;
+    store
+        .submit("", origin, Command::RecordDaemonEvent(RecordDaemonEvent { event: started }))
+        .await
+        .map_err(|error| DaemonError::Setup(format!("cannot record the start: {error}")))?;
     // Intents recorded from here on reach the executor through `committed`; those recorded
     // before are reconciled by `recover`, which runs before any client can connect.
     let executor_loop = tokio::spawn(Arc::clone(&executor).run(committed));

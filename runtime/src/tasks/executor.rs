@@ -11,55 +11,56 @@
 //! host, finishes or rolls back each intent that has no outcome, re-adopts running containers,
 //! records the exits that happened while berthd was down, and removes what nothing accounts for.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use berth_commands::{Command, RecordOutcome};
-use berth_projections::{ContainerRecord, Event, Origin, PendingIntent, TaskStatus};
+use berth_projections::{ContainerRecord, Event, Origin, PendingIntent};
 use tokio::sync::mpsc;
 
-use crate::config::Layout;
-use crate::content::ContentStore;
-use crate::failpoint;
-use crate::monitor::{self, MonitorPaths, ShimState};
-use crate::runc::Runc;
-use crate::snapshot::Snapshotter;
-use crate::spec::{self, SpecInput};
-use crate::store::{CommittedReceiver, CommittedRecord, Store, SubmitError};
+use crate::daemon::layout::Layout;
+use crate::daemon::store::{CommittedReceiver, CommittedRecord, Store, SubmitError};
+use crate::images::content::ContentStore;
+use crate::images::snapshot::Snapshotter;
+use crate::sys::failpoint;
+use crate::tasks::monitor::{self, Launch, MonitorPaths};
+use crate::tasks::runc::Runc;
+use crate::tasks::spec::{self, SpecInput};
+use crate::tasks::task_dir::{ExitStatus, MonitorState};
 
 type WorkerKey = (String, String);
 
 /// What the log says is no longer needed on disk.
 #[derive(Debug)]
-enum Garbage {
+pub(super) enum Garbage {
     Blob(String),
     Snapshot(String),
 }
 
 /// Work for one container's worker.
 #[derive(Debug)]
-enum Job {
+pub(super) enum Job {
     /// `start_too`: a create whose record also asks to start the task.
     Intent { seq: u64, event: Event, start_too: bool },
-    /// The exit a monitor reported; `shim_pid` says which task it belongs to, so a late report
+    /// The exit a monitor reported; `monitor_pid` says which task it belongs to, so a late report
     /// from an earlier task of a re-created container is not taken for the current one.
-    Exited { status: monitor::ExitStatus, shim_pid: i32 },
+    Exited { status: ExitStatus, monitor_pid: i32 },
     ContainerDeleted,
 }
 
 pub struct Executor {
-    store: Arc<Store>,
-    layout: Layout,
-    runc_binary: PathBuf,
-    shim_binary: PathBuf,
-    content: Arc<ContentStore>,
-    snapshotter: Arc<Snapshotter>,
-    workers: Mutex<HashMap<WorkerKey, mpsc::UnboundedSender<Job>>>,
+    pub(super) store: Arc<Store>,
+    pub(super) layout: Layout,
+    pub(super) runc_binary: PathBuf,
+    pub(super) monitor_binary: PathBuf,
+    pub(super) content: Arc<ContentStore>,
+    pub(super) snapshotter: Arc<Snapshotter>,
+    pub(super) workers: Mutex<HashMap<WorkerKey, mpsc::UnboundedSender<Job>>>,
     /// Shared by imports (from writing blobs and layers until their record is durable) and
     /// taken exclusively to delete them, so a removal never deletes what an import in flight
     /// is about to record as present.
-    gc_lock: Arc<tokio::sync::RwLock<()>>,
+    pub(super) gc_lock: Arc<tokio::sync::RwLock<()>>,
 }
 
 impl Executor {
@@ -67,7 +68,7 @@ impl Executor {
         store: Arc<Store>,
         layout: Layout,
         runc_binary: PathBuf,
-        shim_binary: PathBuf,
+        monitor_binary: PathBuf,
         content: Arc<ContentStore>,
         snapshotter: Arc<Snapshotter>,
         gc_lock: Arc<tokio::sync::RwLock<()>>,
@@ -76,7 +77,7 @@ impl Executor {
             store,
             layout,
             runc_binary,
-            shim_binary,
+            monitor_binary,
             content,
             snapshotter,
             workers: Mutex::new(HashMap::new()),
@@ -89,7 +90,7 @@ impl Executor {
     }
 
     fn monitor_paths(&self, namespace: &str) -> MonitorPaths {
-        MonitorPaths { shim_binary: self.shim_binary.clone(), runc: self.runc(namespace) }
+        MonitorPaths { monitor_binary: self.monitor_binary.clone(), runc: self.runc(namespace) }
     }
 
     /// Consume committed records forever, dispatching intents to container workers.
@@ -149,7 +150,7 @@ impl Executor {
         });
     }
 
-    fn send(self: &Arc<Self>, namespace: &str, container_id: &str, job: Job) {
+    pub(super) fn send(self: &Arc<Self>, namespace: &str, container_id: &str, job: Job) {
         let key = (namespace.to_string(), container_id.to_string());
         let mut workers = self.workers.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let sender = workers.entry(key.clone()).or_insert_with(|| {
@@ -172,16 +173,16 @@ impl Executor {
                         self.handle_intent(&namespace, &container_id, seq, event, start_too).await;
                     }
                 }
-                Job::Exited { status, shim_pid } => {
-                    let current_shim = self
+                Job::Exited { status, monitor_pid } => {
+                    let current_monitor = self
                         .store
                         .state()
                         .container(&namespace, &container_id)
-                        .and_then(|container| container.task.as_ref().map(|task| task.shim_pid));
-                    if current_shim == Some(shim_pid) {
+                        .and_then(|container| container.task.as_ref().map(|task| task.monitor_pid));
+                    if current_monitor == Some(monitor_pid) {
                         self.record_exit(&namespace, &container_id, status).await;
                     } else {
-                        tracing::debug!(container_id, shim_pid, ?current_shim, "exit of an earlier task; ignored");
+                        tracing::debug!(container_id, monitor_pid, ?current_monitor, "exit of an earlier task; ignored");
                     }
                 }
                 Job::ContainerDeleted => {
@@ -227,26 +228,26 @@ impl Executor {
         match event {
             Event::TaskCreateRequested { .. } => {
                 let outcome = match self.create_task(namespace, container_id, seq, start_too).await {
-                    Ok(shim) => {
+                    Ok(monitor) => {
                         failpoint("task-created");
                         let mut events = vec![Event::TaskCreated {
                             container_id: container_id.to_string(),
-                            pid: shim.init_pid,
-                            shim_pid: shim.shim_pid,
+                            pid: monitor.init_pid,
+                            monitor_pid: monitor.monitor_pid,
                         }];
                         let mut already_exited = false;
                         if start_too {
-                            events.push(Event::TaskStarted { container_id: container_id.to_string(), pid: shim.init_pid });
+                            events.push(Event::TaskStarted { container_id: container_id.to_string(), pid: monitor.init_pid });
                             // A short process may have ended while runc was still starting it: its
                             // exit goes into the same record, and there is nothing left to watch.
-                            if let Some(status) = monitor::read_exit(&self.layout.task_dir(namespace, container_id)) {
+                            if let Some(status) = self.layout.task_dir(namespace, container_id).exit_status() {
                                 events.push(exit_event(container_id, status));
                                 already_exited = true;
                             }
                         }
                         let reason = if start_too { "task created and started" } else { "task created" };
                         if self.record_together(namespace, Some(seq), reason, events).await && !already_exited {
-                            self.watch_exit(namespace, container_id, shim);
+                            self.watch_exit(namespace, container_id, monitor);
                         }
                         return;
                     }
@@ -291,7 +292,7 @@ impl Executor {
     }
 
     /// Prepare the rootfs and bundle, and start the monitor, which runs `runc create`.
-    async fn create_task(&self, namespace: &str, container_id: &str, intent_seq: u64, start_too: bool) -> Result<ShimState, String> {
+    async fn create_task(&self, namespace: &str, container_id: &str, intent_seq: u64, start_too: bool) -> Result<MonitorState, String> {
         let record = self
             .container_record(namespace, container_id)
             .ok_or_else(|| format!("container {container_id:?} vanished before its task was created"))?;
@@ -315,30 +316,35 @@ impl Executor {
         spec::write_bundle(&bundle, &runtime_spec).map_err(|error| error.to_string())?;
         let task_dir = self.layout.task_dir(namespace, container_id);
         // A task dir left by an earlier task of this container holds its old exit status.
-        let _ = std::fs::remove_dir_all(&task_dir);
+        task_dir.remove().map_err(|error| format!("cannot empty the task directory {}: {error}", task_dir.path().display()))?;
         tracing::debug!(container_id, "bundle ready; starting the monitor");
-        let shim = monitor::spawn_shim_and_start(&self.monitor_paths(namespace), container_id, &bundle, &task_dir, start_too, intent_seq)
+        let launch = if start_too { Launch::CreateAndStart } else { Launch::Create };
+        let monitor = monitor::spawn_monitor(&self.monitor_paths(namespace), container_id, &bundle, &task_dir, launch, intent_seq)
             .await
             .map_err(|error| error.to_string());
-        tracing::debug!(container_id, ok = shim.is_ok(), "monitor reported");
-        shim
+        tracing::debug!(container_id, ok = monitor.is_ok(), "monitor reported");
+        monitor
     }
 
     /// Undo whatever a failed or interrupted create left: the runc container, the mount, the
     /// bundle. Idempotent.
-    async fn roll_back_create(&self, namespace: &str, container_id: &str) {
+    pub(super) async fn roll_back_create(&self, namespace: &str, container_id: &str) {
         if let Err(error) = self.runc(namespace).delete(container_id, true).await {
             tracing::warn!(container_id, %error, "runc delete during roll-back failed");
         }
         self.remove_bundle(namespace, container_id);
     }
 
-    fn remove_bundle(&self, namespace: &str, container_id: &str) {
+    pub(super) fn remove_bundle(&self, namespace: &str, container_id: &str) {
         let bundle = self.layout.bundle_dir(namespace, container_id);
         if let Err(error) = Snapshotter::unmount(&bundle.join("rootfs")) {
             tracing::warn!(container_id, %error, "unmounting the rootfs failed");
         }
-        let _ = std::fs::remove_dir_all(&bundle);
+        if let Err(error) = std::fs::remove_dir_all(&bundle) {
+            if error.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(container_id, %error, "removing the bundle failed; start-up clean-up retries");
+            }
+        }
     }
 
     /// runc delete, unmount, remove the bundle. A live task is killed first when forced.
@@ -352,10 +358,12 @@ impl Executor {
         let runc = self.runc(namespace);
         let task_dir = self.layout.task_dir(namespace, container_id);
         if force && task.as_ref().is_some_and(|task| task.exit.is_none()) {
-            if let Some(shim) = monitor::read_shim_state(&task_dir) {
-                if monitor::shim_alive(&shim) {
-                    let _ = runc.kill(container_id, libc::SIGKILL, true).await;
-                    let status = monitor::wait_exit(&task_dir, &shim).await;
+            if let Some(monitor) = task_dir.monitor_state() {
+                if monitor.is_alive() {
+                    if let Err(error) = runc.kill(container_id, libc::SIGKILL, true).await {
+                        tracing::warn!(container_id, %error, "SIGKILL for a forced delete failed; waiting for the exit anyway");
+                    }
+                    let status = monitor::wait_exit(&task_dir, &monitor).await;
                     exit_code = status.code;
                     // Recorded here because this worker is busy with the delete; the exit
                     // watcher's own report will then be refused as already recorded.
@@ -376,38 +384,42 @@ impl Executor {
         if let Err(error) = self.snapshotter.remove_active(namespace, container_id) {
             tracing::warn!(container_id, %error, "removing the container's snapshot failed; start-up clean-up retries");
         }
-        let _ = std::fs::remove_dir_all(self.layout.task_dir(namespace, container_id));
+        if let Err(error) = self.layout.task_dir(namespace, container_id).remove() {
+            tracing::warn!(container_id, %error, "removing the task directory failed; start-up clean-up retries");
+        }
     }
 
-    fn watch_exit(self: &Arc<Self>, namespace: &str, container_id: &str, shim: ShimState) {
+    pub(super) fn watch_exit(self: &Arc<Self>, namespace: &str, container_id: &str, monitor: MonitorState) {
         let executor = Arc::clone(self);
         let namespace = namespace.to_string();
         let container_id = container_id.to_string();
         let task_dir = self.layout.task_dir(&namespace, &container_id);
         tokio::spawn(async move {
-            let status = monitor::wait_exit(&task_dir, &shim).await;
-            if monitor::read_exit(&task_dir).is_none() {
+            let status = monitor::wait_exit(&task_dir, &monitor).await;
+            if task_dir.exit_status().is_none() {
                 // The monitor died without recording an exit: the container may still run,
                 // with nothing left to report its end. Stop it.
                 tracing::warn!(namespace, container_id, "the task's monitor died; killing the container it watched");
-                let _ = executor.runc(&namespace).kill(&container_id, libc::SIGKILL, true).await;
+                if let Err(error) = executor.runc(&namespace).kill(&container_id, libc::SIGKILL, true).await {
+                    tracing::error!(namespace, container_id, %error, "could not kill the container its dead monitor watched");
+                }
             }
-            executor.send(&namespace, &container_id, Job::Exited { status, shim_pid: shim.shim_pid });
+            executor.send(&namespace, &container_id, Job::Exited { status, monitor_pid: monitor.monitor_pid });
         });
     }
 
-    async fn record_exit(&self, namespace: &str, container_id: &str, status: monitor::ExitStatus) {
+    pub(super) async fn record_exit(&self, namespace: &str, container_id: &str, status: ExitStatus) {
         self.record(namespace, None, "task exited", exit_event(container_id, status)).await;
     }
 
     /// Record an outcome. Returns false when the store refused it (already answered).
-    async fn record(&self, namespace: &str, answers: Option<u64>, reason: &str, event: Event) -> bool {
+    pub(super) async fn record(&self, namespace: &str, answers: Option<u64>, reason: &str, event: Event) -> bool {
         self.record_together(namespace, answers, reason, vec![event]).await
     }
 
     /// Record outcomes that happened together as one record (one fdatasync). Returns false
     /// when the store refused them (any one already answered).
-    async fn record_together(&self, namespace: &str, answers: Option<u64>, reason: &str, events: Vec<Event>) -> bool {
+    pub(super) async fn record_together(&self, namespace: &str, answers: Option<u64>, reason: &str, events: Vec<Event>) -> bool {
         let origin = Origin::Daemon { reason: reason.to_string(), answers };
         let kinds: Vec<&str> = events.iter().map(Event::kind).collect();
         tracing::debug!(?kinds, ?answers, "recording outcome");
@@ -420,266 +432,13 @@ impl Executor {
             Err(SubmitError::Stopping) => false,
         }
     }
-
-    /// Start-up reconciliation: make the host and the log agree, recording every decision.
-    pub async fn recover(self: &Arc<Self>) {
-        let tasks: Vec<(String, String, berth_projections::TaskState)> = {
-            let state = self.store.state();
-            state
-                .containers()
-                .filter_map(|(namespace, container)| {
-                    container.task.clone().map(|task| (namespace.to_string(), container.record.id.clone(), task))
-                })
-                .collect()
-        };
-        for (namespace, container_id, task) in tasks {
-            self.recover_task(&namespace, &container_id, task).await;
-        }
-        self.remove_orphans().await;
-    }
-
-    async fn recover_task(self: &Arc<Self>, namespace: &str, container_id: &str, task: berth_projections::TaskState) {
-        let task_dir = self.layout.task_dir(namespace, container_id);
-        let pending_create = task.pending.iter().find_map(|intent| match intent {
-            PendingIntent::Create { seq } => Some(*seq),
-            _ => None,
-        });
-        if pending_create.is_some() {
-            // A monitor may still be creating the container (berthd died after starting it):
-            // wait for it to finish one way or the other before deciding.
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-            while monitor::shim_lock_held(&task_dir)
-                && monitor::read_shim_state(&task_dir).is_none_or(|shim| Some(shim.intent_seq) != pending_create)
-                && std::time::Instant::now() < deadline
-            {
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-            }
-        }
-        // Only this task's monitor counts: files a previous task of the same container left
-        // behind must not be taken for it.
-        let shim = monitor::read_shim_state(&task_dir).filter(|shim| match pending_create {
-            Some(seq) => shim.intent_seq == seq,
-            None => shim.shim_pid == task.shim_pid,
-        });
-        let alive = shim.as_ref().is_some_and(monitor::shim_alive);
-        let exit = match &shim {
-            Some(_) => monitor::read_exit(&task_dir),
-            // shim.json is not fsynced and exit.json is: after a power loss exit.json may be all
-            // that is left. It names the monitor that wrote it, so a started task's exit is
-            // still known (a task dir is emptied before each new task's monitor starts).
-            None => monitor::read_exit(&task_dir)
-                .filter(|exit| pending_create.is_none() && task.shim_pid > 0 && exit.shim_pid == Some(task.shim_pid)),
-        };
-        for intent in &task.pending {
-            match intent {
-                PendingIntent::Create { seq } => {
-                    match (&shim, alive || exit.is_some()) {
-                        (Some(shim), true) => {
-                            let event = Event::TaskCreated {
-                                container_id: container_id.to_string(),
-                                pid: shim.init_pid,
-                                shim_pid: shim.shim_pid,
-                            };
-                            self.record(namespace, Some(*seq), "recovery: the monitor had created the task", event).await;
-                        }
-                        _ => {
-                            self.roll_back_create(namespace, container_id).await;
-                            let event = Event::TaskCreateFailed {
-                                container_id: container_id.to_string(),
-                                error: "berthd stopped before the task was created; rolled back: create it again".into(),
-                            };
-                            self.record(namespace, Some(*seq), "recovery: create rolled back", event).await;
-                        }
-                    }
-                }
-                PendingIntent::Start { seq } => {
-                    let runc_state = self.runc(namespace).state(container_id).await.ok().flatten();
-                    let status = runc_state.as_ref().map(|state| state.status.as_str());
-                    // The pid is the monitor's word: the task snapshot may predate TaskCreated.
-                    let pid = shim.as_ref().map_or(task.pid, |shim| shim.init_pid);
-                    let event = match (status, &exit) {
-                        (Some("created"), None) if alive => match self.runc(namespace).start(container_id).await {
-                            Ok(()) => Event::TaskStarted { container_id: container_id.to_string(), pid },
-                            Err(error) => Event::TaskStartFailed { container_id: container_id.to_string(), error: error.to_string() },
-                        },
-                        (Some("created"), None) => {
-                            // Nothing would watch it run: remove it instead of starting it.
-                            let _ = self.runc(namespace).delete(container_id, true).await;
-                            Event::TaskStartFailed {
-                                container_id: container_id.to_string(),
-                                error: "the task's monitor is gone, so it was not started; delete it and create it again".into(),
-                            }
-                        }
-                        // Running, or already ran and exited: the start happened.
-                        (Some("running"), _) | (Some("stopped"), _) | (_, Some(_)) => {
-                            Event::TaskStarted { container_id: container_id.to_string(), pid }
-                        }
-                        _ => Event::TaskStartFailed {
-                            container_id: container_id.to_string(),
-                            error: "berthd stopped while starting the task and the container is gone".into(),
-                        },
-                    };
-                    self.record(namespace, Some(*seq), "recovery: start finished", event).await;
-                }
-                PendingIntent::Kill { seq, signal, all } => {
-                    let event = if exit.is_none() && alive {
-                        match self.runc(namespace).kill(container_id, *signal, *all).await {
-                            Ok(()) => Event::TaskKillDelivered { container_id: container_id.to_string(), signal: *signal },
-                            Err(error) => Event::TaskKillFailed {
-                                container_id: container_id.to_string(),
-                                signal: *signal,
-                                error: error.to_string(),
-                            },
-                        }
-                    } else {
-                        Event::TaskKillDelivered { container_id: container_id.to_string(), signal: *signal }
-                    };
-                    self.record(namespace, Some(*seq), "recovery: kill re-delivered", event).await;
-                }
-                PendingIntent::Delete { seq, force } => {
-                    // Handled below, after the exit is known.
-                    let _ = (seq, force);
-                }
-            }
-        }
-        // The exit, whether it happened while berthd was down or is still to come.
-        let live_now = self
-            .store
-            .state()
-            .container(namespace, container_id)
-            .and_then(|container| container.task.clone())
-            .is_some_and(|task| task.exit.is_none() && !matches!(task.status, TaskStatus::Failed | TaskStatus::Creating));
-        if live_now {
-            match (&shim, exit) {
-                (_, Some(status)) => self.record_exit(namespace, container_id, status).await,
-                (Some(shim), None) if alive => self.watch_exit(namespace, container_id, shim.clone()),
-                _ => {
-                    // Nothing watches this container any more, so nothing could record its
-                    // exit: stop it rather than leave an unaccounted process running.
-                    let runc = self.runc(namespace);
-                    if runc.state(container_id).await.ok().flatten().is_some_and(|state| state.status != "stopped") {
-                        tracing::warn!(namespace, container_id, "the task's monitor is gone but the container runs; killing it");
-                        let _ = runc.kill(container_id, libc::SIGKILL, true).await;
-                    }
-                    let status = monitor::ExitStatus {
-                        code: monitor::UNKNOWN_EXIT_CODE,
-                        signal: 0,
-                        exited_at_ns: crate::store::now_ns() as i64,
-                        shim_pid: None,
-                    };
-                    tracing::warn!(namespace, container_id, "the task's monitor is gone without an exit status (host reboot, or the monitor was killed); recorded as exit 255");
-                    self.record_exit(namespace, container_id, status).await;
-                }
-            }
-        }
-        if let Some(PendingIntent::Delete { seq, force }) =
-            task.pending.iter().find(|intent| matches!(intent, PendingIntent::Delete { .. })).cloned()
-        {
-            self.send(namespace, container_id, Job::Intent {
-                seq,
-                event: Event::TaskDeleteRequested { container_id: container_id.to_string(), force },
-                start_too: false,
-            });
-        }
-    }
-
-    /// Remove runc containers, mounts, snapshots, blobs and task dirs that no projection
-    /// accounts for (left by a crash between doing and recording).
-    async fn remove_orphans(&self) {
-        let (known_tasks, known_containers, known_snapshots, known_content): (
-            BTreeSet<WorkerKey>,
-            BTreeSet<WorkerKey>,
-            BTreeSet<String>,
-            BTreeSet<String>,
-        ) = {
-            let state = self.store.state();
-            let tasks = state
-                .containers()
-                .filter(|(_, container)| container.task.is_some())
-                .map(|(namespace, container)| (namespace.to_string(), container.record.id.clone()))
-                .collect();
-            let containers = state
-                .containers()
-                .map(|(namespace, container)| (namespace.to_string(), container.record.id.clone()))
-                .collect();
-            (tasks, containers, state.snapshots.keys().cloned().collect(), state.content.keys().cloned().collect())
-        };
-        let runc_base = self.layout.state.join("runc");
-        for namespace in list_dir_names(&runc_base) {
-            let runc = self.runc(&namespace);
-            let Ok(listed) = runc.list().await else { continue };
-            for runc_container in listed {
-                if !known_tasks.contains(&(namespace.clone(), runc_container.id.clone())) {
-                    tracing::warn!(namespace, id = runc_container.id, "removing a runc container no task accounts for");
-                    let _ = runc.delete(&runc_container.id, true).await;
-                    self.record_orphan(&namespace, "runc container", &runc_container.id).await;
-                }
-            }
-        }
-        let bundles_base = self.layout.state.join("bundles");
-        for namespace in list_dir_names(&bundles_base) {
-            for id in list_dir_names(&bundles_base.join(&namespace)) {
-                if !known_tasks.contains(&(namespace.clone(), id.clone())) {
-                    self.remove_bundle(&namespace, &id);
-                }
-            }
-        }
-        let tasks_base = self.layout.root.join("tasks");
-        for namespace in list_dir_names(&tasks_base) {
-            for id in list_dir_names(&tasks_base.join(&namespace)) {
-                if !known_containers.contains(&(namespace.clone(), id.clone())) {
-                    let _ = std::fs::remove_dir_all(tasks_base.join(&namespace).join(&id));
-                }
-            }
-        }
-        if let Ok(active) = self.snapshotter.list_active() {
-            for (namespace, key) in active {
-                if !known_containers.contains(&(namespace.clone(), key.clone())) {
-                    let _ = self.snapshotter.remove_active(&namespace, &key);
-                }
-            }
-        }
-        if let Ok(committed) = self.snapshotter.list_committed() {
-            for chain_id in committed {
-                if !known_snapshots.contains(&chain_id) {
-                    let _ = self.snapshotter.remove_committed(&chain_id);
-                }
-            }
-        }
-        let _ = self.snapshotter.clean_tmp();
-        if let Ok(blobs) = self.content.list() {
-            for digest in blobs {
-                if !known_content.contains(&digest) {
-                    let _ = self.content.remove(&digest);
-                }
-            }
-        }
-    }
-
-    async fn record_orphan(&self, namespace: &str, what: &str, id: &str) {
-        let origin = Origin::Daemon { reason: "recovery: orphan removed".into(), answers: None };
-        let event = Event::OrphanRemoved { what: what.to_string(), id: id.to_string() };
-        let _ = self.store.submit(namespace, origin, Command::RecordOutcome(RecordOutcome::one(None, event))).await;
-    }
 }
 
-fn exit_event(container_id: &str, status: monitor::ExitStatus) -> Event {
+pub(super) fn exit_event(container_id: &str, status: ExitStatus) -> Event {
     Event::TaskExited {
         container_id: container_id.to_string(),
         exit_code: status.code,
         signal: status.signal,
         exited_at_ns: status.exited_at_ns,
     }
-}
-
-fn list_dir_names(dir: &std::path::Path) -> Vec<String> {
-    std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .filter_map(Result::ok)
-                .filter(|entry| entry.file_type().is_ok_and(|kind| kind.is_dir()))
-                .filter_map(|entry| entry.file_name().into_string().ok())
-                .collect()
-        })
-        .unwrap_or_default()
 }

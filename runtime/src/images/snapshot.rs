@@ -3,7 +3,7 @@
 //! them. Which snapshots *should* exist is a projection of the event log kept elsewhere; this
 //! file only makes the disk agree with it, and lists what is on disk for orphan cleanup.
 //!
-//! Layout under the root handed to [`Snapshotter::open`]:
+//! Layout under the directory handed to [`Snapshotter::open`] (`<root>/snapshots`):
 //! ```text
 //! <root>/snapshots/committed/<chain hex>/fs        an unpacked layer, used read-only as a lowerdir
 //! <root>/snapshots/active/<namespace>/<key>/upper  a container's writable layer
@@ -19,10 +19,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use nix::mount::{MntFlags, MsFlags};
-use sha2::{Digest as _, Sha256};
 
-use crate::content::{digest_hex, sync_dir};
-use crate::unpack::{unpack_layer, UnpackError};
+use crate::images::digest::digest_hex;
+use crate::sys::fs::sync_dir;
+use crate::images::unpack::{unpack_layer, UnpackError};
 
 /// What can go wrong in the snapshotter.
 #[derive(Debug, thiserror::Error)]
@@ -79,26 +79,6 @@ pub struct Snapshotter {
 static NEXT_TMP_IDX: AtomicU64 = AtomicU64::new(0);
 const MAX_STACKED_UNMOUNTS: usize = 16;
 
-/// Chain ids for a stack of diff ids (OCI image spec): the first equals the first diff id; each
-/// next one is `sha256(previous chain id + " " + diff id)`. A chain id names a layer *with* all
-/// layers beneath it, which is what an unpacked overlay lower really is.
-pub fn chain_ids(diff_ids: &[String]) -> Vec<String> {
-    let mut chain: Vec<String> = Vec::with_capacity(diff_ids.len());
-    for diff_id in diff_ids {
-        let next = match chain.last() {
-            None => diff_id.clone(),
-            Some(previous) => {
-                let mut hasher = Sha256::new();
-                hasher.update(previous.as_bytes());
-                hasher.update(b" ");
-                hasher.update(diff_id.as_bytes());
-                crate::content::digest_of_hasher(hasher)
-            }
-        };
-        chain.push(next);
-    }
-    chain
-}
 
 fn chain_hex(chain_id: &str) -> Result<&str, SnapshotError> {
     digest_hex(chain_id).map_err(|_| SnapshotError::InvalidChainId { chain_id: chain_id.to_string() })
@@ -112,9 +92,9 @@ fn check_name(name: &str) -> Result<(), SnapshotError> {
 }
 
 impl Snapshotter {
-    /// Opens (creating if needed) the snapshot directories under `<root>/snapshots`.
-    pub fn open(root: &Path) -> Result<Snapshotter, SnapshotError> {
-        let snapshots_root = root.join("snapshots");
+    /// Opens (creating if needed) the snapshot directories in `snapshots_root`
+    /// (`Layout::snapshots_dir`).
+    pub fn open(snapshots_root: &Path) -> Result<Snapshotter, SnapshotError> {
         let snapshotter = Snapshotter {
             committed_root: snapshots_root.join("committed"),
             active_root: snapshots_root.join("active"),
@@ -441,14 +421,6 @@ fn unescape_mountinfo(field: &str) -> String {
 mod tests {
     use super::*;
 
-    #[test]
-    fn chain_ids_follow_the_image_spec() {
-        let diff_ids = vec![format!("sha256:{}", "1".repeat(64)), format!("sha256:{}", "2".repeat(64))];
-        let chain = chain_ids(&diff_ids);
-        assert_eq!(chain[0], diff_ids[0]);
-        assert_eq!(chain[1], crate::content::digest_of_bytes(format!("{} {}", diff_ids[0], diff_ids[1]).as_bytes()));
-        assert!(chain_ids(&[]).is_empty());
-    }
 
     #[test]
     fn mountinfo_line_parsing() {

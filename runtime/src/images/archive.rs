@@ -14,8 +14,9 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::content::{digest_hex, ContentError, ContentStore};
-use crate::snapshot::chain_ids;
+use crate::images::content::{ContentError, ContentStore};
+use crate::images::digest::{chain_ids, digest_hex};
+use crate::sys::io::ExactLengthReader;
 
 const OCI_LAYOUT_ENTRY: &str = "oci-layout";
 const INDEX_ENTRY: &str = "index.json";
@@ -334,32 +335,6 @@ fn read_layout_streaming(store: &ContentStore, archive: impl Read, source_label:
     Ok(LayoutInMemory { oci_layout, index_json })
 }
 
-/// Reads exactly `remaining_bytes` or fails: the tar reader returns a short entry without error
-/// when the archive is cut inside it, which would otherwise surface as a misleading digest
-/// mismatch instead of "truncated".
-pub(crate) struct ExactLengthReader<R> {
-    pub(crate) inner: R,
-    pub(crate) remaining_bytes: u64,
-}
-
-impl<R: Read> Read for ExactLengthReader<R> {
-    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
-        if self.remaining_bytes == 0 {
-            return Ok(0);
-        }
-        let n_wanted = buffer.len().min(usize::try_from(self.remaining_bytes).unwrap_or(usize::MAX));
-        let n_read = self.inner.read(&mut buffer[..n_wanted])?;
-        if n_read == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                format!("the archive ends {} bytes before the end of this entry", self.remaining_bytes),
-            ));
-        }
-        self.remaining_bytes -= n_read as u64;
-        Ok(n_read)
-    }
-}
-
 fn not_a_tar(source_label: &str, error: &io::Error) -> ImportError {
     ImportError::NotAnOciArchive { source_label: source_label.to_string(), reason: format!("; it is not a readable tar: {error}") }
 }
@@ -464,7 +439,7 @@ fn blob_ref(descriptor: &Descriptor) -> BlobRef {
 
 /// Checks the blob is in the store with the size its descriptor claims.
 fn require_blob(store: &ContentStore, descriptor: &Descriptor) -> Result<(), ImportError> {
-    digest_hex(&descriptor.digest)?;
+    digest_hex(&descriptor.digest).map_err(ContentError::from)?;
     match store.info(&descriptor.digest) {
         Ok(info) if info.size == descriptor.size => Ok(()),
         Ok(info) => Err(ImportError::SizeMismatch { digest: descriptor.digest.clone(), expected: descriptor.size, actual: info.size }),

@@ -11,12 +11,14 @@
 
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 use std::thread;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use berth_commands::{Command, CommandError};
 use berth_log::{EventLog, LogError, Seq};
 use berth_projections::{replay_parallel, Envelope, Event, Origin, State};
 use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::sys::time::unix_time_ns;
 
 /// The most submissions folded into one record batch.
 const MAX_BATCH: usize = 512;
@@ -55,9 +57,6 @@ pub struct Store {
 /// the executor.
 pub type CommittedReceiver = mpsc::UnboundedReceiver<CommittedRecord>;
 
-pub fn now_ns() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
-}
 
 /// Fold the whole log into a fresh state (also what berth-replay does). Payloads are decoded
 /// on spare cores in ordered batches (`replay_parallel`), into reused envelopes; the fold, and
@@ -140,6 +139,23 @@ impl Store {
         answer.await.map_err(|_| SubmitError::Stopping)?
     }
 
+    /// The record in `namespace` that answers the intent recorded at `intent_seq`, looking no
+    /// further than `up_to`: its seq and envelope. Outcomes are answered in a record of their own
+    /// after the intent, so the search starts right after it.
+    pub fn find_answer(&self, namespace: &str, intent_seq: u64, up_to: u64) -> Option<(u64, Envelope)> {
+        let mut reader = self.log.reader(Seq(intent_seq + 1)).ok()?;
+        while let Some(Ok(record)) = reader.next() {
+            if record.seq.get() > up_to {
+                break;
+            }
+            let Ok(envelope) = Envelope::decode(record.payload) else { continue };
+            if envelope.namespace == namespace && envelope.answers() == Some(intent_seq) {
+                return Some((record.seq.get(), envelope));
+            }
+        }
+        None
+    }
+
     /// Waits until `predicate` holds on the state, re-checking after every applied record.
     pub async fn wait_until<T>(&self, mut predicate: impl FnMut(&State) -> Option<T>) -> T {
         let mut applied = self.watch_applied();
@@ -171,7 +187,11 @@ fn command_loop(
             }
         }
         let mut guard = state.write().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let timestamp_ns = now_ns();
+        // Declared after the write guard, so it drops first: a panic below ends the process
+        // while the lock still keeps readers from state that may not be durable.
+        let _exit_on_panic = ExitOnPanic;
+        crate::sys::failpoint_panic("command-thread");
+        let timestamp_ns = unix_time_ns() as u64;
         let mut next_seq = guard.last_seq + 1;
         let mut accepted: Vec<(oneshot::Sender<Result<CommittedRecord, SubmitError>>, CommittedRecord)> = Vec::new();
         let mut payloads: Vec<Vec<u8>> = Vec::new();
@@ -212,6 +232,21 @@ fn command_loop(
         for (reply, record) in accepted {
             let _ = committed.send(record.clone());
             let _ = reply.send(Ok(record));
+        }
+    }
+}
+
+/// Ends berthd when the command thread panics, as a failed append does: the projections may hold
+/// a decided command that is not in the log, every later submission would be refused, and
+/// waiters would wait for ever. The next start replays what the log really holds.
+struct ExitOnPanic;
+
+impl Drop for ExitOnPanic {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            tracing::error!("the command thread panicked; berthd stops so that recovery replays the log");
+            eprintln!("berthd: fatal: the command thread panicked; restart berthd to recover from the log");
+            std::process::exit(70);
         }
     }
 }

@@ -1,5 +1,4 @@
-//! berthd's configuration (flags over an optional TOML file) and the on-disk layout derived
-//! from it.
+//! berthd's configuration: flags over an optional TOML file, and the checks on its values.
 
 use std::path::{Path, PathBuf};
 
@@ -7,7 +6,6 @@ use serde::Deserialize;
 
 pub const DEFAULT_ROOT: &str = "/var/lib/berth";
 pub const DEFAULT_STATE: &str = "/run/berth";
-pub const DEFAULT_ADDRESS: &str = "/run/berth/berthd.sock";
 /// Every container's cgroups are `<cgroup parent>/<namespace>/<id>` in each hierarchy.
 pub const DEFAULT_CGROUP_PARENT: &str = "/berth";
 
@@ -20,8 +18,8 @@ pub struct ConfigFile {
     pub address: Option<PathBuf>,
     /// The runc binary (a name looked up in PATH, or a path).
     pub runc: Option<PathBuf>,
-    /// The monitor binary; default: berth-shim beside berthd.
-    pub shim: Option<PathBuf>,
+    /// The monitor binary; default: berth-monitor beside berthd.
+    pub monitor: Option<PathBuf>,
     /// The cgroup under which containers get theirs; two berthds on one host need different
     /// ones, or containers of the same name would share cgroups. Default "/berth".
     pub cgroup_parent: Option<String>,
@@ -44,15 +42,6 @@ impl ConfigFile {
     }
 }
 
-/// Where everything lives.
-#[derive(Debug, Clone)]
-pub struct Layout {
-    pub root: PathBuf,
-    pub state: PathBuf,
-    /// Absolute cgroup path, checked by [`check_cgroup_parent`].
-    pub cgroup_parent: String,
-}
-
 /// A cgroup parent is an absolute path of plain names (letters, digits, `_`, `-`, `.`, and not
 /// a cgroup's own control files such as `cgroup.procs`): "/berth", "/tenants/a".
 pub fn check_cgroup_parent(cgroup_parent: &str) -> Result<(), String> {
@@ -68,27 +57,6 @@ pub fn check_cgroup_parent(cgroup_parent: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!("cgroup parent {cgroup_parent:?} is not an absolute cgroup path of plain names; use e.g. \"/berth\""))
-    }
-}
-
-impl Layout {
-    pub fn log_dir(&self) -> PathBuf {
-        self.root.join("log")
-    }
-    /// Persistent per-task files: stdout.log, stderr.log, shim.json, exit.json.
-    pub fn task_dir(&self, namespace: &str, id: &str) -> PathBuf {
-        self.root.join("tasks").join(namespace).join(id)
-    }
-    /// The OCI bundle: config.json and the rootfs mount point.
-    pub fn bundle_dir(&self, namespace: &str, id: &str) -> PathBuf {
-        self.state.join("bundles").join(namespace).join(id)
-    }
-    /// runc's --root, one per namespace so ids only need to be unique inside one.
-    pub fn runc_root(&self, namespace: &str) -> PathBuf {
-        self.state.join("runc").join(namespace)
-    }
-    pub fn cgroups_path(&self, namespace: &str, id: &str) -> String {
-        format!("{}/{namespace}/{id}", self.cgroup_parent)
     }
 }
 
@@ -121,15 +89,6 @@ mod tests {
         assert!(error.contains("is not valid") && error.contains("rooot"), "{error}");
         let missing = ConfigFile::load(&dir.path().join("none.toml")).unwrap_err();
         assert!(missing.contains("cannot read config file"), "{missing}");
-    }
-
-    #[test]
-    fn layout_keeps_namespaces_apart() {
-        let layout = Layout { root: PathBuf::from("/r"), state: PathBuf::from("/s"), cgroup_parent: DEFAULT_CGROUP_PARENT.into() };
-        assert_eq!(layout.task_dir("a", "x"), Path::new("/r/tasks/a/x"));
-        assert_eq!(layout.bundle_dir("b", "x"), Path::new("/s/bundles/b/x"));
-        assert_eq!(layout.runc_root("a"), Path::new("/s/runc/a"));
-        assert_eq!(layout.cgroups_path("a", "x"), "/berth/a/x");
     }
 
     #[test]

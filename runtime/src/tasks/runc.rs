@@ -2,7 +2,7 @@
 //! `runc --root <root> <verb> ...` invocation, and this file is the only place that builds them.
 //!
 //! **Invariant:** only `runtime` runs runc, and within `runtime` only this file spells runc's
-//! arguments. The shim uses [`Runc::create_command`] so that `create` is spelled here too.
+//! arguments. The monitor uses [`Runc::create_command`] so that `create` is spelled here too.
 //! This file is also the only place that reads runc's per-container state file, for
 //! [`Runc::delete_exited`], [`Runc::recorded_init`] and [`Runc::has_container`].
 
@@ -22,7 +22,7 @@ const RUNC_COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 #[derive(Debug, thiserror::Error)]
 pub enum RuncError {
     #[error(
-        "runc not found at {}: install it (apt-get install runc) or set runc_path in berthd's config",
+        "runc not found at {}: install it (apt-get install runc) or set `runc` in berthd's config file",
         path.display()
     )]
     NotFound { path: PathBuf },
@@ -89,7 +89,7 @@ impl Runc {
     pub fn check(&self) -> Result<String, RuncError> {
         let args = vec!["--version".to_string()];
         let child = {
-            let _spawning = crate::monitor::spawn_lock();
+            let _spawning = crate::sys::process::spawn_lock();
             std::process::Command::new(&self.binary)
                 .args(&args)
                 .stdin(Stdio::null())
@@ -202,7 +202,7 @@ impl Runc {
             .as_ref()
             .and_then(|hooks| hooks.get("poststop"))
             .is_some_and(|poststop| !poststop.is_null() && poststop.as_array().is_none_or(|hooks| !hooks.is_empty()));
-        let init_present = crate::monitor::read_process_stat(state_file.init_process_pid)
+        let init_present = crate::sys::process::read_process_stat(state_file.init_process_pid)
             .is_some_and(|stat| stat.start_time == state_file.init_process_start);
         if state_file.init_process_pid <= 0
             || init_present
@@ -292,9 +292,9 @@ impl Runc {
             })
     }
 
-    /// The `runc create` invocation the shim runs (`runc run --detach` with `start_too`, which
-    /// creates and starts in one runc process). It is a plain std `Command` because the shim
-    /// is synchronous. `--log-format json` lets the shim pick runc's own error message out of
+    /// The `runc create` invocation the monitor runs (`runc run --detach` with `start_too`, which
+    /// creates and starts in one runc process). It is a plain std `Command` because the monitor
+    /// is synchronous. `--log-format json` lets the monitor pick runc's own error message out of
     /// the log file when create fails. The caller sets stdio: the container inherits it. No
     /// `--pid-file`: runc writes that file with O_SYNC, and [`Runc::recorded_init`] reads the
     /// same pid (and its start time) from the state file runc writes anyway.
@@ -340,7 +340,7 @@ impl Runc {
             // the stuck runc would keep running unobserved.
             .kill_on_drop(true);
         let child = {
-            let _spawning = crate::monitor::spawn_lock();
+            let _spawning = crate::sys::process::spawn_lock();
             command.spawn()
         }
         .map_err(|source| self.spawn_error(source))?;

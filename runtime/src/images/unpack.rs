@@ -23,7 +23,7 @@ use nix::sys::time::TimeSpec;
 use nix::unistd::{fchown, fchownat, linkat, symlinkat, unlinkat, Gid, Uid, UnlinkatFlags};
 use sha2::{Digest as _, Sha256};
 
-use crate::content::digest_of_hasher;
+use crate::images::digest::digest_of_hasher;
 
 /// The OCI whiteout prefix: `.wh.NAME` in a layer deletes NAME of the layers below.
 const WHITEOUT_PREFIX: &str = ".wh.";
@@ -370,7 +370,7 @@ fn apply_entry<R: Read>(dest_fd: &OwnedFd, entry: &mut tar::Entry<'_, R>, deferr
         .map_err(entry_error("create file", &entry_name))?;
         let mut file = File::from(file_fd);
         let entry_size = entry.size();
-        let mut exact_reader = crate::image_import::ExactLengthReader { inner: &mut *entry, remaining_bytes: entry_size };
+        let mut exact_reader = crate::sys::io::ExactLengthReader { inner: &mut *entry, remaining_bytes: entry_size };
         io::copy(&mut exact_reader, &mut file).map_err(|source| match source.kind() {
             io::ErrorKind::UnexpectedEof => UnpackError::CorruptArchive { reason: format!("entry {entry_name:?}: {source}") },
             _ => UnpackError::Entry { action: "write file", entry: entry_name.clone(), source },

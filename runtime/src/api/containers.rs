@@ -1,0 +1,57 @@
+//! `Containers`: create, get, list and delete container records.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use berth_commands::{Command, CreateContainer, DeleteContainer};
+use tonic::{Request, Response, Status};
+
+use crate::api;
+use crate::api::convert::container_message;
+use crate::api::services::{container_not_found, Services};
+
+pub struct ContainersService(pub Arc<Services>);
+
+#[tonic::async_trait]
+impl api::containers_server::Containers for ContainersService {
+    async fn create(&self, request: Request<api::CreateContainerRequest>) -> Result<Response<api::CreateContainerResponse>, Status> {
+        let (namespace, origin) = self.0.caller(&request, "Containers/Create")?;
+        let message = request.into_inner();
+        let id = message.id.clone();
+        let command = Command::CreateContainer(CreateContainer {
+            id: message.id,
+            image: message.image,
+            args: message.args,
+            entrypoint: message.entrypoint,
+            env: message.env,
+            working_dir: message.working_dir,
+            user: message.user,
+            hostname: message.hostname,
+            labels: message.labels.into_iter().collect::<BTreeMap<_, _>>(),
+        });
+        let seq = self.0.submit(&namespace, origin, command).await?;
+        let container = self.0.store.state().container(&namespace, &id).map(container_message);
+        Ok(Response::new(api::CreateContainerResponse { container, seq }))
+    }
+
+    async fn get(&self, request: Request<api::GetContainerRequest>) -> Result<Response<api::Container>, Status> {
+        let (namespace, _) = self.0.caller(&request, "Containers/Get")?;
+        let id = request.into_inner().id;
+        let state = self.0.store.state();
+        state.container(&namespace, &id).map(|c| Response::new(container_message(c))).ok_or_else(|| container_not_found(&namespace, &id))
+    }
+
+    async fn list(&self, request: Request<api::ListContainersRequest>) -> Result<Response<api::ListContainersResponse>, Status> {
+        let (namespace, _) = self.0.caller(&request, "Containers/List")?;
+        let state = self.0.store.state();
+        let containers = state.namespace(&namespace).map(|ns| ns.containers.values().map(container_message).collect()).unwrap_or_default();
+        Ok(Response::new(api::ListContainersResponse { containers }))
+    }
+
+    async fn delete(&self, request: Request<api::DeleteContainerRequest>) -> Result<Response<api::DeleteContainerResponse>, Status> {
+        let (namespace, origin) = self.0.caller(&request, "Containers/Delete")?;
+        let command = Command::DeleteContainer(DeleteContainer { id: request.into_inner().id });
+        let seq = self.0.submit(&namespace, origin, command).await?;
+        Ok(Response::new(api::DeleteContainerResponse { seq }))
+    }
+}

@@ -1,0 +1,115 @@
+//! Projections and log records in their API form (the generated proto messages).
+
+use berth_projections::{ContainerState, Envelope, ImageState, Origin, TaskState, TaskStatus};
+
+use crate::api;
+
+pub(crate) fn task_status(status: TaskStatus) -> api::TaskStatus {
+    match status {
+        TaskStatus::Creating => api::TaskStatus::Creating,
+        TaskStatus::Created => api::TaskStatus::Created,
+        TaskStatus::Starting => api::TaskStatus::Starting,
+        TaskStatus::Running => api::TaskStatus::Running,
+        TaskStatus::Stopped => api::TaskStatus::Stopped,
+        TaskStatus::Deleting => api::TaskStatus::Deleting,
+        TaskStatus::Failed => api::TaskStatus::Failed,
+    }
+}
+
+pub(crate) fn task_message(container_id: &str, task: &TaskState) -> api::Task {
+    let exit = task.exit.unwrap_or(berth_projections::ExitInfo { exit_code: 0, signal: 0, exited_at_ns: 0 });
+    api::Task {
+        container_id: container_id.to_string(),
+        status: task_status(task.status) as i32,
+        pid: task.pid,
+        exit_code: exit.exit_code,
+        exit_signal: exit.signal,
+        exited_at_ns: exit.exited_at_ns,
+        error: task.error.clone().unwrap_or_default(),
+        updated_seq: task.updated_seq,
+    }
+}
+
+pub(crate) fn container_message(container: &ContainerState) -> api::Container {
+    let record = &container.record;
+    api::Container {
+        id: record.id.clone(),
+        image: record.image.clone(),
+        image_digest: record.image_digest.clone(),
+        args: record.args.clone(),
+        env: record.env.clone(),
+        working_dir: record.working_dir.clone(),
+        user: record.user.clone(),
+        hostname: record.hostname.clone(),
+        labels: record.labels.clone().into_iter().collect(),
+        snapshot_key: record.snapshot_key.clone(),
+        created_seq: container.created_seq,
+        created_at_ns: container.created_at_ns,
+        task: container.task.as_ref().map(|task| task_message(&record.id, task)),
+    }
+}
+
+pub(crate) fn image_message(image: &ImageState) -> api::Image {
+    let record = &image.record;
+    api::Image {
+        name: record.name.clone(),
+        digest: record.manifest.digest.clone(),
+        media_type: record.manifest.media_type.clone(),
+        size: record.manifest.size + record.config.size + record.layers.iter().map(|layer| layer.blob.size).sum::<i64>(),
+        config_digest: record.config.digest.clone(),
+        layers: record
+            .layers
+            .iter()
+            .map(|layer| api::Layer {
+                digest: layer.blob.digest.clone(),
+                diff_id: layer.diff_id.clone(),
+                media_type: layer.blob.media_type.clone(),
+                size: layer.blob.size,
+                chain_id: layer.chain_id.clone(),
+            })
+            .collect(),
+        entrypoint: record.entrypoint.clone(),
+        cmd: record.cmd.clone(),
+        env: record.env.clone(),
+        working_dir: record.working_dir.clone(),
+        user: record.user.clone(),
+        created_seq: image.created_seq,
+        created_at_ns: image.created_at_ns,
+    }
+}
+
+/// The API form of one record's events.
+pub fn event_messages(seq: u64, timestamp_ns: u64, envelope: &Envelope) -> Vec<api::Event> {
+    let origin = match &envelope.origin {
+        Origin::Client { uid, gid, pid, method, request_id } => api::Origin {
+            kind: "client".into(),
+            uid: *uid,
+            gid: *gid,
+            pid: *pid,
+            method: method.clone(),
+            request_id: request_id.clone(),
+            answers_seq: 0,
+            reason: String::new(),
+        },
+        Origin::Daemon { reason, answers } => api::Origin {
+            kind: "daemon".into(),
+            answers_seq: answers.unwrap_or(0),
+            reason: reason.clone(),
+            ..api::Origin::default()
+        },
+    };
+    envelope
+        .events
+        .iter()
+        .enumerate()
+        .map(|(index, event)| api::Event {
+            seq,
+            index: index as u32,
+            timestamp_ns: timestamp_ns as i64,
+            namespace: envelope.namespace.clone(),
+            origin: Some(origin.clone()),
+            kind: event.kind().to_string(),
+            json: event.fields_json().to_string(),
+        })
+        .collect()
+}

@@ -1,0 +1,98 @@
+//! `Events/Subscribe`: the log itself, from any seq, optionally followed as it grows.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use berth_log::Seq;
+use berth_projections::Envelope;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+
+use crate::api;
+use crate::api::convert::event_messages;
+use crate::api::services::Services;
+use crate::daemon::store::Store;
+
+pub struct EventsService(pub Arc<Services>);
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<api::Event, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl api::events_server::Events for EventsService {
+    type SubscribeStream = EventStream;
+
+    async fn subscribe(&self, request: Request<api::SubscribeRequest>) -> Result<Response<Self::SubscribeStream>, Status> {
+        let (namespace, _) = self.0.caller(&request, "Events/Subscribe")?;
+        let message = request.into_inner();
+        let filter = match message.namespace.as_str() {
+            "" => Some(namespace),
+            "*" => None,
+            other => Some(other.to_string()),
+        };
+        let store = Arc::clone(&self.0.store);
+        let since = if message.since == 0 { store.applied_seq() + 1 } else { message.since };
+        let (sender, receiver) = mpsc::channel(256);
+        tokio::spawn(stream_events(store, since, message.follow, filter, sender));
+        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+    }
+}
+
+/// Reads the log from `since`, then (with `follow`) waits for each newly applied record.
+async fn stream_events(
+    store: Arc<Store>,
+    since: u64,
+    follow: bool,
+    namespace: Option<String>,
+    sender: mpsc::Sender<Result<api::Event, Status>>,
+) {
+    let mut reader = match store.log().reader(Seq(since)) {
+        Ok(reader) => reader,
+        Err(error) => {
+            let _ = sender.send(Err(Status::internal(format!("cannot read the log: {error}")))).await;
+            return;
+        }
+    };
+    let mut applied = store.watch_applied();
+    loop {
+        // Drain what is durable now, in small synchronous steps (the map reads do not block).
+        let mut batch = Vec::new();
+        while batch.len() < 256 {
+            match reader.next_owned() {
+                Some(Ok(record)) => batch.push(record),
+                Some(Err(error)) => {
+                    let _ = sender.send(Err(Status::internal(format!("cannot read the log: {error}")))).await;
+                    return;
+                }
+                None => break,
+            }
+        }
+        let drained = batch.len() < 256;
+        for record in batch {
+            let envelope = match Envelope::decode(&record.payload) {
+                Ok(envelope) => envelope,
+                Err(error) => {
+                    let _ = sender.send(Err(Status::internal(format!("record {}: {error}", record.seq)))).await;
+                    return;
+                }
+            };
+            if namespace.as_ref().is_some_and(|wanted| *wanted != envelope.namespace) {
+                continue;
+            }
+            for message in event_messages(record.seq.get(), record.timestamp_ns, &envelope) {
+                if sender.send(Ok(message)).await.is_err() {
+                    return;
+                }
+            }
+        }
+        if drained {
+            if !follow {
+                return;
+            }
+            if applied.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+}

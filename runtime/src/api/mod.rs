@@ -1,0 +1,38 @@
+//! berthd's gRPC API: the generated types of `proto/berth/v1/berth.proto`, the wire conventions
+//! every client follows, and one file per service. Each service is a thin adapter: it turns a
+//! request into a command (mutations) or reads the projections (queries); the work itself lives
+//! in the domain it belongs to (`images`, `tasks`, `daemon::store`).
+
+mod containers;
+mod convert;
+mod events;
+mod images;
+mod namespaces;
+mod services;
+mod tasks;
+mod version;
+
+#[allow(clippy::all)]
+mod proto {
+    tonic::include_proto!("berth.v1");
+}
+
+pub use convert::event_messages;
+pub use proto::*;
+pub use services::{status_from_command_error, Services};
+pub use {
+    containers::ContainersService, events::EventsService, images::ImagesService, namespaces::NamespacesService,
+    tasks::TasksService, version::VersionService,
+};
+
+/// Serialized descriptors of the API, served through gRPC reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("berth_descriptor");
+
+/// Request metadata naming the namespace a call acts in (absent or empty: [`DEFAULT_NAMESPACE`]).
+pub const NAMESPACE_KEY: &str = "berth-namespace";
+/// Request metadata naming the request, recorded in the log as who-did-what; berthd makes one up
+/// when it is absent.
+pub const REQUEST_ID_KEY: &str = "berth-request-id";
+pub const DEFAULT_NAMESPACE: &str = "default";
+/// Where berthd listens and the CLI connects unless told otherwise.
+pub const DEFAULT_ADDRESS: &str = "/run/berth/berthd.sock";

@@ -1,0 +1,104 @@
+//! What every gRPC service shares: the store and the host domains, who called (the namespace
+//! from metadata, uid/gid/pid from SO_PEERCRED — never from the request), submitting a command,
+//! waiting for an intent's outcome, and the one mapping from a command's error to a gRPC status.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use berth_commands::{Command, CommandError};
+use berth_projections::{Origin, TaskState};
+use tonic::transport::server::UdsConnectInfo;
+use tonic::{Request, Status};
+
+use crate::api::{DEFAULT_NAMESPACE, NAMESPACE_KEY, REQUEST_ID_KEY};
+use crate::daemon::layout::Layout;
+use crate::daemon::store::{Store, SubmitError, OUTCOME_TIMEOUT};
+use crate::images::content::ContentStore;
+use crate::images::snapshot::Snapshotter;
+
+/// What every service shares.
+pub struct Services {
+    pub store: Arc<Store>,
+    pub layout: Layout,
+    pub content: Arc<ContentStore>,
+    pub snapshotter: Arc<Snapshotter>,
+    /// See `Executor`: held shared by an import until its record is durable.
+    pub gc_lock: Arc<tokio::sync::RwLock<()>>,
+    request_counter: AtomicU64,
+}
+
+impl Services {
+    pub fn new(
+        store: Arc<Store>,
+        layout: Layout,
+        content: Arc<ContentStore>,
+        snapshotter: Arc<Snapshotter>,
+        gc_lock: Arc<tokio::sync::RwLock<()>>,
+    ) -> Arc<Services> {
+        Arc::new(Services { store, layout, content, snapshotter, gc_lock, request_counter: AtomicU64::new(0) })
+    }
+
+    pub(crate) fn caller<T>(&self, request: &Request<T>, method: &str) -> Result<(String, Origin), Status> {
+        let namespace = request
+            .metadata()
+            .get(NAMESPACE_KEY)
+            .and_then(|value| value.to_str().ok())
+            .filter(|value| !value.is_empty())
+            .unwrap_or(DEFAULT_NAMESPACE)
+            .to_string();
+        berth_commands::validate::namespace_name(&namespace).map_err(status_from_command_error)?;
+        let request_id = request
+            .metadata()
+            .get(REQUEST_ID_KEY)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("berthd-{}", self.request_counter.fetch_add(1, Ordering::Relaxed) + 1));
+        let credentials = request.extensions().get::<UdsConnectInfo>().and_then(|info| info.peer_cred);
+        let (uid, gid, pid) = match credentials {
+            Some(credentials) => (credentials.uid(), credentials.gid(), credentials.pid().unwrap_or(-1)),
+            None => (u32::MAX, u32::MAX, -1),
+        };
+        Ok((namespace, Origin::Client { uid, gid, pid, method: method.to_string(), request_id }))
+    }
+
+    pub(crate) async fn submit(&self, namespace: &str, origin: Origin, command: Command) -> Result<u64, Status> {
+        match self.store.submit(namespace, origin, command).await {
+            Ok(record) => Ok(record.seq),
+            Err(SubmitError::Rejected(error)) => Err(status_from_command_error(error)),
+            Err(SubmitError::Stopping) => Err(Status::unavailable("berthd is stopping: retry when it is back")),
+        }
+    }
+
+    /// Wait (bounded) until the intent recorded at `seq` has an outcome; returns the task then.
+    pub(crate) async fn wait_for_outcome(&self, namespace: &str, container_id: &str, seq: u64) -> Result<(TaskState, u64), Status> {
+        let wait = self.store.wait_until(|state| {
+            let task = state.container(namespace, container_id).and_then(|container| container.task.clone());
+            match task {
+                Some(task) if task.pending.iter().any(|intent| intent.seq() == seq) => None,
+                Some(task) => Some(Some((task.clone(), task.updated_seq))),
+                None => Some(None),
+            }
+        });
+        match tokio::time::timeout(OUTCOME_TIMEOUT, wait).await {
+            Ok(Some(found)) => Ok(found),
+            Ok(None) => Err(Status::not_found(format!("the task of {container_id:?} is gone"))),
+            Err(_) => Err(Status::deadline_exceeded(format!(
+                "no outcome for request seq {seq} yet: check with `berth ps -a` and `berth events --since {seq}`"
+            ))),
+        }
+    }
+}
+
+/// The one place a command's error kind becomes a gRPC status.
+pub fn status_from_command_error(error: CommandError) -> Status {
+    match error {
+        CommandError::NotFound(message) => Status::not_found(message),
+        CommandError::AlreadyExists(message) => Status::already_exists(message),
+        CommandError::FailedPrecondition(message) => Status::failed_precondition(message),
+        CommandError::InvalidArgument(message) => Status::invalid_argument(message),
+    }
+}
+
+pub(crate) fn container_not_found(namespace: &str, id: &str) -> Status {
+    Status::not_found(format!("container {id:?} not found in namespace {namespace:?}: `berth ps -a` lists them"))
+}

@@ -1,0 +1,241 @@
+//! `Tasks`: record a task's intents and answer with their outcomes; wait for exits; stream a
+//! task's output files.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_commands::{Command, CreateTask, DeleteTask, KillTask, StartTask};
+use berth_projections::{Event, Origin, State, TaskStatus};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+
+use crate::api;
+use crate::api::convert::task_message;
+use crate::api::services::{container_not_found, Services};
+use crate::daemon::store::{Store, OUTCOME_TIMEOUT};
+use crate::tasks::task_dir::TaskDir;
+
+pub struct TasksService(pub Arc<Services>);
+
+type LogStream = Pin<Box<dyn Stream<Item = Result<api::LogChunk, Status>> + Send>>;
+
+impl TasksService {
+    async fn intent_then_outcome(
+        &self,
+        namespace: &str,
+        origin: Origin,
+        container_id: &str,
+        command: Command,
+    ) -> Result<Response<api::TaskResponse>, Status> {
+        let seq = self.0.submit(namespace, origin, command).await?;
+        let (task, outcome_seq) = self.0.wait_for_outcome(namespace, container_id, seq).await?;
+        if let (TaskStatus::Failed, Some(error)) = (task.status, &task.error) {
+            return Err(Status::failed_precondition(format!(
+                "the task of {container_id:?} failed: {error} (delete it with `berth rm -f {container_id}`)"
+            )));
+        }
+        Ok(Response::new(api::TaskResponse { task: Some(task_message(container_id, &task)), seq, outcome_seq }))
+    }
+}
+
+#[tonic::async_trait]
+impl api::tasks_server::Tasks for TasksService {
+    type LogsStream = LogStream;
+
+    async fn create(&self, request: Request<api::CreateTaskRequest>) -> Result<Response<api::TaskResponse>, Status> {
+        let (namespace, origin) = self.0.caller(&request, "Tasks/Create")?;
+        let message = request.into_inner();
+        let container_id = message.container_id;
+        let command = Command::CreateTask(CreateTask { container_id: container_id.clone(), start: message.start });
+        self.intent_then_outcome(&namespace, origin, &container_id, command).await
+    }
+
+    async fn start(&self, request: Request<api::StartTaskRequest>) -> Result<Response<api::TaskResponse>, Status> {
+        let (namespace, origin) = self.0.caller(&request, "Tasks/Start")?;
+        let container_id = request.into_inner().container_id;
+        let command = Command::StartTask(StartTask { container_id: container_id.clone() });
+        self.intent_then_outcome(&namespace, origin, &container_id, command).await
+    }
+
+    async fn kill(&self, request: Request<api::KillTaskRequest>) -> Result<Response<api::KillTaskResponse>, Status> {
+        let (namespace, origin) = self.0.caller(&request, "Tasks/Kill")?;
+        let message = request.into_inner();
+        let signal = i32::try_from(message.signal).unwrap_or(i32::MAX);
+        let command = Command::KillTask(KillTask { container_id: message.container_id.clone(), signal, all: message.all });
+        let seq = self.0.submit(&namespace, origin, command).await?;
+        let (task, outcome_seq) = self.0.wait_for_outcome(&namespace, &message.container_id, seq).await?;
+        if let Some(error) = task.error.filter(|_| task.updated_seq == outcome_seq && task.exit.is_none()) {
+            return Err(Status::failed_precondition(format!("signal not delivered: {error}")));
+        }
+        Ok(Response::new(api::KillTaskResponse { seq, outcome_seq }))
+    }
+
+    async fn wait(&self, request: Request<api::WaitTaskRequest>) -> Result<Response<api::WaitTaskResponse>, Status> {
+        let (namespace, _) = self.0.caller(&request, "Tasks/Wait")?;
+        let container_id = request.into_inner().container_id;
+        let found = self
+            .0
+            .store
+            .wait_until(|state: &State| match state.container(&namespace, &container_id) {
+                None => Some(Err(container_not_found(&namespace, &container_id))),
+                Some(container) => match &container.task {
+                    None => Some(Err(Status::not_found(format!(
+                        "container {container_id:?} has no task: start it with `berth start {container_id}`"
+                    )))),
+                    Some(task) => match (task.exit, task.status) {
+                        (Some(exit), _) => Some(Ok((exit, task.updated_seq))),
+                        (None, TaskStatus::Failed) => Some(Err(Status::failed_precondition(format!(
+                            "the task of {container_id:?} failed and never ran: {}",
+                            task.error.clone().unwrap_or_default()
+                        )))),
+                        _ => None,
+                    },
+                },
+            })
+            .await?;
+        let (exit, seq) = found;
+        Ok(Response::new(api::WaitTaskResponse {
+            exit_code: exit.exit_code,
+            exit_signal: exit.signal,
+            exited_at_ns: exit.exited_at_ns,
+            seq,
+        }))
+    }
+
+    async fn delete(&self, request: Request<api::DeleteTaskRequest>) -> Result<Response<api::DeleteTaskResponse>, Status> {
+        let (namespace, origin) = self.0.caller(&request, "Tasks/Delete")?;
+        let message = request.into_inner();
+        let container_id = message.container_id.clone();
+        let command = Command::DeleteTask(DeleteTask { container_id: container_id.clone(), force: message.force });
+        let seq = self.0.submit(&namespace, origin, command).await?;
+        // Done when the delete intent is no longer pending (the task gone, or still there with
+        // the delete answered by a failure, or already replaced by a newer task).
+        let wait = self.0.store.wait_until(|state| {
+            let pending = state
+                .container(&namespace, &container_id)
+                .and_then(|container| container.task.as_ref())
+                .is_some_and(|task| task.pending.iter().any(|intent| intent.seq() == seq));
+            (!pending).then_some(state.last_seq)
+        });
+        let applied_seq = tokio::time::timeout(OUTCOME_TIMEOUT, wait)
+            .await
+            .map_err(|_| Status::deadline_exceeded(format!("the delete at seq {seq} has no outcome yet: check `berth ps -a`")))?;
+        // The record that answers the intent says what happened, and holds the exit code.
+        let mut exit_code = 0;
+        let mut outcome_seq = applied_seq;
+        let mut failure = None;
+        if let Some((answer_seq, envelope)) = self.0.store.find_answer(&namespace, seq, applied_seq) {
+            outcome_seq = answer_seq;
+            for event in &envelope.events {
+                match event {
+                    Event::TaskDeleted { exit_code: code, .. } => exit_code = *code,
+                    Event::TaskDeleteFailed { error, .. } => failure = Some(error.clone()),
+                    _ => {}
+                }
+            }
+        }
+        if let Some(error) = failure {
+            return Err(Status::failed_precondition(format!("deleting the task of {container_id:?} failed: {error}")));
+        }
+        Ok(Response::new(api::DeleteTaskResponse { exit_code, seq, outcome_seq }))
+    }
+
+    async fn list(&self, request: Request<api::ListTasksRequest>) -> Result<Response<api::ListTasksResponse>, Status> {
+        let (namespace, _) = self.0.caller(&request, "Tasks/List")?;
+        let state = self.0.store.state();
+        let tasks = state
+            .namespace(&namespace)
+            .map(|ns| {
+                ns.containers
+                    .values()
+                    .filter_map(|container| container.task.as_ref().map(|task| task_message(&container.record.id, task)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(Response::new(api::ListTasksResponse { tasks }))
+    }
+
+    async fn get(&self, request: Request<api::GetTaskRequest>) -> Result<Response<api::Task>, Status> {
+        let (namespace, _) = self.0.caller(&request, "Tasks/Get")?;
+        let container_id = request.into_inner().container_id;
+        let state = self.0.store.state();
+        let container = state.container(&namespace, &container_id).ok_or_else(|| container_not_found(&namespace, &container_id))?;
+        let task = container.task.as_ref().ok_or_else(|| Status::not_found(format!("container {container_id:?} has no task")))?;
+        Ok(Response::new(task_message(&container_id, task)))
+    }
+
+    async fn logs(&self, request: Request<api::LogsRequest>) -> Result<Response<Self::LogsStream>, Status> {
+        let (namespace, _) = self.0.caller(&request, "Tasks/Logs")?;
+        let message = request.into_inner();
+        let container_id = message.container_id;
+        if self.0.store.state().container(&namespace, &container_id).is_none() {
+            return Err(container_not_found(&namespace, &container_id));
+        }
+        let task_dir = self.0.layout.task_dir(&namespace, &container_id);
+        let (sender, receiver) = mpsc::channel(16);
+        let store = Arc::clone(&self.0.store);
+        tokio::spawn(stream_logs(store, namespace, container_id, task_dir, message.follow, sender));
+        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+    }
+}
+
+/// Sends what the task wrote to its stdout and stderr files; with `follow`, keeps reading until
+/// the task has exited (or is gone) and both files are drained.
+async fn stream_logs(
+    store: Arc<Store>,
+    namespace: String,
+    container_id: String,
+    task_dir: TaskDir,
+    follow: bool,
+    sender: mpsc::Sender<Result<api::LogChunk, Status>>,
+) {
+    use tokio::io::AsyncReadExt;
+    let streams = [
+        (task_dir.stdout_path(), api::log_chunk::Stream::Stdout),
+        (task_dir.stderr_path(), api::log_chunk::Stream::Stderr),
+    ];
+    let mut offsets = [0u64; 2];
+    let mut buffer = vec![0u8; 64 * 1024];
+    let mut applied = store.watch_applied();
+    loop {
+        // Decide "finished" before reading, so output written just before the exit is read.
+        let finished = {
+            let state = store.state();
+            match state.container(&namespace, &container_id).and_then(|container| container.task.as_ref()) {
+                Some(task) => task.exit.is_some() || matches!(task.status, TaskStatus::Failed),
+                None => true,
+            }
+        };
+        let mut read_any = false;
+        for (index, (path, stream)) in streams.iter().enumerate() {
+            let Ok(mut file) = tokio::fs::File::open(path).await else { continue };
+            if tokio::io::AsyncSeekExt::seek(&mut file, std::io::SeekFrom::Start(offsets[index])).await.is_err() {
+                continue;
+            }
+            while let Ok(n) = file.read(&mut buffer).await {
+                if n == 0 {
+                    break;
+                }
+                read_any = true;
+                offsets[index] += n as u64;
+                let chunk = api::LogChunk { stream: *stream as i32, data: buffer[..n].to_vec() };
+                if sender.send(Ok(chunk)).await.is_err() {
+                    return;
+                }
+            }
+        }
+        if !follow || (finished && !read_any) {
+            return;
+        }
+        if !read_any {
+            // New output is polled for; the exit is noticed as soon as it is recorded.
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+                _ = applied.changed() => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,91 @@
+//! Where everything berthd keeps lives: the one place a path under the root or the state
+//! directory is spelled. Everything outside `log/` is derived from the log or reconciled with it
+//! at start-up.
+//!
+//! ```text
+//! <root>/log/                                  the event log (the only source of truth)
+//! <root>/content/blobs/sha256/<hex>            blobs; <root>/content/ingest/ temporary files
+//! <root>/snapshots/committed/<chain-hex>/fs    unpacked layers; active/<ns>/<id>/{upper,work}
+//! <root>/tasks/<ns>/<id>/                      a task's monitor files (tasks::task_dir)
+//! <state>/bundles/<ns>/<id>/                   config.json and the mounted rootfs
+//! <state>/runc/<ns>/                           runc's --root
+//! ```
+
+use std::path::PathBuf;
+
+use crate::tasks::task_dir::TaskDir;
+
+/// Where everything lives.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub root: PathBuf,
+    pub state: PathBuf,
+    /// Absolute cgroup path, checked by `config::check_cgroup_parent`.
+    pub cgroup_parent: String,
+}
+
+impl Layout {
+    pub fn log_dir(&self) -> PathBuf {
+        self.root.join("log")
+    }
+
+    /// The content store's directory (`blobs/`, `ingest/`).
+    pub fn content_dir(&self) -> PathBuf {
+        self.root.join("content")
+    }
+
+    /// The snapshotter's directory (`committed/`, `active/`, `tmp/`).
+    pub fn snapshots_dir(&self) -> PathBuf {
+        self.root.join("snapshots")
+    }
+
+    /// Every namespace's task directories.
+    pub fn tasks_dir(&self) -> PathBuf {
+        self.root.join("tasks")
+    }
+
+    /// Persistent per-task files: output, `monitor.json`, `exit.json`, the monitor lock.
+    pub fn task_dir(&self, namespace: &str, id: &str) -> TaskDir {
+        TaskDir::new(self.tasks_dir().join(namespace).join(id))
+    }
+
+    /// Every namespace's bundles.
+    pub fn bundles_dir(&self) -> PathBuf {
+        self.state.join("bundles")
+    }
+
+    /// The OCI bundle: config.json and the rootfs mount point.
+    pub fn bundle_dir(&self, namespace: &str, id: &str) -> PathBuf {
+        self.bundles_dir().join(namespace).join(id)
+    }
+
+    /// Every namespace's runc state.
+    pub fn runc_dir(&self) -> PathBuf {
+        self.state.join("runc")
+    }
+
+    /// runc's --root, one per namespace so ids only need to be unique inside one.
+    pub fn runc_root(&self, namespace: &str) -> PathBuf {
+        self.runc_dir().join(namespace)
+    }
+
+    pub fn cgroups_path(&self, namespace: &str, id: &str) -> String {
+        format!("{}/{namespace}/{id}", self.cgroup_parent)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    #[test]
+    fn layout_keeps_namespaces_apart() {
+        let layout = Layout { root: PathBuf::from("/r"), state: PathBuf::from("/s"), cgroup_parent: "/berth".into() };
+        assert_eq!(layout.task_dir("a", "x").path(), Path::new("/r/tasks/a/x"));
+        assert_eq!(layout.bundle_dir("b", "x"), Path::new("/s/bundles/b/x"));
+        assert_eq!(layout.runc_root("a"), Path::new("/s/runc/a"));
+        assert_eq!(layout.cgroups_path("a", "x"), "/berth/a/x");
+    }
+}

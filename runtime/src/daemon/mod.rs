@@ -1,0 +1,10 @@
+//! berthd itself: [`run`] assembles it (open the log, replay, recover, serve), [`store`] owns the
+//! log, the projections and the command thread, [`config`] reads flags and the TOML file, and
+//! [`layout`] is the one place every on-disk path comes from.
+
+pub mod config;
+pub mod layout;
+mod run;
+pub mod store;
+
+pub use run::{run, DaemonError, DaemonOptions};

@@ -1,0 +1,126 @@
+//! Processes and descriptors: the spawn lock every child of berthd is started under,
+//! close-on-exec and inheritable duplicates, flock, pidfds, and `/proc/<pid>/stat`.
+
+use std::fs::File;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+/// Held by berthd around every spawn of a child process (a monitor, runc). While it is held, the
+/// lock descriptor of the monitor being started may be inheritable; at no other time is any
+/// descriptor of berthd's inheritable.
+static SPAWN_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Takes [`SPAWN_LOCK`]; hold the guard across `spawn()`.
+pub fn spawn_lock() -> std::sync::MutexGuard<'static, ()> {
+    SPAWN_LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Marks `fd` close-on-exec, keeping its other descriptor flags.
+pub fn set_close_on_exec(fd: RawFd) -> std::io::Result<()> {
+    // SAFETY: F_GETFD/F_SETFD only read and change the descriptor's flags; on a descriptor that
+    // is not open they fail with EBADF, which is returned.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Whether `fd` is an open descriptor of this process.
+pub fn is_open_descriptor(fd: RawFd) -> bool {
+    // SAFETY: F_GETFD only inspects the descriptor number; it fails with EBADF when it is not open.
+    fd >= 0 && unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0
+}
+
+/// A duplicate of `file` without close-on-exec, numbered 3 or above (0-2 are stdio). Make it
+/// only while holding [`spawn_lock`], and drop it before releasing the lock.
+pub fn inheritable_duplicate(file: &File) -> std::io::Result<OwnedFd> {
+    // SAFETY: F_DUPFD on a descriptor `file` keeps open for the duration of the call; the new
+    // descriptor is returned to the caller, who becomes its only owner.
+    let duplicate = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_DUPFD, 3) };
+    if duplicate < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just returned this descriptor and nothing else refers to it.
+    Ok(unsafe { OwnedFd::from_raw_fd(duplicate) })
+}
+
+/// `flock(LOCK_EX | LOCK_NB)`: fails with EWOULDBLOCK when another open file description holds it.
+pub fn flock_exclusive_nonblocking(file: &File) -> std::io::Result<()> {
+    // SAFETY: flock on a descriptor this function borrows for the duration of the call.
+    let result = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if result == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// A pidfd for `pid`: it pins the process, so a pid checked after opening it cannot be reused.
+pub fn open_pidfd(pid: i32) -> std::io::Result<OwnedFd> {
+    if pid <= 0 {
+        // pidfd_open rejects these anyway; refusing early keeps 0 and -1 from ever meaning
+        // "some other process".
+        return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+    }
+    // SAFETY: pidfd_open takes a pid and flags by value and returns a new fd or -1; no memory
+    // is passed in.
+    let raw_fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if raw_fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just returned this fd to us and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw_fd as i32) })
+}
+
+/// The two fields of `/proc/<pid>/stat` berth cares about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcessStat {
+    /// Field 3: R, S, D, Z, X, ...
+    pub state: char,
+    /// Field 22: start time in clock ticks after boot.
+    pub start_time: u64,
+}
+
+impl ProcessStat {
+    /// Neither a zombie nor dead.
+    pub fn is_running(&self) -> bool {
+        self.state != 'Z' && self.state != 'X'
+    }
+}
+
+/// Reads `/proc/<pid>/stat`. Returns `None` when the process does not exist.
+pub fn read_process_stat(pid: i32) -> Option<ProcessStat> {
+    if pid <= 0 {
+        return None;
+    }
+    let stat_text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_process_stat(&stat_text)
+}
+
+/// Field 2 (the command name) is in parentheses and may itself contain spaces and `)`, so
+/// fields are counted from the last `)`.
+fn parse_process_stat(stat_text: &str) -> Option<ProcessStat> {
+    let after_name = &stat_text[stat_text.rfind(')')? + 1..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // fields[0] is field 3 (state), so field N is fields[N - 3].
+    let state = fields.first()?.chars().next()?;
+    let start_time = fields.get(22 - 3)?.parse().ok()?;
+    Some(ProcessStat { state, start_time })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_fields_are_counted_after_the_last_parenthesis() {
+        let stat_text = "4242 (we ird) name) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10";
+        assert_eq!(parse_process_stat(stat_text), Some(ProcessStat { state: 'S', start_time: 987654 }));
+    }
+
+    #[test]
+    fn own_start_time_is_readable() {
+        let own_pid = std::process::id() as i32;
+        assert!(read_process_stat(own_pid).is_some_and(|stat| stat.is_running()));
+    }
+}

@@ -1,0 +1,11 @@
+//! Tasks on the host: the [`executor`] that carries out intents in log order and records their
+//! outcomes, start-up [`recovery`] (observe → pure plan → apply), the per-task [`monitor`] and
+//! its [`task_dir`], the [`runc`] command line, and the OCI runtime [`spec`].
+
+pub mod executor;
+pub mod monitor;
+mod reconcile;
+pub mod recovery;
+pub mod runc;
+pub mod spec;
+pub mod task_dir;

@@ -1,0 +1,370 @@
+//! The daemon's side of the per-task monitor process (`berth-monitor`): start one, learn whether
+//! it is still alive after berthd restarts, and wait for the container's exit status it records.
+//!
+//! ## Why a separate process
+//! berthd may be SIGKILLed at any instant. The container must keep running, its output must keep
+//! being captured, and its exit status must still be known when berthd comes back. So every task
+//! gets a `berth-monitor` that is the container's parent (a child subreaper), lives in its own
+//! process group, and writes what it learns into the task directory, which is the only channel
+//! back:
+//!
+//! What the monitor writes, and how berthd reads it, is in `task_dir.rs`.
+//!
+//! **Invariant:** `exit.json` exists only after the container's init has exited; the monitor
+//! deletes a stale one before it runs `runc create`.
+//!
+//! ## Readiness
+//! berthd starts the monitor with its stdout connected to a pipe. The monitor writes exactly one
+//! report and then closes the pipe (it points its stdout at `/dev/null` and its stderr at
+//! `monitor.log`):
+//! - `ok <init_pid>\n` once `runc create` succeeded and `monitor.json` is in place, or
+//! - `error <message>` (the message may span lines, up to end of stream) when it failed, after
+//!   which the monitor exits non-zero.
+//!
+//! [`spawn_monitor`] reads the pipe to end of stream. End of stream without a report means the monitor
+//! died early (bad arguments, missing library); its stderr, also piped until then, explains why.
+//!
+//! ## Detaching
+//! The monitor is put in a process group of its own before it execs (so a SIGKILL to berthd's
+//! process group never reaches it; it ignores the SIGHUP of a closing terminal) and makes one
+//! itself if it was started some other way. It stays in berthd's session: every new session is
+//! a scheduling autogroup of its own, which made each runc the monitor starts measurably slower.
+//! berthd keeps the `Child` in a tokio task that waits for it, so a monitor that exits while berthd
+//! runs is reaped rather than left a zombie; if berthd dies first, the monitor is reparented and
+//! reaped by init.
+
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::AsyncReadExt;
+
+use crate::sys::fs::absolute_or_same;
+use crate::sys::process::{inheritable_duplicate, open_pidfd, spawn_lock};
+use crate::sys::time::unix_time_ns;
+use crate::tasks::runc::Runc;
+use crate::tasks::task_dir::{ExitStatus, MonitorState, TaskDir, MONITOR_LOCK_FILE, MONITOR_LOG_FILE, MONITOR_STATE_FILE, RUNC_LOG_FILE};
+
+pub const MONITOR_BINARY_NAME: &str = "berth-monitor";
+
+/// How long `runc create` (run by the monitor) may take before berthd gives up on the task.
+/// Creation is normally well under a second; the margin covers a loaded machine.
+const MONITOR_READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How often to look at `/proc` when a pidfd cannot be used to wait for the monitor.
+const MONITOR_POLL_INTERVAL: Duration = Duration::from_millis(250);
+
+#[derive(Debug, thiserror::Error)]
+pub enum MonitorError {
+    /// `runc create` (or the monitor around it) failed; `message` carries runc's own words.
+    #[error("could not create the container: {message}")]
+    CreateFailed { message: String },
+
+    #[error(
+        "runc already has a container with id {runc_id} (status {status}): delete it first or use another id"
+    )]
+    AlreadyExists { runc_id: String, status: String },
+
+    #[error("could not create task directory {}: {source}; check that berthd's root directory is writable", path.display())]
+    TaskDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+
+    #[error("could not take the monitor lock {}: {source}; another monitor may still be at work on this task, check with `berth ps -a`", path.display())]
+    MonitorLock {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+
+    #[error("could not start the monitor at {}: {source}; install berth-monitor next to berthd or set `monitor` in berthd's config file", path.display())]
+    MonitorSpawn {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// What berthd needs to start monitors: the monitor executable and the runc it should drive.
+#[derive(Debug, Clone)]
+pub struct MonitorPaths {
+    pub monitor_binary: PathBuf,
+    pub runc: Runc,
+}
+
+/// `berth-monitor` next to the running executable (or next to its parent directory when running
+/// from cargo's `deps/`), else the first one on `PATH`, else the bare name for `exec` to resolve.
+pub fn default_monitor_binary() -> PathBuf {
+    if let Ok(current_exe) = std::env::current_exe() {
+        if let Some(exe_dir) = current_exe.parent() {
+            let beside_exe = exe_dir.join(MONITOR_BINARY_NAME);
+            if beside_exe.is_file() {
+                return beside_exe;
+            }
+            if exe_dir.file_name().is_some_and(|name| name == "deps") {
+                if let Some(beside_deps) = exe_dir.parent().map(|dir| dir.join(MONITOR_BINARY_NAME)) {
+                    if beside_deps.is_file() {
+                        return beside_deps;
+                    }
+                }
+            }
+        }
+    }
+    if let Some(search_path) = std::env::var_os("PATH") {
+        for path_dir in std::env::split_paths(&search_path) {
+            let candidate = path_dir.join(MONITOR_BINARY_NAME);
+            if candidate.is_file() {
+                return candidate;
+            }
+        }
+    }
+    PathBuf::from(MONITOR_BINARY_NAME)
+}
+
+/// What the monitor does once runc has created the container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Launch {
+    /// `runc create`: the container is created, not started; the caller runs `runc start`.
+    Create,
+    /// `runc run --detach`: created and started in one runc invocation instead of two.
+    CreateAndStart,
+}
+
+/// Starts a monitor for `runc_id` and returns once it reported: the container is created (and
+/// running, with [`Launch::CreateAndStart`]). On failure no runc container with that id is
+/// left behind. `intent_seq` is the create intent the monitor answers, kept in `monitor.json`.
+pub async fn spawn_monitor(
+    paths: &MonitorPaths,
+    runc_id: &str,
+    bundle: &Path,
+    task_dir: &TaskDir,
+    launch: Launch,
+    intent_seq: u64,
+) -> Result<MonitorState, MonitorError> {
+    tokio::fs::create_dir_all(task_dir.path())
+        .await
+        .map_err(|source| MonitorError::TaskDir {
+            path: task_dir.path().to_path_buf(),
+            source,
+        })?;
+
+    // runc refuses a duplicate id by itself, but the cleanup below (`delete --force` after a
+    // failed create) would then destroy the existing container. Checking first keeps the
+    // cleanup safe; ids are chosen by the caller, so there is no race in practice.
+    if paths.runc.has_container(runc_id) {
+        let status = match paths.runc.state(runc_id).await {
+            Ok(Some(existing)) => existing.status,
+            Ok(None) => "unknown".to_string(),
+            Err(runc_error) => return Err(MonitorError::CreateFailed { message: runc_error.to_string() }),
+        };
+        return Err(MonitorError::AlreadyExists { runc_id: runc_id.to_string(), status });
+    }
+
+    // berthd takes the monitor's lock and hands the descriptor to the monitor (`--lock-fd`), so the
+    // lock is held from before the monitor exists: a berthd killed right after the spawn comes back
+    // to a held lock ("a monitor is at work") rather than a free one ("none started").
+    let lock_error = |source| MonitorError::MonitorLock { path: task_dir.file(MONITOR_LOCK_FILE), source };
+    let monitor_lock = task_dir.take_lock().map_err(lock_error)?;
+    let mut command = tokio::process::Command::new(&paths.monitor_binary);
+    command
+        .arg("--id")
+        .arg(runc_id)
+        .arg("--bundle")
+        .arg(absolute_or_same(bundle))
+        .arg("--runc")
+        .arg(&paths.runc.binary)
+        .arg("--runc-root")
+        .arg(absolute_or_same(&paths.runc.root))
+        .arg("--task-dir")
+        .arg(absolute_or_same(task_dir.path()))
+        .args((launch == Launch::CreateAndStart).then_some("--start"))
+        .arg("--intent-seq")
+        .arg(intent_seq.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    // A process group of its own, so that a signal to berthd's group never reaches it. Not a
+    // session of its own: with the scheduler's autogroups, each new session is a new scheduling
+    // group, and runc started from one took ~6 ms longer per container here.
+    command.process_group(0);
+    let spawned = {
+        // The monitor gets the lock through an inheritable duplicate that exists only while
+        // SPAWN_LOCK is held, so no other child of berthd inherits it. (Passing it at a fixed
+        // number would need a pre_exec hook, which makes the spawn fork berthd: ~1.5 ms more
+        // per container here than the posix_spawn this keeps.)
+        let _spawning = spawn_lock();
+        let inheritable_lock = inheritable_duplicate(&monitor_lock).map_err(lock_error)?;
+        command.arg("--lock-fd").arg(inheritable_lock.as_raw_fd().to_string());
+        command.spawn()
+    };
+    // The monitor holds the lock through its own descriptor now (or it never started).
+    drop(monitor_lock);
+    let mut monitor_child = spawned.map_err(|source| MonitorError::MonitorSpawn {
+        path: paths.monitor_binary.clone(),
+        source,
+    })?;
+    crate::sys::failpoint("monitor-spawned");
+    let monitor_pid = monitor_child.id().map(|pid| pid as i32);
+
+    let mut readiness_pipe = monitor_child.stdout.take().expect("stdout was piped");
+    let mut monitor_stderr = monitor_child.stderr.take().expect("stderr was piped");
+    // Both streams are read together: the monitor closes them at the same moment, and reading
+    // only one could leave the monitor blocked on a full pipe for the other.
+    let read_both = async {
+        let mut report_bytes = Vec::new();
+        let mut stderr_bytes = Vec::new();
+        let (_, _) = tokio::join!(
+            readiness_pipe.read_to_end(&mut report_bytes),
+            monitor_stderr.read_to_end(&mut stderr_bytes)
+        );
+        (report_bytes, stderr_bytes)
+    };
+    let failure_message = match tokio::time::timeout(MONITOR_READY_TIMEOUT, read_both).await {
+        Err(_elapsed) => {
+            let _ = monitor_child.start_kill();
+            format!(
+                "berth-monitor did not report readiness within {} seconds, runc create may be stuck: see {}",
+                MONITOR_READY_TIMEOUT.as_secs(),
+                task_dir.file(RUNC_LOG_FILE).display()
+            )
+        }
+        Ok((report_bytes, stderr_bytes)) => {
+            let report_text = String::from_utf8_lossy(&report_bytes);
+            if let Some(init_pid_text) = report_text.strip_prefix("ok ") {
+                match check_ready_state(task_dir, monitor_pid, init_pid_text) {
+                    Ok(monitor_state) => {
+                        // Reap the monitor whenever it exits while berthd runs, so it never
+                        // lingers as berthd's zombie.
+                        tokio::spawn(async move {
+                            let _ = monitor_child.wait().await;
+                        });
+                        return Ok(monitor_state);
+                    }
+                    Err(message) => {
+                        // The container exists but berthd cannot track it: better to remove it
+                        // now than to leak an unmonitored container.
+                        let _ = monitor_child.start_kill();
+                        message
+                    }
+                }
+            } else if let Some(runc_message) = report_text.strip_prefix("error ") {
+                runc_message.trim().to_string()
+            } else {
+                let stderr_text = String::from_utf8_lossy(&stderr_bytes);
+                format!(
+                    "berth-monitor exited before reporting readiness: {}; see {}",
+                    first_nonempty(&[stderr_text.trim(), report_text.trim()])
+                        .unwrap_or("(no output)"),
+                    task_dir.file(MONITOR_LOG_FILE).display()
+                )
+            }
+        }
+    };
+
+    let _ = monitor_child.wait().await;
+    if let Err(cleanup_error) = paths.runc.delete(runc_id, true).await {
+        tracing::warn!(runc_id, %cleanup_error, "could not remove the runc container after a failed create");
+    }
+    Err(MonitorError::CreateFailed {
+        message: failure_message,
+    })
+}
+
+/// Checks the monitor's `ok <init_pid>` report against the `monitor.json` it wrote.
+fn check_ready_state(
+    task_dir: &TaskDir,
+    monitor_pid: Option<i32>,
+    init_pid_text: &str,
+) -> Result<MonitorState, String> {
+    let reported_init_pid: u32 = init_pid_text
+        .trim()
+        .parse()
+        .map_err(|_| format!("berth-monitor reported an unreadable init pid {init_pid_text:?}"))?;
+    let monitor_state = task_dir.monitor_state().ok_or_else(|| {
+        format!(
+            "berth-monitor reported success but {} is missing or unreadable",
+            task_dir.file(MONITOR_STATE_FILE).display()
+        )
+    })?;
+    if monitor_state.init_pid != reported_init_pid || Some(monitor_state.monitor_pid) != monitor_pid {
+        return Err(format!(
+            "{} does not match the monitor that was just started (stale file?): {monitor_state:?}",
+            task_dir.file(MONITOR_STATE_FILE).display()
+        ));
+    }
+    Ok(monitor_state)
+}
+
+/// Waits until the monitor has exited and returns the exit status it recorded.
+///
+/// If the monitor died without writing `exit.json` (it was SIGKILLed, or its disk was full), this
+/// returns `code: UNKNOWN_EXIT_CODE, signal: 0` stamped with the current time and logs a
+/// warning. In that case the container itself may well still be running (it was reparented to
+/// init): the caller should consult `runc state` and kill/delete the container.
+pub async fn wait_exit(task_dir: &TaskDir, state: &MonitorState) -> ExitStatus {
+    if let Some(exit_status) = task_dir.exit_status() {
+        return exit_status;
+    }
+    wait_for_monitor_to_go(state).await;
+    match task_dir.exit_status() {
+        Some(exit_status) => exit_status,
+        None => {
+            tracing::warn!(
+                runc_id = %state.runc_id,
+                monitor_pid = state.monitor_pid,
+                task_dir = %task_dir.path().display(),
+                "berth-monitor exited without recording the container's exit status; reporting code {}",
+                crate::tasks::task_dir::UNKNOWN_EXIT_CODE
+            );
+            ExitStatus::unknown(unix_time_ns())
+        }
+    }
+}
+
+async fn wait_for_monitor_to_go(state: &MonitorState) {
+    let pidfd = match open_pidfd(state.monitor_pid) {
+        Ok(pidfd) => pidfd,
+        // ESRCH: no such process, nothing to wait for.
+        Err(open_error) if open_error.raw_os_error() == Some(libc::ESRCH) => return,
+        Err(open_error) => {
+            tracing::warn!(%open_error, "pidfd_open failed, polling /proc for the monitor instead");
+            return poll_until_monitor_gone(state).await;
+        }
+    };
+    // The pid was checked only now that the pidfd pins the process: if the start time matches,
+    // the pidfd refers to our monitor and not to a process that reused its pid.
+    if !state.is_alive() {
+        return;
+    }
+    // SAFETY: the AsyncFd takes ownership of the OwnedFd, so the descriptor stays open and
+    // refers to this pidfd until the AsyncFd is dropped at the end of this function.
+    let registration = unsafe {
+        tokio::io::unix::AsyncFd::register_with_interest(pidfd, tokio::io::Interest::READABLE)
+    };
+    match registration {
+        Ok(async_pidfd) => {
+            // A pidfd becomes readable when the process exits; errors here are not expected
+            // and polling is the safe fallback.
+            if async_pidfd.readable().await.is_err() {
+                poll_until_monitor_gone(state).await;
+            }
+        }
+        Err(register_error) => {
+            tracing::warn!(%register_error, "could not watch the monitor's pidfd, polling /proc instead");
+            poll_until_monitor_gone(state).await;
+        }
+    }
+}
+
+async fn poll_until_monitor_gone(state: &MonitorState) {
+    while state.is_alive() {
+        tokio::time::sleep(MONITOR_POLL_INTERVAL).await;
+    }
+}
+
+fn first_nonempty<'a>(candidates: &[&'a str]) -> Option<&'a str> {
+    candidates
+        .iter()
+        .copied()
+        .find(|candidate| !candidate.is_empty())
+}

@@ -1,0 +1,155 @@
+//! A task's directory (`<root>/tasks/<namespace>/<id>/`): the only channel from a monitor back
+//! to berthd, and what recovery observes. One type names every file in it and reads each.
+//!
+//! | file | written by | meaning |
+//! |---|---|---|
+//! | `monitor.json` | monitor, atomically (not fsynced), after runc created the container | [`MonitorState`] |
+//! | `exit.json`    | monitor, atomically and fsynced, when the container's init was reaped | [`ExitStatus`] |
+//! | `stdout.log`, `stderr.log` | the container itself (it inherits the open files) | output |
+//! | `runc.log`     | runc (`--log`, json lines) | runc's own diagnostics |
+//! | `monitor.log`  | monitor | the monitor's diagnostics |
+//! | `monitor.lock` | berthd takes its flock before spawning the monitor and hands the descriptor over (`--lock-fd`); the monitor holds it until it exits | a monitor is at work |
+//!
+//! **Invariant:** `exit.json` exists only after the container's init has exited; a task
+//! directory is emptied before each new task's monitor starts.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::sys::process::{flock_exclusive_nonblocking, read_process_stat};
+
+pub const MONITOR_STATE_FILE: &str = "monitor.json";
+pub const EXIT_FILE: &str = "exit.json";
+pub const STDOUT_FILE: &str = "stdout.log";
+pub const STDERR_FILE: &str = "stderr.log";
+pub const RUNC_LOG_FILE: &str = "runc.log";
+pub const MONITOR_LOG_FILE: &str = "monitor.log";
+/// Held (flock, exclusive) by a monitor for its whole life, from before it runs runc: a held
+/// lock with no `monitor.json` yet means "still creating", not "never started".
+pub const MONITOR_LOCK_FILE: &str = "monitor.lock";
+
+/// The exit code reported when the monitor died without recording the container's exit (someone
+/// SIGKILLed it, or it could not write `exit.json`). The real status is then unknowable.
+pub const UNKNOWN_EXIT_CODE: i32 = 255;
+
+/// Contents of `monitor.json`. `monitor_start_time` (field 22 of `/proc/<pid>/stat`, in clock
+/// ticks since boot) distinguishes the monitor from an unrelated process that later got its pid.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MonitorState {
+    pub monitor_pid: i32,
+    pub monitor_start_time: u64,
+    pub init_pid: u32,
+    pub runc_id: String,
+    /// The seq of the create intent this monitor answers (0 when started outside berthd), so
+    /// recovery never takes a previous task's files for the current one.
+    #[serde(default)]
+    pub intent_seq: u64,
+}
+
+impl MonitorState {
+    /// True when this monitor is still running: its pid exists, is not a zombie, and started at
+    /// the recorded time (so a recycled pid is not mistaken for it).
+    pub fn is_alive(&self) -> bool {
+        read_process_stat(self.monitor_pid)
+            .is_some_and(|stat| stat.start_time == self.monitor_start_time && stat.is_running())
+    }
+}
+
+/// Contents of `exit.json`. A death by signal N is recorded as `code: 128 + N, signal: N`, the
+/// shell's convention, so `code` alone is always meaningful.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExitStatus {
+    pub code: i32,
+    pub signal: i32,
+    /// Wall-clock time (nanoseconds since the Unix epoch) at which the monitor reaped the init.
+    pub exited_at_ns: i64,
+    /// The pid of the monitor that wrote it. exit.json is fsynced and monitor.json is not, so
+    /// after a power loss exit.json may be all that is left to say which monitor it came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monitor_pid: Option<i32>,
+}
+
+impl ExitStatus {
+    /// What is recorded when nothing recorded the real exit: [`UNKNOWN_EXIT_CODE`], now.
+    pub fn unknown(now_ns: i64) -> ExitStatus {
+        ExitStatus { code: UNKNOWN_EXIT_CODE, signal: 0, exited_at_ns: now_ns, monitor_pid: None }
+    }
+}
+
+/// One task's directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TaskDir {
+    path: PathBuf,
+}
+
+impl TaskDir {
+    pub fn new(path: PathBuf) -> TaskDir {
+        TaskDir { path }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn file(&self, file_name: &str) -> PathBuf {
+        self.path.join(file_name)
+    }
+
+    pub fn stdout_path(&self) -> PathBuf {
+        self.file(STDOUT_FILE)
+    }
+
+    pub fn stderr_path(&self) -> PathBuf {
+        self.file(STDERR_FILE)
+    }
+
+    /// `monitor.json`, if present and readable.
+    pub fn monitor_state(&self) -> Option<MonitorState> {
+        read_json(&self.file(MONITOR_STATE_FILE))
+    }
+
+    /// `exit.json`, if present and readable.
+    pub fn exit_status(&self) -> Option<ExitStatus> {
+        read_json(&self.file(EXIT_FILE))
+    }
+
+    /// Take the monitor's lock; it is held while the returned file stays open. The descriptor is
+    /// close-on-exec, so runc and the container do not inherit it.
+    pub fn take_lock(&self) -> std::io::Result<File> {
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(self.file(MONITOR_LOCK_FILE))?;
+        flock_exclusive_nonblocking(&file)?;
+        Ok(file)
+    }
+
+    /// Whether a live monitor holds the lock.
+    pub fn lock_held(&self) -> bool {
+        let Ok(file) = OpenOptions::new().read(true).custom_flags(libc::O_CLOEXEC).open(self.file(MONITOR_LOCK_FILE))
+        else {
+            return false;
+        };
+        // Taking it ourselves (released again when `file` drops) means nobody holds it.
+        matches!(flock_exclusive_nonblocking(&file), Err(error) if error.raw_os_error() == Some(libc::EWOULDBLOCK))
+    }
+
+    /// Empties the directory away (a new task starts from nothing). Absent is fine.
+    pub fn remove(&self) -> std::io::Result<()> {
+        match std::fs::remove_dir_all(&self.path) {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(error),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Option<T> {
+    let bytes = std::fs::read(path).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
