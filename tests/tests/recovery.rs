@@ -422,3 +422,26 @@ fn importing_while_removing_a_sharing_image_leaves_every_recorded_file_in_place(
         daemon.ok(&["image", "rm", "bb2"]);
     }
 }
+
+#[test]
+fn a_panic_on_the_command_thread_ends_berthd_and_loses_nothing_recorded() {
+    // A panic while a command is being decided must not leave berthd serving state that may not
+    // be in the log, nor answering "stopping" for ever: it exits 70, like a failed append, and
+    // the next start replays exactly what was recorded.
+    let mut daemon = Daemon::start();
+    daemon.ok(&["namespace", "create", "kept"]);
+    daemon.kill9();
+    daemon.set_env(&[("BERTHD_FAILPOINT", "client-command")]);
+    daemon.start_again();
+    let refused = daemon.cli(&["namespace", "create", "lost"]);
+    assert!(!refused.status.success(), "the command whose decision panicked must not be acknowledged");
+    let status = daemon.wait_for_exit(Duration::from_secs(60));
+    assert_eq!(status.code(), Some(70), "{}", daemon.daemon_log());
+    assert!(daemon.daemon_log().contains("the command thread panicked"), "{}", daemon.daemon_log());
+    daemon.set_env(&[]);
+    daemon.start_again();
+    let namespaces = daemon.ok(&["namespace", "ls"]);
+    assert!(namespaces.contains("kept") && !namespaces.contains("lost"), "{namespaces}");
+    let verify = daemon.replay(&["verify"]);
+    assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stderr));
+}

@@ -190,7 +190,9 @@ fn command_loop(
         // Declared after the write guard, so it drops first: a panic below ends the process
         // while the lock still keeps readers from state that may not be durable.
         let _exit_on_panic = ExitOnPanic;
-        crate::sys::failpoint_panic("command-thread");
+        if batch.iter().any(|submission| matches!(submission.origin, Origin::Client { .. })) {
+            crate::sys::failpoint_panic("client-command");
+        }
         let timestamp_ns = unix_time_ns() as u64;
         let mut next_seq = guard.last_seq + 1;
         let mut accepted: Vec<(oneshot::Sender<Result<CommittedRecord, SubmitError>>, CommittedRecord)> = Vec::new();
