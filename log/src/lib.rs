@@ -11,6 +11,7 @@ pub mod format;
 mod reader;
 mod recovery;
 mod segment;
+mod time;
 mod verify;
 mod view;
 mod writer;
@@ -21,6 +22,7 @@ use std::path::PathBuf;
 pub use error::{LogError, RecordDecodeError};
 pub use format::{decode_record, DecodedRecord};
 pub use reader::{open_read_only, open_read_only_with, LogReader, ReadOnlyLog};
+pub use time::{Timestamp, TimestampParseError};
 pub use writer::{EventLog, LogStats};
 
 /// Position of a record in the log: dense from 1; `Seq(0)` means "nothing".

@@ -5,6 +5,7 @@
 pub mod decode;
 pub mod error;
 pub mod event;
+pub mod names;
 pub mod state;
 
 pub use decode::{decode_envelope, replay_parallel, EnvelopeRef, EventRef};

@@ -16,4 +16,3 @@ pub use error::ReplayError;
 pub use fold::{fold_to, FoldPoint, Folded, RecordStamp};
 pub use location::{open_log, resolve_log_dir, DEFAULT_ROOT};
 pub use render::state_json;
-pub use time::{format_timestamp_ms, parse_timestamp};

@@ -10,7 +10,8 @@ use berth_replay::cmd::history::run_history;
 use berth_replay::cmd::state::run_state;
 use berth_replay::cmd::stats::run_stats;
 use berth_replay::cmd::verify::{run_verify, VerifyOptions, VerifyOutcome};
-use berth_replay::{parse_timestamp, resolve_log_dir, FoldPoint, ReplayError};
+use berth_log::Timestamp;
+use berth_replay::{resolve_log_dir, FoldPoint, ReplayError};
 use clap::{Args, Parser, Subcommand};
 
 const READ_ONLY_NOTE: &str = "berth-replay never opens anything for writing: it reads the log without taking its lock, \
@@ -104,7 +105,7 @@ enum Command {
 }
 
 fn parse_time_argument(text: &str) -> Result<u64, String> {
-    parse_timestamp(text).map_err(|error| error.to_string())
+    Timestamp::parse(text).map(Timestamp::as_ns).map_err(|error| error.to_string())
 }
 
 /// Runs the command; `Ok(false)` means "done, but exit 1" (verify found damage).

@@ -3,11 +3,13 @@
 
 use std::io::Write;
 
+use berth_log::Timestamp;
+use berth_projections::names::{short_digest, signal_name};
 use berth_projections::{ContainerState, Envelope, Event, Origin, PendingIntent, State, TaskState};
 use serde_json::{json, Value};
 
 use crate::fold::RecordStamp;
-use crate::time::{format_signed_timestamp_ms, format_timestamp_ms};
+use crate::time::format_signed_timestamp_ms;
 
 /// How namespace "" (host-wide records such as `DaemonStarted`) is shown in text.
 pub const HOST_WIDE_NAMESPACE: &str = "-";
@@ -17,14 +19,6 @@ pub fn namespace_label(namespace: &str) -> &str {
         HOST_WIDE_NAMESPACE
     } else {
         namespace
-    }
-}
-
-/// `sha256:0123456789ab`: the algorithm and the first 12 hex digits.
-pub fn short_digest(digest: &str) -> String {
-    match digest.split_once(':') {
-        Some((algorithm, hex)) => format!("{algorithm}:{}", &hex[..hex.len().min(12)]),
-        None => digest.chars().take(12).collect(),
     }
 }
 
@@ -52,7 +46,7 @@ pub fn event_line(stamp: RecordStamp, index: usize, envelope: &Envelope, event: 
     format!(
         "{}.{index}  {}  {}  {}  {}  {}",
         stamp.seq,
-        format_timestamp_ms(stamp.timestamp_ns),
+        Timestamp::from_ns(stamp.timestamp_ns),
         namespace_label(&envelope.namespace),
         event.kind(),
         envelope.origin.describe(),
@@ -66,27 +60,11 @@ pub fn event_json(stamp: RecordStamp, index: usize, envelope: &Envelope, event: 
         "seq": stamp.seq,
         "index": index,
         "timestamp_ns": stamp.timestamp_ns,
-        "time": format_timestamp_ms(stamp.timestamp_ns),
+        "time": Timestamp::from_ns(stamp.timestamp_ns).to_string(),
         "namespace": envelope.namespace,
         "origin": origin_json(&envelope.origin),
         "kind": event.kind(),
         "fields": event.fields_json(),
-    })
-}
-
-fn signal_name(signal: i32) -> Option<&'static str> {
-    Some(match signal {
-        1 => "SIGHUP",
-        2 => "SIGINT",
-        3 => "SIGQUIT",
-        6 => "SIGABRT",
-        9 => "SIGKILL",
-        10 => "SIGUSR1",
-        12 => "SIGUSR2",
-        13 => "SIGPIPE",
-        14 => "SIGALRM",
-        15 => "SIGTERM",
-        _ => return None,
     })
 }
 
@@ -248,13 +226,23 @@ pub fn state_json(state: &State) -> String {
 
 #[cfg(test)]
 mod tests {
+    use berth_projections::ContainerRecord;
+
     use super::*;
 
     #[test]
-    fn digests_are_shortened_to_twelve_hex_digits() {
-        assert_eq!(short_digest("sha256:0123456789abcdef0123"), "sha256:0123456789ab");
-        assert_eq!(short_digest("sha256:abc"), "sha256:abc");
-        assert_eq!(short_digest(""), "");
+    fn image_digests_are_shown_as_twelve_hex_digits() {
+        let container = ContainerRecord {
+            id: "web".into(),
+            image: "alpine:3".into(),
+            image_digest: "sha256:0123456789abcdef0123".into(),
+            args: vec!["sh".into()],
+            ..Default::default()
+        };
+        assert_eq!(
+            describe_event(&Event::ContainerCreated { container }),
+            "created the container from image alpine:3 (0123456789ab) to run [\"sh\"]"
+        );
     }
 
     #[test]
@@ -280,5 +268,9 @@ mod tests {
     fn exits_by_signal_name_the_signal() {
         let event = Event::TaskExited { container_id: "a".into(), exit_code: 137, signal: 9, exited_at_ns: 0 };
         assert_eq!(describe_event(&event), "task exited with code 137, killed by signal 9 (SIGKILL) at an unknown time");
+        let crashed = Event::TaskExited { container_id: "a".into(), exit_code: 139, signal: 11, exited_at_ns: 0 };
+        assert_eq!(describe_event(&crashed), "task exited with code 139, killed by signal 11 (SIGSEGV) at an unknown time");
+        let realtime = Event::TaskKillDelivered { container_id: "a".into(), signal: 40 };
+        assert_eq!(describe_event(&realtime), "signal 40 delivered");
     }
 }

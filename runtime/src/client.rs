@@ -12,6 +12,13 @@ use hyper_util::rt::TokioIo;
 use tonic::metadata::MetadataValue;
 use tonic::transport::{Channel, Endpoint, Uri};
 
+use crate::api::containers_client::ContainersClient;
+use crate::api::events_client::EventsClient;
+use crate::api::images_client::ImagesClient;
+use crate::api::namespaces_client::NamespacesClient;
+use crate::api::tasks_client::TasksClient;
+use crate::api::version_client::VersionClient;
+
 /// Where berthd listens unless told otherwise (`--address` / `BERTH_ADDRESS`).
 pub const DEFAULT_ADDRESS: &str = "/run/berth/berthd.sock";
 
@@ -164,9 +171,9 @@ pub async fn connect(socket_path: &Path) -> Result<Channel, ClientError> {
 
 /// A channel to berthd plus the namespace every request is sent in.
 ///
-/// Build one with [`BerthClient::connect`] or [`BerthClient::new`]; wrap `channel` in the
-/// generated clients (`ContainersClient::new(client.channel.clone())`) and build each request
-/// with [`BerthClient::request`].
+/// Build one with [`BerthClient::connect`] or [`BerthClient::new`]; take a generated client per
+/// service (`client.containers()`, all sharing the one channel) and build each request with
+/// [`BerthClient::request`].
 #[derive(Clone, Debug)]
 pub struct BerthClient {
     pub channel: Channel,
@@ -210,6 +217,30 @@ impl BerthClient {
             metadata.insert(REQUEST_ID_METADATA_KEY, request_id);
         }
         request
+    }
+
+    pub fn containers(&self) -> ContainersClient<Channel> {
+        ContainersClient::new(self.channel.clone())
+    }
+
+    pub fn tasks(&self) -> TasksClient<Channel> {
+        TasksClient::new(self.channel.clone())
+    }
+
+    pub fn images(&self) -> ImagesClient<Channel> {
+        ImagesClient::new(self.channel.clone())
+    }
+
+    pub fn namespaces(&self) -> NamespacesClient<Channel> {
+        NamespacesClient::new(self.channel.clone())
+    }
+
+    pub fn events(&self) -> EventsClient<Channel> {
+        EventsClient::new(self.channel.clone())
+    }
+
+    pub fn version(&self) -> VersionClient<Channel> {
+        VersionClient::new(self.channel.clone())
     }
 }
 

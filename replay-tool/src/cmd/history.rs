@@ -4,14 +4,13 @@
 use std::io::Write;
 use std::path::Path;
 
-use berth_log::Seq;
+use berth_log::{Seq, Timestamp};
 use berth_projections::{Event, Origin, State};
 
 use crate::error::ReplayError;
 use crate::fold::{walk_envelopes, RecordStamp, Walk};
 use crate::location::open_log;
 use crate::render::{describe_event, describe_origin, describe_task};
-use crate::time::format_timestamp_ms;
 
 /// One line of the story.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -85,13 +84,13 @@ fn who_short(origin: &Origin) -> String {
 pub fn summary_line(history: &ContainerHistory, namespace: &str, id: &str) -> String {
     let created = match &history.created {
         Some((stamp, origin)) => {
-            format!("created at {} (seq {}) by {}", format_timestamp_ms(stamp.timestamp_ns), stamp.seq, who_short(origin))
+            format!("created at {} (seq {}) by {}", Timestamp::from_ns(stamp.timestamp_ns), stamp.seq, who_short(origin))
         }
         None => "created before the first record of this log".to_string(),
     };
     let now = match (history.final_state.container(namespace, id), &history.deleted) {
         (Some(container), _) => format!("now {} (as of seq {})", describe_task(container.task.as_ref()), history.last_seq),
-        (None, Some(stamp)) => format!("deleted at {} (seq {})", format_timestamp_ms(stamp.timestamp_ns), stamp.seq),
+        (None, Some(stamp)) => format!("deleted at {} (seq {})", Timestamp::from_ns(stamp.timestamp_ns), stamp.seq),
         (None, None) if history.final_state.namespace(namespace).is_none() => {
             format!("gone: namespace {namespace} no longer exists (as of seq {})", history.last_seq)
         }
@@ -110,7 +109,7 @@ pub fn run_history(dir: &Path, namespace: &str, id: &str, out: &mut dyn Write) -
         writeln!(
             out,
             "{position:<seq_width$}  {}  {:<who_width$}  {}",
-            format_timestamp_ms(entry.stamp.timestamp_ns),
+            Timestamp::from_ns(entry.stamp.timestamp_ns),
             entry.who,
             entry.what
         )?;

@@ -4,11 +4,12 @@
 use std::io::Write;
 use std::path::Path;
 
+use berth_log::Timestamp;
+
 use crate::error::ReplayError;
 use crate::fold::{fold_to, FoldPoint, Folded};
 use crate::location::open_log;
 use crate::render::{state_json, write_state_text};
-use crate::time::format_timestamp_ms;
 
 /// Folds the log at `dir` up to `point`.
 pub fn fold_log(dir: &Path, point: FoldPoint) -> Result<Folded, ReplayError> {
@@ -18,20 +19,20 @@ pub fn fold_log(dir: &Path, point: FoldPoint) -> Result<Folded, ReplayError> {
 
 fn write_header(out: &mut dyn Write, point: FoldPoint, folded: &Folded) -> std::io::Result<()> {
     let position = match folded.last_record {
-        Some(stamp) => format!("seq {} ({})", stamp.seq, format_timestamp_ms(stamp.timestamp_ns)),
+        Some(stamp) => format!("seq {} ({})", stamp.seq, Timestamp::from_ns(stamp.timestamp_ns)),
         None => "seq 0 (before the first record)".to_string(),
     };
     match point {
         FoldPoint::Time(timestamp_ns) => writeln!(
             out,
             "state at {}: the last record at or before it is {position}; {} records folded",
-            format_timestamp_ms(timestamp_ns),
+            Timestamp::from_ns(timestamp_ns),
             folded.n_records
         )?,
         FoldPoint::Seq(_) | FoldPoint::End => writeln!(out, "state at {position}; {} records folded", folded.n_records)?,
     }
     if let Some(next) = folded.next_record {
-        writeln!(out, "next record: seq {} ({}), not folded", next.seq, format_timestamp_ms(next.timestamp_ns))?;
+        writeln!(out, "next record: seq {} ({}), not folded", next.seq, Timestamp::from_ns(next.timestamp_ns))?;
     }
     if let Some(seq) = folded.clock_went_back_at {
         writeln!(

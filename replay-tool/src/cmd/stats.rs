@@ -7,14 +7,13 @@ use std::path::Path;
 use std::time::Instant;
 
 use berth_log::format::encoded_record_len;
-use berth_log::Seq;
+use berth_log::{Seq, Timestamp};
 use berth_projections::{Envelope, State};
 
 use crate::error::ReplayError;
 use crate::fold::{walk_records, RecordStamp, Walk};
 use crate::location::{open_log, segment_files};
 use crate::render::{count, namespace_label};
-use crate::time::format_timestamp_ms;
 
 #[derive(Clone, Debug, Default)]
 pub struct LogStatistics {
@@ -81,8 +80,8 @@ pub fn run_stats(dir: &Path, out: &mut dyn Write) -> Result<(), ReplayError> {
     match (statistics.first_record, statistics.last_record) {
         (Some(first), Some(last)) => {
             writeln!(out, "records:      {} (seq {}..={})", statistics.n_records, first.seq, last.seq)?;
-            writeln!(out, "first record: {} (seq {})", format_timestamp_ms(first.timestamp_ns), first.seq)?;
-            writeln!(out, "last record:  {} (seq {})", format_timestamp_ms(last.timestamp_ns), last.seq)?;
+            writeln!(out, "first record: {} (seq {})", Timestamp::from_ns(first.timestamp_ns), first.seq)?;
+            writeln!(out, "last record:  {} (seq {})", Timestamp::from_ns(last.timestamp_ns), last.seq)?;
         }
         _ => writeln!(out, "records:      0 (the log is empty)")?,
     }

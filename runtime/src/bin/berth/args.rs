@@ -1,0 +1,411 @@
+//! The command line: every verb's flags and arguments as clap structs, and the value parsers
+//! they share. Handlers live in one file per verb group and take these structs as they are.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use berth_projections::names::signal_number;
+use berth_runtime::api;
+use berth_runtime::client;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "berth",
+    version,
+    about = "Run and manage containers through berthd",
+    after_help = "berth talks to berthd over a UNIX socket; start the daemon with `berthd`."
+)]
+pub struct Cli {
+    /// berthd's UNIX socket
+    #[arg(
+        long,
+        global = true,
+        env = "BERTH_ADDRESS",
+        default_value = client::DEFAULT_ADDRESS,
+        value_name = "SOCKET",
+        help_heading = "Global options"
+    )]
+    pub address: PathBuf,
+
+    /// Namespace to act in; nothing in one namespace is visible from another
+    #[arg(
+        short = 'n',
+        long,
+        global = true,
+        env = "BERTH_NAMESPACE",
+        default_value = client::DEFAULT_NAMESPACE,
+        help_heading = "Global options"
+    )]
+    pub namespace: String,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create a container from an image, start it and print its output until it exits
+    Run(RunArgs),
+    /// Create a container without starting it (start it with `berth start`)
+    Create(CreateArgs),
+    /// Start a created container
+    Start(StartArgs),
+    /// List containers and the state of their tasks
+    Ps(PsArgs),
+    /// Print a container's output
+    Logs(LogsArgs),
+    /// Send a signal to a container's process
+    Kill(KillArgs),
+    /// Wait until a container exits and print its exit code
+    Wait(WaitArgs),
+    /// Remove containers and their tasks
+    Rm(RmArgs),
+    /// Import, list and remove images
+    #[command(subcommand)]
+    Image(ImageCommand),
+    /// Print the events recorded in berthd's log
+    Events(EventsArgs),
+    /// Print the versions of berth and berthd
+    Version(OutputArgs),
+    /// Create, list and remove namespaces
+    #[command(subcommand)]
+    Namespace(NamespaceCommand),
+}
+
+#[derive(Args, Debug)]
+pub struct OutputArgs {
+    /// Output format
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputFormat {
+    /// Aligned columns for people
+    Table,
+    /// JSON for programs
+    Json,
+}
+
+/// What a new container runs and how: shared by `run` and `create`.
+#[derive(Args, Debug)]
+pub struct ContainerArgs {
+    /// Container id (default: 12 random hex characters)
+    #[arg(long, value_name = "ID")]
+    pub name: Option<String>,
+
+    /// Set an environment variable (repeatable); overrides the image's value
+    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub env: Vec<String>,
+
+    /// Working directory inside the container (default: the image's)
+    #[arg(short = 'w', long, value_name = "DIR")]
+    pub workdir: Option<String>,
+
+    /// User to run as, e.g. 1000 or 1000:1000 (default: the image's)
+    #[arg(short = 'u', long, value_name = "USER")]
+    pub user: Option<String>,
+
+    /// Program to run instead of the image's entrypoint
+    #[arg(long, value_name = "PROGRAM")]
+    pub entrypoint: Option<String>,
+
+    /// Hostname inside the container
+    #[arg(long, value_name = "NAME")]
+    pub hostname: Option<String>,
+
+    /// Attach a label to the container (repeatable)
+    #[arg(short = 'l', long = "label", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub labels: Vec<String>,
+
+    /// Image to run, then the command and its arguments (default: the image's command).
+    /// Everything after IMAGE is passed to the container, flags included.
+    #[arg(
+        value_names = ["IMAGE", "COMMAND"],
+        required = true,
+        num_args = 1..,
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub image_and_command: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+#[command(override_usage = "berth run [OPTIONS] IMAGE [COMMAND [ARG]...]")]
+pub struct RunArgs {
+    /// Remove the container and its task once it has exited (or on Ctrl-C)
+    #[arg(long)]
+    pub rm: bool,
+
+    /// Start the container, print its id and return at once
+    #[arg(short = 'd', long, conflicts_with = "rm")]
+    pub detach: bool,
+
+    #[command(flatten)]
+    pub container: ContainerArgs,
+}
+
+#[derive(Args, Debug)]
+#[command(override_usage = "berth create [OPTIONS] IMAGE [COMMAND [ARG]...]")]
+pub struct CreateArgs {
+    #[command(flatten)]
+    pub container: ContainerArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct StartArgs {
+    /// Print the container's output until it exits, and exit with its exit code
+    #[arg(short = 'a', long)]
+    pub attach: bool,
+
+    /// Container to start
+    #[arg(value_name = "ID")]
+    pub container_id: String,
+}
+
+#[derive(Args, Debug)]
+pub struct PsArgs {
+    /// Show all containers, not only running ones
+    #[arg(short = 'a', long)]
+    pub all: bool,
+
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct LogsArgs {
+    /// Keep printing new output until the container exits
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+
+    /// Container whose output to print
+    #[arg(value_name = "ID")]
+    pub container_id: String,
+}
+
+#[derive(Args, Debug)]
+pub struct KillArgs {
+    /// Signal to send, by name (TERM, SIGKILL, int...) or number
+    #[arg(short = 's', long, value_name = "SIGNAL", default_value = "TERM", value_parser = parse_signal)]
+    pub signal: u32,
+
+    /// Signal every process in the container, not only its main one
+    #[arg(short = 'a', long)]
+    pub all: bool,
+
+    /// Container to signal
+    #[arg(value_name = "ID")]
+    pub container_id: String,
+}
+
+#[derive(Args, Debug)]
+pub struct WaitArgs {
+    /// Container to wait for
+    #[arg(value_name = "ID")]
+    pub container_id: String,
+}
+
+#[derive(Args, Debug)]
+pub struct RmArgs {
+    /// Kill running tasks first instead of refusing to remove them
+    #[arg(short = 'f', long)]
+    pub force: bool,
+
+    /// Containers to remove
+    #[arg(value_name = "ID", required = true)]
+    pub container_ids: Vec<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ImageCommand {
+    /// Import an OCI image-layout tar archive (as skopeo or umoci write it)
+    Import(ImageImportArgs),
+    /// List images
+    Ls(OutputArgs),
+    /// Remove images
+    Rm(ImageRmArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ImageImportArgs {
+    /// Archive to import; `-` reads standard input
+    #[arg(value_name = "FILE")]
+    pub archive_path: PathBuf,
+
+    /// Name for the image, when the archive holds one image (overrides its ref.name annotation)
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct ImageRmArgs {
+    /// Images to remove
+    #[arg(value_name = "NAME", required = true)]
+    pub image_names: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct EventsArgs {
+    /// First sequence number to print (default: the whole log, or only new events with --follow)
+    #[arg(long, value_name = "SEQ")]
+    pub since: Option<u64>,
+
+    /// Keep printing events as they are recorded
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+
+    /// Events of every namespace, not only --namespace
+    #[arg(short = 'A', long)]
+    pub all_namespaces: bool,
+
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum NamespaceCommand {
+    /// List namespaces
+    Ls(OutputArgs),
+    /// Create a namespace
+    Create(NamespaceCreateArgs),
+    /// Remove namespaces
+    Rm(NamespaceRmArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct NamespaceCreateArgs {
+    /// Attach a label to the namespace (repeatable)
+    #[arg(short = 'l', long = "label", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub labels: Vec<String>,
+
+    /// Name of the new namespace
+    #[arg(value_name = "NAME")]
+    pub namespace_name: String,
+}
+
+#[derive(Args, Debug)]
+pub struct NamespaceRmArgs {
+    /// Namespaces to remove
+    #[arg(value_name = "NAME", required = true)]
+    pub namespace_names: Vec<String>,
+}
+
+impl ContainerArgs {
+    pub fn create_request(&self, container_id: String) -> api::CreateContainerRequest {
+        let (image, command) = self
+            .image_and_command
+            .split_first()
+            .map(|(image, command)| (image.clone(), command.to_vec()))
+            .unwrap_or_default();
+        api::CreateContainerRequest {
+            id: container_id,
+            image,
+            args: command,
+            entrypoint: self.entrypoint.iter().cloned().collect(),
+            env: self.env.clone(),
+            working_dir: self.workdir.clone().unwrap_or_default(),
+            user: self.user.clone().unwrap_or_default(),
+            hostname: self.hostname.clone().unwrap_or_default(),
+            labels: labels_from_pairs(&self.labels),
+        }
+    }
+}
+
+/// Accepts `KEY=VALUE` with a non-empty key; the value may be empty or contain `=`.
+pub fn parse_key_value(text: &str) -> Result<String, String> {
+    match text.split_once('=') {
+        Some((key, _value)) if !key.is_empty() => Ok(text.to_string()),
+        _ => Err("expected KEY=VALUE with a non-empty KEY, e.g. PATH=/usr/bin".to_string()),
+    }
+}
+
+pub fn labels_from_pairs(pairs: &[String]) -> HashMap<String, String> {
+    pairs
+        .iter()
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(key, value)| (key.to_string(), value.to_string()))
+        .collect()
+}
+
+/// A signal by name (`TERM`, `SIGTERM`, `term`) or number (`15`).
+pub fn parse_signal(text: &str) -> Result<u32, String> {
+    let unknown =
+        || format!("unknown signal {text:?}: use a name like TERM, KILL, INT or HUP, or a number from 1 to 64");
+    let trimmed = text.trim();
+    if let Ok(number) = trimmed.parse::<u32>() {
+        return if (1..=64).contains(&number) { Ok(number) } else { Err(unknown()) };
+    }
+    signal_number(trimmed).and_then(|number| u32::try_from(number).ok()).ok_or_else(unknown)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals_parse_by_name_and_number() {
+        assert_eq!(parse_signal("TERM"), Ok(15));
+        assert_eq!(parse_signal("SIGKILL"), Ok(9));
+        assert_eq!(parse_signal("kill"), Ok(9));
+        assert_eq!(parse_signal("sigint"), Ok(2));
+        assert_eq!(parse_signal("HUP"), Ok(1));
+        assert_eq!(parse_signal("9"), Ok(9));
+        assert_eq!(parse_signal("34"), Ok(34));
+        let error = parse_signal("FOO").unwrap_err();
+        assert!(error.starts_with("unknown signal \"FOO\": use a name like TERM"), "{error}");
+        assert!(parse_signal("0").is_err());
+        assert!(parse_signal("65").is_err());
+        assert!(parse_signal("").is_err());
+    }
+
+    #[test]
+    fn key_values_need_a_key_and_an_equals_sign() {
+        assert_eq!(parse_key_value("A=1"), Ok("A=1".to_string()));
+        assert_eq!(parse_key_value("A="), Ok("A=".to_string()));
+        assert_eq!(parse_key_value("A=b=c"), Ok("A=b=c".to_string()));
+        assert!(parse_key_value("A").is_err());
+        assert!(parse_key_value("=1").is_err());
+        let labels = labels_from_pairs(&["k=v".to_string(), "x=a=b".to_string()]);
+        assert_eq!(labels.get("x").map(String::as_str), Some("a=b"));
+    }
+
+    #[test]
+    fn run_splits_image_from_command_and_keeps_flags_after_the_image() {
+        let cli =
+            Cli::try_parse_from(["berth", "run", "--rm", "-e", "A=1", "--name", "web", "alpine", "ls", "-l", "--rm"])
+                .unwrap();
+        let Command::Run(run_args) = cli.command else {
+            panic!("expected run, got {:?}", cli.command);
+        };
+        assert!(run_args.rm);
+        let request = run_args.container.create_request("web".to_string());
+        assert_eq!(request.image, "alpine");
+        assert_eq!(request.args, ["ls", "-l", "--rm"]);
+        assert_eq!(request.env, ["A=1"]);
+        assert!(request.entrypoint.is_empty());
+    }
+
+    #[test]
+    fn run_rejects_rm_with_detach_and_needs_an_image() {
+        assert!(Cli::try_parse_from(["berth", "run", "--rm", "-d", "alpine"]).is_err());
+        assert!(Cli::try_parse_from(["berth", "run", "--rm"]).is_err());
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        <Cli as clap::CommandFactory>::command().debug_assert();
+    }
+
+    #[test]
+    fn every_signal_nix_knows_parses_to_the_same_number() {
+        // `--signal` used nix's names before the shared table; none of them may stop working.
+        for signal in nix::sys::signal::Signal::iterator() {
+            assert_eq!(parse_signal(signal.as_str()), Ok(signal as u32), "{signal}");
+        }
+    }
+}

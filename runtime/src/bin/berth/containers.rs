@@ -1,0 +1,315 @@
+//! `berth create`, `start`, `ps`, `kill`, `wait` and `rm`: a container's life after `run`'s
+//! one-step start, and the STATUS column that tells where each one stands.
+
+use std::process::ExitCode;
+
+use berth_projections::names::signal_name;
+use berth_runtime::api;
+use berth_runtime::client;
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::args::{CreateArgs, KillArgs, OutputFormat, PsArgs, RmArgs, StartArgs, WaitArgs};
+use crate::output::{
+    for_each_target, format_ago, format_rfc3339, format_table, now_unix_ns, print_json_document, print_stdout,
+    shell_join, sorted_labels, truncate_chars,
+};
+use crate::run::attach;
+use crate::session::{CliError, Session};
+
+/// Widest COMMAND shown by `berth ps` before it is cut short.
+const COMMAND_COLUMN_CHARS: usize = 30;
+
+pub async fn create_container_only(session: &Session, create_args: CreateArgs) -> Result<ExitCode, CliError> {
+    let container_id = create_args.container.name.clone().unwrap_or_else(client::generate_container_id);
+    let create_request = create_args.container.create_request(container_id.clone());
+    session.containers().create(session.request(create_request)).await.map_err(session.rpc_error())?;
+    print_stdout(&format!("{container_id}\n"))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn start_container(session: &Session, start_args: StartArgs) -> Result<ExitCode, CliError> {
+    let container_id = start_args.container_id;
+    // Install before starting so a Ctrl-C right after the start is seen by attach.
+    let mut interrupts = if start_args.attach {
+        Some(signal(SignalKind::interrupt()).map_err(CliError::InstallSignalHandler)?)
+    } else {
+        None
+    };
+    let container = session
+        .containers()
+        .get(session.request(api::GetContainerRequest { id: container_id.clone() }))
+        .await
+        .map_err(session.rpc_error())?
+        .into_inner();
+    let mut tasks = session.tasks();
+    if container.task.is_none() {
+        tasks
+            .create(session.request(api::CreateTaskRequest { container_id: container_id.clone(), start: false }))
+            .await
+            .map_err(session.rpc_error())?;
+    }
+    tasks
+        .start(session.request(api::StartTaskRequest { container_id: container_id.clone() }))
+        .await
+        .map_err(session.rpc_error())?;
+    match interrupts.as_mut() {
+        Some(interrupts) => attach(session, &container_id, interrupts, false).await,
+        None => Ok(ExitCode::SUCCESS),
+    }
+}
+
+// ------------------------------------------------------------------------------------ ps
+
+pub async fn list_containers(session: &Session, ps_args: PsArgs) -> Result<ExitCode, CliError> {
+    let mut containers = session
+        .containers()
+        .list(session.request(api::ListContainersRequest {}))
+        .await
+        .map_err(session.rpc_error())?
+        .into_inner()
+        .containers;
+    if !ps_args.all {
+        containers.retain(|container| container.task.as_ref().is_some_and(task_is_live));
+    }
+    // Newest first, like the log reads backwards from now.
+    containers.sort_by_key(|container| std::cmp::Reverse(container.created_seq));
+    let now_ns = now_unix_ns();
+
+    match ps_args.output.output {
+        OutputFormat::Json => {
+            let json_containers: Vec<serde_json::Value> =
+                containers.iter().map(|container| container_json(container, now_ns)).collect();
+            print_json_document(&serde_json::Value::Array(json_containers))?;
+        }
+        OutputFormat::Table => {
+            let rows: Vec<Vec<String>> = containers
+                .iter()
+                .map(|container| {
+                    vec![
+                        container.id.clone(),
+                        container.image.clone(),
+                        truncate_chars(&shell_join(&container.args), COMMAND_COLUMN_CHARS),
+                        format_task_status(container.task.as_ref(), now_ns),
+                        format_ago(container.created_at_ns, now_ns),
+                    ]
+                })
+                .collect();
+            print_stdout(&format_table(&["ID", "IMAGE", "COMMAND", "STATUS", "CREATED"], &rows))?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Whether `berth ps` without -a shows the task: it runs, or is about to.
+fn task_is_live(task: &api::Task) -> bool {
+    matches!(task.status(), api::TaskStatus::Running | api::TaskStatus::Starting)
+}
+
+fn container_json(container: &api::Container, now_ns: i64) -> serde_json::Value {
+    let task_json = container.task.as_ref().map(|task| {
+        serde_json::json!({
+            "status": task_status_name(task.status()),
+            "pid": task.pid,
+            "exit_code": task.exit_code,
+            "exit_signal": task.exit_signal,
+            "exited_at": (task.exited_at_ns != 0).then(|| format_rfc3339(task.exited_at_ns)),
+            "error": task.error,
+            "updated_seq": task.updated_seq,
+        })
+    });
+    serde_json::json!({
+        "id": container.id,
+        "image": container.image,
+        "image_digest": container.image_digest,
+        "command": container.args,
+        "status": format_task_status(container.task.as_ref(), now_ns),
+        "created_at": format_rfc3339(container.created_at_ns),
+        "created_seq": container.created_seq,
+        "labels": sorted_labels(&container.labels),
+        "task": task_json,
+    })
+}
+
+pub async fn kill_task(session: &Session, kill_args: KillArgs) -> Result<ExitCode, CliError> {
+    session
+        .tasks()
+        .kill(session.request(api::KillTaskRequest {
+            container_id: kill_args.container_id,
+            signal: kill_args.signal,
+            all: kill_args.all,
+        }))
+        .await
+        .map_err(session.rpc_error())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn wait_task(session: &Session, wait_args: WaitArgs) -> Result<ExitCode, CliError> {
+    let exit = session
+        .tasks()
+        .wait(session.request(api::WaitTaskRequest { container_id: wait_args.container_id }))
+        .await
+        .map_err(session.rpc_error())?
+        .into_inner();
+    let exit_status = client::shell_exit_status(exit.exit_code, exit.exit_signal);
+    print_stdout(&format!("{exit_status}\n"))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn remove_containers(session: &Session, rm_args: RmArgs) -> Result<ExitCode, CliError> {
+    for_each_target(&rm_args.container_ids, async |container_id| {
+        remove_one_container(session, container_id, rm_args.force).await
+    })
+    .await
+}
+
+async fn remove_one_container(session: &Session, container_id: &str, force: bool) -> Result<(), CliError> {
+    let container = session
+        .containers()
+        .get(session.request(api::GetContainerRequest { id: container_id.to_string() }))
+        .await
+        .map_err(session.rpc_error())?
+        .into_inner();
+    if container.task.is_some() {
+        session
+            .tasks()
+            .delete(session.request(api::DeleteTaskRequest { container_id: container_id.to_string(), force }))
+            .await
+            .map_err(session.rpc_error())?;
+    }
+    session
+        .containers()
+        .delete(session.request(api::DeleteContainerRequest { id: container_id.to_string() }))
+        .await
+        .map_err(session.rpc_error())?;
+    Ok(())
+}
+
+/// `SIGKILL` for 9; `signal 40` for numbers without a name (real-time signals).
+fn signal_label(signal_number: i32) -> String {
+    match signal_name(signal_number) {
+        Some(name) => name.to_string(),
+        None => format!("signal {signal_number}"),
+    }
+}
+
+/// `running`, `stopped`... — the enum's name without its prefix, lower-case.
+fn task_status_name(status: api::TaskStatus) -> String {
+    status.as_str_name().trim_start_matches("TASK_STATUS_").to_ascii_lowercase()
+}
+
+/// The STATUS column of `berth ps`.
+fn format_task_status(task: Option<&api::Task>, now_ns: i64) -> String {
+    let Some(task) = task else {
+        return "created".to_string();
+    };
+    match task.status() {
+        api::TaskStatus::Running => format!("running (pid {})", task.pid),
+        api::TaskStatus::Created => format!("created (pid {})", task.pid),
+        api::TaskStatus::Stopped => {
+            let ago = format_ago(task.exited_at_ns, now_ns);
+            if task.exit_signal > 0 {
+                format!("killed ({}) {ago}", signal_label(task.exit_signal))
+            } else {
+                format!("exited ({}) {ago}", task.exit_code)
+            }
+        }
+        api::TaskStatus::Failed if !task.error.is_empty() => format!("failed: {}", task.error),
+        other_status => task_status_name(other_status),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::args::OutputArgs;
+    use crate::recording_daemon::serve_recording_daemon;
+
+    const SECOND_NS: i64 = 1_000_000_000;
+
+    #[test]
+    fn signal_labels_fall_back_to_numbers() {
+        assert_eq!(signal_label(9), "SIGKILL");
+        assert_eq!(signal_label(15), "SIGTERM");
+        assert_eq!(signal_label(40), "signal 40");
+    }
+
+    #[test]
+    fn signal_labels_match_the_names_nix_gives() {
+        // The STATUS column used nix's names before the shared table; keep it byte-for-byte.
+        for signal in nix::sys::signal::Signal::iterator() {
+            assert_eq!(signal_label(signal as i32), signal.as_str(), "{signal}");
+        }
+    }
+
+    fn task(status: api::TaskStatus) -> api::Task {
+        api::Task { container_id: "web".to_string(), status: status as i32, pid: 1234, ..Default::default() }
+    }
+
+    #[test]
+    fn task_status_reads_like_the_examples() {
+        let now_ns = 1_000_000 * SECOND_NS;
+        assert_eq!(format_task_status(None, now_ns), "created");
+        assert_eq!(format_task_status(Some(&task(api::TaskStatus::Running)), now_ns), "running (pid 1234)");
+        let exited = api::Task { exit_code: 7, exited_at_ns: now_ns - 3 * SECOND_NS, ..task(api::TaskStatus::Stopped) };
+        assert_eq!(format_task_status(Some(&exited), now_ns), "exited (7) 3s ago");
+        let killed =
+            api::Task { exit_signal: 9, exited_at_ns: now_ns - 2 * 3600 * SECOND_NS, ..task(api::TaskStatus::Stopped) };
+        assert_eq!(format_task_status(Some(&killed), now_ns), "killed (SIGKILL) 2h ago");
+        let failed = api::Task { error: "runc create: no such file".to_string(), ..task(api::TaskStatus::Failed) };
+        assert_eq!(format_task_status(Some(&failed), now_ns), "failed: runc create: no such file");
+        assert_eq!(format_task_status(Some(&task(api::TaskStatus::Starting)), now_ns), "starting");
+        assert_eq!(format_task_status(Some(&task(api::TaskStatus::Deleting)), now_ns), "deleting");
+    }
+
+    #[test]
+    fn ps_without_all_shows_only_running_or_starting_tasks() {
+        assert!(task_is_live(&task(api::TaskStatus::Running)));
+        assert!(task_is_live(&task(api::TaskStatus::Starting)));
+        assert!(!task_is_live(&task(api::TaskStatus::Stopped)));
+        assert!(!task_is_live(&task(api::TaskStatus::Created)));
+    }
+
+    #[tokio::test]
+    async fn rm_deletes_the_task_only_when_there_is_one() {
+        let scratch_dir = tempfile::tempdir().unwrap();
+        let socket_path = scratch_dir.path().join("berthd.sock");
+        let (daemon, server) = serve_recording_daemon(&socket_path).await;
+        let session = Session::connect(&socket_path, "default").await.unwrap();
+
+        remove_one_container(&session, "exited", true).await.unwrap();
+        remove_one_container(&session, "bare", false).await.unwrap();
+        assert_eq!(
+            daemon.calls(),
+            [
+                "[default] Containers/Get exited",
+                "[default] Tasks/Delete exited force=true",
+                "[default] Containers/Delete exited",
+                "[default] Containers/Get bare",
+                "[default] Containers/Delete bare",
+            ]
+        );
+        server.abort();
+    }
+
+    #[tokio::test]
+    async fn a_daemon_that_goes_away_gets_the_start_daemon_hint() {
+        let scratch_dir = tempfile::tempdir().unwrap();
+        let socket_path = scratch_dir.path().join("berthd.sock");
+        let (_daemon, server) = serve_recording_daemon(&socket_path).await;
+        let session = Session::connect(&socket_path, "default").await.unwrap();
+        server.abort();
+        let _ = server.await;
+        std::fs::remove_file(&socket_path).unwrap();
+
+        let ps_args = PsArgs { all: true, output: OutputArgs { output: OutputFormat::Json } };
+        let error = list_containers(&session, ps_args).await.unwrap_err();
+        let message = error.to_string();
+        assert_eq!(
+            message,
+            format!(
+                "cannot reach berthd at {}: is it running? start it with `berthd` or pass --address / BERTH_ADDRESS",
+                socket_path.display()
+            )
+        );
+    }
+}

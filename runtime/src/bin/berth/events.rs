@@ -1,0 +1,157 @@
+//! `berth events`: the log as berthd streams it, one event per line or one JSON object per
+//! line, with who caused each record.
+
+use std::process::ExitCode;
+
+use berth_runtime::api;
+
+use crate::args::{EventsArgs, OutputFormat};
+use crate::output::{format_rfc3339, print_stdout, stdout_still_open};
+use crate::session::{CliError, Session};
+
+pub async fn print_events(session: &Session, events_args: EventsArgs) -> Result<ExitCode, CliError> {
+    // `since: 0` means "from now on" to berthd; without --follow that would print nothing,
+    // so a bare `berth events` prints the whole log instead.
+    let since = events_args.since.unwrap_or(if events_args.follow { 0 } else { 1 });
+    let namespace_filter = if events_args.all_namespaces { "*" } else { "" };
+    let mut event_stream = session
+        .events()
+        .subscribe(session.request(api::SubscribeRequest {
+            since,
+            follow: events_args.follow,
+            namespace: namespace_filter.to_string(),
+        }))
+        .await
+        .map_err(session.rpc_error())?
+        .into_inner();
+    while let Some(event) = event_stream.message().await.map_err(session.rpc_error())? {
+        let line = match events_args.output.output {
+            OutputFormat::Table => format_event_line(&event),
+            OutputFormat::Json => event_json(&event).to_string(),
+        };
+        print_stdout(&format!("{line}\n"))?;
+        if !stdout_still_open() {
+            break;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn format_event_line(event: &api::Event) -> String {
+    format!(
+        "{}  {}  {}  {}  {}  {}",
+        event.seq,
+        format_rfc3339(event.timestamp_ns),
+        event.namespace,
+        event.kind,
+        format_origin(event.origin.as_ref()),
+        single_line_json(&event.json),
+    )
+}
+
+fn event_json(event: &api::Event) -> serde_json::Value {
+    let origin_json = event.origin.as_ref().map(|origin| {
+        serde_json::json!({
+            "kind": origin.kind,
+            "uid": origin.uid,
+            "gid": origin.gid,
+            "pid": origin.pid,
+            "method": origin.method,
+            "request_id": origin.request_id,
+            "answers_seq": origin.answers_seq,
+            "reason": origin.reason,
+        })
+    });
+    let payload = serde_json::from_str::<serde_json::Value>(&event.json)
+        .unwrap_or_else(|_| serde_json::Value::String(event.json.clone()));
+    serde_json::json!({
+        "seq": event.seq,
+        "index": event.index,
+        "time": format_rfc3339(event.timestamp_ns),
+        "timestamp_ns": event.timestamp_ns,
+        "namespace": event.namespace,
+        "kind": event.kind,
+        "origin": origin_json,
+        "event": payload,
+    })
+}
+
+/// `uid=0 pid=123 Tasks/Start req=cli-123-4` for a client, `daemon answers=57` for berthd.
+fn format_origin(origin: Option<&api::Origin>) -> String {
+    let Some(origin) = origin else {
+        return "-".to_string();
+    };
+    let mut parts = Vec::new();
+    if origin.kind == "daemon" {
+        parts.push("daemon".to_string());
+        if origin.answers_seq != 0 {
+            parts.push(format!("answers={}", origin.answers_seq));
+        }
+    } else {
+        parts.push(format!("uid={}", origin.uid));
+        parts.push(format!("pid={}", origin.pid));
+        if !origin.method.is_empty() {
+            parts.push(short_method(&origin.method).to_string());
+        }
+        if !origin.request_id.is_empty() {
+            parts.push(format!("req={}", origin.request_id));
+        }
+    }
+    if !origin.reason.is_empty() {
+        parts.push(format!("reason={:?}", origin.reason));
+    }
+    parts.join(" ")
+}
+
+/// `/berth.v1.Tasks/Start` → `Tasks/Start`.
+fn short_method(method: &str) -> &str {
+    let method = method.strip_prefix('/').unwrap_or(method);
+    method.strip_prefix("berth.v1.").unwrap_or(method)
+}
+
+/// Keeps one event per line even if berthd pretty-printed its JSON.
+fn single_line_json(json_text: &str) -> String {
+    if !json_text.contains('\n') {
+        return json_text.to_string();
+    }
+    match serde_json::from_str::<serde_json::Value>(json_text) {
+        Ok(value) => value.to_string(),
+        Err(_) => json_text.replace('\n', " "),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_read_like_the_examples() {
+        let client_origin = api::Origin {
+            kind: "client".to_string(),
+            uid: 0,
+            pid: 123,
+            method: "/berth.v1.Tasks/Start".to_string(),
+            request_id: "cli-123-4".to_string(),
+            ..Default::default()
+        };
+        assert_eq!(format_origin(Some(&client_origin)), "uid=0 pid=123 Tasks/Start req=cli-123-4");
+        let daemon_origin = api::Origin { kind: "daemon".to_string(), answers_seq: 57, ..Default::default() };
+        assert_eq!(format_origin(Some(&daemon_origin)), "daemon answers=57");
+        assert_eq!(format_origin(None), "-");
+    }
+
+    #[test]
+    fn event_lines_keep_one_event_per_line() {
+        let event = api::Event {
+            seq: 42,
+            index: 0,
+            timestamp_ns: 0,
+            namespace: "default".to_string(),
+            origin: None,
+            kind: "TaskStarted".to_string(),
+            json: "{\n  \"pid\": 7\n}".to_string(),
+        };
+        assert_eq!(format_event_line(&event), "42  1970-01-01T00:00:00.000Z  default  TaskStarted  -  {\"pid\":7}");
+        assert_eq!(event_json(&event)["event"]["pid"], 7);
+    }
+}

@@ -1,0 +1,219 @@
+//! `berth image import`, `image ls` and `image rm`: streaming an OCI archive to berthd in
+//! pieces, and the image table.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use berth_projections::names::short_digest;
+use berth_runtime::api;
+use tokio::io::AsyncReadExt;
+
+use crate::args::{ImageImportArgs, ImageRmArgs, OutputFormat};
+use crate::output::{for_each_target, format_rfc3339, format_table, human_size, print_json_document, print_stdout};
+use crate::session::{CliError, Session};
+
+/// Size of the pieces an image archive is streamed in.
+const IMPORT_CHUNK_BYTES: usize = 1024 * 1024;
+
+/// An image import whose archive is already open. `main` opens it before connecting: a typo in
+/// the path is the likelier mistake, and it should not wait on (or hide behind) the daemon.
+pub struct ImportJob {
+    import_args: ImageImportArgs,
+    archive: Box<dyn tokio::io::AsyncRead + Unpin + Send>,
+}
+
+impl ImportJob {
+    pub async fn open(import_args: ImageImportArgs) -> Result<ImportJob, CliError> {
+        let archive_path = &import_args.archive_path;
+        let archive: Box<dyn tokio::io::AsyncRead + Unpin + Send> = if archive_path == Path::new("-") {
+            Box::new(tokio::io::stdin())
+        } else {
+            let file = tokio::fs::File::open(archive_path)
+                .await
+                .map_err(|source| CliError::ReadFile { path: archive_path.clone(), source })?;
+            Box::new(file)
+        };
+        Ok(ImportJob { import_args, archive })
+    }
+}
+
+pub async fn import_image(session: &Session, import_job: ImportJob) -> Result<ExitCode, CliError> {
+    let ImportJob { import_args, archive } = import_job;
+    let archive_path = import_args.archive_path.clone();
+    let (chunk_sender, chunk_receiver) = tokio::sync::mpsc::channel::<api::ImportChunk>(2);
+    let image_name = import_args.name.clone().unwrap_or_default();
+    let reader = tokio::spawn(stream_archive(archive, image_name, chunk_sender));
+    let import_result =
+        session.images().import(session.request(tokio_stream::wrappers::ReceiverStream::new(chunk_receiver))).await;
+    // A read error explains a truncated upload better than the daemon's complaint about it.
+    match reader.await {
+        Ok(Ok(())) => {}
+        Ok(Err(source)) => return Err(CliError::ReadFile { path: archive_path, source }),
+        Err(join_error) => {
+            return Err(CliError::ReadFile {
+                path: archive_path,
+                source: std::io::Error::other(join_error.to_string()),
+            })
+        }
+    }
+    let imported = import_result.map_err(session.rpc_error())?.into_inner();
+    print_images(&imported.images, import_args.output.output)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Sends the archive in `IMPORT_CHUNK_BYTES` pieces; the first carries the name, and at least
+/// one message is always sent so the daemon sees the name even for an empty archive.
+async fn stream_archive(
+    mut archive: Box<dyn tokio::io::AsyncRead + Unpin + Send>,
+    image_name: String,
+    chunk_sender: tokio::sync::mpsc::Sender<api::ImportChunk>,
+) -> std::io::Result<()> {
+    let mut name_for_first_chunk = Some(image_name);
+    loop {
+        let mut buffer = vec![0_u8; IMPORT_CHUNK_BYTES];
+        let n_read = fill_buffer(&mut archive, &mut buffer).await?;
+        buffer.truncate(n_read);
+        let is_first = name_for_first_chunk.is_some();
+        if n_read == 0 && !is_first {
+            return Ok(());
+        }
+        let chunk = api::ImportChunk { name: name_for_first_chunk.take().unwrap_or_default(), data: buffer };
+        if chunk_sender.send(chunk).await.is_err() {
+            // The call ended (the daemon answered or failed); its result tells the story.
+            return Ok(());
+        }
+        if n_read < IMPORT_CHUNK_BYTES {
+            return Ok(());
+        }
+    }
+}
+
+/// Reads until `buffer` is full or the input ends; returns how many bytes were read.
+async fn fill_buffer(reader: &mut (impl tokio::io::AsyncRead + Unpin), buffer: &mut [u8]) -> std::io::Result<usize> {
+    let mut n_filled = 0;
+    while n_filled < buffer.len() {
+        let n_read = reader.read(&mut buffer[n_filled..]).await?;
+        if n_read == 0 {
+            break;
+        }
+        n_filled += n_read;
+    }
+    Ok(n_filled)
+}
+
+pub async fn list_images(session: &Session, output: OutputFormat) -> Result<ExitCode, CliError> {
+    let mut images = session
+        .images()
+        .list(session.request(api::ListImagesRequest {}))
+        .await
+        .map_err(session.rpc_error())?
+        .into_inner()
+        .images;
+    images.sort_by(|left, right| left.name.cmp(&right.name));
+    print_images(&images, output)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The size people care about: the sum of the (compressed) layers, not the manifest's size.
+fn image_layers_size(image: &api::Image) -> i64 {
+    image.layers.iter().map(|layer| layer.size).sum()
+}
+
+fn print_images(images: &[api::Image], output: OutputFormat) -> Result<(), CliError> {
+    match output {
+        OutputFormat::Json => {
+            let json_images: Vec<serde_json::Value> = images
+                .iter()
+                .map(|image| {
+                    serde_json::json!({
+                        "name": image.name,
+                        "digest": image.digest,
+                        "media_type": image.media_type,
+                        "size": image_layers_size(image),
+                        "manifest_size": image.size,
+                        "config_digest": image.config_digest,
+                        "layers": image.layers.iter().map(|layer| serde_json::json!({
+                            "digest": layer.digest,
+                            "diff_id": layer.diff_id,
+                            "media_type": layer.media_type,
+                            "size": layer.size,
+                        })).collect::<Vec<_>>(),
+                        "entrypoint": image.entrypoint,
+                        "cmd": image.cmd,
+                        "created_at": format_rfc3339(image.created_at_ns),
+                        "created_seq": image.created_seq,
+                    })
+                })
+                .collect();
+            print_json_document(&serde_json::Value::Array(json_images))
+        }
+        OutputFormat::Table => {
+            let rows: Vec<Vec<String>> = images
+                .iter()
+                .map(|image| {
+                    vec![
+                        image.name.clone(),
+                        short_digest(&image.digest).to_string(),
+                        human_size(image_layers_size(image)),
+                    ]
+                })
+                .collect();
+            print_stdout(&format_table(&["NAME", "DIGEST", "SIZE"], &rows))
+        }
+    }
+}
+
+pub async fn remove_images(session: &Session, image_rm_args: ImageRmArgs) -> Result<ExitCode, CliError> {
+    for_each_target(&image_rm_args.image_names, async |image_name| {
+        session
+            .images()
+            .remove(session.request(api::RemoveImageRequest { name: image_name.to_string() }))
+            .await
+            .map(drop)
+            .map_err(session.rpc_error())
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn archives_stream_in_mebibyte_chunks_with_the_name_first() {
+        let archive_bytes = vec![7_u8; IMPORT_CHUNK_BYTES * 2 + 10];
+        let (chunk_sender, mut chunk_receiver) = tokio::sync::mpsc::channel(8);
+        let archive: Box<dyn tokio::io::AsyncRead + Unpin + Send> = Box::new(std::io::Cursor::new(archive_bytes));
+        stream_archive(archive, "alpine:3".to_string(), chunk_sender).await.unwrap();
+        let mut chunks = Vec::new();
+        while let Some(chunk) = chunk_receiver.recv().await {
+            chunks.push(chunk);
+        }
+        let sizes: Vec<usize> = chunks.iter().map(|chunk| chunk.data.len()).collect();
+        assert_eq!(sizes, [IMPORT_CHUNK_BYTES, IMPORT_CHUNK_BYTES, 10]);
+        assert_eq!(chunks[0].name, "alpine:3");
+        assert!(chunks[1..].iter().all(|chunk| chunk.name.is_empty()));
+
+        let (chunk_sender, mut chunk_receiver) = tokio::sync::mpsc::channel(8);
+        let empty: Box<dyn tokio::io::AsyncRead + Unpin + Send> = Box::new(std::io::Cursor::new(Vec::new()));
+        stream_archive(empty, "x".to_string(), chunk_sender).await.unwrap();
+        let only_chunk = chunk_receiver.recv().await.unwrap();
+        assert_eq!((only_chunk.name.as_str(), only_chunk.data.len()), ("x", 0));
+        assert!(chunk_receiver.recv().await.is_none());
+    }
+
+    #[test]
+    fn image_table_shows_the_short_digest_and_the_layers_size() {
+        let image = api::Image {
+            name: "alpine:3".to_string(),
+            digest: "sha256:0123456789abcdef0123".to_string(),
+            layers: vec![
+                api::Layer { size: 1_000_000, ..Default::default() },
+                api::Layer { size: 500_000, ..Default::default() },
+            ],
+            ..Default::default()
+        };
+        assert_eq!(short_digest(&image.digest), "0123456789ab");
+        assert_eq!(human_size(image_layers_size(&image)), "1.5 MB");
+    }
+}

@@ -1,0 +1,175 @@
+//! A stand-in for berthd in unit tests: Containers and Tasks services that record every call.
+
+use std::path::Path;
+
+use berth_runtime::api;
+use berth_runtime::client;
+
+/// A stand-in for berthd's Containers and Tasks services that records every call, so the
+/// order of calls `berth run` and `berth rm` make can be checked without a real daemon.
+#[derive(Clone, Default)]
+pub struct RecordingDaemon {
+    calls: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl RecordingDaemon {
+    fn record<T>(&self, request: &tonic::Request<T>, call: String) {
+        let namespace = request
+            .metadata()
+            .get(client::NAMESPACE_METADATA_KEY)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or("<none>")
+            .to_string();
+        self.calls.lock().unwrap().push(format!("[{namespace}] {call}"));
+    }
+
+    pub fn calls(&self) -> Vec<String> {
+        self.calls.lock().unwrap().clone()
+    }
+}
+
+#[tonic::async_trait]
+impl api::containers_server::Containers for RecordingDaemon {
+    async fn create(
+        &self,
+        request: tonic::Request<api::CreateContainerRequest>,
+    ) -> Result<tonic::Response<api::CreateContainerResponse>, tonic::Status> {
+        let message = request.get_ref();
+        let call = format!("Containers/Create {} {} {:?}", message.id, message.image, message.args);
+        self.record(&request, call);
+        Ok(tonic::Response::new(api::CreateContainerResponse::default()))
+    }
+    async fn get(
+        &self,
+        request: tonic::Request<api::GetContainerRequest>,
+    ) -> Result<tonic::Response<api::Container>, tonic::Status> {
+        let container_id = request.get_ref().id.clone();
+        self.record(&request, format!("Containers/Get {container_id}"));
+        // "bare" has no task; everything else has an exited one.
+        let task = (container_id != "bare").then(|| api::Task {
+            container_id: container_id.clone(),
+            status: api::TaskStatus::Stopped as i32,
+            ..Default::default()
+        });
+        Ok(tonic::Response::new(api::Container { id: container_id, task, ..Default::default() }))
+    }
+    async fn list(
+        &self,
+        request: tonic::Request<api::ListContainersRequest>,
+    ) -> Result<tonic::Response<api::ListContainersResponse>, tonic::Status> {
+        self.record(&request, "Containers/List".to_string());
+        Ok(tonic::Response::new(api::ListContainersResponse::default()))
+    }
+    async fn delete(
+        &self,
+        request: tonic::Request<api::DeleteContainerRequest>,
+    ) -> Result<tonic::Response<api::DeleteContainerResponse>, tonic::Status> {
+        let call = format!("Containers/Delete {}", request.get_ref().id);
+        self.record(&request, call);
+        Ok(tonic::Response::new(api::DeleteContainerResponse::default()))
+    }
+}
+
+#[tonic::async_trait]
+impl api::tasks_server::Tasks for RecordingDaemon {
+    async fn create(
+        &self,
+        request: tonic::Request<api::CreateTaskRequest>,
+    ) -> Result<tonic::Response<api::TaskResponse>, tonic::Status> {
+        let message = request.get_ref();
+        let container_id = message.container_id.clone();
+        let call = if message.start {
+            format!("Tasks/Create {container_id} start=true")
+        } else {
+            format!("Tasks/Create {container_id}")
+        };
+        self.record(&request, call);
+        if message.start && container_id == "fails-to-start" {
+            return Err(tonic::Status::failed_precondition(
+                "runc start failed: exec format error; check the image's architecture",
+            ));
+        }
+        Ok(tonic::Response::new(api::TaskResponse::default()))
+    }
+    async fn start(
+        &self,
+        request: tonic::Request<api::StartTaskRequest>,
+    ) -> Result<tonic::Response<api::TaskResponse>, tonic::Status> {
+        let container_id = request.get_ref().container_id.clone();
+        self.record(&request, format!("Tasks/Start {container_id}"));
+        if container_id == "fails-to-start" {
+            return Err(tonic::Status::failed_precondition(
+                "runc start failed: exec format error; check the image's architecture",
+            ));
+        }
+        Ok(tonic::Response::new(api::TaskResponse::default()))
+    }
+    async fn kill(
+        &self,
+        request: tonic::Request<api::KillTaskRequest>,
+    ) -> Result<tonic::Response<api::KillTaskResponse>, tonic::Status> {
+        let message = request.get_ref();
+        let call = format!("Tasks/Kill {} {}", message.container_id, message.signal);
+        self.record(&request, call);
+        Ok(tonic::Response::new(api::KillTaskResponse::default()))
+    }
+    async fn wait(
+        &self,
+        request: tonic::Request<api::WaitTaskRequest>,
+    ) -> Result<tonic::Response<api::WaitTaskResponse>, tonic::Status> {
+        let call = format!("Tasks/Wait {}", request.get_ref().container_id);
+        self.record(&request, call);
+        Ok(tonic::Response::new(api::WaitTaskResponse { exit_signal: 9, ..Default::default() }))
+    }
+    async fn delete(
+        &self,
+        request: tonic::Request<api::DeleteTaskRequest>,
+    ) -> Result<tonic::Response<api::DeleteTaskResponse>, tonic::Status> {
+        let message = request.get_ref();
+        let call = format!("Tasks/Delete {} force={}", message.container_id, message.force);
+        self.record(&request, call);
+        Ok(tonic::Response::new(api::DeleteTaskResponse::default()))
+    }
+    async fn list(
+        &self,
+        request: tonic::Request<api::ListTasksRequest>,
+    ) -> Result<tonic::Response<api::ListTasksResponse>, tonic::Status> {
+        self.record(&request, "Tasks/List".to_string());
+        Ok(tonic::Response::new(api::ListTasksResponse::default()))
+    }
+    async fn get(
+        &self,
+        request: tonic::Request<api::GetTaskRequest>,
+    ) -> Result<tonic::Response<api::Task>, tonic::Status> {
+        self.record(&request, "Tasks/Get".to_string());
+        Err(tonic::Status::not_found("no task"))
+    }
+
+    type LogsStream = tokio_stream::Iter<std::vec::IntoIter<Result<api::LogChunk, tonic::Status>>>;
+
+    async fn logs(
+        &self,
+        request: tonic::Request<api::LogsRequest>,
+    ) -> Result<tonic::Response<Self::LogsStream>, tonic::Status> {
+        let message = request.get_ref();
+        let call = format!("Tasks/Logs {} follow={}", message.container_id, message.follow);
+        self.record(&request, call);
+        // An empty chunk keeps the test's own output clean while still exercising the copy.
+        let chunks = vec![Ok(api::LogChunk { stream: api::log_chunk::Stream::Stdout as i32, data: Vec::new() })];
+        Ok(tonic::Response::new(tokio_stream::iter(chunks)))
+    }
+}
+
+pub async fn serve_recording_daemon(
+    socket_path: &Path,
+) -> (RecordingDaemon, tokio::task::JoinHandle<Result<(), tonic::transport::Error>>) {
+    let daemon = RecordingDaemon::default();
+    let listener = tokio::net::UnixListener::bind(socket_path).unwrap();
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(api::containers_server::ContainersServer::new(daemon.clone()))
+            .add_service(api::tasks_server::TasksServer::new(daemon.clone()))
+            .serve_with_incoming(tokio_stream::wrappers::UnixListenerStream::new(listener)),
+    );
+    (daemon, server)
+}

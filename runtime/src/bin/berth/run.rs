@@ -1,0 +1,383 @@
+//! `berth run`, `berth start --attach`'s attach loop and `berth logs`: creating and starting in
+//! one request, copying the task's output to ours, forwarding Ctrl-C, and `--rm`'s clean-up.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use berth_runtime::api;
+use berth_runtime::client;
+use tokio::signal::unix::{signal, Signal, SignalKind};
+
+use crate::args::{LogsArgs, RunArgs};
+use crate::output::print_stdout;
+use crate::session::{CliError, Session};
+
+/// Once the task has exited, how long to wait for more output before giving up on a log
+/// stream that does not end by itself. berthd ends the stream once the task has exited and its
+/// output is drained, so this is only a guard against a stream that never ends; it is long
+/// because a busy daemon may take seconds to send the last output, which must not be dropped.
+const LOG_DRAIN_IDLE_LIMIT: Duration = Duration::from_secs(30);
+
+/// Exit status after Ctrl-C, as a shell reports it (128 + SIGINT).
+const INTERRUPTED_EXIT_STATUS: u8 = 130;
+
+pub async fn run_container(session: &Session, run_args: RunArgs) -> Result<ExitCode, CliError> {
+    // Watch for Ctrl-C from the start so an interrupt during setup cannot leak a container
+    // that --rm promised to remove.
+    let mut interrupts = signal(SignalKind::interrupt()).map_err(CliError::InstallSignalHandler)?;
+    let container_id = run_args.container.name.clone().unwrap_or_else(client::generate_container_id);
+    let create_request = run_args.container.create_request(container_id.clone());
+
+    let mut containers = session.containers();
+    let create_container = containers.create(session.request(create_request));
+    match interruptible(&mut interrupts, create_container).await {
+        Some(result) => {
+            result.map_err(session.rpc_error())?;
+        }
+        None => {
+            // The create may or may not have been recorded; it is not safe to delete by id
+            // here, since the id might belong to a container that existed before.
+            eprintln!(
+                "berth: interrupted; container {container_id} may have been created: check with `berth ps -a` and remove it with `berth rm -f {container_id}`"
+            );
+            return Ok(ExitCode::from(INTERRUPTED_EXIT_STATUS));
+        }
+    }
+
+    let create_and_start = create_and_start_task(session, &container_id);
+    match interruptible(&mut interrupts, create_and_start).await {
+        Some(Ok(())) => {}
+        Some(Err(status)) => {
+            if run_args.rm {
+                remove_after_run(session, &container_id).await;
+                return Err(session.rpc_error()(status));
+            }
+            eprintln!("berth: {}", session.rpc_error()(status));
+            eprintln!(
+                "berth: container {container_id} was kept: look at it with `berth ps -a`, remove it with `berth rm -f {container_id}`"
+            );
+            return Ok(ExitCode::from(1));
+        }
+        None => {
+            if run_args.rm {
+                remove_after_run(session, &container_id).await;
+            } else {
+                eprintln!(
+                    "berth: interrupted; container {container_id} was created and may be running: remove it with `berth rm -f {container_id}`"
+                );
+            }
+            return Ok(ExitCode::from(INTERRUPTED_EXIT_STATUS));
+        }
+    }
+
+    if run_args.detach {
+        print_stdout(&format!("{container_id}\n"))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    attach(session, &container_id, &mut interrupts, run_args.rm).await
+}
+
+/// One request: berthd records both intents in one record and its monitor creates and starts
+/// the container with a single runc call.
+async fn create_and_start_task(session: &Session, container_id: &str) -> Result<(), tonic::Status> {
+    session
+        .tasks()
+        .create(session.request(api::CreateTaskRequest { container_id: container_id.to_string(), start: true }))
+        .await?;
+    Ok(())
+}
+
+/// Runs `future` unless Ctrl-C comes first; `None` means interrupted.
+async fn interruptible<F: std::future::Future>(interrupts: &mut Signal, future: F) -> Option<F::Output> {
+    tokio::select! {
+        output = future => Some(output),
+        _ = interrupts.recv() => None,
+    }
+}
+
+/// Best-effort removal of a container `berth run --rm` created. Failures are reported with
+/// what to do, but do not change the exit status, which belongs to the container.
+async fn remove_after_run(session: &Session, container_id: &str) {
+    let delete_task = session
+        .tasks()
+        .delete(session.request(api::DeleteTaskRequest { container_id: container_id.to_string(), force: true }))
+        .await;
+    if let Err(status) = delete_task {
+        if status.code() != tonic::Code::NotFound {
+            eprintln!(
+                "berth: cannot remove the task of {container_id}: {}; remove it with `berth rm -f {container_id}`",
+                session.rpc_error()(status)
+            );
+            return;
+        }
+    }
+    let delete_container = session
+        .containers()
+        .delete(session.request(api::DeleteContainerRequest { id: container_id.to_string() }))
+        .await;
+    if let Err(status) = delete_container {
+        if status.code() != tonic::Code::NotFound {
+            eprintln!(
+                "berth: cannot remove container {container_id}: {}; remove it with `berth rm -f {container_id}`",
+                session.rpc_error()(status)
+            );
+        }
+    }
+}
+
+/// Copies the task's output to ours until it exits, then returns its exit status.
+///
+/// Ctrl-C: with `remove_after`, the container is killed and removed at once. Otherwise the first
+/// Ctrl-C is forwarded to the task as SIGINT and the second detaches, leaving it running.
+pub async fn attach(
+    session: &Session,
+    container_id: &str,
+    interrupts: &mut Signal,
+    remove_after: bool,
+) -> Result<ExitCode, CliError> {
+    let mut log_stream = match session
+        .tasks()
+        .logs(session.request(api::LogsRequest { container_id: container_id.to_string(), follow: true }))
+        .await
+    {
+        Ok(response) => Some(response.into_inner()),
+        Err(status) => {
+            eprintln!(
+                "berth: cannot read the output of {container_id}: {}; waiting for it to exit anyway",
+                session.rpc_error()(status)
+            );
+            None
+        }
+    };
+
+    let mut tasks = session.tasks();
+    let wait_for_exit = tasks.wait(session.request(api::WaitTaskRequest { container_id: container_id.to_string() }));
+    tokio::pin!(wait_for_exit);
+    let mut wait_result: Option<Result<api::WaitTaskResponse, tonic::Status>> = None;
+    let mut n_interrupts = 0_u32;
+
+    while wait_result.is_none() || log_stream.is_some() {
+        let exited = wait_result.is_some();
+        tokio::select! {
+            result = &mut wait_for_exit, if wait_result.is_none() => {
+                wait_result = Some(result.map(tonic::Response::into_inner));
+            }
+            next = next_log_chunk(&mut log_stream, exited) => {
+                match next {
+                    LogNext::Chunk(chunk) => {
+                        if let Err(error) = write_log_chunk(&chunk) {
+                            if error.kind() != std::io::ErrorKind::BrokenPipe {
+                                return Err(CliError::WriteOutput(error));
+                            }
+                            // Whoever read our output went away; keep waiting for the exit.
+                            log_stream = None;
+                        }
+                    }
+                    LogNext::End => log_stream = None,
+                    LogNext::Failed(status) => {
+                        eprintln!(
+                            "berth: the output of {container_id} stopped early: {}",
+                            session.rpc_error()(status)
+                        );
+                        log_stream = None;
+                    }
+                }
+            }
+            _ = interrupts.recv() => {
+                if remove_after {
+                    remove_after_run(session, container_id).await;
+                    return Ok(ExitCode::from(INTERRUPTED_EXIT_STATUS));
+                }
+                n_interrupts += 1;
+                if n_interrupts > 1 {
+                    eprintln!(
+                        "berth: detached from {container_id}; it keeps running: stop it with `berth kill {container_id}`"
+                    );
+                    return Ok(ExitCode::from(INTERRUPTED_EXIT_STATUS));
+                }
+                let forward = session
+                    .tasks()
+                    .kill(session.request(api::KillTaskRequest {
+                        container_id: container_id.to_string(),
+                        signal: libc::SIGINT as u32,
+                        all: false,
+                    }))
+                    .await;
+                match forward {
+                    Ok(_) => eprintln!(
+                        "berth: sent SIGINT to {container_id}; press Ctrl-C again to detach and leave it running"
+                    ),
+                    Err(status) => eprintln!(
+                        "berth: cannot forward SIGINT to {container_id}: {}; press Ctrl-C again to detach",
+                        session.rpc_error()(status)
+                    ),
+                }
+            }
+        }
+    }
+
+    let Some(wait_result) = wait_result else {
+        unreachable!("the loop above only ends once Wait has answered");
+    };
+    let exit_status = match wait_result {
+        Ok(response) => client::shell_exit_status(response.exit_code, response.exit_signal),
+        Err(status) => {
+            if remove_after {
+                remove_after_run(session, container_id).await;
+            }
+            return Err(session.rpc_error()(status));
+        }
+    };
+    if remove_after {
+        remove_after_run(session, container_id).await;
+    }
+    Ok(exit_code_from_status(exit_status))
+}
+
+enum LogNext {
+    Chunk(api::LogChunk),
+    End,
+    Failed(tonic::Status),
+}
+
+/// The next piece of output. Never resolves without a stream, so `select!` just skips it.
+/// After the task has exited, a stream that stays silent for `LOG_DRAIN_IDLE_LIMIT` counts as
+/// ended, so a daemon that keeps the stream open cannot hang `berth run`.
+async fn next_log_chunk(log_stream: &mut Option<tonic::Streaming<api::LogChunk>>, task_exited: bool) -> LogNext {
+    let Some(stream) = log_stream else {
+        return std::future::pending().await;
+    };
+    let message = if task_exited {
+        match tokio::time::timeout(LOG_DRAIN_IDLE_LIMIT, stream.message()).await {
+            Ok(message) => message,
+            Err(_elapsed) => return LogNext::End,
+        }
+    } else {
+        stream.message().await
+    };
+    match message {
+        Ok(Some(chunk)) => LogNext::Chunk(chunk),
+        Ok(None) => LogNext::End,
+        Err(status) => LogNext::Failed(status),
+    }
+}
+
+pub fn write_log_chunk(chunk: &api::LogChunk) -> std::io::Result<()> {
+    if chunk.stream() == api::log_chunk::Stream::Stderr {
+        let mut stderr = std::io::stderr().lock();
+        stderr.write_all(&chunk.data)?;
+        stderr.flush()
+    } else {
+        let mut stdout = std::io::stdout().lock();
+        stdout.write_all(&chunk.data)?;
+        stdout.flush()
+    }
+}
+
+fn exit_code_from_status(exit_status: i32) -> ExitCode {
+    // Exit statuses are a byte on Unix; keep what a shell would see.
+    ExitCode::from((exit_status & 0xff) as u8)
+}
+
+pub async fn print_logs(session: &Session, logs_args: LogsArgs) -> Result<ExitCode, CliError> {
+    let mut log_stream = session
+        .tasks()
+        .logs(session.request(api::LogsRequest { container_id: logs_args.container_id, follow: logs_args.follow }))
+        .await
+        .map_err(session.rpc_error())?
+        .into_inner();
+    while let Some(chunk) = log_stream.message().await.map_err(session.rpc_error())? {
+        if let Err(error) = write_log_chunk(&chunk) {
+            if error.kind() == std::io::ErrorKind::BrokenPipe {
+                break;
+            }
+            return Err(CliError::WriteOutput(error));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::args::{Cli, Command};
+    use crate::recording_daemon::serve_recording_daemon;
+
+    fn parse_run(args: &[&str]) -> RunArgs {
+        match Cli::try_parse_from(args).unwrap().command {
+            Command::Run(run_args) => run_args,
+            other => panic!("expected run, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn run_with_rm_creates_starts_follows_waits_then_removes() {
+        let scratch_dir = tempfile::tempdir().unwrap();
+        let socket_path = scratch_dir.path().join("berthd.sock");
+        let (daemon, server) = serve_recording_daemon(&socket_path).await;
+        let session = Session::connect(&socket_path, "ci").await.unwrap();
+
+        let run_args = parse_run(&["berth", "run", "--rm", "--name", "t1", "alpine", "sleep", "9"]);
+        let exit_code = run_container(&session, run_args).await.unwrap();
+        // Killed by SIGKILL: the shell convention is 128 + 9.
+        assert_eq!(format!("{exit_code:?}"), format!("{:?}", ExitCode::from(137)));
+        let calls = daemon.calls();
+        let (follow_calls, ordered_calls): (Vec<String>, Vec<String>) =
+            calls.iter().cloned().partition(|call| call.contains("Tasks/Logs") || call.contains("Tasks/Wait"));
+        assert_eq!(
+            ordered_calls,
+            [
+                "[ci] Containers/Create t1 alpine [\"sleep\", \"9\"]",
+                "[ci] Tasks/Create t1 start=true",
+                "[ci] Tasks/Delete t1 force=true",
+                "[ci] Containers/Delete t1",
+            ]
+        );
+        // Logs and Wait run side by side, so their relative order is not fixed.
+        let mut follow_calls = follow_calls;
+        follow_calls.sort();
+        assert_eq!(follow_calls, ["[ci] Tasks/Logs t1 follow=true", "[ci] Tasks/Wait t1"]);
+        server.abort();
+    }
+
+    #[tokio::test]
+    async fn run_with_rm_removes_what_it_created_when_start_fails() {
+        let scratch_dir = tempfile::tempdir().unwrap();
+        let socket_path = scratch_dir.path().join("berthd.sock");
+        let (daemon, server) = serve_recording_daemon(&socket_path).await;
+        let session = Session::connect(&socket_path, "default").await.unwrap();
+
+        let run_args = parse_run(&["berth", "run", "--rm", "--name", "fails-to-start", "alpine"]);
+        let error = run_container(&session, run_args).await.unwrap_err();
+        assert_eq!(error.to_string(), "runc start failed: exec format error; check the image's architecture");
+        assert_eq!(
+            daemon.calls(),
+            [
+                "[default] Containers/Create fails-to-start alpine []",
+                "[default] Tasks/Create fails-to-start start=true",
+                "[default] Tasks/Delete fails-to-start force=true",
+                "[default] Containers/Delete fails-to-start",
+            ]
+        );
+        server.abort();
+    }
+
+    #[tokio::test]
+    async fn detached_run_prints_the_id_and_does_not_wait() {
+        let scratch_dir = tempfile::tempdir().unwrap();
+        let socket_path = scratch_dir.path().join("berthd.sock");
+        let (daemon, server) = serve_recording_daemon(&socket_path).await;
+        let session = Session::connect(&socket_path, "default").await.unwrap();
+
+        let run_args = parse_run(&["berth", "run", "-d", "--name", "bg", "alpine"]);
+        let exit_code = run_container(&session, run_args).await.unwrap();
+        assert_eq!(format!("{exit_code:?}"), format!("{:?}", ExitCode::SUCCESS));
+        let calls = daemon.calls();
+        assert_eq!(calls.len(), 2, "{calls:?}");
+        assert!(calls.iter().all(|call| !call.contains("Wait") && !call.contains("Delete")));
+        server.abort();
+    }
+}
