@@ -231,7 +231,9 @@ fn default_mounts() -> Result<Vec<Mount>, OciSpecError> {
         builder.build()
     };
     Ok(vec![
-        mount("/proc", "proc", "proc", &[])?,
+        // nosuid,noexec,nodev as containerd and docker mount it: nothing in /proc is a program
+        // or a device, and a setuid bit there must not count.
+        mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"])?,
         mount("/dev", "tmpfs", "tmpfs", &["nosuid", "strictatime", "mode=755", "size=65536k"])?,
         mount(
             "/dev/pts",
@@ -518,7 +520,7 @@ mod tests {
             "root": { "path": "rootfs", "readonly": false },
             "hostname": "box",
             "mounts": [
-                { "destination": "/proc", "type": "proc", "source": "proc" },
+                { "destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"] },
                 { "destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"] },
                 { "destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"] },
                 { "destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"] },
