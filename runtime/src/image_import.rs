@@ -593,6 +593,256 @@ mod tests {
         assert_eq!(choose_name(0, &containerd, None).unwrap(), "docker.io/x/y:2");
     }
 
+    /// A small image layout built in memory. Descriptors name their blob with a placeholder
+    /// digest ("@layer", "@config", "@manifest", "@nested") that [`SyntheticLayout::archive`]
+    /// replaces by the real digest and, unless the test set one, the real size.
+    struct SyntheticLayout {
+        oci_layout: serde_json::Value,
+        layer: Vec<u8>,
+        config: serde_json::Value,
+        manifest: serde_json::Value,
+        nested_index: Option<serde_json::Value>,
+        index: serde_json::Value,
+    }
+
+    fn sha256_of(bytes: &[u8]) -> String {
+        use sha2::Digest as _;
+        format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
+    }
+
+    fn fill_descriptors(value: &mut serde_json::Value, known: &HashMap<String, (String, usize)>) {
+        match value {
+            serde_json::Value::Object(object) => {
+                let placeholder = object.get("digest").and_then(|digest| digest.as_str()).map(str::to_string);
+                if let Some((digest, size)) = placeholder.and_then(|name| known.get(&name)) {
+                    object.insert("digest".to_string(), serde_json::json!(digest));
+                    object.entry("size").or_insert(serde_json::json!(size));
+                }
+                object.values_mut().for_each(|child| fill_descriptors(child, known));
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(|child| fill_descriptors(child, known)),
+            _ => {}
+        }
+    }
+
+    impl SyntheticLayout {
+        fn new() -> SyntheticLayout {
+            let layer = b"not really a tar; the import never opens layers".to_vec();
+            SyntheticLayout {
+                oci_layout: serde_json::json!({ "imageLayoutVersion": "1.0.0" }),
+                config: serde_json::json!({
+                    "architecture": oci_architecture(),
+                    "os": "linux",
+                    "config": {
+                        "Entrypoint": ["/entry"],
+                        "Cmd": ["serve", "--port", "80"],
+                        "Env": ["PATH=/usr/bin", "MODE=test"],
+                        "WorkingDir": "/srv",
+                        "User": "web:web",
+                        "ExposedPorts": { "80/tcp": {} },
+                        "Labels": { "a": "b" },
+                    },
+                    "rootfs": { "type": "layers", "diff_ids": [sha256_of(&layer)] },
+                    "history": [{ "created_by": "a test" }],
+                }),
+                layer,
+                manifest: serde_json::json!({
+                    "schemaVersion": 2,
+                    "mediaType": MEDIA_TYPE_OCI_MANIFEST,
+                    "config": { "mediaType": MEDIA_TYPE_OCI_CONFIG, "digest": "@config" },
+                    "layers": [{ "mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": "@layer" }],
+                }),
+                nested_index: None,
+                index: serde_json::json!({
+                    "schemaVersion": 2,
+                    "manifests": [{
+                        "mediaType": MEDIA_TYPE_OCI_MANIFEST,
+                        "digest": "@manifest",
+                        "annotations": { ANNOTATION_REF_NAME: "v1" },
+                    }],
+                }),
+            }
+        }
+
+        /// A multi-platform layout as skopeo copies it with --all: index.json names an image
+        /// index, which names the manifest for this machine and one for another architecture.
+        fn multi_platform() -> SyntheticLayout {
+            let mut layout = SyntheticLayout::new();
+            layout.nested_index = Some(serde_json::json!({
+                "schemaVersion": 2,
+                "mediaType": MEDIA_TYPE_OCI_INDEX,
+                "manifests": [
+                    { "mediaType": MEDIA_TYPE_OCI_MANIFEST, "digest": "@manifest", "platform": { "architecture": "not-this-one", "os": "linux" } },
+                    { "mediaType": MEDIA_TYPE_OCI_MANIFEST, "digest": "@manifest", "platform": { "architecture": oci_architecture(), "os": "linux" } },
+                ],
+            }));
+            layout.index["manifests"][0]["mediaType"] = serde_json::json!(MEDIA_TYPE_OCI_INDEX);
+            layout.index["manifests"][0]["digest"] = serde_json::json!("@nested");
+            layout
+        }
+
+        fn archive(&self) -> Vec<u8> {
+            let mut known: HashMap<String, (String, usize)> = HashMap::new();
+            let mut blobs: Vec<Vec<u8>> = vec![self.layer.clone()];
+            known.insert("@layer".to_string(), (sha256_of(&self.layer), self.layer.len()));
+            let mut documents = vec![("@config", Some(self.config.clone())), ("@manifest", Some(self.manifest.clone()))];
+            documents.push(("@nested", self.nested_index.clone()));
+            for (placeholder, document) in documents {
+                let Some(mut document) = document else { continue };
+                fill_descriptors(&mut document, &known);
+                let bytes = serde_json::to_vec(&document).unwrap();
+                known.insert(placeholder.to_string(), (sha256_of(&bytes), bytes.len()));
+                blobs.push(bytes);
+            }
+            let mut index = self.index.clone();
+            fill_descriptors(&mut index, &known);
+
+            let mut builder = tar::Builder::new(Vec::new());
+            let mut append = |path: String, bytes: &[u8]| {
+                let mut header = tar::Header::new_gnu();
+                header.set_size(bytes.len() as u64);
+                header.set_mode(0o644);
+                header.set_entry_type(tar::EntryType::Regular);
+                builder.append_data(&mut header, path, bytes).unwrap();
+            };
+            append(OCI_LAYOUT_ENTRY.to_string(), &serde_json::to_vec(&self.oci_layout).unwrap());
+            append(INDEX_ENTRY.to_string(), &serde_json::to_vec(&index).unwrap());
+            for blob in &blobs {
+                append(format!("{BLOBS_SHA256_PREFIX}{}", &sha256_of(blob)["sha256:".len()..]), blob);
+            }
+            builder.into_inner().unwrap()
+        }
+
+        fn import(&self) -> Result<Vec<ImportedImage>, ImportError> {
+            let store_dir = tempfile::tempdir().unwrap();
+            let store = ContentStore::open(store_dir.path()).unwrap();
+            import_oci_archive(&store, io::Cursor::new(self.archive()), Some("example/app"))
+        }
+    }
+
+    #[test]
+    fn a_synthetic_layout_imports_with_its_config_summary() {
+        let layout = SyntheticLayout::new();
+        let images = layout.import().unwrap();
+        assert_eq!(images.len(), 1);
+        let image = &images[0];
+        assert_eq!(image.name, "example/app:v1");
+        assert_eq!(image.manifest.media_type, MEDIA_TYPE_OCI_MANIFEST);
+        assert_eq!(image.config.media_type, MEDIA_TYPE_OCI_CONFIG);
+        assert_eq!(image.layers.len(), 1);
+        assert_eq!(image.layers[0].blob.digest, sha256_of(&layout.layer));
+        assert_eq!(image.layers[0].blob.size, layout.layer.len() as i64);
+        assert_eq!(image.layers[0].diff_id, sha256_of(&layout.layer));
+        let expected_summary = ImageConfigSummary {
+            entrypoint: vec!["/entry".to_string()],
+            cmd: vec!["serve".to_string(), "--port".to_string(), "80".to_string()],
+            env: vec!["PATH=/usr/bin".to_string(), "MODE=test".to_string()],
+            working_dir: "/srv".to_string(),
+            user: "web:web".to_string(),
+        };
+        assert_eq!(image.config_summary, expected_summary);
+        assert_eq!(image.blobs.len(), 3, "manifest, config, layer");
+    }
+
+    #[test]
+    fn docker_schema_2_media_types_are_accepted_and_a_config_may_leave_out_its_process() {
+        let mut layout = SyntheticLayout::new();
+        layout.manifest["mediaType"] = serde_json::json!(MEDIA_TYPE_DOCKER_MANIFEST);
+        layout.manifest["config"]["mediaType"] = serde_json::json!(MEDIA_TYPE_DOCKER_CONFIG);
+        layout.manifest["layers"][0]["mediaType"] = serde_json::json!("application/vnd.docker.image.rootfs.diff.tar.gzip");
+        layout.index["manifests"][0]["mediaType"] = serde_json::json!(MEDIA_TYPE_DOCKER_MANIFEST);
+        layout.config.as_object_mut().unwrap().remove("config");
+        let image = layout.import().unwrap().remove(0);
+        assert_eq!(image.manifest.media_type, MEDIA_TYPE_DOCKER_MANIFEST);
+        assert_eq!(image.config.media_type, MEDIA_TYPE_DOCKER_CONFIG);
+        assert_eq!(image.config_summary, ImageConfigSummary::default());
+    }
+
+    #[test]
+    fn the_manifest_media_type_falls_back_to_the_descriptor_then_to_oci() {
+        let mut layout = SyntheticLayout::new();
+        layout.manifest.as_object_mut().unwrap().remove("mediaType");
+        layout.index["manifests"][0]["mediaType"] = serde_json::json!(MEDIA_TYPE_DOCKER_MANIFEST);
+        assert_eq!(layout.import().unwrap()[0].manifest.media_type, MEDIA_TYPE_DOCKER_MANIFEST);
+        layout.index["manifests"][0]["mediaType"] = serde_json::json!("");
+        assert_eq!(layout.import().unwrap()[0].manifest.media_type, MEDIA_TYPE_OCI_MANIFEST);
+    }
+
+    #[test]
+    fn a_multi_platform_index_yields_the_image_for_this_machine() {
+        let layout = SyntheticLayout::multi_platform();
+        let image = layout.import().unwrap().remove(0);
+        assert_eq!(image.name, "example/app:v1");
+        assert_eq!(image.blobs.len(), 4, "the platform index is kept too");
+        assert_eq!(image.blobs[3].media_type, MEDIA_TYPE_OCI_INDEX);
+
+        let mut foreign = SyntheticLayout::multi_platform();
+        foreign.nested_index.as_mut().unwrap()["manifests"].as_array_mut().unwrap().remove(1);
+        match foreign.import() {
+            Err(error @ ImportError::NoMatchingPlatform { .. }) => {
+                assert!(error.to_string().contains("(it has: linux/not-this-one)"), "{error}");
+            }
+            other => panic!("expected NoMatchingPlatform, got {other:?}"),
+        }
+    }
+
+    /// Every check the import makes, each with the words of its message that tell the user what
+    /// is wrong: one broken field at a time on an otherwise good layout.
+    #[test]
+    fn each_validation_keeps_its_error_and_message() {
+        type Breakage = fn(&mut SyntheticLayout);
+        let cases: Vec<(&str, Breakage, &str)> = vec![
+            ("layout version", |layout| layout.oci_layout["imageLayoutVersion"] = serde_json::json!("2.0.0"), "only 1.x is supported"),
+            ("index schema", |layout| layout.index["schemaVersion"] = serde_json::json!(1), "index.json is invalid (schemaVersion is 1, expected 2)"),
+            ("empty index", |layout| layout.index["manifests"] = serde_json::json!([]), "index.json is invalid (it lists no images)"),
+            ("index not an object", |layout| layout.index = serde_json::json!([1, 2]), "index.json is invalid"),
+            (
+                "foreign platform",
+                |layout| layout.index["manifests"][0]["platform"] = serde_json::json!({ "architecture": "not-this-one", "os": "linux" }),
+                "has no image for linux/",
+            ),
+            ("manifest schema", |layout| layout.manifest["schemaVersion"] = serde_json::json!(1), "is invalid (schemaVersion is 1, expected 2)"),
+            (
+                "manifest media type",
+                |layout| layout.manifest["mediaType"] = serde_json::json!("application/vnd.docker.distribution.manifest.v1+json"),
+                "has media type \"application/vnd.docker.distribution.manifest.v1+json\", which berth cannot run",
+            ),
+            (
+                "config media type",
+                |layout| layout.manifest["config"]["mediaType"] = serde_json::json!("application/octet-stream"),
+                "has media type \"application/octet-stream\"",
+            ),
+            (
+                "layer media type",
+                |layout| layout.manifest["layers"][0]["mediaType"] = serde_json::json!("application/vnd.oci.image.layer.v1.tar+bzip2"),
+                "has media type \"application/vnd.oci.image.layer.v1.tar+bzip2\"",
+            ),
+            ("layer size", |layout| layout.manifest["layers"][0]["size"] = serde_json::json!(3), "bytes but its descriptor says 3"),
+            ("config os", |layout| layout.config["os"] = serde_json::json!("windows"), "it is an image for \"windows\", berth runs linux images only"),
+            ("rootfs type", |layout| layout.config["rootfs"]["type"] = serde_json::json!("tarballs"), "rootfs.type is \"tarballs\", expected \"layers\""),
+            (
+                "diff id count",
+                |layout| layout.config["rootfs"]["diff_ids"].as_array_mut().unwrap().push(serde_json::json!(sha256_of(b"x"))),
+                "it lists 2 diff_ids but the manifest has 1 layers",
+            ),
+            (
+                "diff id form",
+                |layout| layout.config["rootfs"]["diff_ids"][0] = serde_json::json!("md5:0123"),
+                "diff_id \"md5:0123\" is not a sha256 digest",
+            ),
+            ("config without rootfs", |layout| drop(layout.config.as_object_mut().unwrap().remove("rootfs")), "image config sha256:"),
+        ];
+        for (case, breakage, expected_words) in cases {
+            let mut layout = SyntheticLayout::new();
+            breakage(&mut layout);
+            let message = match layout.import() {
+                Ok(images) => panic!("{case}: imported {images:?}"),
+                Err(error) => error.to_string(),
+            };
+            assert!(message.contains(expected_words), "{case}: {message}");
+        }
+    }
+
     #[test]
     fn tag_detection_ignores_registry_ports() {
         assert!(!has_tag_or_digest("localhost:5000/busybox"));
