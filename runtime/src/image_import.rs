@@ -446,8 +446,9 @@ fn is_index_media_type(media_type: &MediaType) -> bool {
     *media_type == MediaType::ImageIndex || media_type.as_ref() == MEDIA_TYPE_DOCKER_MANIFEST_LIST
 }
 
-/// A descriptor's size as the content store counts it. Only called on descriptors that passed
-/// [`require_blob`], whose size equals a stored blob's and so fits.
+/// A descriptor's size as the content store counts it (i64). A size that passed
+/// [`require_blob`] equals a stored blob's and so fits; only a `SizeMismatch` can meet a claim
+/// above i64::MAX, and shows it as i64::MAX.
 fn stored_size(descriptor: &Descriptor) -> i64 {
     i64::try_from(descriptor.size()).unwrap_or(i64::MAX)
 }
