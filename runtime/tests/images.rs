@@ -558,7 +558,7 @@ fn spec_has_the_defaults_a_runc_container_gets() {
     write_bundle(&bundle, &spec).unwrap();
     let written: serde_json::Value = serde_json::from_slice(&fs::read(bundle.join("config.json")).unwrap()).unwrap();
     assert_eq!(written["root"]["path"], "rootfs");
-    assert_eq!(written["root"].get("readonly").and_then(|v| v.as_bool()).unwrap_or(false), false);
+    assert!(!written["root"].get("readonly").and_then(|v| v.as_bool()).unwrap_or(false));
     assert_eq!(written["process"]["cwd"], "/");
     assert_eq!(written["process"]["terminal"], false);
     assert_eq!(written["process"]["noNewPrivileges"], true);
@@ -607,7 +607,7 @@ fn busybox_runs_under_runc_with_the_generated_spec() {
     fs::create_dir_all(&rootfs).unwrap();
     snapshotter.mount(&active, &rootfs).unwrap();
 
-    let args = merge_process_args(&image.config_summary.entrypoint, &image.config_summary.cmd, &[], &strings(&["sh", "-c", "echo hi; id -u; exit 7"]));
+    let args = merge_process_args(&image.config_summary.entrypoint, &image.config_summary.cmd, &[], &strings(&["sh", "-c", "echo hi; id -u; grep ' /proc ' /proc/mounts; exit 7"]));
     let input = SpecInput {
         args,
         env: merge_env(&image.config_summary.env, &[]),
@@ -631,12 +631,19 @@ fn busybox_runs_under_runc_with_the_generated_spec() {
         .unwrap();
     let _ = Command::new(runc_binary).arg("--root").arg(&runc_state).args(["delete", "--force", &container_id]).output();
     let unmounted = Snapshotter::unmount(&rootfs);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let (first_lines, proc_mount_line) = stdout.split_at(stdout.find("proc /proc ").unwrap_or(stdout.len()));
     assert_eq!(
-        (String::from_utf8_lossy(&output.stdout).into_owned(), output.status.code()),
-        ("hi\n0\n".to_string(), Some(7)),
+        (first_lines, output.status.code()),
+        ("hi\n0\n", Some(7)),
         "runc stderr: {}",
         String::from_utf8_lossy(&output.stderr)
     );
+    // The kernel's view, not the spec's: /proc really is mounted nosuid,nodev,noexec.
+    let proc_options: Vec<&str> = proc_mount_line.split_whitespace().nth(3).unwrap_or_default().split(',').collect();
+    for expected in ["nosuid", "nodev", "noexec"] {
+        assert!(proc_options.contains(&expected), "/proc is mounted without {expected}: {proc_mount_line:?}");
+    }
     unmounted.unwrap();
 }
 

@@ -12,7 +12,7 @@ use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::path::Path;
 
-use serde::Deserialize;
+use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest, MediaType, OciLayout, Os, Platform};
 
 use crate::images::content::{ContentError, ContentStore};
 use crate::images::digest::{chain_ids, digest_hex};
@@ -27,24 +27,29 @@ const MAX_METADATA_ENTRY_BYTES: u64 = 16 * 1024 * 1024;
 const ANNOTATION_CONTAINERD_NAME: &str = "io.containerd.image.name";
 const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
 
-pub const MEDIA_TYPE_OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-pub const MEDIA_TYPE_OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-pub const MEDIA_TYPE_OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+// The OCI media types are oci-spec's `MediaType` variants; Docker's are not among them.
 pub const MEDIA_TYPE_DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 pub const MEDIA_TYPE_DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 pub const MEDIA_TYPE_DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
 
-/// Layer media types we can unpack (see unpack.rs for the compression each implies).
-const SUPPORTED_LAYER_MEDIA_TYPES: &[&str] = &[
-    "application/vnd.oci.image.layer.v1.tar",
-    "application/vnd.oci.image.layer.v1.tar+gzip",
-    "application/vnd.oci.image.layer.v1.tar+zstd",
-    "application/vnd.oci.image.layer.nondistributable.v1.tar",
-    "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
-    "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd",
-    "application/vnd.docker.image.rootfs.diff.tar.gzip",
-    "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
-];
+/// Docker layer media types we can unpack (see unpack.rs for the compression each implies).
+const SUPPORTED_DOCKER_LAYER_MEDIA_TYPES: &[&str] =
+    &["application/vnd.docker.image.rootfs.diff.tar.gzip", "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"];
+
+/// Layer media types we can unpack: every OCI layer form (plain, gzip, zstd, non-distributable)
+/// and Docker's gzip layers.
+fn is_supported_layer_media_type(media_type: &MediaType) -> bool {
+    match media_type {
+        MediaType::ImageLayer
+        | MediaType::ImageLayerGzip
+        | MediaType::ImageLayerZstd
+        | MediaType::ImageLayerNonDistributable
+        | MediaType::ImageLayerNonDistributableGzip
+        | MediaType::ImageLayerNonDistributableZstd => true,
+        MediaType::Other(other) => SUPPORTED_DOCKER_LAYER_MEDIA_TYPES.contains(&other.as_str()),
+        _ => false,
+    }
+}
 
 /// How an image's `org.opencontainers.image.ref.name` reads in the `NoName` message.
 fn describe_ref_name(ref_name: Option<&str>) -> String {
@@ -130,82 +135,6 @@ pub struct ImportedImage {
     pub blobs: Vec<BlobRef>,
 }
 
-#[derive(Debug, Deserialize)]
-struct OciLayoutFile {
-    #[serde(rename = "imageLayoutVersion")]
-    image_layout_version: String,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-struct Descriptor {
-    #[serde(rename = "mediaType", default)]
-    media_type: String,
-    digest: String,
-    size: i64,
-    #[serde(default)]
-    annotations: HashMap<String, String>,
-    #[serde(default)]
-    platform: Option<Platform>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-struct Platform {
-    #[serde(default)]
-    architecture: String,
-    #[serde(default)]
-    os: String,
-}
-
-#[derive(Debug, Deserialize)]
-struct IndexFile {
-    #[serde(rename = "schemaVersion")]
-    schema_version: i64,
-    #[serde(default)]
-    manifests: Vec<Descriptor>,
-}
-
-#[derive(Debug, Deserialize)]
-struct ManifestFile {
-    #[serde(rename = "schemaVersion")]
-    schema_version: i64,
-    #[serde(rename = "mediaType", default)]
-    media_type: Option<String>,
-    config: Descriptor,
-    #[serde(default)]
-    layers: Vec<Descriptor>,
-}
-
-#[derive(Debug, Deserialize)]
-struct ConfigFile {
-    #[serde(default)]
-    os: String,
-    #[serde(default)]
-    config: Option<ContainerConfig>,
-    rootfs: RootFs,
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct ContainerConfig {
-    #[serde(rename = "Entrypoint", default)]
-    entrypoint: Option<Vec<String>>,
-    #[serde(rename = "Cmd", default)]
-    cmd: Option<Vec<String>>,
-    #[serde(rename = "Env", default)]
-    env: Option<Vec<String>>,
-    #[serde(rename = "WorkingDir", default)]
-    working_dir: Option<String>,
-    #[serde(rename = "User", default)]
-    user: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-struct RootFs {
-    #[serde(rename = "type", default)]
-    kind: String,
-    #[serde(default)]
-    diff_ids: Vec<String>,
-}
-
 /// This machine's architecture in OCI (GOARCH) spelling.
 pub fn oci_architecture() -> &'static str {
     match std::env::consts::ARCH {
@@ -219,7 +148,11 @@ pub fn oci_architecture() -> &'static str {
 
 /// Imports the OCI image-layout tar read from `archive`. See [`import_oci_archive_file`] for the
 /// naming rules of `name`.
-pub fn import_oci_archive(store: &ContentStore, archive: impl Read, name: Option<&str>) -> Result<Vec<ImportedImage>, ImportError> {
+pub fn import_oci_archive(
+    store: &ContentStore,
+    archive: impl Read,
+    name: Option<&str>,
+) -> Result<Vec<ImportedImage>, ImportError> {
     import_oci_archive_labelled(store, archive, "the archive", name)
 }
 
@@ -231,38 +164,63 @@ pub fn import_oci_archive(store: &ContentStore, archive: impl Read, name: Option
 /// - no `name`: the `io.containerd.image.name` annotation, else the
 ///   `org.opencontainers.image.ref.name` annotation if it is a full reference (umoci and skopeo
 ///   put only a tag there, which is not enough: `NoName`).
-pub fn import_oci_archive_file(store: &ContentStore, path: &Path, name: Option<&str>) -> Result<Vec<ImportedImage>, ImportError> {
+pub fn import_oci_archive_file(
+    store: &ContentStore,
+    path: &Path,
+    name: Option<&str>,
+) -> Result<Vec<ImportedImage>, ImportError> {
     let label = path.display().to_string();
-    let file = File::open(path).map_err(|error| ImportError::NotAnOciArchive { source_label: label.clone(), reason: format!("; cannot open it: {error}") })?;
+    let file = File::open(path).map_err(|error| ImportError::NotAnOciArchive {
+        source_label: label.clone(),
+        reason: format!("; cannot open it: {error}"),
+    })?;
     import_oci_archive_labelled(store, BufReader::with_capacity(256 * 1024, file), &label, name)
 }
 
-fn import_oci_archive_labelled(store: &ContentStore, archive: impl Read, source_label: &str, name: Option<&str>) -> Result<Vec<ImportedImage>, ImportError> {
+fn import_oci_archive_labelled(
+    store: &ContentStore,
+    archive: impl Read,
+    source_label: &str,
+    name: Option<&str>,
+) -> Result<Vec<ImportedImage>, ImportError> {
     if let Some(given_name) = name {
         validate_name(given_name)?;
     }
     let layout = read_layout_streaming(store, archive, source_label)?;
-    let version = serde_json::from_slice::<OciLayoutFile>(&layout.oci_layout)
-        .map_err(|error| ImportError::NotAnOciArchive { source_label: source_label.to_string(), reason: format!("; its oci-layout entry is not valid JSON: {error}") })?
-        .image_layout_version;
+    let version = serde_json::from_slice::<OciLayout>(&layout.oci_layout)
+        .map_err(|error| ImportError::NotAnOciArchive {
+            source_label: source_label.to_string(),
+            reason: format!("; its oci-layout entry is not valid JSON: {error}"),
+        })?
+        .image_layout_version()
+        .clone();
     if !version.starts_with("1.") {
         return Err(ImportError::UnsupportedLayoutVersion { version });
     }
-    let index_bytes = layout.index_json.ok_or_else(|| ImportError::InvalidIndex { reason: "the archive has no index.json entry".to_string() })?;
-    let index: IndexFile = serde_json::from_slice(&index_bytes).map_err(|error| ImportError::InvalidIndex { reason: error.to_string() })?;
-    if index.schema_version != 2 {
-        return Err(ImportError::InvalidIndex { reason: format!("schemaVersion is {}, expected 2", index.schema_version) });
+    let index_bytes = layout
+        .index_json
+        .ok_or_else(|| ImportError::InvalidIndex { reason: "the archive has no index.json entry".to_string() })?;
+    let index: ImageIndex = serde_json::from_slice(&index_bytes)
+        .map_err(|error| ImportError::InvalidIndex { reason: error.to_string() })?;
+    if index.schema_version() != 2 {
+        return Err(ImportError::InvalidIndex {
+            reason: format!("schemaVersion is {}, expected 2", index.schema_version()),
+        });
     }
     let wanted_architecture = oci_architecture();
-    let top_level: Vec<&Descriptor> = index.manifests.iter().filter(|descriptor| platform_matches(descriptor.platform.as_ref(), wanted_architecture)).collect();
-    if index.manifests.is_empty() {
+    let top_level: Vec<&Descriptor> = index
+        .manifests()
+        .iter()
+        .filter(|descriptor| platform_matches(descriptor.platform().as_ref(), wanted_architecture))
+        .collect();
+    if index.manifests().is_empty() {
         return Err(ImportError::InvalidIndex { reason: "it lists no images".to_string() });
     }
     if top_level.is_empty() {
         return Err(ImportError::NoMatchingPlatform {
             index: INDEX_ENTRY.to_string(),
             wanted_architecture: wanted_architecture.to_string(),
-            available: describe_platforms(&index.manifests),
+            available: describe_platforms(index.manifests()),
         });
     }
     if let Some(given_name) = name {
@@ -271,9 +229,10 @@ fn import_oci_archive_labelled(store: &ContentStore, archive: impl Read, source_
         }
     }
 
+    let no_annotations = HashMap::new();
     let mut images = Vec::with_capacity(top_level.len());
     for (image_idx, descriptor) in top_level.into_iter().enumerate() {
-        let image_name = choose_name(image_idx, &descriptor.annotations, name)?;
+        let image_name = choose_name(image_idx, descriptor.annotations().as_ref().unwrap_or(&no_annotations), name)?;
         images.push(import_one_image(store, descriptor, image_name, wanted_architecture)?);
     }
     Ok(images)
@@ -285,7 +244,11 @@ struct LayoutInMemory {
 }
 
 /// Reads the tar once: blobs into the store, the two small metadata files into memory.
-fn read_layout_streaming(store: &ContentStore, archive: impl Read, source_label: &str) -> Result<LayoutInMemory, ImportError> {
+fn read_layout_streaming(
+    store: &ContentStore,
+    archive: impl Read,
+    source_label: &str,
+) -> Result<LayoutInMemory, ImportError> {
     let mut tar_archive = tar::Archive::new(archive);
     let mut oci_layout = None;
     let mut index_json = None;
@@ -297,7 +260,12 @@ fn read_layout_streaming(store: &ContentStore, archive: impl Read, source_label:
             Ok(entry) => entry,
             // An unreadable first header means this was never a tar; later, it was cut or damaged.
             Err(error) if n_entries_read == 0 => return Err(not_a_tar(source_label, &error)),
-            Err(error) => return Err(ImportError::CorruptArchive { entry: format!("after {last_entry_name}"), reason: error.to_string() }),
+            Err(error) => {
+                return Err(ImportError::CorruptArchive {
+                    entry: format!("after {last_entry_name}"),
+                    reason: error.to_string(),
+                })
+            }
         };
         n_entries_read += 1;
         let entry_name = layout_relative_path(&entry.path_bytes());
@@ -336,13 +304,17 @@ fn read_layout_streaming(store: &ContentStore, archive: impl Read, source_label:
 }
 
 fn not_a_tar(source_label: &str, error: &io::Error) -> ImportError {
-    ImportError::NotAnOciArchive { source_label: source_label.to_string(), reason: format!("; it is not a readable tar: {error}") }
+    ImportError::NotAnOciArchive {
+        source_label: source_label.to_string(),
+        reason: format!("; it is not a readable tar: {error}"),
+    }
 }
 
 /// The entry path relative to the layout root: `./blobs/x` and `blobs/x` are the same entry.
 fn layout_relative_path(raw_path: &[u8]) -> String {
     let text = String::from_utf8_lossy(raw_path);
-    let components: Vec<&str> = text.split('/').filter(|component| !component.is_empty() && *component != ".").collect();
+    let components: Vec<&str> =
+        text.split('/').filter(|component| !component.is_empty() && *component != ".").collect();
     components.join("/")
 }
 
@@ -353,7 +325,10 @@ fn read_small_entry(entry: &mut impl Read, entry_name: &str) -> Result<Vec<u8>, 
         .read_to_end(&mut bytes)
         .map_err(|error| ImportError::CorruptArchive { entry: entry_name.to_string(), reason: error.to_string() })?;
     if bytes.len() as u64 > MAX_METADATA_ENTRY_BYTES {
-        return Err(ImportError::CorruptArchive { entry: entry_name.to_string(), reason: format!("larger than {MAX_METADATA_ENTRY_BYTES} bytes") });
+        return Err(ImportError::CorruptArchive {
+            entry: entry_name.to_string(),
+            reason: format!("larger than {MAX_METADATA_ENTRY_BYTES} bytes"),
+        });
     }
     Ok(bytes)
 }
@@ -362,19 +337,24 @@ fn read_small_entry(entry: &mut impl Read, entry_name: &str) -> Result<Vec<u8>, 
 fn platform_matches(platform: Option<&Platform>, wanted_architecture: &str) -> bool {
     match platform {
         None => true,
-        Some(platform) => platform.os == "linux" && platform.architecture == wanted_architecture,
+        // Compared in GOARCH spelling: `Arch` has no variant for some values and keeps them as text.
+        Some(platform) => *platform.os() == Os::Linux && platform.architecture().to_string() == wanted_architecture,
     }
 }
 
 fn describe_platforms(descriptors: &[Descriptor]) -> String {
     let platforms: Vec<String> = descriptors
         .iter()
-        .map(|descriptor| match &descriptor.platform {
-            Some(platform) => format!("{}/{}", platform.os, platform.architecture),
+        .map(|descriptor| match descriptor.platform() {
+            Some(platform) => format!("{}/{}", platform.os(), platform.architecture()),
             None => "unspecified".to_string(),
         })
         .collect();
-    if platforms.is_empty() { "none".to_string() } else { platforms.join(", ") }
+    if platforms.is_empty() {
+        "none".to_string()
+    } else {
+        platforms.join(", ")
+    }
 }
 
 /// True if a reference names a tag or digest: a ':' after the last '/' (a ':' before it is a
@@ -395,13 +375,21 @@ fn tag_of(reference: &str) -> Option<&str> {
 
 fn validate_name(name: &str) -> Result<(), ImportError> {
     let acceptable = |character: char| character.is_ascii_alphanumeric() || "._-/:@".contains(character);
-    if name.is_empty() || !name.chars().all(acceptable) || name.starts_with(['/', ':', '@', '.', '-']) || name.ends_with(['/', ':', '@']) {
+    if name.is_empty()
+        || !name.chars().all(acceptable)
+        || name.starts_with(['/', ':', '@', '.', '-'])
+        || name.ends_with(['/', ':', '@'])
+    {
         return Err(ImportError::InvalidName { name: name.to_string() });
     }
     Ok(())
 }
 
-fn choose_name(image_idx: usize, annotations: &HashMap<String, String>, given_name: Option<&str>) -> Result<String, ImportError> {
+fn choose_name(
+    image_idx: usize,
+    annotations: &HashMap<String, String>,
+    given_name: Option<&str>,
+) -> Result<String, ImportError> {
     let containerd_name = annotations.get(ANNOTATION_CONTAINERD_NAME).filter(|value| !value.is_empty());
     let ref_name = annotations.get(ANNOTATION_REF_NAME).filter(|value| !value.is_empty());
     let ref_is_full = |reference: &String| reference.contains('/') || reference.contains(':');
@@ -429,40 +417,68 @@ fn choose_name(image_idx: usize, annotations: &HashMap<String, String>, given_na
     }
 }
 
-fn is_index_media_type(media_type: &str) -> bool {
-    media_type == MEDIA_TYPE_OCI_INDEX || media_type == MEDIA_TYPE_DOCKER_MANIFEST_LIST
+fn is_index_media_type(media_type: &MediaType) -> bool {
+    *media_type == MediaType::ImageIndex || media_type.as_ref() == MEDIA_TYPE_DOCKER_MANIFEST_LIST
+}
+
+/// A descriptor's size as the content store counts it (i64). A size that passed
+/// [`require_blob`] equals a stored blob's and so fits; only a `SizeMismatch` can meet a claim
+/// above i64::MAX, and shows it as i64::MAX.
+fn stored_size(descriptor: &Descriptor) -> i64 {
+    i64::try_from(descriptor.size()).unwrap_or(i64::MAX)
 }
 
 fn blob_ref(descriptor: &Descriptor) -> BlobRef {
-    BlobRef { digest: descriptor.digest.clone(), size: descriptor.size, media_type: descriptor.media_type.clone() }
+    BlobRef {
+        digest: descriptor.digest().to_string(),
+        size: stored_size(descriptor),
+        media_type: descriptor.media_type().to_string(),
+    }
 }
 
 /// Checks the blob is in the store with the size its descriptor claims.
 fn require_blob(store: &ContentStore, descriptor: &Descriptor) -> Result<(), ImportError> {
-    digest_hex(&descriptor.digest).map_err(ContentError::from)?;
-    match store.info(&descriptor.digest) {
-        Ok(info) if info.size == descriptor.size => Ok(()),
-        Ok(info) => Err(ImportError::SizeMismatch { digest: descriptor.digest.clone(), expected: descriptor.size, actual: info.size }),
-        Err(ContentError::NotFound { .. }) => Err(ImportError::MissingBlob { digest: descriptor.digest.clone() }),
+    // oci-spec checks the digest's form only; the store holds sha256 blobs alone.
+    let digest = descriptor.digest().as_ref();
+    digest_hex(digest).map_err(ContentError::from)?;
+    match store.info(digest) {
+        Ok(info) if u64::try_from(info.size) == Ok(descriptor.size()) => Ok(()),
+        Ok(info) => Err(ImportError::SizeMismatch {
+            digest: digest.to_string(),
+            expected: stored_size(descriptor),
+            actual: info.size,
+        }),
+        Err(ContentError::NotFound { .. }) => Err(ImportError::MissingBlob { digest: digest.to_string() }),
         Err(other) => Err(other.into()),
     }
 }
 
-fn import_one_image(store: &ContentStore, top_descriptor: &Descriptor, name: String, wanted_architecture: &str) -> Result<ImportedImage, ImportError> {
+fn import_one_image(
+    store: &ContentStore,
+    top_descriptor: &Descriptor,
+    name: String,
+    wanted_architecture: &str,
+) -> Result<ImportedImage, ImportError> {
     let mut extra_blobs = Vec::new();
-    let manifest_descriptor = if is_index_media_type(&top_descriptor.media_type) {
+    let manifest_descriptor = if is_index_media_type(top_descriptor.media_type()) {
         require_blob(store, top_descriptor)?;
-        let nested_bytes = store.read_all(&top_descriptor.digest)?;
-        let nested: IndexFile = serde_json::from_slice(&nested_bytes)
-            .map_err(|error| ImportError::InvalidIndex { reason: format!("nested index {}: {error}", top_descriptor.digest) })?;
+        let nested_digest = top_descriptor.digest().as_ref();
+        let nested_bytes = store.read_all(nested_digest)?;
+        let nested: ImageIndex = serde_json::from_slice(&nested_bytes)
+            .map_err(|error| ImportError::InvalidIndex { reason: format!("nested index {nested_digest}: {error}") })?;
         let picked = nested
-            .manifests
+            .manifests()
             .iter()
-            .find(|descriptor| descriptor.platform.as_ref().is_some_and(|platform| platform_matches(Some(platform), wanted_architecture)))
+            .find(|descriptor| {
+                descriptor
+                    .platform()
+                    .as_ref()
+                    .is_some_and(|platform| platform_matches(Some(platform), wanted_architecture))
+            })
             .ok_or_else(|| ImportError::NoMatchingPlatform {
-                index: top_descriptor.digest.clone(),
+                index: nested_digest.to_string(),
                 wanted_architecture: wanted_architecture.to_string(),
-                available: describe_platforms(&nested.manifests),
+                available: describe_platforms(nested.manifests()),
             })?;
         extra_blobs.push(blob_ref(top_descriptor));
         picked.clone()
@@ -471,74 +487,92 @@ fn import_one_image(store: &ContentStore, top_descriptor: &Descriptor, name: Str
     };
 
     require_blob(store, &manifest_descriptor)?;
-    let manifest_digest = manifest_descriptor.digest.clone();
+    let manifest_digest = manifest_descriptor.digest().to_string();
     let invalid_manifest = |reason: String| ImportError::InvalidManifest { digest: manifest_digest.clone(), reason };
     let manifest_bytes = store.read_all(&manifest_digest)?;
-    let manifest: ManifestFile = serde_json::from_slice(&manifest_bytes).map_err(|error| invalid_manifest(error.to_string()))?;
-    if manifest.schema_version != 2 {
-        return Err(invalid_manifest(format!("schemaVersion is {}, expected 2", manifest.schema_version)));
+    let manifest: ImageManifest =
+        serde_json::from_slice(&manifest_bytes).map_err(|error| invalid_manifest(error.to_string()))?;
+    if manifest.schema_version() != 2 {
+        return Err(invalid_manifest(format!("schemaVersion is {}, expected 2", manifest.schema_version())));
     }
-    let manifest_media_type = manifest.media_type.clone().filter(|media_type| !media_type.is_empty()).unwrap_or_else(|| {
-        if manifest_descriptor.media_type.is_empty() { MEDIA_TYPE_OCI_MANIFEST.to_string() } else { manifest_descriptor.media_type.clone() }
-    });
-    if manifest_media_type != MEDIA_TYPE_OCI_MANIFEST && manifest_media_type != MEDIA_TYPE_DOCKER_MANIFEST {
+    // The manifest's own mediaType, else its descriptor's; Docker manifests always say which.
+    let manifest_media_type = [manifest.media_type().as_ref(), Some(manifest_descriptor.media_type())]
+        .into_iter()
+        .flatten()
+        .map(MediaType::to_string)
+        .find(|media_type| !media_type.is_empty())
+        .unwrap_or_else(|| MediaType::ImageManifest.to_string());
+    if manifest_media_type != MediaType::ImageManifest.as_ref() && manifest_media_type != MEDIA_TYPE_DOCKER_MANIFEST {
         return Err(ImportError::UnsupportedMediaType { digest: manifest_digest, media_type: manifest_media_type });
     }
-    let config_media_type = &manifest.config.media_type;
-    if config_media_type != MEDIA_TYPE_OCI_CONFIG && config_media_type != MEDIA_TYPE_DOCKER_CONFIG {
-        return Err(ImportError::UnsupportedMediaType { digest: manifest.config.digest.clone(), media_type: config_media_type.clone() });
+    let config_descriptor = manifest.config();
+    let config_media_type = config_descriptor.media_type();
+    if *config_media_type != MediaType::ImageConfig && config_media_type.as_ref() != MEDIA_TYPE_DOCKER_CONFIG {
+        return Err(ImportError::UnsupportedMediaType {
+            digest: config_descriptor.digest().to_string(),
+            media_type: config_media_type.to_string(),
+        });
     }
-    for layer in &manifest.layers {
-        if !SUPPORTED_LAYER_MEDIA_TYPES.contains(&layer.media_type.as_str()) {
-            return Err(ImportError::UnsupportedMediaType { digest: layer.digest.clone(), media_type: layer.media_type.clone() });
+    for layer in manifest.layers() {
+        if !is_supported_layer_media_type(layer.media_type()) {
+            return Err(ImportError::UnsupportedMediaType {
+                digest: layer.digest().to_string(),
+                media_type: layer.media_type().to_string(),
+            });
         }
     }
 
-    require_blob(store, &manifest.config)?;
-    let config_digest = manifest.config.digest.clone();
+    require_blob(store, config_descriptor)?;
+    let config_digest = config_descriptor.digest().to_string();
     let invalid_config = |reason: String| ImportError::InvalidConfig { digest: config_digest.clone(), reason };
     let config_bytes = store.read_all(&config_digest)?;
-    let config: ConfigFile = serde_json::from_slice(&config_bytes).map_err(|error| invalid_config(error.to_string()))?;
-    if !config.os.is_empty() && config.os != "linux" {
-        return Err(invalid_config(format!("it is an image for {:?}, berth runs linux images only", config.os)));
+    let config: ImageConfiguration =
+        serde_json::from_slice(&config_bytes).map_err(|error| invalid_config(error.to_string()))?;
+    let config_os = config.os().to_string();
+    if !config_os.is_empty() && *config.os() != Os::Linux {
+        return Err(invalid_config(format!("it is an image for {config_os:?}, berth runs linux images only")));
     }
-    if config.rootfs.kind != "layers" {
-        return Err(invalid_config(format!("rootfs.type is {:?}, expected \"layers\"", config.rootfs.kind)));
+    let rootfs = config.rootfs();
+    if rootfs.typ() != "layers" {
+        return Err(invalid_config(format!("rootfs.type is {:?}, expected \"layers\"", rootfs.typ())));
     }
-    if config.rootfs.diff_ids.len() != manifest.layers.len() {
+    let diff_ids = rootfs.diff_ids();
+    if diff_ids.len() != manifest.layers().len() {
         return Err(invalid_config(format!(
             "it lists {} diff_ids but the manifest has {} layers",
-            config.rootfs.diff_ids.len(),
-            manifest.layers.len()
+            diff_ids.len(),
+            manifest.layers().len()
         )));
     }
-    for diff_id in &config.rootfs.diff_ids {
+    for diff_id in diff_ids {
         digest_hex(diff_id).map_err(|_| invalid_config(format!("diff_id {diff_id:?} is not a sha256 digest")))?;
     }
-    for layer in &manifest.layers {
+    for layer in manifest.layers() {
         require_blob(store, layer)?;
     }
 
-    let layer_chain_ids = chain_ids(&config.rootfs.diff_ids);
+    let layer_chain_ids = chain_ids(diff_ids);
     let layers: Vec<ImportedLayer> = manifest
-        .layers
+        .layers()
         .iter()
-        .zip(config.rootfs.diff_ids.iter())
+        .zip(diff_ids.iter())
         .zip(layer_chain_ids)
         .map(|((layer, diff_id), chain_id)| ImportedLayer { blob: blob_ref(layer), diff_id: diff_id.clone(), chain_id })
         .collect();
 
-    let container_config = config.config.unwrap_or_default();
-    let config_summary = ImageConfigSummary {
-        entrypoint: container_config.entrypoint.unwrap_or_default(),
-        cmd: container_config.cmd.unwrap_or_default(),
-        env: container_config.env.unwrap_or_default(),
-        working_dir: container_config.working_dir.unwrap_or_default(),
-        user: container_config.user.unwrap_or_default(),
+    let config_summary = match config.config() {
+        Some(process_config) => ImageConfigSummary {
+            entrypoint: process_config.entrypoint().clone().unwrap_or_default(),
+            cmd: process_config.cmd().clone().unwrap_or_default(),
+            env: process_config.env().clone().unwrap_or_default(),
+            working_dir: process_config.working_dir().clone().unwrap_or_default(),
+            user: process_config.user().clone().unwrap_or_default(),
+        },
+        None => ImageConfigSummary::default(),
     };
 
-    let manifest_ref = BlobRef { digest: manifest_descriptor.digest.clone(), size: manifest_descriptor.size, media_type: manifest_media_type };
-    let config_ref = blob_ref(&manifest.config);
+    let manifest_ref = BlobRef { media_type: manifest_media_type, ..blob_ref(&manifest_descriptor) };
+    let config_ref = blob_ref(config_descriptor);
     let mut blobs = vec![manifest_ref.clone(), config_ref.clone()];
     blobs.extend(layers.iter().map(|layer| layer.blob.clone()));
     blobs.extend(extra_blobs);
