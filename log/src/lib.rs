@@ -25,6 +25,11 @@ pub use reader::{open_read_only, open_read_only_with, LogReader, ReadOnlyLog};
 pub use time::{Timestamp, TimestampParseError};
 pub use writer::{EventLog, LogStats};
 
+/// berthd's default root directory; the log lives in `<root>/` [`LOG_DIR_NAME`].
+pub const DEFAULT_ROOT: &str = "/var/lib/berth";
+/// The log's directory under a berth root.
+pub const LOG_DIR_NAME: &str = "log";
+
 /// Position of a record in the log: dense from 1; `Seq(0)` means "nothing".
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Default, serde::Serialize, serde::Deserialize)]
 #[serde(transparent)]

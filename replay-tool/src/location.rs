@@ -7,15 +7,14 @@ use berth_log::{open_read_only, OpenReport, ReadOnlyLog};
 
 use crate::error::ReplayError;
 
-/// berthd's default root; its log lives in `DEFAULT_ROOT/log`.
-pub const DEFAULT_ROOT: &str = "/var/lib/berth";
+pub use berth_log::DEFAULT_ROOT;
 
 /// The log directory for `--root` / `--log` (at most one of them is given).
 pub fn resolve_log_dir(root: Option<&Path>, log: Option<&Path>) -> PathBuf {
     match (log, root) {
         (Some(log_dir), _) => log_dir.to_path_buf(),
-        (None, Some(root_dir)) => root_dir.join("log"),
-        (None, None) => Path::new(DEFAULT_ROOT).join("log"),
+        (None, Some(root_dir)) => root_dir.join(berth_log::LOG_DIR_NAME),
+        (None, None) => Path::new(DEFAULT_ROOT).join(berth_log::LOG_DIR_NAME),
     }
 }
 

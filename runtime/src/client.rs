@@ -19,17 +19,8 @@ use crate::api::namespaces_client::NamespacesClient;
 use crate::api::tasks_client::TasksClient;
 use crate::api::version_client::VersionClient;
 
-/// Where berthd listens unless told otherwise (`--address` / `BERTH_ADDRESS`).
-pub const DEFAULT_ADDRESS: &str = "/run/berth/berthd.sock";
-
-/// Metadata key naming the namespace a request acts in; berthd assumes "default" without it.
-pub const NAMESPACE_METADATA_KEY: &str = "berth-namespace";
-
-/// Metadata key naming a request, so its records in the log can be traced back to the caller.
-pub const REQUEST_ID_METADATA_KEY: &str = "berth-request-id";
-
-/// The namespace used when the caller names none.
-pub const DEFAULT_NAMESPACE: &str = "default";
+/// The wire conventions, defined once beside the generated API types.
+pub use crate::api::{DEFAULT_ADDRESS, DEFAULT_NAMESPACE, NAMESPACE_KEY, REQUEST_ID_KEY};
 
 /// What the user should do when berthd cannot be reached at all.
 const START_DAEMON_HINT: &str =
@@ -209,12 +200,12 @@ impl BerthClient {
         let mut request = tonic::Request::new(message);
         let metadata = request.metadata_mut();
         metadata.insert(
-            NAMESPACE_METADATA_KEY,
+            NAMESPACE_KEY,
             namespace_metadata_value(&self.namespace),
         );
         // Request ids are made of ASCII digits and letters only, so they always parse.
         if let Ok(request_id) = MetadataValue::try_from(next_request_id().as_str()) {
-            metadata.insert(REQUEST_ID_METADATA_KEY, request_id);
+            metadata.insert(REQUEST_ID_KEY, request_id);
         }
         request
     }
@@ -439,8 +430,8 @@ mod tests {
                     .to_string()
             };
             Ok(tonic::Response::new(VersionResponse {
-                version: metadata_text(NAMESPACE_METADATA_KEY),
-                revision: metadata_text(REQUEST_ID_METADATA_KEY),
+                version: metadata_text(NAMESPACE_KEY),
+                revision: metadata_text(REQUEST_ID_KEY),
                 log_seq: 0,
                 event_schema: 0,
             }))

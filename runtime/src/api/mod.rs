@@ -34,5 +34,5 @@ pub const NAMESPACE_KEY: &str = "berth-namespace";
 /// when it is absent.
 pub const REQUEST_ID_KEY: &str = "berth-request-id";
 pub const DEFAULT_NAMESPACE: &str = "default";
-/// Where berthd listens and the CLI connects unless told otherwise.
+/// Where berthd listens and the CLI connects unless told otherwise (`--address` / `BERTH_ADDRESS`).
 pub const DEFAULT_ADDRESS: &str = "/run/berth/berthd.sock";

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-pub const DEFAULT_ROOT: &str = "/var/lib/berth";
+pub use berth_log::DEFAULT_ROOT;
 pub const DEFAULT_STATE: &str = "/run/berth";
 /// Every container's cgroups are `<cgroup parent>/<namespace>/<id>` in each hierarchy.
 pub const DEFAULT_CGROUP_PARENT: &str = "/berth";

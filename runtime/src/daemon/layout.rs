@@ -26,7 +26,7 @@ pub struct Layout {
 
 impl Layout {
     pub fn log_dir(&self) -> PathBuf {
-        self.root.join("log")
+        self.root.join(berth_log::LOG_DIR_NAME)
     }
 
     /// The content store's directory (`blobs/`, `ingest/`).

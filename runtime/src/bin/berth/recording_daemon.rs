@@ -16,7 +16,7 @@ impl RecordingDaemon {
     fn record<T>(&self, request: &tonic::Request<T>, call: String) {
         let namespace = request
             .metadata()
-            .get(client::NAMESPACE_METADATA_KEY)
+            .get(client::NAMESPACE_KEY)
             .and_then(|value| value.to_str().ok())
             .unwrap_or("<none>")
             .to_string();
