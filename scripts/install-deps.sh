@@ -22,3 +22,15 @@ if ! command -v cargo >/dev/null 2>&1; then
   echo "no Rust toolchain: install one with rustup (https://rustup.rs), Rust 1.88 or newer" >&2
   exit 1
 fi
+# The suite checks formatting and clippy: both come with rustup's default profile; add them if
+# this toolchain was installed without them.
+for component in rustfmt clippy; do
+  if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then
+    if command -v rustup >/dev/null 2>&1; then
+      rustup component add "$component"
+    else
+      echo "cargo ${component/rustfmt/fmt} is missing and there is no rustup to add it: install $component" >&2
+      exit 1
+    fi
+  fi
+done

@@ -133,7 +133,7 @@ impl Store {
         let submission = Submission { namespace: namespace.to_string(), origin, command, reply };
         let sender = self.submissions.clone();
         // The queue is bounded; a full queue blocks, so send from a blocking thread.
-        tokio::task::spawn_blocking(move || sender.send(submission))
+        tokio::task::spawn_blocking(move || sender.send(submission).map_err(drop))
             .await
             .map_err(|_| SubmitError::Stopping)?
             .map_err(|_| SubmitError::Stopping)?;

@@ -42,7 +42,8 @@ pub(super) enum Garbage {
 #[derive(Debug)]
 pub(super) enum Job {
     /// `start_too`: a create whose record also asks to start the task.
-    Intent { seq: u64, event: Event, start_too: bool },
+    /// The event is boxed: a `ContainerCreated` is large and most jobs are small.
+    Intent { seq: u64, event: Box<Event>, start_too: bool },
     /// The exit a monitor reported; `monitor_pid` says which task it belongs to, so a late report
     /// from an earlier task of a re-created container is not taken for the current one.
     Exited { status: ExitStatus, monitor_pid: i32 },
@@ -109,12 +110,12 @@ impl Executor {
             match event {
                 Event::TaskCreateRequested { container_id } => {
                     let start_too = starts_in_record(container_id);
-                    self.send(namespace, container_id, Job::Intent { seq: record.seq, event: event.clone(), start_too });
+                    self.send(namespace, container_id, Job::Intent { seq: record.seq, event: Box::new(event.clone()), start_too });
                 }
                 Event::TaskStartRequested { container_id }
                 | Event::TaskKillRequested { container_id, .. }
                 | Event::TaskDeleteRequested { container_id, .. } => {
-                    self.send(namespace, container_id, Job::Intent { seq: record.seq, event: event.clone(), start_too: false });
+                    self.send(namespace, container_id, Job::Intent { seq: record.seq, event: Box::new(event.clone()), start_too: false });
                 }
                 Event::ContainerDeleted { id } => self.send(namespace, id, Job::ContainerDeleted),
                 Event::ContentRemoved { digest } => self.collect_garbage(Garbage::Blob(digest.clone())),
@@ -170,7 +171,7 @@ impl Executor {
             match job {
                 Job::Intent { seq, event, start_too } => {
                     if self.intent_pending(&namespace, &container_id, seq, &event) {
-                        self.handle_intent(&namespace, &container_id, seq, event, start_too).await;
+                        self.handle_intent(&namespace, &container_id, seq, *event, start_too).await;
                     }
                 }
                 Job::Exited { status, monitor_pid } => {

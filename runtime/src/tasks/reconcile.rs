@@ -128,7 +128,7 @@ impl Executor {
                 Step::SettleExit => self.settle_exit(namespace, container_id, &observed).await,
                 Step::RequeueDelete { intent_seq, force } => {
                     let event = Event::TaskDeleteRequested { container_id: id.clone(), force };
-                    self.send(namespace, container_id, Job::Intent { seq: intent_seq, event, start_too: false });
+                    self.send(namespace, container_id, Job::Intent { seq: intent_seq, event: Box::new(event), start_too: false });
                 }
             }
         }
