@@ -128,17 +128,14 @@ fn env_key(entry: &str) -> &str {
     entry.split_once('=').map_or(entry, |(key, _)| key)
 }
 
-/// The environment: the image's, with each override replacing the entry of the same key in place
-/// or appended when new. An override without `=` removes that key. PATH is added when absent,
-/// since a process without PATH cannot find anything the image installed.
+/// The environment: the image's, with each override (`KEY=VALUE`, checked by
+/// `validate::env_entry` before) replacing the entry of the same key in place or appended when
+/// new. PATH is added when absent, since a process without PATH cannot find anything the image
+/// installed.
 pub fn merge_env(image_env: &[String], overrides: &[String]) -> Vec<String> {
     let mut merged: Vec<String> = image_env.to_vec();
     for override_entry in overrides {
         let key = env_key(override_entry);
-        if !override_entry.contains('=') {
-            merged.retain(|existing| env_key(existing) != key);
-            continue;
-        }
         match merged.iter_mut().find(|existing| env_key(existing) == key) {
             Some(existing) => *existing = override_entry.clone(),
             None => merged.push(override_entry.clone()),
@@ -174,6 +171,8 @@ mod tests {
         let image = strings(&["PATH=/bin", "A=1", "B=2"]);
         assert_eq!(merge_env(&image, &strings(&["A=9", "C=3"])), strings(&["PATH=/bin", "A=9", "B=2", "C=3"]));
         assert_eq!(merge_env(&strings(&["A=1"]), &[]), vec!["A=1".to_string(), DEFAULT_PATH_ENV.to_string()]);
-        assert_eq!(merge_env(&strings(&["A=1", "B=2"]), &strings(&["A"])), strings(&["B=2", DEFAULT_PATH_ENV]));
+        // A bare key is not an override: create refuses it before the environment is merged.
+        assert!(crate::validate::env_entry("A").is_err());
+        assert_eq!(merge_env(&strings(&["A=1", "B=2"]), &strings(&["B="])), strings(&["A=1", "B=", DEFAULT_PATH_ENV]));
     }
 }

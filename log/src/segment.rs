@@ -150,7 +150,8 @@ pub(crate) fn map_file(file: &File, path: &Path) -> Result<Option<Mmap>, LogErro
     if len == 0 {
         return Ok(None);
     }
-    // SAFETY: the mapping is read-only and private to this process's view; berth never
+    // SAFETY: the mapping is read-only (shared with the file: the writer's pwrites become
+    // visible through it, which is how readers see new records); berth never
     // truncates a segment file (it only ever writes zeroes or extends), so pages inside the
     // mapped length stay backed and reads cannot SIGBUS. Bytes are only turned into slices in
     // `Segment::bytes`, which documents which ranges are stable.

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use berth_runtime::sys::time::unix_time_ns;
 use berth_runtime::tasks::monitor::{self, wait_exit, Launch, MonitorError, MonitorPaths};
-use berth_runtime::tasks::task_dir::{ExitStatus, MonitorState, TaskDir, UNKNOWN_EXIT_CODE};
+use berth_runtime::tasks::task_dir::{ExitStatus, MonitorIdentity, TaskDir, UNKNOWN_EXIT_CODE};
 use berth_runtime::tasks::runc::{Runc, RuncError};
 use monitor_fixture::{TestTask, RUNC_BINARY};
 
@@ -22,31 +22,31 @@ const GENEROUS_TIMEOUT: Duration = Duration::from_secs(60);
 
 async fn wait_exit_with_timeout(
     task: &TestTask,
-    monitor_state: &MonitorState,
+    monitor_identity: &MonitorIdentity,
 ) -> ExitStatus {
-    tokio::time::timeout(GENEROUS_TIMEOUT, wait_exit(&task.task_dir, monitor_state))
+    tokio::time::timeout(GENEROUS_TIMEOUT, wait_exit(&task.task_dir, monitor_identity))
         .await
         .expect("the container should have exited")
 }
 
 /// SIGKILLs the container through runc and returns the exit the monitor recorded for it, which
 /// must say killed by signal 9.
-async fn sigkill_and_wait_exit(task: &TestTask, monitor_state: &MonitorState) -> ExitStatus {
+async fn sigkill_and_wait_exit(task: &TestTask, monitor_identity: &MonitorIdentity) -> ExitStatus {
     task.paths
         .runc
         .kill(&task.runc_id, libc::SIGKILL, false)
         .await
         .expect("runc kill");
-    let exit_status = wait_exit_with_timeout(task, monitor_state).await;
+    let exit_status = wait_exit_with_timeout(task, monitor_identity).await;
     assert_eq!((exit_status.code, exit_status.signal), (137, 9));
     exit_status
 }
 
 /// Waits until the monitor process has gone. The monitor writes `exit.json` before it exits, so a
 /// caller that saw the exit file may still find the monitor alive for a moment.
-async fn wait_until_monitor_gone(monitor_state: &MonitorState, why: &str) {
+async fn wait_until_monitor_gone(monitor_identity: &MonitorIdentity, why: &str) {
     let deadline = std::time::Instant::now() + GENEROUS_TIMEOUT;
-    while monitor_state.is_alive() {
+    while monitor_identity.is_alive() {
         assert!(std::time::Instant::now() < deadline, "{why}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -55,11 +55,11 @@ async fn wait_until_monitor_gone(monitor_state: &MonitorState, why: &str) {
 #[tokio::test]
 async fn echo_output_lands_in_the_log_files_and_exit_is_recorded() {
     let task = TestTask::new("echo", &["sh", "-c", "echo out; echo err >&2"]);
-    let monitor_state = monitor::spawn_monitor(&task.paths, &task.runc_id, &task.bundle, &task.task_dir, Launch::Create, 0)
+    let monitor_identity = monitor::spawn_monitor(&task.paths, &task.runc_id, &task.bundle, &task.task_dir, Launch::Create, 0)
         .await
         .expect("spawn the monitor");
-    assert_eq!(task.task_dir.monitor_state(), Some(monitor_state.clone()));
-    assert!(monitor_state.is_alive());
+    assert_eq!(task.task_dir.monitor_identity(), Some(monitor_identity.clone()));
+    assert!(monitor_identity.is_alive());
     let created = task
         .paths
         .runc
@@ -68,7 +68,7 @@ async fn echo_output_lands_in_the_log_files_and_exit_is_recorded() {
         .unwrap()
         .expect("runc knows it");
     assert_eq!(created.status, "created");
-    assert_eq!(created.pid, monitor_state.init_pid);
+    assert_eq!(created.pid, monitor_identity.init_pid);
     assert_eq!(
         task.task_dir.exit_status(),
         None,
@@ -81,7 +81,7 @@ async fn echo_output_lands_in_the_log_files_and_exit_is_recorded() {
         .start(&task.runc_id)
         .await
         .expect("runc start");
-    let exit_status = wait_exit_with_timeout(&task, &monitor_state).await;
+    let exit_status = wait_exit_with_timeout(&task, &monitor_identity).await;
     let after_exit_ns = unix_time_ns();
 
     assert_eq!((exit_status.code, exit_status.signal), (0, 0));
@@ -104,8 +104,8 @@ async fn echo_output_lands_in_the_log_files_and_exit_is_recorded() {
 #[tokio::test]
 async fn the_container_does_not_inherit_the_signals_the_monitor_shrugs_off() {
     let task = TestTask::new("sigdfl", &["grep", "^SigIgn:", "/proc/self/status"]);
-    let monitor_state = spawn_and_start(&task).await;
-    let exit_status = wait_exit_with_timeout(&task, &monitor_state).await;
+    let monitor_identity = spawn_and_start(&task).await;
+    let exit_status = wait_exit_with_timeout(&task, &monitor_identity).await;
     assert_eq!(exit_status.code, 0);
     let line = std::fs::read_to_string(task.task_dir.stdout_path()).unwrap();
     let ignored = u64::from_str_radix(line.trim().trim_start_matches("SigIgn:").trim(), 16).expect("a hex mask");
@@ -117,15 +117,15 @@ async fn the_container_does_not_inherit_the_signals_the_monitor_shrugs_off() {
 #[tokio::test]
 async fn exit_code_is_reported() {
     let task = TestTask::new("exitcode", &["sh", "-c", "exit 7"]);
-    let monitor_state = spawn_and_start(&task).await;
-    let exit_status = wait_exit_with_timeout(&task, &monitor_state).await;
+    let monitor_identity = spawn_and_start(&task).await;
+    let exit_status = wait_exit_with_timeout(&task, &monitor_identity).await;
     assert_eq!((exit_status.code, exit_status.signal), (7, 0));
 }
 
 #[tokio::test]
 async fn killed_container_reports_the_signal_and_can_be_deleted() {
     let task = TestTask::new("kill", &["sleep", "1000"]);
-    let monitor_state = spawn_and_start(&task).await;
+    let monitor_identity = spawn_and_start(&task).await;
     let running = task
         .paths
         .runc
@@ -143,8 +143,8 @@ async fn killed_container_reports_the_signal_and_can_be_deleted() {
         [task.runc_id.as_str()]
     );
 
-    sigkill_and_wait_exit(&task, &monitor_state).await;
-    wait_until_monitor_gone(&monitor_state, "the monitor exits once it recorded the exit").await;
+    sigkill_and_wait_exit(&task, &monitor_identity).await;
+    wait_until_monitor_gone(&monitor_identity, "the monitor exits once it recorded the exit").await;
 
     let stopped = task
         .paths
@@ -185,8 +185,8 @@ fn runc_cgroup_dirs(task: &TestTask) -> Vec<PathBuf> {
 #[tokio::test]
 async fn an_exited_container_is_removed_without_runc_and_leaves_no_cgroups() {
     let task = TestTask::new("delexited", &["sh", "-c", "exit 4"]);
-    let monitor_state = spawn_and_start(&task).await;
-    let exit_status = wait_exit_with_timeout(&task, &monitor_state).await;
+    let monitor_identity = spawn_and_start(&task).await;
+    let exit_status = wait_exit_with_timeout(&task, &monitor_identity).await;
     assert_eq!(exit_status.code, 4);
     let cgroup_dirs = runc_cgroup_dirs(&task);
     assert!(!cgroup_dirs.is_empty());
@@ -207,7 +207,7 @@ async fn an_exited_container_is_removed_without_runc_and_leaves_no_cgroups() {
 #[tokio::test]
 async fn a_running_container_is_left_to_runc_delete_force() {
     let task = TestTask::new("delrunning", &["sleep", "1000"]);
-    let monitor_state = spawn_and_start(&task).await;
+    let monitor_identity = spawn_and_start(&task).await;
     let cgroup_dirs = runc_cgroup_dirs(&task);
 
     let unusable_runc = Runc::new(PathBuf::from("/nonexistent/berth-test/runc"), task.runc_root.clone());
@@ -217,7 +217,7 @@ async fn a_running_container_is_left_to_runc_delete_force() {
     assert!(cgroup_dirs.iter().all(|dir| dir.is_dir()));
 
     task.paths.runc.delete_exited(&task.runc_id).await.expect("runc delete --force");
-    let exit_status = wait_exit_with_timeout(&task, &monitor_state).await;
+    let exit_status = wait_exit_with_timeout(&task, &monitor_identity).await;
     assert_eq!((exit_status.code, exit_status.signal), (137, 9));
     assert_eq!(task.paths.runc.state(&task.runc_id).await.unwrap(), None);
 }
@@ -341,9 +341,9 @@ async fn monitor_survives_the_death_of_the_process_that_started_it() {
     );
 
     // A restarted berthd knows only the task directory.
-    let monitor_state = task.task_dir.monitor_state().expect("monitor.json written by the monitor");
+    let monitor_identity = task.task_dir.monitor_identity().expect("monitor.json written by the monitor");
     assert!(
-        monitor_state.is_alive(),
+        monitor_identity.is_alive(),
         "the monitor must outlive the process that started it"
     );
     let running = task
@@ -357,7 +357,7 @@ async fn monitor_survives_the_death_of_the_process_that_started_it() {
 
     let killed_at_ns = unix_time_ns();
     assert!(killed_at_ns >= started_at_ns);
-    let exit_status = sigkill_and_wait_exit(&task, &monitor_state).await;
+    let exit_status = sigkill_and_wait_exit(&task, &monitor_identity).await;
     assert!(
         exit_status.exited_at_ns >= killed_at_ns,
         "exit at {} is before the kill at {killed_at_ns}",
@@ -369,7 +369,7 @@ async fn monitor_survives_the_death_of_the_process_that_started_it() {
 #[tokio::test]
 async fn exit_is_recorded_while_nobody_waits() {
     let task = TestTask::new("unwatched", &["sh", "-c", "exit 5"]);
-    let monitor_state = monitor::spawn_monitor(&task.paths, &task.runc_id, &task.bundle, &task.task_dir, Launch::Create, 0)
+    let monitor_identity = monitor::spawn_monitor(&task.paths, &task.runc_id, &task.bundle, &task.task_dir, Launch::Create, 0)
         .await
         .expect("spawn the monitor");
     let before_start_ns = unix_time_ns();
@@ -380,7 +380,7 @@ async fn exit_is_recorded_while_nobody_waits() {
         .expect("runc start");
 
     // Nobody calls wait_exit; only watch from the outside until the monitor is gone.
-    wait_until_monitor_gone(&monitor_state, "the monitor should exit after the container").await;
+    wait_until_monitor_gone(&monitor_identity, "the monitor should exit after the container").await;
     let after_monitor_gone_ns = unix_time_ns();
 
     let exit_status = task.task_dir.exit_status().expect("exit.json written before the monitor exited");
@@ -393,7 +393,7 @@ async fn exit_is_recorded_while_nobody_waits() {
     );
     // A late wait_exit on a monitor that is long gone answers from the file at once.
     assert_eq!(
-        wait_exit_with_timeout(&task, &monitor_state).await,
+        wait_exit_with_timeout(&task, &monitor_identity).await,
         exit_status
     );
 }
@@ -457,7 +457,7 @@ async fn missing_executable_in_the_bundle_fails_create_and_leaves_nothing() {
     }
     assert_eq!(task.paths.runc.state(&task.runc_id).await.unwrap(), None);
     assert!(task.paths.runc.list().await.unwrap().is_empty());
-    assert_eq!(task.task_dir.monitor_state(), None);
+    assert_eq!(task.task_dir.monitor_identity(), None);
     assert_eq!(task.task_dir.exit_status(), None);
 }
 
@@ -478,7 +478,7 @@ async fn missing_rootfs_fails_create_and_leaves_nothing() {
 #[tokio::test]
 async fn duplicate_id_is_refused_without_harming_the_existing_container() {
     let task = TestTask::new("duplicate", &["sleep", "1000"]);
-    let monitor_state = monitor::spawn_monitor(&task.paths, &task.runc_id, &task.bundle, &task.task_dir, Launch::Create, 0)
+    let monitor_identity = monitor::spawn_monitor(&task.paths, &task.runc_id, &task.bundle, &task.task_dir, Launch::Create, 0)
         .await
         .expect("spawn the first monitor");
     let second_task_dir = TaskDir::new(task.temp_dir.path().join("second-task"));
@@ -496,25 +496,25 @@ async fn duplicate_id_is_refused_without_harming_the_existing_container() {
         .await
         .unwrap()
         .expect("first container kept");
-    assert_eq!(still_there.pid, monitor_state.init_pid);
-    assert!(monitor_state.is_alive());
+    assert_eq!(still_there.pid, monitor_identity.init_pid);
+    assert!(monitor_identity.is_alive());
 
     // Killing a container that was never started is also an exit the monitor records.
-    sigkill_and_wait_exit(&task, &monitor_state).await;
+    sigkill_and_wait_exit(&task, &monitor_identity).await;
 }
 
 #[tokio::test]
 async fn monitor_killed_before_the_container_exits_reports_an_unknown_exit() {
     let task = TestTask::new("monitorkilled", &["sleep", "1000"]);
-    let monitor_state = spawn_and_start(&task).await;
+    let monitor_identity = spawn_and_start(&task).await;
     let before_kill_ns = unix_time_ns();
     nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(monitor_state.monitor_pid),
+        nix::unistd::Pid::from_raw(monitor_identity.monitor_pid),
         nix::sys::signal::Signal::SIGKILL,
     )
     .expect("SIGKILL the monitor");
 
-    let exit_status = wait_exit_with_timeout(&task, &monitor_state).await;
+    let exit_status = wait_exit_with_timeout(&task, &monitor_identity).await;
     assert_eq!(
         (exit_status.code, exit_status.signal),
         (UNKNOWN_EXIT_CODE, 0)
@@ -534,8 +534,8 @@ async fn monitor_killed_before_the_container_exits_reports_an_unknown_exit() {
 }
 
 /// Spawns the task's monitor (which runs `runc create`) and starts the container.
-async fn spawn_and_start(task: &TestTask) -> MonitorState {
-    let monitor_state = monitor::spawn_monitor(&task.paths, &task.runc_id, &task.bundle, &task.task_dir, Launch::Create, 0)
+async fn spawn_and_start(task: &TestTask) -> MonitorIdentity {
+    let monitor_identity = monitor::spawn_monitor(&task.paths, &task.runc_id, &task.bundle, &task.task_dir, Launch::Create, 0)
         .await
         .expect("spawn the monitor");
     task.paths
@@ -543,5 +543,5 @@ async fn spawn_and_start(task: &TestTask) -> MonitorState {
         .start(&task.runc_id)
         .await
         .expect("runc start");
-    monitor_state
+    monitor_identity
 }

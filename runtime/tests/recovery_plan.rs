@@ -6,13 +6,13 @@ use berth_projections::{ExitInfo, PendingIntent, TaskState, TaskStatus};
 use berth_runtime::tasks::recovery::{
     needs_runc_status, plan, plan_exit, ExitStep, Observed, RuncStatus, Step,
 };
-use berth_runtime::tasks::task_dir::{ExitStatus, MonitorState};
+use berth_runtime::tasks::task_dir::{ExitStatus, MonitorIdentity};
 
 const MONITOR_PID: i32 = 900;
 const INIT_PID: u32 = 901;
 
-fn monitor(intent_seq: u64) -> MonitorState {
-    MonitorState {
+fn monitor(intent_seq: u64) -> MonitorIdentity {
+    MonitorIdentity {
         monitor_pid: MONITOR_PID,
         monitor_start_time: 4242,
         init_pid: INIT_PID,
@@ -38,7 +38,7 @@ fn task(status: TaskStatus, pending: Vec<PendingIntent>) -> TaskState {
 
 /// What the host showed, spelt out per row.
 struct Host {
-    monitor: Option<MonitorState>,
+    monitor: Option<MonitorIdentity>,
     alive: bool,
     exit: Option<ExitStatus>,
     runc: Option<RuncStatus>,
@@ -213,7 +213,7 @@ fn a_live_task_exit_is_recorded_watched_or_abandoned() {
 fn only_this_tasks_files_count() {
     let created = task(TaskStatus::Running, vec![]);
     // A previous task's monitor (another pid) and the exit it wrote are not this task's.
-    let stale_monitor = MonitorState { monitor_pid: 1, ..monitor(0) };
+    let stale_monitor = MonitorIdentity { monitor_pid: 1, ..monitor(0) };
     let stale_exit = ExitStatus { monitor_pid: Some(1), ..exit(9) };
     let narrowed = Observed::narrow(&created, Some(stale_monitor), true, Some(stale_exit));
     assert_eq!(narrowed, Observed::default());
@@ -236,7 +236,7 @@ fn only_this_tasks_files_count() {
     assert_eq!(Observed::narrow(&creating, Some(monitor(9)), true, None), Observed::default());
 
     // "Alive" only ever describes the monitor that was kept.
-    assert!(!Observed::narrow(&created, Some(MonitorState { monitor_pid: 1, ..monitor(0) }), true, None).monitor_alive);
+    assert!(!Observed::narrow(&created, Some(MonitorIdentity { monitor_pid: 1, ..monitor(0) }), true, None).monitor_alive);
 }
 
 #[test]

@@ -18,7 +18,7 @@ use berth_runtime::sys::fs::{remove_file_durably, write_file_atomically, write_f
 use berth_runtime::sys::process::{is_open_descriptor, read_process_stat, set_close_on_exec};
 use berth_runtime::sys::time::unix_time_ns;
 use berth_runtime::tasks::task_dir::{
-    ExitStatus, MonitorState, TaskDir, EXIT_FILE, MONITOR_LOCK_FILE, MONITOR_LOG_FILE, MONITOR_STATE_FILE, RUNC_LOG_FILE,
+    ExitStatus, MonitorIdentity, TaskDir, EXIT_FILE, MONITOR_LOCK_FILE, MONITOR_LOG_FILE, MONITOR_STATE_FILE, RUNC_LOG_FILE,
     STDERR_FILE, STDOUT_FILE, UNKNOWN_EXIT_CODE,
 };
 use berth_runtime::tasks::runc::{self, Runc, RuncError};
@@ -282,19 +282,19 @@ fn create_container(monitor_args: &MonitorArgs, monitor_log: &mut MonitorLog) ->
 
     let own_stat = read_process_stat(std::process::id() as i32)
         .ok_or_else(|| "could not read /proc/self/stat".to_string())?;
-    let monitor_state = MonitorState {
+    let monitor_identity = MonitorIdentity {
         monitor_pid: std::process::id() as i32,
         monitor_start_time: own_stat.start_time,
         init_pid,
         runc_id: monitor_args.id.clone(),
         intent_seq: monitor_args.intent_seq,
     };
-    let monitor_json = serde_json::to_vec(&monitor_state).expect("monitor state serializes");
+    let monitor_json = serde_json::to_vec(&monitor_identity).expect("monitor state serializes");
     // Not fsynced: it names processes, which a reboot ends anyway; berthd's own crash leaves
     // it in the page cache.
     write_file_atomically(task_dir, MONITOR_STATE_FILE, &monitor_json)
         .map_err(|error| format!("could not write {MONITOR_STATE_FILE}: {error}"))?;
-    monitor_log.line(&format!("created: {monitor_state:?}"));
+    monitor_log.line(&format!("created: {monitor_identity:?}"));
     Ok((init_pid, init_start_time))
 }
 

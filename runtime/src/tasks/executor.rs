@@ -27,7 +27,7 @@ use crate::sys::failpoint;
 use crate::tasks::monitor::{self, Launch, MonitorPaths};
 use crate::tasks::runc::Runc;
 use crate::tasks::spec::{self, SpecInput};
-use crate::tasks::task_dir::{ExitStatus, MonitorState};
+use crate::tasks::task_dir::{ExitStatus, MonitorIdentity};
 
 type WorkerKey = (String, String);
 
@@ -293,7 +293,7 @@ impl Executor {
     }
 
     /// Prepare the rootfs and bundle, and start the monitor, which runs `runc create`.
-    async fn create_task(&self, namespace: &str, container_id: &str, intent_seq: u64, start_too: bool) -> Result<MonitorState, String> {
+    async fn create_task(&self, namespace: &str, container_id: &str, intent_seq: u64, start_too: bool) -> Result<MonitorIdentity, String> {
         let record = self
             .container_record(namespace, container_id)
             .ok_or_else(|| format!("container {container_id:?} vanished before its task was created"))?;
@@ -359,7 +359,7 @@ impl Executor {
         let runc = self.runc(namespace);
         let task_dir = self.layout.task_dir(namespace, container_id);
         if force && task.as_ref().is_some_and(|task| task.exit.is_none()) {
-            if let Some(monitor) = task_dir.monitor_state() {
+            if let Some(monitor) = task_dir.monitor_identity() {
                 if monitor.is_alive() {
                     if let Err(error) = runc.kill(container_id, libc::SIGKILL, true).await {
                         tracing::warn!(container_id, %error, "SIGKILL for a forced delete failed; waiting for the exit anyway");
@@ -390,7 +390,7 @@ impl Executor {
         }
     }
 
-    pub(super) fn watch_exit(self: &Arc<Self>, namespace: &str, container_id: &str, monitor: MonitorState) {
+    pub(super) fn watch_exit(self: &Arc<Self>, namespace: &str, container_id: &str, monitor: MonitorIdentity) {
         let executor = Arc::clone(self);
         let namespace = namespace.to_string();
         let container_id = container_id.to_string();

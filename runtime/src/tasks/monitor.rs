@@ -44,7 +44,7 @@ use crate::sys::fs::absolute_or_same;
 use crate::sys::process::{inheritable_duplicate, open_pidfd, spawn_lock};
 use crate::sys::time::unix_time_ns;
 use crate::tasks::runc::Runc;
-use crate::tasks::task_dir::{ExitStatus, MonitorState, TaskDir, MONITOR_LOCK_FILE, MONITOR_LOG_FILE, MONITOR_STATE_FILE, RUNC_LOG_FILE};
+use crate::tasks::task_dir::{ExitStatus, MonitorIdentity, TaskDir, MONITOR_LOCK_FILE, MONITOR_LOG_FILE, MONITOR_STATE_FILE, RUNC_LOG_FILE};
 
 pub const MONITOR_BINARY_NAME: &str = "berth-monitor";
 
@@ -140,7 +140,7 @@ pub async fn spawn_monitor(
     task_dir: &TaskDir,
     launch: Launch,
     intent_seq: u64,
-) -> Result<MonitorState, MonitorError> {
+) -> Result<MonitorIdentity, MonitorError> {
     tokio::fs::create_dir_all(task_dir.path())
         .await
         .map_err(|source| MonitorError::TaskDir {
@@ -232,13 +232,13 @@ pub async fn spawn_monitor(
             let report_text = String::from_utf8_lossy(&report_bytes);
             if let Some(init_pid_text) = report_text.strip_prefix("ok ") {
                 match check_ready_state(task_dir, monitor_pid, init_pid_text) {
-                    Ok(monitor_state) => {
+                    Ok(monitor_identity) => {
                         // Reap the monitor whenever it exits while berthd runs, so it never
                         // lingers as berthd's zombie.
                         tokio::spawn(async move {
                             let _ = monitor_child.wait().await;
                         });
-                        return Ok(monitor_state);
+                        return Ok(monitor_identity);
                     }
                     Err(message) => {
                         // The container exists but berthd cannot track it: better to remove it
@@ -275,24 +275,24 @@ fn check_ready_state(
     task_dir: &TaskDir,
     monitor_pid: Option<i32>,
     init_pid_text: &str,
-) -> Result<MonitorState, String> {
+) -> Result<MonitorIdentity, String> {
     let reported_init_pid: u32 = init_pid_text
         .trim()
         .parse()
         .map_err(|_| format!("berth-monitor reported an unreadable init pid {init_pid_text:?}"))?;
-    let monitor_state = task_dir.monitor_state().ok_or_else(|| {
+    let monitor_identity = task_dir.monitor_identity().ok_or_else(|| {
         format!(
             "berth-monitor reported success but {} is missing or unreadable",
             task_dir.file(MONITOR_STATE_FILE).display()
         )
     })?;
-    if monitor_state.init_pid != reported_init_pid || Some(monitor_state.monitor_pid) != monitor_pid {
+    if monitor_identity.init_pid != reported_init_pid || Some(monitor_identity.monitor_pid) != monitor_pid {
         return Err(format!(
-            "{} does not match the monitor that was just started (stale file?): {monitor_state:?}",
+            "{} does not match the monitor that was just started (stale file?): {monitor_identity:?}",
             task_dir.file(MONITOR_STATE_FILE).display()
         ));
     }
-    Ok(monitor_state)
+    Ok(monitor_identity)
 }
 
 /// Waits until the monitor has exited and returns the exit status it recorded.
@@ -301,7 +301,7 @@ fn check_ready_state(
 /// returns `code: UNKNOWN_EXIT_CODE, signal: 0` stamped with the current time and logs a
 /// warning. In that case the container itself may well still be running (it was reparented to
 /// init): the caller should consult `runc state` and kill/delete the container.
-pub async fn wait_exit(task_dir: &TaskDir, state: &MonitorState) -> ExitStatus {
+pub async fn wait_exit(task_dir: &TaskDir, state: &MonitorIdentity) -> ExitStatus {
     if let Some(exit_status) = task_dir.exit_status() {
         return exit_status;
     }
@@ -321,7 +321,7 @@ pub async fn wait_exit(task_dir: &TaskDir, state: &MonitorState) -> ExitStatus {
     }
 }
 
-async fn wait_for_monitor_to_go(state: &MonitorState) {
+async fn wait_for_monitor_to_go(state: &MonitorIdentity) {
     let pidfd = match open_pidfd(state.monitor_pid) {
         Ok(pidfd) => pidfd,
         // ESRCH: no such process, nothing to wait for.
@@ -356,7 +356,7 @@ async fn wait_for_monitor_to_go(state: &MonitorState) {
     }
 }
 
-async fn poll_until_monitor_gone(state: &MonitorState) {
+async fn poll_until_monitor_gone(state: &MonitorIdentity) {
     while state.is_alive() {
         tokio::time::sleep(MONITOR_POLL_INTERVAL).await;
     }

@@ -48,13 +48,13 @@ impl Executor {
             // wait for it to finish one way or the other before deciding.
             let deadline = Instant::now() + CREATING_MONITOR_WAIT;
             while task_dir.lock_held()
-                && task_dir.monitor_state().is_none_or(|monitor| monitor.intent_seq != pending_create)
+                && task_dir.monitor_identity().is_none_or(|monitor| monitor.intent_seq != pending_create)
                 && Instant::now() < deadline
             {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
-        let monitor_file = task_dir.monitor_state();
+        let monitor_file = task_dir.monitor_identity();
         let monitor_alive = monitor_file.as_ref().is_some_and(|monitor| monitor.is_alive());
         let mut observed = Observed::narrow(task, monitor_file, monitor_alive, task_dir.exit_status());
         if recovery::needs_runc_status(task, &observed) {

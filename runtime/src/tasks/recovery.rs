@@ -14,7 +14,7 @@
 
 use berth_projections::{PendingIntent, TaskState, TaskStatus};
 
-use crate::tasks::task_dir::{ExitStatus, MonitorState};
+use crate::tasks::task_dir::{ExitStatus, MonitorIdentity};
 
 /// runc's word for a container's state (`runc state`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,7 +43,7 @@ impl RuncStatus {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Observed {
     /// This task's monitor, from `monitor.json`.
-    pub monitor: Option<MonitorState>,
+    pub monitor: Option<MonitorIdentity>,
     /// Whether that monitor still runs (same pid, same start time).
     pub monitor_alive: bool,
     /// This task's exit status, from `exit.json`.
@@ -60,7 +60,7 @@ impl Observed {
     /// power loss `exit.json` may be all that is left; it names the monitor that wrote it.
     pub fn narrow(
         task: &TaskState,
-        monitor_file: Option<MonitorState>,
+        monitor_file: Option<MonitorIdentity>,
         monitor_alive: bool,
         exit_file: Option<ExitStatus>,
     ) -> Observed {
@@ -131,7 +131,7 @@ pub enum ExitStep {
     /// The monitor wrote the exit while berthd was down: record it.
     Record(ExitStatus),
     /// The monitor still runs: watch it for the exit.
-    Watch(MonitorState),
+    Watch(MonitorIdentity),
     /// Nothing watches the container any more, so nothing could record its end: stop it
     /// (`kill_container`: runc still has it, not stopped) and record [`ExitStatus::unknown`].
     Abandon { kill_container: bool },

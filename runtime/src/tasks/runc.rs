@@ -63,7 +63,7 @@ impl RuncError {
 
 /// One container as runc describes it in `runc state` / `runc list --format json`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct RuncState {
+pub struct RuncContainer {
     pub id: String,
     /// `created`, `running`, `stopped` or `paused`.
     pub status: String,
@@ -260,14 +260,14 @@ impl Runc {
     }
 
     /// `runc state ID`, or `None` when runc has no container with that id.
-    pub async fn state(&self, id: &str) -> Result<Option<RuncState>, RuncError> {
+    pub async fn state(&self, id: &str) -> Result<Option<RuncContainer>, RuncError> {
         let args = vec!["state".to_string(), id.to_string()];
         let stdout_bytes = match self.run(args.clone()).await {
             Ok(stdout_bytes) => stdout_bytes,
             Err(error) if error.is_container_missing() => return Ok(None),
             Err(error) => return Err(error),
         };
-        serde_json::from_slice::<RuncState>(&stdout_bytes)
+        serde_json::from_slice::<RuncContainer>(&stdout_bytes)
             .map(Some)
             .map_err(|parse_error| RuncError::UnexpectedOutput {
                 args,
@@ -277,14 +277,14 @@ impl Runc {
 
     /// `runc list --format json`. runc prints `null` (not `[]`) when it has no containers, and
     /// an empty list when its root directory does not exist yet.
-    pub async fn list(&self) -> Result<Vec<RuncState>, RuncError> {
+    pub async fn list(&self) -> Result<Vec<RuncContainer>, RuncError> {
         let args = vec![
             "list".to_string(),
             "--format".to_string(),
             "json".to_string(),
         ];
         let stdout_bytes = self.run(args.clone()).await?;
-        serde_json::from_slice::<Option<Vec<RuncState>>>(&stdout_bytes)
+        serde_json::from_slice::<Option<Vec<RuncContainer>>>(&stdout_bytes)
             .map(Option::unwrap_or_default)
             .map_err(|parse_error| RuncError::UnexpectedOutput {
                 args,

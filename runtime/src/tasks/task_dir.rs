@@ -3,7 +3,7 @@
 //!
 //! | file | written by | meaning |
 //! |---|---|---|
-//! | `monitor.json` | monitor, atomically (not fsynced), after runc created the container | [`MonitorState`] |
+//! | `monitor.json` | monitor, atomically (not fsynced), after runc created the container | [`MonitorIdentity`] |
 //! | `exit.json`    | monitor, atomically and fsynced, when the container's init was reaped | [`ExitStatus`] |
 //! | `stdout.log`, `stderr.log` | the container itself (it inherits the open files) | output |
 //! | `runc.log`     | runc (`--log`, json lines) | runc's own diagnostics |
@@ -38,7 +38,7 @@ pub const UNKNOWN_EXIT_CODE: i32 = 255;
 /// Contents of `monitor.json`. `monitor_start_time` (field 22 of `/proc/<pid>/stat`, in clock
 /// ticks since boot) distinguishes the monitor from an unrelated process that later got its pid.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MonitorState {
+pub struct MonitorIdentity {
     pub monitor_pid: i32,
     pub monitor_start_time: u64,
     pub init_pid: u32,
@@ -49,7 +49,7 @@ pub struct MonitorState {
     pub intent_seq: u64,
 }
 
-impl MonitorState {
+impl MonitorIdentity {
     /// True when this monitor is still running: its pid exists, is not a zombie, and started at
     /// the recorded time (so a recycled pid is not mistaken for it).
     pub fn is_alive(&self) -> bool {
@@ -108,7 +108,7 @@ impl TaskDir {
     }
 
     /// `monitor.json`, if present and readable.
-    pub fn monitor_state(&self) -> Option<MonitorState> {
+    pub fn monitor_identity(&self) -> Option<MonitorIdentity> {
         read_json(&self.file(MONITOR_STATE_FILE))
     }
 
