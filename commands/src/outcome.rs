@@ -3,13 +3,14 @@
 //! other command, so an outcome is recorded at most once: a second answer to the same intent
 //! (say, after a crash between doing the work and recording it) is refused, not duplicated.
 
+use berth_log::Seq;
 use berth_projections::{Event, PendingIntent, State, TaskState, TaskStatus};
 
 use crate::CommandError;
 
 pub struct RecordOutcome {
     /// The intent's seq; `None` for what answers no intent (an exit).
-    pub answers: Option<u64>,
+    pub answers: Option<Seq>,
     /// One outcome, or several that happened together, in the order they happened: a create
     /// and start answered at once, followed by the exit when the process had already ended.
     /// Each is checked against the task as the ones before it left it.
@@ -18,7 +19,7 @@ pub struct RecordOutcome {
 
 impl RecordOutcome {
     /// One outcome.
-    pub fn one(answers: Option<u64>, event: Event) -> RecordOutcome {
+    pub fn one(answers: Option<Seq>, event: Event) -> RecordOutcome {
         RecordOutcome { answers, events: vec![event] }
     }
 
@@ -41,7 +42,7 @@ impl RecordOutcome {
                 )));
             }
             self.check(&task, container_id, event)?;
-            let deleted = task.apply_event(0, self.answers, event);
+            let deleted = task.apply_event(Seq(0), self.answers, event);
             if deleted && event_idx + 1 < self.events.len() {
                 return Err(CommandError::InvalidArgument(format!("nothing can follow {} in one record", event.kind())));
             }

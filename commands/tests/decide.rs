@@ -2,7 +2,7 @@
 //! right kind, and an outcome can only be recorded once.
 
 use berth_commands::*;
-use berth_log::Seq;
+use berth_log::{Seq, Timestamp};
 use berth_projections::*;
 
 struct World {
@@ -15,14 +15,14 @@ impl World {
     }
 
     /// Decide and, if accepted, fold the events in like the daemon does.
-    fn run(&mut self, command: Command, answers: Option<u64>) -> Result<u64, CommandError> {
+    fn run(&mut self, command: Command, answers: Option<Seq>) -> Result<Seq, CommandError> {
         let events = command.decide(&self.state, "default")?;
         let origin = match answers {
             Some(seq) => Origin::Daemon { reason: "t".into(), answers: Some(seq) },
             None => Origin::Client { uid: 0, gid: 0, pid: 1, method: "t".into(), request_id: "t".into() },
         };
-        let seq = self.state.last_seq + 1;
-        self.state.apply(Seq(seq), seq, &Envelope::new("default", origin, events));
+        let seq = self.state.last_seq.next();
+        self.state.apply(seq, Timestamp::from_ns(seq.get()), &Envelope::new("default", origin, events));
         Ok(seq)
     }
 }
@@ -60,7 +60,7 @@ fn create(id: &str, image: &str) -> Command {
     })
 }
 
-fn outcome(answers: Option<u64>, event: Event) -> Command {
+fn outcome(answers: Option<Seq>, event: Event) -> Command {
     Command::RecordOutcome(RecordOutcome::one(answers, event))
 }
 
@@ -100,9 +100,9 @@ fn task_lifecycle_checks_and_outcomes_are_recorded_once() {
     let kill = |signal| Command::KillTask(KillTask { container_id: "web".into(), signal, all: false });
     assert!(matches!(world.run(kill(0), None), Err(CommandError::InvalidArgument(_))));
     world.run(kill(9), None).unwrap();
-    let exited = Event::TaskExited { container_id: "web".into(), exit_code: 137, signal: 9, exited_at_ns: 1 };
-    world.run(outcome(None, exited.clone()), Some(0)).unwrap();
-    assert!(matches!(world.run(outcome(None, exited), Some(0)), Err(CommandError::FailedPrecondition(_))), "exit recorded once");
+    let exited = Event::TaskExited { container_id: "web".into(), exit_code: 137, signal: 9, exited_at_ns: berth_log::Timestamp::from_ns(1) };
+    world.run(outcome(None, exited.clone()), Some(Seq(0))).unwrap();
+    assert!(matches!(world.run(outcome(None, exited), Some(Seq(0))), Err(CommandError::FailedPrecondition(_))), "exit recorded once");
     assert!(matches!(world.run(kill(9), None), Err(CommandError::FailedPrecondition(_))), "nothing to signal");
     assert!(matches!(world.run(start(), None), Err(CommandError::FailedPrecondition(_))), "stopped tasks do not restart");
     let delete_seq = world.run(delete(false), None).unwrap();
@@ -121,7 +121,7 @@ fn outcomes_that_happened_together_are_checked_in_order() {
     let together = |events: Vec<Event>| Command::RecordOutcome(RecordOutcome { answers: Some(both), events });
     let created = Event::TaskCreated { container_id: "web".into(), pid: 10, monitor_pid: 9 };
     let started = Event::TaskStarted { container_id: "web".into(), pid: 10 };
-    let exited = Event::TaskExited { container_id: "web".into(), exit_code: 0, signal: 0, exited_at_ns: 1 };
+    let exited = Event::TaskExited { container_id: "web".into(), exit_code: 0, signal: 0, exited_at_ns: berth_log::Timestamp::from_ns(1) };
     let refused = |world: &mut World, events| matches!(world.run(together(events), Some(both)), Err(CommandError::FailedPrecondition(_) | CommandError::InvalidArgument(_)));
     assert!(refused(&mut world, vec![]), "an empty record");
     assert!(refused(&mut world, vec![started.clone(), started.clone()]), "the start answered twice in one record");

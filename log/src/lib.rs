@@ -127,13 +127,14 @@ pub struct OpenReport {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Record<'a> {
     pub seq: Seq,
-    pub timestamp_ns: u64,
+    /// When the record was appended (the writer's wall clock).
+    pub timestamp: Timestamp,
     pub payload: &'a [u8],
 }
 
 impl Record<'_> {
     pub fn to_owned_record(&self) -> OwnedRecord {
-        OwnedRecord { seq: self.seq, timestamp_ns: self.timestamp_ns, payload: self.payload.to_vec() }
+        OwnedRecord { seq: self.seq, timestamp: self.timestamp, payload: self.payload.to_vec() }
     }
 }
 
@@ -141,7 +142,7 @@ impl Record<'_> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OwnedRecord {
     pub seq: Seq,
-    pub timestamp_ns: u64,
+    pub timestamp: Timestamp,
     pub payload: Vec<u8>,
 }
 

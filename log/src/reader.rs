@@ -10,7 +10,7 @@ use crate::recovery::{recover, Access};
 use crate::segment::Segment;
 use crate::view::SharedView;
 use crate::verify::verify_view;
-use crate::{LogError, OpenReport, OwnedRecord, Record, RecordDecodeError, RecoveryMode, Seq, VerifyReport};
+use crate::{LogError, OpenReport, OwnedRecord, Record, RecordDecodeError, RecoveryMode, Seq, Timestamp, VerifyReport};
 
 struct ReaderPosition {
     segment_idx: usize,
@@ -157,7 +157,7 @@ impl LogReader {
         position.offset = offset + encoded_len;
         let payload_start = offset + RECORD_HEADER_LEN as u64;
         let payload = position.segment.bytes(payload_start, payload_start + payload_len);
-        Some(Ok((Record { seq, timestamp_ns, payload }, encoded_len)))
+        Some(Ok((Record { seq, timestamp: Timestamp::from_ns(timestamp_ns), payload }, encoded_len)))
     }
 
     /// The next durable record, borrowed from the map; `None` at the current durable end (call

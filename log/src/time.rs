@@ -14,7 +14,8 @@ const NANOS_PER_MILLI: u64 = 1_000_000;
 ///
 /// Unsigned like the header's field, so every stamp a log can hold is a `Timestamp` (up to the
 /// year 2554). Displays as RFC 3339 UTC with milliseconds, e.g. `2026-11-29T09:30:00.123Z`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
 pub struct Timestamp(u64);
 
 impl Timestamp {

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{JoinHandle, Thread};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use crate::format::{encode_record, encoded_record_len, SegmentHeader, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
 use crate::reader::LogReader;
@@ -16,7 +16,7 @@ use crate::view::SharedView;
 use crate::verify::verify_view;
 use crate::recovery::{recover, Access, MIN_SEGMENT_SIZE};
 use crate::segment::{create_preallocated_segment, sync_dir, Segment};
-use crate::{Durability, LogError, LogOptions, OpenReport, SegmentId, Seq, VerifyReport};
+use crate::{Durability, LogError, LogOptions, OpenReport, SegmentId, Seq, Timestamp, VerifyReport};
 
 /// Counters for tests and benchmarks.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -241,10 +241,6 @@ pub struct EventLog {
     _lock_file: File,
 }
 
-fn now_unix_nanos() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|elapsed| elapsed.as_nanos() as u64).unwrap_or(0)
-}
-
 fn lock_directory(dir: &Path) -> Result<File, LogError> {
     let lock_path = dir.join("LOCK");
     let file = OpenOptions::new().create(true).truncate(false).read(true).write(true).open(&lock_path).map_err(|source| LogError::io("opening lock file", &lock_path, source))?;
@@ -360,13 +356,13 @@ impl EventLog {
     /// Appends records with contiguous seqs and returns the first; one sync covers them all
     /// (and whatever other threads queued meanwhile).
     pub fn append_batch(&self, payloads: &[&[u8]]) -> Result<Seq, LogError> {
-        self.append_batch_at(payloads, now_unix_nanos())
+        self.append_batch_at(payloads, Timestamp::now())
     }
 
-    /// `append_batch` with a caller-chosen record timestamp (ns since the epoch). The daemon
+    /// `append_batch` with a caller-chosen record timestamp. The daemon
     /// folds a batch into its projections before appending it, so it must know the timestamp
     /// the records will carry.
-    pub fn append_batch_at(&self, payloads: &[&[u8]], timestamp_ns: u64) -> Result<Seq, LogError> {
+    pub fn append_batch_at(&self, payloads: &[&[u8]], timestamp: Timestamp) -> Result<Seq, LogError> {
         if payloads.is_empty() {
             return Err(LogError::EmptyBatch);
         }
@@ -388,7 +384,7 @@ impl EventLog {
         for payload in payloads {
             queue.pending.payload_bytes.extend_from_slice(payload);
             let payload_end = queue.pending.payload_bytes.len();
-            queue.pending.entries.push((timestamp_ns, payload_end));
+            queue.pending.entries.push((timestamp.as_ns(), payload_end));
         }
         queue.pending.n_callers += 1;
         if !queue.leader_active {

@@ -51,7 +51,7 @@ fn appends_read_back_in_order_and_survive_reopen() {
     assert_eq!(reader.position(), Seq(57));
     let record = reader.next().unwrap().unwrap();
     assert_eq!((record.seq, record.payload), (Seq(57), &payloads[56][..]));
-    assert!(record.timestamp_ns > 1_600_000_000_000_000_000, "wall-clock nanoseconds");
+    assert!(record.timestamp.as_ns() > 1_600_000_000_000_000_000, "wall-clock nanoseconds");
     assert_eq!(reader.position(), Seq(58));
     let verify = log.verify().unwrap();
     assert_eq!((verify.n_records, verify.first_seq, verify.last_seq), (104, Seq(1), Seq(104)));

@@ -228,7 +228,7 @@ impl LogWriter {
                     container_id,
                     exit_code: 143,
                     signal: 15,
-                    exited_at_ns: 1_700_000_000_000_000_000 + seq as i64,
+                    exited_at_ns: berth_log::Timestamp::from_ns(1_700_000_000_000_000_000) + seq as i64,
                 }]),
                 false,
                 8,

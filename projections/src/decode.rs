@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::sync::mpsc;
 use std::thread;
 
-use berth_log::{LogError, LogReader, Seq};
+use berth_log::{LogError, LogReader, Seq, Timestamp};
 
 use crate::error::DecodeError;
 use crate::event::{ContainerRecord, Descriptor, Envelope, Event, ImageRecord, LayerRecord, Origin, EVENT_SCHEMA};
@@ -171,7 +171,7 @@ impl OriginRef<'_> {
             OriginRef::Client { uid, gid, pid, method, request_id } => {
                 Origin::Client { uid, gid, pid, method: method.to_owned(), request_id: request_id.to_owned() }
             }
-            OriginRef::Daemon { reason, answers } => Origin::Daemon { reason: reason.to_owned(), answers },
+            OriginRef::Daemon { reason, answers } => Origin::Daemon { reason: reason.to_owned(), answers: answers.map(Seq) },
         }
     }
 }
@@ -274,7 +274,7 @@ impl EventRef<'_> {
                 Event::TaskKillFailed { container_id: own(container_id), signal, error: own(error) }
             }
             EventRef::TaskExited { container_id, exit_code, signal, exited_at_ns } => {
-                Event::TaskExited { container_id: own(container_id), exit_code, signal, exited_at_ns }
+                Event::TaskExited { container_id: own(container_id), exit_code, signal, exited_at_ns: Timestamp::from_signed_ns(exited_at_ns).unwrap_or_default() }
             }
             EventRef::TaskDeleteRequested { container_id, force } => {
                 Event::TaskDeleteRequested { container_id: own(container_id), force }
@@ -283,7 +283,7 @@ impl EventRef<'_> {
             EventRef::TaskDeleteFailed { container_id, error } => {
                 Event::TaskDeleteFailed { container_id: own(container_id), error: own(error) }
             }
-            EventRef::DaemonStarted { version, pid, replayed_to } => Event::DaemonStarted { version: own(version), pid, replayed_to },
+            EventRef::DaemonStarted { version, pid, replayed_to } => Event::DaemonStarted { version: own(version), pid, replayed_to: Seq(replayed_to) },
             EventRef::OrphanRemoved { what, id } => Event::OrphanRemoved { what: own(what), id: own(id) },
         }
     }
@@ -339,14 +339,14 @@ impl EnvelopeDecoder {
             }
             (Origin::Daemon { reason, answers }, &OriginRef::Daemon { reason: new_reason, answers: new_answers }) => {
                 overwrite(reason, new_reason);
-                *answers = new_answers;
+                *answers = new_answers.map(Seq);
             }
             (origin, borrowed_origin) => {
                 let new_origin = match *borrowed_origin {
                     OriginRef::Client { uid, gid, pid, method, request_id } => {
                         Origin::Client { uid, gid, pid, method: self.string(method), request_id: self.string(request_id) }
                     }
-                    OriginRef::Daemon { reason, answers } => Origin::Daemon { reason: self.string(reason), answers },
+                    OriginRef::Daemon { reason, answers } => Origin::Daemon { reason: self.string(reason), answers: answers.map(Seq) },
                 };
                 let old_origin = std::mem::replace(origin, new_origin);
                 self.recycle_origin(old_origin);
@@ -409,7 +409,7 @@ impl EnvelopeDecoder {
                 &EventRef::TaskExited { container_id: new_id, exit_code: new_exit_code, signal: new_signal, exited_at_ns: new_exited_at_ns },
             ) => {
                 overwrite(container_id, new_id);
-                (*exit_code, *signal, *exited_at_ns) = (new_exit_code, new_signal, new_exited_at_ns);
+                (*exit_code, *signal, *exited_at_ns) = (new_exit_code, new_signal, Timestamp::from_signed_ns(new_exited_at_ns).unwrap_or_default());
             }
             (Event::TaskDeleteRequested { container_id, force }, &EventRef::TaskDeleteRequested { container_id: new_id, force: new_force }) => {
                 overwrite(container_id, new_id);
@@ -510,7 +510,7 @@ impl EnvelopeDecoder {
                 Event::TaskKillFailed { container_id: self.string(container_id), signal, error: self.string(error) }
             }
             EventRef::TaskExited { container_id, exit_code, signal, exited_at_ns } => {
-                Event::TaskExited { container_id: self.string(container_id), exit_code, signal, exited_at_ns }
+                Event::TaskExited { container_id: self.string(container_id), exit_code, signal, exited_at_ns: Timestamp::from_signed_ns(exited_at_ns).unwrap_or_default() }
             }
             EventRef::TaskDeleteRequested { container_id, force } => {
                 Event::TaskDeleteRequested { container_id: self.string(container_id), force }
@@ -568,7 +568,7 @@ impl ReplayBatch {
                 Some(Err(error)) => return Some(error),
                 Some(Ok(record)) => {
                     self.payloads.extend_from_slice(record.payload);
-                    self.records.push((record.seq, record.timestamp_ns, self.payloads.len()));
+                    self.records.push((record.seq, record.timestamp.as_ns(), self.payloads.len()));
                 }
             }
         }
@@ -598,7 +598,7 @@ impl ReplayBatch {
 pub fn replay_parallel<E: From<LogError>>(
     reader: &mut LogReader,
     n_workers: usize,
-    mut on_record: impl FnMut(Seq, u64, Result<&Envelope, &DecodeError>) -> Result<(), E>,
+    mut on_record: impl FnMut(Seq, Timestamp, Result<&Envelope, &DecodeError>) -> Result<(), E>,
 ) -> Result<u64, E> {
     if n_workers == 0 {
         let mut decoder = EnvelopeDecoder::new();
@@ -607,7 +607,7 @@ pub fn replay_parallel<E: From<LogError>>(
         while let Some(record) = reader.next() {
             let record = record?;
             let decoded = decoder.decode_into(record.payload, &mut envelope);
-            on_record(record.seq, record.timestamp_ns, decoded.as_ref().map(|()| &envelope))?;
+            on_record(record.seq, record.timestamp, decoded.as_ref().map(|()| &envelope))?;
             n_records += 1;
         }
         return Ok(n_records);
@@ -655,7 +655,7 @@ pub fn replay_parallel<E: From<LogError>>(
             let Some(worker_idx) = in_flight.pop_front() else { break };
             let batch = workers[worker_idx].1.recv().expect("decode thread panicked");
             for ((&(seq, timestamp_ns, _), result), envelope) in batch.records.iter().zip(&batch.results).zip(&batch.envelopes) {
-                on_record(seq, timestamp_ns, result.as_ref().map(|()| envelope))?;
+                on_record(seq, Timestamp::from_ns(timestamp_ns), result.as_ref().map(|()| envelope))?;
                 n_records += 1;
             }
             spare.push(batch);

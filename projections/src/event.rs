@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 
+use berth_log::{Seq, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use crate::error::DecodeError;
@@ -33,7 +34,7 @@ pub enum Origin {
     Client { uid: u32, gid: u32, pid: i32, method: String, request_id: String },
     /// berthd itself: executor outcomes, exits, recovery decisions. `answers` is the seq of the
     /// intent this record answers, when it answers one.
-    Daemon { reason: String, answers: Option<u64> },
+    Daemon { reason: String, answers: Option<Seq> },
 }
 
 /// Everything a command can record. Past tense; intents that wait for an outcome end in
@@ -72,14 +73,14 @@ pub enum Event {
 
     /// The task's init process exited; `exited_at_ns` is when the monitor reaped it, which
     /// may be long before this record was written (berthd down at the time).
-    TaskExited { container_id: String, exit_code: i32, signal: i32, exited_at_ns: i64 },
+    TaskExited { container_id: String, exit_code: i32, signal: i32, exited_at_ns: Timestamp },
 
     TaskDeleteRequested { container_id: String, force: bool },
     TaskDeleted { container_id: String, exit_code: i32 },
     TaskDeleteFailed { container_id: String, error: String },
 
     /// berthd started (after a clean stop or a crash) and replayed the log up to `replayed_to`.
-    DaemonStarted { version: String, pid: i32, replayed_to: u64 },
+    DaemonStarted { version: String, pid: i32, replayed_to: Seq },
     /// Recovery found something on the host that no projection accounts for and removed it.
     OrphanRemoved { what: String, id: String },
 }
@@ -158,7 +159,7 @@ impl Envelope {
     }
 
     /// The seq of the intent this record answers, if it is a daemon outcome.
-    pub fn answers(&self) -> Option<u64> {
+    pub fn answers(&self) -> Option<Seq> {
         match &self.origin {
             Origin::Daemon { answers, .. } => *answers,
             Origin::Client { .. } => None,

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use berth_log::Seq;
+use berth_log::{Seq, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use crate::event::{ContainerRecord, Envelope, Event, ImageRecord};
@@ -16,7 +16,7 @@ use crate::event::{ContainerRecord, Envelope, Event, ImageRecord};
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 pub struct State {
     /// The seq of the last record folded in.
-    pub last_seq: u64,
+    pub last_seq: Seq,
     pub namespaces: BTreeMap<String, NamespaceState>,
     /// Blobs in the content store, by digest (shared by all namespaces).
     pub content: BTreeMap<String, ContentState>,
@@ -27,7 +27,7 @@ pub struct State {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 pub struct NamespaceState {
     pub labels: BTreeMap<String, String>,
-    pub created_seq: u64,
+    pub created_seq: Seq,
     pub images: BTreeMap<String, ImageState>,
     pub containers: BTreeMap<String, ContainerState>,
 }
@@ -36,29 +36,29 @@ pub struct NamespaceState {
 pub struct ContentState {
     pub size: i64,
     pub media_type: String,
-    pub added_seq: u64,
+    pub added_seq: Seq,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 pub struct SnapshotState {
     pub parent: Option<String>,
     pub diff_id: String,
-    pub committed_seq: u64,
+    pub committed_seq: Seq,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 pub struct ImageState {
     pub record: ImageRecord,
-    pub created_seq: u64,
-    pub created_at_ns: i64,
-    pub updated_seq: u64,
+    pub created_seq: Seq,
+    pub created_at_ns: Timestamp,
+    pub updated_seq: Seq,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 pub struct ContainerState {
     pub record: ContainerRecord,
-    pub created_seq: u64,
-    pub created_at_ns: i64,
+    pub created_seq: Seq,
+    pub created_at_ns: Timestamp,
     /// The container's current task; `None` before the first create and after a delete.
     pub task: Option<TaskState>,
 }
@@ -97,20 +97,20 @@ impl TaskStatus {
 pub struct ExitInfo {
     pub exit_code: i32,
     pub signal: i32,
-    pub exited_at_ns: i64,
+    pub exited_at_ns: Timestamp,
 }
 
 /// An intent the executor has not answered yet.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub enum PendingIntent {
-    Create { seq: u64 },
-    Start { seq: u64 },
-    Kill { seq: u64, signal: i32, all: bool },
-    Delete { seq: u64, force: bool },
+    Create { seq: Seq },
+    Start { seq: Seq },
+    Kill { seq: Seq, signal: i32, all: bool },
+    Delete { seq: Seq, force: bool },
 }
 
 impl PendingIntent {
-    pub fn seq(&self) -> u64 {
+    pub fn seq(&self) -> Seq {
         match self {
             PendingIntent::Create { seq }
             | PendingIntent::Start { seq }
@@ -129,7 +129,7 @@ pub struct TaskState {
     pub error: Option<String>,
     /// Intents without an outcome, oldest first.
     pub pending: Vec<PendingIntent>,
-    pub updated_seq: u64,
+    pub updated_seq: Seq,
 }
 
 impl TaskState {
@@ -140,11 +140,11 @@ impl TaskState {
     /// Applies one task event recorded at `seq` (answering `answers`), exactly as the fold does;
     /// true when the event deletes the task. Commands use it to check a record of several
     /// outcomes one after another.
-    pub fn apply_event(&mut self, seq: u64, answers: Option<u64>, event: &Event) -> bool {
+    pub fn apply_event(&mut self, seq: Seq, answers: Option<Seq>, event: &Event) -> bool {
         apply_task_event(self, seq, answers, event)
     }
 
-    fn answer(&mut self, intent_seq: Option<u64>, matches: impl Fn(&PendingIntent) -> bool) {
+    fn answer(&mut self, intent_seq: Option<Seq>, matches: impl Fn(&PendingIntent) -> bool) {
         // An outcome answers the intent it names, or else the oldest intent of its kind.
         let position = match intent_seq {
             Some(seq) => self.pending.iter().position(|intent| intent.seq() == seq && matches(intent)),
@@ -181,16 +181,15 @@ impl State {
     }
 
     /// Fold one record into the state.
-    pub fn apply(&mut self, seq: Seq, timestamp_ns: u64, envelope: &Envelope) {
-        let seq = seq.get();
+    pub fn apply(&mut self, seq: Seq, timestamp: Timestamp, envelope: &Envelope) {
         let answers = envelope.answers();
         for event in &envelope.events {
-            self.apply_event(seq, timestamp_ns as i64, &envelope.namespace, answers, event);
+            self.apply_event(seq, timestamp, &envelope.namespace, answers, event);
         }
         self.last_seq = seq;
     }
 
-    fn apply_event(&mut self, seq: u64, timestamp_ns: i64, namespace: &str, answers: Option<u64>, event: &Event) {
+    fn apply_event(&mut self, seq: Seq, timestamp: Timestamp, namespace: &str, answers: Option<Seq>, event: &Event) {
         match event {
             Event::NamespaceCreated { name, labels } => {
                 self.namespaces.entry(name.clone()).or_insert_with(|| NamespaceState {
@@ -226,7 +225,7 @@ impl State {
                 if let Some(namespace_state) = self.namespaces.get_mut(namespace) {
                     let entry = namespace_state.images.entry(image.name.clone()).or_insert_with(|| ImageState {
                         created_seq: seq,
-                        created_at_ns: timestamp_ns,
+                        created_at_ns: timestamp,
                         ..ImageState::default()
                     });
                     entry.record = image.clone();
@@ -243,7 +242,7 @@ impl State {
                     namespace_state.containers.entry(container.id.clone()).or_insert_with(|| ContainerState {
                         record: container.clone(),
                         created_seq: seq,
-                        created_at_ns: timestamp_ns,
+                        created_at_ns: timestamp,
                         task: None,
                     });
                 }
@@ -287,7 +286,7 @@ impl State {
 }
 
 /// Applies a task event; returns true when the task is gone (deleted).
-fn apply_task_event(task: &mut TaskState, seq: u64, answers: Option<u64>, event: &Event) -> bool {
+fn apply_task_event(task: &mut TaskState, seq: Seq, answers: Option<Seq>, event: &Event) -> bool {
     task.updated_seq = seq;
     match event {
         Event::TaskCreated { pid, monitor_pid, .. } => {

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use berth_log::{Durability, EventLog, LogError, LogOptions, Seq};
+use berth_log::{Durability, EventLog, LogError, LogOptions, Seq, Timestamp};
 use berth_projections::decode::{decode_envelope, replay_parallel, EnvelopeDecoder, EnvelopeRef, REPLAY_BATCH_RECORDS};
 use berth_projections::*;
 use proptest::collection::{btree_map, vec};
@@ -87,13 +87,13 @@ fn event() -> impl Strategy<Value = Event> {
         (id(), any::<i32>(), any::<bool>()).prop_map(|(container_id, signal, all)| Event::TaskKillRequested { container_id, signal, all }),
         (id(), any::<i32>()).prop_map(|(container_id, signal)| Event::TaskKillDelivered { container_id, signal }),
         (id(), any::<i32>(), text()).prop_map(|(container_id, signal, error)| Event::TaskKillFailed { container_id, signal, error }),
-        (id(), any::<i32>(), any::<i32>(), any::<i64>()).prop_map(|(container_id, exit_code, signal, exited_at_ns)| {
-            Event::TaskExited { container_id, exit_code, signal, exited_at_ns }
+        (id(), any::<i32>(), any::<i32>(), any::<u64>()).prop_map(|(container_id, exit_code, signal, exited_at_ns)| {
+            Event::TaskExited { container_id, exit_code, signal, exited_at_ns: Timestamp::from_ns(exited_at_ns) }
         }),
         (id(), any::<bool>()).prop_map(|(container_id, force)| Event::TaskDeleteRequested { container_id, force }),
         (id(), any::<i32>()).prop_map(|(container_id, exit_code)| Event::TaskDeleted { container_id, exit_code }),
         (id(), text()).prop_map(|(container_id, error)| Event::TaskDeleteFailed { container_id, error }),
-        (text(), any::<i32>(), any::<u64>()).prop_map(|(version, pid, replayed_to)| Event::DaemonStarted { version, pid, replayed_to }),
+        (text(), any::<i32>(), any::<u64>()).prop_map(|(version, pid, replayed_to)| Event::DaemonStarted { version, pid, replayed_to: Seq(replayed_to) }),
         (text(), text()).prop_map(|(what, id)| Event::OrphanRemoved { what, id }),
     ]
 }
@@ -102,7 +102,7 @@ fn origin() -> impl Strategy<Value = Origin> {
     prop_oneof![
         (any::<u32>(), any::<u32>(), any::<i32>(), text(), text())
             .prop_map(|(uid, gid, pid, method, request_id)| Origin::Client { uid, gid, pid, method, request_id }),
-        (text(), proptest::option::of(any::<u64>())).prop_map(|(reason, answers)| Origin::Daemon { reason, answers }),
+        (text(), proptest::option::of(any::<u64>())).prop_map(|(reason, answers)| Origin::Daemon { reason, answers: answers.map(Seq) }),
     ]
 }
 
@@ -217,7 +217,7 @@ fn newer_schemas_and_garbage_get_envelope_decode_errors() {
 /// then: enough records to cross several replay batches.
 fn lifecycle_log(n_records: usize) -> Vec<Envelope> {
     let client = |method: &str| Origin::Client { uid: 0, gid: 0, pid: 42, method: method.into(), request_id: "r".into() };
-    let daemon = |answers: usize| Origin::Daemon { reason: "executor".into(), answers: Some(answers as u64) };
+    let daemon = |answers: usize| Origin::Daemon { reason: "executor".into(), answers: Some(Seq(answers as u64)) };
     let mut records = vec![Envelope::new("default", client("Namespaces/Create"), vec![Event::NamespaceCreated {
         name: "default".into(),
         labels: Default::default(),
@@ -272,7 +272,7 @@ fn plain_fold(log: &EventLog) -> (State, Vec<u64>, Option<(u64, String)>) {
         let record = record.unwrap();
         seen.push(record.seq.get());
         match Envelope::decode(record.payload) {
-            Ok(envelope) => state.apply(record.seq, record.timestamp_ns, &envelope),
+            Ok(envelope) => state.apply(record.seq, record.timestamp, &envelope),
             Err(error) => return (state, seen, Some((record.seq.get(), error.to_string()))),
         }
     }
@@ -318,7 +318,7 @@ fn parallel_replay_folds_the_same_state_as_the_plain_path() {
     let log = write_log(dir.path(), &payloads);
     let (expected, expected_seen, expected_error) = plain_fold(&log);
     assert!(expected_error.is_none());
-    assert_eq!(expected.last_seq, n_records as u64);
+    assert_eq!(expected.last_seq, Seq(n_records as u64));
     assert!(expected.containers().count() > 0, "the test log should leave containers behind");
     for n_workers in [0, 1, 2, 3] {
         let (state, seen, error) = parallel_fold(&log, n_workers);

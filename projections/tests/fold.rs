@@ -1,7 +1,7 @@
 //! Data-driven tests of the fold: a list of records in, the expected state out; and the
 //! property that full replay, record-by-record application and checkpoint-plus-tail agree.
 
-use berth_log::Seq;
+use berth_log::{Seq, Timestamp};
 use berth_projections::*;
 use proptest::prelude::*;
 
@@ -10,7 +10,7 @@ fn client(method: &str) -> Origin {
 }
 
 fn daemon(answers: u64) -> Origin {
-    Origin::Daemon { reason: "test".into(), answers: Some(answers) }
+    Origin::Daemon { reason: "test".into(), answers: Some(Seq(answers)) }
 }
 
 fn image() -> ImageRecord {
@@ -48,7 +48,7 @@ fn lifecycle() -> Vec<Envelope> {
             container_id: c(),
             exit_code: 137,
             signal: 9,
-            exited_at_ns: 1_000,
+            exited_at_ns: berth_log::Timestamp::from_ns(1_000),
         }]),
         Envelope::new("default", client("Tasks/Delete"), vec![Event::TaskDeleteRequested { container_id: c(), force: false }]),
         Envelope::new("default", daemon(10), vec![Event::TaskDeleted { container_id: c(), exit_code: 137 }]),
@@ -59,7 +59,7 @@ fn lifecycle() -> Vec<Envelope> {
 fn fold(records: &[Envelope]) -> State {
     let mut state = State::new();
     for (index, envelope) in records.iter().enumerate() {
-        state.apply(Seq(index as u64 + 1), 1_000 + index as u64, envelope);
+        state.apply(Seq(index as u64 + 1), Timestamp::from_ns(1_000 + index as u64), envelope);
     }
     state
 }
@@ -92,12 +92,12 @@ fn task_state_machine_follows_the_lifecycle() {
     }
     let state = fold(&records[..9]);
     let exit = task(&state).unwrap().exit.unwrap();
-    assert_eq!((exit.exit_code, exit.signal, exit.exited_at_ns), (137, 9, 1_000));
+    assert_eq!((exit.exit_code, exit.signal, exit.exited_at_ns), (137, 9, Timestamp::from_ns(1_000)));
     assert_eq!(task(&state).unwrap().pid, 100);
     let end = fold(&records);
     assert!(end.container("default", "web").is_none());
     assert!(end.image("default", "busybox:latest").is_some());
-    assert_eq!(end.last_seq, records.len() as u64);
+    assert_eq!(end.last_seq, Seq(records.len() as u64));
 }
 
 #[test]
@@ -107,7 +107,7 @@ fn exit_before_started_is_recorded_keeps_the_task_stopped() {
         container_id: "web".into(),
         exit_code: 0,
         signal: 0,
-        exited_at_ns: 5,
+        exited_at_ns: berth_log::Timestamp::from_ns(5),
     }]));
     records.push(Envelope::new("default", daemon(5), vec![Event::TaskStarted { container_id: "web".into(), pid: 100 }]));
     let task = task(&fold(&records)).unwrap();
@@ -169,7 +169,7 @@ proptest! {
         let checkpoint = serde_json::to_string(&fold(&records[..split])).unwrap();
         let mut resumed: State = serde_json::from_str(&checkpoint).unwrap();
         for (index, envelope) in records.iter().enumerate().skip(split) {
-            resumed.apply(Seq(index as u64 + 1), 1_000 + index as u64, envelope);
+            resumed.apply(Seq(index as u64 + 1), Timestamp::from_ns(1_000 + index as u64), envelope);
         }
         prop_assert_eq!(&full, &resumed);
         prop_assert_eq!(&full, &fold(&records));

@@ -3,13 +3,12 @@
 
 use std::io::Write;
 
-use berth_log::Timestamp;
 use berth_projections::names::{short_digest, signal_name};
 use berth_projections::{ContainerState, Envelope, Event, Origin, PendingIntent, State, TaskState};
 use serde_json::{json, Value};
 
 use crate::fold::RecordStamp;
-use crate::time::format_signed_timestamp_ms;
+use crate::time::format_event_time;
 
 /// How namespace "" (host-wide records such as `DaemonStarted`) is shown in text.
 pub const HOST_WIDE_NAMESPACE: &str = "-";
@@ -46,7 +45,7 @@ pub fn event_line(stamp: RecordStamp, index: usize, envelope: &Envelope, event: 
     format!(
         "{}.{index}  {}  {}  {}  {}  {}",
         stamp.seq,
-        Timestamp::from_ns(stamp.timestamp_ns),
+        stamp.timestamp,
         namespace_label(&envelope.namespace),
         event.kind(),
         envelope.origin.describe(),
@@ -59,8 +58,8 @@ pub fn event_json(stamp: RecordStamp, index: usize, envelope: &Envelope, event: 
     json!({
         "seq": stamp.seq,
         "index": index,
-        "timestamp_ns": stamp.timestamp_ns,
-        "time": Timestamp::from_ns(stamp.timestamp_ns).to_string(),
+        "timestamp_ns": stamp.timestamp.as_ns(),
+        "time": stamp.timestamp.to_string(),
         "namespace": envelope.namespace,
         "origin": origin_json(&envelope.origin),
         "kind": event.kind(),
@@ -98,7 +97,7 @@ pub fn describe_event(event: &Event) -> String {
         Event::TaskKillFailed { signal, error, .. } => format!("{} not delivered: {error}", describe_signal(*signal)),
         Event::TaskExited { exit_code, signal, exited_at_ns, .. } => {
             let killed_by = if *signal != 0 { format!(", killed by {}", describe_signal(*signal)) } else { String::new() };
-            format!("task exited with code {exit_code}{killed_by} at {}", format_signed_timestamp_ms(*exited_at_ns))
+            format!("task exited with code {exit_code}{killed_by} at {}", format_event_time(*exited_at_ns))
         }
         Event::TaskDeleteRequested { force, .. } => {
             if *force {
@@ -150,7 +149,7 @@ pub fn describe_task(task: Option<&TaskState>) -> String {
         if exit.signal != 0 {
             text.push_str(&format!(" ({})", describe_signal(exit.signal)));
         }
-        text.push_str(&format!(" at {}", format_signed_timestamp_ms(exit.exited_at_ns)));
+        text.push_str(&format!(" at {}", format_event_time(exit.exited_at_ns)));
     }
     if let Some(error) = &task.error {
         text.push_str(&format!(", error: {error}"));
@@ -170,7 +169,7 @@ fn container_line(id: &str, container: &ContainerState) -> String {
     format!(
         "    {id}  image {}{digest}  created {} (seq {})  task: {}",
         container.record.image,
-        format_signed_timestamp_ms(container.created_at_ns),
+        format_event_time(container.created_at_ns),
         container.created_seq,
         describe_task(container.task.as_ref())
     )
@@ -250,9 +249,9 @@ mod tests {
         let envelope = Envelope::new(
             "default",
             Origin::Daemon { reason: "task exited".into(), answers: None },
-            vec![Event::TaskExited { container_id: "web".into(), exit_code: 3, signal: 0, exited_at_ns: 5 }],
+            vec![Event::TaskExited { container_id: "web".into(), exit_code: 3, signal: 0, exited_at_ns: berth_log::Timestamp::from_ns(5) }],
         );
-        let stamp = RecordStamp { seq: 9, timestamp_ns: 1_795_944_600_123_000_000 };
+        let stamp = RecordStamp { seq: berth_log::Seq(9), timestamp: berth_log::Timestamp::from_ns(1_795_944_600_123_000_000) };
         let line = event_line(stamp, 0, &envelope, &envelope.events[0]);
         assert_eq!(
             line,
@@ -266,9 +265,9 @@ mod tests {
 
     #[test]
     fn exits_by_signal_name_the_signal() {
-        let event = Event::TaskExited { container_id: "a".into(), exit_code: 137, signal: 9, exited_at_ns: 0 };
+        let event = Event::TaskExited { container_id: "a".into(), exit_code: 137, signal: 9, exited_at_ns: berth_log::Timestamp::from_ns(0) };
         assert_eq!(describe_event(&event), "task exited with code 137, killed by signal 9 (SIGKILL) at an unknown time");
-        let crashed = Event::TaskExited { container_id: "a".into(), exit_code: 139, signal: 11, exited_at_ns: 0 };
+        let crashed = Event::TaskExited { container_id: "a".into(), exit_code: 139, signal: 11, exited_at_ns: berth_log::Timestamp::from_ns(0) };
         assert_eq!(describe_event(&crashed), "task exited with code 139, killed by signal 11 (SIGSEGV) at an unknown time");
         let realtime = Event::TaskKillDelivered { container_id: "a".into(), signal: 40 };
         assert_eq!(describe_event(&realtime), "signal 40 delivered");

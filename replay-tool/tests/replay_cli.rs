@@ -7,7 +7,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use berth_log::{Durability, EventLog, LogOptions, Seq};
+use berth_log::{Durability, EventLog, LogOptions, Seq, Timestamp};
 use berth_projections::{ContainerRecord, Descriptor, Envelope, Event, ImageRecord, LayerRecord, Origin, State};
 
 /// 2026-11-29T09:30:00Z; record N is stamped BASE + N seconds.
@@ -22,7 +22,7 @@ fn client(uid: u32, pid: i32, method: &str, request_id: &str) -> Origin {
 }
 
 fn daemon(reason: &str, answers: Option<u64>) -> Origin {
-    Origin::Daemon { reason: reason.to_string(), answers }
+    Origin::Daemon { reason: reason.to_string(), answers: answers.map(Seq) }
 }
 
 fn alpine_image() -> ImageRecord {
@@ -79,7 +79,7 @@ fn scenario() -> Vec<Envelope> {
     let tasks = "/berth.v1.Tasks";
     vec![
         /* 1 */
-        Envelope::new("", daemon("berthd started", None), vec![Event::DaemonStarted { version: "0.1.0".into(), pid: 900, replayed_to: 0 }]),
+        Envelope::new("", daemon("berthd started", None), vec![Event::DaemonStarted { version: "0.1.0".into(), pid: 900, replayed_to: Seq(0) }]),
         /* 2 */
         Envelope::new(
             "default",
@@ -138,7 +138,7 @@ fn scenario() -> Vec<Envelope> {
                 container_id: "web".into(),
                 exit_code: 3,
                 signal: 0,
-                exited_at_ns: (BASE_NS + 8 * SECOND_NS + SECOND_NS / 2) as i64,
+                exited_at_ns: Timestamp::from_ns(BASE_NS + 8 * SECOND_NS + SECOND_NS / 2),
             }],
         ),
         /* 10 */
@@ -190,8 +190,8 @@ fn scenario() -> Vec<Envelope> {
     ]
 }
 
-fn timestamp_of(seq: u64) -> u64 {
-    BASE_NS + seq * SECOND_NS
+fn timestamp_of(seq: u64) -> Timestamp {
+    Timestamp::from_ns(BASE_NS + seq * SECOND_NS)
 }
 
 fn open_writer(dir: &Path) -> EventLog {
@@ -528,7 +528,7 @@ fn events_print_one_line_per_event_and_filter() {
     let started = &objects[0];
     assert_eq!(started["seq"], 8);
     assert_eq!(started["index"], 0);
-    assert_eq!(started["timestamp_ns"], timestamp_of(8));
+    assert_eq!(started["timestamp_ns"], timestamp_of(8).as_ns());
     assert_eq!(started["namespace"], "default");
     assert_eq!(started["kind"], "TaskStarted");
     assert_eq!(started["origin"], serde_json::json!({"kind": "daemon", "reason": "task start", "answers": 7}));
@@ -659,7 +659,7 @@ fn a_log_of_several_segments_verifies_replays_and_pins_damage_in_an_early_segmen
     assert_eq!(events.lines().count(), 3, "{events}");
     let state = replay_ok(&log_dir, &["state", "--json"]);
     let state: State = serde_json::from_str(&state).unwrap();
-    assert_eq!(state.last_seq, n_records);
+    assert_eq!(state.last_seq, Seq(n_records));
     assert!(state.container("prod-2", "db").is_some());
 
     // Damage in the first segment, which the read-only open does not scan: verify finds it.
@@ -686,7 +686,7 @@ fn at_time_with_a_clock_set_back_folds_to_the_last_record_stamped_at_or_before()
     // Seconds after BASE of records 1..=6: the clock jumps ahead at seq 4 and back at seq 5.
     let offsets_s = [1u64, 2, 3, 10, 4, 5];
     for (envelope, offset_s) in scenario().iter().zip(offsets_s) {
-        event_log.append_batch_at(&[&envelope.encode()], BASE_NS + offset_s * SECOND_NS).unwrap();
+        event_log.append_batch_at(&[&envelope.encode()], Timestamp::from_ns(BASE_NS + offset_s * SECOND_NS)).unwrap();
     }
     drop(event_log);
     let text = replay_ok(&log_dir, &["state", "--at-time", "2026-11-29T09:30:04.5Z"]);

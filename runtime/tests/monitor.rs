@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use berth_runtime::sys::time::unix_time_ns;
+use berth_log::{Seq, Timestamp};
 use berth_runtime::tasks::monitor::{self, wait_exit, Launch, MonitorError, MonitorPaths};
 use berth_runtime::tasks::task_dir::{ExitStatus, MonitorIdentity, TaskDir, UNKNOWN_EXIT_CODE};
 use berth_runtime::tasks::runc::{Runc, RuncError};
@@ -55,7 +55,7 @@ async fn wait_until_monitor_gone(monitor_identity: &MonitorIdentity, why: &str) 
 #[tokio::test]
 async fn echo_output_lands_in_the_log_files_and_exit_is_recorded() {
     let task = TestTask::new("echo", &["sh", "-c", "echo out; echo err >&2"]);
-    let monitor_identity = monitor::spawn_monitor(&task.paths, &task.runc_id, &task.bundle, &task.task_dir, Launch::Create, 0)
+    let monitor_identity = monitor::spawn_monitor(&task.paths, &task.runc_id, &task.bundle, &task.task_dir, Launch::Create, Seq(0))
         .await
         .expect("spawn the monitor");
     assert_eq!(task.task_dir.monitor_identity(), Some(monitor_identity.clone()));
@@ -75,14 +75,14 @@ async fn echo_output_lands_in_the_log_files_and_exit_is_recorded() {
         "no exit before the container ran"
     );
 
-    let before_start_ns = unix_time_ns();
+    let before_start_ns = Timestamp::now();
     task.paths
         .runc
         .start(&task.runc_id)
         .await
         .expect("runc start");
     let exit_status = wait_exit_with_timeout(&task, &monitor_identity).await;
-    let after_exit_ns = unix_time_ns();
+    let after_exit_ns = Timestamp::now();
 
     assert_eq!((exit_status.code, exit_status.signal), (0, 0));
     assert!(
@@ -253,16 +253,16 @@ fn helper_process_playing_berthd() {
             monitor_binary: order.monitor_binary.clone(),
             runc: Runc::new(PathBuf::from(RUNC_BINARY), order.runc_root.clone()),
         };
-        monitor::spawn_monitor(&paths, &order.runc_id, &order.bundle, &order.task_dir, Launch::Create, 0)
+        monitor::spawn_monitor(&paths, &order.runc_id, &order.bundle, &order.task_dir, Launch::Create, Seq(0))
             .await
             .expect("helper: spawn the monitor");
-        let started_at_ns = unix_time_ns();
+        let started_at_ns = Timestamp::now();
         paths
             .runc
             .start(&order.runc_id)
             .await
             .expect("helper: runc start");
-        println!("{HELPER_MARKER}{started_at_ns}");
+        println!("{HELPER_MARKER}{}", started_at_ns.as_ns());
         // Wait to be killed, still holding the monitor as a child like berthd would.
         tokio::time::sleep(Duration::from_secs(600)).await;
     });
@@ -308,7 +308,7 @@ async fn monitor_survives_the_death_of_the_process_that_started_it() {
             // in the middle of a line.
             if let Some(marker_start) = line.find(HELPER_MARKER) {
                 let started_text = &line[marker_start + HELPER_MARKER.len()..];
-                let _ = line_sender.send(started_text.trim().parse::<i64>().unwrap());
+                let _ = line_sender.send(Timestamp::from_ns(started_text.trim().parse::<u64>().unwrap()));
                 return;
             }
         }
@@ -355,7 +355,7 @@ async fn monitor_survives_the_death_of_the_process_that_started_it() {
         .expect("runc knows it");
     assert_eq!(running.status, "running");
 
-    let killed_at_ns = unix_time_ns();
+    let killed_at_ns = Timestamp::now();
     assert!(killed_at_ns >= started_at_ns);
     let exit_status = sigkill_and_wait_exit(&task, &monitor_identity).await;
     assert!(
@@ -369,10 +369,10 @@ async fn monitor_survives_the_death_of_the_process_that_started_it() {
 #[tokio::test]
 async fn exit_is_recorded_while_nobody_waits() {
     let task = TestTask::new("unwatched", &["sh", "-c", "exit 5"]);
-    let monitor_identity = monitor::spawn_monitor(&task.paths, &task.runc_id, &task.bundle, &task.task_dir, Launch::Create, 0)
+    let monitor_identity = monitor::spawn_monitor(&task.paths, &task.runc_id, &task.bundle, &task.task_dir, Launch::Create, Seq(0))
         .await
         .expect("spawn the monitor");
-    let before_start_ns = unix_time_ns();
+    let before_start_ns = Timestamp::now();
     task.paths
         .runc
         .start(&task.runc_id)
@@ -381,7 +381,7 @@ async fn exit_is_recorded_while_nobody_waits() {
 
     // Nobody calls wait_exit; only watch from the outside until the monitor is gone.
     wait_until_monitor_gone(&monitor_identity, "the monitor should exit after the container").await;
-    let after_monitor_gone_ns = unix_time_ns();
+    let after_monitor_gone_ns = Timestamp::now();
 
     let exit_status = task.task_dir.exit_status().expect("exit.json written before the monitor exited");
     assert_eq!((exit_status.code, exit_status.signal), (5, 0));
@@ -418,7 +418,7 @@ async fn missing_runc_is_reported_with_its_path() {
         monitor_binary: task.paths.monitor_binary.clone(),
         runc: bogus_runc,
     };
-    match monitor::spawn_monitor(&bogus_paths, &task.runc_id, &task.bundle, &task.task_dir, Launch::Create, 0).await {
+    match monitor::spawn_monitor(&bogus_paths, &task.runc_id, &task.bundle, &task.task_dir, Launch::Create, Seq(0)).await {
         Err(MonitorError::CreateFailed { message }) => {
             assert!(
                 message.contains("/nonexistent/berth-test/runc"),
@@ -437,7 +437,7 @@ async fn missing_monitor_binary_is_reported() {
         monitor_binary: PathBuf::from("/nonexistent/berth-test/berth-monitor"),
         runc: task.paths.runc.clone(),
     };
-    match monitor::spawn_monitor(&paths, &task.runc_id, &task.bundle, &task.task_dir, Launch::Create, 0).await {
+    match monitor::spawn_monitor(&paths, &task.runc_id, &task.bundle, &task.task_dir, Launch::Create, Seq(0)).await {
         Err(MonitorError::MonitorSpawn { path, .. }) => {
             assert_eq!(path, PathBuf::from("/nonexistent/berth-test/berth-monitor"))
         }
@@ -448,7 +448,7 @@ async fn missing_monitor_binary_is_reported() {
 #[tokio::test]
 async fn missing_executable_in_the_bundle_fails_create_and_leaves_nothing() {
     let task = TestTask::new("noexec", &["/no/such/binary"]);
-    match monitor::spawn_monitor(&task.paths, &task.runc_id, &task.bundle, &task.task_dir, Launch::Create, 0).await {
+    match monitor::spawn_monitor(&task.paths, &task.runc_id, &task.bundle, &task.task_dir, Launch::Create, Seq(0)).await {
         Err(MonitorError::CreateFailed { message }) => {
             assert!(message.contains("/no/such/binary"), "{message}");
             assert!(message.contains("runc create"), "{message}");
@@ -465,7 +465,7 @@ async fn missing_executable_in_the_bundle_fails_create_and_leaves_nothing() {
 async fn missing_rootfs_fails_create_and_leaves_nothing() {
     let task = TestTask::new("norootfs", &["true"]);
     std::fs::remove_dir_all(task.bundle.join("rootfs")).unwrap();
-    match monitor::spawn_monitor(&task.paths, &task.runc_id, &task.bundle, &task.task_dir, Launch::Create, 0).await {
+    match monitor::spawn_monitor(&task.paths, &task.runc_id, &task.bundle, &task.task_dir, Launch::Create, Seq(0)).await {
         Err(MonitorError::CreateFailed { message }) => {
             assert!(message.contains("rootfs"), "{message}");
         }
@@ -478,11 +478,11 @@ async fn missing_rootfs_fails_create_and_leaves_nothing() {
 #[tokio::test]
 async fn duplicate_id_is_refused_without_harming_the_existing_container() {
     let task = TestTask::new("duplicate", &["sleep", "1000"]);
-    let monitor_identity = monitor::spawn_monitor(&task.paths, &task.runc_id, &task.bundle, &task.task_dir, Launch::Create, 0)
+    let monitor_identity = monitor::spawn_monitor(&task.paths, &task.runc_id, &task.bundle, &task.task_dir, Launch::Create, Seq(0))
         .await
         .expect("spawn the first monitor");
     let second_task_dir = TaskDir::new(task.temp_dir.path().join("second-task"));
-    match monitor::spawn_monitor(&task.paths, &task.runc_id, &task.bundle, &second_task_dir, Launch::Create, 0).await {
+    match monitor::spawn_monitor(&task.paths, &task.runc_id, &task.bundle, &second_task_dir, Launch::Create, Seq(0)).await {
         Err(MonitorError::AlreadyExists { runc_id, status }) => {
             assert_eq!(runc_id, task.runc_id);
             assert_eq!(status, "created");
@@ -507,7 +507,7 @@ async fn duplicate_id_is_refused_without_harming_the_existing_container() {
 async fn monitor_killed_before_the_container_exits_reports_an_unknown_exit() {
     let task = TestTask::new("monitorkilled", &["sleep", "1000"]);
     let monitor_identity = spawn_and_start(&task).await;
-    let before_kill_ns = unix_time_ns();
+    let before_kill_ns = Timestamp::now();
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(monitor_identity.monitor_pid),
         nix::sys::signal::Signal::SIGKILL,
@@ -535,7 +535,7 @@ async fn monitor_killed_before_the_container_exits_reports_an_unknown_exit() {
 
 /// Spawns the task's monitor (which runs `runc create`) and starts the container.
 async fn spawn_and_start(task: &TestTask) -> MonitorIdentity {
-    let monitor_identity = monitor::spawn_monitor(&task.paths, &task.runc_id, &task.bundle, &task.task_dir, Launch::Create, 0)
+    let monitor_identity = monitor::spawn_monitor(&task.paths, &task.runc_id, &task.bundle, &task.task_dir, Launch::Create, Seq(0))
         .await
         .expect("spawn the monitor");
     task.paths

@@ -2,6 +2,7 @@
 //! and what the host showed, then the steps recovery must take. Covers every branch of the
 //! decision: monitor alive or dead, exit written or not, runc's status, each pending intent.
 
+use berth_log::Seq;
 use berth_projections::{ExitInfo, PendingIntent, TaskState, TaskStatus};
 use berth_runtime::tasks::recovery::{
     needs_runc_status, plan, plan_exit, ExitStep, Observed, RuncStatus, Step,
@@ -12,6 +13,7 @@ const MONITOR_PID: i32 = 900;
 const INIT_PID: u32 = 901;
 
 fn monitor(intent_seq: u64) -> MonitorIdentity {
+    let intent_seq = Seq(intent_seq);
     MonitorIdentity {
         monitor_pid: MONITOR_PID,
         monitor_start_time: 4242,
@@ -22,7 +24,7 @@ fn monitor(intent_seq: u64) -> MonitorIdentity {
 }
 
 fn exit(code: i32) -> ExitStatus {
-    ExitStatus { code, signal: 0, exited_at_ns: 7, monitor_pid: Some(MONITOR_PID) }
+    ExitStatus { code, signal: 0, exited_at_ns: berth_log::Timestamp::from_ns(7), monitor_pid: Some(MONITOR_PID) }
 }
 
 fn task(status: TaskStatus, pending: Vec<PendingIntent>) -> TaskState {
@@ -48,8 +50,8 @@ fn observed(host: Host) -> Observed {
     Observed { monitor: host.monitor, monitor_alive: host.alive, exit: host.exit, runc_status: host.runc }
 }
 
-const CREATE: PendingIntent = PendingIntent::Create { seq: 10 };
-const START: PendingIntent = PendingIntent::Start { seq: 11 };
+const CREATE: PendingIntent = PendingIntent::Create { seq: Seq(10) };
+const START: PendingIntent = PendingIntent::Start { seq: Seq(11) };
 
 #[test]
 fn every_pending_intent_gets_the_answer_the_host_supports() {
@@ -61,91 +63,91 @@ fn every_pending_intent_gets_the_answer_the_host_supports() {
         ("create: monitor alive",
          task(TaskStatus::Creating, vec![CREATE]),
          Host { monitor: Some(monitor(10)), alive: true, exit: None, runc: None },
-         vec![Step::RecordCreated { intent_seq: 10, pid: INIT_PID, monitor_pid: MONITOR_PID }, settle.clone()]),
+         vec![Step::RecordCreated { intent_seq: Seq(10), pid: INIT_PID, monitor_pid: MONITOR_PID }, settle.clone()]),
         ("create: monitor gone but wrote the exit",
          task(TaskStatus::Creating, vec![CREATE]),
          Host { monitor: Some(monitor(10)), alive: false, exit: Some(exit(0)), runc: None },
-         vec![Step::RecordCreated { intent_seq: 10, pid: INIT_PID, monitor_pid: MONITOR_PID }, settle.clone()]),
+         vec![Step::RecordCreated { intent_seq: Seq(10), pid: INIT_PID, monitor_pid: MONITOR_PID }, settle.clone()]),
         ("create: monitor gone without an exit",
          task(TaskStatus::Creating, vec![CREATE]),
          Host { monitor: Some(monitor(10)), alive: false, exit: None, runc: Some(Created) },
-         vec![Step::RollBackCreate { intent_seq: 10 }, settle.clone()]),
+         vec![Step::RollBackCreate { intent_seq: Seq(10) }, settle.clone()]),
         ("create: no monitor ever reported",
          task(TaskStatus::Creating, vec![CREATE]),
          Host { monitor: None, alive: false, exit: None, runc: None },
-         vec![Step::RollBackCreate { intent_seq: 10 }, settle.clone()]),
+         vec![Step::RollBackCreate { intent_seq: Seq(10) }, settle.clone()]),
         // Create and start in one record, both pending.
         ("create+start: monitor alive, runc running",
          task(TaskStatus::Creating, vec![CREATE, START]),
          Host { monitor: Some(monitor(10)), alive: true, exit: None, runc: Some(Running) },
          vec![
-             Step::RecordCreated { intent_seq: 10, pid: INIT_PID, monitor_pid: MONITOR_PID },
-             Step::RecordStarted { intent_seq: 11, pid: INIT_PID },
+             Step::RecordCreated { intent_seq: Seq(10), pid: INIT_PID, monitor_pid: MONITOR_PID },
+             Step::RecordStarted { intent_seq: Seq(11), pid: INIT_PID },
              settle.clone(),
          ]),
         ("create+start: nothing there",
          task(TaskStatus::Creating, vec![CREATE, START]),
          Host { monitor: None, alive: false, exit: None, runc: None },
-         vec![Step::RollBackCreate { intent_seq: 10 }, Step::RecordStartFailed { intent_seq: 11 }, settle.clone()]),
+         vec![Step::RollBackCreate { intent_seq: Seq(10) }, Step::RecordStartFailed { intent_seq: Seq(11) }, settle.clone()]),
         // Start pending on a created task.
         ("start: created, watched",
          task(TaskStatus::Starting, vec![START]),
          Host { monitor: Some(monitor(0)), alive: true, exit: None, runc: Some(Created) },
-         vec![Step::Start { intent_seq: 11, pid: INIT_PID }, settle.clone()]),
+         vec![Step::Start { intent_seq: Seq(11), pid: INIT_PID }, settle.clone()]),
         ("start: created, monitor gone",
          task(TaskStatus::Starting, vec![START]),
          Host { monitor: Some(monitor(0)), alive: false, exit: None, runc: Some(Created) },
-         vec![Step::RemoveUnwatched { intent_seq: 11 }, settle.clone()]),
+         vec![Step::RemoveUnwatched { intent_seq: Seq(11) }, settle.clone()]),
         ("start: already running",
          task(TaskStatus::Starting, vec![START]),
          Host { monitor: Some(monitor(0)), alive: true, exit: None, runc: Some(Running) },
-         vec![Step::RecordStarted { intent_seq: 11, pid: INIT_PID }, settle.clone()]),
+         vec![Step::RecordStarted { intent_seq: Seq(11), pid: INIT_PID }, settle.clone()]),
         ("start: paused counts as started",
          task(TaskStatus::Starting, vec![START]),
          Host { monitor: Some(monitor(0)), alive: true, exit: None, runc: Some(Paused) },
-         vec![Step::RecordStarted { intent_seq: 11, pid: INIT_PID }, settle.clone()]),
+         vec![Step::RecordStarted { intent_seq: Seq(11), pid: INIT_PID }, settle.clone()]),
         ("start: ran and stopped",
          task(TaskStatus::Starting, vec![START]),
          Host { monitor: Some(monitor(0)), alive: false, exit: Some(exit(3)), runc: Some(Stopped) },
-         vec![Step::RecordStarted { intent_seq: 11, pid: INIT_PID }, settle.clone()]),
+         vec![Step::RecordStarted { intent_seq: Seq(11), pid: INIT_PID }, settle.clone()]),
         ("start: exit written, runc container gone",
          task(TaskStatus::Starting, vec![START]),
          Host { monitor: Some(monitor(0)), alive: false, exit: Some(exit(3)), runc: None },
-         vec![Step::RecordStarted { intent_seq: 11, pid: INIT_PID }, settle.clone()]),
+         vec![Step::RecordStarted { intent_seq: Seq(11), pid: INIT_PID }, settle.clone()]),
         ("start: container gone, no exit",
          task(TaskStatus::Starting, vec![START]),
          Host { monitor: Some(monitor(0)), alive: false, exit: None, runc: None },
-         vec![Step::RecordStartFailed { intent_seq: 11 }, settle.clone()]),
+         vec![Step::RecordStartFailed { intent_seq: Seq(11) }, settle.clone()]),
         ("start: runc says something unknown",
          task(TaskStatus::Starting, vec![START]),
          Host { monitor: Some(monitor(0)), alive: true, exit: None, runc: Some(Other) },
-         vec![Step::RecordStartFailed { intent_seq: 11 }, settle.clone()]),
+         vec![Step::RecordStartFailed { intent_seq: Seq(11) }, settle.clone()]),
         ("start: without monitor.json the pid is the task's",
          TaskState { pid: 55, ..task(TaskStatus::Starting, vec![START]) },
          Host { monitor: None, alive: false, exit: None, runc: Some(Running) },
-         vec![Step::RecordStarted { intent_seq: 11, pid: 55 }, settle.clone()]),
+         vec![Step::RecordStarted { intent_seq: Seq(11), pid: 55 }, settle.clone()]),
         // Kill pending.
         ("kill: still running",
-         task(TaskStatus::Running, vec![PendingIntent::Kill { seq: 12, signal: 15, all: true }]),
+         task(TaskStatus::Running, vec![PendingIntent::Kill { seq: Seq(12), signal: 15, all: true }]),
          Host { monitor: Some(monitor(0)), alive: true, exit: None, runc: None },
-         vec![Step::Kill { intent_seq: 12, signal: 15, all: true }, settle.clone()]),
+         vec![Step::Kill { intent_seq: Seq(12), signal: 15, all: true }, settle.clone()]),
         ("kill: already exited",
-         task(TaskStatus::Running, vec![PendingIntent::Kill { seq: 12, signal: 9, all: false }]),
+         task(TaskStatus::Running, vec![PendingIntent::Kill { seq: Seq(12), signal: 9, all: false }]),
          Host { monitor: Some(monitor(0)), alive: true, exit: Some(exit(137)), runc: None },
-         vec![Step::RecordKillDelivered { intent_seq: 12, signal: 9 }, settle.clone()]),
+         vec![Step::RecordKillDelivered { intent_seq: Seq(12), signal: 9 }, settle.clone()]),
         ("kill: monitor gone",
-         task(TaskStatus::Running, vec![PendingIntent::Kill { seq: 12, signal: 9, all: false }]),
+         task(TaskStatus::Running, vec![PendingIntent::Kill { seq: Seq(12), signal: 9, all: false }]),
          Host { monitor: Some(monitor(0)), alive: false, exit: None, runc: Some(Running) },
-         vec![Step::RecordKillDelivered { intent_seq: 12, signal: 9 }, settle.clone()]),
+         vec![Step::RecordKillDelivered { intent_seq: Seq(12), signal: 9 }, settle.clone()]),
         // Delete pending: requeued after the exit is settled, whatever else is pending.
         ("delete: requeued last",
-         task(TaskStatus::Deleting, vec![PendingIntent::Delete { seq: 13, force: true }]),
+         task(TaskStatus::Deleting, vec![PendingIntent::Delete { seq: Seq(13), force: true }]),
          Host { monitor: Some(monitor(0)), alive: true, exit: None, runc: None },
-         vec![settle.clone(), Step::RequeueDelete { intent_seq: 13, force: true }]),
+         vec![settle.clone(), Step::RequeueDelete { intent_seq: Seq(13), force: true }]),
         ("kill then delete: kill first, delete after the exit",
-         task(TaskStatus::Deleting, vec![PendingIntent::Kill { seq: 12, signal: 9, all: true }, PendingIntent::Delete { seq: 13, force: false }]),
+         task(TaskStatus::Deleting, vec![PendingIntent::Kill { seq: Seq(12), signal: 9, all: true }, PendingIntent::Delete { seq: Seq(13), force: false }]),
          Host { monitor: Some(monitor(0)), alive: true, exit: None, runc: None },
-         vec![Step::Kill { intent_seq: 12, signal: 9, all: true }, settle.clone(), Step::RequeueDelete { intent_seq: 13, force: false }]),
+         vec![Step::Kill { intent_seq: Seq(12), signal: 9, all: true }, settle.clone(), Step::RequeueDelete { intent_seq: Seq(13), force: false }]),
         // Nothing pending: only the exit.
         ("nothing pending",
          task(TaskStatus::Running, vec![]),
@@ -162,7 +164,7 @@ fn a_live_task_exit_is_recorded_watched_or_abandoned() {
     use RuncStatus::*;
     let running = task(TaskStatus::Running, vec![]);
     let exited = TaskState {
-        exit: Some(ExitInfo { exit_code: 0, signal: 0, exited_at_ns: 1 }),
+        exit: Some(ExitInfo { exit_code: 0, signal: 0, exited_at_ns: berth_log::Timestamp::from_ns(1) }),
         ..task(TaskStatus::Stopped, vec![])
     };
     #[rustfmt::skip]

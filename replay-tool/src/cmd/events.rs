@@ -98,7 +98,7 @@ fn print_range(dir: &Path, from: u64, to: u64, filter: &EventFilter, format: Eve
     let mut last_read = from - 1;
     walk_envelopes(&log, from, to, |stamp, envelope| {
         write_record_events(out, filter, format, stamp, &envelope)?;
-        last_read = stamp.seq;
+        last_read = stamp.seq.get();
         Ok(Walk::Continue)
     })?;
     Ok(last_read)

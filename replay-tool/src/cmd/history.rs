@@ -4,7 +4,6 @@
 use std::io::Write;
 use std::path::Path;
 
-use berth_log::{Seq, Timestamp};
 use berth_projections::{Event, Origin, State};
 
 use crate::error::ReplayError;
@@ -46,8 +45,8 @@ pub fn collect_history(dir: &Path, namespace: &str, id: &str) -> Result<Containe
     let (log, _open_report) = open_log(dir)?;
     let mut history = ContainerHistory::default();
     walk_envelopes(&log, 1, u64::MAX, |stamp, envelope| {
-        history.final_state.apply(Seq(stamp.seq), stamp.timestamp_ns, &envelope);
-        history.last_seq = stamp.seq;
+        history.final_state.apply(stamp.seq, stamp.timestamp, &envelope);
+        history.last_seq = stamp.seq.get();
         if envelope.namespace != namespace {
             return Ok(Walk::Continue);
         }
@@ -84,13 +83,13 @@ fn who_short(origin: &Origin) -> String {
 pub fn summary_line(history: &ContainerHistory, namespace: &str, id: &str) -> String {
     let created = match &history.created {
         Some((stamp, origin)) => {
-            format!("created at {} (seq {}) by {}", Timestamp::from_ns(stamp.timestamp_ns), stamp.seq, who_short(origin))
+            format!("created at {} (seq {}) by {}", stamp.timestamp, stamp.seq, who_short(origin))
         }
         None => "created before the first record of this log".to_string(),
     };
     let now = match (history.final_state.container(namespace, id), &history.deleted) {
         (Some(container), _) => format!("now {} (as of seq {})", describe_task(container.task.as_ref()), history.last_seq),
-        (None, Some(stamp)) => format!("deleted at {} (seq {})", Timestamp::from_ns(stamp.timestamp_ns), stamp.seq),
+        (None, Some(stamp)) => format!("deleted at {} (seq {})", stamp.timestamp, stamp.seq),
         (None, None) if history.final_state.namespace(namespace).is_none() => {
             format!("gone: namespace {namespace} no longer exists (as of seq {})", history.last_seq)
         }
@@ -109,7 +108,7 @@ pub fn run_history(dir: &Path, namespace: &str, id: &str, out: &mut dyn Write) -
         writeln!(
             out,
             "{position:<seq_width$}  {}  {:<who_width$}  {}",
-            Timestamp::from_ns(entry.stamp.timestamp_ns),
+            entry.stamp.timestamp,
             entry.who,
             entry.what
         )?;

@@ -19,7 +19,7 @@ pub fn fold_log(dir: &Path, point: FoldPoint) -> Result<Folded, ReplayError> {
 
 fn write_header(out: &mut dyn Write, point: FoldPoint, folded: &Folded) -> std::io::Result<()> {
     let position = match folded.last_record {
-        Some(stamp) => format!("seq {} ({})", stamp.seq, Timestamp::from_ns(stamp.timestamp_ns)),
+        Some(stamp) => format!("seq {} ({})", stamp.seq, stamp.timestamp),
         None => "seq 0 (before the first record)".to_string(),
     };
     match point {
@@ -32,7 +32,7 @@ fn write_header(out: &mut dyn Write, point: FoldPoint, folded: &Folded) -> std::
         FoldPoint::Seq(_) | FoldPoint::End => writeln!(out, "state at {position}; {} records folded", folded.n_records)?,
     }
     if let Some(next) = folded.next_record {
-        writeln!(out, "next record: seq {} ({}), not folded", next.seq, Timestamp::from_ns(next.timestamp_ns))?;
+        writeln!(out, "next record: seq {} ({}), not folded", next.seq, next.timestamp)?;
     }
     if let Some(seq) = folded.clock_went_back_at {
         writeln!(

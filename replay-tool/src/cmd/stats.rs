@@ -7,7 +7,6 @@ use std::path::Path;
 use std::time::Instant;
 
 use berth_log::format::encoded_record_len;
-use berth_log::{Seq, Timestamp};
 use berth_projections::{Envelope, State};
 
 use crate::error::ReplayError;
@@ -56,8 +55,8 @@ pub fn collect_stats(dir: &Path) -> Result<LogStatistics, ReplayError> {
     let mut state = State::new();
     let started = Instant::now();
     walk_records(&log, 1, u64::MAX, |stamp, payload| {
-        let envelope = Envelope::decode(payload).map_err(|source| ReplayError::Decode { seq: stamp.seq, source })?;
-        state.apply(Seq(stamp.seq), stamp.timestamp_ns, &envelope);
+        let envelope = Envelope::decode(payload).map_err(|source| ReplayError::Decode { seq: stamp.seq.get(), source })?;
+        state.apply(stamp.seq, stamp.timestamp, &envelope);
         statistics.n_records += 1;
         statistics.n_payload_bytes += payload.len() as u64;
         statistics.n_record_bytes += encoded_record_len(payload.len()) as u64;
@@ -80,8 +79,8 @@ pub fn run_stats(dir: &Path, out: &mut dyn Write) -> Result<(), ReplayError> {
     match (statistics.first_record, statistics.last_record) {
         (Some(first), Some(last)) => {
             writeln!(out, "records:      {} (seq {}..={})", statistics.n_records, first.seq, last.seq)?;
-            writeln!(out, "first record: {} (seq {})", Timestamp::from_ns(first.timestamp_ns), first.seq)?;
-            writeln!(out, "last record:  {} (seq {})", Timestamp::from_ns(last.timestamp_ns), last.seq)?;
+            writeln!(out, "first record: {} (seq {})", first.timestamp, first.seq)?;
+            writeln!(out, "last record:  {} (seq {})", last.timestamp, last.seq)?;
         }
         _ => writeln!(out, "records:      0 (the log is empty)")?,
     }

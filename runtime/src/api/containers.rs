@@ -31,7 +31,7 @@ impl api::containers_server::Containers for ContainersService {
         });
         let seq = self.0.submit(&namespace, origin, command).await?;
         let container = self.0.store.state().container(&namespace, &id).map(container_message);
-        Ok(Response::new(api::CreateContainerResponse { container, seq }))
+        Ok(Response::new(api::CreateContainerResponse { container, seq: seq.get() }))
     }
 
     async fn get(&self, request: Request<api::GetContainerRequest>) -> Result<Response<api::Container>, Status> {
@@ -52,6 +52,6 @@ impl api::containers_server::Containers for ContainersService {
         let (namespace, origin) = self.0.caller(&request, "Containers/Delete")?;
         let command = Command::DeleteContainer(DeleteContainer { id: request.into_inner().id });
         let seq = self.0.submit(&namespace, origin, command).await?;
-        Ok(Response::new(api::DeleteContainerResponse { seq }))
+        Ok(Response::new(api::DeleteContainerResponse { seq: seq.get() }))
     }
 }

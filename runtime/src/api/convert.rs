@@ -1,6 +1,7 @@
 //! Projections and log records in their API form (the generated proto messages).
 
-use berth_projections::{ContainerState, Envelope, ImageState, Origin, TaskState, TaskStatus};
+use berth_log::{Seq, Timestamp};
+use berth_projections::{ContainerState, Envelope, ExitInfo, ImageState, Origin, TaskState, TaskStatus};
 
 use crate::api;
 
@@ -17,16 +18,16 @@ pub(crate) fn task_status(status: TaskStatus) -> api::TaskStatus {
 }
 
 pub(crate) fn task_message(container_id: &str, task: &TaskState) -> api::Task {
-    let exit = task.exit.unwrap_or(berth_projections::ExitInfo { exit_code: 0, signal: 0, exited_at_ns: 0 });
+    let exit = task.exit.unwrap_or(ExitInfo { exit_code: 0, signal: 0, exited_at_ns: Timestamp::UNIX_EPOCH });
     api::Task {
         container_id: container_id.to_string(),
         status: task_status(task.status) as i32,
         pid: task.pid,
         exit_code: exit.exit_code,
         exit_signal: exit.signal,
-        exited_at_ns: exit.exited_at_ns,
+        exited_at_ns: api_time(exit.exited_at_ns),
         error: task.error.clone().unwrap_or_default(),
-        updated_seq: task.updated_seq,
+        updated_seq: task.updated_seq.get(),
     }
 }
 
@@ -43,8 +44,8 @@ pub(crate) fn container_message(container: &ContainerState) -> api::Container {
         hostname: record.hostname.clone(),
         labels: record.labels.clone().into_iter().collect(),
         snapshot_key: record.snapshot_key.clone(),
-        created_seq: container.created_seq,
-        created_at_ns: container.created_at_ns,
+        created_seq: container.created_seq.get(),
+        created_at_ns: api_time(container.created_at_ns),
         task: container.task.as_ref().map(|task| task_message(&record.id, task)),
     }
 }
@@ -73,13 +74,13 @@ pub(crate) fn image_message(image: &ImageState) -> api::Image {
         env: record.env.clone(),
         working_dir: record.working_dir.clone(),
         user: record.user.clone(),
-        created_seq: image.created_seq,
-        created_at_ns: image.created_at_ns,
+        created_seq: image.created_seq.get(),
+        created_at_ns: api_time(image.created_at_ns),
     }
 }
 
 /// The API form of one record's events.
-pub fn event_messages(seq: u64, timestamp_ns: u64, envelope: &Envelope) -> Vec<api::Event> {
+pub fn event_messages(seq: Seq, timestamp: Timestamp, envelope: &Envelope) -> Vec<api::Event> {
     let origin = match &envelope.origin {
         Origin::Client { uid, gid, pid, method, request_id } => api::Origin {
             kind: "client".into(),
@@ -93,7 +94,7 @@ pub fn event_messages(seq: u64, timestamp_ns: u64, envelope: &Envelope) -> Vec<a
         },
         Origin::Daemon { reason, answers } => api::Origin {
             kind: "daemon".into(),
-            answers_seq: answers.unwrap_or(0),
+            answers_seq: answers.map_or(0, Seq::get),
             reason: reason.clone(),
             ..api::Origin::default()
         },
@@ -103,13 +104,18 @@ pub fn event_messages(seq: u64, timestamp_ns: u64, envelope: &Envelope) -> Vec<a
         .iter()
         .enumerate()
         .map(|(index, event)| api::Event {
-            seq,
+            seq: seq.get(),
             index: index as u32,
-            timestamp_ns: timestamp_ns as i64,
+            timestamp_ns: api_time(timestamp),
             namespace: envelope.namespace.clone(),
             origin: Some(origin.clone()),
             kind: event.kind().to_string(),
             json: event.fields_json().to_string(),
         })
         .collect()
+}
+
+/// A time in the API's form: signed nanoseconds since the Unix epoch (protobuf has no u64 time).
+pub(crate) fn api_time(timestamp: Timestamp) -> i64 {
+    i64::try_from(timestamp.as_ns()).unwrap_or(i64::MAX)
 }

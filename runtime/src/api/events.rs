@@ -32,7 +32,7 @@ impl api::events_server::Events for EventsService {
             other => Some(other.to_string()),
         };
         let store = Arc::clone(&self.0.store);
-        let since = if message.since == 0 { store.applied_seq() + 1 } else { message.since };
+        let since = if message.since == 0 { store.applied_seq().next() } else { Seq(message.since) };
         let (sender, receiver) = mpsc::channel(256);
         tokio::spawn(stream_events(store, since, message.follow, filter, sender));
         Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
@@ -42,12 +42,12 @@ impl api::events_server::Events for EventsService {
 /// Reads the log from `since`, then (with `follow`) waits for each newly applied record.
 async fn stream_events(
     store: Arc<Store>,
-    since: u64,
+    since: Seq,
     follow: bool,
     namespace: Option<String>,
     sender: mpsc::Sender<Result<api::Event, Status>>,
 ) {
-    let mut reader = match store.log().reader(Seq(since)) {
+    let mut reader = match store.log().reader(since) {
         Ok(reader) => reader,
         Err(error) => {
             let _ = sender.send(Err(Status::internal(format!("cannot read the log: {error}")))).await;
@@ -80,7 +80,7 @@ async fn stream_events(
             if namespace.as_ref().is_some_and(|wanted| *wanted != envelope.namespace) {
                 continue;
             }
-            for message in event_messages(record.seq.get(), record.timestamp_ns, &envelope) {
+            for message in event_messages(record.seq, record.timestamp, &envelope) {
                 if sender.send(Ok(message)).await.is_err() {
                     return;
                 }

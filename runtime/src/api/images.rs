@@ -57,7 +57,7 @@ impl api::images_server::Images for ImagesService {
         let seq = self.0.submit(&namespace, origin, command).await?;
         let state = self.0.store.state();
         let images = names.iter().filter_map(|name| state.image(&namespace, name)).map(image_message).collect();
-        Ok(Response::new(api::ImportResponse { images, seq }))
+        Ok(Response::new(api::ImportResponse { images, seq: seq.get() }))
     }
 
     async fn list(&self, request: Request<api::ListImagesRequest>) -> Result<Response<api::ListImagesResponse>, Status> {
@@ -80,6 +80,6 @@ impl api::images_server::Images for ImagesService {
         let (namespace, origin) = self.0.caller(&request, "Images/Remove")?;
         let command = Command::RemoveImage(RemoveImage { name: request.into_inner().name });
         let seq = self.0.submit(&namespace, origin, command).await?;
-        Ok(Response::new(api::RemoveImageResponse { seq }))
+        Ok(Response::new(api::RemoveImageResponse { seq: seq.get() }))
     }
 }

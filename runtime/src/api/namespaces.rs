@@ -17,7 +17,7 @@ impl api::namespaces_server::Namespaces for NamespacesService {
         let message = request.into_inner();
         let command = Command::CreateNamespace(CreateNamespace { name: message.name, labels: message.labels.into_iter().collect() });
         let seq = self.0.submit(&namespace, origin, command).await?;
-        Ok(Response::new(api::CreateNamespaceResponse { seq }))
+        Ok(Response::new(api::CreateNamespaceResponse { seq: seq.get() }))
     }
 
     async fn list(&self, _request: Request<api::ListNamespacesRequest>) -> Result<Response<api::ListNamespacesResponse>, Status> {
@@ -28,7 +28,7 @@ impl api::namespaces_server::Namespaces for NamespacesService {
             .map(|(name, namespace)| api::Namespace {
                 name: name.clone(),
                 labels: namespace.labels.clone().into_iter().collect(),
-                created_seq: namespace.created_seq,
+                created_seq: namespace.created_seq.get(),
             })
             .collect();
         Ok(Response::new(api::ListNamespacesResponse { namespaces }))
@@ -38,6 +38,6 @@ impl api::namespaces_server::Namespaces for NamespacesService {
         let (namespace, origin) = self.0.caller(&request, "Namespaces/Remove")?;
         let command = Command::RemoveNamespace(RemoveNamespace { name: request.into_inner().name });
         let seq = self.0.submit(&namespace, origin, command).await?;
-        Ok(Response::new(api::RemoveNamespaceResponse { seq }))
+        Ok(Response::new(api::RemoveNamespaceResponse { seq: seq.get() }))
     }
 }

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use berth_commands::{Command, CommandError};
+use berth_log::Seq;
 use berth_projections::{Origin, TaskState};
 use tonic::transport::server::UdsConnectInfo;
 use tonic::{Request, Status};
@@ -61,7 +62,7 @@ impl Services {
         Ok((namespace, Origin::Client { uid, gid, pid, method: method.to_string(), request_id }))
     }
 
-    pub(crate) async fn submit(&self, namespace: &str, origin: Origin, command: Command) -> Result<u64, Status> {
+    pub(crate) async fn submit(&self, namespace: &str, origin: Origin, command: Command) -> Result<Seq, Status> {
         match self.store.submit(namespace, origin, command).await {
             Ok(record) => Ok(record.seq),
             Err(SubmitError::Rejected(error)) => Err(status_from_command_error(error)),
@@ -70,7 +71,7 @@ impl Services {
     }
 
     /// Wait (bounded) until the intent recorded at `seq` has an outcome; returns the task then.
-    pub(crate) async fn wait_for_outcome(&self, namespace: &str, container_id: &str, seq: u64) -> Result<(TaskState, u64), Status> {
+    pub(crate) async fn wait_for_outcome(&self, namespace: &str, container_id: &str, seq: Seq) -> Result<(TaskState, Seq), Status> {
         let wait = self.store.wait_until(|state| {
             let task = state.container(namespace, container_id).and_then(|container| container.task.clone());
             match task {

@@ -13,7 +13,7 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 use crate::api;
-use crate::api::convert::task_message;
+use crate::api::convert::{api_time, task_message};
 use crate::api::services::{container_not_found, Services};
 use crate::daemon::store::{Store, OUTCOME_TIMEOUT};
 use crate::tasks::task_dir::TaskDir;
@@ -37,7 +37,11 @@ impl TasksService {
                 "the task of {container_id:?} failed: {error} (delete it with `berth rm -f {container_id}`)"
             )));
         }
-        Ok(Response::new(api::TaskResponse { task: Some(task_message(container_id, &task)), seq, outcome_seq }))
+        Ok(Response::new(api::TaskResponse {
+            task: Some(task_message(container_id, &task)),
+            seq: seq.get(),
+            outcome_seq: outcome_seq.get(),
+        }))
     }
 }
 
@@ -70,7 +74,7 @@ impl api::tasks_server::Tasks for TasksService {
         if let Some(error) = task.error.filter(|_| task.updated_seq == outcome_seq && task.exit.is_none()) {
             return Err(Status::failed_precondition(format!("signal not delivered: {error}")));
         }
-        Ok(Response::new(api::KillTaskResponse { seq, outcome_seq }))
+        Ok(Response::new(api::KillTaskResponse { seq: seq.get(), outcome_seq: outcome_seq.get() }))
     }
 
     async fn wait(&self, request: Request<api::WaitTaskRequest>) -> Result<Response<api::WaitTaskResponse>, Status> {
@@ -100,8 +104,8 @@ impl api::tasks_server::Tasks for TasksService {
         Ok(Response::new(api::WaitTaskResponse {
             exit_code: exit.exit_code,
             exit_signal: exit.signal,
-            exited_at_ns: exit.exited_at_ns,
-            seq,
+            exited_at_ns: api_time(exit.exited_at_ns),
+            seq: seq.get(),
         }))
     }
 
@@ -140,7 +144,7 @@ impl api::tasks_server::Tasks for TasksService {
         if let Some(error) = failure {
             return Err(Status::failed_precondition(format!("deleting the task of {container_id:?} failed: {error}")));
         }
-        Ok(Response::new(api::DeleteTaskResponse { exit_code, seq, outcome_seq }))
+        Ok(Response::new(api::DeleteTaskResponse { exit_code, seq: seq.get(), outcome_seq: outcome_seq.get() }))
     }
 
     async fn list(&self, request: Request<api::ListTasksRequest>) -> Result<Response<api::ListTasksResponse>, Status> {

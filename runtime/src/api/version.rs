@@ -16,7 +16,7 @@ impl api::version_server::Version for VersionService {
         Ok(Response::new(api::VersionResponse {
             version: env!("CARGO_PKG_VERSION").to_string(),
             revision: option_env!("BERTH_REVISION").unwrap_or("dev").to_string(),
-            log_seq: self.0.store.applied_seq(),
+            log_seq: self.0.store.applied_seq().get(),
             event_schema: EVENT_SCHEMA as u32,
         }))
     }

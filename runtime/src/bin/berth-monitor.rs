@@ -16,12 +16,12 @@ use std::time::Duration;
 
 use berth_runtime::sys::fs::{remove_file_durably, write_file_atomically, write_file_durably};
 use berth_runtime::sys::process::{is_open_descriptor, read_process_stat, set_close_on_exec};
-use berth_runtime::sys::time::unix_time_ns;
 use berth_runtime::tasks::task_dir::{
     ExitStatus, MonitorIdentity, TaskDir, EXIT_FILE, MONITOR_LOCK_FILE, MONITOR_LOG_FILE, MONITOR_STATE_FILE, RUNC_LOG_FILE,
     STDERR_FILE, STDOUT_FILE, UNKNOWN_EXIT_CODE,
 };
 use berth_runtime::tasks::runc::{self, Runc, RuncError};
+use berth_log::{Seq, Timestamp};
 use clap::Parser;
 use nix::errno::Errno;
 use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
@@ -287,7 +287,7 @@ fn create_container(monitor_args: &MonitorArgs, monitor_log: &mut MonitorLog) ->
         monitor_start_time: own_stat.start_time,
         init_pid,
         runc_id: monitor_args.id.clone(),
-        intent_seq: monitor_args.intent_seq,
+        intent_seq: Seq(monitor_args.intent_seq),
     };
     let monitor_json = serde_json::to_vec(&monitor_identity).expect("monitor state serializes");
     // Not fsynced: it names processes, which a reboot ends anyway; berthd's own crash leaves
@@ -341,7 +341,7 @@ fn reap_until_init_exits(
                 return ExitStatus {
                     code,
                     signal: 0,
-                    exited_at_ns: unix_time_ns(),
+                    exited_at_ns: Timestamp::now(),
                     monitor_pid: None,
                 };
             }
@@ -350,7 +350,7 @@ fn reap_until_init_exits(
                 return ExitStatus {
                     code: 128 + signal_number,
                     signal: signal_number,
-                    exited_at_ns: unix_time_ns(),
+                    exited_at_ns: Timestamp::now(),
                     monitor_pid: None,
                 };
             }
@@ -370,7 +370,7 @@ fn reap_until_init_exits(
                 return ExitStatus {
                     code: UNKNOWN_EXIT_CODE,
                     signal: 0,
-                    exited_at_ns: unix_time_ns(),
+                    exited_at_ns: Timestamp::now(),
                     monitor_pid: None,
                 };
             }
@@ -440,14 +440,7 @@ impl MonitorLog {
 
     fn line(&mut self, message: &str) {
         if let Some(file) = self.file.as_mut() {
-            let now_ns = unix_time_ns();
-            let _ = writeln!(
-                file,
-                "{}.{:09} berth-monitor[{}]: {message}",
-                now_ns / 1_000_000_000,
-                now_ns % 1_000_000_000,
-                std::process::id()
-            );
+            let _ = writeln!(file, "{} berth-monitor[{}]: {message}", Timestamp::now(), std::process::id());
         }
     }
 }

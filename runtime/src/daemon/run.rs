@@ -87,7 +87,7 @@ pub async fn run(options: DaemonOptions, shutdown: impl std::future::Future<Outp
     let replay_started = std::time::Instant::now();
     let (store, committed) = Store::open(log)?;
     let replayed_to = store.applied_seq();
-    tracing::info!(replayed_to, elapsed_ms = replay_started.elapsed().as_millis() as u64, "log replayed");
+    tracing::info!(replayed_to = replayed_to.get(), elapsed_ms = replay_started.elapsed().as_millis() as u64, "log replayed");
 
     let content = Arc::new(ContentStore::open(&layout.content_dir()).map_err(setup("cannot open the content store".into()))?);
     let snapshotter = Arc::new(Snapshotter::open(&layout.snapshots_dir()).map_err(setup("cannot open the snapshotter".into()))?);

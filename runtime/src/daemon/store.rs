@@ -14,11 +14,10 @@ use std::thread;
 use std::time::Duration;
 
 use berth_commands::{Command, CommandError};
-use berth_log::{EventLog, LogError, Seq};
+use berth_log::{EventLog, LogError, Seq, Timestamp};
 use berth_projections::{replay_parallel, Envelope, Event, Origin, State};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::sys::time::unix_time_ns;
 
 /// The most submissions folded into one record batch.
 const MAX_BATCH: usize = 512;
@@ -26,8 +25,8 @@ const MAX_BATCH: usize = 512;
 /// A committed record, as the executor and subscribers see it.
 #[derive(Debug, Clone)]
 pub struct CommittedRecord {
-    pub seq: u64,
-    pub timestamp_ns: u64,
+    pub seq: Seq,
+    pub timestamp: Timestamp,
     pub envelope: Arc<Envelope>,
 }
 
@@ -49,7 +48,7 @@ struct Submission {
 pub struct Store {
     log: Arc<EventLog>,
     state: Arc<RwLock<State>>,
-    applied: watch::Receiver<u64>,
+    applied: watch::Receiver<Seq>,
     submissions: std::sync::mpsc::SyncSender<Submission>,
 }
 
@@ -66,9 +65,9 @@ pub type CommittedReceiver = mpsc::UnboundedReceiver<CommittedRecord>;
 pub fn replay(log: &EventLog) -> Result<State, StoreError> {
     let mut state = State::new();
     let mut reader = log.reader(Seq(1))?;
-    replay_parallel::<StoreError>(&mut reader, replay_decode_threads(), |seq, timestamp_ns, envelope| {
-        let envelope = envelope.map_err(|error| StoreError::Decode { seq: seq.get(), reason: error.to_string() })?;
-        state.apply(seq, timestamp_ns, envelope);
+    replay_parallel::<StoreError>(&mut reader, replay_decode_threads(), |seq, timestamp, envelope| {
+        let envelope = envelope.map_err(|error| StoreError::Decode { seq, reason: error.to_string() })?;
+        state.apply(seq, timestamp, envelope);
         Ok(())
     })?;
     Ok(state)
@@ -87,7 +86,7 @@ pub enum StoreError {
     #[error(transparent)]
     Log(#[from] LogError),
     #[error("record {seq} cannot be decoded ({reason}): inspect it with `berth-replay events --from {seq}`")]
-    Decode { seq: u64, reason: String },
+    Decode { seq: Seq, reason: String },
 }
 
 impl Store {
@@ -118,12 +117,12 @@ impl Store {
     }
 
     /// The seq of the last record folded into the projections.
-    pub fn applied_seq(&self) -> u64 {
+    pub fn applied_seq(&self) -> Seq {
         *self.applied.borrow()
     }
 
     /// A receiver that changes whenever new records are applied.
-    pub fn watch_applied(&self) -> watch::Receiver<u64> {
+    pub fn watch_applied(&self) -> watch::Receiver<Seq> {
         self.applied.clone()
     }
 
@@ -143,15 +142,15 @@ impl Store {
     /// The record in `namespace` that answers the intent recorded at `intent_seq`, looking no
     /// further than `up_to`: its seq and envelope. Outcomes are answered in a record of their own
     /// after the intent, so the search starts right after it.
-    pub fn find_answer(&self, namespace: &str, intent_seq: u64, up_to: u64) -> Option<(u64, Envelope)> {
-        let mut reader = self.log.reader(Seq(intent_seq + 1)).ok()?;
+    pub fn find_answer(&self, namespace: &str, intent_seq: Seq, up_to: Seq) -> Option<(Seq, Envelope)> {
+        let mut reader = self.log.reader(intent_seq.next()).ok()?;
         while let Some(Ok(record)) = reader.next() {
-            if record.seq.get() > up_to {
+            if record.seq > up_to {
                 break;
             }
             let Ok(envelope) = Envelope::decode(record.payload) else { continue };
             if envelope.namespace == namespace && envelope.answers() == Some(intent_seq) {
-                return Some((record.seq.get(), envelope));
+                return Some((record.seq, envelope));
             }
         }
         None
@@ -176,7 +175,7 @@ fn command_loop(
     log: Arc<EventLog>,
     state: Arc<RwLock<State>>,
     submissions: std::sync::mpsc::Receiver<Submission>,
-    applied: watch::Sender<u64>,
+    applied: watch::Sender<Seq>,
     committed: mpsc::UnboundedSender<CommittedRecord>,
 ) {
     while let Ok(first) = submissions.recv() {
@@ -194,8 +193,8 @@ fn command_loop(
         if batch.iter().any(|submission| matches!(submission.origin, Origin::Client { .. })) {
             crate::sys::failpoint_panic("client-command");
         }
-        let timestamp_ns = unix_time_ns() as u64;
-        let mut next_seq = guard.last_seq + 1;
+        let timestamp = Timestamp::now();
+        let mut next_seq = guard.last_seq.next();
         let mut accepted: Vec<(oneshot::Sender<Result<CommittedRecord, SubmitError>>, CommittedRecord)> = Vec::new();
         let mut payloads: Vec<Vec<u8>> = Vec::new();
         for submission in batch {
@@ -208,19 +207,19 @@ fn command_loop(
             };
             let envelope = Envelope::new(submission.namespace, submission.origin, events);
             payloads.push(envelope.encode());
-            guard.apply(Seq(next_seq), timestamp_ns, &envelope);
+            guard.apply(next_seq, timestamp, &envelope);
             accepted.push((
                 submission.reply,
-                CommittedRecord { seq: next_seq, timestamp_ns, envelope: Arc::new(envelope) },
+                CommittedRecord { seq: next_seq, timestamp, envelope: Arc::new(envelope) },
             ));
-            next_seq += 1;
+            next_seq = next_seq.next();
         }
         if accepted.is_empty() {
             continue;
         }
         let payload_refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
-        match log.append_batch_at(&payload_refs, timestamp_ns) {
-            Ok(first_seq) => debug_assert_eq!(first_seq.get(), accepted[0].1.seq),
+        match log.append_batch_at(&payload_refs, timestamp) {
+            Ok(first_seq) => debug_assert_eq!(first_seq, accepted[0].1.seq),
             Err(error) => {
                 // The projections now hold records that may not be durable: nothing may read
                 // them. Stop here; the next start replays what the log really holds.
@@ -274,7 +273,7 @@ mod tests {
         let mut reader = log.reader(Seq(1)).unwrap();
         while let Some(record) = reader.next() {
             let record = record.unwrap();
-            state.apply(record.seq, record.timestamp_ns, &Envelope::decode(record.payload).unwrap());
+            state.apply(record.seq, record.timestamp, &Envelope::decode(record.payload).unwrap());
         }
         state
     }
@@ -298,12 +297,12 @@ mod tests {
         log.append_batch(&payload_refs).unwrap();
         let state = replay(&log).unwrap();
         assert_eq!(state, replay_one_by_one(&log));
-        assert_eq!(state.last_seq, payloads.len() as u64);
+        assert_eq!(state.last_seq, Seq(payloads.len() as u64));
 
         log.append(b"\xc1 not an envelope").unwrap();
         log.append(&payloads[1]).unwrap();
         match replay(&log) {
-            Err(StoreError::Decode { seq, .. }) => assert_eq!(seq, payloads.len() as u64 + 1),
+            Err(StoreError::Decode { seq, .. }) => assert_eq!(seq, Seq(payloads.len() as u64 + 1)),
             other => panic!("expected a decode error at the bad record, got {other:?}"),
         }
     }

@@ -5,7 +5,6 @@
 pub mod fs;
 pub mod io;
 pub mod process;
-pub mod time;
 
 /// Crash points for tests: with `BERTHD_FAILPOINT=<name>` berthd aborts at that point, after
 /// the side effect and before its outcome is recorded — the window recovery must close.

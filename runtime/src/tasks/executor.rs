@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use berth_log::Seq;
 use berth_commands::{Command, RecordOutcome};
 use berth_projections::{ContainerRecord, Event, Origin, PendingIntent};
 use tokio::sync::mpsc;
@@ -43,7 +44,7 @@ pub(super) enum Garbage {
 pub(super) enum Job {
     /// `start_too`: a create whose record also asks to start the task.
     /// The event is boxed: a `ContainerCreated` is large and most jobs are small.
-    Intent { seq: u64, event: Box<Event>, start_too: bool },
+    Intent { seq: Seq, event: Box<Event>, start_too: bool },
     /// The exit a monitor reported; `monitor_pid` says which task it belongs to, so a late report
     /// from an earlier task of a re-created container is not taken for the current one.
     Exited { status: ExitStatus, monitor_pid: i32 },
@@ -207,7 +208,7 @@ impl Executor {
 
     /// Whether the intent recorded at `seq` still waits for its outcome (it may have been
     /// answered already: by recovery, or together with the create it was recorded with).
-    fn intent_pending(&self, namespace: &str, container_id: &str, seq: u64, event: &Event) -> bool {
+    fn intent_pending(&self, namespace: &str, container_id: &str, seq: Seq, event: &Event) -> bool {
         let state = self.store.state();
         let Some(task) = state.container(namespace, container_id).and_then(|container| container.task.as_ref()) else {
             return false;
@@ -224,8 +225,8 @@ impl Executor {
         })
     }
 
-    async fn handle_intent(self: &Arc<Self>, namespace: &str, container_id: &str, seq: u64, event: Event, start_too: bool) {
-        tracing::debug!(container_id, seq, kind = event.kind(), start_too, "intent");
+    async fn handle_intent(self: &Arc<Self>, namespace: &str, container_id: &str, seq: Seq, event: Event, start_too: bool) {
+        tracing::debug!(container_id, seq = seq.get(), kind = event.kind(), start_too, "intent");
         match event {
             Event::TaskCreateRequested { .. } => {
                 let outcome = match self.create_task(namespace, container_id, seq, start_too).await {
@@ -293,7 +294,7 @@ impl Executor {
     }
 
     /// Prepare the rootfs and bundle, and start the monitor, which runs `runc create`.
-    async fn create_task(&self, namespace: &str, container_id: &str, intent_seq: u64, start_too: bool) -> Result<MonitorIdentity, String> {
+    async fn create_task(&self, namespace: &str, container_id: &str, intent_seq: Seq, start_too: bool) -> Result<MonitorIdentity, String> {
         let record = self
             .container_record(namespace, container_id)
             .ok_or_else(|| format!("container {container_id:?} vanished before its task was created"))?;
@@ -414,13 +415,13 @@ impl Executor {
     }
 
     /// Record an outcome. Returns false when the store refused it (already answered).
-    pub(super) async fn record(&self, namespace: &str, answers: Option<u64>, reason: &str, event: Event) -> bool {
+    pub(super) async fn record(&self, namespace: &str, answers: Option<Seq>, reason: &str, event: Event) -> bool {
         self.record_together(namespace, answers, reason, vec![event]).await
     }
 
     /// Record outcomes that happened together as one record (one fdatasync). Returns false
     /// when the store refused them (any one already answered).
-    pub(super) async fn record_together(&self, namespace: &str, answers: Option<u64>, reason: &str, events: Vec<Event>) -> bool {
+    pub(super) async fn record_together(&self, namespace: &str, answers: Option<Seq>, reason: &str, events: Vec<Event>) -> bool {
         let origin = Origin::Daemon { reason: reason.to_string(), answers };
         let kinds: Vec<&str> = events.iter().map(Event::kind).collect();
         tracing::debug!(?kinds, ?answers, "recording outcome");

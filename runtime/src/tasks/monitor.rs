@@ -38,11 +38,11 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use berth_log::{Seq, Timestamp};
 use tokio::io::AsyncReadExt;
 
 use crate::sys::fs::absolute_or_same;
 use crate::sys::process::{inheritable_duplicate, open_pidfd, spawn_lock};
-use crate::sys::time::unix_time_ns;
 use crate::tasks::runc::Runc;
 use crate::tasks::task_dir::{ExitStatus, MonitorIdentity, TaskDir, MONITOR_LOCK_FILE, MONITOR_LOG_FILE, MONITOR_STATE_FILE, RUNC_LOG_FILE};
 
@@ -139,7 +139,7 @@ pub async fn spawn_monitor(
     bundle: &Path,
     task_dir: &TaskDir,
     launch: Launch,
-    intent_seq: u64,
+    intent_seq: Seq,
 ) -> Result<MonitorIdentity, MonitorError> {
     tokio::fs::create_dir_all(task_dir.path())
         .await
@@ -316,7 +316,7 @@ pub async fn wait_exit(task_dir: &TaskDir, state: &MonitorIdentity) -> ExitStatu
                 "berth-monitor exited without recording the container's exit status; reporting code {}",
                 crate::tasks::task_dir::UNKNOWN_EXIT_CODE
             );
-            ExitStatus::unknown(unix_time_ns())
+            ExitStatus::unknown(Timestamp::now())
         }
     }
 }

@@ -7,11 +7,11 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use berth_log::Timestamp;
 use berth_commands::{Command, RecordDaemonEvent};
 use berth_projections::{Event, Origin, TaskState};
 
 use crate::sys::fs::list_dir_names;
-use crate::sys::time::unix_time_ns;
 use crate::tasks::executor::{Executor, Job};
 use crate::tasks::recovery::{self, ExitStep, Observed, RuncStatus, Step};
 use crate::tasks::task_dir::ExitStatus;
@@ -151,7 +151,7 @@ impl Executor {
                     }
                 }
                 tracing::warn!(namespace, container_id, "the task's monitor is gone without an exit status (host reboot, or the monitor was killed); recorded as exit 255");
-                self.record_exit(namespace, container_id, ExitStatus::unknown(unix_time_ns())).await;
+                self.record_exit(namespace, container_id, ExitStatus::unknown(Timestamp::now())).await;
             }
         }
     }

@@ -12,6 +12,7 @@
 //! answers left it (recorded if the monitor wrote it, watched if the monitor still runs, and
 //! otherwise the container is stopped and recorded as exit 255: nothing could report its end).
 
+use berth_log::Seq;
 use berth_projections::{PendingIntent, TaskState, TaskStatus};
 
 use crate::tasks::task_dir::{ExitStatus, MonitorIdentity};
@@ -81,7 +82,7 @@ impl Observed {
 }
 
 /// The seq of the task's pending create intent, if it has one.
-pub fn pending_create_seq(task: &TaskState) -> Option<u64> {
+pub fn pending_create_seq(task: &TaskState) -> Option<Seq> {
     task.pending.iter().find_map(|intent| match intent {
         PendingIntent::Create { seq } => Some(*seq),
         _ => None,
@@ -100,27 +101,27 @@ pub fn needs_runc_status(task: &TaskState, observed: &Observed) -> bool {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
     /// The monitor had created the container: record `TaskCreated`.
-    RecordCreated { intent_seq: u64, pid: u32, monitor_pid: i32 },
+    RecordCreated { intent_seq: Seq, pid: u32, monitor_pid: i32 },
     /// Nothing was created, or nothing could watch what was: undo the create (runc container,
     /// mount, bundle) and record `TaskCreateFailed`.
-    RollBackCreate { intent_seq: u64 },
+    RollBackCreate { intent_seq: Seq },
     /// Created, not started, and watched: `runc start`, then `TaskStarted` or `TaskStartFailed`.
-    Start { intent_seq: u64, pid: u32 },
+    Start { intent_seq: Seq, pid: u32 },
     /// Created, not started, and its monitor is gone: nothing would watch it run. Remove it
     /// (`runc delete --force`) and record `TaskStartFailed`.
-    RemoveUnwatched { intent_seq: u64 },
+    RemoveUnwatched { intent_seq: Seq },
     /// The start had happened (running, or ran and exited): record `TaskStarted`.
-    RecordStarted { intent_seq: u64, pid: u32 },
+    RecordStarted { intent_seq: Seq, pid: u32 },
     /// Neither the container nor its exit is there: record `TaskStartFailed`.
-    RecordStartFailed { intent_seq: u64 },
+    RecordStartFailed { intent_seq: Seq },
     /// The process still runs: `runc kill`, then `TaskKillDelivered` or `TaskKillFailed`.
-    Kill { intent_seq: u64, signal: i32, all: bool },
+    Kill { intent_seq: Seq, signal: i32, all: bool },
     /// The process is gone: the signal counts as delivered.
-    RecordKillDelivered { intent_seq: u64, signal: i32 },
+    RecordKillDelivered { intent_seq: Seq, signal: i32 },
     /// Settle the exit from the task as the steps before left it ([`plan_exit`]).
     SettleExit,
     /// Hand the pending delete to the container's worker, as if it had just been recorded.
-    RequeueDelete { intent_seq: u64, force: bool },
+    RequeueDelete { intent_seq: Seq, force: bool },
 }
 
 /// How a live task's exit is settled.

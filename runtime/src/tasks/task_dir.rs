@@ -17,6 +17,7 @@ use std::fs::{File, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+use berth_log::{Seq, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use crate::sys::process::{flock_exclusive_nonblocking, read_process_stat};
@@ -46,7 +47,7 @@ pub struct MonitorIdentity {
     /// The seq of the create intent this monitor answers (0 when started outside berthd), so
     /// recovery never takes a previous task's files for the current one.
     #[serde(default)]
-    pub intent_seq: u64,
+    pub intent_seq: Seq,
 }
 
 impl MonitorIdentity {
@@ -65,7 +66,7 @@ pub struct ExitStatus {
     pub code: i32,
     pub signal: i32,
     /// Wall-clock time (nanoseconds since the Unix epoch) at which the monitor reaped the init.
-    pub exited_at_ns: i64,
+    pub exited_at_ns: Timestamp,
     /// The pid of the monitor that wrote it. exit.json is fsynced and monitor.json is not, so
     /// after a power loss exit.json may be all that is left to say which monitor it came from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -74,8 +75,8 @@ pub struct ExitStatus {
 
 impl ExitStatus {
     /// What is recorded when nothing recorded the real exit: [`UNKNOWN_EXIT_CODE`], now.
-    pub fn unknown(now_ns: i64) -> ExitStatus {
-        ExitStatus { code: UNKNOWN_EXIT_CODE, signal: 0, exited_at_ns: now_ns, monitor_pid: None }
+    pub fn unknown(now: Timestamp) -> ExitStatus {
+        ExitStatus { code: UNKNOWN_EXIT_CODE, signal: 0, exited_at_ns: now, monitor_pid: None }
     }
 }
 
