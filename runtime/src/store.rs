@@ -60,8 +60,8 @@ pub fn now_ns() -> u64 {
 }
 
 /// Fold the whole log into a fresh state (also what berth-replay does). Payloads are decoded
-/// on spare cores in ordered batches (`replay_parallel`), into reused envelopes; the fold, and
-/// the first error reported, are exactly those of decoding and applying one record at a time
+/// on spare cores in ordered batches (`replay_parallel`); the fold, and the first error
+/// reported, are exactly those of decoding and applying one record at a time
 /// (projections/tests/decode.rs checks it).
 pub fn replay(log: &EventLog) -> Result<State, StoreError> {
     let mut state = State::new();
