@@ -2,13 +2,14 @@
 //! turn the log into state — namespaces, images, containers, the content and snapshot indexes,
 //! and each container's task state machine. No IO, no clock, no tokio.
 
+mod canonical;
 pub mod decode;
 pub mod error;
 pub mod event;
 pub mod names;
 pub mod state;
 
-pub use decode::{decode_envelope, replay_parallel, EnvelopeRef, EventRef};
+pub use decode::{decode_envelope, replay_parallel};
 pub use error::DecodeError;
 pub use event::{ContainerRecord, Descriptor, Envelope, Event, ImageRecord, LayerRecord, Origin, EVENT_SCHEMA};
 pub use state::{

@@ -58,8 +58,8 @@ pub type CommittedReceiver = mpsc::UnboundedReceiver<CommittedRecord>;
 
 
 /// Fold the whole log into a fresh state. berth-replay folds with the same `State::apply`, but
-/// walks one record at a time (replay-tool/src/fold.rs) because it stops at a seq or a moment. Payloads are decoded
-/// on spare cores in ordered batches (`replay_parallel`), into reused envelopes; the fold, and
+/// walks one record at a time (replay-tool/src/fold.rs) because it stops at a seq or a moment.
+/// Payloads are decoded on spare cores in ordered batches (`replay_parallel`); the fold, and
 /// the first error reported, are exactly those of decoding and applying one record at a time
 /// (projections/tests/decode.rs checks it).
 pub fn replay(log: &EventLog) -> Result<State, StoreError> {
