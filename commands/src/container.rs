@@ -97,9 +97,7 @@ impl DeleteContainer {
 }
 
 pub(crate) fn not_found(namespace: &str, id: &str) -> CommandError {
-    CommandError::NotFound(format!(
-        "container {id:?} not found in namespace {namespace:?}: `berth ps -a` lists them"
-    ))
+    CommandError::NotFound(format!("container {id:?} not found in namespace {namespace:?}: `berth ps -a` lists them"))
 }
 
 /// The default search path, for an image that sets none.

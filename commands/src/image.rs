@@ -61,7 +61,11 @@ impl ImportImage {
 
 /// The image a reference names: the exact name, or with ":latest" when the reference has no
 /// tag (as docker and containerd read "busybox").
-pub fn resolve_image<'a>(state: &'a State, namespace: &str, reference: &str) -> Option<&'a berth_projections::ImageState> {
+pub fn resolve_image<'a>(
+    state: &'a State,
+    namespace: &str,
+    reference: &str,
+) -> Option<&'a berth_projections::ImageState> {
     if let Some(image) = state.image(namespace, reference) {
         return Some(image);
     }
@@ -88,7 +92,8 @@ pub fn image_not_found(state: &State, namespace: &str, reference: &str) -> Comma
                 .collect()
         })
         .unwrap_or_default();
-    let meant = if resolve_image_is_tagless(reference) { format!(" (that is {reference}:latest)") } else { String::new() };
+    let meant =
+        if resolve_image_is_tagless(reference) { format!(" (that is {reference}:latest)") } else { String::new() };
     if others.is_empty() {
         CommandError::NotFound(format!(
             "image {reference:?}{meant} not found in namespace {namespace:?}: import it with `berth image import FILE --name {reference}`"
@@ -141,7 +146,10 @@ impl RemoveImage {
         digests.extend(record.layers.iter().map(|layer| layer.blob.digest.clone()));
         let mut removed = BTreeSet::new();
         for digest in digests {
-            if !digests_in_use.contains(&digest) && state.content.contains_key(&digest) && removed.insert(digest.clone()) {
+            if !digests_in_use.contains(&digest)
+                && state.content.contains_key(&digest)
+                && removed.insert(digest.clone())
+            {
                 events.push(Event::ContentRemoved { digest });
             }
         }

@@ -11,8 +11,8 @@ pub mod outcome;
 pub mod task;
 pub mod validate;
 
-pub use daemon::RecordDaemonEvent;
 pub use container::{merge_env, merge_process_args, CreateContainer, DeleteContainer, DEFAULT_PATH_ENV};
+pub use daemon::RecordDaemonEvent;
 pub use error::CommandError;
 pub use image::{image_not_found, resolve_image, ImportImage, RemoveImage};
 pub use namespace::{CreateNamespace, RemoveNamespace};

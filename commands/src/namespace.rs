@@ -28,7 +28,10 @@ pub struct RemoveNamespace {
 impl RemoveNamespace {
     pub fn decide(&self, state: &State) -> Result<Vec<Event>, CommandError> {
         let Some(namespace) = state.namespace(&self.name) else {
-            return Err(CommandError::NotFound(format!("namespace {:?} not found: `berth namespace ls` lists them", self.name)));
+            return Err(CommandError::NotFound(format!(
+                "namespace {:?} not found: `berth namespace ls` lists them",
+                self.name
+            )));
         };
         if !namespace.containers.is_empty() || !namespace.images.is_empty() {
             return Err(CommandError::FailedPrecondition(format!(

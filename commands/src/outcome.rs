@@ -44,7 +44,10 @@ impl RecordOutcome {
             self.check(&task, container_id, event)?;
             let deleted = task.apply_event(Seq(0), self.answers, event);
             if deleted && event_idx + 1 < self.events.len() {
-                return Err(CommandError::InvalidArgument(format!("nothing can follow {} in one record", event.kind())));
+                return Err(CommandError::InvalidArgument(format!(
+                    "nothing can follow {} in one record",
+                    event.kind()
+                )));
             }
         }
         Ok(self.events.clone())

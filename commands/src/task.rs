@@ -103,7 +103,11 @@ impl KillTask {
                 task.status.name()
             )));
         }
-        Ok(vec![Event::TaskKillRequested { container_id: self.container_id.clone(), signal: self.signal, all: self.all }])
+        Ok(vec![Event::TaskKillRequested {
+            container_id: self.container_id.clone(),
+            signal: self.signal,
+            all: self.all,
+        }])
     }
 }
 

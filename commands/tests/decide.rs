@@ -28,7 +28,11 @@ impl World {
 }
 
 fn import() -> Command {
-    let layer = LayerRecord { blob: Descriptor { digest: "sha256:l".into(), media_type: "t".into(), size: 1 }, diff_id: "sha256:d".into(), chain_id: "sha256:d".into() };
+    let layer = LayerRecord {
+        blob: Descriptor { digest: "sha256:l".into(), media_type: "t".into(), size: 1 },
+        diff_id: "sha256:d".into(),
+        chain_id: "sha256:d".into(),
+    };
     Command::ImportImage(ImportImage {
         images: vec![ImageRecord {
             name: "busybox:latest".into(),
@@ -87,26 +91,54 @@ fn task_lifecycle_checks_and_outcomes_are_recorded_once() {
     world.run(create("web", "busybox:latest"), None).unwrap();
     let start = || Command::StartTask(StartTask { container_id: "web".into() });
     assert!(matches!(world.run(start(), None), Err(CommandError::NotFound(_))), "no task yet");
-    let create_seq = world.run(Command::CreateTask(CreateTask { container_id: "web".into(), start: false }), None).unwrap();
+    let create_seq =
+        world.run(Command::CreateTask(CreateTask { container_id: "web".into(), start: false }), None).unwrap();
     assert!(matches!(world.run(start(), None), Err(CommandError::FailedPrecondition(_))), "create not answered yet");
     let created = Event::TaskCreated { container_id: "web".into(), pid: 10, monitor_pid: 9 };
     world.run(outcome(Some(create_seq), created.clone()), Some(create_seq)).unwrap();
-    assert!(matches!(world.run(outcome(Some(create_seq), created), Some(create_seq)), Err(CommandError::FailedPrecondition(_))), "a second answer is refused");
+    assert!(
+        matches!(
+            world.run(outcome(Some(create_seq), created), Some(create_seq)),
+            Err(CommandError::FailedPrecondition(_))
+        ),
+        "a second answer is refused"
+    );
     let start_seq = world.run(start(), None).unwrap();
-    world.run(outcome(Some(start_seq), Event::TaskStarted { container_id: "web".into(), pid: 10 }), Some(start_seq)).unwrap();
+    world
+        .run(outcome(Some(start_seq), Event::TaskStarted { container_id: "web".into(), pid: 10 }), Some(start_seq))
+        .unwrap();
     let delete = |force| Command::DeleteTask(DeleteTask { container_id: "web".into(), force });
     assert!(matches!(world.run(delete(false), None), Err(CommandError::FailedPrecondition(_))), "running");
-    assert!(matches!(world.run(Command::DeleteContainer(DeleteContainer { id: "web".into() }), None), Err(CommandError::FailedPrecondition(_))));
+    assert!(matches!(
+        world.run(Command::DeleteContainer(DeleteContainer { id: "web".into() }), None),
+        Err(CommandError::FailedPrecondition(_))
+    ));
     let kill = |signal| Command::KillTask(KillTask { container_id: "web".into(), signal, all: false });
     assert!(matches!(world.run(kill(0), None), Err(CommandError::InvalidArgument(_))));
     world.run(kill(9), None).unwrap();
-    let exited = Event::TaskExited { container_id: "web".into(), exit_code: 137, signal: 9, exited_at_ns: berth_log::Timestamp::from_ns(1) };
+    let exited = Event::TaskExited {
+        container_id: "web".into(),
+        exit_code: 137,
+        signal: 9,
+        exited_at_ns: berth_log::Timestamp::from_ns(1),
+    };
     world.run(outcome(None, exited.clone()), Some(Seq(0))).unwrap();
-    assert!(matches!(world.run(outcome(None, exited), Some(Seq(0))), Err(CommandError::FailedPrecondition(_))), "exit recorded once");
+    assert!(
+        matches!(world.run(outcome(None, exited), Some(Seq(0))), Err(CommandError::FailedPrecondition(_))),
+        "exit recorded once"
+    );
     assert!(matches!(world.run(kill(9), None), Err(CommandError::FailedPrecondition(_))), "nothing to signal");
-    assert!(matches!(world.run(start(), None), Err(CommandError::FailedPrecondition(_))), "stopped tasks do not restart");
+    assert!(
+        matches!(world.run(start(), None), Err(CommandError::FailedPrecondition(_))),
+        "stopped tasks do not restart"
+    );
     let delete_seq = world.run(delete(false), None).unwrap();
-    world.run(outcome(Some(delete_seq), Event::TaskDeleted { container_id: "web".into(), exit_code: 137 }), Some(delete_seq)).unwrap();
+    world
+        .run(
+            outcome(Some(delete_seq), Event::TaskDeleted { container_id: "web".into(), exit_code: 137 }),
+            Some(delete_seq),
+        )
+        .unwrap();
     world.run(Command::DeleteContainer(DeleteContainer { id: "web".into() }), None).unwrap();
     assert!(matches!(world.run(start(), None), Err(CommandError::NotFound(_))), "start of a deleted container");
 }
@@ -121,8 +153,18 @@ fn outcomes_that_happened_together_are_checked_in_order() {
     let together = |events: Vec<Event>| Command::RecordOutcome(RecordOutcome { answers: Some(both), events });
     let created = Event::TaskCreated { container_id: "web".into(), pid: 10, monitor_pid: 9 };
     let started = Event::TaskStarted { container_id: "web".into(), pid: 10 };
-    let exited = Event::TaskExited { container_id: "web".into(), exit_code: 0, signal: 0, exited_at_ns: berth_log::Timestamp::from_ns(1) };
-    let refused = |world: &mut World, events| matches!(world.run(together(events), Some(both)), Err(CommandError::FailedPrecondition(_) | CommandError::InvalidArgument(_)));
+    let exited = Event::TaskExited {
+        container_id: "web".into(),
+        exit_code: 0,
+        signal: 0,
+        exited_at_ns: berth_log::Timestamp::from_ns(1),
+    };
+    let refused = |world: &mut World, events| {
+        matches!(
+            world.run(together(events), Some(both)),
+            Err(CommandError::FailedPrecondition(_) | CommandError::InvalidArgument(_))
+        )
+    };
     assert!(refused(&mut world, vec![]), "an empty record");
     assert!(refused(&mut world, vec![started.clone(), started.clone()]), "the start answered twice in one record");
     let db_created = Event::TaskCreated { container_id: "db".into(), pid: 11, monitor_pid: 12 };
@@ -130,7 +172,10 @@ fn outcomes_that_happened_together_are_checked_in_order() {
     assert!(refused(&mut world, vec![created.clone(), exited.clone(), exited.clone()]), "the exit twice");
     world.run(together(vec![created.clone(), started.clone(), exited]), Some(both)).unwrap();
     let task = world.state.container("default", "web").unwrap().task.clone().unwrap();
-    assert_eq!((task.status, task.pending.len(), task.exit.map(|exit| exit.exit_code)), (TaskStatus::Stopped, 0, Some(0)));
+    assert_eq!(
+        (task.status, task.pending.len(), task.exit.map(|exit| exit.exit_code)),
+        (TaskStatus::Stopped, 0, Some(0))
+    );
     assert!(refused(&mut world, vec![created, started]), "answered already");
 }
 
@@ -139,9 +184,13 @@ fn removing_an_image_frees_only_what_nothing_else_uses() {
     let mut world = World::new();
     world.run(import(), None).unwrap();
     world.run(create("web", "busybox:latest"), None).unwrap();
-    let events = Command::RemoveImage(RemoveImage { name: "busybox:latest".into() }).decide(&world.state, "default").unwrap();
+    let events =
+        Command::RemoveImage(RemoveImage { name: "busybox:latest".into() }).decide(&world.state, "default").unwrap();
     assert!(events.iter().any(|event| matches!(event, Event::ContentRemoved { .. })));
-    assert!(!events.iter().any(|event| matches!(event, Event::SnapshotRemoved { .. })), "the container still uses the layer");
+    assert!(
+        !events.iter().any(|event| matches!(event, Event::SnapshotRemoved { .. })),
+        "the container still uses the layer"
+    );
     assert!(matches!(
         Command::RemoveImage(RemoveImage { name: "nope".into() }).decide(&world.state, "default"),
         Err(CommandError::NotFound(_))
@@ -155,8 +204,12 @@ fn an_untagged_reference_means_latest_and_the_refusal_names_the_tags_there_are()
     // "busybox" means busybox:latest, which exists.
     world.run(create("a", "busybox"), None).unwrap();
     assert_eq!(world.state.container("default", "a").unwrap().record.image, "busybox:latest");
-    let Err(CommandError::NotFound(message)) = world.run(create("b", "busybox:1.36"), None) else { panic!("expected NotFound") };
+    let Err(CommandError::NotFound(message)) = world.run(create("b", "busybox:1.36"), None) else {
+        panic!("expected NotFound")
+    };
     assert!(message.contains("it has busybox:latest"), "{message}");
-    let Err(CommandError::NotFound(message)) = world.run(create("c", "alpine"), None) else { panic!("expected NotFound") };
+    let Err(CommandError::NotFound(message)) = world.run(create("c", "alpine"), None) else {
+        panic!("expected NotFound")
+    };
     assert!(message.contains("(that is alpine:latest)") && message.contains("berth image import"), "{message}");
 }

@@ -20,7 +20,12 @@ const MIB: f64 = 1024.0 * 1024.0;
 
 fn status_field_kib(field: &str) -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status.lines().find_map(|line| line.strip_prefix(field)).and_then(|rest| rest.split_whitespace().next()).and_then(|kib| kib.parse().ok()).unwrap_or(0)
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|kib| kib.parse().ok())
+        .unwrap_or(0)
 }
 
 fn reset_peak_rss() {
@@ -113,7 +118,14 @@ impl DurableLog {
         // A fresh log preallocates its spare segment (64 MiB of zeroes + fsync) in the
         // background; wait for it, so a round is charged for the spare only as often as the
         // log really rolls over (once per 64 MiB written), like a long-running daemon.
-        let spare_ready = || std::fs::read_dir(&dir).unwrap().filter_map(|entry| entry.ok()).filter(|entry| entry.path().extension().is_some_and(|extension| extension == "seg")).count() >= 2;
+        let spare_ready = || {
+            std::fs::read_dir(&dir)
+                .unwrap()
+                .filter_map(|entry| entry.ok())
+                .filter(|entry| entry.path().extension().is_some_and(|extension| extension == "seg"))
+                .count()
+                >= 2
+        };
         let waiting_since = Instant::now();
         while !spare_ready() && waiting_since.elapsed() < Duration::from_secs(60) {
             std::thread::sleep(Duration::from_millis(20));
@@ -186,7 +198,11 @@ fn build_log(dir: &Path, target_bytes: u64) -> u64 {
 }
 
 fn segment_bytes(dir: &Path) -> Vec<memmap2::Mmap> {
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().map(|entry| entry.unwrap().path()).filter(|path| path.extension().is_some_and(|extension| extension == "seg")).collect();
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|extension| extension == "seg"))
+        .collect();
     paths.sort();
     paths
         .iter()
@@ -199,14 +215,32 @@ fn segment_bytes(dir: &Path) -> Vec<memmap2::Mmap> {
 }
 
 fn main() {
-    let base = std::env::args().skip(1).find(|arg| !arg.starts_with("--")).or_else(|| std::env::var("BERTH_LOG_BENCH_DIR").ok()).unwrap_or_else(|| "/var/tmp/berth-log-bench".to_string());
+    let base = std::env::args()
+        .skip(1)
+        .find(|arg| !arg.starts_with("--"))
+        .or_else(|| std::env::var("BERTH_LOG_BENCH_DIR").ok())
+        .unwrap_or_else(|| "/var/tmp/berth-log-bench".to_string());
     let base = PathBuf::from(base);
     let only = std::env::args().find_map(|arg| arg.strip_prefix("--only=").map(str::to_string));
     let runs = |section: &str| only.as_deref().is_none_or(|only| only == section);
     std::fs::create_dir_all(&base).unwrap();
-    let cpu = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default().lines().find_map(|line| line.strip_prefix("model name").map(|rest| rest.trim_start_matches([' ', '\t', ':']).to_string())).unwrap_or_default();
-    println!("berth-log benchmark: dir {} | cpu {} | {} cores", base.display(), cpu, std::thread::available_parallelism().map_or(0, |n| n.get()));
-    println!("record: {EVENT_PAYLOAD_LEN}-byte payload -> {} bytes on disk", berth_log::format::encoded_record_len(EVENT_PAYLOAD_LEN));
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix("model name").map(|rest| rest.trim_start_matches([' ', '\t', ':']).to_string())
+        })
+        .unwrap_or_default();
+    println!(
+        "berth-log benchmark: dir {} | cpu {} | {} cores",
+        base.display(),
+        cpu,
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    println!(
+        "record: {EVENT_PAYLOAD_LEN}-byte payload -> {} bytes on disk",
+        berth_log::format::encoded_record_len(EVENT_PAYLOAD_LEN)
+    );
 
     if runs("durable") {
         durable_section(&base);
@@ -227,7 +261,8 @@ fn durable_section(base: &Path) {
     const SLICE: Duration = Duration::from_secs(1);
     const APPENDER_COUNTS: [usize; 3] = [1, 4, 16];
     let mut raw = RawSyncFile::create(base);
-    let logs: Vec<DurableLog> = APPENDER_COUNTS.iter().map(|n_appenders| DurableLog::open(base, &format!("durable-{n_appenders}"))).collect();
+    let logs: Vec<DurableLog> =
+        APPENDER_COUNTS.iter().map(|n_appenders| DurableLog::open(base, &format!("durable-{n_appenders}"))).collect();
     for (log, &n_appenders) in logs.iter().zip(&APPENDER_COUNTS) {
         log.run(n_appenders, Duration::from_millis(200)); // warm-up
     }
@@ -272,7 +307,6 @@ fn nosync_section(base: &Path) {
         let (events, mib) = non_durable_appends(base, batch_len, 1_000_000);
         println!("non-durable append (NoSync), batches of {batch_len:>3}: {events:>9.0} events/s, {mib:>6.0} MiB/s");
     }
-
 }
 
 /// Replay and verify of a 1 GiB log in page cache.
@@ -281,11 +315,25 @@ fn replay_section(base: &Path) {
     let build_started = Instant::now();
     let last_seq = build_log(&replay_dir, 1 << 30);
     println!("built a 1 GiB log: {last_seq} records in {:.1} s", build_started.elapsed().as_secs_f64());
-    let (log, report) = EventLog::open(&replay_dir, LogOptions { durability: Durability::NoSync, recovery: RecoveryMode::TruncateTornTail, ..LogOptions::default() }).unwrap();
+    let (log, report) = EventLog::open(
+        &replay_dir,
+        LogOptions {
+            durability: Durability::NoSync,
+            recovery: RecoveryMode::TruncateTornTail,
+            ..LogOptions::default()
+        },
+    )
+    .unwrap();
     assert_eq!(report.last_seq.get(), last_seq);
     // Warm-up pass so the page cache holds every segment.
     let mut reader = log.reader(Seq(1)).unwrap();
-    black_box(reader.replay(|record| { black_box(record.payload.len()); }).unwrap());
+    black_box(
+        reader
+            .replay(|record| {
+                black_box(record.payload.len());
+            })
+            .unwrap(),
+    );
     drop(reader);
 
     reset_peak_rss();
@@ -297,8 +345,16 @@ fn replay_section(base: &Path) {
     let replay_seconds = started.elapsed().as_secs_f64();
     let peak_rss_kib = status_field_kib("VmHWM:");
     assert_eq!(n_replayed, last_seq);
-    println!("replay (CRC + seq checked, borrowed payloads): {:.2} M records/s, {:.0} MiB/s of payload", n_replayed as f64 / replay_seconds / 1e6, payload_bytes as f64 / MIB / replay_seconds);
-    println!("peak RSS during replay: VmRSS before {} MiB, VmHWM during {} MiB (log is 1024 MiB)", rss_before_kib / 1024, peak_rss_kib / 1024);
+    println!(
+        "replay (CRC + seq checked, borrowed payloads): {:.2} M records/s, {:.0} MiB/s of payload",
+        n_replayed as f64 / replay_seconds / 1e6,
+        payload_bytes as f64 / MIB / replay_seconds
+    );
+    println!(
+        "peak RSS during replay: VmRSS before {} MiB, VmHWM during {} MiB (log is 1024 MiB)",
+        rss_before_kib / 1024,
+        peak_rss_kib / 1024
+    );
 
     let maps = segment_bytes(&replay_dir);
     let started = Instant::now();
@@ -315,7 +371,8 @@ fn replay_section(base: &Path) {
     // core), interleaved in rounds so a burst of other load hits all three alike; medians.
     const ROUNDS: usize = 3;
     let n_cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let (mut sha_rates, mut sha_buffer_rates, mut verify_one_thread_rates, mut verify_rates) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut sha_rates, mut sha_buffer_rates, mut verify_one_thread_rates, mut verify_rates) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut verify_n_bytes = 0;
     let sha_buffer = vec![0x3Cu8; 256 << 20];
     for _ in 0..ROUNDS {
@@ -343,7 +400,8 @@ fn replay_section(base: &Path) {
         rates[rates.len() / 2]
     };
     let (sha_segments_mib_per_s, sha_buffer_mib_per_s) = (median(&mut sha_rates), median(&mut sha_buffer_rates));
-    let (verify_one_thread_mib_per_s, verify_mib_per_s) = (median(&mut verify_one_thread_rates), median(&mut verify_rates));
+    let (verify_one_thread_mib_per_s, verify_mib_per_s) =
+        (median(&mut verify_one_thread_rates), median(&mut verify_rates));
     // The ratio is taken against the faster raw figure, so it is never flattered.
     let sha_mib_per_s = sha_segments_mib_per_s.max(sha_buffer_mib_per_s);
     println!("raw SHA-256, one core: the same segment bytes (one stream per segment file) {sha_segments_mib_per_s:.0} MiB/s, one 256 MiB heap buffer {sha_buffer_mib_per_s:.0} MiB/s (medians of {ROUNDS} rounds; ratios below use the faster, {sha_mib_per_s:.0} MiB/s)");

@@ -9,7 +9,9 @@ use crate::Seq;
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
     /// A system call on a log file failed.
-    #[error("i/o error while {action} {path}: {source}; check the disk, free space and permissions, then reopen the log")]
+    #[error(
+        "i/o error while {action} {path}: {source}; check the disk, free space and permissions, then reopen the log"
+    )]
     Io {
         action: &'static str,
         path: PathBuf,
@@ -19,21 +21,12 @@ pub enum LogError {
 
     /// Bytes on disk are not a valid record or segment header, and they are not a torn tail.
     #[error("corruption in {segment} at offset {offset}: {reason}; restore the log from a trusted copy, or reopen with RecoveryMode::Salvage to keep the valid prefix")]
-    Corruption {
-        segment: PathBuf,
-        offset: u64,
-        reason: String,
-    },
+    Corruption { segment: PathBuf, offset: u64, reason: String },
 
     /// A record is intact (its CRC matches) but does not follow its predecessor: wrong seq or
     /// wrong chain hash. Something edited, removed, inserted or reordered records.
     #[error("hash chain broken at seq {seq} in {segment} at offset {offset}: {reason}; the log was changed outside berth, restore it from a trusted copy")]
-    ChainBroken {
-        seq: Seq,
-        segment: PathBuf,
-        offset: u64,
-        reason: String,
-    },
+    ChainBroken { seq: Seq, segment: PathBuf, offset: u64, reason: String },
 
     /// Another process (or another `EventLog` in this one) holds the directory's LOCK file.
     #[error("log directory {dir} is locked by another writer; stop the other berth daemon, or use open_read_only to inspect it")]

@@ -69,7 +69,13 @@ fn record_crc(record_bytes_without_padding: &[u8]) -> u32 {
 }
 
 /// Appends one encoded record (with zero padding) to `out` and returns its chain hash.
-pub fn encode_record(out: &mut Vec<u8>, previous_hash: &[u8; 32], seq: Seq, timestamp_ns: u64, payload: &[u8]) -> [u8; 32] {
+pub fn encode_record(
+    out: &mut Vec<u8>,
+    previous_hash: &[u8; 32],
+    seq: Seq,
+    timestamp_ns: u64,
+    payload: &[u8],
+) -> [u8; 32] {
     let start = out.len();
     let unpadded_len = RECORD_HEADER_LEN + payload.len();
     out.resize(start + RECORD_HEADER_LEN, 0);
@@ -178,7 +184,8 @@ impl SegmentHeader {
         let mut bytes = [0u8; SEGMENT_HEADER_LEN];
         bytes[..8].copy_from_slice(&SEGMENT_MAGIC);
         bytes[SEGMENT_VERSION_AT..SEGMENT_VERSION_AT + 4].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
-        bytes[SEGMENT_HEADER_LEN_AT..SEGMENT_HEADER_LEN_AT + 4].copy_from_slice(&(SEGMENT_HEADER_LEN as u32).to_le_bytes());
+        bytes[SEGMENT_HEADER_LEN_AT..SEGMENT_HEADER_LEN_AT + 4]
+            .copy_from_slice(&(SEGMENT_HEADER_LEN as u32).to_le_bytes());
         bytes[SEGMENT_ID_AT..SEGMENT_ID_AT + 8].copy_from_slice(&self.segment_id.0.to_le_bytes());
         bytes[SEGMENT_FIRST_SEQ_AT..SEGMENT_FIRST_SEQ_AT + 8].copy_from_slice(&self.first_seq.0.to_le_bytes());
         bytes[SEGMENT_SIZE_AT..SEGMENT_SIZE_AT + 8].copy_from_slice(&self.segment_size.to_le_bytes());
@@ -193,7 +200,10 @@ impl SegmentHeader {
             if bytes.iter().all(|&byte| byte == 0) {
                 return SegmentHeaderState::Zero;
             }
-            return SegmentHeaderState::Invalid(format!("segment header needs {SEGMENT_HEADER_LEN} bytes, file has {}", bytes.len()));
+            return SegmentHeaderState::Invalid(format!(
+                "segment header needs {SEGMENT_HEADER_LEN} bytes, file has {}",
+                bytes.len()
+            ));
         }
         let bytes = &bytes[..SEGMENT_HEADER_LEN];
         if bytes.iter().all(|&byte| byte == 0) {
@@ -205,15 +215,21 @@ impl SegmentHeader {
         let stored_crc = read_u32(bytes, SEGMENT_CRC_AT);
         let computed_crc = crc32fast::hash(&bytes[..SEGMENT_CRC_AT]);
         if stored_crc != computed_crc {
-            return SegmentHeaderState::Invalid(format!("segment header crc mismatch: stored {stored_crc:#010x}, computed {computed_crc:#010x}"));
+            return SegmentHeaderState::Invalid(format!(
+                "segment header crc mismatch: stored {stored_crc:#010x}, computed {computed_crc:#010x}"
+            ));
         }
         let version = read_u32(bytes, SEGMENT_VERSION_AT);
         if version != FORMAT_VERSION {
-            return SegmentHeaderState::Invalid(format!("unsupported format version {version} (this build reads version {FORMAT_VERSION}); upgrade berth"));
+            return SegmentHeaderState::Invalid(format!(
+                "unsupported format version {version} (this build reads version {FORMAT_VERSION}); upgrade berth"
+            ));
         }
         let header_len = read_u32(bytes, SEGMENT_HEADER_LEN_AT);
         if header_len as usize != SEGMENT_HEADER_LEN {
-            return SegmentHeaderState::Invalid(format!("segment header length {header_len}, expected {SEGMENT_HEADER_LEN}"));
+            return SegmentHeaderState::Invalid(format!(
+                "segment header length {header_len}, expected {SEGMENT_HEADER_LEN}"
+            ));
         }
         let first_seq = read_u64(bytes, SEGMENT_FIRST_SEQ_AT);
         if first_seq == 0 {
@@ -223,7 +239,9 @@ impl SegmentHeader {
             segment_id: SegmentId(read_u64(bytes, SEGMENT_ID_AT)),
             first_seq: Seq(first_seq),
             segment_size: read_u64(bytes, SEGMENT_SIZE_AT),
-            carried_hash: bytes[SEGMENT_CARRIED_HASH_AT..SEGMENT_CARRIED_HASH_AT + 32].try_into().expect("32-byte slice"),
+            carried_hash: bytes[SEGMENT_CARRIED_HASH_AT..SEGMENT_CARRIED_HASH_AT + 32]
+                .try_into()
+                .expect("32-byte slice"),
         })
     }
 }
@@ -280,7 +298,12 @@ mod tests {
 
     #[test]
     fn segment_header_round_trips() {
-        let header = SegmentHeader { segment_id: SegmentId(3), first_seq: Seq(77), segment_size: 65536, carried_hash: [9u8; 32] };
+        let header = SegmentHeader {
+            segment_id: SegmentId(3),
+            first_seq: Seq(77),
+            segment_size: 65536,
+            carried_hash: [9u8; 32],
+        };
         assert_eq!(SegmentHeader::decode(&header.encode()), SegmentHeaderState::Valid(header));
         assert_eq!(SegmentHeader::decode(&[0u8; 80]), SegmentHeaderState::Zero);
         let mut bad = header.encode();
@@ -318,7 +341,12 @@ mod documented_example {
                 "6572746800000000"
             )
         );
-        let header = SegmentHeader { segment_id: SegmentId(1), first_seq: Seq(1), segment_size: 64 << 20, carried_hash: genesis_hash() };
+        let header = SegmentHeader {
+            segment_id: SegmentId(1),
+            first_seq: Seq(1),
+            segment_size: 64 << 20,
+            carried_hash: genesis_hash(),
+        };
         assert_eq!(
             hex::encode(header.encode()),
             concat!(

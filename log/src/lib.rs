@@ -96,7 +96,11 @@ pub struct LogOptions {
 
 impl Default for LogOptions {
     fn default() -> Self {
-        LogOptions { segment_size: 64 * 1024 * 1024, durability: Durability::Sync, recovery: RecoveryMode::TruncateTornTail }
+        LogOptions {
+            segment_size: 64 * 1024 * 1024,
+            durability: Durability::Sync,
+            recovery: RecoveryMode::TruncateTornTail,
+        }
     }
 }
 

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use crate::format::RECORD_HEADER_LEN;
 use crate::recovery::{recover, Access};
 use crate::segment::Segment;
-use crate::view::SharedView;
 use crate::verify::verify_view;
+use crate::view::SharedView;
 use crate::{LogError, OpenReport, OwnedRecord, Record, RecordDecodeError, RecoveryMode, Seq, Timestamp, VerifyReport};
 
 struct ReaderPosition {
@@ -81,14 +81,20 @@ impl LogReader {
         let position = self.position.as_mut().expect("positioned");
         let segments = self.view.segments();
         let Some(next_segment) = segments.get(position.segment_idx + 1) else {
-            return Err(position.segment.corruption(position.offset, format!("segment data ends before durable seq {} and no later segment exists", self.next_seq)));
+            return Err(position.segment.corruption(
+                position.offset,
+                format!("segment data ends before durable seq {} and no later segment exists", self.next_seq),
+            ));
         };
         if next_segment.header.first_seq.0 != self.next_seq {
             return Err(LogError::ChainBroken {
                 seq: Seq(self.next_seq),
                 segment: position.segment.path.clone(),
                 offset: position.offset,
-                reason: format!("segment ends before seq {} but the next segment starts at seq {}", self.next_seq, next_segment.header.first_seq),
+                reason: format!(
+                    "segment ends before seq {} but the next segment starts at seq {}",
+                    self.next_seq, next_segment.header.first_seq
+                ),
             });
         }
         if self.check_chain && next_segment.header.carried_hash != self.previous_hash {
@@ -128,12 +134,19 @@ impl LogReader {
                                 seq: record.seq,
                                 segment: segment.path.clone(),
                                 offset: position.offset,
-                                reason: "stored chain hash differs from SHA-256 of the previous chain hash and this record".to_string(),
+                                reason:
+                                    "stored chain hash differs from SHA-256 of the previous chain hash and this record"
+                                        .to_string(),
                             }));
                         }
                         self.previous_hash = *record.chain_hash;
                     }
-                    break (position.offset, record.encoded_len as u64, record.timestamp_ns, record.payload.len() as u64);
+                    break (
+                        position.offset,
+                        record.encoded_len as u64,
+                        record.timestamp_ns,
+                        record.payload.len() as u64,
+                    );
                 }
                 Ok(record) => {
                     return Some(Err(LogError::ChainBroken {

@@ -13,7 +13,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use memmap2::Mmap;
 
-use crate::format::{decode_record, genesis_hash, parse_segment_file_name, SegmentHeader, SegmentHeaderState, RECORD_ALIGN, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
+use crate::format::{
+    decode_record, genesis_hash, parse_segment_file_name, SegmentHeader, SegmentHeaderState, RECORD_ALIGN,
+    RECORD_HEADER_LEN, SEGMENT_HEADER_LEN,
+};
 use crate::segment::{map_file, nonzero_extent_end, sync_dir, write_zeroes, Segment};
 use crate::{LogError, OpenReport, RecordDecodeError, RecoveryMode, SegmentId, Seq, TornTail};
 
@@ -106,7 +109,12 @@ fn scan_records(bytes: &[u8], header: &SegmentHeader) -> RecordScan {
         None if extent_end > from => Some("zero-filled record header followed by non-zero bytes".to_string()),
         None => None,
     }
-    .map(|reason| BadSpot { offset, reason, extent_end, later_valid_record_at: find_valid_record(bytes, offset + RECORD_ALIGN, extent_end, later_seqs) });
+    .map(|reason| BadSpot {
+        offset,
+        reason,
+        extent_end,
+        later_valid_record_at: find_valid_record(bytes, offset + RECORD_ALIGN, extent_end, later_seqs),
+    });
     RecordScan { last_seq, last_hash, end_offset: offset, bad }
 }
 
@@ -139,7 +147,8 @@ fn list_segment_files(dir: &Path, access: Access) -> Result<Vec<(SegmentId, Path
         } else if name.ends_with(".seg.tmp") && access == Access::Writable {
             // A spare segment whose zero-fill was interrupted: it never held records.
             tracing::warn!(path = %entry.path().display(), "removing unfinished preallocated segment");
-            std::fs::remove_file(entry.path()).map_err(|source| LogError::io("removing unfinished segment", entry.path(), source))?;
+            std::fs::remove_file(entry.path())
+                .map_err(|source| LogError::io("removing unfinished segment", entry.path(), source))?;
         }
     }
     found.sort();
@@ -147,7 +156,11 @@ fn list_segment_files(dir: &Path, access: Access) -> Result<Vec<(SegmentId, Path
 }
 
 fn open_for_repair(path: &Path) -> Result<File, LogError> {
-    OpenOptions::new().read(true).write(true).open(path).map_err(|source| LogError::io("opening for repair", path, source))
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|source| LogError::io("opening for repair", path, source))
 }
 
 fn unix_nanos() -> u128 {
@@ -165,7 +178,8 @@ pub(crate) fn recover(dir: &Path, mode: RecoveryMode, access: Access) -> Result<
         let map = map_file(&file, &path)?;
         candidates.push(Candidate { id, path, map });
     }
-    let states: Vec<SegmentHeaderState> = candidates.iter().map(|candidate| SegmentHeader::decode(candidate.bytes())).collect();
+    let states: Vec<SegmentHeaderState> =
+        candidates.iter().map(|candidate| SegmentHeader::decode(candidate.bytes())).collect();
     let valid_header = |idx: usize| match &states[idx] {
         SegmentHeaderState::Valid(header) => *header,
         _ => unreachable!("segment {idx} was classified as valid"),
@@ -181,7 +195,11 @@ pub(crate) fn recover(dir: &Path, mode: RecoveryMode, access: Access) -> Result<
         } else if idx > 0 && candidate.id.0 != candidates[idx - 1].id.0 + 1 {
             Some(format!("segment {} is missing before this one", candidates[idx - 1].id.0 + 1))
         } else if idx > 0 && header.first_seq < valid_header(idx - 1).first_seq {
-            Some(format!("first seq {} does not follow the previous segment's {}", header.first_seq, valid_header(idx - 1).first_seq))
+            Some(format!(
+                "first seq {} does not follow the previous segment's {}",
+                header.first_seq,
+                valid_header(idx - 1).first_seq
+            ))
         } else {
             None
         };
@@ -225,7 +243,10 @@ pub(crate) fn recover(dir: &Path, mode: RecoveryMode, access: Access) -> Result<
         let header = valid_header(idx);
         if let Some(previous) = &last_scan {
             if header.first_seq.0 != previous.last_seq + 1 || header.carried_hash != previous.last_hash {
-                let reason = format!("segment starts at seq {} but the previous segment ends at seq {} (or its chain hash differs)", header.first_seq, previous.last_seq);
+                let reason = format!(
+                    "segment starts at seq {} but the previous segment ends at seq {} (or its chain hash differs)",
+                    header.first_seq, previous.last_seq
+                );
                 cut = Some(Cut { file_idx: idx, offset: 0, reason });
                 n_keep = idx;
                 break;
@@ -251,7 +272,11 @@ pub(crate) fn recover(dir: &Path, mode: RecoveryMode, access: Access) -> Result<
 
     if let Some(cut) = &cut {
         if mode == RecoveryMode::TruncateTornTail {
-            return Err(LogError::Corruption { segment: candidates[cut.file_idx].path.clone(), offset: cut.offset, reason: cut.reason.clone() });
+            return Err(LogError::Corruption {
+                segment: candidates[cut.file_idx].path.clone(),
+                offset: cut.offset,
+                reason: cut.reason.clone(),
+            });
         }
     }
 
@@ -278,13 +303,25 @@ pub(crate) fn recover(dir: &Path, mode: RecoveryMode, access: Access) -> Result<
                 if !reason.is_empty() {
                     reason.push_str("; ");
                 }
-                reason.push_str(&format!("segment file is {file_len} bytes, shorter than its preallocated {} (truncated)", header.segment_size));
+                reason.push_str(&format!(
+                    "segment file is {file_len} bytes, shorter than its preallocated {} (truncated)",
+                    header.segment_size
+                ));
             }
-            let dropped = TornTail { segment: candidates[idx].path.clone(), offset, dropped_bytes: extent_end.saturating_sub(offset), reason };
+            let dropped = TornTail {
+                segment: candidates[idx].path.clone(),
+                offset,
+                dropped_bytes: extent_end.saturating_sub(offset),
+                reason,
+            };
             if access == Access::Writable {
                 let file = open_for_repair(&candidates[idx].path)?;
                 if is_cut_here && extent_end > offset {
-                    preserve_salvaged_bytes(&candidates[idx].path, offset, &bytes[offset as usize..extent_end as usize])?;
+                    preserve_salvaged_bytes(
+                        &candidates[idx].path,
+                        offset,
+                        &bytes[offset as usize..extent_end as usize],
+                    )?;
                 }
                 if extent_end > offset {
                     write_zeroes(&file, &candidates[idx].path, offset, extent_end - offset)?;
@@ -292,7 +329,8 @@ pub(crate) fn recover(dir: &Path, mode: RecoveryMode, access: Access) -> Result<
                 if short_file {
                     write_zeroes(&file, &candidates[idx].path, file_len, header.segment_size - file_len)?;
                 }
-                file.sync_all().map_err(|source| LogError::io("syncing repaired segment", &candidates[idx].path, source))?;
+                file.sync_all()
+                    .map_err(|source| LogError::io("syncing repaired segment", &candidates[idx].path, source))?;
             }
             if is_cut_here {
                 tracing::warn!(segment = %dropped.segment.display(), offset = dropped.offset, dropped_bytes = dropped.dropped_bytes, reason = %dropped.reason, "salvage: cut the log at a damaged record");
@@ -312,13 +350,15 @@ pub(crate) fn recover(dir: &Path, mode: RecoveryMode, access: Access) -> Result<
             dropped_bytes: extent_end as u64,
             reason: match &states[idx] {
                 SegmentHeaderState::Invalid(reason) => format!("{reason} (segment activation never became durable)"),
-                _ => "zero-filled segment header followed by non-zero bytes (segment activation never became durable)".to_string(),
+                _ => "zero-filled segment header followed by non-zero bytes (segment activation never became durable)"
+                    .to_string(),
             },
         };
         if access == Access::Writable {
             let file = open_for_repair(&candidates[idx].path)?;
             write_zeroes(&file, &candidates[idx].path, 0, extent_end as u64)?;
-            file.sync_all().map_err(|source| LogError::io("syncing repaired segment", &candidates[idx].path, source))?;
+            file.sync_all()
+                .map_err(|source| LogError::io("syncing repaired segment", &candidates[idx].path, source))?;
         }
         tracing::warn!(segment = %dropped.segment.display(), dropped_bytes = dropped.dropped_bytes, reason = %dropped.reason, "truncated a torn segment activation");
         zeroed_files.push(idx);
@@ -330,11 +370,17 @@ pub(crate) fn recover(dir: &Path, mode: RecoveryMode, access: Access) -> Result<
             if extent_end == 0 {
                 continue; // a zero-filled spare holds nothing to salvage
             }
-            let reason = if idx == cut.file_idx { cut.reason.clone() } else { format!("follows the damage in {}", candidates[cut.file_idx].path.display()) };
-            let dropped = TornTail { segment: candidates[idx].path.clone(), offset: 0, dropped_bytes: extent_end as u64, reason };
+            let reason = if idx == cut.file_idx {
+                cut.reason.clone()
+            } else {
+                format!("follows the damage in {}", candidates[cut.file_idx].path.display())
+            };
+            let dropped =
+                TornTail { segment: candidates[idx].path.clone(), offset: 0, dropped_bytes: extent_end as u64, reason };
             if access == Access::Writable {
                 let aside = PathBuf::from(format!("{}.salvaged-{}", candidates[idx].path.display(), unix_nanos()));
-                std::fs::rename(&candidates[idx].path, &aside).map_err(|source| LogError::io("moving a salvaged segment aside to", &aside, source))?;
+                std::fs::rename(&candidates[idx].path, &aside)
+                    .map_err(|source| LogError::io("moving a salvaged segment aside to", &aside, source))?;
             }
             tracing::warn!(segment = %dropped.segment.display(), dropped_bytes = dropped.dropped_bytes, reason = %dropped.reason, "salvage: moved a segment aside");
             salvaged.push(dropped);
@@ -349,10 +395,14 @@ pub(crate) fn recover(dir: &Path, mode: RecoveryMode, access: Access) -> Result<
         if !is_zero || !candidates[idx].path.exists() {
             continue;
         }
-        if candidates[idx].id == next_segment_id && candidates[idx].bytes().len() as u64 >= MIN_SEGMENT_SIZE && spare.is_none() {
+        if candidates[idx].id == next_segment_id
+            && candidates[idx].bytes().len() as u64 >= MIN_SEGMENT_SIZE
+            && spare.is_none()
+        {
             spare = Some(candidates[idx].path.clone());
         } else if access == Access::Writable {
-            std::fs::remove_file(&candidates[idx].path).map_err(|source| LogError::io("removing an unused empty segment", &candidates[idx].path, source))?;
+            std::fs::remove_file(&candidates[idx].path)
+                .map_err(|source| LogError::io("removing an unused empty segment", &candidates[idx].path, source))?;
         }
     }
     if access == Access::Writable && (!salvaged.is_empty() || torn_tail.is_some()) {

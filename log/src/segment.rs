@@ -8,7 +8,9 @@ use std::sync::Mutex;
 
 use memmap2::{Mmap, MmapOptions};
 
-use crate::format::{decode_record, segment_file_name, DecodedRecord, SegmentHeader, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
+use crate::format::{
+    decode_record, segment_file_name, DecodedRecord, SegmentHeader, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN,
+};
 use crate::{LogError, RecordDecodeError, SegmentId, Seq};
 
 /// One index entry is kept for every this many records of a segment.
@@ -112,7 +114,9 @@ impl Segment {
         while index.walked_next_seq <= seq {
             let (current_seq, offset) = (index.walked_next_seq, index.walked_next_offset);
             let record = self.expect_record(offset, Seq(current_seq))?;
-            if current_seq != self.header.first_seq.0 && (current_seq - self.header.first_seq.0).is_multiple_of(INDEX_STRIDE) {
+            if current_seq != self.header.first_seq.0
+                && (current_seq - self.header.first_seq.0).is_multiple_of(INDEX_STRIDE)
+            {
                 index.entries.push((current_seq, offset));
             }
             index.walked_next_seq = current_seq + 1;
@@ -139,7 +143,9 @@ impl Segment {
                 offset,
                 reason: format!("expected seq {expected_seq}, found seq {}", record.seq),
             }),
-            Err(RecordDecodeError::ZeroHeader) => Err(self.corruption(offset, format!("segment data ends before durable seq {expected_seq}"))),
+            Err(RecordDecodeError::ZeroHeader) => {
+                Err(self.corruption(offset, format!("segment data ends before durable seq {expected_seq}")))
+            }
             Err(decode_error) => Err(self.corruption(offset, decode_error.to_string())),
         }
     }
@@ -155,7 +161,8 @@ pub(crate) fn map_file(file: &File, path: &Path) -> Result<Option<Mmap>, LogErro
     // truncates a segment file (it only ever writes zeroes or extends), so pages inside the
     // mapped length stay backed and reads cannot SIGBUS. Bytes are only turned into slices in
     // `Segment::bytes`, which documents which ranges are stable.
-    let map = unsafe { MmapOptions::new().len(len as usize).map(file) }.map_err(|source| LogError::io("memory-mapping", path, source))?;
+    let map = unsafe { MmapOptions::new().len(len as usize).map(file) }
+        .map_err(|source| LogError::io("memory-mapping", path, source))?;
     Ok(Some(map))
 }
 
@@ -167,14 +174,17 @@ pub(crate) fn write_zeroes(file: &File, path: &Path, offset: u64, len: u64) -> R
     let mut written = 0u64;
     while written < len {
         let n_bytes = (len - written).min(CHUNK);
-        file.write_all_at(&zeroes[..n_bytes as usize], offset + written).map_err(|source| LogError::io("writing zeroes to", path, source))?;
+        file.write_all_at(&zeroes[..n_bytes as usize], offset + written)
+            .map_err(|source| LogError::io("writing zeroes to", path, source))?;
         written += n_bytes;
     }
     Ok(())
 }
 
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), LogError> {
-    File::open(dir).and_then(|handle| handle.sync_all()).map_err(|source| LogError::io("syncing directory", dir, source))
+    File::open(dir)
+        .and_then(|handle| handle.sync_all())
+        .map_err(|source| LogError::io("syncing directory", dir, source))
 }
 
 /// Creates segment `id` as a fully written, synced, zero-filled file of `size` bytes: written to
@@ -192,7 +202,8 @@ pub(crate) fn create_preallocated_segment(dir: &Path, id: SegmentId, size: u64) 
         .map_err(|source| LogError::io("creating segment", &temporary_path, source))?;
     write_zeroes(&file, &temporary_path, 0, size)?;
     file.sync_all().map_err(|source| LogError::io("syncing new segment", &temporary_path, source))?;
-    std::fs::rename(&temporary_path, &final_path).map_err(|source| LogError::io("renaming new segment into place at", &final_path, source))?;
+    std::fs::rename(&temporary_path, &final_path)
+        .map_err(|source| LogError::io("renaming new segment into place at", &final_path, source))?;
     sync_dir(dir)?;
     Ok(final_path)
 }

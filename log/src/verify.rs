@@ -12,8 +12,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crate::format::{chain_hash, decode_record, genesis_hash, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
-use crate::view::SharedView;
 use crate::segment::Segment;
+use crate::view::SharedView;
 use crate::{LogError, RecordDecodeError, Seq, VerifyReport};
 
 /// Offset of the payload length inside a record header.
@@ -51,7 +51,8 @@ pub(crate) fn verify_view(view: &Arc<SharedView>, n_threads: usize) -> Result<Ve
     let durable_seq = view.durable_seq();
     let segments = view.segments();
     let genesis = genesis_hash();
-    let empty_report = VerifyReport { n_records: 0, n_bytes: 0, first_seq: Seq(0), last_seq: Seq(0), head_hash: genesis };
+    let empty_report =
+        VerifyReport { n_records: 0, n_bytes: 0, first_seq: Seq(0), last_seq: Seq(0), head_hash: genesis };
     let Some(first_segment) = segments.first() else { return Ok(empty_report) };
     if first_segment.header.first_seq != Seq(1) {
         return Err(LogError::ChainBroken {
@@ -62,13 +63,19 @@ pub(crate) fn verify_view(view: &Arc<SharedView>, n_threads: usize) -> Result<Ve
         });
     }
     if first_segment.header.carried_hash != genesis {
-        return Err(LogError::ChainBroken { seq: Seq(1), segment: first_segment.path.clone(), offset: 0, reason: "the oldest segment does not chain from the genesis hash".to_string() });
+        return Err(LogError::ChainBroken {
+            seq: Seq(1),
+            segment: first_segment.path.clone(),
+            offset: 0,
+            reason: "the oldest segment does not chain from the genesis hash".to_string(),
+        });
     }
     if durable_seq == 0 {
         return Ok(empty_report);
     }
 
-    let n_threads = if n_threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { n_threads };
+    let n_threads =
+        if n_threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { n_threads };
     let chunks = plan_chunks(&segments, durable_seq, n_threads);
     let outcomes = run_chunks(&segments, &chunks, n_threads);
 
@@ -100,9 +107,17 @@ fn plan_chunks(segments: &[Arc<Segment>], durable_seq: u64, n_threads: usize) ->
         let segment = &segments[segment_idx];
         let first_seq = segment.header.first_seq.0;
         let next_first_seq = segments.get(segment_idx + 1).map(|next| next.header.first_seq.0);
-        let segment_last_seq = next_first_seq.map_or(durable_seq, |next_first_seq| next_first_seq.saturating_sub(1).min(durable_seq));
+        let segment_last_seq =
+            next_first_seq.map_or(durable_seq, |next_first_seq| next_first_seq.saturating_sub(1).min(durable_seq));
         let ends_segment = next_first_seq.is_some_and(|next_first_seq| next_first_seq <= durable_seq + 1);
-        let mut chunk = Chunk { segment_idx, start_offset: SEGMENT_HEADER_LEN as u64, first_seq, last_seq: segment_last_seq, previous_hash: segment.header.carried_hash, ends_segment };
+        let mut chunk = Chunk {
+            segment_idx,
+            start_offset: SEGMENT_HEADER_LEN as u64,
+            first_seq,
+            last_seq: segment_last_seq,
+            previous_hash: segment.header.carried_hash,
+            ends_segment,
+        };
         let n_records = (segment_last_seq + 1).saturating_sub(first_seq);
         let records_per_piece = n_records.div_ceil(pieces_per_segment as u64).max(1);
         if pieces_per_segment > 1 && n_records > records_per_piece {
@@ -112,8 +127,19 @@ fn plan_chunks(segments: &[Arc<Segment>], durable_seq: u64, n_threads: usize) ->
                     let Some(previous_offset) = previous_offset else { break };
                     let hash_bytes = segment.bytes(previous_offset, previous_offset + 32);
                     let Ok(previous_hash) = <[u8; 32]>::try_from(hash_bytes) else { break };
-                    let next_chunk = Chunk { segment_idx, start_offset: offset, first_seq: seq, last_seq: segment_last_seq, previous_hash, ends_segment };
-                    chunks.push(Chunk { last_seq: seq - 1, ends_segment: false, ..std::mem::replace(&mut chunk, next_chunk) });
+                    let next_chunk = Chunk {
+                        segment_idx,
+                        start_offset: offset,
+                        first_seq: seq,
+                        last_seq: segment_last_seq,
+                        previous_hash,
+                        ends_segment,
+                    };
+                    chunks.push(Chunk {
+                        last_seq: seq - 1,
+                        ends_segment: false,
+                        ..std::mem::replace(&mut chunk, next_chunk)
+                    });
                 }
                 let len_bytes = segment.bytes(offset + RECORD_LEN_AT, offset + RECORD_LEN_AT + 4);
                 let Ok(len_bytes) = <[u8; 4]>::try_from(len_bytes) else { break };
@@ -164,10 +190,19 @@ fn check_chunk(segments: &[Arc<Segment>], chunk: &Chunk) -> Result<ChunkOutcome,
         let record = match decode_record(segment.record_bytes_at(offset)) {
             Ok(record) if record.seq.0 == seq => record,
             Ok(record) => {
-                return Err(LogError::ChainBroken { seq: Seq(seq), segment: segment.path.clone(), offset, reason: format!("expected seq {seq}, found seq {}", record.seq) });
+                return Err(LogError::ChainBroken {
+                    seq: Seq(seq),
+                    segment: segment.path.clone(),
+                    offset,
+                    reason: format!("expected seq {seq}, found seq {}", record.seq),
+                });
             }
-            Err(RecordDecodeError::ZeroHeader) => return Err(data_ends_early(segments, chunk.segment_idx, offset, seq)),
-            Err(RecordDecodeError::Truncated { needed, .. }) if needed == RECORD_HEADER_LEN as u64 => return Err(data_ends_early(segments, chunk.segment_idx, offset, seq)),
+            Err(RecordDecodeError::ZeroHeader) => {
+                return Err(data_ends_early(segments, chunk.segment_idx, offset, seq))
+            }
+            Err(RecordDecodeError::Truncated { needed, .. }) if needed == RECORD_HEADER_LEN as u64 => {
+                return Err(data_ends_early(segments, chunk.segment_idx, offset, seq))
+            }
             Err(decode_error) => return Err(segment.corruption(offset, decode_error.to_string())),
         };
         if chain_hash(&previous_hash, record.hashed_bytes) != *record.chain_hash {
@@ -193,31 +228,48 @@ fn check_chunk(segments: &[Arc<Segment>], chunk: &Chunk) -> Result<ChunkOutcome,
                     seq: Seq(next_first_seq),
                     segment: segment.path.clone(),
                     offset,
-                    reason: format!("segment holds seq {} after seq {} but the next segment starts at seq {next_first_seq}", record.seq, chunk.last_seq),
+                    reason: format!(
+                        "segment holds seq {} after seq {} but the next segment starts at seq {next_first_seq}",
+                        record.seq, chunk.last_seq
+                    ),
                 })
             }
             Err(decode_error) => return Err(segment.corruption(offset, decode_error.to_string())),
         }
     }
-    Ok(ChunkOutcome { n_records: (chunk.last_seq + 1).saturating_sub(chunk.first_seq), n_bytes, end_offset: offset, last_hash: previous_hash })
+    Ok(ChunkOutcome {
+        n_records: (chunk.last_seq + 1).saturating_sub(chunk.first_seq),
+        n_bytes,
+        end_offset: offset,
+        last_hash: previous_hash,
+    })
 }
 
 /// The segment's records stop before `seq`, which is durable.
 fn data_ends_early(segments: &[Arc<Segment>], segment_idx: usize, offset: u64, seq: u64) -> LogError {
     let segment = &segments[segment_idx];
     match segments.get(segment_idx + 1) {
-        None => segment.corruption(offset, format!("segment data ends before durable seq {seq} and no later segment exists")),
+        None => segment
+            .corruption(offset, format!("segment data ends before durable seq {seq} and no later segment exists")),
         Some(next_segment) => LogError::ChainBroken {
             seq: Seq(seq),
             segment: segment.path.clone(),
             offset,
-            reason: format!("segment ends before seq {seq} but the next segment starts at seq {}", next_segment.header.first_seq),
+            reason: format!(
+                "segment ends before seq {seq} but the next segment starts at seq {}",
+                next_segment.header.first_seq
+            ),
         },
     }
 }
 
 /// `chunk` must continue exactly where `previous` (checked, without error) ended.
-fn check_join(segments: &[Arc<Segment>], previous: &Chunk, previous_outcome: &ChunkOutcome, chunk: &Chunk) -> Result<(), LogError> {
+fn check_join(
+    segments: &[Arc<Segment>],
+    previous: &Chunk,
+    previous_outcome: &ChunkOutcome,
+    chunk: &Chunk,
+) -> Result<(), LogError> {
     let segment = &segments[chunk.segment_idx];
     if chunk.segment_idx != previous.segment_idx {
         // Segment boundary: the previous segment ended (checked by its last chunk) and this
@@ -234,8 +286,17 @@ fn check_join(segments: &[Arc<Segment>], previous: &Chunk, previous_outcome: &Ch
     }
     // A cut inside a segment, made by stepping over lengths that the previous chunk has now
     // checked: it lands on the same offset and hash unless the bytes changed underneath.
-    if previous_outcome.end_offset != chunk.start_offset || previous_outcome.last_hash != chunk.previous_hash || previous.last_seq + 1 != chunk.first_seq {
-        return Err(segment.corruption(chunk.start_offset, format!("verify chunks do not join at seq {}: the segment changed while it was being verified", chunk.first_seq)));
+    if previous_outcome.end_offset != chunk.start_offset
+        || previous_outcome.last_hash != chunk.previous_hash
+        || previous.last_seq + 1 != chunk.first_seq
+    {
+        return Err(segment.corruption(
+            chunk.start_offset,
+            format!(
+                "verify chunks do not join at seq {}: the segment changed while it was being verified",
+                chunk.first_seq
+            ),
+        ));
     }
     Ok(())
 }

@@ -57,7 +57,11 @@ impl SharedView {
                     if now >= deadline {
                         return durable;
                     }
-                    guard = self.durable_condvar.wait_timeout(guard, deadline - now).unwrap_or_else(|poisoned| poisoned.into_inner()).0;
+                    guard = self
+                        .durable_condvar
+                        .wait_timeout(guard, deadline - now)
+                        .unwrap_or_else(|poisoned| poisoned.into_inner())
+                        .0;
                 }
             }
         }

@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 
 use crate::format::{encode_record, encoded_record_len, SegmentHeader, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
 use crate::reader::LogReader;
-use crate::view::SharedView;
-use crate::verify::verify_view;
 use crate::recovery::{recover, Access, MIN_SEGMENT_SIZE};
 use crate::segment::{create_preallocated_segment, sync_dir, Segment};
+use crate::verify::verify_view;
+use crate::view::SharedView;
 use crate::{Durability, LogError, LogOptions, OpenReport, SegmentId, Seq, Timestamp, VerifyReport};
 
 /// Counters for tests and benchmarks.
@@ -126,7 +126,9 @@ fn flatten_log_error(error: LogError) -> WriteFailure {
 impl WriterState {
     fn spawn_spare(&mut self) {
         let (dir, id, size) = (self.dir.clone(), self.next_segment_id, self.segment_size);
-        let spawned = std::thread::Builder::new().name("berth-log-prealloc".to_string()).spawn(move || create_preallocated_segment(&dir, id, size));
+        let spawned = std::thread::Builder::new()
+            .name("berth-log-prealloc".to_string())
+            .spawn(move || create_preallocated_segment(&dir, id, size));
         // If no thread can be spawned the spare is created inline at rollover instead.
         self.spare = spawned.map(Spare::Pending).unwrap_or(Spare::None);
     }
@@ -145,7 +147,8 @@ impl WriterState {
             Spare::None => None,
         };
         if let Some(path) = path {
-            let len = std::fs::metadata(&path).map_err(|source| LogError::io("reading metadata of", &path, source))?.len();
+            let len =
+                std::fs::metadata(&path).map_err(|source| LogError::io("reading metadata of", &path, source))?.len();
             if len == self.segment_size {
                 return Ok(path);
             }
@@ -155,11 +158,25 @@ impl WriterState {
 
     /// Activates the spare as segment `next_segment_id` starting at `first_seq`: the header goes
     /// into the (empty) buffer and is written with the first records.
-    fn activate_next_segment(&mut self, first_seq: u64, view: &SharedView, stats: &StatsCounters) -> Result<(), LogError> {
+    fn activate_next_segment(
+        &mut self,
+        first_seq: u64,
+        view: &SharedView,
+        stats: &StatsCounters,
+    ) -> Result<(), LogError> {
         debug_assert!(self.buffer.is_empty());
         let path = self.take_spare()?;
-        let file = OpenOptions::new().read(true).write(true).open(&path).map_err(|source| LogError::io("opening segment", &path, source))?;
-        let header = SegmentHeader { segment_id: self.next_segment_id, first_seq: Seq(first_seq), segment_size: self.segment_size, carried_hash: self.last_hash };
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|source| LogError::io("opening segment", &path, source))?;
+        let header = SegmentHeader {
+            segment_id: self.next_segment_id,
+            first_seq: Seq(first_seq),
+            segment_size: self.segment_size,
+            carried_hash: self.last_hash,
+        };
         let segment = Arc::new(Segment::map(&path, header)?);
         self.buffer.extend_from_slice(&header.encode());
         self.write_offset = 0;
@@ -176,7 +193,9 @@ impl WriterState {
         if self.buffer.is_empty() {
             return Ok(());
         }
-        self.active_file.write_all_at(&self.buffer, self.write_offset).map_err(|error| (format!("pwrite to {}", self.active.path.display()), error))?;
+        self.active_file
+            .write_all_at(&self.buffer, self.write_offset)
+            .map_err(|error| (format!("pwrite to {}", self.active.path.display()), error))?;
         self.write_offset += self.buffer.len() as u64;
         stats.n_bytes_written.fetch_add(self.buffer.len() as u64, Ordering::Relaxed);
         self.buffer.clear();
@@ -197,7 +216,13 @@ impl WriterState {
     }
 
     /// Encodes, writes (one pwrite per segment touched) and syncs one batch; returns its last seq.
-    fn write_batch(&mut self, batch: &PendingBatch, view: &SharedView, stats: &StatsCounters, fail_next_sync: &AtomicBool) -> Result<u64, WriteFailure> {
+    fn write_batch(
+        &mut self,
+        batch: &PendingBatch,
+        view: &SharedView,
+        stats: &StatsCounters,
+        fail_next_sync: &AtomicBool,
+    ) -> Result<u64, WriteFailure> {
         self.buffer.clear();
         let mut payload_start = 0;
         for (idx, &(timestamp_ns, payload_end)) in batch.entries.iter().enumerate() {
@@ -243,7 +268,13 @@ pub struct EventLog {
 
 fn lock_directory(dir: &Path) -> Result<File, LogError> {
     let lock_path = dir.join("LOCK");
-    let file = OpenOptions::new().create(true).truncate(false).read(true).write(true).open(&lock_path).map_err(|source| LogError::io("opening lock file", &lock_path, source))?;
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|source| LogError::io("opening lock file", &lock_path, source))?;
     // SAFETY: flock is called on a valid descriptor owned by `file`, which outlives the call;
     // it touches no memory of ours.
     let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
@@ -262,7 +293,12 @@ impl EventLog {
     /// log with a report of what recovery found.
     pub fn open(dir: &Path, options: LogOptions) -> Result<(EventLog, OpenReport), LogError> {
         if options.segment_size < MIN_SEGMENT_SIZE || !options.segment_size.is_multiple_of(8) {
-            return Err(LogError::InvalidOptions { reason: format!("segment_size {} must be a multiple of 8 and at least {MIN_SEGMENT_SIZE}", options.segment_size) });
+            return Err(LogError::InvalidOptions {
+                reason: format!(
+                    "segment_size {} must be a multiple of 8 and at least {MIN_SEGMENT_SIZE}",
+                    options.segment_size
+                ),
+            });
         }
         if !dir.is_dir() {
             std::fs::create_dir_all(dir).map_err(|source| LogError::io("creating log directory", dir, source))?;
@@ -277,7 +313,11 @@ impl EventLog {
 
         let mut writer = match recovered.segments.last() {
             Some(active) => {
-                let active_file = OpenOptions::new().read(true).write(true).open(&active.path).map_err(|source| LogError::io("opening segment", &active.path, source))?;
+                let active_file = OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open(&active.path)
+                    .map_err(|source| LogError::io("opening segment", &active.path, source))?;
                 WriterState {
                     dir: dir.to_path_buf(),
                     active: active.clone(),
@@ -297,9 +337,18 @@ impl EventLog {
                     Some(path) => path.clone(),
                     None => create_preallocated_segment(dir, recovered.next_segment_id, options.segment_size)?,
                 };
-                let header = SegmentHeader { segment_id: recovered.next_segment_id, first_seq: Seq(1), segment_size: options.segment_size, carried_hash: recovered.last_hash };
+                let header = SegmentHeader {
+                    segment_id: recovered.next_segment_id,
+                    first_seq: Seq(1),
+                    segment_size: options.segment_size,
+                    carried_hash: recovered.last_hash,
+                };
                 let placeholder = Arc::new(Segment::map(&path, header)?);
-                let active_file = OpenOptions::new().read(true).write(true).open(&path).map_err(|source| LogError::io("opening segment", &path, source))?;
+                let active_file = OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open(&path)
+                    .map_err(|source| LogError::io("opening segment", &path, source))?;
                 let mut writer = WriterState {
                     dir: dir.to_path_buf(),
                     active: placeholder,
@@ -313,7 +362,12 @@ impl EventLog {
                     buffer: Vec::new(),
                 };
                 writer.activate_next_segment(1, &view, &stats)?;
-                writer.flush(&stats).and_then(|()| writer.active_file.sync_data().map_err(|error| ("fdatasync".to_string(), error))).map_err(|(_, source)| LogError::io("writing the first segment header to", &writer.active.path, source))?;
+                writer
+                    .flush(&stats)
+                    .and_then(|()| writer.active_file.sync_data().map_err(|error| ("fdatasync".to_string(), error)))
+                    .map_err(|(_, source)| {
+                        LogError::io("writing the first segment header to", &writer.active.path, source)
+                    })?;
                 writer
             }
         };
@@ -321,7 +375,8 @@ impl EventLog {
             writer.spawn_spare();
         }
 
-        let max_payload_len = (options.segment_size - SEGMENT_HEADER_LEN as u64 - RECORD_HEADER_LEN as u64).min(u32::MAX as u64);
+        let max_payload_len =
+            (options.segment_size - SEGMENT_HEADER_LEN as u64 - RECORD_HEADER_LEN as u64).min(u32::MAX as u64);
         let event_log = EventLog {
             view,
             queue: Mutex::new(CommitQueue {
@@ -431,7 +486,8 @@ impl EventLog {
             return;
         }
         let deadline = Instant::now() + 2 * self.gather_limit();
-        while self.view.durable_seq() < last_seq && !self.poisoned.load(Ordering::Acquire) && Instant::now() < deadline {
+        while self.view.durable_seq() < last_seq && !self.poisoned.load(Ordering::Acquire) && Instant::now() < deadline
+        {
             std::thread::yield_now();
         }
     }
@@ -449,7 +505,12 @@ impl EventLog {
     /// Runs group commits as the leader, starting with the batch that holds `first_seq..=last_seq`
     /// (this caller's records), and returns this caller's result. Keeps leading while records
     /// are queued, up to `MAX_BATCHES_PER_LEADER` batches, then hands the queue to a follower.
-    fn lead<'log>(&'log self, mut queue: MutexGuard<'log, CommitQueue>, first_seq: u64, last_seq: u64) -> Result<Seq, LogError> {
+    fn lead<'log>(
+        &'log self,
+        mut queue: MutexGuard<'log, CommitQueue>,
+        first_seq: u64,
+        last_seq: u64,
+    ) -> Result<Seq, LogError> {
         queue.leader_active = true;
         let mut n_batches_led = 0u32;
         loop {
@@ -467,7 +528,11 @@ impl EventLog {
                     if now >= deadline {
                         break;
                     }
-                    queue = self.gather_ready.wait_timeout(queue, deadline - now).unwrap_or_else(|poisoned| poisoned.into_inner()).0;
+                    queue = self
+                        .gather_ready
+                        .wait_timeout(queue, deadline - now)
+                        .unwrap_or_else(|poisoned| poisoned.into_inner())
+                        .0;
                 }
                 queue.gather_until_callers = 0;
             }
@@ -490,7 +555,11 @@ impl EventLog {
                     self.poisoned.store(true, Ordering::Release);
                     queue.leader_active = false;
                     let queued_waiters = std::mem::take(&mut queue.pending.waiters);
-                    let own_result = if self.view.durable_seq() >= last_seq { Ok(Seq(first_seq)) } else { Err(Self::poisoned_error(queue.poison.as_ref().expect("just set"), self.view.durable_seq())) };
+                    let own_result = if self.view.durable_seq() >= last_seq {
+                        Ok(Seq(first_seq))
+                    } else {
+                        Err(Self::poisoned_error(queue.poison.as_ref().expect("just set"), self.view.durable_seq()))
+                    };
                     drop(queue);
                     for waiter in batch.waiters.iter().chain(&queued_waiters) {
                         waiter.unpark();
@@ -500,7 +569,8 @@ impl EventLog {
             };
             let commit_ns = commit_started.elapsed().as_nanos() as u64;
             let smoothed = self.smoothed_commit_ns.load(Ordering::Relaxed);
-            self.smoothed_commit_ns.store(if smoothed == 0 { commit_ns } else { (smoothed * 7 + commit_ns) / 8 }, Ordering::Relaxed);
+            self.smoothed_commit_ns
+                .store(if smoothed == 0 { commit_ns } else { (smoothed * 7 + commit_ns) / 8 }, Ordering::Relaxed);
             // Callers that queued during the sync are other appenders than this batch's (those
             // are all still blocked); count them before anyone is woken.
             let queued_during_commit = self.lock_queue().pending.n_callers;
@@ -535,7 +605,11 @@ impl EventLog {
     }
 
     fn poisoned_error(poison: &Poison, durable_seq: u64) -> LogError {
-        LogError::Poisoned { failed_action: poison.failed_action.clone(), last_durable: Seq(durable_seq), cause: poison.cause.clone() }
+        LogError::Poisoned {
+            failed_action: poison.failed_action.clone(),
+            last_durable: Seq(durable_seq),
+            cause: poison.cause.clone(),
+        }
     }
 
     /// Last durable seq; `Seq(0)` when the log is empty.

@@ -141,7 +141,9 @@ fn options_and_sizes_are_checked() {
     let (log, _) = EventLog::open(dir.path(), options_with(4096, Durability::NoSync, Default::default())).unwrap();
     let max = 4096 - 80 - 56;
     assert!(log.append(&vec![1u8; max]).is_ok());
-    assert!(matches!(log.append(&vec![1u8; max + 1]), Err(LogError::TooLarge { len, max: reported }) if len == max as u64 + 1 && reported == max as u64));
+    assert!(
+        matches!(log.append(&vec![1u8; max + 1]), Err(LogError::TooLarge { len, max: reported }) if len == max as u64 + 1 && reported == max as u64)
+    );
     assert_eq!(LogOptions::default().segment_size, 64 * 1024 * 1024);
 }
 
@@ -155,7 +157,11 @@ fn concurrent_appenders_share_fdatasyncs() {
     let threads: Vec<_> = (0..n_threads)
         .map(|thread_idx| {
             let log = log.clone();
-            std::thread::spawn(move || (0..n_appends_per_thread).map(|append_idx| log.append(&payload_for(thread_idx * 1000 + append_idx, 200)).unwrap().get()).collect::<Vec<u64>>())
+            std::thread::spawn(move || {
+                (0..n_appends_per_thread)
+                    .map(|append_idx| log.append(&payload_for(thread_idx * 1000 + append_idx, 200)).unwrap().get())
+                    .collect::<Vec<u64>>()
+            })
         })
         .collect();
     let mut seqs: Vec<u64> = threads.into_iter().flat_map(|thread| thread.join().unwrap()).collect();

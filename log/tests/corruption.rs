@@ -8,7 +8,8 @@ use berth_log::{Durability, EventLog, LogError, RecoveryMode, Seq};
 use common::*;
 
 fn write_log(dir: &std::path::Path, segment_size: u64, n_records: u64, payload_len: usize) {
-    let (log, _) = EventLog::open(dir, options_with(segment_size, Durability::NoSync, RecoveryMode::TruncateTornTail)).unwrap();
+    let (log, _) =
+        EventLog::open(dir, options_with(segment_size, Durability::NoSync, RecoveryMode::TruncateTornTail)).unwrap();
     for seq in 1..=n_records {
         assert_eq!(log.append(&payload_for(seq, payload_len)).unwrap(), Seq(seq));
     }
@@ -49,7 +50,11 @@ fn flipped_byte_in_an_early_record_fails_open_with_segment_and_offset() {
     assert_eq!(report.salvaged[0].segment, segment_path);
     assert_eq!(report.salvaged[0].offset, damaged.start as u64);
     assert_eq!(report.salvaged[0].dropped_bytes, (spans[19].unpadded_end - damaged.start) as u64);
-    assert!(std::fs::read_dir(dir.path()).unwrap().any(|entry| entry.unwrap().file_name().to_string_lossy().contains(".salvaged-at-")));
+    assert!(std::fs::read_dir(dir.path()).unwrap().any(|entry| entry
+        .unwrap()
+        .file_name()
+        .to_string_lossy()
+        .contains(".salvaged-at-")));
     assert_eq!(log.append(b"after salvage").unwrap(), Seq(3));
     assert_eq!(log.verify().unwrap().n_records, 3);
     drop(log);
@@ -69,17 +74,22 @@ fn flipped_byte_in_an_earlier_segment_is_reported_by_verify_and_readers_and_salv
     edit_segment(&first_segment, |bytes| bytes[damaged.start + 40] ^= 0x80);
 
     // Default open scans only the last segment, so it succeeds; verify and readers are precise.
-    let (log, report) = EventLog::open(dir.path(), options_with(4096, Durability::NoSync, RecoveryMode::TruncateTornTail)).unwrap();
+    let (log, report) =
+        EventLog::open(dir.path(), options_with(4096, Durability::NoSync, RecoveryMode::TruncateTornTail)).unwrap();
     assert_eq!(report.last_seq, Seq(200));
     match log.verify() {
-        Err(LogError::Corruption { segment, offset, .. }) => assert_eq!((segment, offset), (first_segment.clone(), damaged.start as u64)),
+        Err(LogError::Corruption { segment, offset, .. }) => {
+            assert_eq!((segment, offset), (first_segment.clone(), damaged.start as u64))
+        }
         other => panic!("expected Corruption, got {other:?}"),
     }
     let mut reader = log.reader(Seq(1)).unwrap();
     assert_eq!(reader.next().unwrap().unwrap().seq, Seq(1));
     assert_eq!(reader.next().unwrap().unwrap().seq, Seq(2));
     match reader.next() {
-        Some(Err(LogError::Corruption { segment, offset, .. })) => assert_eq!((segment, offset), (first_segment.clone(), damaged.start as u64)),
+        Some(Err(LogError::Corruption { segment, offset, .. })) => {
+            assert_eq!((segment, offset), (first_segment.clone(), damaged.start as u64))
+        }
         other => panic!("expected Corruption, got {other:?}"),
     }
     assert!(matches!(reader.next(), Some(Err(LogError::Corruption { .. }))), "the error repeats");
@@ -87,11 +97,17 @@ fn flipped_byte_in_an_earlier_segment_is_reported_by_verify_and_readers_and_salv
     assert_eq!(read_all(&log, Seq(150)).len(), 51);
     drop(log);
 
-    let (log, report) = EventLog::open(dir.path(), options_with(4096, Durability::NoSync, RecoveryMode::Salvage)).unwrap();
+    let (log, report) =
+        EventLog::open(dir.path(), options_with(4096, Durability::NoSync, RecoveryMode::Salvage)).unwrap();
     assert_eq!(report.last_seq, Seq(2));
     assert_eq!(report.salvaged[0].segment, first_segment);
     assert_eq!(report.salvaged[0].offset, damaged.start as u64);
-    assert_eq!(report.salvaged.len(), files.len() - 1, "every later segment (not the empty spare) is reported: {:?}", report.salvaged);
+    assert_eq!(
+        report.salvaged.len(),
+        files.len() - 1,
+        "every later segment (not the empty spare) is reported: {:?}",
+        report.salvaged
+    );
     assert_eq!(log.append(b"x").unwrap(), Seq(3));
     assert_eq!(log.verify().unwrap().last_seq, Seq(3));
     drop(log); // waits for the background preallocation of the next spare
@@ -99,7 +115,8 @@ fn flipped_byte_in_an_earlier_segment_is_reported_by_verify_and_readers_and_salv
 }
 
 fn expect_chain_broken(dir: &std::path::Path, expected_seq: u64) {
-    let (log, _) = EventLog::open(dir, small_options(Durability::NoSync)).expect("tampering with valid CRCs must not fail open");
+    let (log, _) =
+        EventLog::open(dir, small_options(Durability::NoSync)).expect("tampering with valid CRCs must not fail open");
     match log.verify() {
         Err(LogError::ChainBroken { seq, .. }) => assert_eq!(seq, Seq(expected_seq)),
         other => panic!("expected ChainBroken at seq {expected_seq}, got {other:?}"),
@@ -121,8 +138,12 @@ fn edited_payload_with_recomputed_crc_breaks_the_chain() {
     assert_eq!(read_all(&log, Seq(1)).len(), 10);
     // ...but a chain-checking reader and verify see it.
     let mut reader = log.reader(Seq(3)).unwrap().check_chain(true);
-    let outcomes: Vec<_> = std::iter::from_fn(|| reader.next().map(|result| result.map(|record| record.seq))).take(3).collect();
-    assert!(matches!(outcomes[..], [Ok(Seq(3)), Ok(Seq(4)), Err(LogError::ChainBroken { seq: Seq(5), .. })]), "{outcomes:?}");
+    let outcomes: Vec<_> =
+        std::iter::from_fn(|| reader.next().map(|result| result.map(|record| record.seq))).take(3).collect();
+    assert!(
+        matches!(outcomes[..], [Ok(Seq(3)), Ok(Seq(4)), Err(LogError::ChainBroken { seq: Seq(5), .. })]),
+        "{outcomes:?}"
+    );
     drop(log);
     expect_chain_broken(dir.path(), 5);
 }
@@ -197,7 +218,8 @@ fn swapped_records_break_the_chain() {
         bytes.copy_within(fifth.start..fifth.padded_end, fourth.start);
         bytes[fifth.start..fifth.padded_end].copy_from_slice(&fourth_bytes);
     });
-    let (log, _) = EventLog::open(dir.path(), options_with(4096, Durability::NoSync, RecoveryMode::TruncateTornTail)).unwrap();
+    let (log, _) =
+        EventLog::open(dir.path(), options_with(4096, Durability::NoSync, RecoveryMode::TruncateTornTail)).unwrap();
     match log.verify() {
         Err(LogError::ChainBroken { seq, segment, reason, .. }) => {
             assert_eq!((seq, segment), (Seq(4), first_segment));
@@ -232,12 +254,21 @@ fn parallel_verify_finds_every_damaged_record_wherever_the_chunks_are_cut() {
                     fix_record_crc(bytes, damaged.start);
                 }
             });
-            let (log, _) = EventLog::open(dir.path(), options_with(SEGMENT, Durability::NoSync, RecoveryMode::TruncateTornTail)).unwrap();
+            let (log, _) =
+                EventLog::open(dir.path(), options_with(SEGMENT, Durability::NoSync, RecoveryMode::TruncateTornTail))
+                    .unwrap();
             for n_threads in [1, 2, 3, 5, 10] {
-                let context = format!("record {} damaged (valid crc: {edit_with_valid_crc}), {n_threads} threads", damaged.seq);
+                let context =
+                    format!("record {} damaged (valid crc: {edit_with_valid_crc}), {n_threads} threads", damaged.seq);
                 match log.verify_with_threads(n_threads) {
-                    Err(LogError::ChainBroken { seq, segment, offset, .. }) if edit_with_valid_crc => assert_eq!((seq, segment, offset), (Seq(damaged.seq), first_segment.clone(), damaged.start as u64), "{context}"),
-                    Err(LogError::Corruption { segment, offset, .. }) if !edit_with_valid_crc => assert_eq!((segment, offset), (first_segment.clone(), damaged.start as u64), "{context}"),
+                    Err(LogError::ChainBroken { seq, segment, offset, .. }) if edit_with_valid_crc => assert_eq!(
+                        (seq, segment, offset),
+                        (Seq(damaged.seq), first_segment.clone(), damaged.start as u64),
+                        "{context}"
+                    ),
+                    Err(LogError::Corruption { segment, offset, .. }) if !edit_with_valid_crc => {
+                        assert_eq!((segment, offset), (first_segment.clone(), damaged.start as u64), "{context}")
+                    }
                     other => panic!("{context}: unexpected {other:?}"),
                 }
             }
@@ -252,11 +283,17 @@ fn parallel_verify_reports_what_single_threaded_verify_reports() {
     for (segment_size, n_records) in [(SMALL_SEGMENT, 300u64), (4096, 100), (SMALL_SEGMENT, 0), (SMALL_SEGMENT, 1)] {
         let dir = tempfile::tempdir().unwrap();
         write_log(dir.path(), segment_size, n_records, 100);
-        let (log, _) = EventLog::open(dir.path(), options_with(segment_size, Durability::NoSync, RecoveryMode::TruncateTornTail)).unwrap();
+        let (log, _) =
+            EventLog::open(dir.path(), options_with(segment_size, Durability::NoSync, RecoveryMode::TruncateTornTail))
+                .unwrap();
         let single = log.verify_with_threads(1).unwrap();
         assert_eq!(single.last_seq, Seq(n_records));
         for n_threads in [2, 3, 4, 7, 64] {
-            assert_eq!(log.verify_with_threads(n_threads).unwrap(), single, "{n_records} records in {segment_size}-byte segments, {n_threads} threads");
+            assert_eq!(
+                log.verify_with_threads(n_threads).unwrap(),
+                single,
+                "{n_records} records in {segment_size}-byte segments, {n_threads} threads"
+            );
         }
         assert_eq!(log.verify().unwrap(), single);
         drop(log);

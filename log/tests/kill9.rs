@@ -22,7 +22,9 @@ const SEGMENT_SIZE: u64 = 256 * 1024;
 #[test]
 fn kill9_child_writer() {
     let Ok(dir) = std::env::var(CHILD_DIR_ENV) else { return };
-    let (log, _) = EventLog::open(Path::new(&dir), options_with(SEGMENT_SIZE, Durability::Sync, RecoveryMode::TruncateTornTail)).unwrap();
+    let (log, _) =
+        EventLog::open(Path::new(&dir), options_with(SEGMENT_SIZE, Durability::Sync, RecoveryMode::TruncateTornTail))
+            .unwrap();
     let log = Arc::new(log);
     let stdout = Arc::new(Mutex::new(std::io::stdout()));
     let threads: Vec<_> = (0..4u64)
@@ -30,7 +32,12 @@ fn kill9_child_writer() {
             let (log, stdout) = (log.clone(), stdout.clone());
             std::thread::spawn(move || {
                 for append_idx in 0u64.. {
-                    let seq = log.append(&payload_for(thread_idx * 1_000_000 + append_idx, 100 + (append_idx as usize * 37) % 400)).unwrap();
+                    let seq = log
+                        .append(&payload_for(
+                            thread_idx * 1_000_000 + append_idx,
+                            100 + (append_idx as usize * 37) % 400,
+                        ))
+                        .unwrap();
                     let mut stdout = stdout.lock().unwrap();
                     writeln!(stdout, "acked {seq}").unwrap();
                     stdout.flush().unwrap();
@@ -84,10 +91,14 @@ fn sigkill_during_concurrent_appends_loses_no_acknowledged_record() {
         let acked = collector.join().unwrap();
         n_acked_total += acked.len();
 
-        let (log, report) = EventLog::open(dir.path(), options.clone()).unwrap_or_else(|error| panic!("round {round}: reopen failed: {error}"));
+        let (log, report) = EventLog::open(dir.path(), options.clone())
+            .unwrap_or_else(|error| panic!("round {round}: reopen failed: {error}"));
         let last_seq = report.last_seq.get();
         if let Some(&highest_acked) = acked.last() {
-            assert!(highest_acked <= last_seq, "round {round}: acked seq {highest_acked} lost (log ends at {last_seq})");
+            assert!(
+                highest_acked <= last_seq,
+                "round {round}: acked seq {highest_acked} lost (log ends at {last_seq})"
+            );
         }
         let seqs: Vec<u64> = read_all(&log, Seq(1)).into_iter().map(|(seq, _)| seq.get()).collect();
         assert_eq!(seqs, (1..=last_seq).collect::<Vec<_>>(), "round {round}: seqs are not dense");

@@ -56,7 +56,8 @@ fn every_cut_in_the_last_three_records_recovers_the_exact_prefix() {
             let expect_torn = matches!(kind, CutKind::Truncate) || expected_dropped > 0;
             let context = format!("cut at {cut} ({kind:?})");
 
-            let (log, report) = EventLog::open(work.path(), small_options(Durability::NoSync)).unwrap_or_else(|error| panic!("{context}: {error}"));
+            let (log, report) = EventLog::open(work.path(), small_options(Durability::NoSync))
+                .unwrap_or_else(|error| panic!("{context}: {error}"));
             assert_eq!(report.last_seq, Seq(n_complete as u64), "{context}");
             match (&report.torn_tail, expect_torn) {
                 (Some(torn), true) => {
@@ -114,6 +115,9 @@ fn garbage_after_the_last_record_is_a_torn_tail_and_read_only_open_leaves_it_alo
 
     let (log, report) = EventLog::open(dir.path(), small_options(Durability::NoSync)).unwrap();
     assert_eq!(report.torn_tail.map(|torn| (torn.offset, torn.dropped_bytes)), Some((end as u64, 30)));
-    assert!(std::fs::read(&segment_path).unwrap()[end..end + 30].iter().all(|&byte| byte == 0), "the torn tail was not zeroed");
+    assert!(
+        std::fs::read(&segment_path).unwrap()[end..end + 30].iter().all(|&byte| byte == 0),
+        "the torn tail was not zeroed"
+    );
     assert_eq!(log.append(b"next").unwrap(), Seq(6));
 }

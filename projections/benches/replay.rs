@@ -23,7 +23,12 @@ const LIVE_CONTAINERS: usize = 64;
 
 fn status_kib(field: &str) -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status.lines().find_map(|line| line.strip_prefix(field)).and_then(|rest| rest.split_whitespace().next()).and_then(|kib| kib.parse().ok()).unwrap_or(0)
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|kib| kib.parse().ok())
+        .unwrap_or(0)
 }
 
 fn mib(kib: u64) -> f64 {
@@ -132,14 +137,26 @@ impl LogWriter {
 
     fn first_record(&mut self) -> Envelope {
         let layer = |chain_id: &String| LayerRecord {
-            blob: Descriptor { digest: chain_id.clone(), media_type: "application/vnd.oci.image.layer.v1.tar+gzip".into(), size: 2_155_123 },
+            blob: Descriptor {
+                digest: chain_id.clone(),
+                media_type: "application/vnd.oci.image.layer.v1.tar+gzip".into(),
+                size: 2_155_123,
+            },
             diff_id: chain_id.clone(),
             chain_id: chain_id.clone(),
         };
         let image = ImageRecord {
             name: BUSYBOX.into(),
-            manifest: Descriptor { digest: self.image_digest.clone(), media_type: "application/vnd.oci.image.manifest.v1+json".into(), size: 610 },
-            config: Descriptor { digest: format!("sha256:{}", self.rng.hex(64)), media_type: "application/vnd.oci.image.config.v1+json".into(), size: 1_457 },
+            manifest: Descriptor {
+                digest: self.image_digest.clone(),
+                media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+                size: 610,
+            },
+            config: Descriptor {
+                digest: format!("sha256:{}", self.rng.hex(64)),
+                media_type: "application/vnd.oci.image.config.v1+json".into(),
+                size: 1_457,
+            },
             layers: self.chain_ids.iter().map(layer).collect(),
             cmd: vec!["sh".into()],
             env: vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()],
@@ -148,7 +165,11 @@ impl LogWriter {
         let mut events = vec![Event::NamespaceCreated { name: "default".into(), labels: Default::default() }];
         let mut parent = None;
         for chain_id in &self.chain_ids {
-            events.push(Event::SnapshotCommitted { chain_id: chain_id.clone(), parent: parent.clone(), diff_id: chain_id.clone() });
+            events.push(Event::SnapshotCommitted {
+                chain_id: chain_id.clone(),
+                parent: parent.clone(),
+                diff_id: chain_id.clone(),
+            });
             parent = Some(chain_id.clone());
         }
         events.push(Event::ImageCreated { image });
@@ -181,7 +202,11 @@ impl LogWriter {
             lowers: self.chain_ids.clone(),
             snapshot_key: id.to_string(),
         };
-        Envelope::new("default", self.client("containers.v1.Containers/Create"), vec![Event::ContainerCreated { container }])
+        Envelope::new(
+            "default",
+            self.client("containers.v1.Containers/Create"),
+            vec![Event::ContainerCreated { container }],
+        )
     }
 
     /// The next record of a random live container (a new container takes a finished one's slot).
@@ -192,7 +217,11 @@ impl LogWriter {
             return self.first_record();
         }
         if seq.is_multiple_of(100_000) {
-            return Envelope::new("", Self::daemon("started", None), vec![Event::DaemonStarted { version: "0.1.0".into(), pid: 4242, replayed_to: berth_log::Seq(seq - 1) }]);
+            return Envelope::new(
+                "",
+                Self::daemon("started", None),
+                vec![Event::DaemonStarted { version: "0.1.0".into(), pid: 4242, replayed_to: berth_log::Seq(seq - 1) }],
+            );
         }
         if self.slots.len() < LIVE_CONTAINERS {
             self.slots.push(Slot { id: String::new(), step: 0, intent_seq: 0, fails_to_start: false });
@@ -209,33 +238,113 @@ impl LogWriter {
         let (container_id, intent_seq, fails_to_start) = (id.clone(), *intent_seq, *fails_to_start);
         let pid = 10_000 + (seq % 50_000) as u32;
         let (envelope, is_intent, next_step) = match step {
-            1 => (Envelope::new("default", self.client("tasks.v1.Tasks/Create"), vec![Event::TaskCreateRequested { container_id }]), true, 2),
-            2 => (Envelope::new("default", Self::daemon("executor: runc create exited 0, task is created", Some(intent_seq)), vec![Event::TaskCreated { container_id, pid, monitor_pid: pid as i32 - 1 }]), false, 3),
-            3 => (Envelope::new("default", self.client("tasks.v1.Tasks/Start"), vec![Event::TaskStartRequested { container_id }]), true, 4),
+            1 => (
+                Envelope::new(
+                    "default",
+                    self.client("tasks.v1.Tasks/Create"),
+                    vec![Event::TaskCreateRequested { container_id }],
+                ),
+                true,
+                2,
+            ),
+            2 => (
+                Envelope::new(
+                    "default",
+                    Self::daemon("executor: runc create exited 0, task is created", Some(intent_seq)),
+                    vec![Event::TaskCreated { container_id, pid, monitor_pid: pid as i32 - 1 }],
+                ),
+                false,
+                3,
+            ),
+            3 => (
+                Envelope::new(
+                    "default",
+                    self.client("tasks.v1.Tasks/Start"),
+                    vec![Event::TaskStartRequested { container_id }],
+                ),
+                true,
+                4,
+            ),
             4 if fails_to_start => (
-                Envelope::new("default", Self::daemon("executor: runc start exited, outcome recorded", Some(intent_seq)), vec![Event::TaskStartFailed {
-                    container_id,
-                    error: "runc start: exec: \"/bin/sh\": permission denied".into(),
-                }]),
+                Envelope::new(
+                    "default",
+                    Self::daemon("executor: runc start exited, outcome recorded", Some(intent_seq)),
+                    vec![Event::TaskStartFailed {
+                        container_id,
+                        error: "runc start: exec: \"/bin/sh\": permission denied".into(),
+                    }],
+                ),
                 false,
                 8,
             ),
-            4 => (Envelope::new("default", Self::daemon("executor: runc start exited, outcome recorded", Some(intent_seq)), vec![Event::TaskStarted { container_id, pid }]), false, 5),
-            5 => (Envelope::new("default", self.client("tasks.v1.Tasks/Kill"), vec![Event::TaskKillRequested { container_id, signal: 15, all: false }]), true, 6),
-            6 => (Envelope::new("default", Self::daemon("executor: runc kill delivered the signal to the init", Some(intent_seq)), vec![Event::TaskKillDelivered { container_id, signal: 15 }]), false, 7),
+            4 => (
+                Envelope::new(
+                    "default",
+                    Self::daemon("executor: runc start exited, outcome recorded", Some(intent_seq)),
+                    vec![Event::TaskStarted { container_id, pid }],
+                ),
+                false,
+                5,
+            ),
+            5 => (
+                Envelope::new(
+                    "default",
+                    self.client("tasks.v1.Tasks/Kill"),
+                    vec![Event::TaskKillRequested { container_id, signal: 15, all: false }],
+                ),
+                true,
+                6,
+            ),
+            6 => (
+                Envelope::new(
+                    "default",
+                    Self::daemon("executor: runc kill delivered the signal to the init", Some(intent_seq)),
+                    vec![Event::TaskKillDelivered { container_id, signal: 15 }],
+                ),
+                false,
+                7,
+            ),
             7 => (
-                Envelope::new("default", Self::daemon("monitor: init process reaped, exit status recorded", None), vec![Event::TaskExited {
-                    container_id,
-                    exit_code: 143,
-                    signal: 15,
-                    exited_at_ns: berth_log::Timestamp::from_ns(1_700_000_000_000_000_000 + seq),
-                }]),
+                Envelope::new(
+                    "default",
+                    Self::daemon("monitor: init process reaped, exit status recorded", None),
+                    vec![Event::TaskExited {
+                        container_id,
+                        exit_code: 143,
+                        signal: 15,
+                        exited_at_ns: berth_log::Timestamp::from_ns(1_700_000_000_000_000_000 + seq),
+                    }],
+                ),
                 false,
                 8,
             ),
-            8 => (Envelope::new("default", self.client("tasks.v1.Tasks/Delete"), vec![Event::TaskDeleteRequested { container_id, force: false }]), true, 9),
-            9 => (Envelope::new("default", Self::daemon("executor: runc delete exited 0, task state removed", Some(intent_seq)), vec![Event::TaskDeleted { container_id, exit_code: 143 }]), false, 10),
-            _ => (Envelope::new("default", self.client("containers.v1.Containers/Delete"), vec![Event::ContainerDeleted { id: container_id }]), false, 0),
+            8 => (
+                Envelope::new(
+                    "default",
+                    self.client("tasks.v1.Tasks/Delete"),
+                    vec![Event::TaskDeleteRequested { container_id, force: false }],
+                ),
+                true,
+                9,
+            ),
+            9 => (
+                Envelope::new(
+                    "default",
+                    Self::daemon("executor: runc delete exited 0, task state removed", Some(intent_seq)),
+                    vec![Event::TaskDeleted { container_id, exit_code: 143 }],
+                ),
+                false,
+                10,
+            ),
+            _ => (
+                Envelope::new(
+                    "default",
+                    self.client("containers.v1.Containers/Delete"),
+                    vec![Event::ContainerDeleted { id: container_id }],
+                ),
+                false,
+                0,
+            ),
         };
         let slot = &mut self.slots[slot_idx];
         if is_intent {
@@ -330,14 +439,21 @@ fn measure(label: &str, unit: &str, repeat: usize, n_decode_threads: usize, mut 
             let wall_ns = started.elapsed().as_nanos() as u64;
             let calling_thread_cpu_ns = thread_cpu_ns() - thread_before;
             let process_ns = process_cpu_ns() - process_before;
-            Pass { units, wall_ns, calling_thread_cpu_ns, other_threads_cpu_ns: process_ns.saturating_sub(calling_thread_cpu_ns) }
+            Pass {
+                units,
+                wall_ns,
+                calling_thread_cpu_ns,
+                other_threads_cpu_ns: process_ns.saturating_sub(calling_thread_cpu_ns),
+            }
         })
         .collect();
     let mut rates: Vec<f64> = passes.iter().map(Pass::rate).collect();
     rates.sort_by(f64::total_cmp);
     let best = rates[rates.len() - 1];
     let median = rates[rates.len() / 2];
-    let per_unit = |ns: fn(&Pass) -> u64| passes.iter().map(|pass| ns(pass) as f64 / pass.units as f64).fold(f64::INFINITY, f64::min);
+    let per_unit = |ns: fn(&Pass) -> u64| {
+        passes.iter().map(|pass| ns(pass) as f64 / pass.units as f64).fold(f64::INFINITY, f64::min)
+    };
     let calling_ns = per_unit(|pass| pass.calling_thread_cpu_ns);
     let other_ns = per_unit(|pass| pass.other_threads_cpu_ns);
     let cpu_bound = passes.iter().map(|pass| pass.cpu_bound_rate(n_decode_threads, n_cores)).fold(0.0, f64::max);
@@ -365,10 +481,15 @@ fn main() {
     let mut arg_idx = 0;
     while arg_idx < args.len() {
         if args[arg_idx] == "--repeat" {
-            repeat = args.get(arg_idx + 1).and_then(|n| n.parse().ok()).filter(|n| *n > 0).expect("--repeat takes a positive number of runs");
+            repeat = args
+                .get(arg_idx + 1)
+                .and_then(|n| n.parse().ok())
+                .filter(|n| *n > 0)
+                .expect("--repeat takes a positive number of runs");
             arg_idx += 2;
         } else if args[arg_idx] == "--size-mib" {
-            size_mib = args.get(arg_idx + 1).and_then(|size| size.parse().ok()).expect("--size-mib takes a number of MiB");
+            size_mib =
+                args.get(arg_idx + 1).and_then(|size| size.parse().ok()).expect("--size-mib takes a number of MiB");
             arg_idx += 2;
         } else {
             base = PathBuf::from(&args[arg_idx]);
@@ -376,12 +497,25 @@ fn main() {
         }
     }
     let n_cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let cpu = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default().lines().find_map(|line| line.strip_prefix("model name").map(|rest| rest.trim_start_matches([' ', '\t', ':']).to_string())).unwrap_or_default();
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix("model name").map(|rest| rest.trim_start_matches([' ', '\t', ':']).to_string())
+        })
+        .unwrap_or_default();
     let bench_started = Instant::now();
-    println!("berth replay benchmark | cpu {cpu} | {n_cores} cores | load average {} | best of {repeat} runs each", load_average());
+    println!(
+        "berth replay benchmark | cpu {cpu} | {n_cores} cores | load average {} | best of {repeat} runs each",
+        load_average()
+    );
 
-    let dir = tempfile::Builder::new().prefix("berth-replay-bench.").tempdir_in(&base).expect("make a temporary directory for the log");
-    let (log, _report) = EventLog::open(dir.path(), LogOptions { durability: Durability::NoSync, ..LogOptions::default() }).unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix("berth-replay-bench.")
+        .tempdir_in(&base)
+        .expect("make a temporary directory for the log");
+    let (log, _report) =
+        EventLog::open(dir.path(), LogOptions { durability: Durability::NoSync, ..LogOptions::default() }).unwrap();
     let started = Instant::now();
     let (n_records, payload_bytes) = build_log(&log, size_mib << 20);
     println!(
@@ -417,7 +551,10 @@ fn main() {
     // (b) The plain owned decode every caller used: Envelope::decode (rmp-serde).
     measure("(b) Envelope::decode (rmp-serde, owned)", "events/s", repeat, 0, || {
         let mut counted = 0u64;
-        log.reader(Seq(1)).unwrap().replay(|record| counted += Envelope::decode(record.payload).unwrap().events.len() as u64).unwrap();
+        log.reader(Seq(1))
+            .unwrap()
+            .replay(|record| counted += Envelope::decode(record.payload).unwrap().events.len() as u64)
+            .unwrap();
         assert_eq!(counted, n_events);
         counted
     });
@@ -426,26 +563,35 @@ fn main() {
     // Envelope::encode writes (anything else would go to rmp-serde).
     measure("(c) decode_envelope (canonical reader, owned)", "events/s", repeat, 0, || {
         let mut counted = 0u64;
-        log.reader(Seq(1)).unwrap().replay(|record| counted += decode_envelope(record.payload).unwrap().events.len() as u64).unwrap();
+        log.reader(Seq(1))
+            .unwrap()
+            .replay(|record| counted += decode_envelope(record.payload).unwrap().events.len() as u64)
+            .unwrap();
         assert_eq!(counted, n_events);
         counted
     });
 
     // (c4) Owned envelopes decoded on worker threads in ordered batches, handed over in seq order.
     for n_workers in [1, 2] {
-        measure(&format!("(c4) replay_parallel, {n_workers} decode thread(s), in order"), "events/s", repeat, n_workers, || {
-            let mut counted = 0u64;
-            let mut next_seq = 1;
-            replay_parallel::<LogError>(&mut log.reader(Seq(1)).unwrap(), n_workers, |seq, _, envelope| {
-                assert_eq!(seq.get(), next_seq);
-                next_seq += 1;
-                counted += envelope.unwrap().events.len() as u64;
-                Ok(())
-            })
-            .unwrap();
-            assert_eq!(counted, n_events);
-            counted
-        });
+        measure(
+            &format!("(c4) replay_parallel, {n_workers} decode thread(s), in order"),
+            "events/s",
+            repeat,
+            n_workers,
+            || {
+                let mut counted = 0u64;
+                let mut next_seq = 1;
+                replay_parallel::<LogError>(&mut log.reader(Seq(1)).unwrap(), n_workers, |seq, _, envelope| {
+                    assert_eq!(seq.get(), next_seq);
+                    next_seq += 1;
+                    counted += envelope.unwrap().events.len() as u64;
+                    Ok(())
+                })
+                .unwrap();
+                assert_eq!(counted, n_events);
+                counted
+            },
+        );
     }
 
     // (d) Full replay into State: one record at a time with rmp-serde, then the pipeline with
@@ -489,13 +635,18 @@ fn main() {
                         .unwrap();
                 }
                 Some((decoder, n_workers)) => {
-                    replay_parallel_with::<LogError>(&mut log.reader(Seq(1)).unwrap(), n_workers, decoder, |seq, timestamp_ns, envelope| {
-                        let envelope = envelope.unwrap();
-                        counted += envelope.events.len() as u64;
-                        state.apply(seq, timestamp_ns, envelope);
-                        sample_heap(seq);
-                        Ok(())
-                    })
+                    replay_parallel_with::<LogError>(
+                        &mut log.reader(Seq(1)).unwrap(),
+                        n_workers,
+                        decoder,
+                        |seq, timestamp_ns, envelope| {
+                            let envelope = envelope.unwrap();
+                            counted += envelope.events.len() as u64;
+                            state.apply(seq, timestamp_ns, envelope);
+                            sample_heap(seq);
+                            Ok(())
+                        },
+                    )
                     .unwrap();
                 }
             }
@@ -504,7 +655,11 @@ fn main() {
             counted
         });
         let quarters: Vec<String> = heap_at_quarters.iter().map(|kib| format!("{:.1}", mib(*kib))).collect();
-        println!("      heap after each quarter of the log (last run): {} MiB | live containers at the end: {}", quarters.join(" / "), final_state.containers().count());
+        println!(
+            "      heap after each quarter of the log (last run): {} MiB | live containers at the end: {}",
+            quarters.join(" / "),
+            final_state.containers().count()
+        );
         states.push(final_state);
     }
     assert!(states.windows(2).all(|pair| pair[0] == pair[1]), "every replay path must fold to the same State");
@@ -512,5 +667,9 @@ fn main() {
 
     drop(log);
     dir.close().expect("remove the temporary log");
-    println!("\nlog removed | load average at the end {} | total {:.0} s", load_average(), bench_started.elapsed().as_secs_f64());
+    println!(
+        "\nlog removed | load average at the end {} | total {:.0} s",
+        load_average(),
+        bench_started.elapsed().as_secs_f64()
+    );
 }

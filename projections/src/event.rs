@@ -41,48 +41,124 @@ pub enum Origin {
 /// `Requested`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub enum Event {
-    NamespaceCreated { name: String, labels: BTreeMap<String, String> },
-    NamespaceRemoved { name: String },
+    NamespaceCreated {
+        name: String,
+        labels: BTreeMap<String, String>,
+    },
+    NamespaceRemoved {
+        name: String,
+    },
 
-    ContentAdded { digest: String, size: i64, media_type: String },
-    ContentRemoved { digest: String },
+    ContentAdded {
+        digest: String,
+        size: i64,
+        media_type: String,
+    },
+    ContentRemoved {
+        digest: String,
+    },
 
     /// A layer was unpacked into a committed overlay snapshot keyed by its chain id.
-    SnapshotCommitted { chain_id: String, parent: Option<String>, diff_id: String },
-    SnapshotRemoved { chain_id: String },
+    SnapshotCommitted {
+        chain_id: String,
+        parent: Option<String>,
+        diff_id: String,
+    },
+    SnapshotRemoved {
+        chain_id: String,
+    },
 
-    ImageCreated { image: ImageRecord },
+    ImageCreated {
+        image: ImageRecord,
+    },
     /// An image name was pointed at another manifest (re-import of the same name).
-    ImageUpdated { image: ImageRecord },
-    ImageRemoved { name: String },
+    ImageUpdated {
+        image: ImageRecord,
+    },
+    ImageRemoved {
+        name: String,
+    },
 
-    ContainerCreated { container: ContainerRecord },
-    ContainerDeleted { id: String },
+    ContainerCreated {
+        container: ContainerRecord,
+    },
+    ContainerDeleted {
+        id: String,
+    },
 
-    TaskCreateRequested { container_id: String },
-    TaskCreated { container_id: String, pid: u32, monitor_pid: i32 },
-    TaskCreateFailed { container_id: String, error: String },
+    TaskCreateRequested {
+        container_id: String,
+    },
+    TaskCreated {
+        container_id: String,
+        pid: u32,
+        monitor_pid: i32,
+    },
+    TaskCreateFailed {
+        container_id: String,
+        error: String,
+    },
 
-    TaskStartRequested { container_id: String },
-    TaskStarted { container_id: String, pid: u32 },
-    TaskStartFailed { container_id: String, error: String },
+    TaskStartRequested {
+        container_id: String,
+    },
+    TaskStarted {
+        container_id: String,
+        pid: u32,
+    },
+    TaskStartFailed {
+        container_id: String,
+        error: String,
+    },
 
-    TaskKillRequested { container_id: String, signal: i32, all: bool },
-    TaskKillDelivered { container_id: String, signal: i32 },
-    TaskKillFailed { container_id: String, signal: i32, error: String },
+    TaskKillRequested {
+        container_id: String,
+        signal: i32,
+        all: bool,
+    },
+    TaskKillDelivered {
+        container_id: String,
+        signal: i32,
+    },
+    TaskKillFailed {
+        container_id: String,
+        signal: i32,
+        error: String,
+    },
 
     /// The task's init process exited; `exited_at_ns` is when the monitor reaped it, which
     /// may be long before this record was written (berthd down at the time).
-    TaskExited { container_id: String, exit_code: i32, signal: i32, exited_at_ns: Timestamp },
+    TaskExited {
+        container_id: String,
+        exit_code: i32,
+        signal: i32,
+        exited_at_ns: Timestamp,
+    },
 
-    TaskDeleteRequested { container_id: String, force: bool },
-    TaskDeleted { container_id: String, exit_code: i32 },
-    TaskDeleteFailed { container_id: String, error: String },
+    TaskDeleteRequested {
+        container_id: String,
+        force: bool,
+    },
+    TaskDeleted {
+        container_id: String,
+        exit_code: i32,
+    },
+    TaskDeleteFailed {
+        container_id: String,
+        error: String,
+    },
 
     /// berthd started (after a clean stop or a crash) and replayed the log up to `replayed_to`.
-    DaemonStarted { version: String, pid: i32, replayed_to: Seq },
+    DaemonStarted {
+        version: String,
+        pid: i32,
+        replayed_to: Seq,
+    },
     /// Recovery found something on the host that no projection accounts for and removed it.
-    OrphanRemoved { what: String, id: String },
+    OrphanRemoved {
+        what: String,
+        id: String,
+    },
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
@@ -150,8 +226,8 @@ impl Envelope {
     }
 
     pub fn decode(payload: &[u8]) -> Result<Envelope, DecodeError> {
-        let envelope: Envelope = rmp_serde::from_slice(payload)
-            .map_err(|error| DecodeError::Malformed { reason: error.to_string() })?;
+        let envelope: Envelope =
+            rmp_serde::from_slice(payload).map_err(|error| DecodeError::Malformed { reason: error.to_string() })?;
         if envelope.schema > EVENT_SCHEMA {
             return Err(DecodeError::NewerSchema { found: envelope.schema, supported: EVENT_SCHEMA });
         }
@@ -225,9 +301,7 @@ impl Event {
     /// The event's fields as a JSON object (without the variant name).
     pub fn fields_json(&self) -> serde_json::Value {
         match serde_json::to_value(self) {
-            Ok(serde_json::Value::Object(mut outer)) => {
-                outer.remove(self.kind()).unwrap_or(serde_json::Value::Null)
-            }
+            Ok(serde_json::Value::Object(mut outer)) => outer.remove(self.kind()).unwrap_or(serde_json::Value::Null),
             Ok(other) => other,
             Err(error) => serde_json::json!({ "error": error.to_string() }),
         }

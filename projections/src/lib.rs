@@ -13,6 +13,6 @@ pub use decode::{decode_envelope, replay_parallel};
 pub use error::DecodeError;
 pub use event::{ContainerRecord, Descriptor, Envelope, Event, ImageRecord, LayerRecord, Origin, EVENT_SCHEMA};
 pub use state::{
-    ContainerState, ContentState, ExitInfo, ImageState, NamespaceState, PendingIntent, SnapshotState, State,
-    TaskState, TaskStatus,
+    ContainerState, ContentState, ExitInfo, ImageState, NamespaceState, PendingIntent, SnapshotState, State, TaskState,
+    TaskStatus,
 };

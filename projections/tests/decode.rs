@@ -29,7 +29,8 @@ fn descriptor() -> impl Strategy<Value = Descriptor> {
 }
 
 fn image() -> impl Strategy<Value = ImageRecord> {
-    let layer = (descriptor(), text(), text()).prop_map(|(blob, diff_id, chain_id)| LayerRecord { blob, diff_id, chain_id });
+    let layer =
+        (descriptor(), text(), text()).prop_map(|(blob, diff_id, chain_id)| LayerRecord { blob, diff_id, chain_id });
     (text(), descriptor(), descriptor(), vec(layer, 0..3), texts(), texts(), texts(), text(), text()).prop_map(
         |(name, manifest, config, layers, entrypoint, cmd, env, working_dir, user)| ImageRecord {
             name,
@@ -47,18 +48,20 @@ fn image() -> impl Strategy<Value = ImageRecord> {
 
 fn container() -> impl Strategy<Value = ContainerRecord> {
     (text(), text(), text(), texts(), texts(), (text(), text(), text()), labels(), texts(), text()).prop_map(
-        |(id, image, image_digest, args, env, (working_dir, user, hostname), labels, lowers, snapshot_key)| ContainerRecord {
-            id,
-            image,
-            image_digest,
-            args,
-            env,
-            working_dir,
-            user,
-            hostname,
-            labels,
-            lowers,
-            snapshot_key,
+        |(id, image, image_digest, args, env, (working_dir, user, hostname), labels, lowers, snapshot_key)| {
+            ContainerRecord {
+                id,
+                image,
+                image_digest,
+                args,
+                env,
+                working_dir,
+                user,
+                hostname,
+                labels,
+                lowers,
+                snapshot_key,
+            }
         },
     )
 }
@@ -68,7 +71,11 @@ fn event() -> impl Strategy<Value = Event> {
     prop_oneof![
         (text(), labels()).prop_map(|(name, labels)| Event::NamespaceCreated { name, labels }),
         text().prop_map(|name| Event::NamespaceRemoved { name }),
-        (text(), any::<i64>(), text()).prop_map(|(digest, size, media_type)| Event::ContentAdded { digest, size, media_type }),
+        (text(), any::<i64>(), text()).prop_map(|(digest, size, media_type)| Event::ContentAdded {
+            digest,
+            size,
+            media_type
+        }),
         text().prop_map(|digest| Event::ContentRemoved { digest }),
         (text(), proptest::option::of(text()), text())
             .prop_map(|(chain_id, parent, diff_id)| Event::SnapshotCommitted { chain_id, parent, diff_id }),
@@ -79,21 +86,37 @@ fn event() -> impl Strategy<Value = Event> {
         container().prop_map(|container| Event::ContainerCreated { container }),
         id().prop_map(|id| Event::ContainerDeleted { id }),
         id().prop_map(|container_id| Event::TaskCreateRequested { container_id }),
-        (id(), any::<u32>(), any::<i32>()).prop_map(|(container_id, pid, monitor_pid)| Event::TaskCreated { container_id, pid, monitor_pid }),
+        (id(), any::<u32>(), any::<i32>()).prop_map(|(container_id, pid, monitor_pid)| Event::TaskCreated {
+            container_id,
+            pid,
+            monitor_pid
+        }),
         (id(), text()).prop_map(|(container_id, error)| Event::TaskCreateFailed { container_id, error }),
         id().prop_map(|container_id| Event::TaskStartRequested { container_id }),
         (id(), any::<u32>()).prop_map(|(container_id, pid)| Event::TaskStarted { container_id, pid }),
         (id(), text()).prop_map(|(container_id, error)| Event::TaskStartFailed { container_id, error }),
-        (id(), any::<i32>(), any::<bool>()).prop_map(|(container_id, signal, all)| Event::TaskKillRequested { container_id, signal, all }),
+        (id(), any::<i32>(), any::<bool>()).prop_map(|(container_id, signal, all)| Event::TaskKillRequested {
+            container_id,
+            signal,
+            all
+        }),
         (id(), any::<i32>()).prop_map(|(container_id, signal)| Event::TaskKillDelivered { container_id, signal }),
-        (id(), any::<i32>(), text()).prop_map(|(container_id, signal, error)| Event::TaskKillFailed { container_id, signal, error }),
+        (id(), any::<i32>(), text()).prop_map(|(container_id, signal, error)| Event::TaskKillFailed {
+            container_id,
+            signal,
+            error
+        }),
         (id(), any::<i32>(), any::<i32>(), any::<u64>()).prop_map(|(container_id, exit_code, signal, exited_at_ns)| {
             Event::TaskExited { container_id, exit_code, signal, exited_at_ns: Timestamp::from_ns(exited_at_ns) }
         }),
         (id(), any::<bool>()).prop_map(|(container_id, force)| Event::TaskDeleteRequested { container_id, force }),
         (id(), any::<i32>()).prop_map(|(container_id, exit_code)| Event::TaskDeleted { container_id, exit_code }),
         (id(), text()).prop_map(|(container_id, error)| Event::TaskDeleteFailed { container_id, error }),
-        (text(), any::<i32>(), any::<u64>()).prop_map(|(version, pid, replayed_to)| Event::DaemonStarted { version, pid, replayed_to: Seq(replayed_to) }),
+        (text(), any::<i32>(), any::<u64>()).prop_map(|(version, pid, replayed_to)| Event::DaemonStarted {
+            version,
+            pid,
+            replayed_to: Seq(replayed_to)
+        }),
         (text(), text()).prop_map(|(what, id)| Event::OrphanRemoved { what, id }),
     ]
 }
@@ -102,13 +125,18 @@ fn origin() -> impl Strategy<Value = Origin> {
     prop_oneof![
         (any::<u32>(), any::<u32>(), any::<i32>(), text(), text())
             .prop_map(|(uid, gid, pid, method, request_id)| Origin::Client { uid, gid, pid, method, request_id }),
-        (text(), proptest::option::of(any::<u64>())).prop_map(|(reason, answers)| Origin::Daemon { reason, answers: answers.map(Seq) }),
+        (text(), proptest::option::of(any::<u64>()))
+            .prop_map(|(reason, answers)| Origin::Daemon { reason, answers: answers.map(Seq) }),
     ]
 }
 
 fn envelope() -> impl Strategy<Value = Envelope> {
-    (0..=EVENT_SCHEMA, text(), origin(), vec(event(), 0..4))
-        .prop_map(|(schema, namespace, origin, events)| Envelope { schema, namespace, origin, events })
+    (0..=EVENT_SCHEMA, text(), origin(), vec(event(), 0..4)).prop_map(|(schema, namespace, origin, events)| Envelope {
+        schema,
+        namespace,
+        origin,
+        events,
+    })
 }
 
 proptest! {
@@ -185,12 +213,14 @@ fn newer_schemas_and_garbage_get_envelope_decode_errors() {
 /// Container lifecycles over a few ids, answered by daemon outcomes, with a failure now and
 /// then: enough records to cross several replay batches.
 fn lifecycle_log(n_records: usize) -> Vec<Envelope> {
-    let client = |method: &str| Origin::Client { uid: 0, gid: 0, pid: 42, method: method.into(), request_id: "r".into() };
+    let client =
+        |method: &str| Origin::Client { uid: 0, gid: 0, pid: 42, method: method.into(), request_id: "r".into() };
     let daemon = |answers: usize| Origin::Daemon { reason: "executor".into(), answers: Some(Seq(answers as u64)) };
-    let mut records = vec![Envelope::new("default", client("Namespaces/Create"), vec![Event::NamespaceCreated {
-        name: "default".into(),
-        labels: Default::default(),
-    }])];
+    let mut records = vec![Envelope::new(
+        "default",
+        client("Namespaces/Create"),
+        vec![Event::NamespaceCreated { name: "default".into(), labels: Default::default() }],
+    )];
     let mut round = 0;
     while records.len() < n_records {
         let id = format!("{:012x}", round % 7);
@@ -200,21 +230,38 @@ fn lifecycle_log(n_records: usize) -> Vec<Envelope> {
         let mut cycle = vec![
             Envelope::new("default", client("Containers/Create"), vec![Event::ContainerCreated { container }]),
             Envelope::new("default", client("Tasks/Create"), vec![Event::TaskCreateRequested { container_id: c() }]),
-            Envelope::new("default", daemon(seq + 1), vec![Event::TaskCreated { container_id: c(), pid: round as u32, monitor_pid: 1 }]),
+            Envelope::new(
+                "default",
+                daemon(seq + 1),
+                vec![Event::TaskCreated { container_id: c(), pid: round as u32, monitor_pid: 1 }],
+            ),
             Envelope::new("default", client("Tasks/Start"), vec![Event::TaskStartRequested { container_id: c() }]),
         ];
         if round % 5 == 0 {
-            cycle.push(Envelope::new("default", daemon(seq + 3), vec![Event::TaskStartFailed { container_id: c(), error: "no".into() }]));
+            cycle.push(Envelope::new(
+                "default",
+                daemon(seq + 3),
+                vec![Event::TaskStartFailed { container_id: c(), error: "no".into() }],
+            ));
         } else {
-            cycle.push(Envelope::new("default", daemon(seq + 3), vec![Event::TaskStarted { container_id: c(), pid: 7 }]));
+            cycle.push(Envelope::new(
+                "default",
+                daemon(seq + 3),
+                vec![Event::TaskStarted { container_id: c(), pid: 7 }],
+            ));
         }
         if round % 3 != 0 {
             // Every third container stays, so the final state holds something.
-            cycle.push(Envelope::new("default", client("Tasks/Delete"), vec![Event::TaskDeleteRequested { container_id: c(), force: true }]));
-            cycle.push(Envelope::new("default", daemon(seq + 5), vec![
-                Event::TaskDeleted { container_id: c(), exit_code: 0 },
-                Event::ContainerDeleted { id: c() },
-            ]));
+            cycle.push(Envelope::new(
+                "default",
+                client("Tasks/Delete"),
+                vec![Event::TaskDeleteRequested { container_id: c(), force: true }],
+            ));
+            cycle.push(Envelope::new(
+                "default",
+                daemon(seq + 5),
+                vec![Event::TaskDeleted { container_id: c(), exit_code: 0 }, Event::ContainerDeleted { id: c() }],
+            ));
         }
         records.extend(cycle);
         round += 1;
@@ -224,7 +271,11 @@ fn lifecycle_log(n_records: usize) -> Vec<Envelope> {
 }
 
 fn write_log(dir: &std::path::Path, payloads: &[Vec<u8>]) -> EventLog {
-    let (log, _) = EventLog::open(dir, LogOptions { durability: Durability::NoSync, segment_size: 1 << 20, ..LogOptions::default() }).unwrap();
+    let (log, _) = EventLog::open(
+        dir,
+        LogOptions { durability: Durability::NoSync, segment_size: 1 << 20, ..LogOptions::default() },
+    )
+    .unwrap();
     for chunk in payloads.chunks(256) {
         let chunk: Vec<&[u8]> = chunk.iter().map(Vec::as_slice).collect();
         log.append_batch(&chunk).unwrap();
@@ -286,13 +337,15 @@ fn parallel_replay_folds_the_same_state_as_the_plain_path() {
     let payloads: Vec<Vec<u8>> = lifecycle_log(n_records)
         .iter()
         .enumerate()
-        .map(|(index, envelope)| {
-            if index % 97 == 3 {
-                rmp_serde::to_vec_named(envelope).unwrap()
-            } else {
-                envelope.encode()
-            }
-        })
+        .map(
+            |(index, envelope)| {
+                if index % 97 == 3 {
+                    rmp_serde::to_vec_named(envelope).unwrap()
+                } else {
+                    envelope.encode()
+                }
+            },
+        )
         .collect();
     assert!(!is_canonical(&payloads[3]));
     let dir = tempfile::tempdir().unwrap();
@@ -311,7 +364,8 @@ fn parallel_replay_folds_the_same_state_as_the_plain_path() {
 
 #[test]
 fn parallel_replay_stops_at_the_first_bad_record_like_the_plain_path() {
-    let mut payloads: Vec<Vec<u8>> = lifecycle_log(2 * REPLAY_BATCH_RECORDS + 10).iter().map(Envelope::encode).collect();
+    let mut payloads: Vec<Vec<u8>> =
+        lifecycle_log(2 * REPLAY_BATCH_RECORDS + 10).iter().map(Envelope::encode).collect();
     // A bad record in the second batch, and another later that must never be reported.
     let first_bad = REPLAY_BATCH_RECORDS + 17;
     payloads[first_bad - 1] = b"\x94\x01".to_vec();

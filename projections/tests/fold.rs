@@ -18,39 +18,68 @@ fn image() -> ImageRecord {
         name: "busybox:latest".into(),
         manifest: Descriptor { digest: "sha256:m".into(), media_type: "m".into(), size: 1 },
         config: Descriptor { digest: "sha256:c".into(), media_type: "c".into(), size: 1 },
-        layers: vec![LayerRecord { blob: Descriptor::default(), diff_id: "sha256:d".into(), chain_id: "sha256:d".into() }],
+        layers: vec![LayerRecord {
+            blob: Descriptor::default(),
+            diff_id: "sha256:d".into(),
+            chain_id: "sha256:d".into(),
+        }],
         cmd: vec!["/bin/sh".into()],
         ..ImageRecord::default()
     }
 }
 
 fn container(id: &str) -> ContainerRecord {
-    ContainerRecord { id: id.into(), image: "busybox:latest".into(), args: vec!["true".into()], ..ContainerRecord::default() }
+    ContainerRecord {
+        id: id.into(),
+        image: "busybox:latest".into(),
+        args: vec!["true".into()],
+        ..ContainerRecord::default()
+    }
 }
 
 /// A container's whole life: created, task created, started, killed, exited, deleted.
 fn lifecycle() -> Vec<Envelope> {
     let c = || "web".to_string();
     vec![
-        Envelope::new("default", client("Images/Import"), vec![
-            Event::NamespaceCreated { name: "default".into(), labels: Default::default() },
-            Event::SnapshotCommitted { chain_id: "sha256:d".into(), parent: None, diff_id: "sha256:d".into() },
-            Event::ImageCreated { image: image() },
-        ]),
-        Envelope::new("default", client("Containers/Create"), vec![Event::ContainerCreated { container: container("web") }]),
+        Envelope::new(
+            "default",
+            client("Images/Import"),
+            vec![
+                Event::NamespaceCreated { name: "default".into(), labels: Default::default() },
+                Event::SnapshotCommitted { chain_id: "sha256:d".into(), parent: None, diff_id: "sha256:d".into() },
+                Event::ImageCreated { image: image() },
+            ],
+        ),
+        Envelope::new(
+            "default",
+            client("Containers/Create"),
+            vec![Event::ContainerCreated { container: container("web") }],
+        ),
         Envelope::new("default", client("Tasks/Create"), vec![Event::TaskCreateRequested { container_id: c() }]),
         Envelope::new("default", daemon(3), vec![Event::TaskCreated { container_id: c(), pid: 100, monitor_pid: 99 }]),
         Envelope::new("default", client("Tasks/Start"), vec![Event::TaskStartRequested { container_id: c() }]),
         Envelope::new("default", daemon(5), vec![Event::TaskStarted { container_id: c(), pid: 100 }]),
-        Envelope::new("default", client("Tasks/Kill"), vec![Event::TaskKillRequested { container_id: c(), signal: 9, all: false }]),
+        Envelope::new(
+            "default",
+            client("Tasks/Kill"),
+            vec![Event::TaskKillRequested { container_id: c(), signal: 9, all: false }],
+        ),
         Envelope::new("default", daemon(7), vec![Event::TaskKillDelivered { container_id: c(), signal: 9 }]),
-        Envelope::new("default", Origin::Daemon { reason: "exit".into(), answers: None }, vec![Event::TaskExited {
-            container_id: c(),
-            exit_code: 137,
-            signal: 9,
-            exited_at_ns: berth_log::Timestamp::from_ns(1_000),
-        }]),
-        Envelope::new("default", client("Tasks/Delete"), vec![Event::TaskDeleteRequested { container_id: c(), force: false }]),
+        Envelope::new(
+            "default",
+            Origin::Daemon { reason: "exit".into(), answers: None },
+            vec![Event::TaskExited {
+                container_id: c(),
+                exit_code: 137,
+                signal: 9,
+                exited_at_ns: berth_log::Timestamp::from_ns(1_000),
+            }],
+        ),
+        Envelope::new(
+            "default",
+            client("Tasks/Delete"),
+            vec![Event::TaskDeleteRequested { container_id: c(), force: false }],
+        ),
         Envelope::new("default", daemon(10), vec![Event::TaskDeleted { container_id: c(), exit_code: 137 }]),
         Envelope::new("default", client("Containers/Delete"), vec![Event::ContainerDeleted { id: c() }]),
     ]
@@ -103,13 +132,21 @@ fn task_state_machine_follows_the_lifecycle() {
 #[test]
 fn exit_before_started_is_recorded_keeps_the_task_stopped() {
     let mut records = lifecycle()[..5].to_vec();
-    records.push(Envelope::new("default", Origin::Daemon { reason: "exit".into(), answers: None }, vec![Event::TaskExited {
-        container_id: "web".into(),
-        exit_code: 0,
-        signal: 0,
-        exited_at_ns: berth_log::Timestamp::from_ns(5),
-    }]));
-    records.push(Envelope::new("default", daemon(5), vec![Event::TaskStarted { container_id: "web".into(), pid: 100 }]));
+    records.push(Envelope::new(
+        "default",
+        Origin::Daemon { reason: "exit".into(), answers: None },
+        vec![Event::TaskExited {
+            container_id: "web".into(),
+            exit_code: 0,
+            signal: 0,
+            exited_at_ns: berth_log::Timestamp::from_ns(5),
+        }],
+    ));
+    records.push(Envelope::new(
+        "default",
+        daemon(5),
+        vec![Event::TaskStarted { container_id: "web".into(), pid: 100 }],
+    ));
     let task = task(&fold(&records)).unwrap();
     assert_eq!(task.status, TaskStatus::Stopped);
     assert!(task.pending.is_empty());
@@ -118,10 +155,11 @@ fn exit_before_started_is_recorded_keeps_the_task_stopped() {
 #[test]
 fn failed_create_is_visible_with_its_error() {
     let mut records = lifecycle()[..3].to_vec();
-    records.push(Envelope::new("default", daemon(3), vec![Event::TaskCreateFailed {
-        container_id: "web".into(),
-        error: "runc said no".into(),
-    }]));
+    records.push(Envelope::new(
+        "default",
+        daemon(3),
+        vec![Event::TaskCreateFailed { container_id: "web".into(), error: "runc said no".into() }],
+    ));
     let task = task(&fold(&records)).unwrap();
     assert_eq!(task.status, TaskStatus::Failed);
     assert_eq!(task.error.as_deref(), Some("runc said no"));
@@ -130,7 +168,11 @@ fn failed_create_is_visible_with_its_error() {
 #[test]
 fn namespaces_are_isolated() {
     let mut records = lifecycle()[..2].to_vec();
-    records.push(Envelope::new("other", client("Containers/Create"), vec![Event::ContainerCreated { container: container("web") }]));
+    records.push(Envelope::new(
+        "other",
+        client("Containers/Create"),
+        vec![Event::ContainerCreated { container: container("web") }],
+    ));
     let state = fold(&records);
     // "other" was never created, so nothing lands there; "default" is untouched.
     assert!(state.namespace("other").is_none());
@@ -196,15 +238,23 @@ fn rename(event: &mut Event, id: &str) {
 #[test]
 fn create_and_start_in_one_record_waits_for_both_outcomes() {
     let mut records = lifecycle()[..2].to_vec();
-    records.push(Envelope::new("default", client("Tasks/Create"), vec![
-        Event::TaskCreateRequested { container_id: "web".into() },
-        Event::TaskStartRequested { container_id: "web".into() },
-    ]));
+    records.push(Envelope::new(
+        "default",
+        client("Tasks/Create"),
+        vec![
+            Event::TaskCreateRequested { container_id: "web".into() },
+            Event::TaskStartRequested { container_id: "web".into() },
+        ],
+    ));
     let task_after = |records: &[Envelope]| task(&fold(records)).unwrap();
     assert_eq!(task_after(&records).status, TaskStatus::Creating);
     assert_eq!(task_after(&records).pending.len(), 2);
     let mut created = records.clone();
-    created.push(Envelope::new("default", daemon(3), vec![Event::TaskCreated { container_id: "web".into(), pid: 7, monitor_pid: 6 }]));
+    created.push(Envelope::new(
+        "default",
+        daemon(3),
+        vec![Event::TaskCreated { container_id: "web".into(), pid: 7, monitor_pid: 6 }],
+    ));
     assert_eq!(task_after(&created).status, TaskStatus::Starting);
     let mut started = created.clone();
     started.push(Envelope::new("default", daemon(3), vec![Event::TaskStarted { container_id: "web".into(), pid: 7 }]));
@@ -212,7 +262,11 @@ fn create_and_start_in_one_record_waits_for_both_outcomes() {
     assert!(task_after(&started).pending.is_empty());
     // A failed create answers the start too.
     let mut failed = records.clone();
-    failed.push(Envelope::new("default", daemon(3), vec![Event::TaskCreateFailed { container_id: "web".into(), error: "no".into() }]));
+    failed.push(Envelope::new(
+        "default",
+        daemon(3),
+        vec![Event::TaskCreateFailed { container_id: "web".into(), error: "no".into() }],
+    ));
     assert_eq!(task_after(&failed).status, TaskStatus::Failed);
     assert!(task_after(&failed).pending.is_empty());
 }

@@ -55,7 +55,8 @@ pub fn walk_envelopes(
 ) -> Result<u64, ReplayError> {
     walk_records(log, from, to, |stamp, payload| {
         // Same result as Envelope::decode for every payload, ~20% less CPU (projections/tests/decode.rs).
-        let envelope = decode_envelope(payload).map_err(|source| ReplayError::Decode { seq: stamp.seq.get(), source })?;
+        let envelope =
+            decode_envelope(payload).map_err(|source| ReplayError::Decode { seq: stamp.seq.get(), source })?;
         on_envelope(stamp, envelope)
     })
 }

@@ -5,16 +5,17 @@ use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use berth_log::Timestamp;
 use berth_replay::cmd::events::{run_events, EventFilter, EventFormat, FollowOptions};
 use berth_replay::cmd::history::run_history;
 use berth_replay::cmd::state::run_state;
 use berth_replay::cmd::stats::run_stats;
 use berth_replay::cmd::verify::{run_verify, VerifyOptions, VerifyOutcome};
-use berth_log::Timestamp;
 use berth_replay::{resolve_log_dir, FoldPoint, ReplayError};
 use clap::{Args, Parser, Subcommand};
 
-const READ_ONLY_NOTE: &str = "berth-replay never opens anything for writing: it reads the log without taking its lock, \
+const READ_ONLY_NOTE: &str =
+    "berth-replay never opens anything for writing: it reads the log without taking its lock, \
 works while berthd is running, and never repairs, truncates or moves a file (a torn tail is reported, not fixed).";
 
 #[derive(Parser)]

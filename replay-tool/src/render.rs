@@ -78,8 +78,11 @@ fn describe_signal(signal: i32) -> String {
 pub fn describe_event(event: &Event) -> String {
     match event {
         Event::ContainerCreated { container } => {
-            let digest =
-                if container.image_digest.is_empty() { String::new() } else { format!(" ({})", short_digest(&container.image_digest)) };
+            let digest = if container.image_digest.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", short_digest(&container.image_digest))
+            };
             format!("created the container from image {}{digest} to run {}", container.image, json!(container.args))
         }
         Event::ContainerDeleted { .. } => "deleted the container".to_string(),
@@ -96,7 +99,8 @@ pub fn describe_event(event: &Event) -> String {
         Event::TaskKillDelivered { signal, .. } => format!("{} delivered", describe_signal(*signal)),
         Event::TaskKillFailed { signal, error, .. } => format!("{} not delivered: {error}", describe_signal(*signal)),
         Event::TaskExited { exit_code, signal, exited_at_ns, .. } => {
-            let killed_by = if *signal != 0 { format!(", killed by {}", describe_signal(*signal)) } else { String::new() };
+            let killed_by =
+                if *signal != 0 { format!(", killed by {}", describe_signal(*signal)) } else { String::new() };
             format!("task exited with code {exit_code}{killed_by} at {}", format_event_time(*exited_at_ns))
         }
         Event::TaskDeleteRequested { force, .. } => {
@@ -249,9 +253,15 @@ mod tests {
         let envelope = Envelope::new(
             "default",
             Origin::Daemon { reason: "task exited".into(), answers: None },
-            vec![Event::TaskExited { container_id: "web".into(), exit_code: 3, signal: 0, exited_at_ns: berth_log::Timestamp::from_ns(5) }],
+            vec![Event::TaskExited {
+                container_id: "web".into(),
+                exit_code: 3,
+                signal: 0,
+                exited_at_ns: berth_log::Timestamp::from_ns(5),
+            }],
         );
-        let stamp = RecordStamp { seq: berth_log::Seq(9), timestamp: berth_log::Timestamp::from_ns(1_795_944_600_123_000_000) };
+        let stamp =
+            RecordStamp { seq: berth_log::Seq(9), timestamp: berth_log::Timestamp::from_ns(1_795_944_600_123_000_000) };
         let line = event_line(stamp, 0, &envelope, &envelope.events[0]);
         assert_eq!(
             line,
@@ -265,10 +275,26 @@ mod tests {
 
     #[test]
     fn exits_by_signal_name_the_signal() {
-        let event = Event::TaskExited { container_id: "a".into(), exit_code: 137, signal: 9, exited_at_ns: berth_log::Timestamp::from_ns(0) };
-        assert_eq!(describe_event(&event), "task exited with code 137, killed by signal 9 (SIGKILL) at an unknown time");
-        let crashed = Event::TaskExited { container_id: "a".into(), exit_code: 139, signal: 11, exited_at_ns: berth_log::Timestamp::from_ns(0) };
-        assert_eq!(describe_event(&crashed), "task exited with code 139, killed by signal 11 (SIGSEGV) at an unknown time");
+        let event = Event::TaskExited {
+            container_id: "a".into(),
+            exit_code: 137,
+            signal: 9,
+            exited_at_ns: berth_log::Timestamp::from_ns(0),
+        };
+        assert_eq!(
+            describe_event(&event),
+            "task exited with code 137, killed by signal 9 (SIGKILL) at an unknown time"
+        );
+        let crashed = Event::TaskExited {
+            container_id: "a".into(),
+            exit_code: 139,
+            signal: 11,
+            exited_at_ns: berth_log::Timestamp::from_ns(0),
+        };
+        assert_eq!(
+            describe_event(&crashed),
+            "task exited with code 139, killed by signal 11 (SIGSEGV) at an unknown time"
+        );
         let realtime = Event::TaskKillDelivered { container_id: "a".into(), signal: 40 };
         assert_eq!(describe_event(&realtime), "signal 40 delivered");
     }

@@ -79,7 +79,11 @@ fn scenario() -> Vec<Envelope> {
     let tasks = "/berth.v1.Tasks";
     vec![
         /* 1 */
-        Envelope::new("", daemon("berthd started", None), vec![Event::DaemonStarted { version: "0.1.0".into(), pid: 900, replayed_to: Seq(0) }]),
+        Envelope::new(
+            "",
+            daemon("berthd started", None),
+            vec![Event::DaemonStarted { version: "0.1.0".into(), pid: 900, replayed_to: Seq(0) }],
+        ),
         /* 2 */
         Envelope::new(
             "default",
@@ -129,7 +133,11 @@ fn scenario() -> Vec<Envelope> {
             vec![Event::TaskStartRequested { container_id: "web".into() }],
         ),
         /* 8 */
-        Envelope::new("default", daemon("task start", Some(7)), vec![Event::TaskStarted { container_id: "web".into(), pid: 5001 }]),
+        Envelope::new(
+            "default",
+            daemon("task start", Some(7)),
+            vec![Event::TaskStarted { container_id: "web".into(), pid: 5001 }],
+        ),
         /* 9 */
         Envelope::new(
             "default",
@@ -172,7 +180,11 @@ fn scenario() -> Vec<Envelope> {
             vec![Event::TaskStartRequested { container_id: "db".into() }],
         ),
         /* 15 */
-        Envelope::new("prod", daemon("task start", Some(14)), vec![Event::TaskStarted { container_id: "db".into(), pid: 6001 }]),
+        Envelope::new(
+            "prod",
+            daemon("task start", Some(14)),
+            vec![Event::TaskStarted { container_id: "db".into(), pid: 6001 }],
+        ),
         /* 16 */
         Envelope::new(
             "default",
@@ -180,7 +192,11 @@ fn scenario() -> Vec<Envelope> {
             vec![Event::TaskDeleteRequested { container_id: "web".into(), force: false }],
         ),
         /* 17 */
-        Envelope::new("default", daemon("task delete", Some(16)), vec![Event::TaskDeleted { container_id: "web".into(), exit_code: 3 }]),
+        Envelope::new(
+            "default",
+            daemon("task delete", Some(16)),
+            vec![Event::TaskDeleted { container_id: "web".into(), exit_code: 3 }],
+        ),
         /* 18 */
         Envelope::new(
             "default",
@@ -313,11 +329,18 @@ fn history_tells_who_asked_what_and_how_the_task_exited() {
     let lines: Vec<&str> = text.lines().collect();
     assert!(lines[0].starts_with("history of container web in namespace default"), "{text}");
     // Creation, task create/start/exit/delete and deletion, in seq order.
-    let seqs: Vec<&str> = lines[1..lines.len() - 1].iter().map(|line| line.split_whitespace().next().unwrap()).collect();
+    let seqs: Vec<&str> =
+        lines[1..lines.len() - 1].iter().map(|line| line.split_whitespace().next().unwrap()).collect();
     assert_eq!(seqs, ["4.0", "5.0", "6.0", "7.0", "8.0", "9.0", "16.0", "17.0", "18.0"], "{text}");
     let line_of = |seq: &str| *lines.iter().find(|line| line.starts_with(&format!("{seq} "))).unwrap();
-    assert!(line_of("4.0").contains("uid 1000 gid 1000 pid 4242 via /berth.v1.Containers/Create (request cli-4242-1)"), "{text}");
-    assert!(line_of("4.0").contains("created the container from image docker.io/library/alpine:3.20 (abababababab)"), "{text}");
+    assert!(
+        line_of("4.0").contains("uid 1000 gid 1000 pid 4242 via /berth.v1.Containers/Create (request cli-4242-1)"),
+        "{text}"
+    );
+    assert!(
+        line_of("4.0").contains("created the container from image docker.io/library/alpine:3.20 (abababababab)"),
+        "{text}"
+    );
     assert!(line_of("7.0").contains("pid 4243 via /berth.v1.Tasks/Start (request cli-4243-1)"), "{text}");
     assert!(line_of("7.0").contains("asked to start the task"), "{text}");
     assert!(line_of("8.0").contains("berthd (task start), answers seq 7"), "{text}");
@@ -336,14 +359,19 @@ fn history_tells_who_asked_what_and_how_the_task_exited() {
 #[test]
 fn history_of_a_live_container_ends_with_its_current_status() {
     let (root, _log_dir) = scenario_root();
-    let output = replay(&["history", "--container", "db", "--namespace", "prod", "--root", root.path().to_str().unwrap()]);
+    let output =
+        replay(&["history", "--container", "db", "--namespace", "prod", "--root", root.path().to_str().unwrap()]);
     assert!(output.status.success(), "{}", stderr_of(&output));
     let text = stdout_of(&output);
     assert!(text.lines().last().unwrap().ends_with("now running, pid 6001 (as of seq 18)"), "{text}");
     // In the default namespace there is no db.
     let output = replay(&["history", "--container", "db", "--root", root.path().to_str().unwrap()]);
     assert_eq!(output.status.code(), Some(1));
-    assert!(stderr_of(&output).contains("no event in this log is about container db in namespace default"), "{}", stderr_of(&output));
+    assert!(
+        stderr_of(&output).contains("no event in this log is about container db in namespace default"),
+        "{}",
+        stderr_of(&output)
+    );
 }
 
 #[test]
@@ -375,7 +403,10 @@ fn state_at_time_folds_up_to_the_last_record_at_or_before_that_time() {
     let (_root, log_dir) = scenario_root();
     // Half a second after record 8: record 8 is the last one at or before it.
     let between = replay_ok(&log_dir, &["state", "--at-time", "2026-11-29T09:30:08.5Z"]);
-    assert!(between.starts_with("state at 2026-11-29T09:30:08.500Z: the last record at or before it is seq 8"), "{between}");
+    assert!(
+        between.starts_with("state at 2026-11-29T09:30:08.500Z: the last record at or before it is seq 8"),
+        "{between}"
+    );
     assert!(between.contains("task: running, pid 5001"), "{between}");
     // Exactly the timestamp of record 9 includes record 9.
     let exact = replay_ok(&log_dir, &["state", "--at-time", &timestamp_of(9).to_string()]);
@@ -398,9 +429,11 @@ fn state_at_time_folds_up_to_the_last_record_at_or_before_that_time() {
 #[test]
 fn state_json_equals_the_state_folded_directly() {
     let (_root, log_dir) = scenario_root();
-    for (args, to_seq) in
-        [(vec!["state", "--json"], 18), (vec!["state", "--json", "--at", "9"], 9), (vec!["state", "--at", "13", "--json"], 13)]
-    {
+    for (args, to_seq) in [
+        (vec!["state", "--json"], 18),
+        (vec!["state", "--json", "--at", "9"], 9),
+        (vec!["state", "--at", "13", "--json"], 13),
+    ] {
         let dump = replay_ok(&log_dir, &args);
         let expected = format!("{}\n", serde_json::to_string_pretty(&folded_directly(to_seq)).unwrap());
         assert_eq!(dump, expected, "{args:?}");
@@ -513,12 +546,27 @@ fn events_print_one_line_per_event_and_filter() {
         )),
         "{all}"
     );
-    assert!(all.lines().any(|line| line.starts_with("1.0  2026-11-29T09:30:01.000Z  -  DaemonStarted  daemon (berthd started)")), "{all}");
+    assert!(
+        all.lines()
+            .any(|line| line.starts_with("1.0  2026-11-29T09:30:01.000Z  -  DaemonStarted  daemon (berthd started)")),
+        "{all}"
+    );
 
-    let first_seq = |text: &str| -> Vec<String> { text.lines().map(|line| line.split_whitespace().next().unwrap().to_string()).collect() };
-    assert_eq!(first_seq(&replay_ok(&log_dir, &["events", "--container", "db"])), ["11.0", "12.0", "13.0", "14.0", "15.0"]);
-    assert_eq!(first_seq(&replay_ok(&log_dir, &["events", "--kind", "taskexited", "--kind", "TaskStarted"])), ["8.0", "9.0", "15.0"]);
-    assert_eq!(first_seq(&replay_ok(&log_dir, &["events", "--namespace", "prod", "--from", "12", "--to", "13"])), ["12.0", "13.0"]);
+    let first_seq = |text: &str| -> Vec<String> {
+        text.lines().map(|line| line.split_whitespace().next().unwrap().to_string()).collect()
+    };
+    assert_eq!(
+        first_seq(&replay_ok(&log_dir, &["events", "--container", "db"])),
+        ["11.0", "12.0", "13.0", "14.0", "15.0"]
+    );
+    assert_eq!(
+        first_seq(&replay_ok(&log_dir, &["events", "--kind", "taskexited", "--kind", "TaskStarted"])),
+        ["8.0", "9.0", "15.0"]
+    );
+    assert_eq!(
+        first_seq(&replay_ok(&log_dir, &["events", "--namespace", "prod", "--from", "12", "--to", "13"])),
+        ["12.0", "13.0"]
+    );
     assert_eq!(first_seq(&replay_ok(&log_dir, &["events", "--namespace", ""])), ["1.0"]);
     assert_eq!(replay_ok(&log_dir, &["events", "--from", "100"]), "");
 
@@ -590,7 +638,11 @@ fn errors_say_what_to_do() {
     let missing = root.path().join("nope");
     let output = replay(&["stats", "--root", missing.to_str().unwrap()]);
     assert_eq!(output.status.code(), Some(1));
-    assert!(stderr_of(&output).contains(&format!("no log at {}/log: pass --root", missing.display())), "{}", stderr_of(&output));
+    assert!(
+        stderr_of(&output).contains(&format!("no log at {}/log: pass --root", missing.display())),
+        "{}",
+        stderr_of(&output)
+    );
 
     let output = replay(&["state", "--at", "99", "--log", log_dir.to_str().unwrap()]);
     assert_eq!(output.status.code(), Some(1));

@@ -23,8 +23,7 @@ use crate::api::version_client::VersionClient;
 pub use crate::api::{DEFAULT_ADDRESS, DEFAULT_NAMESPACE, NAMESPACE_KEY, REQUEST_ID_KEY};
 
 /// What the user should do when berthd cannot be reached at all.
-const START_DAEMON_HINT: &str =
-    "is it running? start it with `berthd` or pass --address / BERTH_ADDRESS";
+const START_DAEMON_HINT: &str = "is it running? start it with `berthd` or pass --address / BERTH_ADDRESS";
 
 /// Why talking to berthd failed, in terms a caller can act on.
 #[derive(Debug, thiserror::Error)]
@@ -45,17 +44,11 @@ pub enum ClientError {
         "cannot reach berthd at {}: {reason}; check that berthd is running and listening on that socket",
         socket_path.display()
     )]
-    Connect {
-        socket_path: PathBuf,
-        reason: String,
-    },
+    Connect { socket_path: PathBuf, reason: String },
 
     /// berthd went away or is shutting down (gRPC UNAVAILABLE).
     #[error("berthd at {} is unavailable ({message}): {START_DAEMON_HINT}", socket_path.display())]
-    Unavailable {
-        socket_path: PathBuf,
-        message: String,
-    },
+    Unavailable { socket_path: PathBuf, message: String },
 
     /// The namespace cannot be sent as gRPC metadata.
     #[error(
@@ -98,10 +91,7 @@ impl ClientError {
 
 fn describe_status(status: &tonic::Status) -> String {
     if status.message().is_empty() {
-        format!(
-            "berthd answered {:?} without a message; look at berthd's log for details",
-            status.code()
-        )
+        format!("berthd answered {:?} without a message; look at berthd's log for details", status.code())
     } else {
         status.message().to_string()
     }
@@ -126,10 +116,7 @@ fn connect_error_from_io(io_error: &std::io::Error, socket_path: &Path) -> Clien
             ClientError::DaemonNotRunning { socket_path }
         }
         std::io::ErrorKind::PermissionDenied => ClientError::PermissionDenied { socket_path },
-        _ => ClientError::Connect {
-            socket_path,
-            reason: io_error.to_string(),
-        },
+        _ => ClientError::Connect { socket_path, reason: io_error.to_string() },
     }
 }
 
@@ -148,16 +135,10 @@ pub async fn connect(socket_path: &Path) -> Result<Channel, ClientError> {
             Ok::<_, std::io::Error>(TokioIo::new(stream))
         }
     });
-    endpoint
-        .connect_with_connector(connector)
-        .await
-        .map_err(|transport_error| match find_io_error(&transport_error) {
-            Some(io_error) => connect_error_from_io(io_error, socket_path),
-            None => ClientError::Connect {
-                socket_path: socket_path.to_path_buf(),
-                reason: transport_error.to_string(),
-            },
-        })
+    endpoint.connect_with_connector(connector).await.map_err(|transport_error| match find_io_error(&transport_error) {
+        Some(io_error) => connect_error_from_io(io_error, socket_path),
+        None => ClientError::Connect { socket_path: socket_path.to_path_buf(), reason: transport_error.to_string() },
+    })
 }
 
 /// A channel to berthd plus the namespace every request is sent in.
@@ -182,10 +163,7 @@ impl BerthClient {
     }
 
     /// Connects to berthd at `socket_path` and acts in `namespace`.
-    pub async fn connect(
-        socket_path: &Path,
-        namespace: impl Into<String>,
-    ) -> Result<BerthClient, ClientError> {
+    pub async fn connect(socket_path: &Path, namespace: impl Into<String>) -> Result<BerthClient, ClientError> {
         let namespace = namespace.into();
         // Check the namespace before connecting: a bad flag should not wait on a socket.
         if !is_sendable_namespace(&namespace) {
@@ -199,10 +177,7 @@ impl BerthClient {
     pub fn request<T>(&self, message: T) -> tonic::Request<T> {
         let mut request = tonic::Request::new(message);
         let metadata = request.metadata_mut();
-        metadata.insert(
-            NAMESPACE_KEY,
-            namespace_metadata_value(&self.namespace),
-        );
+        metadata.insert(NAMESPACE_KEY, namespace_metadata_value(&self.namespace));
         // Request ids are made of ASCII digits and letters only, so they always parse.
         if let Ok(request_id) = MetadataValue::try_from(next_request_id().as_str()) {
             metadata.insert(REQUEST_ID_KEY, request_id);
@@ -260,8 +235,7 @@ fn namespace_metadata_value(namespace: &str) -> MetadataValue<tonic::metadata::A
             escaped.push_str(&format!("%{byte:02X}"));
         }
     }
-    MetadataValue::try_from(escaped.as_str())
-        .unwrap_or_else(|_| MetadataValue::from_static("%invalid-namespace"))
+    MetadataValue::try_from(escaped.as_str()).unwrap_or_else(|_| MetadataValue::from_static("%invalid-namespace"))
 }
 
 static REQUEST_COUNTER: AtomicU64 = AtomicU64::new(1);
@@ -300,9 +274,7 @@ mod tests {
     fn container_ids_are_twelve_lower_case_hex_characters() {
         let container_id = generate_container_id();
         assert_eq!(container_id.len(), 12);
-        assert!(container_id
-            .chars()
-            .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)));
+        assert!(container_id.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)));
         assert_ne!(container_id, generate_container_id());
     }
 
@@ -323,14 +295,8 @@ mod tests {
 
     #[test]
     fn namespace_metadata_escapes_unprintable_names_instead_of_dropping_them() {
-        assert_eq!(
-            namespace_metadata_value("build-42").to_str().unwrap(),
-            "build-42"
-        );
-        assert_eq!(
-            namespace_metadata_value("café").to_str().unwrap(),
-            "caf%C3%A9"
-        );
+        assert_eq!(namespace_metadata_value("build-42").to_str().unwrap(), "build-42");
+        assert_eq!(namespace_metadata_value("café").to_str().unwrap(), "caf%C3%A9");
         assert_eq!(namespace_metadata_value("a\nb").to_str().unwrap(), "a%0Ab");
         assert_eq!(namespace_metadata_value("").to_str().unwrap(), "");
         assert!(is_sendable_namespace("default"));
@@ -341,10 +307,8 @@ mod tests {
 
     #[test]
     fn unavailable_status_keeps_the_start_daemon_hint() {
-        let error = ClientError::from_status(
-            tonic::Status::unavailable("daemon shutting down"),
-            Path::new("/tmp/x.sock"),
-        );
+        let error =
+            ClientError::from_status(tonic::Status::unavailable("daemon shutting down"), Path::new("/tmp/x.sock"));
         let message = error.to_string();
         assert!(message.contains("/tmp/x.sock"), "{message}");
         assert!(message.contains("daemon shutting down"), "{message}");
@@ -354,16 +318,11 @@ mod tests {
     #[test]
     fn other_statuses_print_the_server_message_as_is() {
         let error = ClientError::from_status(
-            tonic::Status::not_found(
-                "container \"x\" not found: list containers with `berth ps -a`",
-            ),
+            tonic::Status::not_found("container \"x\" not found: list containers with `berth ps -a`"),
             Path::new("/tmp/x.sock"),
         );
         assert_eq!(error.code(), Some(tonic::Code::NotFound));
-        assert_eq!(
-            error.to_string(),
-            "container \"x\" not found: list containers with `berth ps -a`"
-        );
+        assert_eq!(error.to_string(), "container \"x\" not found: list containers with `berth ps -a`");
         let empty = ClientError::from_status(tonic::Status::internal(""), Path::new("/x"));
         assert!(empty.to_string().contains("without a message"), "{empty}");
     }
@@ -371,12 +330,8 @@ mod tests {
     #[tokio::test]
     async fn invalid_namespace_is_rejected_before_connecting() {
         for namespace in ["café", "a\nb", ""] {
-            let result =
-                BerthClient::connect(Path::new("/nonexistent/berthd.sock"), namespace).await;
-            assert!(
-                matches!(result, Err(ClientError::InvalidNamespace { .. })),
-                "{result:?}"
-            );
+            let result = BerthClient::connect(Path::new("/nonexistent/berthd.sock"), namespace).await;
+            assert!(matches!(result, Err(ClientError::InvalidNamespace { .. })), "{result:?}");
         }
     }
 
@@ -385,10 +340,7 @@ mod tests {
         let scratch_dir = tempfile::tempdir().unwrap();
         let socket_path = scratch_dir.path().join("berthd.sock");
         let error = connect(&socket_path).await.unwrap_err();
-        assert!(
-            matches!(error, ClientError::DaemonNotRunning { .. }),
-            "{error:?}"
-        );
+        assert!(matches!(error, ClientError::DaemonNotRunning { .. }), "{error:?}");
         assert_eq!(
             error.to_string(),
             format!(
@@ -406,10 +358,7 @@ mod tests {
         // which is what a crashed daemon leaves.
         drop(std::os::unix::net::UnixListener::bind(&socket_path).unwrap());
         let error = connect(&socket_path).await.unwrap_err();
-        assert!(
-            matches!(error, ClientError::DaemonNotRunning { .. }),
-            "{error:?}"
-        );
+        assert!(matches!(error, ClientError::DaemonNotRunning { .. }), "{error:?}");
     }
 
     /// Answers Version with the metadata it received, so the test can see what was sent.
@@ -421,14 +370,8 @@ mod tests {
             &self,
             request: tonic::Request<VersionRequest>,
         ) -> Result<tonic::Response<VersionResponse>, tonic::Status> {
-            let metadata_text = |key: &str| {
-                request
-                    .metadata()
-                    .get(key)
-                    .and_then(|value| value.to_str().ok())
-                    .unwrap_or("")
-                    .to_string()
-            };
+            let metadata_text =
+                |key: &str| request.metadata().get(key).and_then(|value| value.to_str().ok()).unwrap_or("").to_string();
             Ok(tonic::Response::new(VersionResponse {
                 version: metadata_text(NAMESPACE_KEY),
                 revision: metadata_text(REQUEST_ID_KEY),
@@ -450,20 +393,10 @@ mod tests {
                 .serve_with_incoming(incoming),
         );
 
-        let client = BerthClient::connect(&socket_path, "build-42")
-            .await
-            .unwrap();
+        let client = BerthClient::connect(&socket_path, "build-42").await.unwrap();
         let mut version_client = VersionClient::new(client.channel.clone());
-        let first = version_client
-            .version(client.request(VersionRequest {}))
-            .await
-            .unwrap()
-            .into_inner();
-        let second = version_client
-            .version(client.request(VersionRequest {}))
-            .await
-            .unwrap()
-            .into_inner();
+        let first = version_client.version(client.request(VersionRequest {})).await.unwrap().into_inner();
+        let second = version_client.version(client.request(VersionRequest {})).await.unwrap().into_inner();
         assert_eq!(first.version, "build-42");
         assert!(first.revision.starts_with("cli-"), "{}", first.revision);
         assert_ne!(first.revision, second.revision);

@@ -5,11 +5,11 @@
 use std::collections::HashMap;
 use std::io;
 
-use berth_runtime::images::content::ContentStore;
 use berth_runtime::images::archive::{
     import_oci_archive, oci_architecture, ImageConfigSummary, ImportError, ImportedImage, MEDIA_TYPE_DOCKER_CONFIG,
     MEDIA_TYPE_DOCKER_MANIFEST,
 };
+use berth_runtime::images::content::ContentStore;
 
 // Spelt out rather than taken from oci-spec, so the tests check oci-spec's mapping too.
 const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";

@@ -11,12 +11,14 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 use std::process::Command;
 
-use berth_runtime::images::content::{ContentError, ContentStore};
 use berth_runtime::images::archive::{import_oci_archive, import_oci_archive_file, ImportError, ImportedImage};
+use berth_runtime::images::content::{ContentError, ContentStore};
 use berth_runtime::images::digest::chain_ids;
 use berth_runtime::images::snapshot::Snapshotter;
-use berth_runtime::tasks::spec::{generate_spec, merge_env, merge_process_args, resolve_user, write_bundle, SpecError, SpecInput, DEFAULT_PATH_ENV};
 use berth_runtime::images::unpack::{unpack_layer, UnpackError};
+use berth_runtime::tasks::spec::{
+    generate_spec, merge_env, merge_process_args, resolve_user, write_bundle, SpecError, SpecInput, DEFAULT_PATH_ENV,
+};
 
 use images_common::{archive_files, build_archive, file_content, fixture, require_root, scratch_dir, sha256_digest};
 
@@ -66,10 +68,17 @@ fn content_rejects_wrong_content_and_invalid_digests() {
     }
     assert!(!store.contains(&claimed));
     assert!(store.list().unwrap().is_empty());
-    assert_eq!(fs::read_dir(scratch.path().join("content/ingest")).unwrap().count(), 0, "a failed ingest leaves no temp file");
+    assert_eq!(
+        fs::read_dir(scratch.path().join("content/ingest")).unwrap().count(),
+        0,
+        "a failed ingest leaves no temp file"
+    );
 
     for bad_digest in ["", "sha256:abc", "md5:d41d8cd98f00b204e9800998ecf8427e", "sha256:../../../../etc/passwd"] {
-        assert!(matches!(store.ingest(Some(bad_digest), Cursor::new(b"x")), Err(ContentError::InvalidDigest { .. })), "{bad_digest}");
+        assert!(
+            matches!(store.ingest(Some(bad_digest), Cursor::new(b"x")), Err(ContentError::InvalidDigest { .. })),
+            "{bad_digest}"
+        );
         assert!(matches!(store.read_all(bad_digest), Err(ContentError::InvalidDigest { .. })), "{bad_digest}");
         assert!(!store.contains(bad_digest));
     }
@@ -113,14 +122,16 @@ fn import_busybox_names_it_and_records_the_right_digests() {
     assert_eq!(image.layers.len(), 1);
     assert_eq!(image.layers[0].blob.digest, manifest["layers"][0]["digest"].as_str().unwrap());
     assert_eq!(image.layers[0].blob.media_type, "application/vnd.oci.image.layer.v1.tar+gzip");
-    let config: serde_json::Value = serde_json::from_slice(file_content(&files, &format!("blobs/sha256/{}", &image.config.digest[7..]))).unwrap();
+    let config: serde_json::Value =
+        serde_json::from_slice(file_content(&files, &format!("blobs/sha256/{}", &image.config.digest[7..]))).unwrap();
     assert_eq!(image.layers[0].diff_id, config["rootfs"]["diff_ids"][0].as_str().unwrap());
     assert_eq!(image.layers[0].chain_id, image.layers[0].diff_id, "a bottom layer's chain id is its diff id");
 
     assert_eq!(image.config_summary.cmd, strings(&["/bin/sh"]));
     assert!(image.config_summary.env.iter().any(|entry| entry.starts_with("PATH=")), "{:?}", image.config_summary.env);
 
-    let mut expected_blobs = vec![image.manifest.digest.clone(), image.config.digest.clone(), image.layers[0].blob.digest.clone()];
+    let mut expected_blobs =
+        vec![image.manifest.digest.clone(), image.config.digest.clone(), image.layers[0].blob.digest.clone()];
     let mut listed: Vec<String> = image.blobs.iter().map(|blob| blob.digest.clone()).collect();
     expected_blobs.sort();
     listed.sort();
@@ -159,10 +170,14 @@ fn layers_image_commits_mounts_and_writes_land_in_upper() {
     let snapshotter = Snapshotter::open(&scratch.path().join("snapshots")).unwrap();
     let image = import_fixture(&store, "layers-oci.tar", Some("layers"));
     for layer in &image.layers {
-        snapshotter.commit_layer(&layer.chain_id, &store.blob_path(&layer.blob.digest), &layer.blob.media_type, &layer.diff_id).unwrap();
+        snapshotter
+            .commit_layer(&layer.chain_id, &store.blob_path(&layer.blob.digest), &layer.blob.media_type, &layer.diff_id)
+            .unwrap();
         assert!(snapshotter.has_committed(&layer.chain_id));
         // Idempotent: committing again is a no-op.
-        snapshotter.commit_layer(&layer.chain_id, &store.blob_path(&layer.blob.digest), &layer.blob.media_type, &layer.diff_id).unwrap();
+        snapshotter
+            .commit_layer(&layer.chain_id, &store.blob_path(&layer.blob.digest), &layer.blob.media_type, &layer.diff_id)
+            .unwrap();
     }
     let chain: Vec<String> = image.layers.iter().map(|layer| layer.chain_id.clone()).collect();
     let mut listed = snapshotter.list_committed().unwrap();
@@ -196,7 +211,10 @@ fn layers_image_commits_mounts_and_writes_land_in_upper() {
     assert!(!target.join("data/gone").exists());
     assert!(fs::symlink_metadata(target.join("bin/vi")).is_err(), "bin/vi was deleted by layer 2");
     assert!(target.join("bin/sh").exists(), "other applets stay");
-    let opaque: Vec<String> = fs::read_dir(target.join("opaque")).unwrap().map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let opaque: Vec<String> = fs::read_dir(target.join("opaque"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
     assert_eq!(opaque, vec!["new".to_string()]);
     assert_eq!(fs::read_to_string(target.join("data/c")).unwrap(), "three\n");
 
@@ -228,10 +246,19 @@ fn commit_layer_refuses_a_layer_with_the_wrong_diff_id() {
     let image = import_fixture(&store, "layers-oci.tar", Some("layers"));
     let layer = &image.layers[1];
     let wrong_diff_id = image.layers[2].diff_id.clone();
-    let result = snapshotter.commit_layer(&layer.chain_id, &store.blob_path(&layer.blob.digest), &layer.blob.media_type, &wrong_diff_id);
+    let result = snapshotter.commit_layer(
+        &layer.chain_id,
+        &store.blob_path(&layer.blob.digest),
+        &layer.blob.media_type,
+        &wrong_diff_id,
+    );
     assert!(matches!(result, Err(berth_runtime::images::snapshot::SnapshotError::DiffIdMismatch { .. })), "{result:?}");
     assert!(!snapshotter.has_committed(&layer.chain_id));
-    assert_eq!(fs::read_dir(scratch.path().join("snapshots/tmp")).unwrap().count(), 0, "the failed unpack is cleaned up");
+    assert_eq!(
+        fs::read_dir(scratch.path().join("snapshots/tmp")).unwrap().count(),
+        0,
+        "the failed unpack is cleaned up"
+    );
 }
 
 // ---------------------------------------------------------------- malformed archives
@@ -286,9 +313,11 @@ fn import_rejects_a_missing_layer_blob() {
     let files = archive_files(&fixture("busybox-oci.tar"));
     let index: serde_json::Value = serde_json::from_slice(file_content(&files, "index.json")).unwrap();
     let manifest_digest = index["manifests"][0]["digest"].as_str().unwrap();
-    let manifest: serde_json::Value = serde_json::from_slice(file_content(&files, &format!("blobs/sha256/{}", &manifest_digest[7..]))).unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(file_content(&files, &format!("blobs/sha256/{}", &manifest_digest[7..]))).unwrap();
     let layer_digest = manifest["layers"][0]["digest"].as_str().unwrap().to_string();
-    let without_layer: Vec<(String, Vec<u8>)> = files.into_iter().filter(|(path, _)| !path.ends_with(&layer_digest[7..])).collect();
+    let without_layer: Vec<(String, Vec<u8>)> =
+        files.into_iter().filter(|(path, _)| !path.ends_with(&layer_digest[7..])).collect();
     match import_bytes(&build_archive(&without_layer), Some("busybox")) {
         Err(ImportError::MissingBlob { digest }) => assert_eq!(digest, layer_digest),
         other => panic!("expected MissingBlob, got {other:?}"),
@@ -300,7 +329,8 @@ fn import_rejects_a_manifest_pointing_to_a_missing_config() {
     let mut files = archive_files(&fixture("busybox-oci.tar"));
     let mut index: serde_json::Value = serde_json::from_slice(file_content(&files, "index.json")).unwrap();
     let manifest_digest = index["manifests"][0]["digest"].as_str().unwrap().to_string();
-    let mut manifest: serde_json::Value = serde_json::from_slice(file_content(&files, &format!("blobs/sha256/{}", &manifest_digest[7..]))).unwrap();
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(file_content(&files, &format!("blobs/sha256/{}", &manifest_digest[7..]))).unwrap();
     let absent_config_digest = sha256_digest(b"a config that is not in the archive");
     manifest["config"]["digest"] = serde_json::json!(absent_config_digest);
     let new_manifest = serde_json::to_vec(&manifest).unwrap();
@@ -336,7 +366,8 @@ fn import_refuses_a_tagged_name_for_several_images() {
     let archive = build_archive(&files);
     let result = import_bytes(&archive, Some("busybox:1"));
     assert!(matches!(result, Err(ImportError::NameForMultipleImages { n_images: 2 })), "{result:?}");
-    let names: Vec<String> = import_bytes(&archive, Some("busybox")).unwrap().into_iter().map(|image| image.name).collect();
+    let names: Vec<String> =
+        import_bytes(&archive, Some("busybox")).unwrap().into_iter().map(|image| image.name).collect();
     assert_eq!(names, strings(&["busybox:latest", "busybox:second"]));
 }
 
@@ -396,7 +427,9 @@ fn unpack_refuses_to_write_through_a_planted_symlink() {
     let outside = scratch.path().join("outside");
     fs::create_dir(&outside).unwrap();
     // `a` points outside (absolute, and relative via ..), then entries try to write through it.
-    for (link_target, through) in [("/", "a/etc/berth-escape-test"), (outside.to_str().unwrap(), "a/x"), ("../outside", "a/y")] {
+    for (link_target, through) in
+        [("/", "a/etc/berth-escape-test"), (outside.to_str().unwrap(), "a/x"), ("../outside", "a/y")]
+    {
         let _ = fs::remove_file(dest.join("a"));
         let layer = layer_tar(&[
             (raw_header("a", tar::EntryType::Symlink, 0, Some(link_target)), b""),
@@ -479,7 +512,8 @@ fn xattr_value(path: &Path, name: &str) -> Option<Vec<u8>> {
     let mut buffer = vec![0u8; 256];
     // SAFETY: both strings are NUL-terminated and outlive the call; the buffer pointer and
     // length describe a live, writable allocation.
-    let n_bytes = unsafe { libc::lgetxattr(c_path.as_ptr(), c_name.as_ptr(), buffer.as_mut_ptr().cast(), buffer.len()) };
+    let n_bytes =
+        unsafe { libc::lgetxattr(c_path.as_ptr(), c_name.as_ptr(), buffer.as_mut_ptr().cast(), buffer.len()) };
     if n_bytes < 0 {
         return None;
     }
@@ -493,14 +527,30 @@ fn xattr_value(path: &Path, name: &str) -> Option<Vec<u8>> {
 fn spec_merge_rules() {
     let entrypoint = strings(&["/docker-entrypoint.sh"]);
     let cmd = strings(&["nginx", "-g", "daemon off;"]);
-    assert_eq!(merge_process_args(&entrypoint, &cmd, &[], &[]), strings(&["/docker-entrypoint.sh", "nginx", "-g", "daemon off;"]));
-    assert_eq!(merge_process_args(&entrypoint, &cmd, &[], &strings(&["sh"])), strings(&["/docker-entrypoint.sh", "sh"]));
-    assert_eq!(merge_process_args(&entrypoint, &cmd, &strings(&["/bin/sh"]), &[]), strings(&["/bin/sh"]), "a new entrypoint drops the image cmd");
-    assert_eq!(merge_process_args(&entrypoint, &cmd, &strings(&["/bin/sh"]), &strings(&["-c", "x"])), strings(&["/bin/sh", "-c", "x"]));
+    assert_eq!(
+        merge_process_args(&entrypoint, &cmd, &[], &[]),
+        strings(&["/docker-entrypoint.sh", "nginx", "-g", "daemon off;"])
+    );
+    assert_eq!(
+        merge_process_args(&entrypoint, &cmd, &[], &strings(&["sh"])),
+        strings(&["/docker-entrypoint.sh", "sh"])
+    );
+    assert_eq!(
+        merge_process_args(&entrypoint, &cmd, &strings(&["/bin/sh"]), &[]),
+        strings(&["/bin/sh"]),
+        "a new entrypoint drops the image cmd"
+    );
+    assert_eq!(
+        merge_process_args(&entrypoint, &cmd, &strings(&["/bin/sh"]), &strings(&["-c", "x"])),
+        strings(&["/bin/sh", "-c", "x"])
+    );
     assert_eq!(merge_process_args(&[], &strings(&["/bin/sh"]), &[], &[]), strings(&["/bin/sh"]));
 
     let image_env = strings(&["PATH=/bin", "LANG=C", "KEEP=1"]);
-    assert_eq!(merge_env(&image_env, &strings(&["LANG=C.UTF-8", "NEW=x"])), strings(&["PATH=/bin", "LANG=C.UTF-8", "KEEP=1", "NEW=x"]));
+    assert_eq!(
+        merge_env(&image_env, &strings(&["LANG=C.UTF-8", "NEW=x"])),
+        strings(&["PATH=/bin", "LANG=C.UTF-8", "KEEP=1", "NEW=x"])
+    );
     assert_eq!(merge_env(&strings(&["A=1"]), &[]), vec!["A=1".to_string(), DEFAULT_PATH_ENV.to_string()]);
 }
 
@@ -509,14 +559,19 @@ fn spec_resolves_users_inside_the_rootfs_only() {
     let scratch = scratch_dir("users");
     let rootfs = scratch.path().join("rootfs");
     fs::create_dir_all(rootfs.join("etc")).unwrap();
-    fs::write(rootfs.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\nweb:x:1000:1001:web:/home/web:/bin/sh\n").unwrap();
+    fs::write(rootfs.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\nweb:x:1000:1001:web:/home/web:/bin/sh\n")
+        .unwrap();
     fs::write(rootfs.join("etc/group"), "root:x:0:\nweb:x:1001:\naudio:x:29:web,other\nstaff:x:50:web\n").unwrap();
 
     let resolve = |user: &str| resolve_user(&rootfs, user);
     assert_eq!((resolve("").unwrap().uid, resolve("").unwrap().gid), (0, 0));
     let web = resolve("web").unwrap();
     assert_eq!((web.uid, web.gid, web.additional_gids.clone()), (1000, 1001, vec![29, 50]));
-    assert_eq!((resolve("1000").unwrap().uid, resolve("1000").unwrap().gid), (1000, 1001), "a known numeric uid gets its primary group");
+    assert_eq!(
+        (resolve("1000").unwrap().uid, resolve("1000").unwrap().gid),
+        (1000, 1001),
+        "a known numeric uid gets its primary group"
+    );
     assert_eq!((resolve("4242").unwrap().uid, resolve("4242").unwrap().gid), (4242, 0));
     assert_eq!((resolve("4242:7").unwrap().uid, resolve("4242:7").unwrap().gid), (4242, 7));
     assert_eq!(resolve("web:staff").unwrap().gid, 50);
@@ -538,7 +593,10 @@ fn spec_resolves_users_inside_the_rootfs_only() {
         std::os::unix::fs::symlink(link_target, rootfs.join("etc/passwd")).unwrap();
         fs::write(rootfs.join("etc/passwd.real"), "inside:x:77:77::/:/bin/sh\n").unwrap();
         assert_eq!(resolve("inside").unwrap().uid, 77, "{link_target}");
-        assert!(matches!(resolve("root"), Err(SpecError::UnknownUser { .. })), "{link_target}: the host's passwd must not be read");
+        assert!(
+            matches!(resolve("root"), Err(SpecError::UnknownUser { .. })),
+            "{link_target}: the host's passwd must not be read"
+        );
     }
 }
 
@@ -565,22 +623,32 @@ fn spec_has_the_defaults_a_runc_container_gets() {
     assert_eq!(written["process"]["rlimits"][0]["type"], "RLIMIT_NOFILE");
     assert_eq!(written["hostname"], "box");
     assert_eq!(written["linux"]["cgroupsPath"], "/berth/c1");
-    let caps: Vec<&str> = written["process"]["capabilities"]["bounding"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
+    let caps: Vec<&str> = written["process"]["capabilities"]["bounding"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
     for expected in ["CAP_CHOWN", "CAP_KILL", "CAP_NET_BIND_SERVICE", "CAP_SETUID", "CAP_AUDIT_WRITE"] {
         assert!(caps.contains(&expected), "{expected} missing from {caps:?}");
     }
     assert!(!caps.contains(&"CAP_SYS_ADMIN"));
-    let namespaces: Vec<&str> = written["linux"]["namespaces"].as_array().unwrap().iter().map(|n| n["type"].as_str().unwrap()).collect();
+    let namespaces: Vec<&str> =
+        written["linux"]["namespaces"].as_array().unwrap().iter().map(|n| n["type"].as_str().unwrap()).collect();
     for expected in ["pid", "ipc", "uts", "mount", "network"] {
         assert!(namespaces.contains(&expected), "{expected} namespace missing");
     }
-    let destinations: Vec<&str> = written["mounts"].as_array().unwrap().iter().map(|m| m["destination"].as_str().unwrap()).collect();
+    let destinations: Vec<&str> =
+        written["mounts"].as_array().unwrap().iter().map(|m| m["destination"].as_str().unwrap()).collect();
     assert_eq!(destinations, vec!["/proc", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue", "/sys", "/sys/fs/cgroup"]);
     assert!(written["linux"]["maskedPaths"].as_array().unwrap().iter().any(|p| p == "/proc/kcore"));
     assert!(written["linux"]["readonlyPaths"].as_array().unwrap().iter().any(|p| p == "/proc/sys"));
     assert_eq!(written["linux"]["resources"]["devices"][0]["allow"], false);
 
-    assert!(matches!(generate_spec(&SpecInput { args: vec![], ..input.clone() }, scratch.path()), Err(SpecError::NoCommand)));
+    assert!(matches!(
+        generate_spec(&SpecInput { args: vec![], ..input.clone() }, scratch.path()),
+        Err(SpecError::NoCommand)
+    ));
     assert!(matches!(
         generate_spec(&SpecInput { working_dir: "relative".to_string(), ..input.clone() }, scratch.path()),
         Err(SpecError::InvalidWorkingDir { .. })
@@ -591,13 +659,18 @@ fn spec_has_the_defaults_a_runc_container_gets() {
 #[test]
 fn busybox_runs_under_runc_with_the_generated_spec() {
     require_root();
-    let runc_binary = ["/usr/sbin/runc", "/usr/bin/runc", "/usr/local/sbin/runc"].into_iter().find(|path| Path::new(path).exists()).expect("runc is not installed; install it (apt-get install runc) to run this test");
+    let runc_binary = ["/usr/sbin/runc", "/usr/bin/runc", "/usr/local/sbin/runc"]
+        .into_iter()
+        .find(|path| Path::new(path).exists())
+        .expect("runc is not installed; install it (apt-get install runc) to run this test");
     let scratch = scratch_dir("runc");
     let store = ContentStore::open(&scratch.path().join("content")).unwrap();
     let snapshotter = Snapshotter::open(&scratch.path().join("snapshots")).unwrap();
     let image = import_fixture(&store, "busybox-oci.tar", Some("busybox"));
     for layer in &image.layers {
-        snapshotter.commit_layer(&layer.chain_id, &store.blob_path(&layer.blob.digest), &layer.blob.media_type, &layer.diff_id).unwrap();
+        snapshotter
+            .commit_layer(&layer.chain_id, &store.blob_path(&layer.blob.digest), &layer.blob.media_type, &layer.diff_id)
+            .unwrap();
     }
     let chain: Vec<String> = image.layers.iter().map(|layer| layer.chain_id.clone()).collect();
     let container_id = format!("berth-images-test-{}", std::process::id());
@@ -607,7 +680,12 @@ fn busybox_runs_under_runc_with_the_generated_spec() {
     fs::create_dir_all(&rootfs).unwrap();
     snapshotter.mount(&active, &rootfs).unwrap();
 
-    let args = merge_process_args(&image.config_summary.entrypoint, &image.config_summary.cmd, &[], &strings(&["sh", "-c", "echo hi; id -u; grep ' /proc ' /proc/mounts; exit 7"]));
+    let args = merge_process_args(
+        &image.config_summary.entrypoint,
+        &image.config_summary.cmd,
+        &[],
+        &strings(&["sh", "-c", "echo hi; id -u; grep ' /proc ' /proc/mounts; exit 7"]),
+    );
     let input = SpecInput {
         args,
         env: merge_env(&image.config_summary.env, &[]),
@@ -629,7 +707,8 @@ fn busybox_runs_under_runc_with_the_generated_spec() {
         .stdin(std::process::Stdio::null())
         .output()
         .unwrap();
-    let _ = Command::new(runc_binary).arg("--root").arg(&runc_state).args(["delete", "--force", &container_id]).output();
+    let _ =
+        Command::new(runc_binary).arg("--root").arg(&runc_state).args(["delete", "--force", &container_id]).output();
     let unmounted = Snapshotter::unmount(&rootfs);
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     let (first_lines, proc_mount_line) = stdout.split_at(stdout.find("proc /proc ").unwrap_or(stdout.len()));
@@ -658,12 +737,18 @@ fn debian_image_unpacks_with_the_right_diff_id_and_runs() {
     let image = import_fixture(&store, "debian-oci.tar", Some("debian"));
     assert_eq!(image.name, "debian:bookworm");
     for layer in &image.layers {
-        snapshotter.commit_layer(&layer.chain_id, &store.blob_path(&layer.blob.digest), &layer.blob.media_type, &layer.diff_id).unwrap();
+        snapshotter
+            .commit_layer(&layer.chain_id, &store.blob_path(&layer.blob.digest), &layer.blob.media_type, &layer.diff_id)
+            .unwrap();
     }
     let bottom = snapshotter.committed_dir(&image.layers[0].chain_id);
     let su = fs::metadata(bottom.join("usr/bin/su")).unwrap();
     assert_eq!(su.mode() & 0o4000, 0o4000, "setuid bits survive unpacking");
-    assert_eq!(fs::read_link(bottom.join("bin")).unwrap(), Path::new("usr/bin"), "merged-/usr symlinks are kept as links");
+    assert_eq!(
+        fs::read_link(bottom.join("bin")).unwrap(),
+        Path::new("usr/bin"),
+        "merged-/usr symlinks are kept as links"
+    );
     assert!(fs::read_to_string(bottom.join("etc/passwd")).unwrap().contains("nobody"));
     let nobody = resolve_user(&bottom, "nobody").unwrap();
     assert_eq!(nobody.uid, 65534);

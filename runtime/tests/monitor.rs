@@ -13,17 +13,14 @@ use std::time::Duration;
 
 use berth_log::{Seq, Timestamp};
 use berth_runtime::tasks::monitor::{self, wait_exit, Launch, MonitorError, MonitorPaths};
-use berth_runtime::tasks::task_dir::{ExitStatus, MonitorIdentity, TaskDir, UNKNOWN_EXIT_CODE};
 use berth_runtime::tasks::runc::{Runc, RuncError};
+use berth_runtime::tasks::task_dir::{ExitStatus, MonitorIdentity, TaskDir, UNKNOWN_EXIT_CODE};
 use monitor_fixture::{TestTask, RUNC_BINARY};
 
 /// Upper bound for things that take well under a second; generous because the machine is shared.
 const GENEROUS_TIMEOUT: Duration = Duration::from_secs(60);
 
-async fn wait_exit_with_timeout(
-    task: &TestTask,
-    monitor_identity: &MonitorIdentity,
-) -> ExitStatus {
+async fn wait_exit_with_timeout(task: &TestTask, monitor_identity: &MonitorIdentity) -> ExitStatus {
     tokio::time::timeout(GENEROUS_TIMEOUT, wait_exit(&task.task_dir, monitor_identity))
         .await
         .expect("the container should have exited")
@@ -32,11 +29,7 @@ async fn wait_exit_with_timeout(
 /// SIGKILLs the container through runc and returns the exit the monitor recorded for it, which
 /// must say killed by signal 9.
 async fn sigkill_and_wait_exit(task: &TestTask, monitor_identity: &MonitorIdentity) -> ExitStatus {
-    task.paths
-        .runc
-        .kill(&task.runc_id, libc::SIGKILL, false)
-        .await
-        .expect("runc kill");
+    task.paths.runc.kill(&task.runc_id, libc::SIGKILL, false).await.expect("runc kill");
     let exit_status = wait_exit_with_timeout(task, monitor_identity).await;
     assert_eq!((exit_status.code, exit_status.signal), (137, 9));
     exit_status
@@ -55,32 +48,19 @@ async fn wait_until_monitor_gone(monitor_identity: &MonitorIdentity, why: &str) 
 #[tokio::test]
 async fn echo_output_lands_in_the_log_files_and_exit_is_recorded() {
     let task = TestTask::new("echo", &["sh", "-c", "echo out; echo err >&2"]);
-    let monitor_identity = monitor::spawn_monitor(&task.paths, &task.runc_id, &task.bundle, &task.task_dir, Launch::Create, Seq(0))
-        .await
-        .expect("spawn the monitor");
+    let monitor_identity =
+        monitor::spawn_monitor(&task.paths, &task.runc_id, &task.bundle, &task.task_dir, Launch::Create, Seq(0))
+            .await
+            .expect("spawn the monitor");
     assert_eq!(task.task_dir.monitor_identity(), Some(monitor_identity.clone()));
     assert!(monitor_identity.is_alive());
-    let created = task
-        .paths
-        .runc
-        .state(&task.runc_id)
-        .await
-        .unwrap()
-        .expect("runc knows it");
+    let created = task.paths.runc.state(&task.runc_id).await.unwrap().expect("runc knows it");
     assert_eq!(created.status, "created");
     assert_eq!(created.pid, monitor_identity.init_pid);
-    assert_eq!(
-        task.task_dir.exit_status(),
-        None,
-        "no exit before the container ran"
-    );
+    assert_eq!(task.task_dir.exit_status(), None, "no exit before the container ran");
 
     let before_start_ns = Timestamp::now();
-    task.paths
-        .runc
-        .start(&task.runc_id)
-        .await
-        .expect("runc start");
+    task.paths.runc.start(&task.runc_id).await.expect("runc start");
     let exit_status = wait_exit_with_timeout(&task, &monitor_identity).await;
     let after_exit_ns = Timestamp::now();
 
@@ -91,14 +71,8 @@ async fn echo_output_lands_in_the_log_files_and_exit_is_recorded() {
         exit_status.exited_at_ns
     );
     assert_eq!(task.task_dir.exit_status(), Some(exit_status));
-    assert_eq!(
-        std::fs::read_to_string(task.task_dir.stdout_path()).unwrap(),
-        "out\n"
-    );
-    assert_eq!(
-        std::fs::read_to_string(task.task_dir.stderr_path()).unwrap(),
-        "err\n"
-    );
+    assert_eq!(std::fs::read_to_string(task.task_dir.stdout_path()).unwrap(), "out\n");
+    assert_eq!(std::fs::read_to_string(task.task_dir.stderr_path()).unwrap(), "err\n");
 }
 
 #[tokio::test]
@@ -126,45 +100,19 @@ async fn exit_code_is_reported() {
 async fn killed_container_reports_the_signal_and_can_be_deleted() {
     let task = TestTask::new("kill", &["sleep", "1000"]);
     let monitor_identity = spawn_and_start(&task).await;
-    let running = task
-        .paths
-        .runc
-        .state(&task.runc_id)
-        .await
-        .unwrap()
-        .expect("runc knows it");
+    let running = task.paths.runc.state(&task.runc_id).await.unwrap().expect("runc knows it");
     assert_eq!(running.status, "running");
     let listed = task.paths.runc.list().await.expect("runc list");
-    assert_eq!(
-        listed
-            .iter()
-            .map(|state| state.id.as_str())
-            .collect::<Vec<_>>(),
-        [task.runc_id.as_str()]
-    );
+    assert_eq!(listed.iter().map(|state| state.id.as_str()).collect::<Vec<_>>(), [task.runc_id.as_str()]);
 
     sigkill_and_wait_exit(&task, &monitor_identity).await;
     wait_until_monitor_gone(&monitor_identity, "the monitor exits once it recorded the exit").await;
 
-    let stopped = task
-        .paths
-        .runc
-        .state(&task.runc_id)
-        .await
-        .unwrap()
-        .expect("runc still knows it");
+    let stopped = task.paths.runc.state(&task.runc_id).await.unwrap().expect("runc still knows it");
     assert_eq!(stopped.status, "stopped");
-    task.paths
-        .runc
-        .delete(&task.runc_id, false)
-        .await
-        .expect("runc delete");
+    task.paths.runc.delete(&task.runc_id, false).await.expect("runc delete");
     assert_eq!(task.paths.runc.state(&task.runc_id).await.unwrap(), None);
-    task.paths
-        .runc
-        .delete(&task.runc_id, false)
-        .await
-        .expect("deleting twice is fine");
+    task.paths.runc.delete(&task.runc_id, false).await.expect("deleting twice is fine");
     assert!(task.paths.runc.list().await.unwrap().is_empty());
 }
 
@@ -244,10 +192,7 @@ fn helper_process_playing_berthd() {
         return;
     };
     let order: HelperOrder = serde_json::from_str(&order_json).expect("parse helper order");
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(async {
         let paths = MonitorPaths {
             monitor_binary: order.monitor_binary.clone(),
@@ -257,11 +202,7 @@ fn helper_process_playing_berthd() {
             .await
             .expect("helper: spawn the monitor");
         let started_at_ns = Timestamp::now();
-        paths
-            .runc
-            .start(&order.runc_id)
-            .await
-            .expect("helper: runc start");
+        paths.runc.start(&order.runc_id).await.expect("helper: runc start");
         println!("{HELPER_MARKER}{}", started_at_ns.as_ns());
         // Wait to be killed, still holding the monitor as a child like berthd would.
         tokio::time::sleep(Duration::from_secs(600)).await;
@@ -281,12 +222,7 @@ async fn monitor_survives_the_death_of_the_process_that_started_it() {
         monitor_binary: task.paths.monitor_binary.clone(),
     };
     let mut helper = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "helper_process_playing_berthd",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+        .args(["--exact", "helper_process_playing_berthd", "--nocapture", "--test-threads=1"])
         .env(HELPER_ORDER_ENV, serde_json::to_string(&order).unwrap())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -300,10 +236,7 @@ async fn monitor_survives_the_death_of_the_process_that_started_it() {
     let helper_stdout = helper.stdout.take().unwrap();
     let (line_sender, line_receiver) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        for line in std::io::BufReader::new(helper_stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
+        for line in std::io::BufReader::new(helper_stdout).lines().map_while(Result::ok) {
             // libtest prints "test NAME ... " without a newline first, so the marker can sit
             // in the middle of a line.
             if let Some(marker_start) = line.find(HELPER_MARKER) {
@@ -314,45 +247,25 @@ async fn monitor_survives_the_death_of_the_process_that_started_it() {
         }
     });
     let started_at_ns =
-        tokio::task::spawn_blocking(move || line_receiver.recv_timeout(GENEROUS_TIMEOUT))
-            .await
-            .unwrap();
+        tokio::task::spawn_blocking(move || line_receiver.recv_timeout(GENEROUS_TIMEOUT)).await.unwrap();
     let started_at_ns = match started_at_ns {
         Ok(started_at_ns) => started_at_ns,
         Err(receive_error) => {
-            let _ = nix::sys::signal::killpg(
-                nix::unistd::Pid::from_raw(helper_pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
+            let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(helper_pid), nix::sys::signal::Signal::SIGKILL);
             let _ = helper.wait();
             panic!("the helper never reported a started container: {receive_error}");
         }
     };
 
-    nix::sys::signal::killpg(
-        nix::unistd::Pid::from_raw(helper_pid),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .expect("SIGKILL the helper's process group");
+    nix::sys::signal::killpg(nix::unistd::Pid::from_raw(helper_pid), nix::sys::signal::Signal::SIGKILL)
+        .expect("SIGKILL the helper's process group");
     let helper_status = helper.wait().expect("reap the helper");
-    assert_eq!(
-        std::os::unix::process::ExitStatusExt::signal(&helper_status),
-        Some(libc::SIGKILL)
-    );
+    assert_eq!(std::os::unix::process::ExitStatusExt::signal(&helper_status), Some(libc::SIGKILL));
 
     // A restarted berthd knows only the task directory.
     let monitor_identity = task.task_dir.monitor_identity().expect("monitor.json written by the monitor");
-    assert!(
-        monitor_identity.is_alive(),
-        "the monitor must outlive the process that started it"
-    );
-    let running = task
-        .paths
-        .runc
-        .state(&task.runc_id)
-        .await
-        .unwrap()
-        .expect("runc knows it");
+    assert!(monitor_identity.is_alive(), "the monitor must outlive the process that started it");
+    let running = task.paths.runc.state(&task.runc_id).await.unwrap().expect("runc knows it");
     assert_eq!(running.status, "running");
 
     let killed_at_ns = Timestamp::now();
@@ -369,15 +282,12 @@ async fn monitor_survives_the_death_of_the_process_that_started_it() {
 #[tokio::test]
 async fn exit_is_recorded_while_nobody_waits() {
     let task = TestTask::new("unwatched", &["sh", "-c", "exit 5"]);
-    let monitor_identity = monitor::spawn_monitor(&task.paths, &task.runc_id, &task.bundle, &task.task_dir, Launch::Create, Seq(0))
-        .await
-        .expect("spawn the monitor");
+    let monitor_identity =
+        monitor::spawn_monitor(&task.paths, &task.runc_id, &task.bundle, &task.task_dir, Launch::Create, Seq(0))
+            .await
+            .expect("spawn the monitor");
     let before_start_ns = Timestamp::now();
-    task.paths
-        .runc
-        .start(&task.runc_id)
-        .await
-        .expect("runc start");
+    task.paths.runc.start(&task.runc_id).await.expect("runc start");
 
     // Nobody calls wait_exit; only watch from the outside until the monitor is gone.
     wait_until_monitor_gone(&monitor_identity, "the monitor should exit after the container").await;
@@ -386,16 +296,12 @@ async fn exit_is_recorded_while_nobody_waits() {
     let exit_status = task.task_dir.exit_status().expect("exit.json written before the monitor exited");
     assert_eq!((exit_status.code, exit_status.signal), (5, 0));
     assert!(
-        before_start_ns <= exit_status.exited_at_ns
-            && exit_status.exited_at_ns <= after_monitor_gone_ns,
+        before_start_ns <= exit_status.exited_at_ns && exit_status.exited_at_ns <= after_monitor_gone_ns,
         "exit time {} outside [{before_start_ns}, {after_monitor_gone_ns}]",
         exit_status.exited_at_ns
     );
     // A late wait_exit on a monitor that is long gone answers from the file at once.
-    assert_eq!(
-        wait_exit_with_timeout(&task, &monitor_identity).await,
-        exit_status
-    );
+    assert_eq!(wait_exit_with_timeout(&task, &monitor_identity).await, exit_status);
 }
 
 #[tokio::test]
@@ -407,23 +313,15 @@ async fn missing_runc_is_reported_with_its_path() {
         Err(RuncError::NotFound { path }) => assert_eq!(path, bogus_runc_path),
         other => panic!("expected NotFound, got {other:?}"),
     }
-    let real_version = task
-        .paths
-        .runc
-        .check()
-        .expect("the real runc answers --version");
+    let real_version = task.paths.runc.check().expect("the real runc answers --version");
     assert!(real_version.starts_with("runc version"), "{real_version}");
 
-    let bogus_paths = MonitorPaths {
-        monitor_binary: task.paths.monitor_binary.clone(),
-        runc: bogus_runc,
-    };
-    match monitor::spawn_monitor(&bogus_paths, &task.runc_id, &task.bundle, &task.task_dir, Launch::Create, Seq(0)).await {
+    let bogus_paths = MonitorPaths { monitor_binary: task.paths.monitor_binary.clone(), runc: bogus_runc };
+    match monitor::spawn_monitor(&bogus_paths, &task.runc_id, &task.bundle, &task.task_dir, Launch::Create, Seq(0))
+        .await
+    {
         Err(MonitorError::CreateFailed { message }) => {
-            assert!(
-                message.contains("/nonexistent/berth-test/runc"),
-                "{message}"
-            );
+            assert!(message.contains("/nonexistent/berth-test/runc"), "{message}");
             assert!(message.contains("apt-get install runc"), "{message}");
         }
         other => panic!("expected CreateFailed, got {other:?}"),
@@ -448,7 +346,8 @@ async fn missing_monitor_binary_is_reported() {
 #[tokio::test]
 async fn missing_executable_in_the_bundle_fails_create_and_leaves_nothing() {
     let task = TestTask::new("noexec", &["/no/such/binary"]);
-    match monitor::spawn_monitor(&task.paths, &task.runc_id, &task.bundle, &task.task_dir, Launch::Create, Seq(0)).await {
+    match monitor::spawn_monitor(&task.paths, &task.runc_id, &task.bundle, &task.task_dir, Launch::Create, Seq(0)).await
+    {
         Err(MonitorError::CreateFailed { message }) => {
             assert!(message.contains("/no/such/binary"), "{message}");
             assert!(message.contains("runc create"), "{message}");
@@ -465,7 +364,8 @@ async fn missing_executable_in_the_bundle_fails_create_and_leaves_nothing() {
 async fn missing_rootfs_fails_create_and_leaves_nothing() {
     let task = TestTask::new("norootfs", &["true"]);
     std::fs::remove_dir_all(task.bundle.join("rootfs")).unwrap();
-    match monitor::spawn_monitor(&task.paths, &task.runc_id, &task.bundle, &task.task_dir, Launch::Create, Seq(0)).await {
+    match monitor::spawn_monitor(&task.paths, &task.runc_id, &task.bundle, &task.task_dir, Launch::Create, Seq(0)).await
+    {
         Err(MonitorError::CreateFailed { message }) => {
             assert!(message.contains("rootfs"), "{message}");
         }
@@ -478,24 +378,21 @@ async fn missing_rootfs_fails_create_and_leaves_nothing() {
 #[tokio::test]
 async fn duplicate_id_is_refused_without_harming_the_existing_container() {
     let task = TestTask::new("duplicate", &["sleep", "1000"]);
-    let monitor_identity = monitor::spawn_monitor(&task.paths, &task.runc_id, &task.bundle, &task.task_dir, Launch::Create, Seq(0))
-        .await
-        .expect("spawn the first monitor");
+    let monitor_identity =
+        monitor::spawn_monitor(&task.paths, &task.runc_id, &task.bundle, &task.task_dir, Launch::Create, Seq(0))
+            .await
+            .expect("spawn the first monitor");
     let second_task_dir = TaskDir::new(task.temp_dir.path().join("second-task"));
-    match monitor::spawn_monitor(&task.paths, &task.runc_id, &task.bundle, &second_task_dir, Launch::Create, Seq(0)).await {
+    match monitor::spawn_monitor(&task.paths, &task.runc_id, &task.bundle, &second_task_dir, Launch::Create, Seq(0))
+        .await
+    {
         Err(MonitorError::AlreadyExists { runc_id, status }) => {
             assert_eq!(runc_id, task.runc_id);
             assert_eq!(status, "created");
         }
         other => panic!("expected AlreadyExists, got {other:?}"),
     }
-    let still_there = task
-        .paths
-        .runc
-        .state(&task.runc_id)
-        .await
-        .unwrap()
-        .expect("first container kept");
+    let still_there = task.paths.runc.state(&task.runc_id).await.unwrap().expect("first container kept");
     assert_eq!(still_there.pid, monitor_identity.init_pid);
     assert!(monitor_identity.is_alive());
 
@@ -508,40 +405,25 @@ async fn monitor_killed_before_the_container_exits_reports_an_unknown_exit() {
     let task = TestTask::new("monitorkilled", &["sleep", "1000"]);
     let monitor_identity = spawn_and_start(&task).await;
     let before_kill_ns = Timestamp::now();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(monitor_identity.monitor_pid),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .expect("SIGKILL the monitor");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(monitor_identity.monitor_pid), nix::sys::signal::Signal::SIGKILL)
+        .expect("SIGKILL the monitor");
 
     let exit_status = wait_exit_with_timeout(&task, &monitor_identity).await;
-    assert_eq!(
-        (exit_status.code, exit_status.signal),
-        (UNKNOWN_EXIT_CODE, 0)
-    );
+    assert_eq!((exit_status.code, exit_status.signal), (UNKNOWN_EXIT_CODE, 0));
     assert!(exit_status.exited_at_ns >= before_kill_ns);
     assert_eq!(task.task_dir.exit_status(), None);
     // As documented on wait_exit: the container outlives its monitor and is the caller's to clean up
     // (here the fixture's Drop does it).
-    let orphaned = task
-        .paths
-        .runc
-        .state(&task.runc_id)
-        .await
-        .unwrap()
-        .expect("runc knows it");
+    let orphaned = task.paths.runc.state(&task.runc_id).await.unwrap().expect("runc knows it");
     assert_eq!(orphaned.status, "running");
 }
 
 /// Spawns the task's monitor (which runs `runc create`) and starts the container.
 async fn spawn_and_start(task: &TestTask) -> MonitorIdentity {
-    let monitor_identity = monitor::spawn_monitor(&task.paths, &task.runc_id, &task.bundle, &task.task_dir, Launch::Create, Seq(0))
-        .await
-        .expect("spawn the monitor");
-    task.paths
-        .runc
-        .start(&task.runc_id)
-        .await
-        .expect("runc start");
+    let monitor_identity =
+        monitor::spawn_monitor(&task.paths, &task.runc_id, &task.bundle, &task.task_dir, Launch::Create, Seq(0))
+            .await
+            .expect("spawn the monitor");
+    task.paths.runc.start(&task.runc_id).await.expect("runc start");
     monitor_identity
 }

@@ -4,9 +4,7 @@
 
 use berth_log::Seq;
 use berth_projections::{ExitInfo, PendingIntent, TaskState, TaskStatus};
-use berth_runtime::tasks::recovery::{
-    needs_runc_status, plan, plan_exit, ExitStep, Observed, RuncStatus, Step,
-};
+use berth_runtime::tasks::recovery::{needs_runc_status, plan, plan_exit, ExitStep, Observed, RuncStatus, Step};
 use berth_runtime::tasks::task_dir::{ExitStatus, MonitorIdentity};
 
 const MONITOR_PID: i32 = 900;
@@ -238,7 +236,9 @@ fn only_this_tasks_files_count() {
     assert_eq!(Observed::narrow(&creating, Some(monitor(9)), true, None), Observed::default());
 
     // "Alive" only ever describes the monitor that was kept.
-    assert!(!Observed::narrow(&created, Some(MonitorIdentity { monitor_pid: 1, ..monitor(0) }), true, None).monitor_alive);
+    assert!(
+        !Observed::narrow(&created, Some(MonitorIdentity { monitor_pid: 1, ..monitor(0) }), true, None).monitor_alive
+    );
 }
 
 #[test]

@@ -26,7 +26,9 @@ pub fn bin(name: &str) -> PathBuf {
 }
 
 pub fn test_images() -> PathBuf {
-    let dir = std::env::var_os("BERTH_TESTIMAGES").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/var/tmp/berth-testimages"));
+    let dir = std::env::var_os("BERTH_TESTIMAGES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/tmp/berth-testimages"));
     assert!(
         dir.join("busybox-oci.tar").is_file(),
         "test images missing in {}: run scripts/build-test-images.sh",
@@ -63,7 +65,16 @@ impl Daemon {
         let root = dir.path().join("root");
         let state = dir.path().join("state");
         let socket = dir.path().join("berthd.sock");
-        let mut daemon = Daemon { dir, root, state, socket, child: None, namespace: "default".into(), env: Vec::new(), config_file: None };
+        let mut daemon = Daemon {
+            dir,
+            root,
+            state,
+            socket,
+            child: None,
+            namespace: "default".into(),
+            env: Vec::new(),
+            config_file: None,
+        };
         daemon.env = env.iter().map(|(key, value)| (key.to_string(), value.to_string())).collect();
         daemon.spawn();
         daemon
@@ -161,7 +172,10 @@ impl Daemon {
     /// SIGTERM and wait: a clean stop.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
             let _ = child.wait();
         }
     }
@@ -170,7 +184,8 @@ impl Daemon {
     /// that died before its executor acted on it.
     pub fn inject(&self, namespace: &str, events: Vec<berth_projections::Event>) -> u64 {
         assert!(self.child.is_none(), "stop berthd before injecting into its log");
-        let (log, _) = berth_log::EventLog::open(&self.root.join("log"), berth_log::LogOptions::default()).expect("open the log");
+        let (log, _) =
+            berth_log::EventLog::open(&self.root.join("log"), berth_log::LogOptions::default()).expect("open the log");
         let origin = berth_projections::Origin::Client {
             uid: 0,
             gid: 0,
@@ -262,7 +277,8 @@ impl Drop for Daemon {
         }
         if let Ok(mounts) = std::fs::read_to_string("/proc/self/mountinfo") {
             let prefix = self.dir.path().to_string_lossy().to_string();
-            let mut targets: Vec<&str> = mounts.lines().filter_map(|line| line.split(' ').nth(4)).filter(|t| t.starts_with(&prefix)).collect();
+            let mut targets: Vec<&str> =
+                mounts.lines().filter_map(|line| line.split(' ').nth(4)).filter(|t| t.starts_with(&prefix)).collect();
             targets.sort_by_key(|target| std::cmp::Reverse(target.len()));
             for target in targets {
                 let _ = nix::mount::umount2(target, nix::mount::MntFlags::MNT_DETACH);
@@ -274,7 +290,9 @@ impl Drop for Daemon {
             for hierarchy in hierarchies.flatten() {
                 let parent = hierarchy.path().join(self.cgroup_parent().trim_start_matches('/'));
                 if let Ok(namespaces) = std::fs::read_dir(&parent) {
-                    for namespace in namespaces.flatten().filter(|entry| entry.file_type().is_ok_and(|kind| kind.is_dir())) {
+                    for namespace in
+                        namespaces.flatten().filter(|entry| entry.file_type().is_ok_and(|kind| kind.is_dir()))
+                    {
                         let _ = std::fs::remove_dir(namespace.path());
                     }
                 }

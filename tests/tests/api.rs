@@ -17,17 +17,29 @@ fn health_and_reflection_are_served() {
     runtime().block_on(async {
         let channel = berth_runtime::client::connect(&daemon.socket).await.unwrap();
         let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
-        let answer = health.check(tonic_health::pb::HealthCheckRequest { service: String::new() }).await.unwrap().into_inner();
+        let answer =
+            health.check(tonic_health::pb::HealthCheckRequest { service: String::new() }).await.unwrap().into_inner();
         assert_eq!(answer.status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
 
-        use tonic_reflection::pb::v1::{server_reflection_client::ServerReflectionClient, server_reflection_request::MessageRequest, server_reflection_response::MessageResponse, ServerReflectionRequest};
+        use tonic_reflection::pb::v1::{
+            server_reflection_client::ServerReflectionClient, server_reflection_request::MessageRequest,
+            server_reflection_response::MessageResponse, ServerReflectionRequest,
+        };
         let mut reflection = ServerReflectionClient::new(channel);
-        let request = ServerReflectionRequest { host: String::new(), message_request: Some(MessageRequest::ListServices(String::new())) };
-        let mut responses = reflection.server_reflection_info(tokio_stream::iter(vec![request])).await.unwrap().into_inner();
+        let request = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut responses =
+            reflection.server_reflection_info(tokio_stream::iter(vec![request])).await.unwrap().into_inner();
         let response = responses.next().await.unwrap().unwrap();
-        let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else { panic!("unexpected reflection answer") };
+        let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+            panic!("unexpected reflection answer")
+        };
         let names: Vec<String> = list.service.into_iter().map(|service| service.name).collect();
-        for expected in ["berth.v1.Tasks", "berth.v1.Containers", "berth.v1.Images", "berth.v1.Events", "grpc.health.v1.Health"] {
+        for expected in
+            ["berth.v1.Tasks", "berth.v1.Containers", "berth.v1.Images", "berth.v1.Events", "grpc.health.v1.Health"]
+        {
             assert!(names.iter().any(|name| name == expected), "{expected} not listed: {names:?}");
         }
     });
@@ -58,7 +70,11 @@ fn callers_are_identified_by_the_kernel_and_events_resume_from_a_seq() {
 
         // Subscribe from the container's creation on, following: history first, then live.
         let mut stream = events
-            .subscribe(client.request(api::SubscribeRequest { since: created_seq, follow: true, namespace: String::new() }))
+            .subscribe(client.request(api::SubscribeRequest {
+                since: created_seq,
+                follow: true,
+                namespace: String::new(),
+            }))
             .await
             .unwrap()
             .into_inner();
@@ -70,10 +86,18 @@ fn callers_are_identified_by_the_kernel_and_events_resume_from_a_seq() {
         assert_eq!(origin.uid, 0);
         assert_eq!(origin.method, "Containers/Create");
 
-        let task = tasks.create(client.request(api::CreateTaskRequest { container_id: "api-test".into(), start: false })).await.unwrap().into_inner();
+        let task = tasks
+            .create(client.request(api::CreateTaskRequest { container_id: "api-test".into(), start: false }))
+            .await
+            .unwrap()
+            .into_inner();
         assert!(task.outcome_seq > task.seq, "answered after the outcome");
         tasks.start(client.request(api::StartTaskRequest { container_id: "api-test".into() })).await.unwrap();
-        let waited = tasks.wait(client.request(api::WaitTaskRequest { container_id: "api-test".into() })).await.unwrap().into_inner();
+        let waited = tasks
+            .wait(client.request(api::WaitTaskRequest { container_id: "api-test".into() }))
+            .await
+            .unwrap()
+            .into_inner();
         assert_eq!(waited.exit_code, 9);
         let deleted = tasks
             .delete(client.request(api::DeleteTaskRequest { container_id: "api-test".into(), force: false }))
@@ -93,13 +117,26 @@ fn callers_are_identified_by_the_kernel_and_events_resume_from_a_seq() {
         }
         assert_eq!(
             kinds,
-            ["ContainerCreated", "TaskCreateRequested", "TaskCreated", "TaskStartRequested", "TaskStarted", "TaskExited", "TaskDeleteRequested", "TaskDeleted"]
+            [
+                "ContainerCreated",
+                "TaskCreateRequested",
+                "TaskCreated",
+                "TaskStartRequested",
+                "TaskStarted",
+                "TaskExited",
+                "TaskDeleteRequested",
+                "TaskDeleted"
+            ]
         );
         assert_eq!(deleted.outcome_seq, last_seq);
 
         // Resuming from a later seq gives exactly the suffix.
         let resumed: Vec<api::Event> = events
-            .subscribe(client.request(api::SubscribeRequest { since: last_seq, follow: false, namespace: String::new() }))
+            .subscribe(client.request(api::SubscribeRequest {
+                since: last_seq,
+                follow: false,
+                namespace: String::new(),
+            }))
             .await
             .unwrap()
             .into_inner()

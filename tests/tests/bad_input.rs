@@ -17,7 +17,12 @@ fn refusals_are_clear_and_lose_nothing() {
 
     let unknown = daemon.cli(&["run", "--rm", "no-such-image", "true"]);
     assert_eq!(unknown.status.code(), Some(1));
-    assert!(stderr_of(&unknown).contains("image \"no-such-image\" (that is no-such-image:latest) not found") && stderr_of(&unknown).contains("berth image import"), "{}", stderr_of(&unknown));
+    assert!(
+        stderr_of(&unknown).contains("image \"no-such-image\" (that is no-such-image:latest) not found")
+            && stderr_of(&unknown).contains("berth image import"),
+        "{}",
+        stderr_of(&unknown)
+    );
 
     let duplicate = daemon.cli(&["run", "-d", "--name", "web", "busybox", "true"]);
     assert!(!duplicate.status.success());
@@ -84,11 +89,19 @@ fn berthd_refuses_to_start_without_runc_or_on_a_held_root() {
     let dir = tempfile::tempdir().unwrap();
     let no_runc = berthd_in(dir.path(), &["--runc", "/nonexistent/runc"]);
     assert!(!no_runc.status.success());
-    assert!(stderr_of(&no_runc).contains("runc not found") && stderr_of(&no_runc).contains("apt-get install runc"), "{}", stderr_of(&no_runc));
+    assert!(
+        stderr_of(&no_runc).contains("runc not found") && stderr_of(&no_runc).contains("apt-get install runc"),
+        "{}",
+        stderr_of(&no_runc)
+    );
     // A cgroup parent that is not an absolute path of plain names.
     let bad_cgroup = berthd_in(dir.path(), &["--cgroup-parent", "../escape"]);
     assert!(!bad_cgroup.status.success());
-    assert!(stderr_of(&bad_cgroup).contains("\"../escape\" is not an absolute cgroup path"), "{}", stderr_of(&bad_cgroup));
+    assert!(
+        stderr_of(&bad_cgroup).contains("\"../escape\" is not an absolute cgroup path"),
+        "{}",
+        stderr_of(&bad_cgroup)
+    );
     // The first daemon is unaffected.
     daemon.ok(&["version"]);
 }
@@ -96,7 +109,8 @@ fn berthd_refuses_to_start_without_runc_or_on_a_held_root() {
 #[test]
 fn cli_without_a_daemon_says_how_to_start_one() {
     let dir = tempfile::tempdir().unwrap();
-    let output = Command::new(bin("berth")).arg("--address").arg(dir.path().join("none.sock")).arg("ps").output().unwrap();
+    let output =
+        Command::new(bin("berth")).arg("--address").arg(dir.path().join("none.sock")).arg("ps").output().unwrap();
     assert_eq!(output.status.code(), Some(1));
     assert!(stderr_of(&output).contains("cannot reach berthd"), "{}", stderr_of(&output));
 }

@@ -167,7 +167,8 @@ fn no_crate_has_an_import_loop_between_its_files() {
             let text = std::fs::read_to_string(file).expect("read a source file");
             for path in crate_paths(&without_comments(&text)) {
                 // The deepest module file the path reaches.
-                let target = (1..=path.len()).rev().map(|len| path[..len].to_vec()).find(|prefix| modules.contains_key(prefix));
+                let target =
+                    (1..=path.len()).rev().map(|len| path[..len].to_vec()).find(|prefix| modules.contains_key(prefix));
                 let Some(target) = target else { continue };
                 if target.starts_with(module) {
                     continue; // into its own subtree: structure
@@ -194,7 +195,8 @@ fn no_source_file_is_longer_than_a_reader_takes_in() {
         .iter()
         .filter_map(|file| {
             let n_lines = std::fs::read_to_string(file).ok()?.lines().count();
-            (n_lines > MAX_LINES).then(|| format!("{} ({n_lines} lines)", file.strip_prefix(&root).unwrap_or(file).display()))
+            (n_lines > MAX_LINES)
+                .then(|| format!("{} ({n_lines} lines)", file.strip_prefix(&root).unwrap_or(file).display()))
         })
         .collect();
     too_long.sort();

@@ -25,7 +25,18 @@ fn run_captures_output_and_exit_code() {
 fn env_working_dir_and_user_are_honoured() {
     let daemon = Daemon::start();
     daemon.import_busybox();
-    let out = daemon.ok(&["run", "--rm", "--env", "GREETING=hi there", "--workdir", "/tmp", "busybox", "sh", "-c", "echo \"$GREETING\"; pwd; id -u; hostname"]);
+    let out = daemon.ok(&[
+        "run",
+        "--rm",
+        "--env",
+        "GREETING=hi there",
+        "--workdir",
+        "/tmp",
+        "busybox",
+        "sh",
+        "-c",
+        "echo \"$GREETING\"; pwd; id -u; hostname",
+    ]);
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[..3], ["hi there", "/tmp", "0"], "{out}");
     let out = daemon.ok(&["run", "--rm", "--name", "named-one", "busybox", "hostname"]);
@@ -111,7 +122,10 @@ fn history_from_the_log_says_who_did_what() {
     }
     // The same events reach a resumable subscriber: from seq 1, all of them; from the last, one.
     let events = daemon.ok(&["events", "--since", "1", "--output", "json"]);
-    let seqs: Vec<u64> = events.lines().map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap()["seq"].as_u64().unwrap()).collect();
+    let seqs: Vec<u64> = events
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap()["seq"].as_u64().unwrap())
+        .collect();
     assert!(seqs.windows(2).all(|pair| pair[0] <= pair[1]), "events in log order");
     let last = *seqs.last().unwrap();
     let tail = daemon.ok(&["events", "--since", &last.to_string(), "--output", "json"]);
@@ -126,7 +140,9 @@ fn a_container_gets_its_cgroups_under_the_daemons_cgroup_parent() {
     let daemon = Daemon::start();
     daemon.import_busybox();
     daemon.ok(&["run", "-d", "--name", "grouped", "busybox", "sleep", "1000"]);
-    let pid = daemon.ps().into_iter().find(|row| row["id"] == "grouped").expect("listed")["task"]["pid"].as_u64().expect("a pid");
+    let pid = daemon.ps().into_iter().find(|row| row["id"] == "grouped").expect("listed")["task"]["pid"]
+        .as_u64()
+        .expect("a pid");
     let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
     let wanted = format!("{}/default/grouped", daemon.cgroup_parent());
     assert!(cgroups.lines().any(|line| line.ends_with(&format!(":{wanted}"))), "{wanted} not in\n{cgroups}");

@@ -54,9 +54,20 @@ fn running_containers_survive_sigkill_of_berthd() {
     let mut daemon = Daemon::start();
     daemon.import_busybox();
     daemon.ok(&["run", "-d", "--name", "one", "busybox", "sleep", "1000"]);
-    daemon.ok(&["run", "-d", "--name", "two", "busybox", "sh", "-c", "trap 'exit 42' TERM; echo ready; while true; do sleep 0.1; done"]);
+    daemon.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "two",
+        "busybox",
+        "sh",
+        "-c",
+        "trap 'exit 42' TERM; echo ready; while true; do sleep 0.1; done",
+    ]);
     // The TERM below must find the trap set, or the shell (pid 1 of its namespace) ignores it.
-    eventually(Duration::from_secs(60), "the trap is set", || daemon.ok(&["logs", "two"]).contains("ready").then_some(()));
+    eventually(Duration::from_secs(60), "the trap is set", || {
+        daemon.ok(&["logs", "two"]).contains("ready").then_some(())
+    });
     let before = daemon.ps();
     daemon.restart();
     let after = daemon.ps();
@@ -91,8 +102,12 @@ fn exits_while_berthd_is_down_are_recorded_with_code_and_time() {
     assert_eq!(task["exit_code"], 3);
     // The recorded exit time is when it happened (while berthd was down), not the restart.
     let dump = daemon.state_dump();
-    let exited_at = dump["namespaces"]["default"]["containers"]["short"]["task"]["exit"]["exited_at_ns"].as_i64().unwrap();
-    assert!(exited_at > killed_at - 2_000_000_000 && exited_at < restarted_at, "exited_at {exited_at} not between {killed_at} and {restarted_at}");
+    let exited_at =
+        dump["namespaces"]["default"]["containers"]["short"]["task"]["exit"]["exited_at_ns"].as_i64().unwrap();
+    assert!(
+        exited_at > killed_at - 2_000_000_000 && exited_at < restarted_at,
+        "exited_at {exited_at} not between {killed_at} and {restarted_at}"
+    );
     daemon.ok(&["rm", "short"]);
 }
 
@@ -105,7 +120,9 @@ fn an_exit_survives_the_loss_of_the_unsynced_monitor_json() {
     daemon.ok(&["run", "-d", "--name", "lost", "busybox", "sh", "-c", "sleep 1; exit 6"]);
     daemon.kill9();
     let task_dir = daemon.root.join("tasks/default/lost");
-    eventually(Duration::from_secs(60), "the monitor records the exit", || task_dir.join("exit.json").exists().then_some(()));
+    eventually(Duration::from_secs(60), "the monitor records the exit", || {
+        task_dir.join("exit.json").exists().then_some(())
+    });
     std::fs::remove_file(task_dir.join("monitor.json")).expect("monitor.json was written");
     daemon.start_again();
     assert_eq!(daemon.ok(&["wait", "lost"]).trim(), "6");
@@ -256,7 +273,11 @@ fn crash_during_a_burst_of_runs_leaves_nothing_half_done() {
     let mut live = Vec::new();
     for container in &ps {
         let status = container["task"]["status"].as_str().unwrap_or("none").to_string();
-        assert!(!["creating", "starting", "deleting"].contains(&status.as_str()), "{} stuck in {status}", container["id"]);
+        assert!(
+            !["creating", "starting", "deleting"].contains(&status.as_str()),
+            "{} stuck in {status}",
+            container["id"]
+        );
         if ["created", "running"].contains(&status.as_str()) {
             live.push(container["id"].as_str().unwrap().to_string());
         }
@@ -280,7 +301,8 @@ fn a_killed_monitor_is_recorded_and_its_container_stopped() {
         let dump = daemon.state_dump();
         dump["namespaces"]["default"]["containers"][id]["task"]["monitor_pid"].as_i64().unwrap() as i32
     };
-    let kill = |pid: i32| nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+    let kill =
+        |pid: i32| nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
     // While berthd runs.
     daemon.ok(&["run", "-d", "--name", "live", "busybox", "sleep", "1000"]);
     kill(monitor_pid(&daemon, "live"));
@@ -354,7 +376,9 @@ fn recovery_does_not_start_a_container_whose_monitor_is_gone() {
     daemon.start_again();
     assert_eq!(task_of(&daemon.ps(), "c2")["status"], "created");
     // berthd and the monitor both die; a start had been recorded.
-    let monitor_pid = daemon.state_dump()["namespaces"]["default"]["containers"]["c2"]["task"]["monitor_pid"].as_i64().unwrap() as i32;
+    let monitor_pid = daemon.state_dump()["namespaces"]["default"]["containers"]["c2"]["task"]["monitor_pid"]
+        .as_i64()
+        .unwrap() as i32;
     daemon.kill9();
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(monitor_pid), nix::sys::signal::Signal::SIGKILL).unwrap();
     // SIGKILL is delivered asynchronously: recovery must find the monitor gone, not dying.
@@ -367,7 +391,10 @@ fn recovery_does_not_start_a_container_whose_monitor_is_gone() {
     daemon.start_again();
     let task = task_of(&daemon.ps(), "c2").clone();
     assert_eq!(task["status"], "failed", "{task}");
-    assert!(!daemon.root.join("snapshots/active/default/c2/upper/ran").exists(), "the workload must not have run unwatched");
+    assert!(
+        !daemon.root.join("snapshots/active/default/c2/upper/ran").exists(),
+        "the workload must not have run unwatched"
+    );
     assert!(daemon.runc_list().is_empty());
     daemon.ok(&["rm", "-f", "c2"]);
 }

@@ -69,7 +69,11 @@ pub struct FollowOptions {
 
 impl Default for FollowOptions {
     fn default() -> FollowOptions {
-        FollowOptions { poll_interval: Duration::from_millis(200), reopen_interval: Duration::from_secs(2), stop_after: None }
+        FollowOptions {
+            poll_interval: Duration::from_millis(200),
+            reopen_interval: Duration::from_secs(2),
+            stop_after: None,
+        }
     }
 }
 
@@ -93,7 +97,14 @@ fn write_record_events(
 }
 
 /// Prints the events of records `from..=to` that the log holds now; returns the last seq read.
-fn print_range(dir: &Path, from: u64, to: u64, filter: &EventFilter, format: EventFormat, out: &mut dyn Write) -> Result<u64, ReplayError> {
+fn print_range(
+    dir: &Path,
+    from: u64,
+    to: u64,
+    filter: &EventFilter,
+    format: EventFormat,
+    out: &mut dyn Write,
+) -> Result<u64, ReplayError> {
     let (log, _open_report) = open_log(dir)?;
     let mut last_read = from - 1;
     walk_envelopes(&log, from, to, |stamp, envelope| {

@@ -62,7 +62,12 @@ pub fn collect_history(dir: &Path, namespace: &str, id: &str) -> Result<Containe
                 Event::ContainerDeleted { .. } => history.deleted = Some(stamp),
                 _ => {}
             }
-            history.entries.push(HistoryEntry { stamp, index, who: describe_origin(&envelope.origin), what: describe_event(event) });
+            history.entries.push(HistoryEntry {
+                stamp,
+                index,
+                who: describe_origin(&envelope.origin),
+                what: describe_event(event),
+            });
         }
         Ok(Walk::Continue)
     })?;
@@ -88,7 +93,9 @@ pub fn summary_line(history: &ContainerHistory, namespace: &str, id: &str) -> St
         None => "created before the first record of this log".to_string(),
     };
     let now = match (history.final_state.container(namespace, id), &history.deleted) {
-        (Some(container), _) => format!("now {} (as of seq {})", describe_task(container.task.as_ref()), history.last_seq),
+        (Some(container), _) => {
+            format!("now {} (as of seq {})", describe_task(container.task.as_ref()), history.last_seq)
+        }
         (None, Some(stamp)) => format!("deleted at {} (seq {})", stamp.timestamp, stamp.seq),
         (None, None) if history.final_state.namespace(namespace).is_none() => {
             format!("gone: namespace {namespace} no longer exists (as of seq {})", history.last_seq)
@@ -101,17 +108,12 @@ pub fn summary_line(history: &ContainerHistory, namespace: &str, id: &str) -> St
 pub fn run_history(dir: &Path, namespace: &str, id: &str, out: &mut dyn Write) -> Result<(), ReplayError> {
     let history = collect_history(dir, namespace, id)?;
     writeln!(out, "history of container {id} in namespace {namespace} ({} events)", history.entries.len())?;
-    let seq_width = history.entries.iter().map(|entry| format!("{}.{}", entry.stamp.seq, entry.index).len()).max().unwrap_or(1);
+    let seq_width =
+        history.entries.iter().map(|entry| format!("{}.{}", entry.stamp.seq, entry.index).len()).max().unwrap_or(1);
     let who_width = history.entries.iter().map(|entry| entry.who.len()).max().unwrap_or(0);
     for entry in &history.entries {
         let position = format!("{}.{}", entry.stamp.seq, entry.index);
-        writeln!(
-            out,
-            "{position:<seq_width$}  {}  {:<who_width$}  {}",
-            entry.stamp.timestamp,
-            entry.who,
-            entry.what
-        )?;
+        writeln!(out, "{position:<seq_width$}  {}  {:<who_width$}  {}", entry.stamp.timestamp, entry.who, entry.what)?;
     }
     writeln!(out, "{}", summary_line(&history, namespace, id))?;
     Ok(())

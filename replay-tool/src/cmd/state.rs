@@ -29,7 +29,9 @@ fn write_header(out: &mut dyn Write, point: FoldPoint, folded: &Folded) -> std::
             Timestamp::from_ns(timestamp_ns),
             folded.n_records
         )?,
-        FoldPoint::Seq(_) | FoldPoint::End => writeln!(out, "state at {position}; {} records folded", folded.n_records)?,
+        FoldPoint::Seq(_) | FoldPoint::End => {
+            writeln!(out, "state at {position}; {} records folded", folded.n_records)?
+        }
     }
     if let Some(next) = folded.next_record {
         writeln!(out, "next record: seq {} ({}), not folded", next.seq, next.timestamp)?;

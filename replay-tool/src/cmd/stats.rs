@@ -55,7 +55,8 @@ pub fn collect_stats(dir: &Path) -> Result<LogStatistics, ReplayError> {
     let mut state = State::new();
     let started = Instant::now();
     walk_records(&log, 1, u64::MAX, |stamp, payload| {
-        let envelope = Envelope::decode(payload).map_err(|source| ReplayError::Decode { seq: stamp.seq.get(), source })?;
+        let envelope =
+            Envelope::decode(payload).map_err(|source| ReplayError::Decode { seq: stamp.seq.get(), source })?;
         state.apply(stamp.seq, stamp.timestamp, &envelope);
         statistics.n_records += 1;
         statistics.n_payload_bytes += payload.len() as u64;
@@ -84,7 +85,11 @@ pub fn run_stats(dir: &Path, out: &mut dyn Write) -> Result<(), ReplayError> {
         }
         _ => writeln!(out, "records:      0 (the log is empty)")?,
     }
-    writeln!(out, "bytes:        {} in records ({} of payload)", statistics.n_record_bytes, statistics.n_payload_bytes)?;
+    writeln!(
+        out,
+        "bytes:        {} in records ({} of payload)",
+        statistics.n_record_bytes, statistics.n_payload_bytes
+    )?;
     writeln!(
         out,
         "segments:     {} in use, {} files holding {} bytes (preallocated)",

@@ -128,7 +128,11 @@ pub fn run_verify(dir: &Path, options: VerifyOptions, out: &mut dyn Write) -> Re
     if verify_report.n_records == 0 {
         writeln!(out, "records:    0 (the log is empty)")?;
     } else {
-        writeln!(out, "records:    {} (seq {}..={})", verify_report.n_records, verify_report.first_seq, verify_report.last_seq)?;
+        writeln!(
+            out,
+            "records:    {} (seq {}..={})",
+            verify_report.n_records, verify_report.first_seq, verify_report.last_seq
+        )?;
     }
     writeln!(out, "bytes:      {}", verify_report.n_bytes)?;
     writeln!(out, "head hash:  {}", hex(&verify_report.head_hash))?;

@@ -14,7 +14,10 @@ pub struct ContainersService(pub Arc<Services>);
 
 #[tonic::async_trait]
 impl api::containers_server::Containers for ContainersService {
-    async fn create(&self, request: Request<api::CreateContainerRequest>) -> Result<Response<api::CreateContainerResponse>, Status> {
+    async fn create(
+        &self,
+        request: Request<api::CreateContainerRequest>,
+    ) -> Result<Response<api::CreateContainerResponse>, Status> {
         let (namespace, origin) = self.0.caller(&request, "Containers/Create")?;
         let message = request.into_inner();
         let id = message.id.clone();
@@ -38,17 +41,29 @@ impl api::containers_server::Containers for ContainersService {
         let (namespace, _) = self.0.caller(&request, "Containers/Get")?;
         let id = request.into_inner().id;
         let state = self.0.store.state();
-        state.container(&namespace, &id).map(|c| Response::new(container_message(c))).ok_or_else(|| container_not_found(&namespace, &id))
+        state
+            .container(&namespace, &id)
+            .map(|c| Response::new(container_message(c)))
+            .ok_or_else(|| container_not_found(&namespace, &id))
     }
 
-    async fn list(&self, request: Request<api::ListContainersRequest>) -> Result<Response<api::ListContainersResponse>, Status> {
+    async fn list(
+        &self,
+        request: Request<api::ListContainersRequest>,
+    ) -> Result<Response<api::ListContainersResponse>, Status> {
         let (namespace, _) = self.0.caller(&request, "Containers/List")?;
         let state = self.0.store.state();
-        let containers = state.namespace(&namespace).map(|ns| ns.containers.values().map(container_message).collect()).unwrap_or_default();
+        let containers = state
+            .namespace(&namespace)
+            .map(|ns| ns.containers.values().map(container_message).collect())
+            .unwrap_or_default();
         Ok(Response::new(api::ListContainersResponse { containers }))
     }
 
-    async fn delete(&self, request: Request<api::DeleteContainerRequest>) -> Result<Response<api::DeleteContainerResponse>, Status> {
+    async fn delete(
+        &self,
+        request: Request<api::DeleteContainerRequest>,
+    ) -> Result<Response<api::DeleteContainerResponse>, Status> {
         let (namespace, origin) = self.0.caller(&request, "Containers/Delete")?;
         let command = Command::DeleteContainer(DeleteContainer { id: request.into_inner().id });
         let seq = self.0.submit(&namespace, origin, command).await?;

@@ -56,7 +56,9 @@ pub(crate) fn image_message(image: &ImageState) -> api::Image {
         name: record.name.clone(),
         digest: record.manifest.digest.clone(),
         media_type: record.manifest.media_type.clone(),
-        size: record.manifest.size + record.config.size + record.layers.iter().map(|layer| layer.blob.size).sum::<i64>(),
+        size: record.manifest.size
+            + record.config.size
+            + record.layers.iter().map(|layer| layer.blob.size).sum::<i64>(),
         config_digest: record.config.digest.clone(),
         layers: record
             .layers

@@ -23,7 +23,10 @@ type EventStream = Pin<Box<dyn Stream<Item = Result<api::Event, Status>> + Send>
 impl api::events_server::Events for EventsService {
     type SubscribeStream = EventStream;
 
-    async fn subscribe(&self, request: Request<api::SubscribeRequest>) -> Result<Response<Self::SubscribeStream>, Status> {
+    async fn subscribe(
+        &self,
+        request: Request<api::SubscribeRequest>,
+    ) -> Result<Response<Self::SubscribeStream>, Status> {
         let (namespace, _) = self.0.caller(&request, "Events/Subscribe")?;
         let message = request.into_inner();
         let filter = match message.namespace.as_str() {

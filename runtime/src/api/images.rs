@@ -16,7 +16,10 @@ pub struct ImagesService(pub Arc<Services>);
 
 #[tonic::async_trait]
 impl api::images_server::Images for ImagesService {
-    async fn import(&self, request: Request<Streaming<api::ImportChunk>>) -> Result<Response<api::ImportResponse>, Status> {
+    async fn import(
+        &self,
+        request: Request<Streaming<api::ImportChunk>>,
+    ) -> Result<Response<api::ImportResponse>, Status> {
         let (namespace, origin) = self.0.caller(&request, "Images/Import")?;
         let mut stream = request.into_inner();
         // Spool the archive to disk first: the import reads it as a plain file.
@@ -60,10 +63,14 @@ impl api::images_server::Images for ImagesService {
         Ok(Response::new(api::ImportResponse { images, seq: seq.get() }))
     }
 
-    async fn list(&self, request: Request<api::ListImagesRequest>) -> Result<Response<api::ListImagesResponse>, Status> {
+    async fn list(
+        &self,
+        request: Request<api::ListImagesRequest>,
+    ) -> Result<Response<api::ListImagesResponse>, Status> {
         let (namespace, _) = self.0.caller(&request, "Images/List")?;
         let state = self.0.store.state();
-        let images = state.namespace(&namespace).map(|ns| ns.images.values().map(image_message).collect()).unwrap_or_default();
+        let images =
+            state.namespace(&namespace).map(|ns| ns.images.values().map(image_message).collect()).unwrap_or_default();
         Ok(Response::new(api::ListImagesResponse { images }))
     }
 
@@ -76,7 +83,10 @@ impl api::images_server::Images for ImagesService {
             .ok_or_else(|| status_from_command_error(berth_commands::image_not_found(&state, &namespace, &name)))
     }
 
-    async fn remove(&self, request: Request<api::RemoveImageRequest>) -> Result<Response<api::RemoveImageResponse>, Status> {
+    async fn remove(
+        &self,
+        request: Request<api::RemoveImageRequest>,
+    ) -> Result<Response<api::RemoveImageResponse>, Status> {
         let (namespace, origin) = self.0.caller(&request, "Images/Remove")?;
         let command = Command::RemoveImage(RemoveImage { name: request.into_inner().name });
         let seq = self.0.submit(&namespace, origin, command).await?;

@@ -71,7 +71,12 @@ impl Services {
     }
 
     /// Wait (bounded) until the intent recorded at `seq` has an outcome; returns the task then.
-    pub(crate) async fn wait_for_outcome(&self, namespace: &str, container_id: &str, seq: Seq) -> Result<(TaskState, Seq), Status> {
+    pub(crate) async fn wait_for_outcome(
+        &self,
+        namespace: &str,
+        container_id: &str,
+        seq: Seq,
+    ) -> Result<(TaskState, Seq), Status> {
         let wait = self.store.wait_until(|state| {
             let task = state.container(namespace, container_id).and_then(|container| container.task.clone());
             match task {

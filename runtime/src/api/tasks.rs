@@ -68,7 +68,8 @@ impl api::tasks_server::Tasks for TasksService {
         let (namespace, origin) = self.0.caller(&request, "Tasks/Kill")?;
         let message = request.into_inner();
         let signal = i32::try_from(message.signal).unwrap_or(i32::MAX);
-        let command = Command::KillTask(KillTask { container_id: message.container_id.clone(), signal, all: message.all });
+        let command =
+            Command::KillTask(KillTask { container_id: message.container_id.clone(), signal, all: message.all });
         let seq = self.0.submit(&namespace, origin, command).await?;
         let (task, outcome_seq) = self.0.wait_for_outcome(&namespace, &message.container_id, seq).await?;
         if let Some(error) = task.error.filter(|_| task.updated_seq == outcome_seq && task.exit.is_none()) {
@@ -109,7 +110,10 @@ impl api::tasks_server::Tasks for TasksService {
         }))
     }
 
-    async fn delete(&self, request: Request<api::DeleteTaskRequest>) -> Result<Response<api::DeleteTaskResponse>, Status> {
+    async fn delete(
+        &self,
+        request: Request<api::DeleteTaskRequest>,
+    ) -> Result<Response<api::DeleteTaskResponse>, Status> {
         let (namespace, origin) = self.0.caller(&request, "Tasks/Delete")?;
         let message = request.into_inner();
         let container_id = message.container_id.clone();
@@ -124,9 +128,9 @@ impl api::tasks_server::Tasks for TasksService {
                 .is_some_and(|task| task.pending.iter().any(|intent| intent.seq() == seq));
             (!pending).then_some(state.last_seq)
         });
-        let applied_seq = tokio::time::timeout(OUTCOME_TIMEOUT, wait)
-            .await
-            .map_err(|_| Status::deadline_exceeded(format!("the delete at seq {seq} has no outcome yet: check `berth ps -a`")))?;
+        let applied_seq = tokio::time::timeout(OUTCOME_TIMEOUT, wait).await.map_err(|_| {
+            Status::deadline_exceeded(format!("the delete at seq {seq} has no outcome yet: check `berth ps -a`"))
+        })?;
         // The record that answers the intent says what happened, and holds the exit code.
         let mut exit_code = 0;
         let mut outcome_seq = applied_seq;
@@ -155,7 +159,9 @@ impl api::tasks_server::Tasks for TasksService {
             .map(|ns| {
                 ns.containers
                     .values()
-                    .filter_map(|container| container.task.as_ref().map(|task| task_message(&container.record.id, task)))
+                    .filter_map(|container| {
+                        container.task.as_ref().map(|task| task_message(&container.record.id, task))
+                    })
                     .collect()
             })
             .unwrap_or_default();
@@ -166,8 +172,12 @@ impl api::tasks_server::Tasks for TasksService {
         let (namespace, _) = self.0.caller(&request, "Tasks/Get")?;
         let container_id = request.into_inner().container_id;
         let state = self.0.store.state();
-        let container = state.container(&namespace, &container_id).ok_or_else(|| container_not_found(&namespace, &container_id))?;
-        let task = container.task.as_ref().ok_or_else(|| Status::not_found(format!("container {container_id:?} has no task")))?;
+        let container =
+            state.container(&namespace, &container_id).ok_or_else(|| container_not_found(&namespace, &container_id))?;
+        let task = container
+            .task
+            .as_ref()
+            .ok_or_else(|| Status::not_found(format!("container {container_id:?} has no task")))?;
         Ok(Response::new(task_message(&container_id, task)))
     }
 

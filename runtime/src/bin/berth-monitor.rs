@@ -14,14 +14,14 @@ use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
 use std::time::Duration;
 
+use berth_log::{Seq, Timestamp};
 use berth_runtime::sys::fs::{remove_file_durably, write_file_atomically, write_file_durably};
 use berth_runtime::sys::process::{is_open_descriptor, read_process_stat, set_close_on_exec};
-use berth_runtime::tasks::task_dir::{
-    ExitStatus, MonitorIdentity, TaskDir, EXIT_FILE, MONITOR_LOCK_FILE, MONITOR_LOG_FILE, MONITOR_STATE_FILE, RUNC_LOG_FILE,
-    STDERR_FILE, STDOUT_FILE, UNKNOWN_EXIT_CODE,
-};
 use berth_runtime::tasks::runc::{self, Runc, RuncError};
-use berth_log::{Seq, Timestamp};
+use berth_runtime::tasks::task_dir::{
+    ExitStatus, MonitorIdentity, TaskDir, EXIT_FILE, MONITOR_LOCK_FILE, MONITOR_LOG_FILE, MONITOR_STATE_FILE,
+    RUNC_LOG_FILE, STDERR_FILE, STDOUT_FILE, UNKNOWN_EXIT_CODE,
+};
 use clap::Parser;
 use nix::errno::Errno;
 use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
@@ -36,10 +36,7 @@ const MAX_QUOTED_STDERR_BYTES: u64 = 4096;
 const CAUGHT_SIGNALS: [Signal; 3] = [Signal::SIGHUP, Signal::SIGINT, Signal::SIGPIPE];
 
 #[derive(Parser, Debug)]
-#[command(
-    name = "berth-monitor",
-    about = "berth's per-container monitor process (started by berthd)"
-)]
+#[command(name = "berth-monitor", about = "berth's per-container monitor process (started by berthd)")]
 struct MonitorArgs {
     /// Container id as runc knows it.
     #[arg(long)]
@@ -75,7 +72,8 @@ fn main() -> ExitCode {
     let _monitor_lock = match hold_monitor_lock(&monitor_args) {
         Ok(lock) => lock,
         Err(error) => {
-            let message = format!("another monitor holds {}: {error}", monitor_args.task_dir.join(MONITOR_LOCK_FILE).display());
+            let message =
+                format!("another monitor holds {}: {error}", monitor_args.task_dir.join(MONITOR_LOCK_FILE).display());
             monitor_log.line(&message);
             report_readiness(&format!("error {message}\n"), &mut monitor_log);
             return ExitCode::FAILURE;
@@ -98,14 +96,9 @@ fn main() -> ExitCode {
         monitor_pid: Some(std::process::id() as i32),
         ..reap_until_init_exits(init_pid, init_start_time, &mut monitor_log)
     };
-    monitor_log.line(&format!(
-        "init {init_pid} exited: code {} signal {}",
-        exit_status.code, exit_status.signal
-    ));
+    monitor_log.line(&format!("init {init_pid} exited: code {} signal {}", exit_status.code, exit_status.signal));
     let exit_json = serde_json::to_vec(&exit_status).expect("exit status serializes");
-    if let Err(write_error) =
-        write_file_durably(&monitor_args.task_dir, EXIT_FILE, &exit_json)
-    {
+    if let Err(write_error) = write_file_durably(&monitor_args.task_dir, EXIT_FILE, &exit_json) {
         // berthd will see a monitor gone without exit.json and report an unknown exit code.
         monitor_log.line(&format!("could not write {EXIT_FILE}: {write_error}"));
         return ExitCode::FAILURE;
@@ -129,7 +122,9 @@ fn hold_monitor_lock(monitor_args: &MonitorArgs) -> std::io::Result<File> {
     // SAFETY: the descriptor is open (checked above) and nothing closes it while borrowed here.
     let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(lock_fd) };
     let inherited = nix::sys::stat::fstat(borrowed).map_err(std::io::Error::from)?;
-    if (inherited.st_dev, inherited.st_ino) != (std::os::unix::fs::MetadataExt::dev(&expected), std::os::unix::fs::MetadataExt::ino(&expected)) {
+    if (inherited.st_dev, inherited.st_ino)
+        != (std::os::unix::fs::MetadataExt::dev(&expected), std::os::unix::fs::MetadataExt::ino(&expected))
+    {
         return Err(std::io::Error::other(format!("--lock-fd {lock_fd} is not {}", lock_path.display())));
     }
     // SAFETY: the descriptor is open (checked above) and was handed to this process for it
@@ -144,11 +139,8 @@ fn hold_monitor_lock(monitor_args: &MonitorArgs) -> std::io::Result<File> {
 /// name without a slash is left alone for `exec` to find on PATH.
 fn absolute_args(monitor_args: MonitorArgs) -> MonitorArgs {
     let make_absolute = |path: PathBuf| std::path::absolute(&path).unwrap_or(path);
-    let runc = if monitor_args.runc.components().count() > 1 {
-        make_absolute(monitor_args.runc)
-    } else {
-        monitor_args.runc
-    };
+    let runc =
+        if monitor_args.runc.components().count() > 1 { make_absolute(monitor_args.runc) } else { monitor_args.runc };
     MonitorArgs {
         id: monitor_args.id,
         bundle: make_absolute(monitor_args.bundle),
@@ -188,13 +180,11 @@ fn detach_from_berthd(monitor_log: &mut MonitorLog) {
         // SAFETY: the handler does nothing at all, so it cannot interrupt anything in an unsafe
         // state.
         if let Err(signal_error) = unsafe { sigaction(caught_signal, &shrug) } {
-            monitor_log.line(&format!(
-                "could not ignore {caught_signal}: {signal_error}"
-            ));
+            monitor_log.line(&format!("could not ignore {caught_signal}: {signal_error}"));
         }
     }
-    if let Err(open_error) = File::open("/dev/null")
-        .and_then(|dev_null| nix::unistd::dup2_stdin(&dev_null).map_err(std::io::Error::from))
+    if let Err(open_error) =
+        File::open("/dev/null").and_then(|dev_null| nix::unistd::dup2_stdin(&dev_null).map_err(std::io::Error::from))
     {
         monitor_log.line(&format!("could not point stdin at /dev/null: {open_error}"));
     }
@@ -204,12 +194,8 @@ fn detach_from_berthd(monitor_log: &mut MonitorLog) {
 /// report when it failed.
 fn create_container(monitor_args: &MonitorArgs, monitor_log: &mut MonitorLog) -> Result<(u32, u64), String> {
     let task_dir = &monitor_args.task_dir;
-    std::env::set_current_dir(task_dir).map_err(|error| {
-        format!(
-            "could not enter task directory {}: {error}",
-            task_dir.display()
-        )
-    })?;
+    std::env::set_current_dir(task_dir)
+        .map_err(|error| format!("could not enter task directory {}: {error}", task_dir.display()))?;
     // A task directory may be reused for a new run: exit.json from the old one would make
     // berthd think the new container had already exited.
     for stale_file in [EXIT_FILE, MONITOR_STATE_FILE] {
@@ -226,41 +212,23 @@ fn create_container(monitor_args: &MonitorArgs, monitor_log: &mut MonitorLog) ->
     let runc_log_length_before = file_length(&runc_log_path);
 
     let runc = Runc::new(monitor_args.runc.clone(), monitor_args.runc_root.clone());
-    let mut create_command = runc.create_command(
-        &monitor_args.id,
-        &monitor_args.bundle,
-        &runc_log_path,
-        monitor_args.start,
-    );
-    create_command
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(stdout_file))
-        .stderr(Stdio::from(stderr_file));
+    let mut create_command =
+        runc.create_command(&monitor_args.id, &monitor_args.bundle, &runc_log_path, monitor_args.start);
+    create_command.stdin(Stdio::null()).stdout(Stdio::from(stdout_file)).stderr(Stdio::from(stderr_file));
     monitor_log.line(&format!("running {create_command:?}"));
     let create_status = match create_command.status() {
         Ok(create_status) => create_status,
         Err(spawn_error) if spawn_error.kind() == ErrorKind::NotFound => {
-            return Err(RuncError::NotFound {
-                path: monitor_args.runc.clone(),
-            }
-            .to_string());
+            return Err(RuncError::NotFound { path: monitor_args.runc.clone() }.to_string());
         }
         Err(spawn_error) => {
-            return Err(RuncError::Spawn {
-                path: monitor_args.runc.clone(),
-                source: spawn_error,
-            }
-            .to_string());
+            return Err(RuncError::Spawn { path: monitor_args.runc.clone(), source: spawn_error }.to_string());
         }
     };
     if !create_status.success() {
-        let mut explanation =
-            runc::runc_log_errors_since(&runc_log_path, runc_log_length_before, 3).join("; ");
+        let mut explanation = runc::runc_log_errors_since(&runc_log_path, runc_log_length_before, 3).join("; ");
         if explanation.is_empty() {
-            explanation = runc::runc_error_text(&read_tail(
-                &task_dir.join(STDERR_FILE),
-                stderr_length_before,
-            ));
+            explanation = runc::runc_error_text(&read_tail(&task_dir.join(STDERR_FILE), stderr_length_before));
         }
         if explanation.is_empty() {
             explanation = format!("no message, see {}", runc_log_path.display());
@@ -269,19 +237,20 @@ fn create_container(monitor_args: &MonitorArgs, monitor_log: &mut MonitorLog) ->
             Some(code) => format!("exit code {code}"),
             None => format!("{create_status}"),
         };
-        return Err(format!(
-            "runc create failed with {how_it_ended}: {explanation}"
-        ));
+        return Err(format!("runc create failed with {how_it_ended}: {explanation}"));
     }
 
     // The start time is kept for the fallback in reap_until_init_exits, which must tell the
     // init from a later process that reused its pid.
-    let (init_pid, init_start_time) = runc
-        .recorded_init(&monitor_args.id)
-        .ok_or_else(|| format!("runc create succeeded but its state file in {} names no init process", monitor_args.runc_root.display()))?;
+    let (init_pid, init_start_time) = runc.recorded_init(&monitor_args.id).ok_or_else(|| {
+        format!(
+            "runc create succeeded but its state file in {} names no init process",
+            monitor_args.runc_root.display()
+        )
+    })?;
 
-    let own_stat = read_process_stat(std::process::id() as i32)
-        .ok_or_else(|| "could not read /proc/self/stat".to_string())?;
+    let own_stat =
+        read_process_stat(std::process::id() as i32).ok_or_else(|| "could not read /proc/self/stat".to_string())?;
     let monitor_identity = MonitorIdentity {
         monitor_pid: std::process::id() as i32,
         monitor_start_time: own_stat.start_time,
@@ -302,10 +271,7 @@ fn create_container(monitor_args: &MonitorArgs, monitor_log: &mut MonitorLog) ->
 /// to monitor.log (so a panic later is still recorded somewhere).
 fn report_readiness(report: &str, monitor_log: &mut MonitorLog) {
     let mut stdout = std::io::stdout().lock();
-    if let Err(write_error) = stdout
-        .write_all(report.as_bytes())
-        .and_then(|()| stdout.flush())
-    {
+    if let Err(write_error) = stdout.write_all(report.as_bytes()).and_then(|()| stdout.flush()) {
         // berthd died meanwhile; it will find monitor.json when it comes back.
         monitor_log.line(&format!("could not report readiness: {write_error}"));
     }
@@ -329,21 +295,12 @@ fn report_readiness(report: &str, monitor_log: &mut MonitorLog) {
 
 /// Reaps every child (the monitor is a subreaper, so orphaned container processes land here too)
 /// until the container's init is among them, and returns its status.
-fn reap_until_init_exits(
-    init_pid: u32,
-    init_start_time: u64,
-    monitor_log: &mut MonitorLog,
-) -> ExitStatus {
+fn reap_until_init_exits(init_pid: u32, init_start_time: u64, monitor_log: &mut MonitorLog) -> ExitStatus {
     let init_pid = Pid::from_raw(init_pid as i32);
     loop {
         match waitpid(Pid::from_raw(-1), None) {
             Ok(WaitStatus::Exited(pid, code)) if pid == init_pid => {
-                return ExitStatus {
-                    code,
-                    signal: 0,
-                    exited_at_ns: Timestamp::now(),
-                    monitor_pid: None,
-                };
+                return ExitStatus { code, signal: 0, exited_at_ns: Timestamp::now(), monitor_pid: None };
             }
             Ok(WaitStatus::Signaled(pid, killing_signal, _core_dumped)) if pid == init_pid => {
                 let signal_number = killing_signal as i32;
@@ -359,12 +316,11 @@ fn reap_until_init_exits(
             Err(Errno::ECHILD) => {
                 // init is not our child: reparenting to this subreaper did not happen. Its
                 // status cannot be collected, only its disappearance observed.
-                monitor_log.line(&format!(
-                    "init {init_pid} is not a child of the monitor; waiting for it to disappear"
-                ));
-                while read_process_stat(init_pid.as_raw()).is_some_and(|process_stat| {
-                    process_stat.start_time == init_start_time && process_stat.state != 'Z'
-                }) {
+                monitor_log
+                    .line(&format!("init {init_pid} is not a child of the monitor; waiting for it to disappear"));
+                while read_process_stat(init_pid.as_raw())
+                    .is_some_and(|process_stat| process_stat.start_time == init_start_time && process_stat.state != 'Z')
+                {
                     std::thread::sleep(Duration::from_millis(250));
                 }
                 return ExitStatus {
@@ -401,9 +357,7 @@ fn open_for_append(path: &Path) -> Result<File, String> {
 }
 
 fn file_length(path: &Path) -> u64 {
-    std::fs::metadata(path)
-        .map(|metadata| metadata.len())
-        .unwrap_or(0)
+    std::fs::metadata(path).map(|metadata| metadata.len()).unwrap_or(0)
 }
 
 /// Up to `MAX_QUOTED_STDERR_BYTES` written to `path` after offset `since`.
@@ -413,9 +367,7 @@ fn read_tail(path: &Path, since: u64) -> Vec<u8> {
         let end = file_length(path);
         let start = since.max(end.saturating_sub(MAX_QUOTED_STDERR_BYTES));
         if file.seek(SeekFrom::Start(start)).is_ok() {
-            let _ = file
-                .take(MAX_QUOTED_STDERR_BYTES)
-                .read_to_end(&mut tail_bytes);
+            let _ = file.take(MAX_QUOTED_STDERR_BYTES).read_to_end(&mut tail_bytes);
         }
     }
     tail_bytes
@@ -430,11 +382,7 @@ struct MonitorLog {
 impl MonitorLog {
     fn open(task_dir: &Path) -> MonitorLog {
         let _ = std::fs::create_dir_all(task_dir);
-        let file = OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(task_dir.join(MONITOR_LOG_FILE))
-            .ok();
+        let file = OpenOptions::new().append(true).create(true).open(task_dir.join(MONITOR_LOG_FILE)).ok();
         MonitorLog { file }
     }
 

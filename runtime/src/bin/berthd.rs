@@ -5,13 +5,19 @@ use std::path::PathBuf;
 use anyhow::Context;
 use berth_log::Durability;
 use berth_runtime::api::DEFAULT_ADDRESS;
-use berth_runtime::daemon::config::{check_cgroup_parent, ConfigFile, DEFAULT_CGROUP_PARENT, DEFAULT_ROOT, DEFAULT_STATE};
+use berth_runtime::daemon::config::{
+    check_cgroup_parent, ConfigFile, DEFAULT_CGROUP_PARENT, DEFAULT_ROOT, DEFAULT_STATE,
+};
 use berth_runtime::daemon::layout::Layout;
 use berth_runtime::daemon::{self, DaemonOptions};
 use clap::Parser;
 
 #[derive(Parser)]
-#[command(name = "berthd", version, about = "berth container runtime daemon: every lifecycle action is an event in a durable log")]
+#[command(
+    name = "berthd",
+    version,
+    about = "berth container runtime daemon: every lifecycle action is an event in a durable log"
+)]
 struct Flags {
     /// Persistent state: the log, content, snapshots, task logs [default: /var/lib/berth]
     #[arg(long)]
@@ -59,7 +65,8 @@ fn main() -> anyhow::Result<()> {
         .as_ref()
         .and(file.monitor.clone())
         .unwrap_or_else(berth_runtime::tasks::monitor::default_monitor_binary);
-    let cgroup_parent = flags.cgroup_parent.or(file.cgroup_parent.clone()).unwrap_or_else(|| DEFAULT_CGROUP_PARENT.to_string());
+    let cgroup_parent =
+        flags.cgroup_parent.or(file.cgroup_parent.clone()).unwrap_or_else(|| DEFAULT_CGROUP_PARENT.to_string());
     check_cgroup_parent(&cgroup_parent).map_err(anyhow::Error::msg)?;
     let options = DaemonOptions {
         layout: Layout {
@@ -76,7 +83,8 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let shutdown = async {
-            let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+            let mut terminate =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {}
                 _ = terminate.recv() => {}

@@ -52,11 +52,14 @@ pub fn check_cgroup_parent(cgroup_parent: &str) -> Result<(), String> {
             && !name.starts_with("cgroup.")
             && name.chars().all(|character| character.is_ascii_alphanumeric() || matches!(character, '_' | '-' | '.'))
     };
-    let names_ok = cgroup_parent.strip_prefix('/').is_some_and(|rest| !rest.is_empty() && rest.split('/').all(plain_name));
+    let names_ok =
+        cgroup_parent.strip_prefix('/').is_some_and(|rest| !rest.is_empty() && rest.split('/').all(plain_name));
     if names_ok {
         Ok(())
     } else {
-        Err(format!("cgroup parent {cgroup_parent:?} is not an absolute cgroup path of plain names; use e.g. \"/berth\""))
+        Err(format!(
+            "cgroup parent {cgroup_parent:?} is not an absolute cgroup path of plain names; use e.g. \"/berth\""
+        ))
     }
 }
 
@@ -80,7 +83,11 @@ mod tests {
     fn config_file_keys_parse_and_unknown_keys_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("berthd.toml");
-        std::fs::write(&path, "root = \"/srv/berth\"\nrunc = \"/usr/sbin/runc\"\n[log]\nsegment_size = 1048576\ndurability = \"sync\"\n").unwrap();
+        std::fs::write(
+            &path,
+            "root = \"/srv/berth\"\nrunc = \"/usr/sbin/runc\"\n[log]\nsegment_size = 1048576\ndurability = \"sync\"\n",
+        )
+        .unwrap();
         let config = ConfigFile::load(&path).unwrap();
         assert_eq!(config.root.as_deref(), Some(Path::new("/srv/berth")));
         assert_eq!(config.log.as_ref().and_then(|log| log.segment_size), Some(1 << 20));

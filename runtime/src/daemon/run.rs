@@ -13,16 +13,16 @@ use tokio::net::UnixListener;
 use tokio_stream::wrappers::UnixListenerStream;
 
 use crate::api;
-use crate::daemon::config::resolve_binary;
-use crate::daemon::layout::Layout;
-use crate::images::content::ContentStore;
-use crate::tasks::executor::Executor;
-use crate::tasks::runc::Runc;
 use crate::api::{
     ContainersService, EventsService, ImagesService, NamespacesService, Services, TasksService, VersionService,
 };
-use crate::images::snapshot::Snapshotter;
+use crate::daemon::config::resolve_binary;
+use crate::daemon::layout::Layout;
 use crate::daemon::store::Store;
+use crate::images::content::ContentStore;
+use crate::images::snapshot::Snapshotter;
+use crate::tasks::executor::Executor;
+use crate::tasks::runc::Runc;
 
 pub struct DaemonOptions {
     pub layout: Layout,
@@ -53,7 +53,10 @@ fn setup<E: std::fmt::Display>(what: String) -> impl FnOnce(E) -> DaemonError {
 }
 
 /// Runs berthd until `shutdown` completes.
-pub async fn run(options: DaemonOptions, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> Result<(), DaemonError> {
+pub async fn run(
+    options: DaemonOptions,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), DaemonError> {
     let layout = options.layout.clone();
     for dir in [&layout.root, &layout.state] {
         std::fs::create_dir_all(dir).map_err(setup(format!("cannot create {}", dir.display())))?;
@@ -87,10 +90,16 @@ pub async fn run(options: DaemonOptions, shutdown: impl std::future::Future<Outp
     let replay_started = std::time::Instant::now();
     let (store, committed) = Store::open(log)?;
     let replayed_to = store.applied_seq();
-    tracing::info!(replayed_to = replayed_to.get(), elapsed_ms = replay_started.elapsed().as_millis() as u64, "log replayed");
+    tracing::info!(
+        replayed_to = replayed_to.get(),
+        elapsed_ms = replay_started.elapsed().as_millis() as u64,
+        "log replayed"
+    );
 
-    let content = Arc::new(ContentStore::open(&layout.content_dir()).map_err(setup("cannot open the content store".into()))?);
-    let snapshotter = Arc::new(Snapshotter::open(&layout.snapshots_dir()).map_err(setup("cannot open the snapshotter".into()))?);
+    let content =
+        Arc::new(ContentStore::open(&layout.content_dir()).map_err(setup("cannot open the content store".into()))?);
+    let snapshotter =
+        Arc::new(Snapshotter::open(&layout.snapshots_dir()).map_err(setup("cannot open the snapshotter".into()))?);
     let gc_lock = Arc::new(tokio::sync::RwLock::new(()));
     let executor = Executor::new(
         Arc::clone(&store),
@@ -131,7 +140,10 @@ pub async fn run(options: DaemonOptions, shutdown: impl std::future::Future<Outp
         .add_service(reflection)
         .add_service(api::version_server::VersionServer::new(VersionService(Arc::clone(&services))))
         .add_service(api::namespaces_server::NamespacesServer::new(NamespacesService(Arc::clone(&services))))
-        .add_service(api::images_server::ImagesServer::new(ImagesService(Arc::clone(&services))).max_decoding_message_size(64 << 20))
+        .add_service(
+            api::images_server::ImagesServer::new(ImagesService(Arc::clone(&services)))
+                .max_decoding_message_size(64 << 20),
+        )
         .add_service(api::containers_server::ContainersServer::new(ContainersService(Arc::clone(&services))))
         .add_service(api::tasks_server::TasksServer::new(TasksService(Arc::clone(&services))))
         .add_service(api::events_server::EventsServer::new(EventsService(Arc::clone(&services))))
@@ -152,7 +164,9 @@ fn bind_socket(address: &std::path::Path) -> Result<UnixListener, DaemonError> {
     match std::fs::remove_file(address) {
         Ok(()) => {}
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-        Err(error) => return Err(DaemonError::Setup(format!("cannot remove the stale socket {}: {error}", address.display()))),
+        Err(error) => {
+            return Err(DaemonError::Setup(format!("cannot remove the stale socket {}: {error}", address.display())))
+        }
     }
     let listener = UnixListener::bind(address).map_err(setup(format!("cannot listen on {}", address.display())))?;
     std::fs::set_permissions(address, std::fs::Permissions::from_mode(0o660))

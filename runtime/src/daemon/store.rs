@@ -18,7 +18,6 @@ use berth_log::{EventLog, LogError, Seq, Timestamp};
 use berth_projections::{replay_parallel, Envelope, Event, Origin, State};
 use tokio::sync::{mpsc, oneshot, watch};
 
-
 /// The most submissions folded into one record batch.
 const MAX_BATCH: usize = 512;
 
@@ -55,7 +54,6 @@ pub struct Store {
 /// What `Store::open` hands back beside the store: the committed records, in log order, for
 /// the executor.
 pub type CommittedReceiver = mpsc::UnboundedReceiver<CommittedRecord>;
-
 
 /// Fold the whole log into a fresh state. berth-replay folds with the same `State::apply`, but
 /// walks one record at a time (replay-tool/src/fold.rs) because it stops at a seq or a moment.
@@ -102,7 +100,9 @@ impl Store {
         let thread_state = Arc::clone(&state);
         thread::Builder::new()
             .name("berth-commands".into())
-            .spawn(move || command_loop(thread_log, thread_state, submission_receiver, applied_sender, committed_sender))
+            .spawn(move || {
+                command_loop(thread_log, thread_state, submission_receiver, applied_sender, committed_sender)
+            })
             .expect("spawn the command thread");
         Ok((Arc::new(Store { log, state, applied, submissions }), committed_receiver))
     }
@@ -127,7 +127,12 @@ impl Store {
     }
 
     /// Decide and durably record a command; answers once its record is durable.
-    pub async fn submit(&self, namespace: &str, origin: Origin, command: Command) -> Result<CommittedRecord, SubmitError> {
+    pub async fn submit(
+        &self,
+        namespace: &str,
+        origin: Origin,
+        command: Command,
+    ) -> Result<CommittedRecord, SubmitError> {
         let (reply, answer) = oneshot::channel();
         let submission = Submission { namespace: namespace.to_string(), origin, command, reply };
         let sender = self.submissions.clone();
@@ -208,10 +213,8 @@ fn command_loop(
             let envelope = Envelope::new(submission.namespace, submission.origin, events);
             payloads.push(envelope.encode());
             guard.apply(next_seq, timestamp, &envelope);
-            accepted.push((
-                submission.reply,
-                CommittedRecord { seq: next_seq, timestamp, envelope: Arc::new(envelope) },
-            ));
+            accepted
+                .push((submission.reply, CommittedRecord { seq: next_seq, timestamp, envelope: Arc::new(envelope) }));
             next_seq = next_seq.next();
         }
         if accepted.is_empty() {
@@ -224,7 +227,9 @@ fn command_loop(
                 // The projections now hold records that may not be durable: nothing may read
                 // them. Stop here; the next start replays what the log really holds.
                 tracing::error!(%error, "appending to the log failed; berthd stops so that recovery replays the log");
-                eprintln!("berthd: fatal: appending to the log failed: {error}; restart berthd to recover from the log");
+                eprintln!(
+                    "berthd: fatal: appending to the log failed: {error}; restart berthd to recover from the log"
+                );
                 std::process::exit(70);
             }
         }
@@ -264,7 +269,12 @@ mod tests {
     use super::*;
 
     fn open_log(dir: &std::path::Path) -> EventLog {
-        EventLog::open(dir, LogOptions { durability: Durability::NoSync, segment_size: 1 << 20, ..LogOptions::default() }).unwrap().0
+        EventLog::open(
+            dir,
+            LogOptions { durability: Durability::NoSync, segment_size: 1 << 20, ..LogOptions::default() },
+        )
+        .unwrap()
+        .0
     }
 
     /// Envelope::decode + apply, one record at a time: what replay did before the pipeline.
@@ -282,8 +292,14 @@ mod tests {
     fn replay_folds_what_one_by_one_decoding_folds_and_names_the_bad_record() {
         let dir = tempfile::tempdir().unwrap();
         let log = open_log(dir.path());
-        let client = || Origin::Client { uid: 0, gid: 0, pid: 1, method: "Containers/Create".into(), request_id: "r".into() };
-        let mut payloads = vec![Envelope::new("default", client(), vec![Event::NamespaceCreated { name: "default".into(), labels: Default::default() }]).encode()];
+        let client =
+            || Origin::Client { uid: 0, gid: 0, pid: 1, method: "Containers/Create".into(), request_id: "r".into() };
+        let mut payloads = vec![Envelope::new(
+            "default",
+            client(),
+            vec![Event::NamespaceCreated { name: "default".into(), labels: Default::default() }],
+        )
+        .encode()];
         for index in 0..10_000 {
             let id = format!("{:012x}", index % 97);
             let event = if index % 2 == 0 {

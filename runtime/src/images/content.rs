@@ -38,9 +38,17 @@ pub enum ContentError {
     #[error("blob {digest} holds {size_bytes} bytes, more than the {limit_bytes} that may be read into memory; stream it from its path instead")]
     TooLargeToReadAll { digest: String, size_bytes: u64, limit_bytes: u64 },
     #[error("cannot read the content being ingested: {source}; the source is truncated or unreadable, fetch or export it again")]
-    SourceRead { #[source] source: io::Error },
+    SourceRead {
+        #[source]
+        source: io::Error,
+    },
     #[error("cannot {action} {path}: {source}; check that the berth root is writable and the disk is not full")]
-    Io { action: &'static str, path: PathBuf, #[source] source: io::Error },
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
 }
 
 impl From<InvalidDigest> for ContentError {
@@ -139,11 +147,8 @@ impl ContentStore {
             }
         }
 
-        let ingest_path = self.ingest_dir.join(format!(
-            "{}-{}",
-            std::process::id(),
-            NEXT_INGEST_IDX.fetch_add(1, Ordering::Relaxed)
-        ));
+        let ingest_path =
+            self.ingest_dir.join(format!("{}-{}", std::process::id(), NEXT_INGEST_IDX.fetch_add(1, Ordering::Relaxed)));
         let mut ingest_file = OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -190,9 +195,7 @@ impl ContentStore {
             });
         }
         let mut bytes = Vec::with_capacity(size_bytes as usize);
-        file.take(MAX_READ_ALL_BYTES + 1)
-            .read_to_end(&mut bytes)
-            .map_err(ContentError::io("read", &path))?;
+        file.take(MAX_READ_ALL_BYTES + 1).read_to_end(&mut bytes).map_err(ContentError::io("read", &path))?;
         let actual = digest_of_bytes(&bytes);
         if actual != digest {
             return Err(ContentError::DigestMismatch { expected: digest.to_string(), actual });
@@ -253,7 +256,11 @@ impl ContentStore {
 }
 
 /// Copies `reader` into `writer` while hashing; returns the digest and the byte count.
-fn hash_stream(reader: &mut impl Read, writer: &mut impl Write, path_for_errors: &Path) -> Result<(String, u64), ContentError> {
+fn hash_stream(
+    reader: &mut impl Read,
+    writer: &mut impl Write,
+    path_for_errors: &Path,
+) -> Result<(String, u64), ContentError> {
     let mut hasher = Sha256::new();
     let mut buffer = vec![0u8; COPY_BUFFER_BYTES];
     let mut n_bytes: u64 = 0;

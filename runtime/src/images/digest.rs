@@ -3,7 +3,6 @@
 
 use sha2::{Digest as _, Sha256};
 
-
 pub const DIGEST_ALGORITHM_PREFIX: &str = "sha256:";
 
 /// A string that is not `sha256:` followed by 64 lower-case hex digits.
@@ -67,7 +66,13 @@ mod tests {
     fn digest_hex_accepts_only_lower_case_sha256() {
         let good = format!("sha256:{}", "a".repeat(64));
         assert_eq!(digest_hex(&good).unwrap(), "a".repeat(64));
-        for bad in ["", "sha256:", "sha512:abc", &format!("sha256:{}", "A".repeat(64)), &format!("sha256:{}/..", "a".repeat(61))] {
+        for bad in [
+            "",
+            "sha256:",
+            "sha512:abc",
+            &format!("sha256:{}", "A".repeat(64)),
+            &format!("sha256:{}/..", "a".repeat(61)),
+        ] {
             assert_eq!(digest_hex(bad), Err(InvalidDigest { digest: bad.to_string() }), "{bad}");
         }
     }

@@ -21,30 +21,53 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use nix::mount::{MntFlags, MsFlags};
 
 use crate::images::digest::digest_hex;
-use crate::sys::fs::sync_dir;
 use crate::images::unpack::{unpack_layer, UnpackError};
+use crate::sys::fs::sync_dir;
 
 /// What can go wrong in the snapshotter.
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
     #[error("invalid chain id {chain_id:?}: expected \"sha256:\" followed by 64 lower-case hex digits")]
     InvalidChainId { chain_id: String },
-    #[error("invalid snapshot name {name:?}: namespaces and keys must be non-empty, without '/', and not \".\" or \"..\"")]
+    #[error(
+        "invalid snapshot name {name:?}: namespaces and keys must be non-empty, without '/', and not \".\" or \"..\""
+    )]
     InvalidName { name: String },
     #[error("layer for chain {chain_id} unpacked to diff id {actual}, but the image config says {expected}; the layer blob does not belong to this image, re-import it")]
     DiffIdMismatch { chain_id: String, expected: String, actual: String },
-    #[error("committed snapshot {chain_id} is missing; commit the image's layers before preparing a container on them")]
+    #[error(
+        "committed snapshot {chain_id} is missing; commit the image's layers before preparing a container on them"
+    )]
     MissingParent { chain_id: String },
     #[error("unpacking layer for chain {chain_id}: {source}")]
-    Unpack { chain_id: String, #[source] source: UnpackError },
+    Unpack {
+        chain_id: String,
+        #[source]
+        source: UnpackError,
+    },
     #[error("overlay mount on {target} failed: {source}; check that the kernel has overlayfs and that the lower directories exist")]
-    Mount { target: PathBuf, #[source] source: nix::Error },
-    #[error("{target} already has a {fs_type} mount that is not this snapshot's overlay; unmount it or pick another target")]
+    Mount {
+        target: PathBuf,
+        #[source]
+        source: nix::Error,
+    },
+    #[error(
+        "{target} already has a {fs_type} mount that is not this snapshot's overlay; unmount it or pick another target"
+    )]
     TargetBusy { target: PathBuf, fs_type: String },
     #[error("unmounting {target} failed: {source}; a process may still use it, stop the container first")]
-    Unmount { target: PathBuf, #[source] source: nix::Error },
+    Unmount {
+        target: PathBuf,
+        #[source]
+        source: nix::Error,
+    },
     #[error("cannot {action} {path}: {source}; check that the berth root is writable and the disk is not full")]
-    Io { action: &'static str, path: PathBuf, #[source] source: io::Error },
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
 }
 
 fn io_error<'path>(action: &'static str, path: &'path Path) -> impl FnOnce(io::Error) -> SnapshotError + 'path {
@@ -78,7 +101,6 @@ pub struct Snapshotter {
 
 static NEXT_TMP_IDX: AtomicU64 = AtomicU64::new(0);
 const MAX_STACKED_UNMOUNTS: usize = 16;
-
 
 fn chain_hex(chain_id: &str) -> Result<&str, SnapshotError> {
     digest_hex(chain_id).map_err(|_| SnapshotError::InvalidChainId { chain_id: chain_id.to_string() })
@@ -122,7 +144,13 @@ impl Snapshotter {
 
     /// Unpacks a layer blob into a fresh temporary directory, checks its diff id, and renames it
     /// into place. Already committed → Ok without unpacking again.
-    pub fn commit_layer(&self, chain_id: &str, blob: &Path, media_type: &str, expected_diff_id: &str) -> Result<(), SnapshotError> {
+    pub fn commit_layer(
+        &self,
+        chain_id: &str,
+        blob: &Path,
+        media_type: &str,
+        expected_diff_id: &str,
+    ) -> Result<(), SnapshotError> {
         let hex_part = chain_hex(chain_id)?.to_string();
         if self.has_committed(chain_id) {
             return Ok(());
@@ -143,7 +171,16 @@ impl Snapshotter {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn unpack_and_rename(&self, chain_id: &str, hex_part: &str, blob: &Path, media_type: &str, expected_diff_id: &str, tmp_dir: &Path, tmp_fs: &Path) -> Result<(), SnapshotError> {
+    fn unpack_and_rename(
+        &self,
+        chain_id: &str,
+        hex_part: &str,
+        blob: &Path,
+        media_type: &str,
+        expected_diff_id: &str,
+        tmp_dir: &Path,
+        tmp_fs: &Path,
+    ) -> Result<(), SnapshotError> {
         let actual_diff_id = unpack_layer(blob, media_type, tmp_fs)
             .map_err(|source| SnapshotError::Unpack { chain_id: chain_id.to_string(), source })?;
         if actual_diff_id != expected_diff_id {
@@ -160,7 +197,10 @@ impl Snapshotter {
         match fs::rename(tmp_dir, &final_dir) {
             Ok(()) => {}
             // A concurrent commit of the same chain won the race; its content is the same.
-            Err(error) if final_dir.join("fs").is_dir() && matches!(error.raw_os_error(), Some(libc::ENOTEMPTY) | Some(libc::EEXIST)) => {
+            Err(error)
+                if final_dir.join("fs").is_dir()
+                    && matches!(error.raw_os_error(), Some(libc::ENOTEMPTY) | Some(libc::EEXIST)) =>
+            {
                 return Ok(());
             }
             Err(error) => return Err(io_error("rename into place", &final_dir)(error)),
@@ -176,7 +216,12 @@ impl Snapshotter {
 
     /// Creates the writable layer of a container over the given committed layers (bottom first).
     /// Calling it again for the same key returns the same snapshot and keeps the upper content.
-    pub fn prepare_active(&self, namespace: &str, key: &str, lowers_bottom_to_top: &[String]) -> Result<ActiveSnapshot, SnapshotError> {
+    pub fn prepare_active(
+        &self,
+        namespace: &str,
+        key: &str,
+        lowers_bottom_to_top: &[String],
+    ) -> Result<ActiveSnapshot, SnapshotError> {
         let active_dir = self.active_dir(namespace, key)?;
         let mut lowers = Vec::with_capacity(lowers_bottom_to_top.len());
         for chain_id in lowers_bottom_to_top {
@@ -202,7 +247,10 @@ impl Snapshotter {
         let existing = if is_mount_point(target)? { topmost_mount_at(target)? } else { None };
         if let Some(existing) = existing {
             let ours = existing.fs_type == "overlay"
-                && existing.super_options.split(',').any(|option| option == format!("upperdir={}", active.upper.display()));
+                && existing
+                    .super_options
+                    .split(',')
+                    .any(|option| option == format!("upperdir={}", active.upper.display()));
             if ours {
                 return Ok(());
             }
@@ -405,7 +453,10 @@ fn unescape_mountinfo(field: &str) -> String {
     let mut unescaped = Vec::with_capacity(bytes.len());
     let mut idx = 0;
     while idx < bytes.len() {
-        if bytes[idx] == b'\\' && idx + 3 < bytes.len() && bytes[idx + 1..idx + 4].iter().all(|b| (b'0'..=b'7').contains(b)) {
+        if bytes[idx] == b'\\'
+            && idx + 3 < bytes.len()
+            && bytes[idx + 1..idx + 4].iter().all(|b| (b'0'..=b'7').contains(b))
+        {
             let octal = std::str::from_utf8(&bytes[idx + 1..idx + 4]).unwrap_or("0");
             unescaped.push(u8::from_str_radix(octal, 8).unwrap_or(b'?'));
             idx += 4;
@@ -420,7 +471,6 @@ fn unescape_mountinfo(field: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
 
     #[test]
     fn mountinfo_line_parsing() {
@@ -439,7 +489,8 @@ mod tests {
         fs::create_dir(&target).unwrap();
         assert!(!is_mount_point(&target).unwrap());
         assert_eq!(topmost_mount_at(&target).unwrap().map(|mount| mount.fs_type), None);
-        nix::mount::mount(Some("tmpfs"), &target, Some("tmpfs"), MsFlags::empty(), Some("size=1m")).expect("mount tmpfs (root needed)");
+        nix::mount::mount(Some("tmpfs"), &target, Some("tmpfs"), MsFlags::empty(), Some("size=1m"))
+            .expect("mount tmpfs (root needed)");
         let statx_says = mount_root_attribute(&target).map(Result::unwrap);
         let table_says = topmost_mount_at(&target).unwrap().map(|mount| mount.fs_type);
         Snapshotter::unmount(&target).unwrap();
@@ -457,7 +508,8 @@ mod tests {
 
     #[test]
     fn overlay_options_put_the_top_layer_first() {
-        let active = ActiveSnapshot { upper: "/u".into(), work: "/w".into(), lowers: vec!["/bottom".into(), "/top".into()] };
+        let active =
+            ActiveSnapshot { upper: "/u".into(), work: "/w".into(), lowers: vec!["/bottom".into(), "/top".into()] };
         assert_eq!(active.overlay_options(), "lowerdir=/top:/bottom,upperdir=/u,workdir=/w");
     }
 }

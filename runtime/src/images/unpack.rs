@@ -49,9 +49,19 @@ pub enum UnpackError {
     #[error("layer is not a readable tar stream ({reason}); the blob is corrupt or not a layer, re-import the image")]
     CorruptArchive { reason: String },
     #[error("cannot {action} for layer entry {entry:?}: {source}; check free space and that berthd runs as root")]
-    Entry { action: &'static str, entry: String, #[source] source: io::Error },
+    Entry {
+        action: &'static str,
+        entry: String,
+        #[source]
+        source: io::Error,
+    },
     #[error("cannot {action} {path}: {source}")]
-    Io { action: &'static str, path: PathBuf, #[source] source: io::Error },
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
 }
 
 /// Compression of a layer, from its media type or (for generic types) its first bytes.
@@ -90,14 +100,20 @@ impl LayerCompression {
 /// Unpacks the layer blob at `blob` into `dest` (which should be empty) and returns the digest of
 /// the uncompressed tar stream, the layer's diff id, for the caller to compare with the config.
 pub fn unpack_layer(blob: &Path, media_type: &str, dest: &Path) -> Result<String, UnpackError> {
-    let blob_file = File::open(blob).map_err(|source| UnpackError::Io { action: "open layer blob", path: blob.to_path_buf(), source })?;
+    let blob_file = File::open(blob).map_err(|source| UnpackError::Io {
+        action: "open layer blob",
+        path: blob.to_path_buf(),
+        source,
+    })?;
     let mut buffered = BufReader::with_capacity(256 * 1024, blob_file);
     let compression = match LayerCompression::from_media_type(media_type) {
         Some(compression) => compression,
         None => {
-            let first_bytes = buffered
-                .fill_buf()
-                .map_err(|source| UnpackError::Io { action: "read layer blob", path: blob.to_path_buf(), source })?;
+            let first_bytes = buffered.fill_buf().map_err(|source| UnpackError::Io {
+                action: "read layer blob",
+                path: blob.to_path_buf(),
+                source,
+            })?;
             LayerCompression::sniff(first_bytes)
         }
     };
@@ -130,7 +146,11 @@ pub fn unpack_tar_stream(reader: impl Read, dest: &Path) -> Result<String, Unpac
     for (components, mtime) in deferred_dir_times {
         let entry_name = display_components(&components);
         let dir_fd = if components.is_empty() {
-            dest_fd.try_clone().map_err(|source| UnpackError::Entry { action: "reopen destination", entry: entry_name.clone(), source })?
+            dest_fd.try_clone().map_err(|source| UnpackError::Entry {
+                action: "reopen destination",
+                entry: entry_name.clone(),
+                source,
+            })?
         } else {
             match walk_to_dir(&dest_fd, &components, false, &entry_name)? {
                 Some(fd) => fd,
@@ -171,7 +191,11 @@ fn entry_error<'name>(action: &'static str, entry_name: &'name str) -> impl FnOn
 
 fn display_components(components: &[Vec<u8>]) -> String {
     let joined: Vec<String> = components.iter().map(|c| String::from_utf8_lossy(c).into_owned()).collect();
-    if joined.is_empty() { "/".to_string() } else { joined.join("/") }
+    if joined.is_empty() {
+        "/".to_string()
+    } else {
+        joined.join("/")
+    }
 }
 
 /// Splits an entry path into components under the destination. Leading `/` and `.` components
@@ -191,23 +215,37 @@ pub fn normalize_entry_path(raw_path: &[u8]) -> Result<Vec<Vec<u8>>, UnpackError
 
 fn open_dir_nofollow_path(dir: &Path) -> Result<OwnedFd, UnpackError> {
     let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
-    nix::fcntl::open(dir, flags, Mode::empty())
-        .map_err(|errno| UnpackError::Io { action: "open destination directory", path: dir.to_path_buf(), source: errno.into() })
+    nix::fcntl::open(dir, flags, Mode::empty()).map_err(|errno| UnpackError::Io {
+        action: "open destination directory",
+        path: dir.to_path_buf(),
+        source: errno.into(),
+    })
 }
 
 /// Opens the directory `components` below `root_fd`, never following a symlink. Missing
 /// directories are created (mode 0755, root-owned, as tar does for implicit parents) when
 /// `create_missing`; otherwise a missing one gives `Ok(None)`.
-fn walk_to_dir(root_fd: &OwnedFd, components: &[Vec<u8>], create_missing: bool, entry_name: &str) -> Result<Option<OwnedFd>, UnpackError> {
+fn walk_to_dir(
+    root_fd: &OwnedFd,
+    components: &[Vec<u8>],
+    create_missing: bool,
+    entry_name: &str,
+) -> Result<Option<OwnedFd>, UnpackError> {
     let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-    let mut current_fd = root_fd.try_clone().map_err(|source| UnpackError::Entry { action: "reopen destination", entry: entry_name.to_string(), source })?;
+    let mut current_fd = root_fd.try_clone().map_err(|source| UnpackError::Entry {
+        action: "reopen destination",
+        entry: entry_name.to_string(),
+        source,
+    })?;
     for component in components {
         let name = OsStr::from_bytes(component);
         let next_fd = match openat(&current_fd, name, flags, Mode::empty()) {
             Ok(fd) => fd,
             Err(Errno::ENOENT) if create_missing => {
-                mkdirat(&current_fd, name, Mode::from_bits_truncate(0o755)).map_err(entry_error("create parent directory", entry_name))?;
-                openat(&current_fd, name, flags, Mode::empty()).map_err(entry_error("open parent directory", entry_name))?
+                mkdirat(&current_fd, name, Mode::from_bits_truncate(0o755))
+                    .map_err(entry_error("create parent directory", entry_name))?;
+                openat(&current_fd, name, flags, Mode::empty())
+                    .map_err(entry_error("open parent directory", entry_name))?
             }
             Err(Errno::ENOENT) => return Ok(None),
             // ELOOP: the component is a symlink; ENOTDIR: it is a file. Either way the entry
@@ -234,7 +272,8 @@ struct EntryMetadata {
 
 fn read_entry_metadata<R: Read>(entry: &mut tar::Entry<'_, R>, entry_name: &str) -> Result<EntryMetadata, UnpackError> {
     let header = entry.header();
-    let header_error = |source: io::Error| UnpackError::Entry { action: "read header", entry: entry_name.to_string(), source };
+    let header_error =
+        |source: io::Error| UnpackError::Entry { action: "read header", entry: entry_name.to_string(), source };
     let mut metadata = EntryMetadata {
         mode: header.mode().map_err(header_error)? & 0o7777,
         uid: header.uid().map_err(header_error)? as u32,
@@ -256,11 +295,17 @@ fn read_entry_metadata<R: Read>(entry: &mut tar::Entry<'_, R>, entry_name: &str)
                 }
                 metadata.xattrs.push((xattr_name.to_vec(), value.to_vec()));
             } else if key == b"uid" {
-                if let Some(uid) = parse_decimal(value) { metadata.uid = uid as u32; }
+                if let Some(uid) = parse_decimal(value) {
+                    metadata.uid = uid as u32;
+                }
             } else if key == b"gid" {
-                if let Some(gid) = parse_decimal(value) { metadata.gid = gid as u32; }
+                if let Some(gid) = parse_decimal(value) {
+                    metadata.gid = gid as u32;
+                }
             } else if key == b"mtime" {
-                if let Some(mtime) = parse_pax_time(value) { metadata.mtime = mtime; }
+                if let Some(mtime) = parse_pax_time(value) {
+                    metadata.mtime = mtime;
+                }
             }
         }
     }
@@ -289,12 +334,20 @@ fn parse_pax_time(value: &[u8]) -> Option<TimeSpec> {
     }
 }
 
-fn apply_entry<R: Read>(dest_fd: &OwnedFd, entry: &mut tar::Entry<'_, R>, deferred_dir_times: &mut Vec<(Vec<Vec<u8>>, TimeSpec)>) -> Result<(), UnpackError> {
+fn apply_entry<R: Read>(
+    dest_fd: &OwnedFd,
+    entry: &mut tar::Entry<'_, R>,
+    deferred_dir_times: &mut Vec<(Vec<Vec<u8>>, TimeSpec)>,
+) -> Result<(), UnpackError> {
     let raw_path = entry.path_bytes().into_owned();
     let entry_name = String::from_utf8_lossy(&raw_path).into_owned();
     let entry_type = entry.header().entry_type();
     // Pax headers and GNU long names are folded into the following entry by the tar reader.
-    if entry_type.is_pax_global_extensions() || entry_type.is_pax_local_extensions() || entry_type.is_gnu_longname() || entry_type.is_gnu_longlink() {
+    if entry_type.is_pax_global_extensions()
+        || entry_type.is_pax_local_extensions()
+        || entry_type.is_gnu_longname()
+        || entry_type.is_gnu_longlink()
+    {
         return Ok(());
     }
     let components = normalize_entry_path(&raw_path)?;
@@ -303,7 +356,8 @@ fn apply_entry<R: Read>(dest_fd: &OwnedFd, entry: &mut tar::Entry<'_, R>, deferr
     let Some((last_component, parent_components)) = components.split_last() else {
         // The layer's root ("./"): only its metadata applies, to dest itself.
         if entry_type.is_dir() {
-            fchown(dest_fd, Some(Uid::from_raw(metadata.uid)), Some(Gid::from_raw(metadata.gid))).map_err(entry_error("chown", &entry_name))?;
+            fchown(dest_fd, Some(Uid::from_raw(metadata.uid)), Some(Gid::from_raw(metadata.gid)))
+                .map_err(entry_error("chown", &entry_name))?;
             fchmod(dest_fd, Mode::from_bits_truncate(metadata.mode)).map_err(entry_error("chmod", &entry_name))?;
             deferred_dir_times.push((Vec::new(), metadata.mtime));
             return Ok(());
@@ -325,9 +379,16 @@ fn apply_entry<R: Read>(dest_fd: &OwnedFd, entry: &mut tar::Entry<'_, R>, deferr
         let target_name = OsStr::from_bytes(&last_component[WHITEOUT_PREFIX.len()..]);
         remove_existing(&parent_fd, target_name, &entry_name)?;
         // overlayfs reads a 0/0 character device as "deleted in this layer".
-        mknodat(&parent_fd, target_name, SFlag::S_IFCHR, Mode::empty(), 0).map_err(entry_error("create whiteout device", &entry_name))?;
-        fchownat(&parent_fd, target_name, Some(Uid::from_raw(0)), Some(Gid::from_raw(0)), nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
-            .map_err(entry_error("chown whiteout", &entry_name))?;
+        mknodat(&parent_fd, target_name, SFlag::S_IFCHR, Mode::empty(), 0)
+            .map_err(entry_error("create whiteout device", &entry_name))?;
+        fchownat(
+            &parent_fd,
+            target_name,
+            Some(Uid::from_raw(0)),
+            Some(Gid::from_raw(0)),
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .map_err(entry_error("chown whiteout", &entry_name))?;
         return Ok(());
     }
 
@@ -339,15 +400,23 @@ fn apply_entry<R: Read>(dest_fd: &OwnedFd, entry: &mut tar::Entry<'_, R>, deferr
             Ok(stat) if SFlag::from_bits_truncate(stat.st_mode & SFlag::S_IFMT.bits()) == SFlag::S_IFDIR => {}
             Ok(_) => {
                 remove_existing(&parent_fd, name, &entry_name)?;
-                mkdirat(&parent_fd, name, Mode::from_bits_truncate(0o700)).map_err(entry_error("create directory", &entry_name))?;
+                mkdirat(&parent_fd, name, Mode::from_bits_truncate(0o700))
+                    .map_err(entry_error("create directory", &entry_name))?;
             }
             Err(Errno::ENOENT) => {
-                mkdirat(&parent_fd, name, Mode::from_bits_truncate(0o700)).map_err(entry_error("create directory", &entry_name))?;
+                mkdirat(&parent_fd, name, Mode::from_bits_truncate(0o700))
+                    .map_err(entry_error("create directory", &entry_name))?;
             }
             Err(errno) => return Err(entry_error("stat", &entry_name)(errno)),
         }
-        let dir_fd = walk_to_dir(&parent_fd, std::slice::from_ref(last_component), false, &entry_name)?
-            .ok_or_else(|| UnpackError::Entry { action: "open new directory", entry: entry_name.clone(), source: io::ErrorKind::NotFound.into() })?;
+        let dir_fd =
+            walk_to_dir(&parent_fd, std::slice::from_ref(last_component), false, &entry_name)?.ok_or_else(|| {
+                UnpackError::Entry {
+                    action: "open new directory",
+                    entry: entry_name.clone(),
+                    source: io::ErrorKind::NotFound.into(),
+                }
+            })?;
         fchown(&dir_fd, owner.0, owner.1).map_err(entry_error("chown", &entry_name))?;
         // chmod after chown: chown clears set-id bits.
         fchmod(&dir_fd, mode).map_err(entry_error("chmod", &entry_name))?;
@@ -372,7 +441,9 @@ fn apply_entry<R: Read>(dest_fd: &OwnedFd, entry: &mut tar::Entry<'_, R>, deferr
         let entry_size = entry.size();
         let mut exact_reader = crate::sys::io::ExactLengthReader { inner: &mut *entry, remaining_bytes: entry_size };
         io::copy(&mut exact_reader, &mut file).map_err(|source| match source.kind() {
-            io::ErrorKind::UnexpectedEof => UnpackError::CorruptArchive { reason: format!("entry {entry_name:?}: {source}") },
+            io::ErrorKind::UnexpectedEof => {
+                UnpackError::CorruptArchive { reason: format!("entry {entry_name:?}: {source}") }
+            }
             _ => UnpackError::Entry { action: "write file", entry: entry_name.clone(), source },
         })?;
         fchown(&file, owner.0, owner.1).map_err(entry_error("chown", &entry_name))?;
@@ -385,29 +456,38 @@ fn apply_entry<R: Read>(dest_fd: &OwnedFd, entry: &mut tar::Entry<'_, R>, deferr
     }
 
     if entry_type.is_symlink() {
-        let target = entry.link_name_bytes().ok_or_else(|| UnpackError::CorruptArchive { reason: format!("symlink {entry_name:?} has no target") })?;
+        let target = entry
+            .link_name_bytes()
+            .ok_or_else(|| UnpackError::CorruptArchive { reason: format!("symlink {entry_name:?} has no target") })?;
         // The target is stored verbatim and never followed here; an absolute target is resolved
         // by the kernel inside the container's root later, which is what the image means.
         symlinkat(OsStr::from_bytes(&target), &parent_fd, name).map_err(entry_error("create symlink", &entry_name))?;
-        fchownat(&parent_fd, name, owner.0, owner.1, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW).map_err(entry_error("chown symlink", &entry_name))?;
+        fchownat(&parent_fd, name, owner.0, owner.1, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
+            .map_err(entry_error("chown symlink", &entry_name))?;
         for (xattr_name, xattr_value) in &metadata.xattrs {
             set_xattr_on(&parent_fd, Some(name), xattr_name, xattr_value, &entry_name)?;
         }
-        utimensat(&parent_fd, name, &metadata.mtime, &metadata.mtime, UtimensatFlags::NoFollowSymlink).map_err(entry_error("set symlink times", &entry_name))?;
+        utimensat(&parent_fd, name, &metadata.mtime, &metadata.mtime, UtimensatFlags::NoFollowSymlink)
+            .map_err(entry_error("set symlink times", &entry_name))?;
         return Ok(());
     }
 
     if entry_type.is_hard_link() {
-        let target_raw = entry.link_name_bytes().ok_or_else(|| UnpackError::CorruptArchive { reason: format!("hard link {entry_name:?} has no target") })?.into_owned();
+        let target_raw = entry
+            .link_name_bytes()
+            .ok_or_else(|| UnpackError::CorruptArchive { reason: format!("hard link {entry_name:?} has no target") })?
+            .into_owned();
         let target_text = String::from_utf8_lossy(&target_raw).into_owned();
-        let target_components = normalize_entry_path(&target_raw).map_err(|_| UnpackError::UnsafePath { entry: entry_name.clone() })?;
+        let target_components =
+            normalize_entry_path(&target_raw).map_err(|_| UnpackError::UnsafePath { entry: entry_name.clone() })?;
         let Some((target_last, target_parents)) = target_components.split_last() else {
             return Err(UnpackError::UnsafePath { entry: entry_name });
         };
         let missing = || UnpackError::MissingLinkTarget { entry: entry_name.clone(), target: target_text.clone() };
         let target_parent_fd = walk_to_dir(dest_fd, target_parents, false, &entry_name)?.ok_or_else(missing)?;
         // linkat without AT_SYMLINK_FOLLOW links the target itself, even when it is a symlink.
-        match linkat(&target_parent_fd, OsStr::from_bytes(target_last), &parent_fd, name, nix::fcntl::AtFlags::empty()) {
+        match linkat(&target_parent_fd, OsStr::from_bytes(target_last), &parent_fd, name, nix::fcntl::AtFlags::empty())
+        {
             Ok(()) => {}
             Err(Errno::ENOENT) => return Err(missing()),
             Err(errno) => return Err(entry_error("create hard link", &entry_name)(errno)),
@@ -417,9 +497,13 @@ fn apply_entry<R: Read>(dest_fd: &OwnedFd, entry: &mut tar::Entry<'_, R>, deferr
 
     let (kind, device) = if entry_type.is_character_special() || entry_type.is_block_special() {
         let header = entry.header();
-        let header_error = |source: io::Error| UnpackError::Entry { action: "read device numbers", entry: entry_name.clone(), source };
+        let header_error =
+            |source: io::Error| UnpackError::Entry { action: "read device numbers", entry: entry_name.clone(), source };
         let major = header.device_major().map_err(header_error)?.unwrap_or(0);
-        let minor = header.device_minor().map_err(|source| UnpackError::Entry { action: "read device numbers", entry: entry_name.clone(), source })?.unwrap_or(0);
+        let minor = header
+            .device_minor()
+            .map_err(|source| UnpackError::Entry { action: "read device numbers", entry: entry_name.clone(), source })?
+            .unwrap_or(0);
         let kind = if entry_type.is_character_special() { SFlag::S_IFCHR } else { SFlag::S_IFBLK };
         (kind, libc::makedev(major, minor))
     } else if entry_type.is_fifo() {
@@ -429,13 +513,16 @@ fn apply_entry<R: Read>(dest_fd: &OwnedFd, entry: &mut tar::Entry<'_, R>, deferr
         // rather than half-applied; no image builder in use writes them.
         return Ok(());
     };
-    mknodat(&parent_fd, name, kind, Mode::from_bits_truncate(0o600), device).map_err(entry_error("create device node", &entry_name))?;
-    fchownat(&parent_fd, name, owner.0, owner.1, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW).map_err(entry_error("chown", &entry_name))?;
+    mknodat(&parent_fd, name, kind, Mode::from_bits_truncate(0o600), device)
+        .map_err(entry_error("create device node", &entry_name))?;
+    fchownat(&parent_fd, name, owner.0, owner.1, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
+        .map_err(entry_error("chown", &entry_name))?;
     fchmodat(&parent_fd, name, mode, FchmodatFlags::NoFollowSymlink).map_err(entry_error("chmod", &entry_name))?;
     for (xattr_name, xattr_value) in &metadata.xattrs {
         set_xattr_on(&parent_fd, Some(name), xattr_name, xattr_value, &entry_name)?;
     }
-    utimensat(&parent_fd, name, &metadata.mtime, &metadata.mtime, UtimensatFlags::NoFollowSymlink).map_err(entry_error("set times", &entry_name))?;
+    utimensat(&parent_fd, name, &metadata.mtime, &metadata.mtime, UtimensatFlags::NoFollowSymlink)
+        .map_err(entry_error("set times", &entry_name))?;
     Ok(())
 }
 
@@ -448,7 +535,11 @@ fn remove_existing(parent_fd: &OwnedFd, name: &OsStr, entry_name: &str) -> Resul
             // remove_dir_all does not follow symlinks inside the tree; the /proc/self/fd prefix
             // pins the parent we already resolved safely.
             let path = PathBuf::from(format!("/proc/self/fd/{}", parent_fd.as_raw_fd())).join(name);
-            std::fs::remove_dir_all(&path).map_err(|source| UnpackError::Entry { action: "remove existing directory", entry: entry_name.to_string(), source })
+            std::fs::remove_dir_all(&path).map_err(|source| UnpackError::Entry {
+                action: "remove existing directory",
+                entry: entry_name.to_string(),
+                source,
+            })
         }
         Err(errno) => Err(entry_error("remove existing entry", entry_name)(errno)),
     }
@@ -456,22 +547,37 @@ fn remove_existing(parent_fd: &OwnedFd, name: &OsStr, entry_name: &str) -> Resul
 
 /// Sets an extended attribute on `fd` itself (`child` = None) or on `child` inside directory
 /// `fd` without following it if it is a symlink.
-fn set_xattr_on(fd: &impl AsRawFd, child: Option<&OsStr>, xattr_name: &[u8], xattr_value: &[u8], entry_name: &str) -> Result<(), UnpackError> {
-    let xattr_error = |source: io::Error| UnpackError::Entry { action: "set extended attribute", entry: entry_name.to_string(), source };
+fn set_xattr_on(
+    fd: &impl AsRawFd,
+    child: Option<&OsStr>,
+    xattr_name: &[u8],
+    xattr_value: &[u8],
+    entry_name: &str,
+) -> Result<(), UnpackError> {
+    let xattr_error = |source: io::Error| UnpackError::Entry {
+        action: "set extended attribute",
+        entry: entry_name.to_string(),
+        source,
+    };
     let c_name = CString::new(xattr_name).map_err(|_| xattr_error(io::ErrorKind::InvalidInput.into()))?;
     let result = match child {
         None => {
             // SAFETY: fd is an open descriptor we own for the duration of the call; c_name is a
             // NUL-terminated string and the value pointer/length describe a live slice.
-            unsafe { libc::fsetxattr(fd.as_raw_fd(), c_name.as_ptr(), xattr_value.as_ptr().cast(), xattr_value.len(), 0) }
+            unsafe {
+                libc::fsetxattr(fd.as_raw_fd(), c_name.as_ptr(), xattr_value.as_ptr().cast(), xattr_value.len(), 0)
+            }
         }
         Some(child_name) => {
             let path = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd())).join(child_name);
-            let c_path = CString::new(path.as_os_str().as_bytes()).map_err(|_| xattr_error(io::ErrorKind::InvalidInput.into()))?;
+            let c_path = CString::new(path.as_os_str().as_bytes())
+                .map_err(|_| xattr_error(io::ErrorKind::InvalidInput.into()))?;
             // SAFETY: c_path and c_name are NUL-terminated strings that outlive the call; the
             // value pointer/length describe a live slice. lsetxattr does not follow the last
             // component, and the /proc/self/fd prefix resolves to the directory we hold open.
-            unsafe { libc::lsetxattr(c_path.as_ptr(), c_name.as_ptr(), xattr_value.as_ptr().cast(), xattr_value.len(), 0) }
+            unsafe {
+                libc::lsetxattr(c_path.as_ptr(), c_name.as_ptr(), xattr_value.as_ptr().cast(), xattr_value.len(), 0)
+            }
         }
     };
     if result != 0 {
@@ -494,10 +600,22 @@ mod tests {
 
     #[test]
     fn compression_from_media_type_and_magic() {
-        assert_eq!(LayerCompression::from_media_type("application/vnd.oci.image.layer.v1.tar+gzip"), Some(LayerCompression::Gzip));
-        assert_eq!(LayerCompression::from_media_type("application/vnd.docker.image.rootfs.diff.tar.gzip"), Some(LayerCompression::Gzip));
-        assert_eq!(LayerCompression::from_media_type("application/vnd.oci.image.layer.v1.tar+zstd"), Some(LayerCompression::Zstd));
-        assert_eq!(LayerCompression::from_media_type("application/vnd.oci.image.layer.v1.tar"), Some(LayerCompression::None));
+        assert_eq!(
+            LayerCompression::from_media_type("application/vnd.oci.image.layer.v1.tar+gzip"),
+            Some(LayerCompression::Gzip)
+        );
+        assert_eq!(
+            LayerCompression::from_media_type("application/vnd.docker.image.rootfs.diff.tar.gzip"),
+            Some(LayerCompression::Gzip)
+        );
+        assert_eq!(
+            LayerCompression::from_media_type("application/vnd.oci.image.layer.v1.tar+zstd"),
+            Some(LayerCompression::Zstd)
+        );
+        assert_eq!(
+            LayerCompression::from_media_type("application/vnd.oci.image.layer.v1.tar"),
+            Some(LayerCompression::None)
+        );
         assert_eq!(LayerCompression::from_media_type("application/octet-stream"), None);
         assert_eq!(LayerCompression::sniff(&[0x1f, 0x8b, 8]), LayerCompression::Gzip);
         assert_eq!(LayerCompression::sniff(&[0x28, 0xb5, 0x2f, 0xfd]), LayerCompression::Zstd);

@@ -15,8 +15,8 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use berth_log::Seq;
 use berth_commands::{Command, RecordOutcome};
+use berth_log::Seq;
 use berth_projections::{ContainerRecord, Event, Origin, PendingIntent};
 use tokio::sync::mpsc;
 
@@ -44,10 +44,17 @@ pub(super) enum Garbage {
 pub(super) enum Job {
     /// `start_too`: a create whose record also asks to start the task.
     /// The event is boxed: a `ContainerCreated` is large and most jobs are small.
-    Intent { seq: Seq, event: Box<Event>, start_too: bool },
+    Intent {
+        seq: Seq,
+        event: Box<Event>,
+        start_too: bool,
+    },
     /// The exit a monitor reported; `monitor_pid` says which task it belongs to, so a late report
     /// from an earlier task of a re-created container is not taken for the current one.
-    Exited { status: ExitStatus, monitor_pid: i32 },
+    Exited {
+        status: ExitStatus,
+        monitor_pid: i32,
+    },
     ContainerDeleted,
 }
 
@@ -105,18 +112,30 @@ impl Executor {
     fn dispatch(self: &Arc<Self>, record: &CommittedRecord) {
         let namespace = &record.envelope.namespace;
         let starts_in_record = |id: &str| {
-            record.envelope.events.iter().any(|other| matches!(other, Event::TaskStartRequested { container_id } if container_id == id))
+            record
+                .envelope
+                .events
+                .iter()
+                .any(|other| matches!(other, Event::TaskStartRequested { container_id } if container_id == id))
         };
         for event in &record.envelope.events {
             match event {
                 Event::TaskCreateRequested { container_id } => {
                     let start_too = starts_in_record(container_id);
-                    self.send(namespace, container_id, Job::Intent { seq: record.seq, event: Box::new(event.clone()), start_too });
+                    self.send(
+                        namespace,
+                        container_id,
+                        Job::Intent { seq: record.seq, event: Box::new(event.clone()), start_too },
+                    );
                 }
                 Event::TaskStartRequested { container_id }
                 | Event::TaskKillRequested { container_id, .. }
                 | Event::TaskDeleteRequested { container_id, .. } => {
-                    self.send(namespace, container_id, Job::Intent { seq: record.seq, event: Box::new(event.clone()), start_too: false });
+                    self.send(
+                        namespace,
+                        container_id,
+                        Job::Intent { seq: record.seq, event: Box::new(event.clone()), start_too: false },
+                    );
                 }
                 Event::ContainerDeleted { id } => self.send(namespace, id, Job::ContainerDeleted),
                 Event::ContentRemoved { digest } => self.collect_garbage(Garbage::Blob(digest.clone())),
@@ -144,7 +163,9 @@ impl Executor {
             }
             let result = match &garbage {
                 Garbage::Blob(digest) => executor.content.remove(digest).map_err(|error| error.to_string()),
-                Garbage::Snapshot(chain_id) => executor.snapshotter.remove_committed(chain_id).map_err(|error| error.to_string()),
+                Garbage::Snapshot(chain_id) => {
+                    executor.snapshotter.remove_committed(chain_id).map_err(|error| error.to_string())
+                }
             };
             if let Err(error) = result {
                 tracing::warn!(?garbage, %error, "removing it failed; start-up clean-up retries");
@@ -184,7 +205,12 @@ impl Executor {
                     if current_monitor == Some(monitor_pid) {
                         self.record_exit(&namespace, &container_id, status).await;
                     } else {
-                        tracing::debug!(container_id, monitor_pid, ?current_monitor, "exit of an earlier task; ignored");
+                        tracing::debug!(
+                            container_id,
+                            monitor_pid,
+                            ?current_monitor,
+                            "exit of an earlier task; ignored"
+                        );
                     }
                 }
                 Job::ContainerDeleted => {
@@ -225,7 +251,14 @@ impl Executor {
         })
     }
 
-    async fn handle_intent(self: &Arc<Self>, namespace: &str, container_id: &str, seq: Seq, event: Event, start_too: bool) {
+    async fn handle_intent(
+        self: &Arc<Self>,
+        namespace: &str,
+        container_id: &str,
+        seq: Seq,
+        event: Event,
+        start_too: bool,
+    ) {
         tracing::debug!(container_id, seq = seq.get(), kind = event.kind(), start_too, "intent");
         match event {
             Event::TaskCreateRequested { .. } => {
@@ -239,7 +272,10 @@ impl Executor {
                         }];
                         let mut already_exited = false;
                         if start_too {
-                            events.push(Event::TaskStarted { container_id: container_id.to_string(), pid: monitor.init_pid });
+                            events.push(Event::TaskStarted {
+                                container_id: container_id.to_string(),
+                                pid: monitor.init_pid,
+                            });
                             // A short process may have ended while runc was still starting it: its
                             // exit goes into the same record, and there is nothing left to watch.
                             if let Some(status) = self.layout.task_dir(namespace, container_id).exit_status() {
@@ -264,21 +300,28 @@ impl Executor {
                 let outcome = match self.runc(namespace).start(container_id).await {
                     Ok(()) => {
                         failpoint("task-started");
-                        let pid = self.store.state().container(namespace, container_id)
+                        let pid = self
+                            .store
+                            .state()
+                            .container(namespace, container_id)
                             .and_then(|container| container.task.as_ref().map(|task| task.pid))
                             .unwrap_or_default();
                         Event::TaskStarted { container_id: container_id.to_string(), pid }
                     }
-                    Err(error) => Event::TaskStartFailed { container_id: container_id.to_string(), error: error.to_string() },
+                    Err(error) => {
+                        Event::TaskStartFailed { container_id: container_id.to_string(), error: error.to_string() }
+                    }
                 };
                 self.record(namespace, Some(seq), "task start", outcome).await;
             }
             Event::TaskKillRequested { signal, all, .. } => {
                 let outcome = match self.runc(namespace).kill(container_id, signal, all).await {
                     Ok(()) => Event::TaskKillDelivered { container_id: container_id.to_string(), signal },
-                    Err(error) => {
-                        Event::TaskKillFailed { container_id: container_id.to_string(), signal, error: error.to_string() }
-                    }
+                    Err(error) => Event::TaskKillFailed {
+                        container_id: container_id.to_string(),
+                        signal,
+                        error: error.to_string(),
+                    },
                 };
                 self.record(namespace, Some(seq), "task kill", outcome).await;
             }
@@ -294,13 +337,20 @@ impl Executor {
     }
 
     /// Prepare the rootfs and bundle, and start the monitor, which runs `runc create`.
-    async fn create_task(&self, namespace: &str, container_id: &str, intent_seq: Seq, start_too: bool) -> Result<MonitorIdentity, String> {
+    async fn create_task(
+        &self,
+        namespace: &str,
+        container_id: &str,
+        intent_seq: Seq,
+        start_too: bool,
+    ) -> Result<MonitorIdentity, String> {
         let record = self
             .container_record(namespace, container_id)
             .ok_or_else(|| format!("container {container_id:?} vanished before its task was created"))?;
         let bundle = self.layout.bundle_dir(namespace, container_id);
         let rootfs = bundle.join("rootfs");
-        std::fs::create_dir_all(&rootfs).map_err(|error| format!("cannot create bundle {}: {error}", bundle.display()))?;
+        std::fs::create_dir_all(&rootfs)
+            .map_err(|error| format!("cannot create bundle {}: {error}", bundle.display()))?;
         let active = self
             .snapshotter
             .prepare_active(namespace, &record.snapshot_key, &record.lowers)
@@ -318,12 +368,21 @@ impl Executor {
         spec::write_bundle(&bundle, &runtime_spec).map_err(|error| error.to_string())?;
         let task_dir = self.layout.task_dir(namespace, container_id);
         // A task dir left by an earlier task of this container holds its old exit status.
-        task_dir.remove().map_err(|error| format!("cannot empty the task directory {}: {error}", task_dir.path().display()))?;
+        task_dir
+            .remove()
+            .map_err(|error| format!("cannot empty the task directory {}: {error}", task_dir.path().display()))?;
         tracing::debug!(container_id, "bundle ready; starting the monitor");
         let launch = if start_too { Launch::CreateAndStart } else { Launch::Create };
-        let monitor = monitor::spawn_monitor(&self.monitor_paths(namespace), container_id, &bundle, &task_dir, launch, intent_seq)
-            .await
-            .map_err(|error| error.to_string());
+        let monitor = monitor::spawn_monitor(
+            &self.monitor_paths(namespace),
+            container_id,
+            &bundle,
+            &task_dir,
+            launch,
+            intent_seq,
+        )
+        .await
+        .map_err(|error| error.to_string());
         tracing::debug!(container_id, ok = monitor.is_ok(), "monitor reported");
         monitor
     }
@@ -351,11 +410,7 @@ impl Executor {
 
     /// runc delete, unmount, remove the bundle. A live task is killed first when forced.
     async fn delete_task(&self, namespace: &str, container_id: &str, force: bool) -> Result<i32, String> {
-        let task = self
-            .store
-            .state()
-            .container(namespace, container_id)
-            .and_then(|container| container.task.clone());
+        let task = self.store.state().container(namespace, container_id).and_then(|container| container.task.clone());
         let mut exit_code = task.as_ref().and_then(|task| task.exit.map(|exit| exit.exit_code)).unwrap_or(0);
         let runc = self.runc(namespace);
         let task_dir = self.layout.task_dir(namespace, container_id);
@@ -421,7 +476,13 @@ impl Executor {
 
     /// Record outcomes that happened together as one record (one fdatasync). Returns false
     /// when the store refused them (any one already answered).
-    pub(super) async fn record_together(&self, namespace: &str, answers: Option<Seq>, reason: &str, events: Vec<Event>) -> bool {
+    pub(super) async fn record_together(
+        &self,
+        namespace: &str,
+        answers: Option<Seq>,
+        reason: &str,
+        events: Vec<Event>,
+    ) -> bool {
         let origin = Origin::Daemon { reason: reason.to_string(), answers };
         let kinds: Vec<&str> = events.iter().map(Event::kind).collect();
         tracing::debug!(?kinds, ?answers, "recording outcome");

@@ -44,7 +44,9 @@ use tokio::io::AsyncReadExt;
 use crate::sys::fs::absolute_or_same;
 use crate::sys::process::{inheritable_duplicate, open_pidfd, spawn_lock};
 use crate::tasks::runc::Runc;
-use crate::tasks::task_dir::{ExitStatus, MonitorIdentity, TaskDir, MONITOR_LOCK_FILE, MONITOR_LOG_FILE, MONITOR_STATE_FILE, RUNC_LOG_FILE};
+use crate::tasks::task_dir::{
+    ExitStatus, MonitorIdentity, TaskDir, MONITOR_LOCK_FILE, MONITOR_LOG_FILE, MONITOR_STATE_FILE, RUNC_LOG_FILE,
+};
 
 pub const MONITOR_BINARY_NAME: &str = "berth-monitor";
 
@@ -61,28 +63,17 @@ pub enum MonitorError {
     #[error("could not create the container: {message}")]
     CreateFailed { message: String },
 
-    #[error(
-        "runc already has a container with id {runc_id} (status {status}): delete it first or use another id"
-    )]
+    #[error("runc already has a container with id {runc_id} (status {status}): delete it first or use another id")]
     AlreadyExists { runc_id: String, status: String },
 
     #[error("could not create task directory {}: {source}; check that berthd's root directory is writable", path.display())]
-    TaskDir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    TaskDir { path: PathBuf, source: std::io::Error },
 
     #[error("could not take the monitor lock {}: {source}; another monitor may still be at work on this task, check with `berth ps -a`", path.display())]
-    MonitorLock {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    MonitorLock { path: PathBuf, source: std::io::Error },
 
     #[error("could not start the monitor at {}: {source}; install berth-monitor next to berthd or set `monitor` in berthd's config file", path.display())]
-    MonitorSpawn {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    MonitorSpawn { path: PathBuf, source: std::io::Error },
 }
 
 /// What berthd needs to start monitors: the monitor executable and the runc it should drive.
@@ -143,10 +134,7 @@ pub async fn spawn_monitor(
 ) -> Result<MonitorIdentity, MonitorError> {
     tokio::fs::create_dir_all(task_dir.path())
         .await
-        .map_err(|source| MonitorError::TaskDir {
-            path: task_dir.path().to_path_buf(),
-            source,
-        })?;
+        .map_err(|source| MonitorError::TaskDir { path: task_dir.path().to_path_buf(), source })?;
 
     // runc refuses a duplicate id by itself, but the cleanup below (`delete --force` after a
     // failed create) would then destroy the existing container. Checking first keeps the
@@ -199,10 +187,8 @@ pub async fn spawn_monitor(
     };
     // The monitor holds the lock through its own descriptor now (or it never started).
     drop(monitor_lock);
-    let mut monitor_child = spawned.map_err(|source| MonitorError::MonitorSpawn {
-        path: paths.monitor_binary.clone(),
-        source,
-    })?;
+    let mut monitor_child =
+        spawned.map_err(|source| MonitorError::MonitorSpawn { path: paths.monitor_binary.clone(), source })?;
     crate::sys::failpoint("monitor-spawned");
     let monitor_pid = monitor_child.id().map(|pid| pid as i32);
 
@@ -213,10 +199,8 @@ pub async fn spawn_monitor(
     let read_both = async {
         let mut report_bytes = Vec::new();
         let mut stderr_bytes = Vec::new();
-        let (_, _) = tokio::join!(
-            readiness_pipe.read_to_end(&mut report_bytes),
-            monitor_stderr.read_to_end(&mut stderr_bytes)
-        );
+        let (_, _) =
+            tokio::join!(readiness_pipe.read_to_end(&mut report_bytes), monitor_stderr.read_to_end(&mut stderr_bytes));
         (report_bytes, stderr_bytes)
     };
     let failure_message = match tokio::time::timeout(MONITOR_READY_TIMEOUT, read_both).await {
@@ -253,8 +237,7 @@ pub async fn spawn_monitor(
                 let stderr_text = String::from_utf8_lossy(&stderr_bytes);
                 format!(
                     "berth-monitor exited before reporting readiness: {}; see {}",
-                    first_nonempty(&[stderr_text.trim(), report_text.trim()])
-                        .unwrap_or("(no output)"),
+                    first_nonempty(&[stderr_text.trim(), report_text.trim()]).unwrap_or("(no output)"),
                     task_dir.file(MONITOR_LOG_FILE).display()
                 )
             }
@@ -265,9 +248,7 @@ pub async fn spawn_monitor(
     if let Err(cleanup_error) = paths.runc.delete(runc_id, true).await {
         tracing::warn!(runc_id, %cleanup_error, "could not remove the runc container after a failed create");
     }
-    Err(MonitorError::CreateFailed {
-        message: failure_message,
-    })
+    Err(MonitorError::CreateFailed { message: failure_message })
 }
 
 /// Checks the monitor's `ok <init_pid>` report against the `monitor.json` it wrote.
@@ -338,9 +319,8 @@ async fn wait_for_monitor_to_go(state: &MonitorIdentity) {
     }
     // SAFETY: the AsyncFd takes ownership of the OwnedFd, so the descriptor stays open and
     // refers to this pidfd until the AsyncFd is dropped at the end of this function.
-    let registration = unsafe {
-        tokio::io::unix::AsyncFd::register_with_interest(pidfd, tokio::io::Interest::READABLE)
-    };
+    let registration =
+        unsafe { tokio::io::unix::AsyncFd::register_with_interest(pidfd, tokio::io::Interest::READABLE) };
     match registration {
         Ok(async_pidfd) => {
             // A pidfd becomes readable when the process exits; errors here are not expected
@@ -363,8 +343,5 @@ async fn poll_until_monitor_gone(state: &MonitorIdentity) {
 }
 
 fn first_nonempty<'a>(candidates: &[&'a str]) -> Option<&'a str> {
-    candidates
-        .iter()
-        .copied()
-        .find(|candidate| !candidate.is_empty())
+    candidates.iter().copied().find(|candidate| !candidate.is_empty())
 }

@@ -7,8 +7,8 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use berth_log::Timestamp;
 use berth_commands::{Command, RecordDaemonEvent};
+use berth_log::Timestamp;
 use berth_projections::{Event, Origin, TaskState};
 
 use crate::sys::fs::list_dir_names;
@@ -96,7 +96,8 @@ impl Executor {
                     self.record(namespace, Some(intent_seq), "recovery: start finished", event).await;
                 }
                 Step::RemoveUnwatched { intent_seq } => {
-                    let mut error = "the task's monitor is gone, so it was not started; delete it and create it again".to_string();
+                    let mut error =
+                        "the task's monitor is gone, so it was not started; delete it and create it again".to_string();
                     if let Err(delete_error) = self.runc(namespace).delete(container_id, true).await {
                         error.push_str(&format!(" (removing the created container failed too: {delete_error})"));
                     }
@@ -117,7 +118,9 @@ impl Executor {
                 Step::Kill { intent_seq, signal, all } => {
                     let event = match self.runc(namespace).kill(container_id, signal, all).await {
                         Ok(()) => Event::TaskKillDelivered { container_id: id.clone(), signal },
-                        Err(error) => Event::TaskKillFailed { container_id: id.clone(), signal, error: error.to_string() },
+                        Err(error) => {
+                            Event::TaskKillFailed { container_id: id.clone(), signal, error: error.to_string() }
+                        }
                     };
                     self.record(namespace, Some(intent_seq), "recovery: kill re-delivered", event).await;
                 }
@@ -128,7 +131,11 @@ impl Executor {
                 Step::SettleExit => self.settle_exit(namespace, container_id, &observed).await,
                 Step::RequeueDelete { intent_seq, force } => {
                     let event = Event::TaskDeleteRequested { container_id: id.clone(), force };
-                    self.send(namespace, container_id, Job::Intent { seq: intent_seq, event: Box::new(event), start_too: false });
+                    self.send(
+                        namespace,
+                        container_id,
+                        Job::Intent { seq: intent_seq, event: Box::new(event), start_too: false },
+                    );
                 }
             }
         }
@@ -137,7 +144,8 @@ impl Executor {
     /// The exit, whether it happened while berthd was down or is still to come, decided from
     /// the task as the recorded answers left it.
     async fn settle_exit(self: &Arc<Self>, namespace: &str, container_id: &str, observed: &Observed) {
-        let task_now = self.store.state().container(namespace, container_id).and_then(|container| container.task.clone());
+        let task_now =
+            self.store.state().container(namespace, container_id).and_then(|container| container.task.clone());
         let Some(task_now) = task_now else { return };
         match recovery::plan_exit(&task_now, observed) {
             ExitStep::Nothing => {}
@@ -145,7 +153,11 @@ impl Executor {
             ExitStep::Watch(monitor) => self.watch_exit(namespace, container_id, monitor),
             ExitStep::Abandon { kill_container } => {
                 if kill_container {
-                    tracing::warn!(namespace, container_id, "the task's monitor is gone but the container runs; killing it");
+                    tracing::warn!(
+                        namespace,
+                        container_id,
+                        "the task's monitor is gone but the container runs; killing it"
+                    );
                     if let Err(error) = self.runc(namespace).kill(container_id, libc::SIGKILL, true).await {
                         tracing::error!(namespace, container_id, %error, "could not kill the unwatched container: kill it by hand (`runc --root {} kill {container_id} KILL`)", self.layout.runc_root(namespace).display());
                     }
@@ -252,7 +264,9 @@ impl Executor {
     async fn record_orphan(&self, namespace: &str, what: &str, id: &str) {
         let origin = Origin::Daemon { reason: "recovery: orphan removed".into(), answers: None };
         let event = Event::OrphanRemoved { what: what.to_string(), id: id.to_string() };
-        if let Err(error) = self.store.submit(namespace, origin, Command::RecordDaemonEvent(RecordDaemonEvent { event })).await {
+        if let Err(error) =
+            self.store.submit(namespace, origin, Command::RecordDaemonEvent(RecordDaemonEvent { event })).await
+        {
             tracing::warn!(namespace, what, id, %error, "the orphan was removed but its record was refused");
         }
     }

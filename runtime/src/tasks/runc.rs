@@ -28,17 +28,10 @@ pub enum RuncError {
     NotFound { path: PathBuf },
 
     #[error("could not run runc at {}: {source}; check that the file is an executable runc binary", path.display())]
-    Spawn {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Spawn { path: PathBuf, source: std::io::Error },
 
     #[error("`runc {}` failed with exit code {code}: {stderr}", args.join(" "))]
-    Failed {
-        args: Vec<String>,
-        code: i32,
-        stderr: String,
-    },
+    Failed { args: Vec<String>, code: i32, stderr: String },
 
     #[error("`runc {}` did not finish within {} seconds: check runc's state directory and the container's cgroup for a stuck process", args.join(" "), after.as_secs())]
     TimedOut { args: Vec<String>, after: Duration },
@@ -53,9 +46,7 @@ impl RuncError {
     pub fn is_container_missing(&self) -> bool {
         match self {
             // runc 1.1 says "container does not exist"; later versions quote the id in between.
-            RuncError::Failed { stderr, .. } => {
-                stderr.contains("container") && stderr.contains("does not exist")
-            }
+            RuncError::Failed { stderr, .. } => stderr.contains("container") && stderr.contains("does not exist"),
             _ => false,
         }
     }
@@ -97,9 +88,8 @@ impl Runc {
                 .stderr(Stdio::piped())
                 .spawn()
         };
-        let output = child
-            .and_then(std::process::Child::wait_with_output)
-            .map_err(|source| self.spawn_error(source))?;
+        let output =
+            child.and_then(std::process::Child::wait_with_output).map_err(|source| self.spawn_error(source))?;
         if !output.status.success() {
             return Err(RuncError::Failed {
                 args,
@@ -109,13 +99,8 @@ impl Runc {
         }
         let stdout_text = String::from_utf8_lossy(&output.stdout);
         match stdout_text.lines().next() {
-            Some(version_line) if !version_line.trim().is_empty() => {
-                Ok(version_line.trim().to_string())
-            }
-            _ => Err(RuncError::UnexpectedOutput {
-                args,
-                reason: "empty version output".to_string(),
-            }),
+            Some(version_line) if !version_line.trim().is_empty() => Ok(version_line.trim().to_string()),
+            _ => Err(RuncError::UnexpectedOutput { args, reason: "empty version output".to_string() }),
         }
     }
 
@@ -196,12 +181,10 @@ impl Runc {
             .namespaces
             .iter()
             .any(|namespace| namespace.kind == "NEWPID" && namespace.path.is_empty());
-        let poststop_hooks = state_file
-            .config
-            .hooks
-            .as_ref()
-            .and_then(|hooks| hooks.get("poststop"))
-            .is_some_and(|poststop| !poststop.is_null() && poststop.as_array().is_none_or(|hooks| !hooks.is_empty()));
+        let poststop_hooks =
+            state_file.config.hooks.as_ref().and_then(|hooks| hooks.get("poststop")).is_some_and(|poststop| {
+                !poststop.is_null() && poststop.as_array().is_none_or(|hooks| !hooks.is_empty())
+            });
         let init_present = crate::sys::process::read_process_stat(state_file.init_process_pid)
             .is_some_and(|stat| stat.start_time == state_file.init_process_start);
         if state_file.init_process_pid <= 0
@@ -220,7 +203,9 @@ impl Runc {
             return Ok(false);
         }
         for cgroup_dir in state_file.cgroup_paths.values() {
-            let plain = cgroup_dir.components().all(|component| matches!(component, std::path::Component::RootDir | std::path::Component::Normal(_)));
+            let plain = cgroup_dir
+                .components()
+                .all(|component| matches!(component, std::path::Component::RootDir | std::path::Component::Normal(_)));
             if !plain || !cgroup_dir.starts_with("/sys/fs/cgroup/") {
                 return Ok(false);
             }
@@ -229,7 +214,9 @@ impl Runc {
             match std::fs::remove_dir(cgroup_dir) {
                 Ok(()) => {}
                 Err(error) if error.kind() == ErrorKind::NotFound => {}
-                Err(error) => return Err(std::io::Error::new(error.kind(), format!("rmdir {}: {error}", cgroup_dir.display()))),
+                Err(error) => {
+                    return Err(std::io::Error::new(error.kind(), format!("rmdir {}: {error}", cgroup_dir.display())))
+                }
             }
         }
         std::fs::remove_dir_all(&state_dir)?;
@@ -269,27 +256,17 @@ impl Runc {
         };
         serde_json::from_slice::<RuncContainer>(&stdout_bytes)
             .map(Some)
-            .map_err(|parse_error| RuncError::UnexpectedOutput {
-                args,
-                reason: parse_error.to_string(),
-            })
+            .map_err(|parse_error| RuncError::UnexpectedOutput { args, reason: parse_error.to_string() })
     }
 
     /// `runc list --format json`. runc prints `null` (not `[]`) when it has no containers, and
     /// an empty list when its root directory does not exist yet.
     pub async fn list(&self) -> Result<Vec<RuncContainer>, RuncError> {
-        let args = vec![
-            "list".to_string(),
-            "--format".to_string(),
-            "json".to_string(),
-        ];
+        let args = vec!["list".to_string(), "--format".to_string(), "json".to_string()];
         let stdout_bytes = self.run(args.clone()).await?;
         serde_json::from_slice::<Option<Vec<RuncContainer>>>(&stdout_bytes)
             .map(Option::unwrap_or_default)
-            .map_err(|parse_error| RuncError::UnexpectedOutput {
-                args,
-                reason: parse_error.to_string(),
-            })
+            .map_err(|parse_error| RuncError::UnexpectedOutput { args, reason: parse_error.to_string() })
     }
 
     /// The `runc create` invocation the monitor runs (`runc run --detach` with `start_too`, which
@@ -298,30 +275,15 @@ impl Runc {
     /// the log file when create fails. The caller sets stdio: the container inherits it. No
     /// `--pid-file`: runc writes that file with O_SYNC, and [`Runc::recorded_init`] reads the
     /// same pid (and its start time) from the state file runc writes anyway.
-    pub fn create_command(
-        &self,
-        id: &str,
-        bundle: &Path,
-        log_file: &Path,
-        start_too: bool,
-    ) -> std::process::Command {
+    pub fn create_command(&self, id: &str, bundle: &Path, log_file: &Path, start_too: bool) -> std::process::Command {
         let mut command = std::process::Command::new(&self.binary);
-        command
-            .arg("--root")
-            .arg(&self.root)
-            .arg("--log")
-            .arg(log_file)
-            .arg("--log-format")
-            .arg("json");
+        command.arg("--root").arg(&self.root).arg("--log").arg(log_file).arg("--log-format").arg("json");
         if start_too {
             command.arg("run").arg("--detach");
         } else {
             command.arg("create");
         }
-        command
-            .arg("--bundle")
-            .arg(bundle)
-            .arg(id);
+        command.arg("--bundle").arg(bundle).arg(id);
         command
     }
 
@@ -344,16 +306,12 @@ impl Runc {
             command.spawn()
         }
         .map_err(|source| self.spawn_error(source))?;
-        let output =
-            match tokio::time::timeout(RUNC_COMMAND_TIMEOUT, child.wait_with_output()).await {
-                Ok(result) => result.map_err(|source| self.spawn_error(source))?,
-                Err(_elapsed) => {
-                    return Err(RuncError::TimedOut {
-                        args,
-                        after: RUNC_COMMAND_TIMEOUT,
-                    });
-                }
-            };
+        let output = match tokio::time::timeout(RUNC_COMMAND_TIMEOUT, child.wait_with_output()).await {
+            Ok(result) => result.map_err(|source| self.spawn_error(source))?,
+            Err(_elapsed) => {
+                return Err(RuncError::TimedOut { args, after: RUNC_COMMAND_TIMEOUT });
+            }
+        };
         if output.status.success() {
             return Ok(output.stdout);
         }
@@ -366,14 +324,9 @@ impl Runc {
 
     fn spawn_error(&self, source: std::io::Error) -> RuncError {
         if source.kind() == ErrorKind::NotFound {
-            RuncError::NotFound {
-                path: self.binary.clone(),
-            }
+            RuncError::NotFound { path: self.binary.clone() }
         } else {
-            RuncError::Spawn {
-                path: self.binary.clone(),
-                source,
-            }
+            RuncError::Spawn { path: self.binary.clone(), source }
         }
     }
 }
@@ -439,11 +392,7 @@ fn logrus_message(line: &str) -> Option<String> {
 /// Reads the error messages that runc appended to its `--log-format json` log file after byte
 /// offset `since_offset`, oldest first, at most the last `max_messages` of them. Used to explain
 /// a failed `runc create` without quoting failures of earlier runs.
-pub fn runc_log_errors_since(
-    log_file: &Path,
-    since_offset: u64,
-    max_messages: usize,
-) -> Vec<String> {
+pub fn runc_log_errors_since(log_file: &Path, since_offset: u64, max_messages: usize) -> Vec<String> {
     #[derive(Deserialize)]
     struct LogLine {
         level: String,
@@ -452,9 +401,7 @@ pub fn runc_log_errors_since(
     let Ok(log_bytes) = std::fs::read(log_file) else {
         return Vec::new();
     };
-    let start = usize::try_from(since_offset)
-        .unwrap_or(usize::MAX)
-        .min(log_bytes.len());
+    let start = usize::try_from(since_offset).unwrap_or(usize::MAX).min(log_bytes.len());
     let log_text = String::from_utf8_lossy(&log_bytes[start..]);
     let mut messages: Vec<String> = log_text
         .lines()
@@ -473,19 +420,12 @@ mod tests {
 
     #[test]
     fn logrus_lines_are_reduced_to_their_message() {
-        let stderr_bytes =
-            b"time=\"2026-01-01T00:00:00Z\" level=error msg=\"container \\\"x\\\" does not exist\"\n";
-        assert_eq!(
-            runc_error_text(stderr_bytes),
-            "container \"x\" does not exist"
-        );
+        let stderr_bytes = b"time=\"2026-01-01T00:00:00Z\" level=error msg=\"container \\\"x\\\" does not exist\"\n";
+        assert_eq!(runc_error_text(stderr_bytes), "container \"x\" does not exist");
     }
 
     #[test]
     fn plain_stderr_is_kept() {
-        assert_eq!(
-            runc_error_text(b"runc create failed: boom\n\n"),
-            "runc create failed: boom"
-        );
+        assert_eq!(runc_error_text(b"runc create failed: boom\n\n"), "runc create failed: boom");
     }
 }

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 
 /// The fixture directory: $BERTH_TESTIMAGES, else /var/tmp/berth-testimages.
 pub fn fixtures_dir() -> PathBuf {
-    std::env::var_os("BERTH_TESTIMAGES").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/var/tmp/berth-testimages"))
+    std::env::var_os("BERTH_TESTIMAGES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/tmp/berth-testimages"))
 }
 
 /// The path of a fixture archive. A missing fixture fails the test: a test that cannot run must
@@ -23,12 +25,18 @@ pub fn fixture(file_name: &str) -> PathBuf {
 
 /// These tests mount, mknod and chown: they need root, and fail (not skip) without it.
 pub fn require_root() {
-    assert!(nix::unistd::geteuid().is_root(), "the image tests mount overlays and create device nodes; run them as root");
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "the image tests mount overlays and create device nodes; run them as root"
+    );
 }
 
 /// A scratch directory on the disk (not tmpfs), removed when dropped.
 pub fn scratch_dir(test_name: &str) -> tempfile::TempDir {
-    tempfile::Builder::new().prefix(&format!("berth-images-{test_name}-")).tempdir_in("/var/tmp").expect("create a scratch directory under /var/tmp")
+    tempfile::Builder::new()
+        .prefix(&format!("berth-images-{test_name}-"))
+        .tempdir_in("/var/tmp")
+        .expect("create a scratch directory under /var/tmp")
 }
 
 /// The regular-file entries of a tar archive, in order, with `./` prefixes removed.

@@ -41,14 +41,7 @@ impl TestTask {
             monitor_binary: PathBuf::from(env!("CARGO_BIN_EXE_berth-monitor")),
             runc: Runc::new(PathBuf::from(RUNC_BINARY), runc_root.clone()),
         };
-        TestTask {
-            runc_id,
-            bundle,
-            task_dir: TaskDir::new(task_dir),
-            runc_root,
-            paths,
-            temp_dir,
-        }
+        TestTask { runc_id, bundle, task_dir: TaskDir::new(task_dir), runc_root, paths, temp_dir }
     }
 }
 
@@ -66,14 +59,8 @@ impl Drop for TestTask {
 /// These tests drive real runc and need root; in CI both are given, so a missing one is a
 /// failure with a reason rather than a silent pass.
 pub fn require_root_and_runc() {
-    assert!(
-        nix::unistd::Uid::effective().is_root(),
-        "the monitor tests run real containers and must run as root"
-    );
-    assert!(
-        Path::new(RUNC_BINARY).is_file(),
-        "the monitor tests need runc at {RUNC_BINARY}: apt-get install runc"
-    );
+    assert!(nix::unistd::Uid::effective().is_root(), "the monitor tests run real containers and must run as root");
+    assert!(Path::new(RUNC_BINARY).is_file(), "the monitor tests need runc at {RUNC_BINARY}: apt-get install runc");
     assert!(
         Path::new(BUSYBOX_BINARY).is_file(),
         "the monitor tests need a static busybox at {BUSYBOX_BINARY}: apt-get install busybox-static"
@@ -84,11 +71,7 @@ pub fn require_root_and_runc() {
 /// the container's cgroups after the id.
 fn unique_runc_id(test_name: &str) -> String {
     static N_IDS: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "berth-test-{test_name}-{}-{}",
-        std::process::id(),
-        N_IDS.fetch_add(1, Ordering::Relaxed)
-    )
+    format!("berth-test-{test_name}-{}-{}", std::process::id(), N_IDS.fetch_add(1, Ordering::Relaxed))
 }
 
 /// rootfs = busybox plus one symlink per applet; config.json = `runc spec` without a terminal
@@ -97,10 +80,7 @@ fn build_busybox_bundle(bundle: &Path, process_args: &[&str]) {
     let rootfs_bin = bundle.join("rootfs/bin");
     std::fs::create_dir_all(&rootfs_bin).expect("create rootfs/bin");
     std::fs::copy(BUSYBOX_BINARY, rootfs_bin.join("busybox")).expect("copy busybox");
-    let applet_list = Command::new(BUSYBOX_BINARY)
-        .arg("--list")
-        .output()
-        .expect("busybox --list");
+    let applet_list = Command::new(BUSYBOX_BINARY).arg("--list").output().expect("busybox --list");
     for applet in String::from_utf8_lossy(&applet_list.stdout).lines() {
         // The `busybox` applet itself would replace the binary with a symlink to itself.
         if applet.is_empty() || applet == "busybox" {
@@ -109,25 +89,13 @@ fn build_busybox_bundle(bundle: &Path, process_args: &[&str]) {
         std::os::unix::fs::symlink("busybox", rootfs_bin.join(applet)).expect("link applet");
     }
 
-    let runc_spec = Command::new(RUNC_BINARY)
-        .arg("spec")
-        .arg("--bundle")
-        .arg(bundle)
-        .output()
-        .expect("run runc spec");
-    assert!(
-        runc_spec.status.success(),
-        "runc spec failed: {runc_spec:?}"
-    );
+    let runc_spec = Command::new(RUNC_BINARY).arg("spec").arg("--bundle").arg(bundle).output().expect("run runc spec");
+    assert!(runc_spec.status.success(), "runc spec failed: {runc_spec:?}");
     let config_path = bundle.join("config.json");
     let mut config: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&config_path).expect("read config.json"))
-            .expect("parse config.json");
+        serde_json::from_slice(&std::fs::read(&config_path).expect("read config.json")).expect("parse config.json");
     config["process"]["terminal"] = serde_json::Value::Bool(false);
     config["process"]["args"] = serde_json::json!(process_args);
-    std::fs::write(
-        &config_path,
-        serde_json::to_vec_pretty(&config).expect("serialize config"),
-    )
-    .expect("write config.json");
+    std::fs::write(&config_path, serde_json::to_vec_pretty(&config).expect("serialize config"))
+        .expect("write config.json");
 }
