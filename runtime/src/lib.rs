@@ -8,7 +8,10 @@
 //! - [`sys`] — OS plumbing shared by all of them;
 //! - [`client`] — the client library the `berth` CLI is built on.
 //!
-//! The binaries in `bin/` (`berthd`, `berth`, `berth-monitor`) parse arguments and call in here.
+//! Of the binaries in `bin/`, `berthd` parses flags and calls [`daemon::run`], and `berth` (the
+//! CLI, one file per verb group) uses only [`client`] and the generated [`api`] types;
+//! `berth-monitor` is a small synchronous program of its own that uses [`sys`] and [`tasks`]
+//! types, so it never carries the daemon's runtime.
 
 pub mod api;
 pub mod client;
