@@ -11,7 +11,7 @@
 //! Of the binaries in `bin/`, `berthd` parses flags and calls [`daemon::run`], and `berth` (the
 //! CLI, one file per verb group) uses only [`client`] and the generated [`api`] types;
 //! `berth-monitor` is a small synchronous program of its own that uses [`sys`] and [`tasks`]
-//! types, so it never carries the daemon's runtime.
+//! types and starts no async runtime.
 
 pub mod api;
 pub mod client;
