@@ -180,6 +180,18 @@ impl Daemon {
         }
     }
 
+    /// Send SIGTERM and return at once (`wait_for_exit` then bounds how long stopping takes).
+    pub fn send_sigterm(&self) {
+        let child = self.child.as_ref().expect("berthd running");
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM)
+            .expect("send SIGTERM to berthd");
+    }
+
+    /// berthd's pid, for tests that signal it themselves.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("berthd running").id()
+    }
+
     /// Append one record to the log while berthd is down: an intent made durable by a berthd
     /// that died before its executor acted on it.
     pub fn inject(&self, namespace: &str, events: Vec<berth_projections::Event>) -> u64 {

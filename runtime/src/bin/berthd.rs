@@ -81,7 +81,7 @@ fn main() -> anyhow::Result<()> {
         durability,
     };
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    runtime.block_on(async move {
+    let result = runtime.block_on(async move {
         let shutdown = async {
             let mut terminate =
                 tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
@@ -92,7 +92,11 @@ fn main() -> anyhow::Result<()> {
             tracing::info!("shutting down; containers keep running under their monitors");
         };
         daemon::run(options, shutdown).await.map_err(|error| anyhow::anyhow!("{error}"))
-    })
+    });
+    // Dropping the runtime would wait for every blocking task (a submission queued behind a
+    // busy command thread, say); a stopping berthd gives them a moment, not for ever.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    result
 }
 
 /// Descriptors berthd inherited beyond stdio (a launcher's pipe, say) are marked close-on-exec,

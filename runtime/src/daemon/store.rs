@@ -49,6 +49,9 @@ pub struct Store {
     state: Arc<RwLock<State>>,
     applied: watch::Receiver<Seq>,
     submissions: std::sync::mpsc::SyncSender<Submission>,
+    /// Set once when berthd begins to stop: streams that would otherwise wait for ever (events
+    /// and logs followers) end, so the server can close and the process exit.
+    stopping: watch::Sender<bool>,
 }
 
 /// What `Store::open` hands back beside the store: the committed records, in log order, for
@@ -104,7 +107,8 @@ impl Store {
                 command_loop(thread_log, thread_state, submission_receiver, applied_sender, committed_sender)
             })
             .expect("spawn the command thread");
-        Ok((Arc::new(Store { log, state, applied, submissions }), committed_receiver))
+        let (stopping, _) = watch::channel(false);
+        Ok((Arc::new(Store { log, state, applied, submissions, stopping }), committed_receiver))
     }
 
     pub fn log(&self) -> &Arc<EventLog> {
@@ -124,6 +128,20 @@ impl Store {
     /// A receiver that changes whenever new records are applied.
     pub fn watch_applied(&self) -> watch::Receiver<Seq> {
         self.applied.clone()
+    }
+
+    /// Tells every stream waiting on this store that berthd is stopping.
+    pub fn begin_shutdown(&self) {
+        self.stopping.send_replace(true);
+    }
+
+    /// Completes once `begin_shutdown` was called (at once if it already was).
+    pub fn stopping(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut stopping = self.stopping.subscribe();
+        async move {
+            // The sender lives as long as the store, which outlives every stream holding it.
+            let _ = stopping.wait_for(|stopping| *stopping).await;
+        }
     }
 
     /// Decide and durably record a command; answers once its record is durable.
