@@ -18,7 +18,7 @@ use crate::api::{
 };
 use crate::daemon::config::resolve_binary;
 use crate::daemon::layout::Layout;
-use crate::daemon::store::Store;
+use crate::daemon::store::{Store, SubmitError};
 use crate::images::content::ContentStore;
 use crate::images::snapshot::Snapshotter;
 use crate::tasks::executor::Executor;
@@ -116,10 +116,15 @@ pub async fn run(
         replayed_to,
     };
     let origin = Origin::Daemon { reason: "berthd started".into(), answers: None };
-    store
-        .submit("", origin, Command::RecordDaemonEvent(RecordDaemonEvent { event: started }))
-        .await
-        .map_err(|error| DaemonError::Setup(format!("cannot record the start: {error}")))?;
+    match store.submit("", origin, Command::RecordDaemonEvent(RecordDaemonEvent { event: started })).await {
+        Ok(_) => {}
+        // A full log file system must not keep berthd from serving reads: start without the
+        // record, refuse writes until there is room.
+        Err(SubmitError::NoSpace(error)) => {
+            tracing::warn!(%error, "the start is not recorded: the log has no room; serving reads, refusing writes")
+        }
+        Err(error) => return Err(DaemonError::Setup(format!("cannot record the start: {error}"))),
+    }
     // Intents recorded from here on reach the executor through `committed`; those recorded
     // before are reconciled by `recover`, which runs before any client can connect.
     let executor_loop = tokio::spawn(Arc::clone(&executor).run(committed));

@@ -35,6 +35,10 @@ pub enum SubmitError {
     Rejected(#[from] CommandError),
     #[error("berthd is stopping: retry when it is back")]
     Stopping,
+    /// The log has no room for the record (its file system is full); nothing was recorded.
+    /// berthd keeps serving reads and accepts writes again by itself once there is room.
+    #[error("the event log has no room: {0}")]
+    NoSpace(String),
 }
 
 struct Submission {
@@ -201,12 +205,27 @@ fn command_loop(
     applied: watch::Sender<Seq>,
     committed: mpsc::UnboundedSender<CommittedRecord>,
 ) {
+    // Set while the log has refused for want of room: each batch first asks the log to prepare
+    // its next segment, and is refused whole (nothing decided or folded) while it cannot.
+    let mut out_of_room = false;
     while let Ok(first) = submissions.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match submissions.try_recv() {
                 Ok(submission) => batch.push(submission),
                 Err(_) => break,
+            }
+        }
+        if out_of_room {
+            match log.prepare_next_segment() {
+                Ok(()) => {
+                    tracing::info!("the log has room again; accepting writes");
+                    out_of_room = false;
+                }
+                Err(error) => {
+                    refuse_for_want_of_room(batch, &error);
+                    continue;
+                }
             }
         }
         let mut guard = state.write().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -239,6 +258,27 @@ fn command_loop(
             continue;
         }
         let payload_refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
+        // Preparing the next segment is the one step that may fail and be retried: nothing of
+        // the batch has been written yet. A failed write or fdatasync of records stays fatal.
+        if let Err(error) = log.reserve_room(&payload_refs) {
+            // The projections already hold the batch; fold them again from what the log holds.
+            match replay(&log) {
+                Ok(replayed) => *guard = replayed,
+                Err(replay_error) => {
+                    tracing::error!(%replay_error, "replaying the log after a refused append failed; berthd stops");
+                    eprintln!("berthd: fatal: replaying the log after a refused append failed: {replay_error}");
+                    std::process::exit(70);
+                }
+            }
+            drop(guard);
+            tracing::warn!(%error, "the log has no room for the next segment; refusing writes until there is, reads go on");
+            out_of_room = true;
+            let message = error.to_string();
+            for (reply, _) in accepted {
+                let _ = reply.send(Err(SubmitError::NoSpace(message.clone())));
+            }
+            continue;
+        }
         match log.append_batch_at(&payload_refs, timestamp) {
             Ok(first_seq) => debug_assert_eq!(first_seq, accepted[0].1.seq),
             Err(error) => {
@@ -258,6 +298,13 @@ fn command_loop(
             let _ = committed.send(record.clone());
             let _ = reply.send(Ok(record));
         }
+    }
+}
+
+/// Answers every submission of `batch` with `NoSpace`; none was decided or folded.
+fn refuse_for_want_of_room(batch: Vec<Submission>, error: &LogError) {
+    for submission in batch {
+        let _ = submission.reply.send(Err(SubmitError::NoSpace(error.to_string())));
     }
 }
 

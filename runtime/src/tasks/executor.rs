@@ -486,16 +486,28 @@ impl Executor {
         let origin = Origin::Daemon { reason: reason.to_string(), answers };
         let kinds: Vec<&str> = events.iter().map(Event::kind).collect();
         tracing::debug!(?kinds, ?answers, "recording outcome");
-        match self.store.submit(namespace, origin, Command::RecordOutcome(RecordOutcome { answers, events })).await {
-            Ok(_) => true,
-            Err(SubmitError::Rejected(error)) => {
-                tracing::debug!(?kinds, %error, "outcome not recorded: already answered");
-                false
+        loop {
+            let command = Command::RecordOutcome(RecordOutcome { answers, events: events.clone() });
+            match self.store.submit(namespace, origin.clone(), command).await {
+                Ok(_) => return true,
+                Err(SubmitError::Rejected(error)) => {
+                    tracing::debug!(?kinds, %error, "outcome not recorded: already answered");
+                    return false;
+                }
+                Err(SubmitError::Stopping) => return false,
+                Err(SubmitError::NoSpace(error)) => {
+                    // What happened on the host must reach the log (the exit status waits on
+                    // disk meanwhile): try again until the log has room.
+                    tracing::warn!(?kinds, %error, "outcome not recorded yet: the log has no room; retrying");
+                    tokio::time::sleep(OUTCOME_RETRY_INTERVAL).await;
+                }
             }
-            Err(SubmitError::Stopping) => false,
         }
     }
 }
+
+/// How often an outcome the log had no room for is offered again.
+const OUTCOME_RETRY_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 pub(super) fn exit_event(container_id: &str, status: ExitStatus) -> Event {
     Event::TaskExited {
