@@ -121,6 +121,7 @@ fn task_lifecycle_checks_and_outcomes_are_recorded_once() {
         exit_code: 137,
         signal: 9,
         exited_at_ns: berth_log::Timestamp::from_ns(1),
+        cause: berth_projections::ExitCause::Exited,
     };
     world.run(outcome(None, exited.clone()), Some(Seq(0))).unwrap();
     assert!(
@@ -158,6 +159,7 @@ fn outcomes_that_happened_together_are_checked_in_order() {
         exit_code: 0,
         signal: 0,
         exited_at_ns: berth_log::Timestamp::from_ns(1),
+        cause: berth_projections::ExitCause::Exited,
     };
     let refused = |world: &mut World, events| {
         matches!(

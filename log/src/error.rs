@@ -46,6 +46,16 @@ pub enum LogError {
     #[error("seq {requested} is not in the log (first available seq is {first_available}); read from a later seq")]
     SeqNotFound { requested: Seq, first_available: Seq },
 
+    /// The next segment could not be prepared (preallocated and synced) because the file
+    /// system holding the log is full, or refused for another reason before any record byte was
+    /// written. Nothing was appended and the writer is not poisoned: retry once there is room.
+    #[error("no room for the next log segment in {dir} ({source}); nothing was written: free space on that file system (or give the log one of its own), then retry")]
+    NoSpace {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
     /// A payload does not fit into one segment.
     #[error("payload of {len} bytes is larger than the {max} bytes one segment can hold; split the payload or raise LogOptions::segment_size")]
     TooLarge { len: u64, max: u64 },

@@ -2,6 +2,7 @@
 //! creation of preallocated zero-filled files.
 
 use std::fs::{File, OpenOptions};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -189,23 +190,47 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<(), LogError> {
 
 /// Creates segment `id` as a fully written, synced, zero-filled file of `size` bytes: written to
 /// `NAME.seg.tmp`, synced, renamed, directory synced. A crash leaves either no `.seg` file or a
-/// complete one; stale `.tmp` files are removed by the next `open`.
+/// complete one; stale `.tmp` files are removed by the next `open`. When it fails (a full file
+/// system, typically) the `.tmp` is removed at once: left behind, it would keep the very space
+/// whose lack made it fail.
 pub(crate) fn create_preallocated_segment(dir: &Path, id: SegmentId, size: u64) -> Result<PathBuf, LogError> {
     let final_path = dir.join(segment_file_name(id));
     let temporary_path = dir.join(format!("{}.tmp", segment_file_name(id)));
+    let created = fill_temporary_segment(&temporary_path, size).and_then(|()| {
+        std::fs::rename(&temporary_path, &final_path)
+            .map_err(|source| LogError::io("renaming new segment into place at", &final_path, source))
+    });
+    if let Err(error) = created {
+        // Best effort: the error that matters is the one above.
+        let _ = std::fs::remove_file(&temporary_path);
+        return Err(error);
+    }
+    sync_dir(dir)?;
+    Ok(final_path)
+}
+
+/// Writes `size` zero bytes to a new `path` and syncs it. Space is reserved first with
+/// `fallocate`, so a file system without room fails here at once, not after filling itself up.
+fn fill_temporary_segment(path: &Path, size: u64) -> Result<(), LogError> {
     let file = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(true)
-        .open(&temporary_path)
-        .map_err(|source| LogError::io("creating segment", &temporary_path, source))?;
-    write_zeroes(&file, &temporary_path, 0, size)?;
-    file.sync_all().map_err(|source| LogError::io("syncing new segment", &temporary_path, source))?;
-    std::fs::rename(&temporary_path, &final_path)
-        .map_err(|source| LogError::io("renaming new segment into place at", &final_path, source))?;
-    sync_dir(dir)?;
-    Ok(final_path)
+        .open(path)
+        .map_err(|source| LogError::io("creating segment", path, source))?;
+    // SAFETY: fallocate is called on a valid descriptor owned by `file`, which outlives the
+    // call; it touches no memory of ours.
+    let rc = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, size as libc::off_t) };
+    if rc != 0 {
+        let error = std::io::Error::last_os_error();
+        // File systems without fallocate still get the zero-fill below, which is what matters.
+        if error.raw_os_error() != Some(libc::EOPNOTSUPP) {
+            return Err(LogError::io("reserving space for segment", path, error));
+        }
+    }
+    write_zeroes(&file, path, 0, size)?;
+    file.sync_all().map_err(|source| LogError::io("syncing new segment", path, source))
 }
 
 /// End (exclusive) of the last non-zero byte in `bytes[from..]`, or `from` when all are zero.

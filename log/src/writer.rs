@@ -156,6 +156,33 @@ impl WriterState {
         create_preallocated_segment(&self.dir, self.next_segment_id, self.segment_size)
     }
 
+    /// Makes the spare ready now (waiting for the background preallocation, or preallocating
+    /// inline when that failed), without writing anything to the log. A failure leaves the
+    /// writer as it was, so the caller may refuse its append and try again later.
+    fn prepare_spare(&mut self) -> Result<(), LogError> {
+        let path = self.take_spare().map_err(|error| {
+            let source = match error {
+                LogError::Io { source, .. } => source,
+                other => std::io::Error::other(other.to_string()),
+            };
+            LogError::NoSpace { dir: self.dir.clone(), source }
+        })?;
+        self.spare = Spare::Ready(path);
+        Ok(())
+    }
+
+    /// Whether records of these encoded lengths, appended now, would need the next segment.
+    fn needs_next_segment(&self, record_lens: impl Iterator<Item = u64>) -> bool {
+        let mut offset = self.write_offset;
+        for record_len in record_lens {
+            if offset + record_len > self.active.len() {
+                return true;
+            }
+            offset += record_len;
+        }
+        false
+    }
+
     /// Activates the spare as segment `next_segment_id` starting at `first_seq`: the header goes
     /// into the (empty) buffer and is written with the first records.
     fn activate_next_segment(
@@ -401,6 +428,29 @@ impl EventLog {
         let mut report = recovered.report;
         report.n_segments = event_log.view.segments().len();
         Ok((event_log, report))
+    }
+
+    /// Makes sure that appending `payloads` next cannot fail for want of the next segment: if
+    /// they do not all fit into the active segment, the spare is prepared now. On failure
+    /// (`LogError::NoSpace`: the file system is full, say) nothing was written and the log is
+    /// not poisoned, so the caller can refuse its request and call this again later; the log
+    /// resumes by itself once there is room. Only the segment after the active one is
+    /// prepared, which covers any batch of at most one segment's worth of records.
+    ///
+    /// This is a guarantee for a single appender (berthd's command thread): with several, an
+    /// append by another thread may use up the room in between.
+    pub fn reserve_room(&self, payloads: &[&[u8]]) -> Result<(), LogError> {
+        let mut writer = self.writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if !writer.needs_next_segment(payloads.iter().map(|payload| encoded_record_len(payload.len()) as u64)) {
+            return Ok(());
+        }
+        writer.prepare_spare()
+    }
+
+    /// Prepares the next segment now if it is not ready (see `reserve_room`): after a
+    /// `NoSpace`, this tells whether room has come back.
+    pub fn prepare_next_segment(&self) -> Result<(), LogError> {
+        self.writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).prepare_spare()
     }
 
     /// Appends one record; in `Durability::Sync` returns only once it is on stable storage.

@@ -313,6 +313,7 @@ impl LogWriter {
                         exit_code: 143,
                         signal: 15,
                         exited_at_ns: berth_log::Timestamp::from_ns(1_700_000_000_000_000_000 + seq),
+                        cause: berth_projections::ExitCause::Exited,
                     }],
                 ),
                 false,

@@ -27,6 +27,51 @@ pub struct Envelope {
     pub events: Vec<Event>,
 }
 
+/// Why a task ended, beyond its exit code and signal.
+///
+/// Encoded as its name, a plain string (as a field of an event, not as a unit variant, which
+/// rmp-serde would write in a form the canonical reader does not take).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[serde(into = "String", try_from = "String")]
+pub enum ExitCause {
+    /// The init process ended, by itself or by a signal; code and signal are what it reported.
+    #[default]
+    Exited,
+    /// Killed by the kernel's OOM killer: the container's memory cgroup counted an OOM kill.
+    OomKilled,
+    /// The monitor died without recording the exit, so berthd killed the container and the
+    /// exit code (255) is not the container's.
+    MonitorLost,
+}
+
+impl ExitCause {
+    /// The spelling `berth ps`, the API and berth-replay use: "exited", "oom-killed", "monitor-lost".
+    pub fn name(self) -> &'static str {
+        match self {
+            ExitCause::Exited => "exited",
+            ExitCause::OomKilled => "oom-killed",
+            ExitCause::MonitorLost => "monitor-lost",
+        }
+    }
+}
+
+impl From<ExitCause> for String {
+    fn from(cause: ExitCause) -> String {
+        cause.name().to_string()
+    }
+}
+
+impl TryFrom<String> for ExitCause {
+    type Error = String;
+
+    fn try_from(name: String) -> Result<ExitCause, String> {
+        [ExitCause::Exited, ExitCause::OomKilled, ExitCause::MonitorLost]
+            .into_iter()
+            .find(|cause| cause.name() == name)
+            .ok_or_else(|| format!("unknown exit cause {name:?}: read this log with a newer berth"))
+    }
+}
+
 /// Who caused a record.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub enum Origin {
@@ -133,6 +178,11 @@ pub enum Event {
         exit_code: i32,
         signal: i32,
         exited_at_ns: Timestamp,
+        /// Why it ended, for the audit trail: a SIGKILL may be the OOM killer's, a 255 may be
+        /// made up for a lost monitor. Records written before the field existed decode as
+        /// `ExitCause::Exited`.
+        #[serde(default)]
+        cause: ExitCause,
     },
 
     TaskDeleteRequested {

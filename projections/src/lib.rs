@@ -11,7 +11,9 @@ pub mod state;
 
 pub use decode::{decode_envelope, replay_parallel};
 pub use error::DecodeError;
-pub use event::{ContainerRecord, Descriptor, Envelope, Event, ImageRecord, LayerRecord, Origin, EVENT_SCHEMA};
+pub use event::{
+    ContainerRecord, Descriptor, Envelope, Event, ExitCause, ImageRecord, LayerRecord, Origin, EVENT_SCHEMA,
+};
 pub use state::{
     ContainerState, ContentState, ExitInfo, ImageState, NamespaceState, PendingIntent, SnapshotState, State, TaskState,
     TaskStatus,

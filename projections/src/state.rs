@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use berth_log::{Seq, Timestamp};
 use serde::{Deserialize, Serialize};
 
-use crate::event::{ContainerRecord, Envelope, Event, ImageRecord};
+use crate::event::{ContainerRecord, Envelope, Event, ExitCause, ImageRecord};
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 pub struct State {
@@ -98,6 +98,8 @@ pub struct ExitInfo {
     pub exit_code: i32,
     pub signal: i32,
     pub exited_at_ns: Timestamp,
+    #[serde(default)]
+    pub cause: ExitCause,
 }
 
 /// An intent the executor has not answered yet.
@@ -337,8 +339,9 @@ fn apply_task_event(task: &mut TaskState, seq: Seq, answers: Option<Seq>, event:
             task.answer(answers, |intent| matches!(intent, PendingIntent::Kill { .. }));
             task.error = Some(error.clone());
         }
-        Event::TaskExited { exit_code, signal, exited_at_ns, .. } => {
-            task.exit = Some(ExitInfo { exit_code: *exit_code, signal: *signal, exited_at_ns: *exited_at_ns });
+        Event::TaskExited { exit_code, signal, exited_at_ns, cause, .. } => {
+            task.exit =
+                Some(ExitInfo { exit_code: *exit_code, signal: *signal, exited_at_ns: *exited_at_ns, cause: *cause });
             if matches!(task.status, TaskStatus::Created | TaskStatus::Starting | TaskStatus::Running) {
                 task.status = TaskStatus::Stopped;
             }

@@ -106,9 +106,15 @@ fn event() -> impl Strategy<Value = Event> {
             signal,
             error
         }),
-        (id(), any::<i32>(), any::<i32>(), any::<u64>()).prop_map(|(container_id, exit_code, signal, exited_at_ns)| {
-            Event::TaskExited { container_id, exit_code, signal, exited_at_ns: Timestamp::from_ns(exited_at_ns) }
-        }),
+        (id(), any::<i32>(), any::<i32>(), any::<u64>(), 0..3u8).prop_map(
+            |(container_id, exit_code, signal, exited_at_ns, cause)| Event::TaskExited {
+                container_id,
+                exit_code,
+                signal,
+                exited_at_ns: Timestamp::from_ns(exited_at_ns),
+                cause: [ExitCause::Exited, ExitCause::OomKilled, ExitCause::MonitorLost][cause as usize],
+            }
+        ),
         (id(), any::<bool>()).prop_map(|(container_id, force)| Event::TaskDeleteRequested { container_id, force }),
         (id(), any::<i32>()).prop_map(|(container_id, exit_code)| Event::TaskDeleted { container_id, exit_code }),
         (id(), text()).prop_map(|(container_id, error)| Event::TaskDeleteFailed { container_id, error }),
@@ -391,4 +397,35 @@ fn parallel_replay_of_an_empty_log_hands_over_nothing() {
         assert!(seen.is_empty() && error.is_none());
         assert_eq!(state, State::new());
     }
+}
+
+/// A `TaskExited` written before the exit cause existed (four fields) still decodes, on both
+/// paths, as an ordinary exit.
+#[test]
+fn task_exits_recorded_before_the_cause_existed_decode_as_exited() {
+    #[derive(serde::Serialize)]
+    enum OldEvent {
+        TaskExited { container_id: String, exit_code: i32, signal: i32, exited_at_ns: Timestamp },
+    }
+    let origin = Origin::Daemon { reason: "task exited".into(), answers: None };
+    let old_event = OldEvent::TaskExited {
+        container_id: "web".into(),
+        exit_code: 137,
+        signal: 9,
+        exited_at_ns: Timestamp::from_ns(7),
+    };
+    let payload = rmp_serde::to_vec(&(EVENT_SCHEMA, "default", &origin, vec![old_event])).unwrap();
+    let expected = Envelope::new(
+        "default",
+        origin,
+        vec![Event::TaskExited {
+            container_id: "web".into(),
+            exit_code: 137,
+            signal: 9,
+            exited_at_ns: Timestamp::from_ns(7),
+            cause: ExitCause::Exited,
+        }],
+    );
+    assert_eq!(Envelope::decode(&payload), Ok(expected.clone()));
+    assert_eq!(decode_envelope(&payload), Ok(expected));
 }

@@ -73,6 +73,7 @@ fn lifecycle() -> Vec<Envelope> {
                 exit_code: 137,
                 signal: 9,
                 exited_at_ns: berth_log::Timestamp::from_ns(1_000),
+                cause: berth_projections::ExitCause::Exited,
             }],
         ),
         Envelope::new(
@@ -140,6 +141,7 @@ fn exit_before_started_is_recorded_keeps_the_task_stopped() {
             exit_code: 0,
             signal: 0,
             exited_at_ns: berth_log::Timestamp::from_ns(5),
+            cause: berth_projections::ExitCause::Exited,
         }],
     ));
     records.push(Envelope::new(

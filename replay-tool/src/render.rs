@@ -4,7 +4,7 @@
 use std::io::Write;
 
 use berth_projections::names::{short_digest, signal_name};
-use berth_projections::{ContainerState, Envelope, Event, Origin, PendingIntent, State, TaskState};
+use berth_projections::{ContainerState, Envelope, Event, ExitCause, Origin, PendingIntent, State, TaskState};
 use serde_json::{json, Value};
 
 use crate::fold::RecordStamp;
@@ -98,10 +98,19 @@ pub fn describe_event(event: &Event) -> String {
         }
         Event::TaskKillDelivered { signal, .. } => format!("{} delivered", describe_signal(*signal)),
         Event::TaskKillFailed { signal, error, .. } => format!("{} not delivered: {error}", describe_signal(*signal)),
-        Event::TaskExited { exit_code, signal, exited_at_ns, .. } => {
-            let killed_by =
-                if *signal != 0 { format!(", killed by {}", describe_signal(*signal)) } else { String::new() };
-            format!("task exited with code {exit_code}{killed_by} at {}", format_event_time(*exited_at_ns))
+        Event::TaskExited { exit_code, signal, exited_at_ns, cause, .. } => {
+            let killed_by = match cause {
+                ExitCause::OomKilled => format!(", killed by {} from the OOM killer", describe_signal(*signal)),
+                _ if *signal != 0 => format!(", killed by {}", describe_signal(*signal)),
+                _ => String::new(),
+            };
+            let at = format_event_time(*exited_at_ns);
+            match cause {
+                ExitCause::MonitorLost => format!(
+                    "task's monitor lost: the container was killed, its real exit is unknown (recorded as code {exit_code}) at {at}"
+                ),
+                _ => format!("task exited with code {exit_code}{killed_by} at {at}"),
+            }
         }
         Event::TaskDeleteRequested { force, .. } => {
             if *force {
@@ -258,6 +267,7 @@ mod tests {
                 exit_code: 3,
                 signal: 0,
                 exited_at_ns: berth_log::Timestamp::from_ns(5),
+                cause: berth_projections::ExitCause::Exited,
             }],
         );
         let stamp =
@@ -265,7 +275,7 @@ mod tests {
         let line = event_line(stamp, 0, &envelope, &envelope.events[0]);
         assert_eq!(
             line,
-            "9.0  2026-11-29T09:30:00.123Z  default  TaskExited  daemon (task exited)  {\"container_id\":\"web\",\"exit_code\":3,\"exited_at_ns\":5,\"signal\":0}"
+            "9.0  2026-11-29T09:30:00.123Z  default  TaskExited  daemon (task exited)  {\"cause\":\"exited\",\"container_id\":\"web\",\"exit_code\":3,\"exited_at_ns\":5,\"signal\":0}"
         );
         let object = event_json(stamp, 0, &envelope, &envelope.events[0]);
         assert_eq!(object["origin"]["kind"], "daemon");
@@ -280,6 +290,7 @@ mod tests {
             exit_code: 137,
             signal: 9,
             exited_at_ns: berth_log::Timestamp::from_ns(0),
+            cause: berth_projections::ExitCause::Exited,
         };
         assert_eq!(
             describe_event(&event),
@@ -290,6 +301,7 @@ mod tests {
             exit_code: 139,
             signal: 11,
             exited_at_ns: berth_log::Timestamp::from_ns(0),
+            cause: berth_projections::ExitCause::Exited,
         };
         assert_eq!(
             describe_event(&crashed),

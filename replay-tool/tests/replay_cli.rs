@@ -147,6 +147,7 @@ fn scenario() -> Vec<Envelope> {
                 exit_code: 3,
                 signal: 0,
                 exited_at_ns: Timestamp::from_ns(BASE_NS + 8 * SECOND_NS + SECOND_NS / 2),
+                cause: berth_projections::ExitCause::Exited,
             }],
         ),
         /* 10 */
@@ -536,7 +537,7 @@ fn events_print_one_line_per_event_and_filter() {
     assert_eq!(
         exit_line,
         format!(
-            "9.0  2026-11-29T09:30:09.000Z  default  TaskExited  daemon (task exited)  {{\"container_id\":\"web\",\"exit_code\":3,\"exited_at_ns\":{},\"signal\":0}}",
+            "9.0  2026-11-29T09:30:09.000Z  default  TaskExited  daemon (task exited)  {{\"cause\":\"exited\",\"container_id\":\"web\",\"exit_code\":3,\"exited_at_ns\":{},\"signal\":0}}",
             BASE_NS + 8 * SECOND_NS + SECOND_NS / 2
         )
     );

@@ -162,7 +162,12 @@ fn a_live_task_exit_is_recorded_watched_or_abandoned() {
     use RuncStatus::*;
     let running = task(TaskStatus::Running, vec![]);
     let exited = TaskState {
-        exit: Some(ExitInfo { exit_code: 0, signal: 0, exited_at_ns: berth_log::Timestamp::from_ns(1) }),
+        exit: Some(ExitInfo {
+            exit_code: 0,
+            signal: 0,
+            exited_at_ns: berth_log::Timestamp::from_ns(1),
+            cause: Default::default(),
+        }),
         ..task(TaskStatus::Stopped, vec![])
     };
     #[rustfmt::skip]

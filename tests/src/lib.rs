@@ -58,8 +58,24 @@ impl Daemon {
         Daemon::start_with_env(&[])
     }
 
+    /// Start with a config file from the first start on: `config` gets the daemon's temporary
+    /// directory (to set up, say, a small file system in it) and returns the TOML text.
+    pub fn start_with_config(config: impl FnOnce(&Path) -> String) -> Daemon {
+        let mut daemon = Daemon::unstarted(&[]);
+        let toml_text = config(daemon.dir.path());
+        daemon.set_config(&toml_text);
+        daemon.spawn();
+        daemon
+    }
+
     /// Start with extra environment for berthd (e.g. a failpoint).
     pub fn start_with_env(env: &[(&str, &str)]) -> Daemon {
+        let mut daemon = Daemon::unstarted(env);
+        daemon.spawn();
+        daemon
+    }
+
+    fn unstarted(env: &[(&str, &str)]) -> Daemon {
         require_root();
         let dir = tempfile::Builder::new().prefix("berth-it-").tempdir_in("/var/tmp").expect("temp dir");
         let root = dir.path().join("root");
@@ -76,7 +92,6 @@ impl Daemon {
             config_file: None,
         };
         daemon.env = env.iter().map(|(key, value)| (key.to_string(), value.to_string())).collect();
-        daemon.spawn();
         daemon
     }
 
@@ -178,6 +193,18 @@ impl Daemon {
             );
             let _ = child.wait();
         }
+    }
+
+    /// Send SIGTERM and return at once (`wait_for_exit` then bounds how long stopping takes).
+    pub fn send_sigterm(&self) {
+        let child = self.child.as_ref().expect("berthd running");
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM)
+            .expect("send SIGTERM to berthd");
+    }
+
+    /// berthd's pid, for tests that signal it themselves.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("berthd running").id()
     }
 
     /// Append one record to the log while berthd is down: an intent made durable by a berthd

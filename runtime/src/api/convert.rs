@@ -18,7 +18,12 @@ pub(crate) fn task_status(status: TaskStatus) -> api::TaskStatus {
 }
 
 pub(crate) fn task_message(container_id: &str, task: &TaskState) -> api::Task {
-    let exit = task.exit.unwrap_or(ExitInfo { exit_code: 0, signal: 0, exited_at_ns: Timestamp::UNIX_EPOCH });
+    let exit = task.exit.unwrap_or(ExitInfo {
+        exit_code: 0,
+        signal: 0,
+        exited_at_ns: Timestamp::UNIX_EPOCH,
+        cause: Default::default(),
+    });
     api::Task {
         container_id: container_id.to_string(),
         status: task_status(task.status) as i32,
@@ -26,6 +31,7 @@ pub(crate) fn task_message(container_id: &str, task: &TaskState) -> api::Task {
         exit_code: exit.exit_code,
         exit_signal: exit.signal,
         exited_at_ns: api_time(exit.exited_at_ns),
+        exit_cause: if task.exit.is_some() { exit.cause.name().to_string() } else { String::new() },
         error: task.error.clone().unwrap_or_default(),
         updated_seq: task.updated_seq.get(),
     }

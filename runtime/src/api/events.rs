@@ -58,6 +58,8 @@ async fn stream_events(
         }
     };
     let mut applied = store.watch_applied();
+    let stopping = store.stopping();
+    tokio::pin!(stopping);
     loop {
         // Drain what is durable now, in small synchronous steps (the map reads do not block).
         let mut batch = Vec::new();
@@ -93,9 +95,26 @@ async fn stream_events(
             if !follow {
                 return;
             }
-            if applied.changed().await.is_err() {
-                return;
+            tokio::select! {
+                changed = applied.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                }
+                () = &mut stopping => {
+                    // Ending the stream lets the server finish its graceful shutdown; the
+                    // status tells a follower where to resume.
+                    let next = reader.position();
+                    let _ = sender.send(Err(stopping_status(next))).await;
+                    return;
+                }
             }
         }
     }
+}
+
+/// What a follower gets when berthd stops under it: UNAVAILABLE, so clients know to retry, and
+/// the seq to resume from.
+fn stopping_status(next: Seq) -> Status {
+    Status::unavailable(format!("berthd is stopping: reconnect when it is back and resume with --since {next}"))
 }

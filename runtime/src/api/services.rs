@@ -67,6 +67,9 @@ impl Services {
             Ok(record) => Ok(record.seq),
             Err(SubmitError::Rejected(error)) => Err(status_from_command_error(error)),
             Err(SubmitError::Stopping) => Err(Status::unavailable("berthd is stopping: retry when it is back")),
+            Err(SubmitError::NoSpace(message)) => Err(Status::resource_exhausted(format!(
+                "not recorded, berthd refuses writes until its log has room ({message}); reads still work"
+            ))),
         }
     }
 

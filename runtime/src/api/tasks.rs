@@ -214,6 +214,8 @@ async fn stream_logs(
     let mut offsets = [0u64; 2];
     let mut buffer = vec![0u8; 64 * 1024];
     let mut applied = store.watch_applied();
+    let stopping = store.stopping();
+    tokio::pin!(stopping);
     loop {
         // Decide "finished" before reading, so output written just before the exit is read.
         let finished = {
@@ -249,6 +251,12 @@ async fn stream_logs(
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(20)) => {}
                 _ = applied.changed() => {}
+                () = &mut stopping => {
+                    // End the stream so berthd can stop; the container keeps running.
+                    let stopping = Status::unavailable("berthd is stopping: the container keeps running, run `berth logs` again when berthd is back");
+                    let _ = sender.send(Err(stopping)).await;
+                    return;
+                }
             }
         }
     }

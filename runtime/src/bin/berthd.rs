@@ -28,7 +28,11 @@ struct Flags {
     /// The UNIX socket to serve the gRPC API on [default: /run/berth/berthd.sock]
     #[arg(long)]
     address: Option<PathBuf>,
-    /// TOML config file (keys: root, state, address, runc, monitor, cgroup_parent, [log] segment_size, durability)
+    /// The event log's directory [default: <root>/log]; put it on a file system of its own so
+    /// containers filling theirs cannot leave the log without room
+    #[arg(long)]
+    log_dir: Option<PathBuf>,
+    /// TOML config file (keys: root, state, address, runc, monitor, cgroup_parent, [log] dir, segment_size, durability)
     #[arg(long, short = 'c')]
     config: Option<PathBuf>,
     /// The runc binary [default: runc from PATH]
@@ -73,6 +77,7 @@ fn main() -> anyhow::Result<()> {
             root: flags.root.or(file.root).unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT)),
             state: flags.state.or(file.state).unwrap_or_else(|| PathBuf::from(DEFAULT_STATE)),
             cgroup_parent,
+            log: flags.log_dir.or(log_config.dir.clone()),
         },
         address: flags.address.or(file.address).unwrap_or_else(|| PathBuf::from(DEFAULT_ADDRESS)),
         runc: flags.runc.or(file.runc).unwrap_or_else(|| PathBuf::from("runc")),
@@ -81,7 +86,7 @@ fn main() -> anyhow::Result<()> {
         durability,
     };
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    runtime.block_on(async move {
+    let result = runtime.block_on(async move {
         let shutdown = async {
             let mut terminate =
                 tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
@@ -92,7 +97,11 @@ fn main() -> anyhow::Result<()> {
             tracing::info!("shutting down; containers keep running under their monitors");
         };
         daemon::run(options, shutdown).await.map_err(|error| anyhow::anyhow!("{error}"))
-    })
+    });
+    // Dropping the runtime would wait for every blocking task (a submission queued behind a
+    // busy command thread, say); a stopping berthd gives them a moment, not for ever.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    result
 }
 
 /// Descriptors berthd inherited beyond stdio (a launcher's pipe, say) are marked close-on-exec,

@@ -29,6 +29,9 @@ pub struct ConfigFile {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {
+    /// The log's directory (default `<root>/log`). Give it a file system of its own so that a
+    /// container filling its writable layer (under the root) cannot leave the log without room.
+    pub dir: Option<PathBuf>,
     pub segment_size: Option<u64>,
     /// "sync" (default) or "nosync" — nosync loses records on a crash; for benchmarks only.
     pub durability: Option<String>,
@@ -85,12 +88,13 @@ mod tests {
         let path = dir.path().join("berthd.toml");
         std::fs::write(
             &path,
-            "root = \"/srv/berth\"\nrunc = \"/usr/sbin/runc\"\n[log]\nsegment_size = 1048576\ndurability = \"sync\"\n",
+            "root = \"/srv/berth\"\nrunc = \"/usr/sbin/runc\"\n[log]\ndir = \"/logfs/berth\"\nsegment_size = 1048576\ndurability = \"sync\"\n",
         )
         .unwrap();
         let config = ConfigFile::load(&path).unwrap();
         assert_eq!(config.root.as_deref(), Some(Path::new("/srv/berth")));
         assert_eq!(config.log.as_ref().and_then(|log| log.segment_size), Some(1 << 20));
+        assert_eq!(config.log.as_ref().and_then(|log| log.dir.as_deref()), Some(Path::new("/logfs/berth")));
         std::fs::write(&path, "rooot = \"/typo\"\n").unwrap();
         let error = ConfigFile::load(&path).unwrap_err();
         assert!(error.contains("is not valid") && error.contains("rooot"), "{error}");

@@ -3,7 +3,8 @@
 //! at start-up.
 //!
 //! ```text
-//! <root>/log/                                  the event log (the only source of truth)
+//! <root>/log/                                  the event log (the only source of truth; `[log] dir`
+//!                                              or --log-dir puts it elsewhere)
 //! <root>/content/blobs/sha256/<hex>            blobs; <root>/content/ingest/ temporary files
 //! <root>/snapshots/committed/<chain-hex>/fs    unpacked layers; active/<ns>/<id>/{upper,work}
 //! <root>/tasks/<ns>/<id>/                      a task's monitor files (tasks::task_dir)
@@ -22,11 +23,14 @@ pub struct Layout {
     pub state: PathBuf,
     /// Absolute cgroup path, checked by `config::check_cgroup_parent`.
     pub cgroup_parent: String,
+    /// The log's directory when it is not `<root>/log`: a file system of its own, so that
+    /// containers filling theirs (writable layers live under the root) cannot fill the log's.
+    pub log: Option<PathBuf>,
 }
 
 impl Layout {
     pub fn log_dir(&self) -> PathBuf {
-        self.root.join(berth_log::LOG_DIR_NAME)
+        self.log.clone().unwrap_or_else(|| self.root.join(berth_log::LOG_DIR_NAME))
     }
 
     /// The content store's directory (`blobs/`, `ingest/`).
@@ -82,7 +86,8 @@ mod tests {
 
     #[test]
     fn layout_keeps_namespaces_apart() {
-        let layout = Layout { root: PathBuf::from("/r"), state: PathBuf::from("/s"), cgroup_parent: "/berth".into() };
+        let layout =
+            Layout { root: PathBuf::from("/r"), state: PathBuf::from("/s"), cgroup_parent: "/berth".into(), log: None };
         assert_eq!(layout.task_dir("a", "x").path(), Path::new("/r/tasks/a/x"));
         assert_eq!(layout.bundle_dir("b", "x"), Path::new("/s/bundles/b/x"));
         assert_eq!(layout.runc_root("a"), Path::new("/s/runc/a"));

@@ -18,7 +18,7 @@ use crate::api::{
 };
 use crate::daemon::config::resolve_binary;
 use crate::daemon::layout::Layout;
-use crate::daemon::store::Store;
+use crate::daemon::store::{Store, SubmitError};
 use crate::images::content::ContentStore;
 use crate::images::snapshot::Snapshotter;
 use crate::tasks::executor::Executor;
@@ -116,10 +116,15 @@ pub async fn run(
         replayed_to,
     };
     let origin = Origin::Daemon { reason: "berthd started".into(), answers: None };
-    store
-        .submit("", origin, Command::RecordDaemonEvent(RecordDaemonEvent { event: started }))
-        .await
-        .map_err(|error| DaemonError::Setup(format!("cannot record the start: {error}")))?;
+    match store.submit("", origin, Command::RecordDaemonEvent(RecordDaemonEvent { event: started })).await {
+        Ok(_) => {}
+        // A full log file system must not keep berthd from serving reads: start without the
+        // record, refuse writes until there is room.
+        Err(SubmitError::NoSpace(error)) => {
+            tracing::warn!(%error, "the start is not recorded: the log has no room; serving reads, refusing writes")
+        }
+        Err(error) => return Err(DaemonError::Setup(format!("cannot record the start: {error}"))),
+    }
     // Intents recorded from here on reach the executor through `committed`; those recorded
     // before are reconciled by `recover`, which runs before any client can connect.
     let executor_loop = tokio::spawn(Arc::clone(&executor).run(committed));
@@ -135,7 +140,14 @@ pub async fn run(
         .build_v1()
         .map_err(setup("cannot build the reflection service".into()))?;
     tracing::info!(address = %options.address.display(), "serving");
-    let served = tonic::transport::Server::builder()
+    let shutdown_store = Arc::clone(&store);
+    let shutdown = async move {
+        shutdown.await;
+        // Followers of the log and of task output would keep their connections, and so the
+        // server, open for ever: end their streams first.
+        shutdown_store.begin_shutdown();
+    };
+    let serve = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(reflection)
         .add_service(api::version_server::VersionServer::new(VersionService(Arc::clone(&services))))
@@ -147,13 +159,28 @@ pub async fn run(
         .add_service(api::containers_server::ContainersServer::new(ContainersService(Arc::clone(&services))))
         .add_service(api::tasks_server::TasksServer::new(TasksService(Arc::clone(&services))))
         .add_service(api::events_server::EventsServer::new(EventsService(Arc::clone(&services))))
-        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
-        .await;
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown);
+    let stopping = store.stopping();
+    let served = tokio::select! {
+        served = serve => served,
+        () = async move {
+            stopping.await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } => {
+            // A unary call still waiting (Tasks/Wait, say) does not hold berthd up: its client
+            // sees the connection close and can ask again once berthd is back.
+            tracing::warn!(grace_ms = SHUTDOWN_GRACE.as_millis() as u64, "requests still open after the shutdown grace period; closing them");
+            Ok(())
+        }
+    };
     executor_loop.abort();
     let _ = std::fs::remove_file(&options.address);
     served?;
     Ok(())
 }
+
+/// How long a stopping berthd lets requests still in flight finish once every stream was ended.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// The socket: a stale file from a crashed berthd is replaced (we hold the root's lock, so no
 /// live berthd owns it); mode 0660, owned by root.

@@ -35,6 +35,10 @@ pub enum SubmitError {
     Rejected(#[from] CommandError),
     #[error("berthd is stopping: retry when it is back")]
     Stopping,
+    /// The log has no room for the record (its file system is full); nothing was recorded.
+    /// berthd keeps serving reads and accepts writes again by itself once there is room.
+    #[error("the event log has no room: {0}")]
+    NoSpace(String),
 }
 
 struct Submission {
@@ -49,6 +53,9 @@ pub struct Store {
     state: Arc<RwLock<State>>,
     applied: watch::Receiver<Seq>,
     submissions: std::sync::mpsc::SyncSender<Submission>,
+    /// Set once when berthd begins to stop: streams that would otherwise wait for ever (events
+    /// and logs followers) end, so the server can close and the process exit.
+    stopping: watch::Sender<bool>,
 }
 
 /// What `Store::open` hands back beside the store: the committed records, in log order, for
@@ -104,7 +111,8 @@ impl Store {
                 command_loop(thread_log, thread_state, submission_receiver, applied_sender, committed_sender)
             })
             .expect("spawn the command thread");
-        Ok((Arc::new(Store { log, state, applied, submissions }), committed_receiver))
+        let (stopping, _) = watch::channel(false);
+        Ok((Arc::new(Store { log, state, applied, submissions, stopping }), committed_receiver))
     }
 
     pub fn log(&self) -> &Arc<EventLog> {
@@ -124,6 +132,20 @@ impl Store {
     /// A receiver that changes whenever new records are applied.
     pub fn watch_applied(&self) -> watch::Receiver<Seq> {
         self.applied.clone()
+    }
+
+    /// Tells every stream waiting on this store that berthd is stopping.
+    pub fn begin_shutdown(&self) {
+        self.stopping.send_replace(true);
+    }
+
+    /// Completes once `begin_shutdown` was called (at once if it already was).
+    pub fn stopping(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut stopping = self.stopping.subscribe();
+        async move {
+            // The sender lives as long as the store, which outlives every stream holding it.
+            let _ = stopping.wait_for(|stopping| *stopping).await;
+        }
     }
 
     /// Decide and durably record a command; answers once its record is durable.
@@ -183,12 +205,27 @@ fn command_loop(
     applied: watch::Sender<Seq>,
     committed: mpsc::UnboundedSender<CommittedRecord>,
 ) {
+    // Set while the log has refused for want of room: each batch first asks the log to prepare
+    // its next segment, and is refused whole (nothing decided or folded) while it cannot.
+    let mut out_of_room = false;
     while let Ok(first) = submissions.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match submissions.try_recv() {
                 Ok(submission) => batch.push(submission),
                 Err(_) => break,
+            }
+        }
+        if out_of_room {
+            match log.prepare_next_segment() {
+                Ok(()) => {
+                    tracing::info!("the log has room again; accepting writes");
+                    out_of_room = false;
+                }
+                Err(error) => {
+                    refuse_for_want_of_room(batch, &error);
+                    continue;
+                }
             }
         }
         let mut guard = state.write().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -221,6 +258,27 @@ fn command_loop(
             continue;
         }
         let payload_refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
+        // Preparing the next segment is the one step that may fail and be retried: nothing of
+        // the batch has been written yet. A failed write or fdatasync of records stays fatal.
+        if let Err(error) = log.reserve_room(&payload_refs) {
+            // The projections already hold the batch; fold them again from what the log holds.
+            match replay(&log) {
+                Ok(replayed) => *guard = replayed,
+                Err(replay_error) => {
+                    tracing::error!(%replay_error, "replaying the log after a refused append failed; berthd stops");
+                    eprintln!("berthd: fatal: replaying the log after a refused append failed: {replay_error}");
+                    std::process::exit(70);
+                }
+            }
+            drop(guard);
+            tracing::warn!(%error, "the log has no room for the next segment; refusing writes until there is, reads go on");
+            out_of_room = true;
+            let message = error.to_string();
+            for (reply, _) in accepted {
+                let _ = reply.send(Err(SubmitError::NoSpace(message.clone())));
+            }
+            continue;
+        }
         match log.append_batch_at(&payload_refs, timestamp) {
             Ok(first_seq) => debug_assert_eq!(first_seq, accepted[0].1.seq),
             Err(error) => {
@@ -240,6 +298,13 @@ fn command_loop(
             let _ = committed.send(record.clone());
             let _ = reply.send(Ok(record));
         }
+    }
+}
+
+/// Answers every submission of `batch` with `NoSpace`; none was decided or folded.
+fn refuse_for_want_of_room(batch: Vec<Submission>, error: &LogError) {
+    for submission in batch {
+        let _ = submission.reply.send(Err(SubmitError::NoSpace(error.to_string())));
     }
 }
 

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 
 use berth_commands::{Command, RecordOutcome};
 use berth_log::Seq;
-use berth_projections::{ContainerRecord, Event, Origin, PendingIntent};
+use berth_projections::{ContainerRecord, Event, ExitCause, Origin, PendingIntent};
 use tokio::sync::mpsc;
 
 use crate::daemon::layout::Layout;
@@ -25,6 +25,7 @@ use crate::daemon::store::{CommittedReceiver, CommittedRecord, Store, SubmitErro
 use crate::images::content::ContentStore;
 use crate::images::snapshot::Snapshotter;
 use crate::sys::failpoint;
+use crate::tasks::cgroup;
 use crate::tasks::monitor::{self, Launch, MonitorPaths};
 use crate::tasks::runc::Runc;
 use crate::tasks::spec::{self, SpecInput};
@@ -279,7 +280,8 @@ impl Executor {
                             // A short process may have ended while runc was still starting it: its
                             // exit goes into the same record, and there is nothing left to watch.
                             if let Some(status) = self.layout.task_dir(namespace, container_id).exit_status() {
-                                events.push(exit_event(container_id, status));
+                                let cause = self.exit_cause(namespace, container_id);
+                                events.push(exit_event(container_id, status, cause));
                                 already_exited = true;
                             }
                         }
@@ -466,7 +468,21 @@ impl Executor {
     }
 
     pub(super) async fn record_exit(&self, namespace: &str, container_id: &str, status: ExitStatus) {
-        self.record(namespace, None, "task exited", exit_event(container_id, status)).await;
+        let cause = self.exit_cause(namespace, container_id);
+        self.record(namespace, None, "task exited", exit_event(container_id, status, cause)).await;
+    }
+
+    /// Why a task ended, for the log: without an `exit.json` its monitor was lost (and the code
+    /// is made up); with OOM kills counted in its memory cgroup, the OOM killer ended it (or a
+    /// process in it). Read before the task is deleted, while the cgroup still exists.
+    pub(super) fn exit_cause(&self, namespace: &str, container_id: &str) -> ExitCause {
+        if self.layout.task_dir(namespace, container_id).exit_status().is_none() {
+            return ExitCause::MonitorLost;
+        }
+        match cgroup::oom_kill_count(&self.layout.cgroups_path(namespace, container_id)) {
+            Some(n_kills) if n_kills > 0 => ExitCause::OomKilled,
+            _ => ExitCause::Exited,
+        }
     }
 
     /// Record an outcome. Returns false when the store refused it (already answered).
@@ -486,22 +502,35 @@ impl Executor {
         let origin = Origin::Daemon { reason: reason.to_string(), answers };
         let kinds: Vec<&str> = events.iter().map(Event::kind).collect();
         tracing::debug!(?kinds, ?answers, "recording outcome");
-        match self.store.submit(namespace, origin, Command::RecordOutcome(RecordOutcome { answers, events })).await {
-            Ok(_) => true,
-            Err(SubmitError::Rejected(error)) => {
-                tracing::debug!(?kinds, %error, "outcome not recorded: already answered");
-                false
+        loop {
+            let command = Command::RecordOutcome(RecordOutcome { answers, events: events.clone() });
+            match self.store.submit(namespace, origin.clone(), command).await {
+                Ok(_) => return true,
+                Err(SubmitError::Rejected(error)) => {
+                    tracing::debug!(?kinds, %error, "outcome not recorded: already answered");
+                    return false;
+                }
+                Err(SubmitError::Stopping) => return false,
+                Err(SubmitError::NoSpace(error)) => {
+                    // What happened on the host must reach the log (the exit status waits on
+                    // disk meanwhile): try again until the log has room.
+                    tracing::warn!(?kinds, %error, "outcome not recorded yet: the log has no room; retrying");
+                    tokio::time::sleep(OUTCOME_RETRY_INTERVAL).await;
+                }
             }
-            Err(SubmitError::Stopping) => false,
         }
     }
 }
 
-pub(super) fn exit_event(container_id: &str, status: ExitStatus) -> Event {
+/// How often an outcome the log had no room for is offered again.
+const OUTCOME_RETRY_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+pub(super) fn exit_event(container_id: &str, status: ExitStatus, cause: ExitCause) -> Event {
     Event::TaskExited {
         container_id: container_id.to_string(),
         exit_code: status.code,
         signal: status.signal,
         exited_at_ns: status.exited_at_ns,
+        cause,
     }
 }

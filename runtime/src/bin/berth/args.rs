@@ -255,9 +255,14 @@ pub struct EventsArgs {
     #[arg(long, value_name = "SEQ")]
     pub since: Option<u64>,
 
-    /// Keep printing events as they are recorded
+    /// Keep printing events as they are recorded; if berthd stops or restarts, reconnect and
+    /// resume after the last event printed
     #[arg(short = 'f', long)]
     pub follow: bool,
+
+    /// With --follow: end (with an error) when berthd goes away instead of reconnecting
+    #[arg(long, requires = "follow")]
+    pub no_reconnect: bool,
 
     /// Events of every namespace, not only --namespace
     #[arg(short = 'A', long)]

@@ -112,6 +112,7 @@ fn container_json(container: &api::Container, now_ns: i64) -> serde_json::Value 
             "pid": task.pid,
             "exit_code": task.exit_code,
             "exit_signal": task.exit_signal,
+            "exit_cause": task.exit_cause,
             "exited_at": (task.exited_at_ns != 0).then(|| format_rfc3339(task.exited_at_ns)),
             "error": task.error,
             "updated_seq": task.updated_seq,
@@ -207,7 +208,11 @@ fn format_task_status(task: Option<&api::Task>, now_ns: i64) -> String {
         api::TaskStatus::Created => format!("created (pid {})", task.pid),
         api::TaskStatus::Stopped => {
             let ago = format_ago(task.exited_at_ns, now_ns);
-            if task.exit_signal > 0 {
+            if task.exit_cause == "monitor-lost" {
+                format!("monitor lost, killed {ago}")
+            } else if task.exit_cause == "oom-killed" {
+                format!("oom-killed ({}) {ago}", signal_label(task.exit_signal))
+            } else if task.exit_signal > 0 {
                 format!("killed ({}) {ago}", signal_label(task.exit_signal))
             } else {
                 format!("exited ({}) {ago}", task.exit_code)

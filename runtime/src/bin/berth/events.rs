@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 use berth_runtime::api;
+use berth_runtime::client::ClientError;
 
 use crate::args::{EventsArgs, OutputFormat};
 use crate::output::{format_rfc3339, print_stdout, stdout_still_open};
@@ -12,7 +13,45 @@ use crate::session::{CliError, Session};
 pub async fn print_events(session: &Session, events_args: EventsArgs) -> Result<ExitCode, CliError> {
     // `since: 0` means "from now on" to berthd; without --follow that would print nothing,
     // so a bare `berth events` prints the whole log instead.
-    let since = events_args.since.unwrap_or(if events_args.follow { 0 } else { 1 });
+    let mut since = events_args.since.unwrap_or(if events_args.follow { 0 } else { 1 });
+    let mut last_printed: Option<(u64, u32)> = None;
+    loop {
+        let error = match print_event_stream(session, &events_args, since, &mut last_printed).await {
+            Ok(exit_code) => return Ok(exit_code),
+            Err(error) => error,
+        };
+        if !events_args.follow || events_args.no_reconnect || !daemon_went_away(&error) {
+            return Err(error);
+        }
+        // berthd stopped (or restarted) under a follower: wait until it is back and resume
+        // right after the last event printed, so nothing is printed twice or skipped.
+        eprintln!("berth: {error}; reconnecting (--no-reconnect ends instead)");
+        if let Some((seq, _)) = last_printed {
+            since = seq;
+        }
+        loop {
+            tokio::time::sleep(RECONNECT_INTERVAL).await;
+            match session.version().version(session.request(api::VersionRequest {})).await.map_err(session.rpc_error())
+            {
+                Ok(_) => break,
+                Err(error) if daemon_went_away(&error) => continue,
+                Err(error) => return Err(error),
+            }
+        }
+    }
+}
+
+/// How often a follower tries to reach berthd again while it is away.
+const RECONNECT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Subscribes from `since` and prints until the stream ends, skipping events at or before
+/// `last_printed` (a resumed subscription starts at that event's record again) and updating it.
+async fn print_event_stream(
+    session: &Session,
+    events_args: &EventsArgs,
+    since: u64,
+    last_printed: &mut Option<(u64, u32)>,
+) -> Result<ExitCode, CliError> {
     let namespace_filter = if events_args.all_namespaces { "*" } else { "" };
     let mut event_stream = session
         .events()
@@ -25,16 +64,33 @@ pub async fn print_events(session: &Session, events_args: EventsArgs) -> Result<
         .map_err(session.rpc_error())?
         .into_inner();
     while let Some(event) = event_stream.message().await.map_err(session.rpc_error())? {
+        if last_printed.is_some_and(|printed| (event.seq, event.index) <= printed) {
+            continue;
+        }
         let line = match events_args.output.output {
             OutputFormat::Table => format_event_line(&event),
             OutputFormat::Json => event_json(&event).to_string(),
         };
         print_stdout(&format!("{line}\n"))?;
+        *last_printed = Some((event.seq, event.index));
         if !stdout_still_open() {
             break;
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether the error means berthd is not there (stopped, restarting, connection cut) rather
+/// than that it refused the request.
+fn daemon_went_away(error: &CliError) -> bool {
+    match error {
+        CliError::Client(ClientError::DaemonNotRunning { .. } | ClientError::Unavailable { .. }) => true,
+        CliError::Client(ClientError::Connect { .. }) => true,
+        CliError::Client(ClientError::Rpc(status)) => {
+            matches!(status.code(), tonic::Code::Unknown | tonic::Code::Cancelled | tonic::Code::Unavailable)
+        }
+        _ => false,
+    }
 }
 
 fn format_event_line(event: &api::Event) -> String {
