@@ -3,6 +3,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -198,6 +199,8 @@ pub(crate) fn create_preallocated_segment(dir: &Path, id: SegmentId, size: u64) 
         .write(true)
         .create(true)
         .truncate(true)
+        // Records hold containers' environments, secrets included: root's alone, from creation.
+        .mode(0o600)
         .open(&temporary_path)
         .map_err(|source| LogError::io("creating segment", &temporary_path, source))?;
     write_zeroes(&file, &temporary_path, 0, size)?;

@@ -349,7 +349,7 @@ impl Executor {
             .ok_or_else(|| format!("container {container_id:?} vanished before its task was created"))?;
         let bundle = self.layout.bundle_dir(namespace, container_id);
         let rootfs = bundle.join("rootfs");
-        std::fs::create_dir_all(&rootfs)
+        crate::sys::fs::create_private_dir_all(&rootfs)
             .map_err(|error| format!("cannot create bundle {}: {error}", bundle.display()))?;
         let active = self
             .snapshotter
