@@ -25,6 +25,7 @@ use crate::daemon::store::{CommittedReceiver, CommittedRecord, Store, SubmitErro
 use crate::images::content::ContentStore;
 use crate::images::snapshot::Snapshotter;
 use crate::sys::failpoint;
+use crate::tasks::etc_files;
 use crate::tasks::monitor::{self, Launch, MonitorPaths};
 use crate::tasks::runc::Runc;
 use crate::tasks::spec::{self, SpecInput};
@@ -364,7 +365,12 @@ impl Executor {
             hostname: record.hostname.clone(),
             cgroups_path: self.layout.cgroups_path(namespace, container_id),
         };
-        let runtime_spec = spec::generate_spec(&input, &rootfs).map_err(|error| error.to_string())?;
+        let mut runtime_spec = spec::generate_spec(&input, &rootfs).map_err(|error| error.to_string())?;
+        etc_files::write_etc_files(&bundle, &record.hostname)
+            .map_err(|error| format!("cannot write /etc files into the bundle {}: {error}", bundle.display()))?;
+        let mut mounts = runtime_spec.mounts().clone().unwrap_or_default();
+        mounts.extend(etc_files::etc_mounts(&bundle).map_err(|error| error.to_string())?);
+        runtime_spec.set_mounts(Some(mounts));
         spec::write_bundle(&bundle, &runtime_spec).map_err(|error| error.to_string())?;
         let task_dir = self.layout.task_dir(namespace, container_id);
         // A task dir left by an earlier task of this container holds its old exit status.

@@ -1,7 +1,9 @@
 //! Tasks on the host: the [`executor`] that carries out intents in log order and records their
 //! outcomes, start-up [`recovery`] (observe → pure plan → apply), the per-task [`monitor`] and
-//! its [`task_dir`], the [`runc`] command line, and the OCI runtime [`spec`].
+//! its [`task_dir`], the [`runc`] command line, the OCI runtime [`spec`] and the [`etc_files`] a
+//! container gets in its bundle.
 
+pub mod etc_files;
 pub mod executor;
 pub mod monitor;
 mod reconcile;
