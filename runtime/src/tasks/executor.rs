@@ -415,9 +415,10 @@ impl Executor {
     }
 
     /// runc delete, unmount, remove the bundle. A live task is killed first when forced.
-    async fn delete_task(&self, namespace: &str, container_id: &str, force: bool) -> Result<i32, String> {
+    /// The exit code is `None` for a task that never ran: there is none to report.
+    async fn delete_task(&self, namespace: &str, container_id: &str, force: bool) -> Result<Option<i32>, String> {
         let task = self.store.state().container(namespace, container_id).and_then(|container| container.task.clone());
-        let mut exit_code = task.as_ref().and_then(|task| task.exit.map(|exit| exit.exit_code)).unwrap_or(0);
+        let mut exit_code = task.as_ref().and_then(|task| task.exit.map(|exit| exit.exit_code));
         let runc = self.runc(namespace);
         let task_dir = self.layout.task_dir(namespace, container_id);
         if force && task.as_ref().is_some_and(|task| task.exit.is_none()) {
@@ -427,7 +428,7 @@ impl Executor {
                         tracing::warn!(container_id, %error, "SIGKILL for a forced delete failed; waiting for the exit anyway");
                     }
                     let status = monitor::wait_exit(&task_dir, &monitor).await;
-                    exit_code = status.code;
+                    exit_code = Some(status.code);
                     // Recorded here because this worker is busy with the delete; the exit
                     // watcher's own report will then be refused as already recorded.
                     self.record_exit(namespace, container_id, status).await;
