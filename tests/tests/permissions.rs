@@ -249,7 +249,8 @@ fn a_non_root_user_gets_nothing_from_a_fresh_daemon() {
 }
 
 /// Every path an older berth left 0755 (directories) or 0644 (files), below the root and the
-/// state directory, skipping image content (`fs`, `upper`, `work`, a mounted `rootfs`).
+/// state directory, skipping image content (`fs`, `upper`, `work`, a mounted `rootfs`) and the
+/// bundle's `/etc` files.
 fn open_up_like_an_older_berth(dir: &Path, opened: &mut Vec<PathBuf>) {
     let metadata = std::fs::symlink_metadata(dir).unwrap();
     // runc's own state (runc/<ns>/<id>) is made 0700 by runc, whichever berth ran it.
@@ -264,7 +265,9 @@ fn open_up_like_an_older_berth(dir: &Path, opened: &mut Vec<PathBuf>) {
     if metadata.is_dir() {
         for entry in std::fs::read_dir(dir).unwrap().flatten() {
             let name = entry.file_name();
-            if !["fs", "upper", "work", "rootfs"].contains(&name.to_str().unwrap_or_default()) {
+            // Image content, and the bundle's /etc files, which are 0644 on purpose.
+            let skipped = ["fs", "upper", "work", "rootfs", "hostname", "hosts", "resolv.conf"];
+            if !skipped.contains(&name.to_str().unwrap_or_default()) {
                 open_up_like_an_older_berth(&entry.path(), opened);
             }
         }
