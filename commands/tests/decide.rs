@@ -136,7 +136,7 @@ fn task_lifecycle_checks_and_outcomes_are_recorded_once() {
     let delete_seq = world.run(delete(false), None).unwrap();
     world
         .run(
-            outcome(Some(delete_seq), Event::TaskDeleted { container_id: "web".into(), exit_code: 137 }),
+            outcome(Some(delete_seq), Event::TaskDeleted { container_id: "web".into(), exit_code: Some(137) }),
             Some(delete_seq),
         )
         .unwrap();

@@ -4,6 +4,7 @@
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -217,6 +218,8 @@ fn fill_temporary_segment(path: &Path, size: u64) -> Result<(), LogError> {
         .write(true)
         .create(true)
         .truncate(true)
+        // Records hold containers' environments, secrets included: root's alone, from creation.
+        .mode(0o600)
         .open(path)
         .map_err(|source| LogError::io("creating segment", path, source))?;
     // SAFETY: fallocate is called on a valid descriptor owned by `file`, which outlives the

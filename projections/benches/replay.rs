@@ -332,7 +332,7 @@ impl LogWriter {
                 Envelope::new(
                     "default",
                     Self::daemon("executor: runc delete exited 0, task state removed", Some(intent_seq)),
-                    vec![Event::TaskDeleted { container_id, exit_code: 143 }],
+                    vec![Event::TaskDeleted { container_id, exit_code: Some(143) }],
                 ),
                 false,
                 10,

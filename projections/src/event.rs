@@ -191,7 +191,9 @@ pub enum Event {
     },
     TaskDeleted {
         container_id: String,
-        exit_code: i32,
+        /// The task's exit code; `None` when it never ran (its create or start failed), so it
+        /// has none. Records written before this was optional decode as `Some`.
+        exit_code: Option<i32>,
     },
     TaskDeleteFailed {
         container_id: String,

@@ -116,7 +116,8 @@ fn event() -> impl Strategy<Value = Event> {
             }
         ),
         (id(), any::<bool>()).prop_map(|(container_id, force)| Event::TaskDeleteRequested { container_id, force }),
-        (id(), any::<i32>()).prop_map(|(container_id, exit_code)| Event::TaskDeleted { container_id, exit_code }),
+        (id(), any::<Option<i32>>())
+            .prop_map(|(container_id, exit_code)| Event::TaskDeleted { container_id, exit_code }),
         (id(), text()).prop_map(|(container_id, error)| Event::TaskDeleteFailed { container_id, error }),
         (text(), any::<i32>(), any::<u64>()).prop_map(|(version, pid, replayed_to)| Event::DaemonStarted {
             version,
@@ -266,7 +267,7 @@ fn lifecycle_log(n_records: usize) -> Vec<Envelope> {
             cycle.push(Envelope::new(
                 "default",
                 daemon(seq + 5),
-                vec![Event::TaskDeleted { container_id: c(), exit_code: 0 }, Event::ContainerDeleted { id: c() }],
+                vec![Event::TaskDeleted { container_id: c(), exit_code: Some(0) }, Event::ContainerDeleted { id: c() }],
             ));
         }
         records.extend(cycle);

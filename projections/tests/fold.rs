@@ -81,7 +81,7 @@ fn lifecycle() -> Vec<Envelope> {
             client("Tasks/Delete"),
             vec![Event::TaskDeleteRequested { container_id: c(), force: false }],
         ),
-        Envelope::new("default", daemon(10), vec![Event::TaskDeleted { container_id: c(), exit_code: 137 }]),
+        Envelope::new("default", daemon(10), vec![Event::TaskDeleted { container_id: c(), exit_code: Some(137) }]),
         Envelope::new("default", client("Containers/Delete"), vec![Event::ContainerDeleted { id: c() }]),
     ]
 }

@@ -13,6 +13,8 @@ pub enum ReplayError {
     NoLog { dir: PathBuf },
     /// The directory exists but holds no segment files.
     NotALog { dir: PathBuf },
+    /// The log, or a directory above it, is not readable by this user (berthd keeps it root's).
+    PermissionDenied { path: PathBuf },
     /// `open_read_only` refused the directory (damage or an i/o error).
     Open { dir: PathBuf, source: LogError },
     /// Reading a record failed part-way (damage found while reading).
@@ -41,6 +43,11 @@ impl fmt::Display for ReplayError {
                 formatter,
                 "{} holds no log segment files (*.seg), so it is not a berth log directory: pass --root DIR (the log is DIR/log) or --log DIR",
                 dir.display()
+            ),
+            ReplayError::PermissionDenied { path } => write!(
+                formatter,
+                "permission denied reading {}: berth-replay needs root (run it with sudo), or read permission on the log directory, its segments and the directories above them; berthd keeps the log root's alone because its records hold containers' environments",
+                path.display()
             ),
             ReplayError::Open { dir, source: source @ (LogError::Corruption { .. } | LogError::ChainBroken { .. }) } => write!(
                 formatter,
@@ -106,6 +113,16 @@ impl From<std::io::Error> for ReplayError {
 }
 
 impl ReplayError {
+    /// `Open`, or `PermissionDenied` when opening failed for want of permission.
+    pub fn open(dir: &std::path::Path, source: LogError) -> ReplayError {
+        match source {
+            LogError::Io { path, source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied => {
+                ReplayError::PermissionDenied { path }
+            }
+            source => ReplayError::Open { dir: dir.to_path_buf(), source },
+        }
+    }
+
     /// True when stdout was closed by the reader (`berth-replay events | head`): not a failure.
     pub fn is_broken_pipe(&self) -> bool {
         matches!(self, ReplayError::Output(source) if source.kind() == std::io::ErrorKind::BrokenPipe)

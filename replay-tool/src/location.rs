@@ -35,8 +35,17 @@ pub fn segment_files(dir: &Path) -> Vec<(PathBuf, u64)> {
 
 /// Fails with a message that says what to pass when `dir` is missing or is not a log.
 pub fn check_log_dir(dir: &Path) -> Result<(), ReplayError> {
-    if !dir.is_dir() {
-        return Err(ReplayError::NoLog { dir: dir.to_path_buf() });
+    let denied = |error: &std::io::Error| error.kind() == std::io::ErrorKind::PermissionDenied;
+    match std::fs::metadata(dir) {
+        Ok(metadata) if metadata.is_dir() => {}
+        // A directory above the log that this user may not enter looks like no log at all.
+        Err(error) if denied(&error) => return Err(ReplayError::PermissionDenied { path: dir.to_path_buf() }),
+        _ => return Err(ReplayError::NoLog { dir: dir.to_path_buf() }),
+    }
+    if let Err(error) = std::fs::read_dir(dir) {
+        if denied(&error) {
+            return Err(ReplayError::PermissionDenied { path: dir.to_path_buf() });
+        }
     }
     if segment_files(dir).is_empty() {
         return Err(ReplayError::NotALog { dir: dir.to_path_buf() });
@@ -48,7 +57,7 @@ pub fn check_log_dir(dir: &Path) -> Result<(), ReplayError> {
 /// before a crash) is reported in the `OpenReport`, not treated as an error.
 pub fn open_log(dir: &Path) -> Result<(ReadOnlyLog, OpenReport), ReplayError> {
     check_log_dir(dir)?;
-    open_read_only(dir).map_err(|source| ReplayError::Open { dir: dir.to_path_buf(), source })
+    open_read_only(dir).map_err(|source| ReplayError::open(dir, source))
 }
 
 #[cfg(test)]

@@ -119,7 +119,8 @@ pub fn describe_event(event: &Event) -> String {
                 "asked to delete the task".to_string()
             }
         }
-        Event::TaskDeleted { exit_code, .. } => format!("task deleted (exit code {exit_code})"),
+        Event::TaskDeleted { exit_code: Some(exit_code), .. } => format!("task deleted (exit code {exit_code})"),
+        Event::TaskDeleted { exit_code: None, .. } => "task deleted (it never ran, so it has no exit code)".to_string(),
         Event::TaskDeleteFailed { error, .. } => format!("task delete failed: {error}"),
         Event::OrphanRemoved { what, id } => format!("recovery removed an orphaned {what} {id}"),
         other => format!("{} {}", other.kind(), other.fields_json()),

@@ -196,7 +196,7 @@ fn scenario() -> Vec<Envelope> {
         Envelope::new(
             "default",
             daemon("task delete", Some(16)),
-            vec![Event::TaskDeleted { container_id: "web".into(), exit_code: 3 }],
+            vec![Event::TaskDeleted { container_id: "web".into(), exit_code: Some(3) }],
         ),
         /* 18 */
         Envelope::new(

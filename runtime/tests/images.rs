@@ -640,7 +640,10 @@ fn spec_has_the_defaults_a_runc_container_gets() {
     }
     let destinations: Vec<&str> =
         written["mounts"].as_array().unwrap().iter().map(|m| m["destination"].as_str().unwrap()).collect();
-    assert_eq!(destinations, vec!["/proc", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue", "/sys", "/sys/fs/cgroup"]);
+    assert_eq!(
+        destinations,
+        vec!["/proc", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue", "/sys", "/sys/fs/cgroup", "/run"]
+    );
     assert!(written["linux"]["maskedPaths"].as_array().unwrap().iter().any(|p| p == "/proc/kcore"));
     assert!(written["linux"]["readonlyPaths"].as_array().unwrap().iter().any(|p| p == "/proc/sys"));
     assert_eq!(written["linux"]["resources"]["devices"][0]["allow"], false);

@@ -112,7 +112,7 @@ pub fn run_verify(dir: &Path, options: VerifyOptions, out: &mut dyn Write) -> Re
             };
             return report_damage(out, &error, intact_through);
         }
-        Err(source) => return Err(ReplayError::Open { dir: dir.to_path_buf(), source }),
+        Err(source) => return Err(ReplayError::open(dir, source)),
     };
     let verify_report = match log.verify() {
         Ok(verify_report) => verify_report,

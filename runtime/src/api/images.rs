@@ -24,7 +24,12 @@ impl api::images_server::Images for ImagesService {
         let mut stream = request.into_inner();
         // Spool the archive to disk first: the import reads it as a plain file.
         let spool = self.0.content.spool_path("import");
-        let mut spool_file = tokio::fs::File::create(spool.path())
+        let mut spool_file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(crate::sys::fs::PRIVATE_FILE_MODE)
+            .open(spool.path())
             .await
             .map_err(|error| Status::internal(format!("cannot spool the archive: {error}")))?;
         let mut name = None;

@@ -33,9 +33,7 @@ impl TasksService {
         let seq = self.0.submit(namespace, origin, command).await?;
         let (task, outcome_seq) = self.0.wait_for_outcome(namespace, container_id, seq).await?;
         if let (TaskStatus::Failed, Some(error)) = (task.status, &task.error) {
-            return Err(Status::failed_precondition(format!(
-                "the task of {container_id:?} failed: {error} (delete it with `berth rm -f {container_id}`)"
-            )));
+            return Err(Status::failed_precondition(format!("the task of {container_id:?} failed: {error}")));
         }
         Ok(Response::new(api::TaskResponse {
             task: Some(task_message(container_id, &task)),
@@ -139,7 +137,8 @@ impl api::tasks_server::Tasks for TasksService {
             outcome_seq = answer_seq;
             for event in &envelope.events {
                 match event {
-                    Event::TaskDeleted { exit_code: code, .. } => exit_code = *code,
+                    // A task that never ran has no exit code; the API's field is a plain int.
+                    Event::TaskDeleted { exit_code: code, .. } => exit_code = code.unwrap_or(0),
                     Event::TaskDeleteFailed { error, .. } => failure = Some(error.clone()),
                     _ => {}
                 }

@@ -351,7 +351,7 @@ fn open_for_append(path: &Path) -> Result<File, String> {
     OpenOptions::new()
         .append(true)
         .create(true)
-        .mode(0o640)
+        .mode(berth_runtime::sys::fs::PRIVATE_FILE_MODE)
         .open(path)
         .map_err(|error| format!("could not open {}: {error}", path.display()))
 }
@@ -381,8 +381,13 @@ struct MonitorLog {
 
 impl MonitorLog {
     fn open(task_dir: &Path) -> MonitorLog {
-        let _ = std::fs::create_dir_all(task_dir);
-        let file = OpenOptions::new().append(true).create(true).open(task_dir.join(MONITOR_LOG_FILE)).ok();
+        let _ = berth_runtime::sys::fs::create_private_dir_all(task_dir);
+        let file = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(berth_runtime::sys::fs::PRIVATE_FILE_MODE)
+            .open(task_dir.join(MONITOR_LOG_FILE))
+            .ok();
         MonitorLog { file }
     }
 

@@ -48,6 +48,9 @@ struct Flags {
 }
 
 fn main() -> anyhow::Result<()> {
+    // Before any thread exists (the umask is the process's): whatever berthd, its monitors and
+    // runc create without an explicit mode is private from its first moment.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(berth_runtime::sys::fs::DAEMON_UMASK));
     let flags = Flags::parse();
     keep_inherited_descriptors_from_children();
     tracing_subscriber::fmt()

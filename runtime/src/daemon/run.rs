@@ -18,9 +18,11 @@ use crate::api::{
 };
 use crate::daemon::config::resolve_binary;
 use crate::daemon::layout::Layout;
+use crate::daemon::permissions;
 use crate::daemon::store::{Store, SubmitError};
 use crate::images::content::ContentStore;
 use crate::images::snapshot::Snapshotter;
+use crate::sys::fs::create_private_dir_all;
 use crate::tasks::executor::Executor;
 use crate::tasks::runc::Runc;
 
@@ -59,8 +61,9 @@ pub async fn run(
 ) -> Result<(), DaemonError> {
     let layout = options.layout.clone();
     for dir in [&layout.root, &layout.state] {
-        std::fs::create_dir_all(dir).map_err(setup(format!("cannot create {}", dir.display())))?;
+        create_private_dir_all(dir).map_err(setup(format!("cannot create {}", dir.display())))?;
     }
+    tighten_open_modes(&layout);
     let runc_binary = resolve_binary(&options.runc).ok_or_else(|| {
         DaemonError::Setup(format!(
             "runc not found ({}): install it (apt-get install runc) or set `runc` in the config file",
@@ -79,6 +82,9 @@ pub async fn run(
     if let Some(segment_size) = options.segment_size {
         log_options.segment_size = segment_size;
     }
+    // Made here, private, so the log crate's own create_dir_all never makes it open.
+    create_private_dir_all(&layout.log_dir())
+        .map_err(setup(format!("cannot create {}", layout.log_dir().display())))?;
     let (log, report) = match EventLog::open(&layout.log_dir(), log_options) {
         Ok(opened) => opened,
         Err(LogError::Locked { .. }) => return Err(DaemonError::RootLocked { root: layout.root.clone() }),
@@ -182,11 +188,35 @@ pub async fn run(
 /// How long a stopping berthd lets requests still in flight finish once every stream was ended.
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
 
+/// A root or state directory made by an older berth (everything 0755, files 0644) is brought to
+/// today's modes before anything is opened, and the log says which paths were open. A chmod that
+/// fails is logged and does not stop berthd: the directory above it still protects it.
+fn tighten_open_modes(layout: &Layout) {
+    let plan = permissions::plan_tightening(&permissions::observe(layout));
+    if plan.is_empty() {
+        return;
+    }
+    let (changed, failed) = permissions::apply(&plan);
+    for step in &changed {
+        tracing::warn!(path = %step.path.display(), from = format!("{:o}", step.from_mode), to = format!("{:o}", step.to_mode), "tightened the mode of a path an older berth left open to other users");
+    }
+    for (path, error) in &failed {
+        tracing::error!(path = %path.display(), %error, "cannot tighten the mode of a path other users may read; chmod it by hand (go-rwx)");
+    }
+    tracing::warn!(
+        n_tightened = changed.len(),
+        root = %layout.root.display(),
+        state = %layout.state.display(),
+        "this root was made by an older berth with modes other users could use; they are now root-only"
+    );
+}
+
 /// The socket: a stale file from a crashed berthd is replaced (we hold the root's lock, so no
 /// live berthd owns it); mode 0660, owned by root.
 fn bind_socket(address: &std::path::Path) -> Result<UnixListener, DaemonError> {
     if let Some(parent) = address.parent() {
-        std::fs::create_dir_all(parent).map_err(setup(format!("cannot create {}", parent.display())))?;
+        // Private when berthd makes it; a directory that already exists (/run) is not ours to change.
+        create_private_dir_all(parent).map_err(setup(format!("cannot create {}", parent.display())))?;
     }
     match std::fs::remove_file(address) {
         Ok(()) => {}

@@ -12,13 +12,14 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use sha2::{Digest as _, Sha256};
 
 use crate::images::digest::{digest_hex, digest_of_bytes, digest_of_hasher, InvalidDigest, DIGEST_ALGORITHM_PREFIX};
-use crate::sys::fs::{sync_dir, RemoveOnDrop};
+use crate::sys::fs::{create_private_dir_all, sync_dir, RemoveOnDrop, PRIVATE_FILE_MODE};
 
 /// Blobs larger than this are refused by [`ContentStore::read_all`]: it exists for manifests and
 /// configs, and a multi-gigabyte layer read into memory by mistake would take the daemon down.
@@ -86,8 +87,8 @@ impl ContentStore {
     pub fn open(content_dir: &Path) -> Result<ContentStore, ContentError> {
         let blobs_dir = content_dir.join("blobs").join("sha256");
         let ingest_dir = content_dir.join("ingest");
-        fs::create_dir_all(&blobs_dir).map_err(ContentError::io("create", &blobs_dir))?;
-        fs::create_dir_all(&ingest_dir).map_err(ContentError::io("create", &ingest_dir))?;
+        create_private_dir_all(&blobs_dir).map_err(ContentError::io("create", &blobs_dir))?;
+        create_private_dir_all(&ingest_dir).map_err(ContentError::io("create", &ingest_dir))?;
         Ok(ContentStore { blobs_dir, ingest_dir })
     }
 
@@ -152,6 +153,7 @@ impl ContentStore {
         let mut ingest_file = OpenOptions::new()
             .write(true)
             .create_new(true)
+            .mode(PRIVATE_FILE_MODE)
             .open(&ingest_path)
             .map_err(ContentError::io("create", &ingest_path))?;
         // Removes the ingest file on every early return; disarmed once it was renamed.

@@ -22,7 +22,7 @@ use nix::mount::{MntFlags, MsFlags};
 
 use crate::images::digest::digest_hex;
 use crate::images::unpack::{unpack_layer, UnpackError};
-use crate::sys::fs::sync_dir;
+use crate::sys::fs::{create_dir_with_mode, create_private_dir_all, sync_dir, CONTAINER_ROOT_DIR_MODE};
 
 /// What can go wrong in the snapshotter.
 #[derive(Debug, thiserror::Error)]
@@ -123,7 +123,7 @@ impl Snapshotter {
             tmp_root: snapshots_root.join("tmp"),
         };
         for dir in [&snapshotter.committed_root, &snapshotter.active_root, &snapshotter.tmp_root] {
-            fs::create_dir_all(dir).map_err(io_error("create", dir))?;
+            create_private_dir_all(dir).map_err(io_error("create", dir))?;
         }
         Ok(snapshotter)
     }
@@ -161,7 +161,9 @@ impl Snapshotter {
             NEXT_TMP_IDX.fetch_add(1, Ordering::Relaxed)
         ));
         let tmp_fs = tmp_dir.join("fs");
-        fs::create_dir_all(&tmp_fs).map_err(io_error("create", &tmp_fs))?;
+        // The layer's root gets the mode of `/` anywhere (its own `./` entry, if any, wins while
+        // unpacking); the directory above it, like everything under the root, is private.
+        create_dir_with_mode(&tmp_fs, CONTAINER_ROOT_DIR_MODE).map_err(io_error("create", &tmp_fs))?;
         let result = self.unpack_and_rename(chain_id, &hex_part, blob, media_type, expected_diff_id, &tmp_dir, &tmp_fs);
         if result.is_err() || tmp_dir.exists() {
             // Best effort: anything left behind is removed by clean_tmp at the next start.
@@ -233,9 +235,10 @@ impl Snapshotter {
         }
         let upper = active_dir.join("upper");
         let work = active_dir.join("work");
-        for dir in [&upper, &work] {
-            fs::create_dir_all(dir).map_err(io_error("create", dir))?;
-        }
+        // overlayfs shows the container its `/` with the upper directory's mode: 0755, so its
+        // non-root users can walk it. The private `active/<ns>/<id>` above keeps host users out.
+        create_dir_with_mode(&upper, CONTAINER_ROOT_DIR_MODE).map_err(io_error("create", &upper))?;
+        create_private_dir_all(&work).map_err(io_error("create", &work))?;
         Ok(ActiveSnapshot { upper, work, lowers })
     }
 

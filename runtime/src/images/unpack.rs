@@ -244,8 +244,11 @@ fn walk_to_dir(
             Err(Errno::ENOENT) if create_missing => {
                 mkdirat(&current_fd, name, Mode::from_bits_truncate(0o755))
                     .map_err(entry_error("create parent directory", entry_name))?;
-                openat(&current_fd, name, flags, Mode::empty())
-                    .map_err(entry_error("open parent directory", entry_name))?
+                let created_fd = openat(&current_fd, name, flags, Mode::empty())
+                    .map_err(entry_error("open parent directory", entry_name))?;
+                // berthd's umask (0077) would leave it 0700, closed to the container's users.
+                fchmod(&created_fd, Mode::from_bits_truncate(0o755)).map_err(entry_error("chmod", entry_name))?;
+                created_fd
             }
             Err(Errno::ENOENT) => return Ok(None),
             // ELOOP: the component is a symlink; ENOTDIR: it is a file. Either way the entry

@@ -1,10 +1,43 @@
 //! Files that must survive a crash whole (write to a temporary name, fsync, rename, fsync the
-//! directory), removals made durable, and temporary files that clean up after themselves.
+//! directory), removals made durable, temporary files that clean up after themselves, and the
+//! modes everything berth keeps is created with.
 
-use std::fs::{File, OpenOptions};
+use std::fs::{DirBuilder, File, OpenOptions};
 use std::io::{ErrorKind, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+
+/// Directories under berth's root and state directory: root's alone. A local user who could
+/// enter them could run a setuid program an image carries, write to its device nodes, or read
+/// containers' environments (see `daemon::permissions` for why no path needs more).
+pub const PRIVATE_DIR_MODE: u32 = 0o700;
+/// Files that hold container config, output or log records: readable by root only.
+pub const PRIVATE_FILE_MODE: u32 = 0o600;
+/// The umask berthd runs under, so that whatever is created without an explicit mode is private
+/// from its first moment, never open and then tightened.
+pub const DAEMON_UMASK: u32 = 0o077;
+/// Directories that are a container's view of `/` (a layer's root, a writable layer): the mode a
+/// root directory has on any system, so the container's non-root users can walk it.
+pub const CONTAINER_ROOT_DIR_MODE: u32 = 0o755;
+
+/// Creates `dir` and any missing parents with [`PRIVATE_DIR_MODE`]. Directories that already
+/// exist keep their mode (`daemon::permissions` tightens those at start-up).
+pub fn create_private_dir_all(dir: &Path) -> std::io::Result<()> {
+    DirBuilder::new().recursive(true).mode(PRIVATE_DIR_MODE).create(dir)
+}
+
+/// Creates `dir` (parents private) and gives it exactly `mode`, whatever the umask.
+pub fn create_dir_with_mode(dir: &Path, mode: u32) -> std::io::Result<()> {
+    if let Some(parent) = dir.parent() {
+        create_private_dir_all(parent)?;
+    }
+    match DirBuilder::new().mode(mode).create(dir) {
+        Ok(()) => {}
+        Err(error) if error.kind() == ErrorKind::AlreadyExists && dir.is_dir() => {}
+        Err(error) => return Err(error),
+    }
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
+}
 
 /// Makes a rename, creation or removal inside `dir` durable.
 pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
@@ -28,7 +61,7 @@ fn write_file_by_rename(dir: &Path, file_name: &str, contents: &[u8], durable: b
     let temporary_path = dir.join(format!(".{file_name}.tmp"));
     {
         let mut temporary_file =
-            OpenOptions::new().write(true).create(true).truncate(true).mode(0o644).open(&temporary_path)?;
+            OpenOptions::new().write(true).create(true).truncate(true).mode(PRIVATE_FILE_MODE).open(&temporary_path)?;
         temporary_file.write_all(contents)?;
         if durable {
             temporary_file.sync_all()?;

@@ -26,6 +26,7 @@ use crate::images::content::ContentStore;
 use crate::images::snapshot::Snapshotter;
 use crate::sys::failpoint;
 use crate::tasks::cgroup;
+use crate::tasks::etc_files;
 use crate::tasks::monitor::{self, Launch, MonitorPaths};
 use crate::tasks::runc::Runc;
 use crate::tasks::spec::{self, SpecInput};
@@ -351,7 +352,7 @@ impl Executor {
             .ok_or_else(|| format!("container {container_id:?} vanished before its task was created"))?;
         let bundle = self.layout.bundle_dir(namespace, container_id);
         let rootfs = bundle.join("rootfs");
-        std::fs::create_dir_all(&rootfs)
+        crate::sys::fs::create_private_dir_all(&rootfs)
             .map_err(|error| format!("cannot create bundle {}: {error}", bundle.display()))?;
         let active = self
             .snapshotter
@@ -366,7 +367,12 @@ impl Executor {
             hostname: record.hostname.clone(),
             cgroups_path: self.layout.cgroups_path(namespace, container_id),
         };
-        let runtime_spec = spec::generate_spec(&input, &rootfs).map_err(|error| error.to_string())?;
+        let mut runtime_spec = spec::generate_spec(&input, &rootfs).map_err(|error| error.to_string())?;
+        etc_files::write_etc_files(&bundle, &record.hostname)
+            .map_err(|error| format!("cannot write /etc files into the bundle {}: {error}", bundle.display()))?;
+        let mut mounts = runtime_spec.mounts().clone().unwrap_or_default();
+        mounts.extend(etc_files::etc_mounts(&bundle).map_err(|error| error.to_string())?);
+        runtime_spec.set_mounts(Some(mounts));
         spec::write_bundle(&bundle, &runtime_spec).map_err(|error| error.to_string())?;
         let task_dir = self.layout.task_dir(namespace, container_id);
         // A task dir left by an earlier task of this container holds its old exit status.
@@ -411,9 +417,10 @@ impl Executor {
     }
 
     /// runc delete, unmount, remove the bundle. A live task is killed first when forced.
-    async fn delete_task(&self, namespace: &str, container_id: &str, force: bool) -> Result<i32, String> {
+    /// The exit code is `None` for a task that never ran: there is none to report.
+    async fn delete_task(&self, namespace: &str, container_id: &str, force: bool) -> Result<Option<i32>, String> {
         let task = self.store.state().container(namespace, container_id).and_then(|container| container.task.clone());
-        let mut exit_code = task.as_ref().and_then(|task| task.exit.map(|exit| exit.exit_code)).unwrap_or(0);
+        let mut exit_code = task.as_ref().and_then(|task| task.exit.map(|exit| exit.exit_code));
         let runc = self.runc(namespace);
         let task_dir = self.layout.task_dir(namespace, container_id);
         if force && task.as_ref().is_some_and(|task| task.exit.is_none()) {
@@ -423,7 +430,7 @@ impl Executor {
                         tracing::warn!(container_id, %error, "SIGKILL for a forced delete failed; waiting for the exit anyway");
                     }
                     let status = monitor::wait_exit(&task_dir, &monitor).await;
-                    exit_code = status.code;
+                    exit_code = Some(status.code);
                     // Recorded here because this worker is busy with the delete; the exit
                     // watcher's own report will then be refused as already recorded.
                     self.record_exit(namespace, container_id, status).await;

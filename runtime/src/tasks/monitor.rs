@@ -132,7 +132,10 @@ pub async fn spawn_monitor(
     launch: Launch,
     intent_seq: Seq,
 ) -> Result<MonitorIdentity, MonitorError> {
-    tokio::fs::create_dir_all(task_dir.path())
+    tokio::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(crate::sys::fs::PRIVATE_DIR_MODE)
+        .create(task_dir.path())
         .await
         .map_err(|source| MonitorError::TaskDir { path: task_dir.path().to_path_buf(), source })?;
 

@@ -10,6 +10,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
@@ -22,6 +23,8 @@ use oci_spec::runtime::{
     SpecBuilder, UserBuilder,
 };
 use oci_spec::OciSpecError;
+
+use crate::sys::fs::{create_private_dir_all, PRIVATE_FILE_MODE};
 
 /// The PATH a container gets when its image sets none (the value docker and containerd use).
 pub use berth_commands::{merge_env, merge_process_args, DEFAULT_PATH_ENV};
@@ -245,6 +248,9 @@ fn default_mounts() -> Result<Vec<Mount>, OciSpecError> {
         mount("/dev/mqueue", "mqueue", "mqueue", &["nosuid", "noexec", "nodev"])?,
         mount("/sys", "sysfs", "sysfs", &["nosuid", "noexec", "nodev", "ro"])?,
         mount("/sys/fs/cgroup", "cgroup", "cgroup", &["nosuid", "noexec", "nodev", "relatime", "ro"])?,
+        // A fresh /run per container, as podman gives and as programs that keep pid files and
+        // sockets there expect; the image's own /run stays hidden beneath it.
+        mount("/run", "tmpfs", "tmpfs", &["nosuid", "nodev", "mode=755", "size=65536k"])?,
     ])
 }
 
@@ -428,7 +434,7 @@ pub fn write_bundle(bundle_dir: &Path, spec: &Spec) -> Result<(), SpecError> {
         let path = path.to_path_buf();
         move |source: io::Error| SpecError::Io { action, path, source }
     };
-    fs::create_dir_all(bundle_dir).map_err(io_error("create", bundle_dir))?;
+    create_private_dir_all(bundle_dir).map_err(io_error("create", bundle_dir))?;
     let mut spec_to_write = spec.clone();
     let mut root = spec_to_write.root().clone().unwrap_or_default();
     root.set_path(PathBuf::from("rootfs"));
@@ -442,6 +448,8 @@ pub fn write_bundle(bundle_dir: &Path, spec: &Spec) -> Result<(), SpecError> {
         .write(true)
         .create(true)
         .truncate(true)
+        // The spec holds the container's environment, secrets included: root's alone.
+        .mode(PRIVATE_FILE_MODE)
         .open(&tmp_path)
         .map_err(io_error("create", &tmp_path))?;
     tmp_file.write_all(&bytes).map_err(io_error("write", &tmp_path))?;
@@ -527,6 +535,7 @@ mod tests {
                 { "destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"] },
                 { "destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"] },
                 { "destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "relatime", "ro"] },
+                { "destination": "/run", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev", "mode=755", "size=65536k"] },
             ],
             "process": {
                 "terminal": false,

@@ -125,6 +125,7 @@ impl TaskDir {
             .create(true)
             .truncate(false)
             .write(true)
+            .mode(crate::sys::fs::PRIVATE_FILE_MODE)
             .custom_flags(libc::O_CLOEXEC)
             .open(self.file(MONITOR_LOCK_FILE))?;
         flock_exclusive_nonblocking(&file)?;

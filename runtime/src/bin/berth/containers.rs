@@ -42,16 +42,24 @@ pub async fn start_container(session: &Session, start_args: StartArgs) -> Result
         .map_err(session.rpc_error())?
         .into_inner();
     let mut tasks = session.tasks();
-    if container.task.is_none() {
-        tasks
-            .create(session.request(api::CreateTaskRequest { container_id: container_id.clone(), start: false }))
-            .await
-            .map_err(session.rpc_error())?;
+    let started = async {
+        if container.task.is_none() {
+            tasks
+                .create(session.request(api::CreateTaskRequest { container_id: container_id.clone(), start: false }))
+                .await?;
+        }
+        tasks.start(session.request(api::StartTaskRequest { container_id: container_id.clone() })).await
+    };
+    if let Err(status) = started.await {
+        let task_failed = status.code() == tonic::Code::FailedPrecondition;
+        eprintln!("berth: {}", session.rpc_error()(status));
+        if task_failed {
+            eprintln!(
+                "berth: container {container_id} is kept with its failed task: look at it with `berth ps -a`, remove it with `berth rm -f {container_id}`"
+            );
+        }
+        return Ok(ExitCode::from(1));
     }
-    tasks
-        .start(session.request(api::StartTaskRequest { container_id: container_id.clone() }))
-        .await
-        .map_err(session.rpc_error())?;
     match interrupts.as_mut() {
         Some(interrupts) => attach(session, &container_id, interrupts, false).await,
         None => Ok(ExitCode::SUCCESS),

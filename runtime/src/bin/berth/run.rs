@@ -50,8 +50,14 @@ pub async fn run_container(session: &Session, run_args: RunArgs) -> Result<ExitC
         Some(Ok(())) => {}
         Some(Err(status)) => {
             if run_args.rm {
-                remove_after_run(session, &container_id).await;
-                return Err(session.rpc_error()(status));
+                // The failure first, then what --rm did about it: the container is gone, so
+                // there is nothing left for the user to remove.
+                let removed = remove_after_run(session, &container_id).await;
+                eprintln!("berth: {}", session.rpc_error()(status));
+                if removed {
+                    eprintln!("berth: container {container_id} was removed (--rm)");
+                }
+                return Ok(ExitCode::from(1));
             }
             eprintln!("berth: {}", session.rpc_error()(status));
             eprintln!(
@@ -96,9 +102,10 @@ async fn interruptible<F: std::future::Future>(interrupts: &mut Signal, future: 
     }
 }
 
-/// Best-effort removal of a container `berth run --rm` created. Failures are reported with
-/// what to do, but do not change the exit status, which belongs to the container.
-async fn remove_after_run(session: &Session, container_id: &str) {
+/// Best-effort removal of a container `berth run --rm` created; true once it is gone. Failures
+/// are reported with what to do, but do not change the exit status, which belongs to the
+/// container.
+async fn remove_after_run(session: &Session, container_id: &str) -> bool {
     let delete_task = session
         .tasks()
         .delete(session.request(api::DeleteTaskRequest { container_id: container_id.to_string(), force: true }))
@@ -109,7 +116,7 @@ async fn remove_after_run(session: &Session, container_id: &str) {
                 "berth: cannot remove the task of {container_id}: {}; remove it with `berth rm -f {container_id}`",
                 session.rpc_error()(status)
             );
-            return;
+            return false;
         }
     }
     let delete_container = session
@@ -122,8 +129,10 @@ async fn remove_after_run(session: &Session, container_id: &str) {
                 "berth: cannot remove container {container_id}: {}; remove it with `berth rm -f {container_id}`",
                 session.rpc_error()(status)
             );
+            return false;
         }
     }
+    true
 }
 
 /// Copies the task's output to ours until it exits, then returns its exit status.
@@ -351,8 +360,9 @@ mod tests {
         let session = Session::connect(&socket_path, "default").await.unwrap();
 
         let run_args = parse_run(&["berth", "run", "--rm", "--name", "fails-to-start", "alpine"]);
-        let error = run_container(&session, run_args).await.unwrap_err();
-        assert_eq!(error.to_string(), "runc start failed: exec format error; check the image's architecture");
+        // The failure and "was removed (--rm)" go to stderr (tests/tests/run_rm.rs reads them).
+        let exit_code = run_container(&session, run_args).await.unwrap();
+        assert_eq!(format!("{exit_code:?}"), format!("{:?}", ExitCode::from(1)));
         assert_eq!(
             daemon.calls(),
             [
