@@ -67,6 +67,7 @@ impl Services {
             Ok(record) => Ok(record.seq),
             Err(SubmitError::Rejected(error)) => Err(status_from_command_error(error)),
             Err(SubmitError::Stopping) => Err(Status::unavailable("berthd is stopping: retry when it is back")),
+            Err(error @ SubmitError::RecordTooLarge { .. }) => Err(Status::resource_exhausted(error.to_string())),
         }
     }
 

@@ -18,7 +18,7 @@ use crate::api::{
 };
 use crate::daemon::config::resolve_binary;
 use crate::daemon::layout::Layout;
-use crate::daemon::store::Store;
+use crate::daemon::store::{max_record_bytes, Store};
 use crate::images::content::ContentStore;
 use crate::images::snapshot::Snapshotter;
 use crate::tasks::executor::Executor;
@@ -79,6 +79,7 @@ pub async fn run(
     if let Some(segment_size) = options.segment_size {
         log_options.segment_size = segment_size;
     }
+    let record_limit = max_record_bytes(log_options.segment_size);
     let (log, report) = match EventLog::open(&layout.log_dir(), log_options) {
         Ok(opened) => opened,
         Err(LogError::Locked { .. }) => return Err(DaemonError::RootLocked { root: layout.root.clone() }),
@@ -88,7 +89,7 @@ pub async fn run(
         tracing::warn!(segment = %torn.segment.display(), offset = torn.offset, dropped_bytes = torn.dropped_bytes, "the log had a torn tail (an append that was never acknowledged); it was cut off");
     }
     let replay_started = std::time::Instant::now();
-    let (store, committed) = Store::open(log)?;
+    let (store, committed) = Store::open(log, record_limit)?;
     let replayed_to = store.applied_seq();
     tracing::info!(
         replayed_to = replayed_to.get(),
@@ -135,18 +136,42 @@ pub async fn run(
         .build_v1()
         .map_err(setup("cannot build the reflection service".into()))?;
     tracing::info!(address = %options.address.display(), "serving");
+    // Explicit limits on both directions of every service (see `api::MAX_*`): requests are
+    // refused with ResourceExhausted before they reach a service, and no answer is larger than
+    // the client is built to read.
+    macro_rules! limited {
+        ($server:expr, $max_request:expr) => {
+            $server.max_decoding_message_size($max_request).max_encoding_message_size(api::MAX_MESSAGE_BYTES)
+        };
+    }
     let served = tonic::transport::Server::builder()
+        .layer(api::cap_status_messages_layer())
         .add_service(health_service)
         .add_service(reflection)
-        .add_service(api::version_server::VersionServer::new(VersionService(Arc::clone(&services))))
-        .add_service(api::namespaces_server::NamespacesServer::new(NamespacesService(Arc::clone(&services))))
-        .add_service(
-            api::images_server::ImagesServer::new(ImagesService(Arc::clone(&services)))
-                .max_decoding_message_size(64 << 20),
-        )
-        .add_service(api::containers_server::ContainersServer::new(ContainersService(Arc::clone(&services))))
-        .add_service(api::tasks_server::TasksServer::new(TasksService(Arc::clone(&services))))
-        .add_service(api::events_server::EventsServer::new(EventsService(Arc::clone(&services))))
+        .add_service(limited!(
+            api::version_server::VersionServer::new(VersionService(Arc::clone(&services))),
+            api::MAX_REQUEST_BYTES
+        ))
+        .add_service(limited!(
+            api::namespaces_server::NamespacesServer::new(NamespacesService(Arc::clone(&services))),
+            api::MAX_REQUEST_BYTES
+        ))
+        .add_service(limited!(
+            api::images_server::ImagesServer::new(ImagesService(Arc::clone(&services))),
+            api::MAX_IMPORT_CHUNK_BYTES
+        ))
+        .add_service(limited!(
+            api::containers_server::ContainersServer::new(ContainersService(Arc::clone(&services))),
+            api::MAX_REQUEST_BYTES
+        ))
+        .add_service(limited!(
+            api::tasks_server::TasksServer::new(TasksService(Arc::clone(&services))),
+            api::MAX_REQUEST_BYTES
+        ))
+        .add_service(limited!(
+            api::events_server::EventsServer::new(EventsService(Arc::clone(&services))),
+            api::MAX_REQUEST_BYTES
+        ))
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
         .await;
     executor_loop.abort();

@@ -493,6 +493,11 @@ impl Executor {
                 false
             }
             Err(SubmitError::Stopping) => false,
+            Err(error @ SubmitError::RecordTooLarge { .. }) => {
+                // An outcome is a few short events; this cannot happen unless a bug grew one.
+                tracing::error!(?kinds, %error, "outcome not recorded");
+                false
+            }
         }
     }
 }
