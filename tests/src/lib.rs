@@ -4,6 +4,8 @@
 //! These tests need root, runc and the test images (scripts/build-test-images.sh). Where any
 //! is missing they fail with what to do; they never pass silently.
 
+pub mod oci_archive;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -58,8 +60,22 @@ impl Daemon {
         Daemon::start_with_env(&[])
     }
 
+    /// Start with `toml_text` as berthd's config file from the first start on.
+    pub fn start_with_config(toml_text: &str) -> Daemon {
+        let mut daemon = Daemon::unstarted(&[]);
+        daemon.set_config(toml_text);
+        daemon.spawn();
+        daemon
+    }
+
     /// Start with extra environment for berthd (e.g. a failpoint).
     pub fn start_with_env(env: &[(&str, &str)]) -> Daemon {
+        let mut daemon = Daemon::unstarted(env);
+        daemon.spawn();
+        daemon
+    }
+
+    fn unstarted(env: &[(&str, &str)]) -> Daemon {
         require_root();
         let dir = tempfile::Builder::new().prefix("berth-it-").tempdir_in("/var/tmp").expect("temp dir");
         let root = dir.path().join("root");
@@ -76,7 +92,6 @@ impl Daemon {
             config_file: None,
         };
         daemon.env = env.iter().map(|(key, value)| (key.to_string(), value.to_string())).collect();
-        daemon.spawn();
         daemon
     }
 
