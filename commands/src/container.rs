@@ -26,6 +26,9 @@ impl CreateContainer {
         for entry in &self.env {
             validate::env_entry(entry)?;
         }
+        validate::hostname(&self.hostname)?;
+        validate::user(&self.user)?;
+        validate::labels(&self.labels)?;
         let mut events = Vec::new();
         ensure_namespace(state, namespace, &mut events)?;
         if state.container(namespace, &self.id).is_some() {
@@ -57,14 +60,22 @@ impl CreateContainer {
                 "working directory {working_dir:?} is relative: give an absolute path"
             )));
         }
+        let env = merge_env(&image.env, &self.env);
+        // The image's own entries too: runc refuses a malformed one at start, in its own words.
+        for entry in &env {
+            validate::env_entry(entry)?;
+        }
+        validate::process_strings(&args, &env)?;
+        let user = if self.user.is_empty() { image.user.clone() } else { self.user.clone() };
+        validate::user(&user)?;
         let record = ContainerRecord {
             id: self.id.clone(),
             image: image.name.clone(),
             image_digest: image.manifest.digest.clone(),
             args,
-            env: merge_env(&image.env, &self.env),
+            env,
             working_dir,
-            user: if self.user.is_empty() { image.user.clone() } else { self.user.clone() },
+            user,
             hostname: if self.hostname.is_empty() { self.id.chars().take(63).collect() } else { self.hostname.clone() },
             labels: self.labels.clone(),
             lowers: image.chain_ids(),

@@ -18,6 +18,7 @@ use crate::api::images_client::ImagesClient;
 use crate::api::namespaces_client::NamespacesClient;
 use crate::api::tasks_client::TasksClient;
 use crate::api::version_client::VersionClient;
+use crate::api::MAX_MESSAGE_BYTES;
 
 /// The wire conventions, defined once beside the generated API types.
 pub use crate::api::{DEFAULT_ADDRESS, DEFAULT_NAMESPACE, NAMESPACE_KEY, REQUEST_ID_KEY};
@@ -141,6 +142,10 @@ pub async fn connect(socket_path: &Path) -> Result<Channel, ClientError> {
     })
 }
 
+/// How many items the client asks for per `List` page (berthd also stops a page at
+/// `api::MAX_PAGE_BYTES`).
+const LIST_PAGE_SIZE: u32 = 100;
+
 /// A channel to berthd plus the namespace every request is sent in.
 ///
 /// Build one with [`BerthClient::connect`] or [`BerthClient::new`]; take a generated client per
@@ -187,26 +192,68 @@ impl BerthClient {
 
     pub fn containers(&self) -> ContainersClient<Channel> {
         ContainersClient::new(self.channel.clone())
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES)
     }
 
     pub fn tasks(&self) -> TasksClient<Channel> {
         TasksClient::new(self.channel.clone())
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES)
     }
 
     pub fn images(&self) -> ImagesClient<Channel> {
         ImagesClient::new(self.channel.clone())
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES)
     }
 
     pub fn namespaces(&self) -> NamespacesClient<Channel> {
         NamespacesClient::new(self.channel.clone())
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES)
     }
 
     pub fn events(&self) -> EventsClient<Channel> {
         EventsClient::new(self.channel.clone())
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES)
+    }
+
+    /// Every image of the namespace, page by page (see `ListImagesRequest`).
+    pub async fn list_all_images(&self) -> Result<Vec<crate::api::Image>, tonic::Status> {
+        let mut images = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let request = crate::api::ListImagesRequest { page_size: LIST_PAGE_SIZE, page_token };
+            let page = self.images().list(self.request(request)).await?.into_inner();
+            images.extend(page.images);
+            match page.next_page_token {
+                token if token.is_empty() => return Ok(images),
+                token => page_token = token,
+            }
+        }
+    }
+
+    /// Every container of the namespace, page by page (see `ListContainersRequest`).
+    pub async fn list_all_containers(&self) -> Result<Vec<crate::api::Container>, tonic::Status> {
+        let mut containers = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let request = crate::api::ListContainersRequest { page_size: LIST_PAGE_SIZE, page_token };
+            let page = self.containers().list(self.request(request)).await?.into_inner();
+            containers.extend(page.containers);
+            match page.next_page_token {
+                token if token.is_empty() => return Ok(containers),
+                token => page_token = token,
+            }
+        }
     }
 
     pub fn version(&self) -> VersionClient<Channel> {
         VersionClient::new(self.channel.clone())
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES)
     }
 }
 

@@ -4,6 +4,8 @@
 //! These tests need root, runc and the test images (scripts/build-test-images.sh). Where any
 //! is missing they fail with what to do; they never pass silently.
 
+pub mod oci_archive;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};

@@ -8,6 +8,7 @@ use tonic::{Request, Response, Status};
 
 use crate::api;
 use crate::api::convert::container_message;
+use crate::api::paging::page;
 use crate::api::services::{container_not_found, Services};
 
 pub struct ContainersService(pub Arc<Services>);
@@ -52,12 +53,17 @@ impl api::containers_server::Containers for ContainersService {
         request: Request<api::ListContainersRequest>,
     ) -> Result<Response<api::ListContainersResponse>, Status> {
         let (namespace, _) = self.0.caller(&request, "Containers/List")?;
+        let request = request.into_inner();
         let state = self.0.store.state();
-        let containers = state
+        let (containers, next_page_token) = state
             .namespace(&namespace)
-            .map(|ns| ns.containers.values().map(container_message).collect())
+            .map(|ns| {
+                page(&ns.containers, request.page_size, &request.page_token, |container| {
+                    Some(container_message(container))
+                })
+            })
             .unwrap_or_default();
-        Ok(Response::new(api::ListContainersResponse { containers }))
+        Ok(Response::new(api::ListContainersResponse { containers, next_page_token }))
     }
 
     async fn delete(

@@ -9,6 +9,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::api;
 use crate::api::convert::image_message;
+use crate::api::paging::page;
 use crate::api::services::{status_from_command_error, Services};
 use crate::images::import::import_spooled_archive;
 
@@ -73,10 +74,13 @@ impl api::images_server::Images for ImagesService {
         request: Request<api::ListImagesRequest>,
     ) -> Result<Response<api::ListImagesResponse>, Status> {
         let (namespace, _) = self.0.caller(&request, "Images/List")?;
+        let request = request.into_inner();
         let state = self.0.store.state();
-        let images =
-            state.namespace(&namespace).map(|ns| ns.images.values().map(image_message).collect()).unwrap_or_default();
-        Ok(Response::new(api::ListImagesResponse { images }))
+        let (images, next_page_token) = state
+            .namespace(&namespace)
+            .map(|ns| page(&ns.images, request.page_size, &request.page_token, |image| Some(image_message(image))))
+            .unwrap_or_default();
+        Ok(Response::new(api::ListImagesResponse { images, next_page_token }))
     }
 
     async fn get(&self, request: Request<api::GetImageRequest>) -> Result<Response<api::Image>, Status> {

@@ -8,7 +8,9 @@ mod convert;
 mod events;
 mod images;
 mod namespaces;
+mod paging;
 mod services;
+mod status_limit;
 mod tasks;
 mod version;
 
@@ -18,8 +20,10 @@ mod proto {
 }
 
 pub use convert::event_messages;
+pub use paging::MAX_PAGE_BYTES;
 pub use proto::*;
 pub use services::{status_from_command_error, Services};
+pub use status_limit::{cap_status_messages_layer, MAX_STATUS_MESSAGE_BYTES};
 pub use {
     containers::ContainersService, events::EventsService, images::ImagesService, namespaces::NamespacesService,
     tasks::TasksService, version::VersionService,
@@ -36,3 +40,13 @@ pub const REQUEST_ID_KEY: &str = "berth-request-id";
 pub const DEFAULT_NAMESPACE: &str = "default";
 /// Where berthd listens and the CLI connects unless told otherwise (`--address` / `BERTH_ADDRESS`).
 pub const DEFAULT_ADDRESS: &str = "/run/berth/berthd.sock";
+
+/// The largest message either side sends or accepts, the same in berthd and in the client, so
+/// that anything berthd answers the CLI can read. A single image or container is bounded well
+/// below it by the record limit; lists are paged.
+pub const MAX_MESSAGE_BYTES: usize = 64 << 20;
+/// The largest unary request berthd decodes: a container's settings are bounded far below it
+/// (`berth_commands::validate`), so more is not a request berthd would accept anyway.
+pub const MAX_REQUEST_BYTES: usize = 4 << 20;
+/// The largest chunk of an image import stream.
+pub const MAX_IMPORT_CHUNK_BYTES: usize = 64 << 20;

@@ -70,6 +70,7 @@ impl Services {
             Err(SubmitError::NoSpace(message)) => Err(Status::resource_exhausted(format!(
                 "not recorded, berthd refuses writes until its log has room ({message}); reads still work"
             ))),
+            Err(error @ SubmitError::RecordTooLarge { .. }) => Err(Status::resource_exhausted(error.to_string())),
         }
     }
 

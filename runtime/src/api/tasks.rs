@@ -14,6 +14,7 @@ use tonic::{Request, Response, Status};
 
 use crate::api;
 use crate::api::convert::{api_time, task_message};
+use crate::api::paging::page;
 use crate::api::services::{container_not_found, Services};
 use crate::daemon::store::{Store, OUTCOME_TIMEOUT};
 use crate::tasks::task_dir::TaskDir;
@@ -152,19 +153,17 @@ impl api::tasks_server::Tasks for TasksService {
 
     async fn list(&self, request: Request<api::ListTasksRequest>) -> Result<Response<api::ListTasksResponse>, Status> {
         let (namespace, _) = self.0.caller(&request, "Tasks/List")?;
+        let request = request.into_inner();
         let state = self.0.store.state();
-        let tasks = state
+        let (tasks, next_page_token) = state
             .namespace(&namespace)
             .map(|ns| {
-                ns.containers
-                    .values()
-                    .filter_map(|container| {
-                        container.task.as_ref().map(|task| task_message(&container.record.id, task))
-                    })
-                    .collect()
+                page(&ns.containers, request.page_size, &request.page_token, |container| {
+                    container.task.as_ref().map(|task| task_message(&container.record.id, task))
+                })
             })
             .unwrap_or_default();
-        Ok(Response::new(api::ListTasksResponse { tasks }))
+        Ok(Response::new(api::ListTasksResponse { tasks, next_page_token }))
     }
 
     async fn get(&self, request: Request<api::GetTaskRequest>) -> Result<Response<api::Task>, Status> {

@@ -19,7 +19,7 @@ use crate::api::{
 use crate::daemon::config::resolve_binary;
 use crate::daemon::layout::Layout;
 use crate::daemon::permissions;
-use crate::daemon::store::{Store, SubmitError};
+use crate::daemon::store::{max_record_bytes, Store, SubmitError};
 use crate::images::content::ContentStore;
 use crate::images::snapshot::Snapshotter;
 use crate::sys::fs::create_private_dir_all;
@@ -85,6 +85,7 @@ pub async fn run(
     // Made here, private, so the log crate's own create_dir_all never makes it open.
     create_private_dir_all(&layout.log_dir())
         .map_err(setup(format!("cannot create {}", layout.log_dir().display())))?;
+    let record_limit = max_record_bytes(log_options.segment_size);
     let (log, report) = match EventLog::open(&layout.log_dir(), log_options) {
         Ok(opened) => opened,
         Err(LogError::Locked { .. }) => return Err(DaemonError::RootLocked { root: layout.root.clone() }),
@@ -94,7 +95,7 @@ pub async fn run(
         tracing::warn!(segment = %torn.segment.display(), offset = torn.offset, dropped_bytes = torn.dropped_bytes, "the log had a torn tail (an append that was never acknowledged); it was cut off");
     }
     let replay_started = std::time::Instant::now();
-    let (store, committed) = Store::open(log)?;
+    let (store, committed) = Store::open(log, record_limit)?;
     let replayed_to = store.applied_seq();
     tracing::info!(
         replayed_to = replayed_to.get(),
@@ -153,18 +154,39 @@ pub async fn run(
         // server, open for ever: end their streams first.
         shutdown_store.begin_shutdown();
     };
+    macro_rules! limited {
+        ($server:expr, $max_request:expr) => {
+            $server.max_decoding_message_size($max_request).max_encoding_message_size(api::MAX_MESSAGE_BYTES)
+        };
+    }
     let serve = tonic::transport::Server::builder()
+        .layer(api::cap_status_messages_layer())
         .add_service(health_service)
         .add_service(reflection)
-        .add_service(api::version_server::VersionServer::new(VersionService(Arc::clone(&services))))
-        .add_service(api::namespaces_server::NamespacesServer::new(NamespacesService(Arc::clone(&services))))
-        .add_service(
-            api::images_server::ImagesServer::new(ImagesService(Arc::clone(&services)))
-                .max_decoding_message_size(64 << 20),
-        )
-        .add_service(api::containers_server::ContainersServer::new(ContainersService(Arc::clone(&services))))
-        .add_service(api::tasks_server::TasksServer::new(TasksService(Arc::clone(&services))))
-        .add_service(api::events_server::EventsServer::new(EventsService(Arc::clone(&services))))
+        .add_service(limited!(
+            api::version_server::VersionServer::new(VersionService(Arc::clone(&services))),
+            api::MAX_REQUEST_BYTES
+        ))
+        .add_service(limited!(
+            api::namespaces_server::NamespacesServer::new(NamespacesService(Arc::clone(&services))),
+            api::MAX_REQUEST_BYTES
+        ))
+        .add_service(limited!(
+            api::images_server::ImagesServer::new(ImagesService(Arc::clone(&services))),
+            api::MAX_IMPORT_CHUNK_BYTES
+        ))
+        .add_service(limited!(
+            api::containers_server::ContainersServer::new(ContainersService(Arc::clone(&services))),
+            api::MAX_REQUEST_BYTES
+        ))
+        .add_service(limited!(
+            api::tasks_server::TasksServer::new(TasksService(Arc::clone(&services))),
+            api::MAX_REQUEST_BYTES
+        ))
+        .add_service(limited!(
+            api::events_server::EventsServer::new(EventsService(Arc::clone(&services))),
+            api::MAX_REQUEST_BYTES
+        ))
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown);
     let stopping = store.stopping();
     let served = tokio::select! {

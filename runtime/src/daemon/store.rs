@@ -21,6 +21,14 @@ use tokio::sync::{mpsc, oneshot, watch};
 /// The most submissions folded into one record batch.
 const MAX_BATCH: usize = 512;
 
+/// The largest record berthd writes for a client: a quarter of a segment, and never more than
+/// 16 MiB. A record must fit in one segment or the append fails, which is fatal; keeping records
+/// well below that makes an oversized request the client's error (`ResourceExhausted`), and
+/// keeps every record small enough to send back in one API message.
+pub fn max_record_bytes(segment_size: u64) -> usize {
+    (segment_size / 4).min(16 << 20) as usize
+}
+
 /// A committed record, as the executor and subscribers see it.
 #[derive(Debug, Clone)]
 pub struct CommittedRecord {
@@ -39,6 +47,8 @@ pub enum SubmitError {
     /// berthd keeps serving reads and accepts writes again by itself once there is room.
     #[error("the event log has no room: {0}")]
     NoSpace(String),
+    #[error("the request would be recorded as {len} bytes, over berthd's record limit of {max} bytes (a quarter of a log segment, at most 16 MiB): make it smaller, e.g. fewer or shorter environment entries, labels or images per archive")]
+    RecordTooLarge { len: usize, max: usize },
 }
 
 struct Submission {
@@ -96,7 +106,9 @@ pub enum StoreError {
 
 impl Store {
     /// Replays the log into the projections and starts the command thread.
-    pub fn open(log: EventLog) -> Result<(Arc<Store>, CommittedReceiver), StoreError> {
+    /// Records over `max_record_bytes` are refused with `SubmitError::RecordTooLarge` before
+    /// anything is folded in.
+    pub fn open(log: EventLog, max_record_bytes: usize) -> Result<(Arc<Store>, CommittedReceiver), StoreError> {
         let state = replay(&log)?;
         let log = Arc::new(log);
         let (applied_sender, applied) = watch::channel(state.last_seq);
@@ -108,7 +120,14 @@ impl Store {
         thread::Builder::new()
             .name("berth-commands".into())
             .spawn(move || {
-                command_loop(thread_log, thread_state, submission_receiver, applied_sender, committed_sender)
+                command_loop(
+                    thread_log,
+                    thread_state,
+                    submission_receiver,
+                    applied_sender,
+                    committed_sender,
+                    max_record_bytes,
+                )
             })
             .expect("spawn the command thread");
         let (stopping, _) = watch::channel(false);
@@ -204,6 +223,7 @@ fn command_loop(
     submissions: std::sync::mpsc::Receiver<Submission>,
     applied: watch::Sender<Seq>,
     committed: mpsc::UnboundedSender<CommittedRecord>,
+    max_record_bytes: usize,
 ) {
     // Set while the log has refused for want of room: each batch first asks the log to prepare
     // its next segment, and is refused whole (nothing decided or folded) while it cannot.
@@ -248,7 +268,14 @@ fn command_loop(
                 }
             };
             let envelope = Envelope::new(submission.namespace, submission.origin, events);
-            payloads.push(envelope.encode());
+            let payload = envelope.encode();
+            // Checked before the fold: a refused command must leave no trace in the state.
+            if payload.len() > max_record_bytes {
+                let refusal = SubmitError::RecordTooLarge { len: payload.len(), max: max_record_bytes };
+                let _ = submission.reply.send(Err(refusal));
+                continue;
+            }
+            payloads.push(payload);
             guard.apply(next_seq, timestamp, &envelope);
             accepted
                 .push((submission.reply, CommittedRecord { seq: next_seq, timestamp, envelope: Arc::new(envelope) }));

@@ -24,6 +24,10 @@ const BLOBS_SHA256_PREFIX: &str = "blobs/sha256/";
 /// `oci-layout` and `index.json` are tiny; a huge one means the archive is not what it claims.
 const MAX_METADATA_ENTRY_BYTES: u64 = 16 * 1024 * 1024;
 
+/// The largest image config berth reads. Its process settings become part of a log record (at
+/// most 16 MiB, see `daemon::store::max_record_bytes`); real configs are a few KiB.
+pub const MAX_IMAGE_CONFIG_BYTES: u64 = 16 << 20;
+
 const ANNOTATION_CONTAINERD_NAME: &str = "io.containerd.image.name";
 const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
 
@@ -54,7 +58,7 @@ fn is_supported_layer_media_type(media_type: &MediaType) -> bool {
 /// How an image's `org.opencontainers.image.ref.name` reads in the `NoName` message.
 fn describe_ref_name(ref_name: Option<&str>) -> String {
     match ref_name {
-        Some(tag) => format!("its ref name {tag:?} is a tag only"),
+        Some(tag) => format!("its ref name {} is a tag only", berth_commands::validate::shown(tag)),
         None => "it has no ref name".to_string(),
     }
 }
@@ -88,8 +92,13 @@ pub enum ImportError {
     NoName { image_idx: usize, ref_name: Option<String> },
     #[error("the archive holds {n_images} images; --name works only for one (give --name without a tag to name each by its own tag)")]
     NameForMultipleImages { n_images: usize },
-    #[error("{name:?} is not a valid image name; use REPOSITORY[:TAG], e.g. library/busybox:1.36")]
+    #[error(
+        "{} is not a valid image name; use REPOSITORY[:TAG], e.g. library/busybox:1.36",
+        berth_commands::validate::shown(name)
+    )]
     InvalidName { name: String },
+    #[error("image config {digest} is {size} bytes, over berth's limit of {max} bytes for an image config; rebuild the image with a smaller config (its environment, labels and history)")]
+    ConfigTooLarge { digest: String, size: u64, max: u64 },
     #[error(transparent)]
     Content(#[from] ContentError),
 }
@@ -408,13 +417,14 @@ fn choose_name(
         validate_name(&chosen)?;
         return Ok(chosen);
     }
-    if let Some(full_name) = containerd_name {
-        return Ok(full_name.clone());
-    }
-    match ref_name {
-        Some(reference) if ref_is_full(reference) => Ok(reference.clone()),
-        _ => Err(ImportError::NoName { image_idx, ref_name: ref_name.cloned() }),
-    }
+    // Annotations are the archive's word, no more trusted than a --name flag.
+    let chosen = match (containerd_name, ref_name) {
+        (Some(full_name), _) => full_name.clone(),
+        (None, Some(reference)) if ref_is_full(reference) => reference.clone(),
+        _ => return Err(ImportError::NoName { image_idx, ref_name: ref_name.cloned() }),
+    };
+    validate_name(&chosen)?;
+    Ok(chosen)
 }
 
 fn is_index_media_type(media_type: &MediaType) -> bool {
@@ -524,6 +534,13 @@ fn import_one_image(
 
     require_blob(store, config_descriptor)?;
     let config_digest = config_descriptor.digest().to_string();
+    if config_descriptor.size() > MAX_IMAGE_CONFIG_BYTES {
+        return Err(ImportError::ConfigTooLarge {
+            digest: config_digest,
+            size: config_descriptor.size(),
+            max: MAX_IMAGE_CONFIG_BYTES,
+        });
+    }
     let invalid_config = |reason: String| ImportError::InvalidConfig { digest: config_digest.clone(), reason };
     let config_bytes = store.read_all(&config_digest)?;
     let config: ImageConfiguration =

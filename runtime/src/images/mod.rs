@@ -6,6 +6,7 @@
 pub mod archive;
 pub mod content;
 pub mod digest;
+pub mod dir_cursor;
 pub mod import;
 pub mod snapshot;
 pub mod unpack;

@@ -24,9 +24,12 @@ use nix::unistd::{fchown, fchownat, linkat, symlinkat, unlinkat, Gid, Uid, Unlin
 use sha2::{Digest as _, Sha256};
 
 use crate::images::digest::digest_of_hasher;
+use crate::images::dir_cursor::{DirCursor, DirNode, DEST_NODE};
 
 /// The OCI whiteout prefix: `.wh.NAME` in a layer deletes NAME of the layers below.
 const WHITEOUT_PREFIX: &str = ".wh.";
+/// PAX keys of GNU tar's sparse formats 0.0, 0.1 and 1.0.
+const PAX_SPARSE_PREFIX: &str = "GNU.sparse.";
 /// The OCI opaque marker: its presence hides everything the layers below had in that directory.
 const OPAQUE_WHITEOUT_NAME: &str = ".wh..wh..opq";
 /// Metadata names of the aufs era (`.wh..wh.plnk`, `.wh..wh.aufs`) that carry no file.
@@ -46,6 +49,10 @@ pub enum UnpackError {
     UnsafePath { entry: String },
     #[error("layer entry {entry:?} is a hard link to {target:?}, which is not earlier in the same layer; the layer is corrupt, rebuild or re-export the image")]
     MissingLinkTarget { entry: String, target: String },
+    #[error("layer entry {entry:?} is a whiteout of {target:?}, which names no file of a lower layer; the layer is corrupt or malicious, do not use this image")]
+    InvalidWhiteout { entry: String, target: String },
+    #[error("layer entry {entry:?} is {what}, which berth does not unpack; rebuild the layer without it (e.g. tar without --sparse)")]
+    Unsupported { entry: String, what: &'static str },
     #[error("layer is not a readable tar stream ({reason}); the blob is corrupt or not a layer, re-import the image")]
     CorruptArchive { reason: String },
     #[error("cannot {action} for layer entry {entry:?}: {source}; check free space and that berthd runs as root")]
@@ -130,35 +137,30 @@ pub fn unpack_layer(blob: &Path, media_type: &str, dest: &Path) -> Result<String
 
 /// Unpacks an uncompressed layer tar stream into `dest`; returns the sha256 of the stream.
 pub fn unpack_tar_stream(reader: impl Read, dest: &Path) -> Result<String, UnpackError> {
-    let dest_fd = open_dir_nofollow_path(dest)?;
+    let mut cursor = DirCursor::new(open_dir_nofollow_path(dest)?);
     let hashing_reader = HashingReader { inner: reader, hasher: Sha256::new() };
     let mut archive = tar::Archive::new(hashing_reader);
-    let mut deferred_dir_times: Vec<(Vec<Vec<u8>>, TimeSpec)> = Vec::new();
+    // By node, not by path: a path per directory is quadratic in the nesting depth.
+    let mut deferred_dir_times: Vec<(DirNode, TimeSpec)> = Vec::new();
 
     let entries = archive.entries().map_err(corrupt)?;
     for entry in entries {
         let mut entry = entry.map_err(corrupt)?;
-        apply_entry(&dest_fd, &mut entry, &mut deferred_dir_times)?;
+        apply_entry(&mut cursor, &mut entry, &mut deferred_dir_times)?;
     }
-    // Directory mtimes go last: creating children changes them. Deepest first, so setting a
-    // parent's time is not undone by anything.
-    deferred_dir_times.sort_by_key(|(components, _)| std::cmp::Reverse(components.len()));
-    for (components, mtime) in deferred_dir_times {
-        let entry_name = display_components(&components);
-        let dir_fd = if components.is_empty() {
-            dest_fd.try_clone().map_err(|source| UnpackError::Entry {
-                action: "reopen destination",
-                entry: entry_name.clone(),
-                source,
-            })?
-        } else {
-            match walk_to_dir(&dest_fd, &components, false, &entry_name)? {
-                Some(fd) => fd,
-                // A later entry of the same layer removed it (e.g. replaced it by a file).
-                None => continue,
+    // Directory mtimes go last: creating children changes them (setting a child's times does
+    // not). In the order they came, so the cursor moves little between them.
+    for (node, mtime) in deferred_dir_times {
+        let dir_fd = match cursor.enter_node(node) {
+            Ok(Some((_, fd))) => fd,
+            // A later entry of the same layer removed it or put a file in its place.
+            Ok(None) | Err((_, Errno::ENOTDIR)) | Err((_, Errno::ELOOP)) => {
+                cursor.reset();
+                continue;
             }
+            Err((action, errno)) => return Err(entry_error(action, "(a directory of the layer)")(errno)),
         };
-        futimens(&dir_fd, &mtime, &mtime).map_err(entry_error("set directory times", &entry_name))?;
+        futimens(&dir_fd, &mtime, &mtime).map_err(entry_error("set directory times", "(a directory of the layer)"))?;
     }
 
     // The diff id covers the whole uncompressed stream, including the end-of-archive blocks
@@ -187,15 +189,6 @@ fn corrupt(error: io::Error) -> UnpackError {
 
 fn entry_error<'name>(action: &'static str, entry_name: &'name str) -> impl FnOnce(Errno) -> UnpackError + 'name {
     move |errno| UnpackError::Entry { action, entry: entry_name.to_string(), source: io::Error::from(errno) }
-}
-
-fn display_components(components: &[Vec<u8>]) -> String {
-    let joined: Vec<String> = components.iter().map(|c| String::from_utf8_lossy(c).into_owned()).collect();
-    if joined.is_empty() {
-        "/".to_string()
-    } else {
-        joined.join("/")
-    }
 }
 
 /// Splits an entry path into components under the destination. Leading `/` and `.` components
@@ -289,6 +282,15 @@ fn read_entry_metadata<R: Read>(entry: &mut tar::Entry<'_, R>, entry_name: &str)
             let extension = extension.map_err(corrupt)?;
             let key = extension.key_bytes();
             let value = extension.value_bytes();
+            if key.starts_with(PAX_SPARSE_PREFIX.as_bytes()) {
+                // PAX sparse files (formats 0.0 to 1.0) carry their map in keys or in the data,
+                // under a stand-in name (`GNUSparseFile.N/…`); unpacked as plain entries they
+                // would land as that directory with the map as content.
+                return Err(UnpackError::Unsupported {
+                    entry: entry_name.to_string(),
+                    what: "a PAX sparse file (GNU.sparse.* headers)",
+                });
+            }
             if let Some(xattr_name) = key.strip_prefix(PAX_XATTR_PREFIX.as_bytes()) {
                 // overlayfs reads trusted.overlay.* on the lower layers (redirects, metacopy,
                 // opaque); a layer must not steer it. Opaque directories come only from the
@@ -338,9 +340,9 @@ fn parse_pax_time(value: &[u8]) -> Option<TimeSpec> {
 }
 
 fn apply_entry<R: Read>(
-    dest_fd: &OwnedFd,
+    cursor: &mut DirCursor,
     entry: &mut tar::Entry<'_, R>,
-    deferred_dir_times: &mut Vec<(Vec<Vec<u8>>, TimeSpec)>,
+    deferred_dir_times: &mut Vec<(DirNode, TimeSpec)>,
 ) -> Result<(), UnpackError> {
     let raw_path = entry.path_bytes().into_owned();
     let entry_name = String::from_utf8_lossy(&raw_path).into_owned();
@@ -359,16 +361,21 @@ fn apply_entry<R: Read>(
     let Some((last_component, parent_components)) = components.split_last() else {
         // The layer's root ("./"): only its metadata applies, to dest itself.
         if entry_type.is_dir() {
+            let dest_fd = cursor.dest_fd();
             fchown(dest_fd, Some(Uid::from_raw(metadata.uid)), Some(Gid::from_raw(metadata.gid)))
                 .map_err(entry_error("chown", &entry_name))?;
             fchmod(dest_fd, Mode::from_bits_truncate(metadata.mode)).map_err(entry_error("chmod", &entry_name))?;
-            deferred_dir_times.push((Vec::new(), metadata.mtime));
+            deferred_dir_times.push((DEST_NODE, metadata.mtime));
             return Ok(());
         }
         return Err(UnpackError::UnsafePath { entry: entry_name });
     };
-    let parent_fd = walk_to_dir(dest_fd, parent_components, true, &entry_name)?
-        .expect("walk_to_dir creates missing directories when asked to");
+    let (parent_node, parent_fd) = match cursor.enter(parent_components, true) {
+        Ok(Some(entered)) => entered,
+        Ok(None) => unreachable!("the cursor creates missing directories when asked to"),
+        Err((_, Errno::ELOOP | Errno::ENOTDIR)) => return Err(UnpackError::UnsafePath { entry: entry_name }),
+        Err((action, errno)) => return Err(entry_error(action, &entry_name)(errno)),
+    };
     let name = OsStr::from_bytes(last_component);
     let name_text = String::from_utf8_lossy(last_component);
 
@@ -379,8 +386,14 @@ fn apply_entry<R: Read>(
         if name_text.starts_with(AUFS_META_PREFIX) || whiteout_target.is_empty() {
             return Ok(());
         }
+        // `.wh..` and `.wh...` would "delete" the directory itself or its parent.
+        if whiteout_target == "." || whiteout_target == ".." {
+            return Err(UnpackError::InvalidWhiteout { entry: entry_name, target: whiteout_target.to_string() });
+        }
         let target_name = OsStr::from_bytes(&last_component[WHITEOUT_PREFIX.len()..]);
-        remove_existing(&parent_fd, target_name, &entry_name)?;
+        if remove_existing(&parent_fd, target_name, &entry_name)? {
+            cursor.reset();
+        }
         // overlayfs reads a 0/0 character device as "deleted in this layer".
         mknodat(&parent_fd, target_name, SFlag::S_IFCHR, Mode::empty(), 0)
             .map_err(entry_error("create whiteout device", &entry_name))?;
@@ -402,7 +415,9 @@ fn apply_entry<R: Read>(
         match nix::sys::stat::fstatat(&parent_fd, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) {
             Ok(stat) if SFlag::from_bits_truncate(stat.st_mode & SFlag::S_IFMT.bits()) == SFlag::S_IFDIR => {}
             Ok(_) => {
-                remove_existing(&parent_fd, name, &entry_name)?;
+                if remove_existing(&parent_fd, name, &entry_name)? {
+                    cursor.reset();
+                }
                 mkdirat(&parent_fd, name, Mode::from_bits_truncate(0o700))
                     .map_err(entry_error("create directory", &entry_name))?;
             }
@@ -426,13 +441,16 @@ fn apply_entry<R: Read>(
         for (xattr_name, xattr_value) in &metadata.xattrs {
             set_xattr_on(&dir_fd, None, xattr_name, xattr_value, &entry_name)?;
         }
-        deferred_dir_times.push((components.clone(), metadata.mtime));
+        deferred_dir_times.push((cursor.child(parent_node, last_component), metadata.mtime));
         return Ok(());
     }
 
-    remove_existing(&parent_fd, name, &entry_name)?;
+    if remove_existing(&parent_fd, name, &entry_name)? {
+        cursor.reset();
+    }
 
-    if entry_type.is_file() || entry_type.is_contiguous() {
+    // The tar reader expands a GNU sparse entry (type 'S') to its full content, holes as zeros.
+    if entry_type.is_file() || entry_type.is_contiguous() || entry_type.is_gnu_sparse() {
         let file_fd = openat(
             &parent_fd,
             name,
@@ -487,7 +505,8 @@ fn apply_entry<R: Read>(
             return Err(UnpackError::UnsafePath { entry: entry_name });
         };
         let missing = || UnpackError::MissingLinkTarget { entry: entry_name.clone(), target: target_text.clone() };
-        let target_parent_fd = walk_to_dir(dest_fd, target_parents, false, &entry_name)?.ok_or_else(missing)?;
+        let target_parent_fd =
+            walk_to_dir(cursor.dest_fd(), target_parents, false, &entry_name)?.ok_or_else(missing)?;
         // linkat without AT_SYMLINK_FOLLOW links the target itself, even when it is a symlink.
         match linkat(&target_parent_fd, OsStr::from_bytes(target_last), &parent_fd, name, nix::fcntl::AtFlags::empty())
         {
@@ -512,9 +531,9 @@ fn apply_entry<R: Read>(
     } else if entry_type.is_fifo() {
         (SFlag::S_IFIFO, 0)
     } else {
-        // Unknown entry types (sparse files of old GNU tars, vendor extensions) are skipped
-        // rather than half-applied; no image builder in use writes them.
-        return Ok(());
+        // Anything else (vendor extensions, GNU volume headers and multi-volume parts) would be
+        // half-applied or silently dropped: refuse the layer instead.
+        return Err(UnpackError::Unsupported { entry: entry_name, what: "of a tar entry type berth does not know" });
     };
     mknodat(&parent_fd, name, kind, Mode::from_bits_truncate(0o600), device)
         .map_err(entry_error("create device node", &entry_name))?;
@@ -531,9 +550,11 @@ fn apply_entry<R: Read>(
 
 /// Removes whatever `name` is inside `parent_fd` (nothing if absent). Directories are removed
 /// with their content: a layer that turns a directory into a file means exactly that.
-fn remove_existing(parent_fd: &OwnedFd, name: &OsStr, entry_name: &str) -> Result<(), UnpackError> {
+/// Removes `name` from `parent_fd` if it exists; true when that was a directory (which the
+/// unpacker's cursor may be standing in).
+fn remove_existing(parent_fd: &OwnedFd, name: &OsStr, entry_name: &str) -> Result<bool, UnpackError> {
     match unlinkat(parent_fd, name, UnlinkatFlags::NoRemoveDir) {
-        Ok(()) | Err(Errno::ENOENT) => Ok(()),
+        Ok(()) | Err(Errno::ENOENT) => Ok(false),
         Err(Errno::EISDIR) | Err(Errno::EPERM) => {
             // remove_dir_all does not follow symlinks inside the tree; the /proc/self/fd prefix
             // pins the parent we already resolved safely.
@@ -542,7 +563,8 @@ fn remove_existing(parent_fd: &OwnedFd, name: &OsStr, entry_name: &str) -> Resul
                 action: "remove existing directory",
                 entry: entry_name.to_string(),
                 source,
-            })
+            })?;
+            Ok(true)
         }
         Err(errno) => Err(entry_error("remove existing entry", entry_name)(errno)),
     }

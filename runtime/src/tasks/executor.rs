@@ -524,6 +524,11 @@ impl Executor {
                     tracing::warn!(?kinds, %error, "outcome not recorded yet: the log has no room; retrying");
                     tokio::time::sleep(OUTCOME_RETRY_INTERVAL).await;
                 }
+                Err(error @ SubmitError::RecordTooLarge { .. }) => {
+                    // An outcome is a few short events; this cannot happen unless a bug grew one.
+                    tracing::error!(?kinds, %error, "outcome not recorded");
+                    return false;
+                }
             }
         }
     }

@@ -69,13 +69,7 @@ pub async fn start_container(session: &Session, start_args: StartArgs) -> Result
 // ------------------------------------------------------------------------------------ ps
 
 pub async fn list_containers(session: &Session, ps_args: PsArgs) -> Result<ExitCode, CliError> {
-    let mut containers = session
-        .containers()
-        .list(session.request(api::ListContainersRequest {}))
-        .await
-        .map_err(session.rpc_error())?
-        .into_inner()
-        .containers;
+    let mut containers = session.list_all_containers().await.map_err(session.rpc_error())?;
     if !ps_args.all {
         containers.retain(|container| container.task.as_ref().is_some_and(task_is_live));
     }

@@ -102,13 +102,7 @@ async fn fill_buffer(reader: &mut (impl tokio::io::AsyncRead + Unpin), buffer: &
 }
 
 pub async fn list_images(session: &Session, output: OutputFormat) -> Result<ExitCode, CliError> {
-    let mut images = session
-        .images()
-        .list(session.request(api::ListImagesRequest {}))
-        .await
-        .map_err(session.rpc_error())?
-        .into_inner()
-        .images;
+    let mut images = session.list_all_images().await.map_err(session.rpc_error())?;
     images.sort_by(|left, right| left.name.cmp(&right.name));
     print_images(&images, output)?;
     Ok(ExitCode::SUCCESS)

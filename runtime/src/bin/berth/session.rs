@@ -77,4 +77,12 @@ impl Session {
     pub fn version(&self) -> VersionClient<Channel> {
         self.client.version()
     }
+
+    pub async fn list_all_images(&self) -> Result<Vec<berth_runtime::api::Image>, tonic::Status> {
+        self.client.list_all_images().await
+    }
+
+    pub async fn list_all_containers(&self) -> Result<Vec<berth_runtime::api::Container>, tonic::Status> {
+        self.client.list_all_containers().await
+    }
 }
