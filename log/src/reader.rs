@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::format::RECORD_HEADER_LEN;
+use crate::format::{genesis_hash, RECORD_HEADER_LEN};
 use crate::recovery::{recover, Access};
 use crate::segment::Segment;
 use crate::verify::verify_view;
@@ -245,9 +245,31 @@ impl ReadOnlyLog {
         Seq(self.view.durable_seq())
     }
 
+    /// The chain hash stored in record `seq` (the genesis hash for seq 0). Checks that record's
+    /// CRC, not the chain up to it: run `verify` for that.
+    pub fn chain_hash_at(&self, seq: Seq) -> Result<[u8; 32], LogError> {
+        chain_hash_at(&self.view, seq)
+    }
+
     pub fn dir(&self) -> &Path {
         &self.view.dir
     }
+}
+
+/// The chain hash stored in durable record `seq`; the genesis hash for seq 0.
+pub(crate) fn chain_hash_at(view: &SharedView, seq: Seq) -> Result<[u8; 32], LogError> {
+    if seq.0 == 0 {
+        return Ok(genesis_hash());
+    }
+    let durable_seq = view.durable_seq();
+    let segments = view.segments();
+    let segment_idx = segments.partition_point(|segment| segment.header.first_seq.0 <= seq.0);
+    if seq.0 > durable_seq || segment_idx == 0 {
+        return Err(LogError::SeqNotFound { requested: seq, first_available: Seq(1) });
+    }
+    let segment = &segments[segment_idx - 1];
+    let offset = segment.locate(seq.0, durable_seq)?;
+    Ok(*segment.expect_record(offset, seq)?.chain_hash)
 }
 
 /// Opens `dir` read-only with the default recovery rules: a torn tail is reported (not
