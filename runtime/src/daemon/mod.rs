@@ -7,4 +7,4 @@ pub mod layout;
 mod run;
 pub mod store;
 
-pub use run::{run, DaemonError, DaemonOptions};
+pub use run::{run, salvage, DaemonError, DaemonOptions};

@@ -71,6 +71,34 @@ pub fn replay(log: &EventLog) -> Result<State, StoreError> {
     Ok(state)
 }
 
+/// Start-up replay with the whole log verified at the same time: CRCs, seq continuity, segment
+/// links and every link of the SHA-256 hash chain from genesis (`EventLog::verify`, split into
+/// chunks on its own threads) run beside the decode-and-fold, so a payload edited with its CRC
+/// recomputed — which replay alone would fold — is refused. A verify error wins over a replay
+/// error: the damage explains whatever replay made of it. Costs little more than replay alone
+/// (BENCHMARKS.md, "Start-up with chain verification").
+pub fn replay_verified(log: &EventLog) -> Result<State, StoreError> {
+    thread::scope(|scope| {
+        let verifier = thread::Builder::new()
+            .name("berth-verify".into())
+            .spawn_scoped(scope, || log.verify_with_threads(verify_threads()));
+        let replayed = replay(log);
+        let verified = match verifier {
+            Ok(verifier) => verifier.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            // No thread to spare: verify after replay instead.
+            Err(_) => log.verify_with_threads(1),
+        };
+        verified?;
+        replayed
+    })
+}
+
+/// Verify threads at start-up: the cores replay leaves (at least one).
+fn verify_threads() -> usize {
+    let n_cores = thread::available_parallelism().map_or(1, |n_cores| n_cores.get());
+    n_cores.saturating_sub(1 + replay_decode_threads()).max(1)
+}
+
 /// Decode threads for start-up replay: one per core beyond the folding thread (none on a single
 /// core), so replay never has more runnable threads than cores. On 2 shared cores one decode
 /// thread was the steadier choice; two were sometimes faster, sometimes much slower
@@ -88,9 +116,10 @@ pub enum StoreError {
 }
 
 impl Store {
-    /// Replays the log into the projections and starts the command thread.
+    /// Replays the log into the projections (verifying its hash chain meanwhile) and starts the
+    /// command thread.
     pub fn open(log: EventLog) -> Result<(Arc<Store>, CommittedReceiver), StoreError> {
-        let state = replay(&log)?;
+        let state = replay_verified(&log)?;
         let log = Arc::new(log);
         let (applied_sender, applied) = watch::channel(state.last_seq);
         let state = Arc::new(RwLock::new(state));
