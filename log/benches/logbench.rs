@@ -2,8 +2,9 @@
 //! durable append, non-durable append, replay and verify figures, all on the same disk.
 //!
 //! Usage: `cargo bench -p berth-log --bench logbench -- [DIR]` (default /var/tmp/berth-log-bench,
-//! or `BERTH_LOG_BENCH_DIR`). Run through scripts/bench-log.sh. `--only=durable`, `--only=nosync` or
-//! `--only=replay` (replay and verify) runs one section.
+//! or `BERTH_LOG_BENCH_DIR`). Run through scripts/bench-log.sh. `--only=durable`, `--only=nosync`,
+//! `--only=replay` (replay and verify) or `--only=anchor` (durable appends with and without the anchor)
+//! runs one section.
 
 use std::fs::OpenOptions;
 use std::hint::black_box;
@@ -113,8 +114,12 @@ struct DurableLog {
 
 impl DurableLog {
     fn open(base: &Path, name: &str) -> DurableLog {
+        DurableLog::open_with(base, name, LogOptions::default())
+    }
+
+    fn open_with(base: &Path, name: &str, options: LogOptions) -> DurableLog {
         let dir = fresh_dir(base, name);
-        let (log, _) = EventLog::open(&dir, LogOptions::default()).unwrap();
+        let (log, _) = EventLog::open(&dir, options).unwrap();
         // A fresh log preallocates its spare segment (64 MiB of zeroes + fsync) in the
         // background; wait for it, so a round is charged for the spare only as often as the
         // log really rolls over (once per 64 MiB written), like a long-running daemon.
@@ -245,6 +250,9 @@ fn main() {
     if runs("durable") {
         durable_section(&base);
     }
+    if runs("anchor") {
+        anchor_section(&base);
+    }
     if runs("nosync") {
         nosync_section(&base);
     }
@@ -297,6 +305,37 @@ fn durable_section(base: &Path) {
             ratios[ratios.len() / 2],
             ratios[ratios.len() - 1]
         );
+    }
+}
+
+/// The anchor (berthd's last durable point outside the log) is rewritten after every group
+/// commit with one pwrite and no fsync: durable appends with and without it, interleaved.
+fn anchor_section(base: &Path) {
+    const ROUNDS: usize = 6;
+    const SLICE: Duration = Duration::from_secs(1);
+    for n_appenders in [1usize, 16] {
+        let anchor_path = base.join(format!("berth-logbench-{}-{n_appenders}.anchor", std::process::id()));
+        let with_anchor = LogOptions { anchor: Some(anchor_path.clone()), ..LogOptions::default() };
+        let plain = DurableLog::open(base, &format!("anchor-off-{n_appenders}"));
+        let anchored = DurableLog::open_with(base, &format!("anchor-on-{n_appenders}"), with_anchor.clone());
+        plain.run(n_appenders, Duration::from_millis(200));
+        anchored.run(n_appenders, Duration::from_millis(200));
+        let (mut plain_total, mut anchored_total) = ((0u64, 0f64), (0u64, 0f64));
+        for _ in 0..ROUNDS {
+            let (n_records, _, seconds) = plain.run(n_appenders, SLICE);
+            plain_total = (plain_total.0 + n_records, plain_total.1 + seconds);
+            let (n_records, _, seconds) = anchored.run(n_appenders, SLICE);
+            anchored_total = (anchored_total.0 + n_records, anchored_total.1 + seconds);
+        }
+        let (plain_rate, anchored_rate) =
+            (plain_total.0 as f64 / plain_total.1, anchored_total.0 as f64 / anchored_total.1);
+        println!(
+            "durable append, {n_appenders:>2} appenders: {plain_rate:>9.0} events/s without anchor, {anchored_rate:>9.0} with ({:.3}x; {ROUNDS} interleaved rounds of {} s)",
+            anchored_rate / plain_rate,
+            SLICE.as_secs()
+        );
+        drop(anchored);
+        let _ = std::fs::remove_file(&anchor_path);
     }
 }
 

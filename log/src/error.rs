@@ -20,13 +20,18 @@ pub enum LogError {
     },
 
     /// Bytes on disk are not a valid record or segment header, and they are not a torn tail.
-    #[error("corruption in {segment} at offset {offset}: {reason}; restore the log from a trusted copy, or reopen with RecoveryMode::Salvage to keep the valid prefix")]
+    #[error("corruption in {segment} at offset {offset}: {reason}; keep the records before it with `berthd --salvage` (the damaged log is moved aside), or restore the log from a trusted copy")]
     Corruption { segment: PathBuf, offset: u64, reason: String },
 
     /// A record is intact (its CRC matches) but does not follow its predecessor: wrong seq or
     /// wrong chain hash. Something edited, removed, inserted or reordered records.
-    #[error("hash chain broken at seq {seq} in {segment} at offset {offset}: {reason}; the log was changed outside berth, restore it from a trusted copy")]
+    #[error("hash chain broken at seq {seq} in {segment} at offset {offset}: {reason}; the log was changed outside berth: restore it from a trusted copy, or keep the records before seq {seq} with `berthd --salvage` (the damaged log is moved aside)")]
     ChainBroken { seq: Seq, segment: PathBuf, offset: u64, reason: String },
+
+    /// The anchor file (the last durable point, kept outside the segments) names a point the
+    /// log does not contain: records at or before it were removed or rewritten.
+    #[error("the log does not contain the last durable point recorded in its anchor {anchor} (seq {anchor_seq}): {reason}; records were removed or rewritten outside berth: restore the log from a trusted copy, or accept the log as it is with `berthd --salvage` (which also resets the anchor)")]
+    AnchorMismatch { anchor: PathBuf, anchor_seq: Seq, reason: String },
 
     /// Another process (or another `EventLog` in this one) holds the directory's LOCK file.
     #[error("log directory {dir} is locked by another writer; stop the other berth daemon, or use open_read_only to inspect it")]
@@ -70,6 +75,30 @@ pub enum LogError {
 }
 
 impl LogError {
+    /// Whether this error says the bytes on disk are damaged or altered (as opposed to an i/o
+    /// failure, a lock, or a caller's mistake): the log must not be served as it is.
+    pub fn is_damage(&self) -> bool {
+        matches!(self, LogError::Corruption { .. } | LogError::ChainBroken { .. } | LogError::AnchorMismatch { .. })
+    }
+
+    /// Where and what the damage is, without advice (callers that know the operator's
+    /// commands add their own); other errors as displayed.
+    pub fn damage_description(&self) -> String {
+        match self {
+            LogError::Corruption { segment, offset, reason } => {
+                format!("corruption in {} at offset {offset}: {reason}", segment.display())
+            }
+            LogError::ChainBroken { seq, segment, offset, reason } => {
+                format!("hash chain broken at seq {seq} in {} at offset {offset}: {reason}", segment.display())
+            }
+            LogError::AnchorMismatch { anchor, anchor_seq, reason } => format!(
+                "the log does not contain seq {anchor_seq} as recorded in its anchor {}: {reason}",
+                anchor.display()
+            ),
+            other => other.to_string(),
+        }
+    }
+
     pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> LogError {
         LogError::Io { action, path: path.into(), source }
     }

@@ -125,6 +125,12 @@ fn read_u64(bytes: &[u8], at: usize) -> u64 {
 /// be cut off (`bytes` may end right after the payload). Public for the fuzz target and for
 /// independent tools; the log itself uses it for every read.
 pub fn decode_record(bytes: &[u8]) -> Result<DecodedRecord<'_>, RecordDecodeError> {
+    decode_record_checking(bytes, true)
+}
+
+/// `decode_record`, with the CRC check only when `check_crc` (a reader whose records are being
+/// verified in full elsewhere need not compute it twice).
+pub(crate) fn decode_record_checking(bytes: &[u8], check_crc: bool) -> Result<DecodedRecord<'_>, RecordDecodeError> {
     if bytes.len() < RECORD_HEADER_LEN {
         return Err(RecordDecodeError::Truncated { needed: RECORD_HEADER_LEN as u64, available: bytes.len() as u64 });
     }
@@ -142,10 +148,12 @@ pub fn decode_record(bytes: &[u8]) -> Result<DecodedRecord<'_>, RecordDecodeErro
         return Err(RecordDecodeError::Truncated { needed: unpadded_len as u64, available: bytes.len() as u64 });
     }
     let record = &bytes[..unpadded_len];
-    let stored_crc = read_u32(record, RECORD_CRC_AT);
-    let computed_crc = record_crc(record);
-    if stored_crc != computed_crc {
-        return Err(RecordDecodeError::CrcMismatch { stored: stored_crc, computed: computed_crc });
+    if check_crc {
+        let stored_crc = read_u32(record, RECORD_CRC_AT);
+        let computed_crc = record_crc(record);
+        if stored_crc != computed_crc {
+            return Err(RecordDecodeError::CrcMismatch { stored: stored_crc, computed: computed_crc });
+        }
     }
     Ok(DecodedRecord {
         chain_hash: record[RECORD_HASH_AT..RECORD_HASH_AT + 32].try_into().expect("32-byte slice"),

@@ -6,10 +6,12 @@
 //! a SHA-256 chain hash over its predecessor, so `verify` detects edits, removals, insertions and
 //! reorderings. The crate knows nothing about containers: payloads are opaque bytes.
 
+mod anchor;
 mod error;
 pub mod format;
 mod reader;
 mod recovery;
+mod salvage;
 mod segment;
 mod time;
 mod verify;
@@ -19,9 +21,11 @@ mod writer;
 use std::fmt;
 use std::path::PathBuf;
 
+pub use anchor::{read_anchor, write_anchor, Anchor, ANCHOR_FILE_LEN, ANCHOR_MAGIC};
 pub use error::{LogError, RecordDecodeError};
 pub use format::{decode_record, DecodedRecord};
 pub use reader::{open_read_only, open_read_only_with, LogReader, ReadOnlyLog};
+pub use salvage::{salvage, SalvageReport};
 pub use time::{Timestamp, TimestampParseError};
 pub use writer::{EventLog, LogStats};
 
@@ -29,6 +33,8 @@ pub use writer::{EventLog, LogStats};
 pub const DEFAULT_ROOT: &str = "/var/lib/berth";
 /// The log's directory under a berth root.
 pub const LOG_DIR_NAME: &str = "log";
+/// berthd's anchor file under a berth root: outside the log directory it protects.
+pub const ANCHOR_FILE_NAME: &str = "log.anchor";
 
 /// Position of a record in the log: dense from 1; `Seq(0)` means "nothing".
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Default, serde::Serialize, serde::Deserialize)]
@@ -92,6 +98,10 @@ pub struct LogOptions {
     pub segment_size: u64,
     pub durability: Durability,
     pub recovery: RecoveryMode,
+    /// A file outside the log directory where the writer keeps the last durable (seq, hash)
+    /// (see docs/log-format.md, "Anchor"). When it exists, `open` refuses a log that does not
+    /// contain that point; it is created when missing. `None`: no anchor.
+    pub anchor: Option<PathBuf>,
 }
 
 impl Default for LogOptions {
@@ -100,6 +110,7 @@ impl Default for LogOptions {
             segment_size: 64 * 1024 * 1024,
             durability: Durability::Sync,
             recovery: RecoveryMode::TruncateTornTail,
+            anchor: None,
         }
     }
 }

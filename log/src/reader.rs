@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::format::RECORD_HEADER_LEN;
+use crate::format::{decode_record_checking, genesis_hash, RECORD_HEADER_LEN};
 use crate::recovery::{recover, Access};
 use crate::segment::Segment;
 use crate::verify::verify_view;
@@ -26,6 +26,8 @@ pub struct LogReader {
     /// `None` until the first record is read (so a reader can be created for a future seq).
     position: Option<ReaderPosition>,
     check_chain: bool,
+    /// Off only for a caller that verifies the same records in full beside this reader.
+    check_crc: bool,
     previous_hash: [u8; 32],
 }
 
@@ -36,7 +38,7 @@ impl LogReader {
         if next_seq < first_available {
             return Err(LogError::SeqNotFound { requested: from, first_available: Seq(first_available) });
         }
-        Ok(LogReader { view, next_seq, position: None, check_chain: false, previous_hash: [0; 32] })
+        Ok(LogReader { view, next_seq, position: None, check_chain: false, check_crc: true, previous_hash: [0; 32] })
     }
 
     /// Also recompute and check every record's chain hash (SHA-256) while reading. Off by
@@ -46,6 +48,15 @@ impl LogReader {
         if self.position.is_some() {
             self.position = None; // re-seek so the predecessor's hash is loaded
         }
+        self
+    }
+
+    /// Skip each record's CRC check (seq continuity is still checked). Only for a caller that
+    /// runs `verify` over the same records at the same time and trusts nothing read here until
+    /// it passed — berthd's start-up replay, where the CRC would otherwise be computed twice on
+    /// the replay's critical path.
+    pub fn skip_crc_checks_verified_elsewhere(mut self) -> LogReader {
+        self.check_crc = false;
         self
     }
 
@@ -126,7 +137,7 @@ impl LogReader {
         let (offset, encoded_len, timestamp_ns, payload_len) = loop {
             let position = self.position.as_ref().expect("positioned");
             let segment = &position.segment;
-            match segment.decode_at(position.offset) {
+            match decode_record_checking(segment.record_bytes_at(position.offset), self.check_crc) {
                 Ok(record) if record.seq.0 == self.next_seq => {
                     if self.check_chain {
                         if !record.chains_from(&self.previous_hash) {
@@ -245,9 +256,31 @@ impl ReadOnlyLog {
         Seq(self.view.durable_seq())
     }
 
+    /// The chain hash stored in record `seq` (the genesis hash for seq 0). Checks that record's
+    /// CRC, not the chain up to it: run `verify` for that.
+    pub fn chain_hash_at(&self, seq: Seq) -> Result<[u8; 32], LogError> {
+        chain_hash_at(&self.view, seq)
+    }
+
     pub fn dir(&self) -> &Path {
         &self.view.dir
     }
+}
+
+/// The chain hash stored in durable record `seq`; the genesis hash for seq 0.
+pub(crate) fn chain_hash_at(view: &SharedView, seq: Seq) -> Result<[u8; 32], LogError> {
+    if seq.0 == 0 {
+        return Ok(genesis_hash());
+    }
+    let durable_seq = view.durable_seq();
+    let segments = view.segments();
+    let segment_idx = segments.partition_point(|segment| segment.header.first_seq.0 <= seq.0);
+    if seq.0 > durable_seq || segment_idx == 0 {
+        return Err(LogError::SeqNotFound { requested: seq, first_available: Seq(1) });
+    }
+    let segment = &segments[segment_idx - 1];
+    let offset = segment.locate(seq.0, durable_seq)?;
+    Ok(*segment.expect_record(offset, seq)?.chain_hash)
 }
 
 /// Opens `dir` read-only with the default recovery rules: a torn tail is reported (not

@@ -186,12 +186,16 @@ pub(crate) fn recover(dir: &Path, mode: RecoveryMode, access: Access) -> Result<
     };
 
     // Phase A: the prefix of files with valid, consecutive headers.
-    let mut n_valid = 0;
+    let mut n_valid: usize = 0;
     let mut cut: Option<Cut> = None;
     for (idx, candidate) in candidates.iter().enumerate() {
         let SegmentHeaderState::Valid(header) = &states[idx] else { break };
         let problem = if header.segment_id != candidate.id {
             Some(format!("header says segment {}, file name says {}", header.segment_id, candidate.id))
+        } else if idx == 0 && candidate.id != SegmentId(1) {
+            Some(format!("segment 1 is missing: the oldest segment file is segment {}", candidate.id))
+        } else if idx == 0 && (header.first_seq != Seq(1) || header.carried_hash != genesis_hash()) {
+            Some("the oldest segment does not start at seq 1 from the genesis hash".to_string())
         } else if idx > 0 && candidate.id.0 != candidates[idx - 1].id.0 + 1 {
             Some(format!("segment {} is missing before this one", candidates[idx - 1].id.0 + 1))
         } else if idx > 0 && header.first_seq < valid_header(idx - 1).first_seq {
@@ -208,13 +212,36 @@ pub(crate) fn recover(dir: &Path, mode: RecoveryMode, access: Access) -> Result<
             break;
         }
         n_valid += 1;
+        // berth never shortens a segment (it is zero-filled to full size before it is renamed
+        // into place), so a short file was cut by something else: damage, not a torn tail. The
+        // records before the cut can still be salvaged, so the segment stays in the prefix.
+        let file_len = candidate.bytes().len() as u64;
+        if file_len < header.segment_size {
+            let reason = format!(
+                "segment file is {file_len} bytes, shorter than its preallocated {} bytes: it was truncated by something other than berth (berth never shortens a segment)",
+                header.segment_size
+            );
+            cut = Some(Cut { file_idx: idx, offset: file_len, reason });
+            break;
+        }
     }
 
     // Phase B: files after the valid prefix may only be zero-filled spares, plus at most one
     // torn activation (a header that never became durable) as the very last file.
     let mut torn_activation: Option<(usize, usize)> = None; // (file idx, non-zero extent)
     if cut.is_none() {
-        for idx in n_valid..candidates.len() {
+        let first_spare_id = n_valid.checked_sub(1).map_or(1, |last_valid| candidates[last_valid].id.0 + 1);
+        for (idx, expected_id) in (n_valid..candidates.len()).zip(first_spare_id..) {
+            // Spares are created in id order, so ids stay dense here too; a gap means segment
+            // files were deleted (e.g. the active segment, with the spare after it still there).
+            if candidates[idx].id.0 != expected_id {
+                let reason = format!(
+                    "segment {expected_id} is missing: the segment files jump to segment {}; a segment file was deleted",
+                    candidates[idx].id
+                );
+                cut = Some(Cut { file_idx: idx, offset: 0, reason });
+                break;
+            }
             let bytes = candidates[idx].bytes();
             let extent_end = nonzero_extent_end(bytes, 0);
             let reason = match &states[idx] {
@@ -257,10 +284,13 @@ pub(crate) fn recover(dir: &Path, mode: RecoveryMode, access: Access) -> Result<
         if let Some(bad) = &scan.bad {
             let torn = is_last && bad.later_valid_record_at.is_none() && cut.is_none() && torn_activation.is_none();
             if !torn {
-                let reason = match bad.later_valid_record_at {
+                let mut reason = match bad.later_valid_record_at {
                     Some(valid_at) => format!("{} (followed by a valid record at offset {valid_at})", bad.reason),
                     None => format!("{} (not at the end of the log)", bad.reason),
                 };
+                if let Some(short_file) = cut.as_ref().filter(|cut| cut.file_idx == idx) {
+                    reason = format!("{}; {reason}", short_file.reason);
+                }
                 cut = Some(Cut { file_idx: idx, offset: bad.offset as u64, reason });
                 n_keep = idx + 1;
                 last_scan = Some(scan);
@@ -367,7 +397,7 @@ pub(crate) fn recover(dir: &Path, mode: RecoveryMode, access: Access) -> Result<
     if let Some(cut) = &cut {
         for idx in n_keep..candidates.len() {
             let extent_end = nonzero_extent_end(candidates[idx].bytes(), 0);
-            if extent_end == 0 {
+            if extent_end == 0 && idx != cut.file_idx {
                 continue; // a zero-filled spare holds nothing to salvage
             }
             let reason = if idx == cut.file_idx {

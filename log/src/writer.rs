@@ -10,8 +10,9 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{JoinHandle, Thread};
 use std::time::{Duration, Instant};
 
+use crate::anchor::{check_anchor, read_anchor, write_anchor, Anchor, AnchorWriter};
 use crate::format::{encode_record, encoded_record_len, SegmentHeader, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
-use crate::reader::LogReader;
+use crate::reader::{chain_hash_at, LogReader};
 use crate::recovery::{recover, Access, MIN_SEGMENT_SIZE};
 use crate::segment::{create_preallocated_segment, sync_dir, Segment};
 use crate::verify::verify_view;
@@ -111,6 +112,8 @@ struct WriterState {
     segment_size: u64,
     durability: Durability,
     buffer: Vec<u8>,
+    /// Rewritten (without fsync) after each group commit; see anchor.rs.
+    anchor: Option<AnchorWriter>,
 }
 
 /// A failed step of a group commit: what was being done, and the error.
@@ -268,7 +271,11 @@ impl WriterState {
         }
         self.flush(stats)?;
         self.sync(stats, fail_next_sync)?;
-        Ok(batch.first_seq + batch.entries.len() as u64 - 1)
+        let batch_last_seq = batch.first_seq + batch.entries.len() as u64 - 1;
+        if let Some(anchor) = &mut self.anchor {
+            anchor.record(Anchor { seq: Seq(batch_last_seq), hash: self.last_hash });
+        }
+        Ok(batch_last_seq)
     }
 }
 
@@ -293,7 +300,15 @@ pub struct EventLog {
     _lock_file: File,
 }
 
-fn lock_directory(dir: &Path) -> Result<File, LogError> {
+/// Resets the anchor to the log's head after the log was accepted (synced once, at open) and
+/// opens it for the writer.
+fn open_anchor(anchor_path: &Path, view: &SharedView) -> Result<AnchorWriter, LogError> {
+    let head_seq = Seq(view.durable_seq());
+    write_anchor(anchor_path, Anchor { seq: head_seq, hash: chain_hash_at(view, head_seq)? })?;
+    AnchorWriter::open(anchor_path)
+}
+
+pub(crate) fn lock_directory(dir: &Path) -> Result<File, LogError> {
     let lock_path = dir.join("LOCK");
     let file = OpenOptions::new()
         .create(true)
@@ -335,6 +350,13 @@ impl EventLog {
         }
         let lock_file = lock_directory(dir)?;
         let recovered = recover(dir, options.recovery, Access::Writable)?;
+        if let Some(anchor_path) = &options.anchor {
+            // Before anything is appended (an empty log gets its first segment below).
+            if let Some(anchor) = read_anchor(anchor_path)? {
+                let view = SharedView::new(dir.to_path_buf(), recovered.segments.clone(), recovered.last_seq);
+                check_anchor(anchor_path, anchor, recovered.last_seq, |seq| chain_hash_at(&view, seq))?;
+            }
+        }
         let stats = StatsCounters::default();
         let view = Arc::new(SharedView::new(dir.to_path_buf(), recovered.segments.clone(), recovered.last_seq));
 
@@ -356,6 +378,7 @@ impl EventLog {
                     segment_size: options.segment_size,
                     durability: options.durability,
                     buffer: Vec::new(),
+                    anchor: None,
                 }
             }
             None => {
@@ -387,6 +410,7 @@ impl EventLog {
                     segment_size: options.segment_size,
                     durability: options.durability,
                     buffer: Vec::new(),
+                    anchor: None,
                 };
                 writer.activate_next_segment(1, &view, &stats)?;
                 writer
@@ -398,6 +422,9 @@ impl EventLog {
                 writer
             }
         };
+        if let Some(anchor_path) = &options.anchor {
+            writer.anchor = Some(open_anchor(anchor_path, &view)?);
+        }
         if matches!(writer.spare, Spare::None) {
             writer.spawn_spare();
         }
@@ -677,6 +704,12 @@ impl EventLog {
         LogReader::new(self.view.clone(), from)
     }
 
+    /// The chain hash stored in durable record `seq` (the genesis hash for seq 0); with the seq
+    /// it names a point of the log that can be published and checked later.
+    pub fn chain_hash_at(&self, seq: Seq) -> Result<[u8; 32], LogError> {
+        chain_hash_at(&self.view, seq)
+    }
+
     /// Checks CRCs, seq continuity, segment links and the full hash chain of everything
     /// durable. Runs on one thread per core: each chain link can be checked on its own (see
     /// docs/log-format.md, "Verify").
@@ -723,6 +756,10 @@ impl Drop for EventLog {
         let mut writer = self.writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Spare::Pending(handle) = std::mem::replace(&mut writer.spare, Spare::None) {
             let _ = handle.join();
+        }
+        // A clean close leaves the anchor exact on disk, not only in the page cache.
+        if let Some(anchor) = &writer.anchor {
+            anchor.sync();
         }
     }
 }

@@ -1,10 +1,11 @@
-//! Cuts the last segment at every byte inside its last three records (truncating, or keeping the
-//! length and zeroing from the cut) and checks recovery keeps exactly the complete records,
-//! reports the torn tail at the right offset, and lets the log continue densely.
+//! Cuts the last segment at every byte inside its last three records. Zeroing from the cut (what
+//! a crash leaves) must recover exactly the complete records, report the torn tail at the right
+//! offset, and let the log continue densely. Truncating the file (what no crash does: segments
+//! are preallocated) must be refused, and `salvage` must keep exactly the complete records.
 
 mod common;
 
-use berth_log::{Durability, EventLog, Seq};
+use berth_log::{Durability, EventLog, LogError, Seq};
 use common::*;
 
 #[derive(Clone, Copy, Debug)]
@@ -53,8 +54,37 @@ fn every_cut_in_the_last_three_records_recovers_the_exact_prefix() {
             let expected_offset = if n_complete == 0 { 80 } else { spans[n_complete - 1].padded_end };
             let lost = &pristine_bytes[expected_offset.min(cut)..cut];
             let expected_dropped = lost.iter().rposition(|&byte| byte != 0).map_or(0, |last| last + 1) as u64;
-            let expect_torn = matches!(kind, CutKind::Truncate) || expected_dropped > 0;
+            let expect_torn = expected_dropped > 0;
             let context = format!("cut at {cut} ({kind:?})");
+
+            if matches!(kind, CutKind::Truncate) {
+                // A short preallocated file is damage (berth never shortens one): refused, and
+                // `salvage` keeps exactly the complete records, moving the cut log aside.
+                match EventLog::open(work.path(), small_options(Durability::NoSync)) {
+                    Err(LogError::Corruption { segment, reason, .. }) => {
+                        assert_eq!(segment, segment_path, "{context}");
+                        assert!(reason.contains("shorter than its preallocated"), "{context}: {reason}");
+                    }
+                    Err(other) => panic!("{context}: expected Corruption, got {other}"),
+                    Ok(_) => panic!("{context}: a truncated segment was opened as a torn tail"),
+                }
+                assert!(berth_log::open_read_only(work.path()).is_err(), "{context}: read-only open accepted it");
+                let salvaged = berth_log::salvage(work.path(), &small_options(Durability::NoSync))
+                    .unwrap_or_else(|error| panic!("{context}: {error}"));
+                assert_eq!(salvaged.kept_through, Seq(n_complete as u64), "{context}");
+                assert!(salvaged.damage.is_some(), "{context}");
+                let aside = salvaged.moved_aside_to.expect("moved aside");
+                assert_eq!(std::fs::metadata(aside.join(&segment_name)).unwrap().len(), cut as u64, "{context}");
+                let (log, report) = EventLog::open(work.path(), small_options(Durability::NoSync)).unwrap();
+                assert_eq!(report.last_seq, Seq(n_complete as u64), "{context}");
+                let survivors = read_all(&log, Seq(1));
+                for (index, (_, payload)) in survivors.iter().enumerate() {
+                    assert_eq!(payload, &payloads[index], "{context}");
+                }
+                assert_eq!(log.append(b"continued").unwrap(), Seq(n_complete as u64 + 1), "{context}");
+                n_cases += 1;
+                continue;
+            }
 
             let (log, report) = EventLog::open(work.path(), small_options(Durability::NoSync))
                 .unwrap_or_else(|error| panic!("{context}: {error}"));

@@ -10,7 +10,7 @@ use berth_replay::cmd::events::{run_events, EventFilter, EventFormat, FollowOpti
 use berth_replay::cmd::history::run_history;
 use berth_replay::cmd::state::run_state;
 use berth_replay::cmd::stats::run_stats;
-use berth_replay::cmd::verify::{run_verify, VerifyOptions, VerifyOutcome};
+use berth_replay::cmd::verify::{parse_point, run_head, run_verify, VerifyOptions, VerifyOutcome};
 use berth_replay::{resolve_log_dir, FoldPoint, ReplayError};
 use clap::{Args, Parser, Subcommand};
 
@@ -50,7 +50,15 @@ enum Command {
         /// Also fail (exit 1) on a torn tail, for a log whose berthd is known to have stopped cleanly
         #[arg(long)]
         strict: bool,
+        /// Also prove the log still contains this point, printed earlier by `berth-replay head`
+        /// (exit 1 if it ends before SEQ or holds another hash there)
+        #[arg(long, value_name = "SEQ:HASH", value_parser = parse_point)]
+        expect: Option<berth_log::Anchor>,
     },
+    /// Verify the whole log, then print its last durable point as SEQ:HASH, to publish or keep
+    /// elsewhere and check later with `verify --expect SEQ:HASH`
+    #[command(after_help = READ_ONLY_NOTE)]
+    Head,
     /// Print events, one per line: SEQ.INDEX  TIME  NAMESPACE  KIND  ORIGIN  FIELDS-JSON
     #[command(after_help = READ_ONLY_NOTE)]
     Events {
@@ -109,11 +117,20 @@ fn parse_time_argument(text: &str) -> Result<u64, String> {
     Timestamp::parse(text).map(Timestamp::as_ns).map_err(|error| error.to_string())
 }
 
+/// berthd keeps its anchor beside its log directory (`<root>/log.anchor`); a directory not named
+/// `log` (a copy, or a log moved aside by `berthd --salvage`) has none.
+fn verify_options(dir: &std::path::Path, strict: bool, expect: Option<berth_log::Anchor>) -> VerifyOptions {
+    let anchor = (dir.file_name() == Some(std::ffi::OsStr::new(berth_log::LOG_DIR_NAME)))
+        .then(|| dir.parent().map(|root| root.join(berth_log::ANCHOR_FILE_NAME)))
+        .flatten();
+    VerifyOptions { strict, expect, anchor }
+}
+
 /// Runs the command; `Ok(false)` means "done, but exit 1" (verify found damage).
 fn run(cli: Cli, out: &mut dyn Write) -> Result<bool, ReplayError> {
     let dir = resolve_log_dir(cli.location.root.as_deref(), cli.location.log.as_deref());
     match cli.command {
-        Command::Verify { strict } => match run_verify(&dir, VerifyOptions { strict }, out)? {
+        Command::Verify { strict, expect } => match run_verify(&dir, &verify_options(&dir, strict, expect), out)? {
             VerifyOutcome::Intact => Ok(true),
             VerifyOutcome::Damaged { summary, .. } => {
                 out.flush()?;
@@ -121,6 +138,10 @@ fn run(cli: Cli, out: &mut dyn Write) -> Result<bool, ReplayError> {
                 Ok(false)
             }
         },
+        Command::Head => {
+            run_head(&dir, out)?;
+            Ok(true)
+        }
         Command::Events { from, to, namespace, container, kind, json, follow } => {
             let filter = EventFilter { from_seq: from, to_seq: to, namespace, container_id: container, kinds: kind };
             let format = if json { EventFormat::JsonLines } else { EventFormat::Text };

@@ -5,7 +5,10 @@
 use std::io::Write;
 use std::path::Path;
 
-use berth_log::{open_read_only, open_read_only_with, LogError, OpenReport, ReadOnlyLog, RecoveryMode, Seq, TornTail};
+use berth_log::{
+    open_read_only, open_read_only_with, read_anchor, Anchor, LogError, OpenReport, ReadOnlyLog, RecoveryMode, Seq,
+    TornTail,
+};
 use berth_projections::Envelope;
 
 use crate::error::ReplayError;
@@ -20,14 +23,84 @@ pub enum VerifyOutcome {
     Damaged { intact_through: u64, summary: String },
 }
 
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct VerifyOptions {
     /// Treat a torn tail as damage (for a log whose daemon is known to have stopped cleanly).
     pub strict: bool,
+    /// A point published earlier (`berth-replay head`): the log must still contain it.
+    pub expect: Option<Anchor>,
+    /// berthd's anchor file for this log, checked when it exists: the log must contain it.
+    pub anchor: Option<std::path::PathBuf>,
 }
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// Parses `SEQ:HASH` (HASH: 64 hex digits), as `berth-replay head` prints it.
+pub fn parse_point(text: &str) -> Result<Anchor, String> {
+    let usage =
+        || format!("{text:?} is not SEQ:HASH (a seq, a colon, 64 hex digits), as `berth-replay head` prints it");
+    let (seq_text, hash_text) = text.trim().split_once(':').ok_or_else(usage)?;
+    let seq = seq_text.parse::<u64>().map_err(|_| usage())?;
+    if hash_text.len() != 64 || !hash_text.bytes().all(|byte| byte.is_ascii_hexdigit()) {
+        return Err(usage());
+    }
+    let mut hash = [0u8; 32];
+    for (idx, byte) in hash.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hash_text[2 * idx..2 * idx + 2], 16).map_err(|_| usage())?;
+    }
+    Ok(Anchor { seq: Seq(seq), hash })
+}
+
+/// `SEQ:HASH` of a point.
+pub fn format_point(point: &Anchor) -> String {
+    format!("{}:{}", point.seq, hex(&point.hash))
+}
+
+/// Whether the (verified) log holds `point`: `None` if it does, else why not.
+fn missing_point(log: &ReadOnlyLog, point: &Anchor) -> Result<Option<String>, ReplayError> {
+    if point.seq > log.last_seq() {
+        return Ok(Some(format!(
+            "the log ends at seq {}, before seq {}: records were removed from its end",
+            log.last_seq(),
+            point.seq
+        )));
+    }
+    let hash =
+        log.chain_hash_at(point.seq).map_err(|source| ReplayError::Read { dir: log.dir().to_path_buf(), source })?;
+    if hash != point.hash {
+        return Ok(Some(format!(
+            "record seq {} has chain hash {}, not {}: the log was rewritten",
+            point.seq,
+            hex(&hash),
+            hex(&point.hash)
+        )));
+    }
+    Ok(None)
+}
+
+/// Prints a point the log must contain, and returns the outcome if it does not.
+fn check_point(
+    out: &mut dyn Write,
+    log: &ReadOnlyLog,
+    label: &str,
+    point: &Anchor,
+) -> Result<Option<VerifyOutcome>, ReplayError> {
+    let Some(reason) = missing_point(log, point)? else {
+        writeln!(out, "{label:<11} {} present", format_point(point))?;
+        return Ok(None);
+    };
+    writeln!(out, "{label:<11} {} MISSING: {reason}", format_point(point))?;
+    writeln!(out, "result:     DAMAGED")?;
+    let summary = format!(
+        "the log does not contain {label} point {}: {reason}; restore it from a trusted copy",
+        format_point(point),
+        label = label.trim_end_matches(':')
+    );
+    writeln!(out, "{summary}")?;
+    let intact_through = point.seq.get().saturating_sub(1).min(log.last_seq().get());
+    Ok(Some(VerifyOutcome::Damaged { intact_through, summary }))
 }
 
 fn write_torn_tail(out: &mut dyn Write, torn_tail: Option<&TornTail>) -> std::io::Result<()> {
@@ -79,7 +152,7 @@ fn report_damage(out: &mut dyn Write, error: &LogError, intact_through: u64) -> 
         writeln!(out, "intact:     seq 1..={intact_through} (checksums and hash chain from genesis)")?;
     }
     let summary = format!(
-        "the log has been altered or damaged after seq {intact_through}: restore it from a trusted copy; berthd will not open it as it is"
+        "the log has been altered or damaged after seq {intact_through}: berthd will not start on it as it is; restore it from a trusted copy, or stop berthd and run `berthd --salvage` to keep seq 1..={intact_through} (the damaged log is moved aside)"
     );
     writeln!(out, "{summary}")?;
     Ok(VerifyOutcome::Damaged { intact_through, summary })
@@ -98,9 +171,17 @@ fn check_envelopes(log: &ReadOnlyLog) -> Result<Option<(u64, String)>, ReplayErr
     Ok(None)
 }
 
-pub fn run_verify(dir: &Path, options: VerifyOptions, out: &mut dyn Write) -> Result<VerifyOutcome, ReplayError> {
+pub fn run_verify(dir: &Path, options: &VerifyOptions, out: &mut dyn Write) -> Result<VerifyOutcome, ReplayError> {
     check_log_dir(dir)?;
     writeln!(out, "log:        {}", dir.display())?;
+    // Read before the log is opened: berthd writes the anchor only after the records it names
+    // are durable, so a log opened after it holds at least that point.
+    let anchor = match &options.anchor {
+        Some(anchor_path) => read_anchor(anchor_path)
+            .map_err(|source| ReplayError::Open { dir: dir.to_path_buf(), source })?
+            .map(|anchor| (anchor_path.clone(), anchor)),
+        None => None,
+    };
     let (log, open_report): (ReadOnlyLog, OpenReport) = match open_read_only(dir) {
         Ok(opened) => opened,
         Err(error @ (LogError::Corruption { .. } | LogError::ChainBroken { .. })) => {
@@ -137,6 +218,17 @@ pub fn run_verify(dir: &Path, options: VerifyOptions, out: &mut dyn Write) -> Re
     writeln!(out, "bytes:      {}", verify_report.n_bytes)?;
     writeln!(out, "head hash:  {}", hex(&verify_report.head_hash))?;
     write_torn_tail(out, open_report.torn_tail.as_ref())?;
+    if let Some((anchor_path, anchor)) = &anchor {
+        writeln!(out, "anchor file: {}", anchor_path.display())?;
+        if let Some(outcome) = check_point(out, &log, "anchor:", anchor)? {
+            return Ok(outcome);
+        }
+    }
+    if let Some(expected) = &options.expect {
+        if let Some(outcome) = check_point(out, &log, "expected:", expected)? {
+            return Ok(outcome);
+        }
+    }
     if let Some((seq, reason)) = check_envelopes(&log)? {
         writeln!(out, "result:     UNREADABLE")?;
         let summary = format!(
@@ -163,4 +255,14 @@ pub fn run_verify(dir: &Path, options: VerifyOptions, out: &mut dyn Write) -> Re
     }
     writeln!(out, "result:     intact (every checksum and the hash chain from genesis verify; every payload decodes)")?;
     Ok(VerifyOutcome::Intact)
+}
+
+/// `berth-replay head`: verifies the whole log, then prints its last point as `SEQ:HASH`, to be
+/// published or stored elsewhere and later checked with `verify --expect SEQ:HASH`.
+pub fn run_head(dir: &Path, out: &mut dyn Write) -> Result<(), ReplayError> {
+    check_log_dir(dir)?;
+    let (log, _report) = open_read_only(dir).map_err(|source| ReplayError::Open { dir: dir.to_path_buf(), source })?;
+    let verified = log.verify().map_err(|source| ReplayError::Read { dir: dir.to_path_buf(), source })?;
+    writeln!(out, "{}", format_point(&Anchor { seq: verified.last_seq, hash: verified.head_hash }))?;
+    Ok(())
 }

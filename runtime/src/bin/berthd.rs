@@ -42,6 +42,11 @@ struct Flags {
     /// one host need different ones [default: /berth]
     #[arg(long)]
     cgroup_parent: Option<String>,
+    /// Instead of serving: repair a damaged log by keeping every record up to the last one whose
+    /// checksum and hash chain verify (the damaged log is moved aside to <root>/log.damaged-<time>,
+    /// not deleted), reset the log's anchor, and exit. Stop berthd first
+    #[arg(long)]
+    salvage: bool,
     /// Log filter, e.g. info, debug, berth_runtime=debug
     #[arg(long, env = "BERTHD_LOG", default_value = "info")]
     log_level: String,
@@ -88,6 +93,12 @@ fn main() -> anyhow::Result<()> {
         segment_size: log_config.segment_size,
         durability,
     };
+    if flags.salvage {
+        let summary =
+            daemon::salvage(&options.layout, options.segment_size).map_err(|error| anyhow::anyhow!("{error}"))?;
+        println!("{summary}");
+        return Ok(());
+    }
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     let result = runtime.block_on(async move {
         let shutdown = async {

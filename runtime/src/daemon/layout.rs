@@ -5,6 +5,7 @@
 //! ```text
 //! <root>/log/                                  the event log (the only source of truth; `[log] dir`
 //!                                              or --log-dir puts it elsewhere)
+//! <root>/log.anchor                            its last durable (seq, hash), checked at start-up
 //! <root>/content/blobs/sha256/<hex>            blobs; <root>/content/ingest/ temporary files
 //! <root>/snapshots/committed/<chain-hex>/fs    unpacked layers; active/<ns>/<id>/{upper,work}
 //! <root>/tasks/<ns>/<id>/                      a task's monitor files (tasks::task_dir)
@@ -31,6 +32,12 @@ pub struct Layout {
 impl Layout {
     pub fn log_dir(&self) -> PathBuf {
         self.log.clone().unwrap_or_else(|| self.root.join(berth_log::LOG_DIR_NAME))
+    }
+
+    /// The log's anchor (last durable seq and hash), beside the log directory and outside it,
+    /// so that deleting segment files does not delete it too.
+    pub fn log_anchor(&self) -> PathBuf {
+        self.root.join(berth_log::ANCHOR_FILE_NAME)
     }
 
     /// The content store's directory (`blobs/`, `ingest/`).

@@ -8,4 +8,4 @@ pub mod permissions;
 mod run;
 pub mod store;
 
-pub use run::{run, DaemonError, DaemonOptions};
+pub use run::{run, salvage, DaemonError, DaemonOptions};

@@ -19,7 +19,7 @@ use crate::api::{
 use crate::daemon::config::resolve_binary;
 use crate::daemon::layout::Layout;
 use crate::daemon::permissions;
-use crate::daemon::store::{max_record_bytes, Store, SubmitError};
+use crate::daemon::store::{max_record_bytes, Store, StoreError, SubmitError};
 use crate::images::content::ContentStore;
 use crate::images::snapshot::Snapshotter;
 use crate::sys::fs::create_private_dir_all;
@@ -44,10 +44,72 @@ pub enum DaemonError {
     Setup(String),
     #[error("cannot open the log: {0}")]
     Log(#[from] LogError),
+    /// The log is damaged or altered: berthd does not serve it, and says what the operator can do.
+    #[error("the log at {log_dir} is damaged or was altered, so berthd will not start: {damage}. See how much of it verifies with `berth-replay --root {root} verify`; then restore {log_dir} from a trusted copy, or run `berthd --root {root} --salvage` to keep every record up to the last one that verifies (the damaged log is moved aside, not deleted), and start berthd again")]
+    LogDamaged { root: PathBuf, log_dir: PathBuf, damage: String },
     #[error(transparent)]
     Store(#[from] crate::daemon::store::StoreError),
     #[error("serving the API failed: {0}")]
     Serve(#[from] tonic::transport::Error),
+}
+
+/// How berthd opens its log: the configured segment size and durability, and the anchor.
+fn log_options(layout: &Layout, segment_size: Option<u64>, durability: Durability) -> LogOptions {
+    let mut log_options = LogOptions { durability, anchor: Some(layout.log_anchor()), ..LogOptions::default() };
+    if let Some(segment_size) = segment_size {
+        log_options.segment_size = segment_size;
+    }
+    log_options
+}
+
+/// Damage found at start-up becomes `LogDamaged`, which names the remedies.
+fn log_error(layout: &Layout, error: LogError) -> DaemonError {
+    if error.is_damage() {
+        DaemonError::LogDamaged {
+            root: layout.root.clone(),
+            log_dir: layout.log_dir(),
+            damage: error.damage_description(),
+        }
+    } else {
+        DaemonError::Log(error)
+    }
+}
+
+/// `berthd --salvage`: keeps the log's records up to the last one whose checksum and hash chain
+/// verify, moves a damaged log aside, resets the anchor, and returns what to tell the operator.
+/// Runs instead of the daemon, with no daemon holding the root.
+pub fn salvage(layout: &Layout, segment_size: Option<u64>) -> Result<String, DaemonError> {
+    let log_dir = layout.log_dir();
+    let report = match berth_log::salvage(&log_dir, &log_options(layout, segment_size, Durability::Sync)) {
+        Ok(report) => report,
+        Err(LogError::Locked { .. }) => return Err(DaemonError::RootLocked { root: layout.root.clone() }),
+        Err(error) => return Err(DaemonError::Log(error)),
+    };
+    let hash: String = report.head_hash.iter().map(|byte| format!("{byte:02x}")).collect();
+    let mut lines = Vec::new();
+    match (&report.damage, &report.moved_aside_to) {
+        (Some(damage), Some(aside)) => {
+            lines.push(format!("damage found: {damage}"));
+            lines.push(format!(
+                "kept records 1..={} in {}; the damaged log is untouched in {} (inspect it with `berth-replay --log {} verify`)",
+                report.kept_through,
+                log_dir.display(),
+                aside.display(),
+                aside.display()
+            ));
+        }
+        _ => lines.push(format!("every record verifies: the log at {} was kept as it is", log_dir.display())),
+    }
+    if let Some(previous) = report.previous_anchor.filter(|previous| previous.seq > report.kept_through) {
+        lines.push(format!(
+            "the anchor said seq {} was durable: records {}..={} are lost unless a trusted copy of the log has them",
+            previous.seq,
+            report.kept_through.next(),
+            previous.seq
+        ));
+    }
+    lines.push(format!("anchor reset to {}:{hash}; start berthd to serve this log", report.kept_through));
+    Ok(lines.join("\n"))
 }
 
 fn setup<E: std::fmt::Display>(what: String) -> impl FnOnce(E) -> DaemonError {
@@ -78,10 +140,7 @@ pub async fn run(
         )));
     }
 
-    let mut log_options = LogOptions { durability: options.durability, ..LogOptions::default() };
-    if let Some(segment_size) = options.segment_size {
-        log_options.segment_size = segment_size;
-    }
+    let log_options = log_options(&layout, options.segment_size, options.durability);
     // Made here, private, so the log crate's own create_dir_all never makes it open.
     create_private_dir_all(&layout.log_dir())
         .map_err(setup(format!("cannot create {}", layout.log_dir().display())))?;
@@ -89,13 +148,16 @@ pub async fn run(
     let (log, report) = match EventLog::open(&layout.log_dir(), log_options) {
         Ok(opened) => opened,
         Err(LogError::Locked { .. }) => return Err(DaemonError::RootLocked { root: layout.root.clone() }),
-        Err(error) => return Err(error.into()),
+        Err(error) => return Err(log_error(&layout, error)),
     };
     if let Some(torn) = &report.torn_tail {
         tracing::warn!(segment = %torn.segment.display(), offset = torn.offset, dropped_bytes = torn.dropped_bytes, "the log had a torn tail (an append that was never acknowledged); it was cut off");
     }
     let replay_started = std::time::Instant::now();
-    let (store, committed) = Store::open(log, record_limit)?;
+    let (store, committed) = Store::open(log, record_limit).map_err(|error| match error {
+        StoreError::Log(error) => log_error(&layout, error),
+        other => other.into(),
+    })?;
     let replayed_to = store.applied_seq();
     tracing::info!(
         replayed_to = replayed_to.get(),

@@ -78,14 +78,63 @@ pub type CommittedReceiver = mpsc::UnboundedReceiver<CommittedRecord>;
 /// the first error reported, are exactly those of decoding and applying one record at a time
 /// (projections/tests/decode.rs checks it).
 pub fn replay(log: &EventLog) -> Result<State, StoreError> {
+    replay_from(log.reader(Seq(1))?)
+}
+
+fn replay_from(mut reader: berth_log::LogReader) -> Result<State, StoreError> {
     let mut state = State::new();
-    let mut reader = log.reader(Seq(1))?;
     replay_parallel::<StoreError>(&mut reader, replay_decode_threads(), |seq, timestamp, envelope| {
         let envelope = envelope.map_err(|error| StoreError::Decode { seq, reason: error.to_string() })?;
         state.apply(seq, timestamp, envelope);
         Ok(())
     })?;
     Ok(state)
+}
+
+/// Start-up replay with the whole log verified at the same time: CRCs, seq continuity, segment
+/// links and every link of the SHA-256 hash chain from genesis (`EventLog::verify`, split into
+/// chunks on its own threads) run beside the decode-and-fold, so a payload edited with its CRC
+/// recomputed — which replay alone would fold — is refused. A verify error wins over a replay
+/// error: the damage explains whatever replay made of it. Costs little more than replay alone
+/// (BENCHMARKS.md, "Start-up with chain verification").
+pub fn replay_verified(log: &EventLog) -> Result<State, StoreError> {
+    thread::scope(|scope| {
+        let verifier = thread::Builder::new().name("berth-verify".into()).spawn_scoped(scope, || {
+            lower_this_thread_priority();
+            log.verify_with_threads(verify_threads())
+        });
+        // verify checks every CRC too, and nothing replayed is used unless it passes, so the
+        // replay's reader skips them: they sit on replay's critical path (the folding thread).
+        let replayed = log
+            .reader(Seq(1))
+            .map_err(StoreError::from)
+            .and_then(|reader| replay_from(reader.skip_crc_checks_verified_elsewhere()));
+        let verified = match verifier {
+            Ok(verifier) => verifier.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            // No thread to spare: verify after replay instead.
+            Err(_) => log.verify_with_threads(1),
+        };
+        verified?;
+        replayed
+    })
+}
+
+/// The verifier runs at the lowest priority (nice 19, this thread only) so it takes the CPU
+/// time replay leaves idle rather than time from the fold, which is replay's critical path: at
+/// equal priority on 2 cores it added its whole single-core time to start-up (BENCHMARKS.md).
+fn lower_this_thread_priority() {
+    // SAFETY: gettid and setpriority take and return plain integers and touch no memory of
+    // ours; on Linux PRIO_PROCESS with a thread id changes that thread alone.
+    let result = unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 19) };
+    if result != 0 {
+        tracing::debug!(error = %std::io::Error::last_os_error(), "cannot lower the verify thread's priority");
+    }
+}
+
+/// Verify threads at start-up: the cores replay leaves (at least one).
+fn verify_threads() -> usize {
+    let n_cores = thread::available_parallelism().map_or(1, |n_cores| n_cores.get());
+    n_cores.saturating_sub(1 + replay_decode_threads()).max(1)
 }
 
 /// Decode threads for start-up replay: one per core beyond the folding thread (none on a single
@@ -105,11 +154,11 @@ pub enum StoreError {
 }
 
 impl Store {
-    /// Replays the log into the projections and starts the command thread.
-    /// Records over `max_record_bytes` are refused with `SubmitError::RecordTooLarge` before
-    /// anything is folded in.
+    /// Replays the log into the projections (verifying its hash chain meanwhile) and starts the
+    /// command thread. Records over `max_record_bytes` are refused with
+    /// `SubmitError::RecordTooLarge` before anything is folded in.
     pub fn open(log: EventLog, max_record_bytes: usize) -> Result<(Arc<Store>, CommittedReceiver), StoreError> {
-        let state = replay(&log)?;
+        let state = replay_verified(&log)?;
         let log = Arc::new(log);
         let (applied_sender, applied) = watch::channel(state.last_seq);
         let state = Arc::new(RwLock::new(state));
@@ -412,6 +461,37 @@ mod tests {
         match replay(&log) {
             Err(StoreError::Decode { seq, .. }) => assert_eq!(seq, Seq(payloads.len() as u64 + 1)),
             other => panic!("expected a decode error at the bad record, got {other:?}"),
+        }
+    }
+
+    /// Start-up replay skips the CRC (verify beside it checks it): a byte flipped in an early
+    /// payload must still stop start-up, as a corruption, whatever replay made of the record.
+    #[test]
+    fn replay_verified_refuses_a_flipped_byte_that_the_replay_reader_does_not_check() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let log = open_log(dir.path());
+            for index in 0..12_000 {
+                let event = Event::NamespaceCreated { name: format!("ns-{index:05}"), labels: Default::default() };
+                let origin = Origin::Daemon { reason: "test".into(), answers: None };
+                log.append(&Envelope::new("", origin, vec![event]).encode()).unwrap();
+            }
+        }
+        // In the first of several segments: open scans only the last one.
+        assert!(dir.path().join("00000000000000000002.seg").exists());
+        let segment = dir.path().join("00000000000000000001.seg");
+        let mut bytes = std::fs::read(&segment).unwrap();
+        let at = bytes.windows(8).position(|window| window == b"ns-00010").unwrap();
+        bytes[at + 7] = b'9'; // ns-00019: still a valid envelope, so replay folds it
+        std::fs::write(&segment, &bytes).unwrap();
+
+        let log = open_log(dir.path());
+        assert!(replay(&log).is_err(), "the plain replay checks the CRC");
+        let state = replay_from(log.reader(Seq(1)).unwrap().skip_crc_checks_verified_elsewhere()).unwrap();
+        assert_eq!(state.last_seq, Seq(12_000), "without the CRC the edited record folds");
+        match replay_verified(&log) {
+            Err(StoreError::Log(LogError::Corruption { reason, .. })) => assert!(reason.contains("crc"), "{reason}"),
+            other => panic!("expected the corruption verify found, got {other:?}"),
         }
     }
 }
