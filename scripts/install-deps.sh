@@ -34,3 +34,8 @@ for component in rustfmt clippy; do
     fi
   fi
 done
+# tests/tests/grpc_c_core.rs drives berthd with Python's grpcio, the stock C-core gRPC client.
+if ! python3 -c 'import grpc' >/dev/null 2>&1; then
+  echo "installing grpcio (PyPI) for the C-core client test"
+  python3 -m pip install --quiet grpcio
+fi

@@ -3,6 +3,7 @@
 //! request into a command (mutations) or reads the projections (queries); the work itself lives
 //! in the domain it belongs to (`images`, `tasks`, `daemon::store`).
 
+mod authority;
 mod containers;
 mod convert;
 mod events;
@@ -19,6 +20,7 @@ mod proto {
     tonic::include_proto!("berth.v1");
 }
 
+pub use authority::AuthorityRepair;
 pub use convert::event_messages;
 pub use paging::MAX_PAGE_BYTES;
 pub use proto::*;

@@ -11,6 +11,7 @@ use berth_log::{Durability, EventLog, LogError, LogOptions};
 use berth_projections::{Event, Origin};
 use tokio::net::UnixListener;
 use tokio_stream::wrappers::UnixListenerStream;
+use tokio_stream::StreamExt;
 
 use crate::api;
 use crate::api::{
@@ -249,7 +250,11 @@ pub async fn run(
             api::events_server::EventsServer::new(EventsService(Arc::clone(&services))),
             api::MAX_REQUEST_BYTES
         ))
-        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown);
+        .serve_with_incoming_shutdown(
+            // Stock C-core gRPC clients send the socket path as `:authority` (api::authority).
+            UnixListenerStream::new(listener).map(|connection| connection.map(api::AuthorityRepair::new)),
+            shutdown,
+        );
     let stopping = store.stopping();
     let served = tokio::select! {
         served = serve => served,
