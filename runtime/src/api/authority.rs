@@ -83,16 +83,19 @@ impl<S> AuthorityRepair<S> {
             if self.raw.len() < end {
                 break;
             }
-            let payload = self.raw[position + FRAME_HEADER_LEN..end].to_vec();
+            let payload_start = position + FRAME_HEADER_LEN;
             match kind {
                 FRAME_HEADERS => {
-                    let fragment = headers_fragment(&payload, flags)?;
-                    self.block = Some((stream_id, flags & FLAG_END_STREAM != 0, fragment.to_vec()));
+                    let fragment = headers_fragment(&self.raw[payload_start..end], flags)?.to_vec();
+                    self.block = Some((stream_id, flags & FLAG_END_STREAM != 0, fragment));
                 }
                 FRAME_CONTINUATION => match self.block.as_mut() {
-                    Some((block_stream, _, fragments)) if *block_stream == stream_id => fragments.extend(&payload),
+                    Some((block_stream, _, fragments)) if *block_stream == stream_id => {
+                        fragments.extend_from_slice(&self.raw[payload_start..end])
+                    }
                     _ => return Err(protocol_error("a CONTINUATION frame that continues no header block")),
                 },
+                // Every other frame (DATA above all) is moved once, untouched.
                 _ => self.out.extend_from_slice(&self.raw[position..end]),
             }
             if matches!(kind, FRAME_HEADERS | FRAME_CONTINUATION) {
@@ -121,27 +124,19 @@ impl<S> AuthorityRepair<S> {
             }
         }
         let block = self.encoder.encode(fields.iter().map(|(name, value)| (name.as_slice(), value.as_slice())));
-        let mut chunks = block.chunks(MAX_FRAME_PAYLOAD).peekable();
-        let mut first = true;
-        // An empty block still needs its HEADERS frame.
-        let empty: &[u8] = &[];
-        let mut pieces: Vec<&[u8]> = Vec::new();
-        if chunks.peek().is_none() {
-            pieces.push(empty);
-        }
-        pieces.extend(chunks);
-        let n_pieces = pieces.len();
+        // One HEADERS frame, then CONTINUATIONs; an empty block still needs its HEADERS frame.
+        let pieces: Vec<&[u8]> = if block.is_empty() { vec![&[]] } else { block.chunks(MAX_FRAME_PAYLOAD).collect() };
+        let last = pieces.len() - 1;
         for (index, piece) in pieces.into_iter().enumerate() {
-            let kind = if first { FRAME_HEADERS } else { FRAME_CONTINUATION };
+            let kind = if index == 0 { FRAME_HEADERS } else { FRAME_CONTINUATION };
             let mut flags = 0;
-            if first && end_stream {
+            if index == 0 && end_stream {
                 flags |= FLAG_END_STREAM;
             }
-            if index + 1 == n_pieces {
+            if index == last {
                 flags |= FLAG_END_HEADERS;
             }
             write_frame(&mut self.out, kind, flags, stream_id, piece);
-            first = false;
         }
         Ok(())
     }
@@ -160,9 +155,9 @@ fn headers_fragment(payload: &[u8], flags: u8) -> io::Result<&[u8]> {
     if flags & FLAG_PRIORITY != 0 {
         fragment = fragment.get(5..).ok_or_else(|| protocol_error("a HEADERS frame too short for its priority"))?;
     }
-    fragment
-        .get(..fragment.len().checked_sub(pad_len).ok_or_else(|| protocol_error("padding longer than the frame"))?)
-        .ok_or_else(|| protocol_error("padding longer than the frame"))
+    let without_padding =
+        fragment.len().checked_sub(pad_len).ok_or_else(|| protocol_error("padding longer than the frame"))?;
+    Ok(&fragment[..without_padding])
 }
 
 fn write_frame(out: &mut Vec<u8>, kind: u8, flags: u8, stream_id: u32, payload: &[u8]) {
