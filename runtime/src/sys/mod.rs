@@ -1,15 +1,22 @@
 //! OS plumbing shared by every domain of the daemon and by the monitor binary: durable file
-//! writes, descriptors and locks, `/proc` reads, the wall clock, crash points for tests. Nothing
+//! writes, descriptors and locks, `/proc` reads, crash points for tests. Nothing
 //! here knows about containers, images or the log.
 
 pub mod fs;
 pub mod io;
 pub mod process;
 
+/// The failpoint named by `BERTHD_FAILPOINT`, read once: one sits on the command thread's path
+/// for every batch, where a getenv per batch would be wasted work.
+fn armed_failpoint() -> Option<&'static str> {
+    static ARMED: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    ARMED.get_or_init(|| std::env::var("BERTHD_FAILPOINT").ok()).as_deref()
+}
+
 /// Crash points for tests: with `BERTHD_FAILPOINT=<name>` berthd aborts at that point, after
 /// the side effect and before its outcome is recorded — the window recovery must close.
 pub(crate) fn failpoint(name: &str) {
-    if std::env::var("BERTHD_FAILPOINT").is_ok_and(|wanted| wanted == name) {
+    if armed_failpoint() == Some(name) {
         eprintln!("berthd: failpoint {name} reached; aborting");
         std::process::abort();
     }
@@ -17,7 +24,7 @@ pub(crate) fn failpoint(name: &str) {
 
 /// Like [`failpoint`], but panics instead of aborting: for code whose panic handling is tested.
 pub(crate) fn failpoint_panic(name: &str) {
-    if std::env::var("BERTHD_FAILPOINT").is_ok_and(|wanted| wanted == name) {
+    if armed_failpoint() == Some(name) {
         panic!("failpoint {name} reached");
     }
 }
