@@ -12,10 +12,12 @@ use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::path::Path;
 
-use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest, MediaType, OciLayout, Os, Platform};
+use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest, MediaType, OciLayout, Os};
 
 use crate::images::content::{ContentError, ContentStore};
 use crate::images::digest::{chain_ids, digest_hex};
+pub use crate::images::platform::oci_architecture;
+use crate::images::platform::{describe_platforms, PlatformSpec};
 use crate::sys::io::ExactLengthReader;
 
 const OCI_LAYOUT_ENTRY: &str = "oci-layout";
@@ -86,8 +88,8 @@ pub enum ImportError {
     InvalidConfig { digest: String, reason: String },
     #[error("blob {digest} has media type {media_type:?}, which berth cannot run; only OCI and Docker v2 schema 2 images are supported")]
     UnsupportedMediaType { digest: String, media_type: String },
-    #[error("image index {index} has no image for linux/{wanted_architecture} (it has: {available}); export the image for this platform, e.g. skopeo copy --override-arch {wanted_architecture}")]
-    NoMatchingPlatform { index: String, wanted_architecture: String, available: String },
+    #[error("image index {index} has no image for {wanted} (it has: {available}); choose one of those with --platform, or export the image for this platform")]
+    NoMatchingPlatform { index: String, wanted: String, available: String },
     #[error("image {image_idx} of the archive has no full name ({}); pass --name REPOSITORY[:TAG], e.g. --name busybox", describe_ref_name(ref_name.as_deref()))]
     NoName { image_idx: usize, ref_name: Option<String> },
     #[error("the archive holds {n_images} images; --name works only for one (give --name without a tag to name each by its own tag)")]
@@ -142,17 +144,6 @@ pub struct ImportedImage {
     /// Every blob this image needs kept: manifest, config, layers, and the platform index it was
     /// picked from, if any.
     pub blobs: Vec<BlobRef>,
-}
-
-/// This machine's architecture in OCI (GOARCH) spelling.
-pub fn oci_architecture() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "x86" => "386",
-        "powerpc64" => "ppc64le",
-        other => other,
-    }
 }
 
 /// Imports the OCI image-layout tar read from `archive`. See [`import_oci_archive_file`] for the
@@ -216,19 +207,16 @@ fn import_oci_archive_labelled(
             reason: format!("schemaVersion is {}, expected 2", index.schema_version()),
         });
     }
-    let wanted_architecture = oci_architecture();
-    let top_level: Vec<&Descriptor> = index
-        .manifests()
-        .iter()
-        .filter(|descriptor| platform_matches(descriptor.platform().as_ref(), wanted_architecture))
-        .collect();
+    let wanted = PlatformSpec::host();
+    let top_level: Vec<&Descriptor> =
+        index.manifests().iter().filter(|descriptor| wanted.matches(descriptor.platform().as_ref())).collect();
     if index.manifests().is_empty() {
         return Err(ImportError::InvalidIndex { reason: "it lists no images".to_string() });
     }
     if top_level.is_empty() {
         return Err(ImportError::NoMatchingPlatform {
             index: INDEX_ENTRY.to_string(),
-            wanted_architecture: wanted_architecture.to_string(),
+            wanted: wanted.to_string(),
             available: describe_platforms(index.manifests()),
         });
     }
@@ -242,7 +230,7 @@ fn import_oci_archive_labelled(
     let mut images = Vec::with_capacity(top_level.len());
     for (image_idx, descriptor) in top_level.into_iter().enumerate() {
         let image_name = choose_name(image_idx, descriptor.annotations().as_ref().unwrap_or(&no_annotations), name)?;
-        images.push(import_one_image(store, descriptor, image_name, wanted_architecture)?);
+        images.push(import_one_image(store, descriptor, image_name, &wanted)?);
     }
     Ok(images)
 }
@@ -340,30 +328,6 @@ fn read_small_entry(entry: &mut impl Read, entry_name: &str) -> Result<Vec<u8>, 
         });
     }
     Ok(bytes)
-}
-
-/// A descriptor without a platform is taken to fit (single-platform layouts leave it out).
-fn platform_matches(platform: Option<&Platform>, wanted_architecture: &str) -> bool {
-    match platform {
-        None => true,
-        // Compared in GOARCH spelling: `Arch` has no variant for some values and keeps them as text.
-        Some(platform) => *platform.os() == Os::Linux && platform.architecture().to_string() == wanted_architecture,
-    }
-}
-
-fn describe_platforms(descriptors: &[Descriptor]) -> String {
-    let platforms: Vec<String> = descriptors
-        .iter()
-        .map(|descriptor| match descriptor.platform() {
-            Some(platform) => format!("{}/{}", platform.os(), platform.architecture()),
-            None => "unspecified".to_string(),
-        })
-        .collect();
-    if platforms.is_empty() {
-        "none".to_string()
-    } else {
-        platforms.join(", ")
-    }
 }
 
 /// True if a reference names a tag or digest: a ':' after the last '/' (a ':' before it is a
@@ -467,7 +431,7 @@ fn import_one_image(
     store: &ContentStore,
     top_descriptor: &Descriptor,
     name: String,
-    wanted_architecture: &str,
+    wanted: &PlatformSpec,
 ) -> Result<ImportedImage, ImportError> {
     let mut extra_blobs = Vec::new();
     let manifest_descriptor = if is_index_media_type(top_descriptor.media_type()) {
@@ -479,15 +443,10 @@ fn import_one_image(
         let picked = nested
             .manifests()
             .iter()
-            .find(|descriptor| {
-                descriptor
-                    .platform()
-                    .as_ref()
-                    .is_some_and(|platform| platform_matches(Some(platform), wanted_architecture))
-            })
+            .find(|descriptor| descriptor.platform().is_some() && wanted.matches(descriptor.platform().as_ref()))
             .ok_or_else(|| ImportError::NoMatchingPlatform {
                 index: nested_digest.to_string(),
-                wanted_architecture: wanted_architecture.to_string(),
+                wanted: wanted.to_string(),
                 available: describe_platforms(nested.manifests()),
             })?;
         extra_blobs.push(blob_ref(top_descriptor));
