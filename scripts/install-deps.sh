@@ -3,7 +3,10 @@
 # runc, the image tools used by the fixtures, protoc for the gRPC code, and checks for a Rust
 # toolchain new enough for the workspace (1.88+, via rustup: Debian's own cargo is too old).
 set -euo pipefail
-packages=(runc umoci skopeo busybox-static debootstrap protobuf-compiler ca-certificates curl jq iproute2 util-linux)
+# docker-registry (the distribution registry), apache2-utils (htpasswd) and openssl: the registry
+# pull tests (scripts/registry.sh); containerd: the pull benchmark against `ctr`.
+packages=(runc umoci skopeo busybox-static debootstrap protobuf-compiler ca-certificates curl jq iproute2 util-linux
+  docker-registry apache2-utils openssl)
 missing=()
 for package in "${packages[@]}"; do
   dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")

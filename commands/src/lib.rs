@@ -8,6 +8,7 @@ pub mod error;
 pub mod image;
 pub mod namespace;
 pub mod outcome;
+pub mod pull;
 pub mod task;
 pub mod validate;
 
@@ -17,6 +18,7 @@ pub use error::CommandError;
 pub use image::{image_not_found, resolve_image, ImportImage, RemoveImage};
 pub use namespace::{CreateNamespace, RemoveNamespace};
 pub use outcome::RecordOutcome;
+pub use pull::{PullImage, PullProvenance, RecordPulledBlobs};
 pub use task::{CreateTask, DeleteTask, KillTask, StartTask};
 
 use berth_projections::{Event, State};
@@ -27,6 +29,8 @@ pub enum Command {
     RemoveNamespace(RemoveNamespace),
     ImportImage(ImportImage),
     RemoveImage(RemoveImage),
+    RecordPulledBlobs(RecordPulledBlobs),
+    PullImage(PullImage),
     CreateContainer(CreateContainer),
     DeleteContainer(DeleteContainer),
     CreateTask(CreateTask),
@@ -45,6 +49,8 @@ impl Command {
             Command::RemoveNamespace(command) => command.decide(state),
             Command::ImportImage(command) => command.decide(state, namespace),
             Command::RemoveImage(command) => command.decide(state, namespace),
+            Command::RecordPulledBlobs(command) => command.decide(state),
+            Command::PullImage(command) => command.decide(state, namespace),
             Command::CreateContainer(command) => command.decide(state, namespace),
             Command::DeleteContainer(command) => command.decide(state, namespace),
             Command::CreateTask(command) => command.decide(state, namespace),

@@ -123,6 +123,19 @@ pub enum Event {
     ImageRemoved {
         name: String,
     },
+    /// An image was pulled from a registry: what was asked for, who actually served the manifest
+    /// (a mirror or the registry itself), which manifest, for which platform. Recorded with the
+    /// `ImageCreated`/`ImageUpdated` it explains; never holds credentials.
+    ImagePulled {
+        name: String,
+        /// The reference as normalised (`docker.io/library/busybox:latest`).
+        reference: String,
+        /// The endpoint that served the manifest, e.g. `https://mirror.example` or `http://127.0.0.1:5000`.
+        served_by: String,
+        manifest_digest: String,
+        /// `os/arch[/variant]` chosen from an index, empty for a single-platform manifest.
+        platform: String,
+    },
 
     ContainerCreated {
         container: ContainerRecord,
@@ -308,6 +321,7 @@ impl Event {
             Event::ImageCreated { .. } => "ImageCreated",
             Event::ImageUpdated { .. } => "ImageUpdated",
             Event::ImageRemoved { .. } => "ImageRemoved",
+            Event::ImagePulled { .. } => "ImagePulled",
             Event::ContainerCreated { .. } => "ContainerCreated",
             Event::ContainerDeleted { .. } => "ContainerDeleted",
             Event::TaskCreateRequested { .. } => "TaskCreateRequested",

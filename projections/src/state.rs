@@ -234,6 +234,8 @@ impl State {
                     entry.updated_seq = seq;
                 }
             }
+            // Provenance only: the image itself is the ImageCreated/ImageUpdated beside it.
+            Event::ImagePulled { .. } => {}
             Event::ImageRemoved { name } => {
                 if let Some(namespace_state) = self.namespaces.get_mut(namespace) {
                     namespace_state.images.remove(name);

@@ -83,6 +83,9 @@ fn event() -> impl Strategy<Value = Event> {
         image().prop_map(|image| Event::ImageCreated { image }),
         image().prop_map(|image| Event::ImageUpdated { image }),
         text().prop_map(|name| Event::ImageRemoved { name }),
+        (text(), text(), text(), text(), text()).prop_map(|(name, reference, served_by, manifest_digest, platform)| {
+            Event::ImagePulled { name, reference, served_by, manifest_digest, platform }
+        }),
         container().prop_map(|container| Event::ContainerCreated { container }),
         id().prop_map(|id| Event::ContainerDeleted { id }),
         id().prop_map(|container_id| Event::TaskCreateRequested { container_id }),

@@ -92,6 +92,19 @@ impl api::images_server::Images for ImagesService {
             .ok_or_else(|| status_from_command_error(berth_commands::image_not_found(&state, &namespace, &name)))
     }
 
+    type PullStream = crate::api::image_pull::PullStream;
+
+    async fn pull(&self, request: Request<api::PullImageRequest>) -> Result<Response<Self::PullStream>, Status> {
+        crate::api::image_pull::pull(&self.0, request).await
+    }
+
+    async fn check_registry_login(
+        &self,
+        request: Request<api::CheckRegistryLoginRequest>,
+    ) -> Result<Response<api::CheckRegistryLoginResponse>, Status> {
+        crate::api::image_pull::check_registry_login(&self.0, request).await
+    }
+
     async fn remove(
         &self,
         request: Request<api::RemoveImageRequest>,

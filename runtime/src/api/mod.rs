@@ -7,6 +7,7 @@ mod authority;
 mod containers;
 mod convert;
 mod events;
+mod image_pull;
 mod images;
 mod namespaces;
 mod paging;
@@ -30,6 +31,18 @@ pub use {
     containers::ContainersService, events::EventsService, images::ImagesService, namespaces::NamespacesService,
     tasks::TasksService, version::VersionService,
 };
+
+/// Shows whether credentials are set, never what they are: a request that carries them may be
+/// printed with `{:?}` by tracing or an error path.
+impl std::fmt::Debug for RegistryCredentials {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("RegistryCredentials")
+            .field("username", &if self.username.is_empty() { "" } else { "<set>" })
+            .field("password", &if self.password.is_empty() { "" } else { "<redacted>" })
+            .finish()
+    }
+}
 
 /// Serialized descriptors of the API, served through gRPC reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("berth_descriptor");

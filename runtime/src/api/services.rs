@@ -25,6 +25,8 @@ pub struct Services {
     pub snapshotter: Arc<Snapshotter>,
     /// See `Executor`: held shared by an import until its record is durable.
     pub gc_lock: Arc<tokio::sync::RwLock<()>>,
+    /// Where registries' `<host>/hosts.toml` files are.
+    pub registry_hosts_dir: std::path::PathBuf,
     request_counter: AtomicU64,
 }
 
@@ -36,7 +38,23 @@ impl Services {
         snapshotter: Arc<Snapshotter>,
         gc_lock: Arc<tokio::sync::RwLock<()>>,
     ) -> Arc<Services> {
-        Arc::new(Services { store, layout, content, snapshotter, gc_lock, request_counter: AtomicU64::new(0) })
+        Arc::new(Services {
+            store,
+            layout,
+            content,
+            snapshotter,
+            gc_lock,
+            registry_hosts_dir: crate::images::registry::hosts::DEFAULT_HOSTS_CONFIG_DIR.into(),
+            request_counter: AtomicU64::new(0),
+        })
+    }
+
+    /// Sets where registries' hosts.toml files are; call it before the services are shared.
+    pub fn with_registry_hosts_dir(mut self: Arc<Services>, dir: std::path::PathBuf) -> Arc<Services> {
+        if let Some(services) = Arc::get_mut(&mut self) {
+            services.registry_hosts_dir = dir;
+        }
+        self
     }
 
     pub(crate) fn caller<T>(&self, request: &Request<T>, method: &str) -> Result<(String, Origin), Status> {

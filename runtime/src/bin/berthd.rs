@@ -92,6 +92,10 @@ fn main() -> anyhow::Result<()> {
         monitor,
         segment_size: log_config.segment_size,
         durability,
+        registry_hosts_dir: file
+            .registry
+            .and_then(|registry| registry.config_path)
+            .unwrap_or_else(|| PathBuf::from(berth_runtime::images::registry::hosts::DEFAULT_HOSTS_CONFIG_DIR)),
     };
     if flags.salvage {
         let summary =

@@ -24,6 +24,15 @@ pub struct ConfigFile {
     /// ones, or containers of the same name would share cgroups. Default "/berth".
     pub cgroup_parent: Option<String>,
     pub log: Option<LogConfig>,
+    pub registry: Option<RegistryConfig>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryConfig {
+    /// The directory of `<host>/hosts.toml` files (mirrors, CA files, plain HTTP), as
+    /// containerd's `config_path`; default /etc/berth/certs.d.
+    pub config_path: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -35,6 +35,8 @@ pub struct DaemonOptions {
     pub monitor: PathBuf,
     pub segment_size: Option<u64>,
     pub durability: Durability,
+    /// Where `<host>/hosts.toml` files for registries are (`[registry] config_path`).
+    pub registry_hosts_dir: PathBuf,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -200,7 +202,8 @@ pub async fn run(
     let executor_loop = tokio::spawn(Arc::clone(&executor).run(committed));
     executor.recover().await;
 
-    let services = Services::new(Arc::clone(&store), layout.clone(), content, snapshotter, gc_lock);
+    let services = Services::new(Arc::clone(&store), layout.clone(), content, snapshotter, gc_lock)
+        .with_registry_hosts_dir(options.registry_hosts_dir.clone());
     let listener = bind_socket(&options.address)?;
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<api::tasks_server::TasksServer<TasksService>>().await;

@@ -177,6 +177,20 @@ impl ContentStore {
         Ok(BlobInfo { digest: actual, size: size as i64 })
     }
 
+    /// Starts a blob that arrives in pieces (a registry download): write them with
+    /// [`IngestWriter::write`], then [`IngestWriter::commit`] checks the digest and size and
+    /// renames it into place. Dropped before that, the ingest file is removed.
+    pub fn begin_ingest(&self, purpose: &str) -> Result<IngestWriter, ContentError> {
+        let guard = self.spool_path(purpose);
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(PRIVATE_FILE_MODE)
+            .open(guard.path())
+            .map_err(ContentError::io("create", guard.path()))?;
+        Ok(IngestWriter { file, hasher: Sha256::new(), n_bytes: 0, guard })
+    }
+
     /// Reads a whole (small) blob and checks it still hashes to its digest, so a blob damaged on
     /// disk is reported rather than parsed.
     pub fn read_all(&self, digest: &str) -> Result<Vec<u8>, ContentError> {
@@ -254,6 +268,45 @@ impl ContentStore {
             }
         }
         Ok(())
+    }
+}
+
+/// A blob being written piece by piece, hashed as it goes; see [`ContentStore::begin_ingest`].
+pub struct IngestWriter {
+    file: File,
+    hasher: Sha256,
+    n_bytes: u64,
+    guard: RemoveOnDrop,
+}
+
+impl IngestWriter {
+    pub fn write(&mut self, bytes: &[u8]) -> Result<(), ContentError> {
+        self.hasher.update(bytes);
+        self.file.write_all(bytes).map_err(ContentError::io("write", self.guard.path()))?;
+        self.n_bytes += bytes.len() as u64;
+        Ok(())
+    }
+
+    pub fn written_bytes(&self) -> u64 {
+        self.n_bytes
+    }
+
+    /// Checks the bytes hash to `expected`, then makes them durable under that digest.
+    /// Blocking (fsync); call it off the async runtime.
+    pub fn commit(self, store: &ContentStore, expected: &str) -> Result<BlobInfo, ContentError> {
+        let IngestWriter { file, hasher, n_bytes, guard } = self;
+        let final_path = store.checked_blob_path(expected)?;
+        let actual = digest_of_hasher(hasher);
+        if actual != expected {
+            return Err(ContentError::DigestMismatch { expected: expected.to_string(), actual });
+        }
+        // As in `ingest`: durable before it is visible under its name.
+        file.sync_all().map_err(ContentError::io("fsync", guard.path()))?;
+        drop(file);
+        fs::rename(guard.path(), &final_path).map_err(ContentError::io("rename into place", &final_path))?;
+        guard.keep();
+        sync_dir(&store.blobs_dir).map_err(ContentError::io("fsync", &store.blobs_dir))?;
+        Ok(BlobInfo { digest: actual, size: n_bytes as i64 })
     }
 }
 

@@ -9,5 +9,6 @@ pub mod digest;
 pub mod dir_cursor;
 pub mod import;
 pub mod platform;
+pub mod registry;
 pub mod snapshot;
 pub mod unpack;

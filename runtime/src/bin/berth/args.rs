@@ -61,9 +61,13 @@ pub enum Command {
     Wait(WaitArgs),
     /// Remove containers and their tasks
     Rm(RmArgs),
-    /// Import, list and remove images
+    /// Pull, import, list and remove images
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Check credentials for a registry and save them in your credentials file
+    Login(LoginArgs),
+    /// Remove a registry's credentials from your credentials file
+    Logout(LogoutArgs),
     /// Print the events recorded in berthd's log
     Events(EventsArgs),
     /// Print the versions of berth and berthd
@@ -220,6 +224,8 @@ pub struct RmArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum ImageCommand {
+    /// Pull an image from a registry (berthd fetches, verifies and unpacks it)
+    Pull(ImagePullArgs),
     /// Import an OCI image-layout tar archive (as skopeo or umoci write it)
     Import(ImageImportArgs),
     /// List images
@@ -240,6 +246,56 @@ pub struct ImageImportArgs {
 
     #[command(flatten)]
     pub output: OutputArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct ImagePullArgs {
+    /// [HOST[:PORT]/]REPOSITORY[:TAG][@sha256:DIGEST], e.g. busybox or 127.0.0.1:5000/app:1
+    #[arg(value_name = "REFERENCE")]
+    pub reference: String,
+
+    /// Platform to choose from a multi-platform image (default: this host's)
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: Option<String>,
+
+    /// Talk plain HTTP to the registry (without TLS)
+    #[arg(long)]
+    pub plain_http: bool,
+
+    /// Registry credentials (default: those `berth login` saved for the host); without
+    /// :PASSWORD it is asked for on the terminal
+    #[arg(long, value_name = "USER[:PASSWORD]")]
+    pub user: Option<String>,
+
+    /// Print only the image's name, no progress
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct LoginArgs {
+    /// Registry host, e.g. docker.io or 127.0.0.1:5000
+    #[arg(value_name = "HOST")]
+    pub host: String,
+
+    /// User name (default: asked for on the terminal)
+    #[arg(short = 'u', long, value_name = "USER")]
+    pub username: Option<String>,
+
+    /// Read the password from standard input (one line) instead of the terminal
+    #[arg(long)]
+    pub password_stdin: bool,
+
+    /// Talk plain HTTP to the registry (without TLS)
+    #[arg(long)]
+    pub plain_http: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct LogoutArgs {
+    /// Registry host, e.g. docker.io or 127.0.0.1:5000
+    #[arg(value_name = "HOST")]
+    pub host: String,
 }
 
 #[derive(Args, Debug)]

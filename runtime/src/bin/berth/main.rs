@@ -6,10 +6,13 @@
 
 mod args;
 mod containers;
+mod credentials;
 mod events;
 mod images;
+mod login;
 mod namespaces;
 mod output;
+mod pull;
 #[cfg(test)]
 mod recording_daemon;
 mod run;
@@ -55,6 +58,8 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Image(ImageCommand::Import(import_args)) => {
             Ready::ImageImport(images::ImportJob::open(import_args).await?)
         }
+        // Needs no daemon: it only edits the caller's own credentials file.
+        Command::Logout(logout_args) => return login::logout(logout_args),
         Command::Version(output_args) => {
             // berth's own version is useful even when berthd cannot be reached.
             version::print_client_version(output_args.output)?;
@@ -84,6 +89,9 @@ async fn run_connected(session: &Session, command: Command) -> Result<ExitCode, 
             // whole, and does the same two steps in the same order.
             images::import_image(session, images::ImportJob::open(import_args).await?).await
         }
+        Command::Image(ImageCommand::Pull(pull_args)) => pull::pull_image(session, pull_args).await,
+        Command::Login(login_args) => login::login(session, login_args).await,
+        Command::Logout(logout_args) => login::logout(logout_args),
         Command::Image(ImageCommand::Ls(output_args)) => images::list_images(session, output_args.output).await,
         Command::Image(ImageCommand::Rm(image_rm_args)) => images::remove_images(session, image_rm_args).await,
         Command::Events(events_args) => events::print_events(session, events_args).await,

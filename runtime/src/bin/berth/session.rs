@@ -26,6 +26,13 @@ pub enum CliError {
     #[error("cannot watch for Ctrl-C: {0}; run without a terminal, e.g. with --detach")]
     InstallSignalHandler(std::io::Error),
 
+    #[error(transparent)]
+    Credentials(#[from] crate::credentials::CredentialsError),
+
+    /// The command line asks for something that cannot be done; the text says what to do.
+    #[error("{0}")]
+    Usage(String),
+
     /// Several targets failed; each was already reported on its own line.
     #[error("{n_failed} of {n_total} failed (see above)")]
     SomeFailed { n_failed: usize, n_total: usize },

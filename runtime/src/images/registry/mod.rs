@@ -1,0 +1,19 @@
+//! Pulling images from OCI distribution registries, one file per concern: [`reference`]
+//! (parsing and normalising `busybox` → `docker.io/library/busybox:latest`), [`hosts`] (the
+//! containerd-style hosts.toml: mirrors, CA files, plain HTTP), [`auth`] (credentials, challenges,
+//! bearer tokens), [`client`] (HTTP for one endpoint, authenticating on demand), [`fetch`]
+//! (endpoints in order, manifests verified and capped), [`pull`] (the whole pull, streaming
+//! into the content store and unpacking in chain order), [`error`].
+//!
+//! Push is meant to drop in beside [`pull`]: `RegistryClient::send` takes any method, and the
+//! endpoint's `push` capability is already read.
+
+pub mod auth;
+pub mod client;
+pub mod error;
+pub mod fetch;
+pub mod hosts;
+pub mod pull;
+pub mod reference;
+
+pub use error::{RegistryError, RegistryErrorKind};
