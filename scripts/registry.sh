@@ -66,7 +66,7 @@ CONFIG
     options=(--dest-tls-verify=false)
     while (($#)); do
       case $1 in
-        --ca) certs=$(mktemp -d); cp "$2" "$certs/ca.crt"; options=(--dest-cert-dir "$certs"); shift 2 ;;
+        --ca) certs="$dir/push-certs"; mkdir -p "$certs"; cp "$2" "$certs/ca.crt"; options=(--dest-cert-dir "$certs"); shift 2 ;;
         --creds) options+=(--dest-creds "$2"); shift 2 ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
       esac

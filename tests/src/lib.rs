@@ -5,6 +5,7 @@
 //! is missing they fail with what to do; they never pass silently.
 
 pub mod oci_archive;
+pub mod registry;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

@@ -1,0 +1,113 @@
+#!/usr/bin/env python3
+"""A small HTTP front for a loopback registry, for berth's pull tests: it forwards every request
+to the registry (streaming the answer), logs one line per request, and can
+  --token USER:PASSWORD  demand a bearer token (the distribution spec's token flow): requests
+                         without one get a 401 with a Bearer challenge naming this proxy's /token,
+                         which issues a token for those credentials only;
+  --stall-file FILE      stop in the middle of sending a blob whose digest is a line of FILE
+                         (read at each request), holding the connection open, so a test can kill
+                         berthd mid-pull.
+Usage: registry-proxy.py PORT UPSTREAM_PORT LOG_FILE [--token U:P] [--stall-file FILE]
+"""
+import base64
+import http.client
+import http.server
+import os
+import secrets
+import sys
+import threading
+import time
+
+port, upstream_port, log_path = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+options = dict(zip(sys.argv[4::2], sys.argv[5::2]))
+token_credentials = options.get("--token")
+stall_file = options.get("--stall-file")
+issued_token = secrets.token_hex(16)
+log_lock = threading.Lock()
+
+
+def log(line):
+    with log_lock, open(log_path, "a") as out:
+        out.write(line + "\n")
+
+
+def stalled_digests():
+    if not stall_file or not os.path.exists(stall_file):
+        return set()
+    with open(stall_file) as lines:
+        return {line.strip() for line in lines if line.strip()}
+
+
+class Proxy(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def answer(self, status, body=b"", headers=()):
+        self.send_response(status)
+        for name, value in headers:
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def token(self):
+        expected = "Basic " + base64.b64encode(token_credentials.encode()).decode()
+        if self.headers.get("Authorization") != expected:
+            log(f"GET /token 401")
+            return self.answer(401, b'{"errors":[{"code":"UNAUTHORIZED"}]}')
+        log(f"GET /token 200")
+        body = ('{"token": "%s", "expires_in": 300}' % issued_token).encode()
+        self.answer(200, body, [("Content-Type", "application/json")])
+
+    def forward(self, method):
+        if token_credentials and self.path.startswith("/token"):
+            return self.token()
+        if token_credentials and self.headers.get("Authorization") != f"Bearer {issued_token}":
+            log(f"{method} {self.path} 401")
+            repository = self.path.split("/")[2:4] if self.path.count("/") > 3 else []
+            scope = f',scope="repository:{"/".join(repository)}:pull"' if repository else ""
+            challenge = f'Bearer realm="http://127.0.0.1:{port}/token",service="berth-test"{scope}'
+            return self.answer(401, b'{"errors":[{"code":"UNAUTHORIZED"}]}', [("WWW-Authenticate", challenge)])
+        upstream = http.client.HTTPConnection("127.0.0.1", upstream_port, timeout=60)
+        headers = {name: value for name, value in self.headers.items() if name.lower() not in ("authorization", "host")}
+        upstream.request(method, self.path, headers=headers)
+        response = upstream.getresponse()
+        log(f"{method} {self.path} {response.status}")
+        self.send_response(response.status)
+        for name, value in response.getheaders():
+            if name.lower() not in ("connection", "transfer-encoding"):
+                self.send_header(name, value)
+        self.end_headers()
+        digest = self.path.rsplit("/", 1)[-1]
+        stall = "/blobs/" in self.path and digest in stalled_digests()
+        sent = 0
+        length = int(response.getheader("Content-Length") or 0)
+        while True:
+            chunk = response.read(64 * 1024)
+            if not chunk:
+                break
+            if stall and sent + len(chunk) > length // 2:
+                self.wfile.write(chunk[: max(0, length // 2 - sent)])
+                self.wfile.flush()
+                log(f"STALLED {digest}")
+                # Hold the connection until the test kills the client (bounded: 5 minutes).
+                for _ in range(3000):
+                    time.sleep(0.1)
+                return
+            self.wfile.write(chunk)
+            sent += len(chunk)
+        upstream.close()
+
+    def do_GET(self):
+        self.forward("GET")
+
+    def do_HEAD(self):
+        self.forward("HEAD")
+
+
+server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Proxy)
+server.daemon_threads = True
+log("READY")
+server.serve_forever()
