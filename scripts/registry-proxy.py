@@ -6,9 +6,14 @@ to the registry (streaming the answer), logs one line per request, and can
                          which issues a token for those credentials only;
   --stall-file FILE      stop in the middle of sending a blob whose digest is a line of FILE
                          (read at each request), holding the connection open, so a test can kill
-                         berthd mid-pull.
-Usage: registry-proxy.py PORT UPSTREAM_PORT LOG_FILE [--token U:P] [--stall-file FILE]
+                         berthd mid-pull;
+  --lie-file FILE        lie as its lines say (read at each request): `corrupt-blob DIGEST` flips
+                         a byte of that blob, `shrink-layer-sizes` makes every layer in a manifest
+                         one byte smaller than it is, `huge-manifest` pads manifests past 4 MiB,
+                         `wrong-digest-header` sends a Docker-Content-Digest that is not the body's.
+Usage: registry-proxy.py PORT UPSTREAM_PORT LOG_FILE [--token U:P] [--stall-file FILE] [--lie-file FILE]
 """
+import json
 import base64
 import http.client
 import http.server
@@ -22,6 +27,7 @@ port, upstream_port, log_path = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 options = dict(zip(sys.argv[4::2], sys.argv[5::2]))
 token_credentials = options.get("--token")
 stall_file = options.get("--stall-file")
+lie_file = options.get("--lie-file")
 issued_token = secrets.token_hex(16)
 log_lock = threading.Lock()
 
@@ -36,6 +42,32 @@ def stalled_digests():
         return set()
     with open(stall_file) as lines:
         return {line.strip() for line in lines if line.strip()}
+
+
+def lies():
+    if not lie_file or not os.path.exists(lie_file):
+        return []
+    with open(lie_file) as lines:
+        return [line.split() for line in lines if line.strip()]
+
+
+def lied_manifest(body, headers):
+    """The manifest body and headers as the lie file says to tell them."""
+    told = dict(headers)
+    for lie in lies():
+        if lie[0] == "shrink-layer-sizes":
+            manifest = json.loads(body)
+            for layer in manifest.get("layers", []):
+                layer["size"] -= 1
+            body = json.dumps(manifest).encode()
+            told = {name: value for name, value in told.items() if name.lower() != "docker-content-digest"}
+        elif lie[0] == "huge-manifest":
+            body = body[:-1] + b" " * (5 << 20) + body[-1:]
+        elif lie[0] == "wrong-digest-header":
+            told = {name: value for name, value in told.items() if name.lower() != "docker-content-digest"}
+            told["Docker-Content-Digest"] = "sha256:" + "0" * 64
+    told["Content-Length"] = str(len(body))
+    return body, told
 
 
 class Proxy(http.server.BaseHTTPRequestHandler):
@@ -75,6 +107,15 @@ class Proxy(http.server.BaseHTTPRequestHandler):
         upstream.request(method, self.path, headers=headers)
         response = upstream.getresponse()
         log(f"{method} {self.path} {response.status}")
+        if "/manifests/" in self.path and method == "GET" and response.status == 200 and lies():
+            body, told = lied_manifest(response.read(), response.getheaders())
+            self.send_response(200)
+            for name, value in told.items():
+                if name.lower() not in ("connection", "transfer-encoding"):
+                    self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(body)
+            return
         self.send_response(response.status)
         for name, value in response.getheaders():
             if name.lower() not in ("connection", "transfer-encoding"):
@@ -82,6 +123,7 @@ class Proxy(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         digest = self.path.rsplit("/", 1)[-1]
         stall = "/blobs/" in self.path and digest in stalled_digests()
+        corrupt = "/blobs/" in self.path and ["corrupt-blob", digest] in lies()
         sent = 0
         length = int(response.getheader("Content-Length") or 0)
         while True:
@@ -96,6 +138,8 @@ class Proxy(http.server.BaseHTTPRequestHandler):
                 for _ in range(3000):
                     time.sleep(0.1)
                 return
+            if corrupt and sent == 0:
+                chunk = bytes([chunk[0] ^ 0xFF]) + chunk[1:]
             self.wfile.write(chunk)
             sent += len(chunk)
         upstream.close()

@@ -198,6 +198,8 @@ pub struct Proxy {
     pub port: u16,
     pub log: PathBuf,
     pub stall_file: PathBuf,
+    /// Lines like `corrupt-blob DIGEST`; see scripts/registry-proxy.py.
+    pub lie_file: PathBuf,
 }
 
 impl Proxy {
@@ -206,6 +208,7 @@ impl Proxy {
         let port = free_port();
         let log = dir.join(format!("proxy-{port}.log"));
         let stall_file = dir.join(format!("proxy-{port}.stall"));
+        let lie_file = dir.join(format!("proxy-{port}.lies"));
         let mut command = Command::new("python3");
         command
             .arg(scripts_dir().join("registry-proxy.py"))
@@ -213,12 +216,14 @@ impl Proxy {
             .arg(upstream_port.to_string())
             .arg(&log)
             .arg("--stall-file")
-            .arg(&stall_file);
+            .arg(&stall_file)
+            .arg("--lie-file")
+            .arg(&lie_file);
         if let Some(token) = token {
             command.args(["--token", token]);
         }
         let child = command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("python3");
-        let proxy = Proxy { child, port, log, stall_file };
+        let proxy = Proxy { child, port, log, stall_file, lie_file };
         eventually(Duration::from_secs(20), "the registry proxy to listen", || {
             std::net::TcpStream::connect(("127.0.0.1", port)).ok()
         });

@@ -330,3 +330,36 @@ fn a_pull_killed_mid_layer_resumes_fetching_only_what_was_missing() {
     let run = daemon.ok(&["run", "--rm", &reference, "ls", "/"]);
     assert!(!run.is_empty());
 }
+
+#[test]
+fn a_registry_that_lies_is_refused_and_nothing_of_the_lie_is_kept() {
+    let registry = Registry::start();
+    registry.push("layers", "local/layers:1");
+    let work = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start(work.path(), registry.port, None);
+    let manifest = registry.skopeo_raw("local/layers:1");
+    let big_layer = manifest["layers"][0]["digest"].as_str().unwrap().to_string();
+    let daemon = Daemon::start();
+    let reference = format!("{}/local/layers:1", proxy.host());
+    let cases = [
+        (format!("corrupt-blob {big_layer}"), "whose bytes hash to"),
+        ("shrink-layer-sizes".to_string(), "but its descriptor says"),
+        ("huge-manifest".to_string(), "over berth's limit"),
+        ("wrong-digest-header".to_string(), "whose bytes hash to"),
+    ];
+    for (lie, expected) in cases {
+        std::fs::write(&proxy.lie_file, format!("{lie}\n")).unwrap();
+        let output = daemon.cli(&["image", "pull", &reference]);
+        assert!(!output.status.success(), "{lie}: pulled anyway");
+        assert!(stderr_of(&output).contains(expected), "{lie}: {}", stderr_of(&output));
+        assert!(ingest_is_empty(&daemon), "{lie}: ingest not empty");
+        assert!(
+            !events_of_kind(&daemon, "ContentAdded").iter().any(|event| event["digest"] == big_layer.as_str()),
+            "{lie}: the lied-about layer was recorded"
+        );
+        assert!(events_of_kind(&daemon, "ImageCreated").is_empty(), "{lie}: an image was recorded");
+    }
+    std::fs::remove_file(&proxy.lie_file).unwrap();
+    daemon.ok(&["image", "pull", &reference]);
+    assert_eq!(image_digest(&daemon, &reference), registry.skopeo_digest("local/layers:1"));
+}
