@@ -167,11 +167,10 @@ fn apply_settings(endpoint: &mut Endpoint, settings: &toml::Table, host_dir: &Pa
                 endpoint.ca_files = files.iter().map(|file| host_dir.join(file)).collect();
             }
             "skip_verify" => endpoint.skip_verify = value.as_bool().ok_or("skip_verify must be true or false")?,
-            "plain_http" => {
-                if value.as_bool().ok_or("plain_http must be true or false")? {
-                    endpoint.base_url = endpoint.base_url.replacen("https://", "http://", 1);
-                }
+            "plain_http" if value.as_bool() == Some(true) => {
+                endpoint.base_url = endpoint.base_url.replacen("https://", "http://", 1);
             }
+            "plain_http" if value.as_bool().is_none() => return Err("plain_http must be true or false".into()),
             // Keys containerd knows that berth does not use yet (client certificates, headers,
             // override_path) are read past rather than refused, so one file serves both.
             _ => {}
