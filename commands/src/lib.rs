@@ -8,13 +8,14 @@ pub mod error;
 pub mod image;
 pub mod namespace;
 pub mod outcome;
+pub mod references;
 pub mod task;
 pub mod validate;
 
 pub use container::{merge_env, merge_process_args, CreateContainer, DeleteContainer, DEFAULT_PATH_ENV};
 pub use daemon::RecordDaemonEvent;
 pub use error::CommandError;
-pub use image::{image_not_found, resolve_image, ImportImage, RemoveImage};
+pub use image::{image_not_found, resolve_image, ImportImage, PruneImages, RemoveImage};
 pub use namespace::{CreateNamespace, RemoveNamespace};
 pub use outcome::RecordOutcome;
 pub use task::{CreateTask, DeleteTask, KillTask, StartTask};
@@ -27,6 +28,7 @@ pub enum Command {
     RemoveNamespace(RemoveNamespace),
     ImportImage(ImportImage),
     RemoveImage(RemoveImage),
+    PruneImages(PruneImages),
     CreateContainer(CreateContainer),
     DeleteContainer(DeleteContainer),
     CreateTask(CreateTask),
@@ -45,6 +47,7 @@ impl Command {
             Command::RemoveNamespace(command) => command.decide(state),
             Command::ImportImage(command) => command.decide(state, namespace),
             Command::RemoveImage(command) => command.decide(state, namespace),
+            Command::PruneImages(command) => command.decide(state, namespace),
             Command::CreateContainer(command) => command.decide(state, namespace),
             Command::DeleteContainer(command) => command.decide(state, namespace),
             Command::CreateTask(command) => command.decide(state, namespace),

@@ -61,7 +61,7 @@ pub enum Command {
     Wait(WaitArgs),
     /// Remove containers and their tasks
     Rm(RmArgs),
-    /// Import, list and remove images
+    /// Import, list, remove and prune images
     #[command(subcommand)]
     Image(ImageCommand),
     /// Print the events recorded in berthd's log
@@ -71,12 +71,21 @@ pub enum Command {
     /// Create, list and remove namespaces
     #[command(subcommand)]
     Namespace(NamespaceCommand),
+    /// What berth keeps on disk
+    #[command(subcommand)]
+    System(SystemCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SystemCommand {
+    /// Show the disk berth uses: content, layer snapshots, containers' writable layers, the log
+    Df(OutputArgs),
 }
 
 #[derive(Args, Debug)]
 pub struct OutputArgs {
     /// Output format
-    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    #[arg(long, visible_alias = "format", value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
 }
 
@@ -226,6 +235,18 @@ pub enum ImageCommand {
     Ls(OutputArgs),
     /// Remove images
     Rm(ImageRmArgs),
+    /// Remove the content and layer snapshots no image and no container references
+    Prune(ImagePruneArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ImagePruneArgs {
+    /// Also remove the images no container uses
+    #[arg(short = 'a', long = "all")]
+    pub all_unused: bool,
+
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 #[derive(Args, Debug)]
