@@ -157,3 +157,38 @@ impl PruneImages {
         Ok(events)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use berth_projections::Event;
+
+    use super::*;
+    use crate::test_state::{container, image, imported, names, namespace_created, state_of};
+
+    #[test]
+    fn prune_takes_dangling_content_and_with_all_the_images_no_container_uses() {
+        let used = image("used", &["a"]);
+        let unused = image("unused", &["a", "b"]);
+        let mut events = vec![namespace_created("ns")];
+        imported(&mut events, &used);
+        imported(&mut events, &unused);
+        events.push(Event::ContainerCreated { container: container("c1", &used) });
+        events.push(Event::ContentAdded { digest: "sha256:orphan".into(), size: 1, media_type: "m".into() });
+        let state = state_of(vec![("ns", events)]);
+        // (all_unused, namespace, what is recorded)
+        let table: Vec<(bool, &str, Vec<&str>)> = vec![
+            (false, "ns", vec!["blob orphan"]),
+            (
+                true,
+                "ns",
+                vec!["ImageRemoved", "blob cfg-unused", "blob l-b", "blob m-unused", "blob orphan", "snap c-b"],
+            ),
+            // Another namespace's prune -a removes none of ns's images.
+            (true, "other", vec!["blob orphan"]),
+        ];
+        for (all_unused, namespace, expected) in table {
+            let decided = PruneImages { all_unused }.decide(&state, namespace).unwrap();
+            assert_eq!(names(&decided), expected, "all_unused={all_unused} in {namespace}");
+        }
+    }
+}

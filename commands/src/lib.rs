@@ -10,6 +10,8 @@ pub mod namespace;
 pub mod outcome;
 pub mod references;
 pub mod task;
+#[cfg(test)]
+mod test_state;
 pub mod validate;
 
 pub use container::{merge_env, merge_process_args, CreateContainer, DeleteContainer, DEFAULT_PATH_ENV};
