@@ -1,4 +1,4 @@
-//! CreateContainer and DeleteContainer.
+//! CreateContainer and DeleteContainer (which records the layer snapshots it frees).
 
 use std::collections::BTreeMap;
 
@@ -103,7 +103,11 @@ impl DeleteContainer {
                 self.id
             )));
         }
-        Ok(vec![Event::ContainerDeleted { id: self.id.clone() }])
+        // The layers it stacked on go with it when nothing else uses them (its image may have
+        // been removed while it existed), recorded in the same record.
+        let mut events = vec![Event::ContainerDeleted { id: self.id.clone() }];
+        events.extend(crate::references::freed_by_container_removal(state, namespace, &self.id));
+        Ok(events)
     }
 }
 

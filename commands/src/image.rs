@@ -1,13 +1,14 @@
 //! ImportImage and RemoveImage. The blobs are already in the content store and the layers
 //! unpacked when ImportImage is decided (that IO is idempotent and keyed by digest); the
-//! command records what now exists, and RemoveImage records what is no longer referenced so
-//! the daemon can delete it.
+//! command records what now exists; RemoveImage and PruneImages record, in the same record,
+//! what is no longer referenced (`references` decides), so the daemon can delete it.
 
 use std::collections::BTreeSet;
 
 use berth_projections::{Descriptor, Event, ImageRecord, State};
 
 use crate::namespace::ensure_namespace;
+use crate::references::{dangling, freed_by_image_removal, references, Excluded};
 use crate::CommandError;
 
 pub struct ImportImage {
@@ -133,44 +134,73 @@ impl RemoveImage {
             return Err(image_not_found(state, namespace, &self.name));
         };
         let mut events = vec![Event::ImageRemoved { name: image.record.name.clone() }];
-
-        // What every other image, and every container, still references.
-        let mut digests_in_use = BTreeSet::new();
-        let mut chains_in_use = BTreeSet::new();
-        for (namespace_name, namespace_state) in &state.namespaces {
-            for (name, other) in &namespace_state.images {
-                if namespace_name == namespace && *name == image.record.name {
-                    continue;
-                }
-                digests_in_use.insert(other.record.manifest.digest.clone());
-                digests_in_use.insert(other.record.config.digest.clone());
-                for layer in &other.record.layers {
-                    digests_in_use.insert(layer.blob.digest.clone());
-                    chains_in_use.insert(layer.chain_id.clone());
-                }
-            }
-            for container in namespace_state.containers.values() {
-                chains_in_use.extend(container.record.lowers.iter().cloned());
-            }
-        }
-        let record = &image.record;
-        let mut digests = vec![record.manifest.digest.clone(), record.config.digest.clone()];
-        digests.extend(record.layers.iter().map(|layer| layer.blob.digest.clone()));
-        let mut removed = BTreeSet::new();
-        for digest in digests {
-            if !digests_in_use.contains(&digest)
-                && state.content.contains_key(&digest)
-                && removed.insert(digest.clone())
-            {
-                events.push(Event::ContentRemoved { digest });
-            }
-        }
-        // Top first, so a parent is never removed before its child.
-        for layer in record.layers.iter().rev() {
-            if !chains_in_use.contains(&layer.chain_id) && state.snapshots.contains_key(&layer.chain_id) {
-                events.push(Event::SnapshotRemoved { chain_id: layer.chain_id.clone() });
-            }
-        }
+        events.extend(freed_by_image_removal(state, namespace, &image.record.name));
         Ok(events)
+    }
+}
+
+/// `image prune`: every blob and layer snapshot that no image and no container references
+/// ("dangling"), and with `all_unused` also this namespace's images that no container uses.
+/// The caller holds the collection lock exclusively while this is decided and recorded, so no
+/// pull or import is between recording its first blob and its image.
+pub struct PruneImages {
+    pub all_unused: bool,
+}
+
+impl PruneImages {
+    pub fn decide(&self, state: &State, namespace: &str) -> Result<Vec<Event>, CommandError> {
+        let mut unused_images = BTreeSet::new();
+        if self.all_unused {
+            if let Some(namespace_state) = state.namespace(namespace) {
+                for (name, image) in &namespace_state.images {
+                    let in_use = namespace_state.containers.values().any(|container| {
+                        container.record.image == *name || container.record.image_digest == image.record.manifest.digest
+                    });
+                    if !in_use {
+                        unused_images.insert(name.clone());
+                    }
+                }
+            }
+        }
+        let still_referenced = references(state, Excluded::Images { namespace, names: &unused_images });
+        let mut events: Vec<Event> =
+            unused_images.iter().map(|name| Event::ImageRemoved { name: name.clone() }).collect();
+        events.extend(dangling(state, &still_referenced));
+        Ok(events)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use berth_projections::Event;
+
+    use super::*;
+    use crate::test_state::{container, image, imported, names, namespace_created, state_of};
+
+    #[test]
+    fn prune_takes_dangling_content_and_with_all_the_images_no_container_uses() {
+        let used = image("used", &["a"]);
+        let unused = image("unused", &["a", "b"]);
+        let mut events = vec![namespace_created("ns")];
+        imported(&mut events, &used);
+        imported(&mut events, &unused);
+        events.push(Event::ContainerCreated { container: container("c1", &used) });
+        events.push(Event::ContentAdded { digest: "sha256:orphan".into(), size: 1, media_type: "m".into() });
+        let state = state_of(vec![("ns", events)]);
+        // (all_unused, namespace, what is recorded)
+        let table: Vec<(bool, &str, Vec<&str>)> = vec![
+            (false, "ns", vec!["blob orphan"]),
+            (
+                true,
+                "ns",
+                vec!["ImageRemoved", "blob cfg-unused", "blob l-b", "blob m-unused", "blob orphan", "snap c-b"],
+            ),
+            // Another namespace's prune -a removes none of ns's images.
+            (true, "other", vec!["blob orphan"]),
+        ];
+        for (all_unused, namespace, expected) in table {
+            let decided = PruneImages { all_unused }.decide(&state, namespace).unwrap();
+            assert_eq!(names(&decided), expected, "all_unused={all_unused} in {namespace}");
+        }
     }
 }

@@ -9,13 +9,16 @@ pub mod image;
 pub mod namespace;
 pub mod outcome;
 pub mod pull;
+pub mod references;
 pub mod task;
+#[cfg(test)]
+mod test_state;
 pub mod validate;
 
 pub use container::{merge_env, merge_process_args, CreateContainer, DeleteContainer, DEFAULT_PATH_ENV};
 pub use daemon::RecordDaemonEvent;
 pub use error::CommandError;
-pub use image::{image_not_found, resolve_image, ImportImage, RemoveImage};
+pub use image::{image_not_found, resolve_image, ImportImage, PruneImages, RemoveImage};
 pub use namespace::{CreateNamespace, RemoveNamespace};
 pub use outcome::RecordOutcome;
 pub use pull::{PullImage, PullProvenance, RecordPulledBlobs};
@@ -31,6 +34,7 @@ pub enum Command {
     RemoveImage(RemoveImage),
     RecordPulledBlobs(RecordPulledBlobs),
     PullImage(PullImage),
+    PruneImages(PruneImages),
     CreateContainer(CreateContainer),
     DeleteContainer(DeleteContainer),
     CreateTask(CreateTask),
@@ -51,6 +55,7 @@ impl Command {
             Command::RemoveImage(command) => command.decide(state, namespace),
             Command::RecordPulledBlobs(command) => command.decide(state),
             Command::PullImage(command) => command.decide(state, namespace),
+            Command::PruneImages(command) => command.decide(state, namespace),
             Command::CreateContainer(command) => command.decide(state, namespace),
             Command::DeleteContainer(command) => command.decide(state, namespace),
             Command::CreateTask(command) => command.decide(state, namespace),

@@ -16,6 +16,7 @@ use crate::api::containers_client::ContainersClient;
 use crate::api::events_client::EventsClient;
 use crate::api::images_client::ImagesClient;
 use crate::api::namespaces_client::NamespacesClient;
+use crate::api::system_client::SystemClient;
 use crate::api::tasks_client::TasksClient;
 use crate::api::version_client::VersionClient;
 use crate::api::MAX_MESSAGE_BYTES;
@@ -252,6 +253,12 @@ impl BerthClient {
 
     pub fn version(&self) -> VersionClient<Channel> {
         VersionClient::new(self.channel.clone())
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES)
+    }
+
+    pub fn system(&self) -> SystemClient<Channel> {
+        SystemClient::new(self.channel.clone())
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES)
     }

@@ -84,6 +84,7 @@ pub(crate) fn image_message(image: &ImageState) -> api::Image {
         user: record.user.clone(),
         created_seq: image.created_seq.get(),
         created_at_ns: api_time(image.created_at_ns),
+        manifest_size: record.manifest.size,
     }
 }
 

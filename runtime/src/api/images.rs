@@ -1,8 +1,9 @@
-//! `Images`: import an archive (the work is `images::import`), list, get and remove images.
+//! `Images`: import an archive (the work is `images::import`), list, get, remove and prune images.
 
 use std::sync::Arc;
 
-use berth_commands::{Command, ImportImage, RemoveImage};
+use berth_commands::{Command, ImportImage, PruneImages, RemoveImage};
+use berth_projections::Event;
 use tokio::io::AsyncWriteExt;
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
@@ -113,5 +114,48 @@ impl api::images_server::Images for ImagesService {
         let command = Command::RemoveImage(RemoveImage { name: request.into_inner().name });
         let seq = self.0.submit(&namespace, origin, command).await?;
         Ok(Response::new(api::RemoveImageResponse { seq: seq.get() }))
+    }
+
+    async fn prune(
+        &self,
+        request: Request<api::PruneImagesRequest>,
+    ) -> Result<Response<api::PruneImagesResponse>, Status> {
+        let (namespace, origin) = self.0.caller(&request, "Images/Prune")?;
+        let command = PruneImages { all_unused: request.into_inner().all_unused };
+        // Exclusive while the dangling set is decided and recorded: a pull or import holds the
+        // lock shared from its first blob until its image is recorded, and its blobs must not
+        // look dangling in between. The deletions wait for this guard too.
+        let _exclusive = self.0.gc_lock.write().await;
+        let recorded_sizes: std::collections::HashMap<String, i64> = {
+            let state = self.0.store.state();
+            let preview = command.decide(&state, &namespace).map_err(status_from_command_error)?;
+            if preview.is_empty() {
+                return Ok(Response::new(api::PruneImagesResponse::default()));
+            }
+            preview
+                .iter()
+                .filter_map(|event| match event {
+                    Event::ContentRemoved { digest } => {
+                        state.content.get(digest).map(|content| (digest.clone(), content.size))
+                    }
+                    _ => None,
+                })
+                .collect()
+        };
+        let record = self.0.submit_for_record(&namespace, origin, Command::PruneImages(command)).await?;
+        let mut response = api::PruneImagesResponse { seq: record.seq.get(), ..Default::default() };
+        for event in &record.envelope.events {
+            match event {
+                Event::ImageRemoved { name } => response.images_removed.push(name.clone()),
+                Event::ContentRemoved { digest } => {
+                    // The size each blob was recorded with, read before the record removed it.
+                    response.blob_bytes_removed += recorded_sizes.get(digest).copied().unwrap_or(0);
+                    response.blobs_removed.push(digest.clone());
+                }
+                Event::SnapshotRemoved { chain_id } => response.snapshots_removed.push(chain_id.clone()),
+                _ => {}
+            }
+        }
+        Ok(Response::new(response))
     }
 }

@@ -13,6 +13,7 @@ mod namespaces;
 mod paging;
 mod services;
 mod status_limit;
+mod system;
 mod tasks;
 mod version;
 
@@ -29,7 +30,7 @@ pub use services::{status_from_command_error, Services};
 pub use status_limit::{cap_status_messages_layer, MAX_STATUS_MESSAGE_BYTES};
 pub use {
     containers::ContainersService, events::EventsService, images::ImagesService, namespaces::NamespacesService,
-    tasks::TasksService, version::VersionService,
+    system::SystemService, tasks::TasksService, version::VersionService,
 };
 
 /// Shows whether credentials are set, never what they are: a request that carries them may be

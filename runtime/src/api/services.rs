@@ -13,7 +13,7 @@ use tonic::{Request, Status};
 
 use crate::api::{DEFAULT_NAMESPACE, NAMESPACE_KEY, REQUEST_ID_KEY};
 use crate::daemon::layout::Layout;
-use crate::daemon::store::{Store, SubmitError, OUTCOME_TIMEOUT};
+use crate::daemon::store::{CommittedRecord, Store, SubmitError, OUTCOME_TIMEOUT};
 use crate::images::content::ContentStore;
 use crate::images::snapshot::Snapshotter;
 
@@ -81,8 +81,18 @@ impl Services {
     }
 
     pub(crate) async fn submit(&self, namespace: &str, origin: Origin, command: Command) -> Result<Seq, Status> {
+        self.submit_for_record(namespace, origin, command).await.map(|record| record.seq)
+    }
+
+    /// Like [`Services::submit`], and answers the record itself: its events are what was decided.
+    pub(crate) async fn submit_for_record(
+        &self,
+        namespace: &str,
+        origin: Origin,
+        command: Command,
+    ) -> Result<CommittedRecord, Status> {
         match self.store.submit(namespace, origin, command).await {
-            Ok(record) => Ok(record.seq),
+            Ok(record) => Ok(record),
             Err(SubmitError::Rejected(error)) => Err(status_from_command_error(error)),
             Err(SubmitError::Stopping) => Err(Status::unavailable("berthd is stopping: retry when it is back")),
             Err(SubmitError::NoSpace(message)) => Err(Status::resource_exhausted(format!(

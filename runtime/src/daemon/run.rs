@@ -15,7 +15,8 @@ use tokio_stream::StreamExt;
 
 use crate::api;
 use crate::api::{
-    ContainersService, EventsService, ImagesService, NamespacesService, Services, TasksService, VersionService,
+    ContainersService, EventsService, ImagesService, NamespacesService, Services, SystemService, TasksService,
+    VersionService,
 };
 use crate::daemon::config::resolve_binary;
 use crate::daemon::layout::Layout;
@@ -251,6 +252,10 @@ pub async fn run(
         ))
         .add_service(limited!(
             api::events_server::EventsServer::new(EventsService(Arc::clone(&services))),
+            api::MAX_REQUEST_BYTES
+        ))
+        .add_service(limited!(
+            api::system_server::SystemServer::new(SystemService(Arc::clone(&services))),
             api::MAX_REQUEST_BYTES
         ))
         .serve_with_incoming_shutdown(

@@ -307,6 +307,10 @@ impl Snapshotter {
             Err(error) => return Err(io_error("move aside", &committed)(error)),
         }
         sync_dir(&self.committed_root).map_err(io_error("fsync", &self.committed_root))?;
+        if crate::sys::failpoint_armed("snapshot-removal-partway") {
+            remove_first_entry_of(&doomed.join("fs"))?;
+            crate::sys::failpoint("snapshot-removal-partway");
+        }
         remove_dir_all_tolerant(&doomed)
     }
 
@@ -342,6 +346,19 @@ impl Snapshotter {
         }
         Ok(())
     }
+}
+
+/// For the crash test of a removal stopped half-way: deletes one entry of the tree.
+fn remove_first_entry_of(dir: &Path) -> Result<(), SnapshotError> {
+    if let Some(name) = list_dir_names(dir)?.into_iter().min() {
+        let path = dir.join(name);
+        let removed = match fs::symlink_metadata(&path) {
+            Ok(metadata) if metadata.is_dir() => fs::remove_dir_all(&path),
+            _ => fs::remove_file(&path),
+        };
+        removed.map_err(io_error("remove", &path))?;
+    }
+    Ok(())
 }
 
 fn remove_dir_all_tolerant(dir: &Path) -> Result<(), SnapshotError> {

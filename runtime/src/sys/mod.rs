@@ -2,6 +2,7 @@
 //! writes, descriptors and locks, `/proc` reads, crash points for tests. Nothing
 //! here knows about containers, images or the log.
 
+pub mod disk_usage;
 pub mod fs;
 pub mod io;
 pub mod process;
@@ -20,6 +21,12 @@ pub(crate) fn failpoint(name: &str) {
         eprintln!("berthd: failpoint {name} reached; aborting");
         std::process::abort();
     }
+}
+
+/// True when `BERTHD_FAILPOINT` names `name`: for a crash point that needs work of its own
+/// first (a removal stopped half-way).
+pub(crate) fn failpoint_armed(name: &str) -> bool {
+    armed_failpoint() == Some(name)
 }
 
 /// Like [`failpoint`], but panics instead of aborting: for code whose panic handling is tested.

@@ -61,7 +61,7 @@ pub enum Command {
     Wait(WaitArgs),
     /// Remove containers and their tasks
     Rm(RmArgs),
-    /// Pull, import, list and remove images
+    /// Pull, import, list, remove and prune images
     #[command(subcommand)]
     Image(ImageCommand),
     /// Check credentials for a registry and save them in your credentials file
@@ -75,12 +75,21 @@ pub enum Command {
     /// Create, list and remove namespaces
     #[command(subcommand)]
     Namespace(NamespaceCommand),
+    /// What berth keeps on disk
+    #[command(subcommand)]
+    System(SystemCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SystemCommand {
+    /// Show the disk berth uses: content, layer snapshots, containers' writable layers, the log
+    Df(OutputArgs),
 }
 
 #[derive(Args, Debug)]
 pub struct OutputArgs {
     /// Output format
-    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    #[arg(long, visible_alias = "format", value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
 }
 
@@ -232,6 +241,18 @@ pub enum ImageCommand {
     Ls(OutputArgs),
     /// Remove images
     Rm(ImageRmArgs),
+    /// Remove the content and layer snapshots no image and no container references
+    Prune(ImagePruneArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ImagePruneArgs {
+    /// Also remove the images no container uses
+    #[arg(short = 'a', long = "all")]
+    pub all_unused: bool,
+
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 #[derive(Args, Debug)]

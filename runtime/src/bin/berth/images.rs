@@ -1,5 +1,6 @@
-//! `berth image import`, `image ls` and `image rm`: streaming an OCI archive to berthd in
-//! pieces, and the image table.
+//! `berth image import`, `image ls`, `image rm` and `image prune`: streaming an OCI archive to
+//! berthd in pieces, the image table (SIZE: the compressed layers; CONTENT: every blob of the
+//! image, manifest and config included, as `Image.size` holds), and what a prune removed.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -8,7 +9,7 @@ use berth_projections::names::short_digest;
 use berth_runtime::api;
 use tokio::io::AsyncReadExt;
 
-use crate::args::{ImageImportArgs, ImageRmArgs, OutputFormat};
+use crate::args::{ImageImportArgs, ImagePruneArgs, ImageRmArgs, OutputFormat};
 use crate::output::{for_each_target, format_rfc3339, format_table, human_size, print_json_document, print_stdout};
 use crate::session::{CliError, Session};
 
@@ -124,7 +125,8 @@ fn print_images(images: &[api::Image], output: OutputFormat) -> Result<(), CliEr
                         "digest": image.digest,
                         "media_type": image.media_type,
                         "size": image_layers_size(image),
-                        "manifest_size": image.size,
+                        "content_size": image.size,
+                        "manifest_size": image.manifest_size,
                         "config_digest": image.config_digest,
                         "layers": image.layers.iter().map(|layer| serde_json::json!({
                             "digest": layer.digest,
@@ -149,10 +151,11 @@ fn print_images(images: &[api::Image], output: OutputFormat) -> Result<(), CliEr
                         image.name.clone(),
                         short_digest(&image.digest).to_string(),
                         human_size(image_layers_size(image)),
+                        human_size(image.size),
                     ]
                 })
                 .collect();
-            print_stdout(&format_table(&["NAME", "DIGEST", "SIZE"], &rows))
+            print_stdout(&format_table(&["NAME", "DIGEST", "SIZE", "CONTENT"], &rows))
         }
     }
 }
@@ -167,6 +170,49 @@ pub async fn remove_images(session: &Session, image_rm_args: ImageRmArgs) -> Res
             .map_err(session.rpc_error())
     })
     .await
+}
+
+/// `image prune [-a]`: what was removed, one line each (or JSON), and what it freed.
+pub async fn prune_images(session: &Session, prune_args: ImagePruneArgs) -> Result<ExitCode, CliError> {
+    let request = api::PruneImagesRequest { all_unused: prune_args.all_unused };
+    let pruned = session.images().prune(session.request(request)).await.map_err(session.rpc_error())?.into_inner();
+    print_stdout(&format_pruned(&pruned, prune_args.output.output))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn format_pruned(pruned: &api::PruneImagesResponse, output: OutputFormat) -> String {
+    match output {
+        OutputFormat::Json => {
+            let document = serde_json::json!({
+                "seq": pruned.seq,
+                "images_removed": pruned.images_removed,
+                "blobs_removed": pruned.blobs_removed,
+                "snapshots_removed": pruned.snapshots_removed,
+                "blob_bytes_removed": pruned.blob_bytes_removed,
+            });
+            format!("{}\n", serde_json::to_string_pretty(&document).unwrap_or_else(|_| document.to_string()))
+        }
+        OutputFormat::Table => {
+            let mut text = String::new();
+            for name in &pruned.images_removed {
+                text.push_str(&format!("removed image {name}\n"));
+            }
+            for digest in &pruned.blobs_removed {
+                text.push_str(&format!("removed blob {digest}\n"));
+            }
+            for chain_id in &pruned.snapshots_removed {
+                text.push_str(&format!("removed layer snapshot {chain_id}\n"));
+            }
+            text.push_str(&format!(
+                "{} images, {} blobs ({}), {} layer snapshots removed\n",
+                pruned.images_removed.len(),
+                pruned.blobs_removed.len(),
+                human_size(pruned.blob_bytes_removed),
+                pruned.snapshots_removed.len()
+            ));
+            text
+        }
+    }
 }
 
 #[cfg(test)]

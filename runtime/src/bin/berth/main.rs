@@ -17,13 +17,14 @@ mod pull;
 mod recording_daemon;
 mod run;
 mod session;
+mod system;
 mod version;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::args::{Cli, Command, ImageCommand, NamespaceCommand};
+use crate::args::{Cli, Command, ImageCommand, NamespaceCommand, SystemCommand};
 use crate::session::{CliError, Session};
 
 fn main() -> ExitCode {
@@ -94,6 +95,8 @@ async fn run_connected(session: &Session, command: Command) -> Result<ExitCode, 
         Command::Logout(logout_args) => login::logout(logout_args),
         Command::Image(ImageCommand::Ls(output_args)) => images::list_images(session, output_args.output).await,
         Command::Image(ImageCommand::Rm(image_rm_args)) => images::remove_images(session, image_rm_args).await,
+        Command::Image(ImageCommand::Prune(prune_args)) => images::prune_images(session, prune_args).await,
+        Command::System(SystemCommand::Df(output_args)) => system::print_disk_usage(session, output_args.output).await,
         Command::Events(events_args) => events::print_events(session, events_args).await,
         Command::Version(output_args) => version::print_server_version(session, output_args.output).await,
         Command::Namespace(NamespaceCommand::Ls(output_args)) => {

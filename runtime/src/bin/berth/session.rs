@@ -6,6 +6,7 @@ use berth_runtime::api::containers_client::ContainersClient;
 use berth_runtime::api::events_client::EventsClient;
 use berth_runtime::api::images_client::ImagesClient;
 use berth_runtime::api::namespaces_client::NamespacesClient;
+use berth_runtime::api::system_client::SystemClient;
 use berth_runtime::api::tasks_client::TasksClient;
 use berth_runtime::api::version_client::VersionClient;
 use berth_runtime::client::{BerthClient, ClientError};
@@ -83,6 +84,10 @@ impl Session {
 
     pub fn version(&self) -> VersionClient<Channel> {
         self.client.version()
+    }
+
+    pub fn system(&self) -> SystemClient<Channel> {
+        self.client.system()
     }
 
     pub async fn list_all_images(&self) -> Result<Vec<berth_runtime::api::Image>, tonic::Status> {
