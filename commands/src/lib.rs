@@ -14,7 +14,7 @@ pub mod validate;
 pub use container::{merge_env, merge_process_args, CreateContainer, DeleteContainer, DEFAULT_PATH_ENV};
 pub use daemon::RecordDaemonEvent;
 pub use error::CommandError;
-pub use image::{image_not_found, resolve_image, ImportImage, RemoveImage};
+pub use image::{image_not_found, resolve_image, ImportImage, RemoveImage, TagImage};
 pub use namespace::{CreateNamespace, RemoveNamespace};
 pub use outcome::RecordOutcome;
 pub use task::{CreateTask, DeleteTask, KillTask, StartTask};
@@ -27,6 +27,7 @@ pub enum Command {
     RemoveNamespace(RemoveNamespace),
     ImportImage(ImportImage),
     RemoveImage(RemoveImage),
+    TagImage(TagImage),
     CreateContainer(CreateContainer),
     DeleteContainer(DeleteContainer),
     CreateTask(CreateTask),
@@ -45,6 +46,7 @@ impl Command {
             Command::RemoveNamespace(command) => command.decide(state),
             Command::ImportImage(command) => command.decide(state, namespace),
             Command::RemoveImage(command) => command.decide(state, namespace),
+            Command::TagImage(command) => command.decide(state, namespace),
             Command::CreateContainer(command) => command.decide(state, namespace),
             Command::DeleteContainer(command) => command.decide(state, namespace),
             Command::CreateTask(command) => command.decide(state, namespace),

@@ -1,31 +1,34 @@
-//! `Images/Import` without the gRPC: an archive spooled into the content store's ingest
-//! directory is read into blobs, its layers are unpacked as committed snapshots, and the result
-//! is described as the records the log will hold.
+//! `Images/Import` without the gRPC: an archive, read as it arrives, becomes blobs in the
+//! content store, its layers are unpacked as committed snapshots, and the result is described
+//! as the records the log will hold.
 
-use std::io::BufReader;
-use std::path::Path;
+use std::io::Read;
 
 use berth_projections::{Descriptor, ImageRecord, LayerRecord};
 
-use crate::images::archive::{self, BlobRef, ImportedImage};
+use crate::images::archive::{self, BlobRef, ImportOptions, ImportedImage};
 use crate::images::content::ContentStore;
 use crate::images::snapshot::{SnapshotError, Snapshotter};
 
 /// Why an import failed: the archive's fault (the client can fix it) or the host's.
 #[derive(Debug, thiserror::Error)]
 pub enum ImportFailure {
-    #[error(transparent)]
-    Archive(#[from] archive::ImportError),
-    #[error("layer {digest}: {source}")]
-    Layer { digest: String, source: SnapshotError },
-    #[error("cannot read the spooled archive {path}: {source}")]
-    Spool { path: String, source: std::io::Error },
+    #[error("cannot import {source_label}: {source}")]
+    Archive { source_label: String, source: Box<archive::ImportError> },
+    #[error("cannot import {source_label}: layer {digest}: {source}")]
+    Layer { source_label: String, digest: String, source: Box<SnapshotError> },
 }
 
 impl ImportFailure {
     /// Whether the archive is to blame (anything else is the host's: disk, permissions).
     pub fn is_bad_input(&self) -> bool {
-        !matches!(self, ImportFailure::Spool { .. })
+        match self {
+            ImportFailure::Archive { source, .. } => !matches!(
+                source.as_ref(),
+                archive::ImportError::Content(crate::images::content::ContentError::Io { .. })
+            ),
+            ImportFailure::Layer { source, .. } => !matches!(source.as_ref(), SnapshotError::Io { .. }),
+        }
     }
 }
 
@@ -36,25 +39,31 @@ pub struct ImportedRecords {
     pub blobs: Vec<Descriptor>,
 }
 
-/// Imports the archive at `spool_path` (named `name` when given): blobs into `content`, layers
-/// unpacked by `snapshotter`. Blocking; run it off the async runtime. The caller keeps the
-/// garbage collector out until the records are durable.
-pub fn import_spooled_archive(
+/// Imports the archive read from `archive` (`source_label` names it in errors: the client's
+/// file path): blobs into `content`, layers unpacked by `snapshotter`. Blocking; run it off the
+/// async runtime. The caller keeps the garbage collector out until the records are durable.
+pub fn import_archive_stream(
     content: &ContentStore,
     snapshotter: &Snapshotter,
-    spool_path: &Path,
-    name: Option<&str>,
+    archive: impl Read,
+    source_label: &str,
+    options: &ImportOptions,
 ) -> Result<ImportedRecords, ImportFailure> {
-    let file = std::fs::File::open(spool_path)
-        .map_err(|source| ImportFailure::Spool { path: spool_path.display().to_string(), source })?;
-    let images = archive::import_oci_archive(content, BufReader::new(file), name)?;
+    let images = archive::import_archive(content, archive, options).map_err(|source| ImportFailure::Archive {
+        source_label: source_label.to_string(),
+        source: Box::new(source),
+    })?;
     let mut records = ImportedRecords::default();
     for image in images {
         for layer in &image.layers {
             let blob_path = content.blob_path(&layer.blob.digest);
-            snapshotter
-                .commit_layer(&layer.chain_id, &blob_path, &layer.blob.media_type, &layer.diff_id)
-                .map_err(|source| ImportFailure::Layer { digest: layer.blob.digest.clone(), source })?;
+            snapshotter.commit_layer(&layer.chain_id, &blob_path, &layer.blob.media_type, &layer.diff_id).map_err(
+                |source| ImportFailure::Layer {
+                    source_label: source_label.to_string(),
+                    digest: layer.blob.digest.clone(),
+                    source: Box::new(source),
+                },
+            )?;
         }
         records.blobs.extend(image.blobs.iter().map(descriptor));
         records.images.push(image_record(&image));

@@ -93,7 +93,7 @@ impl LayerCompression {
         }
     }
 
-    fn sniff(first_bytes: &[u8]) -> LayerCompression {
+    pub fn sniff(first_bytes: &[u8]) -> LayerCompression {
         if first_bytes.starts_with(GZIP_MAGIC) {
             LayerCompression::Gzip
         } else if first_bytes.starts_with(ZSTD_MAGIC) {

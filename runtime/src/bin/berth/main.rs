@@ -84,6 +84,9 @@ async fn run_connected(session: &Session, command: Command) -> Result<ExitCode, 
             // whole, and does the same two steps in the same order.
             images::import_image(session, images::ImportJob::open(import_args).await?).await
         }
+        Command::Image(ImageCommand::Export(export_args)) => images::export_images(session, export_args).await,
+        Command::Image(ImageCommand::Tag(tag_args)) => images::tag_image(session, tag_args).await,
+        Command::Image(ImageCommand::Inspect(inspect_args)) => images::inspect_image(session, inspect_args).await,
         Command::Image(ImageCommand::Ls(output_args)) => images::list_images(session, output_args.output).await,
         Command::Image(ImageCommand::Rm(image_rm_args)) => images::remove_images(session, image_rm_args).await,
         Command::Events(events_args) => events::print_events(session, events_args).await,
