@@ -37,6 +37,12 @@ fn images_json(daemon: &Daemon) -> Vec<serde_json::Value> {
     serde_json::from_str::<serde_json::Value>(&out).unwrap().as_array().cloned().unwrap()
 }
 
+/// What an import leaves in the snapshotter's temporary directory (layers unpacked while
+/// streaming that were not committed): nothing, whether the import worked or not.
+fn leftover_tmp(daemon: &Daemon) -> Vec<String> {
+    berth_runtime::sys::fs::list_dir_names(&daemon.root.join("snapshots/tmp"))
+}
+
 fn stderr_of(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
@@ -62,6 +68,7 @@ fn a_docker_archive_written_by_skopeo_imports_and_runs() {
     assert!(oci_imported.contains("bb:latest"), "{oci_imported}");
     let images = images_json(&daemon);
     assert_eq!(images[0]["layers"][0]["diff_id"], images[1]["layers"][0]["diff_id"]);
+    assert_eq!(leftover_tmp(&daemon), Vec::<String>::new());
 }
 
 #[test]
@@ -281,6 +288,7 @@ fn refused(daemon: &Daemon, label: &str, files: &[(String, Vec<u8>)], expected: 
     let mut after = daemon.state_dump();
     after["last_seq"] = before["last_seq"].clone();
     assert_eq!(after, before, "{label}: a refused import records nothing");
+    assert_eq!(leftover_tmp(daemon), Vec::<String>::new(), "{label}");
 }
 
 #[test]

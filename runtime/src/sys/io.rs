@@ -63,3 +63,35 @@ impl Read for ChannelReader {
         Ok(n_copied)
     }
 }
+
+/// [`ChannelReader`] for a thread-to-thread channel: a reader on one thread over what another
+/// thread sends; the stream ends when every sender is dropped.
+pub struct SyncChannelReader {
+    receiver: std::sync::mpsc::Receiver<Vec<u8>>,
+    current: Vec<u8>,
+    position: usize,
+}
+
+impl SyncChannelReader {
+    pub fn new(receiver: std::sync::mpsc::Receiver<Vec<u8>>) -> SyncChannelReader {
+        SyncChannelReader { receiver, current: Vec::new(), position: 0 }
+    }
+}
+
+impl Read for SyncChannelReader {
+    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+        while self.position == self.current.len() {
+            match self.receiver.recv() {
+                Ok(piece) => {
+                    self.current = piece;
+                    self.position = 0;
+                }
+                Err(_) => return Ok(0),
+            }
+        }
+        let n_copied = buffer.len().min(self.current.len() - self.position);
+        buffer[..n_copied].copy_from_slice(&self.current[self.position..self.position + n_copied]);
+        self.position += n_copied;
+        Ok(n_copied)
+    }
+}

@@ -96,10 +96,20 @@ pub fn import_archive(
     archive: impl Read,
     options: &ImportOptions,
 ) -> Result<Vec<ImportedImage>, ImportError> {
+    import_archive_with_tee(store, archive, options, None)
+}
+
+/// [`import_archive`], handing each large blob's bytes to `tee` as well while they stream in.
+pub fn import_archive_with_tee(
+    store: &ContentStore,
+    archive: impl Read,
+    options: &ImportOptions,
+    tee: Option<&dyn read::BlobTee<'_>>,
+) -> Result<Vec<ImportedImage>, ImportError> {
     if let Some(given_name) = &options.name {
         naming::validate_name(given_name)?;
     }
-    let entries = read::read_archive(store, archive)?;
+    let entries = read::read_archive(store, archive, tee)?;
     if entries.has(oci_layout::OCI_LAYOUT_ENTRY) {
         oci_layout::import_images(store, &entries, options)
     } else if entries.has(docker_archive::MANIFEST_ENTRY) {

@@ -5,7 +5,7 @@
 //! once every layer it names is already in the store.
 
 use std::collections::HashMap;
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 
 use crate::images::archive::ImportError;
 use crate::images::content::{BlobInfo, ContentError, ContentStore};
@@ -20,6 +20,37 @@ pub const MAX_METADATA_ENTRY_BYTES: u64 = crate::images::archive::image::MAX_IMA
 pub const MAX_METADATA_TOTAL_BYTES: u64 = 64 << 20;
 /// Links followed from one entry before giving up (a loop of links).
 const MAX_LINK_HOPS: usize = 16;
+
+/// A copy of one blob's bytes as they stream in (see [`BlobTee`]).
+pub trait BlobCopy: Write {
+    /// The blob was stored whole under `digest`; what the copy became belongs to it now.
+    fn finish(self: Box<Self>, digest: &str);
+}
+
+/// Something that wants each large blob's bytes while they stream into the store — the import
+/// unpacks layers from them then, instead of reading each blob back afterwards. It may decline
+/// (`None`); a copy whose writes fail is dropped and the blob is stored all the same.
+pub trait BlobTee<'copy> {
+    fn start(&self, entry_size: u64) -> Option<Box<dyn BlobCopy + 'copy>>;
+}
+
+/// Hands what it reads to a [`BlobCopy`] as well, until the copy refuses.
+struct TeeReader<'borrow, 'copy, R> {
+    inner: R,
+    copy: Option<&'borrow mut Box<dyn BlobCopy + 'copy>>,
+}
+
+impl<R: Read> Read for TeeReader<'_, '_, R> {
+    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+        let n_read = self.inner.read(buffer)?;
+        if let Some(copy) = &mut self.copy {
+            if copy.write_all(&buffer[..n_read]).is_err() {
+                self.copy = None;
+            }
+        }
+        Ok(n_read)
+    }
+}
 
 /// What the pass kept: metadata by path, and each other regular file as the blob it became.
 #[derive(Debug, Default)]
@@ -87,8 +118,13 @@ pub fn normalize_path(raw: &str) -> Option<String> {
     Some(components.join("/"))
 }
 
-/// Reads the tar once: blobs into the store, metadata into memory, links remembered.
-pub fn read_archive(store: &ContentStore, archive: impl Read) -> Result<ArchiveEntries, ImportError> {
+/// Reads the tar once: blobs into the store (and to `tee`, if given), metadata into memory,
+/// links remembered.
+pub fn read_archive(
+    store: &ContentStore,
+    archive: impl Read,
+    tee: Option<&dyn BlobTee<'_>>,
+) -> Result<ArchiveEntries, ImportError> {
     let mut tar_archive = tar::Archive::new(archive);
     let mut entries_read = ArchiveEntries::default();
     let mut metadata_bytes = 0u64;
@@ -164,7 +200,11 @@ pub fn read_archive(store: &ContentStore, archive: impl Read) -> Result<ArchiveE
             .strip_prefix(BLOBS_SHA256_PREFIX)
             .map(|hex_part| format!("sha256:{hex_part}"))
             .filter(|digest| digest_hex(digest).is_ok());
-        let reader = ExactLengthReader { inner: &mut entry, remaining_bytes: entry_size };
+        let mut copy = tee.and_then(|tee| tee.start(entry_size));
+        let reader = TeeReader {
+            inner: ExactLengthReader { inner: &mut entry, remaining_bytes: entry_size },
+            copy: copy.as_mut(),
+        };
         let info = match store.ingest(expected.as_deref(), reader) {
             Ok(info) => info,
             Err(ContentError::DigestMismatch { expected, actual }) => {
@@ -175,6 +215,9 @@ pub fn read_archive(store: &ContentStore, archive: impl Read) -> Result<ArchiveE
             }
             Err(other) => return Err(other.into()),
         };
+        if let Some(copy) = copy {
+            copy.finish(&info.digest);
+        }
         entries_read.blobs_by_path.insert(entry_name, info);
     }
     Ok(entries_read)
