@@ -1,4 +1,4 @@
-//! ImportImage and RemoveImage. The blobs are already in the content store and the layers
+//! ImportImage, TagImage and RemoveImage. The blobs are already in the content store and the layers
 //! unpacked when ImportImage is decided (that IO is idempotent and keyed by digest); the
 //! command records what now exists; RemoveImage and PruneImages record, in the same record,
 //! what is no longer referenced (`references` decides), so the daemon can delete it.
@@ -122,6 +122,50 @@ pub fn image_not_found(state: &State, namespace: &str, reference: &str) -> Comma
 fn resolve_image_is_tagless(reference: &str) -> bool {
     let last_component = reference.rsplit('/').next().unwrap_or(reference);
     !last_component.contains(':') && !last_component.contains('@')
+}
+
+/// Another name for an image. Recorded with the events an import of the same image under that
+/// name would record (`ImageCreated`, or `ImageUpdated` when the name pointed elsewhere): a name
+/// is all an image record adds to its manifest, so no new event kind and no schema change; the
+/// record's origin (`Images/Tag`) says it was a tag.
+pub struct TagImage {
+    pub source: String,
+    pub target: String,
+}
+
+impl TagImage {
+    pub fn decide(&self, state: &State, namespace: &str) -> Result<Vec<Event>, CommandError> {
+        let Some(source) = resolve_image(state, namespace, &self.source) else {
+            return Err(image_not_found(state, namespace, &self.source));
+        };
+        let target = if resolve_image_is_tagless(&self.target) && !self.target.contains('@') {
+            format!("{}:latest", self.target)
+        } else {
+            self.target.clone()
+        };
+        if !is_valid_image_name(&target) {
+            return Err(CommandError::InvalidArgument(format!(
+                "{} is not a valid image name; use REPOSITORY[:TAG], e.g. library/busybox:1.36",
+                crate::validate::shown(&self.target)
+            )));
+        }
+        let image = ImageRecord { name: target.clone(), ..source.record.clone() };
+        Ok(match state.image(namespace, &target) {
+            Some(existing) if existing.record == image => Vec::new(),
+            Some(_) => vec![Event::ImageUpdated { image }],
+            None => vec![Event::ImageCreated { image }],
+        })
+    }
+}
+
+/// The names berth gives images: what `images::archive::naming` accepts on import.
+fn is_valid_image_name(name: &str) -> bool {
+    let acceptable = |character: char| character.is_ascii_alphanumeric() || "._-/:@".contains(character);
+    !name.is_empty()
+        && name.len() <= 4096
+        && name.chars().all(acceptable)
+        && !name.starts_with(['/', ':', '@', '.', '-'])
+        && !name.ends_with(['/', ':', '@'])
 }
 
 pub struct RemoveImage {

@@ -18,7 +18,7 @@ pub mod validate;
 pub use container::{merge_env, merge_process_args, CreateContainer, DeleteContainer, DEFAULT_PATH_ENV};
 pub use daemon::RecordDaemonEvent;
 pub use error::CommandError;
-pub use image::{image_not_found, resolve_image, ImportImage, PruneImages, RemoveImage};
+pub use image::{image_not_found, resolve_image, ImportImage, PruneImages, RemoveImage, TagImage};
 pub use namespace::{CreateNamespace, RemoveNamespace};
 pub use outcome::RecordOutcome;
 pub use pull::{PullImage, PullProvenance, RecordPulledBlobs};
@@ -35,6 +35,7 @@ pub enum Command {
     RecordPulledBlobs(RecordPulledBlobs),
     PullImage(PullImage),
     PruneImages(PruneImages),
+    TagImage(TagImage),
     CreateContainer(CreateContainer),
     DeleteContainer(DeleteContainer),
     CreateTask(CreateTask),
@@ -56,6 +57,7 @@ impl Command {
             Command::RecordPulledBlobs(command) => command.decide(state),
             Command::PullImage(command) => command.decide(state, namespace),
             Command::PruneImages(command) => command.decide(state, namespace),
+            Command::TagImage(command) => command.decide(state, namespace),
             Command::CreateContainer(command) => command.decide(state, namespace),
             Command::DeleteContainer(command) => command.decide(state, namespace),
             Command::CreateTask(command) => command.decide(state, namespace),

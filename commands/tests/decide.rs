@@ -215,3 +215,47 @@ fn an_untagged_reference_means_latest_and_the_refusal_names_the_tags_there_are()
     };
     assert!(message.contains("(that is alpine:latest)") && message.contains("berth image import"), "{message}");
 }
+
+fn tag(source: &str, target: &str) -> Command {
+    Command::TagImage(TagImage { source: source.into(), target: target.into() })
+}
+
+#[test]
+fn a_tag_is_recorded_as_the_image_under_its_new_name() {
+    let mut world = World::new();
+    world.run(import(), None).unwrap();
+    let events = tag("busybox", "mine/bb:2").decide(&world.state, "default").unwrap();
+    let [Event::ImageCreated { image }] = &events[..] else { panic!("expected one ImageCreated: {events:?}") };
+    let source = &world.state.image("default", "busybox:latest").unwrap().record;
+    assert_eq!(*image, ImageRecord { name: "mine/bb:2".into(), ..source.clone() });
+    world.run(tag("busybox", "mine/bb:2"), None).unwrap();
+    // The same again records nothing; a tagless target means :latest.
+    assert!(tag("busybox:latest", "mine/bb:2").decide(&world.state, "default").unwrap().is_empty());
+    world.run(tag("busybox", "other"), None).unwrap();
+    assert!(world.state.image("default", "other:latest").is_some());
+    assert!(matches!(tag("nope", "x:1").decide(&world.state, "default"), Err(CommandError::NotFound(_))));
+    for bad in ["", "Bad Name", "-x", "x:"] {
+        assert!(
+            matches!(tag("busybox", bad).decide(&world.state, "default"), Err(CommandError::InvalidArgument(_))),
+            "{bad:?} was accepted"
+        );
+    }
+}
+
+#[test]
+fn a_tag_onto_an_existing_name_updates_it() {
+    let mut world = World::new();
+    world.run(import(), None).unwrap();
+    let mut other = match import() {
+        Command::ImportImage(import) => import,
+        _ => unreachable!(),
+    };
+    other.images[0].name = "mine/bb:2".into();
+    other.images[0].manifest.digest = "sha256:m2".into();
+    world.run(Command::ImportImage(other), None).unwrap();
+    let events = tag("busybox", "mine/bb:2").decide(&world.state, "default").unwrap();
+    assert!(
+        matches!(&events[..], [Event::ImageUpdated { image }] if image.manifest.digest == "sha256:m"),
+        "{events:?}"
+    );
+}

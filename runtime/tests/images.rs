@@ -273,16 +273,21 @@ fn import_bytes(archive: &[u8], name: Option<&str>) -> Result<Vec<ImportedImage>
 fn import_rejects_what_is_not_a_tar() {
     let text = b"this is a text file, not an image archive\n".repeat(50);
     let result = import_bytes(&text, Some("x"));
-    assert!(matches!(result, Err(ImportError::NotAnOciArchive { .. })), "{result:?}");
+    assert!(matches!(result, Err(ImportError::NotAnImageArchive { .. })), "{result:?}");
     assert!(import_bytes(&[], Some("x")).is_err());
 }
 
 #[test]
-fn import_rejects_a_tar_without_oci_layout_and_says_how_to_convert() {
-    let docker_like = build_archive(&[("manifest.json".to_string(), b"[]".to_vec())]);
-    let error = import_bytes(&docker_like, Some("x")).unwrap_err();
-    assert!(matches!(error, ImportError::NotAnOciArchive { .. }), "{error:?}");
-    assert!(error.to_string().contains("skopeo copy docker-archive:"), "{error}");
+fn import_rejects_a_tar_that_is_neither_format_and_says_what_it_looked_for() {
+    let neither = build_archive(&[("hello.txt".to_string(), b"hi".to_vec())]);
+    let error = import_bytes(&neither, Some("x")).unwrap_err();
+    assert!(matches!(error, ImportError::NotAnImageArchive { .. }), "{error:?}");
+    assert!(error.to_string().contains("no oci-layout entry"), "{error}");
+    assert!(error.to_string().contains("no manifest.json entry"), "{error}");
+    // A docker-archive is read now; an empty one is refused for what it is.
+    let empty_docker = build_archive(&[("manifest.json".to_string(), b"[]".to_vec())]);
+    let error = import_bytes(&empty_docker, Some("x")).unwrap_err();
+    assert!(matches!(error, ImportError::InvalidDockerManifest { .. }), "{error:?}");
 }
 
 #[test]

@@ -4,6 +4,7 @@
 //! These tests need root, runc and the test images (scripts/build-test-images.sh). Where any
 //! is missing they fail with what to do; they never pass silently.
 
+pub mod docker_archive;
 pub mod oci_archive;
 pub mod registry;
 

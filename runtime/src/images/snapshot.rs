@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use nix::mount::{MntFlags, MsFlags};
 
 use crate::images::digest::digest_hex;
-use crate::images::unpack::{unpack_layer, UnpackError};
+use crate::images::unpack::{unpack_layer, unpack_layer_reader, UnpackError};
 use crate::sys::fs::{create_dir_with_mode, create_private_dir_all, sync_dir, CONTAINER_ROOT_DIR_MODE};
 
 /// What can go wrong in the snapshotter.
@@ -68,6 +68,13 @@ pub enum SnapshotError {
         #[source]
         source: io::Error,
     },
+}
+
+/// A layer unpacked into a temporary directory, not committed yet; see [`Snapshotter::stage_layer`].
+#[derive(Debug)]
+pub struct StagedLayer {
+    pub tmp_dir: PathBuf,
+    pub diff_id: String,
 }
 
 fn io_error<'path>(action: &'static str, path: &'path Path) -> impl FnOnce(io::Error) -> SnapshotError + 'path {
@@ -142,6 +149,21 @@ impl Snapshotter {
         chain_hex(chain_id).is_ok() && self.committed_dir(chain_id).is_dir()
     }
 
+    /// A fresh temporary directory (`<tmp>/…/fs`, the layer's root, mode of `/`) to unpack a
+    /// layer into before it is committed; returns the directory and its `fs`.
+    fn new_tmp_dir(&self, label: &str) -> Result<(PathBuf, PathBuf), SnapshotError> {
+        let tmp_dir = self.tmp_root.join(format!(
+            "{label}-{}-{}",
+            std::process::id(),
+            NEXT_TMP_IDX.fetch_add(1, Ordering::Relaxed)
+        ));
+        let tmp_fs = tmp_dir.join("fs");
+        // The layer's root gets the mode of `/` anywhere (its own `./` entry, if any, wins while
+        // unpacking); the directory above it, like everything under the root, is private.
+        create_dir_with_mode(&tmp_fs, CONTAINER_ROOT_DIR_MODE).map_err(io_error("create", &tmp_fs))?;
+        Ok((tmp_dir, tmp_fs))
+    }
+
     /// Unpacks a layer blob into a fresh temporary directory, checks its diff id, and renames it
     /// into place. Already committed → Ok without unpacking again.
     pub fn commit_layer(
@@ -155,16 +177,10 @@ impl Snapshotter {
         if self.has_committed(chain_id) {
             return Ok(());
         }
-        let tmp_dir = self.tmp_root.join(format!(
-            "commit-{hex_part}-{}-{}",
-            std::process::id(),
-            NEXT_TMP_IDX.fetch_add(1, Ordering::Relaxed)
-        ));
-        let tmp_fs = tmp_dir.join("fs");
-        // The layer's root gets the mode of `/` anywhere (its own `./` entry, if any, wins while
-        // unpacking); the directory above it, like everything under the root, is private.
-        create_dir_with_mode(&tmp_fs, CONTAINER_ROOT_DIR_MODE).map_err(io_error("create", &tmp_fs))?;
-        let result = self.unpack_and_rename(chain_id, &hex_part, blob, media_type, expected_diff_id, &tmp_dir, &tmp_fs);
+        let (tmp_dir, tmp_fs) = self.new_tmp_dir(&format!("commit-{hex_part}"))?;
+        let result = unpack_layer(blob, media_type, &tmp_fs)
+            .map_err(|source| SnapshotError::Unpack { chain_id: chain_id.to_string(), source })
+            .and_then(|actual_diff_id| self.rename_into_place(chain_id, &actual_diff_id, expected_diff_id, &tmp_dir));
         if result.is_err() || tmp_dir.exists() {
             // Best effort: anything left behind is removed by clean_tmp at the next start.
             let _ = fs::remove_dir_all(&tmp_dir);
@@ -172,30 +188,56 @@ impl Snapshotter {
         result
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn unpack_and_rename(
+    /// Unpacks a layer from `reader` before anyone knows its chain id — while its blob is still
+    /// streaming in — so the blob is not read back and decompressed a second time.
+    pub fn stage_layer(&self, reader: impl std::io::Read) -> Result<StagedLayer, SnapshotError> {
+        let (tmp_dir, tmp_fs) = self.new_tmp_dir("staged")?;
+        match unpack_layer_reader(reader, None, &tmp_fs) {
+            Ok(diff_id) => Ok(StagedLayer { tmp_dir, diff_id }),
+            Err(source) => {
+                let _ = fs::remove_dir_all(&tmp_dir);
+                Err(SnapshotError::Unpack { chain_id: "(staged)".to_string(), source })
+            }
+        }
+    }
+
+    /// Commits a staged layer as `chain_id` when its diff id is the expected one (otherwise
+    /// `DiffIdMismatch`); already committed → Ok, and the staged copy is dropped.
+    pub fn commit_staged(
         &self,
         chain_id: &str,
-        hex_part: &str,
-        blob: &Path,
-        media_type: &str,
+        staged: StagedLayer,
+        expected_diff_id: &str,
+    ) -> Result<(), SnapshotError> {
+        chain_hex(chain_id)?;
+        let result = match self.has_committed(chain_id) {
+            true => Ok(()),
+            false => self.rename_into_place(chain_id, &staged.diff_id, expected_diff_id, &staged.tmp_dir),
+        };
+        if staged.tmp_dir.exists() {
+            let _ = fs::remove_dir_all(&staged.tmp_dir);
+        }
+        result
+    }
+
+    fn rename_into_place(
+        &self,
+        chain_id: &str,
+        actual_diff_id: &str,
         expected_diff_id: &str,
         tmp_dir: &Path,
-        tmp_fs: &Path,
     ) -> Result<(), SnapshotError> {
-        let actual_diff_id = unpack_layer(blob, media_type, tmp_fs)
-            .map_err(|source| SnapshotError::Unpack { chain_id: chain_id.to_string(), source })?;
         if actual_diff_id != expected_diff_id {
             return Err(SnapshotError::DiffIdMismatch {
                 chain_id: chain_id.to_string(),
                 expected: expected_diff_id.to_string(),
-                actual: actual_diff_id,
+                actual: actual_diff_id.to_string(),
             });
         }
         // Unpacked files are written without fsync one by one (that would be very slow); one
         // syncfs of the file system before the rename makes the whole layer durable first.
         sync_filesystem_of(tmp_dir).map_err(io_error("sync file system of", tmp_dir))?;
-        let final_dir = self.committed_root.join(hex_part);
+        let final_dir = self.committed_root.join(chain_hex(chain_id)?);
         match fs::rename(tmp_dir, &final_dir) {
             Ok(()) => {}
             // A concurrent commit of the same chain won the race; its content is the same.

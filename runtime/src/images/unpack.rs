@@ -93,7 +93,7 @@ impl LayerCompression {
         }
     }
 
-    fn sniff(first_bytes: &[u8]) -> LayerCompression {
+    pub fn sniff(first_bytes: &[u8]) -> LayerCompression {
         if first_bytes.starts_with(GZIP_MAGIC) {
             LayerCompression::Gzip
         } else if first_bytes.starts_with(ZSTD_MAGIC) {
@@ -112,13 +112,24 @@ pub fn unpack_layer(blob: &Path, media_type: &str, dest: &Path) -> Result<String
         path: blob.to_path_buf(),
         source,
     })?;
-    let mut buffered = BufReader::with_capacity(256 * 1024, blob_file);
-    let compression = match LayerCompression::from_media_type(media_type) {
+    unpack_layer_reader(blob_file, Some(media_type), dest).map_err(|error| match error {
+        UnpackError::Io { action: "read layer blob", source, .. } => {
+            UnpackError::Io { action: "read layer blob", path: blob.to_path_buf(), source }
+        }
+        other => other,
+    })
+}
+
+/// Unpacks a layer read from `reader` (compressed as `media_type` says, or as its first bytes
+/// say when the media type does not or is not known) into `dest`; returns the diff id.
+pub fn unpack_layer_reader(reader: impl Read, media_type: Option<&str>, dest: &Path) -> Result<String, UnpackError> {
+    let mut buffered = BufReader::with_capacity(256 * 1024, reader);
+    let compression = match media_type.and_then(LayerCompression::from_media_type) {
         Some(compression) => compression,
         None => {
             let first_bytes = buffered.fill_buf().map_err(|source| UnpackError::Io {
                 action: "read layer blob",
-                path: blob.to_path_buf(),
+                path: PathBuf::new(),
                 source,
             })?;
             LayerCompression::sniff(first_bytes)

@@ -27,3 +27,71 @@ impl<R: Read> Read for ExactLengthReader<R> {
         Ok(n_read)
     }
 }
+
+/// A blocking reader over pieces sent from async code (an upload's gRPC messages): lets a
+/// synchronous parser read a stream as it arrives instead of after it was spooled to disk.
+/// The sender ends the stream by dropping its half; an `Err` piece is handed to the reader.
+pub struct ChannelReader {
+    receiver: tokio::sync::mpsc::Receiver<io::Result<Vec<u8>>>,
+    current: Vec<u8>,
+    position: usize,
+}
+
+impl ChannelReader {
+    pub fn new(receiver: tokio::sync::mpsc::Receiver<io::Result<Vec<u8>>>) -> ChannelReader {
+        ChannelReader { receiver, current: Vec::new(), position: 0 }
+    }
+}
+
+impl Read for ChannelReader {
+    /// Blocks the calling thread: call it from a blocking thread (`spawn_blocking`), never from
+    /// a task on the async runtime.
+    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+        while self.position == self.current.len() {
+            match self.receiver.blocking_recv() {
+                Some(Ok(piece)) => {
+                    self.current = piece;
+                    self.position = 0;
+                }
+                Some(Err(error)) => return Err(error),
+                None => return Ok(0),
+            }
+        }
+        let n_copied = buffer.len().min(self.current.len() - self.position);
+        buffer[..n_copied].copy_from_slice(&self.current[self.position..self.position + n_copied]);
+        self.position += n_copied;
+        Ok(n_copied)
+    }
+}
+
+/// [`ChannelReader`] for a thread-to-thread channel: a reader on one thread over what another
+/// thread sends; the stream ends when every sender is dropped.
+pub struct SyncChannelReader {
+    receiver: std::sync::mpsc::Receiver<Vec<u8>>,
+    current: Vec<u8>,
+    position: usize,
+}
+
+impl SyncChannelReader {
+    pub fn new(receiver: std::sync::mpsc::Receiver<Vec<u8>>) -> SyncChannelReader {
+        SyncChannelReader { receiver, current: Vec::new(), position: 0 }
+    }
+}
+
+impl Read for SyncChannelReader {
+    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+        while self.position == self.current.len() {
+            match self.receiver.recv() {
+                Ok(piece) => {
+                    self.current = piece;
+                    self.position = 0;
+                }
+                Err(_) => return Ok(0),
+            }
+        }
+        let n_copied = buffer.len().min(self.current.len() - self.position);
+        buffer[..n_copied].copy_from_slice(&self.current[self.position..self.position + n_copied]);
+        self.position += n_copied;
+        Ok(n_copied)
+    }
+}

@@ -235,8 +235,15 @@ pub struct RmArgs {
 pub enum ImageCommand {
     /// Pull an image from a registry (berthd fetches, verifies and unpacks it)
     Pull(ImagePullArgs),
-    /// Import an OCI image-layout tar archive (as skopeo or umoci write it)
+    /// Import an image archive: an OCI image-layout tar (as skopeo, umoci or ctr write it) or a
+    /// docker-archive (as docker save or skopeo write it), told apart by its content
     Import(ImageImportArgs),
+    /// Write images as one OCI image-layout tar (for skopeo, ctr images import, berth image import)
+    Export(ImageExportArgs),
+    /// Give an image another name
+    Tag(ImageTagArgs),
+    /// Show an image's manifest, config, layers and history as JSON
+    Inspect(ImageInspectArgs),
     /// List images
     Ls(OutputArgs),
     /// Remove images
@@ -256,6 +263,39 @@ pub struct ImagePruneArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(override_usage = "berth image export NAME... FILE")]
+pub struct ImageExportArgs {
+    /// Images to export, then the file to write (`-` writes standard output)
+    #[arg(value_name = "NAME... FILE", required = true, num_args = 2..)]
+    pub names_and_file: Vec<String>,
+}
+
+impl ImageExportArgs {
+    /// The image names and the output path (the last argument).
+    pub fn split(&self) -> (&[String], &str) {
+        let (file, names) = self.names_and_file.split_last().expect("clap requires two arguments");
+        (names, file)
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct ImageTagArgs {
+    /// Image to name again
+    #[arg(value_name = "SOURCE")]
+    pub source: String,
+    /// The new name, REPOSITORY[:TAG]
+    #[arg(value_name = "TARGET")]
+    pub target: String,
+}
+
+#[derive(Args, Debug)]
+pub struct ImageInspectArgs {
+    /// Image to show
+    #[arg(value_name = "NAME")]
+    pub name: String,
+}
+
+#[derive(Args, Debug)]
 pub struct ImageImportArgs {
     /// Archive to import; `-` reads standard input
     #[arg(value_name = "FILE")]
@@ -264,6 +304,10 @@ pub struct ImageImportArgs {
     /// Name for the image, when the archive holds one image (overrides its ref.name annotation)
     #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
+
+    /// Platform to take from multi-platform images, os/arch[/variant] (default: this machine's)
+    #[arg(long, value_name = "PLATFORM")]
+    pub platform: Option<String>,
 
     #[command(flatten)]
     pub output: OutputArgs,

@@ -1,6 +1,7 @@
-//! `berth image import`, `image ls`, `image rm` and `image prune`: streaming an OCI archive to
-//! berthd in pieces, the image table (SIZE: the compressed layers; CONTENT: every blob of the
-//! image, manifest and config included, as `Image.size` holds), and what a prune removed.
+//! `berth image import`, `export`, `tag`, `inspect`, `ls`, `rm` and `prune`: streaming an
+//! archive to berthd in pieces and back, the image table (SIZE: the compressed layers; CONTENT:
+//! every blob of the image, manifest and config included, as `Image.size` holds), and what a
+//! prune removed.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -9,7 +10,9 @@ use berth_projections::names::short_digest;
 use berth_runtime::api;
 use tokio::io::AsyncReadExt;
 
-use crate::args::{ImageImportArgs, ImagePruneArgs, ImageRmArgs, OutputFormat};
+use crate::args::{
+    ImageExportArgs, ImageImportArgs, ImageInspectArgs, ImagePruneArgs, ImageRmArgs, ImageTagArgs, OutputFormat,
+};
 use crate::output::{for_each_target, format_rfc3339, format_table, human_size, print_json_document, print_stdout};
 use crate::session::{CliError, Session};
 
@@ -42,8 +45,17 @@ pub async fn import_image(session: &Session, import_job: ImportJob) -> Result<Ex
     let ImportJob { import_args, archive } = import_job;
     let archive_path = import_args.archive_path.clone();
     let (chunk_sender, chunk_receiver) = tokio::sync::mpsc::channel::<api::ImportChunk>(2);
-    let image_name = import_args.name.clone().unwrap_or_default();
-    let reader = tokio::spawn(stream_archive(archive, image_name, chunk_sender));
+    let first_chunk = api::ImportChunk {
+        name: import_args.name.clone().unwrap_or_default(),
+        platform: import_args.platform.clone().unwrap_or_default(),
+        // berthd names the archive in its errors by the path the user typed.
+        source_label: match archive_path.as_os_str() == "-" {
+            true => "standard input".to_string(),
+            false => archive_path.display().to_string(),
+        },
+        data: Vec::new(),
+    };
+    let reader = tokio::spawn(stream_archive(archive, first_chunk, chunk_sender));
     let import_result =
         session.images().import(session.request(tokio_stream::wrappers::ReceiverStream::new(chunk_receiver))).await;
     // A read error explains a truncated upload better than the daemon's complaint about it.
@@ -62,23 +74,24 @@ pub async fn import_image(session: &Session, import_job: ImportJob) -> Result<Ex
     Ok(ExitCode::SUCCESS)
 }
 
-/// Sends the archive in `IMPORT_CHUNK_BYTES` pieces; the first carries the name, and at least
-/// one message is always sent so the daemon sees the name even for an empty archive.
+/// Sends the archive in `IMPORT_CHUNK_BYTES` pieces; the first carries the options
+/// (`first_chunk`'s), and at least one message is always sent so the daemon sees them even for
+/// an empty archive.
 async fn stream_archive(
     mut archive: Box<dyn tokio::io::AsyncRead + Unpin + Send>,
-    image_name: String,
+    first_chunk: api::ImportChunk,
     chunk_sender: tokio::sync::mpsc::Sender<api::ImportChunk>,
 ) -> std::io::Result<()> {
-    let mut name_for_first_chunk = Some(image_name);
+    let mut options_for_first_chunk = Some(first_chunk);
     loop {
         let mut buffer = vec![0_u8; IMPORT_CHUNK_BYTES];
         let n_read = fill_buffer(&mut archive, &mut buffer).await?;
         buffer.truncate(n_read);
-        let is_first = name_for_first_chunk.is_some();
+        let is_first = options_for_first_chunk.is_some();
         if n_read == 0 && !is_first {
             return Ok(());
         }
-        let chunk = api::ImportChunk { name: name_for_first_chunk.take().unwrap_or_default(), data: buffer };
+        let chunk = api::ImportChunk { data: buffer, ..options_for_first_chunk.take().unwrap_or_default() };
         if chunk_sender.send(chunk).await.is_err() {
             // The call ended (the daemon answered or failed); its result tells the story.
             return Ok(());
@@ -100,6 +113,75 @@ async fn fill_buffer(reader: &mut (impl tokio::io::AsyncRead + Unpin), buffer: &
         n_filled += n_read;
     }
     Ok(n_filled)
+}
+
+/// Writes the export to FILE (through `FILE.partial`, renamed at the end, so a failed export
+/// leaves no archive that looks whole) or to standard output for `-`.
+pub async fn export_images(session: &Session, export_args: ImageExportArgs) -> Result<ExitCode, CliError> {
+    use tokio::io::AsyncWriteExt;
+    let (names, file) = export_args.split();
+    let request = api::ExportImagesRequest { names: names.to_vec() };
+    let mut chunks = session.images().export(session.request(request)).await.map_err(session.rpc_error())?.into_inner();
+    let to_stdout = file == "-";
+    let final_path = std::path::PathBuf::from(file);
+    let partial_path = std::path::PathBuf::from(format!("{file}.partial"));
+    let write_error = |source| CliError::WriteFile { path: final_path.clone(), source };
+    let mut output: Box<dyn tokio::io::AsyncWrite + Unpin + Send> = match to_stdout {
+        true => Box::new(tokio::io::stdout()),
+        false => Box::new(tokio::fs::File::create(&partial_path).await.map_err(write_error)?),
+    };
+    let result = async {
+        while let Some(chunk) = chunks.message().await.map_err(session.rpc_error())? {
+            output.write_all(&chunk.data).await.map_err(write_error)?;
+        }
+        output.flush().await.map_err(write_error)?;
+        if !to_stdout {
+            tokio::fs::rename(&partial_path, &final_path).await.map_err(write_error)?;
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+    .await;
+    if result.is_err() && !to_stdout {
+        let _ = tokio::fs::remove_file(&partial_path).await;
+    }
+    result
+}
+
+pub async fn tag_image(session: &Session, tag_args: ImageTagArgs) -> Result<ExitCode, CliError> {
+    let request = api::TagImageRequest { source: tag_args.source, target: tag_args.target };
+    session.images().tag(session.request(request)).await.map_err(session.rpc_error())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The image as JSON: berth's record, the manifest and config as stored, each layer with its
+/// size and digests, and the history from the config.
+pub async fn inspect_image(session: &Session, inspect_args: ImageInspectArgs) -> Result<ExitCode, CliError> {
+    let request = api::InspectImageRequest { name: inspect_args.name };
+    let inspected = session.images().inspect(session.request(request)).await.map_err(session.rpc_error())?.into_inner();
+    let image = inspected.image.unwrap_or_default();
+    let parse = |bytes: &[u8]| serde_json::from_slice::<serde_json::Value>(bytes).unwrap_or(serde_json::Value::Null);
+    let config = parse(&inspected.config);
+    let document = serde_json::json!({
+        "name": image.name,
+        "digest": image.digest,
+        "media_type": image.media_type,
+        "config_digest": image.config_digest,
+        "size": image_layers_size(&image),
+        "layers": image.layers.iter().map(|layer| serde_json::json!({
+            "digest": layer.digest,
+            "diff_id": layer.diff_id,
+            "chain_id": layer.chain_id,
+            "media_type": layer.media_type,
+            "size": layer.size,
+        })).collect::<Vec<_>>(),
+        "created_at": format_rfc3339(image.created_at_ns),
+        "created_seq": image.created_seq,
+        "history": config.get("history").cloned().unwrap_or(serde_json::Value::Array(Vec::new())),
+        "manifest": parse(&inspected.manifest),
+        "config": config,
+    });
+    print_json_document(&document)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 pub async fn list_images(session: &Session, output: OutputFormat) -> Result<ExitCode, CliError> {
@@ -224,7 +306,8 @@ mod tests {
         let archive_bytes = vec![7_u8; IMPORT_CHUNK_BYTES * 2 + 10];
         let (chunk_sender, mut chunk_receiver) = tokio::sync::mpsc::channel(8);
         let archive: Box<dyn tokio::io::AsyncRead + Unpin + Send> = Box::new(std::io::Cursor::new(archive_bytes));
-        stream_archive(archive, "alpine:3".to_string(), chunk_sender).await.unwrap();
+        let options = api::ImportChunk { name: "alpine:3".to_string(), ..Default::default() };
+        stream_archive(archive, options, chunk_sender).await.unwrap();
         let mut chunks = Vec::new();
         while let Some(chunk) = chunk_receiver.recv().await {
             chunks.push(chunk);
@@ -236,7 +319,8 @@ mod tests {
 
         let (chunk_sender, mut chunk_receiver) = tokio::sync::mpsc::channel(8);
         let empty: Box<dyn tokio::io::AsyncRead + Unpin + Send> = Box::new(std::io::Cursor::new(Vec::new()));
-        stream_archive(empty, "x".to_string(), chunk_sender).await.unwrap();
+        let options = api::ImportChunk { name: "x".to_string(), ..Default::default() };
+        stream_archive(empty, options, chunk_sender).await.unwrap();
         let only_chunk = chunk_receiver.recv().await.unwrap();
         assert_eq!((only_chunk.name.as_str(), only_chunk.data.len()), ("x", 0));
         assert!(chunk_receiver.recv().await.is_none());

@@ -21,6 +21,9 @@ pub enum CliError {
     #[error("cannot read {}: {source}; check the path and that you may read it", path.display())]
     ReadFile { path: PathBuf, source: std::io::Error },
 
+    #[error("cannot write {}: {source}; check that its directory exists, is writable and has room", path.display())]
+    WriteFile { path: PathBuf, source: std::io::Error },
+
     #[error("cannot write to standard output or error: {0}; check where the output goes (disk full?)")]
     WriteOutput(std::io::Error),
 
