@@ -4,7 +4,7 @@
 # toolchain new enough for the workspace (1.88+, via rustup: Debian's own cargo is too old).
 set -euo pipefail
 # docker-registry (the distribution registry), apache2-utils (htpasswd) and openssl: the registry
-# pull tests (scripts/registry.sh); containerd: the pull benchmark against `ctr`.
+# pull tests (scripts/registry.sh, tests/tests/registry_pull.rs).
 packages=(runc umoci skopeo busybox-static debootstrap protobuf-compiler ca-certificates curl jq iproute2 util-linux
   docker-registry apache2-utils openssl)
 missing=()
