@@ -9,6 +9,7 @@ pub mod image;
 pub mod namespace;
 pub mod outcome;
 pub mod pull;
+pub mod push;
 pub mod task;
 pub mod validate;
 
@@ -19,6 +20,7 @@ pub use image::{image_not_found, resolve_image, ImportImage, RemoveImage};
 pub use namespace::{CreateNamespace, RemoveNamespace};
 pub use outcome::RecordOutcome;
 pub use pull::{PullImage, PullProvenance, RecordPulledBlobs};
+pub use push::PushImage;
 pub use task::{CreateTask, DeleteTask, KillTask, StartTask};
 
 use berth_projections::{Event, State};
@@ -31,6 +33,7 @@ pub enum Command {
     RemoveImage(RemoveImage),
     RecordPulledBlobs(RecordPulledBlobs),
     PullImage(PullImage),
+    PushImage(PushImage),
     CreateContainer(CreateContainer),
     DeleteContainer(DeleteContainer),
     CreateTask(CreateTask),
@@ -51,6 +54,7 @@ impl Command {
             Command::RemoveImage(command) => command.decide(state, namespace),
             Command::RecordPulledBlobs(command) => command.decide(state),
             Command::PullImage(command) => command.decide(state, namespace),
+            Command::PushImage(command) => command.decide(state, namespace),
             Command::CreateContainer(command) => command.decide(state, namespace),
             Command::DeleteContainer(command) => command.decide(state, namespace),
             Command::CreateTask(command) => command.decide(state, namespace),
