@@ -237,7 +237,7 @@ fn a_large_layer_goes_up_in_chunks() {
     let registry = Registry::start();
     let daemon = Daemon::start();
     let archive = test_images().join("debian-oci.tar");
-    daemon.ok(&["image", "import", archive.to_str().unwrap()]);
+    daemon.ok(&["image", "import", archive.to_str().unwrap(), "--name", "debian"]);
     let reference = format!("{}/big/debian:1", registry.host());
     daemon.ok(&["image", "push", "debian:bookworm", &reference]);
     assert_eq!(registry.skopeo_digest("big/debian:1"), image_digest(&daemon, "debian:bookworm"));

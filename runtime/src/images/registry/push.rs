@@ -206,7 +206,9 @@ async fn push_blob(
     }
     let uploads_url = client.url("blobs/uploads/");
     let mut upload_location = None;
-    for source in mount_sources {
+    // One mount attempt, from where the image was recorded last: a 202 opens an upload, which is
+    // used rather than left behind to try another source.
+    if let Some(source) = mount_sources.last() {
         let mount_url = format!("{uploads_url}?mount={}&from={source}", blob.digest);
         let response = client.send(Method::POST, &mount_url, &[]).await?;
         match response.status() {
@@ -216,11 +218,8 @@ async fn push_blob(
                 return Ok(BlobOutcome::Mounted);
             }
             // Not mountable from there (the registry does not allow it, or the source lacks
-            // the blob): the registry opened an upload instead, which is used.
-            StatusCode::ACCEPTED => {
-                upload_location = Some(location_of(client, &response, &mount_url)?);
-                break;
-            }
+            // the blob): the registry opened an upload instead.
+            StatusCode::ACCEPTED => upload_location = Some(location_of(client, &response, &mount_url)?),
             _ => return Err(status_error(client, &mount_url, &response)),
         }
     }
