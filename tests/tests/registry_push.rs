@@ -246,3 +246,24 @@ fn a_large_layer_goes_up_in_chunks() {
     // A 95 MB layer in 16 MiB chunks.
     assert_eq!(patches, 6, "{}", berth_tests::tail(&log, 30));
 }
+
+#[test]
+fn a_mount_the_registry_answers_with_202_falls_back_to_an_upload() {
+    let registry = Registry::start();
+    let daemon = Daemon::start();
+    daemon.import_busybox();
+    let host = registry.host();
+    daemon.ok(&["image", "push", "busybox", &format!("{host}/first/busybox:1")]);
+    // The first repository loses its blob links: a mount from it cannot succeed.
+    let layers = registry.dir.path().join("registry/data/docker/registry/v2/repositories/first/busybox/_layers");
+    std::fs::remove_dir_all(&layers).unwrap_or_else(|error| panic!("{}: {error}", layers.display()));
+    let second = daemon.ok(&["image", "push", "busybox", &format!("{host}/second/busybox:1")]);
+    assert!(second.contains("2 blobs uploaded") && second.contains("0 mounted"), "{second}");
+    let log = std::fs::read_to_string(registry.dir.path().join("registry/log")).unwrap();
+    let refused_mounts = log
+        .lines()
+        .filter(|line| line.contains("\"POST /v2/second/busybox/blobs/uploads/?mount=") && line.contains("\" 202 "))
+        .count();
+    assert_eq!(refused_mounts, 2, "{}", berth_tests::tail(&log, 20));
+    assert_eq!(registry.skopeo_digest("second/busybox:1"), image_digest(&daemon, "busybox:latest"));
+}
