@@ -12,7 +12,8 @@ to the registry (streaming the answer), logs one line per request, and can
                          one byte smaller than it is, `huge-manifest` pads manifests past 4 MiB,
                          `wrong-digest-header` sends a Docker-Content-Digest that is not the body's
                          (also on the answer to a PUT of a blob or manifest), `drop-upload` closes
-                         the connection half-way through a blob upload's body.
+                         the connection half-way through a blob upload's body,
+                         `deny-push` answers every POST with 403 DENIED.
 POST, PUT and PATCH (push) are forwarded with their bodies, and upload Locations are rewritten to
 point at this proxy.
 Usage: registry-proxy.py PORT UPSTREAM_PORT LOG_FILE [--token U:P] [--stall-file FILE] [--lie-file FILE]
@@ -109,6 +110,9 @@ class Proxy(http.server.BaseHTTPRequestHandler):
         upstream = http.client.HTTPConnection("127.0.0.1", upstream_port, timeout=60)
         headers = {name: value for name, value in self.headers.items() if name.lower() not in ("authorization", "host")}
         body = None
+        if method == "POST" and ["deny-push"] in lies():
+            log(f"DENIED {method} {self.path}")
+            return self.answer(403, b'{"errors":[{"code":"DENIED","message":"requested access to the resource is denied"}]}')
         if method in ("POST", "PUT", "PATCH"):
             length = int(self.headers.get("Content-Length") or 0)
             if "/blobs/uploads/" in self.path and length > 0 and ["drop-upload"] in lies():

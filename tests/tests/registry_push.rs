@@ -220,6 +220,11 @@ fn a_registry_that_answers_a_wrong_digest_or_drops_the_upload_fails_the_push_wit
     assert!(!lied.status.success());
     assert!(stderr_of(&lied).contains("says it stored"), "{}", stderr_of(&lied));
 
+    std::fs::write(&proxy.lie_file, "deny-push\n").unwrap();
+    let denied = daemon.cli(&["image", "push", "busybox", &format!("{}/denied/busybox:1", proxy.host())]);
+    assert!(!denied.status.success());
+    assert!(stderr_of(&denied).contains("denied access to denied/busybox"), "{}", stderr_of(&denied));
+
     std::fs::write(&proxy.lie_file, "drop-upload\n").unwrap();
     let dropped = daemon.cli(&["image", "push", "busybox", &format!("{}/dropped/busybox:1", proxy.host())]);
     assert!(!dropped.status.success());
