@@ -71,6 +71,15 @@ fn push_round_trips_through_skopeo_sends_nothing_twice_and_mounts_across_reposit
     assert_eq!(pushed[0]["pushed_to"], format!("http://{host}").as_str());
     assert_eq!(pushed[0]["manifest_digest"], local_digest.as_str());
     assert_eq!((pushed[0]["uploaded_blobs"].as_u64(), pushed[0]["existing_blobs"].as_u64()), (Some(2), Some(0)));
+    // Who pushed is the record's origin.
+    let recorded = daemon.ok(&["events", "--output", "json"]);
+    let origin = recorded
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+        .find(|event| event["kind"] == "ImagePushed")
+        .unwrap()["origin"]
+        .clone();
+    assert_eq!((origin["method"].as_str(), origin["uid"].as_u64()), (Some("Images/Push"), Some(0)), "{origin}");
 
     // Copied back out with skopeo: the same layers as the archive berth imported.
     let work = tempfile::tempdir().unwrap();
