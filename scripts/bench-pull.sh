@@ -67,4 +67,11 @@ done
 median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 berth_median=$(median "${berth_times[@]}")
 ctr_median=$(median "${ctr_times[@]}")
+# The yardstick for MB/s: this machine's single-core gunzip of the image's largest layer.
+largest=$(tar -tvf "$images_dir/$image-oci.tar" | sort -k3 -n | tail -1 | awk '{print $NF}')
+tar -xOf "$images_dir/$image-oci.tar" "$largest" >"$work/largest.gz"
+compressed_bytes=$(stat -c %s "$work/largest.gz")
+start=$(now_ms); gzip -dc "$work/largest.gz" >/dev/null; gunzip_ms=$(( $(now_ms) - start ))
+echo "largest layer: $((compressed_bytes / 1000000)) MB compressed; gunzip alone $gunzip_ms ms ($(awk -v b="$compressed_bytes" -v t="$gunzip_ms" 'BEGIN { printf "%.0f", b / 1000 / t }') MB/s compressed)"
+echo "berth pull rate: $(awk -v b="$compressed_bytes" -v t="$(median "${berth_times[@]}")" 'BEGIN { printf "%.0f", b / 1000 / t }') MB/s of the largest layer's compressed bytes over the whole pull"
 echo "median: berth $berth_median ms, ctr $ctr_median ms, ratio $(awk -v b="$berth_median" -v c="$ctr_median" 'BEGIN { printf "%.2f", b / c }')x"

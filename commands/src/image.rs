@@ -69,10 +69,22 @@ pub fn resolve_image<'a>(
     if let Some(image) = state.image(namespace, reference) {
         return Some(image);
     }
-    if !resolve_image_is_tagless(reference) {
+    if resolve_image_is_tagless(reference) {
+        if let Some(image) = state.image(namespace, &format!("{reference}:latest")) {
+            return Some(image);
+        }
+    }
+    // A pull names images as Docker normalises them: `busybox` was pulled as
+    // `docker.io/library/busybox:latest`, `user/app:1` as `docker.io/user/app:1`.
+    let first_component = reference.split('/').next().unwrap_or(reference);
+    let names_a_registry =
+        reference.contains('/') && (first_component.contains(['.', ':']) || first_component == "localhost");
+    if names_a_registry || reference.is_empty() {
         return None;
     }
-    state.image(namespace, &format!("{reference}:latest"))
+    let library = if reference.contains('/') { "" } else { "library/" };
+    let latest = if resolve_image_is_tagless(reference) { ":latest" } else { "" };
+    state.image(namespace, &format!("docker.io/{library}{reference}{latest}"))
 }
 
 /// The refusal for a reference that names no image: it says what the reference meant and, when

@@ -102,4 +102,32 @@ mod tests {
         let kinds: Vec<&str> = events.iter().map(Event::kind).collect();
         assert_eq!(kinds, ["NamespaceCreated", "ContentAdded", "ImageCreated", "ImagePulled"]);
     }
+
+    #[test]
+    fn a_pulled_docker_hub_image_answers_to_its_short_names() {
+        let mut state = State::default();
+        let pull = PullImage {
+            image: ImageRecord { name: "docker.io/library/busybox:latest".into(), ..ImageRecord::default() },
+            blobs: Vec::new(),
+            provenance: PullProvenance {
+                reference: "docker.io/library/busybox:latest".into(),
+                served_by: "https://registry-1.docker.io".into(),
+                manifest_digest: "sha256:m".into(),
+                platform: String::new(),
+            },
+        };
+        let envelope = berth_projections::Envelope::new(
+            "default",
+            berth_projections::Origin::Daemon { reason: "test".into(), answers: None },
+            pull.decide(&state, "default").unwrap(),
+        );
+        state.apply(berth_log::Seq(1), berth_log::Timestamp::from_signed_ns(0).unwrap(), &envelope);
+        for name in ["busybox", "busybox:latest", "library/busybox", "docker.io/library/busybox:latest"] {
+            let found = crate::resolve_image(&state, "default", name).map(|image| image.record.name.as_str());
+            assert_eq!(found, Some("docker.io/library/busybox:latest"), "{name}");
+        }
+        for name in ["busybox:1", "other/busybox", "localhost/busybox", "quay.io/busybox"] {
+            assert!(crate::resolve_image(&state, "default", name).is_none(), "{name}");
+        }
+    }
 }

@@ -363,3 +363,60 @@ fn a_registry_that_lies_is_refused_and_nothing_of_the_lie_is_kept() {
     daemon.ok(&["image", "pull", &reference]);
     assert_eq!(image_digest(&daemon, &reference), registry.skopeo_digest("local/layers:1"));
 }
+
+#[test]
+fn busybox_means_docker_hub_and_a_docker_hub_mirror_serves_it() {
+    let registry = Registry::start();
+    registry.push("busybox", "library/busybox:latest");
+    let work = tempfile::tempdir().unwrap();
+    let hosts_dir = work.path().join("certs.d");
+    // No network here: Docker Hub itself is unreachable, so only the mirror can answer.
+    write_hosts_toml(
+        &hosts_dir,
+        "docker.io",
+        &format!("[host.\"http://{}\"]\ncapabilities = [\"pull\", \"resolve\"]\n", registry.host()),
+    );
+    let daemon = daemon_with_hosts_dir(&hosts_dir);
+    daemon.ok(&["image", "pull", "busybox"]);
+    assert_eq!(
+        image_digest(&daemon, "docker.io/library/busybox:latest"),
+        registry.skopeo_digest("library/busybox:latest")
+    );
+    let pulled = events_of_kind(&daemon, "ImagePulled");
+    assert_eq!(pulled[0]["reference"], "docker.io/library/busybox:latest");
+    let run = daemon.ok(&["run", "--rm", "busybox", "echo", "short-name"]);
+    assert!(run.contains("short-name"), "{run}");
+}
+
+#[test]
+fn a_pull_whose_client_goes_away_stops_and_the_next_fetches_only_what_is_missing() {
+    let registry = Registry::start();
+    registry.push("layers", "local/layers:1");
+    let work = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start(work.path(), registry.port, None);
+    let manifest = registry.skopeo_raw("local/layers:1");
+    let big_layer = manifest["layers"][0]["digest"].as_str().unwrap().to_string();
+    let small_layer = manifest["layers"][2]["digest"].as_str().unwrap().to_string();
+    std::fs::write(&proxy.stall_file, format!("{big_layer}\n")).unwrap();
+    let daemon = Daemon::start();
+    let reference = format!("{}/local/layers:1", proxy.host());
+    let mut pull =
+        daemon.berth().args(["image", "pull", &reference]).stdout(std::process::Stdio::null()).spawn().unwrap();
+    eventually(Duration::from_secs(60), "the big layer to stall and the small one to be recorded", || {
+        let stalled = proxy.requests().iter().any(|line| line == &format!("STALLED {big_layer}"));
+        let recorded =
+            events_of_kind(&daemon, "ContentAdded").iter().any(|event| event["digest"] == small_layer.as_str());
+        (stalled && recorded).then_some(())
+    });
+    pull.kill().unwrap();
+    let _ = pull.wait();
+    // berthd notices, drops the half-downloaded blob and records nothing more.
+    eventually(Duration::from_secs(30), "the abandoned download to leave content/ingest", || {
+        ingest_is_empty(&daemon).then_some(())
+    });
+    assert!(events_of_kind(&daemon, "ImageCreated").is_empty());
+    std::fs::remove_file(&proxy.stall_file).unwrap();
+    daemon.ok(&["image", "pull", &reference]);
+    assert_eq!(proxy.blob_fetches(&big_layer), 2, "{:?}", proxy.requests());
+    assert_eq!(proxy.blob_fetches(&small_layer), 1, "{:?}", proxy.requests());
+}

@@ -188,6 +188,8 @@ impl ContentStore {
             .mode(PRIVATE_FILE_MODE)
             .open(guard.path())
             .map_err(ContentError::io("create", guard.path()))?;
+        // Network reads come in pieces of a few KiB: gather them into fewer, larger writes.
+        let file = io::BufWriter::with_capacity(COPY_BUFFER_BYTES, file);
         Ok(IngestWriter { file, hasher: Sha256::new(), n_bytes: 0, guard })
     }
 
@@ -273,7 +275,7 @@ impl ContentStore {
 
 /// A blob being written piece by piece, hashed as it goes; see [`ContentStore::begin_ingest`].
 pub struct IngestWriter {
-    file: File,
+    file: io::BufWriter<File>,
     hasher: Sha256,
     n_bytes: u64,
     guard: RemoveOnDrop,
@@ -300,6 +302,7 @@ impl IngestWriter {
         if actual != expected {
             return Err(ContentError::DigestMismatch { expected: expected.to_string(), actual });
         }
+        let file = file.into_inner().map_err(|error| ContentError::io("write", guard.path())(error.into_error()))?;
         // As in `ingest`: durable before it is visible under its name.
         file.sync_all().map_err(ContentError::io("fsync", guard.path()))?;
         drop(file);

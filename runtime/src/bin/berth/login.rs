@@ -30,22 +30,32 @@ fn read_stdin_line() -> Result<String, CliError> {
 
 /// Reads a secret from the terminal with echo off (berth has no other prompt to share it with).
 pub fn read_secret_from_terminal(prompt: &str) -> Result<String, CliError> {
+    read_from_terminal(prompt, false)
+}
+
+fn read_from_terminal(prompt: &str, echo: bool) -> Result<String, CliError> {
     use nix::sys::termios::{tcgetattr, tcsetattr, LocalFlags, SetArg};
     use std::io::Write;
-    let tty =
-        std::fs::OpenOptions::new().read(true).write(true).open("/dev/tty").map_err(|_| {
-            CliError::Usage("no terminal to ask for the password on: pass it with --password-stdin".into())
-        })?;
+    let tty = std::fs::OpenOptions::new().read(true).write(true).open("/dev/tty").map_err(|_| {
+        CliError::Usage(
+            "no terminal to ask on: give --username and --password-stdin to login, or --user USER:PASSWORD to pull"
+                .into(),
+        )
+    })?;
     let saved = tcgetattr(&tty).map_err(|error| CliError::Usage(format!("cannot use the terminal: {error}")))?;
     let mut silent = saved.clone();
-    silent.local_flags.remove(LocalFlags::ECHO);
+    if !echo {
+        silent.local_flags.remove(LocalFlags::ECHO);
+    }
     tcsetattr(&tty, SetArg::TCSANOW, &silent)
         .map_err(|error| CliError::Usage(format!("cannot use the terminal: {error}")))?;
     let _ = write!(&tty, "{prompt}");
     let mut line = String::new();
     let read = std::io::BufReader::new(&tty).read_line(&mut line);
     let _ = tcsetattr(&tty, SetArg::TCSANOW, &saved);
-    let _ = writeln!(&tty);
+    if !echo {
+        let _ = writeln!(&tty);
+    }
     read.map_err(|source| CliError::ReadFile { path: "/dev/tty".into(), source })?;
     Ok(line.trim_end_matches(['\n', '\r']).to_string())
 }
@@ -54,7 +64,7 @@ pub async fn login(session: &Session, login_args: LoginArgs) -> Result<ExitCode,
     let host = registry_host(&login_args.host)?;
     let username = match login_args.username {
         Some(username) => username,
-        None => read_secret_from_terminal("Username: ")?,
+        None => read_from_terminal("Username: ", true)?,
     };
     let password =
         if login_args.password_stdin { read_stdin_line()? } else { read_secret_from_terminal("Password: ")? };
