@@ -87,7 +87,9 @@ class Proxy(http.server.BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(body)
+        # A HEAD answer has no body: bytes sent anyway would be read as the next answer.
+        if self.command != "HEAD":
+            self.wfile.write(body)
 
     def token(self):
         expected = "Basic " + base64.b64encode(token_credentials.encode()).decode()
