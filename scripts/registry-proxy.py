@@ -10,7 +10,12 @@ to the registry (streaming the answer), logs one line per request, and can
   --lie-file FILE        lie as its lines say (read at each request): `corrupt-blob DIGEST` flips
                          a byte of that blob, `shrink-layer-sizes` makes every layer in a manifest
                          one byte smaller than it is, `huge-manifest` pads manifests past 4 MiB,
-                         `wrong-digest-header` sends a Docker-Content-Digest that is not the body's.
+                         `wrong-digest-header` sends a Docker-Content-Digest that is not the body's
+                         (also on the answer to a PUT of a blob or manifest), `drop-upload` closes
+                         the connection half-way through a blob upload's body,
+                         `deny-push` answers every POST with 403 DENIED.
+POST, PUT and PATCH (push) are forwarded with their bodies, and upload Locations are rewritten to
+point at this proxy.
 Usage: registry-proxy.py PORT UPSTREAM_PORT LOG_FILE [--token U:P] [--stall-file FILE] [--lie-file FILE]
 """
 import json
@@ -82,7 +87,9 @@ class Proxy(http.server.BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(body)
+        # A HEAD answer has no body: bytes sent anyway would be read as the next answer.
+        if self.command != "HEAD":
+            self.wfile.write(body)
 
     def token(self):
         expected = "Basic " + base64.b64encode(token_credentials.encode()).decode()
@@ -104,9 +111,37 @@ class Proxy(http.server.BaseHTTPRequestHandler):
             return self.answer(401, b'{"errors":[{"code":"UNAUTHORIZED"}]}', [("WWW-Authenticate", challenge)])
         upstream = http.client.HTTPConnection("127.0.0.1", upstream_port, timeout=60)
         headers = {name: value for name, value in self.headers.items() if name.lower() not in ("authorization", "host")}
-        upstream.request(method, self.path, headers=headers)
+        body = None
+        if method == "POST" and ["deny-push"] in lies():
+            log(f"DENIED {method} {self.path}")
+            return self.answer(403, b'{"errors":[{"code":"DENIED","message":"requested access to the resource is denied"}]}')
+        if method in ("POST", "PUT", "PATCH"):
+            length = int(self.headers.get("Content-Length") or 0)
+            if "/blobs/uploads/" in self.path and length > 0 and ["drop-upload"] in lies():
+                self.rfile.read(length // 2)
+                log(f"DROPPED {method} {self.path}")
+                self.close_connection = True
+                self.connection.shutdown(2)
+                return
+            body = self.rfile.read(length) if length else b""
+        upstream.request(method, self.path, body=body, headers=headers)
         response = upstream.getresponse()
         log(f"{method} {self.path} {response.status}")
+        if method in ("POST", "PUT", "PATCH"):
+            answer = response.read()
+            told = {}
+            for name, value in response.getheaders():
+                if name.lower() in ("connection", "transfer-encoding", "content-length"):
+                    continue
+                if name.lower() == "location":
+                    value = value.replace(f"127.0.0.1:{upstream_port}", f"127.0.0.1:{port}")
+                told[name] = value
+            if method == "PUT" and response.status == 201 and ["wrong-digest-header"] in lies():
+                told = {name: value for name, value in told.items() if name.lower() != "docker-content-digest"}
+                told["Docker-Content-Digest"] = "sha256:" + "0" * 64
+            self.answer(response.status, answer, told.items())
+            upstream.close()
+            return
         if "/manifests/" in self.path and method == "GET" and response.status == 200 and lies():
             body, told = lied_manifest(response.read(), response.getheaders())
             self.send_response(200)
@@ -149,6 +184,15 @@ class Proxy(http.server.BaseHTTPRequestHandler):
 
     def do_HEAD(self):
         self.forward("HEAD")
+
+    def do_POST(self):
+        self.forward("POST")
+
+    def do_PUT(self):
+        self.forward("PUT")
+
+    def do_PATCH(self):
+        self.forward("PATCH")
 
 
 server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Proxy)

@@ -9,6 +9,7 @@ pub mod image;
 pub mod namespace;
 pub mod outcome;
 pub mod pull;
+pub mod push;
 pub mod references;
 pub mod task;
 #[cfg(test)]
@@ -22,6 +23,7 @@ pub use image::{image_not_found, resolve_image, ImportImage, PruneImages, Remove
 pub use namespace::{CreateNamespace, RemoveNamespace};
 pub use outcome::RecordOutcome;
 pub use pull::{PullImage, PullProvenance, RecordPulledBlobs};
+pub use push::PushImage;
 pub use task::{CreateTask, DeleteTask, KillTask, StartTask};
 
 use berth_projections::{Event, State};
@@ -36,6 +38,7 @@ pub enum Command {
     PullImage(PullImage),
     PruneImages(PruneImages),
     TagImage(TagImage),
+    PushImage(PushImage),
     CreateContainer(CreateContainer),
     DeleteContainer(DeleteContainer),
     CreateTask(CreateTask),
@@ -58,6 +61,7 @@ impl Command {
             Command::PullImage(command) => command.decide(state, namespace),
             Command::PruneImages(command) => command.decide(state, namespace),
             Command::TagImage(command) => command.decide(state, namespace),
+            Command::PushImage(command) => command.decide(state, namespace),
             Command::CreateContainer(command) => command.decide(state, namespace),
             Command::DeleteContainer(command) => command.decide(state, namespace),
             Command::CreateTask(command) => command.decide(state, namespace),

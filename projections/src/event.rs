@@ -136,6 +136,22 @@ pub enum Event {
         /// `os/arch[/variant]` chosen from an index, empty for a single-platform manifest.
         platform: String,
     },
+    /// An image was pushed to a registry: which local image, to which reference, through which
+    /// endpoint, the manifest digest the registry now serves, and how each blob got there (sent,
+    /// already there, mounted from another repository). Never holds credentials; who pushed is
+    /// the record's origin.
+    ImagePushed {
+        name: String,
+        /// The reference pushed to, as normalised (`127.0.0.1:5000/team/app:1`).
+        reference: String,
+        /// The endpoint that took it, e.g. `https://registry.example`.
+        pushed_to: String,
+        manifest_digest: String,
+        uploaded_blobs: u32,
+        uploaded_bytes: u64,
+        existing_blobs: u32,
+        mounted_blobs: u32,
+    },
 
     ContainerCreated {
         container: ContainerRecord,
@@ -322,6 +338,7 @@ impl Event {
             Event::ImageUpdated { .. } => "ImageUpdated",
             Event::ImageRemoved { .. } => "ImageRemoved",
             Event::ImagePulled { .. } => "ImagePulled",
+            Event::ImagePushed { .. } => "ImagePushed",
             Event::ContainerCreated { .. } => "ContainerCreated",
             Event::ContainerDeleted { .. } => "ContainerDeleted",
             Event::TaskCreateRequested { .. } => "TaskCreateRequested",

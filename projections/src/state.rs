@@ -52,6 +52,11 @@ pub struct ImageState {
     pub created_seq: Seq,
     pub created_at_ns: Timestamp,
     pub updated_seq: Seq,
+    /// Registry references this image's manifest is known to be at (pulled from or pushed to),
+    /// so a push to another repository of the same registry can mount its blobs from there.
+    /// Cleared when the image's manifest changes.
+    #[serde(default)]
+    pub known_references: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
@@ -230,12 +235,23 @@ impl State {
                         created_at_ns: timestamp,
                         ..ImageState::default()
                     });
+                    if entry.record.manifest.digest != image.manifest.digest {
+                        entry.known_references.clear();
+                    }
                     entry.record = image.clone();
                     entry.updated_seq = seq;
                 }
             }
-            // Provenance only: the image itself is the ImageCreated/ImageUpdated beside it.
-            Event::ImagePulled { .. } => {}
+            // Provenance: the image itself is the ImageCreated/ImageUpdated beside a pull.
+            Event::ImagePulled { name, reference, .. } | Event::ImagePushed { name, reference, .. } => {
+                let image =
+                    self.namespaces.get_mut(namespace).and_then(|namespace_state| namespace_state.images.get_mut(name));
+                if let Some(image) = image {
+                    if !image.known_references.contains(reference) {
+                        image.known_references.push(reference.clone());
+                    }
+                }
+            }
             Event::ImageRemoved { name } => {
                 if let Some(namespace_state) = self.namespaces.get_mut(namespace) {
                     namespace_state.images.remove(name);

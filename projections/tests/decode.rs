@@ -86,6 +86,29 @@ fn event() -> impl Strategy<Value = Event> {
         (text(), text(), text(), text(), text()).prop_map(|(name, reference, served_by, manifest_digest, platform)| {
             Event::ImagePulled { name, reference, served_by, manifest_digest, platform }
         }),
+        (text(), text(), text(), text(), any::<u32>(), any::<u64>(), any::<u32>(), any::<u32>()).prop_map(
+            |(
+                name,
+                reference,
+                pushed_to,
+                manifest_digest,
+                uploaded_blobs,
+                uploaded_bytes,
+                existing_blobs,
+                mounted_blobs,
+            )| {
+                Event::ImagePushed {
+                    name,
+                    reference,
+                    pushed_to,
+                    manifest_digest,
+                    uploaded_blobs,
+                    uploaded_bytes,
+                    existing_blobs,
+                    mounted_blobs,
+                }
+            }
+        ),
         container().prop_map(|container| Event::ContainerCreated { container }),
         id().prop_map(|id| Event::ContainerDeleted { id }),
         id().prop_map(|container_id| Event::TaskCreateRequested { container_id }),

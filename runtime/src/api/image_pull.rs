@@ -25,12 +25,13 @@ use crate::images::registry::{RegistryError, RegistryErrorKind};
 
 pub type PullStream = Pin<Box<dyn Stream<Item = Result<api::PullImageProgress, Status>> + Send>>;
 
-fn status_from_registry_error(error: &RegistryError) -> Status {
+pub(crate) fn status_from_registry_error(error: &RegistryError) -> Status {
     let message = error.to_string();
     match error.kind() {
         RegistryErrorKind::BadRequest => Status::invalid_argument(message),
         RegistryErrorKind::NotFound => Status::not_found(message),
         RegistryErrorKind::Unauthenticated => Status::unauthenticated(message),
+        RegistryErrorKind::PermissionDenied => Status::permission_denied(message),
         // Not UNAVAILABLE: clients read that as berthd itself being unreachable.
         RegistryErrorKind::Unreachable => Status::failed_precondition(message),
         RegistryErrorKind::BadRegistry => Status::failed_precondition(message),
@@ -38,7 +39,7 @@ fn status_from_registry_error(error: &RegistryError) -> Status {
     }
 }
 
-fn credentials_of(message: Option<api::RegistryCredentials>) -> Option<Credentials> {
+pub(crate) fn credentials_of(message: Option<api::RegistryCredentials>) -> Option<Credentials> {
     message
         .filter(|credentials| !credentials.username.is_empty() || !credentials.password.is_empty())
         .map(|credentials| Credentials { username: credentials.username, password: credentials.password })

@@ -186,6 +186,12 @@ impl api::images_server::Images for ImagesService {
         crate::api::image_pull::pull(&self.0, request).await
     }
 
+    type PushStream = crate::api::image_push::PushStream;
+
+    async fn push(&self, request: Request<api::PushImageRequest>) -> Result<Response<Self::PushStream>, Status> {
+        crate::api::image_push::push(&self.0, request).await
+    }
+
     async fn check_registry_login(
         &self,
         request: Request<api::CheckRegistryLoginRequest>,

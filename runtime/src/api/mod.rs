@@ -8,6 +8,7 @@ mod containers;
 mod convert;
 mod events;
 mod image_pull;
+mod image_push;
 mod images;
 mod namespaces;
 mod paging;

@@ -235,6 +235,8 @@ pub struct RmArgs {
 pub enum ImageCommand {
     /// Pull an image from a registry (berthd fetches, verifies and unpacks it)
     Pull(ImagePullArgs),
+    /// Push a local image to a registry (berthd uploads what the registry lacks)
+    Push(ImagePushArgs),
     /// Import an image archive: an OCI image-layout tar (as skopeo, umoci or ctr write it) or a
     /// docker-archive (as docker save or skopeo write it), told apart by its content
     Import(ImageImportArgs),
@@ -311,6 +313,27 @@ pub struct ImageImportArgs {
 
     #[command(flatten)]
     pub output: OutputArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct ImagePushArgs {
+    /// [LOCAL] REFERENCE: the local image (default: REFERENCE itself) and where to push it,
+    /// HOST[:PORT]/REPOSITORY[:TAG], e.g. 127.0.0.1:5000/team/app:1
+    #[arg(value_name = "[LOCAL] REFERENCE", num_args = 1..=2, required = true)]
+    pub names: Vec<String>,
+
+    /// Talk plain HTTP to the registry (without TLS)
+    #[arg(long)]
+    pub plain_http: bool,
+
+    /// Registry credentials (default: those `berth login` saved for the host); without
+    /// :PASSWORD it is asked for on the terminal
+    #[arg(long, value_name = "USER[:PASSWORD]")]
+    pub user: Option<String>,
+
+    /// Print only the pushed manifest's digest, no progress
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
 }
 
 #[derive(Args, Debug)]

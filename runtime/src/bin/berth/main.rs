@@ -13,6 +13,7 @@ mod login;
 mod namespaces;
 mod output;
 mod pull;
+mod push;
 #[cfg(test)]
 mod recording_daemon;
 mod run;
@@ -91,6 +92,7 @@ async fn run_connected(session: &Session, command: Command) -> Result<ExitCode, 
             images::import_image(session, images::ImportJob::open(import_args).await?).await
         }
         Command::Image(ImageCommand::Pull(pull_args)) => pull::pull_image(session, pull_args).await,
+        Command::Image(ImageCommand::Push(push_args)) => push::push_image(session, push_args).await,
         Command::Login(login_args) => login::login(session, login_args).await,
         Command::Logout(logout_args) => login::logout(logout_args),
         Command::Image(ImageCommand::Export(export_args)) => images::export_images(session, export_args).await,

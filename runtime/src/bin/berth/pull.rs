@@ -76,15 +76,21 @@ impl Display {
 
 /// The credentials to send: --user first, else the saved ones for the reference's host.
 fn credentials_for(pull_args: &ImagePullArgs) -> Result<Option<api::RegistryCredentials>, CliError> {
-    if let Some(user) = &pull_args.user {
+    registry_credentials(pull_args.user.as_deref(), &pull_args.reference)
+}
+
+/// The credentials to send for `reference`: `user` (USER[:PASSWORD]) first, else the saved
+/// ones for the reference's host. Shared with push.
+pub fn registry_credentials(user: Option<&str>, reference: &str) -> Result<Option<api::RegistryCredentials>, CliError> {
+    if let Some(user) = user {
         let (username, password) = match user.split_once(':') {
             Some((username, password)) => (username.to_string(), password.to_string()),
-            None => (user.clone(), read_secret_from_terminal("Password: ")?),
+            None => (user.to_string(), read_secret_from_terminal("Password: ")?),
         };
         return Ok(Some(api::RegistryCredentials { username, password }));
     }
     // A reference that does not parse is berthd's to refuse, with the same message.
-    let Ok(reference) = Reference::parse(&pull_args.reference) else { return Ok(None) };
+    let Ok(reference) = Reference::parse(reference) else { return Ok(None) };
     Ok(credentials::lookup(&reference.domain)?
         .map(|saved| api::RegistryCredentials { username: saved.username, password: saved.password }))
 }

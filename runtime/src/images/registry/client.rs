@@ -1,7 +1,8 @@
 //! The HTTP side of the distribution API for one endpoint (a mirror or the registry) and one
 //! repository: TLS as its hosts.toml says, and authentication on demand — a request goes out as
 //! it is, and a 401 is answered by Basic credentials or a bearer token for the challenge's scope,
-//! then sent once more. Pull uses GET; push will add HEAD and the upload calls on [`RegistryClient::send`].
+//! then sent once more. Pull uses GET; push uses HEAD and the upload calls through
+//! [`RegistryClient::send_with`], whose body is made anew for the retry.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,7 +32,12 @@ pub struct RegistryClient {
     tokens: Arc<TokenCache>,
     /// The Authorization value that worked last; shared by the pull's concurrent requests.
     authorization: std::sync::Mutex<Option<HeaderValue>>,
+    /// The actions a bearer token is asked for when a challenge names no scope.
+    scope_actions: &'static str,
 }
+
+/// Makes a request body, once for the first try and once more for the retry after a 401.
+pub type BodyFactory<'a> = &'a (dyn Fn() -> reqwest::Body + Send + Sync);
 
 impl RegistryClient {
     pub fn new(
@@ -76,7 +82,22 @@ impl RegistryClient {
             credentials,
             tokens,
             authorization: std::sync::Mutex::new(None),
+            scope_actions: "pull",
         })
+    }
+
+    /// A client that asks for `pull,push` tokens, as a push needs.
+    pub fn for_push(mut self) -> RegistryClient {
+        self.scope_actions = "pull,push";
+        self
+    }
+
+    pub fn repository(&self) -> &str {
+        &self.repository
+    }
+
+    pub fn registry_host(&self) -> &str {
+        &self.registry_host
     }
 
     /// `<base>/v2/<repository>/<rest>`, or `<base>/v2/` for an empty repository and rest.
@@ -89,7 +110,7 @@ impl RegistryClient {
     }
 
     fn pull_scope(&self) -> String {
-        format!("repository:{}:pull", self.repository)
+        format!("repository:{}:{}", self.repository, self.scope_actions)
     }
 
     fn current_authorization(&self) -> Option<HeaderValue> {
@@ -111,10 +132,28 @@ impl RegistryClient {
     /// Sends a request, authenticating when the registry asks; any status but 401 is returned
     /// to the caller as it came.
     pub async fn send(&self, method: Method, url: &str, accept: &[&str]) -> Result<Response, RegistryError> {
+        self.send_with(method, url, accept, &[], None).await
+    }
+
+    /// [`RegistryClient::send`] with extra headers and a body.
+    pub async fn send_with(
+        &self,
+        method: Method,
+        url: &str,
+        accept: &[&str],
+        headers: &[(reqwest::header::HeaderName, String)],
+        body: Option<BodyFactory<'_>>,
+    ) -> Result<Response, RegistryError> {
         let build = |authorization: Option<HeaderValue>| {
             let mut request = self.http.request(method.clone(), url);
             if !accept.is_empty() {
                 request = request.header(ACCEPT, accept.join(", "));
+            }
+            for (name, value) in headers {
+                request = request.header(name.clone(), value.as_str());
+            }
+            if let Some(body) = body {
+                request = request.body(body());
             }
             if let Some(value) = authorization {
                 request = request.header(AUTHORIZATION, value);

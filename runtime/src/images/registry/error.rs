@@ -16,6 +16,8 @@ pub enum RegistryErrorKind {
     BadRequest,
     NotFound,
     Unauthenticated,
+    /// The registry knows who asks and refuses (403).
+    PermissionDenied,
     /// The registry could not be reached: Unavailable.
     Unreachable,
     /// The registry answered with something berth refuses (lies, oversize, unknown type).
@@ -70,6 +72,12 @@ pub enum RegistryError {
     Layer { digest: String, source: SnapshotError },
     #[error(transparent)]
     Content(#[from] ContentError),
+    #[error("registry {endpoint} denied access to {repository}: the credentials may not push there; log in as a user who may (`berth login {host}`) or push to a repository of your own")]
+    Denied { endpoint: String, repository: String, host: String },
+    #[error("registry {endpoint} gave an answer berth cannot use: {reason}; check the registry's log")]
+    BadAnswer { endpoint: String, reason: String },
+    #[error("registry {endpoint} says it stored the {what} {expected} as {actual}; the registry or something between is corrupting data: the push is not recorded, check the registry")]
+    PushDigestMismatch { endpoint: String, what: String, expected: String, actual: String },
     #[error("the pull was not recorded: {0}")]
     Record(String),
 }
@@ -81,6 +89,7 @@ impl RegistryError {
             RegistryError::Reference(_) | RegistryError::Platform(_) => BadRequest,
             RegistryError::NotFound { .. } => NotFound,
             RegistryError::CredentialsNeeded { .. } | RegistryError::CredentialsRefused { .. } => Unauthenticated,
+            RegistryError::Denied { .. } => PermissionDenied,
             RegistryError::Unreachable { .. } | RegistryError::Transfer { .. } | RegistryError::Token { .. } => {
                 Unreachable
             }
@@ -91,6 +100,8 @@ impl RegistryError {
             | RegistryError::TooLarge { .. }
             | RegistryError::Invalid { .. }
             | RegistryError::UnsupportedMediaType { .. }
+            | RegistryError::BadAnswer { .. }
+            | RegistryError::PushDigestMismatch { .. }
             | RegistryError::NoMatchingPlatform { .. } => BadRegistry,
             RegistryError::Layer { .. } => BadRegistry,
             RegistryError::Hosts(_)

@@ -3,10 +3,8 @@
 //! containerd-style hosts.toml: mirrors, CA files, plain HTTP), [`auth`] (credentials, challenges,
 //! bearer tokens), [`client`] (HTTP for one endpoint, authenticating on demand), [`fetch`]
 //! (endpoints in order, manifests verified and capped), [`pull`] (the whole pull, streaming
-//! into the content store and unpacking in chain order), [`error`].
-//!
-//! Push is meant to drop in beside [`pull`]: `RegistryClient::send` takes any method, and the
-//! endpoint's `push` capability is already read.
+//! into the content store and unpacking in chain order), [`push`] (HEAD, mount or upload each
+//! blob, then the manifest byte for byte), [`error`].
 
 pub mod auth;
 pub mod client;
@@ -14,6 +12,7 @@ pub mod error;
 pub mod fetch;
 pub mod hosts;
 pub mod pull;
+pub mod push;
 pub mod reference;
 
 pub use error::{RegistryError, RegistryErrorKind};
