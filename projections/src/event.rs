@@ -264,6 +264,10 @@ pub struct ContainerRecord {
     pub lowers: Vec<String>,
     /// Key of the container's writable snapshot (its id).
     pub snapshot_key: String,
+    /// `-i`: the task's stdin is a FIFO in its task directory that a client writes to (until it
+    /// closes it); otherwise stdin is /dev/null.
+    #[serde(default)]
+    pub open_stdin: bool,
 }
 
 impl Envelope {

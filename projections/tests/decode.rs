@@ -47,23 +47,35 @@ fn image() -> impl Strategy<Value = ImageRecord> {
 }
 
 fn container() -> impl Strategy<Value = ContainerRecord> {
-    (text(), text(), text(), texts(), texts(), (text(), text(), text()), labels(), texts(), text()).prop_map(
-        |(id, image, image_digest, args, env, (working_dir, user, hostname), labels, lowers, snapshot_key)| {
-            ContainerRecord {
+    (text(), text(), text(), texts(), texts(), (text(), text(), text()), labels(), texts(), (text(), any::<bool>()))
+        .prop_map(
+            |(
                 id,
                 image,
                 image_digest,
                 args,
                 env,
-                working_dir,
-                user,
-                hostname,
+                (working_dir, user, hostname),
                 labels,
                 lowers,
-                snapshot_key,
-            }
-        },
-    )
+                (snapshot_key, open_stdin),
+            )| {
+                ContainerRecord {
+                    id,
+                    image,
+                    image_digest,
+                    args,
+                    env,
+                    working_dir,
+                    user,
+                    hostname,
+                    labels,
+                    lowers,
+                    snapshot_key,
+                    open_stdin,
+                }
+            },
+        )
 }
 
 fn event() -> impl Strategy<Value = Event> {

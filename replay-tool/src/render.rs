@@ -83,7 +83,12 @@ pub fn describe_event(event: &Event) -> String {
             } else {
                 format!(" ({})", short_digest(&container.image_digest))
             };
-            format!("created the container from image {}{digest} to run {}", container.image, json!(container.args))
+            let stdin = if container.open_stdin { ", stdin open" } else { "" };
+            format!(
+                "created the container from image {}{digest} to run {}{stdin}",
+                container.image,
+                json!(container.args)
+            )
         }
         Event::ContainerDeleted { .. } => "deleted the container".to_string(),
         Event::TaskCreateRequested { .. } => "asked to create the task".to_string(),

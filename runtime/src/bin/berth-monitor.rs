@@ -3,7 +3,7 @@
 //! that berthd can be killed and restarted at any moment without losing it.
 //!
 //! Usage: `berth-monitor --id ID --bundle DIR --runc PATH --runc-root DIR --task-dir DIR [--start]
-//! [--intent-seq SEQ] [--lock-fd FD]`.
+//! [--intent-seq SEQ] [--lock-fd FD] [--stdin-fifo PATH]`.
 //! The readiness protocol on stdout and the files it writes are described in
 //! `berth_runtime::tasks::monitor`. Deliberately synchronous and small: it spends its life in waitpid.
 
@@ -63,6 +63,9 @@ struct MonitorArgs {
     /// it the monitor takes the lock itself.
     #[arg(long)]
     lock_fd: Option<i32>,
+    /// The container's stdin FIFO (`-i`), made by berthd; without it stdin is /dev/null.
+    #[arg(long)]
+    stdin_fifo: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -150,6 +153,7 @@ fn absolute_args(monitor_args: MonitorArgs) -> MonitorArgs {
         start: monitor_args.start,
         intent_seq: monitor_args.intent_seq,
         lock_fd: monitor_args.lock_fd,
+        stdin_fifo: monitor_args.stdin_fifo.map(make_absolute),
     }
 }
 
@@ -183,6 +187,9 @@ fn detach_from_berthd(monitor_log: &mut MonitorLog) {
             monitor_log.line(&format!("could not ignore {caught_signal}: {signal_error}"));
         }
     }
+    if let Err(handler_error) = berth_runtime::tasks::stdin::install_close_stdin_handler() {
+        monitor_log.line(&format!("could not install the close-stdin handler: {handler_error}"));
+    }
     if let Err(open_error) =
         File::open("/dev/null").and_then(|dev_null| nix::unistd::dup2_stdin(&dev_null).map_err(std::io::Error::from))
     {
@@ -214,7 +221,14 @@ fn create_container(monitor_args: &MonitorArgs, monitor_log: &mut MonitorLog) ->
     let runc = Runc::new(monitor_args.runc.clone(), monitor_args.runc_root.clone());
     let mut create_command =
         runc.create_command(&monitor_args.id, &monitor_args.bundle, &runc_log_path, monitor_args.start);
-    create_command.stdin(Stdio::null()).stdout(Stdio::from(stdout_file)).stderr(Stdio::from(stderr_file));
+    let container_stdin = match &monitor_args.stdin_fifo {
+        Some(fifo_path) => Stdio::from(
+            berth_runtime::tasks::stdin::open_for_container(fifo_path)
+                .map_err(|error| format!("could not open the stdin fifo {}: {error}", fifo_path.display()))?,
+        ),
+        None => Stdio::null(),
+    };
+    create_command.stdin(container_stdin).stdout(Stdio::from(stdout_file)).stderr(Stdio::from(stderr_file));
     monitor_log.line(&format!("running {create_command:?}"));
     let create_status = match create_command.status() {
         Ok(create_status) => create_status,

@@ -379,6 +379,11 @@ impl Executor {
         task_dir
             .remove()
             .map_err(|error| format!("cannot empty the task directory {}: {error}", task_dir.path().display()))?;
+        let stdin_fifo = if record.open_stdin {
+            Some(crate::tasks::stdin::make_stdin_fifo(&task_dir).map_err(|error| error.to_string())?)
+        } else {
+            None
+        };
         tracing::debug!(container_id, "bundle ready; starting the monitor");
         let launch = if start_too { Launch::CreateAndStart } else { Launch::Create };
         let monitor = monitor::spawn_monitor(
@@ -388,6 +393,7 @@ impl Executor {
             &task_dir,
             launch,
             intent_seq,
+            stdin_fifo.as_deref(),
         )
         .await
         .map_err(|error| error.to_string());

@@ -1,6 +1,6 @@
 //! Tasks on the host: the [`executor`] that carries out intents in log order and records their
 //! outcomes, start-up [`recovery`] (observe → pure plan → apply), the per-task [`monitor`] and
-//! its [`task_dir`], the [`runc`] command line, the OCI runtime [`spec`], the [`etc_files`] a
+//! its [`task_dir`], a `-i` task's [`stdin`] FIFO, the [`runc`] command line, the OCI runtime [`spec`], the [`etc_files`] a
 //! container gets in its bundle, and what a task's [`cgroup`] says after its end.
 
 pub mod cgroup;
@@ -11,4 +11,5 @@ mod reconcile;
 pub mod recovery;
 pub mod runc;
 pub mod spec;
+pub mod stdin;
 pub mod task_dir;

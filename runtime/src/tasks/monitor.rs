@@ -131,6 +131,7 @@ pub async fn spawn_monitor(
     task_dir: &TaskDir,
     launch: Launch,
     intent_seq: Seq,
+    stdin_fifo: Option<&Path>,
 ) -> Result<MonitorIdentity, MonitorError> {
     tokio::fs::DirBuilder::new()
         .recursive(true)
@@ -171,6 +172,7 @@ pub async fn spawn_monitor(
         .args((launch == Launch::CreateAndStart).then_some("--start"))
         .arg("--intent-seq")
         .arg(intent_seq.to_string())
+        .args(stdin_fifo.iter().flat_map(|fifo_path| [std::ffi::OsStr::new("--stdin-fifo"), fifo_path.as_os_str()]))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

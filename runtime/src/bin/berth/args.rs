@@ -119,6 +119,11 @@ pub struct ContainerArgs {
     #[arg(short = 'l', long = "label", value_name = "KEY=VALUE", value_parser = parse_key_value)]
     pub labels: Vec<String>,
 
+    /// Keep the container's stdin open: `run` passes ours to it (EOF included); without -i its
+    /// stdin is /dev/null
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+
     /// Image to run, then the command and its arguments (default: the image's command).
     /// Everything after IMAGE is passed to the container, flags included.
     // No `allow_hyphen_values`: with it an unknown flag before the image (`--memory 1g`) became
@@ -313,6 +318,7 @@ impl ContainerArgs {
             user: self.user.clone().unwrap_or_default(),
             hostname: self.hostname.clone().unwrap_or_default(),
             labels: labels_from_pairs(&self.labels),
+            open_stdin: self.interactive,
         }
     }
 }

@@ -14,6 +14,7 @@ mod output;
 mod recording_daemon;
 mod run;
 mod session;
+mod stdin;
 mod version;
 
 use std::process::ExitCode;

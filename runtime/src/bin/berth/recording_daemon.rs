@@ -158,6 +158,18 @@ impl api::tasks_server::Tasks for RecordingDaemon {
         let chunks = vec![Ok(api::LogChunk { stream: api::log_chunk::Stream::Stdout as i32, data: Vec::new() })];
         Ok(tonic::Response::new(tokio_stream::iter(chunks)))
     }
+
+    async fn write_stdin(
+        &self,
+        request: tonic::Request<tonic::Streaming<api::StdinChunk>>,
+    ) -> Result<tonic::Response<api::WriteStdinResponse>, tonic::Status> {
+        let mut chunks = request.into_inner();
+        let mut bytes_written = 0;
+        while let Some(chunk) = chunks.message().await? {
+            bytes_written += chunk.data.len() as u64;
+        }
+        Ok(tonic::Response::new(api::WriteStdinResponse { bytes_written }))
+    }
 }
 
 pub async fn serve_recording_daemon(

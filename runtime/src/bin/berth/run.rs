@@ -81,7 +81,13 @@ pub async fn run_container(session: &Session, run_args: RunArgs) -> Result<ExitC
         print_stdout(&format!("{container_id}\n"))?;
         return Ok(ExitCode::SUCCESS);
     }
-    attach(session, &container_id, &mut interrupts, run_args.rm).await
+    let stdin_forwarder =
+        run_args.container.interactive.then(|| crate::stdin::spawn_stdin_forwarder(session, &container_id));
+    let exit_code = attach(session, &container_id, &mut interrupts, run_args.rm).await;
+    if let Some(stdin_forwarder) = stdin_forwarder {
+        stdin_forwarder.abort();
+    }
+    exit_code
 }
 
 /// One request: berthd records both intents in one record and its monitor creates and starts

@@ -54,6 +54,12 @@ impl Session {
         move |status| CliError::Client(ClientError::from_status(status, &self.socket_path))
     }
 
+    /// [`Session::rpc_error`] for a task spawned beside the verb, which cannot borrow the session.
+    pub fn rpc_error_owned(&self) -> impl Fn(tonic::Status) -> CliError + Send + 'static {
+        let socket_path = self.socket_path.clone();
+        move |status| CliError::Client(ClientError::from_status(status, &socket_path))
+    }
+
     pub fn containers(&self) -> ContainersClient<Channel> {
         self.client.containers()
     }
