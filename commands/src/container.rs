@@ -20,6 +20,8 @@ pub struct CreateContainer {
     pub labels: BTreeMap<String, String>,
     /// `-i`: keep stdin open for a client to write to.
     pub open_stdin: bool,
+    /// `-t`: give the process a pseudo-terminal.
+    pub tty: bool,
 }
 
 impl CreateContainer {
@@ -83,6 +85,7 @@ impl CreateContainer {
             lowers: image.chain_ids(),
             snapshot_key: self.id.clone(),
             open_stdin: self.open_stdin,
+            tty: self.tty,
         };
         events.push(Event::ContainerCreated { container: record });
         Ok(events)

@@ -62,6 +62,7 @@ fn create(id: &str, image: &str) -> Command {
         hostname: String::new(),
         labels: Default::default(),
         open_stdin: false,
+        tty: false,
     })
 }
 

@@ -268,6 +268,9 @@ pub struct ContainerRecord {
     /// closes it); otherwise stdin is /dev/null.
     #[serde(default)]
     pub open_stdin: bool,
+    /// `-t`: the task's process gets a pseudo-terminal; its output (one stream) goes to stdout.
+    #[serde(default)]
+    pub tty: bool,
 }
 
 impl Envelope {

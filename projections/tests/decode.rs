@@ -47,7 +47,17 @@ fn image() -> impl Strategy<Value = ImageRecord> {
 }
 
 fn container() -> impl Strategy<Value = ContainerRecord> {
-    (text(), text(), text(), texts(), texts(), (text(), text(), text()), labels(), texts(), (text(), any::<bool>()))
+    (
+        text(),
+        text(),
+        text(),
+        texts(),
+        texts(),
+        (text(), text(), text()),
+        labels(),
+        texts(),
+        (text(), any::<bool>(), any::<bool>()),
+    )
         .prop_map(
             |(
                 id,
@@ -58,7 +68,7 @@ fn container() -> impl Strategy<Value = ContainerRecord> {
                 (working_dir, user, hostname),
                 labels,
                 lowers,
-                (snapshot_key, open_stdin),
+                (snapshot_key, open_stdin, tty),
             )| {
                 ContainerRecord {
                     id,
@@ -73,6 +83,7 @@ fn container() -> impl Strategy<Value = ContainerRecord> {
                     lowers,
                     snapshot_key,
                     open_stdin,
+                    tty,
                 }
             },
         )

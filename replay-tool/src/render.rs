@@ -83,7 +83,12 @@ pub fn describe_event(event: &Event) -> String {
             } else {
                 format!(" ({})", short_digest(&container.image_digest))
             };
-            let stdin = if container.open_stdin { ", stdin open" } else { "" };
+            let stdin = match (container.open_stdin, container.tty) {
+                (true, true) => ", stdin open, with a terminal",
+                (true, false) => ", stdin open",
+                (false, true) => ", with a terminal",
+                (false, false) => "",
+            };
             format!(
                 "created the container from image {}{digest} to run {}{stdin}",
                 container.image,

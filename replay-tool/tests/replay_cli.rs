@@ -71,6 +71,7 @@ fn container(id: &str) -> ContainerRecord {
         lowers: image.chain_ids(),
         snapshot_key: id.to_string(),
         open_stdin: false,
+        tty: false,
     }
 }
 

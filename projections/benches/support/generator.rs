@@ -157,6 +157,7 @@ impl LogWriter {
             lowers: self.chain_ids.clone(),
             snapshot_key: id.to_string(),
             open_stdin: false,
+            tty: false,
         };
         Envelope::new(
             "default",

@@ -12,6 +12,7 @@ mod namespaces;
 mod paging;
 mod services;
 mod status_limit;
+mod task_io;
 mod tasks;
 mod version;
 

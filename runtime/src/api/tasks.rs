@@ -16,8 +16,8 @@ use crate::api;
 use crate::api::convert::{api_time, task_message};
 use crate::api::paging::page;
 use crate::api::services::{container_not_found, Services};
+use crate::api::task_io;
 use crate::daemon::store::{Store, OUTCOME_TIMEOUT};
-use crate::tasks::stdin;
 use crate::tasks::task_dir::TaskDir;
 
 pub struct TasksService(pub Arc<Services>);
@@ -198,63 +198,14 @@ impl api::tasks_server::Tasks for TasksService {
         &self,
         request: Request<tonic::Streaming<api::StdinChunk>>,
     ) -> Result<Response<api::WriteStdinResponse>, Status> {
-        use tokio::io::AsyncWriteExt;
-        let (namespace, _) = self.0.caller(&request, "Tasks/WriteStdin")?;
-        let mut chunks = request.into_inner();
-        let Some(first_chunk) = chunks.message().await? else {
-            return Ok(Response::new(api::WriteStdinResponse { bytes_written: 0 }));
-        };
-        let container_id = first_chunk.container_id.clone();
-        {
-            let state = self.0.store.state();
-            let container = state
-                .container(&namespace, &container_id)
-                .ok_or_else(|| container_not_found(&namespace, &container_id))?;
-            if !container.record.open_stdin {
-                return Err(Status::failed_precondition(format!(
-                    "container {container_id:?} was created without -i: its stdin is /dev/null; create it with `berth run -i`"
-                )));
-            }
-            if container.task.as_ref().is_none_or(|task| task.exit.is_some()) {
-                return Err(Status::failed_precondition(format!(
-                    "container {container_id:?} has no running task: start it with `berth start {container_id}`"
-                )));
-            }
-        }
-        let task_dir = self.0.layout.task_dir(&namespace, &container_id);
-        let mut writer = stdin::open_stdin_writer(&task_dir).map_err(stdin_status)?;
-        let mut bytes_written = 0u64;
-        let mut next_chunk = Some(first_chunk);
-        // One chunk at a time: a chunk is written (waiting for the container to read) before
-        // the next is taken from the stream, so HTTP/2 flow control holds the client back and
-        // berthd never buffers more than one message.
-        loop {
-            if let Some(chunk) = next_chunk.take() {
-                if let Err(error) = writer.write_all(&chunk.data).await {
-                    // EPIPE: the container closed its stdin or exited; the rest has no reader.
-                    return Err(Status::failed_precondition(format!(
-                        "the stdin of {container_id:?} stopped taking input after {bytes_written} bytes: {error}"
-                    )));
-                }
-                bytes_written += chunk.data.len() as u64;
-            }
-            match chunks.message().await {
-                Ok(Some(chunk)) => next_chunk = Some(chunk),
-                Ok(None) => break,
-                // The client went away without ending its input: stdin stays open for the next.
-                Err(status) => return Err(status),
-            }
-        }
-        drop(writer);
-        stdin::close_stdin(&task_dir).map_err(stdin_status)?;
-        Ok(Response::new(api::WriteStdinResponse { bytes_written }))
+        task_io::write_stdin(&self.0, request).await
     }
-}
 
-fn stdin_status(error: stdin::StdinError) -> Status {
-    match error {
-        stdin::StdinError::Closed => Status::failed_precondition(error.to_string()),
-        other => Status::internal(other.to_string()),
+    async fn resize_terminal(
+        &self,
+        request: Request<api::ResizeTerminalRequest>,
+    ) -> Result<Response<api::ResizeTerminalResponse>, Status> {
+        task_io::resize_terminal(&self.0, request)
     }
 }
 

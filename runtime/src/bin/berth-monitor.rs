@@ -3,7 +3,7 @@
 //! that berthd can be killed and restarted at any moment without losing it.
 //!
 //! Usage: `berth-monitor --id ID --bundle DIR --runc PATH --runc-root DIR --task-dir DIR [--start]
-//! [--intent-seq SEQ] [--lock-fd FD] [--stdin-fifo PATH]`.
+//! [--intent-seq SEQ] [--lock-fd FD] [--stdin-fifo PATH] [--tty]`.
 //! The readiness protocol on stdout and the files it writes are described in
 //! `berth_runtime::tasks::monitor`. Deliberately synchronous and small: it spends its life in waitpid.
 
@@ -17,6 +17,7 @@ use std::time::Duration;
 use berth_log::{Seq, Timestamp};
 use berth_runtime::sys::fs::{remove_file_durably, write_file_atomically, write_file_durably};
 use berth_runtime::sys::process::{is_open_descriptor, read_process_stat, set_close_on_exec};
+use berth_runtime::tasks::console::{self, ConsoleCopiers};
 use berth_runtime::tasks::runc::{self, Runc, RuncError};
 use berth_runtime::tasks::task_dir::{
     ExitStatus, MonitorIdentity, TaskDir, EXIT_FILE, MONITOR_LOCK_FILE, MONITOR_LOG_FILE, MONITOR_STATE_FILE,
@@ -66,6 +67,10 @@ struct MonitorArgs {
     /// The container's stdin FIFO (`-i`), made by berthd; without it stdin is /dev/null.
     #[arg(long)]
     stdin_fifo: Option<PathBuf>,
+    /// Give the process a pseudo-terminal (the spec says `terminal: true`): receive its master
+    /// from runc and serve it (`berth_runtime::tasks::console`).
+    #[arg(long)]
+    tty: bool,
 }
 
 fn main() -> ExitCode {
@@ -84,7 +89,7 @@ fn main() -> ExitCode {
     };
     detach_from_berthd(&mut monitor_log);
 
-    let (init_pid, init_start_time) = match create_container(&monitor_args, &mut monitor_log) {
+    let (init_pid, init_start_time, console_copiers) = match create_container(&monitor_args, &mut monitor_log) {
         Ok(created) => created,
         Err(message) => {
             monitor_log.line(&format!("create failed: {message}"));
@@ -100,6 +105,11 @@ fn main() -> ExitCode {
         ..reap_until_init_exits(init_pid, init_start_time, &mut monitor_log)
     };
     monitor_log.line(&format!("init {init_pid} exited: code {} signal {}", exit_status.code, exit_status.signal));
+    if let Some(console_copiers) = console_copiers {
+        // The exit is recorded only once the terminal's last output is in stdout.log, so a
+        // client that stops reading at the exit has seen all of it.
+        console_copiers.finish();
+    }
     let exit_json = serde_json::to_vec(&exit_status).expect("exit status serializes");
     if let Err(write_error) = write_file_durably(&monitor_args.task_dir, EXIT_FILE, &exit_json) {
         // berthd will see a monitor gone without exit.json and report an unknown exit code.
@@ -154,6 +164,7 @@ fn absolute_args(monitor_args: MonitorArgs) -> MonitorArgs {
         intent_seq: monitor_args.intent_seq,
         lock_fd: monitor_args.lock_fd,
         stdin_fifo: monitor_args.stdin_fifo.map(make_absolute),
+        tty: monitor_args.tty,
     }
 }
 
@@ -199,7 +210,10 @@ fn detach_from_berthd(monitor_log: &mut MonitorLog) {
 
 /// Runs `runc create` and returns the container init's pid and start time, or the message to
 /// report when it failed.
-fn create_container(monitor_args: &MonitorArgs, monitor_log: &mut MonitorLog) -> Result<(u32, u64), String> {
+fn create_container(
+    monitor_args: &MonitorArgs,
+    monitor_log: &mut MonitorLog,
+) -> Result<(u32, u64, Option<ConsoleCopiers>), String> {
     let task_dir = &monitor_args.task_dir;
     std::env::set_current_dir(task_dir)
         .map_err(|error| format!("could not enter task directory {}: {error}", task_dir.display()))?;
@@ -219,15 +233,36 @@ fn create_container(monitor_args: &MonitorArgs, monitor_log: &mut MonitorLog) ->
     let runc_log_length_before = file_length(&runc_log_path);
 
     let runc = Runc::new(monitor_args.runc.clone(), monitor_args.runc_root.clone());
-    let mut create_command =
-        runc.create_command(&monitor_args.id, &monitor_args.bundle, &runc_log_path, monitor_args.start);
-    let container_stdin = match &monitor_args.stdin_fifo {
-        Some(fifo_path) => Stdio::from(
+    let stdin_reader = match &monitor_args.stdin_fifo {
+        Some(fifo_path) => Some(
             berth_runtime::tasks::stdin::open_for_container(fifo_path)
                 .map_err(|error| format!("could not open the stdin fifo {}: {error}", fifo_path.display()))?,
         ),
-        None => Stdio::null(),
+        None => None,
     };
+    // With a terminal, stdin goes to the terminal's master, and runc's own stdio is not the
+    // container's.
+    let (container_stdin, terminal_input) = match stdin_reader {
+        Some(reader) if monitor_args.tty => (Stdio::null(), Some(reader)),
+        Some(reader) => (Stdio::from(reader), None),
+        None => (Stdio::null(), None),
+    };
+    let console_listener = if monitor_args.tty {
+        Some(
+            console::listen_for_console(task_dir)
+                .map_err(|error| format!("could not make the console socket: {error}"))?,
+        )
+    } else {
+        None
+    };
+    let terminal_output = if monitor_args.tty { Some(open_for_append(&task_dir.join(STDOUT_FILE))?) } else { None };
+    let mut create_command = runc.create_command(
+        &monitor_args.id,
+        &monitor_args.bundle,
+        &runc_log_path,
+        monitor_args.start,
+        console_listener.as_ref().map(|(_, socket_path)| socket_path.as_path()),
+    );
     create_command.stdin(container_stdin).stdout(Stdio::from(stdout_file)).stderr(Stdio::from(stderr_file));
     monitor_log.line(&format!("running {create_command:?}"));
     let create_status = match create_command.status() {
@@ -278,7 +313,17 @@ fn create_container(monitor_args: &MonitorArgs, monitor_log: &mut MonitorLog) ->
     write_file_atomically(task_dir, MONITOR_STATE_FILE, &monitor_json)
         .map_err(|error| format!("could not write {MONITOR_STATE_FILE}: {error}"))?;
     monitor_log.line(&format!("created: {monitor_identity:?}"));
-    Ok((init_pid, init_start_time))
+    let console_copiers = match (console_listener, terminal_output) {
+        (Some((listener, socket_path)), Some(terminal_output)) => {
+            let master = console::receive_console(listener, &socket_path).map_err(|error| error.to_string())?;
+            let copiers =
+                ConsoleCopiers::start(master, terminal_output, terminal_input, &task_dir.join(console::RESIZE_FIFO))
+                    .map_err(|error| format!("could not serve the terminal: {error}"))?;
+            Some(copiers)
+        }
+        _ => None,
+    };
+    Ok((init_pid, init_start_time, console_copiers))
 }
 
 /// Writes the one readiness report, then lets go of berthd's pipes: stdout to /dev/null, stderr

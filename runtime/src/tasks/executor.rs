@@ -27,7 +27,7 @@ use crate::images::snapshot::Snapshotter;
 use crate::sys::failpoint;
 use crate::tasks::cgroup;
 use crate::tasks::etc_files;
-use crate::tasks::monitor::{self, Launch, MonitorPaths};
+use crate::tasks::monitor::{self, Launch, MonitorPaths, TaskIo};
 use crate::tasks::runc::Runc;
 use crate::tasks::spec::{self, SpecInput};
 use crate::tasks::task_dir::{ExitStatus, MonitorIdentity};
@@ -366,6 +366,7 @@ impl Executor {
             user: record.user.clone(),
             hostname: record.hostname.clone(),
             cgroups_path: self.layout.cgroups_path(namespace, container_id),
+            terminal: record.tty,
         };
         let mut runtime_spec = spec::generate_spec(&input, &rootfs).map_err(|error| error.to_string())?;
         etc_files::write_etc_files(&bundle, &record.hostname)
@@ -384,6 +385,9 @@ impl Executor {
         } else {
             None
         };
+        if record.tty {
+            crate::tasks::console::make_resize_fifo(&task_dir).map_err(|error| error.to_string())?;
+        }
         tracing::debug!(container_id, "bundle ready; starting the monitor");
         let launch = if start_too { Launch::CreateAndStart } else { Launch::Create };
         let monitor = monitor::spawn_monitor(
@@ -393,7 +397,7 @@ impl Executor {
             &task_dir,
             launch,
             intent_seq,
-            stdin_fifo.as_deref(),
+            &TaskIo { stdin_fifo, tty: record.tty },
         )
         .await
         .map_err(|error| error.to_string());

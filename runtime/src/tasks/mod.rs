@@ -1,9 +1,10 @@
 //! Tasks on the host: the [`executor`] that carries out intents in log order and records their
 //! outcomes, start-up [`recovery`] (observe → pure plan → apply), the per-task [`monitor`] and
-//! its [`task_dir`], a `-i` task's [`stdin`] FIFO, the [`runc`] command line, the OCI runtime [`spec`], the [`etc_files`] a
+//! its [`task_dir`], a `-i` task's [`stdin`] FIFO and a `-t` task's [`console`], the [`runc`] command line, the OCI runtime [`spec`], the [`etc_files`] a
 //! container gets in its bundle, and what a task's [`cgroup`] says after its end.
 
 pub mod cgroup;
+pub mod console;
 pub mod etc_files;
 pub mod executor;
 pub mod monitor;

@@ -121,6 +121,14 @@ pub enum Launch {
     CreateAndStart,
 }
 
+/// How the task's process is wired to its clients: stdio files only (the default), a stdin FIFO
+/// (`-i`), a terminal (`-t`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TaskIo {
+    pub stdin_fifo: Option<PathBuf>,
+    pub tty: bool,
+}
+
 /// Starts a monitor for `runc_id` and returns once it reported: the container is created (and
 /// running, with [`Launch::CreateAndStart`]). On failure no runc container with that id is
 /// left behind. `intent_seq` is the create intent the monitor answers, kept in `monitor.json`.
@@ -131,7 +139,7 @@ pub async fn spawn_monitor(
     task_dir: &TaskDir,
     launch: Launch,
     intent_seq: Seq,
-    stdin_fifo: Option<&Path>,
+    io: &TaskIo,
 ) -> Result<MonitorIdentity, MonitorError> {
     tokio::fs::DirBuilder::new()
         .recursive(true)
@@ -172,7 +180,8 @@ pub async fn spawn_monitor(
         .args((launch == Launch::CreateAndStart).then_some("--start"))
         .arg("--intent-seq")
         .arg(intent_seq.to_string())
-        .args(stdin_fifo.iter().flat_map(|fifo_path| [std::ffi::OsStr::new("--stdin-fifo"), fifo_path.as_os_str()]))
+        .args(io.tty.then_some("--tty"))
+        .args(io.stdin_fifo.iter().flat_map(|fifo_path| [std::ffi::OsStr::new("--stdin-fifo"), fifo_path.as_os_str()]))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

@@ -275,13 +275,24 @@ impl Runc {
     /// the log file when create fails. The caller sets stdio: the container inherits it. No
     /// `--pid-file`: runc writes that file with O_SYNC, and [`Runc::recorded_init`] reads the
     /// same pid (and its start time) from the state file runc writes anyway.
-    pub fn create_command(&self, id: &str, bundle: &Path, log_file: &Path, start_too: bool) -> std::process::Command {
+    /// With `console_socket`, runc sends the master of the process's pseudo-terminal there.
+    pub fn create_command(
+        &self,
+        id: &str,
+        bundle: &Path,
+        log_file: &Path,
+        start_too: bool,
+        console_socket: Option<&Path>,
+    ) -> std::process::Command {
         let mut command = std::process::Command::new(&self.binary);
         command.arg("--root").arg(&self.root).arg("--log").arg(log_file).arg("--log-format").arg("json");
         if start_too {
             command.arg("run").arg("--detach");
         } else {
             command.arg("create");
+        }
+        if let Some(console_socket) = console_socket {
+            command.arg("--console-socket").arg(console_socket);
         }
         command.arg("--bundle").arg(bundle).arg(id);
         command

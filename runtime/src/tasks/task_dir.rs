@@ -8,6 +8,9 @@
 //! | `stdout.log`, `stderr.log` | the container itself (it inherits the open files) | output |
 //! | `runc.log`     | runc (`--log`, json lines) | runc's own diagnostics |
 //! | `monitor.log`  | monitor | the monitor's diagnostics |
+//! | `stdin` | berthd (a FIFO, with `-i`); the monitor holds a keeper write end until signalled | the container's stdin (`tasks::stdin`) |
+//! | `resize` | berthd (a FIFO, with `-t`), read by the monitor | window sizes for the terminal (`tasks::console`) |
+//! | `console.sock` | the monitor, for runc to send the pty master to; removed once received | (`-t` only) |
 //! | `monitor.lock` | berthd takes its flock before spawning the monitor and hands the descriptor over (`--lock-fd`); the monitor holds it until it exits | a monitor is at work |
 //!
 //! **Invariant:** `exit.json` exists only after the container's init has exited; a task

@@ -124,6 +124,11 @@ pub struct ContainerArgs {
     #[arg(short = 'i', long)]
     pub interactive: bool,
 
+    /// Give the container a pseudo-terminal; `run` puts ours in raw mode while attached and
+    /// passes on its size (needs berth to run in a terminal)
+    #[arg(short = 't', long)]
+    pub tty: bool,
+
     /// Image to run, then the command and its arguments (default: the image's command).
     /// Everything after IMAGE is passed to the container, flags included.
     // No `allow_hyphen_values`: with it an unknown flag before the image (`--memory 1g`) became
@@ -319,6 +324,7 @@ impl ContainerArgs {
             hostname: self.hostname.clone().unwrap_or_default(),
             labels: labels_from_pairs(&self.labels),
             open_stdin: self.interactive,
+            tty: self.tty,
         }
     }
 }

@@ -15,6 +15,7 @@ mod recording_daemon;
 mod run;
 mod session;
 mod stdin;
+mod terminal;
 mod version;
 
 use std::process::ExitCode;

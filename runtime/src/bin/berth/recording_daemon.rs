@@ -170,6 +170,16 @@ impl api::tasks_server::Tasks for RecordingDaemon {
         }
         Ok(tonic::Response::new(api::WriteStdinResponse { bytes_written }))
     }
+
+    async fn resize_terminal(
+        &self,
+        request: tonic::Request<api::ResizeTerminalRequest>,
+    ) -> Result<tonic::Response<api::ResizeTerminalResponse>, tonic::Status> {
+        let message = request.get_ref();
+        let call = format!("Tasks/ResizeTerminal {} {}x{}", message.container_id, message.rows, message.cols);
+        self.record(&request, call);
+        Ok(tonic::Response::new(api::ResizeTerminalResponse {}))
+    }
 }
 
 pub async fn serve_recording_daemon(

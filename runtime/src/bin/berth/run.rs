@@ -12,6 +12,7 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 use crate::args::{LogsArgs, RunArgs};
 use crate::output::print_stdout;
 use crate::session::{CliError, Session};
+use crate::terminal;
 
 /// Once the task has exited, how long to wait for more output before giving up on a log
 /// stream that does not end by itself. berthd ends the stream once the task has exited and its
@@ -23,6 +24,9 @@ const LOG_DRAIN_IDLE_LIMIT: Duration = Duration::from_secs(30);
 const INTERRUPTED_EXIT_STATUS: u8 = 130;
 
 pub async fn run_container(session: &Session, run_args: RunArgs) -> Result<ExitCode, CliError> {
+    if run_args.container.tty && !run_args.detach {
+        terminal::require_local_terminal()?;
+    }
     // Watch for Ctrl-C from the start so an interrupt during setup cannot leak a container
     // that --rm promised to remove.
     let mut interrupts = signal(SignalKind::interrupt()).map_err(CliError::InstallSignalHandler)?;
@@ -81,11 +85,33 @@ pub async fn run_container(session: &Session, run_args: RunArgs) -> Result<ExitC
         print_stdout(&format!("{container_id}\n"))?;
         return Ok(ExitCode::SUCCESS);
     }
-    let stdin_forwarder =
-        run_args.container.interactive.then(|| crate::stdin::spawn_stdin_forwarder(session, &container_id));
-    let exit_code = attach(session, &container_id, &mut interrupts, run_args.rm).await;
-    if let Some(stdin_forwarder) = stdin_forwarder {
-        stdin_forwarder.abort();
+    let mut helpers = Vec::new();
+    // Raw mode from before the first key is read until every way out of this function.
+    let raw_mode = if run_args.container.tty {
+        helpers.push(terminal::spawn_window_size_forwarder(session, &container_id)?);
+        Some(terminal::RawMode::enter()?)
+    } else {
+        None
+    };
+    if run_args.container.interactive {
+        helpers.push(crate::stdin::spawn_stdin_forwarder(session, &container_id));
+    }
+    let exit_code = if raw_mode.is_some() {
+        // In raw mode no key makes a signal; one from elsewhere (a closed terminal window, a
+        // kill) ends berth, with the terminal restored on the way out.
+        let mut hangups = signal(SignalKind::hangup()).map_err(CliError::InstallSignalHandler)?;
+        let mut terminations = signal(SignalKind::terminate()).map_err(CliError::InstallSignalHandler)?;
+        tokio::select! {
+            exit_code = attach(session, &container_id, &mut interrupts, run_args.rm) => exit_code,
+            _ = hangups.recv() => Ok(ExitCode::from(128 + libc::SIGHUP as u8)),
+            _ = terminations.recv() => Ok(ExitCode::from(128 + libc::SIGTERM as u8)),
+        }
+    } else {
+        attach(session, &container_id, &mut interrupts, run_args.rm).await
+    };
+    drop(raw_mode);
+    for helper in helpers {
+        helper.abort();
     }
     exit_code
 }

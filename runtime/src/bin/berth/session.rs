@@ -26,6 +26,12 @@ pub enum CliError {
     #[error("cannot watch for Ctrl-C: {0}; run without a terminal, e.g. with --detach")]
     InstallSignalHandler(std::io::Error),
 
+    #[error("the input is not a terminal, and -t needs one: run berth in a terminal, or drop -t (with -i a pipe still works)")]
+    NotATerminal,
+
+    #[error("cannot set up the local terminal: {0}; run without -t")]
+    Terminal(std::io::Error),
+
     /// Several targets failed; each was already reported on its own line.
     #[error("{n_failed} of {n_total} failed (see above)")]
     SomeFailed { n_failed: usize, n_total: usize },
@@ -52,6 +58,12 @@ impl Session {
     /// Turns a gRPC status into the error berth prints.
     pub fn rpc_error(&self) -> impl Fn(tonic::Status) -> CliError + '_ {
         move |status| CliError::Client(ClientError::from_status(status, &self.socket_path))
+    }
+
+    /// [`Session::request`] for a task spawned beside the verb, which cannot borrow the session.
+    pub fn request_maker<T>(&self) -> impl Fn(T) -> tonic::Request<T> + Send + 'static {
+        let client = self.client.clone();
+        move |message| client.request(message)
     }
 
     /// [`Session::rpc_error`] for a task spawned beside the verb, which cannot borrow the session.
