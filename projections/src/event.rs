@@ -185,6 +185,33 @@ pub enum Event {
         cause: ExitCause,
     },
 
+    /// `berth exec`: run another process inside the running task's container. Who asked is the
+    /// record's origin; what is the process, as the client gave it (empty fields: the
+    /// container's own).
+    ExecRequested {
+        container_id: String,
+        exec_id: String,
+        process: ExecProcess,
+    },
+    ExecStarted {
+        container_id: String,
+        exec_id: String,
+        pid: u32,
+    },
+    ExecStartFailed {
+        container_id: String,
+        exec_id: String,
+        error: String,
+    },
+    /// The exec process ended (reaped by its own monitor, like a task's init).
+    ExecExited {
+        container_id: String,
+        exec_id: String,
+        exit_code: i32,
+        signal: i32,
+        exited_at_ns: Timestamp,
+    },
+
     TaskDeleteRequested {
         container_id: String,
         force: bool,
@@ -245,6 +272,21 @@ impl ImageRecord {
     pub fn chain_ids(&self) -> Vec<String> {
         self.layers.iter().map(|layer| layer.chain_id.clone()).collect()
     }
+}
+
+/// A process `berth exec` runs in a container: as asked, before the container's defaults fill in
+/// what was left empty.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+pub struct ExecProcess {
+    pub args: Vec<String>,
+    /// `KEY=VALUE` entries added to (and overriding) the container's environment.
+    pub env: Vec<String>,
+    /// Empty: the container's working directory.
+    pub working_dir: String,
+    /// Empty: the container's user.
+    pub user: String,
+    pub tty: bool,
+    pub open_stdin: bool,
 }
 
 /// What a container was created with, fully resolved (image defaults merged with overrides),
@@ -327,6 +369,10 @@ impl Event {
             Event::TaskKillDelivered { .. } => "TaskKillDelivered",
             Event::TaskKillFailed { .. } => "TaskKillFailed",
             Event::TaskExited { .. } => "TaskExited",
+            Event::ExecRequested { .. } => "ExecRequested",
+            Event::ExecStarted { .. } => "ExecStarted",
+            Event::ExecStartFailed { .. } => "ExecStartFailed",
+            Event::ExecExited { .. } => "ExecExited",
             Event::TaskDeleteRequested { .. } => "TaskDeleteRequested",
             Event::TaskDeleted { .. } => "TaskDeleted",
             Event::TaskDeleteFailed { .. } => "TaskDeleteFailed",
@@ -350,6 +396,10 @@ impl Event {
             | Event::TaskKillDelivered { container_id, .. }
             | Event::TaskKillFailed { container_id, .. }
             | Event::TaskExited { container_id, .. }
+            | Event::ExecRequested { container_id, .. }
+            | Event::ExecStarted { container_id, .. }
+            | Event::ExecStartFailed { container_id, .. }
+            | Event::ExecExited { container_id, .. }
             | Event::TaskDeleteRequested { container_id, .. }
             | Event::TaskDeleted { container_id, .. }
             | Event::TaskDeleteFailed { container_id, .. } => Some(container_id),

@@ -138,6 +138,32 @@ fn event() -> impl Strategy<Value = Event> {
                 cause: [ExitCause::Exited, ExitCause::OomKilled, ExitCause::MonitorLost][cause as usize],
             }
         ),
+        (id(), text(), texts(), texts(), (text(), text(), any::<bool>(), any::<bool>())).prop_map(
+            |(container_id, exec_id, args, env, (working_dir, user, tty, open_stdin))| Event::ExecRequested {
+                container_id,
+                exec_id,
+                process: berth_projections::ExecProcess { args, env, working_dir, user, tty, open_stdin },
+            }
+        ),
+        (id(), text(), any::<u32>()).prop_map(|(container_id, exec_id, pid)| Event::ExecStarted {
+            container_id,
+            exec_id,
+            pid
+        }),
+        (id(), text(), text()).prop_map(|(container_id, exec_id, error)| Event::ExecStartFailed {
+            container_id,
+            exec_id,
+            error
+        }),
+        (id(), text(), any::<i32>(), any::<i32>(), any::<u64>()).prop_map(
+            |(container_id, exec_id, exit_code, signal, exited_at_ns)| Event::ExecExited {
+                container_id,
+                exec_id,
+                exit_code,
+                signal,
+                exited_at_ns: Timestamp::from_ns(exited_at_ns),
+            }
+        ),
         (id(), any::<bool>()).prop_map(|(container_id, force)| Event::TaskDeleteRequested { container_id, force }),
         (id(), any::<Option<i32>>())
             .prop_map(|(container_id, exit_code)| Event::TaskDeleted { container_id, exit_code }),

@@ -163,3 +163,28 @@ fn t_without_a_local_terminal_is_refused_before_anything_is_created() {
     let all = daemon.ok(&["ps", "-a", "--output", "json"]);
     assert_eq!(all.trim(), "[]");
 }
+
+#[test]
+fn exec_it_is_a_terminal_too_with_its_own_size_and_exit_code() {
+    let daemon = Daemon::start();
+    daemon.import_busybox();
+    daemon.ok(&["run", "-d", "--name", "box", "busybox", "sleep", "600"]);
+    let (mut screen, mut child, slave) = spawn_in_terminal(&daemon, &["exec", "-it", "box", "sh"], 25, 90);
+
+    screen.type_keys("tty; stty size; echo $TERM\r");
+    let mut at = screen.wait_for("/dev/pts/", 0);
+    at = screen.wait_for("25 90", at);
+    at = screen.wait_for("xterm", at);
+    screen.resize(50, 160);
+    let deadline = Instant::now() + SCREEN_TIMEOUT;
+    while !screen.text()[at..].contains("50 160") {
+        assert!(Instant::now() < deadline, "the new size never arrived:\n{}", screen.text());
+        screen.type_keys("stty size\r");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    screen.type_keys("exit 4\r");
+    assert_eq!(child.wait().unwrap().code(), Some(4), "{}", screen.text());
+    let local_flags = tcgetattr(slave.as_fd()).unwrap().local_flags;
+    assert!(local_flags.contains(LocalFlags::ECHO | LocalFlags::ICANON), "{local_flags:?}");
+    daemon.ok(&["rm", "-f", "box"]);
+}

@@ -7,6 +7,7 @@ mod authority;
 mod containers;
 mod convert;
 mod events;
+mod execs;
 mod images;
 mod namespaces;
 mod paging;

@@ -24,7 +24,7 @@ pub async fn write_stdin(
         let state = services.store.state();
         let container =
             state.container(&namespace, &container_id).ok_or_else(|| container_not_found(&namespace, &container_id))?;
-        if !container.record.open_stdin {
+        if first_chunk.exec_id.is_empty() && !container.record.open_stdin {
             return Err(Status::failed_precondition(format!(
                 "container {container_id:?} was created without -i: its stdin is /dev/null; create it with `berth run -i`"
             )));
@@ -35,7 +35,21 @@ pub async fn write_stdin(
             )));
         }
     }
-    let task_dir = services.layout.task_dir(&namespace, &container_id);
+    let mut task_dir = services.layout.task_dir(&namespace, &container_id);
+    let exec_id = first_chunk.exec_id.clone();
+    if !exec_id.is_empty() {
+        let state = services.store.state();
+        match crate::api::execs::exec_state(&state, &namespace, &container_id, &exec_id) {
+            Some(exec) if exec.process.open_stdin && exec.exit.is_none() => {}
+            Some(_) => {
+                return Err(Status::failed_precondition(format!(
+                    "exec {exec_id:?} of {container_id:?} takes no input: it has ended, or was started without -i"
+                )))
+            }
+            None => return Err(Status::not_found(format!("container {container_id:?} has no exec {exec_id:?}"))),
+        }
+        task_dir = task_dir.exec_dir(&exec_id);
+    }
     let mut writer = stdin::open_stdin_writer(&task_dir).map_err(stdin_status)?;
     let mut bytes_written = 0u64;
     let mut next_chunk = Some(first_chunk);
@@ -82,7 +96,7 @@ pub fn resize_terminal(
         let state = services.store.state();
         let container =
             state.container(&namespace, &container_id).ok_or_else(|| container_not_found(&namespace, &container_id))?;
-        if !container.record.tty {
+        if message.exec_id.is_empty() && !container.record.tty {
             return Err(Status::failed_precondition(format!(
                 "container {container_id:?} was created without -t: it has no terminal to resize"
             )));
@@ -94,7 +108,10 @@ pub fn resize_terminal(
             message.rows, message.cols
         )));
     };
-    let task_dir = services.layout.task_dir(&namespace, &container_id);
+    let mut task_dir = services.layout.task_dir(&namespace, &container_id);
+    if !message.exec_id.is_empty() {
+        task_dir = task_dir.exec_dir(&message.exec_id);
+    }
     match console::request_resize(&task_dir, rows, cols) {
         Ok(()) => Ok(Response::new(api::ResizeTerminalResponse {})),
         Err(error @ ConsoleError::Gone) => Err(Status::failed_precondition(format!("{container_id:?}: {error}"))),

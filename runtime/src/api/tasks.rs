@@ -16,7 +16,7 @@ use crate::api;
 use crate::api::convert::{api_time, task_message};
 use crate::api::paging::page;
 use crate::api::services::{container_not_found, Services};
-use crate::api::task_io;
+use crate::api::{execs, task_io};
 use crate::daemon::store::{Store, OUTCOME_TIMEOUT};
 use crate::tasks::task_dir::TaskDir;
 
@@ -187,10 +187,17 @@ impl api::tasks_server::Tasks for TasksService {
         if self.0.store.state().container(&namespace, &container_id).is_none() {
             return Err(container_not_found(&namespace, &container_id));
         }
-        let task_dir = self.0.layout.task_dir(&namespace, &container_id);
+        let mut task_dir = self.0.layout.task_dir(&namespace, &container_id);
+        if !message.exec_id.is_empty() {
+            if execs::exec_state(&self.0.store.state(), &namespace, &container_id, &message.exec_id).is_none() {
+                return Err(Status::not_found(format!("container {container_id:?} has no exec {:?}", message.exec_id)));
+            }
+            task_dir = task_dir.exec_dir(&message.exec_id);
+        }
         let (sender, receiver) = mpsc::channel(16);
         let store = Arc::clone(&self.0.store);
-        tokio::spawn(stream_logs(store, namespace, container_id, task_dir, message.follow, sender));
+        let source = LogSource { namespace, container_id, exec_id: message.exec_id };
+        tokio::spawn(stream_logs(store, source, task_dir, message.follow, sender));
         Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
     }
 
@@ -207,14 +214,46 @@ impl api::tasks_server::Tasks for TasksService {
     ) -> Result<Response<api::ResizeTerminalResponse>, Status> {
         task_io::resize_terminal(&self.0, request)
     }
+
+    async fn exec(&self, request: Request<api::ExecRequest>) -> Result<Response<api::ExecResponse>, Status> {
+        execs::exec(&self.0, request).await
+    }
+
+    async fn wait_exec(
+        &self,
+        request: Request<api::WaitExecRequest>,
+    ) -> Result<Response<api::WaitTaskResponse>, Status> {
+        execs::wait_exec(&self.0, request).await
+    }
+}
+
+/// Whose output a `Logs` call reads: a task's, or one of its execs'.
+struct LogSource {
+    namespace: String,
+    container_id: String,
+    /// Empty: the task's.
+    exec_id: String,
+}
+
+impl LogSource {
+    /// Whether the process has ended (or never ran, or is gone), so no more output will come.
+    fn finished(&self, state: &State) -> bool {
+        let task = state.container(&self.namespace, &self.container_id).and_then(|container| container.task.as_ref());
+        let Some(task) = task else { return true };
+        if self.exec_id.is_empty() {
+            return task.exit.is_some() || matches!(task.status, TaskStatus::Failed);
+        }
+        task.execs
+            .get(&self.exec_id)
+            .is_none_or(|exec| exec.exit.is_some() || matches!(exec.status, berth_projections::ExecStatus::Failed))
+    }
 }
 
 /// Sends what the task wrote to its stdout and stderr files; with `follow`, keeps reading until
 /// the task has exited (or is gone) and both files are drained.
 async fn stream_logs(
     store: Arc<Store>,
-    namespace: String,
-    container_id: String,
+    source: LogSource,
     task_dir: TaskDir,
     follow: bool,
     sender: mpsc::Sender<Result<api::LogChunk, Status>>,
@@ -231,13 +270,7 @@ async fn stream_logs(
     tokio::pin!(stopping);
     loop {
         // Decide "finished" before reading, so output written just before the exit is read.
-        let finished = {
-            let state = store.state();
-            match state.container(&namespace, &container_id).and_then(|container| container.task.as_ref()) {
-                Some(task) => task.exit.is_some() || matches!(task.status, TaskStatus::Failed),
-                None => true,
-            }
-        };
+        let finished = source.finished(&store.state());
         let mut read_any = false;
         for (index, (path, stream)) in streams.iter().enumerate() {
             let Ok(mut file) = tokio::fs::File::open(path).await else { continue };

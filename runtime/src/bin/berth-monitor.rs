@@ -20,8 +20,8 @@ use berth_runtime::sys::process::{is_open_descriptor, read_process_stat, set_clo
 use berth_runtime::tasks::console::{self, ConsoleCopiers};
 use berth_runtime::tasks::runc::{self, Runc, RuncError};
 use berth_runtime::tasks::task_dir::{
-    ExitStatus, MonitorIdentity, TaskDir, EXIT_FILE, MONITOR_LOCK_FILE, MONITOR_LOG_FILE, MONITOR_STATE_FILE,
-    RUNC_LOG_FILE, STDERR_FILE, STDOUT_FILE, UNKNOWN_EXIT_CODE,
+    ExitStatus, MonitorIdentity, TaskDir, EXEC_PID_FILE, EXEC_PROCESS_FILE, EXIT_FILE, MONITOR_LOCK_FILE,
+    MONITOR_LOG_FILE, MONITOR_STATE_FILE, RUNC_LOG_FILE, STDERR_FILE, STDOUT_FILE, UNKNOWN_EXIT_CODE,
 };
 use clap::Parser;
 use nix::errno::Errno;
@@ -71,6 +71,10 @@ struct MonitorArgs {
     /// from runc and serve it (`berth_runtime::tasks::console`).
     #[arg(long)]
     tty: bool,
+    /// Run `runc exec` of task_dir/process.json in the running container `--id` instead of
+    /// creating one (the task directory is then the exec's own).
+    #[arg(long, conflicts_with = "start")]
+    exec: bool,
 }
 
 fn main() -> ExitCode {
@@ -165,6 +169,7 @@ fn absolute_args(monitor_args: MonitorArgs) -> MonitorArgs {
         lock_fd: monitor_args.lock_fd,
         stdin_fifo: monitor_args.stdin_fifo.map(make_absolute),
         tty: monitor_args.tty,
+        exec: monitor_args.exec,
     }
 }
 
@@ -256,13 +261,19 @@ fn create_container(
         None
     };
     let terminal_output = if monitor_args.tty { Some(open_for_append(&task_dir.join(STDOUT_FILE))?) } else { None };
-    let mut create_command = runc.create_command(
-        &monitor_args.id,
-        &monitor_args.bundle,
-        &runc_log_path,
-        monitor_args.start,
-        console_listener.as_ref().map(|(_, socket_path)| socket_path.as_path()),
-    );
+    let console_socket = console_listener.as_ref().map(|(_, socket_path)| socket_path.as_path());
+    let exec_pid_path = task_dir.join(EXEC_PID_FILE);
+    let mut create_command = if monitor_args.exec {
+        runc.exec_command(
+            &monitor_args.id,
+            &task_dir.join(EXEC_PROCESS_FILE),
+            &exec_pid_path,
+            &runc_log_path,
+            console_socket,
+        )
+    } else {
+        runc.create_command(&monitor_args.id, &monitor_args.bundle, &runc_log_path, monitor_args.start, console_socket)
+    };
     create_command.stdin(container_stdin).stdout(Stdio::from(stdout_file)).stderr(Stdio::from(stderr_file));
     monitor_log.line(&format!("running {create_command:?}"));
     let create_status = match create_command.status() {
@@ -291,7 +302,8 @@ fn create_container(
 
     // The start time is kept for the fallback in reap_until_init_exits, which must tell the
     // init from a later process that reused its pid.
-    let (init_pid, init_start_time) = runc.recorded_init(&monitor_args.id).ok_or_else(|| {
+    let recorded = if monitor_args.exec { exec_process(&exec_pid_path) } else { runc.recorded_init(&monitor_args.id) };
+    let (init_pid, init_start_time) = recorded.ok_or_else(|| {
         format!(
             "runc create succeeded but its state file in {} names no init process",
             monitor_args.runc_root.display()
@@ -404,6 +416,14 @@ fn reap_leftover_zombies() {
             break;
         }
     }
+}
+
+/// The exec process runc started: its pid from `--pid-file` and its start time, read while it is
+/// our child (reparented to this subreaper), so the pid cannot have been reused yet.
+fn exec_process(pid_path: &Path) -> Option<(u32, u64)> {
+    let pid: u32 = std::fs::read_to_string(pid_path).ok()?.trim().parse().ok()?;
+    let process_stat = read_process_stat(pid as i32)?;
+    Some((pid, process_stat.start_time))
 }
 
 fn open_for_append(path: &Path) -> Result<File, String> {

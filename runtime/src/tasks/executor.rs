@@ -57,6 +57,11 @@ pub(super) enum Job {
         status: ExitStatus,
         monitor_pid: i32,
     },
+    /// The exit an exec's monitor reported.
+    ExecExited {
+        exec_id: String,
+        status: ExitStatus,
+    },
     ContainerDeleted,
 }
 
@@ -100,7 +105,7 @@ impl Executor {
         Runc::new(self.runc_binary.clone(), self.layout.runc_root(namespace))
     }
 
-    fn monitor_paths(&self, namespace: &str) -> MonitorPaths {
+    pub(super) fn monitor_paths(&self, namespace: &str) -> MonitorPaths {
         MonitorPaths { monitor_binary: self.monitor_binary.clone(), runc: self.runc(namespace) }
     }
 
@@ -132,7 +137,8 @@ impl Executor {
                 }
                 Event::TaskStartRequested { container_id }
                 | Event::TaskKillRequested { container_id, .. }
-                | Event::TaskDeleteRequested { container_id, .. } => {
+                | Event::TaskDeleteRequested { container_id, .. }
+                | Event::ExecRequested { container_id, .. } => {
                     self.send(
                         namespace,
                         container_id,
@@ -215,6 +221,9 @@ impl Executor {
                         );
                     }
                 }
+                Job::ExecExited { exec_id, status } => {
+                    self.record_exec_exit(&namespace, &container_id, &exec_id, status).await;
+                }
                 Job::ContainerDeleted => {
                     self.remove_container_files(&namespace, &container_id);
                     // Retire, unless a container with the same id was already created and has
@@ -249,6 +258,7 @@ impl Executor {
                         | (PendingIntent::Start { .. }, Event::TaskStartRequested { .. })
                         | (PendingIntent::Kill { .. }, Event::TaskKillRequested { .. })
                         | (PendingIntent::Delete { .. }, Event::TaskDeleteRequested { .. })
+                        | (PendingIntent::Exec { .. }, Event::ExecRequested { .. })
                 )
         })
     }
@@ -334,6 +344,9 @@ impl Executor {
                     Err(error) => Event::TaskDeleteFailed { container_id: container_id.to_string(), error },
                 };
                 self.record(namespace, Some(seq), "task delete", outcome).await;
+            }
+            Event::ExecRequested { exec_id, process, .. } => {
+                self.start_exec(namespace, container_id, seq, &exec_id, &process).await;
             }
             other => tracing::warn!(kind = other.kind(), "not an intent; ignored"),
         }

@@ -298,6 +298,27 @@ impl Runc {
         command
     }
 
+    /// The `runc exec --detach` invocation an exec's monitor runs: the process described in
+    /// `process_file` (an OCI process JSON) joins container `id`'s namespaces and cgroup. runc
+    /// exits once it runs, and the process is reparented to the monitor (a subreaper).
+    pub fn exec_command(
+        &self,
+        id: &str,
+        process_file: &Path,
+        pid_file: &Path,
+        log_file: &Path,
+        console_socket: Option<&Path>,
+    ) -> std::process::Command {
+        let mut command = std::process::Command::new(&self.binary);
+        command.arg("--root").arg(&self.root).arg("--log").arg(log_file).arg("--log-format").arg("json");
+        command.arg("exec").arg("--detach").arg("--pid-file").arg(pid_file).arg("--process").arg(process_file);
+        if let Some(console_socket) = console_socket {
+            command.arg("--console-socket").arg(console_socket);
+        }
+        command.arg(id);
+        command
+    }
+
     /// Runs `runc --root ROOT ARGS...`, returns its stdout on success and its stderr in the
     /// error otherwise.
     async fn run(&self, args: Vec<String>) -> Result<Vec<u8>, RuncError> {

@@ -55,6 +55,8 @@ pub enum Command {
     Ps(PsArgs),
     /// Print a container's output
     Logs(LogsArgs),
+    /// Run a command inside a running container and exit with its exit code
+    Exec(ExecArgs),
     /// Send a signal to a container's process
     Kill(KillArgs),
     /// Wait until a container exits and print its exit code
@@ -189,6 +191,34 @@ pub struct LogsArgs {
     /// Container whose output to print
     #[arg(value_name = "ID")]
     pub container_id: String,
+}
+
+#[derive(Args, Debug)]
+#[command(override_usage = "berth exec [OPTIONS] ID COMMAND [ARG]...")]
+pub struct ExecArgs {
+    /// Pass our stdin to the command (EOF included)
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+
+    /// Give the command a pseudo-terminal (needs berth to run in a terminal)
+    #[arg(short = 't', long)]
+    pub tty: bool,
+
+    /// Set an environment variable (repeatable); overrides the container's value
+    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub env: Vec<String>,
+
+    /// Working directory inside the container (default: the container's)
+    #[arg(short = 'w', long, value_name = "DIR")]
+    pub workdir: Option<String>,
+
+    /// User to run as, e.g. 1000 or nobody (default: the container's)
+    #[arg(short = 'u', long, value_name = "USER")]
+    pub user: Option<String>,
+
+    /// Container to run the command in, then the command and its arguments
+    #[arg(value_names = ["ID", "COMMAND"], required = true, num_args = 2.., trailing_var_arg = true)]
+    pub id_and_command: Vec<String>,
 }
 
 #[derive(Args, Debug)]

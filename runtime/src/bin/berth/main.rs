@@ -7,6 +7,7 @@
 mod args;
 mod containers;
 mod events;
+mod exec;
 mod images;
 mod namespaces;
 mod output;
@@ -78,6 +79,7 @@ async fn run_connected(session: &Session, command: Command) -> Result<ExitCode, 
         Command::Start(start_args) => containers::start_container(session, start_args).await,
         Command::Ps(ps_args) => containers::list_containers(session, ps_args).await,
         Command::Logs(logs_args) => run::print_logs(session, logs_args).await,
+        Command::Exec(exec_args) => exec::exec_in_container(session, exec_args).await,
         Command::Kill(kill_args) => containers::kill_task(session, kill_args).await,
         Command::Wait(wait_args) => containers::wait_task(session, wait_args).await,
         Command::Rm(rm_args) => containers::remove_containers(session, rm_args).await,

@@ -180,6 +180,27 @@ impl api::tasks_server::Tasks for RecordingDaemon {
         self.record(&request, call);
         Ok(tonic::Response::new(api::ResizeTerminalResponse {}))
     }
+
+    async fn exec(
+        &self,
+        request: tonic::Request<api::ExecRequest>,
+    ) -> Result<tonic::Response<api::ExecResponse>, tonic::Status> {
+        let message = request.get_ref();
+        let call = format!("Tasks/Exec {} {:?}", message.container_id, message.args);
+        self.record(&request, call);
+        let exec_id = request.into_inner().exec_id;
+        Ok(tonic::Response::new(api::ExecResponse { exec_id, pid: 7, seq: 1 }))
+    }
+
+    async fn wait_exec(
+        &self,
+        request: tonic::Request<api::WaitExecRequest>,
+    ) -> Result<tonic::Response<api::WaitTaskResponse>, tonic::Status> {
+        let message = request.get_ref();
+        let call = format!("Tasks/WaitExec {}", message.container_id);
+        self.record(&request, call);
+        Ok(tonic::Response::new(api::WaitTaskResponse { exit_code: 3, ..Default::default() }))
+    }
 }
 
 pub async fn serve_recording_daemon(

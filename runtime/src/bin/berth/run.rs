@@ -88,13 +88,13 @@ pub async fn run_container(session: &Session, run_args: RunArgs) -> Result<ExitC
     let mut helpers = Vec::new();
     // Raw mode from before the first key is read until every way out of this function.
     let raw_mode = if run_args.container.tty {
-        helpers.push(terminal::spawn_window_size_forwarder(session, &container_id)?);
+        helpers.push(terminal::spawn_window_size_forwarder(session, &container_id, "")?);
         Some(terminal::RawMode::enter()?)
     } else {
         None
     };
     if run_args.container.interactive {
-        helpers.push(crate::stdin::spawn_stdin_forwarder(session, &container_id));
+        helpers.push(crate::stdin::spawn_stdin_forwarder(session, &container_id, ""));
     }
     let exit_code = if raw_mode.is_some() {
         // In raw mode no key makes a signal; one from elsewhere (a closed terminal window, a
@@ -179,7 +179,11 @@ pub async fn attach(
 ) -> Result<ExitCode, CliError> {
     let mut log_stream = match session
         .tasks()
-        .logs(session.request(api::LogsRequest { container_id: container_id.to_string(), follow: true }))
+        .logs(session.request(api::LogsRequest {
+            container_id: container_id.to_string(),
+            follow: true,
+            exec_id: String::new(),
+        }))
         .await
     {
         Ok(response) => Some(response.into_inner()),
@@ -276,7 +280,7 @@ pub async fn attach(
     Ok(exit_code_from_status(exit_status))
 }
 
-enum LogNext {
+pub enum LogNext {
     Chunk(api::LogChunk),
     End,
     Failed(tonic::Status),
@@ -285,7 +289,7 @@ enum LogNext {
 /// The next piece of output. Never resolves without a stream, so `select!` just skips it.
 /// After the task has exited, a stream that stays silent for `LOG_DRAIN_IDLE_LIMIT` counts as
 /// ended, so a daemon that keeps the stream open cannot hang `berth run`.
-async fn next_log_chunk(log_stream: &mut Option<tonic::Streaming<api::LogChunk>>, task_exited: bool) -> LogNext {
+pub async fn next_log_chunk(log_stream: &mut Option<tonic::Streaming<api::LogChunk>>, task_exited: bool) -> LogNext {
     let Some(stream) = log_stream else {
         return std::future::pending().await;
     };
@@ -324,7 +328,11 @@ fn exit_code_from_status(exit_status: i32) -> ExitCode {
 pub async fn print_logs(session: &Session, logs_args: LogsArgs) -> Result<ExitCode, CliError> {
     let mut log_stream = session
         .tasks()
-        .logs(session.request(api::LogsRequest { container_id: logs_args.container_id, follow: logs_args.follow }))
+        .logs(session.request(api::LogsRequest {
+            container_id: logs_args.container_id,
+            follow: logs_args.follow,
+            exec_id: String::new(),
+        }))
         .await
         .map_err(session.rpc_error())?
         .into_inner();

@@ -18,7 +18,8 @@ const CHUNKS_READ_AHEAD: usize = 2;
 /// Streams our stdin to the container's until our stdin ends, then lets berthd close the
 /// container's (it reads EOF). Runs beside the attach loop; a failure is reported, not fatal:
 /// the container's output and exit status still matter.
-pub fn spawn_stdin_forwarder(session: &Session, container_id: &str) -> tokio::task::JoinHandle<()> {
+/// `exec_id` empty: the task's stdin; else that exec's.
+pub fn spawn_stdin_forwarder(session: &Session, container_id: &str, exec_id: &str) -> tokio::task::JoinHandle<()> {
     let (chunk_sender, chunk_receiver) = mpsc::channel::<Vec<u8>>(CHUNKS_READ_AHEAD);
     // A plain thread, not tokio's stdin: a read blocked on a terminal must not keep the runtime
     // from shutting down once the container has exited; this thread just ends with the process.
@@ -43,10 +44,12 @@ pub fn spawn_stdin_forwarder(session: &Session, container_id: &str) -> tokio::ta
             }
         }
     });
-    let first_chunk = api::StdinChunk { container_id: container_id.to_string(), data: Vec::new() };
+    let first_chunk =
+        api::StdinChunk { container_id: container_id.to_string(), data: Vec::new(), exec_id: exec_id.to_string() };
     let chunks = tokio_stream::StreamExt::map(ReceiverStream::new(chunk_receiver), |data| api::StdinChunk {
         container_id: String::new(),
         data,
+        exec_id: String::new(),
     });
     let outbound = tokio_stream::StreamExt::chain(tokio_stream::once(first_chunk), chunks);
     let mut tasks = session.tasks();

@@ -55,14 +55,20 @@ fn local_window_size() -> Option<(u32, u32)> {
 pub fn spawn_window_size_forwarder(
     session: &Session,
     container_id: &str,
+    exec_id: &str,
 ) -> Result<tokio::task::JoinHandle<()>, CliError> {
     let mut window_changes = signal(SignalKind::window_change()).map_err(CliError::InstallSignalHandler)?;
     let mut tasks = session.tasks();
     let make_request = {
-        let container_id = container_id.to_string();
+        let (container_id, exec_id) = (container_id.to_string(), exec_id.to_string());
         let session_request = session.request_maker();
         move |(rows, cols)| {
-            session_request(api::ResizeTerminalRequest { container_id: container_id.clone(), rows, cols })
+            session_request(api::ResizeTerminalRequest {
+                container_id: container_id.clone(),
+                rows,
+                cols,
+                exec_id: exec_id.clone(),
+            })
         }
     };
     Ok(tokio::spawn(async move {
