@@ -188,3 +188,37 @@ fn exec_it_is_a_terminal_too_with_its_own_size_and_exit_code() {
     assert!(local_flags.contains(LocalFlags::ECHO | LocalFlags::ICANON), "{local_flags:?}");
     daemon.ok(&["rm", "-f", "box"]);
 }
+
+#[test]
+fn attach_reaches_a_detached_terminal_and_ctrl_p_ctrl_q_leaves_it_running() {
+    let daemon = Daemon::start();
+    daemon.import_busybox();
+    daemon.ok(&["run", "-d", "-it", "--name", "shell", "busybox", "sh"]);
+
+    let (mut screen, mut child, _slave) = spawn_in_terminal(&daemon, &["attach", "shell"], 24, 80);
+    // Typed until the shell answers: keys sent before attach's stdin stream is set up are ours
+    // to repeat, not the container's to lose.
+    let deadline = Instant::now() + SCREEN_TIMEOUT;
+    while !screen.text().contains("attached-one") {
+        assert!(Instant::now() < deadline, "the attached shell never answered:\n{}", screen.text());
+        screen.type_keys("echo attached-o''ne\r");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    screen.type_keys("\x10\x11");
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{}", screen.text());
+    assert!(screen.text().contains("detached from shell"), "{}", screen.text());
+    let running = daemon.ps();
+    assert_eq!(running.len(), 1, "{running:?}");
+
+    // Attach again: the same shell, stdin still open; its exit ends the attach with its code.
+    let (mut screen, mut child, _slave) = spawn_in_terminal(&daemon, &["attach", "shell"], 24, 80);
+    let deadline = Instant::now() + SCREEN_TIMEOUT;
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the shell never took exit:\n{}", screen.text());
+        screen.type_keys("exit 6\r");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert_eq!(child.wait().unwrap().code(), Some(6), "{}", screen.text());
+    daemon.ok(&["rm", "shell"]);
+}

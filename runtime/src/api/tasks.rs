@@ -197,7 +197,13 @@ impl api::tasks_server::Tasks for TasksService {
         let (sender, receiver) = mpsc::channel(16);
         let store = Arc::clone(&self.0.store);
         let source = LogSource { namespace, container_id, exec_id: message.exec_id };
-        tokio::spawn(stream_logs(store, source, task_dir, message.follow, sender));
+        let offsets = if message.from_end {
+            [task_dir.stdout_path(), task_dir.stderr_path()]
+                .map(|path| std::fs::metadata(path).map(|metadata| metadata.len()).unwrap_or(0))
+        } else {
+            [0; 2]
+        };
+        tokio::spawn(stream_logs(store, source, task_dir, message.follow, offsets, sender));
         Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
     }
 
@@ -256,6 +262,7 @@ async fn stream_logs(
     source: LogSource,
     task_dir: TaskDir,
     follow: bool,
+    mut offsets: [u64; 2],
     sender: mpsc::Sender<Result<api::LogChunk, Status>>,
 ) {
     use tokio::io::AsyncReadExt;
@@ -263,7 +270,6 @@ async fn stream_logs(
         (task_dir.stdout_path(), api::log_chunk::Stream::Stdout),
         (task_dir.stderr_path(), api::log_chunk::Stream::Stderr),
     ];
-    let mut offsets = [0u64; 2];
     let mut buffer = vec![0u8; 64 * 1024];
     let mut applied = store.watch_applied();
     let stopping = store.stopping();

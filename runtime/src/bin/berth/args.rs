@@ -55,6 +55,9 @@ pub enum Command {
     Ps(PsArgs),
     /// Print a container's output
     Logs(LogsArgs),
+    /// Attach to a running container's output and (with -i / -t) its input; Ctrl-P Ctrl-Q
+    /// detaches and leaves it running
+    Attach(AttachArgs),
     /// Run a command inside a running container and exit with its exit code
     Exec(ExecArgs),
     /// Send a signal to a container's process
@@ -219,6 +222,17 @@ pub struct ExecArgs {
     /// Container to run the command in, then the command and its arguments
     #[arg(value_names = ["ID", "COMMAND"], required = true, num_args = 2.., trailing_var_arg = true)]
     pub id_and_command: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct AttachArgs {
+    /// Do not pass our input on, even when the container keeps its stdin open
+    #[arg(long)]
+    pub no_stdin: bool,
+
+    /// Container to attach to
+    #[arg(value_name = "ID")]
+    pub container_id: String,
 }
 
 #[derive(Args, Debug)]

@@ -64,8 +64,12 @@ async fn follow_exec(session: &Session, container_id: &str, exec_id: &str) -> Re
     let mut interrupts = signal(SignalKind::interrupt()).map_err(CliError::InstallSignalHandler)?;
     let mut hangups = signal(SignalKind::hangup()).map_err(CliError::InstallSignalHandler)?;
     let mut terminations = signal(SignalKind::terminate()).map_err(CliError::InstallSignalHandler)?;
-    let logs_request =
-        api::LogsRequest { container_id: container_id.to_string(), follow: true, exec_id: exec_id.to_string() };
+    let logs_request = api::LogsRequest {
+        container_id: container_id.to_string(),
+        follow: true,
+        exec_id: exec_id.to_string(),
+        from_end: false,
+    };
     let mut log_stream =
         Some(session.tasks().logs(session.request(logs_request)).await.map_err(session.rpc_error())?.into_inner());
     let mut tasks = session.tasks();

@@ -183,6 +183,7 @@ pub async fn attach(
             container_id: container_id.to_string(),
             follow: true,
             exec_id: String::new(),
+            from_end: false,
         }))
         .await
     {
@@ -332,6 +333,7 @@ pub async fn print_logs(session: &Session, logs_args: LogsArgs) -> Result<ExitCo
             container_id: logs_args.container_id,
             follow: logs_args.follow,
             exec_id: String::new(),
+            from_end: false,
         }))
         .await
         .map_err(session.rpc_error())?

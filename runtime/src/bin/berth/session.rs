@@ -29,6 +29,9 @@ pub enum CliError {
     #[error("the input is not a terminal, and -t needs one: run berth in a terminal, or drop -t (with -i a pipe still works)")]
     NotATerminal,
 
+    #[error("container {container_id} is not running: start it with `berth start {container_id}`")]
+    NotRunning { container_id: String },
+
     #[error("cannot set up the local terminal: {0}; run without -t")]
     Terminal(std::io::Error),
 
