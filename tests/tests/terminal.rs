@@ -207,7 +207,7 @@ fn attach_reaches_a_detached_terminal_and_ctrl_p_ctrl_q_leaves_it_running() {
     screen.type_keys("\x10\x11");
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(0), "{}", screen.text());
-    assert!(screen.text().contains("detached from shell"), "{}", screen.text());
+    screen.wait_for("detached from shell", 0);
     let running = daemon.ps();
     assert_eq!(running.len(), 1, "{running:?}");
 
