@@ -18,6 +18,10 @@ pub struct CreateContainer {
     pub user: String,
     pub hostname: String,
     pub labels: BTreeMap<String, String>,
+    /// `-i`: keep stdin open for a client to write to.
+    pub open_stdin: bool,
+    /// `-t`: give the process a pseudo-terminal.
+    pub tty: bool,
 }
 
 impl CreateContainer {
@@ -80,6 +84,8 @@ impl CreateContainer {
             labels: self.labels.clone(),
             lowers: image.chain_ids(),
             snapshot_key: self.id.clone(),
+            open_stdin: self.open_stdin,
+            tty: self.tty,
         };
         events.push(Event::ContainerCreated { container: record });
         Ok(events)

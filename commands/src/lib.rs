@@ -5,6 +5,7 @@
 pub mod container;
 pub mod daemon;
 pub mod error;
+pub mod exec;
 pub mod image;
 pub mod namespace;
 pub mod outcome;
@@ -19,6 +20,7 @@ pub mod validate;
 pub use container::{merge_env, merge_process_args, CreateContainer, DeleteContainer, DEFAULT_PATH_ENV};
 pub use daemon::RecordDaemonEvent;
 pub use error::CommandError;
+pub use exec::ExecProcess;
 pub use image::{image_not_found, resolve_image, ImportImage, PruneImages, RemoveImage, TagImage};
 pub use namespace::{CreateNamespace, RemoveNamespace};
 pub use outcome::RecordOutcome;
@@ -45,6 +47,7 @@ pub enum Command {
     StartTask(StartTask),
     KillTask(KillTask),
     DeleteTask(DeleteTask),
+    ExecProcess(ExecProcess),
     RecordOutcome(RecordOutcome),
     RecordDaemonEvent(RecordDaemonEvent),
 }
@@ -68,6 +71,7 @@ impl Command {
             Command::StartTask(command) => command.decide(state, namespace),
             Command::KillTask(command) => command.decide(state, namespace),
             Command::DeleteTask(command) => command.decide(state, namespace),
+            Command::ExecProcess(command) => command.decide(state, namespace),
             Command::RecordOutcome(command) => command.decide(state, namespace),
             Command::RecordDaemonEvent(command) => command.decide(state),
         }

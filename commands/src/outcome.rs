@@ -80,6 +80,28 @@ impl RecordOutcome {
             Event::TaskDeleted { .. } | Event::TaskDeleteFailed { .. } => {
                 pending(|intent| matches!(intent, PendingIntent::Delete { .. }))
             }
+            Event::ExecStarted { exec_id, .. } | Event::ExecStartFailed { exec_id, .. } => {
+                let answered = task.pending.iter().any(|intent| {
+                    matches!(intent, PendingIntent::Exec { seq, exec_id: id } if id == exec_id && Some(*seq) == self.answers)
+                });
+                if answered {
+                    Ok(())
+                } else {
+                    Err(CommandError::FailedPrecondition(format!(
+                        "{} for exec {exec_id:?} of {container_id:?} answers no pending intent (answers={:?})",
+                        event.kind(),
+                        self.answers
+                    )))
+                }
+            }
+            Event::ExecExited { exec_id, .. } => match task.execs.get(exec_id) {
+                Some(exec) if exec.exit.is_none() && exec.status != berth_projections::ExecStatus::Failed => Ok(()),
+                Some(exec) => Err(CommandError::FailedPrecondition(format!(
+                    "exec {exec_id:?} of {container_id:?} is {}: its exit is recorded or it never ran",
+                    exec.status.name()
+                ))),
+                None => Err(CommandError::NotFound(format!("container {container_id:?} has no exec {exec_id:?}"))),
+            },
             Event::TaskExited { .. } => {
                 let live = matches!(task.status, TaskStatus::Created | TaskStatus::Starting | TaskStatus::Running)
                     || (task.status == TaskStatus::Deleting && task.exit.is_none());

@@ -17,7 +17,11 @@ fn task<'a>(state: &'a State, namespace: &str, id: &str) -> Result<&'a TaskState
 }
 
 fn busy(id: &str, task: &TaskState) -> Option<CommandError> {
-    task.pending.iter().find(|intent| !matches!(intent, berth_projections::PendingIntent::Kill { .. })).map(|intent| {
+    // A kill or an exec waiting for its outcome does not stand in the way of another intent.
+    let blocking = |intent: &&berth_projections::PendingIntent| {
+        !matches!(intent, berth_projections::PendingIntent::Kill { .. } | berth_projections::PendingIntent::Exec { .. })
+    };
+    task.pending.iter().find(blocking).map(|intent| {
         CommandError::FailedPrecondition(format!(
             "task of {id:?} is {} (request at seq {} not answered yet): wait for it and retry",
             task.status.name(),

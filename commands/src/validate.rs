@@ -25,6 +25,11 @@ pub fn container_id(id: &str) -> Result<(), CommandError> {
     identifier("container id", id, 76)
 }
 
+/// Exec ids become directory names in the task directory.
+pub fn exec_id(id: &str) -> Result<(), CommandError> {
+    identifier("exec id", id, 76)
+}
+
 /// Namespaces become directory names too.
 pub fn namespace_name(name: &str) -> Result<(), CommandError> {
     identifier("namespace", name, 64)

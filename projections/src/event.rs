@@ -214,6 +214,33 @@ pub enum Event {
         cause: ExitCause,
     },
 
+    /// `berth exec`: run another process inside the running task's container. Who asked is the
+    /// record's origin; what is the process, as the client gave it (empty fields: the
+    /// container's own).
+    ExecRequested {
+        container_id: String,
+        exec_id: String,
+        process: ExecProcess,
+    },
+    ExecStarted {
+        container_id: String,
+        exec_id: String,
+        pid: u32,
+    },
+    ExecStartFailed {
+        container_id: String,
+        exec_id: String,
+        error: String,
+    },
+    /// The exec process ended (reaped by its own monitor, like a task's init).
+    ExecExited {
+        container_id: String,
+        exec_id: String,
+        exit_code: i32,
+        signal: i32,
+        exited_at_ns: Timestamp,
+    },
+
     TaskDeleteRequested {
         container_id: String,
         force: bool,
@@ -276,6 +303,21 @@ impl ImageRecord {
     }
 }
 
+/// A process `berth exec` runs in a container: as asked, before the container's defaults fill in
+/// what was left empty.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+pub struct ExecProcess {
+    pub args: Vec<String>,
+    /// `KEY=VALUE` entries added to (and overriding) the container's environment.
+    pub env: Vec<String>,
+    /// Empty: the container's working directory.
+    pub working_dir: String,
+    /// Empty: the container's user.
+    pub user: String,
+    pub tty: bool,
+    pub open_stdin: bool,
+}
+
 /// What a container was created with, fully resolved (image defaults merged with overrides),
 /// so the task can be (re)created from the log alone.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
@@ -293,6 +335,13 @@ pub struct ContainerRecord {
     pub lowers: Vec<String>,
     /// Key of the container's writable snapshot (its id).
     pub snapshot_key: String,
+    /// `-i`: the task's stdin is a FIFO in its task directory that a client writes to (until it
+    /// closes it); otherwise stdin is /dev/null.
+    #[serde(default)]
+    pub open_stdin: bool,
+    /// `-t`: the task's process gets a pseudo-terminal; its output (one stream) goes to stdout.
+    #[serde(default)]
+    pub tty: bool,
 }
 
 impl Envelope {
@@ -351,6 +400,10 @@ impl Event {
             Event::TaskKillDelivered { .. } => "TaskKillDelivered",
             Event::TaskKillFailed { .. } => "TaskKillFailed",
             Event::TaskExited { .. } => "TaskExited",
+            Event::ExecRequested { .. } => "ExecRequested",
+            Event::ExecStarted { .. } => "ExecStarted",
+            Event::ExecStartFailed { .. } => "ExecStartFailed",
+            Event::ExecExited { .. } => "ExecExited",
             Event::TaskDeleteRequested { .. } => "TaskDeleteRequested",
             Event::TaskDeleted { .. } => "TaskDeleted",
             Event::TaskDeleteFailed { .. } => "TaskDeleteFailed",
@@ -374,6 +427,10 @@ impl Event {
             | Event::TaskKillDelivered { container_id, .. }
             | Event::TaskKillFailed { container_id, .. }
             | Event::TaskExited { container_id, .. }
+            | Event::ExecRequested { container_id, .. }
+            | Event::ExecStarted { container_id, .. }
+            | Event::ExecStartFailed { container_id, .. }
+            | Event::ExecExited { container_id, .. }
             | Event::TaskDeleteRequested { container_id, .. }
             | Event::TaskDeleted { container_id, .. }
             | Event::TaskDeleteFailed { container_id, .. } => Some(container_id),

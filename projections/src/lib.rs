@@ -12,9 +12,10 @@ pub mod state;
 pub use decode::{decode_envelope, replay_parallel};
 pub use error::DecodeError;
 pub use event::{
-    ContainerRecord, Descriptor, Envelope, Event, ExitCause, ImageRecord, LayerRecord, Origin, EVENT_SCHEMA,
+    ContainerRecord, Descriptor, Envelope, Event, ExecProcess, ExitCause, ImageRecord, LayerRecord, Origin,
+    EVENT_SCHEMA,
 };
 pub use state::{
-    ContainerState, ContentState, ExitInfo, ImageState, NamespaceState, PendingIntent, SnapshotState, State, TaskState,
-    TaskStatus,
+    ContainerState, ContentState, ExecState, ExecStatus, ExitInfo, ImageState, NamespaceState, PendingIntent,
+    SnapshotState, State, TaskState, TaskStatus,
 };

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use berth_log::{Seq, Timestamp};
 use serde::{Deserialize, Serialize};
 
-use crate::event::{ContainerRecord, Envelope, Event, ExitCause, ImageRecord};
+use crate::event::{ContainerRecord, Envelope, Event, ExecProcess, ExitCause, ImageRecord};
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 pub struct State {
@@ -114,6 +114,7 @@ pub enum PendingIntent {
     Start { seq: Seq },
     Kill { seq: Seq, signal: i32, all: bool },
     Delete { seq: Seq, force: bool },
+    Exec { seq: Seq, exec_id: String },
 }
 
 impl PendingIntent {
@@ -122,7 +123,8 @@ impl PendingIntent {
             PendingIntent::Create { seq }
             | PendingIntent::Start { seq }
             | PendingIntent::Kill { seq, .. }
-            | PendingIntent::Delete { seq, .. } => *seq,
+            | PendingIntent::Delete { seq, .. }
+            | PendingIntent::Exec { seq, .. } => *seq,
         }
     }
 }
@@ -137,6 +139,41 @@ pub struct TaskState {
     /// Intents without an outcome, oldest first.
     pub pending: Vec<PendingIntent>,
     pub updated_seq: Seq,
+    /// `berth exec` processes of this task, by exec id, ended ones included.
+    #[serde(default)]
+    pub execs: BTreeMap<String, ExecState>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ExecStatus {
+    /// Requested; no outcome yet.
+    #[default]
+    Starting,
+    Running,
+    Exited,
+    /// It never ran (see `error`).
+    Failed,
+}
+
+impl ExecStatus {
+    pub fn name(self) -> &'static str {
+        match self {
+            ExecStatus::Starting => "starting",
+            ExecStatus::Running => "running",
+            ExecStatus::Exited => "exited",
+            ExecStatus::Failed => "failed",
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct ExecState {
+    pub process: ExecProcess,
+    pub requested_seq: Seq,
+    pub status: ExecStatus,
+    pub pid: u32,
+    pub exit: Option<ExitInfo>,
+    pub error: Option<String>,
 }
 
 impl TaskState {
@@ -365,6 +402,40 @@ fn apply_task_event(task: &mut TaskState, seq: Seq, answers: Option<Seq>, event:
             }
             // Kills still in flight have nothing left to signal; their outcome is this exit.
             task.pending.retain(|intent| !matches!(intent, PendingIntent::Kill { .. }));
+        }
+        Event::ExecRequested { exec_id, process, .. } => {
+            task.pending.push(PendingIntent::Exec { seq, exec_id: exec_id.clone() });
+            task.execs.insert(
+                exec_id.clone(),
+                ExecState { process: process.clone(), requested_seq: seq, ..ExecState::default() },
+            );
+        }
+        Event::ExecStarted { exec_id, pid, .. } => {
+            task.answer(answers, |intent| matches!(intent, PendingIntent::Exec { exec_id: id, .. } if id == exec_id));
+            if let Some(exec) = task.execs.get_mut(exec_id) {
+                exec.pid = *pid;
+                if exec.status == ExecStatus::Starting {
+                    exec.status = ExecStatus::Running;
+                }
+            }
+        }
+        Event::ExecStartFailed { exec_id, error, .. } => {
+            task.answer(answers, |intent| matches!(intent, PendingIntent::Exec { exec_id: id, .. } if id == exec_id));
+            if let Some(exec) = task.execs.get_mut(exec_id) {
+                exec.status = ExecStatus::Failed;
+                exec.error = Some(error.clone());
+            }
+        }
+        Event::ExecExited { exec_id, exit_code, signal, exited_at_ns, .. } => {
+            if let Some(exec) = task.execs.get_mut(exec_id) {
+                exec.exit = Some(ExitInfo {
+                    exit_code: *exit_code,
+                    signal: *signal,
+                    exited_at_ns: *exited_at_ns,
+                    cause: ExitCause::Exited,
+                });
+                exec.status = ExecStatus::Exited;
+            }
         }
         Event::TaskDeleteRequested { force, .. } => {
             task.pending.push(PendingIntent::Delete { seq, force: *force });

@@ -47,23 +47,46 @@ fn image() -> impl Strategy<Value = ImageRecord> {
 }
 
 fn container() -> impl Strategy<Value = ContainerRecord> {
-    (text(), text(), text(), texts(), texts(), (text(), text(), text()), labels(), texts(), text()).prop_map(
-        |(id, image, image_digest, args, env, (working_dir, user, hostname), labels, lowers, snapshot_key)| {
-            ContainerRecord {
+    (
+        text(),
+        text(),
+        text(),
+        texts(),
+        texts(),
+        (text(), text(), text()),
+        labels(),
+        texts(),
+        (text(), any::<bool>(), any::<bool>()),
+    )
+        .prop_map(
+            |(
                 id,
                 image,
                 image_digest,
                 args,
                 env,
-                working_dir,
-                user,
-                hostname,
+                (working_dir, user, hostname),
                 labels,
                 lowers,
-                snapshot_key,
-            }
-        },
-    )
+                (snapshot_key, open_stdin, tty),
+            )| {
+                ContainerRecord {
+                    id,
+                    image,
+                    image_digest,
+                    args,
+                    env,
+                    working_dir,
+                    user,
+                    hostname,
+                    labels,
+                    lowers,
+                    snapshot_key,
+                    open_stdin,
+                    tty,
+                }
+            },
+        )
 }
 
 fn event() -> impl Strategy<Value = Event> {
@@ -139,6 +162,32 @@ fn event() -> impl Strategy<Value = Event> {
                 signal,
                 exited_at_ns: Timestamp::from_ns(exited_at_ns),
                 cause: [ExitCause::Exited, ExitCause::OomKilled, ExitCause::MonitorLost][cause as usize],
+            }
+        ),
+        (id(), text(), texts(), texts(), (text(), text(), any::<bool>(), any::<bool>())).prop_map(
+            |(container_id, exec_id, args, env, (working_dir, user, tty, open_stdin))| Event::ExecRequested {
+                container_id,
+                exec_id,
+                process: berth_projections::ExecProcess { args, env, working_dir, user, tty, open_stdin },
+            }
+        ),
+        (id(), text(), any::<u32>()).prop_map(|(container_id, exec_id, pid)| Event::ExecStarted {
+            container_id,
+            exec_id,
+            pid
+        }),
+        (id(), text(), text()).prop_map(|(container_id, exec_id, error)| Event::ExecStartFailed {
+            container_id,
+            exec_id,
+            error
+        }),
+        (id(), text(), any::<i32>(), any::<i32>(), any::<u64>()).prop_map(
+            |(container_id, exec_id, exit_code, signal, exited_at_ns)| Event::ExecExited {
+                container_id,
+                exec_id,
+                exit_code,
+                signal,
+                exited_at_ns: Timestamp::from_ns(exited_at_ns),
             }
         ),
         (id(), any::<bool>()).prop_map(|(container_id, force)| Event::TaskDeleteRequested { container_id, force }),

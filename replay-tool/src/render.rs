@@ -83,7 +83,17 @@ pub fn describe_event(event: &Event) -> String {
             } else {
                 format!(" ({})", short_digest(&container.image_digest))
             };
-            format!("created the container from image {}{digest} to run {}", container.image, json!(container.args))
+            let stdin = match (container.open_stdin, container.tty) {
+                (true, true) => ", stdin open, with a terminal",
+                (true, false) => ", stdin open",
+                (false, true) => ", with a terminal",
+                (false, false) => "",
+            };
+            format!(
+                "created the container from image {}{digest} to run {}{stdin}",
+                container.image,
+                json!(container.args)
+            )
         }
         Event::ContainerDeleted { .. } => "deleted the container".to_string(),
         Event::TaskCreateRequested { .. } => "asked to create the task".to_string(),
@@ -111,6 +121,30 @@ pub fn describe_event(event: &Event) -> String {
                 ),
                 _ => format!("task exited with code {exit_code}{killed_by} at {at}"),
             }
+        }
+        Event::ExecRequested { exec_id, process, .. } => {
+            let mut how = Vec::new();
+            if !process.user.is_empty() {
+                how.push(format!("as user {}", process.user));
+            }
+            if !process.working_dir.is_empty() {
+                how.push(format!("in {}", process.working_dir));
+            }
+            if !process.env.is_empty() {
+                how.push(format!("with env {}", json!(process.env)));
+            }
+            if process.tty {
+                how.push("with a terminal".to_string());
+            }
+            let how = if how.is_empty() { String::new() } else { format!(" ({})", how.join(", ")) };
+            format!("asked to exec {} as exec {exec_id}{how}", json!(process.args))
+        }
+        Event::ExecStarted { exec_id, pid, .. } => format!("exec {exec_id} started: pid {pid}"),
+        Event::ExecStartFailed { exec_id, error, .. } => format!("exec {exec_id} failed to start: {error}"),
+        Event::ExecExited { exec_id, exit_code, signal, exited_at_ns, .. } => {
+            let killed_by =
+                if *signal != 0 { format!(", killed by {}", describe_signal(*signal)) } else { String::new() };
+            format!("exec {exec_id} exited with code {exit_code}{killed_by} at {}", format_event_time(*exited_at_ns))
         }
         Event::TaskDeleteRequested { force, .. } => {
             if *force {
@@ -146,6 +180,7 @@ fn describe_pending(pending: &[PendingIntent]) -> String {
             PendingIntent::Start { seq } => format!("start (seq {seq})"),
             PendingIntent::Kill { seq, signal, .. } => format!("kill {} (seq {seq})", describe_signal(*signal)),
             PendingIntent::Delete { seq, .. } => format!("delete (seq {seq})"),
+            PendingIntent::Exec { seq, exec_id } => format!("exec {exec_id} (seq {seq})"),
         })
         .collect();
     intents.join(", ")

@@ -70,6 +70,8 @@ fn container(id: &str) -> ContainerRecord {
         labels: BTreeMap::new(),
         lowers: image.chain_ids(),
         snapshot_key: id.to_string(),
+        open_stdin: false,
+        tty: false,
     }
 }
 

@@ -615,6 +615,7 @@ fn spec_has_the_defaults_a_runc_container_gets() {
         user: String::new(),
         hostname: "box".to_string(),
         cgroups_path: "/berth/c1".to_string(),
+        terminal: false,
     };
     let spec = generate_spec(&input, scratch.path()).unwrap();
     let bundle = scratch.path().join("bundle");
@@ -701,6 +702,7 @@ fn busybox_runs_under_runc_with_the_generated_spec() {
         user: "root".to_string(),
         hostname: "busybox".to_string(),
         cgroups_path: String::new(),
+        terminal: false,
     };
     let spec = generate_spec(&input, &rootfs).unwrap();
     write_bundle(&bundle, &spec).unwrap();

@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use berth_log::{Seq, Timestamp};
-use berth_runtime::tasks::monitor::{self, wait_exit, Launch, MonitorError, MonitorPaths};
+use berth_runtime::tasks::monitor::{self, wait_exit, Launch, MonitorError, MonitorPaths, TaskIo};
 use berth_runtime::tasks::runc::{Runc, RuncError};
 use berth_runtime::tasks::task_dir::{ExitStatus, MonitorIdentity, TaskDir, UNKNOWN_EXIT_CODE};
 use monitor_fixture::{TestTask, RUNC_BINARY};
@@ -48,10 +48,17 @@ async fn wait_until_monitor_gone(monitor_identity: &MonitorIdentity, why: &str) 
 #[tokio::test]
 async fn echo_output_lands_in_the_log_files_and_exit_is_recorded() {
     let task = TestTask::new("echo", &["sh", "-c", "echo out; echo err >&2"]);
-    let monitor_identity =
-        monitor::spawn_monitor(&task.paths, &task.runc_id, &task.bundle, &task.task_dir, Launch::Create, Seq(0))
-            .await
-            .expect("spawn the monitor");
+    let monitor_identity = monitor::spawn_monitor(
+        &task.paths,
+        &task.runc_id,
+        &task.bundle,
+        &task.task_dir,
+        Launch::Create,
+        Seq(0),
+        &TaskIo::default(),
+    )
+    .await
+    .expect("spawn the monitor");
     assert_eq!(task.task_dir.monitor_identity(), Some(monitor_identity.clone()));
     assert!(monitor_identity.is_alive());
     let created = task.paths.runc.state(&task.runc_id).await.unwrap().expect("runc knows it");
@@ -198,9 +205,17 @@ fn helper_process_playing_berthd() {
             monitor_binary: order.monitor_binary.clone(),
             runc: Runc::new(PathBuf::from(RUNC_BINARY), order.runc_root.clone()),
         };
-        monitor::spawn_monitor(&paths, &order.runc_id, &order.bundle, &order.task_dir, Launch::Create, Seq(0))
-            .await
-            .expect("helper: spawn the monitor");
+        monitor::spawn_monitor(
+            &paths,
+            &order.runc_id,
+            &order.bundle,
+            &order.task_dir,
+            Launch::Create,
+            Seq(0),
+            &TaskIo::default(),
+        )
+        .await
+        .expect("helper: spawn the monitor");
         let started_at_ns = Timestamp::now();
         paths.runc.start(&order.runc_id).await.expect("helper: runc start");
         println!("{HELPER_MARKER}{}", started_at_ns.as_ns());
@@ -282,10 +297,17 @@ async fn monitor_survives_the_death_of_the_process_that_started_it() {
 #[tokio::test]
 async fn exit_is_recorded_while_nobody_waits() {
     let task = TestTask::new("unwatched", &["sh", "-c", "exit 5"]);
-    let monitor_identity =
-        monitor::spawn_monitor(&task.paths, &task.runc_id, &task.bundle, &task.task_dir, Launch::Create, Seq(0))
-            .await
-            .expect("spawn the monitor");
+    let monitor_identity = monitor::spawn_monitor(
+        &task.paths,
+        &task.runc_id,
+        &task.bundle,
+        &task.task_dir,
+        Launch::Create,
+        Seq(0),
+        &TaskIo::default(),
+    )
+    .await
+    .expect("spawn the monitor");
     let before_start_ns = Timestamp::now();
     task.paths.runc.start(&task.runc_id).await.expect("runc start");
 
@@ -317,8 +339,16 @@ async fn missing_runc_is_reported_with_its_path() {
     assert!(real_version.starts_with("runc version"), "{real_version}");
 
     let bogus_paths = MonitorPaths { monitor_binary: task.paths.monitor_binary.clone(), runc: bogus_runc };
-    match monitor::spawn_monitor(&bogus_paths, &task.runc_id, &task.bundle, &task.task_dir, Launch::Create, Seq(0))
-        .await
+    match monitor::spawn_monitor(
+        &bogus_paths,
+        &task.runc_id,
+        &task.bundle,
+        &task.task_dir,
+        Launch::Create,
+        Seq(0),
+        &TaskIo::default(),
+    )
+    .await
     {
         Err(MonitorError::CreateFailed { message }) => {
             assert!(message.contains("/nonexistent/berth-test/runc"), "{message}");
@@ -335,7 +365,17 @@ async fn missing_monitor_binary_is_reported() {
         monitor_binary: PathBuf::from("/nonexistent/berth-test/berth-monitor"),
         runc: task.paths.runc.clone(),
     };
-    match monitor::spawn_monitor(&paths, &task.runc_id, &task.bundle, &task.task_dir, Launch::Create, Seq(0)).await {
+    match monitor::spawn_monitor(
+        &paths,
+        &task.runc_id,
+        &task.bundle,
+        &task.task_dir,
+        Launch::Create,
+        Seq(0),
+        &TaskIo::default(),
+    )
+    .await
+    {
         Err(MonitorError::MonitorSpawn { path, .. }) => {
             assert_eq!(path, PathBuf::from("/nonexistent/berth-test/berth-monitor"))
         }
@@ -346,7 +386,16 @@ async fn missing_monitor_binary_is_reported() {
 #[tokio::test]
 async fn missing_executable_in_the_bundle_fails_create_and_leaves_nothing() {
     let task = TestTask::new("noexec", &["/no/such/binary"]);
-    match monitor::spawn_monitor(&task.paths, &task.runc_id, &task.bundle, &task.task_dir, Launch::Create, Seq(0)).await
+    match monitor::spawn_monitor(
+        &task.paths,
+        &task.runc_id,
+        &task.bundle,
+        &task.task_dir,
+        Launch::Create,
+        Seq(0),
+        &TaskIo::default(),
+    )
+    .await
     {
         Err(MonitorError::CreateFailed { message }) => {
             assert!(message.contains("/no/such/binary"), "{message}");
@@ -364,7 +413,16 @@ async fn missing_executable_in_the_bundle_fails_create_and_leaves_nothing() {
 async fn missing_rootfs_fails_create_and_leaves_nothing() {
     let task = TestTask::new("norootfs", &["true"]);
     std::fs::remove_dir_all(task.bundle.join("rootfs")).unwrap();
-    match monitor::spawn_monitor(&task.paths, &task.runc_id, &task.bundle, &task.task_dir, Launch::Create, Seq(0)).await
+    match monitor::spawn_monitor(
+        &task.paths,
+        &task.runc_id,
+        &task.bundle,
+        &task.task_dir,
+        Launch::Create,
+        Seq(0),
+        &TaskIo::default(),
+    )
+    .await
     {
         Err(MonitorError::CreateFailed { message }) => {
             assert!(message.contains("rootfs"), "{message}");
@@ -378,13 +436,28 @@ async fn missing_rootfs_fails_create_and_leaves_nothing() {
 #[tokio::test]
 async fn duplicate_id_is_refused_without_harming_the_existing_container() {
     let task = TestTask::new("duplicate", &["sleep", "1000"]);
-    let monitor_identity =
-        monitor::spawn_monitor(&task.paths, &task.runc_id, &task.bundle, &task.task_dir, Launch::Create, Seq(0))
-            .await
-            .expect("spawn the first monitor");
+    let monitor_identity = monitor::spawn_monitor(
+        &task.paths,
+        &task.runc_id,
+        &task.bundle,
+        &task.task_dir,
+        Launch::Create,
+        Seq(0),
+        &TaskIo::default(),
+    )
+    .await
+    .expect("spawn the first monitor");
     let second_task_dir = TaskDir::new(task.temp_dir.path().join("second-task"));
-    match monitor::spawn_monitor(&task.paths, &task.runc_id, &task.bundle, &second_task_dir, Launch::Create, Seq(0))
-        .await
+    match monitor::spawn_monitor(
+        &task.paths,
+        &task.runc_id,
+        &task.bundle,
+        &second_task_dir,
+        Launch::Create,
+        Seq(0),
+        &TaskIo::default(),
+    )
+    .await
     {
         Err(MonitorError::AlreadyExists { runc_id, status }) => {
             assert_eq!(runc_id, task.runc_id);
@@ -420,10 +493,17 @@ async fn monitor_killed_before_the_container_exits_reports_an_unknown_exit() {
 
 /// Spawns the task's monitor (which runs `runc create`) and starts the container.
 async fn spawn_and_start(task: &TestTask) -> MonitorIdentity {
-    let monitor_identity =
-        monitor::spawn_monitor(&task.paths, &task.runc_id, &task.bundle, &task.task_dir, Launch::Create, Seq(0))
-            .await
-            .expect("spawn the monitor");
+    let monitor_identity = monitor::spawn_monitor(
+        &task.paths,
+        &task.runc_id,
+        &task.bundle,
+        &task.task_dir,
+        Launch::Create,
+        Seq(0),
+        &TaskIo::default(),
+    )
+    .await
+    .expect("spawn the monitor");
     task.paths.runc.start(&task.runc_id).await.expect("runc start");
     monitor_identity
 }

@@ -4,7 +4,9 @@
 
 use berth_log::Seq;
 use berth_projections::{ExitInfo, PendingIntent, TaskState, TaskStatus};
-use berth_runtime::tasks::recovery::{needs_runc_status, plan, plan_exit, ExitStep, Observed, RuncStatus, Step};
+use berth_runtime::tasks::recovery::{
+    needs_runc_status, plan, plan_exec, plan_exit, ExecStep, ExitStep, Observed, ObservedExec, RuncStatus, Step,
+};
 use berth_runtime::tasks::task_dir::{ExitStatus, MonitorIdentity};
 
 const MONITOR_PID: i32 = 900;
@@ -268,5 +270,44 @@ fn runc_status_words_parse() {
         ("creating", RuncStatus::Other),
     ] {
         assert_eq!(RuncStatus::parse(word), status, "{word}");
+    }
+}
+
+#[test]
+fn an_unfinished_exec_is_answered_then_its_exit_recorded_watched_or_lost() {
+    let running = monitor(9);
+    let pid = running.init_pid;
+    let seen = |monitor_alive: bool, exit_code: Option<i32>| ObservedExec {
+        monitor: Some(running.clone()),
+        monitor_alive,
+        exit: exit_code.map(exit),
+    };
+    let nothing = ObservedExec::default();
+    // Cases: (pending intent, what the host shows) -> steps.
+    let cases: Vec<(Option<u64>, ObservedExec, Vec<ExecStep>)> = vec![
+        // Started before berthd died, still running: answer, then watch.
+        (
+            Some(9),
+            seen(true, None),
+            vec![ExecStep::RecordStarted { intent_seq: Seq(9), pid }, ExecStep::Watch(running.clone())],
+        ),
+        // Started and over while berthd was down: answer and record the exit in order.
+        (
+            Some(9),
+            seen(false, Some(5)),
+            vec![ExecStep::RecordStarted { intent_seq: Seq(9), pid }, ExecStep::RecordExit(exit(5))],
+        ),
+        // No monitor ever got it going: it failed to start, and that is all.
+        (Some(9), nothing.clone(), vec![ExecStep::RecordStartFailed { intent_seq: Seq(9) }]),
+        // A monitor file whose monitor is gone without an exit did not start it either.
+        (Some(9), seen(false, None), vec![ExecStep::RecordStartFailed { intent_seq: Seq(9) }]),
+        // Already recorded as started: only the exit is settled.
+        (None, seen(true, None), vec![ExecStep::Watch(running.clone())]),
+        (None, seen(false, Some(0)), vec![ExecStep::RecordExit(exit(0))]),
+        (None, seen(false, None), vec![ExecStep::RecordLost]),
+        (None, nothing, vec![ExecStep::RecordLost]),
+    ];
+    for (pending, observed, expected) in cases {
+        assert_eq!(plan_exec(pending.map(Seq), &observed), expected, "pending {pending:?}, observed {observed:?}");
     }
 }

@@ -156,6 +156,8 @@ impl LogWriter {
             .collect(),
             lowers: self.chain_ids.clone(),
             snapshot_key: id.to_string(),
+            open_stdin: false,
+            tty: false,
         };
         Envelope::new(
             "default",

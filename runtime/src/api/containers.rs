@@ -32,6 +32,8 @@ impl api::containers_server::Containers for ContainersService {
             user: message.user,
             hostname: message.hostname,
             labels: message.labels.into_iter().collect::<BTreeMap<_, _>>(),
+            open_stdin: message.open_stdin,
+            tty: message.tty,
         });
         let seq = self.0.submit(&namespace, origin, command).await?;
         let container = self.0.store.state().container(&namespace, &id).map(container_message);

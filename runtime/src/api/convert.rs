@@ -53,6 +53,8 @@ pub(crate) fn container_message(container: &ContainerState) -> api::Container {
         created_seq: container.created_seq.get(),
         created_at_ns: api_time(container.created_at_ns),
         task: container.task.as_ref().map(|task| task_message(&record.id, task)),
+        open_stdin: record.open_stdin,
+        tty: record.tty,
     }
 }
 

@@ -7,6 +7,7 @@ mod authority;
 mod containers;
 mod convert;
 mod events;
+mod execs;
 mod image_pull;
 mod image_push;
 mod images;
@@ -15,6 +16,7 @@ mod paging;
 mod services;
 mod status_limit;
 mod system;
+mod task_io;
 mod tasks;
 mod version;
 

@@ -16,6 +16,7 @@ use crate::api;
 use crate::api::convert::{api_time, task_message};
 use crate::api::paging::page;
 use crate::api::services::{container_not_found, Services};
+use crate::api::{execs, task_io};
 use crate::daemon::store::{Store, OUTCOME_TIMEOUT};
 use crate::tasks::task_dir::TaskDir;
 
@@ -186,11 +187,71 @@ impl api::tasks_server::Tasks for TasksService {
         if self.0.store.state().container(&namespace, &container_id).is_none() {
             return Err(container_not_found(&namespace, &container_id));
         }
-        let task_dir = self.0.layout.task_dir(&namespace, &container_id);
+        let mut task_dir = self.0.layout.task_dir(&namespace, &container_id);
+        if !message.exec_id.is_empty() {
+            if execs::exec_state(&self.0.store.state(), &namespace, &container_id, &message.exec_id).is_none() {
+                return Err(Status::not_found(format!("container {container_id:?} has no exec {:?}", message.exec_id)));
+            }
+            task_dir = task_dir.exec_dir(&message.exec_id);
+        }
         let (sender, receiver) = mpsc::channel(16);
         let store = Arc::clone(&self.0.store);
-        tokio::spawn(stream_logs(store, namespace, container_id, task_dir, message.follow, sender));
+        let source = LogSource { namespace, container_id, exec_id: message.exec_id };
+        let offsets = if message.from_end {
+            [task_dir.stdout_path(), task_dir.stderr_path()]
+                .map(|path| std::fs::metadata(path).map(|metadata| metadata.len()).unwrap_or(0))
+        } else {
+            [0; 2]
+        };
+        tokio::spawn(stream_logs(store, source, task_dir, message.follow, offsets, sender));
         Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+    }
+
+    async fn write_stdin(
+        &self,
+        request: Request<tonic::Streaming<api::StdinChunk>>,
+    ) -> Result<Response<api::WriteStdinResponse>, Status> {
+        task_io::write_stdin(&self.0, request).await
+    }
+
+    async fn resize_terminal(
+        &self,
+        request: Request<api::ResizeTerminalRequest>,
+    ) -> Result<Response<api::ResizeTerminalResponse>, Status> {
+        task_io::resize_terminal(&self.0, request)
+    }
+
+    async fn exec(&self, request: Request<api::ExecRequest>) -> Result<Response<api::ExecResponse>, Status> {
+        execs::exec(&self.0, request).await
+    }
+
+    async fn wait_exec(
+        &self,
+        request: Request<api::WaitExecRequest>,
+    ) -> Result<Response<api::WaitTaskResponse>, Status> {
+        execs::wait_exec(&self.0, request).await
+    }
+}
+
+/// Whose output a `Logs` call reads: a task's, or one of its execs'.
+struct LogSource {
+    namespace: String,
+    container_id: String,
+    /// Empty: the task's.
+    exec_id: String,
+}
+
+impl LogSource {
+    /// Whether the process has ended (or never ran, or is gone), so no more output will come.
+    fn finished(&self, state: &State) -> bool {
+        let task = state.container(&self.namespace, &self.container_id).and_then(|container| container.task.as_ref());
+        let Some(task) = task else { return true };
+        if self.exec_id.is_empty() {
+            return task.exit.is_some() || matches!(task.status, TaskStatus::Failed);
+        }
+        task.execs
+            .get(&self.exec_id)
+            .is_none_or(|exec| exec.exit.is_some() || matches!(exec.status, berth_projections::ExecStatus::Failed))
     }
 }
 
@@ -198,10 +259,10 @@ impl api::tasks_server::Tasks for TasksService {
 /// the task has exited (or is gone) and both files are drained.
 async fn stream_logs(
     store: Arc<Store>,
-    namespace: String,
-    container_id: String,
+    source: LogSource,
     task_dir: TaskDir,
     follow: bool,
+    mut offsets: [u64; 2],
     sender: mpsc::Sender<Result<api::LogChunk, Status>>,
 ) {
     use tokio::io::AsyncReadExt;
@@ -209,20 +270,13 @@ async fn stream_logs(
         (task_dir.stdout_path(), api::log_chunk::Stream::Stdout),
         (task_dir.stderr_path(), api::log_chunk::Stream::Stderr),
     ];
-    let mut offsets = [0u64; 2];
     let mut buffer = vec![0u8; 64 * 1024];
     let mut applied = store.watch_applied();
     let stopping = store.stopping();
     tokio::pin!(stopping);
     loop {
         // Decide "finished" before reading, so output written just before the exit is read.
-        let finished = {
-            let state = store.state();
-            match state.container(&namespace, &container_id).and_then(|container| container.task.as_ref()) {
-                Some(task) => task.exit.is_some() || matches!(task.status, TaskStatus::Failed),
-                None => true,
-            }
-        };
+        let finished = source.finished(&store.state());
         let mut read_any = false;
         for (index, (path, stream)) in streams.iter().enumerate() {
             let Ok(mut file) = tokio::fs::File::open(path).await else { continue };

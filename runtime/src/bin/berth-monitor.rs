@@ -3,7 +3,7 @@
 //! that berthd can be killed and restarted at any moment without losing it.
 //!
 //! Usage: `berth-monitor --id ID --bundle DIR --runc PATH --runc-root DIR --task-dir DIR [--start]
-//! [--intent-seq SEQ] [--lock-fd FD]`.
+//! [--intent-seq SEQ] [--lock-fd FD] [--stdin-fifo PATH] [--tty]`.
 //! The readiness protocol on stdout and the files it writes are described in
 //! `berth_runtime::tasks::monitor`. Deliberately synchronous and small: it spends its life in waitpid.
 
@@ -17,10 +17,11 @@ use std::time::Duration;
 use berth_log::{Seq, Timestamp};
 use berth_runtime::sys::fs::{remove_file_durably, write_file_atomically, write_file_durably};
 use berth_runtime::sys::process::{is_open_descriptor, read_process_stat, set_close_on_exec};
+use berth_runtime::tasks::console::{self, ConsoleCopiers};
 use berth_runtime::tasks::runc::{self, Runc, RuncError};
 use berth_runtime::tasks::task_dir::{
-    ExitStatus, MonitorIdentity, TaskDir, EXIT_FILE, MONITOR_LOCK_FILE, MONITOR_LOG_FILE, MONITOR_STATE_FILE,
-    RUNC_LOG_FILE, STDERR_FILE, STDOUT_FILE, UNKNOWN_EXIT_CODE,
+    ExitStatus, MonitorIdentity, TaskDir, EXEC_PID_FILE, EXEC_PROCESS_FILE, EXIT_FILE, MONITOR_LOCK_FILE,
+    MONITOR_LOG_FILE, MONITOR_STATE_FILE, RUNC_LOG_FILE, STDERR_FILE, STDOUT_FILE, UNKNOWN_EXIT_CODE,
 };
 use clap::Parser;
 use nix::errno::Errno;
@@ -63,6 +64,17 @@ struct MonitorArgs {
     /// it the monitor takes the lock itself.
     #[arg(long)]
     lock_fd: Option<i32>,
+    /// The container's stdin FIFO (`-i`), made by berthd; without it stdin is /dev/null.
+    #[arg(long)]
+    stdin_fifo: Option<PathBuf>,
+    /// Give the process a pseudo-terminal (the spec says `terminal: true`): receive its master
+    /// from runc and serve it (`berth_runtime::tasks::console`).
+    #[arg(long)]
+    tty: bool,
+    /// Run `runc exec` of task_dir/process.json in the running container `--id` instead of
+    /// creating one (the task directory is then the exec's own).
+    #[arg(long, conflicts_with = "start")]
+    exec: bool,
 }
 
 fn main() -> ExitCode {
@@ -81,7 +93,7 @@ fn main() -> ExitCode {
     };
     detach_from_berthd(&mut monitor_log);
 
-    let (init_pid, init_start_time) = match create_container(&monitor_args, &mut monitor_log) {
+    let (init_pid, init_start_time, console_copiers) = match create_container(&monitor_args, &mut monitor_log) {
         Ok(created) => created,
         Err(message) => {
             monitor_log.line(&format!("create failed: {message}"));
@@ -97,6 +109,11 @@ fn main() -> ExitCode {
         ..reap_until_init_exits(init_pid, init_start_time, &mut monitor_log)
     };
     monitor_log.line(&format!("init {init_pid} exited: code {} signal {}", exit_status.code, exit_status.signal));
+    if let Some(console_copiers) = console_copiers {
+        // The exit is recorded only once the terminal's last output is in stdout.log, so a
+        // client that stops reading at the exit has seen all of it.
+        console_copiers.finish();
+    }
     let exit_json = serde_json::to_vec(&exit_status).expect("exit status serializes");
     if let Err(write_error) = write_file_durably(&monitor_args.task_dir, EXIT_FILE, &exit_json) {
         // berthd will see a monitor gone without exit.json and report an unknown exit code.
@@ -150,6 +167,9 @@ fn absolute_args(monitor_args: MonitorArgs) -> MonitorArgs {
         start: monitor_args.start,
         intent_seq: monitor_args.intent_seq,
         lock_fd: monitor_args.lock_fd,
+        stdin_fifo: monitor_args.stdin_fifo.map(make_absolute),
+        tty: monitor_args.tty,
+        exec: monitor_args.exec,
     }
 }
 
@@ -183,6 +203,9 @@ fn detach_from_berthd(monitor_log: &mut MonitorLog) {
             monitor_log.line(&format!("could not ignore {caught_signal}: {signal_error}"));
         }
     }
+    if let Err(handler_error) = berth_runtime::tasks::stdin::install_close_stdin_handler() {
+        monitor_log.line(&format!("could not install the close-stdin handler: {handler_error}"));
+    }
     if let Err(open_error) =
         File::open("/dev/null").and_then(|dev_null| nix::unistd::dup2_stdin(&dev_null).map_err(std::io::Error::from))
     {
@@ -192,7 +215,10 @@ fn detach_from_berthd(monitor_log: &mut MonitorLog) {
 
 /// Runs `runc create` and returns the container init's pid and start time, or the message to
 /// report when it failed.
-fn create_container(monitor_args: &MonitorArgs, monitor_log: &mut MonitorLog) -> Result<(u32, u64), String> {
+fn create_container(
+    monitor_args: &MonitorArgs,
+    monitor_log: &mut MonitorLog,
+) -> Result<(u32, u64, Option<ConsoleCopiers>), String> {
     let task_dir = &monitor_args.task_dir;
     std::env::set_current_dir(task_dir)
         .map_err(|error| format!("could not enter task directory {}: {error}", task_dir.display()))?;
@@ -212,9 +238,43 @@ fn create_container(monitor_args: &MonitorArgs, monitor_log: &mut MonitorLog) ->
     let runc_log_length_before = file_length(&runc_log_path);
 
     let runc = Runc::new(monitor_args.runc.clone(), monitor_args.runc_root.clone());
-    let mut create_command =
-        runc.create_command(&monitor_args.id, &monitor_args.bundle, &runc_log_path, monitor_args.start);
-    create_command.stdin(Stdio::null()).stdout(Stdio::from(stdout_file)).stderr(Stdio::from(stderr_file));
+    let stdin_reader = match &monitor_args.stdin_fifo {
+        Some(fifo_path) => Some(
+            berth_runtime::tasks::stdin::open_for_container(fifo_path)
+                .map_err(|error| format!("could not open the stdin fifo {}: {error}", fifo_path.display()))?,
+        ),
+        None => None,
+    };
+    // With a terminal, stdin goes to the terminal's master, and runc's own stdio is not the
+    // container's.
+    let (container_stdin, terminal_input) = match stdin_reader {
+        Some(reader) if monitor_args.tty => (Stdio::null(), Some(reader)),
+        Some(reader) => (Stdio::from(reader), None),
+        None => (Stdio::null(), None),
+    };
+    let console_listener = if monitor_args.tty {
+        Some(
+            console::listen_for_console(task_dir)
+                .map_err(|error| format!("could not make the console socket: {error}"))?,
+        )
+    } else {
+        None
+    };
+    let terminal_output = if monitor_args.tty { Some(open_for_append(&task_dir.join(STDOUT_FILE))?) } else { None };
+    let console_socket = console_listener.as_ref().map(|(_, socket_path)| socket_path.as_path());
+    let exec_pid_path = task_dir.join(EXEC_PID_FILE);
+    let mut create_command = if monitor_args.exec {
+        runc.exec_command(
+            &monitor_args.id,
+            &task_dir.join(EXEC_PROCESS_FILE),
+            &exec_pid_path,
+            &runc_log_path,
+            console_socket,
+        )
+    } else {
+        runc.create_command(&monitor_args.id, &monitor_args.bundle, &runc_log_path, monitor_args.start, console_socket)
+    };
+    create_command.stdin(container_stdin).stdout(Stdio::from(stdout_file)).stderr(Stdio::from(stderr_file));
     monitor_log.line(&format!("running {create_command:?}"));
     let create_status = match create_command.status() {
         Ok(create_status) => create_status,
@@ -242,7 +302,8 @@ fn create_container(monitor_args: &MonitorArgs, monitor_log: &mut MonitorLog) ->
 
     // The start time is kept for the fallback in reap_until_init_exits, which must tell the
     // init from a later process that reused its pid.
-    let (init_pid, init_start_time) = runc.recorded_init(&monitor_args.id).ok_or_else(|| {
+    let recorded = if monitor_args.exec { exec_process(&exec_pid_path) } else { runc.recorded_init(&monitor_args.id) };
+    let (init_pid, init_start_time) = recorded.ok_or_else(|| {
         format!(
             "runc create succeeded but its state file in {} names no init process",
             monitor_args.runc_root.display()
@@ -264,7 +325,17 @@ fn create_container(monitor_args: &MonitorArgs, monitor_log: &mut MonitorLog) ->
     write_file_atomically(task_dir, MONITOR_STATE_FILE, &monitor_json)
         .map_err(|error| format!("could not write {MONITOR_STATE_FILE}: {error}"))?;
     monitor_log.line(&format!("created: {monitor_identity:?}"));
-    Ok((init_pid, init_start_time))
+    let console_copiers = match (console_listener, terminal_output) {
+        (Some((listener, socket_path)), Some(terminal_output)) => {
+            let master = console::receive_console(listener, &socket_path).map_err(|error| error.to_string())?;
+            let copiers =
+                ConsoleCopiers::start(master, terminal_output, terminal_input, &task_dir.join(console::RESIZE_FIFO))
+                    .map_err(|error| format!("could not serve the terminal: {error}"))?;
+            Some(copiers)
+        }
+        _ => None,
+    };
+    Ok((init_pid, init_start_time, console_copiers))
 }
 
 /// Writes the one readiness report, then lets go of berthd's pipes: stdout to /dev/null, stderr
@@ -345,6 +416,14 @@ fn reap_leftover_zombies() {
             break;
         }
     }
+}
+
+/// The exec process runc started: its pid from `--pid-file` and its start time, read while it is
+/// our child (reparented to this subreaper), so the pid cannot have been reused yet.
+fn exec_process(pid_path: &Path) -> Option<(u32, u64)> {
+    let pid: u32 = std::fs::read_to_string(pid_path).ok()?.trim().parse().ok()?;
+    let process_stat = read_process_stat(pid as i32)?;
+    Some((pid, process_stat.start_time))
 }
 
 fn open_for_append(path: &Path) -> Result<File, String> {

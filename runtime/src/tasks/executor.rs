@@ -27,7 +27,7 @@ use crate::images::snapshot::Snapshotter;
 use crate::sys::failpoint;
 use crate::tasks::cgroup;
 use crate::tasks::etc_files;
-use crate::tasks::monitor::{self, Launch, MonitorPaths};
+use crate::tasks::monitor::{self, Launch, MonitorPaths, TaskIo};
 use crate::tasks::runc::Runc;
 use crate::tasks::spec::{self, SpecInput};
 use crate::tasks::task_dir::{ExitStatus, MonitorIdentity};
@@ -56,6 +56,11 @@ pub(super) enum Job {
     Exited {
         status: ExitStatus,
         monitor_pid: i32,
+    },
+    /// The exit an exec's monitor reported.
+    ExecExited {
+        exec_id: String,
+        status: ExitStatus,
     },
     ContainerDeleted,
 }
@@ -100,7 +105,7 @@ impl Executor {
         Runc::new(self.runc_binary.clone(), self.layout.runc_root(namespace))
     }
 
-    fn monitor_paths(&self, namespace: &str) -> MonitorPaths {
+    pub(super) fn monitor_paths(&self, namespace: &str) -> MonitorPaths {
         MonitorPaths { monitor_binary: self.monitor_binary.clone(), runc: self.runc(namespace) }
     }
 
@@ -132,7 +137,8 @@ impl Executor {
                 }
                 Event::TaskStartRequested { container_id }
                 | Event::TaskKillRequested { container_id, .. }
-                | Event::TaskDeleteRequested { container_id, .. } => {
+                | Event::TaskDeleteRequested { container_id, .. }
+                | Event::ExecRequested { container_id, .. } => {
                     self.send(
                         namespace,
                         container_id,
@@ -219,6 +225,9 @@ impl Executor {
                         );
                     }
                 }
+                Job::ExecExited { exec_id, status } => {
+                    self.record_exec_exit(&namespace, &container_id, &exec_id, status).await;
+                }
                 Job::ContainerDeleted => {
                     self.remove_container_files(&namespace, &container_id);
                     // Retire, unless a container with the same id was already created and has
@@ -253,6 +262,7 @@ impl Executor {
                         | (PendingIntent::Start { .. }, Event::TaskStartRequested { .. })
                         | (PendingIntent::Kill { .. }, Event::TaskKillRequested { .. })
                         | (PendingIntent::Delete { .. }, Event::TaskDeleteRequested { .. })
+                        | (PendingIntent::Exec { .. }, Event::ExecRequested { .. })
                 )
         })
     }
@@ -339,6 +349,9 @@ impl Executor {
                 };
                 self.record(namespace, Some(seq), "task delete", outcome).await;
             }
+            Event::ExecRequested { exec_id, process, .. } => {
+                self.start_exec(namespace, container_id, seq, &exec_id, &process).await;
+            }
             other => tracing::warn!(kind = other.kind(), "not an intent; ignored"),
         }
     }
@@ -370,6 +383,7 @@ impl Executor {
             user: record.user.clone(),
             hostname: record.hostname.clone(),
             cgroups_path: self.layout.cgroups_path(namespace, container_id),
+            terminal: record.tty,
         };
         let mut runtime_spec = spec::generate_spec(&input, &rootfs).map_err(|error| error.to_string())?;
         etc_files::write_etc_files(&bundle, &record.hostname)
@@ -383,6 +397,14 @@ impl Executor {
         task_dir
             .remove()
             .map_err(|error| format!("cannot empty the task directory {}: {error}", task_dir.path().display()))?;
+        let stdin_fifo = if record.open_stdin {
+            Some(crate::tasks::stdin::make_stdin_fifo(&task_dir).map_err(|error| error.to_string())?)
+        } else {
+            None
+        };
+        if record.tty {
+            crate::tasks::console::make_resize_fifo(&task_dir).map_err(|error| error.to_string())?;
+        }
         tracing::debug!(container_id, "bundle ready; starting the monitor");
         let launch = if start_too { Launch::CreateAndStart } else { Launch::Create };
         let monitor = monitor::spawn_monitor(
@@ -392,6 +414,7 @@ impl Executor {
             &task_dir,
             launch,
             intent_seq,
+            &TaskIo { stdin_fifo, tty: record.tty },
         )
         .await
         .map_err(|error| error.to_string());

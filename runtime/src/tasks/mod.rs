@@ -1,14 +1,17 @@
 //! Tasks on the host: the [`executor`] that carries out intents in log order and records their
-//! outcomes, start-up [`recovery`] (observe → pure plan → apply), the per-task [`monitor`] and
-//! its [`task_dir`], the [`runc`] command line, the OCI runtime [`spec`], the [`etc_files`] a
+//! outcomes, start-up [`recovery`] (observe → pure plan → apply), `berth exec`'s processes (`exec`), the per-task [`monitor`] and
+//! its [`task_dir`], a `-i` task's [`stdin`] FIFO and a `-t` task's [`console`], the [`runc`] command line, the OCI runtime [`spec`], the [`etc_files`] a
 //! container gets in its bundle, and what a task's [`cgroup`] says after its end.
 
 pub mod cgroup;
+pub mod console;
 pub mod etc_files;
+mod exec;
 pub mod executor;
 pub mod monitor;
 mod reconcile;
 pub mod recovery;
 pub mod runc;
 pub mod spec;
+pub mod stdin;
 pub mod task_dir;

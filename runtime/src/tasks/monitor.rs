@@ -119,6 +119,17 @@ pub enum Launch {
     Create,
     /// `runc run --detach`: created and started in one runc invocation instead of two.
     CreateAndStart,
+    /// `runc exec --detach` of the process in the task directory's `process.json`, in the
+    /// running container `runc_id`: the monitor is that process's reaper as it is a task's.
+    Exec,
+}
+
+/// How the task's process is wired to its clients: stdio files only (the default), a stdin FIFO
+/// (`-i`), a terminal (`-t`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TaskIo {
+    pub stdin_fifo: Option<PathBuf>,
+    pub tty: bool,
 }
 
 /// Starts a monitor for `runc_id` and returns once it reported: the container is created (and
@@ -131,6 +142,7 @@ pub async fn spawn_monitor(
     task_dir: &TaskDir,
     launch: Launch,
     intent_seq: Seq,
+    io: &TaskIo,
 ) -> Result<MonitorIdentity, MonitorError> {
     tokio::fs::DirBuilder::new()
         .recursive(true)
@@ -142,7 +154,7 @@ pub async fn spawn_monitor(
     // runc refuses a duplicate id by itself, but the cleanup below (`delete --force` after a
     // failed create) would then destroy the existing container. Checking first keeps the
     // cleanup safe; ids are chosen by the caller, so there is no race in practice.
-    if paths.runc.has_container(runc_id) {
+    if launch != Launch::Exec && paths.runc.has_container(runc_id) {
         let status = match paths.runc.state(runc_id).await {
             Ok(Some(existing)) => existing.status,
             Ok(None) => "unknown".to_string(),
@@ -169,8 +181,11 @@ pub async fn spawn_monitor(
         .arg("--task-dir")
         .arg(absolute_or_same(task_dir.path()))
         .args((launch == Launch::CreateAndStart).then_some("--start"))
+        .args((launch == Launch::Exec).then_some("--exec"))
         .arg("--intent-seq")
         .arg(intent_seq.to_string())
+        .args(io.tty.then_some("--tty"))
+        .args(io.stdin_fifo.iter().flat_map(|fifo_path| [std::ffi::OsStr::new("--stdin-fifo"), fifo_path.as_os_str()]))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -248,6 +263,10 @@ pub async fn spawn_monitor(
     };
 
     let _ = monitor_child.wait().await;
+    if launch == Launch::Exec {
+        // A failed exec leaves the container as it was; it is not this monitor's to remove.
+        return Err(MonitorError::CreateFailed { message: failure_message });
+    }
     if let Err(cleanup_error) = paths.runc.delete(runc_id, true).await {
         tracing::warn!(runc_id, %cleanup_error, "could not remove the runc container after a failed create");
     }

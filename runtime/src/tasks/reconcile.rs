@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 
 use berth_commands::{Command, RecordDaemonEvent};
 use berth_log::Timestamp;
-use berth_projections::{Event, Origin, TaskState};
+use berth_projections::{Event, ExecStatus, Origin, PendingIntent, TaskState};
 
 use crate::sys::fs::list_dir_names;
 use crate::tasks::executor::{Executor, Job};
-use crate::tasks::recovery::{self, ExitStep, Observed, RuncStatus, Step};
+use crate::tasks::recovery::{self, ExecStep, ExitStep, Observed, ObservedExec, RuncStatus, Step};
 use crate::tasks::task_dir::ExitStatus;
 
 /// How long recovery waits for a monitor that is still creating a container when berthd came
@@ -35,9 +35,70 @@ impl Executor {
                 .collect()
         };
         for (namespace, container_id, task) in tasks {
-            self.recover_task(&namespace, &container_id, task).await;
+            self.recover_task(&namespace, &container_id, task.clone()).await;
+            self.recover_execs(&namespace, &container_id, &task).await;
         }
         self.remove_orphans().await;
+    }
+
+    /// Settles every exec of the task that the log left without an exit.
+    async fn recover_execs(self: &Arc<Self>, namespace: &str, container_id: &str, task: &TaskState) {
+        for (exec_id, exec) in &task.execs {
+            if exec.exit.is_some() || exec.status == ExecStatus::Failed {
+                continue;
+            }
+            let pending_intent = task.pending.iter().find_map(|intent| match intent {
+                PendingIntent::Exec { seq, exec_id: id } if id == exec_id => Some(*seq),
+                _ => None,
+            });
+            let exec_dir = self.layout.task_dir(namespace, container_id).exec_dir(exec_id);
+            // A monitor may still be starting the exec (berthd died after spawning it).
+            let deadline = Instant::now() + CREATING_MONITOR_WAIT;
+            while pending_intent.is_some()
+                && exec_dir.lock_held()
+                && exec_dir.monitor_identity().is_none()
+                && Instant::now() < deadline
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let monitor = exec_dir.monitor_identity().filter(|monitor| monitor.intent_seq == exec.requested_seq);
+            let observed = ObservedExec {
+                monitor_alive: monitor.as_ref().is_some_and(|monitor| monitor.is_alive()),
+                monitor,
+                exit: exec_dir.exit_status(),
+            };
+            let steps = recovery::plan_exec(pending_intent, &observed);
+            tracing::debug!(namespace, container_id, exec_id, ?observed, ?steps, "exec recovery plan");
+            for step in steps {
+                match step {
+                    ExecStep::RecordStarted { intent_seq, pid } => {
+                        let event = Event::ExecStarted {
+                            container_id: container_id.to_string(),
+                            exec_id: exec_id.clone(),
+                            pid,
+                        };
+                        self.record(namespace, Some(intent_seq), "recovery: the monitor had started the exec", event)
+                            .await;
+                    }
+                    ExecStep::RecordStartFailed { intent_seq } => {
+                        let event = Event::ExecStartFailed {
+                            container_id: container_id.to_string(),
+                            exec_id: exec_id.clone(),
+                            error: "berthd stopped before the exec was started: run it again".into(),
+                        };
+                        self.record(namespace, Some(intent_seq), "recovery: exec never started", event).await;
+                    }
+                    ExecStep::RecordExit(status) => {
+                        self.record_exec_exit(namespace, container_id, exec_id, status).await;
+                    }
+                    ExecStep::Watch(monitor) => self.watch_exec_exit(namespace, container_id, exec_id, monitor),
+                    ExecStep::RecordLost => {
+                        let status = ExitStatus::unknown(Timestamp::now());
+                        self.record_exec_exit(namespace, container_id, exec_id, status).await;
+                    }
+                }
+            }
+        }
     }
 
     /// What the host shows for one task, narrowed to this task.

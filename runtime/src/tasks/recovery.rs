@@ -175,6 +175,8 @@ pub fn plan(task: &TaskState, observed: &Observed) -> Vec<Step> {
                 requeue = Some(Step::RequeueDelete { intent_seq: seq, force });
                 continue;
             }
+            // Each exec is settled on its own, after its task (`plan_exec`).
+            PendingIntent::Exec { .. } => continue,
         };
         steps.push(step);
     }
@@ -196,4 +198,50 @@ pub fn plan_exit(task_now: &TaskState, observed: &Observed) -> ExitStep {
             kill_container: observed.runc_status.is_some_and(|status| status != RuncStatus::Stopped),
         },
     }
+}
+
+/// What the host shows for one `berth exec` process: its directory's `monitor.json` and
+/// `exit.json`, and whether that monitor still runs.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ObservedExec {
+    pub monitor: Option<MonitorIdentity>,
+    pub monitor_alive: bool,
+    pub exit: Option<ExitStatus>,
+}
+
+/// One step of an exec's recovery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExecStep {
+    /// The monitor started it before berthd stopped: record `ExecStarted`.
+    RecordStarted { intent_seq: Seq, pid: u32 },
+    /// No monitor got it running: record `ExecStartFailed`, and nothing more.
+    RecordStartFailed { intent_seq: Seq },
+    /// The monitor wrote its exit while berthd was down: record it.
+    RecordExit(ExitStatus),
+    /// The monitor still runs: watch it for the exit.
+    Watch(MonitorIdentity),
+    /// Its monitor is gone without an exit: record [`ExitStatus::unknown`].
+    RecordLost,
+}
+
+/// The steps that settle an exec the log left unfinished: answer its pending intent
+/// (`pending_intent`, when it has one), then settle its exit. The exec's process dies with the
+/// container, so there is nothing to stop.
+pub fn plan_exec(pending_intent: Option<Seq>, observed: &ObservedExec) -> Vec<ExecStep> {
+    let mut steps = Vec::new();
+    let monitor_present = observed.monitor_alive || observed.exit.is_some();
+    if let Some(intent_seq) = pending_intent {
+        match &observed.monitor {
+            Some(monitor) if monitor_present => {
+                steps.push(ExecStep::RecordStarted { intent_seq, pid: monitor.init_pid });
+            }
+            _ => return vec![ExecStep::RecordStartFailed { intent_seq }],
+        }
+    }
+    steps.push(match (&observed.exit, &observed.monitor) {
+        (Some(exit), _) => ExecStep::RecordExit(exit.clone()),
+        (None, Some(monitor)) if observed.monitor_alive => ExecStep::Watch(monitor.clone()),
+        _ => ExecStep::RecordLost,
+    });
+    steps
 }

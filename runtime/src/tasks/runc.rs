@@ -275,7 +275,15 @@ impl Runc {
     /// the log file when create fails. The caller sets stdio: the container inherits it. No
     /// `--pid-file`: runc writes that file with O_SYNC, and [`Runc::recorded_init`] reads the
     /// same pid (and its start time) from the state file runc writes anyway.
-    pub fn create_command(&self, id: &str, bundle: &Path, log_file: &Path, start_too: bool) -> std::process::Command {
+    /// With `console_socket`, runc sends the master of the process's pseudo-terminal there.
+    pub fn create_command(
+        &self,
+        id: &str,
+        bundle: &Path,
+        log_file: &Path,
+        start_too: bool,
+        console_socket: Option<&Path>,
+    ) -> std::process::Command {
         let mut command = std::process::Command::new(&self.binary);
         command.arg("--root").arg(&self.root).arg("--log").arg(log_file).arg("--log-format").arg("json");
         if start_too {
@@ -283,7 +291,31 @@ impl Runc {
         } else {
             command.arg("create");
         }
+        if let Some(console_socket) = console_socket {
+            command.arg("--console-socket").arg(console_socket);
+        }
         command.arg("--bundle").arg(bundle).arg(id);
+        command
+    }
+
+    /// The `runc exec --detach` invocation an exec's monitor runs: the process described in
+    /// `process_file` (an OCI process JSON) joins container `id`'s namespaces and cgroup. runc
+    /// exits once it runs, and the process is reparented to the monitor (a subreaper).
+    pub fn exec_command(
+        &self,
+        id: &str,
+        process_file: &Path,
+        pid_file: &Path,
+        log_file: &Path,
+        console_socket: Option<&Path>,
+    ) -> std::process::Command {
+        let mut command = std::process::Command::new(&self.binary);
+        command.arg("--root").arg(&self.root).arg("--log").arg(log_file).arg("--log-format").arg("json");
+        command.arg("exec").arg("--detach").arg("--pid-file").arg(pid_file).arg("--process").arg(process_file);
+        if let Some(console_socket) = console_socket {
+            command.arg("--console-socket").arg(console_socket);
+        }
+        command.arg(id);
         command
     }
 

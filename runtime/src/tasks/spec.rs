@@ -111,6 +111,8 @@ pub struct SpecInput {
     pub hostname: String,
     /// Empty means no cgroupsPath in the spec (runc then picks one).
     pub cgroups_path: String,
+    /// `-t`: a pseudo-terminal for the process (runc hands its master to `--console-socket`).
+    pub terminal: bool,
 }
 
 /// The numeric identity a user string resolves to.
@@ -135,11 +137,15 @@ pub fn generate_spec(input: &SpecInput, rootfs: &Path) -> Result<Spec, SpecError
         return Err(SpecError::InvalidWorkingDir { working_dir });
     }
     let user = resolve_user(rootfs, &input.user)?;
-    let env = if input.env.iter().any(|entry| env_key(entry) == "PATH") {
+    let mut env = if input.env.iter().any(|entry| env_key(entry) == "PATH") {
         input.env.clone()
     } else {
         merge_env(&input.env, &[])
     };
+    // As docker does: programs that draw on a terminal need to know which kind it is.
+    if input.terminal && !env.iter().any(|entry| env_key(entry) == "TERM") {
+        env.push("TERM=xterm".to_string());
+    }
 
     build_spec(input, &user, env, working_dir).map_err(|error| SpecError::InvalidSpec { reason: error.to_string() })
 }
@@ -160,7 +166,7 @@ fn build_spec(
         process_user = process_user.additional_gids(user.additional_gids.clone());
     }
     let process = ProcessBuilder::default()
-        .terminal(false)
+        .terminal(input.terminal)
         .user(process_user.build()?)
         .args(input.args.clone())
         .env(env)
@@ -503,6 +509,7 @@ mod tests {
             user: "web".to_string(),
             hostname: "box".to_string(),
             cgroups_path: "/berth/default/c1".to_string(),
+            terminal: false,
         };
         let spec = generate_spec(&input, rootfs.path()).unwrap();
         let mut capabilities: Vec<&str> = vec![

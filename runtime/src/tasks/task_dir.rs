@@ -8,6 +8,10 @@
 //! | `stdout.log`, `stderr.log` | the container itself (it inherits the open files) | output |
 //! | `runc.log`     | runc (`--log`, json lines) | runc's own diagnostics |
 //! | `monitor.log`  | monitor | the monitor's diagnostics |
+//! | `stdin` | berthd (a FIFO, with `-i`); the monitor holds a keeper write end until signalled | the container's stdin (`tasks::stdin`) |
+//! | `resize` | berthd (a FIFO, with `-t`), read by the monitor | window sizes for the terminal (`tasks::console`) |
+//! | `console.sock` | the monitor, for runc to send the pty master to; removed once received | (`-t` only) |
+//! | `execs/<id>/` | berthd (`process.json`), then that exec's monitor | one `berth exec` process, laid out like a task directory |
 //! | `monitor.lock` | berthd takes its flock before spawning the monitor and hands the descriptor over (`--lock-fd`); the monitor holds it until it exits | a monitor is at work |
 //!
 //! **Invariant:** `exit.json` exists only after the container's init has exited; a task
@@ -23,6 +27,13 @@ use serde::{Deserialize, Serialize};
 use crate::sys::process::{flock_exclusive_nonblocking, read_process_stat};
 
 pub const MONITOR_STATE_FILE: &str = "monitor.json";
+/// An exec's OCI process (`runc exec --process`), written by berthd into the exec's directory.
+pub const EXEC_PROCESS_FILE: &str = "process.json";
+/// Where `runc exec --pid-file` writes the exec process's pid.
+pub const EXEC_PID_FILE: &str = "exec.pid";
+/// The task directory's folder of exec directories (`execs/<exec id>/`, each laid out as a
+/// task directory of its own).
+pub const EXECS_DIR: &str = "execs";
 pub const EXIT_FILE: &str = "exit.json";
 pub const STDOUT_FILE: &str = "stdout.log";
 pub const STDERR_FILE: &str = "stderr.log";
@@ -94,6 +105,11 @@ impl TaskDir {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The directory of the exec `exec_id` of this task.
+    pub fn exec_dir(&self, exec_id: &str) -> TaskDir {
+        TaskDir::new(self.path.join(EXECS_DIR).join(exec_id))
     }
 
     pub fn file(&self, file_name: &str) -> PathBuf {

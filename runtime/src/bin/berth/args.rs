@@ -55,6 +55,11 @@ pub enum Command {
     Ps(PsArgs),
     /// Print a container's output
     Logs(LogsArgs),
+    /// Attach to a running container's output and (with -i / -t) its input; Ctrl-P Ctrl-Q
+    /// detaches and leaves it running
+    Attach(AttachArgs),
+    /// Run a command inside a running container and exit with its exit code
+    Exec(ExecArgs),
     /// Send a signal to a container's process
     Kill(KillArgs),
     /// Wait until a container exits and print its exit code
@@ -132,15 +137,21 @@ pub struct ContainerArgs {
     #[arg(short = 'l', long = "label", value_name = "KEY=VALUE", value_parser = parse_key_value)]
     pub labels: Vec<String>,
 
+    /// Keep the container's stdin open: `run` passes ours to it (EOF included); without -i its
+    /// stdin is /dev/null
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+
+    /// Give the container a pseudo-terminal; `run` puts ours in raw mode while attached and
+    /// passes on its size (needs berth to run in a terminal)
+    #[arg(short = 't', long)]
+    pub tty: bool,
+
     /// Image to run, then the command and its arguments (default: the image's command).
     /// Everything after IMAGE is passed to the container, flags included.
-    #[arg(
-        value_names = ["IMAGE", "COMMAND"],
-        required = true,
-        num_args = 1..,
-        trailing_var_arg = true,
-        allow_hyphen_values = true
-    )]
+    // No `allow_hyphen_values`: with it an unknown flag before the image (`--memory 1g`) became
+    // the image's name. `trailing_var_arg` alone still passes `ls -l --rm` after the image.
+    #[arg(value_names = ["IMAGE", "COMMAND"], required = true, num_args = 1.., trailing_var_arg = true)]
     pub image_and_command: Vec<String>,
 }
 
@@ -194,6 +205,45 @@ pub struct LogsArgs {
     pub follow: bool,
 
     /// Container whose output to print
+    #[arg(value_name = "ID")]
+    pub container_id: String,
+}
+
+#[derive(Args, Debug)]
+#[command(override_usage = "berth exec [OPTIONS] ID COMMAND [ARG]...")]
+pub struct ExecArgs {
+    /// Pass our stdin to the command (EOF included)
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+
+    /// Give the command a pseudo-terminal (needs berth to run in a terminal)
+    #[arg(short = 't', long)]
+    pub tty: bool,
+
+    /// Set an environment variable (repeatable); overrides the container's value
+    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub env: Vec<String>,
+
+    /// Working directory inside the container (default: the container's)
+    #[arg(short = 'w', long, value_name = "DIR")]
+    pub workdir: Option<String>,
+
+    /// User to run as, e.g. 1000 or nobody (default: the container's)
+    #[arg(short = 'u', long, value_name = "USER")]
+    pub user: Option<String>,
+
+    /// Container to run the command in, then the command and its arguments
+    #[arg(value_names = ["ID", "COMMAND"], required = true, num_args = 2.., trailing_var_arg = true)]
+    pub id_and_command: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct AttachArgs {
+    /// Do not pass our input on, even when the container keeps its stdin open
+    #[arg(long)]
+    pub no_stdin: bool,
+
+    /// Container to attach to
     #[arg(value_name = "ID")]
     pub container_id: String,
 }
@@ -461,6 +511,8 @@ impl ContainerArgs {
             user: self.user.clone().unwrap_or_default(),
             hostname: self.hostname.clone().unwrap_or_default(),
             labels: labels_from_pairs(&self.labels),
+            open_stdin: self.interactive,
+            tty: self.tty,
         }
     }
 }
@@ -543,6 +595,46 @@ mod tests {
     fn run_rejects_rm_with_detach_and_needs_an_image() {
         assert!(Cli::try_parse_from(["berth", "run", "--rm", "-d", "alpine"]).is_err());
         assert!(Cli::try_parse_from(["berth", "run", "--rm"]).is_err());
+    }
+
+    #[test]
+    fn an_unknown_flag_is_an_error_naming_it_not_an_image() {
+        for verb in ["run", "create"] {
+            let error = Cli::try_parse_from(["berth", verb, "--memory", "1g", "busybox"]).unwrap_err();
+            assert_eq!(error.kind(), clap::error::ErrorKind::UnknownArgument, "{verb}: {error}");
+            assert!(error.to_string().contains("--memory"), "{verb}: {error}");
+        }
+        let error = Cli::try_parse_from(["berth", "ps", "--bogus"]).unwrap_err();
+        assert_eq!(error.kind(), clap::error::ErrorKind::UnknownArgument);
+        assert!(error.to_string().contains("--bogus"), "{error}");
+        // `--` still lets an image name start with a dash, if anyone has one.
+        let cli = Cli::try_parse_from(["berth", "run", "--", "-odd", "ls"]).unwrap();
+        let Command::Run(run_args) = cli.command else { panic!("expected run") };
+        assert_eq!(run_args.container.image_and_command, ["-odd", "ls"]);
+    }
+
+    #[test]
+    fn every_verb_has_help_that_says_what_it_does() {
+        let mut command = <Cli as clap::CommandFactory>::command();
+        command.build();
+        let mut checked = 0;
+        let mut pending: Vec<(String, clap::Command)> =
+            command.get_subcommands().map(|sub| (sub.get_name().to_string(), sub.clone())).collect();
+        while let Some((path, mut sub)) = pending.pop() {
+            if sub.get_name() == "help" {
+                continue;
+            }
+            pending.extend(sub.get_subcommands().map(|inner| (format!("{path} {}", inner.get_name()), inner.clone())));
+            assert!(sub.get_about().is_some(), "`berth {path}` has no description");
+            let help = sub.render_help().to_string();
+            assert!(help.contains("Usage:"), "`berth {path} --help`: {help}");
+            checked += 1;
+        }
+        assert!(checked > 10);
+        let mut args = vec!["berth"];
+        args.extend(["run", "--help"]);
+        let error = Cli::try_parse_from(args).unwrap_err();
+        assert_eq!(error.kind(), clap::error::ErrorKind::DisplayHelp);
     }
 
     #[test]

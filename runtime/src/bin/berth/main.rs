@@ -5,9 +5,11 @@
 //! handler; each verb group has its own file, and everything printed goes through `output`.
 
 mod args;
+mod attach;
 mod containers;
 mod credentials;
 mod events;
+mod exec;
 mod images;
 mod login;
 mod namespaces;
@@ -18,7 +20,9 @@ mod push;
 mod recording_daemon;
 mod run;
 mod session;
+mod stdin;
 mod system;
+mod terminal;
 mod version;
 
 use std::process::ExitCode;
@@ -83,6 +87,8 @@ async fn run_connected(session: &Session, command: Command) -> Result<ExitCode, 
         Command::Start(start_args) => containers::start_container(session, start_args).await,
         Command::Ps(ps_args) => containers::list_containers(session, ps_args).await,
         Command::Logs(logs_args) => run::print_logs(session, logs_args).await,
+        Command::Attach(attach_args) => attach::attach_to_container(session, attach_args).await,
+        Command::Exec(exec_args) => exec::exec_in_container(session, exec_args).await,
         Command::Kill(kill_args) => containers::kill_task(session, kill_args).await,
         Command::Wait(wait_args) => containers::wait_task(session, wait_args).await,
         Command::Rm(rm_args) => containers::remove_containers(session, rm_args).await,

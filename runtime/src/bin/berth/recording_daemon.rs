@@ -158,6 +158,49 @@ impl api::tasks_server::Tasks for RecordingDaemon {
         let chunks = vec![Ok(api::LogChunk { stream: api::log_chunk::Stream::Stdout as i32, data: Vec::new() })];
         Ok(tonic::Response::new(tokio_stream::iter(chunks)))
     }
+
+    async fn write_stdin(
+        &self,
+        request: tonic::Request<tonic::Streaming<api::StdinChunk>>,
+    ) -> Result<tonic::Response<api::WriteStdinResponse>, tonic::Status> {
+        let mut chunks = request.into_inner();
+        let mut bytes_written = 0;
+        while let Some(chunk) = chunks.message().await? {
+            bytes_written += chunk.data.len() as u64;
+        }
+        Ok(tonic::Response::new(api::WriteStdinResponse { bytes_written }))
+    }
+
+    async fn resize_terminal(
+        &self,
+        request: tonic::Request<api::ResizeTerminalRequest>,
+    ) -> Result<tonic::Response<api::ResizeTerminalResponse>, tonic::Status> {
+        let message = request.get_ref();
+        let call = format!("Tasks/ResizeTerminal {} {}x{}", message.container_id, message.rows, message.cols);
+        self.record(&request, call);
+        Ok(tonic::Response::new(api::ResizeTerminalResponse {}))
+    }
+
+    async fn exec(
+        &self,
+        request: tonic::Request<api::ExecRequest>,
+    ) -> Result<tonic::Response<api::ExecResponse>, tonic::Status> {
+        let message = request.get_ref();
+        let call = format!("Tasks/Exec {} {:?}", message.container_id, message.args);
+        self.record(&request, call);
+        let exec_id = request.into_inner().exec_id;
+        Ok(tonic::Response::new(api::ExecResponse { exec_id, pid: 7, seq: 1 }))
+    }
+
+    async fn wait_exec(
+        &self,
+        request: tonic::Request<api::WaitExecRequest>,
+    ) -> Result<tonic::Response<api::WaitTaskResponse>, tonic::Status> {
+        let message = request.get_ref();
+        let call = format!("Tasks/WaitExec {}", message.container_id);
+        self.record(&request, call);
+        Ok(tonic::Response::new(api::WaitTaskResponse { exit_code: 3, ..Default::default() }))
+    }
 }
 
 pub async fn serve_recording_daemon(

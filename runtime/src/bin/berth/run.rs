@@ -12,6 +12,7 @@ use tokio::signal::unix::{signal, Signal, SignalKind};
 use crate::args::{LogsArgs, RunArgs};
 use crate::output::print_stdout;
 use crate::session::{CliError, Session};
+use crate::terminal;
 
 /// Once the task has exited, how long to wait for more output before giving up on a log
 /// stream that does not end by itself. berthd ends the stream once the task has exited and its
@@ -23,6 +24,9 @@ const LOG_DRAIN_IDLE_LIMIT: Duration = Duration::from_secs(30);
 const INTERRUPTED_EXIT_STATUS: u8 = 130;
 
 pub async fn run_container(session: &Session, run_args: RunArgs) -> Result<ExitCode, CliError> {
+    if run_args.container.tty && !run_args.detach {
+        terminal::require_local_terminal()?;
+    }
     // Watch for Ctrl-C from the start so an interrupt during setup cannot leak a container
     // that --rm promised to remove.
     let mut interrupts = signal(SignalKind::interrupt()).map_err(CliError::InstallSignalHandler)?;
@@ -81,7 +85,35 @@ pub async fn run_container(session: &Session, run_args: RunArgs) -> Result<ExitC
         print_stdout(&format!("{container_id}\n"))?;
         return Ok(ExitCode::SUCCESS);
     }
-    attach(session, &container_id, &mut interrupts, run_args.rm).await
+    let mut helpers = Vec::new();
+    // Raw mode from before the first key is read until every way out of this function.
+    let raw_mode = if run_args.container.tty {
+        helpers.push(terminal::spawn_window_size_forwarder(session, &container_id, "")?);
+        Some(terminal::RawMode::enter()?)
+    } else {
+        None
+    };
+    if run_args.container.interactive {
+        helpers.push(crate::stdin::spawn_stdin_forwarder(session, &container_id, ""));
+    }
+    let exit_code = if raw_mode.is_some() {
+        // In raw mode no key makes a signal; one from elsewhere (a closed terminal window, a
+        // kill) ends berth, with the terminal restored on the way out.
+        let mut hangups = signal(SignalKind::hangup()).map_err(CliError::InstallSignalHandler)?;
+        let mut terminations = signal(SignalKind::terminate()).map_err(CliError::InstallSignalHandler)?;
+        tokio::select! {
+            exit_code = attach(session, &container_id, &mut interrupts, run_args.rm) => exit_code,
+            _ = hangups.recv() => Ok(ExitCode::from(128 + libc::SIGHUP as u8)),
+            _ = terminations.recv() => Ok(ExitCode::from(128 + libc::SIGTERM as u8)),
+        }
+    } else {
+        attach(session, &container_id, &mut interrupts, run_args.rm).await
+    };
+    drop(raw_mode);
+    for helper in helpers {
+        helper.abort();
+    }
+    exit_code
 }
 
 /// One request: berthd records both intents in one record and its monitor creates and starts
@@ -147,7 +179,12 @@ pub async fn attach(
 ) -> Result<ExitCode, CliError> {
     let mut log_stream = match session
         .tasks()
-        .logs(session.request(api::LogsRequest { container_id: container_id.to_string(), follow: true }))
+        .logs(session.request(api::LogsRequest {
+            container_id: container_id.to_string(),
+            follow: true,
+            exec_id: String::new(),
+            from_end: false,
+        }))
         .await
     {
         Ok(response) => Some(response.into_inner()),
@@ -244,7 +281,7 @@ pub async fn attach(
     Ok(exit_code_from_status(exit_status))
 }
 
-enum LogNext {
+pub enum LogNext {
     Chunk(api::LogChunk),
     End,
     Failed(tonic::Status),
@@ -253,7 +290,7 @@ enum LogNext {
 /// The next piece of output. Never resolves without a stream, so `select!` just skips it.
 /// After the task has exited, a stream that stays silent for `LOG_DRAIN_IDLE_LIMIT` counts as
 /// ended, so a daemon that keeps the stream open cannot hang `berth run`.
-async fn next_log_chunk(log_stream: &mut Option<tonic::Streaming<api::LogChunk>>, task_exited: bool) -> LogNext {
+pub async fn next_log_chunk(log_stream: &mut Option<tonic::Streaming<api::LogChunk>>, task_exited: bool) -> LogNext {
     let Some(stream) = log_stream else {
         return std::future::pending().await;
     };
@@ -292,7 +329,12 @@ fn exit_code_from_status(exit_status: i32) -> ExitCode {
 pub async fn print_logs(session: &Session, logs_args: LogsArgs) -> Result<ExitCode, CliError> {
     let mut log_stream = session
         .tasks()
-        .logs(session.request(api::LogsRequest { container_id: logs_args.container_id, follow: logs_args.follow }))
+        .logs(session.request(api::LogsRequest {
+            container_id: logs_args.container_id,
+            follow: logs_args.follow,
+            exec_id: String::new(),
+            from_end: false,
+        }))
         .await
         .map_err(session.rpc_error())?
         .into_inner();

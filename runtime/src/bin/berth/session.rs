@@ -36,6 +36,14 @@ pub enum CliError {
     /// The command line asks for something that cannot be done; the text says what to do.
     #[error("{0}")]
     Usage(String),
+    #[error("the input is not a terminal, and -t needs one: run berth in a terminal, or drop -t (with -i a pipe still works)")]
+    NotATerminal,
+
+    #[error("container {container_id} is not running: start it with `berth start {container_id}`")]
+    NotRunning { container_id: String },
+
+    #[error("cannot set up the local terminal: {0}; run without -t")]
+    Terminal(std::io::Error),
 
     /// Several targets failed; each was already reported on its own line.
     #[error("{n_failed} of {n_total} failed (see above)")]
@@ -63,6 +71,18 @@ impl Session {
     /// Turns a gRPC status into the error berth prints.
     pub fn rpc_error(&self) -> impl Fn(tonic::Status) -> CliError + '_ {
         move |status| CliError::Client(ClientError::from_status(status, &self.socket_path))
+    }
+
+    /// [`Session::request`] for a task spawned beside the verb, which cannot borrow the session.
+    pub fn request_maker<T>(&self) -> impl Fn(T) -> tonic::Request<T> + Send + 'static {
+        let client = self.client.clone();
+        move |message| client.request(message)
+    }
+
+    /// [`Session::rpc_error`] for a task spawned beside the verb, which cannot borrow the session.
+    pub fn rpc_error_owned(&self) -> impl Fn(tonic::Status) -> CliError + Send + 'static {
+        let socket_path = self.socket_path.clone();
+        move |status| CliError::Client(ClientError::from_status(status, &socket_path))
     }
 
     pub fn containers(&self) -> ContainersClient<Channel> {

@@ -1,0 +1,131 @@
+//! `berth exec`: a process in a running container with its own exit code (or the shell's
+//! 128 + N for a signal), its own environment, directory, user and stdin; intent and outcome
+//! recorded with who asked; an exec running while berthd is killed -9 has its end recorded by
+//! the berthd that comes back; bad input refused with a message that says what to do.
+
+use std::io::Write;
+use std::process::Stdio;
+use std::time::Duration;
+
+use berth_tests::{eventually, Daemon};
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn history(daemon: &Daemon, container_id: &str) -> String {
+    let output = daemon.replay(&["history", "--container", container_id]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    text(&output.stdout)
+}
+
+fn start_sleeper(daemon: &Daemon, name: &str) {
+    daemon.ok(&["run", "-d", "--name", name, "busybox", "sleep", "600"]);
+}
+
+#[test]
+fn exec_runs_inside_with_its_own_exit_code_and_is_recorded() {
+    let daemon = Daemon::start();
+    daemon.import_busybox();
+    start_sleeper(&daemon, "box");
+
+    assert_eq!(daemon.ok(&["exec", "box", "echo", "hi", "--not-a-flag"]), "hi --not-a-flag\n");
+    let exited = daemon.cli(&["exec", "box", "sh", "-c", "echo out; echo err >&2; exit 7"]);
+    assert_eq!(exited.status.code(), Some(7), "{}", text(&exited.stderr));
+    assert_eq!(text(&exited.stdout), "out\n");
+    assert!(text(&exited.stderr).contains("err\n"));
+    let killed = daemon.cli(&["exec", "box", "sh", "-c", "kill -TERM $$"]);
+    assert_eq!(killed.status.code(), Some(128 + 15), "{}", text(&killed.stderr));
+
+    // It shares the container's namespaces: it sees the container's init as pid 1.
+    let init = daemon.ok(&["exec", "box", "cat", "/proc/1/cmdline"]);
+    assert_eq!(init, "sleep\x00600\x00");
+    let shaped = daemon.ok(&[
+        "exec",
+        "-e",
+        "GREETING=hey",
+        "-w",
+        "/tmp",
+        "-u",
+        "65534:65534",
+        "box",
+        "sh",
+        "-c",
+        "echo $GREETING $(pwd) $(id -u)",
+    ]);
+    assert_eq!(shaped, "hey /tmp 65534\n");
+
+    let mut child = daemon
+        .berth()
+        .args(["exec", "-i", "box", "sh", "-c", "cat; echo end-of-input"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"piped in\n").unwrap();
+    let piped = child.wait_with_output().unwrap();
+    assert!(piped.status.success());
+    assert_eq!(text(&piped.stdout), "piped in\nend-of-input\n");
+
+    let told = history(&daemon, "box");
+    assert!(told.contains(r#"asked to exec ["sh","-c","echo out; echo err >&2; exit 7"]"#), "{told}");
+    assert!(told.contains("exited with code 7"), "{told}");
+    assert!(told.contains("killed by signal 15 (SIGTERM)"), "{told}");
+    assert!(told.contains("as user 65534:65534, in /tmp"), "{told}");
+    // The container itself is untouched.
+    assert_eq!(daemon.ps().len(), 1);
+    daemon.ok(&["rm", "-f", "box"]);
+}
+
+#[test]
+fn an_exec_running_through_a_berthd_kill9_has_its_end_recorded_after_the_restart() {
+    let mut daemon = Daemon::start();
+    daemon.import_busybox();
+    start_sleeper(&daemon, "box");
+    let marker = "/tmp/go-on";
+    let mut client = daemon
+        .berth()
+        .args(["exec", "box", "sh", "-c", &format!("while [ ! -e {marker} ]; do sleep 0.1; done; exit 5")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    eventually(Duration::from_secs(60), "the exec to be recorded as started", || {
+        history(&daemon, "box").contains("started: pid").then_some(())
+    });
+    daemon.kill9();
+    let _ = client.kill();
+    let _ = client.wait();
+    daemon.start_again();
+    // The exec's monitor outlived berthd; the process ends only now, seen by the new berthd.
+    daemon.ok(&["exec", "box", "touch", marker]);
+    eventually(Duration::from_secs(60), "the exec's exit to be recorded", || {
+        history(&daemon, "box").contains("exited with code 5").then_some(())
+    });
+    daemon.ok(&["rm", "-f", "box"]);
+}
+
+#[test]
+fn exec_refuses_what_it_cannot_run_and_says_why() {
+    let daemon = Daemon::start();
+    daemon.import_busybox();
+    let unknown = daemon.cli(&["exec", "nosuch", "true"]);
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(text(&unknown.stderr).contains("nosuch"), "{}", text(&unknown.stderr));
+
+    daemon.ok(&["run", "--name", "done", "busybox", "true"]);
+    let stopped = daemon.cli(&["exec", "done", "true"]);
+    assert_eq!(stopped.status.code(), Some(1));
+    assert!(text(&stopped.stderr).contains("not running"), "{}", text(&stopped.stderr));
+
+    start_sleeper(&daemon, "box");
+    let no_command = daemon.cli(&["exec", "box"]);
+    assert_eq!(no_command.status.code(), Some(2), "{}", text(&no_command.stderr));
+    let missing = daemon.cli(&["exec", "box", "/no/such/program"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(text(&missing.stderr).contains("/no/such/program"), "{}", text(&missing.stderr));
+    let no_terminal = daemon.cli(&["exec", "-it", "box", "sh"]);
+    assert_eq!(no_terminal.status.code(), Some(1));
+    assert!(text(&no_terminal.stderr).contains("not a terminal"), "{}", text(&no_terminal.stderr));
+    daemon.ok(&["rm", "-f", "box", "done"]);
+}
