@@ -351,7 +351,7 @@ fn a_registry_that_lies_is_refused_and_nothing_of_the_lie_is_kept() {
         std::fs::write(&proxy.lie_file, format!("{lie}\n")).unwrap();
         let output = daemon.cli(&["image", "pull", &reference]);
         assert!(!output.status.success(), "{lie}: pulled anyway");
-        assert!(stderr_of(&output).contains(expected), "{lie}: {}", stderr_of(&output));
+        assert!(stderr_of(&output).contains(expected), "{lie}: {}\n{}", stderr_of(&output), daemon.daemon_log());
         assert!(ingest_is_empty(&daemon), "{lie}: ingest not empty");
         assert!(
             !events_of_kind(&daemon, "ContentAdded").iter().any(|event| event["digest"] == big_layer.as_str()),

@@ -258,25 +258,45 @@ pub async fn pull_image(
     }
     let layer_chain_ids = chain_ids(diff_ids);
     let mut layers = Vec::with_capacity(layer_blobs.len());
-    for (((layer, diff_id), chain_id), download) in layer_blobs.iter().zip(diff_ids).zip(layer_chain_ids).zip(downloads)
-    {
-        let n_fetched = download.await.map_err(|error| RegistryError::Record(error.to_string()))??;
-        if n_fetched > 0 {
-            fetched_bytes += n_fetched;
-            fetched_blobs += 1;
+    // Downloads whose result was taken: a JoinHandle must not be awaited twice.
+    let mut awaited = 0;
+    let unpacked: Result<(), RegistryError> = async {
+        for (((layer, diff_id), chain_id), download) in
+            layer_blobs.iter().zip(diff_ids).zip(layer_chain_ids).zip(downloads.iter_mut())
+        {
+            let joined = download.await;
+            awaited += 1;
+            let n_fetched = joined.map_err(|error| RegistryError::Record(error.to_string()))??;
+            if n_fetched > 0 {
+                fetched_bytes += n_fetched;
+                fetched_blobs += 1;
+            }
+            let (snapshotter, blob_path) =
+                (Arc::clone(&environment.snapshotter), environment.content.blob_path(&layer.digest));
+            let (unpack_chain_id, media_type, unpack_diff_id) =
+                (chain_id.clone(), layer.media_type.clone(), diff_id.clone());
+            tokio::task::spawn_blocking(move || {
+                snapshotter.commit_layer(&unpack_chain_id, &blob_path, &media_type, &unpack_diff_id)
+            })
+            .await
+            .map_err(|error| RegistryError::Record(error.to_string()))?
+            .map_err(|source| RegistryError::Layer { digest: layer.digest.clone(), source })?;
+            progress(&events, layer, layer.size as u64, BlobState::Unpacked).await;
+            layers.push(LayerRecord { blob: layer.clone(), diff_id: diff_id.clone(), chain_id });
         }
-        let (snapshotter, blob_path) =
-            (Arc::clone(&environment.snapshotter), environment.content.blob_path(&layer.digest));
-        let (unpack_chain_id, media_type, unpack_diff_id) =
-            (chain_id.clone(), layer.media_type.clone(), diff_id.clone());
-        tokio::task::spawn_blocking(move || {
-            snapshotter.commit_layer(&unpack_chain_id, &blob_path, &media_type, &unpack_diff_id)
-        })
-        .await
-        .map_err(|error| RegistryError::Record(error.to_string()))?
-        .map_err(|source| RegistryError::Layer { digest: layer.digest.clone(), source })?;
-        progress(&events, layer, layer.size as u64, BlobState::Unpacked).await;
-        layers.push(LayerRecord { blob: layer.clone(), diff_id: diff_id.clone(), chain_id });
+        Ok(())
+    }
+    .await;
+    if let Err(error) = unpacked {
+        // Stop the other downloads and wait until each is gone, so their ingest files are
+        // removed before the client hears of the failure.
+        for download in &downloads {
+            download.abort();
+        }
+        for download in downloads.into_iter().skip(awaited) {
+            let _ = download.await;
+        }
+        return Err(error);
     }
     drop(abort_guard);
     kept_blobs.extend(layer_blobs);
