@@ -32,6 +32,20 @@ fn ingest_is_empty(daemon: &Daemon) -> bool {
     std::fs::read_dir(daemon.root.join("content/ingest")).unwrap().next().is_none()
 }
 
+/// Whether nothing is left unpacked beside a download (layers staged while they stream): a
+/// staged tree is removed when its pull gives up on it, at the latest a few seconds after.
+fn staging_area_empties(daemon: &Daemon) -> bool {
+    let tmp = daemon.root.join("snapshots/tmp");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let empty = std::fs::read_dir(&tmp).map(|mut entries| entries.next().is_none()).unwrap_or(true);
+        if empty || std::time::Instant::now() > deadline {
+            return empty;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 fn stderr_of(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
@@ -353,6 +367,7 @@ fn a_registry_that_lies_is_refused_and_nothing_of_the_lie_is_kept() {
         assert!(!output.status.success(), "{lie}: pulled anyway");
         assert!(stderr_of(&output).contains(expected), "{lie}: {}\n{}", stderr_of(&output), daemon.daemon_log());
         assert!(ingest_is_empty(&daemon), "{lie}: ingest not empty");
+        assert!(staging_area_empties(&daemon), "{lie}: a staged layer was left in snapshots/tmp");
         assert!(
             !events_of_kind(&daemon, "ContentAdded").iter().any(|event| event["digest"] == big_layer.as_str()),
             "{lie}: the lied-about layer was recorded"

@@ -3,7 +3,8 @@
 //! containerd-style hosts.toml: mirrors, CA files, plain HTTP), [`auth`] (credentials, challenges,
 //! bearer tokens), [`client`] (HTTP for one endpoint, authenticating on demand), [`fetch`]
 //! (endpoints in order, manifests verified and capped), [`pull`] (the whole pull, streaming
-//! into the content store and unpacking in chain order), [`push`] (HEAD, mount or upload each
+//! into the content store and committing in chain order), [`stage`] (unpacking a layer beside
+//! its download), [`push`] (HEAD, mount or upload each
 //! blob, then the manifest byte for byte), [`error`].
 
 pub mod auth;
@@ -14,5 +15,6 @@ pub mod hosts;
 pub mod pull;
 pub mod push;
 pub mod reference;
+pub mod stage;
 
 pub use error::{RegistryError, RegistryErrorKind};

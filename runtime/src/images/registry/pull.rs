@@ -1,8 +1,8 @@
 //! A registry pull, the way `Images/Pull` runs it: resolve the reference to a manifest (through
 //! an index or manifest list for the wanted platform), fetch the config, then the layers
 //! concurrently — each streamed into the content store's ingest directory with its digest and
-//! size checked as it arrives — and unpack them as committed snapshots in chain order while the
-//! later ones still download.
+//! size checked as it arrives and, when large, unpacked beside its download ([`super::stage`]) —
+//! and commit them as snapshots in chain order while the later ones still download.
 //!
 //! Every blob is reported for recording ([`PullEvent::Record`]) as soon as it is verified and
 //! before the pull goes on, so a pull cut off (client gone, network error, berthd killed)
@@ -25,7 +25,8 @@ use crate::images::registry::error::RegistryError;
 use crate::images::registry::fetch::{FetchedManifest, Fetcher};
 use crate::images::registry::hosts::registry_endpoints;
 use crate::images::registry::reference::Reference;
-use crate::images::snapshot::Snapshotter;
+use crate::images::registry::stage::{self, StagingJob, STAGE_MIN_LAYER_BYTES};
+use crate::images::snapshot::{Snapshotter, StagedLayer};
 
 /// Layers downloaded at once (containerd's default is 3).
 const CONCURRENT_LAYER_DOWNLOADS: usize = 3;
@@ -203,7 +204,8 @@ pub async fn pull_image(
     let mut fetched_bytes = 0;
     let mut fetched_blobs = 0;
     if !environment.content.contains(&config_digest) {
-        fetched_bytes += download_blob(&fetcher, &environment.content, &config_blob, "image config", None).await?;
+        fetched_bytes +=
+            download_blob(&fetcher, &environment.content, &config_blob, "image config", None, None).await?.0;
         fetched_blobs += 1;
     }
     kept_blobs.push(config_blob.clone());
@@ -245,14 +247,16 @@ pub async fn pull_image(
     let mut downloads = Vec::new();
     let mut abort_guard = AbortOnDrop(Vec::new());
     for layer in &layer_blobs {
-        let (fetcher, content, events, slots, layer) = (
+        let (fetcher, content, snapshotter, events, slots, layer) = (
             Arc::clone(&fetcher),
             Arc::clone(&environment.content),
+            Arc::clone(&environment.snapshotter),
             events.clone(),
             Arc::clone(&download_slots),
             layer.clone(),
         );
-        let handle = tokio::spawn(async move { fetch_layer(&fetcher, &content, &events, &slots, &layer).await });
+        let handle =
+            tokio::spawn(async move { fetch_layer(&fetcher, &content, &snapshotter, &events, &slots, &layer).await });
         abort_guard.0.push(handle.abort_handle());
         downloads.push(handle);
     }
@@ -266,7 +270,7 @@ pub async fn pull_image(
         {
             let joined = download.await;
             awaited += 1;
-            let n_fetched = joined.map_err(|error| RegistryError::Record(error.to_string()))??;
+            let (n_fetched, staged) = joined.map_err(|error| RegistryError::Record(error.to_string()))??;
             if n_fetched > 0 {
                 fetched_bytes += n_fetched;
                 fetched_blobs += 1;
@@ -275,8 +279,9 @@ pub async fn pull_image(
                 (Arc::clone(&environment.snapshotter), environment.content.blob_path(&layer.digest));
             let (unpack_chain_id, media_type, unpack_diff_id) =
                 (chain_id.clone(), layer.media_type.clone(), diff_id.clone());
-            tokio::task::spawn_blocking(move || {
-                snapshotter.commit_layer(&unpack_chain_id, &blob_path, &media_type, &unpack_diff_id)
+            tokio::task::spawn_blocking(move || match staged {
+                Some(staged) => snapshotter.commit_staged(&unpack_chain_id, staged, &unpack_diff_id),
+                None => snapshotter.commit_layer(&unpack_chain_id, &blob_path, &media_type, &unpack_diff_id),
             })
             .await
             .map_err(|error| RegistryError::Record(error.to_string()))?
@@ -294,7 +299,9 @@ pub async fn pull_image(
             download.abort();
         }
         for download in downloads.into_iter().skip(awaited) {
-            let _ = download.await;
+            if let Ok(Ok((_, Some(staged)))) = download.await {
+                stage::discard(staged);
+            }
         }
         return Err(error);
     }
@@ -391,21 +398,26 @@ async fn progress(events: &mpsc::Sender<PullEvent>, blob: &Descriptor, done_byte
 async fn fetch_layer(
     fetcher: &Fetcher,
     content: &Arc<ContentStore>,
+    snapshotter: &Arc<Snapshotter>,
     events: &mpsc::Sender<PullEvent>,
     slots: &Semaphore,
     layer: &Descriptor,
-) -> Result<u64, RegistryError> {
+) -> Result<(u64, Option<StagedLayer>), RegistryError> {
     if content.info(&layer.digest).is_ok_and(|info| info.size == layer.size) {
         progress(events, layer, layer.size as u64, BlobState::AlreadyPresent).await;
         record(events, vec![layer.clone()]).await?;
-        return Ok(0);
+        return Ok((0, None));
     }
     progress(events, layer, 0, BlobState::Waiting).await;
     let _slot = slots.acquire().await.map_err(|error| RegistryError::Record(error.to_string()))?;
-    let n_bytes = download_blob(fetcher, content, layer, "layer", Some(events)).await?;
+    let stage = (layer.size as u64 >= STAGE_MIN_LAYER_BYTES).then_some(snapshotter);
+    let (n_bytes, staged) = download_blob(fetcher, content, layer, "layer", Some(events), stage).await?;
     progress(events, layer, n_bytes, BlobState::Downloaded).await;
-    record(events, vec![layer.clone()]).await?;
-    Ok(n_bytes)
+    if let Err(error) = record(events, vec![layer.clone()]).await {
+        staged.map(stage::discard);
+        return Err(error);
+    }
+    Ok((n_bytes, staged))
 }
 
 /// Streams a blob into the content store: never more bytes than its descriptor says, and
@@ -416,11 +428,13 @@ async fn download_blob(
     blob: &Descriptor,
     what: &str,
     events: Option<&mpsc::Sender<PullEvent>>,
-) -> Result<u64, RegistryError> {
+    stage: Option<&Arc<Snapshotter>>,
+) -> Result<(u64, Option<StagedLayer>), RegistryError> {
     let what = format!("{what} {}", blob.digest);
     let (response, endpoint) = fetcher.open_blob(&what, &blob.digest).await?;
     let expected_size = blob.size as u64;
     let mut writer = content.begin_ingest("pull")?;
+    let mut staging = stage.map(StagingJob::start);
     let mut chunks = response.bytes_stream();
     let mut next_report = PROGRESS_STEP_BYTES;
     while let Some(chunk) = chunks.next().await {
@@ -439,6 +453,9 @@ async fn download_blob(
             });
         }
         writer.write(&chunk)?;
+        if let Some(staging) = &mut staging {
+            staging.feed(&chunk).await;
+        }
         if let Some(events) = events.filter(|_| writer.written_bytes() >= next_report) {
             next_report = writer.written_bytes() + PROGRESS_STEP_BYTES;
             let update = BlobProgress {
@@ -466,8 +483,20 @@ async fn download_blob(
     let committed = tokio::task::spawn_blocking(move || writer.commit(&store, &expected_digest))
         .await
         .map_err(|error| RegistryError::Record(error.to_string()))?;
+    let staged = match staging {
+        Some(staging) => staging.finish().await,
+        None => None,
+    };
+    let staged = match committed {
+        Ok(_) => staged,
+        // Unpacked from bytes that failed their digest: none of it stays.
+        Err(_) => staged.and_then(|unused| {
+            stage::discard(unused);
+            None
+        }),
+    };
     match committed {
-        Ok(_) => Ok(n_bytes),
+        Ok(_) => Ok((n_bytes, staged)),
         Err(ContentError::DigestMismatch { expected, actual }) => {
             Err(RegistryError::DigestMismatch { endpoint, what, expected, actual })
         }
