@@ -414,7 +414,9 @@ async fn fetch_layer(
     let (n_bytes, staged) = download_blob(fetcher, content, layer, "layer", Some(events), stage).await?;
     progress(events, layer, n_bytes, BlobState::Downloaded).await;
     if let Err(error) = record(events, vec![layer.clone()]).await {
-        staged.map(stage::discard);
+        if let Some(unused) = staged {
+            stage::discard(unused);
+        }
         return Err(error);
     }
     Ok((n_bytes, staged))
