@@ -13,8 +13,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::DecodeError;
 
-/// The schema version this build writes. Bump it when an event's meaning changes.
-pub const EVENT_SCHEMA: u16 = 1;
+/// The schema version this build writes. Bump it when an event's meaning changes, or when
+/// events or fields are added that an older berth cannot read, so that berth refuses a log
+/// naming a newer schema (`NewerSchema`: "upgrade berth") instead of calling it malformed.
+/// Every schema this build knows still reads: fields added later decode as their defaults.
+/// 1: the first. 2: registry pull and push (`ImagePulled`, `ImagePushed`), `berth exec`
+/// (`Exec*`), limits, restart policies, security options and volumes.
+pub const EVENT_SCHEMA: u16 = 2;
 
 /// One log record: the events of one command, appended atomically, and where they came from.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
