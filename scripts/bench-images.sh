@@ -9,7 +9,7 @@
 # It builds the release binaries and, per round, interleaved: starts a berthd on a new temporary
 # root, times `berth image import ARCHIVE` (wall clock, client process start to exit), reads
 # berthd's peak RSS (VmHWM) right after; then starts a new peer containerd
-# (scripts/peer-containerd.sh launch, on its own directory) and times `ctr images import` of the
+# (scripts/peer-containerd.sh start, on its own directory) and times `ctr images import` of the
 # same file. It prints each round, the medians, berth/ctr, berth's MB/s over the archive's size
 # beside this machine's single-core `gzip -dc` rate for the same archive's layers, and the peak RSS.
 # Needs root (unpacking keeps owners), containerd and ctr (scripts/peer-containerd.sh installs them).
@@ -107,11 +107,8 @@ for round in $(seq "$rounds"); do
   stop_berthd
 
   peer_dir=$bench_dir/peer-$round
-  PEER_CONTAINERD_DIR=$peer_dir bash "$peer" launch >/dev/null
-  for _ in $(seq 200); do
-    ctr --address "$peer_dir/containerd.sock" --connect-timeout 100ms version >/dev/null 2>&1 && break
-    sleep 0.05
-  done
+  # `start` waits until containerd answers (and imports busybox, before the clock starts)
+  PEER_CONTAINERD_DIR=$peer_dir bash "$peer" start >/dev/null
   start=$(now_ns)
   ctr --address "$peer_dir/containerd.sock" images import --base-name bench/image "$archive" >/dev/null
   ctr_ms=$(ms_since "$start")
