@@ -223,13 +223,13 @@ fn a_crash_half_way_through_deleting_a_layer_is_finished_by_the_next_start() {
     let (_, chain_ids) = image_references(&daemon, "layered");
     let _ = daemon.cli(&["image", "rm", "layered:v1"]);
     daemon.wait_for_exit(Duration::from_secs(30));
-    // The layer being deleted was moved out of the committed directory first: nothing a
-    // projection could name is half there.
+    // Each layer being deleted was moved out of the committed directory first (into tmp, one
+    // at a time under the collection lock): nothing a projection could name is half there.
     let half_deleted = names_in(&daemon.root.join("snapshots/tmp"));
-    assert_eq!(half_deleted.len(), 1, "{half_deleted:?}");
+    assert!(!half_deleted.is_empty(), "no layer was being deleted");
     assert!(half_deleted.iter().all(|name| name.starts_with("remove-")), "{half_deleted:?}");
     let committed_left = names_in(&daemon.root.join("snapshots/committed"));
-    assert_eq!(committed_left.len(), chain_ids.len() - 1);
+    assert_eq!(committed_left.len() + half_deleted.len(), chain_ids.len(), "{committed_left:?} {half_deleted:?}");
     assert_eq!(daemon.state_dump()["snapshots"], serde_json::json!({}));
     daemon.set_env(&[]);
     daemon.start_again();
