@@ -240,3 +240,35 @@ fn a_crash_half_way_through_deleting_a_layer_is_finished_by_the_next_start() {
     let verify = daemon.replay(&["verify"]);
     assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stderr));
 }
+
+#[test]
+fn prune_while_importing_leaves_the_import_whole() {
+    // An import holds the collection lock shared from its first blob until its image is
+    // recorded, and prune decides under it exclusively: whatever the interleaving, the
+    // imported image runs afterwards.
+    let daemon = Daemon::start();
+    let archive = test_images().join("busybox-oci.tar");
+    for round in 0..3 {
+        let name = format!("bb{round}:v1");
+        let importer = {
+            let socket = daemon.socket.clone();
+            let archive = archive.clone();
+            let name = name.clone();
+            std::thread::spawn(move || {
+                std::process::Command::new(berth_tests::bin("berth"))
+                    .arg("--address")
+                    .arg(&socket)
+                    .args(["image", "import", archive.to_str().unwrap(), "--name", &name])
+                    .output()
+                    .unwrap()
+            })
+        };
+        while !importer.is_finished() {
+            daemon.ok(&["image", "prune"]);
+        }
+        let imported = importer.join().unwrap();
+        assert!(imported.status.success(), "{}", String::from_utf8_lossy(&imported.stderr));
+        assert_eq!(daemon.ok(&["run", "--rm", &name, "echo", "ok"]), "ok\n", "round {round}");
+        daemon.ok(&["image", "rm", &name]);
+    }
+}
