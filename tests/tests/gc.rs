@@ -90,6 +90,12 @@ fn an_image_removed_under_a_container_loses_its_layers_when_the_container_goes()
     let removed = recorded(&daemon, "SnapshotRemoved", "chain_id");
     assert_eq!(removed.iter().map(|(_, chain_id)| chain_id.clone()).collect::<BTreeSet<_>>(), chain_ids);
     assert!(removed.iter().all(|(seq, _)| deleted_at == [*seq]), "{removed:?} not in record {deleted_at:?}");
+    let story = daemon.replay(&["history", "--container", "user"]);
+    let story = String::from_utf8_lossy(&story.stdout);
+    for chain_id in &chain_ids {
+        let short = &hex(chain_id)[..12];
+        assert!(story.contains(&format!("layer snapshot {short} removed")), "{story}");
+    }
     let state = daemon.state_dump();
     assert_eq!(state["snapshots"], serde_json::json!({}), "{state}");
     assert_eq!(state["content"], serde_json::json!({}), "{state}");
