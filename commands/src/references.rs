@@ -137,6 +137,15 @@ pub fn freed_by_image_removal(state: &State, namespace: &str, name: &str) -> Vec
 /// other container references (its image may have been removed while it ran).
 pub fn freed_by_container_removal(state: &State, namespace: &str, id: &str) -> Vec<Event> {
     let Some(container) = state.container(namespace, id) else { return Vec::new() };
+    // The common case, without a walk over every image and container on the command thread:
+    // the image it was created from is still there and holds all its layers.
+    let image_kept = state.image(namespace, &container.record.image).is_some_and(|image| {
+        image.record.manifest.digest == container.record.image_digest
+            && image.record.layers.iter().map(|layer| &layer.chain_id).eq(container.record.lowers.iter())
+    });
+    if image_kept {
+        return Vec::new();
+    }
     let candidates =
         References { digests: BTreeSet::new(), chain_ids: container.record.lowers.iter().cloned().collect() };
     removal_events(state, &candidates, &references(state, Excluded::Container { namespace, id }))

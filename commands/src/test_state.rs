@@ -28,7 +28,13 @@ pub(crate) fn image(name: &str, layers: &[&str]) -> ImageRecord {
 }
 
 pub(crate) fn container(id: &str, image: &ImageRecord) -> ContainerRecord {
-    ContainerRecord { id: id.into(), image: image.name.clone(), lowers: image.chain_ids(), ..Default::default() }
+    ContainerRecord {
+        id: id.into(),
+        image: image.name.clone(),
+        image_digest: image.manifest.digest.clone(),
+        lowers: image.chain_ids(),
+        ..Default::default()
+    }
 }
 
 /// A state built by folding events, as the daemon would.

@@ -157,6 +157,10 @@ pub fn describe_event(event: &Event) -> String {
         Event::TaskDeleted { exit_code: None, .. } => "task deleted (it never ran, so it has no exit code)".to_string(),
         Event::TaskDeleteFailed { error, .. } => format!("task delete failed: {error}"),
         Event::OrphanRemoved { what, id } => format!("recovery removed an orphaned {what} {id}"),
+        Event::SnapshotRemoved { chain_id } => {
+            format!("layer snapshot {} removed: nothing uses it any more", short_digest(chain_id))
+        }
+        Event::ContentRemoved { digest } => format!("blob {} removed: nothing uses it any more", short_digest(digest)),
         other => format!("{} {}", other.kind(), other.fields_json()),
     }
 }

@@ -50,8 +50,14 @@ pub fn collect_history(dir: &Path, namespace: &str, id: &str) -> Result<Containe
         if envelope.namespace != namespace {
             return Ok(Walk::Continue);
         }
+        // The layers a container's removal freed are recorded with it, and are part of its story.
+        let deletes_it = envelope
+            .events
+            .iter()
+            .any(|event| matches!(event, Event::ContainerDeleted { id: deleted } if deleted == id));
         for (index, event) in envelope.events.iter().enumerate() {
-            if !is_about(event, id) {
+            let freed_with_it = deletes_it && matches!(event, Event::SnapshotRemoved { .. });
+            if !is_about(event, id) && !freed_with_it {
                 continue;
             }
             match event {

@@ -123,3 +123,67 @@ fn measure_on_its_own(path: &Path) -> std::io::Result<DiskUsage> {
         Err(error) => Err(error),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use berth_log::{Seq, Timestamp};
+    use berth_projections::{Envelope, Origin};
+
+    use super::*;
+
+    fn digest(fill: char) -> String {
+        format!("sha256:{}", fill.to_string().repeat(64))
+    }
+
+    #[test]
+    fn dangling_blobs_and_layers_are_reclaimable_and_every_line_is_under_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout {
+            root: dir.path().join("root"),
+            state: dir.path().join("state"),
+            cgroup_parent: "/berth".into(),
+            log: None,
+        };
+        let blobs_dir = layout.content_dir().join("blobs/sha256");
+        std::fs::create_dir_all(&blobs_dir).unwrap();
+        std::fs::write(blobs_dir.join(digest_hex(&digest('a')).unwrap()), vec![1_u8; 10_000]).unwrap();
+        std::fs::write(blobs_dir.join(digest_hex(&digest('b')).unwrap()), vec![1_u8; 20_000]).unwrap();
+        let layer_dir = layout.snapshots_dir().join("committed").join(digest_hex(&digest('c')).unwrap()).join("fs");
+        std::fs::create_dir_all(&layer_dir).unwrap();
+        std::fs::write(layer_dir.join("file"), vec![1_u8; 30_000]).unwrap();
+
+        // Blob a and layer c are recorded and named by nothing; blob b is an image's config.
+        let image = berth_projections::ImageRecord {
+            name: "i:1".into(),
+            config: berth_projections::Descriptor { digest: digest('b'), ..Default::default() },
+            ..Default::default()
+        };
+        let events = vec![
+            Event::NamespaceCreated { name: "ns".into(), labels: Default::default() },
+            Event::ContentAdded { digest: digest('a'), size: 10_000, media_type: "m".into() },
+            Event::ContentAdded { digest: digest('b'), size: 20_000, media_type: "m".into() },
+            Event::SnapshotCommitted { chain_id: digest('c'), parent: None, diff_id: digest('c') },
+            Event::ImageCreated { image },
+        ];
+        let mut state = State::new();
+        let origin = Origin::Daemon { reason: "test".into(), answers: None };
+        state.apply(Seq(1), Timestamp::UNIX_EPOCH, &Envelope::new("ns", origin, events));
+
+        let lines = measure(&layout, &ReferencedView::of(&state)).unwrap();
+        let kinds: Vec<&str> = lines.iter().map(|line| line.kind).collect();
+        assert_eq!(kinds, ["content", "snapshots", "writable layers", "log"]);
+        assert!(lines.iter().all(|line| line.path.starts_with(&layout.root)));
+        let (content, snapshots) = (&lines[0], &lines[1]);
+        assert_eq!((content.count, content.reclaimable_count), (2, 1));
+        assert!((10_000..20_000).contains(&content.reclaimable_disk_bytes), "{content:?}");
+        assert_eq!((snapshots.count, snapshots.reclaimable_count), (1, 1));
+        assert!(snapshots.reclaimable_disk_bytes >= 30_000, "{snapshots:?}");
+        assert_eq!(
+            snapshots.reclaimable_disk_bytes,
+            snapshots.disk_bytes - {
+                let committed = std::fs::metadata(layout.snapshots_dir().join("committed")).unwrap();
+                std::os::unix::fs::MetadataExt::blocks(&committed) * 512
+            }
+        );
+    }
+}

@@ -334,10 +334,20 @@ impl Snapshotter {
 
     /// Removes a committed layer. Absent → Ok. The caller checks nothing still stacks on it.
     pub fn remove_committed(&self, chain_id: &str) -> Result<(), SnapshotError> {
+        match self.move_committed_aside(chain_id)? {
+            Some(doomed) => self.delete_moved_aside(&doomed),
+            None => Ok(()),
+        }
+    }
+
+    /// The quick half of a removal: renames the layer out of `committed/` into `tmp/` (durably),
+    /// so it is no longer a layer anyone can name, and answers where it went (`None`: it was
+    /// not there). A crash before [`Snapshotter::delete_moved_aside`] finishes leaves only a
+    /// directory in `tmp/`, which the start-up clean-up empties; never half a layer under a
+    /// name `has_committed` would accept.
+    pub fn move_committed_aside(&self, chain_id: &str) -> Result<Option<PathBuf>, SnapshotError> {
         let hex_part = chain_hex(chain_id)?;
         let committed = self.committed_root.join(hex_part);
-        // Rename first so a crash in the middle of a long removal never leaves a half layer
-        // under a name that has_committed would accept.
         let doomed = self.tmp_root.join(format!(
             "remove-{hex_part}-{}-{}",
             std::process::id(),
@@ -345,15 +355,24 @@ impl Snapshotter {
         ));
         match fs::rename(&committed, &doomed) {
             Ok(()) => {}
-            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(error) => return Err(io_error("move aside", &committed)(error)),
         }
         sync_dir(&self.committed_root).map_err(io_error("fsync", &self.committed_root))?;
+        Ok(Some(doomed))
+    }
+
+    /// The slow half: deletes a tree [`Snapshotter::move_committed_aside`] moved aside. Nothing
+    /// can name it any more, so it needs no lock against imports.
+    pub fn delete_moved_aside(&self, doomed: &Path) -> Result<(), SnapshotError> {
+        if !doomed.starts_with(&self.tmp_root) {
+            return Err(io_error("delete", doomed)(io::Error::other("not a tree this snapshotter moved aside")));
+        }
         if crate::sys::failpoint_armed("snapshot-removal-partway") {
             remove_first_entry_of(&doomed.join("fs"))?;
             crate::sys::failpoint("snapshot-removal-partway");
         }
-        remove_dir_all_tolerant(&doomed)
+        remove_dir_all_tolerant(doomed)
     }
 
     /// Chain ids of every committed layer on disk, sorted.

@@ -159,28 +159,54 @@ impl Executor {
     fn collect_garbage(self: &Arc<Self>, garbage: Garbage) {
         let executor = Arc::clone(self);
         tokio::spawn(async move {
-            let _exclusive = executor.gc_lock.write().await;
-            let recorded_again = {
-                let state = executor.store.state();
-                match &garbage {
-                    Garbage::Blob(digest) => state.content.contains_key(digest),
-                    Garbage::Snapshot(chain_id) => state.snapshots.contains_key(chain_id),
+            // Under the lock: the check, and making the thing unnameable (a blob's unlink, a
+            // layer's rename into `snapshots/tmp`). The long part, deleting a layer's tree, runs
+            // after it, so an import or pull is not held up for as long as a big layer takes
+            // to delete. Both run on blocking threads: a tree of thousands of files takes
+            // seconds on a busy disk.
+            let moved_aside = {
+                let _exclusive = executor.gc_lock.write().await;
+                let recorded_again = {
+                    let state = executor.store.state();
+                    match &garbage {
+                        Garbage::Blob(digest) => state.content.contains_key(digest),
+                        Garbage::Snapshot(chain_id) => state.snapshots.contains_key(chain_id),
+                    }
+                };
+                if recorded_again {
+                    return;
+                }
+                // Recorded as removed, not yet deleted: the start-up clean-up deletes what no
+                // projection accounts for, so a crash here loses nothing and leaves nothing.
+                failpoint("collection-recorded");
+                let content = Arc::clone(&executor.content);
+                let snapshotter = Arc::clone(&executor.snapshotter);
+                let garbage_for_thread = format!("{garbage:?}");
+                let result = tokio::task::spawn_blocking(move || match garbage {
+                    Garbage::Blob(digest) => content.remove(&digest).map(|()| None).map_err(|error| error.to_string()),
+                    Garbage::Snapshot(chain_id) => {
+                        snapshotter.move_committed_aside(&chain_id).map_err(|error| error.to_string())
+                    }
+                })
+                .await
+                .unwrap_or_else(|join_error| Err(join_error.to_string()));
+                match result {
+                    Ok(moved_aside) => moved_aside,
+                    Err(error) => {
+                        tracing::warn!(garbage = garbage_for_thread, %error, "removing it failed; start-up clean-up retries");
+                        return;
+                    }
                 }
             };
-            if recorded_again {
-                return;
-            }
-            // Recorded as removed, not yet deleted: the start-up clean-up deletes what no
-            // projection accounts for, so a crash here loses nothing and leaves nothing.
-            failpoint("collection-recorded");
-            let result = match &garbage {
-                Garbage::Blob(digest) => executor.content.remove(digest).map_err(|error| error.to_string()),
-                Garbage::Snapshot(chain_id) => {
-                    executor.snapshotter.remove_committed(chain_id).map_err(|error| error.to_string())
+            if let Some(doomed) = moved_aside {
+                let snapshotter = Arc::clone(&executor.snapshotter);
+                let deleted = tokio::task::spawn_blocking(move || snapshotter.delete_moved_aside(&doomed))
+                    .await
+                    .map_err(|join_error| join_error.to_string())
+                    .and_then(|result| result.map_err(|error| error.to_string()));
+                if let Err(error) = deleted {
+                    tracing::warn!(%error, "deleting a removed layer failed; start-up clean-up retries");
                 }
-            };
-            if let Err(error) = result {
-                tracing::warn!(?garbage, %error, "removing it failed; start-up clean-up retries");
             }
         });
     }
