@@ -4,9 +4,11 @@
 # toolchain new enough for the workspace (1.88+, via rustup: Debian's own cargo is too old).
 set -euo pipefail
 # docker-registry (the distribution registry), apache2-utils (htpasswd) and openssl: the registry
-# pull tests (scripts/registry.sh, tests/tests/registry_pull.rs).
+# pull and push tests (scripts/registry.sh, tests/tests/registry_*.rs). containerd: the export
+# test imports berth's export with `ctr` into a throwaway containerd (scripts/peer-containerd.sh),
+# and the benchmarks compare against it.
 packages=(runc umoci skopeo busybox-static debootstrap protobuf-compiler ca-certificates curl jq iproute2 util-linux
-  docker-registry apache2-utils openssl)
+  docker-registry apache2-utils openssl containerd)
 missing=()
 for package in "${packages[@]}"; do
   dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
