@@ -1,10 +1,11 @@
-//! CreateContainer and DeleteContainer.
+//! CreateContainer, UpdateContainer and DeleteContainer.
 
 use std::collections::BTreeMap;
 
-use berth_projections::{ContainerRecord, Event, State};
+use berth_projections::{ContainerRecord, Event, ResourceLimits, State};
 
 use crate::namespace::ensure_namespace;
+use crate::policy::{HostFacts, LimitsRequest, PolicyRequest};
 use crate::{validate, CommandError};
 
 pub struct CreateContainer {
@@ -18,6 +19,10 @@ pub struct CreateContainer {
     pub user: String,
     pub hostname: String,
     pub labels: BTreeMap<String, String>,
+    /// Limits, restart policy and security options as the client spelled them.
+    pub policies: PolicyRequest,
+    /// What berthd observed of the host, for the limits that depend on it.
+    pub host: HostFacts,
 }
 
 impl CreateContainer {
@@ -29,6 +34,7 @@ impl CreateContainer {
         validate::hostname(&self.hostname)?;
         validate::user(&self.user)?;
         validate::labels(&self.labels)?;
+        let policies = self.policies.resolve(&self.host)?;
         let mut events = Vec::new();
         ensure_namespace(state, namespace, &mut events)?;
         if state.container(namespace, &self.id).is_some() {
@@ -80,9 +86,39 @@ impl CreateContainer {
             labels: self.labels.clone(),
             lowers: image.chain_ids(),
             snapshot_key: self.id.clone(),
+            policies,
         };
         events.push(Event::ContainerCreated { container: record });
         Ok(events)
+    }
+}
+
+/// `berth update`: new limits for a container, kept by the record for every later task. berthd
+/// applies them to a running task (`runc update`) between [`UpdateContainer::plan`] and
+/// recording, so the log never says a limit holds that runc refused.
+pub struct UpdateContainer {
+    pub id: String,
+    pub limits: LimitsRequest,
+    pub host: HostFacts,
+}
+
+impl UpdateContainer {
+    /// The container's limits after this update.
+    pub fn plan(&self, state: &State, namespace: &str) -> Result<ResourceLimits, CommandError> {
+        let Some(container) = state.container(namespace, &self.id) else {
+            return Err(not_found(namespace, &self.id));
+        };
+        if self.limits.is_empty() {
+            return Err(CommandError::InvalidArgument(
+                "nothing to update: give at least one limit, e.g. --memory 256m or --cpus 1".to_string(),
+            ));
+        }
+        self.limits.resolve(&container.record.policies.limits, &self.host)
+    }
+
+    pub fn decide(&self, state: &State, namespace: &str) -> Result<Vec<Event>, CommandError> {
+        let limits = self.plan(state, namespace)?;
+        Ok(vec![Event::ContainerUpdated { id: self.id.clone(), limits }])
     }
 }
 

@@ -8,15 +8,21 @@ pub mod error;
 pub mod image;
 pub mod namespace;
 pub mod outcome;
+pub mod policy;
+pub mod restart;
 pub mod task;
 pub mod validate;
 
-pub use container::{merge_env, merge_process_args, CreateContainer, DeleteContainer, DEFAULT_PATH_ENV};
+pub use container::{
+    merge_env, merge_process_args, CreateContainer, DeleteContainer, UpdateContainer, DEFAULT_PATH_ENV,
+};
 pub use daemon::RecordDaemonEvent;
 pub use error::CommandError;
 pub use image::{image_not_found, resolve_image, ImportImage, RemoveImage};
 pub use namespace::{CreateNamespace, RemoveNamespace};
 pub use outcome::RecordOutcome;
+pub use policy::{HostFacts, LimitsRequest, PolicyRequest, SecurityRequest};
+pub use restart::{restart_plan, RestartPlan, RestartTask};
 pub use task::{CreateTask, DeleteTask, KillTask, StartTask};
 
 use berth_projections::{Event, State};
@@ -29,6 +35,8 @@ pub enum Command {
     RemoveImage(RemoveImage),
     CreateContainer(CreateContainer),
     DeleteContainer(DeleteContainer),
+    UpdateContainer(UpdateContainer),
+    RestartTask(RestartTask),
     CreateTask(CreateTask),
     StartTask(StartTask),
     KillTask(KillTask),
@@ -47,6 +55,8 @@ impl Command {
             Command::RemoveImage(command) => command.decide(state, namespace),
             Command::CreateContainer(command) => command.decide(state, namespace),
             Command::DeleteContainer(command) => command.decide(state, namespace),
+            Command::UpdateContainer(command) => command.decide(state, namespace),
+            Command::RestartTask(command) => command.decide(state, namespace),
             Command::CreateTask(command) => command.decide(state, namespace),
             Command::StartTask(command) => command.decide(state, namespace),
             Command::KillTask(command) => command.decide(state, namespace),

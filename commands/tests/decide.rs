@@ -61,6 +61,8 @@ fn create(id: &str, image: &str) -> Command {
         user: String::new(),
         hostname: String::new(),
         labels: Default::default(),
+        policies: Default::default(),
+        host: Default::default(),
     })
 }
 

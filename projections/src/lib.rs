@@ -7,6 +7,7 @@ pub mod decode;
 pub mod error;
 pub mod event;
 pub mod names;
+pub mod policy;
 pub mod state;
 
 pub use decode::{decode_envelope, replay_parallel};
@@ -14,7 +15,10 @@ pub use error::DecodeError;
 pub use event::{
     ContainerRecord, Descriptor, Envelope, Event, ExitCause, ImageRecord, LayerRecord, Origin, EVENT_SCHEMA,
 };
+pub use policy::{
+    ContainerPolicies, DeviceMapping, ResourceLimits, RestartMode, RestartPolicy, SecurityOptions, Ulimit,
+};
 pub use state::{
-    ContainerState, ContentState, ExitInfo, ImageState, NamespaceState, PendingIntent, SnapshotState, State, TaskState,
-    TaskStatus,
+    ContainerState, ContentState, ExitInfo, ImageState, NamespaceState, PendingIntent, RestartState, SnapshotState,
+    State, TaskState, TaskStatus,
 };

@@ -46,24 +46,96 @@ fn image() -> impl Strategy<Value = ImageRecord> {
     )
 }
 
+fn limits() -> impl Strategy<Value = ResourceLimits> {
+    let ulimit = (text(), any::<u64>(), any::<u64>()).prop_map(|(name, soft, hard)| Ulimit { name, soft, hard });
+    (
+        (any::<Option<i64>>(), any::<Option<i64>>(), any::<Option<u64>>(), any::<Option<u64>>()),
+        (proptest::option::of(text()), any::<Option<i64>>(), any::<Option<u16>>(), vec(ulimit, 0..3)),
+    )
+        .prop_map(
+            |(
+                (memory_bytes, memory_swap_bytes, nano_cpus, cpu_shares),
+                (cpuset_cpus, pids_limit, blkio_weight, ulimits),
+            )| ResourceLimits {
+                memory_bytes,
+                memory_swap_bytes,
+                nano_cpus,
+                cpu_shares,
+                cpuset_cpus,
+                pids_limit,
+                blkio_weight,
+                ulimits,
+            },
+        )
+}
+
+fn policies() -> impl Strategy<Value = ContainerPolicies> {
+    let device = (text(), text(), text()).prop_map(|(host_path, container_path, permissions)| DeviceMapping {
+        host_path,
+        container_path,
+        permissions,
+    });
+    let restart = (0..4usize, any::<u32>())
+        .prop_map(|(mode, max_retries)| RestartPolicy { mode: RestartMode::ALL[mode], max_retries });
+    let security = (
+        (any::<bool>(), any::<bool>(), proptest::option::of(text()), any::<Option<bool>>()),
+        (texts(), texts(), vec(device, 0..2), texts()),
+    )
+        .prop_map(
+            |(
+                (privileged, seccomp_unconfined, seccomp_profile, no_new_privileges),
+                (cap_add, cap_drop, devices, group_add),
+            )| {
+                SecurityOptions {
+                    privileged,
+                    seccomp_unconfined,
+                    seccomp_profile,
+                    no_new_privileges,
+                    cap_add,
+                    cap_drop,
+                    devices,
+                    group_add,
+                }
+            },
+        );
+    (limits(), restart, security).prop_map(|(limits, restart, security)| ContainerPolicies {
+        limits,
+        restart,
+        security,
+    })
+}
+
 fn container() -> impl Strategy<Value = ContainerRecord> {
-    (text(), text(), text(), texts(), texts(), (text(), text(), text()), labels(), texts(), text()).prop_map(
-        |(id, image, image_digest, args, env, (working_dir, user, hostname), labels, lowers, snapshot_key)| {
-            ContainerRecord {
+    (text(), text(), text(), texts(), texts(), (text(), text(), text()), labels(), texts(), text(), policies())
+        .prop_map(
+            |(
                 id,
                 image,
                 image_digest,
                 args,
                 env,
-                working_dir,
-                user,
-                hostname,
+                (working_dir, user, hostname),
                 labels,
                 lowers,
                 snapshot_key,
-            }
-        },
-    )
+                policies,
+            )| {
+                ContainerRecord {
+                    id,
+                    image,
+                    image_digest,
+                    args,
+                    env,
+                    working_dir,
+                    user,
+                    hostname,
+                    labels,
+                    lowers,
+                    snapshot_key,
+                    policies,
+                }
+            },
+        )
 }
 
 fn event() -> impl Strategy<Value = Event> {
@@ -85,6 +157,10 @@ fn event() -> impl Strategy<Value = Event> {
         text().prop_map(|name| Event::ImageRemoved { name }),
         container().prop_map(|container| Event::ContainerCreated { container }),
         id().prop_map(|id| Event::ContainerDeleted { id }),
+        (id(), limits()).prop_map(|(id, limits)| Event::ContainerUpdated { id, limits }),
+        (id(), any::<u32>(), text(), any::<u64>()).prop_map(|(container_id, attempt, cause, delay_ms)| {
+            Event::TaskRestartScheduled { container_id, attempt, cause, delay_ms }
+        }),
         id().prop_map(|container_id| Event::TaskCreateRequested { container_id }),
         (id(), any::<u32>(), any::<i32>()).prop_map(|(container_id, pid, monitor_pid)| Event::TaskCreated {
             container_id,
