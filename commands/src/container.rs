@@ -19,8 +19,9 @@ pub struct CreateContainer {
     pub user: String,
     pub hostname: String,
     pub labels: BTreeMap<String, String>,
-    /// Limits, restart policy and security options as the client spelled them.
-    pub policies: PolicyRequest,
+    /// Limits, restart policy and security options as the client spelled them (boxed: they are
+    /// most of a `Command`'s size).
+    pub policies: Box<PolicyRequest>,
     /// What berthd observed of the host, for the limits that depend on it.
     pub host: HostFacts,
 }
@@ -86,7 +87,7 @@ impl CreateContainer {
             labels: self.labels.clone(),
             lowers: image.chain_ids(),
             snapshot_key: self.id.clone(),
-            policies,
+            policies: Box::new(policies),
         };
         events.push(Event::ContainerCreated { container: record });
         Ok(events)

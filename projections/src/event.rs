@@ -284,9 +284,10 @@ pub struct ContainerRecord {
     /// Key of the container's writable snapshot (its id).
     pub snapshot_key: String,
     /// Limits, restart policy and security options; records written before they existed
-    /// decode as none (no limits, no restart, berth's default security).
+    /// decode as none (no limits, no restart, berth's default security). Boxed: most events
+    /// are small, and an `Event` is as large as its largest variant.
     #[serde(default)]
-    pub policies: ContainerPolicies,
+    pub policies: Box<ContainerPolicies>,
 }
 
 impl Envelope {

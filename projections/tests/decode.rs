@@ -132,7 +132,7 @@ fn container() -> impl Strategy<Value = ContainerRecord> {
                     labels,
                     lowers,
                     snapshot_key,
-                    policies,
+                    policies: Box::new(policies),
                 }
             },
         )

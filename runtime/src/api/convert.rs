@@ -53,6 +53,7 @@ pub(crate) fn container_message(container: &ContainerState) -> api::Container {
         created_seq: container.created_seq.get(),
         created_at_ns: api_time(container.created_at_ns),
         task: container.task.as_ref().map(|task| task_message(&record.id, task)),
+        policies_json: serde_json::to_string(&record.policies).unwrap_or_default(),
     }
 }
 

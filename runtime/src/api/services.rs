@@ -25,6 +25,8 @@ pub struct Services {
     pub snapshotter: Arc<Snapshotter>,
     /// See `Executor`: held shared by an import until its record is durable.
     pub gc_lock: Arc<tokio::sync::RwLock<()>>,
+    /// For `runc update` of a running task's limits (`Containers/Update`).
+    pub runc_binary: std::path::PathBuf,
     request_counter: AtomicU64,
 }
 
@@ -35,8 +37,17 @@ impl Services {
         content: Arc<ContentStore>,
         snapshotter: Arc<Snapshotter>,
         gc_lock: Arc<tokio::sync::RwLock<()>>,
+        runc_binary: std::path::PathBuf,
     ) -> Arc<Services> {
-        Arc::new(Services { store, layout, content, snapshotter, gc_lock, request_counter: AtomicU64::new(0) })
+        Arc::new(Services {
+            store,
+            layout,
+            content,
+            snapshotter,
+            gc_lock,
+            runc_binary,
+            request_counter: AtomicU64::new(0),
+        })
     }
 
     pub(crate) fn caller<T>(&self, request: &Request<T>, method: &str) -> Result<(String, Origin), Status> {

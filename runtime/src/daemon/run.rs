@@ -174,7 +174,7 @@ pub async fn run(
     let executor = Executor::new(
         Arc::clone(&store),
         layout.clone(),
-        runc_binary,
+        runc_binary.clone(),
         options.monitor.clone(),
         Arc::clone(&content),
         Arc::clone(&snapshotter),
@@ -200,7 +200,7 @@ pub async fn run(
     let executor_loop = tokio::spawn(Arc::clone(&executor).run(committed));
     executor.recover().await;
 
-    let services = Services::new(Arc::clone(&store), layout.clone(), content, snapshotter, gc_lock);
+    let services = Services::new(Arc::clone(&store), layout.clone(), content, snapshotter, gc_lock, runc_binary);
     let listener = bind_socket(&options.address)?;
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<api::tasks_server::TasksServer<TasksService>>().await;

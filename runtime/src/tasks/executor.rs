@@ -28,6 +28,7 @@ use crate::sys::failpoint;
 use crate::tasks::cgroup;
 use crate::tasks::etc_files;
 use crate::tasks::monitor::{self, Launch, MonitorPaths};
+use crate::tasks::policies;
 use crate::tasks::runc::Runc;
 use crate::tasks::spec::{self, SpecInput};
 use crate::tasks::task_dir::{ExitStatus, MonitorIdentity};
@@ -368,6 +369,7 @@ impl Executor {
             cgroups_path: self.layout.cgroups_path(namespace, container_id),
         };
         let mut runtime_spec = spec::generate_spec(&input, &rootfs).map_err(|error| error.to_string())?;
+        policies::apply_policies(&mut runtime_spec, &record.policies, &rootfs).map_err(|error| error.to_string())?;
         etc_files::write_etc_files(&bundle, &record.hostname)
             .map_err(|error| format!("cannot write /etc files into the bundle {}: {error}", bundle.display()))?;
         let mut mounts = runtime_spec.mounts().clone().unwrap_or_default();
