@@ -174,15 +174,36 @@ fn capability(name: &str) -> Result<Capability, PolicyError> {
         .map_err(|_| PolicyError::UnknownCapability { name: name.to_string() })
 }
 
-fn all_capabilities() -> Capabilities {
-    berth_commands::policy::CAPABILITY_NAMES.iter().filter_map(|name| capability(name).ok()).collect()
+/// Every capability whose bit is set in `mask` (bit n is capability n, as in CapBnd).
+fn capabilities_in(mask: u64) -> Capabilities {
+    berth_commands::policy::CAPABILITY_NAMES
+        .iter()
+        .enumerate()
+        .filter(|(bit, _)| mask & (1u64 << bit) != 0)
+        .filter_map(|(_, name)| capability(name).ok())
+        .collect()
+}
+
+/// berthd's own bounding set (CapBnd of /proc/self/status): "all capabilities" can be no more
+/// than these, or runc fails to apply them (a host that runs berthd in a restricted container
+/// lacks some).
+pub fn own_bounding_set() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find_map(|line| line.strip_prefix("CapBnd:"))
+                .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        })
+        .unwrap_or(u64::MAX)
 }
 
 /// The capability set after `--privileged`, `--cap-add` and `--cap-drop`, as Docker combines
-/// them: ALL in cap-add grants every one; ALL in cap-drop starts from none; then adds, then drops.
-pub fn effective_capabilities(security: &SecurityOptions) -> Result<Capabilities, PolicyError> {
+/// them: ALL in cap-add grants every one (every one in `host_bounding`, berthd's own bounding
+/// set); ALL in cap-drop starts from none; then adds, then drops.
+pub fn effective_capabilities(security: &SecurityOptions, host_bounding: u64) -> Result<Capabilities, PolicyError> {
     if security.privileged || security.cap_add.iter().any(|name| name == "ALL") {
-        let mut capabilities = all_capabilities();
+        let mut capabilities = capabilities_in(host_bounding);
         for name in security.cap_drop.iter().filter(|name| *name != "ALL") {
             capabilities.remove(&capability(name)?);
         }
@@ -206,7 +227,7 @@ pub fn effective_capabilities(security: &SecurityOptions) -> Result<Capabilities
 
 fn apply_security(spec: &mut Spec, security: &SecurityOptions, rootfs: &Path) -> Result<(), PolicyError> {
     let mut process = spec.process().clone().unwrap_or_default();
-    let capabilities = effective_capabilities(security)?;
+    let capabilities = effective_capabilities(security, own_bounding_set())?;
     let mut linux_capabilities = process.capabilities().clone().unwrap_or_default();
     linux_capabilities.set_bounding(Some(capabilities.clone()));
     linux_capabilities.set_effective(Some(capabilities.clone()));
@@ -334,7 +355,7 @@ mod tests {
     #[test]
     fn capabilities_combine_as_docker_documents() {
         let names = |security: SecurityOptions| {
-            let mut names: Vec<String> = effective_capabilities(&security)
+            let mut names: Vec<String> = effective_capabilities(&security, u64::MAX)
                 .unwrap()
                 .into_iter()
                 .map(|capability| serde_json::to_value(capability).unwrap().as_str().unwrap().to_string())
@@ -354,6 +375,12 @@ mod tests {
         assert_eq!(only_kill, ["CAP_KILL"]);
         let everything = names(SecurityOptions { privileged: true, ..Default::default() });
         assert_eq!(everything.len(), berth_commands::policy::CAPABILITY_NAMES.len());
+        // A host whose bounding set lacks CAP_SYS_RESOURCE (bit 24) cannot grant it.
+        let without_sys_resource =
+            effective_capabilities(&SecurityOptions { privileged: true, ..Default::default() }, u64::MAX & !(1 << 24))
+                .unwrap();
+        assert!(!without_sys_resource.contains(&Capability::SysResource));
+        assert_eq!(without_sys_resource.len(), berth_commands::policy::CAPABILITY_NAMES.len() - 1);
     }
 
     #[test]
