@@ -377,8 +377,7 @@ mod tests {
         assert_eq!(everything.len(), berth_commands::policy::CAPABILITY_NAMES.len());
         // A host whose bounding set lacks CAP_SYS_RESOURCE (bit 24) cannot grant it.
         let without_sys_resource =
-            effective_capabilities(&SecurityOptions { privileged: true, ..Default::default() }, u64::MAX & !(1 << 24))
-                .unwrap();
+            effective_capabilities(&SecurityOptions { privileged: true, ..Default::default() }, !(1u64 << 24)).unwrap();
         assert!(!without_sys_resource.contains(&Capability::SysResource));
         assert_eq!(without_sys_resource.len(), berth_commands::policy::CAPABILITY_NAMES.len() - 1);
     }
