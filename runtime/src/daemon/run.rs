@@ -199,6 +199,7 @@ pub async fn run(
     // before are reconciled by `recover`, which runs before any client can connect.
     let executor_loop = tokio::spawn(Arc::clone(&executor).run(committed));
     executor.recover().await;
+    executor.resume_restarts().await;
 
     let services = Services::new(Arc::clone(&store), layout.clone(), content, snapshotter, gc_lock, runc_binary);
     let listener = bind_socket(&options.address)?;

@@ -1,8 +1,9 @@
 //! Tasks on the host: the [`executor`] that carries out intents in log order and records their
-//! outcomes, start-up [`recovery`] (observe → pure plan → apply), the per-task [`monitor`] and
-//! its [`task_dir`], the [`runc`] command line, the OCI runtime [`spec`] with a container's [`policies`] (limits, capabilities, devices and the
-//! [`seccomp`] profile) in it, the [`etc_files`] a
-//! container gets in its bundle, and what a task's [`cgroup`] says after its end.
+//! outcomes, start-up [`recovery`] (observe → pure plan → apply), the restart policy carried out
+//! (`restart`), the per-task [`monitor`] and its [`task_dir`], the [`runc`] command line, the OCI
+//! runtime [`spec`] with a container's [`policies`] in it (limits, capabilities, devices and the
+//! [`seccomp`] profile), the [`etc_files`] a container gets in its bundle, and what a task's
+//! [`cgroup`] says after its end.
 
 pub mod cgroup;
 pub mod etc_files;
@@ -11,6 +12,7 @@ pub mod monitor;
 pub mod policies;
 mod reconcile;
 pub mod recovery;
+mod restart;
 pub mod runc;
 pub mod seccomp;
 pub mod spec;

@@ -138,7 +138,7 @@ pub struct ContainerArgs {
 #[command(override_usage = "berth run [OPTIONS] IMAGE [COMMAND [ARG]...]")]
 pub struct RunArgs {
     /// Remove the container and its task once it has exited (or on Ctrl-C)
-    #[arg(long)]
+    #[arg(long, conflicts_with = "restart")]
     pub rm: bool,
 
     /// Start the container, print its id and return at once
