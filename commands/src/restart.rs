@@ -35,15 +35,35 @@ pub fn restart_plan(container: &ContainerState) -> Option<RestartPlan> {
         return None;
     }
     let task = container.task.as_ref()?;
-    let exit = task.exit?;
-    if task.status != TaskStatus::Stopped || !task.pending.is_empty() || task.stopped_by_user {
+    if !task.pending.is_empty() || task.stopped_by_user {
         return None;
     }
-    let failed = exit.exit_code != 0 || exit.signal != 0 || exit.cause != ExitCause::Exited;
+    let (ended_at_ns, cause, failed) = match (task.status, task.exit) {
+        (TaskStatus::Stopped, Some(exit)) => {
+            let failed = exit.exit_code != 0 || exit.signal != 0 || exit.cause != ExitCause::Exited;
+            let cause = match exit.cause {
+                ExitCause::OomKilled => "an OOM kill".to_string(),
+                ExitCause::MonitorLost => "the loss of its monitor".to_string(),
+                ExitCause::Exited if exit.signal != 0 => format!("signal {}", exit.signal),
+                ExitCause::Exited => format!("exit code {}", exit.exit_code),
+            };
+            (exit.exited_at_ns, cause, failed)
+        }
+        // A restart's own task that could not be created or started (berthd killed mid-create,
+        // an image gone): one more failure. A client's failed create is the client's to see.
+        (TaskStatus::Failed, _) if container.restart.task_from_restart => {
+            (task.failed_at_ns?, "a failed create or start".to_string(), true)
+        }
+        _ => return None,
+    };
     if policy.mode == RestartMode::OnFailure && !failed {
         return None;
     }
-    let ran_ns = task.started_at_ns.map(|started| exit.exited_at_ns.as_ns().saturating_sub(started.as_ns()));
+    // A task that failed to create or start did not run, whatever an earlier start says.
+    let ran_ns = task
+        .started_at_ns
+        .filter(|_| task.status == TaskStatus::Stopped)
+        .map(|started| ended_at_ns.as_ns().saturating_sub(started.as_ns()));
     let previous_attempts =
         if ran_ns.is_some_and(|ran_ns| ran_ns >= BACKOFF_RESET_AFTER_NS) { 0 } else { container.restart.attempt };
     let attempt = previous_attempts.saturating_add(1);
@@ -52,13 +72,7 @@ pub fn restart_plan(container: &ContainerState) -> Option<RestartPlan> {
     }
     let doublings = (attempt - 1).min(20);
     let delay_ms = (BACKOFF_FIRST_MS << doublings).min(BACKOFF_CAP_MS);
-    let cause = match exit.cause {
-        ExitCause::OomKilled => "an OOM kill".to_string(),
-        ExitCause::MonitorLost => "the loss of its monitor".to_string(),
-        ExitCause::Exited if exit.signal != 0 => format!("signal {}", exit.signal),
-        ExitCause::Exited => format!("exit code {}", exit.exit_code),
-    };
-    Some(RestartPlan { attempt, delay_ms, cause, exited_at_ns: exit.exited_at_ns })
+    Some(RestartPlan { attempt, delay_ms, cause, exited_at_ns: ended_at_ns })
 }
 
 /// Carries out a [`RestartPlan`] once its backoff has passed: records the restart and asks for
@@ -100,7 +114,7 @@ mod tests {
     fn stopped(mode: RestartMode, max_retries: u32, exit_code: i32, ran_s: u64, attempt: u32) -> ContainerState {
         let mut container = ContainerState::default();
         container.record.policies.restart = RestartPolicy { mode, max_retries };
-        container.restart = RestartState { attempt, awaiting_create: false };
+        container.restart = RestartState { attempt, awaiting_create: false, task_from_restart: true };
         container.task = Some(TaskState {
             status: TaskStatus::Stopped,
             exit: Some(ExitInfo {
@@ -144,6 +158,19 @@ mod tests {
         assert_eq!(restart_plan(&container), None);
         let mut container = stopped(RestartMode::Always, 0, 0, 0, 0);
         container.task.as_mut().unwrap().status = TaskStatus::Deleting;
+        assert_eq!(restart_plan(&container), None);
+    }
+
+    #[test]
+    fn a_restarts_own_failed_create_is_one_more_failure_and_a_clients_is_not() {
+        let mut container = stopped(RestartMode::OnFailure, 5, 1, 0, 2);
+        let task = container.task.as_mut().unwrap();
+        task.status = TaskStatus::Failed;
+        task.exit = None;
+        task.failed_at_ns = Some(Timestamp::from_ns(5_000_000_000_000));
+        let plan = restart_plan(&container).unwrap();
+        assert_eq!((plan.attempt, plan.delay_ms, plan.exited_at_ns.as_ns()), (3, 400, 5_000_000_000_000));
+        container.restart.task_from_restart = false;
         assert_eq!(restart_plan(&container), None);
     }
 }

@@ -75,6 +75,11 @@ pub struct RestartState {
     pub attempt: u32,
     /// A restart deleted the task and has not created its successor yet.
     pub awaiting_create: bool,
+    /// The current task was created by a restart (not by a client), so a failure to create or
+    /// start it — say, berthd killed mid-create and recovery rolling it back — is one more
+    /// failure for the policy, not the end of the restarts.
+    #[serde(default)]
+    pub task_from_restart: bool,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -152,6 +157,9 @@ pub struct TaskState {
     /// A client asked to kill it (`berth kill`, `stop`): the restart policy leaves it stopped.
     #[serde(default)]
     pub stopped_by_user: bool,
+    /// When its create or start failed (the restart backoff counts from then).
+    #[serde(default)]
+    pub failed_at_ns: Option<Timestamp>,
 }
 
 impl TaskState {
@@ -282,7 +290,8 @@ impl State {
             }
             Event::TaskRestartScheduled { container_id, attempt, .. } => {
                 if let Some(container) = self.container_mut(namespace, container_id) {
-                    container.restart = RestartState { attempt: *attempt, awaiting_create: true };
+                    container.restart =
+                        RestartState { attempt: *attempt, awaiting_create: true, task_from_restart: false };
                 }
             }
             Event::TaskCreateRequested { container_id } => {
@@ -291,6 +300,7 @@ impl State {
                         // A client's create: the restart count starts again.
                         container.restart.attempt = 0;
                     }
+                    container.restart.task_from_restart = container.restart.awaiting_create;
                     container.restart.awaiting_create = false;
                     container.task = Some(TaskState {
                         status: TaskStatus::Creating,
@@ -304,8 +314,12 @@ impl State {
             task_event => {
                 let Some(container_id) = task_event.container_id() else { return };
                 let Some(task) = self.task_mut(namespace, container_id) else { return };
-                if matches!(task_event, Event::TaskStarted { .. }) {
-                    task.started_at_ns = Some(timestamp);
+                match task_event {
+                    Event::TaskStarted { .. } => task.started_at_ns = Some(timestamp),
+                    Event::TaskCreateFailed { .. } | Event::TaskStartFailed { .. } => {
+                        task.failed_at_ns = Some(timestamp)
+                    }
+                    _ => {}
                 }
                 if apply_task_event(task, seq, answers, task_event) {
                     // TaskDeleted: the container has no task any more.

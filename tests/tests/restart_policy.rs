@@ -93,10 +93,22 @@ fn the_attempt_count_and_backoff_continue_across_a_kill_9_of_berthd() {
     daemon.ok(&["run", "-d", "--name", "crashy", "--restart", "on-failure:6", "busybox", "sh", "-c", "exit 1"]);
     eventually(Duration::from_secs(60), "two restarts", || (restarts(&daemon, "crashy").len() >= 2).then_some(()));
     daemon.restart();
-    let task = eventually(Duration::from_secs(120), "all six restarts and the final exit", || {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let task = loop {
         let task = task_of(&daemon, "crashy");
-        (restarts(&daemon, "crashy").len() == 6 && task["status"] == "stopped").then_some(task)
-    });
+        if restarts(&daemon, "crashy").len() == 6 && task["status"] == "stopped" {
+            break task;
+        }
+        if std::time::Instant::now() > deadline {
+            let history = daemon.replay(&["history", "--container", "crashy"]);
+            panic!(
+                "no sixth restart and final exit; task {task}\nhistory:\n{}\ndaemon log:\n{}",
+                String::from_utf8_lossy(&history.stdout),
+                berth_tests::tail(&daemon.daemon_log(), 40)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
     assert_eq!(task["exit_code"], 1);
     let recorded = restarts(&daemon, "crashy");
     let attempts: Vec<u64> = recorded.iter().map(|restart| restart["attempt"].as_u64().unwrap()).collect();

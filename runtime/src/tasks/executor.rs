@@ -141,7 +141,9 @@ impl Executor {
                     );
                 }
                 Event::ContainerDeleted { id } => self.send(namespace, id, Job::ContainerDeleted),
-                Event::TaskExited { container_id, .. } => self.consider_restart(namespace, container_id),
+                Event::TaskExited { container_id, .. }
+                | Event::TaskCreateFailed { container_id, .. }
+                | Event::TaskStartFailed { container_id, .. } => self.consider_restart(namespace, container_id),
                 Event::TaskDeleted { container_id, .. } => self.continue_restart(namespace, container_id),
                 Event::ContentRemoved { digest } => self.collect_garbage(Garbage::Blob(digest.clone())),
                 Event::SnapshotRemoved { chain_id } => self.collect_garbage(Garbage::Snapshot(chain_id.clone())),

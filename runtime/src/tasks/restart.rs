@@ -18,8 +18,8 @@ use crate::daemon::store::SubmitError;
 use crate::tasks::executor::Executor;
 
 impl Executor {
-    /// After an exit was recorded: if the container's policy restarts it, wait out the backoff
-    /// and record the restart.
+    /// After an exit (or a restarted task's failed create or start) was recorded: if the
+    /// container's policy restarts it, wait out the backoff and record the restart.
     pub(super) fn consider_restart(self: &Arc<Self>, namespace: &str, container_id: &str) {
         let plan = {
             let state = self.store.state();
