@@ -1,10 +1,11 @@
-//! CreateContainer and DeleteContainer (which records the layer snapshots it frees).
+//! CreateContainer, UpdateContainer and DeleteContainer (which records the layer snapshots it frees).
 
 use std::collections::BTreeMap;
 
-use berth_projections::{ContainerRecord, Event, State};
+use berth_projections::{ContainerRecord, Event, ResourceLimits, State};
 
 use crate::namespace::ensure_namespace;
+use crate::policy::{HostFacts, LimitsRequest, PolicyRequest};
 use crate::{validate, CommandError};
 
 pub struct CreateContainer {
@@ -22,6 +23,11 @@ pub struct CreateContainer {
     pub open_stdin: bool,
     /// `-t`: give the process a pseudo-terminal.
     pub tty: bool,
+    /// Limits, restart policy and security options as the client spelled them (boxed: they are
+    /// most of a `Command`'s size).
+    pub policies: Box<PolicyRequest>,
+    /// What berthd observed of the host, for the limits that depend on it.
+    pub host: HostFacts,
 }
 
 impl CreateContainer {
@@ -33,6 +39,7 @@ impl CreateContainer {
         validate::hostname(&self.hostname)?;
         validate::user(&self.user)?;
         validate::labels(&self.labels)?;
+        let policies = self.policies.resolve(&self.host)?;
         let mut events = Vec::new();
         ensure_namespace(state, namespace, &mut events)?;
         if state.container(namespace, &self.id).is_some() {
@@ -86,9 +93,39 @@ impl CreateContainer {
             snapshot_key: self.id.clone(),
             open_stdin: self.open_stdin,
             tty: self.tty,
+            policies: Box::new(policies),
         };
         events.push(Event::ContainerCreated { container: record });
         Ok(events)
+    }
+}
+
+/// `berth update`: new limits for a container, kept by the record for every later task. berthd
+/// applies them to a running task (`runc update`) between [`UpdateContainer::plan`] and
+/// recording, so the log never says a limit holds that runc refused.
+pub struct UpdateContainer {
+    pub id: String,
+    pub limits: LimitsRequest,
+    pub host: HostFacts,
+}
+
+impl UpdateContainer {
+    /// The container's limits after this update.
+    pub fn plan(&self, state: &State, namespace: &str) -> Result<ResourceLimits, CommandError> {
+        let Some(container) = state.container(namespace, &self.id) else {
+            return Err(not_found(namespace, &self.id));
+        };
+        if self.limits.is_empty() {
+            return Err(CommandError::InvalidArgument(
+                "nothing to update: give at least one limit, e.g. --memory 256m or --cpus 1".to_string(),
+            ));
+        }
+        self.limits.resolve(&container.record.policies.limits, &self.host)
+    }
+
+    pub fn decide(&self, state: &State, namespace: &str) -> Result<Vec<Event>, CommandError> {
+        let limits = self.plan(state, namespace)?;
+        Ok(vec![Event::ContainerUpdated { id: self.id.clone(), limits }])
     }
 }
 

@@ -63,6 +63,8 @@ fn create(id: &str, image: &str) -> Command {
         labels: Default::default(),
         open_stdin: false,
         tty: false,
+        policies: Default::default(),
+        host: Default::default(),
     })
 }
 

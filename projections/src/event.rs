@@ -12,6 +12,7 @@ use berth_log::{Seq, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use crate::error::DecodeError;
+use crate::policy::{ContainerPolicies, ResourceLimits};
 
 /// The schema version this build writes. Bump it when an event's meaning changes.
 pub const EVENT_SCHEMA: u16 = 1;
@@ -159,6 +160,13 @@ pub enum Event {
     ContainerDeleted {
         id: String,
     },
+    /// `berth update`: the container's limits are now these (all of them, not only the
+    /// changed ones), for its running task (applied with `runc update` before this was
+    /// recorded) and every later one.
+    ContainerUpdated {
+        id: String,
+        limits: ResourceLimits,
+    },
 
     TaskCreateRequested {
         container_id: String,
@@ -256,6 +264,17 @@ pub enum Event {
         error: String,
     },
 
+    /// berthd's restart policy starts the container again: the stopped task is deleted (the
+    /// `TaskDeleteRequested` recorded with this) and, once it is, a new one created and started.
+    /// `attempt` counts restarts in a row (1 for the first); `delay_ms` is the backoff waited
+    /// since the exit; `cause` says what ended the task ("exit code 1", "oom-killed", …).
+    TaskRestartScheduled {
+        container_id: String,
+        attempt: u32,
+        cause: String,
+        delay_ms: u64,
+    },
+
     /// berthd started (after a clean stop or a crash) and replayed the log up to `replayed_to`.
     DaemonStarted {
         version: String,
@@ -342,6 +361,11 @@ pub struct ContainerRecord {
     /// `-t`: the task's process gets a pseudo-terminal; its output (one stream) goes to stdout.
     #[serde(default)]
     pub tty: bool,
+    /// Limits, restart policy and security options; records written before they existed
+    /// decode as none (no limits, no restart, berth's default security). Boxed: most events
+    /// are small, and an `Event` is as large as its largest variant.
+    #[serde(default)]
+    pub policies: Box<ContainerPolicies>,
 }
 
 impl Envelope {
@@ -390,6 +414,7 @@ impl Event {
             Event::ImagePushed { .. } => "ImagePushed",
             Event::ContainerCreated { .. } => "ContainerCreated",
             Event::ContainerDeleted { .. } => "ContainerDeleted",
+            Event::ContainerUpdated { .. } => "ContainerUpdated",
             Event::TaskCreateRequested { .. } => "TaskCreateRequested",
             Event::TaskCreated { .. } => "TaskCreated",
             Event::TaskCreateFailed { .. } => "TaskCreateFailed",
@@ -407,6 +432,7 @@ impl Event {
             Event::TaskDeleteRequested { .. } => "TaskDeleteRequested",
             Event::TaskDeleted { .. } => "TaskDeleted",
             Event::TaskDeleteFailed { .. } => "TaskDeleteFailed",
+            Event::TaskRestartScheduled { .. } => "TaskRestartScheduled",
             Event::DaemonStarted { .. } => "DaemonStarted",
             Event::OrphanRemoved { .. } => "OrphanRemoved",
         }
@@ -416,7 +442,7 @@ impl Event {
     pub fn container_id(&self) -> Option<&str> {
         match self {
             Event::ContainerCreated { container } => Some(&container.id),
-            Event::ContainerDeleted { id } => Some(id),
+            Event::ContainerDeleted { id } | Event::ContainerUpdated { id, .. } => Some(id),
             Event::TaskCreateRequested { container_id }
             | Event::TaskCreated { container_id, .. }
             | Event::TaskCreateFailed { container_id, .. }
@@ -433,7 +459,8 @@ impl Event {
             | Event::ExecExited { container_id, .. }
             | Event::TaskDeleteRequested { container_id, .. }
             | Event::TaskDeleted { container_id, .. }
-            | Event::TaskDeleteFailed { container_id, .. } => Some(container_id),
+            | Event::TaskDeleteFailed { container_id, .. }
+            | Event::TaskRestartScheduled { container_id, .. } => Some(container_id),
             _ => None,
         }
     }

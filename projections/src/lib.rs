@@ -7,6 +7,7 @@ pub mod decode;
 pub mod error;
 pub mod event;
 pub mod names;
+pub mod policy;
 pub mod state;
 
 pub use decode::{decode_envelope, replay_parallel};
@@ -15,7 +16,10 @@ pub use event::{
     ContainerRecord, Descriptor, Envelope, Event, ExecProcess, ExitCause, ImageRecord, LayerRecord, Origin,
     EVENT_SCHEMA,
 };
+pub use policy::{
+    ContainerPolicies, DeviceMapping, ResourceLimits, RestartMode, RestartPolicy, SecurityOptions, Ulimit,
+};
 pub use state::{
     ContainerState, ContentState, ExecState, ExecStatus, ExitInfo, ImageState, NamespaceState, PendingIntent,
-    SnapshotState, State, TaskState, TaskStatus,
+    RestartState, SnapshotState, State, TaskState, TaskStatus,
 };

@@ -66,6 +66,25 @@ pub struct ContainerState {
     pub created_at_ns: Timestamp,
     /// The container's current task; `None` before the first create and after a delete.
     pub task: Option<TaskState>,
+    /// Where the restart policy stands, from `TaskRestartScheduled` events.
+    #[serde(default)]
+    pub restart: RestartState,
+}
+
+/// The restart policy's memory, all from the log, so a berthd killed during a backoff neither
+/// resets nor doubles it.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct RestartState {
+    /// Restarts in a row so far (the attempt of the last `TaskRestartScheduled`); a task
+    /// created by a client starts the count again.
+    pub attempt: u32,
+    /// A restart deleted the task and has not created its successor yet.
+    pub awaiting_create: bool,
+    /// The current task was created by a restart (not by a client), so a failure to create or
+    /// start it — say, berthd killed mid-create and recovery rolling it back — is one more
+    /// failure for the policy, not the end of the restarts.
+    #[serde(default)]
+    pub task_from_restart: bool,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -139,6 +158,15 @@ pub struct TaskState {
     /// Intents without an outcome, oldest first.
     pub pending: Vec<PendingIntent>,
     pub updated_seq: Seq,
+    /// When `TaskStarted` was recorded (for the restart backoff's reset after 10 s of running).
+    #[serde(default)]
+    pub started_at_ns: Option<Timestamp>,
+    /// A client asked to kill it (`berth kill`, `stop`): the restart policy leaves it stopped.
+    #[serde(default)]
+    pub stopped_by_user: bool,
+    /// When its create or start failed (the restart backoff counts from then).
+    #[serde(default)]
+    pub failed_at_ns: Option<Timestamp>,
     /// `berth exec` processes of this task, by exec id, ended ones included.
     #[serde(default)]
     pub execs: BTreeMap<String, ExecState>,
@@ -301,6 +329,7 @@ impl State {
                         created_seq: seq,
                         created_at_ns: timestamp,
                         task: None,
+                        restart: RestartState::default(),
                     });
                 }
             }
@@ -309,8 +338,25 @@ impl State {
                     namespace_state.containers.remove(id);
                 }
             }
+            Event::ContainerUpdated { id, limits } => {
+                if let Some(container) = self.container_mut(namespace, id) {
+                    container.record.policies.limits = limits.clone();
+                }
+            }
+            Event::TaskRestartScheduled { container_id, attempt, .. } => {
+                if let Some(container) = self.container_mut(namespace, container_id) {
+                    container.restart =
+                        RestartState { attempt: *attempt, awaiting_create: true, task_from_restart: false };
+                }
+            }
             Event::TaskCreateRequested { container_id } => {
                 if let Some(container) = self.container_mut(namespace, container_id) {
+                    if !container.restart.awaiting_create {
+                        // A client's create: the restart count starts again.
+                        container.restart.attempt = 0;
+                    }
+                    container.restart.task_from_restart = container.restart.awaiting_create;
+                    container.restart.awaiting_create = false;
                     container.task = Some(TaskState {
                         status: TaskStatus::Creating,
                         pending: vec![PendingIntent::Create { seq }],
@@ -323,6 +369,13 @@ impl State {
             task_event => {
                 let Some(container_id) = task_event.container_id() else { return };
                 let Some(task) = self.task_mut(namespace, container_id) else { return };
+                match task_event {
+                    Event::TaskStarted { .. } => task.started_at_ns = Some(timestamp),
+                    Event::TaskCreateFailed { .. } | Event::TaskStartFailed { .. } => {
+                        task.failed_at_ns = Some(timestamp)
+                    }
+                    _ => {}
+                }
                 if apply_task_event(task, seq, answers, task_event) {
                     // TaskDeleted: the container has no task any more.
                     if let Some(container) = self.container_mut(namespace, container_id) {
@@ -385,6 +438,8 @@ fn apply_task_event(task: &mut TaskState, seq: Seq, answers: Option<Seq>, event:
             task.error = Some(error.clone());
         }
         Event::TaskKillRequested { signal, all, .. } => {
+            // Only clients record kills (berthd's own go straight to runc).
+            task.stopped_by_user = true;
             task.pending.push(PendingIntent::Kill { seq, signal: *signal, all: *all });
         }
         Event::TaskKillDelivered { .. } => {

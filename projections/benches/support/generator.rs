@@ -158,6 +158,7 @@ impl LogWriter {
             snapshot_key: id.to_string(),
             open_stdin: false,
             tty: false,
+            policies: Default::default(),
         };
         Envelope::new(
             "default",

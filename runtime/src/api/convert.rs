@@ -55,6 +55,7 @@ pub(crate) fn container_message(container: &ContainerState) -> api::Container {
         task: container.task.as_ref().map(|task| task_message(&record.id, task)),
         open_stdin: record.open_stdin,
         tty: record.tty,
+        policies_json: serde_json::to_string(&record.policies).unwrap_or_default(),
     }
 }
 

@@ -177,7 +177,7 @@ pub async fn run(
     let executor = Executor::new(
         Arc::clone(&store),
         layout.clone(),
-        runc_binary,
+        runc_binary.clone(),
         options.monitor.clone(),
         Arc::clone(&content),
         Arc::clone(&snapshotter),
@@ -202,8 +202,9 @@ pub async fn run(
     // before are reconciled by `recover`, which runs before any client can connect.
     let executor_loop = tokio::spawn(Arc::clone(&executor).run(committed));
     executor.recover().await;
+    executor.resume_restarts().await;
 
-    let services = Services::new(Arc::clone(&store), layout.clone(), content, snapshotter, gc_lock)
+    let services = Services::new(Arc::clone(&store), layout.clone(), content, snapshotter, gc_lock, runc_binary)
         .with_registry_hosts_dir(options.registry_hosts_dir.clone());
     let listener = bind_socket(&options.address)?;
     let (health_reporter, health_service) = tonic_health::server::health_reporter();

@@ -28,6 +28,7 @@ use crate::sys::failpoint;
 use crate::tasks::cgroup;
 use crate::tasks::etc_files;
 use crate::tasks::monitor::{self, Launch, MonitorPaths, TaskIo};
+use crate::tasks::policies;
 use crate::tasks::runc::Runc;
 use crate::tasks::spec::{self, SpecInput};
 use crate::tasks::task_dir::{ExitStatus, MonitorIdentity};
@@ -146,6 +147,10 @@ impl Executor {
                     );
                 }
                 Event::ContainerDeleted { id } => self.send(namespace, id, Job::ContainerDeleted),
+                Event::TaskExited { container_id, .. }
+                | Event::TaskCreateFailed { container_id, .. }
+                | Event::TaskStartFailed { container_id, .. } => self.consider_restart(namespace, container_id),
+                Event::TaskDeleted { container_id, .. } => self.continue_restart(namespace, container_id),
                 Event::ContentRemoved { digest } => self.collect_garbage(Garbage::Blob(digest.clone())),
                 Event::SnapshotRemoved { chain_id } => self.collect_garbage(Garbage::Snapshot(chain_id.clone())),
                 _ => {}
@@ -386,6 +391,7 @@ impl Executor {
             terminal: record.tty,
         };
         let mut runtime_spec = spec::generate_spec(&input, &rootfs).map_err(|error| error.to_string())?;
+        policies::apply_policies(&mut runtime_spec, &record.policies, &rootfs).map_err(|error| error.to_string())?;
         etc_files::write_etc_files(&bundle, &record.hostname)
             .map_err(|error| format!("cannot write /etc files into the bundle {}: {error}", bundle.display()))?;
         let mut mounts = runtime_spec.mounts().clone().unwrap_or_default();

@@ -9,6 +9,8 @@ use berth_runtime::api;
 use berth_runtime::client;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::policy_args::{PolicyArgs, UpdateArgs};
+
 #[derive(Parser, Debug)]
 #[command(
     name = "berth",
@@ -66,6 +68,8 @@ pub enum Command {
     Wait(WaitArgs),
     /// Remove containers and their tasks
     Rm(RmArgs),
+    /// Change the limits of containers, running or not (later tasks keep them)
+    Update(UpdateArgs),
     /// Pull, import, list, remove and prune images
     #[command(subcommand)]
     Image(ImageCommand),
@@ -147,6 +151,9 @@ pub struct ContainerArgs {
     #[arg(short = 't', long)]
     pub tty: bool,
 
+    #[command(flatten)]
+    pub policies: PolicyArgs,
+
     /// Image to run, then the command and its arguments (default: the image's command).
     /// Everything after IMAGE is passed to the container, flags included.
     // No `allow_hyphen_values`: with it an unknown flag before the image (`--memory 1g`) became
@@ -159,7 +166,7 @@ pub struct ContainerArgs {
 #[command(override_usage = "berth run [OPTIONS] IMAGE [COMMAND [ARG]...]")]
 pub struct RunArgs {
     /// Remove the container and its task once it has exited (or on Ctrl-C)
-    #[arg(long)]
+    #[arg(long, conflicts_with = "restart")]
     pub rm: bool,
 
     /// Start the container, print its id and return at once
@@ -513,6 +520,7 @@ impl ContainerArgs {
             labels: labels_from_pairs(&self.labels),
             open_stdin: self.interactive,
             tty: self.tty,
+            policies: Some(self.policies.message()),
         }
     }
 }
@@ -600,9 +608,10 @@ mod tests {
     #[test]
     fn an_unknown_flag_is_an_error_naming_it_not_an_image() {
         for verb in ["run", "create"] {
-            let error = Cli::try_parse_from(["berth", verb, "--memory", "1g", "busybox"]).unwrap_err();
+            // (`--memory`, the example, is a real flag now.)
+            let error = Cli::try_parse_from(["berth", verb, "--no-such-flag", "1g", "busybox"]).unwrap_err();
             assert_eq!(error.kind(), clap::error::ErrorKind::UnknownArgument, "{verb}: {error}");
-            assert!(error.to_string().contains("--memory"), "{verb}: {error}");
+            assert!(error.to_string().contains("--no-such-flag"), "{verb}: {error}");
         }
         let error = Cli::try_parse_from(["berth", "ps", "--bogus"]).unwrap_err();
         assert_eq!(error.kind(), clap::error::ErrorKind::UnknownArgument);
@@ -635,6 +644,52 @@ mod tests {
         args.extend(["run", "--help"]);
         let error = Cli::try_parse_from(args).unwrap_err();
         assert_eq!(error.kind(), clap::error::ErrorKind::DisplayHelp);
+    }
+
+    #[test]
+    fn policy_flags_reach_the_create_request() {
+        let cli = Cli::try_parse_from([
+            "berth",
+            "run",
+            "-m",
+            "64m",
+            "--cpus",
+            "0.5",
+            "--pids-limit",
+            "-1",
+            "--ulimit",
+            "nofile=10:20",
+            "--restart",
+            "on-failure:2",
+            "--cap-add",
+            "net_admin",
+            "--cap-drop",
+            "ALL",
+            "--security-opt",
+            "seccomp=unconfined",
+            "--device",
+            "/dev/fuse",
+            "--group-add",
+            "audio",
+            "--privileged",
+            "busybox",
+            "true",
+        ])
+        .unwrap();
+        let Command::Run(run_args) = cli.command else { panic!("expected run") };
+        let policies = run_args.container.create_request("c".to_string()).policies.unwrap();
+        let limits = policies.limits.unwrap();
+        assert_eq!((limits.memory.as_str(), limits.cpus.as_str(), limits.pids_limit.as_str()), ("64m", "0.5", "-1"));
+        assert_eq!(limits.ulimits, ["nofile=10:20"]);
+        assert_eq!(policies.restart, "on-failure:2");
+        let security = policies.security.unwrap();
+        assert!(security.privileged && security.seccomp_unconfined);
+        assert_eq!((security.cap_add, security.cap_drop), (vec!["net_admin".to_string()], vec!["ALL".to_string()]));
+        assert_eq!((security.devices, security.group_add), (vec!["/dev/fuse".to_string()], vec!["audio".to_string()]));
+        let cli = Cli::try_parse_from(["berth", "update", "--memory", "32m", "--cpus", "1", "a", "b"]).unwrap();
+        let Command::Update(update_args) = cli.command else { panic!("expected update") };
+        assert_eq!(update_args.container_ids, ["a", "b"]);
+        assert_eq!(update_args.limits.message(&[]).memory, "32m");
     }
 
     #[test]

@@ -14,6 +14,7 @@ mod images;
 mod login;
 mod namespaces;
 mod output;
+mod policy_args;
 mod pull;
 mod push;
 #[cfg(test)]
@@ -55,7 +56,8 @@ enum Ready {
     /// The archive is open: a typo in its path is the likelier mistake, so it is reported
     /// before (and instead of) any trouble reaching berthd.
     ImageImport(images::ImportJob),
-    Other(Command),
+    /// Boxed: `run`'s flags make a `Command` large.
+    Other(Box<Command>),
 }
 
 async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
@@ -69,14 +71,14 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Version(output_args) => {
             // berth's own version is useful even when berthd cannot be reached.
             version::print_client_version(output_args.output)?;
-            Ready::Other(Command::Version(output_args))
+            Ready::Other(Box::new(Command::Version(output_args)))
         }
-        other => Ready::Other(other),
+        other => Ready::Other(Box::new(other)),
     };
     let session = Session::connect(&address, &namespace).await?;
     match ready {
         Ready::ImageImport(import_job) => images::import_image(&session, import_job).await,
-        Ready::Other(command) => run_connected(&session, command).await,
+        Ready::Other(command) => run_connected(&session, *command).await,
     }
 }
 
@@ -92,6 +94,7 @@ async fn run_connected(session: &Session, command: Command) -> Result<ExitCode, 
         Command::Kill(kill_args) => containers::kill_task(session, kill_args).await,
         Command::Wait(wait_args) => containers::wait_task(session, wait_args).await,
         Command::Rm(rm_args) => containers::remove_containers(session, rm_args).await,
+        Command::Update(update_args) => policy_args::update_containers(session, update_args).await,
         Command::Image(ImageCommand::Import(import_args)) => {
             // `dispatch` opens the archive before connecting; this arm only keeps the match
             // whole, and does the same two steps in the same order.

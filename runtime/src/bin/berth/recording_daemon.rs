@@ -68,6 +68,14 @@ impl api::containers_server::Containers for RecordingDaemon {
         self.record(&request, call);
         Ok(tonic::Response::new(api::DeleteContainerResponse::default()))
     }
+    async fn update(
+        &self,
+        request: tonic::Request<api::UpdateContainerRequest>,
+    ) -> Result<tonic::Response<api::UpdateContainerResponse>, tonic::Status> {
+        let call = format!("Containers/Update {}", request.get_ref().id);
+        self.record(&request, call);
+        Ok(tonic::Response::new(api::UpdateContainerResponse::default()))
+    }
 }
 
 #[tonic::async_trait]
