@@ -121,13 +121,9 @@ pub struct ContainerArgs {
 
     /// Image to run, then the command and its arguments (default: the image's command).
     /// Everything after IMAGE is passed to the container, flags included.
-    #[arg(
-        value_names = ["IMAGE", "COMMAND"],
-        required = true,
-        num_args = 1..,
-        trailing_var_arg = true,
-        allow_hyphen_values = true
-    )]
+    // No `allow_hyphen_values`: with it an unknown flag before the image (`--memory 1g`) became
+    // the image's name. `trailing_var_arg` alone still passes `ls -l --rm` after the image.
+    #[arg(value_names = ["IMAGE", "COMMAND"], required = true, num_args = 1.., trailing_var_arg = true)]
     pub image_and_command: Vec<String>,
 }
 
@@ -399,6 +395,46 @@ mod tests {
     fn run_rejects_rm_with_detach_and_needs_an_image() {
         assert!(Cli::try_parse_from(["berth", "run", "--rm", "-d", "alpine"]).is_err());
         assert!(Cli::try_parse_from(["berth", "run", "--rm"]).is_err());
+    }
+
+    #[test]
+    fn an_unknown_flag_is_an_error_naming_it_not_an_image() {
+        for verb in ["run", "create"] {
+            let error = Cli::try_parse_from(["berth", verb, "--memory", "1g", "busybox"]).unwrap_err();
+            assert_eq!(error.kind(), clap::error::ErrorKind::UnknownArgument, "{verb}: {error}");
+            assert!(error.to_string().contains("--memory"), "{verb}: {error}");
+        }
+        let error = Cli::try_parse_from(["berth", "ps", "--bogus"]).unwrap_err();
+        assert_eq!(error.kind(), clap::error::ErrorKind::UnknownArgument);
+        assert!(error.to_string().contains("--bogus"), "{error}");
+        // `--` still lets an image name start with a dash, if anyone has one.
+        let cli = Cli::try_parse_from(["berth", "run", "--", "-odd", "ls"]).unwrap();
+        let Command::Run(run_args) = cli.command else { panic!("expected run") };
+        assert_eq!(run_args.container.image_and_command, ["-odd", "ls"]);
+    }
+
+    #[test]
+    fn every_verb_has_help_that_says_what_it_does() {
+        let mut command = <Cli as clap::CommandFactory>::command();
+        command.build();
+        let mut checked = 0;
+        let mut pending: Vec<(String, clap::Command)> =
+            command.get_subcommands().map(|sub| (sub.get_name().to_string(), sub.clone())).collect();
+        while let Some((path, mut sub)) = pending.pop() {
+            if sub.get_name() == "help" {
+                continue;
+            }
+            pending.extend(sub.get_subcommands().map(|inner| (format!("{path} {}", inner.get_name()), inner.clone())));
+            assert!(sub.get_about().is_some(), "`berth {path}` has no description");
+            let help = sub.render_help().to_string();
+            assert!(help.contains("Usage:"), "`berth {path} --help`: {help}");
+            checked += 1;
+        }
+        assert!(checked > 10);
+        let mut args = vec!["berth"];
+        args.extend(["run", "--help"]);
+        let error = Cli::try_parse_from(args).unwrap_err();
+        assert_eq!(error.kind(), clap::error::ErrorKind::DisplayHelp);
     }
 
     #[test]
