@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use berth_projections::{ContainerRecord, Event, State};
+use berth_projections::{ContainerRecord, Event, MountRecord, State};
 
 use crate::namespace::ensure_namespace;
 use crate::{validate, CommandError};
@@ -18,6 +18,12 @@ pub struct CreateContainer {
     pub user: String,
     pub hostname: String,
     pub labels: BTreeMap<String, String>,
+    /// Bind sources already resolved by the runtime (it alone may look at the host).
+    pub mounts: Vec<MountRecord>,
+    /// The image config's `Volumes` paths: each not covered by `mounts` gets an anonymous volume.
+    pub image_volumes: Vec<String>,
+    pub read_only_rootfs: bool,
+    pub auto_remove: bool,
 }
 
 impl CreateContainer {
@@ -68,6 +74,9 @@ impl CreateContainer {
         validate::process_strings(&args, &env)?;
         let user = if self.user.is_empty() { image.user.clone() } else { self.user.clone() };
         validate::user(&user)?;
+        let (mounts, volume_events) =
+            crate::volume::plan_container_volumes(state, namespace, &self.id, &self.mounts, &self.image_volumes)?;
+        events.extend(volume_events);
         let record = ContainerRecord {
             id: self.id.clone(),
             image: image.name.clone(),
@@ -80,6 +89,9 @@ impl CreateContainer {
             labels: self.labels.clone(),
             lowers: image.chain_ids(),
             snapshot_key: self.id.clone(),
+            mounts,
+            read_only_rootfs: self.read_only_rootfs,
+            auto_remove: self.auto_remove,
         };
         events.push(Event::ContainerCreated { container: record });
         Ok(events)
@@ -88,6 +100,8 @@ impl CreateContainer {
 
 pub struct DeleteContainer {
     pub id: String,
+    /// Remove the anonymous volumes made for it too (`rm -v`).
+    pub remove_volumes: bool,
 }
 
 impl DeleteContainer {
@@ -103,7 +117,11 @@ impl DeleteContainer {
                 self.id
             )));
         }
-        Ok(vec![Event::ContainerDeleted { id: self.id.clone() }])
+        let mut events = vec![Event::ContainerDeleted { id: self.id.clone() }];
+        if self.remove_volumes {
+            events.extend(crate::volume::anonymous_volumes_removed_with(state, namespace, &self.id));
+        }
+        Ok(events)
     }
 }
 

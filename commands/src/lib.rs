@@ -10,6 +10,7 @@ pub mod namespace;
 pub mod outcome;
 pub mod task;
 pub mod validate;
+pub mod volume;
 
 pub use container::{merge_env, merge_process_args, CreateContainer, DeleteContainer, DEFAULT_PATH_ENV};
 pub use daemon::RecordDaemonEvent;
@@ -18,6 +19,7 @@ pub use image::{image_not_found, resolve_image, ImportImage, RemoveImage};
 pub use namespace::{CreateNamespace, RemoveNamespace};
 pub use outcome::RecordOutcome;
 pub use task::{CreateTask, DeleteTask, KillTask, StartTask};
+pub use volume::{CreateVolume, RemoveVolume};
 
 use berth_projections::{Event, State};
 
@@ -35,6 +37,8 @@ pub enum Command {
     DeleteTask(DeleteTask),
     RecordOutcome(RecordOutcome),
     RecordDaemonEvent(RecordDaemonEvent),
+    CreateVolume(CreateVolume),
+    RemoveVolume(RemoveVolume),
 }
 
 impl Command {
@@ -53,6 +57,8 @@ impl Command {
             Command::DeleteTask(command) => command.decide(state, namespace),
             Command::RecordOutcome(command) => command.decide(state, namespace),
             Command::RecordDaemonEvent(command) => command.decide(state),
+            Command::CreateVolume(command) => command.decide(state, namespace),
+            Command::RemoveVolume(command) => command.decide(state, namespace),
         }
     }
 }

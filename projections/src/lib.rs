@@ -12,9 +12,10 @@ pub mod state;
 pub use decode::{decode_envelope, replay_parallel};
 pub use error::DecodeError;
 pub use event::{
-    ContainerRecord, Descriptor, Envelope, Event, ExitCause, ImageRecord, LayerRecord, Origin, EVENT_SCHEMA,
+    ContainerRecord, Descriptor, Envelope, Event, ExitCause, ImageRecord, LayerRecord, MountRecord, Origin,
+    VolumeRecord, EVENT_SCHEMA, MOUNT_KIND_BIND, MOUNT_KIND_TMPFS, MOUNT_KIND_VOLUME,
 };
 pub use state::{
     ContainerState, ContentState, ExitInfo, ImageState, NamespaceState, PendingIntent, SnapshotState, State, TaskState,
-    TaskStatus,
+    TaskStatus, VolumeState,
 };

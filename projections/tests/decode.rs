@@ -46,9 +46,27 @@ fn image() -> impl Strategy<Value = ImageRecord> {
     )
 }
 
+fn mount() -> impl Strategy<Value = MountRecord> {
+    (text(), text(), text(), any::<bool>(), texts()).prop_map(|(kind, source, destination, read_only, options)| {
+        MountRecord { kind, source, destination, read_only, options }
+    })
+}
+
 fn container() -> impl Strategy<Value = ContainerRecord> {
-    (text(), text(), text(), texts(), texts(), (text(), text(), text()), labels(), texts(), text()).prop_map(
-        |(id, image, image_digest, args, env, (working_dir, user, hostname), labels, lowers, snapshot_key)| {
+    let storage = (vec(mount(), 0..3), any::<bool>(), any::<bool>());
+    (text(), text(), text(), texts(), texts(), (text(), text(), text()), labels(), texts(), text(), storage).prop_map(
+        |(
+            id,
+            image,
+            image_digest,
+            args,
+            env,
+            (working_dir, user, hostname),
+            labels,
+            lowers,
+            snapshot_key,
+            (mounts, read_only_rootfs, auto_remove),
+        )| {
             ContainerRecord {
                 id,
                 image,
@@ -61,6 +79,9 @@ fn container() -> impl Strategy<Value = ContainerRecord> {
                 labels,
                 lowers,
                 snapshot_key,
+                mounts,
+                read_only_rootfs,
+                auto_remove,
             }
         },
     )
@@ -125,6 +146,10 @@ fn event() -> impl Strategy<Value = Event> {
             replayed_to: Seq(replayed_to)
         }),
         (text(), text()).prop_map(|(what, id)| Event::OrphanRemoved { what, id }),
+        (text(), labels(), proptest::option::of(text())).prop_map(|(name, labels, anonymous_for)| {
+            Event::VolumeCreated { volume: VolumeRecord { name, labels, anonymous_for } }
+        }),
+        text().prop_map(|name| Event::VolumeRemoved { name }),
     ]
 }
 

@@ -70,6 +70,7 @@ fn container(id: &str) -> ContainerRecord {
         labels: BTreeMap::new(),
         lowers: image.chain_ids(),
         snapshot_key: id.to_string(),
+        ..ContainerRecord::default()
     }
 }
 

@@ -18,6 +18,7 @@ use crate::api::images_client::ImagesClient;
 use crate::api::namespaces_client::NamespacesClient;
 use crate::api::tasks_client::TasksClient;
 use crate::api::version_client::VersionClient;
+use crate::api::volumes_client::VolumesClient;
 use crate::api::MAX_MESSAGE_BYTES;
 
 /// The wire conventions, defined once beside the generated API types.
@@ -210,6 +211,12 @@ impl BerthClient {
 
     pub fn namespaces(&self) -> NamespacesClient<Channel> {
         NamespacesClient::new(self.channel.clone())
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES)
+    }
+
+    pub fn volumes(&self) -> VolumesClient<Channel> {
+        VolumesClient::new(self.channel.clone())
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES)
     }

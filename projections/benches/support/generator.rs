@@ -156,6 +156,7 @@ impl LogWriter {
             .collect(),
             lowers: self.chain_ids.clone(),
             snapshot_key: id.to_string(),
+            ..ContainerRecord::default()
         };
         Envelope::new(
             "default",

@@ -14,6 +14,7 @@ mod services;
 mod status_limit;
 mod tasks;
 mod version;
+mod volumes;
 
 #[allow(clippy::all)]
 mod proto {
@@ -28,7 +29,7 @@ pub use services::{status_from_command_error, Services};
 pub use status_limit::{cap_status_messages_layer, MAX_STATUS_MESSAGE_BYTES};
 pub use {
     containers::ContainersService, events::EventsService, images::ImagesService, namespaces::NamespacesService,
-    tasks::TasksService, version::VersionService,
+    tasks::TasksService, version::VersionService, volumes::VolumesService,
 };
 
 /// Serialized descriptors of the API, served through gRPC reflection.

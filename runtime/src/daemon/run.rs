@@ -16,6 +16,7 @@ use tokio_stream::StreamExt;
 use crate::api;
 use crate::api::{
     ContainersService, EventsService, ImagesService, NamespacesService, Services, TasksService, VersionService,
+    VolumesService,
 };
 use crate::daemon::config::resolve_binary;
 use crate::daemon::layout::Layout;
@@ -244,6 +245,10 @@ pub async fn run(
         ))
         .add_service(limited!(
             api::tasks_server::TasksServer::new(TasksService(Arc::clone(&services))),
+            api::MAX_REQUEST_BYTES
+        ))
+        .add_service(limited!(
+            api::volumes_server::VolumesServer::new(VolumesService(Arc::clone(&services))),
             api::MAX_REQUEST_BYTES
         ))
         .add_service(limited!(

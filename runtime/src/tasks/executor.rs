@@ -142,6 +142,8 @@ impl Executor {
                 Event::ContainerDeleted { id } => self.send(namespace, id, Job::ContainerDeleted),
                 Event::ContentRemoved { digest } => self.collect_garbage(Garbage::Blob(digest.clone())),
                 Event::SnapshotRemoved { chain_id } => self.collect_garbage(Garbage::Snapshot(chain_id.clone())),
+                Event::VolumeRemoved { name } => self.remove_volume(namespace, name),
+                Event::TaskExited { container_id, .. } => self.auto_remove_if_asked(namespace, container_id),
                 _ => {}
             }
         }
@@ -372,7 +374,16 @@ impl Executor {
             .map_err(|error| format!("cannot write /etc files into the bundle {}: {error}", bundle.display()))?;
         let mut mounts = runtime_spec.mounts().clone().unwrap_or_default();
         mounts.extend(etc_files::etc_mounts(&bundle).map_err(|error| error.to_string())?);
+        mounts.extend(
+            crate::tasks::mounts::container_mounts(&self.layout, namespace, &record, &rootfs)
+                .map_err(|error| error.to_string())?,
+        );
         runtime_spec.set_mounts(Some(mounts));
+        if record.read_only_rootfs {
+            if let Some(root) = runtime_spec.root_mut() {
+                root.set_readonly(Some(true));
+            }
+        }
         spec::write_bundle(&bundle, &runtime_spec).map_err(|error| error.to_string())?;
         let task_dir = self.layout.task_dir(namespace, container_id);
         // A task dir left by an earlier task of this container holds its old exit status.

@@ -9,6 +9,9 @@ use berth_runtime::api;
 use berth_runtime::client;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::session::CliError;
+use crate::storage_args::{environment_entry, read_env_file, InspectArgs, StorageArgs, VolumeCommand};
+
 #[derive(Parser, Debug)]
 #[command(
     name = "berth",
@@ -71,6 +74,11 @@ pub enum Command {
     /// Create, list and remove namespaces
     #[command(subcommand)]
     Namespace(NamespaceCommand),
+    /// Create, list, inspect and remove volumes
+    #[command(subcommand)]
+    Volume(VolumeCommand),
+    /// Print containers as JSON: their settings, mounts and task
+    Inspect(InspectArgs),
 }
 
 #[derive(Args, Debug)]
@@ -95,8 +103,9 @@ pub struct ContainerArgs {
     #[arg(long, value_name = "ID")]
     pub name: Option<String>,
 
-    /// Set an environment variable (repeatable); overrides the image's value
-    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    /// Set an environment variable (repeatable); overrides the image's value. A bare KEY takes
+    /// the value it has here (and is left out when it has none)
+    #[arg(short = 'e', long = "env", value_name = "KEY[=VALUE]", value_parser = parse_env_flag)]
     pub env: Vec<String>,
 
     /// Working directory inside the container (default: the image's)
@@ -119,6 +128,9 @@ pub struct ContainerArgs {
     #[arg(short = 'l', long = "label", value_name = "KEY=VALUE", value_parser = parse_key_value)]
     pub labels: Vec<String>,
 
+    #[command(flatten)]
+    pub storage: StorageArgs,
+
     /// Image to run, then the command and its arguments (default: the image's command).
     /// Everything after IMAGE is passed to the container, flags included.
     // No `allow_hyphen_values`: with it an unknown flag before the image (`--memory 1g`) became
@@ -130,12 +142,13 @@ pub struct ContainerArgs {
 #[derive(Args, Debug)]
 #[command(override_usage = "berth run [OPTIONS] IMAGE [COMMAND [ARG]...]")]
 pub struct RunArgs {
-    /// Remove the container and its task once it has exited (or on Ctrl-C)
+    /// Remove the container, its task and its anonymous volumes once it has exited (or on
+    /// Ctrl-C); with -d, berthd removes it when it exits
     #[arg(long)]
     pub rm: bool,
 
     /// Start the container, print its id and return at once
-    #[arg(short = 'd', long, conflicts_with = "rm")]
+    #[arg(short = 'd', long)]
     pub detach: bool,
 
     #[command(flatten)]
@@ -165,6 +178,15 @@ pub struct PsArgs {
     /// Show all containers, not only running ones
     #[arg(short = 'a', long)]
     pub all: bool,
+
+    /// Print only the ids, one a line
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+
+    /// Only containers matching: status=STATUS, name=TEXT (part of the id), label=KEY[=VALUE],
+    /// ancestor=IMAGE (repeatable; all must match)
+    #[arg(short = 'f', long = "filter", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub filters: Vec<String>,
 
     #[command(flatten)]
     pub output: OutputArgs,
@@ -208,6 +230,10 @@ pub struct RmArgs {
     /// Kill running tasks first instead of refusing to remove them
     #[arg(short = 'f', long)]
     pub force: bool,
+
+    /// Remove the container's anonymous volumes too
+    #[arg(short = 'v', long)]
+    pub volumes: bool,
 
     /// Containers to remove
     #[arg(value_name = "ID", required = true)]
@@ -297,24 +323,42 @@ pub struct NamespaceRmArgs {
 }
 
 impl ContainerArgs {
-    pub fn create_request(&self, container_id: String) -> api::CreateContainerRequest {
+    /// The request; reads the env files, so it fails when one cannot be read.
+    pub fn create_request(&self, container_id: String) -> Result<api::CreateContainerRequest, CliError> {
         let (image, command) = self
             .image_and_command
             .split_first()
             .map(|(image, command)| (image.clone(), command.to_vec()))
             .unwrap_or_default();
-        api::CreateContainerRequest {
+        // As docker: the files first, then -e, so a flag overrides a file.
+        let mut env = Vec::new();
+        for env_file in &self.storage.env_files {
+            env.extend(read_env_file(env_file)?);
+        }
+        env.extend(self.env.iter().filter_map(|entry| environment_entry(entry)));
+        Ok(api::CreateContainerRequest {
             id: container_id,
             image,
             args: command,
             entrypoint: self.entrypoint.iter().cloned().collect(),
-            env: self.env.clone(),
+            env,
             working_dir: self.workdir.clone().unwrap_or_default(),
             user: self.user.clone().unwrap_or_default(),
             hostname: self.hostname.clone().unwrap_or_default(),
             labels: labels_from_pairs(&self.labels),
-        }
+            mounts: self.storage.all_mounts(),
+            read_only_rootfs: self.storage.read_only,
+            auto_remove: false,
+        })
     }
+}
+
+/// `KEY=VALUE`, or a bare `KEY` whose value comes from the caller's environment.
+pub fn parse_env_flag(text: &str) -> Result<String, String> {
+    if !text.contains('=') && !text.is_empty() {
+        return Ok(text.to_string());
+    }
+    parse_key_value(text)
 }
 
 /// Accepts `KEY=VALUE` with a non-empty key; the value may be empty or contain `=`.
@@ -384,7 +428,7 @@ mod tests {
             panic!("expected run, got {:?}", cli.command);
         };
         assert!(run_args.rm);
-        let request = run_args.container.create_request("web".to_string());
+        let request = run_args.container.create_request("web".to_string()).unwrap();
         assert_eq!(request.image, "alpine");
         assert_eq!(request.args, ["ls", "-l", "--rm"]);
         assert_eq!(request.env, ["A=1"]);
@@ -392,8 +436,8 @@ mod tests {
     }
 
     #[test]
-    fn run_rejects_rm_with_detach_and_needs_an_image() {
-        assert!(Cli::try_parse_from(["berth", "run", "--rm", "-d", "alpine"]).is_err());
+    fn run_takes_rm_with_detach_and_needs_an_image() {
+        assert!(Cli::try_parse_from(["berth", "run", "--rm", "-d", "alpine"]).is_ok());
         assert!(Cli::try_parse_from(["berth", "run", "--rm"]).is_err());
     }
 

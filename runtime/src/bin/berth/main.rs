@@ -14,7 +14,9 @@ mod output;
 mod recording_daemon;
 mod run;
 mod session;
+mod storage_args;
 mod version;
+mod volumes;
 
 use std::process::ExitCode;
 
@@ -46,7 +48,7 @@ enum Ready {
     /// The archive is open: a typo in its path is the likelier mistake, so it is reported
     /// before (and instead of) any trouble reaching berthd.
     ImageImport(images::ImportJob),
-    Other(Command),
+    Other(Box<Command>),
 }
 
 async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
@@ -58,14 +60,14 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Version(output_args) => {
             // berth's own version is useful even when berthd cannot be reached.
             version::print_client_version(output_args.output)?;
-            Ready::Other(Command::Version(output_args))
+            Ready::Other(Box::new(Command::Version(output_args)))
         }
-        other => Ready::Other(other),
+        other => Ready::Other(Box::new(other)),
     };
     let session = Session::connect(&address, &namespace).await?;
     match ready {
         Ready::ImageImport(import_job) => images::import_image(&session, import_job).await,
-        Ready::Other(command) => run_connected(&session, command).await,
+        Ready::Other(command) => run_connected(&session, *command).await,
     }
 }
 
@@ -97,5 +99,7 @@ async fn run_connected(session: &Session, command: Command) -> Result<ExitCode, 
         Command::Namespace(NamespaceCommand::Rm(namespace_rm_args)) => {
             namespaces::remove_namespaces(session, namespace_rm_args).await
         }
+        Command::Volume(volume_command) => volumes::run_volume_command(session, volume_command).await,
+        Command::Inspect(inspect_args) => containers::inspect_containers(session, inspect_args).await,
     }
 }

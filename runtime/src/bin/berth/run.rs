@@ -27,7 +27,9 @@ pub async fn run_container(session: &Session, run_args: RunArgs) -> Result<ExitC
     // that --rm promised to remove.
     let mut interrupts = signal(SignalKind::interrupt()).map_err(CliError::InstallSignalHandler)?;
     let container_id = run_args.container.name.clone().unwrap_or_else(client::generate_container_id);
-    let create_request = run_args.container.create_request(container_id.clone());
+    let mut create_request = run_args.container.create_request(container_id.clone())?;
+    // Detached, nobody waits here to remove it: berthd does, once the task has exited.
+    create_request.auto_remove = run_args.rm && run_args.detach;
 
     let mut containers = session.containers();
     let create_container = containers.create(session.request(create_request));
@@ -121,7 +123,7 @@ async fn remove_after_run(session: &Session, container_id: &str) -> bool {
     }
     let delete_container = session
         .containers()
-        .delete(session.request(api::DeleteContainerRequest { id: container_id.to_string() }))
+        .delete(session.request(api::DeleteContainerRequest { id: container_id.to_string(), remove_volumes: true }))
         .await;
     if let Err(status) = delete_container {
         if status.code() != tonic::Code::NotFound {

@@ -8,6 +8,7 @@ use berth_runtime::api::images_client::ImagesClient;
 use berth_runtime::api::namespaces_client::NamespacesClient;
 use berth_runtime::api::tasks_client::TasksClient;
 use berth_runtime::api::version_client::VersionClient;
+use berth_runtime::api::volumes_client::VolumesClient;
 use berth_runtime::client::{BerthClient, ClientError};
 use tonic::transport::Channel;
 
@@ -25,6 +26,9 @@ pub enum CliError {
 
     #[error("cannot watch for Ctrl-C: {0}; run without a terminal, e.g. with --detach")]
     InstallSignalHandler(std::io::Error),
+
+    #[error("unknown filter {filter:?}: use status=, name=, label= or ancestor=")]
+    UnknownFilter { filter: String },
 
     /// Several targets failed; each was already reported on its own line.
     #[error("{n_failed} of {n_total} failed (see above)")]
@@ -68,6 +72,10 @@ impl Session {
 
     pub fn namespaces(&self) -> NamespacesClient<Channel> {
         self.client.namespaces()
+    }
+
+    pub fn volumes(&self) -> VolumesClient<Channel> {
+        self.client.volumes()
     }
 
     pub fn events(&self) -> EventsClient<Channel> {
