@@ -8,6 +8,7 @@ mod containers;
 mod convert;
 mod events;
 mod images;
+mod logs;
 mod namespaces;
 mod paging;
 mod services;

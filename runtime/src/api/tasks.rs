@@ -3,9 +3,9 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
 
 use berth_commands::{Command, CreateTask, DeleteTask, KillTask, StartTask};
+use berth_log::Timestamp;
 use berth_projections::{Event, Origin, State, TaskStatus};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -14,10 +14,10 @@ use tonic::{Request, Response, Status};
 
 use crate::api;
 use crate::api::convert::{api_time, task_message};
+use crate::api::logs::{stream_logs, LogsQuery};
 use crate::api::paging::page;
 use crate::api::services::{container_not_found, Services};
-use crate::daemon::store::{Store, OUTCOME_TIMEOUT};
-use crate::tasks::task_dir::TaskDir;
+use crate::daemon::store::OUTCOME_TIMEOUT;
 
 pub struct TasksService(pub Arc<Services>);
 
@@ -189,73 +189,13 @@ impl api::tasks_server::Tasks for TasksService {
         let task_dir = self.0.layout.task_dir(&namespace, &container_id);
         let (sender, receiver) = mpsc::channel(16);
         let store = Arc::clone(&self.0.store);
-        tokio::spawn(stream_logs(store, namespace, container_id, task_dir, message.follow, sender));
-        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
-    }
-}
-
-/// Sends what the task wrote to its stdout and stderr files; with `follow`, keeps reading until
-/// the task has exited (or is gone) and both files are drained.
-async fn stream_logs(
-    store: Arc<Store>,
-    namespace: String,
-    container_id: String,
-    task_dir: TaskDir,
-    follow: bool,
-    sender: mpsc::Sender<Result<api::LogChunk, Status>>,
-) {
-    use tokio::io::AsyncReadExt;
-    let streams = [
-        (task_dir.stdout_path(), api::log_chunk::Stream::Stdout),
-        (task_dir.stderr_path(), api::log_chunk::Stream::Stderr),
-    ];
-    let mut offsets = [0u64; 2];
-    let mut buffer = vec![0u8; 64 * 1024];
-    let mut applied = store.watch_applied();
-    let stopping = store.stopping();
-    tokio::pin!(stopping);
-    loop {
-        // Decide "finished" before reading, so output written just before the exit is read.
-        let finished = {
-            let state = store.state();
-            match state.container(&namespace, &container_id).and_then(|container| container.task.as_ref()) {
-                Some(task) => task.exit.is_some() || matches!(task.status, TaskStatus::Failed),
-                None => true,
-            }
+        let query = LogsQuery {
+            follow: message.follow,
+            tail: message.tail,
+            since: (message.since_ns > 0).then(|| Timestamp::from_signed_ns(message.since_ns)).flatten(),
+            timestamps: message.timestamps,
         };
-        let mut read_any = false;
-        for (index, (path, stream)) in streams.iter().enumerate() {
-            let Ok(mut file) = tokio::fs::File::open(path).await else { continue };
-            if tokio::io::AsyncSeekExt::seek(&mut file, std::io::SeekFrom::Start(offsets[index])).await.is_err() {
-                continue;
-            }
-            while let Ok(n) = file.read(&mut buffer).await {
-                if n == 0 {
-                    break;
-                }
-                read_any = true;
-                offsets[index] += n as u64;
-                let chunk = api::LogChunk { stream: *stream as i32, data: buffer[..n].to_vec() };
-                if sender.send(Ok(chunk)).await.is_err() {
-                    return;
-                }
-            }
-        }
-        if !follow || (finished && !read_any) {
-            return;
-        }
-        if !read_any {
-            // New output is polled for; the exit is noticed as soon as it is recorded.
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(20)) => {}
-                _ = applied.changed() => {}
-                () = &mut stopping => {
-                    // End the stream so berthd can stop; the container keeps running.
-                    let stopping = Status::unavailable("berthd is stopping: the container keeps running, run `berth logs` again when berthd is back");
-                    let _ = sender.send(Err(stopping)).await;
-                    return;
-                }
-            }
-        }
+        tokio::spawn(stream_logs(store, namespace, container_id, task_dir, query, sender));
+        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
     }
 }

@@ -8,7 +8,8 @@
 //! `berth_runtime::tasks::monitor`. Deliberately synchronous and small: it spends its life in waitpid.
 
 use std::fs::{File, OpenOptions};
-use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
+use std::io::{ErrorKind, Write};
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
@@ -17,6 +18,7 @@ use std::time::Duration;
 use berth_log::{Seq, Timestamp};
 use berth_runtime::sys::fs::{remove_file_durably, write_file_atomically, write_file_durably};
 use berth_runtime::sys::process::{is_open_descriptor, read_process_stat, set_close_on_exec};
+use berth_runtime::tasks::output_log::{self, OutputLimits, RotatingWriter};
 use berth_runtime::tasks::runc::{self, Runc, RuncError};
 use berth_runtime::tasks::task_dir::{
     ExitStatus, MonitorIdentity, TaskDir, EXIT_FILE, MONITOR_LOCK_FILE, MONITOR_LOG_FILE, MONITOR_STATE_FILE,
@@ -63,7 +65,18 @@ struct MonitorArgs {
     /// it the monitor takes the lock itself.
     #[arg(long)]
     lock_fd: Option<i32>,
+    /// Rotate stdout.log and stderr.log at about this size.
+    #[arg(long, default_value_t = output_log::DEFAULT_MAX_FILE_BYTES)]
+    output_max_file_bytes: u64,
+    /// Keep this many files per stream, the current one included.
+    #[arg(long, default_value_t = output_log::DEFAULT_MAX_FILES)]
+    output_max_files: u32,
 }
+
+/// How long the exit waits for the output copiers to drain what the container wrote last. They
+/// end at once when the container's processes are gone; only a process outside the container
+/// holding its pipe open (none should) could keep them longer.
+const OUTPUT_DRAIN_LIMIT: Duration = Duration::from_secs(5);
 
 fn main() -> ExitCode {
     let monitor_args = absolute_args(MonitorArgs::parse());
@@ -81,7 +94,7 @@ fn main() -> ExitCode {
     };
     detach_from_berthd(&mut monitor_log);
 
-    let (init_pid, init_start_time) = match create_container(&monitor_args, &mut monitor_log) {
+    let (init_pid, init_start_time, output_copiers) = match create_container(&monitor_args, &mut monitor_log) {
         Ok(created) => created,
         Err(message) => {
             monitor_log.line(&format!("create failed: {message}"));
@@ -97,6 +110,8 @@ fn main() -> ExitCode {
         ..reap_until_init_exits(init_pid, init_start_time, &mut monitor_log)
     };
     monitor_log.line(&format!("init {init_pid} exited: code {} signal {}", exit_status.code, exit_status.signal));
+    // The last output is on disk before the exit is: a reader that sees the exit has it all.
+    output_copiers.drain(OUTPUT_DRAIN_LIMIT, &mut monitor_log);
     let exit_json = serde_json::to_vec(&exit_status).expect("exit status serializes");
     if let Err(write_error) = write_file_durably(&monitor_args.task_dir, EXIT_FILE, &exit_json) {
         // berthd will see a monitor gone without exit.json and report an unknown exit code.
@@ -150,6 +165,8 @@ fn absolute_args(monitor_args: MonitorArgs) -> MonitorArgs {
         start: monitor_args.start,
         intent_seq: monitor_args.intent_seq,
         lock_fd: monitor_args.lock_fd,
+        output_max_file_bytes: monitor_args.output_max_file_bytes,
+        output_max_files: monitor_args.output_max_files,
     }
 }
 
@@ -192,7 +209,63 @@ fn detach_from_berthd(monitor_log: &mut MonitorLog) {
 
 /// Runs `runc create` and returns the container init's pid and start time, or the message to
 /// report when it failed.
-fn create_container(monitor_args: &MonitorArgs, monitor_log: &mut MonitorLog) -> Result<(u32, u64), String> {
+/// The threads copying the container's stdout and stderr from their pipes into the rotated
+/// record files (`tasks::output_log`); each says on `finished` when its pipe reached its end.
+struct OutputCopiers {
+    finished: std::sync::mpsc::Receiver<()>,
+    n_running: usize,
+}
+
+impl OutputCopiers {
+    /// Starts one copier per stream; returns them and the write ends to give runc.
+    fn start(monitor_args: &MonitorArgs) -> Result<(OutputCopiers, [OwnedFd; 2]), String> {
+        let limits = OutputLimits {
+            max_file_bytes: monitor_args.output_max_file_bytes,
+            max_files: monitor_args.output_max_files,
+        };
+        let (sender, finished) = std::sync::mpsc::channel();
+        let mut write_ends = Vec::new();
+        for file_name in [STDOUT_FILE, STDERR_FILE] {
+            let path = monitor_args.task_dir.join(file_name);
+            let mut writer = RotatingWriter::open(&path, limits)
+                .map_err(|error| format!("could not open {}: {error}", path.display()))?;
+            let (read_end, write_end) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+                .map_err(|error| format!("could not make the output pipe: {error}"))?;
+            let sender = sender.clone();
+            std::thread::Builder::new()
+                .name(format!("copy {file_name}"))
+                // Small: the copier holds a 16 KiB buffer and little else.
+                .stack_size(64 * 1024)
+                .spawn(move || {
+                    let _ = output_log::copy_stream(File::from(read_end), &mut writer);
+                    let _ = sender.send(());
+                })
+                .map_err(|error| format!("could not start the output copier: {error}"))?;
+            write_ends.push(write_end);
+        }
+        let [stdout_write, stderr_write]: [OwnedFd; 2] = write_ends.try_into().expect("two streams");
+        Ok((OutputCopiers { finished, n_running: 2 }, [stdout_write, stderr_write]))
+    }
+
+    fn drain(mut self, limit: Duration, monitor_log: &mut MonitorLog) {
+        let deadline = std::time::Instant::now() + limit;
+        while self.n_running > 0 {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if self.finished.recv_timeout(left).is_err() {
+                monitor_log.line(
+                    "output copiers still running at the exit: something outside the container holds its output pipe",
+                );
+                return;
+            }
+            self.n_running -= 1;
+        }
+    }
+}
+
+fn create_container(
+    monitor_args: &MonitorArgs,
+    monitor_log: &mut MonitorLog,
+) -> Result<(u32, u64, OutputCopiers), String> {
     let task_dir = &monitor_args.task_dir;
     std::env::set_current_dir(task_dir)
         .map_err(|error| format!("could not enter task directory {}: {error}", task_dir.display()))?;
@@ -203,8 +276,6 @@ fn create_container(monitor_args: &MonitorArgs, monitor_log: &mut MonitorLog) ->
             .map_err(|error| format!("could not remove stale {stale_file}: {error}"))?;
     }
 
-    let stdout_file = open_for_append(&task_dir.join(STDOUT_FILE))?;
-    let stderr_file = open_for_append(&task_dir.join(STDERR_FILE))?;
     let runc_log_path = task_dir.join(RUNC_LOG_FILE);
     // Only what runc writes during this create is quoted in an error; the files accumulate
     // across restarts of the task.
@@ -212,11 +283,15 @@ fn create_container(monitor_args: &MonitorArgs, monitor_log: &mut MonitorLog) ->
     let runc_log_length_before = file_length(&runc_log_path);
 
     let runc = Runc::new(monitor_args.runc.clone(), monitor_args.runc_root.clone());
+    let (output_copiers, [stdout_write, stderr_write]) = OutputCopiers::start(monitor_args)?;
     let mut create_command =
         runc.create_command(&monitor_args.id, &monitor_args.bundle, &runc_log_path, monitor_args.start);
-    create_command.stdin(Stdio::null()).stdout(Stdio::from(stdout_file)).stderr(Stdio::from(stderr_file));
+    create_command.stdin(Stdio::null()).stdout(Stdio::from(stdout_write)).stderr(Stdio::from(stderr_write));
     monitor_log.line(&format!("running {create_command:?}"));
-    let create_status = match create_command.status() {
+    let create_status = create_command.status();
+    // The write ends now belong to the container alone: its exit ends the copiers.
+    drop(create_command);
+    let create_status = match create_status {
         Ok(create_status) => create_status,
         Err(spawn_error) if spawn_error.kind() == ErrorKind::NotFound => {
             return Err(RuncError::NotFound { path: monitor_args.runc.clone() }.to_string());
@@ -226,6 +301,7 @@ fn create_container(monitor_args: &MonitorArgs, monitor_log: &mut MonitorLog) ->
         }
     };
     if !create_status.success() {
+        output_copiers.drain(OUTPUT_DRAIN_LIMIT, monitor_log);
         let mut explanation = runc::runc_log_errors_since(&runc_log_path, runc_log_length_before, 3).join("; ");
         if explanation.is_empty() {
             explanation = runc::runc_error_text(&read_tail(&task_dir.join(STDERR_FILE), stderr_length_before));
@@ -264,7 +340,7 @@ fn create_container(monitor_args: &MonitorArgs, monitor_log: &mut MonitorLog) ->
     write_file_atomically(task_dir, MONITOR_STATE_FILE, &monitor_json)
         .map_err(|error| format!("could not write {MONITOR_STATE_FILE}: {error}"))?;
     monitor_log.line(&format!("created: {monitor_identity:?}"));
-    Ok((init_pid, init_start_time))
+    Ok((init_pid, init_start_time, output_copiers))
 }
 
 /// Writes the one readiness report, then lets go of berthd's pipes: stdout to /dev/null, stderr
@@ -347,30 +423,15 @@ fn reap_leftover_zombies() {
     }
 }
 
-fn open_for_append(path: &Path) -> Result<File, String> {
-    OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(berth_runtime::sys::fs::PRIVATE_FILE_MODE)
-        .open(path)
-        .map_err(|error| format!("could not open {}: {error}", path.display()))
-}
-
 fn file_length(path: &Path) -> u64 {
     std::fs::metadata(path).map(|metadata| metadata.len()).unwrap_or(0)
 }
 
-/// Up to `MAX_QUOTED_STDERR_BYTES` written to `path` after offset `since`.
+/// The last `MAX_QUOTED_STDERR_BYTES` the container (or runc) wrote to the stream file at
+/// `path` after its byte `since`.
 fn read_tail(path: &Path, since: u64) -> Vec<u8> {
-    let mut tail_bytes = Vec::new();
-    if let Ok(mut file) = File::open(path) {
-        let end = file_length(path);
-        let start = since.max(end.saturating_sub(MAX_QUOTED_STDERR_BYTES));
-        if file.seek(SeekFrom::Start(start)).is_ok() {
-            let _ = file.take(MAX_QUOTED_STDERR_BYTES).read_to_end(&mut tail_bytes);
-        }
-    }
-    tail_bytes
+    let written = output_log::raw_output_since(path, since);
+    written[written.len().saturating_sub(MAX_QUOTED_STDERR_BYTES as usize)..].to_vec()
 }
 
 /// The monitor's own diagnostics, appended to task_dir/monitor.log. Logging must never stop the monitor,

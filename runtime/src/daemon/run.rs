@@ -36,6 +36,8 @@ pub struct DaemonOptions {
     pub monitor: PathBuf,
     pub segment_size: Option<u64>,
     pub durability: Durability,
+    /// How much of each container's output is kept (`[output]`).
+    pub output_limits: crate::tasks::output_log::OutputLimits,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -180,6 +182,7 @@ pub async fn run(
         Arc::clone(&content),
         Arc::clone(&snapshotter),
         Arc::clone(&gc_lock),
+        options.output_limits,
     );
     let started = Event::DaemonStarted {
         version: env!("CARGO_PKG_VERSION").to_string(),

@@ -28,6 +28,7 @@ use crate::sys::failpoint;
 use crate::tasks::cgroup;
 use crate::tasks::etc_files;
 use crate::tasks::monitor::{self, Launch, MonitorPaths};
+use crate::tasks::output_log::OutputLimits;
 use crate::tasks::runc::Runc;
 use crate::tasks::spec::{self, SpecInput};
 use crate::tasks::task_dir::{ExitStatus, MonitorIdentity};
@@ -72,9 +73,11 @@ pub struct Executor {
     /// taken exclusively to delete them, so a removal never deletes what an import in flight
     /// is about to record as present.
     pub(super) gc_lock: Arc<tokio::sync::RwLock<()>>,
+    pub(super) output_limits: OutputLimits,
 }
 
 impl Executor {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Arc<Store>,
         layout: Layout,
@@ -83,6 +86,7 @@ impl Executor {
         content: Arc<ContentStore>,
         snapshotter: Arc<Snapshotter>,
         gc_lock: Arc<tokio::sync::RwLock<()>>,
+        output_limits: OutputLimits,
     ) -> Arc<Executor> {
         Arc::new(Executor {
             store,
@@ -93,6 +97,7 @@ impl Executor {
             snapshotter,
             workers: Mutex::new(HashMap::new()),
             gc_lock,
+            output_limits,
         })
     }
 
@@ -101,7 +106,11 @@ impl Executor {
     }
 
     fn monitor_paths(&self, namespace: &str) -> MonitorPaths {
-        MonitorPaths { monitor_binary: self.monitor_binary.clone(), runc: self.runc(namespace) }
+        MonitorPaths {
+            monitor_binary: self.monitor_binary.clone(),
+            runc: self.runc(namespace),
+            output_limits: self.output_limits,
+        }
     }
 
     /// Consume committed records forever, dispatching intents to container workers.

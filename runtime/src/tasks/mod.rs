@@ -8,6 +8,7 @@ pub mod etc_files;
 pub mod executor;
 pub mod monitor;
 pub mod mounts;
+pub mod output_log;
 mod reconcile;
 pub mod recovery;
 mod removal;

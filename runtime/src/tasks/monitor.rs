@@ -81,6 +81,8 @@ pub enum MonitorError {
 pub struct MonitorPaths {
     pub monitor_binary: PathBuf,
     pub runc: Runc,
+    /// How much output the monitor keeps (`--output-max-file-bytes`, `--output-max-files`).
+    pub output_limits: crate::tasks::output_log::OutputLimits,
 }
 
 /// `berth-monitor` next to the running executable (or next to its parent directory when running
@@ -171,6 +173,10 @@ pub async fn spawn_monitor(
         .args((launch == Launch::CreateAndStart).then_some("--start"))
         .arg("--intent-seq")
         .arg(intent_seq.to_string())
+        .arg("--output-max-file-bytes")
+        .arg(paths.output_limits.max_file_bytes.to_string())
+        .arg("--output-max-files")
+        .arg(paths.output_limits.max_files.to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

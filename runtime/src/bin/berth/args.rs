@@ -198,6 +198,19 @@ pub struct LogsArgs {
     #[arg(short = 'f', long)]
     pub follow: bool,
 
+    /// Print only the last N lines (stdout and stderr together), or `all`
+    #[arg(long, value_name = "N", value_parser = parse_tail)]
+    pub tail: Option<u64>,
+
+    /// Print only output from this time on: RFC 3339 (2026-01-02T15:04:05Z) or a time ago
+    /// (30s, 5m, 2h)
+    #[arg(long, value_name = "TIME", value_parser = parse_since)]
+    pub since: Option<i64>,
+
+    /// Begin each line with the time the monitor read it
+    #[arg(short = 't', long)]
+    pub timestamps: bool,
+
     /// Container whose output to print
     #[arg(value_name = "ID")]
     pub container_id: String,
@@ -377,6 +390,29 @@ pub fn labels_from_pairs(pairs: &[String]) -> HashMap<String, String> {
         .collect()
 }
 
+/// `--tail`: a number of lines, or `all` (the same as leaving it out).
+pub fn parse_tail(text: &str) -> Result<u64, String> {
+    if text == "all" {
+        return Ok(u64::MAX);
+    }
+    text.parse::<u64>().map_err(|_| format!("--tail takes a number of lines or `all`, not {text:?}"))
+}
+
+/// `--since`: an RFC 3339 time, or a duration ago (`30s`, `5m`, `2h`, `1d`), as unix ns.
+pub fn parse_since(text: &str) -> Result<i64, String> {
+    let units = [("s", 1u64), ("m", 60), ("h", 3600), ("d", 86_400)];
+    for (suffix, seconds_per_unit) in units {
+        if let Some(number) = text.strip_suffix(suffix).and_then(|number| number.parse::<u64>().ok()) {
+            let ago_ns = number.saturating_mul(seconds_per_unit).saturating_mul(1_000_000_000);
+            let now_ns = berth_log::Timestamp::now().as_ns();
+            return i64::try_from(now_ns.saturating_sub(ago_ns)).map_err(|_| "the time is out of range".to_string());
+        }
+    }
+    let timestamp = berth_log::Timestamp::parse(text)
+        .map_err(|error| format!("{error}; or give a time ago such as 30s, 5m or 2h"))?;
+    i64::try_from(timestamp.as_ns()).map_err(|_| "the time is out of range".to_string())
+}
+
 /// A signal by name (`TERM`, `SIGTERM`, `term`) or number (`15`).
 pub fn parse_signal(text: &str) -> Result<u32, String> {
     let unknown =
@@ -406,6 +442,18 @@ mod tests {
         assert!(parse_signal("0").is_err());
         assert!(parse_signal("65").is_err());
         assert!(parse_signal("").is_err());
+    }
+
+    #[test]
+    fn tail_and_since_parse() {
+        assert_eq!(parse_tail("10"), Ok(10));
+        assert_eq!(parse_tail("all"), Ok(u64::MAX));
+        assert!(parse_tail("-1").is_err());
+        assert_eq!(parse_since("2026-01-02T03:04:05Z"), Ok(1_767_323_045_000_000_000));
+        let an_hour_ago = parse_since("1h").unwrap();
+        let now = berth_log::Timestamp::now().as_ns() as i64;
+        assert!((now - an_hour_ago - 3_600_000_000_000).abs() < 60_000_000_000);
+        assert!(parse_since("yesterday").is_err());
     }
 
     #[test]

@@ -149,7 +149,11 @@ pub async fn attach(
 ) -> Result<ExitCode, CliError> {
     let mut log_stream = match session
         .tasks()
-        .logs(session.request(api::LogsRequest { container_id: container_id.to_string(), follow: true }))
+        .logs(session.request(api::LogsRequest {
+            container_id: container_id.to_string(),
+            follow: true,
+            ..Default::default()
+        }))
         .await
     {
         Ok(response) => Some(response.into_inner()),
@@ -294,11 +298,22 @@ fn exit_code_from_status(exit_status: i32) -> ExitCode {
 pub async fn print_logs(session: &Session, logs_args: LogsArgs) -> Result<ExitCode, CliError> {
     let mut log_stream = session
         .tasks()
-        .logs(session.request(api::LogsRequest { container_id: logs_args.container_id, follow: logs_args.follow }))
+        .logs(session.request(api::LogsRequest {
+            container_id: logs_args.container_id,
+            follow: logs_args.follow,
+            tail: logs_args.tail.filter(|tail| *tail != u64::MAX),
+            since_ns: logs_args.since.unwrap_or(0),
+            timestamps: logs_args.timestamps,
+        }))
         .await
         .map_err(session.rpc_error())?
         .into_inner();
-    while let Some(chunk) = log_stream.message().await.map_err(session.rpc_error())? {
+    while let Some(mut chunk) = log_stream.message().await.map_err(session.rpc_error())? {
+        if logs_args.timestamps {
+            let mut stamped = format!("{} ", crate::output::format_rfc3339(chunk.timestamp_ns)).into_bytes();
+            stamped.extend_from_slice(&chunk.data);
+            chunk.data = stamped;
+        }
         if let Err(error) = write_log_chunk(&chunk) {
             if error.kind() == std::io::ErrorKind::BrokenPipe {
                 break;
