@@ -10,7 +10,7 @@ use berth_runtime::client;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::session::CliError;
-use crate::storage_args::{environment_entry, read_env_file, InspectArgs, StorageArgs, VolumeCommand};
+use crate::storage_args::{environment_entry, read_env_file, StorageArgs};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -333,6 +333,43 @@ pub struct NamespaceRmArgs {
     /// Namespaces to remove
     #[arg(value_name = "NAME", required = true)]
     pub namespace_names: Vec<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum VolumeCommand {
+    /// Create a named volume
+    Create(VolumeCreateArgs),
+    /// List volumes
+    Ls(OutputArgs),
+    /// Print volumes as JSON: labels, mount point, the containers using them
+    Inspect(VolumeNamesArgs),
+    /// Remove volumes (refused while a container uses one)
+    Rm(VolumeNamesArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct VolumeCreateArgs {
+    /// Attach a label to the volume (repeatable)
+    #[arg(short = 'l', long = "label", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub labels: Vec<String>,
+
+    /// Name of the new volume
+    #[arg(value_name = "NAME")]
+    pub volume_name: String,
+}
+
+#[derive(Args, Debug)]
+pub struct VolumeNamesArgs {
+    /// Volumes
+    #[arg(value_name = "NAME", required = true)]
+    pub volume_names: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct InspectArgs {
+    /// Containers to print
+    #[arg(value_name = "ID", required = true)]
+    pub container_ids: Vec<String>,
 }
 
 impl ContainerArgs {

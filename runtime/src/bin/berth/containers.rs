@@ -8,14 +8,13 @@ use berth_runtime::api;
 use berth_runtime::client;
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::args::{CreateArgs, KillArgs, OutputFormat, PsArgs, RmArgs, StartArgs, WaitArgs};
+use crate::args::{CreateArgs, InspectArgs, KillArgs, OutputFormat, PsArgs, RmArgs, StartArgs, WaitArgs};
 use crate::output::{
     for_each_target, format_ago, format_rfc3339, format_table, now_unix_ns, print_json_document, print_stdout,
     shell_join, sorted_labels, truncate_chars,
 };
 use crate::run::attach;
 use crate::session::{CliError, Session};
-use crate::storage_args::InspectArgs;
 
 /// Widest COMMAND shown by `berth ps` before it is cut short.
 const COMMAND_COLUMN_CHARS: usize = 30;

@@ -4,9 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use berth_runtime::api;
-use clap::{Args, Subcommand};
-
-use crate::args::{parse_key_value, OutputArgs};
+use clap::Args;
 
 use crate::session::CliError;
 
@@ -160,43 +158,6 @@ pub fn read_env_file(path: &Path) -> Result<Vec<String>, CliError> {
         .filter(|line| !line.is_empty() && !line.starts_with('#'))
         .filter_map(environment_entry)
         .collect())
-}
-
-#[derive(Subcommand, Debug)]
-pub enum VolumeCommand {
-    /// Create a named volume
-    Create(VolumeCreateArgs),
-    /// List volumes
-    Ls(OutputArgs),
-    /// Print volumes as JSON: labels, mount point, the containers using them
-    Inspect(VolumeNamesArgs),
-    /// Remove volumes (refused while a container uses one)
-    Rm(VolumeNamesArgs),
-}
-
-#[derive(Args, Debug)]
-pub struct VolumeCreateArgs {
-    /// Attach a label to the volume (repeatable)
-    #[arg(short = 'l', long = "label", value_name = "KEY=VALUE", value_parser = parse_key_value)]
-    pub labels: Vec<String>,
-
-    /// Name of the new volume
-    #[arg(value_name = "NAME")]
-    pub volume_name: String,
-}
-
-#[derive(Args, Debug)]
-pub struct VolumeNamesArgs {
-    /// Volumes
-    #[arg(value_name = "NAME", required = true)]
-    pub volume_names: Vec<String>,
-}
-
-#[derive(Args, Debug)]
-pub struct InspectArgs {
-    /// Containers to print
-    #[arg(value_name = "ID", required = true)]
-    pub container_ids: Vec<String>,
 }
 
 #[cfg(test)]

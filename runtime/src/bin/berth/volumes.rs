@@ -5,10 +5,9 @@ use std::process::ExitCode;
 
 use berth_runtime::api;
 
-use crate::args::{labels_from_pairs, OutputFormat};
+use crate::args::{labels_from_pairs, OutputFormat, VolumeCommand};
 use crate::output::{for_each_target, format_rfc3339, format_table, print_json_document, print_stdout, sorted_labels};
 use crate::session::{CliError, Session};
-use crate::storage_args::VolumeCommand;
 
 pub async fn run_volume_command(session: &Session, command: VolumeCommand) -> Result<ExitCode, CliError> {
     match command {
