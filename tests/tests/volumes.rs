@@ -188,3 +188,26 @@ fn detached_rm_is_removed_by_berthd_when_it_exits() {
     // Its anonymous volume went with it.
     assert!(!daemon.ok(&["volume", "ls"]).contains("brief-volume-0"));
 }
+
+#[test]
+fn after_a_crash_an_exited_rm_container_is_removed_and_stray_volume_directories_swept() {
+    require_root();
+    let mut daemon = Daemon::start();
+    daemon.import_busybox();
+    daemon.ok(&["run", "-d", "--rm", "--name", "late", "busybox", "sh", "-c", "read never"]);
+    daemon.kill9();
+    // The container exits while berthd is down; its monitor writes the exit down.
+    let exit_file = daemon.root.join("tasks/default/late/exit.json");
+    let init_pid = eventually(Duration::from_secs(10), "the container's pid", || {
+        let monitor: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(daemon.root.join("tasks/default/late/monitor.json")).ok()?).ok()?;
+        monitor["init_pid"].as_i64()
+    });
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(init_pid as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
+    eventually(Duration::from_secs(10), "the exit to be written", || exit_file.exists().then_some(()));
+    let stray = daemon.root.join("volumes/default/ghost/data");
+    std::fs::create_dir_all(&stray).unwrap();
+    daemon.start_again();
+    eventually(Duration::from_secs(30), "the --rm container to be removed", || daemon.ps().is_empty().then_some(()));
+    assert!(!stray.exists(), "a volume directory no record accounts for was kept");
+}
