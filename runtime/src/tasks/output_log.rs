@@ -159,11 +159,16 @@ pub fn parse_records(bytes: &[u8]) -> (Vec<OutputRecord>, usize) {
         let line = &bytes[consumed..consumed + end];
         consumed += end + 1;
         let mut fields = line.splitn(3, |byte| *byte == b' ');
-        let (Some(ns), Some(flag), data) = (fields.next(), fields.next(), fields.next().unwrap_or_default()) else {
-            continue;
-        };
-        let Some(ns) = std::str::from_utf8(ns).ok().and_then(|text| text.parse::<u64>().ok()) else { continue };
-        records.push(OutputRecord { at: Timestamp::from_ns(ns), partial: flag == b"P", data: data.to_vec() });
+        let (ns, flag, data) = (fields.next(), fields.next(), fields.next().unwrap_or_default());
+        let ns = ns.and_then(|ns| std::str::from_utf8(ns).ok()).and_then(|text| text.parse::<u64>().ok());
+        match (ns, flag) {
+            (Some(ns), Some(flag @ (b"F" | b"P"))) => {
+                records.push(OutputRecord { at: Timestamp::from_ns(ns), partial: flag == b"P", data: data.to_vec() })
+            }
+            // Not a record: output an older monitor wrote raw (before records), shown as it is,
+            // with no time of its own.
+            _ => records.push(OutputRecord { at: Timestamp::from_ns(0), partial: false, data: line.to_vec() }),
+        }
     }
     (records, consumed)
 }
@@ -240,6 +245,14 @@ pub fn raw_output_since(path: &Path, since: u64) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn raw_output_of_an_older_monitor_still_reads() {
+        let (records, consumed) = parse_records(b"plain line\n5 F rec\nno newline yet");
+        assert_eq!(consumed, 19);
+        let raw: Vec<u8> = records.iter().flat_map(OutputRecord::raw).collect();
+        assert_eq!(raw, b"plain line\nrec\n");
+    }
 
     #[test]
     fn lines_round_trip_and_rotation_keeps_at_most_the_cap() {
