@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use berth_projections::{ContainerRecord, Event, ResourceLimits, State};
+use berth_projections::{ContainerRecord, Event, MountRecord, ResourceLimits, RestartMode, State};
 
 use crate::namespace::ensure_namespace;
 use crate::policy::{HostFacts, LimitsRequest, PolicyRequest};
@@ -28,6 +28,12 @@ pub struct CreateContainer {
     pub policies: Box<PolicyRequest>,
     /// What berthd observed of the host, for the limits that depend on it.
     pub host: HostFacts,
+    /// Bind sources already resolved by the runtime (it alone may look at the host).
+    pub mounts: Vec<MountRecord>,
+    /// The image config's `Volumes` paths: each not covered by `mounts` gets an anonymous volume.
+    pub image_volumes: Vec<String>,
+    pub read_only_rootfs: bool,
+    pub auto_remove: bool,
 }
 
 impl CreateContainer {
@@ -40,6 +46,12 @@ impl CreateContainer {
         validate::user(&self.user)?;
         validate::labels(&self.labels)?;
         let policies = self.policies.resolve(&self.host)?;
+        if self.auto_remove && policies.restart.mode != RestartMode::No {
+            return Err(CommandError::InvalidArgument(
+                "--rm and --restart cannot both be given: a container removed at its exit cannot be restarted; drop one"
+                    .to_string(),
+            ));
+        }
         let mut events = Vec::new();
         ensure_namespace(state, namespace, &mut events)?;
         if state.container(namespace, &self.id).is_some() {
@@ -79,6 +91,9 @@ impl CreateContainer {
         validate::process_strings(&args, &env)?;
         let user = if self.user.is_empty() { image.user.clone() } else { self.user.clone() };
         validate::user(&user)?;
+        let (mounts, volume_events) =
+            crate::volume::plan_container_volumes(state, namespace, &self.id, &self.mounts, &self.image_volumes)?;
+        events.extend(volume_events);
         let record = ContainerRecord {
             id: self.id.clone(),
             image: image.name.clone(),
@@ -94,6 +109,9 @@ impl CreateContainer {
             open_stdin: self.open_stdin,
             tty: self.tty,
             policies: Box::new(policies),
+            mounts,
+            read_only_rootfs: self.read_only_rootfs,
+            auto_remove: self.auto_remove,
         };
         events.push(Event::ContainerCreated { container: record });
         Ok(events)
@@ -131,6 +149,8 @@ impl UpdateContainer {
 
 pub struct DeleteContainer {
     pub id: String,
+    /// Remove the anonymous volumes made for it too (`rm -v`).
+    pub remove_volumes: bool,
 }
 
 impl DeleteContainer {
@@ -150,6 +170,9 @@ impl DeleteContainer {
         // been removed while it existed), recorded in the same record.
         let mut events = vec![Event::ContainerDeleted { id: self.id.clone() }];
         events.extend(crate::references::freed_by_container_removal(state, namespace, &self.id));
+        if self.remove_volumes {
+            events.extend(crate::volume::anonymous_volumes_removed_with(state, namespace, &self.id));
+        }
         Ok(events)
     }
 }

@@ -18,6 +18,7 @@ pub mod task;
 #[cfg(test)]
 mod test_state;
 pub mod validate;
+pub mod volume;
 
 pub use container::{
     merge_env, merge_process_args, CreateContainer, DeleteContainer, UpdateContainer, DEFAULT_PATH_ENV,
@@ -33,6 +34,7 @@ pub use pull::{PullImage, PullProvenance, RecordPulledBlobs};
 pub use push::PushImage;
 pub use restart::{restart_plan, RestartPlan, RestartTask};
 pub use task::{CreateTask, DeleteTask, KillTask, StartTask};
+pub use volume::{CreateVolume, RemoveVolume};
 
 use berth_projections::{Event, State};
 
@@ -58,6 +60,8 @@ pub enum Command {
     ExecProcess(ExecProcess),
     RecordOutcome(RecordOutcome),
     RecordDaemonEvent(RecordDaemonEvent),
+    CreateVolume(CreateVolume),
+    RemoveVolume(RemoveVolume),
 }
 
 impl Command {
@@ -84,6 +88,8 @@ impl Command {
             Command::ExecProcess(command) => command.decide(state, namespace),
             Command::RecordOutcome(command) => command.decide(state, namespace),
             Command::RecordDaemonEvent(command) => command.decide(state),
+            Command::CreateVolume(command) => command.decide(state, namespace),
+            Command::RemoveVolume(command) => command.decide(state, namespace),
         }
     }
 }

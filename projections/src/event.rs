@@ -286,6 +286,16 @@ pub enum Event {
         what: String,
         id: String,
     },
+
+    /// A named volume was created: by `berth volume create`, by a container naming one that did
+    /// not exist, or (anonymous, `anonymous_for` set) for an image's `VOLUME` entry.
+    VolumeCreated {
+        volume: VolumeRecord,
+    },
+    /// A volume was removed from the record; its directory goes after the record is durable.
+    VolumeRemoved {
+        name: String,
+    },
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
@@ -366,6 +376,49 @@ pub struct ContainerRecord {
     /// are small, and an `Event` is as large as its largest variant.
     #[serde(default)]
     pub policies: Box<ContainerPolicies>,
+
+    // Storage and auto-removal (issue 9). One group at the end, each `#[serde(default)]`, so
+    // records written before them decode as "no mounts, writable root, kept after exit".
+    /// Bind mounts, volumes and tmpfs mounts, in the order they are mounted.
+    #[serde(default)]
+    pub mounts: Vec<MountRecord>,
+    /// The root file system is mounted read-only (`--read-only`).
+    #[serde(default)]
+    pub read_only_rootfs: bool,
+    /// berthd deletes the task and the container (and its anonymous volumes) once the task has
+    /// exited (`run -d --rm`).
+    #[serde(default)]
+    pub auto_remove: bool,
+}
+
+/// What a mount is: a host directory, a berth volume or a fresh tmpfs.
+pub const MOUNT_KIND_BIND: &str = "bind";
+pub const MOUNT_KIND_VOLUME: &str = "volume";
+pub const MOUNT_KIND_TMPFS: &str = "tmpfs";
+
+/// One mount of a container, as resolved at create.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+pub struct MountRecord {
+    /// `bind`, `volume` or `tmpfs` ([`MOUNT_KIND_BIND`] …).
+    pub kind: String,
+    /// bind: the host path with every symlink resolved at create; volume: the volume's name;
+    /// tmpfs: empty.
+    pub source: String,
+    /// Absolute path inside the container.
+    pub destination: String,
+    pub read_only: bool,
+    /// tmpfs options (`size=64m`, `mode=1777`, …); empty for the others.
+    pub options: Vec<String>,
+}
+
+/// A volume: a directory under berth's root that outlives the containers using it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+pub struct VolumeRecord {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    /// The container an anonymous volume (from an image's `VOLUME`) was made for; removed with
+    /// it by `rm -v` or `--rm`. `None` for a named volume.
+    pub anonymous_for: Option<String>,
 }
 
 impl Envelope {
@@ -435,6 +488,8 @@ impl Event {
             Event::TaskRestartScheduled { .. } => "TaskRestartScheduled",
             Event::DaemonStarted { .. } => "DaemonStarted",
             Event::OrphanRemoved { .. } => "OrphanRemoved",
+            Event::VolumeCreated { .. } => "VolumeCreated",
+            Event::VolumeRemoved { .. } => "VolumeRemoved",
         }
     }
 

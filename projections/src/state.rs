@@ -11,7 +11,9 @@ use std::collections::BTreeMap;
 use berth_log::{Seq, Timestamp};
 use serde::{Deserialize, Serialize};
 
-use crate::event::{ContainerRecord, Envelope, Event, ExecProcess, ExitCause, ImageRecord};
+use crate::event::{
+    ContainerRecord, Envelope, Event, ExecProcess, ExitCause, ImageRecord, VolumeRecord, MOUNT_KIND_VOLUME,
+};
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 pub struct State {
@@ -30,6 +32,15 @@ pub struct NamespaceState {
     pub created_seq: Seq,
     pub images: BTreeMap<String, ImageState>,
     pub containers: BTreeMap<String, ContainerState>,
+    #[serde(default)]
+    pub volumes: BTreeMap<String, VolumeState>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct VolumeState {
+    pub record: VolumeRecord,
+    pub created_seq: Seq,
+    pub created_at_ns: Timestamp,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
@@ -245,6 +256,23 @@ impl State {
         self.namespaces.get(namespace)?.images.get(name)
     }
 
+    pub fn volume(&self, namespace: &str, name: &str) -> Option<&VolumeState> {
+        self.namespaces.get(namespace)?.volumes.get(name)
+    }
+
+    /// The ids of the containers of `namespace` that mount volume `name`, in order.
+    pub fn volume_users(&self, namespace: &str, name: &str) -> Vec<String> {
+        let Some(namespace_state) = self.namespaces.get(namespace) else { return Vec::new() };
+        namespace_state
+            .containers
+            .values()
+            .filter(|container| {
+                container.record.mounts.iter().any(|mount| mount.kind == MOUNT_KIND_VOLUME && mount.source == name)
+            })
+            .map(|container| container.record.id.clone())
+            .collect()
+    }
+
     /// Every (namespace, container) pair, in order.
     pub fn containers(&self) -> impl Iterator<Item = (&str, &ContainerState)> {
         self.namespaces.iter().flat_map(|(namespace_name, namespace)| {
@@ -363,6 +391,20 @@ impl State {
                         updated_seq: seq,
                         ..TaskState::default()
                     });
+                }
+            }
+            Event::VolumeCreated { volume } => {
+                if let Some(namespace_state) = self.namespaces.get_mut(namespace) {
+                    namespace_state.volumes.entry(volume.name.clone()).or_insert_with(|| VolumeState {
+                        record: volume.clone(),
+                        created_seq: seq,
+                        created_at_ns: timestamp,
+                    });
+                }
+            }
+            Event::VolumeRemoved { name } => {
+                if let Some(namespace_state) = self.namespaces.get_mut(namespace) {
+                    namespace_state.volumes.remove(name);
                 }
             }
             Event::DaemonStarted { .. } | Event::OrphanRemoved { .. } => {}

@@ -105,7 +105,14 @@ fn policies() -> impl Strategy<Value = ContainerPolicies> {
     })
 }
 
+fn mount() -> impl Strategy<Value = MountRecord> {
+    (text(), text(), text(), any::<bool>(), texts()).prop_map(|(kind, source, destination, read_only, options)| {
+        MountRecord { kind, source, destination, read_only, options }
+    })
+}
+
 fn container() -> impl Strategy<Value = ContainerRecord> {
+    let storage = (vec(mount(), 0..3), any::<bool>(), any::<bool>());
     (
         text(),
         text(),
@@ -117,6 +124,7 @@ fn container() -> impl Strategy<Value = ContainerRecord> {
         texts(),
         (text(), any::<bool>(), any::<bool>()),
         policies(),
+        storage,
     )
         .prop_map(
             |(
@@ -130,6 +138,7 @@ fn container() -> impl Strategy<Value = ContainerRecord> {
                 lowers,
                 (snapshot_key, open_stdin, tty),
                 policies,
+                (mounts, read_only_rootfs, auto_remove),
             )| {
                 ContainerRecord {
                     id,
@@ -146,6 +155,9 @@ fn container() -> impl Strategy<Value = ContainerRecord> {
                     open_stdin,
                     tty,
                     policies: Box::new(policies),
+                    mounts,
+                    read_only_rootfs,
+                    auto_remove,
                 }
             },
         )
@@ -266,6 +278,10 @@ fn event() -> impl Strategy<Value = Event> {
             replayed_to: Seq(replayed_to)
         }),
         (text(), text()).prop_map(|(what, id)| Event::OrphanRemoved { what, id }),
+        (text(), labels(), proptest::option::of(text())).prop_map(|(name, labels, anonymous_for)| {
+            Event::VolumeCreated { volume: VolumeRecord { name, labels, anonymous_for } }
+        }),
+        text().prop_map(|name| Event::VolumeRemoved { name }),
     ]
 }
 

@@ -161,6 +161,11 @@ pub fn describe_event(event: &Event) -> String {
         Event::TaskDeleted { exit_code: None, .. } => "task deleted (it never ran, so it has no exit code)".to_string(),
         Event::TaskDeleteFailed { error, .. } => format!("task delete failed: {error}"),
         Event::OrphanRemoved { what, id } => format!("recovery removed an orphaned {what} {id}"),
+        Event::VolumeCreated { volume } => match &volume.anonymous_for {
+            Some(container_id) => format!("anonymous volume {} created for container {container_id}", volume.name),
+            None => format!("volume {} created", volume.name),
+        },
+        Event::VolumeRemoved { name } => format!("volume {name} removed"),
         other => format!("{} {}", other.kind(), other.fields_json()),
     }
 }

@@ -73,6 +73,7 @@ fn container(id: &str) -> ContainerRecord {
         open_stdin: false,
         tty: false,
         policies: Default::default(),
+        ..ContainerRecord::default()
     }
 }
 

@@ -159,6 +159,7 @@ impl LogWriter {
             open_stdin: false,
             tty: false,
             policies: Default::default(),
+            ..ContainerRecord::default()
         };
         Envelope::new(
             "default",

@@ -5,14 +5,17 @@ use std::sync::Arc;
 
 use berth_commands::policy::parse_device;
 use berth_commands::{
-    Command, CreateContainer, DeleteContainer, LimitsRequest, PolicyRequest, SecurityRequest, UpdateContainer,
+    resolve_image, Command, CreateContainer, DeleteContainer, LimitsRequest, PolicyRequest, SecurityRequest,
+    UpdateContainer,
 };
+use berth_projections::{MountRecord, MOUNT_KIND_BIND};
 use tonic::{Request, Response, Status};
 
 use crate::api;
 use crate::api::convert::container_message;
 use crate::api::paging::page;
 use crate::api::services::{container_not_found, status_from_command_error, Services};
+use crate::tasks::mounts::{image_volume_paths, resolve_bind_source};
 use crate::tasks::policies;
 use crate::tasks::runc::Runc;
 use crate::tasks::seccomp;
@@ -30,6 +33,29 @@ impl api::containers_server::Containers for ContainersService {
         let id = message.id.clone();
         let policy_request = policy_request(message.policies.unwrap_or_default());
         check_on_host(&policy_request.security)?;
+        // Observe the host here (commands may not): bind sources resolved, the image's VOLUMEs.
+        let mut mounts = Vec::with_capacity(message.mounts.len());
+        for mount in &message.mounts {
+            let source = if mount.r#type == MOUNT_KIND_BIND {
+                resolve_bind_source(&mount.source, &self.0.layout)
+                    .map_err(|error| Status::invalid_argument(error.to_string()))?
+            } else {
+                mount.source.clone()
+            };
+            mounts.push(MountRecord {
+                kind: mount.r#type.clone(),
+                source,
+                destination: mount.destination.clone(),
+                read_only: mount.read_only,
+                options: mount.options.clone(),
+            });
+        }
+        let image_volumes = {
+            let state = self.0.store.state();
+            resolve_image(&state, &namespace, &message.image).map(|image| image.record.config.digest.clone())
+        }
+        .map(|config_digest| image_volume_paths(&self.0.content, &config_digest))
+        .unwrap_or_default();
         let command = Command::CreateContainer(CreateContainer {
             id: message.id,
             image: message.image,
@@ -44,6 +70,10 @@ impl api::containers_server::Containers for ContainersService {
             tty: message.tty,
             policies: Box::new(policy_request),
             host: policies::observe_host(),
+            mounts,
+            image_volumes,
+            read_only_rootfs: message.read_only_rootfs,
+            auto_remove: message.auto_remove,
         });
         let seq = self.0.submit(&namespace, origin, command).await?;
         let container = self.0.store.state().container(&namespace, &id).map(container_message);
@@ -120,7 +150,9 @@ impl api::containers_server::Containers for ContainersService {
         request: Request<api::DeleteContainerRequest>,
     ) -> Result<Response<api::DeleteContainerResponse>, Status> {
         let (namespace, origin) = self.0.caller(&request, "Containers/Delete")?;
-        let command = Command::DeleteContainer(DeleteContainer { id: request.into_inner().id });
+        let message = request.into_inner();
+        let command =
+            Command::DeleteContainer(DeleteContainer { id: message.id, remove_volumes: message.remove_volumes });
         let seq = self.0.submit(&namespace, origin, command).await?;
         Ok(Response::new(api::DeleteContainerResponse { seq: seq.get() }))
     }

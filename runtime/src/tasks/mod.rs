@@ -3,8 +3,10 @@
 //! (`restart`), `berth exec`'s processes (`exec`), the per-task [`monitor`] and its [`task_dir`],
 //! a `-i` task's [`stdin`] FIFO and a `-t` task's [`console`], the [`runc`] command line, the OCI
 //! runtime [`spec`] with a container's [`policies`] in it (limits, capabilities, devices and the
-//! [`seccomp`] profile), the [`etc_files`] a container gets in its bundle, and what a task's
-//! [`cgroup`] says after its end.
+//! [`seccomp`] profile), the [`etc_files`] a container gets in its bundle, its [`mounts`]
+//! (binds, volumes, tmpfs), its [`output_log`] (the record files every output goes through —
+//! pipes, a terminal, an exec's), removals the log asks for (`removal`: volumes, `--rm`), and
+//! what a task's [`cgroup`] says after its end.
 
 pub mod cgroup;
 pub mod console;
@@ -12,9 +14,12 @@ pub mod etc_files;
 mod exec;
 pub mod executor;
 pub mod monitor;
+pub mod mounts;
+pub mod output_log;
 pub mod policies;
 mod reconcile;
 pub mod recovery;
+mod removal;
 mod restart;
 pub mod runc;
 pub mod seccomp;

@@ -10,6 +10,8 @@ use berth_runtime::client;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::policy_args::{PolicyArgs, UpdateArgs};
+use crate::session::CliError;
+use crate::storage_args::{environment_entry, read_env_file, StorageArgs};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -87,6 +89,11 @@ pub enum Command {
     /// What berth keeps on disk
     #[command(subcommand)]
     System(SystemCommand),
+    /// Create, list, inspect and remove volumes
+    #[command(subcommand)]
+    Volume(VolumeCommand),
+    /// Print containers as JSON: their settings, mounts and task
+    Inspect(InspectArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -117,8 +124,9 @@ pub struct ContainerArgs {
     #[arg(long, value_name = "ID")]
     pub name: Option<String>,
 
-    /// Set an environment variable (repeatable); overrides the image's value
-    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    /// Set an environment variable (repeatable); overrides the image's value. A bare KEY takes
+    /// the value it has here (and is left out when it has none)
+    #[arg(short = 'e', long = "env", value_name = "KEY[=VALUE]", value_parser = parse_env_flag)]
     pub env: Vec<String>,
 
     /// Working directory inside the container (default: the image's)
@@ -153,6 +161,8 @@ pub struct ContainerArgs {
 
     #[command(flatten)]
     pub policies: PolicyArgs,
+    #[command(flatten)]
+    pub storage: StorageArgs,
 
     /// Image to run, then the command and its arguments (default: the image's command).
     /// Everything after IMAGE is passed to the container, flags included.
@@ -165,12 +175,13 @@ pub struct ContainerArgs {
 #[derive(Args, Debug)]
 #[command(override_usage = "berth run [OPTIONS] IMAGE [COMMAND [ARG]...]")]
 pub struct RunArgs {
-    /// Remove the container and its task once it has exited (or on Ctrl-C)
+    /// Remove the container, its task and its anonymous volumes once it has exited (or on
+    /// Ctrl-C); with -d, berthd removes it when it exits
     #[arg(long, conflicts_with = "restart")]
     pub rm: bool,
 
     /// Start the container, print its id and return at once
-    #[arg(short = 'd', long, conflicts_with = "rm")]
+    #[arg(short = 'd', long)]
     pub detach: bool,
 
     #[command(flatten)]
@@ -201,6 +212,15 @@ pub struct PsArgs {
     #[arg(short = 'a', long)]
     pub all: bool,
 
+    /// Print only the ids, one a line
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+
+    /// Only containers matching: status=STATUS, name=TEXT (part of the id), label=KEY[=VALUE],
+    /// ancestor=IMAGE (repeatable; all must match)
+    #[arg(short = 'f', long = "filter", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub filters: Vec<String>,
+
     #[command(flatten)]
     pub output: OutputArgs,
 }
@@ -210,6 +230,19 @@ pub struct LogsArgs {
     /// Keep printing new output until the container exits
     #[arg(short = 'f', long)]
     pub follow: bool,
+
+    /// Print only the last N lines (stdout and stderr together), or `all`
+    #[arg(long, value_name = "N", value_parser = parse_tail)]
+    pub tail: Option<u64>,
+
+    /// Print only output from this time on: RFC 3339 (2026-01-02T15:04:05Z) or a time ago
+    /// (30s, 5m, 2h)
+    #[arg(long, value_name = "TIME", value_parser = parse_since)]
+    pub since: Option<i64>,
+
+    /// Begin each line with the time the monitor read it
+    #[arg(short = 't', long)]
+    pub timestamps: bool,
 
     /// Container whose output to print
     #[arg(value_name = "ID")]
@@ -282,6 +315,10 @@ pub struct RmArgs {
     /// Kill running tasks first instead of refusing to remove them
     #[arg(short = 'f', long)]
     pub force: bool,
+
+    /// Remove the container's anonymous volumes too
+    #[arg(short = 'v', long)]
+    pub volumes: bool,
 
     /// Containers to remove
     #[arg(value_name = "ID", required = true)]
@@ -501,19 +538,63 @@ pub struct NamespaceRmArgs {
     pub namespace_names: Vec<String>,
 }
 
+#[derive(Subcommand, Debug)]
+pub enum VolumeCommand {
+    /// Create a named volume
+    Create(VolumeCreateArgs),
+    /// List volumes
+    Ls(OutputArgs),
+    /// Print volumes as JSON: labels, mount point, the containers using them
+    Inspect(VolumeNamesArgs),
+    /// Remove volumes (refused while a container uses one)
+    Rm(VolumeNamesArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct VolumeCreateArgs {
+    /// Attach a label to the volume (repeatable)
+    #[arg(short = 'l', long = "label", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub labels: Vec<String>,
+
+    /// Name of the new volume
+    #[arg(value_name = "NAME")]
+    pub volume_name: String,
+}
+
+#[derive(Args, Debug)]
+pub struct VolumeNamesArgs {
+    /// Volumes
+    #[arg(value_name = "NAME", required = true)]
+    pub volume_names: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct InspectArgs {
+    /// Containers to print
+    #[arg(value_name = "ID", required = true)]
+    pub container_ids: Vec<String>,
+}
+
 impl ContainerArgs {
-    pub fn create_request(&self, container_id: String) -> api::CreateContainerRequest {
+    /// The request; reads the env files, so it fails when one cannot be read.
+    pub fn create_request(&self, container_id: String) -> Result<api::CreateContainerRequest, CliError> {
         let (image, command) = self
             .image_and_command
             .split_first()
             .map(|(image, command)| (image.clone(), command.to_vec()))
             .unwrap_or_default();
-        api::CreateContainerRequest {
+        // As docker: the files first, then -e, so a flag overrides a file.
+        let mut env = Vec::new();
+        for env_file in &self.storage.env_files {
+            env.extend(read_env_file(env_file)?);
+        }
+        env.extend(self.env.iter().filter_map(|entry| environment_entry(entry)));
+        Ok(api::CreateContainerRequest {
             id: container_id,
             image,
             args: command,
             entrypoint: self.entrypoint.iter().cloned().collect(),
-            env: self.env.clone(),
+            env,
             working_dir: self.workdir.clone().unwrap_or_default(),
             user: self.user.clone().unwrap_or_default(),
             hostname: self.hostname.clone().unwrap_or_default(),
@@ -521,8 +602,19 @@ impl ContainerArgs {
             open_stdin: self.interactive,
             tty: self.tty,
             policies: Some(self.policies.message()),
-        }
+            mounts: self.storage.all_mounts(),
+            read_only_rootfs: self.storage.read_only,
+            auto_remove: false,
+        })
     }
+}
+
+/// `KEY=VALUE`, or a bare `KEY` whose value comes from the caller's environment.
+pub fn parse_env_flag(text: &str) -> Result<String, String> {
+    if !text.contains('=') && !text.is_empty() {
+        return Ok(text.to_string());
+    }
+    parse_key_value(text)
 }
 
 /// Accepts `KEY=VALUE` with a non-empty key; the value may be empty or contain `=`.
@@ -539,6 +631,29 @@ pub fn labels_from_pairs(pairs: &[String]) -> HashMap<String, String> {
         .filter_map(|pair| pair.split_once('='))
         .map(|(key, value)| (key.to_string(), value.to_string()))
         .collect()
+}
+
+/// `--tail`: a number of lines, or `all` (the same as leaving it out).
+pub fn parse_tail(text: &str) -> Result<u64, String> {
+    if text == "all" {
+        return Ok(u64::MAX);
+    }
+    text.parse::<u64>().map_err(|_| format!("--tail takes a number of lines or `all`, not {text:?}"))
+}
+
+/// `--since`: an RFC 3339 time, or a duration ago (`30s`, `5m`, `2h`, `1d`), as unix ns.
+pub fn parse_since(text: &str) -> Result<i64, String> {
+    let units = [("s", 1u64), ("m", 60), ("h", 3600), ("d", 86_400)];
+    for (suffix, seconds_per_unit) in units {
+        if let Some(number) = text.strip_suffix(suffix).and_then(|number| number.parse::<u64>().ok()) {
+            let ago_ns = number.saturating_mul(seconds_per_unit).saturating_mul(1_000_000_000);
+            let now_ns = berth_log::Timestamp::now().as_ns();
+            return i64::try_from(now_ns.saturating_sub(ago_ns)).map_err(|_| "the time is out of range".to_string());
+        }
+    }
+    let timestamp = berth_log::Timestamp::parse(text)
+        .map_err(|error| format!("{error}; or give a time ago such as 30s, 5m or 2h"))?;
+    i64::try_from(timestamp.as_ns()).map_err(|_| "the time is out of range".to_string())
 }
 
 /// A signal by name (`TERM`, `SIGTERM`, `term`) or number (`15`).
@@ -573,6 +688,18 @@ mod tests {
     }
 
     #[test]
+    fn tail_and_since_parse() {
+        assert_eq!(parse_tail("10"), Ok(10));
+        assert_eq!(parse_tail("all"), Ok(u64::MAX));
+        assert!(parse_tail("-1").is_err());
+        assert_eq!(parse_since("2026-01-02T03:04:05Z"), Ok(1_767_323_045_000_000_000));
+        let an_hour_ago = parse_since("1h").unwrap();
+        let now = berth_log::Timestamp::now().as_ns() as i64;
+        assert!((now - an_hour_ago - 3_600_000_000_000).abs() < 60_000_000_000);
+        assert!(parse_since("yesterday").is_err());
+    }
+
+    #[test]
     fn key_values_need_a_key_and_an_equals_sign() {
         assert_eq!(parse_key_value("A=1"), Ok("A=1".to_string()));
         assert_eq!(parse_key_value("A="), Ok("A=".to_string()));
@@ -592,7 +719,7 @@ mod tests {
             panic!("expected run, got {:?}", cli.command);
         };
         assert!(run_args.rm);
-        let request = run_args.container.create_request("web".to_string());
+        let request = run_args.container.create_request("web".to_string()).unwrap();
         assert_eq!(request.image, "alpine");
         assert_eq!(request.args, ["ls", "-l", "--rm"]);
         assert_eq!(request.env, ["A=1"]);
@@ -600,8 +727,8 @@ mod tests {
     }
 
     #[test]
-    fn run_rejects_rm_with_detach_and_needs_an_image() {
-        assert!(Cli::try_parse_from(["berth", "run", "--rm", "-d", "alpine"]).is_err());
+    fn run_takes_rm_with_detach_and_needs_an_image() {
+        assert!(Cli::try_parse_from(["berth", "run", "--rm", "-d", "alpine"]).is_ok());
         assert!(Cli::try_parse_from(["berth", "run", "--rm"]).is_err());
     }
 
@@ -644,52 +771,6 @@ mod tests {
         args.extend(["run", "--help"]);
         let error = Cli::try_parse_from(args).unwrap_err();
         assert_eq!(error.kind(), clap::error::ErrorKind::DisplayHelp);
-    }
-
-    #[test]
-    fn policy_flags_reach_the_create_request() {
-        let cli = Cli::try_parse_from([
-            "berth",
-            "run",
-            "-m",
-            "64m",
-            "--cpus",
-            "0.5",
-            "--pids-limit",
-            "-1",
-            "--ulimit",
-            "nofile=10:20",
-            "--restart",
-            "on-failure:2",
-            "--cap-add",
-            "net_admin",
-            "--cap-drop",
-            "ALL",
-            "--security-opt",
-            "seccomp=unconfined",
-            "--device",
-            "/dev/fuse",
-            "--group-add",
-            "audio",
-            "--privileged",
-            "busybox",
-            "true",
-        ])
-        .unwrap();
-        let Command::Run(run_args) = cli.command else { panic!("expected run") };
-        let policies = run_args.container.create_request("c".to_string()).policies.unwrap();
-        let limits = policies.limits.unwrap();
-        assert_eq!((limits.memory.as_str(), limits.cpus.as_str(), limits.pids_limit.as_str()), ("64m", "0.5", "-1"));
-        assert_eq!(limits.ulimits, ["nofile=10:20"]);
-        assert_eq!(policies.restart, "on-failure:2");
-        let security = policies.security.unwrap();
-        assert!(security.privileged && security.seccomp_unconfined);
-        assert_eq!((security.cap_add, security.cap_drop), (vec!["net_admin".to_string()], vec!["ALL".to_string()]));
-        assert_eq!((security.devices, security.group_add), (vec!["/dev/fuse".to_string()], vec!["audio".to_string()]));
-        let cli = Cli::try_parse_from(["berth", "update", "--memory", "32m", "--cpus", "1", "a", "b"]).unwrap();
-        let Command::Update(update_args) = cli.command else { panic!("expected update") };
-        assert_eq!(update_args.container_ids, ["a", "b"]);
-        assert_eq!(update_args.limits.message(&[]).memory, "32m");
     }
 
     #[test]

@@ -10,6 +10,8 @@ mod containers;
 mod credentials;
 mod events;
 mod exec;
+#[cfg(test)]
+mod flag_tests;
 mod images;
 mod login;
 mod namespaces;
@@ -22,9 +24,11 @@ mod recording_daemon;
 mod run;
 mod session;
 mod stdin;
+mod storage_args;
 mod system;
 mod terminal;
 mod version;
+mod volumes;
 
 use std::process::ExitCode;
 
@@ -122,5 +126,7 @@ async fn run_connected(session: &Session, command: Command) -> Result<ExitCode, 
         Command::Namespace(NamespaceCommand::Rm(namespace_rm_args)) => {
             namespaces::remove_namespaces(session, namespace_rm_args).await
         }
+        Command::Volume(volume_command) => volumes::run_volume_command(session, volume_command).await,
+        Command::Inspect(inspect_args) => containers::inspect_containers(session, inspect_args).await,
     }
 }
