@@ -1,10 +1,11 @@
-//! CreateContainer and DeleteContainer (which records the layer snapshots it frees).
+//! CreateContainer, UpdateContainer and DeleteContainer (which records the layer snapshots it frees).
 
 use std::collections::BTreeMap;
 
-use berth_projections::{ContainerRecord, Event, State};
+use berth_projections::{ContainerRecord, Event, MountRecord, ResourceLimits, RestartMode, State};
 
 use crate::namespace::ensure_namespace;
+use crate::policy::{HostFacts, LimitsRequest, PolicyRequest};
 use crate::{validate, CommandError};
 
 pub struct CreateContainer {
@@ -22,6 +23,17 @@ pub struct CreateContainer {
     pub open_stdin: bool,
     /// `-t`: give the process a pseudo-terminal.
     pub tty: bool,
+    /// Limits, restart policy and security options as the client spelled them (boxed: they are
+    /// most of a `Command`'s size).
+    pub policies: Box<PolicyRequest>,
+    /// What berthd observed of the host, for the limits that depend on it.
+    pub host: HostFacts,
+    /// Bind sources already resolved by the runtime (it alone may look at the host).
+    pub mounts: Vec<MountRecord>,
+    /// The image config's `Volumes` paths: each not covered by `mounts` gets an anonymous volume.
+    pub image_volumes: Vec<String>,
+    pub read_only_rootfs: bool,
+    pub auto_remove: bool,
 }
 
 impl CreateContainer {
@@ -33,6 +45,13 @@ impl CreateContainer {
         validate::hostname(&self.hostname)?;
         validate::user(&self.user)?;
         validate::labels(&self.labels)?;
+        let policies = self.policies.resolve(&self.host)?;
+        if self.auto_remove && policies.restart.mode != RestartMode::No {
+            return Err(CommandError::InvalidArgument(
+                "--rm and --restart cannot both be given: a container removed at its exit cannot be restarted; drop one"
+                    .to_string(),
+            ));
+        }
         let mut events = Vec::new();
         ensure_namespace(state, namespace, &mut events)?;
         if state.container(namespace, &self.id).is_some() {
@@ -72,6 +91,9 @@ impl CreateContainer {
         validate::process_strings(&args, &env)?;
         let user = if self.user.is_empty() { image.user.clone() } else { self.user.clone() };
         validate::user(&user)?;
+        let (mounts, volume_events) =
+            crate::volume::plan_container_volumes(state, namespace, &self.id, &self.mounts, &self.image_volumes)?;
+        events.extend(volume_events);
         let record = ContainerRecord {
             id: self.id.clone(),
             image: image.name.clone(),
@@ -86,14 +108,49 @@ impl CreateContainer {
             snapshot_key: self.id.clone(),
             open_stdin: self.open_stdin,
             tty: self.tty,
+            policies: Box::new(policies),
+            mounts,
+            read_only_rootfs: self.read_only_rootfs,
+            auto_remove: self.auto_remove,
         };
         events.push(Event::ContainerCreated { container: record });
         Ok(events)
     }
 }
 
+/// `berth update`: new limits for a container, kept by the record for every later task. berthd
+/// applies them to a running task (`runc update`) between [`UpdateContainer::plan`] and
+/// recording, so the log never says a limit holds that runc refused.
+pub struct UpdateContainer {
+    pub id: String,
+    pub limits: LimitsRequest,
+    pub host: HostFacts,
+}
+
+impl UpdateContainer {
+    /// The container's limits after this update.
+    pub fn plan(&self, state: &State, namespace: &str) -> Result<ResourceLimits, CommandError> {
+        let Some(container) = state.container(namespace, &self.id) else {
+            return Err(not_found(namespace, &self.id));
+        };
+        if self.limits.is_empty() {
+            return Err(CommandError::InvalidArgument(
+                "nothing to update: give at least one limit, e.g. --memory 256m or --cpus 1".to_string(),
+            ));
+        }
+        self.limits.resolve(&container.record.policies.limits, &self.host)
+    }
+
+    pub fn decide(&self, state: &State, namespace: &str) -> Result<Vec<Event>, CommandError> {
+        let limits = self.plan(state, namespace)?;
+        Ok(vec![Event::ContainerUpdated { id: self.id.clone(), limits }])
+    }
+}
+
 pub struct DeleteContainer {
     pub id: String,
+    /// Remove the anonymous volumes made for it too (`rm -v`).
+    pub remove_volumes: bool,
 }
 
 impl DeleteContainer {
@@ -113,6 +170,9 @@ impl DeleteContainer {
         // been removed while it existed), recorded in the same record.
         let mut events = vec![Event::ContainerDeleted { id: self.id.clone() }];
         events.extend(crate::references::freed_by_container_removal(state, namespace, &self.id));
+        if self.remove_volumes {
+            events.extend(crate::volume::anonymous_volumes_removed_with(state, namespace, &self.id));
+        }
         Ok(events)
     }
 }

@@ -9,24 +9,32 @@ pub mod exec;
 pub mod image;
 pub mod namespace;
 pub mod outcome;
+pub mod policy;
 pub mod pull;
 pub mod push;
 pub mod references;
+pub mod restart;
 pub mod task;
 #[cfg(test)]
 mod test_state;
 pub mod validate;
+pub mod volume;
 
-pub use container::{merge_env, merge_process_args, CreateContainer, DeleteContainer, DEFAULT_PATH_ENV};
+pub use container::{
+    merge_env, merge_process_args, CreateContainer, DeleteContainer, UpdateContainer, DEFAULT_PATH_ENV,
+};
 pub use daemon::RecordDaemonEvent;
 pub use error::CommandError;
 pub use exec::ExecProcess;
 pub use image::{image_not_found, resolve_image, ImportImage, PruneImages, RemoveImage, TagImage};
 pub use namespace::{CreateNamespace, RemoveNamespace};
 pub use outcome::RecordOutcome;
+pub use policy::{HostFacts, LimitsRequest, PolicyRequest, SecurityRequest};
 pub use pull::{PullImage, PullProvenance, RecordPulledBlobs};
 pub use push::PushImage;
+pub use restart::{restart_plan, RestartPlan, RestartTask};
 pub use task::{CreateTask, DeleteTask, KillTask, StartTask};
+pub use volume::{CreateVolume, RemoveVolume};
 
 use berth_projections::{Event, State};
 
@@ -43,6 +51,8 @@ pub enum Command {
     PushImage(PushImage),
     CreateContainer(CreateContainer),
     DeleteContainer(DeleteContainer),
+    UpdateContainer(UpdateContainer),
+    RestartTask(RestartTask),
     CreateTask(CreateTask),
     StartTask(StartTask),
     KillTask(KillTask),
@@ -50,6 +60,8 @@ pub enum Command {
     ExecProcess(ExecProcess),
     RecordOutcome(RecordOutcome),
     RecordDaemonEvent(RecordDaemonEvent),
+    CreateVolume(CreateVolume),
+    RemoveVolume(RemoveVolume),
 }
 
 impl Command {
@@ -67,6 +79,8 @@ impl Command {
             Command::PushImage(command) => command.decide(state, namespace),
             Command::CreateContainer(command) => command.decide(state, namespace),
             Command::DeleteContainer(command) => command.decide(state, namespace),
+            Command::UpdateContainer(command) => command.decide(state, namespace),
+            Command::RestartTask(command) => command.decide(state, namespace),
             Command::CreateTask(command) => command.decide(state, namespace),
             Command::StartTask(command) => command.decide(state, namespace),
             Command::KillTask(command) => command.decide(state, namespace),
@@ -74,6 +88,8 @@ impl Command {
             Command::ExecProcess(command) => command.decide(state, namespace),
             Command::RecordOutcome(command) => command.decide(state, namespace),
             Command::RecordDaemonEvent(command) => command.decide(state),
+            Command::CreateVolume(command) => command.decide(state, namespace),
+            Command::RemoveVolume(command) => command.decide(state, namespace),
         }
     }
 }

@@ -33,12 +33,13 @@ impl RemoveNamespace {
                 self.name
             )));
         };
-        if !namespace.containers.is_empty() || !namespace.images.is_empty() {
+        if !namespace.containers.is_empty() || !namespace.images.is_empty() || !namespace.volumes.is_empty() {
             return Err(CommandError::FailedPrecondition(format!(
-                "namespace {:?} still holds {} container(s) and {} image(s): remove them first",
+                "namespace {:?} still holds {} container(s), {} image(s) and {} volume(s): remove them first",
                 self.name,
                 namespace.containers.len(),
-                namespace.images.len()
+                namespace.images.len(),
+                namespace.volumes.len()
             )));
         }
         Ok(vec![Event::NamespaceRemoved { name: self.name.clone() }])

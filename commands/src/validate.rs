@@ -30,6 +30,11 @@ pub fn exec_id(id: &str) -> Result<(), CommandError> {
     identifier("exec id", id, 76)
 }
 
+/// Volume names become directory names under berth's root.
+pub fn volume_name(name: &str) -> Result<(), CommandError> {
+    identifier("volume name", name, 64)
+}
+
 /// Namespaces become directory names too.
 pub fn namespace_name(name: &str) -> Result<(), CommandError> {
     identifier("namespace", name, 64)

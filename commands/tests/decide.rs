@@ -63,6 +63,12 @@ fn create(id: &str, image: &str) -> Command {
         labels: Default::default(),
         open_stdin: false,
         tty: false,
+        policies: Default::default(),
+        host: Default::default(),
+        mounts: vec![],
+        image_volumes: vec![],
+        read_only_rootfs: false,
+        auto_remove: false,
     })
 }
 
@@ -112,7 +118,7 @@ fn task_lifecycle_checks_and_outcomes_are_recorded_once() {
     let delete = |force| Command::DeleteTask(DeleteTask { container_id: "web".into(), force });
     assert!(matches!(world.run(delete(false), None), Err(CommandError::FailedPrecondition(_))), "running");
     assert!(matches!(
-        world.run(Command::DeleteContainer(DeleteContainer { id: "web".into() }), None),
+        world.run(Command::DeleteContainer(DeleteContainer { id: "web".into(), remove_volumes: false }), None),
         Err(CommandError::FailedPrecondition(_))
     ));
     let kill = |signal| Command::KillTask(KillTask { container_id: "web".into(), signal, all: false });
@@ -142,7 +148,7 @@ fn task_lifecycle_checks_and_outcomes_are_recorded_once() {
             Some(delete_seq),
         )
         .unwrap();
-    world.run(Command::DeleteContainer(DeleteContainer { id: "web".into() }), None).unwrap();
+    world.run(Command::DeleteContainer(DeleteContainer { id: "web".into(), remove_volumes: false }), None).unwrap();
     assert!(matches!(world.run(start(), None), Err(CommandError::NotFound(_))), "start of a deleted container");
 }
 
@@ -260,4 +266,75 @@ fn a_tag_onto_an_existing_name_updates_it() {
         matches!(&events[..], [Event::ImageUpdated { image }] if image.manifest.digest == "sha256:m"),
         "{events:?}"
     );
+}
+fn volume_mount(source: &str, destination: &str) -> MountRecord {
+    MountRecord { kind: "volume".into(), source: source.into(), destination: destination.into(), ..Default::default() }
+}
+
+fn create_with(id: &str, mounts: Vec<MountRecord>, image_volumes: &[&str]) -> Command {
+    let Command::CreateContainer(mut command) = create(id, "busybox:latest") else { unreachable!() };
+    command.mounts = mounts;
+    command.image_volumes = image_volumes.iter().map(|path| path.to_string()).collect();
+    Command::CreateContainer(command)
+}
+
+#[test]
+fn volumes_are_created_on_first_use_kept_while_used_and_anonymous_ones_go_with_rm_v() {
+    let mut world = World::new();
+    world.run(import(), None).unwrap();
+    world.run(Command::CreateVolume(CreateVolume { name: "data".into(), labels: Default::default() }), None).unwrap();
+    assert!(matches!(
+        world.run(Command::CreateVolume(CreateVolume { name: "data".into(), labels: Default::default() }), None),
+        Err(CommandError::AlreadyExists(_))
+    ));
+    assert!(matches!(
+        world.run(Command::CreateVolume(CreateVolume { name: "../x".into(), labels: Default::default() }), None),
+        Err(CommandError::InvalidArgument(_))
+    ));
+    // A named mount of a new volume creates it; an image VOLUME not covered gets an anonymous one;
+    // one covered by a mount (here /data) gets none.
+    world
+        .run(
+            create_with(
+                "web",
+                vec![volume_mount("data", "/data"), volume_mount("cache", "/cache")],
+                &["/data/", "/logs"],
+            ),
+            None,
+        )
+        .unwrap();
+    let namespace = world.state.namespace("default").unwrap();
+    assert_eq!(namespace.volumes.keys().collect::<Vec<_>>(), ["cache", "data", "web-volume-0"]);
+    assert_eq!(namespace.volumes["web-volume-0"].record.anonymous_for.as_deref(), Some("web"));
+    assert_eq!(world.state.container("default", "web").unwrap().record.mounts.len(), 3);
+
+    let remove = |name: &str| Command::RemoveVolume(RemoveVolume { name: name.into() });
+    assert!(matches!(world.run(remove("data"), None), Err(CommandError::FailedPrecondition(_))), "in use");
+    assert!(matches!(world.run(remove("nothing"), None), Err(CommandError::NotFound(_))));
+    world.run(Command::DeleteContainer(DeleteContainer { id: "web".into(), remove_volumes: true }), None).unwrap();
+    let namespace = world.state.namespace("default").unwrap();
+    assert_eq!(namespace.volumes.keys().collect::<Vec<_>>(), ["cache", "data"], "named volumes stay");
+    world.run(remove("data"), None).unwrap();
+
+    // Mount checks: relative or duplicate destinations, unknown kinds, options on a bind.
+    let bind = |destination: &str, options: Vec<String>| MountRecord {
+        kind: "bind".into(),
+        source: "/srv".into(),
+        destination: destination.into(),
+        read_only: false,
+        options,
+    };
+    for mounts in [
+        vec![bind("relative", vec![])],
+        vec![bind("/", vec![])],
+        vec![bind("/a/../b", vec![])],
+        vec![bind("/a", vec![]), bind("/a/", vec![])],
+        vec![bind("/a", vec!["size=1m".into()])],
+        vec![MountRecord { kind: "nfs".into(), destination: "/a".into(), ..Default::default() }],
+    ] {
+        assert!(
+            matches!(world.run(create_with("bad", mounts.clone(), &[]), None), Err(CommandError::InvalidArgument(_))),
+            "{mounts:?}"
+        );
+    }
 }

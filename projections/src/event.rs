@@ -12,6 +12,7 @@ use berth_log::{Seq, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use crate::error::DecodeError;
+use crate::policy::{ContainerPolicies, ResourceLimits};
 
 /// The schema version this build writes. Bump it when an event's meaning changes, or when
 /// events or fields are added that an older berth cannot read, so that berth refuses a log
@@ -164,6 +165,13 @@ pub enum Event {
     ContainerDeleted {
         id: String,
     },
+    /// `berth update`: the container's limits are now these (all of them, not only the
+    /// changed ones), for its running task (applied with `runc update` before this was
+    /// recorded) and every later one.
+    ContainerUpdated {
+        id: String,
+        limits: ResourceLimits,
+    },
 
     TaskCreateRequested {
         container_id: String,
@@ -261,6 +269,17 @@ pub enum Event {
         error: String,
     },
 
+    /// berthd's restart policy starts the container again: the stopped task is deleted (the
+    /// `TaskDeleteRequested` recorded with this) and, once it is, a new one created and started.
+    /// `attempt` counts restarts in a row (1 for the first); `delay_ms` is the backoff waited
+    /// since the exit; `cause` says what ended the task ("exit code 1", "oom-killed", …).
+    TaskRestartScheduled {
+        container_id: String,
+        attempt: u32,
+        cause: String,
+        delay_ms: u64,
+    },
+
     /// berthd started (after a clean stop or a crash) and replayed the log up to `replayed_to`.
     DaemonStarted {
         version: String,
@@ -271,6 +290,16 @@ pub enum Event {
     OrphanRemoved {
         what: String,
         id: String,
+    },
+
+    /// A named volume was created: by `berth volume create`, by a container naming one that did
+    /// not exist, or (anonymous, `anonymous_for` set) for an image's `VOLUME` entry.
+    VolumeCreated {
+        volume: VolumeRecord,
+    },
+    /// A volume was removed from the record; its directory goes after the record is durable.
+    VolumeRemoved {
+        name: String,
     },
 }
 
@@ -347,6 +376,54 @@ pub struct ContainerRecord {
     /// `-t`: the task's process gets a pseudo-terminal; its output (one stream) goes to stdout.
     #[serde(default)]
     pub tty: bool,
+    /// Limits, restart policy and security options; records written before they existed
+    /// decode as none (no limits, no restart, berth's default security). Boxed: most events
+    /// are small, and an `Event` is as large as its largest variant.
+    #[serde(default)]
+    pub policies: Box<ContainerPolicies>,
+
+    // Storage and auto-removal (issue 9). One group at the end, each `#[serde(default)]`, so
+    // records written before them decode as "no mounts, writable root, kept after exit".
+    /// Bind mounts, volumes and tmpfs mounts, in the order they are mounted.
+    #[serde(default)]
+    pub mounts: Vec<MountRecord>,
+    /// The root file system is mounted read-only (`--read-only`).
+    #[serde(default)]
+    pub read_only_rootfs: bool,
+    /// berthd deletes the task and the container (and its anonymous volumes) once the task has
+    /// exited (`run -d --rm`).
+    #[serde(default)]
+    pub auto_remove: bool,
+}
+
+/// What a mount is: a host directory, a berth volume or a fresh tmpfs.
+pub const MOUNT_KIND_BIND: &str = "bind";
+pub const MOUNT_KIND_VOLUME: &str = "volume";
+pub const MOUNT_KIND_TMPFS: &str = "tmpfs";
+
+/// One mount of a container, as resolved at create.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+pub struct MountRecord {
+    /// `bind`, `volume` or `tmpfs` ([`MOUNT_KIND_BIND`] …).
+    pub kind: String,
+    /// bind: the host path with every symlink resolved at create; volume: the volume's name;
+    /// tmpfs: empty.
+    pub source: String,
+    /// Absolute path inside the container.
+    pub destination: String,
+    pub read_only: bool,
+    /// tmpfs options (`size=64m`, `mode=1777`, …); empty for the others.
+    pub options: Vec<String>,
+}
+
+/// A volume: a directory under berth's root that outlives the containers using it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+pub struct VolumeRecord {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    /// The container an anonymous volume (from an image's `VOLUME`) was made for; removed with
+    /// it by `rm -v` or `--rm`. `None` for a named volume.
+    pub anonymous_for: Option<String>,
 }
 
 impl Envelope {
@@ -395,6 +472,7 @@ impl Event {
             Event::ImagePushed { .. } => "ImagePushed",
             Event::ContainerCreated { .. } => "ContainerCreated",
             Event::ContainerDeleted { .. } => "ContainerDeleted",
+            Event::ContainerUpdated { .. } => "ContainerUpdated",
             Event::TaskCreateRequested { .. } => "TaskCreateRequested",
             Event::TaskCreated { .. } => "TaskCreated",
             Event::TaskCreateFailed { .. } => "TaskCreateFailed",
@@ -412,8 +490,11 @@ impl Event {
             Event::TaskDeleteRequested { .. } => "TaskDeleteRequested",
             Event::TaskDeleted { .. } => "TaskDeleted",
             Event::TaskDeleteFailed { .. } => "TaskDeleteFailed",
+            Event::TaskRestartScheduled { .. } => "TaskRestartScheduled",
             Event::DaemonStarted { .. } => "DaemonStarted",
             Event::OrphanRemoved { .. } => "OrphanRemoved",
+            Event::VolumeCreated { .. } => "VolumeCreated",
+            Event::VolumeRemoved { .. } => "VolumeRemoved",
         }
     }
 
@@ -421,7 +502,7 @@ impl Event {
     pub fn container_id(&self) -> Option<&str> {
         match self {
             Event::ContainerCreated { container } => Some(&container.id),
-            Event::ContainerDeleted { id } => Some(id),
+            Event::ContainerDeleted { id } | Event::ContainerUpdated { id, .. } => Some(id),
             Event::TaskCreateRequested { container_id }
             | Event::TaskCreated { container_id, .. }
             | Event::TaskCreateFailed { container_id, .. }
@@ -438,7 +519,8 @@ impl Event {
             | Event::ExecExited { container_id, .. }
             | Event::TaskDeleteRequested { container_id, .. }
             | Event::TaskDeleted { container_id, .. }
-            | Event::TaskDeleteFailed { container_id, .. } => Some(container_id),
+            | Event::TaskDeleteFailed { container_id, .. }
+            | Event::TaskRestartScheduled { container_id, .. } => Some(container_id),
             _ => None,
         }
     }

@@ -7,15 +7,19 @@ pub mod decode;
 pub mod error;
 pub mod event;
 pub mod names;
+pub mod policy;
 pub mod state;
 
 pub use decode::{decode_envelope, replay_parallel};
 pub use error::DecodeError;
 pub use event::{
-    ContainerRecord, Descriptor, Envelope, Event, ExecProcess, ExitCause, ImageRecord, LayerRecord, Origin,
-    EVENT_SCHEMA,
+    ContainerRecord, Descriptor, Envelope, Event, ExecProcess, ExitCause, ImageRecord, LayerRecord, MountRecord,
+    Origin, VolumeRecord, EVENT_SCHEMA, MOUNT_KIND_BIND, MOUNT_KIND_TMPFS, MOUNT_KIND_VOLUME,
+};
+pub use policy::{
+    ContainerPolicies, DeviceMapping, ResourceLimits, RestartMode, RestartPolicy, SecurityOptions, Ulimit,
 };
 pub use state::{
     ContainerState, ContentState, ExecState, ExecStatus, ExitInfo, ImageState, NamespaceState, PendingIntent,
-    SnapshotState, State, TaskState, TaskStatus,
+    RestartState, SnapshotState, State, TaskState, TaskStatus, VolumeState,
 };

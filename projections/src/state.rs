@@ -11,7 +11,9 @@ use std::collections::BTreeMap;
 use berth_log::{Seq, Timestamp};
 use serde::{Deserialize, Serialize};
 
-use crate::event::{ContainerRecord, Envelope, Event, ExecProcess, ExitCause, ImageRecord};
+use crate::event::{
+    ContainerRecord, Envelope, Event, ExecProcess, ExitCause, ImageRecord, VolumeRecord, MOUNT_KIND_VOLUME,
+};
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 pub struct State {
@@ -30,6 +32,15 @@ pub struct NamespaceState {
     pub created_seq: Seq,
     pub images: BTreeMap<String, ImageState>,
     pub containers: BTreeMap<String, ContainerState>,
+    #[serde(default)]
+    pub volumes: BTreeMap<String, VolumeState>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct VolumeState {
+    pub record: VolumeRecord,
+    pub created_seq: Seq,
+    pub created_at_ns: Timestamp,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
@@ -66,6 +77,25 @@ pub struct ContainerState {
     pub created_at_ns: Timestamp,
     /// The container's current task; `None` before the first create and after a delete.
     pub task: Option<TaskState>,
+    /// Where the restart policy stands, from `TaskRestartScheduled` events.
+    #[serde(default)]
+    pub restart: RestartState,
+}
+
+/// The restart policy's memory, all from the log, so a berthd killed during a backoff neither
+/// resets nor doubles it.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct RestartState {
+    /// Restarts in a row so far (the attempt of the last `TaskRestartScheduled`); a task
+    /// created by a client starts the count again.
+    pub attempt: u32,
+    /// A restart deleted the task and has not created its successor yet.
+    pub awaiting_create: bool,
+    /// The current task was created by a restart (not by a client), so a failure to create or
+    /// start it — say, berthd killed mid-create and recovery rolling it back — is one more
+    /// failure for the policy, not the end of the restarts.
+    #[serde(default)]
+    pub task_from_restart: bool,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -139,6 +169,15 @@ pub struct TaskState {
     /// Intents without an outcome, oldest first.
     pub pending: Vec<PendingIntent>,
     pub updated_seq: Seq,
+    /// When `TaskStarted` was recorded (for the restart backoff's reset after 10 s of running).
+    #[serde(default)]
+    pub started_at_ns: Option<Timestamp>,
+    /// A client asked to kill it (`berth kill`, `stop`): the restart policy leaves it stopped.
+    #[serde(default)]
+    pub stopped_by_user: bool,
+    /// When its create or start failed (the restart backoff counts from then).
+    #[serde(default)]
+    pub failed_at_ns: Option<Timestamp>,
     /// `berth exec` processes of this task, by exec id, ended ones included.
     #[serde(default)]
     pub execs: BTreeMap<String, ExecState>,
@@ -215,6 +254,23 @@ impl State {
 
     pub fn image(&self, namespace: &str, name: &str) -> Option<&ImageState> {
         self.namespaces.get(namespace)?.images.get(name)
+    }
+
+    pub fn volume(&self, namespace: &str, name: &str) -> Option<&VolumeState> {
+        self.namespaces.get(namespace)?.volumes.get(name)
+    }
+
+    /// The ids of the containers of `namespace` that mount volume `name`, in order.
+    pub fn volume_users(&self, namespace: &str, name: &str) -> Vec<String> {
+        let Some(namespace_state) = self.namespaces.get(namespace) else { return Vec::new() };
+        namespace_state
+            .containers
+            .values()
+            .filter(|container| {
+                container.record.mounts.iter().any(|mount| mount.kind == MOUNT_KIND_VOLUME && mount.source == name)
+            })
+            .map(|container| container.record.id.clone())
+            .collect()
     }
 
     /// Every (namespace, container) pair, in order.
@@ -301,6 +357,7 @@ impl State {
                         created_seq: seq,
                         created_at_ns: timestamp,
                         task: None,
+                        restart: RestartState::default(),
                     });
                 }
             }
@@ -309,8 +366,25 @@ impl State {
                     namespace_state.containers.remove(id);
                 }
             }
+            Event::ContainerUpdated { id, limits } => {
+                if let Some(container) = self.container_mut(namespace, id) {
+                    container.record.policies.limits = limits.clone();
+                }
+            }
+            Event::TaskRestartScheduled { container_id, attempt, .. } => {
+                if let Some(container) = self.container_mut(namespace, container_id) {
+                    container.restart =
+                        RestartState { attempt: *attempt, awaiting_create: true, task_from_restart: false };
+                }
+            }
             Event::TaskCreateRequested { container_id } => {
                 if let Some(container) = self.container_mut(namespace, container_id) {
+                    if !container.restart.awaiting_create {
+                        // A client's create: the restart count starts again.
+                        container.restart.attempt = 0;
+                    }
+                    container.restart.task_from_restart = container.restart.awaiting_create;
+                    container.restart.awaiting_create = false;
                     container.task = Some(TaskState {
                         status: TaskStatus::Creating,
                         pending: vec![PendingIntent::Create { seq }],
@@ -319,10 +393,31 @@ impl State {
                     });
                 }
             }
+            Event::VolumeCreated { volume } => {
+                if let Some(namespace_state) = self.namespaces.get_mut(namespace) {
+                    namespace_state.volumes.entry(volume.name.clone()).or_insert_with(|| VolumeState {
+                        record: volume.clone(),
+                        created_seq: seq,
+                        created_at_ns: timestamp,
+                    });
+                }
+            }
+            Event::VolumeRemoved { name } => {
+                if let Some(namespace_state) = self.namespaces.get_mut(namespace) {
+                    namespace_state.volumes.remove(name);
+                }
+            }
             Event::DaemonStarted { .. } | Event::OrphanRemoved { .. } => {}
             task_event => {
                 let Some(container_id) = task_event.container_id() else { return };
                 let Some(task) = self.task_mut(namespace, container_id) else { return };
+                match task_event {
+                    Event::TaskStarted { .. } => task.started_at_ns = Some(timestamp),
+                    Event::TaskCreateFailed { .. } | Event::TaskStartFailed { .. } => {
+                        task.failed_at_ns = Some(timestamp)
+                    }
+                    _ => {}
+                }
                 if apply_task_event(task, seq, answers, task_event) {
                     // TaskDeleted: the container has no task any more.
                     if let Some(container) = self.container_mut(namespace, container_id) {
@@ -385,6 +480,8 @@ fn apply_task_event(task: &mut TaskState, seq: Seq, answers: Option<Seq>, event:
             task.error = Some(error.clone());
         }
         Event::TaskKillRequested { signal, all, .. } => {
+            // Only clients record kills (berthd's own go straight to runc).
+            task.stopped_by_user = true;
             task.pending.push(PendingIntent::Kill { seq, signal: *signal, all: *all });
         }
         Event::TaskKillDelivered { .. } => {

@@ -46,7 +46,73 @@ fn image() -> impl Strategy<Value = ImageRecord> {
     )
 }
 
+fn limits() -> impl Strategy<Value = ResourceLimits> {
+    let ulimit = (text(), any::<u64>(), any::<u64>()).prop_map(|(name, soft, hard)| Ulimit { name, soft, hard });
+    (
+        (any::<Option<i64>>(), any::<Option<i64>>(), any::<Option<u64>>(), any::<Option<u64>>()),
+        (proptest::option::of(text()), any::<Option<i64>>(), any::<Option<u16>>(), vec(ulimit, 0..3)),
+    )
+        .prop_map(
+            |(
+                (memory_bytes, memory_swap_bytes, nano_cpus, cpu_shares),
+                (cpuset_cpus, pids_limit, blkio_weight, ulimits),
+            )| ResourceLimits {
+                memory_bytes,
+                memory_swap_bytes,
+                nano_cpus,
+                cpu_shares,
+                cpuset_cpus,
+                pids_limit,
+                blkio_weight,
+                ulimits,
+            },
+        )
+}
+
+fn policies() -> impl Strategy<Value = ContainerPolicies> {
+    let device = (text(), text(), text()).prop_map(|(host_path, container_path, permissions)| DeviceMapping {
+        host_path,
+        container_path,
+        permissions,
+    });
+    let restart = (0..4usize, any::<u32>())
+        .prop_map(|(mode, max_retries)| RestartPolicy { mode: RestartMode::ALL[mode], max_retries });
+    let security = (
+        (any::<bool>(), any::<bool>(), proptest::option::of(text()), any::<Option<bool>>()),
+        (texts(), texts(), vec(device, 0..2), texts()),
+    )
+        .prop_map(
+            |(
+                (privileged, seccomp_unconfined, seccomp_profile, no_new_privileges),
+                (cap_add, cap_drop, devices, group_add),
+            )| {
+                SecurityOptions {
+                    privileged,
+                    seccomp_unconfined,
+                    seccomp_profile,
+                    no_new_privileges,
+                    cap_add,
+                    cap_drop,
+                    devices,
+                    group_add,
+                }
+            },
+        );
+    (limits(), restart, security).prop_map(|(limits, restart, security)| ContainerPolicies {
+        limits,
+        restart,
+        security,
+    })
+}
+
+fn mount() -> impl Strategy<Value = MountRecord> {
+    (text(), text(), text(), any::<bool>(), texts()).prop_map(|(kind, source, destination, read_only, options)| {
+        MountRecord { kind, source, destination, read_only, options }
+    })
+}
+
 fn container() -> impl Strategy<Value = ContainerRecord> {
+    let storage = (vec(mount(), 0..3), any::<bool>(), any::<bool>());
     (
         text(),
         text(),
@@ -57,6 +123,8 @@ fn container() -> impl Strategy<Value = ContainerRecord> {
         labels(),
         texts(),
         (text(), any::<bool>(), any::<bool>()),
+        policies(),
+        storage,
     )
         .prop_map(
             |(
@@ -69,6 +137,8 @@ fn container() -> impl Strategy<Value = ContainerRecord> {
                 labels,
                 lowers,
                 (snapshot_key, open_stdin, tty),
+                policies,
+                (mounts, read_only_rootfs, auto_remove),
             )| {
                 ContainerRecord {
                     id,
@@ -84,6 +154,10 @@ fn container() -> impl Strategy<Value = ContainerRecord> {
                     snapshot_key,
                     open_stdin,
                     tty,
+                    policies: Box::new(policies),
+                    mounts,
+                    read_only_rootfs,
+                    auto_remove,
                 }
             },
         )
@@ -134,6 +208,10 @@ fn event() -> impl Strategy<Value = Event> {
         ),
         container().prop_map(|container| Event::ContainerCreated { container }),
         id().prop_map(|id| Event::ContainerDeleted { id }),
+        (id(), limits()).prop_map(|(id, limits)| Event::ContainerUpdated { id, limits }),
+        (id(), any::<u32>(), text(), any::<u64>()).prop_map(|(container_id, attempt, cause, delay_ms)| {
+            Event::TaskRestartScheduled { container_id, attempt, cause, delay_ms }
+        }),
         id().prop_map(|container_id| Event::TaskCreateRequested { container_id }),
         (id(), any::<u32>(), any::<i32>()).prop_map(|(container_id, pid, monitor_pid)| Event::TaskCreated {
             container_id,
@@ -200,6 +278,10 @@ fn event() -> impl Strategy<Value = Event> {
             replayed_to: Seq(replayed_to)
         }),
         (text(), text()).prop_map(|(what, id)| Event::OrphanRemoved { what, id }),
+        (text(), labels(), proptest::option::of(text())).prop_map(|(name, labels, anonymous_for)| {
+            Event::VolumeCreated { volume: VolumeRecord { name, labels, anonymous_for } }
+        }),
+        text().prop_map(|name| Event::VolumeRemoved { name }),
     ]
 }
 

@@ -96,6 +96,10 @@ pub fn describe_event(event: &Event) -> String {
             )
         }
         Event::ContainerDeleted { .. } => "deleted the container".to_string(),
+        Event::ContainerUpdated { limits, .. } => format!("updated the container's limits to {}", json!(limits)),
+        Event::TaskRestartScheduled { attempt, cause, delay_ms, .. } => {
+            format!("restart policy: restarting after {cause} (attempt {attempt}, after {delay_ms} ms of backoff)")
+        }
         Event::TaskCreateRequested { .. } => "asked to create the task".to_string(),
         Event::TaskCreated { pid, monitor_pid, .. } => format!("task created: pid {pid}, monitor pid {monitor_pid}"),
         Event::TaskCreateFailed { error, .. } => format!("task create failed: {error}"),
@@ -161,6 +165,11 @@ pub fn describe_event(event: &Event) -> String {
             format!("layer snapshot {} removed: nothing uses it any more", short_digest(chain_id))
         }
         Event::ContentRemoved { digest } => format!("blob {} removed: nothing uses it any more", short_digest(digest)),
+        Event::VolumeCreated { volume } => match &volume.anonymous_for {
+            Some(container_id) => format!("anonymous volume {} created for container {container_id}", volume.name),
+            None => format!("volume {} created", volume.name),
+        },
+        Event::VolumeRemoved { name } => format!("volume {name} removed"),
         other => format!("{} {}", other.kind(), other.fields_json()),
     }
 }

@@ -72,6 +72,8 @@ fn container(id: &str) -> ContainerRecord {
         snapshot_key: id.to_string(),
         open_stdin: false,
         tty: false,
+        policies: Default::default(),
+        ..ContainerRecord::default()
     }
 }
 

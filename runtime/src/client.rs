@@ -19,6 +19,7 @@ use crate::api::namespaces_client::NamespacesClient;
 use crate::api::system_client::SystemClient;
 use crate::api::tasks_client::TasksClient;
 use crate::api::version_client::VersionClient;
+use crate::api::volumes_client::VolumesClient;
 use crate::api::MAX_MESSAGE_BYTES;
 
 /// The wire conventions, defined once beside the generated API types.
@@ -211,6 +212,12 @@ impl BerthClient {
 
     pub fn namespaces(&self) -> NamespacesClient<Channel> {
         NamespacesClient::new(self.channel.clone())
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES)
+    }
+
+    pub fn volumes(&self) -> VolumesClient<Channel> {
+        VolumesClient::new(self.channel.clone())
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES)
     }

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use berth_log::{Seq, Timestamp};
 use berth_runtime::tasks::monitor::{self, wait_exit, Launch, MonitorError, MonitorPaths, TaskIo};
+use berth_runtime::tasks::output_log::raw_output_since;
 use berth_runtime::tasks::runc::{Runc, RuncError};
 use berth_runtime::tasks::task_dir::{ExitStatus, MonitorIdentity, TaskDir, UNKNOWN_EXIT_CODE};
 use monitor_fixture::{TestTask, RUNC_BINARY};
@@ -78,8 +79,8 @@ async fn echo_output_lands_in_the_log_files_and_exit_is_recorded() {
         exit_status.exited_at_ns
     );
     assert_eq!(task.task_dir.exit_status(), Some(exit_status));
-    assert_eq!(std::fs::read_to_string(task.task_dir.stdout_path()).unwrap(), "out\n");
-    assert_eq!(std::fs::read_to_string(task.task_dir.stderr_path()).unwrap(), "err\n");
+    assert_eq!(raw_output_since(&task.task_dir.stdout_path(), 0), b"out\n");
+    assert_eq!(raw_output_since(&task.task_dir.stderr_path(), 0), b"err\n");
 }
 
 #[tokio::test]
@@ -88,7 +89,7 @@ async fn the_container_does_not_inherit_the_signals_the_monitor_shrugs_off() {
     let monitor_identity = spawn_and_start(&task).await;
     let exit_status = wait_exit_with_timeout(&task, &monitor_identity).await;
     assert_eq!(exit_status.code, 0);
-    let line = std::fs::read_to_string(task.task_dir.stdout_path()).unwrap();
+    let line = String::from_utf8(raw_output_since(&task.task_dir.stdout_path(), 0)).unwrap();
     let ignored = u64::from_str_radix(line.trim().trim_start_matches("SigIgn:").trim(), 16).expect("a hex mask");
     for signal in [libc::SIGHUP, libc::SIGINT, libc::SIGPIPE] {
         assert_eq!(ignored & (1 << (signal - 1)), 0, "signal {signal} is ignored in the container: {line}");
@@ -204,6 +205,7 @@ fn helper_process_playing_berthd() {
         let paths = MonitorPaths {
             monitor_binary: order.monitor_binary.clone(),
             runc: Runc::new(PathBuf::from(RUNC_BINARY), order.runc_root.clone()),
+            output_limits: Default::default(),
         };
         monitor::spawn_monitor(
             &paths,
@@ -338,7 +340,11 @@ async fn missing_runc_is_reported_with_its_path() {
     let real_version = task.paths.runc.check().expect("the real runc answers --version");
     assert!(real_version.starts_with("runc version"), "{real_version}");
 
-    let bogus_paths = MonitorPaths { monitor_binary: task.paths.monitor_binary.clone(), runc: bogus_runc };
+    let bogus_paths = MonitorPaths {
+        monitor_binary: task.paths.monitor_binary.clone(),
+        runc: bogus_runc,
+        output_limits: Default::default(),
+    };
     match monitor::spawn_monitor(
         &bogus_paths,
         &task.runc_id,
@@ -364,6 +370,7 @@ async fn missing_monitor_binary_is_reported() {
     let paths = MonitorPaths {
         monitor_binary: PathBuf::from("/nonexistent/berth-test/berth-monitor"),
         runc: task.paths.runc.clone(),
+        output_limits: Default::default(),
     };
     match monitor::spawn_monitor(
         &paths,

@@ -158,6 +158,8 @@ impl LogWriter {
             snapshot_key: id.to_string(),
             open_stdin: false,
             tty: false,
+            policies: Default::default(),
+            ..ContainerRecord::default()
         };
         Envelope::new(
             "default",

@@ -1,15 +1,24 @@
-//! `Containers`: create, get, list and delete container records.
+//! `Containers`: create, get, list, update and delete container records.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use berth_commands::{Command, CreateContainer, DeleteContainer};
+use berth_commands::policy::parse_device;
+use berth_commands::{
+    resolve_image, Command, CreateContainer, DeleteContainer, LimitsRequest, PolicyRequest, SecurityRequest,
+    UpdateContainer,
+};
+use berth_projections::{MountRecord, MOUNT_KIND_BIND};
 use tonic::{Request, Response, Status};
 
 use crate::api;
 use crate::api::convert::container_message;
 use crate::api::paging::page;
-use crate::api::services::{container_not_found, Services};
+use crate::api::services::{container_not_found, status_from_command_error, Services};
+use crate::tasks::mounts::{image_volume_paths, resolve_bind_source};
+use crate::tasks::policies;
+use crate::tasks::runc::Runc;
+use crate::tasks::seccomp;
 
 pub struct ContainersService(pub Arc<Services>);
 
@@ -22,6 +31,31 @@ impl api::containers_server::Containers for ContainersService {
         let (namespace, origin) = self.0.caller(&request, "Containers/Create")?;
         let message = request.into_inner();
         let id = message.id.clone();
+        let policy_request = policy_request(message.policies.unwrap_or_default());
+        check_on_host(&policy_request.security)?;
+        // Observe the host here (commands may not): bind sources resolved, the image's VOLUMEs.
+        let mut mounts = Vec::with_capacity(message.mounts.len());
+        for mount in &message.mounts {
+            let source = if mount.r#type == MOUNT_KIND_BIND {
+                resolve_bind_source(&mount.source, &self.0.layout)
+                    .map_err(|error| Status::invalid_argument(error.to_string()))?
+            } else {
+                mount.source.clone()
+            };
+            mounts.push(MountRecord {
+                kind: mount.r#type.clone(),
+                source,
+                destination: mount.destination.clone(),
+                read_only: mount.read_only,
+                options: mount.options.clone(),
+            });
+        }
+        let image_volumes = {
+            let state = self.0.store.state();
+            resolve_image(&state, &namespace, &message.image).map(|image| image.record.config.digest.clone())
+        }
+        .map(|config_digest| image_volume_paths(&self.0.content, &config_digest))
+        .unwrap_or_default();
         let command = Command::CreateContainer(CreateContainer {
             id: message.id,
             image: message.image,
@@ -34,6 +68,12 @@ impl api::containers_server::Containers for ContainersService {
             labels: message.labels.into_iter().collect::<BTreeMap<_, _>>(),
             open_stdin: message.open_stdin,
             tty: message.tty,
+            policies: Box::new(policy_request),
+            host: policies::observe_host(),
+            mounts,
+            image_volumes,
+            read_only_rootfs: message.read_only_rootfs,
+            auto_remove: message.auto_remove,
         });
         let seq = self.0.submit(&namespace, origin, command).await?;
         let container = self.0.store.state().container(&namespace, &id).map(container_message);
@@ -68,13 +108,106 @@ impl api::containers_server::Containers for ContainersService {
         Ok(Response::new(api::ListContainersResponse { containers, next_page_token }))
     }
 
+    async fn update(
+        &self,
+        request: Request<api::UpdateContainerRequest>,
+    ) -> Result<Response<api::UpdateContainerResponse>, Status> {
+        let (namespace, origin) = self.0.caller(&request, "Containers/Update")?;
+        let message = request.into_inner();
+        let update = UpdateContainer {
+            id: message.id.clone(),
+            limits: limits_request(message.limits.unwrap_or_default()),
+            host: policies::observe_host(),
+        };
+        if !update.limits.ulimits.is_empty() {
+            return Err(Status::invalid_argument(
+                "--ulimit cannot change for a running container (rlimits belong to its processes): recreate it",
+            ));
+        }
+        let (limits, live) = {
+            let state = self.0.store.state();
+            let limits = update.plan(&state, &namespace).map_err(status_from_command_error)?;
+            let live = state
+                .container(&namespace, &update.id)
+                .and_then(|container| container.task.as_ref())
+                .is_some_and(|task| task.is_live());
+            (limits, live)
+        };
+        if live {
+            // Applied before it is recorded: the log never says a limit holds that runc refused.
+            let runc = Runc::new(self.0.runc_binary.clone(), self.0.layout.runc_root(&namespace));
+            runc.update(&update.id, &limits).await.map_err(|error| {
+                Status::failed_precondition(format!("runc refused the new limits, nothing was recorded: {error}"))
+            })?;
+        }
+        let seq = self.0.submit(&namespace, origin, Command::UpdateContainer(update)).await?;
+        let limits_json = serde_json::to_string(&limits).unwrap_or_default();
+        Ok(Response::new(api::UpdateContainerResponse { seq: seq.get(), limits_json }))
+    }
+
     async fn delete(
         &self,
         request: Request<api::DeleteContainerRequest>,
     ) -> Result<Response<api::DeleteContainerResponse>, Status> {
         let (namespace, origin) = self.0.caller(&request, "Containers/Delete")?;
-        let command = Command::DeleteContainer(DeleteContainer { id: request.into_inner().id });
+        let message = request.into_inner();
+        let command =
+            Command::DeleteContainer(DeleteContainer { id: message.id, remove_volumes: message.remove_volumes });
         let seq = self.0.submit(&namespace, origin, command).await?;
         Ok(Response::new(api::DeleteContainerResponse { seq: seq.get() }))
     }
+}
+
+fn limits_request(limits: api::ResourceLimits) -> LimitsRequest {
+    LimitsRequest {
+        memory: limits.memory,
+        memory_swap: limits.memory_swap,
+        cpus: limits.cpus,
+        cpu_shares: limits.cpu_shares,
+        cpuset_cpus: limits.cpuset_cpus,
+        pids_limit: limits.pids_limit,
+        blkio_weight: limits.blkio_weight,
+        ulimits: limits.ulimits,
+    }
+}
+
+fn policy_request(policies: api::ContainerPolicies) -> PolicyRequest {
+    let security = policies.security.unwrap_or_default();
+    PolicyRequest {
+        limits: limits_request(policies.limits.unwrap_or_default()),
+        restart: policies.restart,
+        security: SecurityRequest {
+            privileged: security.privileged,
+            seccomp_unconfined: security.seccomp_unconfined,
+            seccomp_profile: security.seccomp_profile,
+            no_new_privileges: security.no_new_privileges,
+            cap_add: security.cap_add,
+            cap_drop: security.cap_drop,
+            devices: security.devices,
+            group_add: security.group_add,
+            userns_remap: security.userns_remap,
+        },
+    }
+}
+
+/// What the pure checks cannot see: that a custom seccomp profile is an OCI profile and that
+/// each `--device` is a device node on this host. Syntax errors are left to the command, which
+/// words them.
+fn check_on_host(security: &SecurityRequest) -> Result<(), Status> {
+    if !security.seccomp_profile.is_empty()
+        && security.seccomp_profile.len() <= berth_commands::policy::MAX_SECCOMP_PROFILE_BYTES
+    {
+        seccomp::parse_custom_profile(&security.seccomp_profile)
+            .map_err(|error| Status::invalid_argument(error.to_string()))?;
+    }
+    for text in &security.devices {
+        if let Ok(mapping) = parse_device(text) {
+            policies::device_node(
+                std::path::Path::new(&mapping.host_path),
+                std::path::Path::new(&mapping.container_path),
+            )
+            .map_err(|error| Status::invalid_argument(error.to_string()))?;
+        }
+    }
+    Ok(())
 }

@@ -1,7 +1,7 @@
 //! Projections and log records in their API form (the generated proto messages).
 
 use berth_log::{Seq, Timestamp};
-use berth_projections::{ContainerState, Envelope, ExitInfo, ImageState, Origin, TaskState, TaskStatus};
+use berth_projections::{ContainerState, Envelope, ExitInfo, ImageState, MountRecord, Origin, TaskState, TaskStatus};
 
 use crate::api;
 
@@ -55,6 +55,20 @@ pub(crate) fn container_message(container: &ContainerState) -> api::Container {
         task: container.task.as_ref().map(|task| task_message(&record.id, task)),
         open_stdin: record.open_stdin,
         tty: record.tty,
+        policies_json: serde_json::to_string(&record.policies).unwrap_or_default(),
+        mounts: record.mounts.iter().map(mount_message).collect(),
+        read_only_rootfs: record.read_only_rootfs,
+        auto_remove: record.auto_remove,
+    }
+}
+
+pub(crate) fn mount_message(mount: &MountRecord) -> api::Mount {
+    api::Mount {
+        r#type: mount.kind.clone(),
+        source: mount.source.clone(),
+        destination: mount.destination.clone(),
+        read_only: mount.read_only,
+        options: mount.options.clone(),
     }
 }
 

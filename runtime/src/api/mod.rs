@@ -11,6 +11,7 @@ mod execs;
 mod image_pull;
 mod image_push;
 mod images;
+mod logs;
 mod namespaces;
 mod paging;
 mod services;
@@ -19,6 +20,7 @@ mod system;
 mod task_io;
 mod tasks;
 mod version;
+mod volumes;
 
 #[allow(clippy::all)]
 mod proto {
@@ -33,7 +35,7 @@ pub use services::{status_from_command_error, Services};
 pub use status_limit::{cap_status_messages_layer, MAX_STATUS_MESSAGE_BYTES};
 pub use {
     containers::ContainersService, events::EventsService, images::ImagesService, namespaces::NamespacesService,
-    system::SystemService, tasks::TasksService, version::VersionService,
+    system::SystemService, tasks::TasksService, version::VersionService, volumes::VolumesService,
 };
 
 /// Shows whether credentials are set, never what they are: a request that carries them may be

@@ -27,6 +27,8 @@ pub struct Services {
     pub gc_lock: Arc<tokio::sync::RwLock<()>>,
     /// Where registries' `<host>/hosts.toml` files are.
     pub registry_hosts_dir: std::path::PathBuf,
+    /// For `runc update` of a running task's limits (`Containers/Update`).
+    pub runc_binary: std::path::PathBuf,
     request_counter: AtomicU64,
 }
 
@@ -37,6 +39,7 @@ impl Services {
         content: Arc<ContentStore>,
         snapshotter: Arc<Snapshotter>,
         gc_lock: Arc<tokio::sync::RwLock<()>>,
+        runc_binary: std::path::PathBuf,
     ) -> Arc<Services> {
         Arc::new(Services {
             store,
@@ -45,6 +48,7 @@ impl Services {
             snapshotter,
             gc_lock,
             registry_hosts_dir: crate::images::registry::hosts::DEFAULT_HOSTS_CONFIG_DIR.into(),
+            runc_binary,
             request_counter: AtomicU64::new(0),
         })
     }

@@ -3,9 +3,9 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
 
 use berth_commands::{Command, CreateTask, DeleteTask, KillTask, StartTask};
+use berth_log::Timestamp;
 use berth_projections::{Event, Origin, State, TaskStatus};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -14,11 +14,11 @@ use tonic::{Request, Response, Status};
 
 use crate::api;
 use crate::api::convert::{api_time, task_message};
+use crate::api::logs::{stream_logs, LogSource, LogsQuery};
 use crate::api::paging::page;
 use crate::api::services::{container_not_found, Services};
 use crate::api::{execs, task_io};
-use crate::daemon::store::{Store, OUTCOME_TIMEOUT};
-use crate::tasks::task_dir::TaskDir;
+use crate::daemon::store::OUTCOME_TIMEOUT;
 
 pub struct TasksService(pub Arc<Services>);
 
@@ -197,13 +197,14 @@ impl api::tasks_server::Tasks for TasksService {
         let (sender, receiver) = mpsc::channel(16);
         let store = Arc::clone(&self.0.store);
         let source = LogSource { namespace, container_id, exec_id: message.exec_id };
-        let offsets = if message.from_end {
-            [task_dir.stdout_path(), task_dir.stderr_path()]
-                .map(|path| std::fs::metadata(path).map(|metadata| metadata.len()).unwrap_or(0))
-        } else {
-            [0; 2]
+        let query = LogsQuery {
+            follow: message.follow,
+            from_end: message.from_end,
+            tail: message.tail,
+            since: (message.since_ns > 0).then(|| Timestamp::from_signed_ns(message.since_ns)).flatten(),
+            timestamps: message.timestamps,
         };
-        tokio::spawn(stream_logs(store, source, task_dir, message.follow, offsets, sender));
+        tokio::spawn(stream_logs(store, source, task_dir, query, sender));
         Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
     }
 
@@ -230,86 +231,5 @@ impl api::tasks_server::Tasks for TasksService {
         request: Request<api::WaitExecRequest>,
     ) -> Result<Response<api::WaitTaskResponse>, Status> {
         execs::wait_exec(&self.0, request).await
-    }
-}
-
-/// Whose output a `Logs` call reads: a task's, or one of its execs'.
-struct LogSource {
-    namespace: String,
-    container_id: String,
-    /// Empty: the task's.
-    exec_id: String,
-}
-
-impl LogSource {
-    /// Whether the process has ended (or never ran, or is gone), so no more output will come.
-    fn finished(&self, state: &State) -> bool {
-        let task = state.container(&self.namespace, &self.container_id).and_then(|container| container.task.as_ref());
-        let Some(task) = task else { return true };
-        if self.exec_id.is_empty() {
-            return task.exit.is_some() || matches!(task.status, TaskStatus::Failed);
-        }
-        task.execs
-            .get(&self.exec_id)
-            .is_none_or(|exec| exec.exit.is_some() || matches!(exec.status, berth_projections::ExecStatus::Failed))
-    }
-}
-
-/// Sends what the task wrote to its stdout and stderr files; with `follow`, keeps reading until
-/// the task has exited (or is gone) and both files are drained.
-async fn stream_logs(
-    store: Arc<Store>,
-    source: LogSource,
-    task_dir: TaskDir,
-    follow: bool,
-    mut offsets: [u64; 2],
-    sender: mpsc::Sender<Result<api::LogChunk, Status>>,
-) {
-    use tokio::io::AsyncReadExt;
-    let streams = [
-        (task_dir.stdout_path(), api::log_chunk::Stream::Stdout),
-        (task_dir.stderr_path(), api::log_chunk::Stream::Stderr),
-    ];
-    let mut buffer = vec![0u8; 64 * 1024];
-    let mut applied = store.watch_applied();
-    let stopping = store.stopping();
-    tokio::pin!(stopping);
-    loop {
-        // Decide "finished" before reading, so output written just before the exit is read.
-        let finished = source.finished(&store.state());
-        let mut read_any = false;
-        for (index, (path, stream)) in streams.iter().enumerate() {
-            let Ok(mut file) = tokio::fs::File::open(path).await else { continue };
-            if tokio::io::AsyncSeekExt::seek(&mut file, std::io::SeekFrom::Start(offsets[index])).await.is_err() {
-                continue;
-            }
-            while let Ok(n) = file.read(&mut buffer).await {
-                if n == 0 {
-                    break;
-                }
-                read_any = true;
-                offsets[index] += n as u64;
-                let chunk = api::LogChunk { stream: *stream as i32, data: buffer[..n].to_vec() };
-                if sender.send(Ok(chunk)).await.is_err() {
-                    return;
-                }
-            }
-        }
-        if !follow || (finished && !read_any) {
-            return;
-        }
-        if !read_any {
-            // New output is polled for; the exit is noticed as soon as it is recorded.
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(20)) => {}
-                _ = applied.changed() => {}
-                () = &mut stopping => {
-                    // End the stream so berthd can stop; the container keeps running.
-                    let stopping = Status::unavailable("berthd is stopping: the container keeps running, run `berth logs` again when berthd is back");
-                    let _ = sender.send(Err(stopping)).await;
-                    return;
-                }
-            }
-        }
     }
 }

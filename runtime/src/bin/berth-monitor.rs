@@ -8,7 +8,8 @@
 //! `berth_runtime::tasks::monitor`. Deliberately synchronous and small: it spends its life in waitpid.
 
 use std::fs::{File, OpenOptions};
-use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
+use std::io::{ErrorKind, Write};
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
@@ -18,6 +19,7 @@ use berth_log::{Seq, Timestamp};
 use berth_runtime::sys::fs::{remove_file_durably, write_file_atomically, write_file_durably};
 use berth_runtime::sys::process::{is_open_descriptor, read_process_stat, set_close_on_exec};
 use berth_runtime::tasks::console::{self, ConsoleCopiers};
+use berth_runtime::tasks::output_log::{self, OutputLimits, RotatingWriter};
 use berth_runtime::tasks::runc::{self, Runc, RuncError};
 use berth_runtime::tasks::task_dir::{
     ExitStatus, MonitorIdentity, TaskDir, EXEC_PID_FILE, EXEC_PROCESS_FILE, EXIT_FILE, MONITOR_LOCK_FILE,
@@ -75,7 +77,18 @@ struct MonitorArgs {
     /// creating one (the task directory is then the exec's own).
     #[arg(long, conflicts_with = "start")]
     exec: bool,
+    /// Rotate stdout.log and stderr.log at about this size.
+    #[arg(long, default_value_t = output_log::DEFAULT_MAX_FILE_BYTES)]
+    output_max_file_bytes: u64,
+    /// Keep this many files per stream, the current one included.
+    #[arg(long, default_value_t = output_log::DEFAULT_MAX_FILES)]
+    output_max_files: u32,
 }
+
+/// How long the exit waits for the output copiers to drain what the container wrote last. They
+/// end at once when the container's processes are gone; only a process outside the container
+/// holding its pipe open (none should) could keep them longer.
+const OUTPUT_DRAIN_LIMIT: Duration = Duration::from_secs(5);
 
 fn main() -> ExitCode {
     let monitor_args = absolute_args(MonitorArgs::parse());
@@ -93,14 +106,15 @@ fn main() -> ExitCode {
     };
     detach_from_berthd(&mut monitor_log);
 
-    let (init_pid, init_start_time, console_copiers) = match create_container(&monitor_args, &mut monitor_log) {
-        Ok(created) => created,
-        Err(message) => {
-            monitor_log.line(&format!("create failed: {message}"));
-            report_readiness(&format!("error {message}\n"), &mut monitor_log);
-            return ExitCode::FAILURE;
-        }
-    };
+    let (init_pid, init_start_time, output_copiers, console_copiers) =
+        match create_container(&monitor_args, &mut monitor_log) {
+            Ok(created) => created,
+            Err(message) => {
+                monitor_log.line(&format!("create failed: {message}"));
+                report_readiness(&format!("error {message}\n"), &mut monitor_log);
+                return ExitCode::FAILURE;
+            }
+        };
     report_readiness(&format!("ok {init_pid}\n"), &mut monitor_log);
 
     // exit.json names this monitor, so that it identifies its task even without monitor.json.
@@ -109,9 +123,10 @@ fn main() -> ExitCode {
         ..reap_until_init_exits(init_pid, init_start_time, &mut monitor_log)
     };
     monitor_log.line(&format!("init {init_pid} exited: code {} signal {}", exit_status.code, exit_status.signal));
+    // The last output is on disk before the exit is: a reader that sees the exit has it all
+    // (with a terminal, all it wrote to the terminal too).
+    output_copiers.drain(OUTPUT_DRAIN_LIMIT, &mut monitor_log);
     if let Some(console_copiers) = console_copiers {
-        // The exit is recorded only once the terminal's last output is in stdout.log, so a
-        // client that stops reading at the exit has seen all of it.
         console_copiers.finish();
     }
     let exit_json = serde_json::to_vec(&exit_status).expect("exit status serializes");
@@ -170,6 +185,8 @@ fn absolute_args(monitor_args: MonitorArgs) -> MonitorArgs {
         stdin_fifo: monitor_args.stdin_fifo.map(make_absolute),
         tty: monitor_args.tty,
         exec: monitor_args.exec,
+        output_max_file_bytes: monitor_args.output_max_file_bytes,
+        output_max_files: monitor_args.output_max_files,
     }
 }
 
@@ -215,10 +232,88 @@ fn detach_from_berthd(monitor_log: &mut MonitorLog) {
 
 /// Runs `runc create` and returns the container init's pid and start time, or the message to
 /// report when it failed.
-fn create_container(
-    monitor_args: &MonitorArgs,
-    monitor_log: &mut MonitorLog,
-) -> Result<(u32, u64, Option<ConsoleCopiers>), String> {
+/// The threads copying the container's stdout and stderr from their pipes into the rotated
+/// record files (`tasks::output_log`); each says on `finished` when its pipe reached its end.
+struct OutputCopiers {
+    finished: std::sync::mpsc::Receiver<()>,
+    n_running: usize,
+}
+
+impl OutputCopiers {
+    /// Starts one copier per stream written through a pipe; returns them and the write ends to
+    /// give runc. With a terminal (`--tty`) the container's output is the terminal's, one stream
+    /// kept in `stdout.log`: that file's writer is returned for the console copier
+    /// (`tasks::console`), so it goes through the same records and rotation, and runc's own
+    /// stdout and stderr both go to the stderr pipe.
+    fn start(monitor_args: &MonitorArgs) -> Result<(OutputCopiers, OutputEnds), String> {
+        let limits = OutputLimits {
+            max_file_bytes: monitor_args.output_max_file_bytes,
+            max_files: monitor_args.output_max_files,
+        };
+        let open_writer = |file_name: &str| {
+            let path = monitor_args.task_dir.join(file_name);
+            RotatingWriter::open(&path, limits).map_err(|error| format!("could not open {}: {error}", path.display()))
+        };
+        let terminal_writer = if monitor_args.tty { Some(open_writer(STDOUT_FILE)?) } else { None };
+        let piped_files: &[&str] = if monitor_args.tty { &[STDERR_FILE] } else { &[STDOUT_FILE, STDERR_FILE] };
+        let (sender, finished) = std::sync::mpsc::channel();
+        let mut write_ends = Vec::new();
+        for &file_name in piped_files {
+            let mut writer = open_writer(file_name)?;
+            let (read_end, write_end) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+                .map_err(|error| format!("could not make the output pipe: {error}"))?;
+            let sender = sender.clone();
+            std::thread::Builder::new()
+                .name(format!("copy {file_name}"))
+                // Small: the copier holds a 16 KiB buffer and little else.
+                .stack_size(64 * 1024)
+                .spawn(move || {
+                    let _ = output_log::copy_stream(File::from(read_end), &mut writer);
+                    let _ = sender.send(());
+                })
+                .map_err(|error| format!("could not start the output copier: {error}"))?;
+            write_ends.push(write_end);
+        }
+        let n_running = write_ends.len();
+        let stderr_write = write_ends.pop().expect("a stderr pipe");
+        let stdout_write = match write_ends.pop() {
+            Some(stdout_write) => stdout_write,
+            None => stderr_write.try_clone().map_err(|error| format!("could not share the output pipe: {error}"))?,
+        };
+        Ok((
+            OutputCopiers { finished, n_running },
+            OutputEnds { stdout: stdout_write, stderr: stderr_write, terminal: terminal_writer },
+        ))
+    }
+
+    fn drain(mut self, limit: Duration, monitor_log: &mut MonitorLog) {
+        let deadline = std::time::Instant::now() + limit;
+        while self.n_running > 0 {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if self.finished.recv_timeout(left).is_err() {
+                monitor_log.line(
+                    "output copiers still running at the exit: something outside the container holds its output pipe",
+                );
+                return;
+            }
+            self.n_running -= 1;
+        }
+    }
+}
+
+/// The write ends runc gets as its stdout and stderr, and with a terminal the writer of
+/// `stdout.log` for the terminal's output.
+struct OutputEnds {
+    stdout: OwnedFd,
+    stderr: OwnedFd,
+    terminal: Option<RotatingWriter>,
+}
+
+/// What `create_container` leaves running: the init's pid and start time, the output copiers,
+/// and with a terminal its copiers.
+type Created = (u32, u64, OutputCopiers, Option<ConsoleCopiers>);
+
+fn create_container(monitor_args: &MonitorArgs, monitor_log: &mut MonitorLog) -> Result<Created, String> {
     let task_dir = &monitor_args.task_dir;
     std::env::set_current_dir(task_dir)
         .map_err(|error| format!("could not enter task directory {}: {error}", task_dir.display()))?;
@@ -229,8 +324,6 @@ fn create_container(
             .map_err(|error| format!("could not remove stale {stale_file}: {error}"))?;
     }
 
-    let stdout_file = open_for_append(&task_dir.join(STDOUT_FILE))?;
-    let stderr_file = open_for_append(&task_dir.join(STDERR_FILE))?;
     let runc_log_path = task_dir.join(RUNC_LOG_FILE);
     // Only what runc writes during this create is quoted in an error; the files accumulate
     // across restarts of the task.
@@ -260,7 +353,7 @@ fn create_container(
     } else {
         None
     };
-    let terminal_output = if monitor_args.tty { Some(open_for_append(&task_dir.join(STDOUT_FILE))?) } else { None };
+    let (output_copiers, output_ends) = OutputCopiers::start(monitor_args)?;
     let console_socket = console_listener.as_ref().map(|(_, socket_path)| socket_path.as_path());
     let exec_pid_path = task_dir.join(EXEC_PID_FILE);
     let mut create_command = if monitor_args.exec {
@@ -274,9 +367,15 @@ fn create_container(
     } else {
         runc.create_command(&monitor_args.id, &monitor_args.bundle, &runc_log_path, monitor_args.start, console_socket)
     };
-    create_command.stdin(container_stdin).stdout(Stdio::from(stdout_file)).stderr(Stdio::from(stderr_file));
+    create_command
+        .stdin(container_stdin)
+        .stdout(Stdio::from(output_ends.stdout))
+        .stderr(Stdio::from(output_ends.stderr));
     monitor_log.line(&format!("running {create_command:?}"));
-    let create_status = match create_command.status() {
+    let create_status = create_command.status();
+    // The write ends now belong to the container alone: its exit ends the copiers.
+    drop(create_command);
+    let create_status = match create_status {
         Ok(create_status) => create_status,
         Err(spawn_error) if spawn_error.kind() == ErrorKind::NotFound => {
             return Err(RuncError::NotFound { path: monitor_args.runc.clone() }.to_string());
@@ -286,6 +385,7 @@ fn create_container(
         }
     };
     if !create_status.success() {
+        output_copiers.drain(OUTPUT_DRAIN_LIMIT, monitor_log);
         let mut explanation = runc::runc_log_errors_since(&runc_log_path, runc_log_length_before, 3).join("; ");
         if explanation.is_empty() {
             explanation = runc::runc_error_text(&read_tail(&task_dir.join(STDERR_FILE), stderr_length_before));
@@ -325,7 +425,7 @@ fn create_container(
     write_file_atomically(task_dir, MONITOR_STATE_FILE, &monitor_json)
         .map_err(|error| format!("could not write {MONITOR_STATE_FILE}: {error}"))?;
     monitor_log.line(&format!("created: {monitor_identity:?}"));
-    let console_copiers = match (console_listener, terminal_output) {
+    let console_copiers = match (console_listener, output_ends.terminal) {
         (Some((listener, socket_path)), Some(terminal_output)) => {
             let master = console::receive_console(listener, &socket_path).map_err(|error| error.to_string())?;
             let copiers =
@@ -335,7 +435,7 @@ fn create_container(
         }
         _ => None,
     };
-    Ok((init_pid, init_start_time, console_copiers))
+    Ok((init_pid, init_start_time, output_copiers, console_copiers))
 }
 
 /// Writes the one readiness report, then lets go of berthd's pipes: stdout to /dev/null, stderr
@@ -426,30 +526,15 @@ fn exec_process(pid_path: &Path) -> Option<(u32, u64)> {
     Some((pid, process_stat.start_time))
 }
 
-fn open_for_append(path: &Path) -> Result<File, String> {
-    OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(berth_runtime::sys::fs::PRIVATE_FILE_MODE)
-        .open(path)
-        .map_err(|error| format!("could not open {}: {error}", path.display()))
-}
-
 fn file_length(path: &Path) -> u64 {
     std::fs::metadata(path).map(|metadata| metadata.len()).unwrap_or(0)
 }
 
-/// Up to `MAX_QUOTED_STDERR_BYTES` written to `path` after offset `since`.
+/// The last `MAX_QUOTED_STDERR_BYTES` the container (or runc) wrote to the stream file at
+/// `path` after its byte `since`.
 fn read_tail(path: &Path, since: u64) -> Vec<u8> {
-    let mut tail_bytes = Vec::new();
-    if let Ok(mut file) = File::open(path) {
-        let end = file_length(path);
-        let start = since.max(end.saturating_sub(MAX_QUOTED_STDERR_BYTES));
-        if file.seek(SeekFrom::Start(start)).is_ok() {
-            let _ = file.take(MAX_QUOTED_STDERR_BYTES).read_to_end(&mut tail_bytes);
-        }
-    }
-    tail_bytes
+    let written = output_log::raw_output_since(path, since);
+    written[written.len().saturating_sub(MAX_QUOTED_STDERR_BYTES as usize)..].to_vec()
 }
 
 /// The monitor's own diagnostics, appended to task_dir/monitor.log. Logging must never stop the monitor,

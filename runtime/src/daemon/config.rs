@@ -25,6 +25,7 @@ pub struct ConfigFile {
     pub cgroup_parent: Option<String>,
     pub log: Option<LogConfig>,
     pub registry: Option<RegistryConfig>,
+    pub output: Option<OutputConfig>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -33,6 +34,37 @@ pub struct RegistryConfig {
     /// The directory of `<host>/hosts.toml` files (mirrors, CA files, plain HTTP), as
     /// containerd's `config_path`; default /etc/berth/certs.d.
     pub config_path: Option<PathBuf>,
+}
+
+/// `[output]`: how much of each container's stdout and stderr is kept on disk.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputConfig {
+    /// A stream's file is rotated at about this size (default 10 MiB).
+    pub max_file_bytes: Option<u64>,
+    /// Files kept per stream, the current one included (default 3).
+    pub max_files: Option<u32>,
+}
+
+impl OutputConfig {
+    /// The limits, refusing ones that would keep nothing.
+    pub fn limits(&self) -> Result<crate::tasks::output_log::OutputLimits, String> {
+        let defaults = crate::tasks::output_log::OutputLimits::default();
+        let limits = crate::tasks::output_log::OutputLimits {
+            max_file_bytes: self.max_file_bytes.unwrap_or(defaults.max_file_bytes),
+            max_files: self.max_files.unwrap_or(defaults.max_files),
+        };
+        if limits.max_file_bytes < 4096
+            || limits.max_files == 0
+            || limits.max_files > crate::tasks::output_log::MAX_FILES_LIMIT
+        {
+            return Err(format!(
+                "config: [output] max_file_bytes must be at least 4096 and max_files 1 to 100 (got {} and {})",
+                limits.max_file_bytes, limits.max_files
+            ));
+        }
+        Ok(limits)
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -9,6 +9,7 @@
 //! <root>/content/blobs/sha256/<hex>            blobs; <root>/content/ingest/ temporary files
 //! <root>/snapshots/committed/<chain-hex>/fs    unpacked layers; active/<ns>/<id>/{upper,work}
 //! <root>/tasks/<ns>/<id>/                      a task's monitor files (tasks::task_dir)
+//! <root>/volumes/<ns>/<name>/data              a volume's content (tasks::mounts)
 //! <state>/bundles/<ns>/<id>/                   config.json and the mounted rootfs
 //! <state>/runc/<ns>/                           runc's --root
 //! ```
@@ -58,6 +59,16 @@ impl Layout {
     /// Persistent per-task files: output, `monitor.json`, `exit.json`, the monitor lock.
     pub fn task_dir(&self, namespace: &str, id: &str) -> TaskDir {
         TaskDir::new(self.tasks_dir().join(namespace).join(id))
+    }
+
+    /// Every namespace's volumes.
+    pub fn volumes_dir(&self) -> PathBuf {
+        self.root.join("volumes")
+    }
+
+    /// One volume: `data/` is what containers mount (made at first use).
+    pub fn volume_dir(&self, namespace: &str, name: &str) -> PathBuf {
+        self.volumes_dir().join(namespace).join(name)
     }
 
     /// Every namespace's bundles.

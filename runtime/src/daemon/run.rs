@@ -16,7 +16,7 @@ use tokio_stream::StreamExt;
 use crate::api;
 use crate::api::{
     ContainersService, EventsService, ImagesService, NamespacesService, Services, SystemService, TasksService,
-    VersionService,
+    VersionService, VolumesService,
 };
 use crate::daemon::config::resolve_binary;
 use crate::daemon::layout::Layout;
@@ -38,6 +38,8 @@ pub struct DaemonOptions {
     pub durability: Durability,
     /// Where `<host>/hosts.toml` files for registries are (`[registry] config_path`).
     pub registry_hosts_dir: PathBuf,
+    /// How much of each container's output is kept (`[output]`).
+    pub output_limits: crate::tasks::output_log::OutputLimits,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -177,11 +179,12 @@ pub async fn run(
     let executor = Executor::new(
         Arc::clone(&store),
         layout.clone(),
-        runc_binary,
+        runc_binary.clone(),
         options.monitor.clone(),
         Arc::clone(&content),
         Arc::clone(&snapshotter),
         Arc::clone(&gc_lock),
+        options.output_limits,
     );
     let started = Event::DaemonStarted {
         version: env!("CARGO_PKG_VERSION").to_string(),
@@ -202,8 +205,9 @@ pub async fn run(
     // before are reconciled by `recover`, which runs before any client can connect.
     let executor_loop = tokio::spawn(Arc::clone(&executor).run(committed));
     executor.recover().await;
+    executor.resume_restarts().await;
 
-    let services = Services::new(Arc::clone(&store), layout.clone(), content, snapshotter, gc_lock)
+    let services = Services::new(Arc::clone(&store), layout.clone(), content, snapshotter, gc_lock, runc_binary)
         .with_registry_hosts_dir(options.registry_hosts_dir.clone());
     let listener = bind_socket(&options.address)?;
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -248,6 +252,10 @@ pub async fn run(
         ))
         .add_service(limited!(
             api::tasks_server::TasksServer::new(TasksService(Arc::clone(&services))),
+            api::MAX_REQUEST_BYTES
+        ))
+        .add_service(limited!(
+            api::volumes_server::VolumesServer::new(VolumesService(Arc::clone(&services))),
             api::MAX_REQUEST_BYTES
         ))
         .add_service(limited!(

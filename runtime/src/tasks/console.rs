@@ -1,7 +1,9 @@
 //! A `-t` task's pseudo-terminal. runc makes the pty inside the container and sends its master
 //! over the console socket (`--console-socket`, SCM_RIGHTS) to the monitor, which keeps it for
-//! the container's whole life: it copies what the container writes to `stdout.log` (so `berth
-//! logs` and `berth run -t` read it like any output), copies the `-i` stdin FIFO into it, and
+//! the container's whole life: it copies what the container writes to `stdout.log` through the
+//! same record writer as piped output (`tasks::output_log`: timestamped records, rotated; a
+//! read that ends mid-line is written at once as a partial record, so echo is not held back
+//! until a newline), so `berth logs`, `berth run -t` and `attach` read it like any output; copies the `-i` stdin FIFO into it, and
 //! applies window sizes berthd writes to the `resize` FIFO. Nothing here needs berthd to stay
 //! up: the FIFOs and the master outlive it, as the container does.
 
@@ -13,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
 
+use crate::tasks::output_log::{self, RotatingWriter};
 use crate::tasks::task_dir::TaskDir;
 
 /// The socket runc sends the pty master to, in the task directory.
@@ -110,17 +113,21 @@ pub struct ConsoleCopiers {
 }
 
 impl ConsoleCopiers {
-    /// Starts copying: master → `output`; `input` (the `-i` FIFO's read end) → master; window
+    /// Starts copying: master → `output` (records in `stdout.log`); `input` (the `-i` FIFO's read end) → master; window
     /// sizes from the resize FIFO → master.
     pub fn start(
         master: OwnedFd,
-        output: File,
+        mut output: RotatingWriter,
         input: Option<File>,
         resize_fifo: &Path,
     ) -> std::io::Result<ConsoleCopiers> {
         let master = File::from(master);
         let master_for_output = master.try_clone()?;
-        let output_thread = spawn_copier("console-out", move || copy_until_end(master_for_output, output))?;
+        // Reading a master whose every slave descriptor is closed fails with EIO: that is the
+        // terminal's end, not an error, so the copy's result is not looked at.
+        let output_thread = spawn_copier("console-out", move || {
+            let _ = output_log::copy_stream(master_for_output, &mut output);
+        })?;
         if let Some(input) = input {
             let master_for_input = master.try_clone()?;
             spawn_copier("console-in", move || copy_until_end(input, master_for_input))?;

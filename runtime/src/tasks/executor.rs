@@ -28,6 +28,8 @@ use crate::sys::failpoint;
 use crate::tasks::cgroup;
 use crate::tasks::etc_files;
 use crate::tasks::monitor::{self, Launch, MonitorPaths, TaskIo};
+use crate::tasks::output_log::OutputLimits;
+use crate::tasks::policies;
 use crate::tasks::runc::Runc;
 use crate::tasks::spec::{self, SpecInput};
 use crate::tasks::task_dir::{ExitStatus, MonitorIdentity};
@@ -77,9 +79,11 @@ pub struct Executor {
     /// taken exclusively to delete them, so a removal never deletes what an import in flight
     /// is about to record as present.
     pub(super) gc_lock: Arc<tokio::sync::RwLock<()>>,
+    pub(super) output_limits: OutputLimits,
 }
 
 impl Executor {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Arc<Store>,
         layout: Layout,
@@ -88,6 +92,7 @@ impl Executor {
         content: Arc<ContentStore>,
         snapshotter: Arc<Snapshotter>,
         gc_lock: Arc<tokio::sync::RwLock<()>>,
+        output_limits: OutputLimits,
     ) -> Arc<Executor> {
         Arc::new(Executor {
             store,
@@ -98,6 +103,7 @@ impl Executor {
             snapshotter,
             workers: Mutex::new(HashMap::new()),
             gc_lock,
+            output_limits,
         })
     }
 
@@ -106,7 +112,11 @@ impl Executor {
     }
 
     pub(super) fn monitor_paths(&self, namespace: &str) -> MonitorPaths {
-        MonitorPaths { monitor_binary: self.monitor_binary.clone(), runc: self.runc(namespace) }
+        MonitorPaths {
+            monitor_binary: self.monitor_binary.clone(),
+            runc: self.runc(namespace),
+            output_limits: self.output_limits,
+        }
     }
 
     /// Consume committed records forever, dispatching intents to container workers.
@@ -146,8 +156,19 @@ impl Executor {
                     );
                 }
                 Event::ContainerDeleted { id } => self.send(namespace, id, Job::ContainerDeleted),
+                // A container has a restart policy or auto-removal, never both (`CreateContainer`
+                // refuses that): each of these acts only on its own.
+                Event::TaskExited { container_id, .. } => {
+                    self.consider_restart(namespace, container_id);
+                    self.auto_remove_if_asked(namespace, container_id);
+                }
+                Event::TaskCreateFailed { container_id, .. } | Event::TaskStartFailed { container_id, .. } => {
+                    self.consider_restart(namespace, container_id)
+                }
+                Event::TaskDeleted { container_id, .. } => self.continue_restart(namespace, container_id),
                 Event::ContentRemoved { digest } => self.collect_garbage(Garbage::Blob(digest.clone())),
                 Event::SnapshotRemoved { chain_id } => self.collect_garbage(Garbage::Snapshot(chain_id.clone())),
+                Event::VolumeRemoved { name } => self.remove_volume(namespace, name),
                 _ => {}
             }
         }
@@ -412,11 +433,21 @@ impl Executor {
             terminal: record.tty,
         };
         let mut runtime_spec = spec::generate_spec(&input, &rootfs).map_err(|error| error.to_string())?;
+        policies::apply_policies(&mut runtime_spec, &record.policies, &rootfs).map_err(|error| error.to_string())?;
         etc_files::write_etc_files(&bundle, &record.hostname)
             .map_err(|error| format!("cannot write /etc files into the bundle {}: {error}", bundle.display()))?;
         let mut mounts = runtime_spec.mounts().clone().unwrap_or_default();
         mounts.extend(etc_files::etc_mounts(&bundle).map_err(|error| error.to_string())?);
+        mounts.extend(
+            crate::tasks::mounts::container_mounts(&self.layout, namespace, &record, &rootfs)
+                .map_err(|error| error.to_string())?,
+        );
         runtime_spec.set_mounts(Some(mounts));
+        if record.read_only_rootfs {
+            if let Some(root) = runtime_spec.root_mut() {
+                root.set_readonly(Some(true));
+            }
+        }
         spec::write_bundle(&bundle, &runtime_spec).map_err(|error| error.to_string())?;
         let task_dir = self.layout.task_dir(namespace, container_id);
         // A task dir left by an earlier task of this container holds its old exit status.

@@ -1,7 +1,12 @@
 //! Tasks on the host: the [`executor`] that carries out intents in log order and records their
-//! outcomes, start-up [`recovery`] (observe → pure plan → apply), `berth exec`'s processes (`exec`), the per-task [`monitor`] and
-//! its [`task_dir`], a `-i` task's [`stdin`] FIFO and a `-t` task's [`console`], the [`runc`] command line, the OCI runtime [`spec`], the [`etc_files`] a
-//! container gets in its bundle, and what a task's [`cgroup`] says after its end.
+//! outcomes, start-up [`recovery`] (observe → pure plan → apply), the restart policy carried out
+//! (`restart`), `berth exec`'s processes (`exec`), the per-task [`monitor`] and its [`task_dir`],
+//! a `-i` task's [`stdin`] FIFO and a `-t` task's [`console`], the [`runc`] command line, the OCI
+//! runtime [`spec`] with a container's [`policies`] in it (limits, capabilities, devices and the
+//! [`seccomp`] profile), the [`etc_files`] a container gets in its bundle, its [`mounts`]
+//! (binds, volumes, tmpfs), its [`output_log`] (the record files every output goes through —
+//! pipes, a terminal, an exec's), removals the log asks for (`removal`: volumes, `--rm`), and
+//! what a task's [`cgroup`] says after its end.
 
 pub mod cgroup;
 pub mod console;
@@ -9,9 +14,15 @@ pub mod etc_files;
 mod exec;
 pub mod executor;
 pub mod monitor;
+pub mod mounts;
+pub mod output_log;
+pub mod policies;
 mod reconcile;
 pub mod recovery;
+mod removal;
+mod restart;
 pub mod runc;
+pub mod seccomp;
 pub mod spec;
 pub mod stdin;
 pub mod task_dir;

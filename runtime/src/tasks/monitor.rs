@@ -81,6 +81,8 @@ pub enum MonitorError {
 pub struct MonitorPaths {
     pub monitor_binary: PathBuf,
     pub runc: Runc,
+    /// How much output the monitor keeps (`--output-max-file-bytes`, `--output-max-files`).
+    pub output_limits: crate::tasks::output_log::OutputLimits,
 }
 
 /// `berth-monitor` next to the running executable (or next to its parent directory when running
@@ -186,6 +188,10 @@ pub async fn spawn_monitor(
         .arg(intent_seq.to_string())
         .args(io.tty.then_some("--tty"))
         .args(io.stdin_fifo.iter().flat_map(|fifo_path| [std::ffi::OsStr::new("--stdin-fifo"), fifo_path.as_os_str()]))
+        .arg("--output-max-file-bytes")
+        .arg(paths.output_limits.max_file_bytes.to_string())
+        .arg("--output-max-files")
+        .arg(paths.output_limits.max_files.to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

@@ -38,6 +38,22 @@ impl Executor {
             self.recover_task(&namespace, &container_id, task.clone()).await;
             self.recover_execs(&namespace, &container_id, &task).await;
         }
+        // `-d --rm` containers whose exit was recorded but who were not removed yet (berthd
+        // stopped in between): their removal is what the user asked for.
+        let exited_auto_remove: Vec<(String, String)> = {
+            let state = self.store.state();
+            state
+                .containers()
+                .filter(|(_, container)| container.record.auto_remove)
+                .filter(|(_, container)| {
+                    container.task.as_ref().is_some_and(|task| task.exit.is_some() && task.pending.is_empty())
+                })
+                .map(|(namespace, container)| (namespace.to_string(), container.record.id.clone()))
+                .collect()
+        };
+        for (namespace, container_id) in exited_auto_remove {
+            self.auto_remove_if_asked(&namespace, &container_id);
+        }
         self.remove_orphans().await;
     }
 
@@ -317,6 +333,19 @@ impl Executor {
                 }
             }
             Err(error) => tracing::warn!(%error, "listing blobs failed; orphans among them stay"),
+        }
+        // Volume directories whose removal was recorded just before berthd stopped.
+        let volumes_dir = self.layout.volumes_dir();
+        for namespace in list_dir_names(&volumes_dir) {
+            for name in list_dir_names(&volumes_dir.join(&namespace)) {
+                if self.store.state().volume(&namespace, &name).is_none() {
+                    warn_if_failed(
+                        "volume directory",
+                        &name,
+                        crate::tasks::mounts::remove_volume_dir(&self.layout, &namespace, &name),
+                    );
+                }
+            }
         }
         // Uploads and blobs being written when berthd stopped; no import runs yet.
         warn_if_failed("ingest directory", "content/ingest", self.content.clean_ingest());

@@ -109,6 +109,36 @@ impl Runc {
         self.run(vec!["start".into(), id.into()]).await.map(drop)
     }
 
+    /// `runc update` with a running container's new limits (cgroup values only: rlimits belong
+    /// to processes and change with the next task).
+    pub async fn update(&self, id: &str, limits: &berth_projections::ResourceLimits) -> Result<(), RuncError> {
+        let mut args = vec!["update".to_string()];
+        if let Some(bytes) = limits.memory_bytes {
+            args.extend(["--memory".to_string(), bytes.to_string()]);
+        }
+        if let Some(bytes) = limits.memory_swap_bytes {
+            args.extend(["--memory-swap".to_string(), bytes.to_string()]);
+        }
+        if let Some(nano_cpus) = limits.nano_cpus {
+            args.extend(["--cpu-period".to_string(), crate::tasks::policies::CPU_PERIOD_US.to_string()]);
+            args.extend(["--cpu-quota".to_string(), crate::tasks::policies::cpu_quota_us(nano_cpus).to_string()]);
+        }
+        if let Some(shares) = limits.cpu_shares {
+            args.extend(["--cpu-share".to_string(), shares.to_string()]);
+        }
+        if let Some(cpus) = &limits.cpuset_cpus {
+            args.extend(["--cpuset-cpus".to_string(), cpus.clone()]);
+        }
+        if let Some(pids) = limits.pids_limit {
+            args.extend(["--pids-limit".to_string(), pids.to_string()]);
+        }
+        if let Some(weight) = limits.blkio_weight {
+            args.extend(["--blkio-weight".to_string(), weight.to_string()]);
+        }
+        args.push(id.to_string());
+        self.run(args).await.map(drop)
+    }
+
     /// `runc kill [--all] ID SIGNAL`.
     pub async fn kill(&self, id: &str, signal: i32, all: bool) -> Result<(), RuncError> {
         let mut args = vec!["kill".to_string()];

@@ -349,6 +349,19 @@ pub fn resolve_user(rootfs: &Path, user: &str) -> Result<ResolvedUser, SpecError
     Ok(ResolvedUser { uid, gid, additional_gids })
 }
 
+/// A group for `--group-add`: a gid as it is, or a name looked up in the rootfs's `etc/group`.
+pub fn resolve_group(rootfs: &Path, group: &str) -> Result<u32, SpecError> {
+    if let Ok(gid) = group.parse::<u32>() {
+        return Ok(gid);
+    }
+    read_user_database(rootfs, "etc/group")?
+        .iter()
+        .find(|fields| fields[0] == group)
+        .and_then(|fields| fields.get(2))
+        .and_then(|field| field.parse::<u32>().ok())
+        .ok_or_else(|| SpecError::UnknownGroup { group: group.to_string(), looked_up: rootfs.join("etc/group") })
+}
+
 /// Reads a colon-separated database (passwd, group) inside the rootfs; a missing file is empty.
 fn read_user_database(rootfs: &Path, relative_path: &str) -> Result<Vec<Vec<String>>, SpecError> {
     let display_path = rootfs.join(relative_path);

@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | `monitor.json` | monitor, atomically (not fsynced), after runc created the container | [`MonitorIdentity`] |
 //! | `exit.json`    | monitor, atomically and fsynced, when the container's init was reaped | [`ExitStatus`] |
-//! | `stdout.log`, `stderr.log` | the container itself (it inherits the open files) | output |
+//! | `stdout.log`, `stderr.log` (and rotated `.1`, `.2`, …) | the monitor's copier threads, from the container's pipes — with `-t`, its terminal, into `stdout.log` — as `tasks::output_log` records | output |
 //! | `runc.log`     | runc (`--log`, json lines) | runc's own diagnostics |
 //! | `monitor.log`  | monitor | the monitor's diagnostics |
 //! | `stdin` | berthd (a FIFO, with `-i`); the monitor holds a keeper write end until signalled | the container's stdin (`tasks::stdin`) |

@@ -40,6 +40,7 @@ impl TestTask {
         let paths = MonitorPaths {
             monitor_binary: PathBuf::from(env!("CARGO_BIN_EXE_berth-monitor")),
             runc: Runc::new(PathBuf::from(RUNC_BINARY), runc_root.clone()),
+            output_limits: Default::default(),
         };
         TestTask { runc_id, bundle, task_dir: TaskDir::new(task_dir), runc_root, paths, temp_dir }
     }

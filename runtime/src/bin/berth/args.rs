@@ -9,6 +9,10 @@ use berth_runtime::api;
 use berth_runtime::client;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::policy_args::{PolicyArgs, UpdateArgs};
+use crate::session::CliError;
+use crate::storage_args::{environment_entry, read_env_file, StorageArgs};
+
 #[derive(Parser, Debug)]
 #[command(
     name = "berth",
@@ -66,6 +70,8 @@ pub enum Command {
     Wait(WaitArgs),
     /// Remove containers and their tasks
     Rm(RmArgs),
+    /// Change the limits of containers, running or not (later tasks keep them)
+    Update(UpdateArgs),
     /// Pull, import, list, remove and prune images
     #[command(subcommand)]
     Image(ImageCommand),
@@ -83,6 +89,11 @@ pub enum Command {
     /// What berth keeps on disk
     #[command(subcommand)]
     System(SystemCommand),
+    /// Create, list, inspect and remove volumes
+    #[command(subcommand)]
+    Volume(VolumeCommand),
+    /// Print containers as JSON: their settings, mounts and task
+    Inspect(InspectArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -113,8 +124,9 @@ pub struct ContainerArgs {
     #[arg(long, value_name = "ID")]
     pub name: Option<String>,
 
-    /// Set an environment variable (repeatable); overrides the image's value
-    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    /// Set an environment variable (repeatable); overrides the image's value. A bare KEY takes
+    /// the value it has here (and is left out when it has none)
+    #[arg(short = 'e', long = "env", value_name = "KEY[=VALUE]", value_parser = parse_env_flag)]
     pub env: Vec<String>,
 
     /// Working directory inside the container (default: the image's)
@@ -147,6 +159,11 @@ pub struct ContainerArgs {
     #[arg(short = 't', long)]
     pub tty: bool,
 
+    #[command(flatten)]
+    pub policies: PolicyArgs,
+    #[command(flatten)]
+    pub storage: StorageArgs,
+
     /// Image to run, then the command and its arguments (default: the image's command).
     /// Everything after IMAGE is passed to the container, flags included.
     // No `allow_hyphen_values`: with it an unknown flag before the image (`--memory 1g`) became
@@ -158,12 +175,13 @@ pub struct ContainerArgs {
 #[derive(Args, Debug)]
 #[command(override_usage = "berth run [OPTIONS] IMAGE [COMMAND [ARG]...]")]
 pub struct RunArgs {
-    /// Remove the container and its task once it has exited (or on Ctrl-C)
-    #[arg(long)]
+    /// Remove the container, its task and its anonymous volumes once it has exited (or on
+    /// Ctrl-C); with -d, berthd removes it when it exits
+    #[arg(long, conflicts_with = "restart")]
     pub rm: bool,
 
     /// Start the container, print its id and return at once
-    #[arg(short = 'd', long, conflicts_with = "rm")]
+    #[arg(short = 'd', long)]
     pub detach: bool,
 
     #[command(flatten)]
@@ -194,6 +212,15 @@ pub struct PsArgs {
     #[arg(short = 'a', long)]
     pub all: bool,
 
+    /// Print only the ids, one a line
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+
+    /// Only containers matching: status=STATUS, name=TEXT (part of the id), label=KEY[=VALUE],
+    /// ancestor=IMAGE (repeatable; all must match)
+    #[arg(short = 'f', long = "filter", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub filters: Vec<String>,
+
     #[command(flatten)]
     pub output: OutputArgs,
 }
@@ -203,6 +230,19 @@ pub struct LogsArgs {
     /// Keep printing new output until the container exits
     #[arg(short = 'f', long)]
     pub follow: bool,
+
+    /// Print only the last N lines (stdout and stderr together), or `all`
+    #[arg(long, value_name = "N", value_parser = parse_tail)]
+    pub tail: Option<u64>,
+
+    /// Print only output from this time on: RFC 3339 (2026-01-02T15:04:05Z) or a time ago
+    /// (30s, 5m, 2h)
+    #[arg(long, value_name = "TIME", value_parser = parse_since)]
+    pub since: Option<i64>,
+
+    /// Begin each line with the time the monitor read it
+    #[arg(short = 't', long)]
+    pub timestamps: bool,
 
     /// Container whose output to print
     #[arg(value_name = "ID")]
@@ -275,6 +315,10 @@ pub struct RmArgs {
     /// Kill running tasks first instead of refusing to remove them
     #[arg(short = 'f', long)]
     pub force: bool,
+
+    /// Remove the container's anonymous volumes too
+    #[arg(short = 'v', long)]
+    pub volumes: bool,
 
     /// Containers to remove
     #[arg(value_name = "ID", required = true)]
@@ -494,27 +538,83 @@ pub struct NamespaceRmArgs {
     pub namespace_names: Vec<String>,
 }
 
+#[derive(Subcommand, Debug)]
+pub enum VolumeCommand {
+    /// Create a named volume
+    Create(VolumeCreateArgs),
+    /// List volumes
+    Ls(OutputArgs),
+    /// Print volumes as JSON: labels, mount point, the containers using them
+    Inspect(VolumeNamesArgs),
+    /// Remove volumes (refused while a container uses one)
+    Rm(VolumeNamesArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct VolumeCreateArgs {
+    /// Attach a label to the volume (repeatable)
+    #[arg(short = 'l', long = "label", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub labels: Vec<String>,
+
+    /// Name of the new volume
+    #[arg(value_name = "NAME")]
+    pub volume_name: String,
+}
+
+#[derive(Args, Debug)]
+pub struct VolumeNamesArgs {
+    /// Volumes
+    #[arg(value_name = "NAME", required = true)]
+    pub volume_names: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct InspectArgs {
+    /// Containers to print
+    #[arg(value_name = "ID", required = true)]
+    pub container_ids: Vec<String>,
+}
+
 impl ContainerArgs {
-    pub fn create_request(&self, container_id: String) -> api::CreateContainerRequest {
+    /// The request; reads the env files, so it fails when one cannot be read.
+    pub fn create_request(&self, container_id: String) -> Result<api::CreateContainerRequest, CliError> {
         let (image, command) = self
             .image_and_command
             .split_first()
             .map(|(image, command)| (image.clone(), command.to_vec()))
             .unwrap_or_default();
-        api::CreateContainerRequest {
+        // As docker: the files first, then -e, so a flag overrides a file.
+        let mut env = Vec::new();
+        for env_file in &self.storage.env_files {
+            env.extend(read_env_file(env_file)?);
+        }
+        env.extend(self.env.iter().filter_map(|entry| environment_entry(entry)));
+        Ok(api::CreateContainerRequest {
             id: container_id,
             image,
             args: command,
             entrypoint: self.entrypoint.iter().cloned().collect(),
-            env: self.env.clone(),
+            env,
             working_dir: self.workdir.clone().unwrap_or_default(),
             user: self.user.clone().unwrap_or_default(),
             hostname: self.hostname.clone().unwrap_or_default(),
             labels: labels_from_pairs(&self.labels),
             open_stdin: self.interactive,
             tty: self.tty,
-        }
+            policies: Some(self.policies.message()),
+            mounts: self.storage.all_mounts(),
+            read_only_rootfs: self.storage.read_only,
+            auto_remove: false,
+        })
     }
+}
+
+/// `KEY=VALUE`, or a bare `KEY` whose value comes from the caller's environment.
+pub fn parse_env_flag(text: &str) -> Result<String, String> {
+    if !text.contains('=') && !text.is_empty() {
+        return Ok(text.to_string());
+    }
+    parse_key_value(text)
 }
 
 /// Accepts `KEY=VALUE` with a non-empty key; the value may be empty or contain `=`.
@@ -531,6 +631,29 @@ pub fn labels_from_pairs(pairs: &[String]) -> HashMap<String, String> {
         .filter_map(|pair| pair.split_once('='))
         .map(|(key, value)| (key.to_string(), value.to_string()))
         .collect()
+}
+
+/// `--tail`: a number of lines, or `all` (the same as leaving it out).
+pub fn parse_tail(text: &str) -> Result<u64, String> {
+    if text == "all" {
+        return Ok(u64::MAX);
+    }
+    text.parse::<u64>().map_err(|_| format!("--tail takes a number of lines or `all`, not {text:?}"))
+}
+
+/// `--since`: an RFC 3339 time, or a duration ago (`30s`, `5m`, `2h`, `1d`), as unix ns.
+pub fn parse_since(text: &str) -> Result<i64, String> {
+    let units = [("s", 1u64), ("m", 60), ("h", 3600), ("d", 86_400)];
+    for (suffix, seconds_per_unit) in units {
+        if let Some(number) = text.strip_suffix(suffix).and_then(|number| number.parse::<u64>().ok()) {
+            let ago_ns = number.saturating_mul(seconds_per_unit).saturating_mul(1_000_000_000);
+            let now_ns = berth_log::Timestamp::now().as_ns();
+            return i64::try_from(now_ns.saturating_sub(ago_ns)).map_err(|_| "the time is out of range".to_string());
+        }
+    }
+    let timestamp = berth_log::Timestamp::parse(text)
+        .map_err(|error| format!("{error}; or give a time ago such as 30s, 5m or 2h"))?;
+    i64::try_from(timestamp.as_ns()).map_err(|_| "the time is out of range".to_string())
 }
 
 /// A signal by name (`TERM`, `SIGTERM`, `term`) or number (`15`).
@@ -565,6 +688,18 @@ mod tests {
     }
 
     #[test]
+    fn tail_and_since_parse() {
+        assert_eq!(parse_tail("10"), Ok(10));
+        assert_eq!(parse_tail("all"), Ok(u64::MAX));
+        assert!(parse_tail("-1").is_err());
+        assert_eq!(parse_since("2026-01-02T03:04:05Z"), Ok(1_767_323_045_000_000_000));
+        let an_hour_ago = parse_since("1h").unwrap();
+        let now = berth_log::Timestamp::now().as_ns() as i64;
+        assert!((now - an_hour_ago - 3_600_000_000_000).abs() < 60_000_000_000);
+        assert!(parse_since("yesterday").is_err());
+    }
+
+    #[test]
     fn key_values_need_a_key_and_an_equals_sign() {
         assert_eq!(parse_key_value("A=1"), Ok("A=1".to_string()));
         assert_eq!(parse_key_value("A="), Ok("A=".to_string()));
@@ -584,7 +719,7 @@ mod tests {
             panic!("expected run, got {:?}", cli.command);
         };
         assert!(run_args.rm);
-        let request = run_args.container.create_request("web".to_string());
+        let request = run_args.container.create_request("web".to_string()).unwrap();
         assert_eq!(request.image, "alpine");
         assert_eq!(request.args, ["ls", "-l", "--rm"]);
         assert_eq!(request.env, ["A=1"]);
@@ -592,17 +727,18 @@ mod tests {
     }
 
     #[test]
-    fn run_rejects_rm_with_detach_and_needs_an_image() {
-        assert!(Cli::try_parse_from(["berth", "run", "--rm", "-d", "alpine"]).is_err());
+    fn run_takes_rm_with_detach_and_needs_an_image() {
+        assert!(Cli::try_parse_from(["berth", "run", "--rm", "-d", "alpine"]).is_ok());
         assert!(Cli::try_parse_from(["berth", "run", "--rm"]).is_err());
     }
 
     #[test]
     fn an_unknown_flag_is_an_error_naming_it_not_an_image() {
         for verb in ["run", "create"] {
-            let error = Cli::try_parse_from(["berth", verb, "--memory", "1g", "busybox"]).unwrap_err();
+            // (`--memory`, the example, is a real flag now.)
+            let error = Cli::try_parse_from(["berth", verb, "--no-such-flag", "1g", "busybox"]).unwrap_err();
             assert_eq!(error.kind(), clap::error::ErrorKind::UnknownArgument, "{verb}: {error}");
-            assert!(error.to_string().contains("--memory"), "{verb}: {error}");
+            assert!(error.to_string().contains("--no-such-flag"), "{verb}: {error}");
         }
         let error = Cli::try_parse_from(["berth", "ps", "--bogus"]).unwrap_err();
         assert_eq!(error.kind(), clap::error::ErrorKind::UnknownArgument);

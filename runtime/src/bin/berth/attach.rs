@@ -54,12 +54,8 @@ async fn follow_task(
 ) -> Result<ExitCode, CliError> {
     let mut interrupts = signal(SignalKind::interrupt()).map_err(CliError::InstallSignalHandler)?;
     let mut hangups = signal(SignalKind::hangup()).map_err(CliError::InstallSignalHandler)?;
-    let logs_request = api::LogsRequest {
-        container_id: container_id.to_string(),
-        follow: true,
-        exec_id: String::new(),
-        from_end: true,
-    };
+    let logs_request =
+        api::LogsRequest { container_id: container_id.to_string(), follow: true, from_end: true, ..Default::default() };
     let mut log_stream =
         Some(session.tasks().logs(session.request(logs_request)).await.map_err(session.rpc_error())?.into_inner());
     let mut tasks = session.tasks();

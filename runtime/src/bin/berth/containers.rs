@@ -8,7 +8,7 @@ use berth_runtime::api;
 use berth_runtime::client;
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::args::{CreateArgs, KillArgs, OutputFormat, PsArgs, RmArgs, StartArgs, WaitArgs};
+use crate::args::{CreateArgs, InspectArgs, KillArgs, OutputFormat, PsArgs, RmArgs, StartArgs, WaitArgs};
 use crate::output::{
     for_each_target, format_ago, format_rfc3339, format_table, now_unix_ns, print_json_document, print_stdout,
     shell_join, sorted_labels, truncate_chars,
@@ -21,7 +21,7 @@ const COMMAND_COLUMN_CHARS: usize = 30;
 
 pub async fn create_container_only(session: &Session, create_args: CreateArgs) -> Result<ExitCode, CliError> {
     let container_id = create_args.container.name.clone().unwrap_or_else(client::generate_container_id);
-    let create_request = create_args.container.create_request(container_id.clone());
+    let create_request = create_args.container.create_request(container_id.clone())?;
     session.containers().create(session.request(create_request)).await.map_err(session.rpc_error())?;
     print_stdout(&format!("{container_id}\n"))?;
     Ok(ExitCode::SUCCESS)
@@ -73,9 +73,21 @@ pub async fn list_containers(session: &Session, ps_args: PsArgs) -> Result<ExitC
     if !ps_args.all {
         containers.retain(|container| container.task.as_ref().is_some_and(task_is_live));
     }
+    for filter in &ps_args.filters {
+        let (key, value) = filter.split_once('=').unwrap_or((filter, ""));
+        if !matches!(key, "status" | "name" | "label" | "ancestor") {
+            return Err(CliError::UnknownFilter { filter: filter.clone() });
+        }
+        containers.retain(|container| container_matches(container, key, value));
+    }
     // Newest first, like the log reads backwards from now.
     containers.sort_by_key(|container| std::cmp::Reverse(container.created_seq));
     let now_ns = now_unix_ns();
+    if ps_args.quiet {
+        let ids: String = containers.iter().map(|container| format!("{}\n", container.id)).collect();
+        print_stdout(&ids)?;
+        return Ok(ExitCode::SUCCESS);
+    }
 
     match ps_args.output.output {
         OutputFormat::Json => {
@@ -100,6 +112,79 @@ pub async fn list_containers(session: &Session, ps_args: PsArgs) -> Result<ExitC
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One `ps --filter KEY=VALUE`: status is the task's status name ("created", "running",
+/// "stopped", … and "none" without a task), name a part of the id, label KEY or KEY=VALUE,
+/// ancestor the image name (with or without its tag) or digest.
+fn container_matches(container: &api::Container, key: &str, value: &str) -> bool {
+    match key {
+        "status" => {
+            let status =
+                container.task.as_ref().map_or_else(|| "none".to_string(), |task| task_status_name(task.status()));
+            status == value || (value == "exited" && status == "stopped")
+        }
+        "name" => container.id.contains(value),
+        "label" => match value.split_once('=') {
+            Some((label_key, label_value)) => container.labels.get(label_key).is_some_and(|found| found == label_value),
+            None => container.labels.contains_key(value),
+        },
+        "ancestor" => {
+            container.image == value
+                || container.image.rsplit_once(':').is_some_and(|(name, _tag)| name == value && !name.ends_with('/'))
+                || container.image_digest == value
+        }
+        _ => false,
+    }
+}
+
+// ------------------------------------------------------------------------------------ inspect
+
+pub async fn inspect_containers(session: &Session, inspect_args: InspectArgs) -> Result<ExitCode, CliError> {
+    let now_ns = now_unix_ns();
+    let mut documents = Vec::new();
+    let mut n_failed = 0;
+    for container_id in &inspect_args.container_ids {
+        let request = session.request(api::GetContainerRequest { id: container_id.clone() });
+        match session.containers().get(request).await {
+            Ok(container) => documents.push(inspect_json(&container.into_inner(), now_ns)),
+            Err(status) => {
+                eprintln!("berth: {}", session.rpc_error()(status));
+                n_failed += 1;
+            }
+        }
+    }
+    print_json_document(&serde_json::Value::Array(documents))?;
+    crate::output::finish_batch(n_failed, inspect_args.container_ids.len())
+}
+
+/// `ps --output json`'s fields plus everything the container was created with.
+fn inspect_json(container: &api::Container, now_ns: i64) -> serde_json::Value {
+    let mut document = container_json(container, now_ns);
+    let mounts: Vec<serde_json::Value> = container
+        .mounts
+        .iter()
+        .map(|mount| {
+            serde_json::json!({
+                "type": mount.r#type,
+                "source": mount.source,
+                "destination": mount.destination,
+                "read_only": mount.read_only,
+                "options": mount.options,
+            })
+        })
+        .collect();
+    if let serde_json::Value::Object(fields) = &mut document {
+        fields.insert("env".into(), serde_json::json!(container.env));
+        fields.insert("working_dir".into(), serde_json::json!(container.working_dir));
+        fields.insert("user".into(), serde_json::json!(container.user));
+        fields.insert("hostname".into(), serde_json::json!(container.hostname));
+        fields.insert("snapshot_key".into(), serde_json::json!(container.snapshot_key));
+        fields.insert("mounts".into(), serde_json::Value::Array(mounts));
+        fields.insert("read_only_rootfs".into(), serde_json::json!(container.read_only_rootfs));
+        fields.insert("auto_remove".into(), serde_json::json!(container.auto_remove));
+    }
+    document
 }
 
 /// Whether `berth ps` without -a shows the task: it runs, or is about to.
@@ -160,12 +245,17 @@ pub async fn wait_task(session: &Session, wait_args: WaitArgs) -> Result<ExitCod
 
 pub async fn remove_containers(session: &Session, rm_args: RmArgs) -> Result<ExitCode, CliError> {
     for_each_target(&rm_args.container_ids, async |container_id| {
-        remove_one_container(session, container_id, rm_args.force).await
+        remove_one_container(session, container_id, rm_args.force, rm_args.volumes).await
     })
     .await
 }
 
-async fn remove_one_container(session: &Session, container_id: &str, force: bool) -> Result<(), CliError> {
+async fn remove_one_container(
+    session: &Session,
+    container_id: &str,
+    force: bool,
+    remove_volumes: bool,
+) -> Result<(), CliError> {
     let container = session
         .containers()
         .get(session.request(api::GetContainerRequest { id: container_id.to_string() }))
@@ -181,7 +271,7 @@ async fn remove_one_container(session: &Session, container_id: &str, force: bool
     }
     session
         .containers()
-        .delete(session.request(api::DeleteContainerRequest { id: container_id.to_string() }))
+        .delete(session.request(api::DeleteContainerRequest { id: container_id.to_string(), remove_volumes }))
         .await
         .map_err(session.rpc_error())?;
     Ok(())
@@ -283,8 +373,8 @@ mod tests {
         let (daemon, server) = serve_recording_daemon(&socket_path).await;
         let session = Session::connect(&socket_path, "default").await.unwrap();
 
-        remove_one_container(&session, "exited", true).await.unwrap();
-        remove_one_container(&session, "bare", false).await.unwrap();
+        remove_one_container(&session, "exited", true, false).await.unwrap();
+        remove_one_container(&session, "bare", false, false).await.unwrap();
         assert_eq!(
             daemon.calls(),
             [
@@ -308,7 +398,8 @@ mod tests {
         let _ = server.await;
         std::fs::remove_file(&socket_path).unwrap();
 
-        let ps_args = PsArgs { all: true, output: OutputArgs { output: OutputFormat::Json } };
+        let ps_args =
+            PsArgs { all: true, quiet: false, filters: Vec::new(), output: OutputArgs { output: OutputFormat::Json } };
         let error = list_containers(&session, ps_args).await.unwrap_err();
         let message = error.to_string();
         assert_eq!(

@@ -68,7 +68,7 @@ async fn follow_exec(session: &Session, container_id: &str, exec_id: &str) -> Re
         container_id: container_id.to_string(),
         follow: true,
         exec_id: exec_id.to_string(),
-        from_end: false,
+        ..Default::default()
     };
     let mut log_stream =
         Some(session.tasks().logs(session.request(logs_request)).await.map_err(session.rpc_error())?.into_inner());

@@ -10,10 +10,13 @@ mod containers;
 mod credentials;
 mod events;
 mod exec;
+#[cfg(test)]
+mod flag_tests;
 mod images;
 mod login;
 mod namespaces;
 mod output;
+mod policy_args;
 mod pull;
 mod push;
 #[cfg(test)]
@@ -21,9 +24,11 @@ mod recording_daemon;
 mod run;
 mod session;
 mod stdin;
+mod storage_args;
 mod system;
 mod terminal;
 mod version;
+mod volumes;
 
 use std::process::ExitCode;
 
@@ -55,7 +60,8 @@ enum Ready {
     /// The archive is open: a typo in its path is the likelier mistake, so it is reported
     /// before (and instead of) any trouble reaching berthd.
     ImageImport(images::ImportJob),
-    Other(Command),
+    /// Boxed: `run`'s flags make a `Command` large.
+    Other(Box<Command>),
 }
 
 async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
@@ -69,14 +75,14 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Version(output_args) => {
             // berth's own version is useful even when berthd cannot be reached.
             version::print_client_version(output_args.output)?;
-            Ready::Other(Command::Version(output_args))
+            Ready::Other(Box::new(Command::Version(output_args)))
         }
-        other => Ready::Other(other),
+        other => Ready::Other(Box::new(other)),
     };
     let session = Session::connect(&address, &namespace).await?;
     match ready {
         Ready::ImageImport(import_job) => images::import_image(&session, import_job).await,
-        Ready::Other(command) => run_connected(&session, command).await,
+        Ready::Other(command) => run_connected(&session, *command).await,
     }
 }
 
@@ -92,6 +98,7 @@ async fn run_connected(session: &Session, command: Command) -> Result<ExitCode, 
         Command::Kill(kill_args) => containers::kill_task(session, kill_args).await,
         Command::Wait(wait_args) => containers::wait_task(session, wait_args).await,
         Command::Rm(rm_args) => containers::remove_containers(session, rm_args).await,
+        Command::Update(update_args) => policy_args::update_containers(session, update_args).await,
         Command::Image(ImageCommand::Import(import_args)) => {
             // `dispatch` opens the archive before connecting; this arm only keeps the match
             // whole, and does the same two steps in the same order.
@@ -119,5 +126,7 @@ async fn run_connected(session: &Session, command: Command) -> Result<ExitCode, 
         Command::Namespace(NamespaceCommand::Rm(namespace_rm_args)) => {
             namespaces::remove_namespaces(session, namespace_rm_args).await
         }
+        Command::Volume(volume_command) => volumes::run_volume_command(session, volume_command).await,
+        Command::Inspect(inspect_args) => containers::inspect_containers(session, inspect_args).await,
     }
 }

@@ -68,6 +68,14 @@ impl api::containers_server::Containers for RecordingDaemon {
         self.record(&request, call);
         Ok(tonic::Response::new(api::DeleteContainerResponse::default()))
     }
+    async fn update(
+        &self,
+        request: tonic::Request<api::UpdateContainerRequest>,
+    ) -> Result<tonic::Response<api::UpdateContainerResponse>, tonic::Status> {
+        let call = format!("Containers/Update {}", request.get_ref().id);
+        self.record(&request, call);
+        Ok(tonic::Response::new(api::UpdateContainerResponse::default()))
+    }
 }
 
 #[tonic::async_trait]
@@ -155,7 +163,11 @@ impl api::tasks_server::Tasks for RecordingDaemon {
         let call = format!("Tasks/Logs {} follow={}", message.container_id, message.follow);
         self.record(&request, call);
         // An empty chunk keeps the test's own output clean while still exercising the copy.
-        let chunks = vec![Ok(api::LogChunk { stream: api::log_chunk::Stream::Stdout as i32, data: Vec::new() })];
+        let chunks = vec![Ok(api::LogChunk {
+            stream: api::log_chunk::Stream::Stdout as i32,
+            data: Vec::new(),
+            timestamp_ns: 0,
+        })];
         Ok(tonic::Response::new(tokio_stream::iter(chunks)))
     }
 

@@ -31,7 +31,9 @@ pub async fn run_container(session: &Session, run_args: RunArgs) -> Result<ExitC
     // that --rm promised to remove.
     let mut interrupts = signal(SignalKind::interrupt()).map_err(CliError::InstallSignalHandler)?;
     let container_id = run_args.container.name.clone().unwrap_or_else(client::generate_container_id);
-    let create_request = run_args.container.create_request(container_id.clone());
+    let mut create_request = run_args.container.create_request(container_id.clone())?;
+    // Detached, nobody waits here to remove it: berthd does, once the task has exited.
+    create_request.auto_remove = run_args.rm && run_args.detach;
 
     let mut containers = session.containers();
     let create_container = containers.create(session.request(create_request));
@@ -153,7 +155,7 @@ async fn remove_after_run(session: &Session, container_id: &str) -> bool {
     }
     let delete_container = session
         .containers()
-        .delete(session.request(api::DeleteContainerRequest { id: container_id.to_string() }))
+        .delete(session.request(api::DeleteContainerRequest { id: container_id.to_string(), remove_volumes: true }))
         .await;
     if let Err(status) = delete_container {
         if status.code() != tonic::Code::NotFound {
@@ -182,8 +184,7 @@ pub async fn attach(
         .logs(session.request(api::LogsRequest {
             container_id: container_id.to_string(),
             follow: true,
-            exec_id: String::new(),
-            from_end: false,
+            ..Default::default()
         }))
         .await
     {
@@ -334,11 +335,19 @@ pub async fn print_logs(session: &Session, logs_args: LogsArgs) -> Result<ExitCo
             follow: logs_args.follow,
             exec_id: String::new(),
             from_end: false,
+            tail: logs_args.tail.filter(|tail| *tail != u64::MAX),
+            since_ns: logs_args.since.unwrap_or(0),
+            timestamps: logs_args.timestamps,
         }))
         .await
         .map_err(session.rpc_error())?
         .into_inner();
-    while let Some(chunk) = log_stream.message().await.map_err(session.rpc_error())? {
+    while let Some(mut chunk) = log_stream.message().await.map_err(session.rpc_error())? {
+        if logs_args.timestamps {
+            let mut stamped = format!("{} ", crate::output::format_rfc3339(chunk.timestamp_ns)).into_bytes();
+            stamped.extend_from_slice(&chunk.data);
+            chunk.data = stamped;
+        }
         if let Err(error) = write_log_chunk(&chunk) {
             if error.kind() == std::io::ErrorKind::BrokenPipe {
                 break;

@@ -9,6 +9,7 @@ use berth_runtime::api::namespaces_client::NamespacesClient;
 use berth_runtime::api::system_client::SystemClient;
 use berth_runtime::api::tasks_client::TasksClient;
 use berth_runtime::api::version_client::VersionClient;
+use berth_runtime::api::volumes_client::VolumesClient;
 use berth_runtime::client::{BerthClient, ClientError};
 use tonic::transport::Channel;
 
@@ -44,6 +45,8 @@ pub enum CliError {
 
     #[error("cannot set up the local terminal: {0}; run without -t")]
     Terminal(std::io::Error),
+    #[error("unknown filter {filter:?}: use status=, name=, label= or ancestor=")]
+    UnknownFilter { filter: String },
 
     /// Several targets failed; each was already reported on its own line.
     #[error("{n_failed} of {n_total} failed (see above)")]
@@ -99,6 +102,10 @@ impl Session {
 
     pub fn namespaces(&self) -> NamespacesClient<Channel> {
         self.client.namespaces()
+    }
+
+    pub fn volumes(&self) -> VolumesClient<Channel> {
+        self.client.volumes()
     }
 
     pub fn events(&self) -> EventsClient<Channel> {

@@ -1,0 +1,71 @@
+//! What the executor removes on its own once the log says so: a volume's directory after its
+//! `VolumeRemoved`, and a `--rm` container (`auto_remove`) after its task exited — that removal
+//! recorded like a client's (`TaskDeleteRequested` … `ContainerDeleted`), with the daemon as its
+//! origin.
+
+use std::sync::Arc;
+
+use berth_commands::{Command, DeleteContainer, DeleteTask};
+use berth_projections::{Origin, TaskStatus};
+
+use crate::tasks::executor::Executor;
+use crate::tasks::mounts;
+
+impl Executor {
+    /// Delete a removed volume's directory, unless a volume of that name was created again
+    /// meanwhile (its directory is then made afresh at first use, or is already in use).
+    pub(super) fn remove_volume(self: &Arc<Self>, namespace: &str, name: &str) {
+        let executor = Arc::clone(self);
+        let namespace = namespace.to_string();
+        let name = name.to_string();
+        tokio::task::spawn_blocking(move || {
+            if executor.store.state().volume(&namespace, &name).is_some() {
+                return;
+            }
+            if let Err(error) = mounts::remove_volume_dir(&executor.layout, &namespace, &name) {
+                tracing::warn!(namespace, name, %error, "removing the volume's directory failed");
+            }
+        });
+    }
+
+    /// For a container created with `auto_remove`: delete its task, then the container with its
+    /// anonymous volumes. Each step is an ordinary command, so a client that removed it first
+    /// just makes the next step a refusal, logged and harmless.
+    pub(super) fn auto_remove_if_asked(self: &Arc<Self>, namespace: &str, container_id: &str) {
+        let asked =
+            self.store.state().container(namespace, container_id).is_some_and(|container| container.record.auto_remove);
+        if !asked {
+            return;
+        }
+        let executor = Arc::clone(self);
+        let namespace = namespace.to_string();
+        let container_id = container_id.to_string();
+        tokio::spawn(async move {
+            let origin = Origin::Daemon { reason: "auto-remove (--rm) after exit".to_string(), answers: None };
+            let delete_task = Command::DeleteTask(DeleteTask { container_id: container_id.clone(), force: false });
+            if let Err(error) = executor.store.submit(&namespace, origin.clone(), delete_task).await {
+                tracing::warn!(namespace, container_id, %error, "auto-remove: deleting the task was refused");
+                return;
+            }
+            let task_gone = executor
+                .store
+                .wait_until(|state| match state.container(&namespace, &container_id).map(|c| c.task.as_ref()) {
+                    None => Some(false),
+                    Some(None) => Some(true),
+                    // Still being deleted: wait; anything else means the delete failed.
+                    Some(Some(task)) if task.status == TaskStatus::Deleting => None,
+                    Some(Some(_)) => Some(false),
+                })
+                .await;
+            if !task_gone {
+                tracing::warn!(namespace, container_id, "auto-remove: the task was not deleted; the container stays");
+                return;
+            }
+            let delete_container =
+                Command::DeleteContainer(DeleteContainer { id: container_id.clone(), remove_volumes: true });
+            if let Err(error) = executor.store.submit(&namespace, origin, delete_container).await {
+                tracing::warn!(namespace, container_id, %error, "auto-remove: deleting the container was refused");
+            }
+        });
+    }
+}
