@@ -100,6 +100,8 @@ berth_times=() ctr_times=() hwm_kib=()
 printf '%-6s %10s %10s %12s\n' round berth_ms ctr_ms berthd_hwm
 for round in $(seq "$rounds"); do
   start_berthd
+  # The previous round's writes and deletions are flushed first, so they are not timed here.
+  sync
   start=$(now_ns)
   "$berth_bin" --address "$berth_socket" image import "$archive" --name bench/image >/dev/null
   berth_ms=$(ms_since "$start")
@@ -109,6 +111,7 @@ for round in $(seq "$rounds"); do
   peer_dir=$bench_dir/peer-$round
   # `start` waits until containerd answers (and imports busybox, before the clock starts)
   PEER_CONTAINERD_DIR=$peer_dir bash "$peer" start >/dev/null
+  sync
   start=$(now_ns)
   ctr --address "$peer_dir/containerd.sock" images import --base-name bench/image "$archive" >/dev/null
   ctr_ms=$(ms_since "$start")

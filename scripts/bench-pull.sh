@@ -48,6 +48,8 @@ for round in $(seq "$runs"); do
     --cgroup-parent "/berth-bench-pull-$round" >"$root.log" 2>&1 &
   berthd_pid=$!
   for _ in $(seq 100); do "$bin_dir/berth" --address "$root/berthd.sock" version >/dev/null 2>&1 && break; sleep 0.05; done
+  # The previous round's writes and deletions are flushed first, so they are not timed here.
+  sync
   start=$(now_ms)
   "$bin_dir/berth" --address "$root/berthd.sock" image pull --quiet "$reference" >/dev/null
   berth_times+=($(( $(now_ms) - start )))
@@ -58,6 +60,7 @@ for round in $(seq "$runs"); do
   # containerd: a fresh root for each pull as well.
   export PEER_CONTAINERD_DIR=$work/containerd
   "$peer" start >/dev/null
+  sync
   start=$(now_ms)
   "$peer" ctr images pull --plain-http "$reference" >/dev/null
   ctr_times+=($(( $(now_ms) - start )))
