@@ -262,7 +262,11 @@ fn crash_during_a_burst_of_runs_leaves_nothing_half_done() {
                 .unwrap()
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(300));
+    // Killed once the burst has reached the log (a task asked for), not after a fixed time: on a
+    // loaded machine 300 ms could pass before any client was heard, and then nothing is tested.
+    eventually(Duration::from_secs(60), "a first task asked for in the burst", || {
+        daemon.ps().iter().any(|container| container["task"]["status"].as_str().is_some()).then_some(())
+    });
     daemon.kill9();
     for mut client in clients {
         let _ = client.wait();
