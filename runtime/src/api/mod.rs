@@ -17,6 +17,7 @@ mod paging;
 mod services;
 mod status_limit;
 mod system;
+mod task_freeze;
 mod task_io;
 mod tasks;
 mod version;

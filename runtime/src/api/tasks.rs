@@ -17,6 +17,7 @@ use crate::api::convert::{api_time, task_message};
 use crate::api::logs::{stream_logs, LogSource, LogsQuery};
 use crate::api::paging::page;
 use crate::api::services::{container_not_found, Services};
+use crate::api::task_freeze::{pause_or_resume, Freeze};
 use crate::api::{execs, task_io};
 use crate::daemon::store::OUTCOME_TIMEOUT;
 
@@ -76,6 +77,17 @@ impl api::tasks_server::Tasks for TasksService {
             return Err(Status::failed_precondition(format!("signal not delivered: {error}")));
         }
         Ok(Response::new(api::KillTaskResponse { seq: seq.get(), outcome_seq: outcome_seq.get() }))
+    }
+
+    async fn pause(&self, request: Request<api::PauseTaskRequest>) -> Result<Response<api::PauseTaskResponse>, Status> {
+        pause_or_resume(&self.0, request, Freeze::Pause).await
+    }
+
+    async fn resume(
+        &self,
+        request: Request<api::PauseTaskRequest>,
+    ) -> Result<Response<api::PauseTaskResponse>, Status> {
+        pause_or_resume(&self.0, request, Freeze::Resume).await
     }
 
     async fn wait(&self, request: Request<api::WaitTaskRequest>) -> Result<Response<api::WaitTaskResponse>, Status> {

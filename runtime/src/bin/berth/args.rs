@@ -66,6 +66,10 @@ pub enum Command {
     Exec(ExecArgs),
     /// Send a signal to a container's process
     Kill(KillArgs),
+    /// Freeze every process of running containers (the cgroup freezer)
+    Pause(crate::task_ops::FreezeArgs),
+    /// Thaw paused containers
+    Resume(crate::task_ops::FreezeArgs),
     /// Wait until a container exits and print its exit code
     Wait(WaitArgs),
     /// Remove containers and their tasks

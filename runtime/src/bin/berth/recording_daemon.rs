@@ -121,6 +121,22 @@ impl api::tasks_server::Tasks for RecordingDaemon {
         self.record(&request, call);
         Ok(tonic::Response::new(api::KillTaskResponse::default()))
     }
+    async fn pause(
+        &self,
+        request: tonic::Request<api::PauseTaskRequest>,
+    ) -> Result<tonic::Response<api::PauseTaskResponse>, tonic::Status> {
+        let call = format!("Tasks/Pause {}", request.get_ref().container_id);
+        self.record(&request, call);
+        Ok(tonic::Response::new(api::PauseTaskResponse::default()))
+    }
+    async fn resume(
+        &self,
+        request: tonic::Request<api::PauseTaskRequest>,
+    ) -> Result<tonic::Response<api::PauseTaskResponse>, tonic::Status> {
+        let call = format!("Tasks/Resume {}", request.get_ref().container_id);
+        self.record(&request, call);
+        Ok(tonic::Response::new(api::PauseTaskResponse::default()))
+    }
     async fn wait(
         &self,
         request: tonic::Request<api::WaitTaskRequest>,

@@ -1,0 +1,88 @@
+//! The verbs that act on a running container's processes without ending its task: `pause` and
+//! `resume` freeze and thaw it through runc (the cgroup freezer), recorded as events, and
+//! shown by `ps`; a paused container refuses kill and exec, naming `resume`.
+
+use std::path::PathBuf;
+
+use berth_tests::Daemon;
+
+/// The container's task status as `ps --output json` shows it.
+fn task_status(daemon: &Daemon, id: &str) -> String {
+    let containers = daemon.ps();
+    let container = containers.iter().find(|container| container["id"] == id).expect("listed");
+    container["task"]["status"].as_str().unwrap_or_else(|| panic!("no status in {container}")).to_string()
+}
+
+/// The freezer state of the container's cgroup: v1's `freezer.state` (FROZEN, THAWED), or on
+/// v2 `cgroup.freeze` (1, 0) mapped to the same words.
+fn freezer_state(daemon: &Daemon, id: &str) -> String {
+    let relative = format!("{}/default/{id}", daemon.cgroup_parent().trim_start_matches('/'));
+    let v1 = PathBuf::from("/sys/fs/cgroup/freezer").join(&relative);
+    if v1.is_dir() {
+        return std::fs::read_to_string(v1.join("freezer.state")).expect("freezer.state").trim().to_string();
+    }
+    let v2 = PathBuf::from("/sys/fs/cgroup").join(&relative).join("cgroup.freeze");
+    match std::fs::read_to_string(&v2).expect("cgroup.freeze").trim() {
+        "1" => "FROZEN".to_string(),
+        _ => "THAWED".to_string(),
+    }
+}
+
+/// The kernel's scheduling state letter of a process (`/proc/PID/stat`, third field).
+fn process_state(pid: u64) -> String {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    let after_name = &stat[stat.rfind(')').expect("comm") + 2..];
+    after_name.split_whitespace().next().expect("state").to_string()
+}
+
+#[test]
+fn pause_freezes_the_container_and_resume_thaws_it_both_recorded() {
+    let daemon = Daemon::start();
+    daemon.import_busybox();
+    daemon.ok(&["run", "-d", "--name", "frozen", "busybox", "sleep", "1000"]);
+    assert_eq!(task_status(&daemon, "frozen"), "running");
+
+    assert_eq!(daemon.ok(&["pause", "frozen"]).trim(), "frozen");
+    assert_eq!(task_status(&daemon, "frozen"), "paused");
+    assert_eq!(freezer_state(&daemon, "frozen"), "FROZEN");
+    let pid = daemon.ps().iter().find(|c| c["id"] == "frozen").unwrap()["task"]["pid"].as_u64().unwrap();
+    // A frozen task sleeps uninterruptibly in the freezer: D, never R.
+    assert_eq!(process_state(pid), "D", "the container's sleep is frozen");
+
+    // Pausing again, killing or exec'ing a paused container is refused with what to do.
+    for args in [&["pause", "frozen"][..], &["kill", "frozen"], &["exec", "frozen", "true"]] {
+        let output = daemon.cli(args);
+        assert!(!output.status.success(), "{args:?} succeeded on a paused container");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("resume"), "{args:?}: {stderr}");
+    }
+    assert_eq!(freezer_state(&daemon, "frozen"), "FROZEN");
+
+    daemon.ok(&["resume", "frozen"]);
+    assert_eq!(task_status(&daemon, "frozen"), "running");
+    assert_eq!(freezer_state(&daemon, "frozen"), "THAWED");
+    assert_eq!(process_state(pid), "S", "the sleep sleeps again");
+    let refused = daemon.cli(&["resume", "frozen"]);
+    assert!(!refused.status.success(), "a running container was resumed");
+
+    let events = daemon.ok(&["events", "--output", "json"]);
+    assert!(events.contains("TaskPaused") && events.contains("TaskResumed"), "{events}");
+    // The replayed state agrees: not paused.
+    let state = daemon.state_dump();
+    assert_eq!(state["namespaces"]["default"]["containers"]["frozen"]["task"]["paused"], false);
+    daemon.ok(&["rm", "-f", "frozen"]);
+}
+
+#[test]
+fn a_paused_container_is_paused_again_after_berthd_restarts() {
+    let mut daemon = Daemon::start();
+    daemon.import_busybox();
+    daemon.ok(&["run", "-d", "--name", "kept", "busybox", "sleep", "1000"]);
+    daemon.ok(&["pause", "kept"]);
+    daemon.restart();
+    assert_eq!(task_status(&daemon, "kept"), "paused");
+    assert_eq!(freezer_state(&daemon, "kept"), "FROZEN");
+    // `rm -f` removes a paused container without a resume (runc delete --force thaws it).
+    daemon.ok(&["rm", "-f", "kept"]);
+    assert!(daemon.runc_list().is_empty(), "runc still has {:?}", daemon.runc_list());
+}
