@@ -86,3 +86,37 @@ fn a_paused_container_is_paused_again_after_berthd_restarts() {
     daemon.ok(&["rm", "-f", "kept"]);
     assert!(daemon.runc_list().is_empty(), "runc still has {:?}", daemon.runc_list());
 }
+
+#[test]
+fn stop_kills_a_container_that_ignores_sigterm_after_the_grace_period() {
+    let daemon = Daemon::start();
+    daemon.import_busybox();
+    daemon.ok(&["run", "-d", "--name", "stubborn", "busybox", "sh", "-c", "trap '' TERM; sleep 1000 & wait"]);
+    daemon.ok(&["stop", "-t", "1", "stubborn"]);
+    let containers = daemon.ps();
+    let task = &containers.iter().find(|container| container["id"] == "stubborn").unwrap()["task"];
+    assert_eq!(task["status"], "stopped", "{task}");
+    assert_eq!(task["exit_signal"], 9, "{task}");
+    // Both kills are in the log, the second saying why.
+    let events = daemon.ok(&["events", "--output", "json"]);
+    assert!(events.contains("Tasks/Stop: stop signal 15"), "{events}");
+    assert!(events.contains("SIGKILL, still running after the 1s grace period"), "{events}");
+    daemon.ok(&["rm", "stubborn"]);
+}
+
+#[test]
+fn stop_lets_a_container_that_handles_sigterm_end_with_its_own_code() {
+    let daemon = Daemon::start();
+    daemon.import_busybox();
+    daemon.ok(&["run", "-d", "--name", "polite", "busybox", "sh", "-c", "trap 'exit 7' TERM; sleep 1000 & wait"]);
+    daemon.ok(&["stop", "-t", "30", "polite"]);
+    let containers = daemon.ps();
+    let task = &containers.iter().find(|container| container["id"] == "polite").unwrap()["task"];
+    assert_eq!(task["status"], "stopped", "{task}");
+    assert_eq!(task["exit_code"], 7, "{task}");
+    let events = daemon.ok(&["events", "--output", "json"]);
+    assert!(!events.contains("SIGKILL, still running"), "{events}");
+    // Stopping a stopped container is no error.
+    daemon.ok(&["stop", "polite"]);
+    daemon.ok(&["rm", "polite"]);
+}

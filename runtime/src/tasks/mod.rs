@@ -25,4 +25,5 @@ pub mod runc;
 pub mod seccomp;
 pub mod spec;
 pub mod stdin;
+pub mod stop_signal;
 pub mod task_dir;

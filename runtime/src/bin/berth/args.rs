@@ -70,6 +70,8 @@ pub enum Command {
     Pause(crate::task_ops::FreezeArgs),
     /// Thaw paused containers
     Resume(crate::task_ops::FreezeArgs),
+    /// Stop containers: the image's stop signal (SIGTERM without one), SIGKILL after -t SECS
+    Stop(crate::task_ops::StopArgs),
     /// Wait until a container exits and print its exit code
     Wait(WaitArgs),
     /// Remove containers and their tasks

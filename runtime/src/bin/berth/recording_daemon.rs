@@ -137,6 +137,15 @@ impl api::tasks_server::Tasks for RecordingDaemon {
         self.record(&request, call);
         Ok(tonic::Response::new(api::PauseTaskResponse::default()))
     }
+    async fn stop(
+        &self,
+        request: tonic::Request<api::StopTaskRequest>,
+    ) -> Result<tonic::Response<api::StopTaskResponse>, tonic::Status> {
+        let message = request.get_ref();
+        let call = format!("Tasks/Stop {} {}", message.container_id, message.grace_seconds);
+        self.record(&request, call);
+        Ok(tonic::Response::new(api::StopTaskResponse::default()))
+    }
     async fn wait(
         &self,
         request: tonic::Request<api::WaitTaskRequest>,
