@@ -120,3 +120,34 @@ fn stop_lets_a_container_that_handles_sigterm_end_with_its_own_code() {
     daemon.ok(&["stop", "polite"]);
     daemon.ok(&["rm", "polite"]);
 }
+
+#[test]
+fn top_lists_the_containers_processes_and_stats_reads_its_cgroup() {
+    let daemon = Daemon::start();
+    daemon.import_busybox();
+    daemon.ok(&["run", "-d", "--name", "watched", "--memory", "64m", "busybox", "sleep", "1000"]);
+
+    let table = daemon.ok(&["top", "watched"]);
+    let sleep_line = table.lines().find(|line| line.contains("sleep 1000")).unwrap_or_else(|| panic!("{table}"));
+    assert!(sleep_line.split_whitespace().nth(1) == Some("root"), "{sleep_line}");
+    let top_json: serde_json::Value =
+        serde_json::from_str(&daemon.ok(&["top", "watched", "--output", "json"])).unwrap();
+    let pid = top_json[0]["pid"].as_u64().expect("pid");
+    assert_eq!(std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap(), "sleep\u{0}1000\u{0}");
+
+    let stats_json: serde_json::Value =
+        serde_json::from_str(&daemon.ok(&["stats", "--no-stream", "--output", "json", "watched"])).unwrap();
+    let stats = &stats_json[0];
+    assert_eq!(stats["id"], "watched", "{stats_json}");
+    assert_eq!(stats["pids"], 1, "{stats}");
+    assert!(stats["memory_usage_bytes"].as_u64().unwrap() > 0, "{stats}");
+    assert_eq!(stats["memory_limit_bytes"], 64u64 << 20, "{stats}");
+    // Without ids: every running container; the table names it.
+    let table = daemon.ok(&["stats", "--no-stream"]);
+    assert!(table.lines().any(|line| line.starts_with("watched")), "{table}");
+
+    daemon.ok(&["stop", "-t", "1", "watched"]);
+    let refused = daemon.cli(&["top", "watched"]);
+    assert!(!refused.status.success(), "top of a stopped container succeeded");
+    daemon.ok(&["rm", "watched"]);
+}

@@ -19,6 +19,7 @@ mod status_limit;
 mod system;
 mod task_freeze;
 mod task_io;
+mod task_stats;
 mod task_stop;
 mod tasks;
 mod version;

@@ -9,6 +9,7 @@
 //! what a task's [`cgroup`] says after its end.
 
 pub mod cgroup;
+pub mod cgroup_stats;
 pub mod console;
 pub mod etc_files;
 mod exec;

@@ -23,6 +23,7 @@ mod push;
 mod recording_daemon;
 mod run;
 mod session;
+mod stats;
 mod stdin;
 mod storage_args;
 mod system;
@@ -100,6 +101,8 @@ async fn run_connected(session: &Session, command: Command) -> Result<ExitCode, 
         Command::Pause(freeze_args) => task_ops::pause_or_resume(session, freeze_args, false).await,
         Command::Resume(freeze_args) => task_ops::pause_or_resume(session, freeze_args, true).await,
         Command::Stop(stop_args) => task_ops::stop_containers(session, stop_args).await,
+        Command::Top(top_args) => stats::top(session, top_args).await,
+        Command::Stats(stats_args) => stats::stats(session, stats_args).await,
         Command::Wait(wait_args) => containers::wait_task(session, wait_args).await,
         Command::Rm(rm_args) => containers::remove_containers(session, rm_args).await,
         Command::Update(update_args) => policy_args::update_containers(session, update_args).await,

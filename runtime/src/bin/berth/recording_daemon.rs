@@ -146,6 +146,22 @@ impl api::tasks_server::Tasks for RecordingDaemon {
         self.record(&request, call);
         Ok(tonic::Response::new(api::StopTaskResponse::default()))
     }
+    async fn top(
+        &self,
+        request: tonic::Request<api::TopRequest>,
+    ) -> Result<tonic::Response<api::TopResponse>, tonic::Status> {
+        let call = format!("Tasks/Top {}", request.get_ref().container_id);
+        self.record(&request, call);
+        Ok(tonic::Response::new(api::TopResponse::default()))
+    }
+    async fn stats(
+        &self,
+        request: tonic::Request<api::StatsRequest>,
+    ) -> Result<tonic::Response<api::StatsResponse>, tonic::Status> {
+        let call = format!("Tasks/Stats {}", request.get_ref().container_ids.join(" "));
+        self.record(&request, call);
+        Ok(tonic::Response::new(api::StatsResponse::default()))
+    }
     async fn wait(
         &self,
         request: tonic::Request<api::WaitTaskRequest>,
