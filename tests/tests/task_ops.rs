@@ -151,3 +151,58 @@ fn top_lists_the_containers_processes_and_stats_reads_its_cgroup() {
     assert!(!refused.status.success(), "top of a stopped container succeeded");
     daemon.ok(&["rm", "watched"]);
 }
+
+/// The busybox test archive with `StopSignal` set in its image config (config, manifest and
+/// index rewritten with their new digests; the layer blobs kept as they are).
+fn busybox_with_stop_signal(stop_signal: &str) -> Vec<u8> {
+    use berth_tests::docker_archive::{sha256_hex, tar_of};
+    let base = std::fs::read(berth_tests::test_images().join("busybox-oci.tar")).unwrap();
+    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+    for entry in tar::Archive::new(base.as_slice()).entries().unwrap() {
+        let mut entry = entry.unwrap();
+        if !entry.header().entry_type().is_file() {
+            continue;
+        }
+        let path = entry.path().unwrap().to_string_lossy().trim_start_matches("./").to_string();
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut bytes).unwrap();
+        files.push((path, bytes));
+    }
+    let blob_path = |digest: &str| format!("blobs/sha256/{}", digest.trim_start_matches("sha256:"));
+    let read_json = |files: &[(String, Vec<u8>)], path: &str| -> serde_json::Value {
+        serde_json::from_slice(&files.iter().find(|(name, _)| name == path).unwrap().1).unwrap()
+    };
+    let mut index = read_json(&files, "index.json");
+    let mut manifest = read_json(&files, &blob_path(index["manifests"][0]["digest"].as_str().unwrap()));
+    let mut config = read_json(&files, &blob_path(manifest["config"]["digest"].as_str().unwrap()));
+    config["config"]["StopSignal"] = stop_signal.into();
+    let config_bytes = serde_json::to_vec(&config).unwrap();
+    manifest["config"]["digest"] = format!("sha256:{}", sha256_hex(&config_bytes)).into();
+    manifest["config"]["size"] = config_bytes.len().into();
+    let manifest_bytes = serde_json::to_vec(&manifest).unwrap();
+    index["manifests"][0]["digest"] = format!("sha256:{}", sha256_hex(&manifest_bytes)).into();
+    index["manifests"][0]["size"] = manifest_bytes.len().into();
+    files.retain(|(name, _)| name != "index.json");
+    files.push((blob_path(&sha256_hex(&config_bytes)), config_bytes));
+    files.push((blob_path(&sha256_hex(&manifest_bytes)), manifest_bytes));
+    files.push(("index.json".to_string(), serde_json::to_vec(&index).unwrap()));
+    tar_of(&files)
+}
+
+#[test]
+fn stop_sends_the_images_stopsignal_first() {
+    let daemon = Daemon::start();
+    let archive_path = std::env::temp_dir().join(format!("berth-stopsignal-{}.tar", std::process::id()));
+    std::fs::write(&archive_path, busybox_with_stop_signal("SIGUSR1")).unwrap();
+    daemon.ok(&["image", "import", archive_path.to_str().unwrap(), "--name", "usr1"]);
+    std::fs::remove_file(&archive_path).unwrap();
+    // PID 1 ignores SIGTERM without a handler: only the image's USR1 ends it with code 3.
+    daemon.ok(&["run", "-d", "--name", "usr1", "usr1", "sh", "-c", "trap 'exit 3' USR1; sleep 1000 & wait"]);
+    daemon.ok(&["stop", "-t", "20", "usr1"]);
+    let containers = daemon.ps();
+    let task = &containers.iter().find(|container| container["id"] == "usr1").unwrap()["task"];
+    assert_eq!(task["exit_code"], 3, "{task}");
+    let events = daemon.ok(&["events", "--output", "json"]);
+    assert!(events.contains("Tasks/Stop: stop signal 10"), "{events}");
+    daemon.ok(&["rm", "usr1"]);
+}
