@@ -28,6 +28,7 @@ impl ExecProcess {
                 task.status.name()
             )));
         }
+        crate::task::refuse_if_paused(id, task.paused)?;
         validate::exec_id(&self.exec_id)?;
         if task.execs.contains_key(&self.exec_id) {
             return Err(CommandError::AlreadyExists(format!(

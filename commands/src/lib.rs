@@ -9,6 +9,7 @@ pub mod exec;
 pub mod image;
 pub mod namespace;
 pub mod outcome;
+pub mod pause;
 pub mod policy;
 pub mod pull;
 pub mod push;
@@ -29,6 +30,7 @@ pub use exec::ExecProcess;
 pub use image::{image_not_found, resolve_image, ImportImage, PruneImages, RemoveImage, TagImage};
 pub use namespace::{CreateNamespace, RemoveNamespace};
 pub use outcome::RecordOutcome;
+pub use pause::{PauseTask, ResumeTask};
 pub use policy::{HostFacts, LimitsRequest, PolicyRequest, SecurityRequest};
 pub use pull::{PullImage, PullProvenance, RecordPulledBlobs};
 pub use push::PushImage;
@@ -56,6 +58,8 @@ pub enum Command {
     CreateTask(CreateTask),
     StartTask(StartTask),
     KillTask(KillTask),
+    PauseTask(PauseTask),
+    ResumeTask(ResumeTask),
     DeleteTask(DeleteTask),
     ExecProcess(ExecProcess),
     RecordOutcome(RecordOutcome),
@@ -84,6 +88,8 @@ impl Command {
             Command::CreateTask(command) => command.decide(state, namespace),
             Command::StartTask(command) => command.decide(state, namespace),
             Command::KillTask(command) => command.decide(state, namespace),
+            Command::PauseTask(command) => command.decide(state, namespace),
+            Command::ResumeTask(command) => command.decide(state, namespace),
             Command::DeleteTask(command) => command.decide(state, namespace),
             Command::ExecProcess(command) => command.decide(state, namespace),
             Command::RecordOutcome(command) => command.decide(state, namespace),

@@ -10,7 +10,7 @@ fn container<'a>(state: &'a State, namespace: &str, id: &str) -> Result<&'a Cont
     state.container(namespace, id).ok_or_else(|| not_found(namespace, id))
 }
 
-fn task<'a>(state: &'a State, namespace: &str, id: &str) -> Result<&'a TaskState, CommandError> {
+pub(crate) fn task<'a>(state: &'a State, namespace: &str, id: &str) -> Result<&'a TaskState, CommandError> {
     container(state, namespace, id)?.task.as_ref().ok_or_else(|| {
         CommandError::NotFound(format!("container {id:?} has no task: create one with `berth start {id}`"))
     })
@@ -28,6 +28,17 @@ fn busy(id: &str, task: &TaskState) -> Option<CommandError> {
             intent.seq()
         ))
     })
+}
+
+/// The refusal a kill or an exec of a paused task gets: a frozen process takes no signal
+/// (cgroup v1 freezer) and starts nothing, so the request would hang until a resume.
+pub(crate) fn refuse_if_paused(container_id: &str, paused: bool) -> Result<(), CommandError> {
+    if paused {
+        return Err(CommandError::FailedPrecondition(format!(
+            "task of {container_id:?} is paused: run `berth resume {container_id}` first"
+        )));
+    }
+    Ok(())
 }
 
 pub struct CreateTask {
@@ -107,6 +118,7 @@ impl KillTask {
                 task.status.name()
             )));
         }
+        refuse_if_paused(&self.container_id, task.paused)?;
         Ok(vec![Event::TaskKillRequested {
             container_id: self.container_id.clone(),
             signal: self.signal,

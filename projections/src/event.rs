@@ -203,6 +203,15 @@ pub enum Event {
         signal: i32,
         all: bool,
     },
+    /// `berth pause`: every process of the running task is frozen (`runc pause`, done before
+    /// this was recorded, so the log never says a task is paused that runc did not freeze).
+    TaskPaused {
+        container_id: String,
+    },
+    /// `berth resume`: the paused task's processes are thawed (`runc resume`, done first).
+    TaskResumed {
+        container_id: String,
+    },
     TaskKillDelivered {
         container_id: String,
         signal: i32,
@@ -480,6 +489,8 @@ impl Event {
             Event::TaskStarted { .. } => "TaskStarted",
             Event::TaskStartFailed { .. } => "TaskStartFailed",
             Event::TaskKillRequested { .. } => "TaskKillRequested",
+            Event::TaskPaused { .. } => "TaskPaused",
+            Event::TaskResumed { .. } => "TaskResumed",
             Event::TaskKillDelivered { .. } => "TaskKillDelivered",
             Event::TaskKillFailed { .. } => "TaskKillFailed",
             Event::TaskExited { .. } => "TaskExited",
@@ -510,6 +521,8 @@ impl Event {
             | Event::TaskStarted { container_id, .. }
             | Event::TaskStartFailed { container_id, .. }
             | Event::TaskKillRequested { container_id, .. }
+            | Event::TaskPaused { container_id }
+            | Event::TaskResumed { container_id }
             | Event::TaskKillDelivered { container_id, .. }
             | Event::TaskKillFailed { container_id, .. }
             | Event::TaskExited { container_id, .. }

@@ -175,6 +175,10 @@ pub struct TaskState {
     /// A client asked to kill it (`berth kill`, `stop`): the restart policy leaves it stopped.
     #[serde(default)]
     pub stopped_by_user: bool,
+    /// `berth pause` froze its processes and no `berth resume` has thawed them; the status
+    /// stays `Running` underneath (a paused task is a running one that cannot be scheduled).
+    #[serde(default)]
+    pub paused: bool,
     /// When its create or start failed (the restart backoff counts from then).
     #[serde(default)]
     pub failed_at_ns: Option<Timestamp>,
@@ -484,6 +488,8 @@ fn apply_task_event(task: &mut TaskState, seq: Seq, answers: Option<Seq>, event:
             task.stopped_by_user = true;
             task.pending.push(PendingIntent::Kill { seq, signal: *signal, all: *all });
         }
+        Event::TaskPaused { .. } => task.paused = true,
+        Event::TaskResumed { .. } => task.paused = false,
         Event::TaskKillDelivered { .. } => {
             task.answer(answers, |intent| matches!(intent, PendingIntent::Kill { .. }));
         }
@@ -494,6 +500,8 @@ fn apply_task_event(task: &mut TaskState, seq: Seq, answers: Option<Seq>, event:
         Event::TaskExited { exit_code, signal, exited_at_ns, cause, .. } => {
             task.exit =
                 Some(ExitInfo { exit_code: *exit_code, signal: *signal, exited_at_ns: *exited_at_ns, cause: *cause });
+            // A frozen process cannot exit; if one is recorded anyway its freeze ended with it.
+            task.paused = false;
             if matches!(task.status, TaskStatus::Created | TaskStatus::Starting | TaskStatus::Running) {
                 task.status = TaskStatus::Stopped;
             }

@@ -228,6 +228,8 @@ fn event() -> impl Strategy<Value = Event> {
             all
         }),
         (id(), any::<i32>()).prop_map(|(container_id, signal)| Event::TaskKillDelivered { container_id, signal }),
+        id().prop_map(|container_id| Event::TaskPaused { container_id }),
+        id().prop_map(|container_id| Event::TaskResumed { container_id }),
         (id(), any::<i32>(), text()).prop_map(|(container_id, signal, error)| Event::TaskKillFailed {
             container_id,
             signal,

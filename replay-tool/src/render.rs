@@ -110,6 +110,8 @@ pub fn describe_event(event: &Event) -> String {
             let to_whom = if *all { "all processes of the task" } else { "the task" };
             format!("asked to send {} to {to_whom}", describe_signal(*signal))
         }
+        Event::TaskPaused { .. } => "task paused (its processes frozen)".to_string(),
+        Event::TaskResumed { .. } => "task resumed (its processes thawed)".to_string(),
         Event::TaskKillDelivered { signal, .. } => format!("{} delivered", describe_signal(*signal)),
         Event::TaskKillFailed { signal, error, .. } => format!("{} not delivered: {error}", describe_signal(*signal)),
         Event::TaskExited { exit_code, signal, exited_at_ns, cause, .. } => {

@@ -26,7 +26,11 @@ pub(crate) fn task_message(container_id: &str, task: &TaskState) -> api::Task {
     });
     api::Task {
         container_id: container_id.to_string(),
-        status: task_status(task.status) as i32,
+        status: if task.paused && task.status == TaskStatus::Running {
+            api::TaskStatus::Paused as i32
+        } else {
+            task_status(task.status) as i32
+        },
         pid: task.pid,
         exit_code: exit.exit_code,
         exit_signal: exit.signal,

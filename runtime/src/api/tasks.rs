@@ -17,6 +17,9 @@ use crate::api::convert::{api_time, task_message};
 use crate::api::logs::{stream_logs, LogSource, LogsQuery};
 use crate::api::paging::page;
 use crate::api::services::{container_not_found, Services};
+use crate::api::task_freeze::{pause_or_resume, Freeze};
+use crate::api::task_stats;
+use crate::api::task_stop::stop_task;
 use crate::api::{execs, task_io};
 use crate::daemon::store::OUTCOME_TIMEOUT;
 
@@ -76,6 +79,29 @@ impl api::tasks_server::Tasks for TasksService {
             return Err(Status::failed_precondition(format!("signal not delivered: {error}")));
         }
         Ok(Response::new(api::KillTaskResponse { seq: seq.get(), outcome_seq: outcome_seq.get() }))
+    }
+
+    async fn pause(&self, request: Request<api::PauseTaskRequest>) -> Result<Response<api::PauseTaskResponse>, Status> {
+        pause_or_resume(&self.0, request, Freeze::Pause).await
+    }
+
+    async fn resume(
+        &self,
+        request: Request<api::PauseTaskRequest>,
+    ) -> Result<Response<api::PauseTaskResponse>, Status> {
+        pause_or_resume(&self.0, request, Freeze::Resume).await
+    }
+
+    async fn stop(&self, request: Request<api::StopTaskRequest>) -> Result<Response<api::StopTaskResponse>, Status> {
+        stop_task(&self.0, request).await
+    }
+
+    async fn top(&self, request: Request<api::TopRequest>) -> Result<Response<api::TopResponse>, Status> {
+        task_stats::top(&self.0, request).await
+    }
+
+    async fn stats(&self, request: Request<api::StatsRequest>) -> Result<Response<api::StatsResponse>, Status> {
+        task_stats::stats(&self.0, request).await
     }
 
     async fn wait(&self, request: Request<api::WaitTaskRequest>) -> Result<Response<api::WaitTaskResponse>, Status> {

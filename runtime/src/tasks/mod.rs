@@ -9,6 +9,7 @@
 //! what a task's [`cgroup`] says after its end.
 
 pub mod cgroup;
+pub mod cgroup_stats;
 pub mod console;
 pub mod etc_files;
 mod exec;
@@ -25,4 +26,5 @@ pub mod runc;
 pub mod seccomp;
 pub mod spec;
 pub mod stdin;
+pub mod stop_signal;
 pub mod task_dir;

@@ -139,6 +139,16 @@ impl Runc {
         self.run(args).await.map(drop)
     }
 
+    /// `runc pause ID`: freezes every process of the container (its cgroup's freezer).
+    pub async fn pause(&self, id: &str) -> Result<(), RuncError> {
+        self.run(vec!["pause".into(), id.into()]).await.map(drop)
+    }
+
+    /// `runc resume ID`: thaws a paused container.
+    pub async fn resume(&self, id: &str) -> Result<(), RuncError> {
+        self.run(vec!["resume".into(), id.into()]).await.map(drop)
+    }
+
     /// `runc kill [--all] ID SIGNAL`.
     pub async fn kill(&self, id: &str, signal: i32, all: bool) -> Result<(), RuncError> {
         let mut args = vec!["kill".to_string()];

@@ -7,8 +7,9 @@ use std::path::PathBuf;
 use berth_projections::names::signal_number;
 use berth_runtime::api;
 use berth_runtime::client;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 
+pub use crate::output::{OutputArgs, OutputFormat};
 use crate::policy_args::{PolicyArgs, UpdateArgs};
 use crate::session::CliError;
 use crate::storage_args::{environment_entry, read_env_file, StorageArgs};
@@ -66,6 +67,16 @@ pub enum Command {
     Exec(ExecArgs),
     /// Send a signal to a container's process
     Kill(KillArgs),
+    /// Freeze every process of running containers (the cgroup freezer)
+    Pause(crate::task_ops::FreezeArgs),
+    /// Thaw paused containers
+    Resume(crate::task_ops::FreezeArgs),
+    /// Stop containers: the image's stop signal (SIGTERM without one), SIGKILL after -t SECS
+    Stop(crate::task_ops::StopArgs),
+    /// List the processes of a running container
+    Top(crate::stats::TopArgs),
+    /// Show running containers' CPU, memory, pids and block IO from their cgroups
+    Stats(crate::stats::StatsArgs),
     /// Wait until a container exits and print its exit code
     Wait(WaitArgs),
     /// Remove containers and their tasks
@@ -100,21 +111,6 @@ pub enum Command {
 pub enum SystemCommand {
     /// Show the disk berth uses: content, layer snapshots, containers' writable layers, the log
     Df(OutputArgs),
-}
-
-#[derive(Args, Debug)]
-pub struct OutputArgs {
-    /// Output format
-    #[arg(long, visible_alias = "format", value_enum, default_value_t = OutputFormat::Table)]
-    pub output: OutputFormat,
-}
-
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum OutputFormat {
-    /// Aligned columns for people
-    Table,
-    /// JSON for programs
-    Json,
 }
 
 /// What a new container runs and how: shared by `run` and `create`.

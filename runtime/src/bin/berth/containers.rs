@@ -189,7 +189,7 @@ fn inspect_json(container: &api::Container, now_ns: i64) -> serde_json::Value {
 
 /// Whether `berth ps` without -a shows the task: it runs, or is about to.
 fn task_is_live(task: &api::Task) -> bool {
-    matches!(task.status(), api::TaskStatus::Running | api::TaskStatus::Starting)
+    matches!(task.status(), api::TaskStatus::Running | api::TaskStatus::Starting | api::TaskStatus::Paused)
 }
 
 fn container_json(container: &api::Container, now_ns: i64) -> serde_json::Value {
@@ -297,6 +297,7 @@ fn format_task_status(task: Option<&api::Task>, now_ns: i64) -> String {
     };
     match task.status() {
         api::TaskStatus::Running => format!("running (pid {})", task.pid),
+        api::TaskStatus::Paused => format!("paused (pid {})", task.pid),
         api::TaskStatus::Created => format!("created (pid {})", task.pid),
         api::TaskStatus::Stopped => {
             let ago = format_ago(task.exited_at_ns, now_ns);

@@ -23,9 +23,11 @@ mod push;
 mod recording_daemon;
 mod run;
 mod session;
+mod stats;
 mod stdin;
 mod storage_args;
 mod system;
+mod task_ops;
 mod terminal;
 mod version;
 mod volumes;
@@ -96,6 +98,11 @@ async fn run_connected(session: &Session, command: Command) -> Result<ExitCode, 
         Command::Attach(attach_args) => attach::attach_to_container(session, attach_args).await,
         Command::Exec(exec_args) => exec::exec_in_container(session, exec_args).await,
         Command::Kill(kill_args) => containers::kill_task(session, kill_args).await,
+        Command::Pause(freeze_args) => task_ops::pause_or_resume(session, freeze_args, false).await,
+        Command::Resume(freeze_args) => task_ops::pause_or_resume(session, freeze_args, true).await,
+        Command::Stop(stop_args) => task_ops::stop_containers(session, stop_args).await,
+        Command::Top(top_args) => stats::top(session, top_args).await,
+        Command::Stats(stats_args) => stats::stats(session, stats_args).await,
         Command::Wait(wait_args) => containers::wait_task(session, wait_args).await,
         Command::Rm(rm_args) => containers::remove_containers(session, rm_args).await,
         Command::Update(update_args) => policy_args::update_containers(session, update_args).await,

@@ -9,7 +9,26 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use berth_log::Timestamp;
 
+use clap::{Args, ValueEnum};
+
 use crate::session::CliError;
+
+/// `--output table|json`, shared by every listing verb (here, below `args`, so verb files
+/// that declare their own flags can use it without an import loop).
+#[derive(Args, Debug)]
+pub struct OutputArgs {
+    /// Output format
+    #[arg(long, visible_alias = "format", value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputFormat {
+    /// Aligned columns for people
+    Table,
+    /// JSON for programs
+    Json,
+}
 
 /// Writes to stdout. A closed pipe (`berth ps | head -1`) is not an error: the reader has
 /// what it wanted.

@@ -121,6 +121,47 @@ impl api::tasks_server::Tasks for RecordingDaemon {
         self.record(&request, call);
         Ok(tonic::Response::new(api::KillTaskResponse::default()))
     }
+    async fn pause(
+        &self,
+        request: tonic::Request<api::PauseTaskRequest>,
+    ) -> Result<tonic::Response<api::PauseTaskResponse>, tonic::Status> {
+        let call = format!("Tasks/Pause {}", request.get_ref().container_id);
+        self.record(&request, call);
+        Ok(tonic::Response::new(api::PauseTaskResponse::default()))
+    }
+    async fn resume(
+        &self,
+        request: tonic::Request<api::PauseTaskRequest>,
+    ) -> Result<tonic::Response<api::PauseTaskResponse>, tonic::Status> {
+        let call = format!("Tasks/Resume {}", request.get_ref().container_id);
+        self.record(&request, call);
+        Ok(tonic::Response::new(api::PauseTaskResponse::default()))
+    }
+    async fn stop(
+        &self,
+        request: tonic::Request<api::StopTaskRequest>,
+    ) -> Result<tonic::Response<api::StopTaskResponse>, tonic::Status> {
+        let message = request.get_ref();
+        let call = format!("Tasks/Stop {} {}", message.container_id, message.grace_seconds);
+        self.record(&request, call);
+        Ok(tonic::Response::new(api::StopTaskResponse::default()))
+    }
+    async fn top(
+        &self,
+        request: tonic::Request<api::TopRequest>,
+    ) -> Result<tonic::Response<api::TopResponse>, tonic::Status> {
+        let call = format!("Tasks/Top {}", request.get_ref().container_id);
+        self.record(&request, call);
+        Ok(tonic::Response::new(api::TopResponse::default()))
+    }
+    async fn stats(
+        &self,
+        request: tonic::Request<api::StatsRequest>,
+    ) -> Result<tonic::Response<api::StatsResponse>, tonic::Status> {
+        let call = format!("Tasks/Stats {}", request.get_ref().container_ids.join(" "));
+        self.record(&request, call);
+        Ok(tonic::Response::new(api::StatsResponse::default()))
+    }
     async fn wait(
         &self,
         request: tonic::Request<api::WaitTaskRequest>,
