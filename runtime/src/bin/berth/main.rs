@@ -6,6 +6,7 @@
 
 mod args;
 mod attach;
+mod blob_progress;
 mod containers;
 mod credentials;
 mod events;

@@ -2,75 +2,39 @@
 //! caller's credentials file), and shows the progress berthd streams back — a bar per blob on a
 //! terminal, one line per finished blob otherwise, nothing but the image name with --quiet.
 
-use std::collections::HashMap;
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use berth_projections::names::short_digest;
 use berth_runtime::api;
 use berth_runtime::api::pull_image_progress::BlobState;
 use berth_runtime::images::registry::reference::Reference;
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio_stream::StreamExt;
 
 use crate::args::ImagePullArgs;
+use crate::blob_progress::{BlobProgress, BlobStep, BlobUpdate};
 use crate::credentials;
 use crate::login::read_secret_from_terminal;
 use crate::output::{human_size, print_stdout};
 use crate::session::{CliError, Session};
 
-/// How progress is shown.
-enum Display {
-    Quiet,
-    Lines,
-    Bars { multi: MultiProgress, bars: HashMap<String, ProgressBar>, style: ProgressStyle },
+/// What each pull state shows.
+fn step_of(state: BlobState) -> Option<BlobStep> {
+    let (message, finished, printed) = match state {
+        BlobState::Waiting => ("waiting", false, false),
+        BlobState::Downloading => ("downloading", false, false),
+        BlobState::Downloaded => ("downloaded", false, true),
+        BlobState::AlreadyPresent => ("already present", true, true),
+        BlobState::Unpacked => ("unpacked", true, true),
+        BlobState::Unspecified => return None,
+    };
+    Some(BlobStep { message, finished, printed })
 }
 
-impl Display {
-    fn show(&mut self, progress: &api::PullImageProgress) -> Result<(), CliError> {
-        let state = BlobState::try_from(progress.state).unwrap_or(BlobState::Unspecified);
-        let label = short_digest(&progress.digest).to_string();
-        match self {
-            Display::Quiet => Ok(()),
-            Display::Lines => {
-                let what = match state {
-                    BlobState::Downloaded => "downloaded",
-                    BlobState::AlreadyPresent => "already present",
-                    BlobState::Unpacked => "unpacked",
-                    _ => return Ok(()),
-                };
-                print_stdout(&format!("{label}: {what} ({})\n", human_size(progress.total_bytes)))
-            }
-            Display::Bars { multi, bars, style } => {
-                let bar = bars.entry(progress.digest.clone()).or_insert_with(|| {
-                    let bar = multi.add(ProgressBar::new(progress.total_bytes.max(0) as u64));
-                    bar.set_style(style.clone());
-                    bar.set_prefix(label.clone());
-                    bar
-                });
-                bar.set_position(progress.done_bytes.max(0) as u64);
-                match state {
-                    BlobState::Waiting => bar.set_message("waiting"),
-                    BlobState::Downloading => bar.set_message("downloading"),
-                    BlobState::Downloaded => bar.set_message("downloaded"),
-                    BlobState::AlreadyPresent => bar.finish_with_message("already present"),
-                    BlobState::Unpacked => bar.finish_with_message("unpacked"),
-                    BlobState::Unspecified => {}
-                }
-                Ok(())
-            }
-        }
-    }
-
-    fn finish(&mut self) {
-        if let Display::Bars { multi, bars, .. } = self {
-            for bar in bars.values() {
-                if !bar.is_finished() {
-                    bar.abandon();
-                }
-            }
-            let _ = multi.clear();
-        }
+fn update_of(progress: &api::PullImageProgress) -> BlobUpdate<'_> {
+    BlobUpdate {
+        digest: &progress.digest,
+        total_bytes: progress.total_bytes,
+        done_bytes: progress.done_bytes,
+        step: step_of(BlobState::try_from(progress.state).unwrap_or(BlobState::Unspecified)),
     }
 }
 
@@ -102,22 +66,7 @@ pub async fn pull_image(session: &Session, pull_args: ImagePullArgs) -> Result<E
         plain_http: pull_args.plain_http,
         credentials: credentials_for(&pull_args)?,
     };
-    let mut display = if pull_args.quiet {
-        Display::Quiet
-    } else if std::io::stderr().is_terminal() {
-        let style = ProgressStyle::with_template(
-            "{prefix:.bold} [{bar:30}] {bytes:>10}/{total_bytes:<10} {bytes_per_sec:>12} {msg}",
-        )
-        .expect("the progress template is valid")
-        .progress_chars("=> ");
-        Display::Bars {
-            multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
-            bars: HashMap::new(),
-            style,
-        }
-    } else {
-        Display::Lines
-    };
+    let mut display = BlobProgress::new(pull_args.quiet);
     let mut stream = session.images().pull(session.request(request)).await.map_err(session.rpc_error())?.into_inner();
     let mut result = None;
     while let Some(message) = stream.next().await {
@@ -130,7 +79,7 @@ pub async fn pull_image(session: &Session, pull_args: ImagePullArgs) -> Result<E
         };
         match message.result {
             Some(pulled) => result = Some(pulled),
-            None => display.show(&message)?,
+            None => display.show(update_of(&message))?,
         }
     }
     display.finish();

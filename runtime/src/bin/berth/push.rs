@@ -2,88 +2,36 @@
 //! --user or the caller's credentials file), and shows the progress berthd streams back — a bar
 //! per blob on a terminal, one line per finished blob otherwise, only the digest with --quiet.
 
-use std::collections::HashMap;
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use berth_projections::names::short_digest;
 use berth_runtime::api;
 use berth_runtime::api::push_image_progress::BlobState;
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio_stream::StreamExt;
 
 use crate::args::ImagePushArgs;
+use crate::blob_progress::{BlobProgress, BlobStep, BlobUpdate};
 use crate::output::{human_size, print_stdout};
 use crate::pull::registry_credentials;
 use crate::session::{CliError, Session};
 
-enum Display {
-    Quiet,
-    Lines,
-    Bars { multi: MultiProgress, bars: HashMap<String, ProgressBar>, style: ProgressStyle },
+/// What each push state shows.
+fn step_of(state: BlobState) -> Option<BlobStep> {
+    let (message, finished, printed) = match state {
+        BlobState::Uploading => ("uploading", false, false),
+        BlobState::Uploaded => ("uploaded", true, true),
+        BlobState::AlreadyThere => ("already there", true, true),
+        BlobState::Mounted => ("mounted", true, true),
+        BlobState::Unspecified => return None,
+    };
+    Some(BlobStep { message, finished, printed })
 }
 
-impl Display {
-    fn new(quiet: bool) -> Display {
-        if quiet {
-            return Display::Quiet;
-        }
-        if !std::io::stderr().is_terminal() {
-            return Display::Lines;
-        }
-        let style = ProgressStyle::with_template(
-            "{prefix:.bold} [{bar:30}] {bytes:>10}/{total_bytes:<10} {bytes_per_sec:>12} {msg}",
-        )
-        .expect("the progress template is valid")
-        .progress_chars("=> ");
-        Display::Bars {
-            multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
-            bars: HashMap::new(),
-            style,
-        }
-    }
-
-    fn show(&mut self, progress: &api::PushImageProgress) -> Result<(), CliError> {
-        let state = BlobState::try_from(progress.state).unwrap_or(BlobState::Unspecified);
-        let label = short_digest(&progress.digest).to_string();
-        match self {
-            Display::Quiet => Ok(()),
-            Display::Lines => {
-                let what = match state {
-                    BlobState::Uploaded => "uploaded",
-                    BlobState::AlreadyThere => "already there",
-                    BlobState::Mounted => "mounted",
-                    _ => return Ok(()),
-                };
-                print_stdout(&format!("{label}: {what} ({})\n", human_size(progress.total_bytes)))
-            }
-            Display::Bars { multi, bars, style } => {
-                let bar = bars.entry(progress.digest.clone()).or_insert_with(|| {
-                    let bar = multi.add(ProgressBar::new(progress.total_bytes.max(0) as u64));
-                    bar.set_style(style.clone());
-                    bar.set_prefix(label.clone());
-                    bar
-                });
-                bar.set_position(progress.done_bytes.max(0) as u64);
-                match state {
-                    BlobState::Uploading => bar.set_message("uploading"),
-                    BlobState::Uploaded => bar.finish_with_message("uploaded"),
-                    BlobState::AlreadyThere => bar.finish_with_message("already there"),
-                    BlobState::Mounted => bar.finish_with_message("mounted"),
-                    BlobState::Unspecified => {}
-                }
-                Ok(())
-            }
-        }
-    }
-
-    fn finish(&mut self) {
-        if let Display::Bars { multi, bars, .. } = self {
-            for bar in bars.values().filter(|bar| !bar.is_finished()) {
-                bar.abandon();
-            }
-            let _ = multi.clear();
-        }
+fn update_of(progress: &api::PushImageProgress) -> BlobUpdate<'_> {
+    BlobUpdate {
+        digest: &progress.digest,
+        total_bytes: progress.total_bytes,
+        done_bytes: progress.done_bytes,
+        step: step_of(BlobState::try_from(progress.state).unwrap_or(BlobState::Unspecified)),
     }
 }
 
@@ -99,7 +47,7 @@ pub async fn push_image(session: &Session, push_args: ImagePushArgs) -> Result<E
         reference,
         plain_http: push_args.plain_http,
     };
-    let mut display = Display::new(push_args.quiet);
+    let mut display = BlobProgress::new(push_args.quiet);
     let mut stream = session.images().push(session.request(request)).await.map_err(session.rpc_error())?.into_inner();
     let mut result = None;
     while let Some(message) = stream.next().await {
@@ -112,7 +60,7 @@ pub async fn push_image(session: &Session, push_args: ImagePushArgs) -> Result<E
         };
         match message.result {
             Some(pushed) => result = Some(pushed),
-            None => display.show(&message)?,
+            None => display.show(update_of(&message))?,
         }
     }
     display.finish();
