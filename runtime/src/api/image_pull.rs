@@ -63,15 +63,28 @@ pub async fn pull(
         plain_http: request.plain_http,
         credentials: credentials_of(request.credentials),
     };
-    let (progress_sender, progress_receiver) = mpsc::channel(64);
     let services = Arc::clone(services);
+    Ok(Response::new(stream_progress(
+        |client| async move { run_pull(&services, &namespace, origin, spec, &client).await },
+    )))
+}
+
+/// Runs a pull's or push's `work` on a task of its own and streams the progress it sends to the
+/// client; the error it ends with, if any, is the stream's last message.
+pub(crate) fn stream_progress<T, Work, Running>(work: Work) -> Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>
+where
+    T: Send + 'static,
+    Work: FnOnce(mpsc::Sender<Result<T, Status>>) -> Running,
+    Running: std::future::Future<Output = Result<(), Status>> + Send + 'static,
+{
+    let (progress_sender, progress_receiver) = mpsc::channel(64);
+    let running = work(progress_sender.clone());
     tokio::spawn(async move {
-        let outcome = run_pull(&services, &namespace, origin, spec, &progress_sender).await;
-        if let Err(status) = outcome {
+        if let Err(status) = running.await {
             let _ = progress_sender.send(Err(status)).await;
         }
     });
-    Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(progress_receiver))))
+    Box::pin(tokio_stream::wrappers::ReceiverStream::new(progress_receiver))
 }
 
 async fn run_pull(

@@ -13,7 +13,7 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 use crate::api;
-use crate::api::image_pull::{credentials_of, status_from_registry_error};
+use crate::api::image_pull::{credentials_of, status_from_registry_error, stream_progress};
 use crate::api::services::Services;
 use crate::images::registry::push::{push_image, PushBlobState, PushEnvironment, PushProgress, PushSpec};
 use crate::images::registry::reference::Reference;
@@ -55,15 +55,10 @@ pub async fn push(
         credentials: credentials_of(request.credentials),
         image,
     };
-    let (progress_sender, progress_receiver) = mpsc::channel(64);
     let services = Arc::clone(services);
-    tokio::spawn(async move {
-        let outcome = run_push(&services, &namespace, origin, spec, &progress_sender).await;
-        if let Err(status) = outcome {
-            let _ = progress_sender.send(Err(status)).await;
-        }
-    });
-    Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(progress_receiver))))
+    Ok(Response::new(stream_progress(
+        |client| async move { run_push(&services, &namespace, origin, spec, &client).await },
+    )))
 }
 
 async fn run_push(
