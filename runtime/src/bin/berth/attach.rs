@@ -9,7 +9,7 @@ use berth_runtime::client;
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::args::AttachArgs;
-use crate::run::{next_log_chunk, write_log_chunk, LogNext};
+use crate::run::{next_log_chunk, show_log_next};
 use crate::session::{CliError, Session};
 use crate::terminal;
 
@@ -69,21 +69,9 @@ async fn follow_task(
             result = &mut wait_for_exit, if wait_result.is_none() => {
                 wait_result = Some(result.map(tonic::Response::into_inner));
             }
-            next = next_log_chunk(&mut log_stream, exited) => match next {
-                LogNext::Chunk(chunk) => {
-                    if let Err(error) = write_log_chunk(&chunk) {
-                        if error.kind() != std::io::ErrorKind::BrokenPipe {
-                            return Err(CliError::WriteOutput(error));
-                        }
-                        log_stream = None;
-                    }
-                }
-                LogNext::End => log_stream = None,
-                LogNext::Failed(status) => {
-                    eprintln!("berth: the output of {container_id} stopped early: {}", session.rpc_error()(status));
-                    log_stream = None;
-                }
-            },
+            next = next_log_chunk(&mut log_stream, exited) => {
+                show_log_next(next, &mut log_stream, container_id, session)?;
+            }
             detached = &mut *detach_keys, if detach_armed => {
                 // A dropped sender (no stdin forwarding, or its input ended) is not a detach.
                 detach_armed = false;

@@ -211,25 +211,7 @@ pub async fn attach(
                 wait_result = Some(result.map(tonic::Response::into_inner));
             }
             next = next_log_chunk(&mut log_stream, exited) => {
-                match next {
-                    LogNext::Chunk(chunk) => {
-                        if let Err(error) = write_log_chunk(&chunk) {
-                            if error.kind() != std::io::ErrorKind::BrokenPipe {
-                                return Err(CliError::WriteOutput(error));
-                            }
-                            // Whoever read our output went away; keep waiting for the exit.
-                            log_stream = None;
-                        }
-                    }
-                    LogNext::End => log_stream = None,
-                    LogNext::Failed(status) => {
-                        eprintln!(
-                            "berth: the output of {container_id} stopped early: {}",
-                            session.rpc_error()(status)
-                        );
-                        log_stream = None;
-                    }
-                }
+                show_log_next(next, &mut log_stream, container_id, session)?;
             }
             _ = interrupts.recv() => {
                 if remove_after {
@@ -308,6 +290,33 @@ pub async fn next_log_chunk(log_stream: &mut Option<tonic::Streaming<api::LogChu
         Ok(None) => LogNext::End,
         Err(status) => LogNext::Failed(status),
     }
+}
+
+/// Shows what [`next_log_chunk`] gave: a chunk is written out; the stream is let go when it
+/// ended, when it failed (said on stderr, naming `whose` output it was) or when whoever read our
+/// output went away. The caller keeps waiting for the exit either way.
+pub fn show_log_next(
+    next: LogNext,
+    log_stream: &mut Option<tonic::Streaming<api::LogChunk>>,
+    whose: &str,
+    session: &Session,
+) -> Result<(), CliError> {
+    match next {
+        LogNext::Chunk(chunk) => {
+            if let Err(error) = write_log_chunk(&chunk) {
+                if error.kind() != std::io::ErrorKind::BrokenPipe {
+                    return Err(CliError::WriteOutput(error));
+                }
+                *log_stream = None;
+            }
+        }
+        LogNext::End => *log_stream = None,
+        LogNext::Failed(status) => {
+            eprintln!("berth: the output of {whose} stopped early: {}", session.rpc_error()(status));
+            *log_stream = None;
+        }
+    }
+    Ok(())
 }
 
 pub fn write_log_chunk(chunk: &api::LogChunk) -> std::io::Result<()> {
