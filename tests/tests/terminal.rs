@@ -115,18 +115,25 @@ fn run_it_is_a_terminal_that_takes_keys_resizes_and_keeps_its_output() {
     at = screen.wait_for("hello-from-keys", at);
 
     // Ctrl-C is a key like any other: it interrupts the container's foreground program, not
-    // berth. A ^C that arrives while the shell is still reading the line is only a character to
-    // it, so it is sent until a fresh prompt shows the sleep was interrupted.
+    // berth. The prompt and the echo of typed keys cannot tell whether the sleep runs yet (the
+    // shell redraws its prompt and the line), so the container's process list says when it has
+    // started and when the interrupt ended it. A ^C that arrives while the shell is still
+    // reading the line is only a character to it, so it is sent until the sleep is gone.
     screen.type_keys("sleep 300\r");
-    at = screen.wait_for("sleep 300\r\n", at);
+    let sleep_is_running = || daemon.ok(&["top", "shell"]).contains("sleep 300");
     let deadline = Instant::now() + SCREEN_TIMEOUT;
-    while !screen.text()[at..].contains("/ # ") {
+    while !sleep_is_running() {
+        assert!(Instant::now() < deadline, "the sleep never started:\n{}", screen.text());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    while sleep_is_running() {
         assert!(Instant::now() < deadline, "Ctrl-C never interrupted the sleep:\n{}", screen.text());
         screen.type_keys("\x03");
         std::thread::sleep(Duration::from_millis(300));
     }
-    screen.type_keys("echo after-interrupt\r");
-    at = screen.wait_for("after-interrupt\r\n", at);
+    // Only the shell's answer holds "after-42"; the echo of the typed line holds the sum.
+    screen.type_keys("echo after-$((40+2))\r");
+    at = screen.wait_for("after-42", at);
 
     // A new window size reaches the container (SIGWINCH → berth → monitor → TIOCSWINSZ). The
     // keys and the resize travel separately, so ask until the answer is the new size.
