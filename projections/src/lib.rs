@@ -6,6 +6,7 @@ mod canonical;
 pub mod decode;
 pub mod error;
 pub mod event;
+pub mod event_json;
 pub mod names;
 pub mod policy;
 pub mod state;

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use berth_log::Timestamp;
+use berth_projections::event_json::EventSelector;
 use berth_replay::cmd::events::{run_events, EventFilter, EventFormat, FollowOptions};
 use berth_replay::cmd::history::run_history;
 use berth_replay::cmd::state::run_state;
@@ -75,9 +76,10 @@ enum Command {
         #[arg(long, value_name = "ID")]
         container: Option<String>,
         /// Only events of this kind, e.g. TaskExited (case-insensitive; repeat for several)
-        #[arg(long, value_name = "KIND")]
+        #[arg(long, value_name = "KIND", value_parser = parse_event_kind)]
         kind: Vec<String>,
-        /// One JSON object per line: {seq, index, timestamp_ns, time, namespace, origin, kind, fields}
+        /// One JSON object per line: {seq, index, timestamp_ns, time, namespace, origin, kind, fields},
+        /// as `berth events --output json` prints
         #[arg(long)]
         json: bool,
         /// Keep printing new records as berthd appends them (until interrupted, or until --to)
@@ -113,6 +115,10 @@ enum Command {
     Stats,
 }
 
+fn parse_event_kind(text: &str) -> Result<String, String> {
+    berth_projections::event_json::parse_event_kind(text).map(str::to_string)
+}
+
 fn parse_time_argument(text: &str) -> Result<u64, String> {
     Timestamp::parse(text).map(Timestamp::as_ns).map_err(|error| error.to_string())
 }
@@ -143,7 +149,9 @@ fn run(cli: Cli, out: &mut dyn Write) -> Result<bool, ReplayError> {
             Ok(true)
         }
         Command::Events { from, to, namespace, container, kind, json, follow } => {
-            let filter = EventFilter { from_seq: from, to_seq: to, namespace, container_id: container, kinds: kind };
+            // The kinds were checked as they were parsed.
+            let selector = EventSelector::new(&kind, container).unwrap_or_default();
+            let filter = EventFilter { from_seq: from, to_seq: to, namespace, selector };
             let format = if json { EventFormat::JsonLines } else { EventFormat::Text };
             run_events(&dir, &filter, format, follow.then(FollowOptions::default), out)?;
             Ok(true)

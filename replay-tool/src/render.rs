@@ -3,6 +3,7 @@
 
 use std::io::Write;
 
+use berth_projections::event_json::EventPlace;
 use berth_projections::names::{short_digest, signal_name};
 use berth_projections::{ContainerState, Envelope, Event, ExitCause, Origin, PendingIntent, State, TaskState};
 use serde_json::{json, Value};
@@ -30,16 +31,6 @@ pub fn count(n: usize, singular: &str, plural: &str) -> String {
     }
 }
 
-/// The origin as a flat JSON object with a `kind` of "client" or "daemon".
-pub fn origin_json(origin: &Origin) -> Value {
-    match origin {
-        Origin::Client { uid, gid, pid, method, request_id } => json!({
-            "kind": "client", "uid": uid, "gid": gid, "pid": pid, "method": method, "request_id": request_id,
-        }),
-        Origin::Daemon { reason, answers } => json!({ "kind": "daemon", "reason": reason, "answers": answers }),
-    }
-}
-
 /// `SEQ.INDEX  TIME  NAMESPACE  KIND  ORIGIN  FIELDS-JSON`
 pub fn event_line(stamp: RecordStamp, index: usize, envelope: &Envelope, event: &Event) -> String {
     format!(
@@ -53,18 +44,17 @@ pub fn event_line(stamp: RecordStamp, index: usize, envelope: &Envelope, event: 
     )
 }
 
-/// One event as a JSON object: seq, index, timestamp_ns, time, namespace, origin, kind, fields.
+/// One event as a JSON object, in the shape `berth events --json` prints too
+/// (`berth_projections::event_json`).
 pub fn event_json(stamp: RecordStamp, index: usize, envelope: &Envelope, event: &Event) -> Value {
-    json!({
-        "seq": stamp.seq,
-        "index": index,
-        "timestamp_ns": stamp.timestamp.as_ns(),
-        "time": stamp.timestamp.to_string(),
-        "namespace": envelope.namespace,
-        "origin": origin_json(&envelope.origin),
-        "kind": event.kind(),
-        "fields": event.fields_json(),
-    })
+    let place = EventPlace {
+        seq: stamp.seq,
+        index,
+        timestamp: stamp.timestamp,
+        namespace: &envelope.namespace,
+        origin: Some(&envelope.origin),
+    };
+    berth_projections::event_json::event_json(place, event.kind(), event.fields_json())
 }
 
 fn describe_signal(signal: i32) -> String {

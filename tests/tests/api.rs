@@ -74,6 +74,7 @@ fn callers_are_identified_by_the_kernel_and_events_resume_from_a_seq() {
                 since: created_seq,
                 follow: true,
                 namespace: String::new(),
+                ..Default::default()
             }))
             .await
             .unwrap()
@@ -136,6 +137,7 @@ fn callers_are_identified_by_the_kernel_and_events_resume_from_a_seq() {
                 since: last_seq,
                 follow: false,
                 namespace: String::new(),
+                ..Default::default()
             }))
             .await
             .unwrap()

@@ -19,7 +19,7 @@ fn events(daemon: &Daemon) -> Vec<serde_json::Value> {
 }
 
 fn events_of_kind(daemon: &Daemon, kind: &str) -> Vec<serde_json::Value> {
-    events(daemon).into_iter().filter(|event| event["kind"] == kind).map(|event| event["event"].clone()).collect()
+    events(daemon).into_iter().filter(|event| event["kind"] == kind).map(|event| event["fields"].clone()).collect()
 }
 
 fn image_digest(daemon: &Daemon, name: &str) -> String {

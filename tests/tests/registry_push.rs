@@ -17,7 +17,7 @@ fn events_of_kind(daemon: &Daemon, kind: &str) -> Vec<serde_json::Value> {
         .lines()
         .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap_or_else(|error| panic!("{error}: {line}")))
         .filter(|event| event["kind"] == kind)
-        .map(|event| event["event"].clone())
+        .map(|event| event["fields"].clone())
         .collect()
 }
 

@@ -13,8 +13,8 @@ fn restarts(daemon: &Daemon, id: &str) -> Vec<serde_json::Value> {
         .ok(&["events", "--output", "json"])
         .lines()
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|event| event["kind"] == "TaskRestartScheduled" && event["event"]["container_id"] == id)
-        .map(|event| event["event"].clone())
+        .filter(|event| event["kind"] == "TaskRestartScheduled" && event["fields"]["container_id"] == id)
+        .map(|event| event["fields"].clone())
         .collect()
 }
 
@@ -23,7 +23,7 @@ fn n_exits(daemon: &Daemon, id: &str) -> usize {
         .ok(&["events", "--output", "json"])
         .lines()
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|event| event["kind"] == "TaskExited" && event["event"]["container_id"] == id)
+        .filter(|event| event["kind"] == "TaskExited" && event["fields"]["container_id"] == id)
         .count()
 }
 

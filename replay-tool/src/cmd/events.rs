@@ -5,7 +5,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
-use berth_projections::{Envelope, Event};
+use berth_projections::event_json::EventSelector;
+use berth_projections::Envelope;
 
 use crate::error::ReplayError;
 use crate::fold::{walk_envelopes, RecordStamp, Walk};
@@ -18,26 +19,13 @@ pub struct EventFilter {
     pub from_seq: Option<u64>,
     pub to_seq: Option<u64>,
     pub namespace: Option<String>,
-    pub container_id: Option<String>,
-    /// Event kinds to keep (case-insensitive); empty keeps every kind.
-    pub kinds: Vec<String>,
+    /// Kinds and container, as `berth events` filters them.
+    pub selector: EventSelector,
 }
 
 impl EventFilter {
-    fn keeps(&self, envelope: &Envelope, event: &Event) -> bool {
-        if self.namespace.as_deref().is_some_and(|namespace| namespace != envelope.namespace) {
-            return false;
-        }
-        if let Some(container_id) = &self.container_id {
-            let about_container = match event {
-                Event::OrphanRemoved { id, .. } => id == container_id,
-                other => other.container_id() == Some(container_id.as_str()),
-            };
-            if !about_container {
-                return false;
-            }
-        }
-        self.kinds.is_empty() || self.kinds.iter().any(|kind| kind.eq_ignore_ascii_case(event.kind()))
+    fn keeps(&self, envelope: &Envelope, event: &berth_projections::Event) -> bool {
+        self.namespace.as_deref().is_none_or(|namespace| namespace == envelope.namespace) && self.selector.keeps(event)
     }
 
     fn first_seq(&self) -> u64 {

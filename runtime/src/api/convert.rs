@@ -108,8 +108,13 @@ pub(crate) fn image_message(image: &ImageState) -> api::Image {
     }
 }
 
-/// The API form of one record's events.
-pub fn event_messages(seq: Seq, timestamp: Timestamp, envelope: &Envelope) -> Vec<api::Event> {
+/// The API form of the events of one record that `selector` keeps.
+pub fn event_messages(
+    seq: Seq,
+    timestamp: Timestamp,
+    envelope: &Envelope,
+    selector: &berth_projections::event_json::EventSelector,
+) -> Vec<api::Event> {
     let origin = match &envelope.origin {
         Origin::Client { uid, gid, pid, method, request_id } => api::Origin {
             kind: "client".into(),
@@ -132,6 +137,7 @@ pub fn event_messages(seq: Seq, timestamp: Timestamp, envelope: &Envelope) -> Ve
         .events
         .iter()
         .enumerate()
+        .filter(|(_, event)| selector.keeps(event))
         .map(|(index, event)| api::Event {
             seq: seq.get(),
             index: index as u32,

@@ -1,9 +1,11 @@
-//! `Events/Subscribe`: the log itself, from any seq, optionally followed as it grows.
+//! `Events/Subscribe`: the log itself, from any seq, optionally followed as it grows, filtered
+//! here by namespace, kind and container so a narrow follower is not sent the whole log.
 
 use std::pin::Pin;
 use std::sync::Arc;
 
 use berth_log::Seq;
+use berth_projections::event_json::EventSelector;
 use berth_projections::Envelope;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -34,10 +36,12 @@ impl api::events_server::Events for EventsService {
             "*" => None,
             other => Some(other.to_string()),
         };
+        let selector =
+            EventSelector::new(&message.kinds, Some(message.container.clone())).map_err(Status::invalid_argument)?;
         let store = Arc::clone(&self.0.store);
         let since = if message.since == 0 { store.applied_seq().next() } else { Seq(message.since) };
         let (sender, receiver) = mpsc::channel(256);
-        tokio::spawn(stream_events(store, since, message.follow, filter, sender));
+        tokio::spawn(stream_events(store, since, message.follow, (filter, selector), sender));
         Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
     }
 }
@@ -47,7 +51,7 @@ async fn stream_events(
     store: Arc<Store>,
     since: Seq,
     follow: bool,
-    namespace: Option<String>,
+    (namespace, selector): (Option<String>, EventSelector),
     sender: mpsc::Sender<Result<api::Event, Status>>,
 ) {
     let mut reader = match store.log().reader(since) {
@@ -85,7 +89,7 @@ async fn stream_events(
             if namespace.as_ref().is_some_and(|wanted| *wanted != envelope.namespace) {
                 continue;
             }
-            for message in event_messages(record.seq, record.timestamp, &envelope) {
+            for message in event_messages(record.seq, record.timestamp, &envelope, &selector) {
                 if sender.send(Ok(message)).await.is_err() {
                     return;
                 }

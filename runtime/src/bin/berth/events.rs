@@ -1,8 +1,12 @@
-//! `berth events`: the log as berthd streams it, one event per line or one JSON object per
-//! line, with who caused each record.
+//! `berth events`: the log as berthd streams it (filtered by berthd), one event per line or one
+//! JSON object per line in the shape `berth-replay events --json` prints, with who caused each
+//! record.
 
 use std::process::ExitCode;
 
+use berth_log::{Seq, Timestamp};
+use berth_projections::event_json::EventPlace;
+use berth_projections::Origin;
 use berth_runtime::api;
 use berth_runtime::client::ClientError;
 
@@ -59,6 +63,8 @@ async fn print_event_stream(
             since,
             follow: events_args.follow,
             namespace: namespace_filter.to_string(),
+            kinds: events_args.kinds.clone(),
+            container: events_args.container.clone().unwrap_or_default(),
         }))
         .await
         .map_err(session.rpc_error())?
@@ -105,31 +111,35 @@ fn format_event_line(event: &api::Event) -> String {
     )
 }
 
+/// The JSON shape both tools print (`berth_projections::event_json`), from the API's form.
 fn event_json(event: &api::Event) -> serde_json::Value {
-    let origin_json = event.origin.as_ref().map(|origin| {
-        serde_json::json!({
-            "kind": origin.kind,
-            "uid": origin.uid,
-            "gid": origin.gid,
-            "pid": origin.pid,
-            "method": origin.method,
-            "request_id": origin.request_id,
-            "answers_seq": origin.answers_seq,
-            "reason": origin.reason,
-        })
+    let origin = event.origin.as_ref().map(|origin| {
+        if origin.kind == "daemon" {
+            Origin::Daemon {
+                reason: origin.reason.clone(),
+                answers: (origin.answers_seq != 0).then_some(Seq(origin.answers_seq)),
+            }
+        } else {
+            Origin::Client {
+                uid: origin.uid,
+                gid: origin.gid,
+                pid: origin.pid,
+                method: origin.method.clone(),
+                request_id: origin.request_id.clone(),
+            }
+        }
     });
-    let payload = serde_json::from_str::<serde_json::Value>(&event.json)
+    let fields = serde_json::from_str::<serde_json::Value>(&event.json)
         .unwrap_or_else(|_| serde_json::Value::String(event.json.clone()));
-    serde_json::json!({
-        "seq": event.seq,
-        "index": event.index,
-        "time": format_rfc3339(event.timestamp_ns),
-        "timestamp_ns": event.timestamp_ns,
-        "namespace": event.namespace,
-        "kind": event.kind,
-        "origin": origin_json,
-        "event": payload,
-    })
+    let place = EventPlace {
+        seq: Seq(event.seq),
+        index: event.index as usize,
+        // berthd sends no time before 1970: its stamps come from the log.
+        timestamp: Timestamp::from_signed_ns(event.timestamp_ns).unwrap_or(Timestamp::UNIX_EPOCH),
+        namespace: &event.namespace,
+        origin: origin.as_ref(),
+    };
+    berth_projections::event_json::event_json(place, &event.kind, fields)
 }
 
 /// `uid=0 pid=123 Tasks/Start req=cli-123-4` for a client, `daemon answers=57` for berthd.
@@ -208,6 +218,6 @@ mod tests {
             json: "{\n  \"pid\": 7\n}".to_string(),
         };
         assert_eq!(format_event_line(&event), "42  1970-01-01T00:00:00.000Z  default  TaskStarted  -  {\"pid\":7}");
-        assert_eq!(event_json(&event)["event"]["pid"], 7);
+        assert_eq!(event_json(&event)["fields"]["pid"], 7);
     }
 }
