@@ -13,7 +13,7 @@ use berth_replay::cmd::state::run_state;
 use berth_replay::cmd::stats::run_stats;
 use berth_replay::cmd::verify::{parse_point, run_head, run_verify, VerifyOptions, VerifyOutcome};
 use berth_replay::{resolve_log_dir, FoldPoint, ReplayError};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 
 const READ_ONLY_NOTE: &str =
     "berth-replay never opens anything for writing: it reads the log without taking its lock, \
@@ -113,6 +113,19 @@ enum Command {
     /// Size and contents of the log, and how fast it replays on this machine
     #[command(after_help = READ_ONLY_NOTE)]
     Stats,
+    /// Print a completion script for bash, zsh or fish
+    Completion {
+        /// The shell to complete for, e.g. `berth-replay completion bash`
+        #[arg(value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
+    /// Write man pages for berth-replay and each subcommand into a directory (scripts/install.sh does)
+    #[command(hide = true)]
+    Man {
+        /// The directory to write berth-replay.1 and berth-replay-<subcommand>.1 into
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
 }
 
 fn parse_event_kind(text: &str) -> Result<String, String> {
@@ -171,6 +184,14 @@ fn run(cli: Cli, out: &mut dyn Write) -> Result<bool, ReplayError> {
         }
         Command::Stats => {
             run_stats(&dir, out)?;
+            Ok(true)
+        }
+        Command::Completion { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "berth-replay", out);
+            Ok(true)
+        }
+        Command::Man { dir } => {
+            std::fs::create_dir_all(&dir).and_then(|()| clap_mangen::generate_to(Cli::command(), &dir))?;
             Ok(true)
         }
     }

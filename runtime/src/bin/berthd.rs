@@ -10,7 +10,7 @@ use berth_runtime::daemon::config::{
 };
 use berth_runtime::daemon::layout::Layout;
 use berth_runtime::daemon::{self, DaemonOptions};
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
 #[derive(Parser)]
 #[command(
@@ -50,6 +50,12 @@ struct Flags {
     /// Log filter, e.g. info, debug, berth_runtime=debug
     #[arg(long, env = "BERTHD_LOG", default_value = "info")]
     log_level: String,
+    /// Instead of serving: print a completion script for this shell (scripts/install.sh uses it)
+    #[arg(long, value_name = "SHELL", hide = true)]
+    completion: Option<clap_complete::Shell>,
+    /// Instead of serving: write the man page berthd.8 into DIR (scripts/install.sh uses it)
+    #[arg(long, value_name = "DIR", hide = true)]
+    man: Option<PathBuf>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -57,6 +63,18 @@ fn main() -> anyhow::Result<()> {
     // runc create without an explicit mode is private from its first moment.
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(berth_runtime::sys::fs::DAEMON_UMASK));
     let flags = Flags::parse();
+    if let Some(shell) = flags.completion {
+        clap_complete::generate(shell, &mut Flags::command(), "berthd", &mut std::io::stdout());
+        return Ok(());
+    }
+    if let Some(dir) = &flags.man {
+        let mut page = Vec::new();
+        clap_mangen::Man::new(Flags::command()).section("8").render(&mut page)?;
+        std::fs::create_dir_all(dir)
+            .and_then(|()| std::fs::write(dir.join("berthd.8"), page))
+            .with_context(|| format!("cannot write berthd.8 into {}", dir.display()))?;
+        return Ok(());
+    }
     keep_inherited_descriptors_from_children();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(&flags.log_level))

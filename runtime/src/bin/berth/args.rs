@@ -105,6 +105,11 @@ pub enum Command {
     Volume(VolumeCommand),
     /// Print containers as JSON: their settings, mounts and task
     Inspect(InspectArgs),
+    /// Print a completion script for bash, zsh or fish
+    Completion(crate::completion::CompletionArgs),
+    /// Write man pages for berth and every verb into a directory (scripts/install.sh does)
+    #[command(hide = true)]
+    Man(crate::completion::ManArgs),
 }
 
 #[derive(Subcommand, Debug)]

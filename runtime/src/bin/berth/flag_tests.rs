@@ -1,5 +1,5 @@
 //! The run/create flags of every feature reaching the request berthd gets (a file of its own:
-//! `policy_args` may not import `args`, which imports it).
+//! `policy_args` may not import `args`, which imports it), and every verb and flag explained.
 
 use clap::Parser;
 
@@ -75,4 +75,34 @@ fn terminal_policy_and_storage_flags_reach_one_request_together() {
     assert_eq!(request.policies.unwrap().limits.unwrap().memory, "64m");
     let destinations: Vec<&str> = request.mounts.iter().map(|mount| mount.destination.as_str()).collect();
     assert_eq!(destinations, ["/data", "/scratch"]);
+}
+
+#[test]
+fn every_verb_and_flag_has_help_that_says_what_it_does() {
+    let mut command = <Cli as clap::CommandFactory>::command();
+    command.build();
+    let mut checked = 0;
+    // From `berth` itself, whose global flags (--address, --namespace) are checked too.
+    let mut pending: Vec<(String, clap::Command)> = vec![(String::new(), command.clone())];
+    while let Some((path, mut sub)) = pending.pop() {
+        if sub.get_name() == "help" {
+            continue;
+        }
+        let path = path.trim_start().to_string();
+        pending.extend(sub.get_subcommands().map(|inner| (format!("{path} {}", inner.get_name()), inner.clone())));
+        assert!(sub.get_about().is_some(), "`berth {path}` has no description");
+        // Every flag and argument too: --help, the man pages and completions show these.
+        for argument in sub.get_arguments().filter(|argument| !matches!(argument.get_id().as_str(), "help" | "version"))
+        {
+            assert!(argument.get_help().is_some(), "`berth {path}`: {} has no help text", argument.get_id());
+        }
+        let help = sub.render_help().to_string();
+        assert!(help.contains("Usage:"), "`berth {path} --help`: {help}");
+        checked += 1;
+    }
+    assert!(checked > 10);
+    let mut args = vec!["berth"];
+    args.extend(["run", "--help"]);
+    let error = Cli::try_parse_from(args).unwrap_err();
+    assert_eq!(error.kind(), clap::error::ErrorKind::DisplayHelp);
 }

@@ -7,6 +7,7 @@
 mod args;
 mod attach;
 mod blob_progress;
+mod completion;
 mod containers;
 mod credentials;
 mod events;
@@ -35,7 +36,7 @@ mod volumes;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
 use crate::args::{Cli, Command, ImageCommand, NamespaceCommand, SystemCommand};
 use crate::session::{CliError, Session};
@@ -73,8 +74,10 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Image(ImageCommand::Import(import_args)) => {
             Ready::ImageImport(images::ImportJob::open(import_args).await?)
         }
-        // Needs no daemon: it only edits the caller's own credentials file.
+        // Need no daemon: they only edit the caller's own credentials file, or print.
         Command::Logout(logout_args) => return login::logout(logout_args),
+        Command::Completion(completion_args) => return completion::print_completion(&completion_args, Cli::command()),
+        Command::Man(man_args) => return completion::write_man_pages(&man_args, Cli::command()),
         Command::Version(output_args) => {
             // berth's own version is useful even when berthd cannot be reached.
             version::print_client_version(output_args.output)?;
@@ -116,6 +119,8 @@ async fn run_connected(session: &Session, command: Command) -> Result<ExitCode, 
         Command::Image(ImageCommand::Push(push_args)) => push::push_image(session, push_args).await,
         Command::Login(login_args) => login::login(session, login_args).await,
         Command::Logout(logout_args) => login::logout(logout_args),
+        Command::Completion(completion_args) => completion::print_completion(&completion_args, Cli::command()),
+        Command::Man(man_args) => completion::write_man_pages(&man_args, Cli::command()),
         Command::Image(ImageCommand::Export(export_args)) => images::export_images(session, export_args).await,
         Command::Image(ImageCommand::Tag(tag_args)) => images::tag_image(session, tag_args).await,
         Command::Image(ImageCommand::Inspect(inspect_args)) => images::inspect_image(session, inspect_args).await,
