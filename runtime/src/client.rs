@@ -37,7 +37,7 @@ pub enum ClientError {
 
     /// The socket exists but this user may not open it.
     #[error(
-        "cannot reach berthd at {}: permission denied; run berth as root or as a user with access to the socket",
+        "cannot reach berthd at {}: permission denied; run berth as root, or as a member of the socket's group (berthd --group, or [grpc] gid in its config)",
         socket_path.display()
     )]
     PermissionDenied { socket_path: PathBuf },

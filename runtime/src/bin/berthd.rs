@@ -6,10 +6,11 @@ use anyhow::Context;
 use berth_log::Durability;
 use berth_runtime::api::DEFAULT_ADDRESS;
 use berth_runtime::daemon::config::{
-    check_cgroup_parent, ConfigFile, DEFAULT_CGROUP_PARENT, DEFAULT_ROOT, DEFAULT_STATE,
+    check_cgroup_parent, check_gid, resolve_group, ConfigFile, DEFAULT_CGROUP_PARENT, DEFAULT_ROOT, DEFAULT_STATE,
 };
 use berth_runtime::daemon::layout::Layout;
 use berth_runtime::daemon::{self, DaemonOptions};
+use berth_runtime::sys::notify::Notifier;
 use clap::{CommandFactory, Parser};
 
 #[derive(Parser)]
@@ -32,7 +33,7 @@ struct Flags {
     /// containers filling theirs cannot leave the log without room
     #[arg(long)]
     log_dir: Option<PathBuf>,
-    /// TOML config file (keys: root, state, address, runc, monitor, cgroup_parent, [log] dir, segment_size, durability, [output] max_file_bytes, max_files)
+    /// TOML config file (keys: root, state, address, runc, monitor, cgroup_parent, [log] dir, segment_size, durability, [registry] config_path, [output] max_file_bytes, max_files, [grpc] gid; contrib/berthd.toml documents each)
     #[arg(long, short = 'c')]
     config: Option<PathBuf>,
     /// The runc binary [default: runc from PATH]
@@ -47,6 +48,11 @@ struct Flags {
     /// not deleted), reset the log's anchor, and exit. Stop berthd first
     #[arg(long)]
     salvage: bool,
+    /// The group whose members may use the socket besides root (a name or a number; the socket
+    /// becomes root:GROUP 0660). Its members are as good as root: they can run privileged
+    /// containers [default: [grpc] gid, else none]
+    #[arg(long, value_name = "GROUP")]
+    group: Option<String>,
     /// Log filter, e.g. info, debug, berth_runtime=debug
     #[arg(long, env = "BERTHD_LOG", default_value = "info")]
     log_level: String,
@@ -62,6 +68,8 @@ fn main() -> anyhow::Result<()> {
     // Before any thread exists (the umask is the process's): whatever berthd, its monitors and
     // runc create without an explicit mode is private from its first moment.
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(berth_runtime::sys::fs::DAEMON_UMASK));
+    // Also before any thread: the variable leaves the environment, so no child inherits it.
+    let notifier = Notifier::take_from_environment();
     let flags = Flags::parse();
     if let Some(shell) = flags.completion {
         clap_complete::generate(shell, &mut Flags::command(), "berthd", &mut std::io::stdout());
@@ -80,6 +88,10 @@ fn main() -> anyhow::Result<()> {
         .with_env_filter(tracing_subscriber::EnvFilter::new(&flags.log_level))
         .with_writer(std::io::stderr)
         .init();
+    let notifier = notifier.unwrap_or_else(|error| {
+        tracing::warn!("{error}");
+        None
+    });
     let file = match &flags.config {
         Some(path) => ConfigFile::load(path).map_err(anyhow::Error::msg)?,
         None => ConfigFile::default(),
@@ -99,6 +111,10 @@ fn main() -> anyhow::Result<()> {
     let cgroup_parent =
         flags.cgroup_parent.or(file.cgroup_parent.clone()).unwrap_or_else(|| DEFAULT_CGROUP_PARENT.to_string());
     check_cgroup_parent(&cgroup_parent).map_err(anyhow::Error::msg)?;
+    let socket_gid = match &flags.group {
+        Some(group) => Some(resolve_group(group).map_err(anyhow::Error::msg)?),
+        None => file.grpc.as_ref().and_then(|grpc| grpc.gid).map(check_gid).transpose().map_err(anyhow::Error::msg)?,
+    };
     let options = DaemonOptions {
         layout: Layout {
             root: flags.root.or(file.root).unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT)),
@@ -116,6 +132,8 @@ fn main() -> anyhow::Result<()> {
             .and_then(|registry| registry.config_path)
             .unwrap_or_else(|| PathBuf::from(berth_runtime::images::registry::hosts::DEFAULT_HOSTS_CONFIG_DIR)),
         output_limits: output_limits.unwrap_or_default(),
+        socket_gid,
+        notifier: notifier.map(std::sync::Arc::new),
     };
     if flags.salvage {
         let summary =

@@ -26,6 +26,38 @@ pub struct ConfigFile {
     pub log: Option<LogConfig>,
     pub registry: Option<RegistryConfig>,
     pub output: Option<OutputConfig>,
+    pub grpc: Option<GrpcConfig>,
+}
+
+/// `[grpc]`: who besides root may open the API socket.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrpcConfig {
+    /// The socket's group (a number, as containerd's `[grpc] gid`): its members may use the
+    /// socket, which makes them as good as root. `berthd --group` wins over it.
+    pub gid: Option<u32>,
+}
+
+/// `--group`: a group name from the group database, or a number.
+pub fn resolve_group(group: &str) -> Result<u32, String> {
+    if let Ok(gid) = group.parse::<u32>() {
+        return check_gid(gid);
+    }
+    match nix::unistd::Group::from_name(group) {
+        Ok(Some(found)) => Ok(found.gid.as_raw()),
+        Ok(None) => {
+            Err(format!("--group {group:?}: no such group; create it (groupadd {group}) or give a group number"))
+        }
+        Err(error) => Err(format!("--group {group:?}: cannot read the group database: {error}")),
+    }
+}
+
+/// A group id chown can give: (gid_t)-1 means "leave the group as it is" to the kernel.
+pub fn check_gid(gid: u32) -> Result<u32, String> {
+    if gid == u32::MAX {
+        return Err(format!("group id {gid} is not a group (it means \"no change\" to chown): give a real group"));
+    }
+    Ok(gid)
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -139,8 +171,42 @@ mod tests {
         std::fs::write(&path, "rooot = \"/typo\"\n").unwrap();
         let error = ConfigFile::load(&path).unwrap_err();
         assert!(error.contains("is not valid") && error.contains("rooot"), "{error}");
+        std::fs::write(&path, "[grpc]\ngid = 1500\n").unwrap();
+        assert_eq!(ConfigFile::load(&path).unwrap().grpc.and_then(|grpc| grpc.gid), Some(1500));
+        std::fs::write(&path, "[grpc]\ngid = \"berth\"\n").unwrap();
+        assert!(ConfigFile::load(&path).unwrap_err().contains("gid"));
         let missing = ConfigFile::load(&dir.path().join("none.toml")).unwrap_err();
         assert!(missing.contains("cannot read config file"), "{missing}");
+    }
+
+    /// contrib/berthd.toml documents every key: with its defaults uncommented it parses (so no
+    /// key there is unknown) and leaves no key unset (so none is missing from it).
+    #[test]
+    fn the_example_config_names_every_key() {
+        let example = include_str!("../../../contrib/berthd.toml");
+        let uncommented: String = example
+            .lines()
+            .map(|line| match line.strip_prefix('#') {
+                Some(setting) if !setting.starts_with([' ', '#']) && !setting.is_empty() => setting,
+                Some(_) => "",
+                None => line,
+            })
+            .map(|line| format!("{line}\n"))
+            .collect();
+        let config: ConfigFile = toml::from_str(&uncommented).unwrap();
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("None"), "a key is missing from contrib/berthd.toml: {shown}");
+        let active: ConfigFile = toml::from_str(example).unwrap();
+        assert!(active.root.is_none() && active.log.is_some(), "the example sets only defaults: {active:?}");
+    }
+
+    #[test]
+    fn groups_are_names_or_numbers() {
+        assert_eq!(resolve_group("root"), Ok(0));
+        assert_eq!(resolve_group("1500"), Ok(1500));
+        assert!(resolve_group("4294967295").unwrap_err().contains("not a group"));
+        let error = resolve_group("no-such-group-berth").unwrap_err();
+        assert!(error.contains("no such group") && error.contains("groupadd"), "{error}");
     }
 
     #[test]

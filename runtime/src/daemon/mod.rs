@@ -1,13 +1,14 @@
 //! berthd itself: [`run`] assembles it (open the log, replay, recover, serve), [`store`] owns the
 //! log, the projections and the command thread, [`config`] reads flags and the TOML file, and
 //! [`layout`] is the one place every on-disk path comes from, [`permissions`] who may read them,
-//! [`disk_usage`] what `system df` measures there.
+//! [`socket`] who may open the API socket, [`disk_usage`] what `system df` measures there.
 
 pub mod config;
 pub mod disk_usage;
 pub mod layout;
 pub mod permissions;
 mod run;
+pub mod socket;
 pub mod store;
 
 pub use run::{run, salvage, DaemonError, DaemonOptions};

@@ -4,7 +4,8 @@
 //! writable layer (`upper`, `work`) or a mounted rootfs belong to the image and the container.
 //!
 //! Why every mode is what it is (runc 1.1, no user namespace in the spec):
-//! - The root and the state directory, and every directory berth makes under them, are 0700.
+//! - The root and the state directory, and every directory berth makes under them, are 0700;
+//!   the socket's directory alone is 0710 for a socket group (`daemon::socket` says why).
 //!   Nothing but root needs to walk them: runc resolves the bundle's `rootfs` and the sources of
 //!   its bind mounts as root on the host, before `pivot_root`; a non-root container process
 //!   only ever sees paths below the new root and its descriptors opened by the monitor; and
@@ -26,6 +27,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::daemon::layout::Layout;
+use crate::daemon::socket::GROUP_SEARCH_DIR_MODE;
 use crate::sys::fs::{PRIVATE_DIR_MODE, PRIVATE_FILE_MODE};
 
 /// A path berth made, as found on disk (symlinks are never observed: berth makes none there).
@@ -47,12 +49,17 @@ pub struct Tightening {
 
 /// Which observed paths must lose bits: directories keep at most [`PRIVATE_DIR_MODE`], files at
 /// most [`PRIVATE_FILE_MODE`]. Bits are only ever removed, never added (a file an operator made
-/// 0400 stays 0400).
-pub fn plan_tightening(observed: &[ObservedPath]) -> Vec<Tightening> {
+/// 0400 stays 0400). `socket_group_dir`, the directory that leads a socket group to the API
+/// socket (`daemon::socket`), may keep group search as well.
+pub fn plan_tightening(observed: &[ObservedPath], socket_group_dir: Option<&Path>) -> Vec<Tightening> {
     observed
         .iter()
         .filter_map(|found| {
-            let allowed = if found.is_dir { PRIVATE_DIR_MODE } else { PRIVATE_FILE_MODE };
+            let allowed = match found.is_dir {
+                true if socket_group_dir == Some(found.path.as_path()) => GROUP_SEARCH_DIR_MODE,
+                true => PRIVATE_DIR_MODE,
+                false => PRIVATE_FILE_MODE,
+            };
             let to_mode = found.mode & allowed;
             (to_mode != found.mode).then(|| Tightening { path: found.path.clone(), from_mode: found.mode, to_mode })
         })
@@ -171,7 +178,7 @@ mod tests {
             found("/s", true, 0o2775),
             found("/r/tasks", true, 0o711),
         ];
-        let plan = plan_tightening(&observed);
+        let plan = plan_tightening(&observed, None);
         let as_tuples: Vec<(&str, u32, u32)> =
             plan.iter().map(|step| (step.path.to_str().unwrap(), step.from_mode, step.to_mode)).collect();
         assert_eq!(
@@ -184,6 +191,15 @@ mod tests {
                 ("/r/tasks", 0o711, 0o700),
             ]
         );
+    }
+
+    #[test]
+    fn the_socket_groups_directory_keeps_group_search_and_nothing_more() {
+        let observed = [found("/s", true, 0o2770), found("/s/bundles", true, 0o710), found("/r", true, 0o710)];
+        let plan = plan_tightening(&observed, Some(Path::new("/s")));
+        let as_tuples: Vec<(&str, u32, u32)> =
+            plan.iter().map(|step| (step.path.to_str().unwrap(), step.from_mode, step.to_mode)).collect();
+        assert_eq!(as_tuples, [("/s", 0o2770, 0o710), ("/s/bundles", 0o710, 0o700), ("/r", 0o710, 0o700)]);
     }
 
     #[test]

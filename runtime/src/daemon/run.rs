@@ -2,14 +2,12 @@
 //! projections, reconcile the host with them, then serve the API on the UNIX socket until
 //! shutdown.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use berth_commands::{Command, RecordDaemonEvent};
 use berth_log::{Durability, EventLog, LogError, LogOptions};
 use berth_projections::{Event, Origin};
-use tokio::net::UnixListener;
 use tokio_stream::wrappers::UnixListenerStream;
 use tokio_stream::StreamExt;
 
@@ -21,10 +19,12 @@ use crate::api::{
 use crate::daemon::config::resolve_binary;
 use crate::daemon::layout::Layout;
 use crate::daemon::permissions;
+use crate::daemon::socket;
 use crate::daemon::store::{max_record_bytes, Store, StoreError, SubmitError};
 use crate::images::content::ContentStore;
 use crate::images::snapshot::Snapshotter;
 use crate::sys::fs::create_private_dir_all;
+use crate::sys::notify::Notifier;
 use crate::tasks::executor::Executor;
 use crate::tasks::runc::Runc;
 
@@ -40,6 +40,10 @@ pub struct DaemonOptions {
     pub registry_hosts_dir: PathBuf,
     /// How much of each container's output is kept (`[output]`).
     pub output_limits: crate::tasks::output_log::OutputLimits,
+    /// The group that may open the socket besides root (`[grpc] gid`, `--group`).
+    pub socket_gid: Option<u32>,
+    /// The service manager to tell when berthd is ready and when it stops (`$NOTIFY_SOCKET`).
+    pub notifier: Option<Arc<Notifier>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -131,7 +135,15 @@ pub async fn run(
     for dir in [&layout.root, &layout.state] {
         create_private_dir_all(dir).map_err(setup(format!("cannot create {}", dir.display())))?;
     }
-    tighten_open_modes(&layout);
+    // The state directory keeps group search when it leads the socket group to the socket.
+    let socket_group_dir = options.address.parent().filter(|_| options.socket_gid.is_some());
+    tighten_open_modes(&layout, socket_group_dir);
+    let notify = |lines: &[String]| {
+        if let Some(notifier) = &options.notifier {
+            notifier.notify(lines);
+        }
+    };
+    notify(&[format!("STATUS=replaying the log in {}", layout.log_dir().display())]);
     let runc_binary = resolve_binary(&options.runc).ok_or_else(|| {
         DaemonError::Setup(format!(
             "runc not found ({}): install it (apt-get install runc) or set `runc` in the config file",
@@ -209,7 +221,7 @@ pub async fn run(
 
     let services = Services::new(Arc::clone(&store), layout.clone(), content, snapshotter, gc_lock, runc_binary)
         .with_registry_hosts_dir(options.registry_hosts_dir.clone());
-    let listener = bind_socket(&options.address)?;
+    let listener = socket::bind(&options.address, &layout.state, options.socket_gid).map_err(DaemonError::Setup)?;
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<api::tasks_server::TasksServer<TasksService>>().await;
     let reflection = tonic_reflection::server::Builder::configure()
@@ -219,8 +231,12 @@ pub async fn run(
         .map_err(setup("cannot build the reflection service".into()))?;
     tracing::info!(address = %options.address.display(), "serving");
     let shutdown_store = Arc::clone(&store);
+    let shutdown_notifier = options.notifier.clone();
     let shutdown = async move {
         shutdown.await;
+        if let Some(notifier) = shutdown_notifier {
+            notifier.notify(&["STOPPING=1".to_string(), "STATUS=stopping; containers keep running".to_string()]);
+        }
         // Followers of the log and of task output would keep their connections, and so the
         // server, open for ever: end their streams first.
         shutdown_store.begin_shutdown();
@@ -271,6 +287,13 @@ pub async fn run(
             UnixListenerStream::new(listener).map(|connection| connection.map(api::AuthorityRepair::new)),
             shutdown,
         );
+    // The listener is bound: a client that connects from now on is accepted as soon as `serve`
+    // is first polled, just below.
+    notify(&[
+        "READY=1".to_string(),
+        format!("MAINPID={}", std::process::id()),
+        format!("STATUS=serving on {}", options.address.display()),
+    ]);
     let stopping = store.stopping();
     let served = tokio::select! {
         served = serve => served,
@@ -296,8 +319,8 @@ const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
 /// A root or state directory made by an older berth (everything 0755, files 0644) is brought to
 /// today's modes before anything is opened, and the log says which paths were open. A chmod that
 /// fails is logged and does not stop berthd: the directory above it still protects it.
-fn tighten_open_modes(layout: &Layout) {
-    let plan = permissions::plan_tightening(&permissions::observe(layout));
+fn tighten_open_modes(layout: &Layout, socket_group_dir: Option<&std::path::Path>) {
+    let plan = permissions::plan_tightening(&permissions::observe(layout), socket_group_dir);
     if plan.is_empty() {
         return;
     }
@@ -314,26 +337,4 @@ fn tighten_open_modes(layout: &Layout) {
         state = %layout.state.display(),
         "this root was made by an older berth with modes other users could use; they are now root-only"
     );
-}
-
-/// The socket: a stale file from a crashed berthd is replaced (we hold the root's lock, so no
-/// live berthd owns it); mode 0660, owned by root.
-fn bind_socket(address: &std::path::Path) -> Result<UnixListener, DaemonError> {
-    if let Some(parent) = address.parent() {
-        // Private when berthd makes it; a directory that already exists (/run) is not ours to change.
-        create_private_dir_all(parent).map_err(setup(format!("cannot create {}", parent.display())))?;
-    }
-    match std::fs::remove_file(address) {
-        Ok(()) => {}
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-        Err(error) => {
-            return Err(DaemonError::Setup(format!("cannot remove the stale socket {}: {error}", address.display())))
-        }
-    }
-    let listener = UnixListener::bind(address).map_err(setup(format!("cannot listen on {}", address.display())))?;
-    std::fs::set_permissions(address, std::fs::Permissions::from_mode(0o660))
-        .map_err(setup(format!("cannot set the mode of {}", address.display())))?;
-    nix::unistd::chown(address, Some(nix::unistd::Uid::from_raw(0)), Some(nix::unistd::Gid::from_raw(0)))
-        .map_err(setup(format!("cannot chown {}", address.display())))?;
-    Ok(listener)
 }

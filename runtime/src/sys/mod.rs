@@ -1,10 +1,11 @@
 //! OS plumbing shared by every domain of the daemon and by the monitor binary: durable file
-//! writes, descriptors and locks, `/proc` reads, crash points for tests. Nothing
-//! here knows about containers, images or the log.
+//! writes, descriptors and locks, `/proc` reads, the service manager's readiness datagram,
+//! crash points for tests. Nothing here knows about containers, images or the log.
 
 pub mod disk_usage;
 pub mod fs;
 pub mod io;
+pub mod notify;
 pub mod process;
 
 /// The failpoint named by `BERTHD_FAILPOINT`, read once: one sits on the command thread's path
