@@ -6,9 +6,10 @@ set -euo pipefail
 # docker-registry (the distribution registry), apache2-utils (htpasswd) and openssl: the registry
 # pull and push tests (scripts/registry.sh, tests/tests/registry_*.rs). containerd: the export
 # test imports berth's export with `ctr` into a throwaway containerd (scripts/peer-containerd.sh),
-# and the benchmarks compare against it.
+# and the benchmarks compare against it. systemd (systemd-analyze verify), zsh and fish: the
+# service tests check berthd's unit and that each shell reads berth's completion scripts.
 packages=(runc umoci skopeo busybox-static debootstrap protobuf-compiler ca-certificates curl jq iproute2 util-linux
-  docker-registry apache2-utils openssl containerd)
+  docker-registry apache2-utils openssl containerd systemd zsh fish)
 missing=()
 for package in "${packages[@]}"; do
   dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")

@@ -55,6 +55,8 @@ pub struct Daemon {
     pub namespace: String,
     env: Vec<(String, String)>,
     config_file: Option<PathBuf>,
+    /// More berthd flags, from the next (re)start on.
+    pub extra_args: Vec<String>,
 }
 
 impl Daemon {
@@ -79,7 +81,9 @@ impl Daemon {
         daemon
     }
 
-    fn unstarted(env: &[(&str, &str)]) -> Daemon {
+    /// A daemon not started yet: change its socket, flags or environment, then `start_again`
+    /// (or `spawn_process` to watch it come up).
+    pub fn unstarted(env: &[(&str, &str)]) -> Daemon {
         require_root();
         let dir = tempfile::Builder::new().prefix("berth-it-").tempdir_in("/var/tmp").expect("temp dir");
         let root = dir.path().join("root");
@@ -94,6 +98,7 @@ impl Daemon {
             namespace: "default".into(),
             env: Vec::new(),
             config_file: None,
+            extra_args: Vec::new(),
         };
         daemon.env = env.iter().map(|(key, value)| (key.to_string(), value.to_string())).collect();
         daemon
@@ -132,6 +137,12 @@ impl Daemon {
     }
 
     fn spawn(&mut self) {
+        self.spawn_process();
+        self.wait_until_serving();
+    }
+
+    /// Starts berthd and returns at once.
+    pub fn spawn_process(&mut self) {
         let log_path = self.dir.path().join("berthd.log");
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).expect("daemon log");
         let child = Command::new(bin("berthd"))
@@ -144,6 +155,7 @@ impl Daemon {
             .arg("--cgroup-parent")
             .arg(self.cgroup_parent())
             .args(self.config_file.iter().flat_map(|path| [std::ffi::OsStr::new("--config"), path.as_os_str()]))
+            .args(&self.extra_args)
             .env("BERTHD_LOG", "info,berth_runtime=debug")
             .envs(self.env.iter().map(|(key, value)| (key.as_str(), value.as_str())))
             .stdin(Stdio::null())
@@ -152,6 +164,10 @@ impl Daemon {
             .spawn()
             .expect("spawn berthd");
         self.child = Some(child);
+    }
+
+    /// Waits until `berth version` gets an answer (berthd dying meanwhile fails the test).
+    pub fn wait_until_serving(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if self.socket.exists() && self.child.is_some() && self.cli(&["version"]).status.success() {
