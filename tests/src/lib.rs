@@ -113,6 +113,8 @@ impl Daemon {
     pub fn set_config(&mut self, toml_text: &str) {
         let path = self.dir.path().join("berthd.toml");
         std::fs::write(&path, toml_text).expect("write the config file");
+        // berthd refuses a config file other users may write, whatever the umask made it.
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).expect("chmod the config");
         self.config_file = Some(path);
     }
 

@@ -223,6 +223,13 @@ fn the_socket_group_lets_its_members_in_and_keeps_everyone_else_out() {
         .unwrap();
     assert!(!unknown.status.success());
     assert!(text(&unknown.stderr).contains("groupadd no-such-group-berth"), "{}", describe(&unknown));
+    // Nor is a config file another user could have written: it could name any program as runc.
+    let open_config = daemon.dir.path().join("open.toml");
+    std::fs::write(&open_config, format!("[grpc]\ngid = {}\n", accounts.gid())).unwrap();
+    std::fs::set_permissions(&open_config, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let untrusted = Command::new(bin("berthd")).arg("--config").arg(&open_config).output().unwrap();
+    assert!(!untrusted.status.success());
+    assert!(text(&untrusted.stderr).contains("chmod go-w"), "{}", describe(&untrusted));
 }
 
 fn json_lines(output: &str) -> Vec<serde_json::Value> {

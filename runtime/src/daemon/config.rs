@@ -1,5 +1,6 @@
 //! berthd's configuration: flags over an optional TOML file, and the checks on its values.
 
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -114,8 +115,32 @@ impl ConfigFile {
     pub fn load(path: &Path) -> Result<ConfigFile, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|error| format!("cannot read config file {}: {error}", path.display()))?;
+        let metadata =
+            std::fs::metadata(path).map_err(|error| format!("cannot read config file {}: {error}", path.display()))?;
+        check_config_owner(path, metadata.uid(), metadata.mode(), nix::unistd::Uid::effective().as_raw())?;
         toml::from_str(&text).map_err(|error| format!("config file {} is not valid: {error}", path.display()))
     }
+}
+
+/// The config names programs berthd runs as root (`runc`, `monitor`): a file another user may
+/// write is not trusted. It must belong to berthd's own user or root, writable by its owner only.
+pub fn check_config_owner(path: &Path, file_uid: u32, file_mode: u32, berthd_uid: u32) -> Result<(), String> {
+    if file_uid != 0 && file_uid != berthd_uid {
+        return Err(format!(
+            "config file {} belongs to uid {file_uid}, and it names programs berthd runs as root: chown root {}",
+            path.display(),
+            path.display()
+        ));
+    }
+    if file_mode & 0o022 != 0 {
+        return Err(format!(
+            "config file {} may be written by other users (mode {:o}), and it names programs berthd runs as root: chmod go-w {}",
+            path.display(),
+            file_mode & 0o7777,
+            path.display()
+        ));
+    }
+    Ok(())
 }
 
 /// A cgroup parent is an absolute path of plain names (letters, digits, `_`, `-`, `.`, and not
@@ -198,6 +223,19 @@ mod tests {
         assert!(!shown.contains("None"), "a key is missing from contrib/berthd.toml: {shown}");
         let active: ConfigFile = toml::from_str(example).unwrap();
         assert!(active.root.is_none() && active.log.is_some(), "the example sets only defaults: {active:?}");
+    }
+
+    #[test]
+    fn a_config_file_others_may_write_is_refused() {
+        let path = Path::new("/etc/berth/berthd.toml");
+        assert!(check_config_owner(path, 0, 0o100600, 0).is_ok());
+        assert!(check_config_owner(path, 0, 0o100644, 0).is_ok());
+        let group_writable = check_config_owner(path, 0, 0o100664, 0).unwrap_err();
+        assert!(group_writable.contains("mode 664") && group_writable.contains("chmod go-w"), "{group_writable}");
+        assert!(check_config_owner(path, 0, 0o100602, 0).unwrap_err().contains("chmod go-w"));
+        let foreign = check_config_owner(path, 1000, 0o100600, 0).unwrap_err();
+        assert!(foreign.contains("uid 1000") && foreign.contains("chown root"), "{foreign}");
+        assert!(check_config_owner(path, 1000, 0o100600, 1000).is_ok());
     }
 
     #[test]
