@@ -5,6 +5,7 @@ use berth_log::{ReadOnlyLog, Seq, Timestamp};
 use berth_projections::{decode_envelope, Envelope, State};
 
 use crate::error::ReplayError;
+use crate::prefilter::RawFilter;
 
 /// Where one record sits in the log and when it was written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,6 +62,25 @@ pub fn walk_envelopes(
     })
 }
 
+/// Like [`walk_envelopes`], but only records whose raw payload `filter` may match are decoded
+/// and handed over: the fast way to find the few records about one container in a big log.
+pub fn walk_matching_envelopes(
+    log: &ReadOnlyLog,
+    from: u64,
+    to: u64,
+    filter: &RawFilter,
+    mut on_envelope: impl FnMut(RecordStamp, Envelope) -> Result<Walk, ReplayError>,
+) -> Result<u64, ReplayError> {
+    walk_records(log, from, to, |stamp, payload| {
+        if !filter.may_match(payload) {
+            return Ok(Walk::Continue);
+        }
+        let envelope =
+            decode_envelope(payload).map_err(|source| ReplayError::Decode { seq: stamp.seq.get(), source })?;
+        on_envelope(stamp, envelope)
+    })
+}
+
 /// How far to fold.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FoldPoint {
@@ -104,15 +124,42 @@ fn last_seq_at_or_before(log: &ReadOnlyLog, timestamp_ns: u64) -> Result<(u64, O
     Ok((cutoff, clock_went_back_at))
 }
 
+/// How `FoldPoint::End` is spelled on a command line (`diff --to`'s default).
+pub const END_OF_LOG: &str = "end-of-log";
+
+impl FoldPoint {
+    /// A seq (digits only) or a moment: RFC 3339 UTC such as `2026-11-29T09:30:00Z`, fraction
+    /// optional. Integer nanoseconds, which `--at-time` also takes, read as a seq here.
+    pub fn parse(text: &str) -> Result<FoldPoint, String> {
+        let text = text.trim();
+        if text == END_OF_LOG {
+            return Ok(FoldPoint::End);
+        }
+        if !text.is_empty() && text.bytes().all(|byte| byte.is_ascii_digit()) {
+            return text.parse::<u64>().map(FoldPoint::Seq).map_err(|error| format!("seq {text:?}: {error}"));
+        }
+        Timestamp::parse(text).map(|timestamp| FoldPoint::Time(timestamp.as_ns())).map_err(|error| {
+            format!("{error}; pass a seq (digits) or an RFC 3339 UTC time such as 2026-11-29T09:30:00Z")
+        })
+    }
+}
+
+/// The last seq a fold up to `point` takes in (0: none), and where the clock went back when
+/// `point` is a time.
+pub fn resolve_point(log: &ReadOnlyLog, point: FoldPoint) -> Result<(u64, Option<u64>), ReplayError> {
+    let last_seq = log.last_seq().get();
+    match point {
+        FoldPoint::End => Ok((last_seq, None)),
+        FoldPoint::Seq(seq) if seq > last_seq => Err(ReplayError::SeqPastEnd { requested: seq, last_seq }),
+        FoldPoint::Seq(seq) => Ok((seq, None)),
+        FoldPoint::Time(timestamp_ns) => last_seq_at_or_before(log, timestamp_ns),
+    }
+}
+
 /// Folds the log from seq 1 up to `point` into a fresh `State`.
 pub fn fold_to(log: &ReadOnlyLog, point: FoldPoint) -> Result<Folded, ReplayError> {
     let last_seq = log.last_seq().get();
-    let (to, clock_went_back_at) = match point {
-        FoldPoint::End => (last_seq, None),
-        FoldPoint::Seq(seq) if seq > last_seq => return Err(ReplayError::SeqPastEnd { requested: seq, last_seq }),
-        FoldPoint::Seq(seq) => (seq, None),
-        FoldPoint::Time(timestamp_ns) => last_seq_at_or_before(log, timestamp_ns)?,
-    };
+    let (to, clock_went_back_at) = resolve_point(log, point)?;
     let mut state = State::new();
     let mut last_record = None;
     let n_records = if to == 0 {
