@@ -1,6 +1,8 @@
 //! Walking the log record by record: decoding envelopes, and folding them into
 //! `berth_projections::State` up to a seq or a moment in time.
 
+use std::sync::mpsc;
+
 use berth_log::{ReadOnlyLog, Seq, Timestamp};
 use berth_projections::{decode_envelope, Envelope, State};
 
@@ -62,22 +64,84 @@ pub fn walk_envelopes(
     })
 }
 
+/// Below this many records a matching walk stays on the calling thread.
+const PARALLEL_MIN_RECORDS: u64 = 1 << 16;
+/// Matching records a scanning thread hands over at once, and batches it may hold unread: a
+/// later part's thread waits when the earlier parts are slow to drain, so memory stays bounded
+/// however many records match.
+const MATCH_BATCH: usize = 256;
+const MATCH_BATCHES_IN_FLIGHT: usize = 8;
+
+type MatchBatch = Result<Vec<(RecordStamp, Envelope)>, ReplayError>;
+
+/// Scans records `from..=to`, sending the decoded envelopes of those `filter` may match.
+fn scan_part(log: &ReadOnlyLog, from: u64, to: u64, filter: &RawFilter, sender: &mpsc::SyncSender<MatchBatch>) {
+    let mut batch = Vec::new();
+    let result = walk_records(log, from, to, |stamp, payload| {
+        if !filter.may_match(payload) {
+            return Ok(Walk::Continue);
+        }
+        let envelope =
+            decode_envelope(payload).map_err(|source| ReplayError::Decode { seq: stamp.seq.get(), source })?;
+        batch.push((stamp, envelope));
+        if batch.len() == MATCH_BATCH && sender.send(Ok(std::mem::take(&mut batch))).is_err() {
+            return Ok(Walk::Stop); // the caller stopped reading
+        }
+        Ok(Walk::Continue)
+    });
+    let last = match result {
+        Ok(_) => Ok(batch),
+        Err(error) => Err(error),
+    };
+    let _ = sender.send(last);
+}
+
 /// Like [`walk_envelopes`], but only records whose raw payload `filter` may match are decoded
-/// and handed over: the fast way to find the few records about one container in a big log.
+/// and handed over (in seq order): the fast way to find the few records about one container in
+/// a big log. A big range is split into one contiguous part per core, scanned at once; the
+/// caller gets the first part's matches, then the second's, and so on.
 pub fn walk_matching_envelopes(
     log: &ReadOnlyLog,
     from: u64,
     to: u64,
     filter: &RawFilter,
     mut on_envelope: impl FnMut(RecordStamp, Envelope) -> Result<Walk, ReplayError>,
-) -> Result<u64, ReplayError> {
-    walk_records(log, from, to, |stamp, payload| {
-        if !filter.may_match(payload) {
-            return Ok(Walk::Continue);
+) -> Result<(), ReplayError> {
+    let (from, to) = (from.max(1), to.min(log.last_seq().get()));
+    let n_threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8) as u64;
+    if n_threads < 2 || to < from || to - from < PARALLEL_MIN_RECORDS {
+        walk_records(log, from, to, |stamp, payload| {
+            if !filter.may_match(payload) {
+                return Ok(Walk::Continue);
+            }
+            let envelope =
+                decode_envelope(payload).map_err(|source| ReplayError::Decode { seq: stamp.seq.get(), source })?;
+            on_envelope(stamp, envelope)
+        })?;
+        return Ok(());
+    }
+    let part_len = (to - from + 1).div_ceil(n_threads);
+    std::thread::scope(|scope| {
+        let receivers: Vec<mpsc::Receiver<MatchBatch>> = (0..n_threads)
+            .map(|part_idx| {
+                let part_from = from + part_idx * part_len;
+                let part_to = (part_from + part_len - 1).min(to);
+                let (sender, receiver) = mpsc::sync_channel(MATCH_BATCHES_IN_FLIGHT);
+                scope.spawn(move || scan_part(log, part_from, part_to, filter, &sender));
+                receiver
+            })
+            .collect();
+        // Returning drops the receivers, so threads still scanning stop at their next send.
+        for receiver in &receivers {
+            for batch in receiver {
+                for (stamp, envelope) in batch? {
+                    if on_envelope(stamp, envelope)? == Walk::Stop {
+                        return Ok(());
+                    }
+                }
+            }
         }
-        let envelope =
-            decode_envelope(payload).map_err(|source| ReplayError::Decode { seq: stamp.seq.get(), source })?;
-        on_envelope(stamp, envelope)
+        Ok(())
     })
 }
 

@@ -49,7 +49,7 @@ pub fn collect_history(dir: &Path, namespace: &str, id: &str) -> Result<Containe
     let mut history = ContainerHistory { last_seq: log.last_seq().get(), ..ContainerHistory::default() };
     // Only records holding the id's bytes can be about the container (see prefilter.rs); the
     // namespace events come too, so the final state knows whether its namespace still exists.
-    let filter = RawFilter::everything().require_one_of(&[id, "NamespaceCreated", "NamespaceRemoved"]);
+    let filter = RawFilter::everything().require_one_of(&[id, "Namespace"]);
     walk_matching_envelopes(&log, 1, u64::MAX, &filter, |stamp, envelope| {
         history.final_state.apply(stamp.seq, stamp.timestamp, &envelope);
         if envelope.namespace != namespace {
