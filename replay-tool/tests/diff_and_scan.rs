@@ -144,6 +144,15 @@ fn diff_refuses_a_range_backwards_or_past_the_end_or_a_bad_time_and_says_what_to
     let bad_time = stderr(&["diff", "--from", "yesterday"]);
     assert!(bad_time.contains("pass a seq (digits) or an RFC 3339 UTC time"), "{bad_time}");
     assert!(stderr(&["diff"]).contains("--from"));
+    // state --at takes the same: a seq, or a time (the last record at or before it).
+    let at_time: serde_json::Value =
+        serde_json::from_str(&replay_ok(&log_dir, &["state", "--at", "2026-11-29T09:30:03.500Z", "--output", "json"]))
+            .unwrap();
+    assert_eq!(at_time["last_seq"], 3);
+    let at_seq: serde_json::Value =
+        serde_json::from_str(&replay_ok(&log_dir, &["state", "--at", "3", "--json"])).unwrap();
+    assert_eq!(at_seq, at_time);
+    assert!(stderr(&["state", "--at", "3", "--at-time", "5"]).contains("cannot be used with"));
     // The same moment twice: nothing changed.
     assert!(replay_ok(&log_dir, &["diff", "--from", "3", "--to", "3"])
         .contains("no namespace, image, container, task or volume changed"));
