@@ -259,10 +259,19 @@ pub fn diff_states(before: &State, after: &State, recorder: &RangeRecorder) -> S
                 let digest = |image: Option<&berth_projections::ImageState>| {
                     image.map(|image| short_digest(&image.record.manifest.digest).to_string()).unwrap_or_default()
                 };
-                let detail = match what {
-                    "added" => format!("image {name} added ({})", digest(new)),
-                    "removed" => format!("image {name} removed (was {})", digest(old)),
-                    "retagged" => format!("image {name} now names {} (was {})", digest(new), digest(old)),
+                // A tag: another name already held (before the range) the same manifest.
+                let same_manifest_as = new.and_then(|new| {
+                    old_namespace.images.iter().find(|(other_name, other)| {
+                        *other_name != name && other.record.manifest.digest == new.record.manifest.digest
+                    })
+                });
+                let detail = match (what, same_manifest_as) {
+                    ("added", Some((other_name, _))) => {
+                        format!("image {name} added ({}, the manifest {other_name} names)", digest(new))
+                    }
+                    ("added", None) => format!("image {name} added ({})", digest(new)),
+                    ("removed", _) => format!("image {name} removed (was {})", digest(old)),
+                    ("retagged", _) => format!("image {name} now names {} (was {})", digest(new), digest(old)),
                     _ => format!("image {name} removed and added again ({})", digest(new)),
                 };
                 push(Area::Image, namespace, name, what, detail);

@@ -278,3 +278,25 @@ fn a_container_removed_and_created_again_is_recreated() {
         .collect();
     assert_eq!(web, vec![("recreated", 17)]);
 }
+
+#[test]
+fn a_new_name_for_a_manifest_another_name_holds_says_so() {
+    let mut log = scripted_log();
+    log.truncate(2);
+    log.push(Envelope::new(
+        "default",
+        client(40, "Images/Create"),
+        vec![Event::ImageCreated { image: image("busybox:copy", "sha256:1111111111111111") }],
+    ));
+    let mut before = State::new();
+    for (idx, envelope) in log.iter().enumerate().take(2) {
+        before.apply(Seq(idx as u64 + 1), stamp(idx as u64 + 1).timestamp, envelope);
+    }
+    let mut after = before.clone();
+    let mut recorder = RangeRecorder::new();
+    after.apply(Seq(3), stamp(3).timestamp, &log[2]);
+    recorder.record(stamp(3), &log[2]);
+    let diff = diff_states(&before, &after, &recorder);
+    assert_eq!(diff.changes.len(), 1);
+    assert_eq!(diff.changes[0].detail, "image busybox:copy added (111111111111, the manifest busybox names)");
+}
