@@ -152,6 +152,22 @@ fn the_schema_2_fixture_verifies_tells_its_history_and_folds_to_the_state_it_rec
     };
     assert_eq!((added("namespace"), added("image"), added("container"), added("volume")), (2, 3, 6, 1));
     assert!(changes.iter().all(|change| !change["origin"].is_null()), "every change has its caller");
+
+    // A local user who may not read the log (0700 root's) is told to use root, for diff and
+    // history as for verify.
+    for args in [&["diff", "--from", "0"][..], &["history", "--container", "sleeper"][..]] {
+        use std::os::unix::process::CommandExt;
+        let output = std::process::Command::new(bin("berth-replay"))
+            .args(args)
+            .arg("--log")
+            .arg(&log_dir)
+            .uid(65534)
+            .gid(65534)
+            .output()
+            .expect("run berth-replay as nobody");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success() && stderr.contains("needs root"), "{args:?} as nobody: {stderr}");
+    }
 }
 
 fn ps_by_id(daemon: &Daemon) -> std::collections::BTreeMap<String, Value> {
