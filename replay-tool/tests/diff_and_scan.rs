@@ -210,3 +210,32 @@ fn a_big_log_is_scanned_in_parallel_with_the_same_answers() {
     assert!(history.contains("summary: container c-7 in namespace default: created at"), "{history}");
     assert!(history.contains("now stopped, pid 9, exit code 3"), "{history}");
 }
+
+#[test]
+fn diff_by_time_on_a_log_whose_clock_went_back_says_so() {
+    let root = tempfile::tempdir().unwrap();
+    let log_dir = root.path().join("log");
+    let options = LogOptions { segment_size: 1 << 20, durability: Durability::NoSync, ..LogOptions::default() };
+    let (event_log, _) = EventLog::open(&log_dir, options).unwrap();
+    let namespace = Envelope::new(
+        "default",
+        client(10, "Namespaces/Create"),
+        vec![Event::NamespaceCreated { name: "default".into(), labels: Default::default() }],
+    );
+    let created = |id: &str| {
+        Envelope::new(
+            "default",
+            client(11, "Containers/Create"),
+            vec![Event::ContainerCreated { container: container(id) }],
+        )
+    };
+    // Seconds 1, 3, then 2: the clock was set back before seq 3.
+    for (envelope, second) in [(namespace, 1), (created("early"), 3), (created("late"), 2)] {
+        event_log.append_batch_at(&[&envelope.encode()], Timestamp::from_ns(BASE_NS + second * SECOND_NS)).unwrap();
+    }
+    drop(event_log);
+    let text = replay_ok(&log_dir, &["diff", "--from", "2026-11-29T09:30:01Z", "--to", "2026-11-29T09:30:02.500Z"]);
+    assert!(text.contains("note: record timestamps go backwards at seq 3"), "{text}");
+    // "at or before 2.5 s" is seq 3 (stamped 2 s), so both containers are in the range.
+    assert!(text.contains("container early created") && text.contains("container late created"), "{text}");
+}

@@ -24,6 +24,9 @@ pub struct DiffReport {
     pub from: RangeEnd,
     pub to: RangeEnd,
     pub diff: StateDiff,
+    /// The first seq stamped earlier than its predecessor, when an end was given as a time and
+    /// the clock was set back: each end is still a prefix by seq.
+    pub clock_went_back_at: Option<u64>,
 }
 
 fn stamp_at(log: &berth_log::ReadOnlyLog, seq: u64) -> Result<Option<RecordStamp>, ReplayError> {
@@ -40,8 +43,8 @@ fn stamp_at(log: &berth_log::ReadOnlyLog, seq: u64) -> Result<Option<RecordStamp
 /// Folds the log to `from`, walks on to `to` recording the records between, and compares.
 pub fn collect_diff(dir: &Path, from: FoldPoint, to: FoldPoint) -> Result<DiffReport, ReplayError> {
     let (log, _open_report) = open_log(dir)?;
-    let (from_seq, _) = resolve_point(&log, from)?;
-    let (to_seq, _) = resolve_point(&log, to)?;
+    let (from_seq, from_clock) = resolve_point(&log, from)?;
+    let (to_seq, to_clock) = resolve_point(&log, to)?;
     if from_seq > to_seq {
         return Err(ReplayError::EmptyRange { from: from_seq, to: to_seq });
     }
@@ -59,6 +62,7 @@ pub fn collect_diff(dir: &Path, from: FoldPoint, to: FoldPoint) -> Result<DiffRe
         from: RangeEnd { seq: from_seq, stamp: stamp_at(&log, from_seq)? },
         to: RangeEnd { seq: to_seq, stamp: stamp_at(&log, to_seq)? },
         diff: diff_states(&before, &after, &recorder),
+        clock_went_back_at: from_clock.or(to_clock),
     })
 }
 
@@ -114,6 +118,12 @@ pub fn write_diff_text(out: &mut dyn Write, report: &DiffReport) -> std::io::Res
         describe_end(&report.to),
         report.to.seq - report.from.seq
     )?;
+    if let Some(seq) = report.clock_went_back_at {
+        writeln!(
+            out,
+            "note: record timestamps go backwards at seq {seq} (the clock was set back); each end is the prefix up to the last record stamped at or before its time"
+        )?;
+    }
     if report.diff.changes.is_empty() {
         writeln!(out, "no namespace, image, container, task or volume changed")?;
     }
@@ -169,6 +179,7 @@ pub fn diff_json(report: &DiffReport) -> Value {
         "from": end_json(&report.from),
         "to": end_json(&report.to),
         "n_records": report.to.seq - report.from.seq,
+        "clock_went_back_at": report.clock_went_back_at,
         "changes": report.diff.changes.iter().map(change_json).collect::<Vec<_>>(),
         "store": {
             "blobs_added": store.blobs_added,
