@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Regenerates tests/fixtures/log-v1-schema2/: the log of a real berthd (today's format, event
-# schema 2) driven through every kind of event berth records — namespaces, image import, re-import
+# schema 2) driven through every kind of event berth records but three (see the fixture's README) — namespaces, image import, re-import
 # under the same name, tag, pull from and push to a real registry, volumes, containers created,
 # run to an exit code, exec'd into, paused and resumed, updated, stopped, restarted by their
-# policy, failed to start, removed (with --rm too), images removed and pruned — then stopped
+# policy, failed to start, removed (with --rm too), images removed and pruned, an orphaned runc
+# container removed by recovery after a restart — then stopped
 # cleanly with no task left running. Segments are 64 KiB so the fixture stays small.
 # tests/tests/fixture_log.rs replays it with the current binaries: that test is the contract
 # that later schema changes keep reading this log. Regenerate only on purpose (a new fixture
@@ -64,6 +65,7 @@ berth volume rm gone
 berth run --name exited3 --env FIXTURE=1 busybox sh -c 'exit 3' || [ $? -eq 3 ]
 berth run -d --name sleeper -v data:/data --label role=long busybox sleep 1000
 berth exec sleeper sh -c 'echo kept > /data/file; exit 5' || [ $? -eq 5 ]
+berth exec sleeper /no/such/binary || true                              # ExecStartFailed
 berth pause sleeper
 berth resume sleeper
 berth update --memory 64m --pids-limit 50 sleeper
@@ -91,9 +93,45 @@ done
 [ "$n_restarts" -ge 2 ] || { echo "the restart policy did not restart twice" >&2; exit 1; }
 berth ps -a
 
-kill "$berthd_pid"
-wait "$berthd_pid" || true
-berthd_pid=""
+start_berthd() {
+  "$bin/berthd" --root "$work/root" --state "$work/state" --address "$work/berthd.sock" \
+    --cgroup-parent "/$(basename "$work")" --config "$work/berthd.toml" >>"$work/berthd.log" 2>&1 &
+  berthd_pid=$!
+  for _ in $(seq 300); do berth version >/dev/null 2>&1 && break; sleep 0.1; done
+  berth version >/dev/null
+}
+stop_berthd() {
+  kill "$berthd_pid"
+  wait "$berthd_pid" || true
+  berthd_pid=""
+}
+
+# An orphan: a runc container in berthd's runc root that no task accounts for, made while berthd
+# is down; recovery removes it when berthd starts again (OrphanRemoved, a second DaemonStarted).
+stop_berthd
+bundle=$work/orphan-bundle
+mkdir -p "$bundle"
+layer_fs=$(find "$work/root/snapshots/committed" -mindepth 2 -maxdepth 2 -name fs | head -1)
+(cd "$bundle" && runc spec)
+python3 - "$bundle/config.json" "$layer_fs" "/$(basename "$work")/orphan" <<'PY'
+import json, sys
+path, rootfs, cgroup = sys.argv[1:]
+spec = json.load(open(path))
+spec["root"] = {"path": rootfs, "readonly": True}
+spec["process"]["terminal"] = False
+spec["process"]["args"] = ["sleep", "1000"]
+spec["linux"]["cgroupsPath"] = cgroup
+json.dump(spec, open(path, "w"))
+PY
+runc --root "$work/state/runc/default" run -d --bundle "$bundle" orphan-ghost </dev/null >/dev/null 2>&1
+start_berthd
+for _ in $(seq 100); do
+  "$bin/berth-replay" --root "$work/root" events --kind OrphanRemoved | grep -q orphan-ghost && break
+  sleep 0.2
+done
+"$bin/berth-replay" --root "$work/root" events --kind OrphanRemoved | grep -q orphan-ghost \
+  || { echo "recovery did not record the orphan" >&2; exit 1; }
+stop_berthd
 "$bin/berth-replay" --root "$work/root" verify --strict
 rm -rf "$out/log"
 mkdir -p "$out"

@@ -49,6 +49,7 @@ const FIXTURE_KINDS: &[&str] = &[
     "DaemonStarted",
     "ExecExited",
     "ExecRequested",
+    "ExecStartFailed",
     "ExecStarted",
     "ImageCreated",
     "ImagePulled",
@@ -57,6 +58,7 @@ const FIXTURE_KINDS: &[&str] = &[
     "ImageUpdated",
     "NamespaceCreated",
     "NamespaceRemoved",
+    "OrphanRemoved",
     "SnapshotCommitted",
     "SnapshotRemoved",
     "TaskCreateFailed",
@@ -87,7 +89,7 @@ fn the_schema_2_fixture_verifies_tells_its_history_and_folds_to_the_state_it_rec
     copy_fixture(&log_dir);
 
     let verified = replay_ok(&log_dir, &["verify", "--strict"]);
-    assert!(verified.contains("records:    70 (seq 1..=70)"), "{verified}");
+    assert!(verified.contains("records:    74 (seq 1..=74)"), "{verified}");
     assert!(verified.contains("result:     intact"), "{verified}");
 
     let kinds: BTreeSet<String> = replay_ok(&log_dir, &["events", "--json"])
@@ -102,6 +104,7 @@ fn the_schema_2_fixture_verifies_tells_its_history_and_folds_to_the_state_it_rec
         "created the container from image busybox:latest",
         "asked to exec [\"sh\",\"-c\",\"echo kept > /data/file; exit 5\"]",
         "exited with code 5",
+        "failed to start: ",
         "task paused (its processes frozen)",
         "task resumed (its processes thawed)",
         "updated the container's limits to",
@@ -113,7 +116,7 @@ fn the_schema_2_fixture_verifies_tells_its_history_and_folds_to_the_state_it_rec
     }
 
     let state: Value = serde_json::from_str(&replay_ok(&log_dir, &["state", "--output", "json"])).unwrap();
-    assert_eq!(state["last_seq"], 70);
+    assert_eq!(state["last_seq"], 74);
     let names = |value: &Value| -> Vec<String> { value.as_object().unwrap().keys().cloned().collect() };
     assert_eq!(names(&state["namespaces"]), vec!["default", "forensics"], "scratch was removed");
     assert_eq!(state["namespaces"]["forensics"]["labels"]["team"], "audit");
@@ -131,7 +134,7 @@ fn the_schema_2_fixture_verifies_tells_its_history_and_folds_to_the_state_it_rec
     assert_eq!(task_of(&state, "default", "exited3")["exit"]["exit_code"], 3);
     assert_eq!(task_of(&state, "default", "exited3")["status"], "Stopped");
     assert_eq!(task_of(&state, "default", "sleeper")["exit"]["signal"], 9);
-    assert_eq!(task_of(&state, "default", "sleeper")["execs"].as_object().unwrap().len(), 1);
+    assert_eq!(task_of(&state, "default", "sleeper")["execs"].as_object().unwrap().len(), 2);
     let sleeper = &default["containers"]["sleeper"]["record"];
     assert_eq!(sleeper["policies"]["limits"]["pids_limit"], 50, "{sleeper}");
     assert_eq!(sleeper["mounts"][0]["source"], "data");
