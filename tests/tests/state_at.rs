@@ -1,8 +1,8 @@
 //! `berth-replay state --at SEQ` tells what berthd itself answered at that seq: a scripted
 //! sequence of commands against a real berthd, and after each one the daemon's own view
-//! (`berth ps -a`, `inspect`, `image ls`, `volume ls`, all as JSON) compared field by field with
-//! the state berth-replay folds from the same log up to the seq the daemon was at. Then
-//! `berth-replay diff` between the steps names what each command changed.
+//! (`berth ps -a`, `inspect`, `image ls`, `volume ls`, `namespace ls`, all as JSON) compared
+//! field by field with the state berth-replay folds from the same log up to the seq the daemon
+//! was at. Then `berth-replay diff` between the steps names what each command changed.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -62,7 +62,14 @@ fn daemon_view(daemon: &Daemon) -> Value {
             (volume["name"].as_str().expect("name").to_string(), volume)
         })
         .collect();
-    json!({ "containers": containers, "images": images, "volumes": volumes })
+    let namespaces: BTreeMap<String, Value> =
+        parse(&daemon.ok(&["namespace", "ls", "--output", "json"]), "namespace ls")
+            .as_array()
+            .expect("namespace list")
+            .iter()
+            .map(|namespace| (namespace["name"].as_str().expect("name").to_string(), namespace.clone()))
+            .collect();
+    json!({ "containers": containers, "images": images, "volumes": volumes, "namespaces": namespaces })
 }
 
 /// The API's task status name for a folded task (`paused` is a running task that is frozen).
@@ -184,7 +191,16 @@ fn replay_view(state: &Value) -> Value {
             (name, view)
         })
         .collect();
-    json!({ "containers": containers, "images": images, "volumes": volumes })
+    let namespaces: BTreeMap<String, Value> = state["namespaces"]
+        .as_object()
+        .unwrap_or(&empty)
+        .iter()
+        .map(|(name, namespace)| {
+            let view = json!({ "name": name, "labels": namespace["labels"], "created_seq": namespace["created_seq"] });
+            (name.clone(), view)
+        })
+        .collect();
+    json!({ "containers": containers, "images": images, "volumes": volumes, "namespaces": namespaces })
 }
 
 fn replay_state_at(daemon: &Daemon, seq: u64) -> Value {
@@ -247,6 +263,7 @@ fn state_at_each_seq_is_what_berthd_answered_then() {
     let mut seqs = Vec::new();
     let steps: Vec<(&str, Vec<&str>)> = vec![
         ("import", vec!["image", "import", archive, "--name", "busybox"]),
+        ("namespace create", vec!["namespace", "create", "audit", "--label", "team=b"]),
         ("tag", vec!["image", "tag", "busybox", "busybox:copy"]),
         ("volume create", vec!["volume", "create", "data", "--label", "team=a"]),
         ("create", vec!["create", "--name", "idle", "-v", "data:/data", "--env", "A=1", "busybox", "true"]),
@@ -261,6 +278,7 @@ fn state_at_each_seq_is_what_berthd_answered_then() {
         ("image rm", vec!["image", "rm", "busybox:copy"]),
         ("rm idle", vec!["rm", "idle"]),
         ("volume rm", vec!["volume", "rm", "data"]),
+        ("namespace rm", vec!["namespace", "rm", "audit"]),
     ];
     seqs.push(check_agrees(&daemon, "start-up"));
     for (step, args) in &steps {
