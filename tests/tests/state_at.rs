@@ -335,3 +335,35 @@ fn state_at_each_seq_is_what_berthd_answered_then() {
     assert!(!has(&whole, "container", "three", "added"), "created and removed in the range: {whole:?}");
     assert!(!has(&whole, "volume", "data", "added"), "created and removed in the range: {whole:?}");
 }
+
+/// The past does not change: the state at a seq, taken while berthd ran, is the same after
+/// berthd is killed with SIGKILL mid-work, restarted, and more is recorded; diff from that seq
+/// names only what came after.
+#[test]
+fn a_past_state_is_the_same_after_a_kill9_and_later_records() {
+    let mut daemon = Daemon::start();
+    daemon.import_busybox();
+    daemon.ok(&["run", "-d", "--name", "survivor", "busybox", "sleep", "300"]);
+    let seq = check_agrees(&daemon, "run -d");
+    let before = replay_state_at(&daemon, seq);
+
+    // Killed while a container starts: its records may be cut anywhere.
+    let mut starting = daemon.berth();
+    starting.args(["run", "-d", "--name", "cut", "busybox", "sleep", "300"]);
+    let mut child = starting.spawn().expect("spawn berth run");
+    std::thread::sleep(Duration::from_millis(150));
+    daemon.kill9();
+    let _ = child.wait();
+    // Read-only tools work on the log of a dead berthd, torn tail or not.
+    assert_eq!(replay_state_at(&daemon, seq), before, "read after the kill");
+    daemon.start_again();
+    daemon.ok(&["stop", "-t", "1", "survivor"]);
+    let after_seq = check_agrees(&daemon, "stop after the restart");
+    assert!(after_seq > seq);
+    assert_eq!(replay_state_at(&daemon, seq), before, "the state at seq {seq} changed after the restart");
+    let changes = diff_whats(&daemon, seq, after_seq);
+    assert!(has(&changes, "task", "survivor", "exited"), "{changes:?}");
+    assert!(!has(&changes, "container", "survivor", "added"), "{changes:?}");
+    let verified = daemon.replay(&["verify"]);
+    assert!(verified.status.success(), "{}", String::from_utf8_lossy(&verified.stdout));
+}
