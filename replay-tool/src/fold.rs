@@ -77,23 +77,33 @@ type MatchBatch = Result<Vec<(RecordStamp, Envelope)>, ReplayError>;
 /// Scans records `from..=to`, sending the decoded envelopes of those `filter` may match.
 fn scan_part(log: &ReadOnlyLog, from: u64, to: u64, filter: &RawFilter, sender: &mpsc::SyncSender<MatchBatch>) {
     let mut batch = Vec::new();
-    let result = walk_records(log, from, to, |stamp, payload| {
-        if !filter.may_match(payload) {
-            return Ok(Walk::Continue);
-        }
-        let envelope =
-            decode_envelope(payload).map_err(|source| ReplayError::Decode { seq: stamp.seq.get(), source })?;
+    let result = walk_decoded_matches(log, from, to, filter, |stamp, envelope| {
         batch.push((stamp, envelope));
         if batch.len() == MATCH_BATCH && sender.send(Ok(std::mem::take(&mut batch))).is_err() {
             return Ok(Walk::Stop); // the caller stopped reading
         }
         Ok(Walk::Continue)
     });
-    let last = match result {
-        Ok(_) => Ok(batch),
-        Err(error) => Err(error),
-    };
-    let _ = sender.send(last);
+    let _ = sender.send(result.map(|_| batch));
+}
+
+/// One thread's part of [`walk_matching_envelopes`]: records `from..=to` in order, decoding
+/// only those `filter` may match.
+fn walk_decoded_matches(
+    log: &ReadOnlyLog,
+    from: u64,
+    to: u64,
+    filter: &RawFilter,
+    mut on_envelope: impl FnMut(RecordStamp, Envelope) -> Result<Walk, ReplayError>,
+) -> Result<u64, ReplayError> {
+    walk_records(log, from, to, |stamp, payload| {
+        if !filter.may_match(payload) {
+            return Ok(Walk::Continue);
+        }
+        let envelope =
+            decode_envelope(payload).map_err(|source| ReplayError::Decode { seq: stamp.seq.get(), source })?;
+        on_envelope(stamp, envelope)
+    })
 }
 
 /// Like [`walk_envelopes`], but only records whose raw payload `filter` may match are decoded
@@ -110,14 +120,7 @@ pub fn walk_matching_envelopes(
     let (from, to) = (from.max(1), to.min(log.last_seq().get()));
     let n_threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8) as u64;
     if n_threads < 2 || to < from || to - from < PARALLEL_MIN_RECORDS {
-        walk_records(log, from, to, |stamp, payload| {
-            if !filter.may_match(payload) {
-                return Ok(Walk::Continue);
-            }
-            let envelope =
-                decode_envelope(payload).map_err(|source| ReplayError::Decode { seq: stamp.seq.get(), source })?;
-            on_envelope(stamp, envelope)
-        })?;
+        walk_decoded_matches(log, from, to, filter, on_envelope)?;
         return Ok(());
     }
     let part_len = (to - from + 1).div_ceil(n_threads);
