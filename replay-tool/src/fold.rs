@@ -1,10 +1,13 @@
 //! Walking the log record by record: decoding envelopes, and folding them into
 //! `berth_projections::State` up to a seq or a moment in time.
 
+use std::sync::mpsc;
+
 use berth_log::{ReadOnlyLog, Seq, Timestamp};
 use berth_projections::{decode_envelope, Envelope, State};
 
 use crate::error::ReplayError;
+use crate::prefilter::RawFilter;
 
 /// Where one record sits in the log and when it was written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,6 +64,90 @@ pub fn walk_envelopes(
     })
 }
 
+/// Below this many records a matching walk stays on the calling thread.
+const PARALLEL_MIN_RECORDS: u64 = 1 << 16;
+/// Matching records a scanning thread hands over at once, and batches it may hold unread: a
+/// later part's thread waits when the earlier parts are slow to drain, so memory stays bounded
+/// however many records match.
+const MATCH_BATCH: usize = 256;
+const MATCH_BATCHES_IN_FLIGHT: usize = 8;
+
+type MatchBatch = Result<Vec<(RecordStamp, Envelope)>, ReplayError>;
+
+/// Scans records `from..=to`, sending the decoded envelopes of those `filter` may match.
+fn scan_part(log: &ReadOnlyLog, from: u64, to: u64, filter: &RawFilter, sender: &mpsc::SyncSender<MatchBatch>) {
+    let mut batch = Vec::new();
+    let result = walk_decoded_matches(log, from, to, filter, |stamp, envelope| {
+        batch.push((stamp, envelope));
+        if batch.len() == MATCH_BATCH && sender.send(Ok(std::mem::take(&mut batch))).is_err() {
+            return Ok(Walk::Stop); // the caller stopped reading
+        }
+        Ok(Walk::Continue)
+    });
+    let _ = sender.send(result.map(|_| batch));
+}
+
+/// One thread's part of [`walk_matching_envelopes`]: records `from..=to` in order, decoding
+/// only those `filter` may match.
+fn walk_decoded_matches(
+    log: &ReadOnlyLog,
+    from: u64,
+    to: u64,
+    filter: &RawFilter,
+    mut on_envelope: impl FnMut(RecordStamp, Envelope) -> Result<Walk, ReplayError>,
+) -> Result<u64, ReplayError> {
+    walk_records(log, from, to, |stamp, payload| {
+        if !filter.may_match(payload) {
+            return Ok(Walk::Continue);
+        }
+        let envelope =
+            decode_envelope(payload).map_err(|source| ReplayError::Decode { seq: stamp.seq.get(), source })?;
+        on_envelope(stamp, envelope)
+    })
+}
+
+/// Like [`walk_envelopes`], but only records whose raw payload `filter` may match are decoded
+/// and handed over (in seq order): the fast way to find the few records about one container in
+/// a big log. A big range is split into one contiguous part per core, scanned at once; the
+/// caller gets the first part's matches, then the second's, and so on.
+pub fn walk_matching_envelopes(
+    log: &ReadOnlyLog,
+    from: u64,
+    to: u64,
+    filter: &RawFilter,
+    mut on_envelope: impl FnMut(RecordStamp, Envelope) -> Result<Walk, ReplayError>,
+) -> Result<(), ReplayError> {
+    let (from, to) = (from.max(1), to.min(log.last_seq().get()));
+    let n_threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8) as u64;
+    if n_threads < 2 || to < from || to - from < PARALLEL_MIN_RECORDS {
+        walk_decoded_matches(log, from, to, filter, on_envelope)?;
+        return Ok(());
+    }
+    let part_len = (to - from + 1).div_ceil(n_threads);
+    std::thread::scope(|scope| {
+        let receivers: Vec<mpsc::Receiver<MatchBatch>> = (0..n_threads)
+            .map(|part_idx| {
+                let part_from = from + part_idx * part_len;
+                let part_to = (part_from + part_len - 1).min(to);
+                let (sender, receiver) = mpsc::sync_channel(MATCH_BATCHES_IN_FLIGHT);
+                scope.spawn(move || scan_part(log, part_from, part_to, filter, &sender));
+                receiver
+            })
+            .collect();
+        // Returning drops the receivers, so threads still scanning stop at their next send.
+        for receiver in &receivers {
+            for batch in receiver {
+                for (stamp, envelope) in batch? {
+                    if on_envelope(stamp, envelope)? == Walk::Stop {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        Ok(())
+    })
+}
+
 /// How far to fold.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FoldPoint {
@@ -104,15 +191,42 @@ fn last_seq_at_or_before(log: &ReadOnlyLog, timestamp_ns: u64) -> Result<(u64, O
     Ok((cutoff, clock_went_back_at))
 }
 
+/// How `FoldPoint::End` is spelled on a command line (`diff --to`'s default).
+pub const END_OF_LOG: &str = "end-of-log";
+
+impl FoldPoint {
+    /// A seq (digits only) or a moment: RFC 3339 UTC such as `2026-11-29T09:30:00Z`, fraction
+    /// optional. Integer nanoseconds, which `--at-time` also takes, read as a seq here.
+    pub fn parse(text: &str) -> Result<FoldPoint, String> {
+        let text = text.trim();
+        if text == END_OF_LOG {
+            return Ok(FoldPoint::End);
+        }
+        if !text.is_empty() && text.bytes().all(|byte| byte.is_ascii_digit()) {
+            return text.parse::<u64>().map(FoldPoint::Seq).map_err(|error| format!("seq {text:?}: {error}"));
+        }
+        Timestamp::parse(text).map(|timestamp| FoldPoint::Time(timestamp.as_ns())).map_err(|error| {
+            format!("{error}; pass a seq (digits) or an RFC 3339 UTC time such as 2026-11-29T09:30:00Z")
+        })
+    }
+}
+
+/// The last seq a fold up to `point` takes in (0: none), and where the clock went back when
+/// `point` is a time.
+pub fn resolve_point(log: &ReadOnlyLog, point: FoldPoint) -> Result<(u64, Option<u64>), ReplayError> {
+    let last_seq = log.last_seq().get();
+    match point {
+        FoldPoint::End => Ok((last_seq, None)),
+        FoldPoint::Seq(seq) if seq > last_seq => Err(ReplayError::SeqPastEnd { requested: seq, last_seq }),
+        FoldPoint::Seq(seq) => Ok((seq, None)),
+        FoldPoint::Time(timestamp_ns) => last_seq_at_or_before(log, timestamp_ns),
+    }
+}
+
 /// Folds the log from seq 1 up to `point` into a fresh `State`.
 pub fn fold_to(log: &ReadOnlyLog, point: FoldPoint) -> Result<Folded, ReplayError> {
     let last_seq = log.last_seq().get();
-    let (to, clock_went_back_at) = match point {
-        FoldPoint::End => (last_seq, None),
-        FoldPoint::Seq(seq) if seq > last_seq => return Err(ReplayError::SeqPastEnd { requested: seq, last_seq }),
-        FoldPoint::Seq(seq) => (seq, None),
-        FoldPoint::Time(timestamp_ns) => last_seq_at_or_before(log, timestamp_ns)?,
-    };
+    let (to, clock_went_back_at) = resolve_point(log, point)?;
     let mut state = State::new();
     let mut last_record = None;
     let n_records = if to == 0 {

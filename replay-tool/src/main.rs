@@ -7,13 +7,14 @@ use std::process::ExitCode;
 
 use berth_log::Timestamp;
 use berth_projections::event_json::EventSelector;
+use berth_replay::cmd::diff::run_diff;
 use berth_replay::cmd::events::{run_events, EventFilter, EventFormat, FollowOptions};
 use berth_replay::cmd::history::run_history;
 use berth_replay::cmd::state::run_state;
 use berth_replay::cmd::stats::run_stats;
 use berth_replay::cmd::verify::{parse_point, run_head, run_verify, VerifyOptions, VerifyOutcome};
 use berth_replay::{resolve_log_dir, FoldPoint, ReplayError};
-use clap::{Args, CommandFactory, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 const READ_ONLY_NOTE: &str =
     "berth-replay never opens anything for writing: it reads the log without taking its lock, \
@@ -99,16 +100,35 @@ enum Command {
     /// The host as it was at a seq or a moment: namespaces, images, containers and their tasks
     #[command(after_help = READ_ONLY_NOTE)]
     State {
-        /// Fold records 1..=SEQ [default: every record]
-        #[arg(long, value_name = "SEQ", conflicts_with = "at_time")]
-        at: Option<u64>,
+        /// Fold records 1..=SEQ, or up to the last record stamped at or before an RFC 3339 UTC
+        /// time such as 2026-11-29T09:30:00Z [default: every record]
+        #[arg(long, value_name = "SEQ|TIME", value_parser = FoldPoint::parse, conflicts_with = "at_time")]
+        at: Option<FoldPoint>,
         /// Fold up to the last record stamped at or before TIME: RFC 3339 UTC such as
         /// 2026-11-29T09:30:00Z (fraction optional), or integer nanoseconds since 1970
         #[arg(long, value_name = "TIME", value_parser = parse_time_argument)]
         at_time: Option<u64>,
-        /// Print the full state as pretty-printed, deterministic JSON (serde_json of berth_projections::State)
+        /// Print the full state as pretty-printed, deterministic JSON (serde_json of
+        /// berth_projections::State); the same as --output json
         #[arg(long)]
         json: bool,
+        /// text for people, json for programs (the full state, as --json)
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        output: OutputFormat,
+    },
+    /// What changed between two moments: namespaces, images, containers, task changes and
+    /// volumes, each with the record, time and caller that made it
+    #[command(after_help = READ_ONLY_NOTE)]
+    Diff {
+        /// The first moment: a seq (the state after it) or an RFC 3339 UTC time
+        #[arg(long, value_name = "SEQ|TIME", value_parser = FoldPoint::parse)]
+        from: FoldPoint,
+        /// The second moment [default: the end of the log]
+        #[arg(long, value_name = "SEQ|TIME", value_parser = FoldPoint::parse, default_value = "end-of-log", hide_default_value = true)]
+        to: FoldPoint,
+        /// text for people, json for programs
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        output: OutputFormat,
     },
     /// Size and contents of the log, and how fast it replays on this machine
     #[command(after_help = READ_ONLY_NOTE)]
@@ -130,6 +150,12 @@ enum Command {
 
 fn parse_event_kind(text: &str) -> Result<String, String> {
     berth_projections::event_json::parse_event_kind(text).map(str::to_string)
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum OutputFormat {
+    Text,
+    Json,
 }
 
 fn parse_time_argument(text: &str) -> Result<u64, String> {
@@ -173,13 +199,17 @@ fn run(cli: Cli, out: &mut dyn Write) -> Result<bool, ReplayError> {
             run_history(&dir, &namespace, &container, out)?;
             Ok(true)
         }
-        Command::State { at, at_time, json } => {
+        Command::State { at, at_time, json, output } => {
             let point = match (at, at_time) {
-                (Some(seq), _) => FoldPoint::Seq(seq),
+                (Some(point), _) => point,
                 (None, Some(timestamp_ns)) => FoldPoint::Time(timestamp_ns),
                 (None, None) => FoldPoint::End,
             };
-            run_state(&dir, point, json, out)?;
+            run_state(&dir, point, json || output == OutputFormat::Json, out)?;
+            Ok(true)
+        }
+        Command::Diff { from, to, output } => {
+            run_diff(&dir, from, to, output == OutputFormat::Json, out)?;
             Ok(true)
         }
         Command::Stats => {

@@ -177,6 +177,14 @@ pub fn describe_origin(origin: &Origin) -> String {
     }
 }
 
+/// Who caused a record, in a few words: `uid 0 pid 42 via METHOD` or `berthd (REASON)`.
+pub fn who_short(origin: &Origin) -> String {
+    match origin {
+        Origin::Client { uid, pid, method, .. } => format!("uid {uid} pid {pid} via {method}"),
+        Origin::Daemon { reason, .. } => format!("berthd ({reason})"),
+    }
+}
+
 fn describe_pending(pending: &[PendingIntent]) -> String {
     let intents: Vec<String> = pending
         .iter()

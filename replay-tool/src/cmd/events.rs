@@ -9,8 +9,9 @@ use berth_projections::event_json::EventSelector;
 use berth_projections::Envelope;
 
 use crate::error::ReplayError;
-use crate::fold::{walk_envelopes, RecordStamp, Walk};
+use crate::fold::{walk_matching_envelopes, RecordStamp, Walk};
 use crate::location::{open_log, segment_files};
+use crate::prefilter::RawFilter;
 use crate::render::{event_json, event_line};
 
 /// Which events to print and how.
@@ -26,6 +27,14 @@ pub struct EventFilter {
 impl EventFilter {
     fn keeps(&self, envelope: &Envelope, event: &berth_projections::Event) -> bool {
         self.namespace.as_deref().is_none_or(|namespace| namespace == envelope.namespace) && self.selector.keeps(event)
+    }
+
+    /// What a record's raw payload must hold for one of its events to be kept (prefilter.rs):
+    /// the container id and the namespace, when they are asked for.
+    fn raw_filter(&self) -> RawFilter {
+        RawFilter::everything()
+            .require(self.container_id.as_deref().unwrap_or_default())
+            .require(self.namespace.as_deref().unwrap_or_default())
     }
 
     fn first_seq(&self) -> u64 {
@@ -94,13 +103,13 @@ fn print_range(
     out: &mut dyn Write,
 ) -> Result<u64, ReplayError> {
     let (log, _open_report) = open_log(dir)?;
-    let mut last_read = from - 1;
-    walk_envelopes(&log, from, to, |stamp, envelope| {
+    let raw_filter = filter.raw_filter();
+    walk_matching_envelopes(&log, from, to, &raw_filter, |stamp, envelope| {
         write_record_events(out, filter, format, stamp, &envelope)?;
-        last_read = stamp.seq.get();
         Ok(Walk::Continue)
     })?;
-    Ok(last_read)
+    // Everything the log held when opened was read (the walk stops at its end or at `to`).
+    Ok(log.last_seq().get().min(to).max(from - 1))
 }
 
 /// Name, length and modification time of every segment file: cheap to take, and it changes

@@ -7,9 +7,10 @@ use std::path::Path;
 use berth_projections::{Event, Origin, State};
 
 use crate::error::ReplayError;
-use crate::fold::{walk_envelopes, RecordStamp, Walk};
+use crate::fold::{walk_matching_envelopes, RecordStamp, Walk};
 use crate::location::open_log;
-use crate::render::{describe_event, describe_origin, describe_task};
+use crate::prefilter::RawFilter;
+use crate::render::{describe_event, describe_origin, describe_task, who_short};
 
 /// One line of the story.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -29,7 +30,9 @@ pub struct ContainerHistory {
     pub created: Option<(RecordStamp, Origin)>,
     /// The last `ContainerDeleted` after the last creation.
     pub deleted: Option<RecordStamp>,
-    /// The state after the whole log, to say where the container stands now.
+    /// The state folded from every record that mentions the container or a namespace: exact
+    /// for this container and for which namespaces exist (nothing else changes them), partial
+    /// for everything else. Says where the container stands now.
     pub final_state: State,
     pub last_seq: u64,
 }
@@ -43,10 +46,12 @@ fn is_about(event: &Event, id: &str) -> bool {
 
 pub fn collect_history(dir: &Path, namespace: &str, id: &str) -> Result<ContainerHistory, ReplayError> {
     let (log, _open_report) = open_log(dir)?;
-    let mut history = ContainerHistory::default();
-    walk_envelopes(&log, 1, u64::MAX, |stamp, envelope| {
+    let mut history = ContainerHistory { last_seq: log.last_seq().get(), ..ContainerHistory::default() };
+    // Only records holding the id's bytes can be about the container (see prefilter.rs); the
+    // namespace events come too, so the final state knows whether its namespace still exists.
+    let filter = RawFilter::everything().require_one_of(&[id, "Namespace"]);
+    walk_matching_envelopes(&log, 1, u64::MAX, &filter, |stamp, envelope| {
         history.final_state.apply(stamp.seq, stamp.timestamp, &envelope);
-        history.last_seq = stamp.seq.get();
         if envelope.namespace != namespace {
             return Ok(Walk::Continue);
         }
@@ -81,13 +86,6 @@ pub fn collect_history(dir: &Path, namespace: &str, id: &str) -> Result<Containe
         return Err(ReplayError::ContainerNotFound { namespace: namespace.to_string(), id: id.to_string() });
     }
     Ok(history)
-}
-
-fn who_short(origin: &Origin) -> String {
-    match origin {
-        Origin::Client { uid, pid, method, .. } => format!("uid {uid} pid {pid} via {method}"),
-        Origin::Daemon { reason, .. } => format!("berthd ({reason})"),
-    }
 }
 
 /// The closing line: when the container was created and by whom, and where it stands now.
