@@ -63,6 +63,11 @@ impl EventSelector {
         Ok(EventSelector { kinds, container_id: container_id.filter(|id| !id.is_empty()) })
     }
 
+    /// The one container asked for, if any.
+    pub fn container_id(&self) -> Option<&str> {
+        self.container_id.as_deref()
+    }
+
     pub fn keeps(&self, event: &Event) -> bool {
         if let Some(container_id) = &self.container_id {
             let about_container = match event {

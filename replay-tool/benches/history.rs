@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use berth_log::{Durability, EventLog, LogOptions};
+use berth_projections::event_json::EventSelector;
 use berth_projections::{ContainerRecord, Envelope, Event, Origin, State};
 use berth_replay::cmd::events::{run_events, EventFilter, EventFormat};
 use berth_replay::cmd::history::run_history;
@@ -162,7 +163,8 @@ fn main() {
     report(&format!("berth-replay history --container {NEEDLE}"), &history, gib);
     let events = best_of(repeat, || {
         let mut out = Vec::new();
-        let filter = EventFilter { container_id: Some(NEEDLE.into()), ..EventFilter::default() };
+        let selector = EventSelector::new(&[], Some(NEEDLE.into())).expect("selector");
+        let filter = EventFilter { selector, ..EventFilter::default() };
         run_events(&dir, &filter, EventFormat::Text, None, &mut out).expect("events");
         black_box(out);
     });

@@ -11,7 +11,9 @@ use crate::diff::{diff_states, Area, Cause, Change, RangeRecorder, StateDiff};
 use crate::error::ReplayError;
 use crate::fold::{fold_to, resolve_point, walk_envelopes, walk_records, FoldPoint, RecordStamp, Walk};
 use crate::location::open_log;
-use crate::render::{namespace_label, origin_json, who_short};
+use berth_projections::event_json::origin_json;
+
+use crate::render::{namespace_label, who_short};
 
 /// One end of the range as resolved: the last record folded in (`None`: before the first).
 #[derive(Clone, Copy, Debug)]

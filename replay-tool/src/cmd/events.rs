@@ -33,7 +33,7 @@ impl EventFilter {
     /// the container id and the namespace, when they are asked for.
     fn raw_filter(&self) -> RawFilter {
         RawFilter::everything()
-            .require(self.container_id.as_deref().unwrap_or_default())
+            .require(self.selector.container_id().unwrap_or_default())
             .require(self.namespace.as_deref().unwrap_or_default())
     }
 
