@@ -26,6 +26,27 @@ pub struct ConfigFile {
     pub log: Option<LogConfig>,
     pub registry: Option<RegistryConfig>,
     pub output: Option<OutputConfig>,
+    pub metrics: Option<MetricsConfig>,
+    pub logging: Option<LoggingConfig>,
+}
+
+/// `[metrics]`: the Prometheus endpoint, off unless `address` is set.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// `HOST:PORT`, or `:PORT` for loopback (see `metrics::address`).
+    pub address: Option<String>,
+    /// Serve on an address other hosts can reach; the endpoint has no authentication.
+    #[serde(default)]
+    pub allow_non_loopback: bool,
+}
+
+/// `[logging]`: berthd's own log on stderr.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoggingConfig {
+    /// "text" (default) or "json", one object per line.
+    pub format: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -136,6 +157,11 @@ mod tests {
         assert_eq!(config.root.as_deref(), Some(Path::new("/srv/berth")));
         assert_eq!(config.log.as_ref().and_then(|log| log.segment_size), Some(1 << 20));
         assert_eq!(config.log.as_ref().and_then(|log| log.dir.as_deref()), Some(Path::new("/logfs/berth")));
+        std::fs::write(&path, "[metrics]\naddress = \":9323\"\n[logging]\nformat = \"json\"\n").unwrap();
+        let config = ConfigFile::load(&path).unwrap();
+        assert_eq!(config.metrics.as_ref().and_then(|metrics| metrics.address.as_deref()), Some(":9323"));
+        assert!(!config.metrics.as_ref().unwrap().allow_non_loopback);
+        assert_eq!(config.logging.as_ref().and_then(|logging| logging.format.as_deref()), Some("json"));
         std::fs::write(&path, "rooot = \"/typo\"\n").unwrap();
         let error = ConfigFile::load(&path).unwrap_err();
         assert!(error.contains("is not valid") && error.contains("rooot"), "{error}");
