@@ -182,7 +182,7 @@ fn listeners_on(port: u16) -> Vec<String> {
 }
 
 #[test]
-fn a_port_alone_is_served_on_loopback_only_and_a_second_berthd_there_is_refused() {
+fn a_port_alone_is_served_on_loopback_only_a_second_berthd_there_is_refused_and_a_restart_binds_it_again() {
     let port = free_port();
     let daemon = start_with_metrics(port);
     assert_eq!(listeners_on(port), vec![format!("0100007F:{port:04X}")], "only 127.0.0.1 listens");
@@ -229,6 +229,14 @@ fn a_port_alone_is_served_on_loopback_only_and_a_second_berthd_there_is_refused(
         stderr.contains("is not a loopback address") && stderr.contains("--metrics-allow-non-loopback"),
         "{stderr}"
     );
+    // After a crash the next berthd binds the same port again at once (no TIME_WAIT refusal),
+    // and reports how long its replay took.
+    let mut daemon = daemon;
+    let _kept_alive = TcpStream::connect(("127.0.0.1", port)).expect("a client connected across the crash");
+    daemon.restart();
+    let scrape = parse_strictly(&curl_metrics(port));
+    assert!(one(&scrape, "berth_startup_replay_seconds", &[]) > 0.0);
+    assert!(one(&scrape, "berth_log_last_seq", &[]) >= 2.0, "both starts are recorded");
     let typo = berthd(&["--metrics-address", "localhost:metrics"]);
     assert!(
         String::from_utf8_lossy(&typo.stderr).contains("no valid port"),
