@@ -5,10 +5,11 @@
 #
 # usage: scripts/bench-metrics.sh [N_CONTAINERS] [N_SCRAPES]   (default 100 containers, 30 scrapes)
 #
-# It builds the release binaries, starts a berthd on a temporary root with --metrics-address on a
+# It builds the release binaries (or takes them from BERTH_BIN_DIR), starts a berthd on a temporary root with --metrics-address on a
 # free loopback port, runs N `busybox sleep` containers, then times N_SCRAPES sequential scrapes
-# with curl (hyperfine, wall clock from curl's start to its exit) and reads berthd's CPU time
-# (utime + stime from /proc/PID/stat) before and after them: CPU per scrape. The same for the
+# with curl (hyperfine, wall clock from curl's start to its exit, after 3 warm-up scrapes) and
+# reads berthd's CPU time (its threads' schedstat) before and after them: CPU per scrape, the
+# warm-up scrapes included in both the time and the count. The same for the
 # peer containerd (scripts/peer-containerd.sh, its own directory). Prints medians, p90, CPU per
 # scrape, the series each exposition held, and the floor. Needs root, runc, containerd, ctr,
 # hyperfine, curl and jq. Everything it starts is stopped and removed on exit.
@@ -28,10 +29,14 @@ for tool in hyperfine curl jq runc; do
 done
 [[ -s $images_dir/busybox-oci.tar ]] || bash scripts/build-test-images.sh busybox >&2
 
-echo "building release binaries" >&2
-CARGO_INCREMENTAL=0 cargo build --release --bins -p berth-runtime --quiet
-berthd_bin=$repo_dir/target/release/berthd
-berth_bin=$repo_dir/target/release/berth
+bin_dir=${BERTH_BIN_DIR:-}
+if [[ -z $bin_dir ]]; then
+  echo "building release binaries" >&2
+  CARGO_INCREMENTAL=0 cargo build --release --bins -p berth-runtime --quiet
+  bin_dir=$repo_dir/target/release
+fi
+berthd_bin=$bin_dir/berthd
+berth_bin=$bin_dir/berth
 
 bench_dir=$(mktemp -d /var/tmp/berth-bench-metrics.XXXXXX)
 bench_name=$(basename "$bench_dir")
@@ -63,23 +68,24 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# cpu_ticks PID: user + system CPU time of PID so far, in clock ticks.
-cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
-ticks_per_second=$(getconf CLK_TCK)
+# cpu_ns PID: CPU time of PID's threads so far, in ns (schedstat's first field; finer than the
+# clock ticks of /proc/PID/stat. A thread that ends meanwhile takes its time with it: tokio's
+# blocking threads, which collect scrapes, stay 10 s idle before they end).
+cpu_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ n += $1 } END { printf "%d\n", n }'; }
 
 # measure NAME PID URL: hyperfine over N_SCRAPES curls of URL, and PID's CPU time over them.
 # Prints "median_ms p90_ms cpu_ms_per_scrape series".
 measure() {
   local name=$1 pid=$2 url=$3 before after
   curl -sf -o "$bench_dir/$name.txt" "$url"
-  before=$(cpu_ticks "$pid")
-  hyperfine -N --style none --runs "$n_scrapes" --export-json "$bench_dir/$name.json" \
+  before=$(cpu_ns "$pid")
+  hyperfine -N --style none --warmup 3 --runs "$n_scrapes" --export-json "$bench_dir/$name.json" \
     -- "curl -sf -o /dev/null $url" >/dev/null
-  after=$(cpu_ticks "$pid")
-  jq -r --argjson ticks "$((after - before))" --argjson hz "$ticks_per_second" --argjson n "$n_scrapes" \
+  after=$(cpu_ns "$pid")
+  jq -r --argjson cpu_ns "$((after - before))" --argjson n "$((n_scrapes + 3))" \
     --argjson series "$(grep -vc '^#' "$bench_dir/$name.txt")" \
     '.results[0].times | sort as $t | ($t | length) as $k
-     | [$t[($k / 2 | floor)] * 1000, $t[(($k * 0.9) | ceil) - 1] * 1000, $ticks / $hz * 1000 / $n, $series]
+     | [$t[($k / 2 | floor)] * 1000, $t[(($k * 0.9) | ceil) - 1] * 1000, $cpu_ns / 1e6 / $n, $series]
      | @tsv' "$bench_dir/$name.json" | awk '{ printf "%.1f %.1f %.2f %d\n", $1, $2, $3, $4 }'
 }
 
