@@ -64,6 +64,10 @@ cleanup() {
   awk -v prefix="$bench_dir/" 'index($2, prefix) == 1 {print $2}' /proc/mounts | sort -r \
     | xargs -r -n1 umount -l 2>/dev/null
   rm -rf "$bench_dir"
+  # berthd leaves the cgroup parent and namespace directories it made; they are empty by now.
+  for hierarchy in /sys/fs/cgroup /sys/fs/cgroup/*; do
+    [[ -d $hierarchy/$bench_name ]] && find "$hierarchy/$bench_name" -depth -type d -exec rmdir {} + 2>/dev/null
+  done
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
