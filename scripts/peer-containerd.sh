@@ -11,6 +11,7 @@
 #   scripts/peer-containerd.sh stop         remove its tasks and containers, stop it, unmount, delete its directory
 #
 # Environment: PEER_CONTAINERD_DIR (default /var/tmp/berth-peer-containerd),
+#              PEER_CONTAINERD_METRICS (HOST:PORT: serve containerd's Prometheus metrics there; unset: off),
 #              BERTH_TESTIMAGES (default /var/tmp/berth-testimages; busybox-oci.tar is built when absent).
 # The CRI plugin is disabled: ctr does not use it, and it would only add start-up work to the restart test.
 set -euo pipefail
@@ -49,6 +50,9 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 [plugins."io.containerd.internal.v1.opt"]
   path = "$peer_dir/opt"
 EOF
+  if [[ -n ${PEER_CONTAINERD_METRICS:-} ]]; then
+    printf '\n[metrics]\n  address = "%s"\n' "$PEER_CONTAINERD_METRICS" >>"$config"
+  fi
 }
 
 # launch_daemon: containerd in a session of its own, so signals meant for the caller miss it.

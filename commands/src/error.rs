@@ -12,3 +12,15 @@ pub enum CommandError {
     #[error("{0}")]
     InvalidArgument(String),
 }
+
+impl CommandError {
+    /// The kind in snake case (`not_found`, …), for metrics and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CommandError::NotFound(_) => "not_found",
+            CommandError::AlreadyExists(_) => "already_exists",
+            CommandError::FailedPrecondition(_) => "failed_precondition",
+            CommandError::InvalidArgument(_) => "invalid_argument",
+        }
+    }
+}

@@ -98,4 +98,34 @@ impl Command {
             Command::RemoveVolume(command) => command.decide(state, namespace),
         }
     }
+
+    /// The command's type as its variant is named, for metrics and logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::CreateNamespace(_) => "CreateNamespace",
+            Command::RemoveNamespace(_) => "RemoveNamespace",
+            Command::ImportImage(_) => "ImportImage",
+            Command::RemoveImage(_) => "RemoveImage",
+            Command::RecordPulledBlobs(_) => "RecordPulledBlobs",
+            Command::PullImage(_) => "PullImage",
+            Command::PruneImages(_) => "PruneImages",
+            Command::TagImage(_) => "TagImage",
+            Command::PushImage(_) => "PushImage",
+            Command::CreateContainer(_) => "CreateContainer",
+            Command::DeleteContainer(_) => "DeleteContainer",
+            Command::UpdateContainer(_) => "UpdateContainer",
+            Command::RestartTask(_) => "RestartTask",
+            Command::CreateTask(_) => "CreateTask",
+            Command::StartTask(_) => "StartTask",
+            Command::KillTask(_) => "KillTask",
+            Command::PauseTask(_) => "PauseTask",
+            Command::ResumeTask(_) => "ResumeTask",
+            Command::DeleteTask(_) => "DeleteTask",
+            Command::ExecProcess(_) => "ExecProcess",
+            Command::RecordOutcome(_) => "RecordOutcome",
+            Command::RecordDaemonEvent(_) => "RecordDaemonEvent",
+            Command::CreateVolume(_) => "CreateVolume",
+            Command::RemoveVolume(_) => "RemoveVolume",
+        }
+    }
 }

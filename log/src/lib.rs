@@ -13,6 +13,7 @@ mod reader;
 mod recovery;
 mod salvage;
 mod segment;
+mod stats;
 mod time;
 mod verify;
 mod view;
@@ -26,8 +27,9 @@ pub use error::{LogError, RecordDecodeError};
 pub use format::{decode_record, DecodedRecord};
 pub use reader::{open_read_only, open_read_only_with, LogReader, ReadOnlyLog};
 pub use salvage::{salvage, SalvageReport};
+pub use stats::{HistogramSnapshot, LogHistograms, LogStats, BATCH_BOUNDS, LATENCY_BOUNDS_NS};
 pub use time::{Timestamp, TimestampParseError};
-pub use writer::{EventLog, LogStats};
+pub use writer::EventLog;
 
 /// berthd's default root directory; the log lives in `<root>/` [`LOG_DIR_NAME`].
 pub const DEFAULT_ROOT: &str = "/var/lib/berth";

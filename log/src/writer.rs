@@ -15,33 +15,10 @@ use crate::format::{encode_record, encoded_record_len, SegmentHeader, RECORD_HEA
 use crate::reader::{chain_hash_at, LogReader};
 use crate::recovery::{recover, Access, MIN_SEGMENT_SIZE};
 use crate::segment::{create_preallocated_segment, sync_dir, Segment};
+use crate::stats::{Histograms, LogHistograms, LogStats, StatsCounters};
 use crate::verify::verify_view;
 use crate::view::SharedView;
 use crate::{Durability, LogError, LogOptions, OpenReport, SegmentId, Seq, Timestamp, VerifyReport};
-
-/// Counters for tests and benchmarks.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct LogStats {
-    /// Records made durable (published) since open.
-    pub n_records: u64,
-    /// `fdatasync` calls on segment files (0 with `Durability::NoSync`).
-    pub n_syncs: u64,
-    /// Group commits (one leader pass each).
-    pub n_batches: u64,
-    /// Record and segment-header bytes written.
-    pub n_bytes_written: u64,
-    /// Segments activated since open (rollovers, plus the first segment of an empty log).
-    pub n_segments_activated: u64,
-}
-
-#[derive(Default)]
-struct StatsCounters {
-    n_records: AtomicU64,
-    n_syncs: AtomicU64,
-    n_batches: AtomicU64,
-    n_bytes_written: AtomicU64,
-    n_segments_activated: AtomicU64,
-}
 
 /// Payloads waiting for a leader; their seqs are `first_seq..first_seq + entries.len()`.
 #[derive(Default)]
@@ -294,6 +271,8 @@ pub struct EventLog {
     durability: Durability,
     writer: Mutex<WriterState>,
     stats: StatsCounters,
+    histograms: Histograms,
+    segment_size: u64,
     max_payload_len: u64,
     fail_next_sync: AtomicBool,
     /// Holds the flock on `dir/LOCK` for the life of the log.
@@ -448,6 +427,8 @@ impl EventLog {
             durability: options.durability,
             writer: Mutex::new(writer),
             stats,
+            histograms: Histograms::default(),
+            segment_size: options.segment_size,
             max_payload_len,
             fail_next_sync: AtomicBool::new(false),
             _lock_file: lock_file,
@@ -495,6 +476,15 @@ impl EventLog {
     /// folds a batch into its projections before appending it, so it must know the timestamp
     /// the records will carry.
     pub fn append_batch_at(&self, payloads: &[&[u8]], timestamp: Timestamp) -> Result<Seq, LogError> {
+        let started = Instant::now();
+        let appended = self.append_batch_untimed(payloads, timestamp);
+        if appended.is_ok() {
+            self.histograms.append_ns.observe(started.elapsed().as_nanos() as u64);
+        }
+        appended
+    }
+
+    fn append_batch_untimed(&self, payloads: &[&[u8]], timestamp: Timestamp) -> Result<Seq, LogError> {
         if payloads.is_empty() {
             return Err(LogError::EmptyBatch);
         }
@@ -653,6 +643,8 @@ impl EventLog {
             let queued_during_commit = self.lock_queue().pending.n_callers;
             self.stats.n_records.fetch_add(batch.entries.len() as u64, Ordering::Relaxed);
             self.stats.n_batches.fetch_add(1, Ordering::Relaxed);
+            self.histograms.commit_ns.observe(commit_ns);
+            self.histograms.batch_records.observe(batch.entries.len() as u64);
             self.view.publish(batch_last_seq);
             for waiter in &batch.waiters {
                 waiter.unpark();
@@ -734,7 +726,14 @@ impl EventLog {
             n_batches: self.stats.n_batches.load(Ordering::Relaxed),
             n_bytes_written: self.stats.n_bytes_written.load(Ordering::Relaxed),
             n_segments_activated: self.stats.n_segments_activated.load(Ordering::Relaxed),
+            n_segments: self.view.segments().len() as u64,
+            segment_size: self.segment_size,
         }
+    }
+
+    /// Append latency, commit duration and batch sizes since open.
+    pub fn histograms(&self) -> LogHistograms {
+        self.histograms.snapshot()
     }
 
     /// Whether an earlier write or sync failure has poisoned the writer.

@@ -176,6 +176,18 @@ fn concurrent_appenders_share_fdatasyncs() {
     // sync on average); how well they are shared is measured by the benchmark (BENCHMARKS.md).
     assert!(stats.n_syncs * 3 <= stats.n_records, "16 appenders should share syncs: {stats:?}");
     assert_eq!(log.verify().unwrap().n_records, n_records);
+    // The histograms berthd's metrics show: one append latency per call, one batch size and one
+    // commit duration per group commit, and batch sizes that add up to the records.
+    let histograms = log.histograms();
+    assert_eq!(histograms.append_ns.count(), n_records);
+    assert_eq!(histograms.batch_records.count(), stats.n_batches);
+    assert_eq!(histograms.commit_ns.count(), stats.n_batches);
+    assert_eq!(histograms.batch_records.sum, n_records);
+    assert!(
+        histograms.batch_records.counts[1..].iter().any(|count| *count > 0),
+        "some batch held more than one record"
+    );
+    assert!(stats.n_segments >= 1 && stats.segment_size > 0, "{stats:?}");
 }
 
 #[test]

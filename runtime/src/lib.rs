@@ -4,6 +4,7 @@
 //!   configuration and the on-disk [`daemon::layout::Layout`];
 //! - [`api`] — the gRPC services, one file per service, thin adapters over the other domains;
 //! - [`images`] — the content store, image archives, layer unpacking and the snapshotter;
+//! - [`metrics`] — the Prometheus endpoint and what it collects;
 //! - [`tasks`] — the executor, start-up recovery, the monitor, runc and the OCI runtime spec;
 //! - [`sys`] — OS plumbing shared by all of them;
 //! - [`client`] — the client library the `berth` CLI is built on.
@@ -17,5 +18,6 @@ pub mod api;
 pub mod client;
 pub mod daemon;
 pub mod images;
+pub mod metrics;
 pub mod sys;
 pub mod tasks;

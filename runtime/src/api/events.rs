@@ -61,6 +61,8 @@ async fn stream_events(
             return;
         }
     };
+    // Counted (with how far it has read) for the metrics endpoint while the stream lives.
+    let subscriber = store.counters().subscribers.register(since.get().saturating_sub(1));
     let mut applied = store.watch_applied();
     let stopping = store.stopping();
     tokio::pin!(stopping);
@@ -95,11 +97,15 @@ async fn stream_events(
                 }
             }
         }
+        subscriber.read_through(reader.position().get().saturating_sub(1));
         if drained {
             if !follow {
                 return;
             }
             tokio::select! {
+                // A client gone while nothing is recorded would otherwise keep this task (and
+                // its place among the subscribers) until the next record.
+                () = sender.closed() => return,
                 changed = applied.changed() => {
                     if changed.is_err() {
                         return;

@@ -9,6 +9,7 @@ use berth_runtime::daemon::config::{
     check_cgroup_parent, check_gid, resolve_group, ConfigFile, DEFAULT_CGROUP_PARENT, DEFAULT_ROOT, DEFAULT_STATE,
 };
 use berth_runtime::daemon::layout::Layout;
+use berth_runtime::daemon::logging::LogFormat;
 use berth_runtime::daemon::{self, DaemonOptions};
 use berth_runtime::sys::notify::Notifier;
 use clap::{CommandFactory, Parser};
@@ -33,7 +34,7 @@ struct Flags {
     /// containers filling theirs cannot leave the log without room
     #[arg(long)]
     log_dir: Option<PathBuf>,
-    /// TOML config file (keys: root, state, address, runc, monitor, cgroup_parent, [log] dir, segment_size, durability, [registry] config_path, [output] max_file_bytes, max_files, [grpc] gid; contrib/berthd.toml documents each)
+    /// TOML config file (keys: root, state, address, runc, monitor, cgroup_parent, [log] dir, segment_size, durability, [registry] config_path, [output] max_file_bytes, max_files, [grpc] gid, [metrics] address, allow_non_loopback, [logging] format; contrib/berthd.toml documents each)
     #[arg(long, short = 'c')]
     config: Option<PathBuf>,
     /// The runc binary [default: runc from PATH]
@@ -53,9 +54,22 @@ struct Flags {
     /// containers [default: [grpc] gid, else none]
     #[arg(long, value_name = "GROUP")]
     group: Option<String>,
-    /// Log filter, e.g. info, debug, berth_runtime=debug
+    /// Log filter, e.g. info, debug, berth_runtime=debug; RUST_LOG is added to it. h2, hyper,
+    /// tonic and tower stay at info unless the filter names them
     #[arg(long, env = "BERTHD_LOG", default_value = "info")]
     log_level: String,
+    /// How berthd's log lines are written on stderr: text (coloured only on a terminal) or json
+    /// (one object per line) [default: text]
+    #[arg(long)]
+    log_format: Option<LogFormat>,
+    /// Serve Prometheus metrics over HTTP at /metrics on HOST:PORT; ":PORT" means 127.0.0.1.
+    /// Off unless given
+    #[arg(long)]
+    metrics_address: Option<String>,
+    /// Allow a --metrics-address other hosts can reach (the endpoint has no authentication and
+    /// names every container): only where a firewall keeps others out
+    #[arg(long)]
+    metrics_allow_non_loopback: bool,
     /// Instead of serving: print a completion script for this shell (scripts/install.sh uses it)
     #[arg(long, value_name = "SHELL", hide = true)]
     completion: Option<clap_complete::Shell>,
@@ -84,18 +98,32 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     keep_inherited_descriptors_from_children();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(&flags.log_level))
-        .with_writer(std::io::stderr)
-        .init();
-    let notifier = notifier.unwrap_or_else(|error| {
-        tracing::warn!("{error}");
-        None
-    });
     let file = match &flags.config {
         Some(path) => ConfigFile::load(path).map_err(anyhow::Error::msg)?,
         None => ConfigFile::default(),
     };
+    let log_format = match (flags.log_format, file.logging.as_ref().and_then(|logging| logging.format.as_deref())) {
+        (Some(format), _) => format,
+        (None, Some(format)) => format.parse().map_err(|error| anyhow::anyhow!("config: [logging] format: {error}"))?,
+        (None, None) => LogFormat::Text,
+    };
+    berth_runtime::daemon::logging::init(log_format, &flags.log_level).map_err(anyhow::Error::msg)?;
+    let notifier = notifier.unwrap_or_else(|error| {
+        tracing::warn!("{error}");
+        None
+    });
+    let metrics_config = file.metrics.as_ref();
+    let metrics_address = flags
+        .metrics_address
+        .as_deref()
+        .or(metrics_config.and_then(|metrics| metrics.address.as_deref()))
+        .map(|address| {
+            let allow =
+                flags.metrics_allow_non_loopback || metrics_config.is_some_and(|metrics| metrics.allow_non_loopback);
+            berth_runtime::metrics::address::parse_metrics_address(address, allow)
+        })
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
     let log_config = file.log.unwrap_or_default();
     let durability = match log_config.durability.as_deref() {
         None | Some("sync") => Durability::Sync,
@@ -134,6 +162,7 @@ fn main() -> anyhow::Result<()> {
         output_limits: output_limits.unwrap_or_default(),
         socket_gid,
         notifier: notifier.map(std::sync::Arc::new),
+        metrics_address,
     };
     if flags.salvage {
         let summary =

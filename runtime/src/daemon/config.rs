@@ -28,6 +28,8 @@ pub struct ConfigFile {
     pub registry: Option<RegistryConfig>,
     pub output: Option<OutputConfig>,
     pub grpc: Option<GrpcConfig>,
+    pub metrics: Option<MetricsConfig>,
+    pub logging: Option<LoggingConfig>,
 }
 
 /// `[grpc]`: who besides root may open the API socket.
@@ -59,6 +61,25 @@ pub fn check_gid(gid: u32) -> Result<u32, String> {
         return Err(format!("group id {gid} is not a group (it means \"no change\" to chown): give a real group"));
     }
     Ok(gid)
+}
+
+/// `[metrics]`: the Prometheus endpoint, off unless `address` is set.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// `HOST:PORT`, or `:PORT` for loopback (see `metrics::address`).
+    pub address: Option<String>,
+    /// Serve on an address other hosts can reach; the endpoint has no authentication.
+    #[serde(default)]
+    pub allow_non_loopback: bool,
+}
+
+/// `[logging]`: berthd's own log on stderr.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoggingConfig {
+    /// "text" (default) or "json", one object per line.
+    pub format: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -193,6 +214,11 @@ mod tests {
         assert_eq!(config.root.as_deref(), Some(Path::new("/srv/berth")));
         assert_eq!(config.log.as_ref().and_then(|log| log.segment_size), Some(1 << 20));
         assert_eq!(config.log.as_ref().and_then(|log| log.dir.as_deref()), Some(Path::new("/logfs/berth")));
+        std::fs::write(&path, "[metrics]\naddress = \":9323\"\n[logging]\nformat = \"json\"\n").unwrap();
+        let config = ConfigFile::load(&path).unwrap();
+        assert_eq!(config.metrics.as_ref().and_then(|metrics| metrics.address.as_deref()), Some(":9323"));
+        assert!(!config.metrics.as_ref().unwrap().allow_non_loopback);
+        assert_eq!(config.logging.as_ref().and_then(|logging| logging.format.as_deref()), Some("json"));
         std::fs::write(&path, "rooot = \"/typo\"\n").unwrap();
         let error = ConfigFile::load(&path).unwrap_err();
         assert!(error.contains("is not valid") && error.contains("rooot"), "{error}");

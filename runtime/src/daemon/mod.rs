@@ -1,11 +1,13 @@
 //! berthd itself: [`run`] assembles it (open the log, replay, recover, serve), [`store`] owns the
 //! log, the projections and the command thread, [`config`] reads flags and the TOML file, and
 //! [`layout`] is the one place every on-disk path comes from, [`permissions`] who may read them,
-//! [`socket`] who may open the API socket, [`disk_usage`] what `system df` measures there.
+//! [`socket`] who may open the API socket, [`disk_usage`] what `system df` measures there, and
+//! [`logging`] how berthd's own log is written.
 
 pub mod config;
 pub mod disk_usage;
 pub mod layout;
+pub mod logging;
 pub mod permissions;
 mod run;
 pub mod socket;

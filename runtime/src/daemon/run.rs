@@ -44,6 +44,8 @@ pub struct DaemonOptions {
     pub socket_gid: Option<u32>,
     /// The service manager to tell when berthd is ready and when it stops (`$NOTIFY_SOCKET`).
     pub notifier: Option<Arc<Notifier>>,
+    /// Where to serve Prometheus metrics (`--metrics-address`), already checked; `None`: off.
+    pub metrics_address: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -168,6 +170,12 @@ pub async fn run(
         Err(LogError::Locked { .. }) => return Err(DaemonError::RootLocked { root: layout.root.clone() }),
         Err(error) => return Err(log_error(&layout, error)),
     };
+    // Bound before replay and before anything is recorded: a taken port stops this berthd
+    // at once, having changed nothing.
+    let metrics_listener = match options.metrics_address {
+        Some(address) => Some(crate::metrics::http::bind(address).await.map_err(DaemonError::Setup)?),
+        None => None,
+    };
     if let Some(torn) = &report.torn_tail {
         tracing::warn!(segment = %torn.segment.display(), offset = torn.offset, dropped_bytes = torn.dropped_bytes, "the log had a torn tail (an append that was never acknowledged); it was cut off");
     }
@@ -177,6 +185,7 @@ pub async fn run(
         other => other.into(),
     })?;
     let replayed_to = store.applied_seq();
+    store.counters().set_replay_duration(replay_started.elapsed());
     tracing::info!(
         replayed_to = replayed_to.get(),
         elapsed_ms = replay_started.elapsed().as_millis() as u64,
@@ -230,6 +239,13 @@ pub async fn run(
         .build_v1()
         .map_err(setup("cannot build the reflection service".into()))?;
     tracing::info!(address = %options.address.display(), "serving");
+    let metrics_server = metrics_listener.map(|listener| {
+        if let Ok(address) = listener.local_addr() {
+            tracing::info!(%address, "serving metrics at /metrics");
+        }
+        let registry = std::sync::Arc::new(crate::metrics::registry(Arc::clone(&store), layout.clone()));
+        tokio::spawn(crate::metrics::http::serve(listener, registry))
+    });
     let shutdown_store = Arc::clone(&store);
     let shutdown_notifier = options.notifier.clone();
     let shutdown = async move {
@@ -308,6 +324,9 @@ pub async fn run(
         }
     };
     executor_loop.abort();
+    if let Some(metrics_server) = metrics_server {
+        metrics_server.abort();
+    }
     let _ = std::fs::remove_file(&options.address);
     served?;
     Ok(())

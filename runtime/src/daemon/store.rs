@@ -18,6 +18,8 @@ use berth_log::{EventLog, LogError, Seq, Timestamp};
 use berth_projections::{replay_parallel, Envelope, Event, Origin, State};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::metrics::counters::{CommandOutcome, DaemonCounters};
+
 /// The most submissions folded into one record batch.
 const MAX_BATCH: usize = 512;
 
@@ -66,6 +68,8 @@ pub struct Store {
     /// Set once when berthd begins to stop: streams that would otherwise wait for ever (events
     /// and logs followers) end, so the server can close and the process exit.
     stopping: watch::Sender<bool>,
+    /// What the metrics endpoint reports beyond the log's own counters.
+    counters: Arc<DaemonCounters>,
 }
 
 /// What `Store::open` hands back beside the store: the committed records, in log order, for
@@ -166,6 +170,8 @@ impl Store {
         let (committed_sender, committed_receiver) = mpsc::unbounded_channel();
         let thread_log = Arc::clone(&log);
         let thread_state = Arc::clone(&state);
+        let counters = Arc::new(DaemonCounters::default());
+        let thread_counters = Arc::clone(&counters);
         thread::Builder::new()
             .name("berth-commands".into())
             .spawn(move || {
@@ -176,15 +182,21 @@ impl Store {
                     applied_sender,
                     committed_sender,
                     max_record_bytes,
+                    &thread_counters,
                 )
             })
             .expect("spawn the command thread");
         let (stopping, _) = watch::channel(false);
-        Ok((Arc::new(Store { log, state, applied, submissions, stopping }), committed_receiver))
+        Ok((Arc::new(Store { log, state, applied, submissions, stopping, counters }), committed_receiver))
     }
 
     pub fn log(&self) -> &Arc<EventLog> {
         &self.log
+    }
+
+    /// Command outcomes, event subscribers and start-up timing, for the metrics endpoint.
+    pub fn counters(&self) -> &Arc<DaemonCounters> {
+        &self.counters
     }
 
     /// A read view of the projections (durable state only).
@@ -273,6 +285,7 @@ fn command_loop(
     applied: watch::Sender<Seq>,
     committed: mpsc::UnboundedSender<CommittedRecord>,
     max_record_bytes: usize,
+    counters: &DaemonCounters,
 ) {
     // Set while the log has refused for want of room: each batch first asks the log to prepare
     // its next segment, and is refused whole (nothing decided or folded) while it cannot.
@@ -292,7 +305,7 @@ fn command_loop(
                     out_of_room = false;
                 }
                 Err(error) => {
-                    refuse_for_want_of_room(batch, &error);
+                    refuse_for_want_of_room(batch, &error, counters);
                     continue;
                 }
             }
@@ -307,11 +320,15 @@ fn command_loop(
         let timestamp = Timestamp::now();
         let mut next_seq = guard.last_seq.next();
         let mut accepted: Vec<(oneshot::Sender<Result<CommittedRecord, SubmitError>>, CommittedRecord)> = Vec::new();
+        // Each accepted record's command, counted once the batch is durable (or refused whole).
+        let mut accepted_names: Vec<&'static str> = Vec::new();
         let mut payloads: Vec<Vec<u8>> = Vec::new();
         for submission in batch {
+            let command_name = submission.command.name();
             let events: Vec<Event> = match submission.command.decide(&guard, &submission.namespace) {
                 Ok(events) => events,
                 Err(error) => {
+                    counters.count_command(command_name, CommandOutcome::Refused(error.kind()));
                     let _ = submission.reply.send(Err(SubmitError::Rejected(error)));
                     continue;
                 }
@@ -321,10 +338,12 @@ fn command_loop(
             // Checked before the fold: a refused command must leave no trace in the state.
             if payload.len() > max_record_bytes {
                 let refusal = SubmitError::RecordTooLarge { len: payload.len(), max: max_record_bytes };
+                counters.count_command(command_name, CommandOutcome::Refused("record_too_large"));
                 let _ = submission.reply.send(Err(refusal));
                 continue;
             }
             payloads.push(payload);
+            accepted_names.push(command_name);
             guard.apply(next_seq, timestamp, &envelope);
             accepted
                 .push((submission.reply, CommittedRecord { seq: next_seq, timestamp, envelope: Arc::new(envelope) }));
@@ -350,6 +369,9 @@ fn command_loop(
             tracing::warn!(%error, "the log has no room for the next segment; refusing writes until there is, reads go on");
             out_of_room = true;
             let message = error.to_string();
+            for command_name in accepted_names {
+                counters.count_command(command_name, CommandOutcome::Refused("no_space"));
+            }
             for (reply, _) in accepted {
                 let _ = reply.send(Err(SubmitError::NoSpace(message.clone())));
             }
@@ -368,6 +390,9 @@ fn command_loop(
             }
         }
         drop(guard);
+        for command_name in accepted_names {
+            counters.count_command(command_name, CommandOutcome::Accepted);
+        }
         let last = accepted.last().map(|(_, record)| record.seq).unwrap_or_default();
         applied.send_replace(last);
         for (reply, record) in accepted {
@@ -378,8 +403,9 @@ fn command_loop(
 }
 
 /// Answers every submission of `batch` with `NoSpace`; none was decided or folded.
-fn refuse_for_want_of_room(batch: Vec<Submission>, error: &LogError) {
+fn refuse_for_want_of_room(batch: Vec<Submission>, error: &LogError, counters: &DaemonCounters) {
     for submission in batch {
+        counters.count_command(submission.command.name(), CommandOutcome::Refused("no_space"));
         let _ = submission.reply.send(Err(SubmitError::NoSpace(error.to_string())));
     }
 }
