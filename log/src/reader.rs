@@ -269,6 +269,10 @@ impl ReadOnlyLog {
 
 /// The chain hash stored in durable record `seq`; the genesis hash for seq 0.
 pub(crate) fn chain_hash_at(view: &SharedView, seq: Seq) -> Result<[u8; 32], LogError> {
+    let (base_seq, base_hash) = view.base();
+    if seq == base_seq {
+        return Ok(base_hash);
+    }
     if seq.0 == 0 {
         return Ok(genesis_hash());
     }
@@ -276,7 +280,7 @@ pub(crate) fn chain_hash_at(view: &SharedView, seq: Seq) -> Result<[u8; 32], Log
     let segments = view.segments();
     let segment_idx = segments.partition_point(|segment| segment.header.first_seq.0 <= seq.0);
     if seq.0 > durable_seq || segment_idx == 0 {
-        return Err(LogError::SeqNotFound { requested: seq, first_available: Seq(1) });
+        return Err(LogError::SeqNotFound { requested: seq, first_available: base_seq.next() });
     }
     let segment = &segments[segment_idx - 1];
     let offset = segment.locate(seq.0, durable_seq)?;
@@ -293,6 +297,6 @@ pub fn open_read_only(dir: &Path) -> Result<(ReadOnlyLog, OpenReport), LogError>
 /// `OpenReport::salvaged` and the valid prefix is readable. Nothing on disk changes either way.
 pub fn open_read_only_with(dir: &Path, recovery: RecoveryMode) -> Result<(ReadOnlyLog, OpenReport), LogError> {
     let recovered = recover(dir, recovery, Access::ReadOnly)?;
-    let view = Arc::new(SharedView::new(dir.to_path_buf(), recovered.segments, recovered.last_seq));
+    let view = Arc::new(recovered.view(dir));
     Ok((ReadOnlyLog { view }, recovered.report))
 }

@@ -13,6 +13,9 @@ use crate::Seq;
 pub(crate) struct SharedView {
     pub dir: PathBuf,
     segments: RwLock<Arc<Vec<Arc<Segment>>>>,
+    /// (seq, chain hash) the oldest segment continues from: (0, genesis), or the point where
+    /// retention cut the history (see manifest.rs).
+    base: RwLock<(Seq, [u8; 32])>,
     /// Highest seq that is on stable storage (and fully written). Readers never go past it.
     durable_seq: AtomicU64,
     durable_changed: Mutex<()>,
@@ -20,10 +23,12 @@ pub(crate) struct SharedView {
 }
 
 impl SharedView {
-    pub fn new(dir: PathBuf, segments: Vec<Arc<Segment>>, durable_seq: Seq) -> SharedView {
+    /// `base`: (seq, chain hash) the oldest of `segments` continues from.
+    pub fn new(dir: PathBuf, segments: Vec<Arc<Segment>>, durable_seq: Seq, base: (Seq, [u8; 32])) -> SharedView {
         SharedView {
             dir,
             segments: RwLock::new(Arc::new(segments)),
+            base: RwLock::new(base),
             durable_seq: AtomicU64::new(durable_seq.0),
             durable_changed: Mutex::new(()),
             durable_condvar: Condvar::new(),
@@ -69,6 +74,22 @@ impl SharedView {
 
     pub fn segments(&self) -> Arc<Vec<Arc<Segment>>> {
         self.segments.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
+    pub fn base(&self) -> (Seq, [u8; 32]) {
+        *self.base.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn set_base(&self, base: (Seq, [u8; 32])) {
+        *self.base.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = base;
+    }
+
+    /// Replaces the segment list (archiving swaps live segments for archived ones; retention
+    /// drops the oldest). Readers that hold the old list keep their segments until done.
+    pub fn replace_segments(&self, update: impl FnOnce(&[Arc<Segment>]) -> Vec<Arc<Segment>>) {
+        let mut segments = self.segments.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let updated = update(&segments);
+        *segments = Arc::new(updated);
     }
 
     /// Adds a newly activated segment. Readers only enter it once the watermark reaches its
