@@ -10,11 +10,10 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
+use crate::durable::{sync_dir, write_synced};
 use crate::format::chain_hash;
-use crate::manifest::{
-    archive_dir_entry, archived_entry, cut_entry, write_synced, ArchivedSegment, CutPoint, Manifest,
-};
-use crate::segment::{sync_dir, Segment};
+use crate::manifest::{archive_dir_entry, archived_entry, cut_entry, ArchivedSegment, CutPoint, Manifest};
+use crate::segment::Segment;
 use crate::view::SharedView;
 use crate::{EventLog, LogError, SegmentId, Seq, Timestamp};
 
@@ -60,12 +59,19 @@ impl EventLog {
         archive_view(&self.view, through, archive_dir)
     }
 
-    /// Drops the oldest archived segments that `policy` no longer keeps: the cut (segment id,
-    /// seq and chain hash at the end of the last dropped segment) is recorded in the manifest
-    /// first, then the files are deleted. `now` is compared with records' timestamps.
-    pub fn apply_retention(&self, policy: &RetentionPolicy, now: Timestamp) -> Result<RetentionReport, LogError> {
+    /// Drops the oldest archived segments that `policy` no longer keeps, but only segments
+    /// whose last seq is at most `through` (what a checkpoint covers, so that berthd can still
+    /// start without them): the cut (segment id, seq and chain hash at the end of the last
+    /// dropped segment) is recorded in the manifest first, then the files are deleted. `now` is
+    /// compared with records' timestamps.
+    pub fn apply_retention(
+        &self,
+        policy: &RetentionPolicy,
+        now: Timestamp,
+        through: Seq,
+    ) -> Result<RetentionReport, LogError> {
         let _one_archiver = self.archive_lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        apply_retention_to_view(&self.view, policy, now)
+        apply_retention_to_view(&self.view, policy, now, through)
     }
 
     /// The archive manifest as it is on disk (`None`: nothing was ever archived).
@@ -210,6 +216,7 @@ fn apply_retention_to_view(
     view: &SharedView,
     policy: &RetentionPolicy,
     now: Timestamp,
+    through: Seq,
 ) -> Result<RetentionReport, LogError> {
     let log_dir = view.dir.clone();
     let Some(mut manifest) = Manifest::read(&log_dir)? else { return Ok(RetentionReport::default()) };
@@ -221,7 +228,7 @@ fn apply_retention_to_view(
             .max_age
             .is_some_and(|max_age| entry.last_record_ns.saturating_add(max_age.as_nanos() as u64) < now.as_ns());
         let too_big = policy.max_bytes.is_some_and(|max_bytes| remaining_bytes > max_bytes);
-        if !too_old && !too_big {
+        if (!too_old && !too_big) || entry.last_seq > through {
             break;
         }
         reason = if too_old { "max-age" } else { "max-bytes" };

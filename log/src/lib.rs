@@ -8,6 +8,7 @@
 
 mod anchor;
 mod archive;
+mod durable;
 mod error;
 pub mod format;
 mod manifest;

@@ -2,15 +2,12 @@
 //! segments left the log directory for the archive, and where retention cut the history. It is
 //! what lets a log start at a segment id above 1 (see docs/log-format.md, "Archive").
 
-use std::fs::OpenOptions;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use crate::durable::{sync_dir, write_synced};
 use crate::format::genesis_hash;
-use crate::segment::sync_dir;
 use crate::{LogError, SegmentId, Seq};
 
 /// The manifest's file name inside the log directory.
@@ -268,19 +265,6 @@ pub fn archived_entry(entry: &ArchivedSegment) -> String {
 
 pub fn cut_entry(cut: &CutPoint, unix_secs: u64, reason: &str) -> String {
     format!("cut {} {} {} {unix_secs} {reason}", cut.id, cut.seq, hex(&cut.hash))
-}
-
-/// Creates `path` (mode 0600), writes `bytes` and fsyncs it.
-pub(crate) fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), LogError> {
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|source| LogError::io("creating", path, source))?;
-    file.write_all(bytes).map_err(|source| LogError::io("writing", path, source))?;
-    file.sync_all().map_err(|source| LogError::io("syncing", path, source))
 }
 
 fn manifest_genesis() -> [u8; 32] {

@@ -256,6 +256,16 @@ impl ReadOnlyLog {
         Seq(self.view.durable_seq())
     }
 
+    /// The first seq the log still holds: 1, or the seq after a retention cut.
+    pub fn first_seq(&self) -> Seq {
+        self.view.base().0.next()
+    }
+
+    /// The archive manifest (`None`: nothing was ever archived).
+    pub fn archive_manifest(&self) -> Result<Option<crate::Manifest>, LogError> {
+        crate::Manifest::read(&self.view.dir)
+    }
+
     /// The chain hash stored in record `seq` (the genesis hash for seq 0). Checks that record's
     /// CRC, not the chain up to it: run `verify` for that.
     pub fn chain_hash_at(&self, seq: Seq) -> Result<[u8; 32], LogError> {

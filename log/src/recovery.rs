@@ -13,17 +13,17 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use memmap2::Mmap;
 
+use crate::durable::sync_dir;
 use crate::format::{
     decode_record, genesis_hash, parse_segment_file_name, SegmentHeader, SegmentHeaderState, RECORD_ALIGN,
     RECORD_HEADER_LEN, SEGMENT_HEADER_LEN,
 };
 use crate::manifest::Manifest;
-use crate::segment::{map_file, nonzero_extent_end, sync_dir, write_zeroes, Segment};
+use crate::segment::{map_file, nonzero_extent_end, write_zeroes, Segment};
 use crate::view::SharedView;
 use crate::{LogError, OpenReport, RecordDecodeError, RecoveryMode, SegmentId, Seq, TornTail};
 
-/// Smallest segment the log will write into (and smallest spare it keeps).
-pub(crate) const MIN_SEGMENT_SIZE: u64 = 4096;
+pub(crate) use crate::segment::MIN_SEGMENT_SIZE;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Access {

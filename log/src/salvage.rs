@@ -11,9 +11,9 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::anchor::{read_anchor, write_anchor, Anchor};
+use crate::durable::sync_dir;
 use crate::reader::chain_hash_at;
 use crate::recovery::{recover, Access};
-use crate::segment::sync_dir;
 use crate::view::SharedView;
 use crate::writer::lock_directory;
 use crate::{Durability, EventLog, LogError, LogOptions, LogReader, RecoveryMode, Seq};

@@ -11,12 +11,15 @@ use std::sync::{Mutex, OnceLock};
 use memmap2::{Mmap, MmapOptions};
 use sha2::{Digest, Sha256};
 
+use crate::durable::sync_dir;
 use crate::format::{
     decode_record, segment_file_name, DecodedRecord, SegmentHeader, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN,
 };
 use crate::manifest::ArchivedSegment;
-use crate::recovery::MIN_SEGMENT_SIZE;
 use crate::{LogError, LogOptions, RecordDecodeError, SegmentId, Seq};
+
+/// Smallest segment the log will write into (and smallest spare it keeps).
+pub(crate) const MIN_SEGMENT_SIZE: u64 = 4096;
 
 /// One index entry is kept for every this many records of a segment.
 pub(crate) const INDEX_STRIDE: u64 = 64;
@@ -301,12 +304,6 @@ pub(crate) fn write_zeroes(file: &File, path: &Path, offset: u64, len: u64) -> R
         written += n_bytes;
     }
     Ok(())
-}
-
-pub(crate) fn sync_dir(dir: &Path) -> Result<(), LogError> {
-    File::open(dir)
-        .and_then(|handle| handle.sync_all())
-        .map_err(|source| LogError::io("syncing directory", dir, source))
 }
 
 /// Creates segment `id` as a fully written, synced, zero-filled file of `size` bytes: written to

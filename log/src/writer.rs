@@ -11,10 +11,11 @@ use std::thread::{JoinHandle, Thread};
 use std::time::{Duration, Instant};
 
 use crate::anchor::{check_anchor, read_anchor, write_anchor, Anchor, AnchorWriter};
+use crate::durable::sync_dir;
 use crate::format::{encode_record, encoded_record_len, SegmentHeader, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
 use crate::reader::{chain_hash_at, LogReader};
-use crate::recovery::{recover, Access, MIN_SEGMENT_SIZE};
-use crate::segment::{create_preallocated_segment, sync_dir, Segment, SegmentSizes};
+use crate::recovery::{recover, Access};
+use crate::segment::{create_preallocated_segment, Segment, SegmentSizes, MIN_SEGMENT_SIZE};
 use crate::verify::verify_view;
 use crate::view::SharedView;
 use crate::{Durability, LogError, LogOptions, OpenReport, SegmentId, Seq, Timestamp, VerifyReport};

@@ -243,11 +243,12 @@ fn retention_cuts_the_history_and_verify_proves_continuity_from_the_cut() {
 
     // Nothing old enough: nothing dropped.
     let keep_all = RetentionPolicy { max_age: Some(Duration::from_secs(3600)), max_bytes: None };
-    assert_eq!(log.apply_retention(&keep_all, Timestamp::now()).unwrap().cut, None);
+    assert_eq!(log.apply_retention(&keep_all, Timestamp::now(), Seq(u64::MAX)).unwrap().cut, None);
     // Keep at most two archived files' worth of bytes.
     let budget = archived[archived.len() - 2..].iter().map(|entry| entry.file_len).sum::<u64>();
-    let report =
-        log.apply_retention(&RetentionPolicy { max_age: None, max_bytes: Some(budget) }, Timestamp::now()).unwrap();
+    let report = log
+        .apply_retention(&RetentionPolicy { max_age: None, max_bytes: Some(budget) }, Timestamp::now(), Seq(u64::MAX))
+        .unwrap();
     let cut = report.cut.unwrap();
     assert_eq!(report.dropped.len(), archived.len() - 2);
     assert_eq!(cut.seq, archived[archived.len() - 3].last_seq);
@@ -293,8 +294,11 @@ fn max_age_drops_archived_segments_whose_records_are_old() {
     let archived = log.archive(Seq(50), &archive_dir).unwrap().archived;
     let in_a_day = Timestamp::from_ns(Timestamp::now().as_ns() + 86_400 * 1_000_000_000);
     let policy = RetentionPolicy { max_age: Some(Duration::from_secs(3600)), max_bytes: None };
-    let report = log.apply_retention(&policy, in_a_day).unwrap();
-    assert_eq!(report.dropped.len(), archived.len());
+    // Only what the bound (a checkpoint's seq) covers may go.
+    let first_only = log.apply_retention(&policy, in_a_day, archived[0].last_seq).unwrap();
+    assert_eq!(first_only.dropped, vec![archived[0].id]);
+    let report = log.apply_retention(&policy, in_a_day, Seq(u64::MAX)).unwrap();
+    assert_eq!(report.dropped.len(), archived.len() - 1);
     assert_eq!(log.verify().unwrap().cut.unwrap().0, archived.last().unwrap().last_seq);
 }
 

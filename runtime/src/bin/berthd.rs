@@ -32,7 +32,7 @@ struct Flags {
     /// containers filling theirs cannot leave the log without room
     #[arg(long)]
     log_dir: Option<PathBuf>,
-    /// TOML config file (keys: root, state, address, runc, monitor, cgroup_parent, [log] dir, segment_size, durability, [output] max_file_bytes, max_files)
+    /// TOML config file (keys: root, state, address, runc, monitor, cgroup_parent, [log] dir, segment_size, durability, archive_dir, archive_interval_secs, retain_max_age_secs, retain_max_bytes, [output] max_file_bytes, max_files)
     #[arg(long, short = 'c')]
     config: Option<PathBuf>,
     /// The runc binary [default: runc from PATH]
@@ -47,6 +47,15 @@ struct Flags {
     /// not deleted), reset the log's anchor, and exit. Stop berthd first
     #[arg(long)]
     salvage: bool,
+    /// Instead of serving: move the finished log segments that the newest checkpoint covers
+    /// (or --archive-through) to the archive directory, apply the retention policy, and exit.
+    /// Stop berthd first; a running berthd archives by itself
+    #[arg(long)]
+    archive_now: bool,
+    /// With --archive-now: archive finished segments whose last seq is at most SEQ, whatever the
+    /// checkpoints say (berthd reads archived segments back at start-up)
+    #[arg(long, value_name = "SEQ", requires = "archive_now")]
+    archive_through: Option<u64>,
     /// Log filter, e.g. info, debug, berth_runtime=debug
     #[arg(long, env = "BERTHD_LOG", default_value = "info")]
     log_level: String,
@@ -81,13 +90,15 @@ fn main() -> anyhow::Result<()> {
     let cgroup_parent =
         flags.cgroup_parent.or(file.cgroup_parent.clone()).unwrap_or_else(|| DEFAULT_CGROUP_PARENT.to_string());
     check_cgroup_parent(&cgroup_parent).map_err(anyhow::Error::msg)?;
+    let layout = Layout {
+        root: flags.root.or(file.root).unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT)),
+        state: flags.state.or(file.state).unwrap_or_else(|| PathBuf::from(DEFAULT_STATE)),
+        cgroup_parent,
+        log: flags.log_dir.or(log_config.dir.clone()),
+    };
+    let archive = log_config.archive_settings(layout.default_log_archive_dir()).map_err(anyhow::Error::msg)?;
     let options = DaemonOptions {
-        layout: Layout {
-            root: flags.root.or(file.root).unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT)),
-            state: flags.state.or(file.state).unwrap_or_else(|| PathBuf::from(DEFAULT_STATE)),
-            cgroup_parent,
-            log: flags.log_dir.or(log_config.dir.clone()),
-        },
+        layout,
         address: flags.address.or(file.address).unwrap_or_else(|| PathBuf::from(DEFAULT_ADDRESS)),
         runc: flags.runc.or(file.runc).unwrap_or_else(|| PathBuf::from("runc")),
         monitor,
@@ -98,7 +109,15 @@ fn main() -> anyhow::Result<()> {
             .and_then(|registry| registry.config_path)
             .unwrap_or_else(|| PathBuf::from(berth_runtime::images::registry::hosts::DEFAULT_HOSTS_CONFIG_DIR)),
         output_limits: output_limits.unwrap_or_default(),
+        archive,
     };
+    if flags.archive_now {
+        let through = flags.archive_through.map(berth_log::Seq);
+        let summary = daemon::archive_now(&options.layout, options.segment_size, &options.archive, through)
+            .map_err(|error| anyhow::anyhow!("{error}"))?;
+        println!("{summary}");
+        return Ok(());
+    }
     if flags.salvage {
         let summary =
             daemon::salvage(&options.layout, options.segment_size).map_err(|error| anyhow::anyhow!("{error}"))?;

@@ -76,6 +76,34 @@ pub struct LogConfig {
     pub segment_size: Option<u64>,
     /// "sync" (default) or "nosync" — nosync loses records on a crash; for benchmarks only.
     pub durability: Option<String>,
+    /// Where archived segments go (default `<root>/log.archive`); may be another file system.
+    pub archive_dir: Option<PathBuf>,
+    /// Seconds between two archiver passes of a running berthd (default 300; 0: never).
+    pub archive_interval_secs: Option<u64>,
+    /// Retention: drop archived segments whose newest record is older than this many seconds.
+    pub retain_max_age_secs: Option<u64>,
+    /// Retention: drop the oldest archived segments while the archive holds more bytes.
+    pub retain_max_bytes: Option<u64>,
+}
+
+impl LogConfig {
+    /// The archiver's settings; `root_default` is used when `archive_dir` is not set.
+    pub fn archive_settings(&self, root_default: PathBuf) -> Result<crate::daemon::archiver::ArchiveSettings, String> {
+        let dir = self.archive_dir.clone().unwrap_or(root_default);
+        if !dir.is_absolute() {
+            return Err(format!("config: [log] archive_dir {} must be an absolute path", dir.display()));
+        }
+        let interval = match self.archive_interval_secs {
+            None => Some(crate::daemon::archiver::DEFAULT_ARCHIVE_INTERVAL),
+            Some(0) => None,
+            Some(secs) => Some(std::time::Duration::from_secs(secs)),
+        };
+        let retention = berth_log::RetentionPolicy {
+            max_age: self.retain_max_age_secs.map(std::time::Duration::from_secs),
+            max_bytes: self.retain_max_bytes,
+        };
+        Ok(crate::daemon::archiver::ArchiveSettings { dir, interval, retention })
+    }
 }
 
 impl ConfigFile {

@@ -1,8 +1,10 @@
 //! berthd itself: [`run`] assembles it (open the log, replay, recover, serve), [`store`] owns the
 //! log, the projections and the command thread, [`config`] reads flags and the TOML file, and
 //! [`layout`] is the one place every on-disk path comes from, [`permissions`] who may read them,
-//! [`disk_usage`] what `system df` measures there.
+//! [`disk_usage`] what `system df` measures there, [`archiver`] moves old log segments to the
+//! archive.
 
+pub mod archiver;
 pub mod config;
 pub mod disk_usage;
 pub mod layout;
@@ -10,4 +12,4 @@ pub mod permissions;
 mod run;
 pub mod store;
 
-pub use run::{run, salvage, DaemonError, DaemonOptions};
+pub use run::{archive_now, run, salvage, DaemonError, DaemonOptions};

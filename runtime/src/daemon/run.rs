@@ -18,6 +18,7 @@ use crate::api::{
     ContainersService, EventsService, ImagesService, NamespacesService, Services, SystemService, TasksService,
     VersionService, VolumesService,
 };
+use crate::daemon::archiver::{self, ArchiveSettings};
 use crate::daemon::config::resolve_binary;
 use crate::daemon::layout::Layout;
 use crate::daemon::permissions;
@@ -40,6 +41,8 @@ pub struct DaemonOptions {
     pub registry_hosts_dir: PathBuf,
     /// How much of each container's output is kept (`[output]`).
     pub output_limits: crate::tasks::output_log::OutputLimits,
+    /// Where and how often old log segments are archived (`[log] archive_*`, `retain_*`).
+    pub archive: ArchiveSettings,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -118,6 +121,28 @@ pub fn salvage(layout: &Layout, segment_size: Option<u64>) -> Result<String, Dae
     Ok(lines.join("\n"))
 }
 
+/// `berthd --archive-now`: with berthd stopped, archives the finished segments at or below
+/// `through` (default: the newest checkpoint's seq), applies retention, and says what it did.
+pub fn archive_now(
+    layout: &Layout,
+    segment_size: Option<u64>,
+    settings: &ArchiveSettings,
+    through: Option<berth_log::Seq>,
+) -> Result<String, DaemonError> {
+    let log_options = log_options(layout, segment_size, Durability::Sync);
+    let (log, _) = match EventLog::open(&layout.log_dir(), log_options) {
+        Ok(opened) => opened,
+        Err(LogError::Locked { .. }) => {
+            return Err(DaemonError::Setup(format!(
+                "berthd is running on {}: stop it first (a running berthd archives by itself every [log] archive_interval_secs)",
+                layout.root.display()
+            )))
+        }
+        Err(error) => return Err(log_error(layout, error)),
+    };
+    archiver::archive_pass(&log, settings, &layout.checkpoints_dir(), through).map_err(DaemonError::Setup)
+}
+
 fn setup<E: std::fmt::Display>(what: String) -> impl FnOnce(E) -> DaemonError {
     move |error| DaemonError::Setup(format!("{what}: {error}"))
 }
@@ -165,6 +190,7 @@ pub async fn run(
         other => other.into(),
     })?;
     let replayed_to = store.applied_seq();
+    archiver::spawn_periodic(store.log(), options.archive.clone(), layout.checkpoints_dir());
     tracing::info!(
         replayed_to = replayed_to.get(),
         elapsed_ms = replay_started.elapsed().as_millis() as u64,
