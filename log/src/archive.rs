@@ -108,12 +108,15 @@ fn archive_view(view: &SharedView, through: Seq, archive_dir: &Path) -> Result<A
         let entry = write_archived_copy(segment, Seq(last_seq), durable_seq, archive_dir)?;
         manifest.append(&log_dir, archived_entry(&entry))?;
         let archived_segment = Arc::new(Segment::archived(&entry));
-        view.replace_segments(|current| {
-            current
-                .iter()
-                .map(|other| if Arc::ptr_eq(other, segment) { archived_segment.clone() } else { other.clone() })
-                .collect()
-        });
+        view.replace_segments(
+            |current| {
+                current
+                    .iter()
+                    .map(|other| if Arc::ptr_eq(other, segment) { archived_segment.clone() } else { other.clone() })
+                    .collect()
+            },
+            None,
+        );
         std::fs::remove_file(&segment.path)
             .map_err(|source| LogError::io("removing archived segment", &segment.path, source))?;
         sync_dir(&log_dir)?;
@@ -242,14 +245,16 @@ fn apply_retention_to_view(
     let last = dropped.last().expect("n_drop > 0");
     let cut = CutPoint { id: last.id, seq: last.last_seq, hash: last.last_hash };
     manifest.append(&log_dir, cut_entry(&cut, now.as_ns() / 1_000_000_000, reason))?;
-    view.replace_segments(|current| {
-        current
-            .iter()
-            .filter(|segment| !(segment.is_archived() && segment.header.segment_id <= cut.id))
-            .cloned()
-            .collect()
-    });
-    view.set_base((cut.seq, cut.hash));
+    view.replace_segments(
+        |current| {
+            current
+                .iter()
+                .filter(|segment| !(segment.is_archived() && segment.header.segment_id <= cut.id))
+                .cloned()
+                .collect()
+        },
+        Some((cut.seq, cut.hash)),
+    );
     let mut report = RetentionReport { cut: Some(cut), dropped: Vec::new(), bytes_dropped: 0 };
     for entry in &dropped {
         match std::fs::remove_file(entry.path()) {

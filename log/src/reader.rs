@@ -279,15 +279,14 @@ impl ReadOnlyLog {
 
 /// The chain hash stored in durable record `seq`; the genesis hash for seq 0.
 pub(crate) fn chain_hash_at(view: &SharedView, seq: Seq) -> Result<[u8; 32], LogError> {
-    let (base_seq, base_hash) = view.base();
+    let durable_seq = view.durable_seq();
+    let (segments, (base_seq, base_hash)) = view.segments_and_base();
     if seq == base_seq {
         return Ok(base_hash);
     }
     if seq.0 == 0 {
         return Ok(genesis_hash());
     }
-    let durable_seq = view.durable_seq();
-    let segments = view.segments();
     let segment_idx = segments.partition_point(|segment| segment.header.first_seq.0 <= seq.0);
     if seq.0 > durable_seq || segment_idx == 0 {
         return Err(LogError::SeqNotFound { requested: seq, first_available: base_seq.next() });

@@ -49,8 +49,7 @@ pub(crate) fn verify_view(view: &Arc<SharedView>, n_threads: usize) -> Result<Ve
     // Watermark first, then the segment list: every segment that can hold seqs up to it is in
     // the list, and no byte past the watermark is ever read.
     let durable_seq = view.durable_seq();
-    let segments = view.segments();
-    let (base_seq, base_hash) = view.base();
+    let (segments, (base_seq, base_hash)) = view.segments_and_base();
     let cut = (base_seq != Seq(0)).then_some((base_seq, base_hash));
     debug_assert!(cut.is_some() || base_hash == genesis_hash());
     let empty_report =

@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 use crate::segment::Segment;
 use crate::Seq;
 
+/// (seq, chain hash) a segment list continues from.
+pub(crate) type Base = (Seq, [u8; 32]);
+
 /// What readers share with the writer: the segment list and the durable watermark.
 pub(crate) struct SharedView {
     pub dir: PathBuf,
@@ -80,15 +83,26 @@ impl SharedView {
         *self.base.read().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    pub fn set_base(&self, base: (Seq, [u8; 32])) {
-        *self.base.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = base;
+    /// The segment list and the base it starts from, as one consistent pair (retention changes
+    /// both under the segment list's lock).
+    pub fn segments_and_base(&self) -> (Arc<Vec<Arc<Segment>>>, Base) {
+        let segments = self.segments.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        (segments.clone(), self.base())
     }
 
     /// Replaces the segment list (archiving swaps live segments for archived ones; retention
-    /// drops the oldest). Readers that hold the old list keep their segments until done.
-    pub fn replace_segments(&self, update: impl FnOnce(&[Arc<Segment>]) -> Vec<Arc<Segment>>) {
+    /// drops the oldest and moves the base to the cut, in the same step). Readers that hold the
+    /// old list keep their segments until done.
+    pub fn replace_segments(
+        &self,
+        update: impl FnOnce(&[Arc<Segment>]) -> Vec<Arc<Segment>>,
+        new_base: Option<(Seq, [u8; 32])>,
+    ) {
         let mut segments = self.segments.write().unwrap_or_else(|poisoned| poisoned.into_inner());
         let updated = update(&segments);
+        if let Some(new_base) = new_base {
+            *self.base.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = new_base;
+        }
         *segments = Arc::new(updated);
     }
 

@@ -305,3 +305,50 @@ fn max_age_drops_archived_segments_whose_records_are_old() {
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
+
+#[test]
+fn archiving_while_appenders_and_readers_run_loses_nothing() {
+    let parent = tempfile::tempdir().unwrap();
+    let (log_dir, archive_dir) = (parent.path().join("log"), parent.path().join("archive"));
+    let (log, _) = EventLog::open(&log_dir, tiny_options()).unwrap();
+    let log = std::sync::Arc::new(log);
+    let appenders: Vec<_> = (0..4u64)
+        .map(|thread_idx| {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for append_idx in 0..150 {
+                    log.append(&payload_for(thread_idx * 1000 + append_idx, RECORD_PAYLOAD)).unwrap();
+                }
+            })
+        })
+        .collect();
+    let reader_log = log.clone();
+    let reader = std::thread::spawn(move || {
+        let mut n_read = 0u64;
+        let mut reader = reader_log.reader(Seq(1)).unwrap().check_chain(true);
+        while n_read < 600 {
+            match reader.next() {
+                Some(record) => {
+                    assert_eq!(record.unwrap().seq, Seq(n_read + 1));
+                    n_read += 1;
+                }
+                None => std::thread::yield_now(),
+            }
+        }
+    });
+    let mut n_archived = 0;
+    while log.last_seq() < Seq(600) {
+        n_archived += log.archive(log.last_seq(), &archive_dir).unwrap().archived.len();
+    }
+    for appender in appenders {
+        appender.join().unwrap();
+    }
+    reader.join().unwrap();
+    n_archived += log.archive(log.last_seq(), &archive_dir).unwrap().archived.len();
+    assert!(n_archived >= 30, "{n_archived} segments archived");
+    assert_eq!(log.verify().unwrap().n_records, 600);
+    drop(log);
+    let (log, _) = EventLog::open(&log_dir, tiny_options()).unwrap();
+    assert_eq!(log.verify().unwrap().n_records, 600);
+    assert_eq!(read_all(&log, Seq(1)).len(), 600);
+}
