@@ -72,11 +72,14 @@ fn head_seq(daemon: &Daemon) -> u64 {
     text.trim().split(':').next().unwrap().parse().unwrap_or_else(|error| panic!("{error}: {text}"))
 }
 
-/// A checkpoint file as the checkpoint writer names it; the archiver reads only the name.
-fn write_checkpoint_file(daemon: &Daemon, seq: u64) {
+/// A checkpoint file as the checkpoint writer names it; the archiver reads only the name. It is
+/// empty, so it is removed before berthd starts again (a checkpoint loader would read it).
+fn write_checkpoint_file(daemon: &Daemon, seq: u64) -> PathBuf {
     let dir = daemon.root.join("checkpoints");
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join(format!("{seq:020}.ckpt")), b"").unwrap();
+    let path = dir.join(format!("{seq:020}.ckpt"));
+    std::fs::write(&path, b"").unwrap();
+    path
 }
 
 fn stdout_of(output: &Output) -> String {
@@ -110,7 +113,7 @@ fn a_running_berthd_archives_what_a_checkpoint_covers_and_everything_still_reads
     assert!(archived_files(&archive_dir).is_empty(), "nothing is archived without a checkpoint");
 
     let covered = head_seq(&daemon);
-    write_checkpoint_file(&daemon, covered);
+    let checkpoint = write_checkpoint_file(&daemon, covered);
     let archived = eventually(Duration::from_secs(30), "the archiver to move segments", || {
         let files = archived_files(&archive_dir);
         (files.len() >= 3).then_some(files)
@@ -135,8 +138,10 @@ fn a_running_berthd_archives_what_a_checkpoint_covers_and_everything_still_reads
     assert!(at.status.success(), "{}", String::from_utf8_lossy(&at.stderr));
     assert_eq!(serde_json::from_slice::<serde_json::Value>(&at.stdout).unwrap(), state_before);
 
-    // kill -9 and start again: the full replay reads the archived prefix.
-    daemon.restart();
+    // kill -9 and start again with no checkpoint: the full replay reads the archived prefix.
+    daemon.kill9();
+    std::fs::remove_file(&checkpoint).unwrap();
+    daemon.start_again();
     let names = namespace_names(&daemon);
     assert!((0..42).all(|index| names.contains(&format!("ns-{index}"))), "{names:?}");
     assert!(daemon.daemon_log().contains("log replayed"));
@@ -156,6 +161,7 @@ fn a_running_berthd_archives_what_a_checkpoint_covers_and_everything_still_reads
     // Retention (run by the operator while berthd is stopped): keep at most one byte of
     // archive, so everything the checkpoint covers goes, and the cut is recorded.
     daemon.set_config(&config(&archive_dir, "retain_max_bytes = 1\n"));
+    write_checkpoint_file(&daemon, covered);
     let retained = berthd_once(&daemon, &["--archive-now"]);
     let summary = stdout_of(&retained);
     assert!(retained.status.success(), "{summary}{}", String::from_utf8_lossy(&retained.stderr));

@@ -186,6 +186,11 @@ pub async fn run(
     }
     let replay_started = std::time::Instant::now();
     let (store, committed) = Store::open(log, record_limit).map_err(|error| match error {
+        StoreError::Log(LogError::SeqNotFound { first_available, .. }) => DaemonError::Setup(format!(
+            "the log's history before seq {first_available} was dropped by the archive's retention policy (see {}/archive.manifest), and this berthd replays from seq 1: it needs a projection checkpoint at or after seq {} to start; restore the dropped archived segments from a backup, or run a berthd that loads checkpoints",
+            layout.log_dir().display(),
+            first_available.get().saturating_sub(1)
+        )),
         StoreError::Log(error) => log_error(&layout, error),
         other => other.into(),
     })?;
