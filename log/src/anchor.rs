@@ -15,8 +15,8 @@ use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+use crate::durable::sync_dir;
 use crate::format::genesis_hash;
-use crate::segment::sync_dir;
 use crate::{LogError, Seq};
 
 /// `BERTHANC`: the first 8 bytes of each valid slot.

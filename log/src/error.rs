@@ -61,6 +61,11 @@ pub enum LogError {
         source: std::io::Error,
     },
 
+    /// The archive manifest lists a segment whose file (or whose whole archive directory) is
+    /// not there: the log cannot be read from its start.
+    #[error("{reason} ({path}); mount or restore the archive directory (berth never deletes an archived segment except by the retention policy, which records a cut in the manifest)")]
+    ArchiveMissing { path: PathBuf, reason: String },
+
     /// A payload does not fit into one segment.
     #[error("payload of {len} bytes is larger than the {max} bytes one segment can hold; split the payload or raise LogOptions::segment_size")]
     TooLarge { len: u64, max: u64 },
@@ -78,7 +83,13 @@ impl LogError {
     /// Whether this error says the bytes on disk are damaged or altered (as opposed to an i/o
     /// failure, a lock, or a caller's mistake): the log must not be served as it is.
     pub fn is_damage(&self) -> bool {
-        matches!(self, LogError::Corruption { .. } | LogError::ChainBroken { .. } | LogError::AnchorMismatch { .. })
+        matches!(
+            self,
+            LogError::Corruption { .. }
+                | LogError::ChainBroken { .. }
+                | LogError::AnchorMismatch { .. }
+                | LogError::ArchiveMissing { .. }
+        )
     }
 
     /// Where and what the damage is, without advice (callers that know the operator's

@@ -7,8 +7,11 @@
 //! reorderings. The crate knows nothing about containers: payloads are opaque bytes.
 
 mod anchor;
+mod archive;
+mod durable;
 mod error;
 pub mod format;
+mod manifest;
 mod reader;
 mod recovery;
 mod salvage;
@@ -23,8 +26,10 @@ use std::fmt;
 use std::path::PathBuf;
 
 pub use anchor::{read_anchor, write_anchor, Anchor, ANCHOR_FILE_LEN, ANCHOR_MAGIC};
+pub use archive::{ArchiveReport, RetentionPolicy, RetentionReport};
 pub use error::{LogError, RecordDecodeError};
 pub use format::{decode_record, DecodedRecord};
+pub use manifest::{ArchivedSegment, CutPoint, Manifest, MANIFEST_FILE_NAME};
 pub use reader::{open_read_only, open_read_only_with, LogReader, ReadOnlyLog};
 pub use salvage::{salvage, SalvageReport};
 pub use stats::{HistogramSnapshot, LogHistograms, LogStats, BATCH_BOUNDS, LATENCY_BOUNDS_NS};
@@ -96,8 +101,12 @@ pub enum RecoveryMode {
 /// How to open a log.
 #[derive(Clone, Debug)]
 pub struct LogOptions {
-    /// Bytes preallocated per segment file (default 64 MiB); must be a multiple of 8, ≥ 4096.
+    /// Largest segment file (default 64 MiB); must be a multiple of 8, ≥ 4096. Segments start
+    /// at `initial_segment_size` and double with each new segment up to this size.
     pub segment_size: u64,
+    /// Size of segment 1 (default 1 MiB, clamped to 4096..=`segment_size`); see docs/log-format.md,
+    /// "Segment sizes".
+    pub initial_segment_size: u64,
     pub durability: Durability,
     pub recovery: RecoveryMode,
     /// A file outside the log directory where the writer keeps the last durable (seq, hash)
@@ -110,6 +119,7 @@ impl Default for LogOptions {
     fn default() -> Self {
         LogOptions {
             segment_size: 64 * 1024 * 1024,
+            initial_segment_size: 1024 * 1024,
             durability: Durability::Sync,
             recovery: RecoveryMode::TruncateTornTail,
             anchor: None,
@@ -174,4 +184,7 @@ pub struct VerifyReport {
     /// Chain hash of the last record (the genesis hash for an empty log): sign or publish it to
     /// pin the whole history.
     pub head_hash: [u8; 32],
+    /// When retention dropped the oldest archived segments: the seq and chain hash at the cut,
+    /// from which the rest was verified (see docs/log-format.md, "Retention").
+    pub cut: Option<(Seq, [u8; 32])>,
 }

@@ -256,6 +256,16 @@ impl ReadOnlyLog {
         Seq(self.view.durable_seq())
     }
 
+    /// The first seq the log still holds: 1, or the seq after a retention cut.
+    pub fn first_seq(&self) -> Seq {
+        self.view.base().0.next()
+    }
+
+    /// The archive manifest (`None`: nothing was ever archived).
+    pub fn archive_manifest(&self) -> Result<Option<crate::Manifest>, LogError> {
+        crate::Manifest::read(&self.view.dir)
+    }
+
     /// The chain hash stored in record `seq` (the genesis hash for seq 0). Checks that record's
     /// CRC, not the chain up to it: run `verify` for that.
     pub fn chain_hash_at(&self, seq: Seq) -> Result<[u8; 32], LogError> {
@@ -269,14 +279,17 @@ impl ReadOnlyLog {
 
 /// The chain hash stored in durable record `seq`; the genesis hash for seq 0.
 pub(crate) fn chain_hash_at(view: &SharedView, seq: Seq) -> Result<[u8; 32], LogError> {
+    let durable_seq = view.durable_seq();
+    let (segments, (base_seq, base_hash)) = view.segments_and_base();
+    if seq == base_seq {
+        return Ok(base_hash);
+    }
     if seq.0 == 0 {
         return Ok(genesis_hash());
     }
-    let durable_seq = view.durable_seq();
-    let segments = view.segments();
     let segment_idx = segments.partition_point(|segment| segment.header.first_seq.0 <= seq.0);
     if seq.0 > durable_seq || segment_idx == 0 {
-        return Err(LogError::SeqNotFound { requested: seq, first_available: Seq(1) });
+        return Err(LogError::SeqNotFound { requested: seq, first_available: base_seq.next() });
     }
     let segment = &segments[segment_idx - 1];
     let offset = segment.locate(seq.0, durable_seq)?;
@@ -293,6 +306,6 @@ pub fn open_read_only(dir: &Path) -> Result<(ReadOnlyLog, OpenReport), LogError>
 /// `OpenReport::salvaged` and the valid prefix is readable. Nothing on disk changes either way.
 pub fn open_read_only_with(dir: &Path, recovery: RecoveryMode) -> Result<(ReadOnlyLog, OpenReport), LogError> {
     let recovered = recover(dir, recovery, Access::ReadOnly)?;
-    let view = Arc::new(SharedView::new(dir.to_path_buf(), recovered.segments, recovered.last_seq));
+    let view = Arc::new(recovered.view(dir));
     Ok((ReadOnlyLog { view }, recovered.report))
 }

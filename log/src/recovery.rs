@@ -13,15 +13,17 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use memmap2::Mmap;
 
+use crate::durable::sync_dir;
 use crate::format::{
     decode_record, genesis_hash, parse_segment_file_name, SegmentHeader, SegmentHeaderState, RECORD_ALIGN,
     RECORD_HEADER_LEN, SEGMENT_HEADER_LEN,
 };
-use crate::segment::{map_file, nonzero_extent_end, sync_dir, write_zeroes, Segment};
+use crate::manifest::Manifest;
+use crate::segment::{map_file, nonzero_extent_end, write_zeroes, Segment};
+use crate::view::SharedView;
 use crate::{LogError, OpenReport, RecordDecodeError, RecoveryMode, SegmentId, Seq, TornTail};
 
-/// Smallest segment the log will write into (and smallest spare it keeps).
-pub(crate) const MIN_SEGMENT_SIZE: u64 = 4096;
+pub(crate) use crate::segment::MIN_SEGMENT_SIZE;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Access {
@@ -33,7 +35,13 @@ pub(crate) enum Access {
 
 /// Starting state for the writer and readers.
 pub(crate) struct Recovered {
+    /// The live segments in the log directory.
     pub segments: Vec<Arc<Segment>>,
+    /// Segments in the archive that the manifest lists (after any cut), oldest first: they come
+    /// before `segments`, and are read through the same view.
+    pub archived: Vec<Arc<Segment>>,
+    /// The archive manifest, when the log has one.
+    pub manifest: Option<Manifest>,
     /// A zero-filled file named after `next_segment_id`, ready to be activated.
     pub spare: Option<PathBuf>,
     pub next_segment_id: SegmentId,
@@ -42,6 +50,15 @@ pub(crate) struct Recovered {
     pub write_offset: u64,
     pub last_hash: [u8; 32],
     pub report: OpenReport,
+}
+
+impl Recovered {
+    /// The view readers use: archived segments, then live ones, from the manifest's base.
+    pub fn view(&self, dir: &Path) -> SharedView {
+        let segments = self.archived.iter().chain(&self.segments).cloned().collect();
+        let base = self.manifest.as_ref().map_or((Seq(0), genesis_hash()), Manifest::base);
+        SharedView::new(dir.to_path_buf(), segments, self.last_seq, base)
+    }
 }
 
 struct Candidate {
@@ -172,8 +189,25 @@ fn unix_nanos() -> u128 {
 // read better than zipped iterators here.
 #[allow(clippy::needless_range_loop)]
 pub(crate) fn recover(dir: &Path, mode: RecoveryMode, access: Access) -> Result<Recovered, LogError> {
+    let manifest = Manifest::read(dir)?;
+    let first_live_id = manifest.as_ref().map_or(SegmentId(1), Manifest::next_segment_id);
+    let (boundary_seq, boundary_hash) = manifest.as_ref().map_or((Seq(0), genesis_hash()), Manifest::boundary);
+    let archived = match &manifest {
+        Some(manifest) => open_archived(manifest)?,
+        None => Vec::new(),
+    };
     let mut candidates = Vec::new();
     for (id, path) in list_segment_files(dir, access)? {
+        if id < first_live_id {
+            // Archived (the manifest says so, and its archive file was synced before the
+            // manifest entry was): a crash came between the manifest and the removal.
+            if access == Access::Writable {
+                tracing::info!(path = %path.display(), "removing a segment that was archived before a crash");
+                std::fs::remove_file(&path)
+                    .map_err(|source| LogError::io("removing an archived segment", &path, source))?;
+            }
+            continue;
+        }
         let file = File::open(&path).map_err(|source| LogError::io("opening segment", &path, source))?;
         let map = map_file(&file, &path)?;
         candidates.push(Candidate { id, path, map });
@@ -192,10 +226,23 @@ pub(crate) fn recover(dir: &Path, mode: RecoveryMode, access: Access) -> Result<
         let SegmentHeaderState::Valid(header) = &states[idx] else { break };
         let problem = if header.segment_id != candidate.id {
             Some(format!("header says segment {}, file name says {}", header.segment_id, candidate.id))
-        } else if idx == 0 && candidate.id != SegmentId(1) {
+        } else if idx == 0 && candidate.id != first_live_id && first_live_id == SegmentId(1) {
             Some(format!("segment 1 is missing: the oldest segment file is segment {}", candidate.id))
-        } else if idx == 0 && (header.first_seq != Seq(1) || header.carried_hash != genesis_hash()) {
+        } else if idx == 0 && candidate.id != first_live_id {
+            Some(format!(
+                "segment {first_live_id} is missing: the archive manifest accounts for the segments before it, but the oldest segment file is segment {}",
+                candidate.id
+            ))
+        } else if idx == 0
+            && first_live_id == SegmentId(1)
+            && (header.first_seq != Seq(1) || header.carried_hash != genesis_hash())
+        {
             Some("the oldest segment does not start at seq 1 from the genesis hash".to_string())
+        } else if idx == 0 && (header.first_seq.0 != boundary_seq.0 + 1 || header.carried_hash != boundary_hash) {
+            Some(format!(
+                "the oldest live segment starts at seq {} but the archive manifest says the history before it ends at seq {boundary_seq} (or with another chain hash)",
+                header.first_seq
+            ))
         } else if idx > 0 && candidate.id.0 != candidates[idx - 1].id.0 + 1 {
             Some(format!("segment {} is missing before this one", candidates[idx - 1].id.0 + 1))
         } else if idx > 0 && header.first_seq < valid_header(idx - 1).first_seq {
@@ -230,7 +277,8 @@ pub(crate) fn recover(dir: &Path, mode: RecoveryMode, access: Access) -> Result<
     // torn activation (a header that never became durable) as the very last file.
     let mut torn_activation: Option<(usize, usize)> = None; // (file idx, non-zero extent)
     if cut.is_none() {
-        let first_spare_id = n_valid.checked_sub(1).map_or(1, |last_valid| candidates[last_valid].id.0 + 1);
+        let first_spare_id =
+            n_valid.checked_sub(1).map_or(first_live_id.0, |last_valid| candidates[last_valid].id.0 + 1);
         for (idx, expected_id) in (n_valid..candidates.len()).zip(first_spare_id..) {
             // Spares are created in id order, so ids stay dense here too; a gap means segment
             // files were deleted (e.g. the active segment, with the spare after it still there).
@@ -418,7 +466,7 @@ pub(crate) fn recover(dir: &Path, mode: RecoveryMode, access: Access) -> Result<
     }
 
     // Keep one zero-filled spare named after the next segment id; remove other empty files.
-    let next_segment_id = if n_keep > 0 { SegmentId(candidates[n_keep - 1].id.0 + 1) } else { SegmentId(1) };
+    let next_segment_id = if n_keep > 0 { SegmentId(candidates[n_keep - 1].id.0 + 1) } else { first_live_id };
     let mut spare = None;
     for idx in n_keep..candidates.len() {
         let is_zero = zeroed_files.contains(&idx) || nonzero_extent_end(candidates[idx].bytes(), 0) == 0;
@@ -440,7 +488,7 @@ pub(crate) fn recover(dir: &Path, mode: RecoveryMode, access: Access) -> Result<
     }
 
     let (last_seq, write_offset, last_hash) = match (n_keep, &last_scan) {
-        (0, _) => (0, SEGMENT_HEADER_LEN as u64, genesis_hash()),
+        (0, _) => (boundary_seq.0, SEGMENT_HEADER_LEN as u64, boundary_hash),
         (_, Some(scan)) => (scan.last_seq, scan.end_offset as u64, scan.last_hash),
         (_, None) => unreachable!("a kept segment is always scanned"),
     };
@@ -452,7 +500,43 @@ pub(crate) fn recover(dir: &Path, mode: RecoveryMode, access: Access) -> Result<
         segments.push(Arc::new(Segment::map(&candidate.path, valid_header(idx))?));
     }
     let report = OpenReport { last_seq: Seq(last_seq), n_segments: segments.len(), torn_tail, salvaged };
-    Ok(Recovered { segments, spare, next_segment_id, last_seq: Seq(last_seq), write_offset, last_hash, report })
+    Ok(Recovered {
+        segments,
+        archived,
+        manifest,
+        spare,
+        next_segment_id,
+        last_seq: Seq(last_seq),
+        write_offset,
+        last_hash,
+        report,
+    })
+}
+
+/// The manifest's archived segments, refused at once when the archive directory or a file in
+/// it is missing (their contents are checked when they are read, and by `verify`).
+fn open_archived(manifest: &Manifest) -> Result<Vec<Arc<Segment>>, LogError> {
+    let mut archived = Vec::with_capacity(manifest.archived.len());
+    for entry in &manifest.archived {
+        if !entry.dir.is_dir() {
+            return Err(LogError::ArchiveMissing {
+                path: entry.dir.clone(),
+                reason: format!("the archive directory holding segment {} is missing", entry.id),
+            });
+        }
+        let path = entry.path();
+        if !path.is_file() {
+            return Err(LogError::ArchiveMissing {
+                path,
+                reason: format!(
+                    "archived segment {} (seqs {}..={}) is missing",
+                    entry.id, entry.first_seq, entry.last_seq
+                ),
+            });
+        }
+        archived.push(Arc::new(Segment::archived(entry)));
+    }
+    Ok(archived)
 }
 
 /// Salvage never deletes bytes it cuts off: they are copied next to the segment first.

@@ -11,9 +11,9 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::anchor::{read_anchor, write_anchor, Anchor};
+use crate::durable::sync_dir;
 use crate::reader::chain_hash_at;
 use crate::recovery::{recover, Access};
-use crate::segment::sync_dir;
 use crate::view::SharedView;
 use crate::writer::lock_directory;
 use crate::{Durability, EventLog, LogError, LogOptions, LogReader, RecoveryMode, Seq};
@@ -61,8 +61,13 @@ pub fn salvage(dir: &Path, options: &LogOptions) -> Result<SalvageReport, LogErr
         .salvaged
         .first()
         .map(|cut| format!("{} at offset {} in {}", cut.reason, cut.offset, cut.segment.display()));
-    let segment_size = recovered.segments.first().map_or(options.segment_size, |segment| segment.header.segment_size);
-    let view = Arc::new(SharedView::new(dir.to_path_buf(), recovered.segments, recovered.last_seq));
+    let segment_size = recovered
+        .segments
+        .iter()
+        .map(|segment| segment.header.segment_size)
+        .max()
+        .map_or(options.segment_size, |largest| largest.max(options.segment_size));
+    let view = Arc::new(recovered.view(dir));
     let mut kept_through = Seq(0);
     let mut reader = LogReader::new(view.clone(), Seq(1))?.check_chain(true);
     while let Some(result) = reader.next() {

@@ -6,14 +6,20 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use memmap2::{Mmap, MmapOptions};
+use sha2::{Digest, Sha256};
 
+use crate::durable::sync_dir;
 use crate::format::{
     decode_record, segment_file_name, DecodedRecord, SegmentHeader, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN,
 };
-use crate::{LogError, RecordDecodeError, SegmentId, Seq};
+use crate::manifest::ArchivedSegment;
+use crate::{LogError, LogOptions, RecordDecodeError, SegmentId, Seq};
+
+/// Smallest segment the log will write into (and smallest spare it keeps).
+pub(crate) const MIN_SEGMENT_SIZE: u64 = 4096;
 
 /// One index entry is kept for every this many records of a segment.
 pub(crate) const INDEX_STRIDE: u64 = 64;
@@ -22,10 +28,17 @@ pub(crate) const INDEX_STRIDE: u64 = 64;
 pub(crate) struct Segment {
     pub path: PathBuf,
     pub header: SegmentHeader,
-    /// Covers the whole preallocated file. Accessed only through `bytes`, never as one slice,
-    /// because the writer keeps `pwrite`-ing beyond the durable watermark.
-    map: Option<Mmap>,
+    backing: Backing,
     index: Mutex<SparseIndex>,
+}
+
+enum Backing {
+    /// A live segment file. The map covers the whole preallocated file. Accessed only through
+    /// `bytes`, never as one slice, because the writer keeps `pwrite`-ing beyond the durable
+    /// watermark.
+    Mapped(Option<Mmap>),
+    /// A compressed segment in the archive, decompressed into memory on first access.
+    Archived { entry: Box<ArchivedSegment>, bytes: OnceLock<Result<Vec<u8>, String>> },
 }
 
 /// Offsets of every `INDEX_STRIDE`-th record, filled in as records are walked.
@@ -42,26 +55,62 @@ impl Segment {
     pub fn map(path: &Path, header: SegmentHeader) -> Result<Segment, LogError> {
         let file = File::open(path).map_err(|source| LogError::io("opening segment", path, source))?;
         let map = map_file(&file, path)?;
-        Ok(Segment {
-            path: path.to_path_buf(),
+        Ok(Segment::with_backing(path.to_path_buf(), header, Backing::Mapped(map)))
+    }
+
+    /// A segment read from its compressed copy in the archive. Nothing is read until a record
+    /// is: the manifest entry gives its header fields and length.
+    pub fn archived(entry: &ArchivedSegment) -> Segment {
+        let header = SegmentHeader {
+            segment_id: entry.id,
+            first_seq: entry.first_seq,
+            segment_size: entry.data_len,
+            carried_hash: entry.carried_hash,
+        };
+        let backing = Backing::Archived { entry: Box::new(entry.clone()), bytes: OnceLock::new() };
+        Segment::with_backing(entry.path(), header, backing)
+    }
+
+    fn with_backing(path: PathBuf, header: SegmentHeader, backing: Backing) -> Segment {
+        Segment {
+            path,
             header,
-            map,
+            backing,
             index: Mutex::new(SparseIndex {
                 entries: vec![(header.first_seq.0, SEGMENT_HEADER_LEN as u64)],
                 walked_next_seq: header.first_seq.0,
                 walked_next_offset: SEGMENT_HEADER_LEN as u64,
             }),
-        })
+        }
+    }
+
+    pub fn is_archived(&self) -> bool {
+        matches!(self.backing, Backing::Archived { .. })
     }
 
     pub fn len(&self) -> u64 {
-        self.map.as_ref().map_or(0, |map| map.len() as u64)
+        match &self.backing {
+            Backing::Mapped(map) => map.as_ref().map_or(0, |map| map.len() as u64),
+            Backing::Archived { entry, .. } => entry.data_len,
+        }
+    }
+
+    /// For an archived segment: decompresses it if not done yet and says what is wrong with
+    /// the archived file (missing, altered, not the segment the manifest names).
+    pub fn check_archived(&self) -> Result<(), LogError> {
+        match &self.backing {
+            Backing::Mapped(_) => Ok(()),
+            Backing::Archived { entry, bytes } => match bytes.get_or_init(|| load_archived(entry)) {
+                Ok(_) => Ok(()),
+                Err(reason) => Err(self.corruption(0, reason.clone())),
+            },
+        }
     }
 
     /// Drops this process's page-table entries for the map (the pages stay in the page cache),
     /// so a reader streaming through a large log keeps a flat RSS.
     pub fn release_pages(&self) {
-        if let Some(map) = &self.map {
+        if let Backing::Mapped(Some(map)) = &self.backing {
             // SAFETY: MADV_DONTNEED on a shared, read-only file mapping only discards page-table
             // entries; the next access faults the same file bytes back in from the page cache.
             // There are no private copy-on-write changes to lose because the map is never
@@ -70,30 +119,47 @@ impl Segment {
         }
     }
 
-    /// Bytes `[start, end)` of the file, clamped to its length.
+    /// Bytes `[start, end)` of the segment, clamped to its length.
+    ///
+    /// For a live segment the slice comes from the map. The log's callers only ask for bytes
+    /// of records at or below the published durable watermark (or, during recovery, while
+    /// holding the directory lock), and those bytes are never written again: records are
+    /// append-only, the files are never truncated (so no SIGBUS), and recovery zeroes only
+    /// bytes past the last valid record before any reader exists. A read-only forensic opener
+    /// in another process may see a record the daemon is still writing; it then fails the CRC
+    /// check and is reported as a torn tail, which is the documented behaviour of
+    /// open_read_only. An archived segment's bytes are a buffer that never changes.
     pub fn bytes(&self, start: u64, end: u64) -> &[u8] {
-        let Some(map) = &self.map else { return &[] };
-        let end = end.min(map.len() as u64) as usize;
-        let start = (start as usize).min(end);
-        // SAFETY: the range lies inside the live mapping (clamped above), and the map lives as
-        // long as `self`. The log's callers only ask for bytes of records at or below the
-        // published durable watermark (or, during recovery, while holding the directory lock),
-        // and those bytes are never written again: records are append-only, the files are
-        // never truncated (so no SIGBUS), and recovery zeroes only bytes past the last valid
-        // record before any reader exists. A read-only forensic opener in another process may
-        // see a record the daemon is still writing; it then fails the CRC check and is reported
-        // as a torn tail, which is the documented behaviour of open_read_only.
-        unsafe { std::slice::from_raw_parts(map.as_ptr().add(start), end - start) }
+        match &self.backing {
+            Backing::Mapped(None) => &[],
+            Backing::Mapped(Some(map)) => {
+                let end = end.min(map.len() as u64) as usize;
+                let start = (start as usize).min(end);
+                // SAFETY: the range lies inside the live mapping (clamped above), the map lives
+                // as long as `self`, and only stable ranges are asked for (see above). The map
+                // is never turned into one slice as a whole, since the writer keeps writing
+                // past the watermark.
+                unsafe { std::slice::from_raw_parts(map.as_ptr().add(start), end - start) }
+            }
+            Backing::Archived { entry, bytes } => {
+                let all: &[u8] = match bytes.get_or_init(|| load_archived(entry)) {
+                    Ok(bytes) => bytes,
+                    Err(_) => &[],
+                };
+                let end = end.min(all.len() as u64) as usize;
+                &all[(start as usize).min(end)..end]
+            }
+        }
     }
 
     /// The bytes of the record starting at `offset`: its header, and the payload when the header
     /// is readable. Shorter than a record when the file ends first.
     pub fn record_bytes_at(&self, offset: u64) -> &[u8] {
         let header_end = offset + RECORD_HEADER_LEN as u64;
-        if header_end > self.len() {
-            return self.bytes(offset, self.len());
-        }
         let header = self.bytes(offset, header_end);
+        if header.len() < RECORD_HEADER_LEN {
+            return header;
+        }
         let payload_len = u32::from_le_bytes(header[36..40].try_into().expect("4-byte slice")) as u64;
         self.bytes(offset, header_end + payload_len)
     }
@@ -153,6 +219,63 @@ impl Segment {
     }
 }
 
+/// Reads, checks and decompresses an archived segment: the file must have the length and
+/// SHA-256 the manifest recorded, decompress to exactly `data_len` bytes, and start with the
+/// header of the segment the manifest names.
+fn load_archived(entry: &ArchivedSegment) -> Result<Vec<u8>, String> {
+    let path = entry.path();
+    let compressed = std::fs::read(&path).map_err(|error| {
+        format!("cannot read archived segment {}: {error}; restore it from a backup of the archive", path.display())
+    })?;
+    if compressed.len() as u64 != entry.file_len || <[u8; 32]>::from(Sha256::digest(&compressed)) != entry.file_sha256 {
+        return Err(format!(
+            "archived segment file is {} bytes with another SHA-256 than the manifest records ({} bytes): it was altered or replaced",
+            compressed.len(),
+            entry.file_len
+        ));
+    }
+    let bytes = zstd::bulk::decompress(&compressed, entry.data_len as usize)
+        .map_err(|error| format!("archived segment does not decompress: {error}"))?;
+    if bytes.len() as u64 != entry.data_len {
+        return Err(format!(
+            "archived segment decompresses to {} bytes, the manifest says {}",
+            bytes.len(),
+            entry.data_len
+        ));
+    }
+    match SegmentHeader::decode(&bytes) {
+        crate::format::SegmentHeaderState::Valid(header)
+            if header.segment_id == entry.id
+                && header.first_seq == entry.first_seq
+                && header.carried_hash == entry.carried_hash => {}
+        _ => return Err("archived segment's header is not the one the manifest names".to_string()),
+    }
+    Ok(bytes)
+}
+
+/// Sizes of new segments: the first is `initial`, each next one twice the one before, up to
+/// `max` (so an idle log takes little disk and a busy one few rollovers); a segment that must
+/// hold a larger record is made large enough for it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SegmentSizes {
+    initial: u64,
+    pub max: u64,
+}
+
+impl SegmentSizes {
+    pub fn new(options: &LogOptions) -> SegmentSizes {
+        let initial = options.initial_segment_size.clamp(MIN_SEGMENT_SIZE, options.segment_size);
+        SegmentSizes { initial: initial.next_multiple_of(8).min(options.segment_size), max: options.segment_size }
+    }
+
+    /// Size of segment `id` when its first record needs `required` bytes (header included).
+    pub fn for_segment(&self, id: SegmentId, required: u64) -> u64 {
+        let doublings = id.0.saturating_sub(1).min(63) as u32;
+        let geometric = self.initial.checked_mul(1u64 << doublings).unwrap_or(self.max).min(self.max);
+        geometric.max(required.next_multiple_of(MIN_SEGMENT_SIZE).min(self.max))
+    }
+}
+
 pub(crate) fn map_file(file: &File, path: &Path) -> Result<Option<Mmap>, LogError> {
     let len = file.metadata().map_err(|source| LogError::io("reading metadata of", path, source))?.len();
     if len == 0 {
@@ -181,12 +304,6 @@ pub(crate) fn write_zeroes(file: &File, path: &Path, offset: u64, len: u64) -> R
         written += n_bytes;
     }
     Ok(())
-}
-
-pub(crate) fn sync_dir(dir: &Path) -> Result<(), LogError> {
-    File::open(dir)
-        .and_then(|handle| handle.sync_all())
-        .map_err(|source| LogError::io("syncing directory", dir, source))
 }
 
 /// Creates segment `id` as a fully written, synced, zero-filled file of `size` bytes: written to

@@ -49,28 +49,33 @@ pub(crate) fn verify_view(view: &Arc<SharedView>, n_threads: usize) -> Result<Ve
     // Watermark first, then the segment list: every segment that can hold seqs up to it is in
     // the list, and no byte past the watermark is ever read.
     let durable_seq = view.durable_seq();
-    let segments = view.segments();
-    let genesis = genesis_hash();
+    let (segments, (base_seq, base_hash)) = view.segments_and_base();
+    let cut = (base_seq != Seq(0)).then_some((base_seq, base_hash));
+    debug_assert!(cut.is_some() || base_hash == genesis_hash());
     let empty_report =
-        VerifyReport { n_records: 0, n_bytes: 0, first_seq: Seq(0), last_seq: Seq(0), head_hash: genesis };
+        VerifyReport { n_records: 0, n_bytes: 0, first_seq: Seq(0), last_seq: base_seq, head_hash: base_hash, cut };
     let Some(first_segment) = segments.first() else { return Ok(empty_report) };
-    if first_segment.header.first_seq != Seq(1) {
+    let from = match cut {
+        Some(_) => format!("the cut at seq {base_seq} recorded in the archive manifest"),
+        None => "genesis".to_string(),
+    };
+    if first_segment.header.first_seq != base_seq.next() {
         return Err(LogError::ChainBroken {
             seq: first_segment.header.first_seq,
             segment: first_segment.path.clone(),
             offset: 0,
-            reason: "the oldest segment does not start at seq 1".to_string(),
+            reason: format!("the oldest segment does not start at seq {} (right after {from})", base_seq.next()),
         });
     }
-    if first_segment.header.carried_hash != genesis {
+    if first_segment.header.carried_hash != base_hash {
         return Err(LogError::ChainBroken {
-            seq: Seq(1),
+            seq: base_seq.next(),
             segment: first_segment.path.clone(),
             offset: 0,
-            reason: "the oldest segment does not chain from the genesis hash".to_string(),
+            reason: format!("the oldest segment does not chain from the hash of {from}"),
         });
     }
-    if durable_seq == 0 {
+    if durable_seq <= base_seq.0 {
         return Ok(empty_report);
     }
 
@@ -79,7 +84,14 @@ pub(crate) fn verify_view(view: &Arc<SharedView>, n_threads: usize) -> Result<Ve
     let chunks = plan_chunks(&segments, durable_seq, n_threads);
     let outcomes = run_chunks(&segments, &chunks, n_threads);
 
-    let mut report = VerifyReport { n_records: 0, n_bytes: 0, first_seq: Seq(1), last_seq: Seq(0), head_hash: genesis };
+    let mut report = VerifyReport {
+        n_records: 0,
+        n_bytes: 0,
+        first_seq: base_seq.next(),
+        last_seq: base_seq,
+        head_hash: base_hash,
+        cut,
+    };
     let mut previous: Option<(&Chunk, ChunkOutcome)> = None;
     for (chunk, outcome) in chunks.iter().zip(outcomes) {
         if let Some((previous_chunk, previous_outcome)) = &previous {
@@ -183,6 +195,7 @@ fn run_chunks(segments: &[Arc<Segment>], chunks: &[Chunk], n_threads: usize) -> 
 /// and the SHA-256 both run over the same slice of the map while it is in cache).
 fn check_chunk(segments: &[Arc<Segment>], chunk: &Chunk) -> Result<ChunkOutcome, LogError> {
     let segment = &segments[chunk.segment_idx];
+    segment.check_archived()?;
     let mut offset = chunk.start_offset;
     let mut previous_hash = chunk.previous_hash;
     let mut n_bytes = 0u64;

@@ -11,10 +11,11 @@ use std::thread::{JoinHandle, Thread};
 use std::time::{Duration, Instant};
 
 use crate::anchor::{check_anchor, read_anchor, write_anchor, Anchor, AnchorWriter};
+use crate::durable::sync_dir;
 use crate::format::{encode_record, encoded_record_len, SegmentHeader, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
 use crate::reader::{chain_hash_at, LogReader};
-use crate::recovery::{recover, Access, MIN_SEGMENT_SIZE};
-use crate::segment::{create_preallocated_segment, sync_dir, Segment};
+use crate::recovery::{recover, Access};
+use crate::segment::{create_preallocated_segment, Segment, SegmentSizes, MIN_SEGMENT_SIZE};
 use crate::stats::{Histograms, LogHistograms, LogStats, StatsCounters};
 use crate::verify::verify_view;
 use crate::view::SharedView;
@@ -86,7 +87,8 @@ struct WriterState {
     last_hash: [u8; 32],
     next_segment_id: SegmentId,
     spare: Spare,
-    segment_size: u64,
+    /// Segment sizes grow geometrically from the initial size up to this maximum.
+    sizes: SegmentSizes,
     durability: Durability,
     buffer: Vec<u8>,
     /// Rewritten (without fsync) after each group commit; see anchor.rs.
@@ -105,7 +107,7 @@ fn flatten_log_error(error: LogError) -> WriteFailure {
 
 impl WriterState {
     fn spawn_spare(&mut self) {
-        let (dir, id, size) = (self.dir.clone(), self.next_segment_id, self.segment_size);
+        let (dir, id, size) = (self.dir.clone(), self.next_segment_id, self.sizes.for_segment(self.next_segment_id, 0));
         let spawned = std::thread::Builder::new()
             .name("berth-log-prealloc".to_string())
             .spawn(move || create_preallocated_segment(&dir, id, size));
@@ -113,7 +115,10 @@ impl WriterState {
         self.spare = spawned.map(Spare::Pending).unwrap_or(Spare::None);
     }
 
-    fn take_spare(&mut self) -> Result<PathBuf, LogError> {
+    /// The spare, at least `required` bytes long (a record larger than the geometric size of
+    /// the next segment gets a larger segment, up to the maximum); returns its path and length.
+    fn take_spare(&mut self, required: u64) -> Result<(PathBuf, u64), LogError> {
+        let size = self.sizes.for_segment(self.next_segment_id, required);
         let path = match std::mem::replace(&mut self.spare, Spare::None) {
             Spare::Ready(path) => Some(path),
             Spare::Pending(handle) => match handle.join() {
@@ -129,18 +134,18 @@ impl WriterState {
         if let Some(path) = path {
             let len =
                 std::fs::metadata(&path).map_err(|source| LogError::io("reading metadata of", &path, source))?.len();
-            if len == self.segment_size {
-                return Ok(path);
+            if len == size {
+                return Ok((path, len));
             }
         }
-        create_preallocated_segment(&self.dir, self.next_segment_id, self.segment_size)
+        Ok((create_preallocated_segment(&self.dir, self.next_segment_id, size)?, size))
     }
 
     /// Makes the spare ready now (waiting for the background preallocation, or preallocating
     /// inline when that failed), without writing anything to the log. A failure leaves the
     /// writer as it was, so the caller may refuse its append and try again later.
-    fn prepare_spare(&mut self) -> Result<(), LogError> {
-        let path = self.take_spare().map_err(|error| {
+    fn prepare_spare(&mut self, required: u64) -> Result<(), LogError> {
+        let (path, _) = self.take_spare(required).map_err(|error| {
             let source = match error {
                 LogError::Io { source, .. } => source,
                 other => std::io::Error::other(other.to_string()),
@@ -151,16 +156,22 @@ impl WriterState {
         Ok(())
     }
 
-    /// Whether records of these encoded lengths, appended now, would need the next segment.
-    fn needs_next_segment(&self, record_lens: impl Iterator<Item = u64>) -> bool {
+    /// Whether records of these encoded lengths, appended now, would need the next segment,
+    /// and if so how many bytes that segment must hold (its header and the records that go
+    /// there, capped at one maximum-size segment).
+    fn next_segment_need(&self, record_lens: impl Iterator<Item = u64>) -> Option<u64> {
         let mut offset = self.write_offset;
+        let mut need: Option<u64> = None;
         for record_len in record_lens {
-            if offset + record_len > self.active.len() {
-                return true;
+            match &mut need {
+                Some(need) => *need += record_len,
+                None if offset + record_len > self.active.len() => {
+                    need = Some(SEGMENT_HEADER_LEN as u64 + record_len);
+                }
+                None => offset += record_len,
             }
-            offset += record_len;
         }
-        false
+        need.map(|need| need.min(self.sizes.max))
     }
 
     /// Activates the spare as segment `next_segment_id` starting at `first_seq`: the header goes
@@ -168,11 +179,12 @@ impl WriterState {
     fn activate_next_segment(
         &mut self,
         first_seq: u64,
+        first_record_len: u64,
         view: &SharedView,
         stats: &StatsCounters,
     ) -> Result<(), LogError> {
         debug_assert!(self.buffer.is_empty());
-        let path = self.take_spare()?;
+        let (path, segment_size) = self.take_spare(SEGMENT_HEADER_LEN as u64 + first_record_len)?;
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -181,7 +193,7 @@ impl WriterState {
         let header = SegmentHeader {
             segment_id: self.next_segment_id,
             first_seq: Seq(first_seq),
-            segment_size: self.segment_size,
+            segment_size,
             carried_hash: self.last_hash,
         };
         let segment = Arc::new(Segment::map(&path, header)?);
@@ -242,7 +254,7 @@ impl WriterState {
                 // claims that seq `seq` follows them.
                 self.flush(stats)?;
                 self.sync(stats, fail_next_sync)?;
-                self.activate_next_segment(seq, view, stats).map_err(flatten_log_error)?;
+                self.activate_next_segment(seq, record_len, view, stats).map_err(flatten_log_error)?;
             }
             self.last_hash = encode_record(&mut self.buffer, &self.last_hash, Seq(seq), timestamp_ns, payload);
         }
@@ -259,7 +271,9 @@ impl WriterState {
 /// The append-only event log. `Send + Sync`: share it behind `Arc`; appends from many threads
 /// are group-committed.
 pub struct EventLog {
-    view: Arc<SharedView>,
+    pub(crate) view: Arc<SharedView>,
+    /// One archiver or retention pass at a time (archive.rs).
+    pub(crate) archive_lock: Mutex<()>,
     queue: Mutex<CommitQueue>,
     /// Signalled when a gathering leader's `gather_until_callers` is reached.
     gather_ready: Condvar,
@@ -332,12 +346,13 @@ impl EventLog {
         if let Some(anchor_path) = &options.anchor {
             // Before anything is appended (an empty log gets its first segment below).
             if let Some(anchor) = read_anchor(anchor_path)? {
-                let view = SharedView::new(dir.to_path_buf(), recovered.segments.clone(), recovered.last_seq);
+                let view = recovered.view(dir);
                 check_anchor(anchor_path, anchor, recovered.last_seq, |seq| chain_hash_at(&view, seq))?;
             }
         }
         let stats = StatsCounters::default();
-        let view = Arc::new(SharedView::new(dir.to_path_buf(), recovered.segments.clone(), recovered.last_seq));
+        let sizes = SegmentSizes::new(&options);
+        let view = Arc::new(recovered.view(dir));
 
         let mut writer = match recovered.segments.last() {
             Some(active) => {
@@ -354,7 +369,7 @@ impl EventLog {
                     last_hash: recovered.last_hash,
                     next_segment_id: recovered.next_segment_id,
                     spare: recovered.spare.clone().map_or(Spare::None, Spare::Ready),
-                    segment_size: options.segment_size,
+                    sizes,
                     durability: options.durability,
                     buffer: Vec::new(),
                     anchor: None,
@@ -364,12 +379,16 @@ impl EventLog {
                 // Empty log: activate the first segment now, so the directory always has one.
                 let path = match &recovered.spare {
                     Some(path) => path.clone(),
-                    None => create_preallocated_segment(dir, recovered.next_segment_id, options.segment_size)?,
+                    None => create_preallocated_segment(
+                        dir,
+                        recovered.next_segment_id,
+                        sizes.for_segment(recovered.next_segment_id, 0),
+                    )?,
                 };
                 let header = SegmentHeader {
                     segment_id: recovered.next_segment_id,
-                    first_seq: Seq(1),
-                    segment_size: options.segment_size,
+                    first_seq: recovered.last_seq.next(),
+                    segment_size: 0,
                     carried_hash: recovered.last_hash,
                 };
                 let placeholder = Arc::new(Segment::map(&path, header)?);
@@ -386,12 +405,12 @@ impl EventLog {
                     last_hash: recovered.last_hash,
                     next_segment_id: recovered.next_segment_id,
                     spare: Spare::Ready(path),
-                    segment_size: options.segment_size,
+                    sizes,
                     durability: options.durability,
                     buffer: Vec::new(),
                     anchor: None,
                 };
-                writer.activate_next_segment(1, &view, &stats)?;
+                writer.activate_next_segment(recovered.last_seq.0 + 1, 0, &view, &stats)?;
                 writer
                     .flush(&stats)
                     .and_then(|()| writer.active_file.sync_data().map_err(|error| ("fdatasync".to_string(), error)))
@@ -431,10 +450,11 @@ impl EventLog {
             segment_size: options.segment_size,
             max_payload_len,
             fail_next_sync: AtomicBool::new(false),
+            archive_lock: Mutex::new(()),
             _lock_file: lock_file,
         };
         let mut report = recovered.report;
-        report.n_segments = event_log.view.segments().len();
+        report.n_segments = event_log.view.segments().iter().filter(|segment| !segment.is_archived()).count();
         Ok((event_log, report))
     }
 
@@ -449,16 +469,16 @@ impl EventLog {
     /// append by another thread may use up the room in between.
     pub fn reserve_room(&self, payloads: &[&[u8]]) -> Result<(), LogError> {
         let mut writer = self.writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if !writer.needs_next_segment(payloads.iter().map(|payload| encoded_record_len(payload.len()) as u64)) {
-            return Ok(());
+        match writer.next_segment_need(payloads.iter().map(|payload| encoded_record_len(payload.len()) as u64)) {
+            None => Ok(()),
+            Some(need) => writer.prepare_spare(need),
         }
-        writer.prepare_spare()
     }
 
     /// Prepares the next segment now if it is not ready (see `reserve_room`): after a
     /// `NoSpace`, this tells whether room has come back.
     pub fn prepare_next_segment(&self) -> Result<(), LogError> {
-        self.writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).prepare_spare()
+        self.writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).prepare_spare(0)
     }
 
     /// Appends one record; in `Durability::Sync` returns only once it is on stable storage.

@@ -15,6 +15,7 @@ fn anchored(dir: &Path) -> (PathBuf, LogOptions) {
     let anchor = dir.join("log.anchor");
     let options = LogOptions {
         segment_size: 4096,
+        initial_segment_size: 4096,
         durability: Durability::Sync,
         recovery: RecoveryMode::TruncateTornTail,
         anchor: Some(anchor.clone()),

@@ -7,6 +7,7 @@
 pub mod docker_archive;
 pub mod oci_archive;
 pub mod registry;
+pub mod small_fs;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -147,17 +148,8 @@ impl Daemon {
     pub fn spawn_process(&mut self) {
         let log_path = self.dir.path().join("berthd.log");
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).expect("daemon log");
-        let child = Command::new(bin("berthd"))
-            .arg("--root")
-            .arg(&self.root)
-            .arg("--state")
-            .arg(&self.state)
-            .arg("--address")
-            .arg(&self.socket)
-            .arg("--cgroup-parent")
-            .arg(self.cgroup_parent())
-            .args(self.config_file.iter().flat_map(|path| [std::ffi::OsStr::new("--config"), path.as_os_str()]))
-            .args(&self.extra_args)
+        let child = self
+            .berthd_command()
             .env("BERTHD_LOG", "info,berth_runtime=debug")
             .envs(self.env.iter().map(|(key, value)| (key.as_str(), value.as_str())))
             .stdin(Stdio::null())
@@ -181,6 +173,24 @@ impl Daemon {
             assert!(Instant::now() < deadline, "berthd did not come up in 30 s:\n{}", self.daemon_log());
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// berthd with this daemon's root, state, socket, cgroup parent and config file (if any):
+    /// for one-shot runs such as `--salvage` or `--archive-now` while the daemon is stopped.
+    pub fn berthd_command(&self) -> Command {
+        let mut command = Command::new(bin("berthd"));
+        command
+            .arg("--root")
+            .arg(&self.root)
+            .arg("--state")
+            .arg(&self.state)
+            .arg("--address")
+            .arg(&self.socket)
+            .arg("--cgroup-parent")
+            .arg(self.cgroup_parent())
+            .args(self.config_file.iter().flat_map(|path| [std::ffi::OsStr::new("--config"), path.as_os_str()]))
+            .args(&self.extra_args);
+        command
     }
 
     /// Each test daemon's containers get cgroups of their own (`/<temp dir name>/<ns>/<id>`), so

@@ -3,44 +3,12 @@
 //! accepts writes again by itself once there is room. The log lives on a real 3 MiB tmpfs of its
 //! own (`[log] dir`), with 1 MiB segments.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use berth_tests::small_fs::{fill_up, mount_small_tmpfs};
 use berth_tests::{tail, Daemon};
 
 const SEGMENT_SIZE: u64 = 1 << 20;
-
-/// Mounts a tmpfs of `size_kib` at `dir/logfs` (the daemon's clean-up unmounts it).
-fn mount_small_tmpfs(dir: &Path, size_kib: u64) -> PathBuf {
-    let mount_point = dir.join("logfs");
-    std::fs::create_dir(&mount_point).expect("create the mount point");
-    nix::mount::mount(
-        Some("tmpfs"),
-        &mount_point,
-        Some("tmpfs"),
-        nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV,
-        Some(format!("size={size_kib}k,mode=0700").as_str()),
-    )
-    .expect("mount a small tmpfs");
-    mount_point
-}
-
-/// Writes a file until the file system says it is full; returns its path.
-fn fill_up(mount_point: &Path) -> PathBuf {
-    let path = mount_point.join("filler");
-    let mut file = std::fs::File::create(&path).expect("create the filler");
-    let chunk = vec![0xa5u8; 4096];
-    loop {
-        match file.write_all(&chunk) {
-            Ok(()) => {}
-            Err(error) if error.raw_os_error() == Some(nix::libc::ENOSPC) => break,
-            Err(error) => panic!("filling the tmpfs: {error}"),
-        }
-    }
-    // What is left over is smaller than a page: not even a segment header fits in a new file.
-    let _ = file.sync_all();
-    path
-}
 
 fn leftover_temporary_segments(log_dir: &Path) -> Vec<String> {
     std::fs::read_dir(log_dir)
@@ -66,7 +34,7 @@ fn namespace_names(daemon: &Daemon) -> Vec<String> {
 fn a_full_log_file_system_refuses_writes_keeps_reads_and_resumes_by_itself() {
     let mut mount_point = PathBuf::new();
     let mut daemon = Daemon::start_with_config(|dir| {
-        mount_point = mount_small_tmpfs(dir, 3 * 1024);
+        mount_point = mount_small_tmpfs(dir, "logfs", 3 * 1024);
         format!("[log]\ndir = {:?}\nsegment_size = {SEGMENT_SIZE}\n", mount_point.join("log").display().to_string())
     });
     let log_dir = mount_point.join("log");

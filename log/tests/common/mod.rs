@@ -10,11 +10,17 @@ use berth_log::{Durability, EventLog, LogOptions, RecoveryMode, Seq};
 pub const SMALL_SEGMENT: u64 = 64 * 1024;
 
 pub fn small_options(durability: Durability) -> LogOptions {
-    LogOptions { segment_size: SMALL_SEGMENT, durability, recovery: RecoveryMode::TruncateTornTail, anchor: None }
+    LogOptions {
+        segment_size: SMALL_SEGMENT,
+        initial_segment_size: SMALL_SEGMENT,
+        durability,
+        recovery: RecoveryMode::TruncateTornTail,
+        anchor: None,
+    }
 }
 
 pub fn options_with(segment_size: u64, durability: Durability, recovery: RecoveryMode) -> LogOptions {
-    LogOptions { segment_size, durability, recovery, anchor: None }
+    LogOptions { segment_size, initial_segment_size: segment_size, durability, recovery, anchor: None }
 }
 
 /// A payload with no zero bytes, different for every `(seq, len)`.

@@ -119,13 +119,42 @@ fn write_torn_tail(out: &mut dyn Write, torn_tail: Option<&TornTail>) -> std::io
 
 /// The last seq that reads back with valid CRC and chain links, reading from seq 1.
 fn last_readable_seq(log: &ReadOnlyLog) -> u64 {
-    let Ok(reader) = log.reader(Seq(1)) else { return 0 };
+    let Ok(reader) = log.reader(log.first_seq()) else { return 0 };
     let mut reader = reader.check_chain(true);
     let mut last_good = 0;
     while let Some(Ok(record)) = reader.next() {
         last_good = record.seq.get();
     }
     last_good
+}
+
+/// Prints what the archive manifest says (archived segments, the retention cut) and returns
+/// where the verified chain starts from.
+fn write_archive(
+    out: &mut dyn Write,
+    log: &ReadOnlyLog,
+    report: &berth_log::VerifyReport,
+) -> Result<String, ReplayError> {
+    let manifest = log.archive_manifest().map_err(|source| ReplayError::open(log.dir(), source))?;
+    let Some(manifest) = manifest else { return Ok("genesis".to_string()) };
+    if let (Some(first), Some(last)) = (manifest.archived.first(), manifest.archived.last()) {
+        writeln!(
+            out,
+            "archived:   {} segment(s), seq {}..={}, in {} (manifest head {})",
+            manifest.archived.len(),
+            first.first_seq,
+            last.last_seq,
+            first.dir.display(),
+            hex(&manifest.head_hash)
+        )?;
+    }
+    match report.cut {
+        None => Ok("genesis".to_string()),
+        Some((seq, hash)) => {
+            writeln!(out, "cut:        verified from cut at seq {seq} (hash {})", hex(&hash))?;
+            Ok(format!("the cut at seq {seq}"))
+        }
+    }
 }
 
 /// Prints where the damage is and returns the outcome.
@@ -161,7 +190,8 @@ fn report_damage(out: &mut dyn Write, error: &LogError, intact_through: u64) -> 
 /// Every payload must decode: a record with a valid checksum that is not an envelope means a
 /// bug in the writer or a newer berth.
 fn check_envelopes(log: &ReadOnlyLog) -> Result<Option<(u64, String)>, ReplayError> {
-    let mut reader = log.reader(Seq(1)).map_err(|source| ReplayError::Read { dir: log.dir().to_path_buf(), source })?;
+    let mut reader =
+        log.reader(log.first_seq()).map_err(|source| ReplayError::Read { dir: log.dir().to_path_buf(), source })?;
     while let Some(result) = reader.next() {
         let record = result.map_err(|source| ReplayError::Read { dir: log.dir().to_path_buf(), source })?;
         if let Err(decode_error) = Envelope::decode(record.payload) {
@@ -184,6 +214,7 @@ pub fn run_verify(dir: &Path, options: &VerifyOptions, out: &mut dyn Write) -> R
     };
     let (log, open_report): (ReadOnlyLog, OpenReport) = match open_read_only(dir) {
         Ok(opened) => opened,
+        Err(error @ LogError::ArchiveMissing { .. }) => return report_damage(out, &error, 0),
         Err(error @ (LogError::Corruption { .. } | LogError::ChainBroken { .. })) => {
             // The damage is before the tail, so the default open refuses the log. Salvage mode
             // (still read-only) keeps the valid prefix, which says how much can be trusted.
@@ -217,6 +248,7 @@ pub fn run_verify(dir: &Path, options: &VerifyOptions, out: &mut dyn Write) -> R
     }
     writeln!(out, "bytes:      {}", verify_report.n_bytes)?;
     writeln!(out, "head hash:  {}", hex(&verify_report.head_hash))?;
+    let chain_from = write_archive(out, &log, &verify_report)?;
     write_torn_tail(out, open_report.torn_tail.as_ref())?;
     if let Some((anchor_path, anchor)) = &anchor {
         writeln!(out, "anchor file: {}", anchor_path.display())?;
@@ -253,7 +285,10 @@ pub fn run_verify(dir: &Path, options: &VerifyOptions, out: &mut dyn Write) -> R
             return Ok(VerifyOutcome::Damaged { intact_through: verify_report.last_seq.get(), summary });
         }
     }
-    writeln!(out, "result:     intact (every checksum and the hash chain from genesis verify; every payload decodes)")?;
+    writeln!(
+        out,
+        "result:     intact (every checksum and the hash chain from {chain_from} verify; every payload decodes)"
+    )?;
     Ok(VerifyOutcome::Intact)
 }
 

@@ -34,7 +34,7 @@ struct Flags {
     /// containers filling theirs cannot leave the log without room
     #[arg(long)]
     log_dir: Option<PathBuf>,
-    /// TOML config file (keys: root, state, address, runc, monitor, cgroup_parent, [log] dir, segment_size, durability, [registry] config_path, [output] max_file_bytes, max_files, [grpc] gid, [metrics] address, allow_non_loopback, [logging] format; contrib/berthd.toml documents each)
+    /// TOML config file (keys: root, state, address, runc, monitor, cgroup_parent, [log] dir, segment_size, durability, archive_dir, archive_interval_secs, retain_max_age_secs, retain_max_bytes, [registry] config_path, [output] max_file_bytes, max_files, [grpc] gid, [metrics] address, allow_non_loopback, [logging] format; contrib/berthd.toml documents each)
     #[arg(long, short = 'c')]
     config: Option<PathBuf>,
     /// The runc binary [default: runc from PATH]
@@ -54,6 +54,15 @@ struct Flags {
     /// containers [default: [grpc] gid, else none]
     #[arg(long, value_name = "GROUP")]
     group: Option<String>,
+    /// Instead of serving: move the finished log segments that the newest checkpoint covers
+    /// (or --archive-through) to the archive directory, apply the retention policy, and exit.
+    /// Stop berthd first; a running berthd archives by itself
+    #[arg(long)]
+    archive_now: bool,
+    /// With --archive-now: archive finished segments whose last seq is at most SEQ, whatever the
+    /// checkpoints say (berthd reads archived segments back at start-up)
+    #[arg(long, value_name = "SEQ", requires = "archive_now")]
+    archive_through: Option<u64>,
     /// Log filter, e.g. info, debug, berth_runtime=debug; RUST_LOG is added to it. h2, hyper,
     /// tonic and tower stay at info unless the filter names them
     #[arg(long, env = "BERTHD_LOG", default_value = "info")]
@@ -143,13 +152,15 @@ fn main() -> anyhow::Result<()> {
         Some(group) => Some(resolve_group(group).map_err(anyhow::Error::msg)?),
         None => file.grpc.as_ref().and_then(|grpc| grpc.gid).map(check_gid).transpose().map_err(anyhow::Error::msg)?,
     };
+    let layout = Layout {
+        root: flags.root.or(file.root).unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT)),
+        state: flags.state.or(file.state).unwrap_or_else(|| PathBuf::from(DEFAULT_STATE)),
+        cgroup_parent,
+        log: flags.log_dir.or(log_config.dir.clone()),
+    };
+    let archive = log_config.archive_settings(layout.default_log_archive_dir()).map_err(anyhow::Error::msg)?;
     let options = DaemonOptions {
-        layout: Layout {
-            root: flags.root.or(file.root).unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT)),
-            state: flags.state.or(file.state).unwrap_or_else(|| PathBuf::from(DEFAULT_STATE)),
-            cgroup_parent,
-            log: flags.log_dir.or(log_config.dir.clone()),
-        },
+        layout,
         address: flags.address.or(file.address).unwrap_or_else(|| PathBuf::from(DEFAULT_ADDRESS)),
         runc: flags.runc.or(file.runc).unwrap_or_else(|| PathBuf::from("runc")),
         monitor,
@@ -163,7 +174,15 @@ fn main() -> anyhow::Result<()> {
         socket_gid,
         notifier: notifier.map(std::sync::Arc::new),
         metrics_address,
+        archive,
     };
+    if flags.archive_now {
+        let through = flags.archive_through.map(berth_log::Seq);
+        let summary = daemon::archive_now(&options.layout, options.segment_size, &options.archive, through)
+            .map_err(|error| anyhow::anyhow!("{error}"))?;
+        println!("{summary}");
+        return Ok(());
+    }
     if flags.salvage {
         let summary =
             daemon::salvage(&options.layout, options.segment_size).map_err(|error| anyhow::anyhow!("{error}"))?;

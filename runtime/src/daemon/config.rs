@@ -130,6 +130,38 @@ pub struct LogConfig {
     pub segment_size: Option<u64>,
     /// "sync" (default) or "nosync" — nosync loses records on a crash; for benchmarks only.
     pub durability: Option<String>,
+    /// Where archived segments go (default `<root>/log.archive`); may be another file system.
+    pub archive_dir: Option<PathBuf>,
+    /// Seconds between two archiver passes of a running berthd (default 300; 0: never).
+    pub archive_interval_secs: Option<u64>,
+    /// Retention: drop archived segments whose newest record is older than this many seconds.
+    pub retain_max_age_secs: Option<u64>,
+    /// Retention: drop the oldest archived segments while the archive holds more bytes.
+    pub retain_max_bytes: Option<u64>,
+}
+
+impl LogConfig {
+    /// The archiver's settings; `root_default` is used when `archive_dir` is not set.
+    pub fn archive_settings(&self, root_default: PathBuf) -> Result<crate::daemon::archiver::ArchiveSettings, String> {
+        let dir = self.archive_dir.clone().unwrap_or(root_default);
+        let plain = dir.to_str().is_some_and(|text| !text.chars().any(|c| c.is_whitespace() || c.is_control()));
+        if !dir.is_absolute() || !plain {
+            return Err(format!(
+                "config: [log] archive_dir {:?} must be an absolute UTF-8 path without spaces or control characters",
+                dir.display().to_string()
+            ));
+        }
+        let interval = match self.archive_interval_secs {
+            None => Some(crate::daemon::archiver::DEFAULT_ARCHIVE_INTERVAL),
+            Some(0) => None,
+            Some(secs) => Some(std::time::Duration::from_secs(secs)),
+        };
+        let retention = berth_log::RetentionPolicy {
+            max_age: self.retain_max_age_secs.map(std::time::Duration::from_secs),
+            max_bytes: self.retain_max_bytes,
+        };
+        Ok(crate::daemon::archiver::ArchiveSettings { dir, interval, retention })
+    }
 }
 
 impl ConfigFile {
@@ -271,6 +303,30 @@ mod tests {
         assert!(resolve_group("4294967295").unwrap_err().contains("not a group"));
         let error = resolve_group("no-such-group-berth").unwrap_err();
         assert!(error.contains("no such group") && error.contains("groupadd"), "{error}");
+    }
+
+    #[test]
+    fn archive_settings_have_defaults_and_refuse_paths_the_manifest_cannot_hold() {
+        let root_default = PathBuf::from("/var/lib/berth/log.archive");
+        let settings = LogConfig::default().archive_settings(root_default.clone()).unwrap();
+        assert_eq!(settings.dir, root_default);
+        assert_eq!(settings.interval, Some(crate::daemon::archiver::DEFAULT_ARCHIVE_INTERVAL));
+        assert_eq!(settings.retention, berth_log::RetentionPolicy::default());
+        let configured = LogConfig {
+            archive_dir: Some(PathBuf::from("/mnt/archive")),
+            archive_interval_secs: Some(0),
+            retain_max_age_secs: Some(86_400),
+            retain_max_bytes: Some(1 << 30),
+            ..LogConfig::default()
+        };
+        let settings = configured.archive_settings(root_default.clone()).unwrap();
+        assert_eq!((settings.dir.as_path(), settings.interval), (Path::new("/mnt/archive"), None));
+        assert_eq!(settings.retention.max_bytes, Some(1 << 30));
+        for bad in ["relative/archive", "/mnt/with space", "/mnt/new\nline"] {
+            let config = LogConfig { archive_dir: Some(PathBuf::from(bad)), ..LogConfig::default() };
+            let error = config.archive_settings(root_default.clone()).unwrap_err();
+            assert!(error.contains("archive_dir") && error.contains("absolute"), "{error}");
+        }
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //! <root>/log/                                  the event log (the only source of truth; `[log] dir`
 //!                                              or --log-dir puts it elsewhere)
 //! <root>/log.anchor                            its last durable (seq, hash), checked at start-up
+//! <root>/log.archive/                          archived log segments (`[log] archive_dir` moves it)
+//! <root>/checkpoints/<seq>.ckpt                projection checkpoints; the newest bounds archiving
 //! <root>/content/blobs/sha256/<hex>            blobs; <root>/content/ingest/ temporary files
 //! <root>/snapshots/committed/<chain-hex>/fs    unpacked layers; active/<ns>/<id>/{upper,work}
 //! <root>/tasks/<ns>/<id>/                      a task's monitor files (tasks::task_dir)
@@ -39,6 +41,17 @@ impl Layout {
     /// so that deleting segment files does not delete it too.
     pub fn log_anchor(&self) -> PathBuf {
         self.root.join(berth_log::ANCHOR_FILE_NAME)
+    }
+
+    /// Where archived log segments go unless `[log] archive_dir` says otherwise.
+    pub fn default_log_archive_dir(&self) -> PathBuf {
+        self.root.join("log.archive")
+    }
+
+    /// Projection checkpoints, `<20-digit seq>.ckpt`: the newest one's seq bounds what the log
+    /// archiver may move out of the log directory.
+    pub fn checkpoints_dir(&self) -> PathBuf {
+        self.root.join("checkpoints")
     }
 
     /// The content store's directory (`blobs/`, `ingest/`).

@@ -1,9 +1,11 @@
 //! berthd itself: [`run`] assembles it (open the log, replay, recover, serve), [`store`] owns the
 //! log, the projections and the command thread, [`config`] reads flags and the TOML file, and
 //! [`layout`] is the one place every on-disk path comes from, [`permissions`] who may read them,
-//! [`socket`] who may open the API socket, [`disk_usage`] what `system df` measures there, and
-//! [`logging`] how berthd's own log is written.
+//! [`socket`] who may open the API socket, [`disk_usage`] what `system df` measures there,
+//! [`logging`] how berthd's own log is written, [`archiver`] moves old log segments to the
+//! archive.
 
+pub mod archiver;
 pub mod config;
 pub mod disk_usage;
 pub mod layout;
@@ -13,4 +15,4 @@ mod run;
 pub mod socket;
 pub mod store;
 
-pub use run::{run, salvage, DaemonError, DaemonOptions};
+pub use run::{archive_now, run, salvage, DaemonError, DaemonOptions};

@@ -16,6 +16,7 @@ use crate::api::{
     ContainersService, EventsService, ImagesService, NamespacesService, Services, SystemService, TasksService,
     VersionService, VolumesService,
 };
+use crate::daemon::archiver::{self, ArchiveSettings};
 use crate::daemon::config::resolve_binary;
 use crate::daemon::layout::Layout;
 use crate::daemon::permissions;
@@ -46,6 +47,8 @@ pub struct DaemonOptions {
     pub notifier: Option<Arc<Notifier>>,
     /// Where to serve Prometheus metrics (`--metrics-address`), already checked; `None`: off.
     pub metrics_address: Option<std::net::SocketAddr>,
+    /// Where and how often old log segments are archived (`[log] archive_*`, `retain_*`).
+    pub archive: ArchiveSettings,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -124,6 +127,28 @@ pub fn salvage(layout: &Layout, segment_size: Option<u64>) -> Result<String, Dae
     Ok(lines.join("\n"))
 }
 
+/// `berthd --archive-now`: with berthd stopped, archives the finished segments at or below
+/// `through` (default: the newest checkpoint's seq), applies retention, and says what it did.
+pub fn archive_now(
+    layout: &Layout,
+    segment_size: Option<u64>,
+    settings: &ArchiveSettings,
+    through: Option<berth_log::Seq>,
+) -> Result<String, DaemonError> {
+    let log_options = log_options(layout, segment_size, Durability::Sync);
+    let (log, _) = match EventLog::open(&layout.log_dir(), log_options) {
+        Ok(opened) => opened,
+        Err(LogError::Locked { .. }) => {
+            return Err(DaemonError::Setup(format!(
+                "berthd is running on {}: stop it first (a running berthd archives by itself every [log] archive_interval_secs)",
+                layout.root.display()
+            )))
+        }
+        Err(error) => return Err(log_error(layout, error)),
+    };
+    archiver::archive_pass(&log, settings, &layout.checkpoints_dir(), through).map_err(DaemonError::Setup)
+}
+
 fn setup<E: std::fmt::Display>(what: String) -> impl FnOnce(E) -> DaemonError {
     move |error| DaemonError::Setup(format!("{what}: {error}"))
 }
@@ -181,11 +206,17 @@ pub async fn run(
     }
     let replay_started = std::time::Instant::now();
     let (store, committed) = Store::open(log, record_limit).map_err(|error| match error {
+        StoreError::Log(LogError::SeqNotFound { first_available, .. }) => DaemonError::Setup(format!(
+            "the log's history before seq {first_available} was dropped by the archive's retention policy (see {}/archive.manifest), and this berthd replays from seq 1: it needs a projection checkpoint at or after seq {} to start; restore the dropped archived segments from a backup, or run a berthd that loads checkpoints",
+            layout.log_dir().display(),
+            first_available.get().saturating_sub(1)
+        )),
         StoreError::Log(error) => log_error(&layout, error),
         other => other.into(),
     })?;
     let replayed_to = store.applied_seq();
     store.counters().set_replay_duration(replay_started.elapsed());
+    archiver::spawn_periodic(store.log(), options.archive.clone(), layout.checkpoints_dir());
     tracing::info!(
         replayed_to = replayed_to.get(),
         elapsed_ms = replay_started.elapsed().as_millis() as u64,

@@ -1,0 +1,213 @@
+//! Log archiving with a real berthd: nothing is archived without a checkpoint; once a checkpoint
+//! file names a seq, the running daemon's archiver moves the finished segments it covers to the
+//! archive directory; berthd keeps serving, restarts (kill -9) by replaying through the archive,
+//! and berth-replay verifies and reads through it. A missing archive directory is refused
+//! clearly; retention (`berthd --archive-now`) records a cut that `berth-replay verify` proves
+//! continuity from. A full archive file system loses nothing and archiving resumes once there is
+//! room. Segments are 64 KiB; namespaces carry 8 KiB labels of hex noise (so they do not
+//! compress to nothing) to fill them.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+
+use berth_tests::small_fs::{fill_up, mount_small_tmpfs};
+use berth_tests::{eventually, tail, Daemon};
+
+fn config(archive_dir: &Path, extra: &str) -> String {
+    format!(
+        "[log]\nsegment_size = 65536\narchive_interval_secs = 1\narchive_dir = {:?}\n{extra}",
+        archive_dir.display().to_string()
+    )
+}
+
+/// 8 KiB of hex from a small xorshift generator: different for every `seed`.
+fn noise_label(seed: u64) -> String {
+    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let hex: String = (0..4096)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            format!("{:02x}", state as u8)
+        })
+        .collect();
+    format!("noise={hex}")
+}
+
+fn create_namespaces(daemon: &Daemon, names: impl Iterator<Item = usize>) {
+    for index in names {
+        daemon.ok(&["namespace", "create", "--label", &noise_label(index as u64), &format!("ns-{index}")]);
+    }
+}
+
+fn archived_files(archive_dir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(archive_dir) else { return Vec::new() };
+    let mut names: Vec<String> = entries
+        .filter_map(Result::ok)
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".seg.zst"))
+        .collect();
+    names.sort();
+    names
+}
+
+fn files_ending(dir: &Path, suffix: &str) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|entry| entry.file_name().to_string_lossy().into_owned())
+                .filter(|name| name.ends_with(suffix))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The log's last seq, from `berth-replay head` (SEQ:HASH).
+fn head_seq(daemon: &Daemon) -> u64 {
+    let output = daemon.replay(&["head"]);
+    assert!(output.status.success(), "berth-replay head: {}", String::from_utf8_lossy(&output.stderr));
+    let text = String::from_utf8_lossy(&output.stdout);
+    text.trim().split(':').next().unwrap().parse().unwrap_or_else(|error| panic!("{error}: {text}"))
+}
+
+/// A checkpoint file as the checkpoint writer names it; the archiver reads only the name. It is
+/// empty, so it is removed before berthd starts again (a checkpoint loader would read it).
+fn write_checkpoint_file(daemon: &Daemon, seq: u64) -> PathBuf {
+    let dir = daemon.root.join("checkpoints");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{seq:020}.ckpt"));
+    std::fs::write(&path, b"").unwrap();
+    path
+}
+
+fn stdout_of(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn namespace_names(daemon: &Daemon) -> Vec<String> {
+    let listed = daemon.ok(&["namespace", "ls", "--output", "json"]);
+    let value: serde_json::Value = serde_json::from_str(&listed).unwrap_or_else(|error| panic!("{error}: {listed}"));
+    value.as_array().unwrap().iter().filter_map(|namespace| namespace["name"].as_str().map(str::to_string)).collect()
+}
+
+/// Runs berthd (the stopped daemon's root and config) with extra flags, to completion.
+fn berthd_once(daemon: &Daemon, flags: &[&str]) -> Output {
+    daemon.berthd_command().args(flags).stdin(std::process::Stdio::null()).output().expect("run berthd")
+}
+
+#[test]
+fn a_running_berthd_archives_what_a_checkpoint_covers_and_everything_still_reads() {
+    let mut archive_dir = PathBuf::new();
+    let mut daemon = Daemon::start_with_config(|dir| {
+        archive_dir = dir.join("archive");
+        config(&archive_dir, "")
+    });
+    let log_dir = daemon.root.join("log");
+    create_namespaces(&daemon, 0..40);
+    let state_before = daemon.state_dump();
+
+    // No checkpoint: the archiver (every second) moves nothing.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(archived_files(&archive_dir).is_empty(), "nothing is archived without a checkpoint");
+
+    let covered = head_seq(&daemon);
+    let checkpoint = write_checkpoint_file(&daemon, covered);
+    let archived = eventually(Duration::from_secs(30), "the archiver to move segments", || {
+        let files = archived_files(&archive_dir);
+        (files.len() >= 3).then_some(files)
+    });
+    assert_eq!(archived[0], "00000000000000000001.seg.zst");
+    assert!(!log_dir.join("00000000000000000001.seg").exists(), "segment 1 left the log directory");
+    assert!(log_dir.join("archive.manifest").is_file());
+    assert!(files_ending(&archive_dir, ".tmp").is_empty());
+
+    // While running: reads, writes, the event history from seq 1 (through the archive).
+    assert!(namespace_names(&daemon).contains(&"ns-0".to_string()));
+    create_namespaces(&daemon, 40..42);
+    let events = daemon.ok(&["events"]);
+    assert!(events.contains("ns-0") && events.contains("ns-41"), "{}", tail(&events, 5));
+    let verify = daemon.replay(&["verify"]);
+    let report = stdout_of(&verify);
+    assert!(verify.status.success(), "{report}");
+    assert!(report.contains("archived:") && report.contains("from genesis"), "{report}");
+    let replay_events = stdout_of(&daemon.replay(&["events", "--to", "3"]));
+    assert!(replay_events.contains("NamespaceCreated"), "{replay_events}");
+    let at = daemon.replay(&["state", "--at", &covered.to_string(), "--json"]);
+    assert!(at.status.success(), "{}", String::from_utf8_lossy(&at.stderr));
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&at.stdout).unwrap(), state_before);
+
+    // kill -9 and start again with no checkpoint: the full replay reads the archived prefix.
+    daemon.kill9();
+    std::fs::remove_file(&checkpoint).unwrap();
+    daemon.start_again();
+    let names = namespace_names(&daemon);
+    assert!((0..42).all(|index| names.contains(&format!("ns-{index}"))), "{names:?}");
+    assert!(daemon.daemon_log().contains("log replayed"));
+
+    // The archive directory gone: berthd refuses to start and says where it should be.
+    daemon.stop();
+    let aside = daemon.dir.path().join("archive-aside");
+    std::fs::rename(&archive_dir, &aside).unwrap();
+    let refused = berthd_once(&daemon, &[]);
+    let message = String::from_utf8_lossy(&refused.stderr).into_owned() + &stdout_of(&refused);
+    assert!(!refused.status.success(), "berthd must not start without its archive");
+    assert!(message.contains("archive directory") && message.contains(&archive_dir.display().to_string()), "{message}");
+    let verify = daemon.replay(&["verify"]);
+    assert!(!verify.status.success() && stdout_of(&verify).contains("DAMAGED"), "{}", stdout_of(&verify));
+    std::fs::rename(&aside, &archive_dir).unwrap();
+
+    // Retention (run by the operator while berthd is stopped): keep at most one byte of
+    // archive, so everything the checkpoint covers goes, and the cut is recorded.
+    daemon.set_config(&config(&archive_dir, "retain_max_bytes = 1\n"));
+    write_checkpoint_file(&daemon, covered);
+    let retained = berthd_once(&daemon, &["--archive-now"]);
+    let summary = stdout_of(&retained);
+    assert!(retained.status.success(), "{summary}{}", String::from_utf8_lossy(&retained.stderr));
+    assert!(summary.contains("retention dropped"), "{summary}");
+    assert!(archived_files(&archive_dir).is_empty(), "{:?}", archived_files(&archive_dir));
+    let verify = daemon.replay(&["verify"]);
+    let report = stdout_of(&verify);
+    assert!(verify.status.success(), "{report}");
+    assert!(report.contains("verified from cut at seq"), "{report}");
+    // The live records after the cut still read.
+    let late = stdout_of(&daemon.replay(&["events", "--from", &(covered + 1).to_string()]));
+    assert!(late.contains("ns-41"), "{late}");
+}
+
+#[test]
+fn a_full_archive_file_system_loses_nothing_and_archiving_resumes() {
+    let mut archive_fs = PathBuf::new();
+    let daemon = Daemon::start_with_config(|dir| {
+        archive_fs = mount_small_tmpfs(dir, "archivefs", 512);
+        config(&archive_fs.join("archive"), "")
+    });
+    let archive_dir = archive_fs.join("archive");
+    let log_dir = daemon.root.join("log");
+    create_namespaces(&daemon, 0..30);
+    let filler = fill_up(&archive_fs);
+    let live_before = files_ending(&log_dir, ".seg").len();
+    write_checkpoint_file(&daemon, head_seq(&daemon));
+
+    eventually(Duration::from_secs(30), "the archiver to report the full file system", || {
+        daemon.daemon_log().contains("nothing recorded was lost").then_some(())
+    });
+    assert!(archived_files(&archive_dir).is_empty(), "{:?}", archived_files(&archive_dir));
+    assert!(files_ending(&archive_dir, ".tmp").is_empty(), "a failed copy is removed");
+    assert!(log_dir.join("00000000000000000001.seg").is_file(), "the live segment stays");
+    assert!(files_ending(&log_dir, ".seg").len() >= live_before);
+    create_namespaces(&daemon, 30..32);
+    let verify = daemon.replay(&["verify"]);
+    assert!(verify.status.success(), "{}", stdout_of(&verify));
+
+    // Room again: the next pass archives.
+    std::fs::remove_file(filler).unwrap();
+    eventually(Duration::from_secs(30), "archiving after room came back", || {
+        (!archived_files(&archive_dir).is_empty()).then_some(())
+    });
+    let names = namespace_names(&daemon);
+    assert!((0..32).all(|index| names.contains(&format!("ns-{index}"))), "{names:?}");
+    let verify = daemon.replay(&["verify"]);
+    assert!(verify.status.success() && stdout_of(&verify).contains("archived:"), "{}", stdout_of(&verify));
+}
