@@ -17,5 +17,6 @@ pub mod api;
 pub mod client;
 pub mod daemon;
 pub mod images;
+pub mod secrets;
 pub mod sys;
 pub mod tasks;

@@ -10,6 +10,7 @@ use crate::error::ReplayError;
 use crate::fold::{walk_envelopes, RecordStamp, Walk};
 use crate::location::open_log;
 use crate::render::{describe_event, describe_origin, describe_task};
+use crate::secrets::KeyDir;
 
 /// One line of the story.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,7 +42,7 @@ fn is_about(event: &Event, id: &str) -> bool {
     }
 }
 
-pub fn collect_history(dir: &Path, namespace: &str, id: &str) -> Result<ContainerHistory, ReplayError> {
+pub fn collect_history(dir: &Path, namespace: &str, id: &str, keys: &KeyDir) -> Result<ContainerHistory, ReplayError> {
     let (log, _open_report) = open_log(dir)?;
     let mut history = ContainerHistory::default();
     walk_envelopes(&log, 1, u64::MAX, |stamp, envelope| {
@@ -72,7 +73,7 @@ pub fn collect_history(dir: &Path, namespace: &str, id: &str) -> Result<Containe
                 stamp,
                 index,
                 who: describe_origin(&envelope.origin),
-                what: describe_event(event),
+                what: format!("{}{}", describe_event(event), keys.env_note(namespace, event)?),
             });
         }
         Ok(Walk::Continue)
@@ -111,8 +112,14 @@ pub fn summary_line(history: &ContainerHistory, namespace: &str, id: &str) -> St
     format!("summary: container {id} in namespace {namespace}: {created}; {now}")
 }
 
-pub fn run_history(dir: &Path, namespace: &str, id: &str, out: &mut dyn Write) -> Result<(), ReplayError> {
-    let history = collect_history(dir, namespace, id)?;
+pub fn run_history(
+    dir: &Path,
+    namespace: &str,
+    id: &str,
+    keys: &KeyDir,
+    out: &mut dyn Write,
+) -> Result<(), ReplayError> {
+    let history = collect_history(dir, namespace, id, keys)?;
     writeln!(out, "history of container {id} in namespace {namespace} ({} events)", history.entries.len())?;
     let seq_width =
         history.entries.iter().map(|entry| format!("{}.{}", entry.stamp.seq, entry.index).len()).max().unwrap_or(1);

@@ -1,6 +1,7 @@
 //! The subcommands, one file each; each writes to any `Write` so tests can capture it.
 
 pub mod events;
+pub mod forget;
 pub mod history;
 pub mod state;
 pub mod stats;

@@ -32,7 +32,7 @@ struct Flags {
     /// containers filling theirs cannot leave the log without room
     #[arg(long)]
     log_dir: Option<PathBuf>,
-    /// TOML config file (keys: root, state, address, runc, monitor, cgroup_parent, [log] dir, segment_size, durability, [output] max_file_bytes, max_files)
+    /// TOML config file (keys: root, state, address, runc, monitor, cgroup_parent, [log] dir, segment_size, durability, [output] max_file_bytes, max_files, [secrets] forget_on_remove, retention_days)
     #[arg(long, short = 'c')]
     config: Option<PathBuf>,
     /// The runc binary [default: runc from PATH]
@@ -73,6 +73,7 @@ fn main() -> anyhow::Result<()> {
         Some(other) => anyhow::bail!("config: log.durability is {other:?}: use \"sync\" or \"nosync\""),
     };
     let output_limits = file.output.as_ref().map(|output| output.limits()).transpose().map_err(anyhow::Error::msg)?;
+    let secrets = file.secrets.as_ref().map(|secrets| secrets.policy()).transpose().map_err(anyhow::Error::msg)?;
     let monitor = flags
         .config
         .as_ref()
@@ -98,6 +99,7 @@ fn main() -> anyhow::Result<()> {
             .and_then(|registry| registry.config_path)
             .unwrap_or_else(|| PathBuf::from(berth_runtime::images::registry::hosts::DEFAULT_HOSTS_CONFIG_DIR)),
         output_limits: output_limits.unwrap_or_default(),
+        secrets: secrets.unwrap_or_default(),
     };
     if flags.salvage {
         let summary =
