@@ -95,9 +95,13 @@ impl api::containers_server::Containers for ContainersService {
 
     async fn get(&self, request: Request<api::GetContainerRequest>) -> Result<Response<api::Container>, Status> {
         let (namespace, _) = self.0.caller(&request, "Containers/Get")?;
-        let id = request.into_inner().id;
+        let message = request.into_inner();
+        let id = message.id;
         let container = self.0.store.state().container(&namespace, &id).cloned();
         let container = container.ok_or_else(|| container_not_found(&namespace, &id))?;
+        if !message.open_sealed_env {
+            return Ok(Response::new(container_message(&container)));
+        }
         // Only here, for `berth inspect` on root's socket, are sealed values opened.
         let env = self
             .0
