@@ -459,6 +459,39 @@ pub struct VolumeRecord {
     pub anonymous_for: Option<String>,
 }
 
+impl ContainerRecord {
+    /// The container's environment: `env` as recorded when it was not sealed (older records,
+    /// or a berthd told not to seal), else the sealed entries opened with `key`.
+    pub fn environment(
+        &self,
+        namespace: &str,
+        key: Option<&crate::sealed::SecretKey>,
+    ) -> Result<Vec<String>, crate::sealed::SecretError> {
+        let mut env = self.env.clone();
+        env.extend(crate::sealed::open_env(key, namespace, &self.id, &self.sealed_env)?);
+        Ok(env)
+    }
+
+    /// The key id its sealed values name, if it has any.
+    pub fn sealed_key_id(&self) -> Option<&str> {
+        self.sealed_env.first().map(|entry| entry.value.key_id.as_str())
+    }
+}
+
+impl ExecProcess {
+    /// The exec's own environment entries, opened as [`ContainerRecord::environment`] does.
+    pub fn environment(
+        &self,
+        namespace: &str,
+        container_id: &str,
+        key: Option<&crate::sealed::SecretKey>,
+    ) -> Result<Vec<String>, crate::sealed::SecretError> {
+        let mut env = self.env.clone();
+        env.extend(crate::sealed::open_env(key, namespace, container_id, &self.sealed_env)?);
+        Ok(env)
+    }
+}
+
 impl Envelope {
     pub fn new(namespace: impl Into<String>, origin: Origin, events: Vec<Event>) -> Envelope {
         Envelope { schema: EVENT_SCHEMA, namespace: namespace.into(), origin, events }

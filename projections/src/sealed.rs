@@ -15,8 +15,6 @@ use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
 use serde::{Deserialize, Serialize};
 
-use crate::event::{ContainerRecord, ExecProcess};
-
 /// The key directory's name under a berth root: `<root>/keys/<namespace>/<container>.key`.
 pub const KEYS_DIR_NAME: &str = "keys";
 /// What a sealed value is shown as once its key is gone.
@@ -230,35 +228,6 @@ pub fn open_env(
             Ok(format!("{}={value}", entry.name))
         })
         .collect()
-}
-
-impl ContainerRecord {
-    /// The container's environment: `env` as recorded when it was not sealed (older records,
-    /// or a berthd told not to seal), else the sealed entries opened with `key`.
-    pub fn environment(&self, namespace: &str, key: Option<&SecretKey>) -> Result<Vec<String>, SecretError> {
-        let mut env = self.env.clone();
-        env.extend(open_env(key, namespace, &self.id, &self.sealed_env)?);
-        Ok(env)
-    }
-
-    /// The key id its sealed values name, if it has any.
-    pub fn sealed_key_id(&self) -> Option<&str> {
-        self.sealed_env.first().map(|entry| entry.value.key_id.as_str())
-    }
-}
-
-impl ExecProcess {
-    /// The exec's own environment entries, opened as [`ContainerRecord::environment`] does.
-    pub fn environment(
-        &self,
-        namespace: &str,
-        container_id: &str,
-        key: Option<&SecretKey>,
-    ) -> Result<Vec<String>, SecretError> {
-        let mut env = self.env.clone();
-        env.extend(open_env(key, namespace, container_id, &self.sealed_env)?);
-        Ok(env)
-    }
 }
 
 /// Where a container's key stands in the log: which key its values were sealed with, whether
