@@ -5,6 +5,7 @@
 //! - [`api`] — the gRPC services, one file per service, thin adapters over the other domains;
 //! - [`images`] — the content store, image archives, layer unpacking and the snapshotter;
 //! - [`tasks`] — the executor, start-up recovery, the monitor, runc and the OCI runtime spec;
+//! - [`secrets`] — containers' key files and forgetting them (docs/secrets.md);
 //! - [`sys`] — OS plumbing shared by all of them;
 //! - [`client`] — the client library the `berth` CLI is built on.
 //!
