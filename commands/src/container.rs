@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use berth_projections::{ContainerRecord, Event, MountRecord, ResourceLimits, RestartMode, State};
+use berth_projections::{ContainerRecord, Event, MountRecord, ResourceLimits, RestartMode, Sealer, State};
 
 use crate::namespace::ensure_namespace;
 use crate::policy::{HostFacts, LimitsRequest, PolicyRequest};
@@ -34,6 +34,9 @@ pub struct CreateContainer {
     pub image_volumes: Vec<String>,
     pub read_only_rootfs: bool,
     pub auto_remove: bool,
+    /// The container's key and a random seed, read by berthd: every environment value is
+    /// recorded sealed. `None`: recorded in clear (`[secrets] seal = false`).
+    pub sealer: Option<Sealer>,
 }
 
 impl CreateContainer {
@@ -91,6 +94,11 @@ impl CreateContainer {
         validate::process_strings(&args, &env)?;
         let user = if self.user.is_empty() { image.user.clone() } else { self.user.clone() };
         validate::user(&user)?;
+        crate::secrets::check_sealer(state, namespace, &self.id, self.sealer.as_ref())?;
+        let (env, sealed_env) = match &self.sealer {
+            Some(sealer) => (Vec::new(), sealer.seal_env(&env)),
+            None => (env, Vec::new()),
+        };
         let (mounts, volume_events) =
             crate::volume::plan_container_volumes(state, namespace, &self.id, &self.mounts, &self.image_volumes)?;
         events.extend(volume_events);
@@ -112,6 +120,7 @@ impl CreateContainer {
             mounts,
             read_only_rootfs: self.read_only_rootfs,
             auto_remove: self.auto_remove,
+            sealed_env,
         };
         events.push(Event::ContainerCreated { container: record });
         Ok(events)

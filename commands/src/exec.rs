@@ -2,7 +2,7 @@
 //! executor answers it with `ExecStarted` or `ExecStartFailed`, and the process's monitor's
 //! report with `ExecExited` (both through `RecordOutcome`).
 
-use berth_projections::{Event, ExecProcess as ExecProcessSpec, State, TaskStatus};
+use berth_projections::{Event, ExecProcess as ExecProcessSpec, Sealer, State, TaskStatus};
 
 use crate::container::not_found;
 use crate::{validate, CommandError};
@@ -11,6 +11,9 @@ pub struct ExecProcess {
     pub container_id: String,
     pub exec_id: String,
     pub process: ExecProcessSpec,
+    /// The container's key, when its record is sealed: the exec's environment values are
+    /// recorded sealed with it.
+    pub sealer: Option<Sealer>,
 }
 
 impl ExecProcess {
@@ -52,10 +55,16 @@ impl ExecProcess {
                 self.process.working_dir
             )));
         }
-        Ok(vec![Event::ExecRequested {
-            container_id: id.clone(),
-            exec_id: self.exec_id.clone(),
-            process: self.process.clone(),
-        }])
+        let mut process = self.process.clone();
+        if let Some(sealer) = &self.sealer {
+            if container.record.sealed_key_id() != Some(sealer.key.key_id.as_str()) {
+                return Err(CommandError::FailedPrecondition(format!(
+                    "container {id:?} was created with another key than the one berthd read: send the exec again"
+                )));
+            }
+            process.sealed_env = sealer.seal_env(&process.env);
+            process.env.clear();
+        }
+        Ok(vec![Event::ExecRequested { container_id: id.clone(), exec_id: self.exec_id.clone(), process }])
     }
 }

@@ -15,6 +15,7 @@ pub mod pull;
 pub mod push;
 pub mod references;
 pub mod restart;
+pub mod secrets;
 pub mod task;
 #[cfg(test)]
 mod test_state;
@@ -35,6 +36,7 @@ pub use policy::{HostFacts, LimitsRequest, PolicyRequest, SecurityRequest};
 pub use pull::{PullImage, PullProvenance, RecordPulledBlobs};
 pub use push::PushImage;
 pub use restart::{restart_plan, RestartPlan, RestartTask};
+pub use secrets::ForgetSecrets;
 pub use task::{CreateTask, DeleteTask, KillTask, StartTask};
 pub use volume::{CreateVolume, RemoveVolume};
 
@@ -66,6 +68,7 @@ pub enum Command {
     RecordDaemonEvent(RecordDaemonEvent),
     CreateVolume(CreateVolume),
     RemoveVolume(RemoveVolume),
+    ForgetSecrets(ForgetSecrets),
 }
 
 impl Command {
@@ -96,6 +99,7 @@ impl Command {
             Command::RecordDaemonEvent(command) => command.decide(state),
             Command::CreateVolume(command) => command.decide(state, namespace),
             Command::RemoveVolume(command) => command.decide(state, namespace),
+            Command::ForgetSecrets(command) => command.decide(state, namespace),
         }
     }
 
@@ -126,6 +130,7 @@ impl Command {
             Command::RecordDaemonEvent(_) => "RecordDaemonEvent",
             Command::CreateVolume(_) => "CreateVolume",
             Command::RemoveVolume(_) => "RemoveVolume",
+            Command::ForgetSecrets(_) => "ForgetSecrets",
         }
     }
 }

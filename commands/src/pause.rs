@@ -109,7 +109,8 @@ mod tests {
         let kill = KillTask { container_id: ID.into(), signal: 9, all: false };
         let error = kill.decide(&state, "default").unwrap_err();
         assert!(error.to_string().contains("berth resume c"), "{error}");
-        let exec = ExecProcess { container_id: ID.into(), exec_id: "e1".into(), process: Default::default() };
+        let exec =
+            ExecProcess { container_id: ID.into(), exec_id: "e1".into(), process: Default::default(), sealer: None };
         assert!(exec.decide(&state, "default").unwrap_err().to_string().contains("resume"));
     }
 }

@@ -69,6 +69,7 @@ fn create(id: &str, image: &str) -> Command {
         image_volumes: vec![],
         read_only_rootfs: false,
         auto_remove: false,
+        sealer: None,
     })
 }
 
@@ -337,4 +338,54 @@ fn volumes_are_created_on_first_use_kept_while_used_and_anonymous_ones_go_with_r
             "{mounts:?}"
         );
     }
+}
+
+fn sealer(random: u8) -> Sealer {
+    let key = SecretKey::generate("default", "web", [random; berth_projections::sealed::NEW_KEY_RANDOM_BYTES]);
+    Sealer { key, seed: [random; 32] }
+}
+
+#[test]
+fn a_sealed_create_records_no_clear_value_and_forgetting_is_recorded_once_after_removal() {
+    let mut world = World::new();
+    world.run(import(), None).unwrap();
+    let Command::CreateContainer(mut sealed_create) = create("web", "busybox:latest") else { unreachable!() };
+    sealed_create.env = vec!["SECRET=hunter2".into()];
+    sealed_create.sealer = Some(sealer(1));
+    let created_seq = world.run(Command::CreateContainer(sealed_create), None).unwrap();
+    let record = world.state.container("default", "web").unwrap().record.clone();
+    assert!(record.env.is_empty(), "{:?}", record.env);
+    let names: Vec<&str> = record.sealed_env.iter().map(|entry| entry.name.as_str()).collect();
+    assert_eq!(names, ["PATH", "SECRET"]);
+    assert!(!format!("{record:?}").contains("hunter2"));
+    let key = sealer(1).key;
+    assert_eq!(record.environment("default", Some(&key)).unwrap(), ["PATH=/bin", "SECRET=hunter2"]);
+    assert_eq!(record.environment("default", None).unwrap(), ["PATH=<forgotten>", "SECRET=<forgotten>"]);
+    let key_use = world.state.secret_key("default", "web").unwrap().clone();
+    assert_eq!((key_use.key_id.as_str(), key_use.sealed_seq), (key.key_id.as_str(), created_seq));
+
+    let forget = |key_missing| {
+        Command::ForgetSecrets(ForgetSecrets {
+            container_id: "web".into(),
+            key_id: key.key_id.clone(),
+            reason: "test".into(),
+            key_missing,
+        })
+    };
+    assert!(matches!(world.run(forget(false), None), Err(CommandError::FailedPrecondition(_))), "still exists");
+    world.run(Command::DeleteContainer(DeleteContainer { id: "web".into(), remove_volumes: false }), None).unwrap();
+    assert!(world.state.secret_key("default", "web").unwrap().released_at.is_some());
+    let forgotten_seq = world.run(forget(false), None).unwrap();
+    assert_eq!(world.state.secret_key("default", "web").unwrap().forgotten_seq, Some(forgotten_seq));
+    assert!(matches!(world.run(forget(false), None), Err(CommandError::AlreadyExists(_))), "once");
+
+    // A create that read the key just before it was forgotten is refused; with a new key it fits.
+    let Command::CreateContainer(mut late) = create("web", "busybox:latest") else { unreachable!() };
+    late.sealer = Some(sealer(1));
+    let refusal = world.run(Command::CreateContainer(late), None).unwrap_err();
+    assert!(matches!(&refusal, CommandError::FailedPrecondition(message) if message.contains("send it again")));
+    let Command::CreateContainer(mut fresh) = create("web", "busybox:latest") else { unreachable!() };
+    fresh.sealer = Some(sealer(2));
+    world.run(Command::CreateContainer(fresh), None).unwrap();
+    assert_eq!(world.state.secret_key("default", "web").unwrap().forgotten_seq, None);
 }

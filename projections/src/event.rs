@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::DecodeError;
 use crate::policy::{ContainerPolicies, ResourceLimits};
+use crate::sealed::SealedEnv;
 
 /// The schema version this build writes. Bump it when an event's meaning changes, or when
 /// events or fields are added that an older berth cannot read, so that berth refuses a log
@@ -310,6 +311,18 @@ pub enum Event {
     VolumeRemoved {
         name: String,
     },
+
+    // Forgettable secrets (docs/secrets.md). Kept together at the end.
+    /// A container's key was deleted, so the values it sealed can no longer be read (they show
+    /// as `<forgotten>`); the records holding them, and so every hash, are unchanged. Recorded
+    /// just before the key file is deleted. Who is the record's origin; `reason` says why
+    /// ("container removed at seq 41", "retention of 7d after removal", "key file missing at
+    /// start-up").
+    SecretsForgotten {
+        container_id: String,
+        key_id: String,
+        reason: String,
+    },
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
@@ -359,6 +372,10 @@ pub struct ExecProcess {
     pub user: String,
     pub tty: bool,
     pub open_stdin: bool,
+    /// The exec's environment entries with their values sealed with the container's key
+    /// (`sealed.rs`); `env` then holds none. Records written before sealing decode as none.
+    #[serde(default)]
+    pub sealed_env: Vec<SealedEnv>,
 }
 
 /// What a container was created with, fully resolved (image defaults merged with overrides),
@@ -403,6 +420,13 @@ pub struct ContainerRecord {
     /// exited (`run -d --rm`).
     #[serde(default)]
     pub auto_remove: bool,
+
+    // Forgettable secrets (docs/secrets.md).
+    /// The environment with its values sealed with the container's key (`sealed.rs`), in
+    /// order; `env` then holds none. Records written before sealing (and by a berthd with
+    /// `[secrets] seal = false`) keep the environment in `env` and have none here.
+    #[serde(default)]
+    pub sealed_env: Vec<SealedEnv>,
 }
 
 /// What a mount is: a host directory, a berth volume or a fresh tmpfs.
@@ -433,6 +457,39 @@ pub struct VolumeRecord {
     /// The container an anonymous volume (from an image's `VOLUME`) was made for; removed with
     /// it by `rm -v` or `--rm`. `None` for a named volume.
     pub anonymous_for: Option<String>,
+}
+
+impl ContainerRecord {
+    /// The container's environment: `env` as recorded when it was not sealed (older records,
+    /// or a berthd told not to seal), else the sealed entries opened with `key`.
+    pub fn environment(
+        &self,
+        namespace: &str,
+        key: Option<&crate::sealed::SecretKey>,
+    ) -> Result<Vec<String>, crate::sealed::SecretError> {
+        let mut env = self.env.clone();
+        env.extend(crate::sealed::open_env(key, namespace, &self.id, &self.sealed_env)?);
+        Ok(env)
+    }
+
+    /// The key id its sealed values name, if it has any.
+    pub fn sealed_key_id(&self) -> Option<&str> {
+        self.sealed_env.first().map(|entry| entry.value.key_id.as_str())
+    }
+}
+
+impl ExecProcess {
+    /// The exec's own environment entries, opened as [`ContainerRecord::environment`] does.
+    pub fn environment(
+        &self,
+        namespace: &str,
+        container_id: &str,
+        key: Option<&crate::sealed::SecretKey>,
+    ) -> Result<Vec<String>, crate::sealed::SecretError> {
+        let mut env = self.env.clone();
+        env.extend(crate::sealed::open_env(key, namespace, container_id, &self.sealed_env)?);
+        Ok(env)
+    }
 }
 
 impl Envelope {
@@ -506,6 +563,7 @@ impl Event {
             Event::OrphanRemoved { .. } => "OrphanRemoved",
             Event::VolumeCreated { .. } => "VolumeCreated",
             Event::VolumeRemoved { .. } => "VolumeRemoved",
+            Event::SecretsForgotten { .. } => "SecretsForgotten",
         }
     }
 
@@ -533,7 +591,8 @@ impl Event {
             | Event::TaskDeleteRequested { container_id, .. }
             | Event::TaskDeleted { container_id, .. }
             | Event::TaskDeleteFailed { container_id, .. }
-            | Event::TaskRestartScheduled { container_id, .. } => Some(container_id),
+            | Event::TaskRestartScheduled { container_id, .. }
+            | Event::SecretsForgotten { container_id, .. } => Some(container_id),
             _ => None,
         }
     }

@@ -9,6 +9,7 @@ pub mod event;
 pub mod event_json;
 pub mod names;
 pub mod policy;
+pub mod sealed;
 pub mod state;
 
 pub use decode::{decode_envelope, replay_parallel};
@@ -20,6 +21,7 @@ pub use event::{
 pub use policy::{
     ContainerPolicies, DeviceMapping, ResourceLimits, RestartMode, RestartPolicy, SecurityOptions, Ulimit,
 };
+pub use sealed::{open_env, Sealed, SealedEnv, Sealer, SecretError, SecretKey, SecretKeyUse, SecretKeys, FORGOTTEN};
 pub use state::{
     ContainerState, ContentState, ExecState, ExecStatus, ExitInfo, ImageState, NamespaceState, PendingIntent,
     RestartState, SnapshotState, State, TaskState, TaskStatus, VolumeState,

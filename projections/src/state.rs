@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::event::{
     ContainerRecord, Envelope, Event, ExecProcess, ExitCause, ImageRecord, VolumeRecord, MOUNT_KIND_VOLUME,
 };
+use crate::sealed::{SecretKeyUse, SecretKeys};
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 pub struct State {
@@ -24,6 +25,10 @@ pub struct State {
     pub content: BTreeMap<String, ContentState>,
     /// Committed (read-only) snapshots, by chain id (shared by all namespaces).
     pub snapshots: BTreeMap<String, SnapshotState>,
+    /// Each container's secret key as the log knows it, kept past the container's deletion
+    /// until forgetting is recorded (`sealed.rs`).
+    #[serde(default)]
+    pub secret_keys: SecretKeys,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
@@ -252,6 +257,15 @@ impl State {
         self.namespaces.get(name)
     }
 
+    /// Where a container's secret key stands, also after the container was deleted.
+    pub fn secret_key(&self, namespace: &str, container_id: &str) -> Option<&SecretKeyUse> {
+        self.secret_keys.get(namespace)?.get(container_id)
+    }
+
+    fn secret_key_mut(&mut self, namespace: &str, container_id: &str) -> Option<&mut SecretKeyUse> {
+        self.secret_keys.get_mut(namespace)?.get_mut(container_id)
+    }
+
     pub fn container(&self, namespace: &str, id: &str) -> Option<&ContainerState> {
         self.namespaces.get(namespace)?.containers.get(id)
     }
@@ -355,6 +369,11 @@ impl State {
                 }
             }
             Event::ContainerCreated { container } => {
+                if let Some(key_id) = container.sealed_key_id() {
+                    let key_use =
+                        SecretKeyUse { key_id: key_id.to_string(), sealed_seq: seq, ..SecretKeyUse::default() };
+                    self.secret_keys.entry(namespace.to_string()).or_default().insert(container.id.clone(), key_use);
+                }
                 if let Some(namespace_state) = self.namespaces.get_mut(namespace) {
                     namespace_state.containers.entry(container.id.clone()).or_insert_with(|| ContainerState {
                         record: container.clone(),
@@ -366,6 +385,9 @@ impl State {
                 }
             }
             Event::ContainerDeleted { id } => {
+                if let Some(key_use) = self.secret_key_mut(namespace, id) {
+                    key_use.released_at = Some(timestamp);
+                }
                 if let Some(namespace_state) = self.namespaces.get_mut(namespace) {
                     namespace_state.containers.remove(id);
                 }
@@ -412,6 +434,13 @@ impl State {
                 }
             }
             Event::DaemonStarted { .. } | Event::OrphanRemoved { .. } => {}
+            Event::SecretsForgotten { container_id, key_id, .. } => {
+                if let Some(key_use) = self.secret_key_mut(namespace, container_id) {
+                    if key_use.key_id == *key_id && key_use.forgotten_seq.is_none() {
+                        key_use.forgotten_seq = Some(seq);
+                    }
+                }
+            }
             task_event => {
                 let Some(container_id) = task_event.container_id() else { return };
                 let Some(task) = self.task_mut(namespace, container_id) else { return };

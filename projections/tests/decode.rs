@@ -111,8 +111,13 @@ fn mount() -> impl Strategy<Value = MountRecord> {
     })
 }
 
+fn sealed_env() -> impl Strategy<Value = SealedEnv> {
+    (text(), text(), text(), text())
+        .prop_map(|(name, key_id, nonce, ciphertext)| SealedEnv { name, value: Sealed { key_id, nonce, ciphertext } })
+}
+
 fn container() -> impl Strategy<Value = ContainerRecord> {
-    let storage = (vec(mount(), 0..3), any::<bool>(), any::<bool>());
+    let storage = (vec(mount(), 0..3), any::<bool>(), any::<bool>(), vec(sealed_env(), 0..3));
     (
         text(),
         text(),
@@ -138,7 +143,7 @@ fn container() -> impl Strategy<Value = ContainerRecord> {
                 lowers,
                 (snapshot_key, open_stdin, tty),
                 policies,
-                (mounts, read_only_rootfs, auto_remove),
+                (mounts, read_only_rootfs, auto_remove, sealed_env),
             )| {
                 ContainerRecord {
                     id,
@@ -158,6 +163,7 @@ fn container() -> impl Strategy<Value = ContainerRecord> {
                     mounts,
                     read_only_rootfs,
                     auto_remove,
+                    sealed_env,
                 }
             },
         )
@@ -244,13 +250,22 @@ fn event() -> impl Strategy<Value = Event> {
                 cause: [ExitCause::Exited, ExitCause::OomKilled, ExitCause::MonitorLost][cause as usize],
             }
         ),
-        (id(), text(), texts(), texts(), (text(), text(), any::<bool>(), any::<bool>())).prop_map(
-            |(container_id, exec_id, args, env, (working_dir, user, tty, open_stdin))| Event::ExecRequested {
-                container_id,
-                exec_id,
-                process: berth_projections::ExecProcess { args, env, working_dir, user, tty, open_stdin },
-            }
-        ),
+        (id(), text(), texts(), texts(), (text(), text(), any::<bool>(), any::<bool>()), vec(sealed_env(), 0..3))
+            .prop_map(|(container_id, exec_id, args, env, (working_dir, user, tty, open_stdin), sealed_env)| {
+                Event::ExecRequested {
+                    container_id,
+                    exec_id,
+                    process: berth_projections::ExecProcess {
+                        args,
+                        env,
+                        working_dir,
+                        user,
+                        tty,
+                        open_stdin,
+                        sealed_env,
+                    },
+                }
+            }),
         (id(), text(), any::<u32>()).prop_map(|(container_id, exec_id, pid)| Event::ExecStarted {
             container_id,
             exec_id,
@@ -284,6 +299,11 @@ fn event() -> impl Strategy<Value = Event> {
             Event::VolumeCreated { volume: VolumeRecord { name, labels, anonymous_for } }
         }),
         text().prop_map(|name| Event::VolumeRemoved { name }),
+        (id(), text(), text()).prop_map(|(container_id, key_id, reason)| Event::SecretsForgotten {
+            container_id,
+            key_id,
+            reason
+        }),
     ]
 }
 

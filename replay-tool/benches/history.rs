@@ -18,6 +18,7 @@ use berth_replay::cmd::events::{run_events, EventFilter, EventFormat};
 use berth_replay::cmd::history::run_history;
 use berth_replay::fold::{walk_envelopes, walk_records, Walk};
 use berth_replay::location::open_log;
+use berth_replay::secrets::KeyDir;
 
 #[path = "../../projections/benches/support/generator.rs"]
 mod generator;
@@ -157,7 +158,7 @@ fn main() {
     report("floor: open + read every record, CRC checked, one thread", &floor, gib);
     let history = best_of(repeat, || {
         let mut out = Vec::new();
-        run_history(&dir, "default", NEEDLE, &mut out).expect("history");
+        run_history(&dir, "default", NEEDLE, &KeyDir::new(None), &mut out).expect("history");
         black_box(out);
     });
     report(&format!("berth-replay history --container {NEEDLE}"), &history, gib);

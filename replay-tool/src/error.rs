@@ -27,6 +27,12 @@ pub enum ReplayError {
     EmptyRange { from: u64, to: u64 },
     /// `history` found no event about this container.
     ContainerNotFound { namespace: String, id: String },
+    /// A key file that cannot be trusted or does not open what it should.
+    KeyRefused { path: PathBuf, reason: String },
+    /// `forget` was asked for something it must not do (berthd running, container alive, no key directory).
+    ForgetRefused { reason: String },
+    /// `forget` could not delete the key file.
+    ForgetFailed { path: PathBuf, source: std::io::Error },
     /// Writing the output failed (a closed pipe is handled by the caller).
     Output(std::io::Error),
 }
@@ -76,6 +82,11 @@ impl fmt::Display for ReplayError {
                 formatter,
                 "no event in this log is about container {id} in namespace {namespace}; list the containers with `berth-replay state`, or pass --namespace if it lives in another one"
             ),
+            ReplayError::KeyRefused { path, reason } => write!(formatter, "key file {} {reason}", path.display()),
+            ReplayError::ForgetRefused { reason } => write!(formatter, "{reason}"),
+            ReplayError::ForgetFailed { path, source } => {
+                write!(formatter, "cannot delete key file {}: {source}; run berth-replay as root", path.display())
+            }
             ReplayError::Output(source) => write!(formatter, "cannot write the output: {source}; check where stdout goes"),
         }
     }

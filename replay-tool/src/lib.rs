@@ -2,7 +2,7 @@
 //! verify the chain, list events, tell a container's history, fold the state at any past seq
 //! or time, tell what changed between two moments, and measure the log.
 //!
-//! Invariant: nothing here opens a file for writing. The log is opened only with
+//! Invariant: nothing here opens a file for writing; `forget` deletes one key file. The log is opened only with
 //! `berth_log::open_read_only` (no lock, no repair), and output goes to the `Write` passed in.
 
 pub mod cmd;
@@ -12,6 +12,7 @@ pub mod fold;
 pub mod location;
 pub mod prefilter;
 pub mod render;
+pub mod secrets;
 pub mod time;
 
 pub use error::ReplayError;

@@ -9,16 +9,19 @@ use berth_log::Timestamp;
 use berth_projections::event_json::EventSelector;
 use berth_replay::cmd::diff::run_diff;
 use berth_replay::cmd::events::{run_events, EventFilter, EventFormat, FollowOptions};
+use berth_replay::cmd::forget::run_forget;
 use berth_replay::cmd::history::run_history;
 use berth_replay::cmd::state::run_state;
 use berth_replay::cmd::stats::run_stats;
 use berth_replay::cmd::verify::{parse_point, run_head, run_verify, VerifyOptions, VerifyOutcome};
+use berth_replay::secrets::KeyDir;
 use berth_replay::{resolve_log_dir, FoldPoint, ReplayError};
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 const READ_ONLY_NOTE: &str =
     "berth-replay never opens anything for writing: it reads the log without taking its lock, \
-works while berthd is running, and never repairs, truncates or moves a file (a torn tail is reported, not fixed).";
+works while berthd is running, and never repairs, truncates or moves a file (a torn tail is reported, not fixed). \
+Only `forget` deletes a file: one key file, with berthd stopped.";
 
 #[derive(Parser)]
 #[command(
@@ -42,6 +45,11 @@ struct LogLocation {
     /// The log directory itself (instead of --root)
     #[arg(long, value_name = "DIR", global = true)]
     log: Option<PathBuf>,
+    /// The containers' key directory, to open sealed environment values (shown as <forgotten>
+    /// where a key is gone) [default: ROOT/keys with --root or no location; none with --log:
+    /// values show as <sealed>]
+    #[arg(long, value_name = "DIR", global = true)]
+    keys: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -133,6 +141,16 @@ enum Command {
     /// Size and contents of the log, and how fast it replays on this machine
     #[command(after_help = READ_ONLY_NOTE)]
     Stats,
+    /// Forget a removed container's sealed environment values by deleting its key file, with
+    /// berthd stopped; the log is untouched and still verifies
+    Forget {
+        /// The container id
+        #[arg(long, value_name = "ID")]
+        container: String,
+        /// The container's namespace
+        #[arg(long, value_name = "NS", default_value = "default")]
+        namespace: String,
+    },
     /// Print a completion script for bash, zsh or fish
     Completion {
         /// The shell to complete for, e.g. `berth-replay completion bash`
@@ -171,9 +189,23 @@ fn verify_options(dir: &std::path::Path, strict: bool, expect: Option<berth_log:
     VerifyOptions { strict, expect, anchor }
 }
 
+/// `--keys`, else the root's `keys` (the default root's when no location is given); with `--log`
+/// alone the tool cannot know where the keys are.
+fn resolve_keys_dir(location: &LogLocation) -> Option<PathBuf> {
+    match (&location.keys, &location.root, &location.log) {
+        (Some(keys), _, _) => Some(keys.clone()),
+        (None, Some(root), _) => Some(root.join(berth_projections::sealed::KEYS_DIR_NAME)),
+        (None, None, None) => {
+            Some(PathBuf::from(berth_replay::DEFAULT_ROOT).join(berth_projections::sealed::KEYS_DIR_NAME))
+        }
+        (None, None, Some(_)) => None,
+    }
+}
+
 /// Runs the command; `Ok(false)` means "done, but exit 1" (verify found damage).
 fn run(cli: Cli, out: &mut dyn Write) -> Result<bool, ReplayError> {
     let dir = resolve_log_dir(cli.location.root.as_deref(), cli.location.log.as_deref());
+    let keys = KeyDir::new(resolve_keys_dir(&cli.location));
     match cli.command {
         Command::Verify { strict, expect } => match run_verify(&dir, &verify_options(&dir, strict, expect), out)? {
             VerifyOutcome::Intact => Ok(true),
@@ -196,7 +228,7 @@ fn run(cli: Cli, out: &mut dyn Write) -> Result<bool, ReplayError> {
             Ok(true)
         }
         Command::History { container, namespace } => {
-            run_history(&dir, &namespace, &container, out)?;
+            run_history(&dir, &namespace, &container, &keys, out)?;
             Ok(true)
         }
         Command::State { at, at_time, json, output } => {
@@ -205,7 +237,7 @@ fn run(cli: Cli, out: &mut dyn Write) -> Result<bool, ReplayError> {
                 (None, Some(timestamp_ns)) => FoldPoint::Time(timestamp_ns),
                 (None, None) => FoldPoint::End,
             };
-            run_state(&dir, point, json || output == OutputFormat::Json, out)?;
+            run_state(&dir, point, json || output == OutputFormat::Json, &keys, out)?;
             Ok(true)
         }
         Command::Diff { from, to, output } => {
@@ -214,6 +246,10 @@ fn run(cli: Cli, out: &mut dyn Write) -> Result<bool, ReplayError> {
         }
         Command::Stats => {
             run_stats(&dir, out)?;
+            Ok(true)
+        }
+        Command::Forget { container, namespace } => {
+            run_forget(&dir, &keys, &namespace, &container, out)?;
             Ok(true)
         }
         Command::Completion { shell } => {

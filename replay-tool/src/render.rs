@@ -8,7 +8,9 @@ use berth_projections::names::{short_digest, signal_name};
 use berth_projections::{ContainerState, Envelope, Event, ExitCause, Origin, PendingIntent, State, TaskState};
 use serde_json::{json, Value};
 
+use crate::error::ReplayError;
 use crate::fold::RecordStamp;
+use crate::secrets::KeyDir;
 use crate::time::format_event_time;
 
 /// How namespace "" (host-wide records such as `DaemonStarted`) is shown in text.
@@ -162,6 +164,9 @@ pub fn describe_event(event: &Event) -> String {
             None => format!("volume {} created", volume.name),
         },
         Event::VolumeRemoved { name } => format!("volume {name} removed"),
+        Event::SecretsForgotten { key_id, reason, .. } => {
+            format!("secrets forgotten: key {key_id} deleted, its environment values now read <forgotten> ({reason})")
+        }
         other => format!("{} {}", other.kind(), other.fields_json()),
     }
 }
@@ -239,7 +244,7 @@ fn container_line(id: &str, container: &ContainerState) -> String {
 
 /// The state for humans: every namespace with its images and containers, then the shared
 /// content and snapshot indexes as counts.
-pub fn write_state_text(out: &mut dyn Write, state: &State) -> std::io::Result<()> {
+pub fn write_state_text(out: &mut dyn Write, state: &State, keys: &KeyDir) -> Result<(), ReplayError> {
     if state.namespaces.is_empty() {
         writeln!(out, "namespaces: none")?;
     }
@@ -268,6 +273,10 @@ pub fn write_state_text(out: &mut dyn Write, state: &State) -> std::io::Result<(
             writeln!(out, "  containers:")?;
             for (id, container) in &namespace.containers {
                 writeln!(out, "{}", container_line(id, container))?;
+                let env = keys.container_env(name, &container.record)?;
+                if !env.is_empty() {
+                    writeln!(out, "      env: {}", json!(env))?;
+                }
             }
         }
     }

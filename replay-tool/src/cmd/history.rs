@@ -11,6 +11,7 @@ use crate::fold::{walk_matching_envelopes, RecordStamp, Walk};
 use crate::location::open_log;
 use crate::prefilter::RawFilter;
 use crate::render::{describe_event, describe_origin, describe_task, who_short};
+use crate::secrets::KeyDir;
 
 /// One line of the story.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,7 +45,7 @@ fn is_about(event: &Event, id: &str) -> bool {
     }
 }
 
-pub fn collect_history(dir: &Path, namespace: &str, id: &str) -> Result<ContainerHistory, ReplayError> {
+pub fn collect_history(dir: &Path, namespace: &str, id: &str, keys: &KeyDir) -> Result<ContainerHistory, ReplayError> {
     let (log, _open_report) = open_log(dir)?;
     let mut history = ContainerHistory { last_seq: log.last_seq().get(), ..ContainerHistory::default() };
     // Only records holding the id's bytes can be about the container (see prefilter.rs); the
@@ -77,7 +78,7 @@ pub fn collect_history(dir: &Path, namespace: &str, id: &str) -> Result<Containe
                 stamp,
                 index,
                 who: describe_origin(&envelope.origin),
-                what: describe_event(event),
+                what: format!("{}{}", describe_event(event), keys.env_note(namespace, event)?),
             });
         }
         Ok(Walk::Continue)
@@ -109,8 +110,14 @@ pub fn summary_line(history: &ContainerHistory, namespace: &str, id: &str) -> St
     format!("summary: container {id} in namespace {namespace}: {created}; {now}")
 }
 
-pub fn run_history(dir: &Path, namespace: &str, id: &str, out: &mut dyn Write) -> Result<(), ReplayError> {
-    let history = collect_history(dir, namespace, id)?;
+pub fn run_history(
+    dir: &Path,
+    namespace: &str,
+    id: &str,
+    keys: &KeyDir,
+    out: &mut dyn Write,
+) -> Result<(), ReplayError> {
+    let history = collect_history(dir, namespace, id, keys)?;
     writeln!(out, "history of container {id} in namespace {namespace} ({} events)", history.entries.len())?;
     let seq_width =
         history.entries.iter().map(|entry| format!("{}.{}", entry.stamp.seq, entry.index).len()).max().unwrap_or(1);

@@ -2,6 +2,7 @@
 
 pub mod diff;
 pub mod events;
+pub mod forget;
 pub mod history;
 pub mod state;
 pub mod stats;

@@ -10,6 +10,7 @@ use crate::error::ReplayError;
 use crate::fold::{fold_to, FoldPoint, Folded};
 use crate::location::open_log;
 use crate::render::{state_json, write_state_text};
+use crate::secrets::KeyDir;
 
 /// Folds the log at `dir` up to `point`.
 pub fn fold_log(dir: &Path, point: FoldPoint) -> Result<Folded, ReplayError> {
@@ -45,13 +46,19 @@ fn write_header(out: &mut dyn Write, point: FoldPoint, folded: &Folded) -> std::
     Ok(())
 }
 
-pub fn run_state(dir: &Path, point: FoldPoint, json: bool, out: &mut dyn Write) -> Result<(), ReplayError> {
+pub fn run_state(
+    dir: &Path,
+    point: FoldPoint,
+    json: bool,
+    keys: &KeyDir,
+    out: &mut dyn Write,
+) -> Result<(), ReplayError> {
     let folded = fold_log(dir, point)?;
     if json {
         out.write_all(state_json(&folded.state).as_bytes())?;
         return Ok(());
     }
     write_header(out, point, &folded)?;
-    write_state_text(out, &folded.state)?;
+    write_state_text(out, &folded.state, keys)?;
     Ok(())
 }

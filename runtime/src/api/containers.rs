@@ -8,19 +8,31 @@ use berth_commands::{
     resolve_image, Command, CreateContainer, DeleteContainer, LimitsRequest, PolicyRequest, SecurityRequest,
     UpdateContainer,
 };
-use berth_projections::{MountRecord, MOUNT_KIND_BIND};
+use berth_projections::{MountRecord, Sealer, MOUNT_KIND_BIND};
 use tonic::{Request, Response, Status};
 
 use crate::api;
 use crate::api::convert::container_message;
 use crate::api::paging::page;
 use crate::api::services::{container_not_found, status_from_command_error, Services};
+use crate::secrets::keys::KeyStore;
 use crate::tasks::mounts::{image_volume_paths, resolve_bind_source};
 use crate::tasks::policies;
 use crate::tasks::runc::Runc;
 use crate::tasks::seccomp;
 
 pub struct ContainersService(pub Arc<Services>);
+
+/// The container's key (made and written durably now if it has none), for sealing its
+/// environment values before the create is decided and appended. A key made here for a create
+/// that is then refused, or that berthd dies before appending, is deleted by the next start-up.
+fn create_sealer(services: &Services, namespace: &str, id: &str) -> Result<Sealer, Status> {
+    berth_commands::validate::container_id(id).map_err(status_from_command_error)?;
+    let key =
+        services.keys.get_or_make(namespace, id).map_err(|error| Status::failed_precondition(error.to_string()))?;
+    crate::sys::failpoint("secret-key-written");
+    Ok(KeyStore::sealer(key))
+}
 
 #[tonic::async_trait]
 impl api::containers_server::Containers for ContainersService {
@@ -74,6 +86,7 @@ impl api::containers_server::Containers for ContainersService {
             image_volumes,
             read_only_rootfs: message.read_only_rootfs,
             auto_remove: message.auto_remove,
+            sealer: Some(create_sealer(&self.0, &namespace, &id)?),
         });
         let seq = self.0.submit(&namespace, origin, command).await?;
         let container = self.0.store.state().container(&namespace, &id).map(container_message);
@@ -82,12 +95,20 @@ impl api::containers_server::Containers for ContainersService {
 
     async fn get(&self, request: Request<api::GetContainerRequest>) -> Result<Response<api::Container>, Status> {
         let (namespace, _) = self.0.caller(&request, "Containers/Get")?;
-        let id = request.into_inner().id;
-        let state = self.0.store.state();
-        state
-            .container(&namespace, &id)
-            .map(|c| Response::new(container_message(c)))
-            .ok_or_else(|| container_not_found(&namespace, &id))
+        let message = request.into_inner();
+        let id = message.id;
+        let container = self.0.store.state().container(&namespace, &id).cloned();
+        let container = container.ok_or_else(|| container_not_found(&namespace, &id))?;
+        if !message.open_sealed_env {
+            return Ok(Response::new(container_message(&container)));
+        }
+        // Only here, for `berth inspect` on root's socket, are sealed values opened.
+        let env = self
+            .0
+            .keys
+            .container_environment(&namespace, &container.record)
+            .map_err(|error| Status::failed_precondition(error.to_string()))?;
+        Ok(Response::new(api::Container { env, ..container_message(&container) }))
     }
 
     async fn list(

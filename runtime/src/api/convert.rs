@@ -48,7 +48,13 @@ pub(crate) fn container_message(container: &ContainerState) -> api::Container {
         image: record.image.clone(),
         image_digest: record.image_digest.clone(),
         args: record.args.clone(),
-        env: record.env.clone(),
+        // Sealed values stay sealed in lists and create answers; `Containers/Get` opens them.
+        env: record
+            .env
+            .iter()
+            .cloned()
+            .chain(record.sealed_env.iter().map(|entry| format!("{}=<sealed>", entry.name)))
+            .collect(),
         working_dir: record.working_dir.clone(),
         user: record.user.clone(),
         hostname: record.hostname.clone(),

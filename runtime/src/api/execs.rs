@@ -2,13 +2,14 @@
 //! for an exec's recorded exit. The work is `tasks::exec`'s.
 
 use berth_commands::{Command, ExecProcess};
-use berth_projections::{ExecState, ExecStatus};
+use berth_projections::{ExecState, ExecStatus, Sealer};
 use tonic::{Request, Response, Status};
 
 use crate::api;
 use crate::api::convert::api_time;
 use crate::api::services::{container_not_found, Services};
 use crate::daemon::store::OUTCOME_TIMEOUT;
+use crate::secrets::keys::KeyStore;
 
 pub async fn exec(
     services: &Services,
@@ -19,6 +20,7 @@ pub async fn exec(
     let exec_id =
         if message.exec_id.is_empty() { hex::encode(rand::random::<[u8; 6]>()) } else { message.exec_id.clone() };
     let container_id = message.container_id;
+    let sealer = exec_sealer(services, &namespace, &container_id)?;
     let command = Command::ExecProcess(ExecProcess {
         container_id: container_id.clone(),
         exec_id: exec_id.clone(),
@@ -29,7 +31,9 @@ pub async fn exec(
             user: message.user,
             tty: message.tty,
             open_stdin: message.open_stdin,
+            sealed_env: Vec::new(),
         },
+        sealer,
     });
     let seq = services.submit(&namespace, origin, command).await?;
     let wait = services.store.wait_until(|state| {
@@ -52,6 +56,26 @@ pub async fn exec(
         return Err(Status::failed_precondition(format!("exec in {container_id:?} failed: {error}")));
     }
     Ok(Response::new(api::ExecResponse { exec_id, pid: exec.pid, seq: seq.get() }))
+}
+
+/// The container's key when its record is sealed, so the exec's environment values are too; a
+/// container recorded in clear (by an older berth) keeps its execs' in clear as well.
+fn exec_sealer(services: &Services, namespace: &str, container_id: &str) -> Result<Option<Sealer>, Status> {
+    let sealed = services
+        .store
+        .state()
+        .container(namespace, container_id)
+        .is_some_and(|container| container.record.sealed_key_id().is_some());
+    if !sealed {
+        return Ok(None);
+    }
+    match services.keys.load(namespace, container_id) {
+        Ok(Some(key)) => Ok(Some(KeyStore::sealer(key))),
+        Ok(None) => Err(Status::failed_precondition(format!(
+            "the secret key of container {container_id:?} is gone, so its environment cannot be given to an exec: remove the container and create it again"
+        ))),
+        Err(error) => Err(Status::failed_precondition(error.to_string())),
+    }
 }
 
 pub async fn wait_exec(

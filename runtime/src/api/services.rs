@@ -16,6 +16,7 @@ use crate::daemon::layout::Layout;
 use crate::daemon::store::{CommittedRecord, Store, SubmitError, OUTCOME_TIMEOUT};
 use crate::images::content::ContentStore;
 use crate::images::snapshot::Snapshotter;
+use crate::secrets::keys::KeyStore;
 
 /// What every service shares.
 pub struct Services {
@@ -29,6 +30,9 @@ pub struct Services {
     pub registry_hosts_dir: std::path::PathBuf,
     /// For `runc update` of a running task's limits (`Containers/Update`).
     pub runc_binary: std::path::PathBuf,
+    /// Containers' secret keys: the API seals environment values with them before a command
+    /// is decided, and opens them for `Containers/Get`.
+    pub keys: Arc<KeyStore>,
     request_counter: AtomicU64,
 }
 
@@ -40,6 +44,7 @@ impl Services {
         snapshotter: Arc<Snapshotter>,
         gc_lock: Arc<tokio::sync::RwLock<()>>,
         runc_binary: std::path::PathBuf,
+        keys: Arc<KeyStore>,
     ) -> Arc<Services> {
         Arc::new(Services {
             store,
@@ -49,6 +54,7 @@ impl Services {
             gc_lock,
             registry_hosts_dir: crate::images::registry::hosts::DEFAULT_HOSTS_CONFIG_DIR.into(),
             runc_binary,
+            keys,
             request_counter: AtomicU64::new(0),
         })
     }

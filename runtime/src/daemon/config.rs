@@ -30,6 +30,7 @@ pub struct ConfigFile {
     pub grpc: Option<GrpcConfig>,
     pub metrics: Option<MetricsConfig>,
     pub logging: Option<LoggingConfig>,
+    pub secrets: Option<SecretsConfig>,
 }
 
 /// `[grpc]`: who besides root may open the API socket.
@@ -80,6 +81,29 @@ pub struct MetricsConfig {
 pub struct LoggingConfig {
     /// "text" (default) or "json", one object per line.
     pub format: Option<String>,
+}
+
+/// `[secrets]`: when a container's key is deleted, which forgets its sealed environment
+/// values (docs/secrets.md).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretsConfig {
+    /// Forget a container's key when it is removed (default true).
+    pub forget_on_remove: Option<bool>,
+    /// With `forget_on_remove = false`: forget a removed container's key this many days after
+    /// its removal (default: never; `berth-replay forget` does it by hand).
+    pub retention_days: Option<u64>,
+}
+
+impl SecretsConfig {
+    pub fn policy(&self) -> Result<crate::secrets::SecretsPolicy, String> {
+        let forget_on_remove = self.forget_on_remove.unwrap_or(true);
+        if forget_on_remove && self.retention_days.is_some() {
+            return Err("config: [secrets] retention_days applies only with forget_on_remove = false (keys are otherwise forgotten at removal); drop one".to_string());
+        }
+        let retention = self.retention_days.map(|days| std::time::Duration::from_secs(days.saturating_mul(86_400)));
+        Ok(crate::secrets::SecretsPolicy { forget_on_remove, retention })
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]

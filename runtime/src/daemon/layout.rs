@@ -12,6 +12,8 @@
 //! <root>/snapshots/committed/<chain-hex>/fs    unpacked layers; active/<ns>/<id>/{upper,work}
 //! <root>/tasks/<ns>/<id>/                      a task's monitor files (tasks::task_dir)
 //! <root>/volumes/<ns>/<name>/data              a volume's content (tasks::mounts)
+//! <root>/keys/<ns>/<id>.key                    a container's secret key (secrets::keys), not
+//!                                              derived from the log: deleting it forgets
 //! <state>/bundles/<ns>/<id>/                   config.json and the mounted rootfs
 //! <state>/runc/<ns>/                           runc's --root
 //! ```
@@ -82,6 +84,11 @@ impl Layout {
     /// One volume: `data/` is what containers mount (made at first use).
     pub fn volume_dir(&self, namespace: &str, name: &str) -> PathBuf {
         self.volumes_dir().join(namespace).join(name)
+    }
+
+    /// Every container's secret key (`secrets::keys`).
+    pub fn keys_dir(&self) -> PathBuf {
+        self.root.join(berth_projections::sealed::KEYS_DIR_NAME)
     }
 
     /// Every namespace's bundles.

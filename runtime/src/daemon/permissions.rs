@@ -128,6 +128,10 @@ pub fn observe(layout: &Layout) -> Vec<ObservedPath> {
         }
     }
 
+    // Not `keys/`: no older berth made it, so a key or key directory open to others was opened
+    // by someone, and its key may be copied already; `secrets::keys` refuses it, naming the
+    // file, rather than hiding that here.
+
     let runc_dir = layout.runc_dir();
     look(runc_dir.clone());
     children(&runc_dir).into_iter().for_each(&mut look);

@@ -24,6 +24,8 @@ use crate::daemon::socket;
 use crate::daemon::store::{max_record_bytes, Store, StoreError, SubmitError};
 use crate::images::content::ContentStore;
 use crate::images::snapshot::Snapshotter;
+use crate::secrets::forget;
+use crate::secrets::keys::KeyStore;
 use crate::sys::fs::create_private_dir_all;
 use crate::sys::notify::Notifier;
 use crate::tasks::executor::Executor;
@@ -49,6 +51,8 @@ pub struct DaemonOptions {
     pub metrics_address: Option<std::net::SocketAddr>,
     /// Where and how often old log segments are archived (`[log] archive_*`, `retain_*`).
     pub archive: ArchiveSettings,
+    /// When keys are forgotten (`[secrets]`).
+    pub secrets: crate::secrets::SecretsPolicy,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -228,6 +232,7 @@ pub async fn run(
     let snapshotter =
         Arc::new(Snapshotter::open(&layout.snapshots_dir()).map_err(setup("cannot open the snapshotter".into()))?);
     let gc_lock = Arc::new(tokio::sync::RwLock::new(()));
+    let keys = Arc::new(KeyStore::new(layout.keys_dir()));
     let executor = Executor::new(
         Arc::clone(&store),
         layout.clone(),
@@ -237,6 +242,8 @@ pub async fn run(
         Arc::clone(&snapshotter),
         Arc::clone(&gc_lock),
         options.output_limits,
+        Arc::clone(&keys),
+        options.secrets,
     );
     let started = Event::DaemonStarted {
         version: env!("CARGO_PKG_VERSION").to_string(),
@@ -258,8 +265,11 @@ pub async fn run(
     let executor_loop = tokio::spawn(Arc::clone(&executor).run(committed));
     executor.recover().await;
     executor.resume_restarts().await;
+    // Before any client: no create is in flight, so a key no record uses is a crash's leftover.
+    forget::sweep_at_start(&store, &keys, options.secrets).await;
+    tokio::spawn(forget::retention_loop(Arc::clone(&store), Arc::clone(&keys), options.secrets));
 
-    let services = Services::new(Arc::clone(&store), layout.clone(), content, snapshotter, gc_lock, runc_binary)
+    let services = Services::new(Arc::clone(&store), layout.clone(), content, snapshotter, gc_lock, runc_binary, keys)
         .with_registry_hosts_dir(options.registry_hosts_dir.clone());
     let listener = socket::bind(&options.address, &layout.state, options.socket_gid).map_err(DaemonError::Setup)?;
     let (health_reporter, health_service) = tonic_health::server::health_reporter();

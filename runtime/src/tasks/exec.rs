@@ -66,7 +66,9 @@ impl Executor {
         process: &ExecProcess,
     ) -> Result<MonitorIdentity, String> {
         let bundle = self.layout.bundle_dir(namespace, container_id);
-        let process_json = exec_process_json(&bundle, process)?;
+        let exec_env =
+            self.keys.exec_environment(namespace, container_id, process).map_err(|error| error.to_string())?;
+        let process_json = exec_process_json(&bundle, process, &exec_env)?;
         exec_dir
             .remove()
             .map_err(|error| format!("cannot empty the exec directory {}: {error}", exec_dir.path().display()))?;
@@ -137,8 +139,9 @@ pub(super) fn exec_exited_event(container_id: &str, exec_id: &str, status: ExitS
 
 /// The exec's process: the container's own from its bundle's `config.json` (capabilities,
 /// rlimits, no-new-privileges, environment), with the exec's arguments, environment overrides,
-/// working directory, user (names resolved in the container's rootfs) and terminal.
-fn exec_process_json(bundle: &std::path::Path, exec: &ExecProcess) -> Result<Vec<u8>, String> {
+/// working directory, user (names resolved in the container's rootfs) and terminal. `exec_env`
+/// is the exec's own environment, opened from its sealed form.
+fn exec_process_json(bundle: &std::path::Path, exec: &ExecProcess, exec_env: &[String]) -> Result<Vec<u8>, String> {
     let config_path = bundle.join("config.json");
     let container_spec = oci_spec::runtime::Spec::load(&config_path)
         .map_err(|error| format!("cannot read the container's spec {}: {error}", config_path.display()))?;
@@ -148,7 +151,7 @@ fn exec_process_json(bundle: &std::path::Path, exec: &ExecProcess) -> Result<Vec
         .ok_or_else(|| format!("the container's spec {} has no process", config_path.display()))?;
     process.set_args(Some(exec.args.clone()));
     let container_env = process.env().clone().unwrap_or_default();
-    let mut env = spec::merge_env(&container_env, &exec.env);
+    let mut env = spec::merge_env(&container_env, exec_env);
     if exec.tty && !env.iter().any(|entry| entry.starts_with("TERM=")) {
         env.push("TERM=xterm".to_string());
     }

@@ -24,6 +24,8 @@ use crate::daemon::layout::Layout;
 use crate::daemon::store::{CommittedReceiver, CommittedRecord, Store, SubmitError};
 use crate::images::content::ContentStore;
 use crate::images::snapshot::Snapshotter;
+use crate::secrets::keys::KeyStore;
+use crate::secrets::SecretsPolicy;
 use crate::sys::failpoint;
 use crate::tasks::cgroup;
 use crate::tasks::etc_files;
@@ -80,6 +82,10 @@ pub struct Executor {
     /// is about to record as present.
     pub(super) gc_lock: Arc<tokio::sync::RwLock<()>>,
     pub(super) output_limits: OutputLimits,
+    /// Containers' secret keys: a record's sealed environment is opened with them only to
+    /// write the bundle's spec (`secrets`).
+    pub(super) keys: Arc<KeyStore>,
+    pub(super) secrets: SecretsPolicy,
 }
 
 impl Executor {
@@ -93,6 +99,8 @@ impl Executor {
         snapshotter: Arc<Snapshotter>,
         gc_lock: Arc<tokio::sync::RwLock<()>>,
         output_limits: OutputLimits,
+        keys: Arc<KeyStore>,
+        secrets: SecretsPolicy,
     ) -> Arc<Executor> {
         Arc::new(Executor {
             store,
@@ -104,6 +112,8 @@ impl Executor {
             workers: Mutex::new(HashMap::new()),
             gc_lock,
             output_limits,
+            keys,
+            secrets,
         })
     }
 
@@ -155,7 +165,10 @@ impl Executor {
                         Job::Intent { seq: record.seq, event: Box::new(event.clone()), start_too: false },
                     );
                 }
-                Event::ContainerDeleted { id } => self.send(namespace, id, Job::ContainerDeleted),
+                Event::ContainerDeleted { id } => {
+                    self.send(namespace, id, Job::ContainerDeleted);
+                    self.forget_secrets_if_asked(namespace, id, record.seq);
+                }
                 // A container has a restart policy or auto-removal, never both (`CreateContainer`
                 // refuses that): each of these acts only on its own.
                 Event::TaskExited { container_id, .. } => {
@@ -425,7 +438,7 @@ impl Executor {
         self.snapshotter.mount(&active, &rootfs).map_err(|error| format!("cannot mount the rootfs: {error}"))?;
         let input = SpecInput {
             args: record.args.clone(),
-            env: record.env.clone(),
+            env: self.keys.container_environment(namespace, &record).map_err(|error| error.to_string())?,
             working_dir: record.working_dir.clone(),
             user: record.user.clone(),
             hostname: record.hostname.clone(),

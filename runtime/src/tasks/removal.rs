@@ -1,13 +1,15 @@
 //! What the executor removes on its own once the log says so: a volume's directory after its
-//! `VolumeRemoved`, and a `--rm` container (`auto_remove`) after its task exited — that removal
+//! `VolumeRemoved`, a removed container's secret key (`forget_on_remove`), and a `--rm` container (`auto_remove`) after its task exited — that removal
 //! recorded like a client's (`TaskDeleteRequested` … `ContainerDeleted`), with the daemon as its
 //! origin.
 
 use std::sync::Arc;
 
 use berth_commands::{Command, DeleteContainer, DeleteTask};
+use berth_log::Seq;
 use berth_projections::{Origin, TaskStatus};
 
+use crate::secrets::forget;
 use crate::tasks::executor::Executor;
 use crate::tasks::mounts;
 
@@ -25,6 +27,20 @@ impl Executor {
             if let Err(error) = mounts::remove_volume_dir(&executor.layout, &namespace, &name) {
                 tracing::warn!(namespace, name, %error, "removing the volume's directory failed");
             }
+        });
+    }
+
+    /// `[secrets] forget_on_remove`: once a container's removal is durable, record its key
+    /// forgotten and delete it (`secrets::forget`).
+    pub(super) fn forget_secrets_if_asked(self: &Arc<Self>, namespace: &str, container_id: &str, removed_seq: Seq) {
+        if !self.secrets.forget_on_remove {
+            return;
+        }
+        let executor = Arc::clone(self);
+        let namespace = namespace.to_string();
+        let container_id = container_id.to_string();
+        tokio::spawn(async move {
+            forget::forget_removed(&executor.store, &executor.keys, &namespace, &container_id, removed_seq.get()).await;
         });
     }
 

@@ -17,7 +17,7 @@ pub async fn attach_to_container(session: &Session, attach_args: AttachArgs) -> 
     let container_id = attach_args.container_id;
     let container = session
         .containers()
-        .get(session.request(api::GetContainerRequest { id: container_id.clone() }))
+        .get(session.request(api::GetContainerRequest { id: container_id.clone(), open_sealed_env: false }))
         .await
         .map_err(session.rpc_error())?
         .into_inner();

@@ -37,7 +37,7 @@ pub async fn start_container(session: &Session, start_args: StartArgs) -> Result
     };
     let container = session
         .containers()
-        .get(session.request(api::GetContainerRequest { id: container_id.clone() }))
+        .get(session.request(api::GetContainerRequest { id: container_id.clone(), open_sealed_env: false }))
         .await
         .map_err(session.rpc_error())?
         .into_inner();
@@ -145,7 +145,7 @@ pub async fn inspect_containers(session: &Session, inspect_args: InspectArgs) ->
     let mut documents = Vec::new();
     let mut n_failed = 0;
     for container_id in &inspect_args.container_ids {
-        let request = session.request(api::GetContainerRequest { id: container_id.clone() });
+        let request = session.request(api::GetContainerRequest { id: container_id.clone(), open_sealed_env: true });
         match session.containers().get(request).await {
             Ok(container) => documents.push(inspect_json(&container.into_inner(), now_ns)),
             Err(status) => {
@@ -258,7 +258,7 @@ async fn remove_one_container(
 ) -> Result<(), CliError> {
     let container = session
         .containers()
-        .get(session.request(api::GetContainerRequest { id: container_id.to_string() }))
+        .get(session.request(api::GetContainerRequest { id: container_id.to_string(), open_sealed_env: false }))
         .await
         .map_err(session.rpc_error())?
         .into_inner();
