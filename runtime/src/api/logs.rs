@@ -164,9 +164,13 @@ pub(crate) async fn stream_logs(
             return;
         }
         if !read_any {
-            // The directory may not exist yet when the follower came first: watch it once it does.
+            // The directory may not exist yet when the follower came first: watch it once it
+            // does, and read once more, since output may have come before the watch.
             if watch.is_none() {
                 watch = OutputWatch::new(task_dir.path()).ok();
+                if watch.is_some() {
+                    continue;
+                }
             }
             let output_changed = async {
                 match &watch {
