@@ -26,21 +26,15 @@ repo_dir=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo_dir"
 images_dir=${BERTH_TESTIMAGES:-/var/tmp/berth-testimages}
 peer=$repo_dir/scripts/peer-containerd.sh
+# shellcheck source=scripts/bench-helpers.sh
+source "$repo_dir/scripts/bench-helpers.sh"
 
 if [[ $(id -u) -ne 0 ]]; then
   echo "run this as root: containers need namespaces, mounts and cgroups" >&2
   exit 1
 fi
 
-missing_packages=()
-for tool in hyperfine:hyperfine jq:jq runc:runc; do
-  command -v "${tool%%:*}" >/dev/null || missing_packages+=("${tool#*:}")
-done
-if ((${#missing_packages[@]})); then
-  echo "installing ${missing_packages[*]} with apt-get" >&2
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing_packages[@]}" >/dev/null
-fi
+require_tools hyperfine:hyperfine jq:jq runc:runc
 runc_bin=$(command -v runc)
 
 echo "building release binaries" >&2
@@ -56,31 +50,11 @@ runc_root=$bench_dir/runc-root
 bundle_dir=$bench_dir/bundle
 berthd_pid=
 
-berth() { "$berth_bin" --address "$berth_socket" "$@"; }
-peer_ctr() { ctr --address "$peer_socket" "$@"; }
-
-# pids_naming_bench_dir: processes whose command line names our temporary directory (berth-monitors).
-pids_naming_bench_dir() {
-  local cmdline_file pid
-  for cmdline_file in /proc/[0-9]*/cmdline; do
-    pid=${cmdline_file#/proc/}; pid=${pid%/cmdline}
-    [[ $pid == "$$" ]] && continue
-    tr '\0' ' ' 2>/dev/null <"$cmdline_file" | grep -qF -- "$bench_dir/" && echo "$pid"
-  done
-  return 0
-}
-
 cleanup() {
   set +e
   trap - EXIT INT TERM
   echo "cleaning up" >&2
-  if [[ -n $berthd_pid ]] && kill -0 "$berthd_pid" 2>/dev/null; then
-    mapfile -t leftover_ids < <(berth ps -a --output json 2>/dev/null | jq -r '.[].id' 2>/dev/null)
-    ((${#leftover_ids[@]})) && berth rm -f "${leftover_ids[@]}" >/dev/null 2>&1
-    kill "$berthd_pid" 2>/dev/null
-    for _ in $(seq 50); do kill -0 "$berthd_pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$berthd_pid" 2>/dev/null
-  fi
+  stop_berthd_and_its_containers
   # monitors (and through them their containers) that outlived a failed run: end them by pid
   for pid in $(pids_naming_bench_dir); do kill -9 "$pid" 2>/dev/null; done
   if [[ -d $runc_root ]]; then
@@ -135,21 +109,6 @@ peer_answers() { peer_ctr --connect-timeout 50ms version >/dev/null 2>&1; }
 readonly n_rounds=3
 runs_per_round=$(( (n_containers + n_rounds - 1) / n_rounds ))
 
-# hyperfine_round NAME ROUND COMMAND: one round of runs of COMMAND (no shell in between).
-hyperfine_round() {
-  local name=$1 round=$2 command=$3
-  hyperfine -N --style none --warmup 3 --runs "$runs_per_round" --export-json "$bench_dir/$name.$round.json" \
-    -- "$command" >/dev/null
-}
-
-# pooled_ms NAME: "mean median p90" in ms over the runs of every round of NAME.
-pooled_ms() {
-  jq -s -r '[.[].results[0].times[]] | sort as $t | ($t | length) as $n
-    | [($t | add / $n), (if $n % 2 == 1 then $t[($n - 1) / 2] else ($t[$n / 2 - 1] + $t[$n / 2]) / 2 end),
-       $t[(($n * 0.9) | ceil) - 1]] | map(. * 1000) | @tsv' "$bench_dir/$1".*.json \
-    | awk '{ printf "%.1f %.1f %.1f\n", $1, $2, $3 }'
-}
-
 # parallel_us COMMAND-WITH-{}: one round of runs, n_workers at a time, {} replaced by a number
 # unique over all rounds; prints the wall time in µs.
 parallel_us() {
@@ -159,15 +118,6 @@ parallel_us() {
     | xargs -P "$n_workers" -I{} "$@" >/dev/null
   t1=$(now_us)
   echo $((t1 - t0))
-}
-
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
-# verdict WHAT RATIO GOAL: one line saying whether RATIO ≤ GOAL and by how much it misses.
-verdict() {
-  awk -v what="$1" -v r="$2" -v goal="$3" 'BEGIN {
-    if (r <= goal) printf "  goal %s ≤ %.1f×: %.2f× — met\n", what, goal, r
-    else printf "  goal %s ≤ %.1f×: %.2f× — MISSED, %.0f%% over the goal\n", what, goal, r, (r / goal - 1) * 100
-  }'
 }
 
 # ---- set up ------------------------------------------------------------------------------------

@@ -2,7 +2,9 @@
 //! its terminal, kept as stdout — read back from the monitor's rotated record files
 //! (`tasks::output_log`), merged by time, cut by `since` and `tail` (or, for attach, only what
 //! comes from now on), and with `follow` kept coming until the process has exited and both
-//! streams are drained.
+//! streams are drained. A follower is woken by inotify on the task directory
+//! (`tasks::output_watch`) as soon as the monitor writes, and polls only where inotify cannot
+//! be had.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,10 +18,17 @@ use crate::api;
 use crate::api::convert::api_time;
 use crate::daemon::store::Store;
 use crate::tasks::output_log::{read_records, OutputRecord, ReadPosition};
+use crate::tasks::output_watch::OutputWatch;
 use crate::tasks::task_dir::TaskDir;
 
 /// Lines of one stream sent together when no timestamps were asked for.
 const MAX_BATCH_BYTES: usize = 64 * 1024;
+
+/// How often a follower without an inotify watch looks for new output.
+const POLL_INTERVAL: Duration = Duration::from_millis(20);
+
+/// How often a watched follower reads anyway: only a guard, every write wakes it sooner.
+const WATCHED_BACKSTOP_INTERVAL: Duration = Duration::from_secs(1);
 
 /// What a client asked of the output.
 #[derive(Debug, Clone, Copy)]
@@ -115,6 +124,8 @@ pub(crate) async fn stream_logs(
     let stopping = store.stopping();
     tokio::pin!(stopping);
     let mut first_read = true;
+    // Made before the first read, so nothing written after that read goes unnoticed.
+    let mut watch = if query.follow { OutputWatch::new(task_dir.path()).ok() } else { None };
     loop {
         // Decide "finished" before reading, so output written just before the exit is read.
         let finished = source.finished(&store.state());
@@ -153,9 +164,29 @@ pub(crate) async fn stream_logs(
             return;
         }
         if !read_any {
-            // New output is polled for; the exit is noticed as soon as it is recorded.
+            // The directory may not exist yet when the follower came first: watch it once it
+            // does, and read once more, since output may have come before the watch.
+            if watch.is_none() {
+                watch = OutputWatch::new(task_dir.path()).ok();
+                if watch.is_some() {
+                    continue;
+                }
+            }
+            let output_changed = async {
+                match &watch {
+                    Some(watch) => {
+                        if watch.changed().await.is_err() {
+                            tokio::time::sleep(POLL_INTERVAL).await;
+                        }
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            let poll = if watch.is_some() { WATCHED_BACKSTOP_INTERVAL } else { POLL_INTERVAL };
+            // New output wakes the follower; the exit is noticed as soon as it is recorded.
             tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+                () = output_changed => {}
+                _ = tokio::time::sleep(poll) => {}
                 _ = applied.changed() => {}
                 () = &mut stopping => {
                     // End the stream so berthd can stop; the container keeps running.

@@ -17,6 +17,7 @@ pub mod executor;
 pub mod monitor;
 pub mod mounts;
 pub mod output_log;
+pub mod output_watch;
 pub mod policies;
 mod reconcile;
 pub mod recovery;

@@ -1,13 +1,16 @@
 //! `berth top` and `berth stats`: what a running container's processes are and what they use,
 //! read by berthd from the container's cgroup and /proc.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use berth_runtime::api;
 use clap::Args;
 
-use crate::output::{format_table, human_size, print_json_document, print_stdout, OutputArgs, OutputFormat};
+use crate::output::{
+    format_table, human_size, print_json_document, print_stdout, stdout_still_open, OutputArgs, OutputFormat,
+};
 use crate::session::{CliError, Session};
 
 #[derive(Args, Debug)]
@@ -70,22 +73,84 @@ fn clock_time(cpu_seconds: f64) -> String {
 }
 
 /// Two samples make a CPU %: `--no-stream` waits half a second between them, the stream a
-/// second between each table.
+/// second between each table. A stream to a terminal redraws its table in place; anywhere else
+/// each sample is appended (tables a blank line apart, JSON one array a line), so a log or a
+/// pipe keeps every sample.
 pub async fn stats(session: &Session, stats_args: StatsArgs) -> Result<ExitCode, CliError> {
     let sample = async || {
         let request = session.request(api::StatsRequest { container_ids: stats_args.container_ids.clone() });
         session.tasks().stats(request).await.map(|answer| answer.into_inner().stats).map_err(session.rpc_error())
+    };
+    let format = stats_args.output.output;
+    let mut display = if stats_args.no_stream {
+        StatsDisplay::Once
+    } else if format == OutputFormat::Table && std::io::stdout().is_terminal() {
+        StatsDisplay::Redrawn { drawn_before: false }
+    } else {
+        StatsDisplay::Appended { n_shown: 0 }
     };
     let mut before = sample().await?;
     loop {
         let pause = if stats_args.no_stream { Duration::from_millis(500) } else { Duration::from_secs(1) };
         tokio::time::sleep(pause).await;
         let now = sample().await?;
-        print_stdout(&render(&before, &now, stats_args.output.output))?;
-        if stats_args.no_stream {
+        print_stdout(&display.frame(&render(&before, &now, format), format))?;
+        if stats_args.no_stream || !stdout_still_open() {
             return Ok(ExitCode::SUCCESS);
         }
         before = now;
+    }
+}
+
+/// How each sample of `berth stats` reaches the screen.
+enum StatsDisplay {
+    /// `--no-stream`: the one sample as it is.
+    Once,
+    /// A terminal: the table drawn over the last one, as `docker stats` does.
+    Redrawn { drawn_before: bool },
+    /// A pipe or file, or JSON: each sample after the last.
+    Appended { n_shown: u64 },
+}
+
+/// Moves the cursor to the top left corner.
+const CURSOR_HOME: &str = "\x1b[H";
+/// Clears the whole screen (the first frame: whatever the shell showed goes).
+const CLEAR_SCREEN: &str = "\x1b[2J";
+/// Clears from the cursor to the end of its line (a shorter cell than last time).
+const CLEAR_TO_LINE_END: &str = "\x1b[K";
+/// Clears from the cursor to the end of the screen (rows of containers that went away).
+const CLEAR_TO_SCREEN_END: &str = "\x1b[J";
+
+impl StatsDisplay {
+    /// What to write for one sample rendered as `text`.
+    fn frame(&mut self, text: &str, format: OutputFormat) -> String {
+        match self {
+            StatsDisplay::Once => text.to_string(),
+            StatsDisplay::Appended { n_shown } => {
+                *n_shown += 1;
+                if *n_shown == 1 || format == OutputFormat::Json {
+                    text.to_string()
+                } else {
+                    format!("\n{text}")
+                }
+            }
+            StatsDisplay::Redrawn { drawn_before } => {
+                // Overwrite line by line rather than clear and draw, so the table does not flicker.
+                let mut frame = String::new();
+                if !*drawn_before {
+                    frame.push_str(CLEAR_SCREEN);
+                }
+                frame.push_str(CURSOR_HOME);
+                *drawn_before = true;
+                for line in text.lines() {
+                    frame.push_str(line);
+                    frame.push_str(CLEAR_TO_LINE_END);
+                    frame.push('\n');
+                }
+                frame.push_str(CLEAR_TO_SCREEN_END);
+                frame
+            }
+        }
     }
 }
 
