@@ -310,6 +310,16 @@ pub enum Event {
     VolumeRemoved {
         name: String,
     },
+
+    // Projection checkpoints (issue 11). Kept together at the end.
+    /// berthd wrote a projection checkpoint of the state after record `covers`, and this record
+    /// vouches for it: `digest` is the SHA-256 the checkpoint file ends with (hex). A start-up
+    /// uses a checkpoint only when a later record vouches for it, so a checkpoint edited on
+    /// disk is not served unless the log after it is rewritten too (docs/log-format.md).
+    CheckpointWritten {
+        covers: Seq,
+        digest: String,
+    },
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
@@ -506,6 +516,7 @@ impl Event {
             Event::OrphanRemoved { .. } => "OrphanRemoved",
             Event::VolumeCreated { .. } => "VolumeCreated",
             Event::VolumeRemoved { .. } => "VolumeRemoved",
+            Event::CheckpointWritten { .. } => "CheckpointWritten",
         }
     }
 

@@ -411,7 +411,7 @@ impl State {
                     namespace_state.volumes.remove(name);
                 }
             }
-            Event::DaemonStarted { .. } | Event::OrphanRemoved { .. } => {}
+            Event::DaemonStarted { .. } | Event::OrphanRemoved { .. } | Event::CheckpointWritten { .. } => {}
             task_event => {
                 let Some(container_id) = task_event.container_id() else { return };
                 let Some(task) = self.task_mut(namespace, container_id) else { return };

@@ -284,6 +284,7 @@ fn event() -> impl Strategy<Value = Event> {
             Event::VolumeCreated { volume: VolumeRecord { name, labels, anonymous_for } }
         }),
         text().prop_map(|name| Event::VolumeRemoved { name }),
+        (any::<u64>(), text()).prop_map(|(covers, digest)| Event::CheckpointWritten { covers: Seq(covers), digest }),
     ]
 }
 

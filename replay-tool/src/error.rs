@@ -29,6 +29,8 @@ pub enum ReplayError {
     ContainerNotFound { namespace: String, id: String },
     /// Writing the output failed (a closed pipe is handled by the caller).
     Output(std::io::Error),
+    /// `verify --checkpoints DIR`: DIR cannot be listed.
+    NoCheckpoints { dir: PathBuf, source: std::io::Error },
 }
 
 impl fmt::Display for ReplayError {
@@ -77,6 +79,11 @@ impl fmt::Display for ReplayError {
                 "no event in this log is about container {id} in namespace {namespace}; list the containers with `berth-replay state`, or pass --namespace if it lives in another one"
             ),
             ReplayError::Output(source) => write!(formatter, "cannot write the output: {source}; check where stdout goes"),
+            ReplayError::NoCheckpoints { dir, source } => write!(
+                formatter,
+                "cannot list checkpoints in {}: {source}; pass berthd's root or its checkpoints directory to --checkpoints",
+                dir.display()
+            ),
         }
     }
 }
@@ -100,7 +107,7 @@ impl std::error::Error for ReplayError {
         match self {
             ReplayError::Open { source, .. } | ReplayError::Read { source, .. } => Some(source),
             ReplayError::Decode { source, .. } => Some(source),
-            ReplayError::Output(source) => Some(source),
+            ReplayError::Output(source) | ReplayError::NoCheckpoints { source, .. } => Some(source),
             _ => None,
         }
     }

@@ -172,6 +172,12 @@ pub fn describe_event(event: &Event) -> String {
             None => format!("volume {} created", volume.name),
         },
         Event::VolumeRemoved { name } => format!("volume {name} removed"),
+        Event::CheckpointWritten { covers, digest } => {
+            format!(
+                "projection checkpoint of the state after record {covers} written (sha256 {})",
+                short_digest(digest)
+            )
+        }
         other => format!("{} {}", other.kind(), other.fields_json()),
     }
 }

@@ -32,7 +32,7 @@ struct Flags {
     /// containers filling theirs cannot leave the log without room
     #[arg(long)]
     log_dir: Option<PathBuf>,
-    /// TOML config file (keys: root, state, address, runc, monitor, cgroup_parent, [log] dir, segment_size, durability, [output] max_file_bytes, max_files)
+    /// TOML config file (keys: root, state, address, runc, monitor, cgroup_parent, [log] dir, segment_size, durability, [output] max_file_bytes, max_files, [checkpoint] enabled, every_records, every_seconds)
     #[arg(long, short = 'c')]
     config: Option<PathBuf>,
     /// The runc binary [default: runc from PATH]
@@ -72,6 +72,8 @@ fn main() -> anyhow::Result<()> {
         Some("nosync") => Durability::NoSync,
         Some(other) => anyhow::bail!("config: log.durability is {other:?}: use \"sync\" or \"nosync\""),
     };
+    let checkpoint_policy =
+        file.checkpoint.as_ref().map(|checkpoint| checkpoint.policy()).transpose().map_err(anyhow::Error::msg)?;
     let output_limits = file.output.as_ref().map(|output| output.limits()).transpose().map_err(anyhow::Error::msg)?;
     let monitor = flags
         .config
@@ -98,6 +100,7 @@ fn main() -> anyhow::Result<()> {
             .and_then(|registry| registry.config_path)
             .unwrap_or_else(|| PathBuf::from(berth_runtime::images::registry::hosts::DEFAULT_HOSTS_CONFIG_DIR)),
         output_limits: output_limits.unwrap_or_default(),
+        checkpoints: checkpoint_policy.unwrap_or_default(),
     };
     if flags.salvage {
         let summary =

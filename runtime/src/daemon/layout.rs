@@ -6,6 +6,7 @@
 //! <root>/log/                                  the event log (the only source of truth; `[log] dir`
 //!                                              or --log-dir puts it elsewhere)
 //! <root>/log.anchor                            its last durable (seq, hash), checked at start-up
+//! <root>/checkpoints/<20-digit seq>.ckpt       projection checkpoints (daemon::checkpoint)
 //! <root>/content/blobs/sha256/<hex>            blobs; <root>/content/ingest/ temporary files
 //! <root>/snapshots/committed/<chain-hex>/fs    unpacked layers; active/<ns>/<id>/{upper,work}
 //! <root>/tasks/<ns>/<id>/                      a task's monitor files (tasks::task_dir)
@@ -39,6 +40,12 @@ impl Layout {
     /// so that deleting segment files does not delete it too.
     pub fn log_anchor(&self) -> PathBuf {
         self.root.join(berth_log::ANCHOR_FILE_NAME)
+    }
+
+    /// Projection checkpoints, `<20-digit seq>.ckpt` (`daemon::checkpoint`): derived from the
+    /// log, and what tells which segments lie wholly before the newest checkpoint.
+    pub fn checkpoints_dir(&self) -> PathBuf {
+        self.root.join("checkpoints")
     }
 
     /// The content store's directory (`blobs/`, `ingest/`).

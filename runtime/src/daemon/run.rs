@@ -1,5 +1,5 @@
 //! Putting berthd together: open the log (which locks the root), replay it into the
-//! projections, reconcile the host with them, then serve the API on the UNIX socket until
+//! projections (from the newest usable checkpoint, `daemon::checkpoint`), reconcile the host with them, then serve the API on the UNIX socket until
 //! shutdown.
 
 use std::os::unix::fs::PermissionsExt;
@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use berth_commands::{Command, RecordDaemonEvent};
-use berth_log::{Durability, EventLog, LogError, LogOptions};
+use berth_log::{Durability, EventLog, LogError, LogOptions, Seq};
 use berth_projections::{Event, Origin};
 use tokio::net::UnixListener;
 use tokio_stream::wrappers::UnixListenerStream;
@@ -18,10 +18,11 @@ use crate::api::{
     ContainersService, EventsService, ImagesService, NamespacesService, Services, SystemService, TasksService,
     VersionService, VolumesService,
 };
+use crate::daemon::checkpoint::{self, CheckpointPolicy, Recovered};
 use crate::daemon::config::resolve_binary;
 use crate::daemon::layout::Layout;
 use crate::daemon::permissions;
-use crate::daemon::store::{max_record_bytes, Store, StoreError, SubmitError};
+use crate::daemon::store::{self, max_record_bytes, Store, StoreError, SubmitError};
 use crate::images::content::ContentStore;
 use crate::images::snapshot::Snapshotter;
 use crate::sys::fs::create_private_dir_all;
@@ -40,6 +41,8 @@ pub struct DaemonOptions {
     pub registry_hosts_dir: PathBuf,
     /// How much of each container's output is kept (`[output]`).
     pub output_limits: crate::tasks::output_log::OutputLimits,
+    /// When projection checkpoints are written (`[checkpoint]`).
+    pub checkpoints: CheckpointPolicy,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -160,13 +163,24 @@ pub async fn run(
         tracing::warn!(segment = %torn.segment.display(), offset = torn.offset, dropped_bytes = torn.dropped_bytes, "the log had a torn tail (an append that was never acknowledged); it was cut off");
     }
     let replay_started = std::time::Instant::now();
-    let (store, committed) = Store::open(log, record_limit).map_err(|error| match error {
+    let checkpoints_dir = layout.checkpoints_dir();
+    let recovered = if options.checkpoints.enabled {
+        create_private_dir_all(&checkpoints_dir)
+            .map_err(setup(format!("cannot create {}", checkpoints_dir.display())))?;
+        checkpoint::remove_temporary_files(&checkpoints_dir);
+        checkpoint::recover_state(&log, &checkpoints_dir)
+    } else {
+        store::replay_verified(&log).map(|state| Recovered { state, from_checkpoint: None })
+    };
+    let Recovered { state, from_checkpoint } = recovered.map_err(|error| match error {
         StoreError::Log(error) => log_error(&layout, error),
         other => other.into(),
     })?;
+    let (store, committed) = Store::open_with_state(log, state, record_limit);
     let replayed_to = store.applied_seq();
     tracing::info!(
         replayed_to = replayed_to.get(),
+        from_checkpoint = from_checkpoint.map(Seq::get),
         elapsed_ms = replay_started.elapsed().as_millis() as u64,
         "log replayed"
     );
@@ -218,6 +232,19 @@ pub async fn run(
         .build_v1()
         .map_err(setup("cannot build the reflection service".into()))?;
     tracing::info!(address = %options.address.display(), "serving");
+    if from_checkpoint.is_some() {
+        checkpoint::verify_prefix_in_background(Arc::clone(store.log()), checkpoints_dir.clone());
+    }
+    let (stop_checkpointer, checkpointer_stop) = tokio::sync::watch::channel(false);
+    let checkpointer = options.checkpoints.enabled.then(|| {
+        tokio::spawn(checkpoint::run_checkpointer(
+            Arc::clone(&store),
+            checkpoints_dir.clone(),
+            options.checkpoints,
+            from_checkpoint.unwrap_or_default(),
+            checkpointer_stop,
+        ))
+    });
     let shutdown_store = Arc::clone(&store);
     let shutdown = async move {
         shutdown.await;
@@ -286,9 +313,20 @@ pub async fn run(
     };
     executor_loop.abort();
     let _ = std::fs::remove_file(&options.address);
+    // A clean stop leaves a checkpoint of everything recorded, so the next start replays only
+    // the records after it (its vouching record and its own start).
+    stop_checkpointer.send_replace(true);
+    if let Some(checkpointer) = checkpointer {
+        if tokio::time::timeout(CHECKPOINT_AT_STOP_LIMIT, checkpointer).await.is_err() {
+            tracing::warn!("the checkpoint at stop took too long; the next start replays more of the log");
+        }
+    }
     served?;
     Ok(())
 }
+
+/// How long a stopping berthd waits for its last checkpoint.
+const CHECKPOINT_AT_STOP_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// How long a stopping berthd lets requests still in flight finish once every stream was ended.
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
