@@ -163,9 +163,14 @@ pub fn recover_state(log: &EventLog, dir: &Path) -> Result<Recovered, StoreError
 
 /// After serving from a checkpoint: verifies every CRC and chain link from genesis on a
 /// low-priority thread. Damage there stops berthd (exit 70) after removing the checkpoints, so
-/// the next start replays and verifies the whole log before it serves, and refuses it naming
-/// the remedies — what a start without checkpoints does.
-pub fn verify_prefix_in_background(log: Arc<EventLog>, dir: PathBuf) {
+/// the next start replays and verifies the whole log before it serves and refuses it — what a
+/// start without checkpoints does. `describe` turns the damage into the message printed, which
+/// names the remedies.
+pub fn verify_prefix_in_background(
+    log: Arc<EventLog>,
+    dir: PathBuf,
+    describe: impl FnOnce(berth_log::LogError) -> String + Send + 'static,
+) {
     let spawned = std::thread::Builder::new().name("berth-verify-prefix".into()).spawn(move || {
         crate::daemon::store::lower_this_thread_priority();
         let started = Instant::now();
@@ -176,12 +181,12 @@ pub fn verify_prefix_in_background(log: Arc<EventLog>, dir: PathBuf) {
                 "the whole log verified (background check after a start from a checkpoint)"
             ),
             Err(error) => {
-                tracing::error!(%error, "the log before the checkpoint berthd started from is damaged or altered; removing the checkpoints and stopping, so the next start verifies the whole log and names the remedies");
+                tracing::error!(%error, "the log before the checkpoint berthd started from is damaged or altered; removing the checkpoints and stopping, so the next start verifies the whole log before it serves");
                 for (_, path) in list_checkpoints(&dir) {
                     let _ = std::fs::remove_file(path);
                 }
                 let _ = sync_dir(&dir);
-                eprintln!("berthd: fatal: the log is damaged or altered ({error}); start berthd again to see the remedies");
+                eprintln!("berthd: fatal: {}", describe(error));
                 std::process::exit(70);
             }
         }

@@ -233,7 +233,10 @@ pub async fn run(
         .map_err(setup("cannot build the reflection service".into()))?;
     tracing::info!(address = %options.address.display(), "serving");
     if from_checkpoint.is_some() {
-        checkpoint::verify_prefix_in_background(Arc::clone(store.log()), checkpoints_dir.clone());
+        let damage_layout = layout.clone();
+        checkpoint::verify_prefix_in_background(Arc::clone(store.log()), checkpoints_dir.clone(), move |error| {
+            log_error(&damage_layout, error).to_string()
+        });
     }
     let (stop_checkpointer, checkpointer_stop) = tokio::sync::watch::channel(false);
     let checkpointer = options.checkpoints.enabled.then(|| {
