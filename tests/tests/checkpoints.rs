@@ -255,3 +255,31 @@ fn a_berthd_killed_while_writing_a_checkpoint_leaves_nothing_that_is_used() {
 fn newest_is_none(paths: &[PathBuf]) -> bool {
     !paths.iter().any(|path| path.extension().is_some_and(|extension| extension == "ckpt"))
 }
+
+/// berthd's CPU time so far, in clock ticks (utime + stime of /proc/<pid>/stat).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+#[test]
+fn a_checkpoint_follows_new_records_after_every_seconds_and_an_idle_berthd_stays_idle() {
+    let daemon = Daemon::start_with_config(|_| "[checkpoint]\nevery_records = 1000000\nevery_seconds = 1\n".into());
+    daemon.import_busybox();
+    daemon.ok(&["create", "--name", "one", "busybox", "true"]);
+    let checkpoint = eventually(Duration::from_secs(20), "a checkpoint after a second", || {
+        checkpoints(&daemon).into_iter().find(|path| path.extension().is_some_and(|extension| extension == "ckpt"))
+    });
+    // Idle: nothing new, so no checkpoint and no busy timer.
+    std::thread::sleep(Duration::from_secs(2));
+    let (ticks_before, files_before) = (cpu_ticks(daemon.pid()), checkpoints(&daemon));
+    std::thread::sleep(Duration::from_secs(3));
+    let ticks_idle = cpu_ticks(daemon.pid()) - ticks_before;
+    assert!(ticks_idle < 50, "berthd used {ticks_idle} ticks of CPU in 3 idle seconds");
+    assert_eq!(checkpoints(&daemon), files_before, "no checkpoint without new records");
+    assert!(files_before.contains(&checkpoint));
+    let verified = daemon.replay(&["verify", "--checkpoints", daemon.root.to_str().unwrap()]);
+    let report = String::from_utf8_lossy(&verified.stdout).into_owned();
+    assert!(verified.status.success() && report.contains("vouched for by record"), "{report}");
+}

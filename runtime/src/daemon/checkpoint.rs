@@ -273,6 +273,9 @@ pub async fn run_checkpointer(
                 }
             }
             last_time = Instant::now();
+        } else if last_time.elapsed() >= policy.every {
+            // Nothing new in a whole period: start the next one, or the timer would fire at once.
+            last_time = Instant::now();
         }
         if stopping {
             return;
