@@ -1,6 +1,6 @@
 //! RecordDaemonEvent: a fact about the daemon itself that answers no intent and concerns no
-//! task — it started (and how far it replayed), or it removed something no projection
-//! accounted for. Only those events are accepted, one per record.
+//! task — it started (and how far it replayed), it removed something no projection
+//! accounted for, or it wrote a projection checkpoint. Only those events are accepted, one per record.
 
 use berth_projections::{Event, State};
 
@@ -13,7 +13,9 @@ pub struct RecordDaemonEvent {
 impl RecordDaemonEvent {
     pub fn decide(&self, _state: &State) -> Result<Vec<Event>, CommandError> {
         match &self.event {
-            Event::DaemonStarted { .. } | Event::OrphanRemoved { .. } => Ok(vec![self.event.clone()]),
+            Event::DaemonStarted { .. } | Event::OrphanRemoved { .. } | Event::CheckpointWritten { .. } => {
+                Ok(vec![self.event.clone()])
+            }
             other => Err(CommandError::InvalidArgument(format!(
                 "{} is not a daemon event; task outcomes are recorded with RecordOutcome",
                 other.kind()

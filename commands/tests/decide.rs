@@ -1,6 +1,8 @@
 //! Commands checked against a state built by folding their own events: each refusal has the
 //! right kind, and an outcome can only be recorded once.
 
+mod support;
+
 use berth_commands::*;
 use berth_log::{Seq, Timestamp};
 use berth_projections::*;
@@ -51,26 +53,7 @@ fn import() -> Command {
 }
 
 fn create(id: &str, image: &str) -> Command {
-    Command::CreateContainer(CreateContainer {
-        id: id.into(),
-        image: image.into(),
-        args: vec![],
-        entrypoint: vec![],
-        env: vec!["A=1".into()],
-        working_dir: String::new(),
-        user: String::new(),
-        hostname: String::new(),
-        labels: Default::default(),
-        open_stdin: false,
-        tty: false,
-        policies: Default::default(),
-        host: Default::default(),
-        mounts: vec![],
-        image_volumes: vec![],
-        read_only_rootfs: false,
-        auto_remove: false,
-        sealer: None,
-    })
+    support::create_container(id, image, vec!["A=1".into()])
 }
 
 fn outcome(answers: Option<Seq>, event: Event) -> Command {

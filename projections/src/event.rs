@@ -323,6 +323,15 @@ pub enum Event {
         key_id: String,
         reason: String,
     },
+    // Projection checkpoints (issue 11). Kept together at the end.
+    /// berthd wrote a projection checkpoint of the state after record `covers`, and this record
+    /// vouches for it: `digest` is the SHA-256 the checkpoint file ends with (hex). A start-up
+    /// uses a checkpoint only when a later record vouches for it, so a checkpoint edited on
+    /// disk is not served unless the log after it is rewritten too (docs/log-format.md).
+    CheckpointWritten {
+        covers: Seq,
+        digest: String,
+    },
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
@@ -564,6 +573,7 @@ impl Event {
             Event::VolumeCreated { .. } => "VolumeCreated",
             Event::VolumeRemoved { .. } => "VolumeRemoved",
             Event::SecretsForgotten { .. } => "SecretsForgotten",
+            Event::CheckpointWritten { .. } => "CheckpointWritten",
         }
     }
 

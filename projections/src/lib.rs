@@ -3,6 +3,7 @@
 //! and each container's task state machine. No IO, no clock, no tokio.
 
 mod canonical;
+pub mod checkpoint;
 pub mod decode;
 pub mod error;
 pub mod event;
@@ -13,7 +14,7 @@ pub mod sealed;
 pub mod state;
 
 pub use decode::{decode_envelope, replay_parallel};
-pub use error::DecodeError;
+pub use error::{CheckpointError, DecodeError};
 pub use event::{
     ContainerRecord, Descriptor, Envelope, Event, ExecProcess, ExitCause, ImageRecord, LayerRecord, MountRecord,
     Origin, VolumeRecord, EVENT_SCHEMA, MOUNT_KIND_BIND, MOUNT_KIND_TMPFS, MOUNT_KIND_VOLUME,

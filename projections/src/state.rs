@@ -433,7 +433,7 @@ impl State {
                     namespace_state.volumes.remove(name);
                 }
             }
-            Event::DaemonStarted { .. } | Event::OrphanRemoved { .. } => {}
+            Event::DaemonStarted { .. } | Event::OrphanRemoved { .. } | Event::CheckpointWritten { .. } => {}
             Event::SecretsForgotten { container_id, key_id, .. } => {
                 if let Some(key_use) = self.secret_key_mut(namespace, container_id) {
                     if key_use.key_id == *key_id && key_use.forgotten_seq.is_none() {

@@ -304,6 +304,7 @@ fn event() -> impl Strategy<Value = Event> {
             key_id,
             reason
         }),
+        (any::<u64>(), text()).prop_map(|(covers, digest)| Event::CheckpointWritten { covers: Seq(covers), digest }),
     ]
 }
 

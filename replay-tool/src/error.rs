@@ -35,6 +35,8 @@ pub enum ReplayError {
     ForgetFailed { path: PathBuf, source: std::io::Error },
     /// Writing the output failed (a closed pipe is handled by the caller).
     Output(std::io::Error),
+    /// `verify --checkpoints DIR`: DIR cannot be listed.
+    NoCheckpoints { dir: PathBuf, source: std::io::Error },
 }
 
 impl fmt::Display for ReplayError {
@@ -88,6 +90,11 @@ impl fmt::Display for ReplayError {
                 write!(formatter, "cannot delete key file {}: {source}; run berth-replay as root", path.display())
             }
             ReplayError::Output(source) => write!(formatter, "cannot write the output: {source}; check where stdout goes"),
+            ReplayError::NoCheckpoints { dir, source } => write!(
+                formatter,
+                "cannot list checkpoints in {}: {source}; pass berthd's root or its checkpoints directory to --checkpoints",
+                dir.display()
+            ),
         }
     }
 }
@@ -111,7 +118,7 @@ impl std::error::Error for ReplayError {
         match self {
             ReplayError::Open { source, .. } | ReplayError::Read { source, .. } => Some(source),
             ReplayError::Decode { source, .. } => Some(source),
-            ReplayError::Output(source) => Some(source),
+            ReplayError::Output(source) | ReplayError::NoCheckpoints { source, .. } => Some(source),
             _ => None,
         }
     }

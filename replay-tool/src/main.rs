@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use berth_log::Timestamp;
 use berth_projections::event_json::EventSelector;
+use berth_replay::cmd::checkpoints::{resolve_checkpoints_dir, run_verify_checkpoints};
 use berth_replay::cmd::diff::run_diff;
 use berth_replay::cmd::events::{run_events, EventFilter, EventFormat, FollowOptions};
 use berth_replay::cmd::forget::run_forget;
@@ -64,6 +65,10 @@ enum Command {
         /// (exit 1 if it ends before SEQ or holds another hash there)
         #[arg(long, value_name = "SEQ:HASH", value_parser = parse_point)]
         expect: Option<berth_log::Anchor>,
+        /// Also prove each projection checkpoint in DIR (berthd's root or its checkpoints
+        /// directory) equals a full replay up to its seq, and say which ones berthd would use
+        #[arg(long, value_name = "DIR")]
+        checkpoints: Option<PathBuf>,
     },
     /// Verify the whole log, then print its last durable point as SEQ:HASH, to publish or keep
     /// elsewhere and check later with `verify --expect SEQ:HASH`
@@ -207,14 +212,20 @@ fn run(cli: Cli, out: &mut dyn Write) -> Result<bool, ReplayError> {
     let dir = resolve_log_dir(cli.location.root.as_deref(), cli.location.log.as_deref());
     let keys = KeyDir::new(resolve_keys_dir(&cli.location));
     match cli.command {
-        Command::Verify { strict, expect } => match run_verify(&dir, &verify_options(&dir, strict, expect), out)? {
-            VerifyOutcome::Intact => Ok(true),
-            VerifyOutcome::Damaged { summary, .. } => {
-                out.flush()?;
-                eprintln!("berth-replay: {summary}");
-                Ok(false)
+        Command::Verify { strict, expect, checkpoints } => {
+            match run_verify(&dir, &verify_options(&dir, strict, expect), out)? {
+                VerifyOutcome::Intact => {}
+                VerifyOutcome::Damaged { summary, .. } => {
+                    out.flush()?;
+                    eprintln!("berth-replay: {summary}");
+                    return Ok(false);
+                }
             }
-        },
+            match checkpoints {
+                Some(path) => Ok(run_verify_checkpoints(&dir, &resolve_checkpoints_dir(&path), out)?),
+                None => Ok(true),
+            }
+        }
         Command::Head => {
             run_head(&dir, out)?;
             Ok(true)

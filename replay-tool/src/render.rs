@@ -167,6 +167,12 @@ pub fn describe_event(event: &Event) -> String {
         Event::SecretsForgotten { key_id, reason, .. } => {
             format!("secrets forgotten: key {key_id} deleted, its environment values now read <forgotten> ({reason})")
         }
+        Event::CheckpointWritten { covers, digest } => {
+            format!(
+                "projection checkpoint of the state after record {covers} written (sha256 {})",
+                short_digest(digest)
+            )
+        }
         other => format!("{} {}", other.kind(), other.fields_json()),
     }
 }

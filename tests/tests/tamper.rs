@@ -127,8 +127,14 @@ fn an_edited_payload_with_its_crc_recomputed_stops_berthd_and_salvage_keeps_the_
     bytes[start + 32..start + 36].copy_from_slice(&crc.finalize().to_le_bytes());
     std::fs::write(&segment, &bytes).unwrap();
 
+    // The clean stop left a checkpoint after the edited record: berthd starts from it, and the
+    // background verification of the log before it stops berthd and removes the checkpoints.
     let refused = start_expecting_refusal(&daemon);
     assert!(refused.contains("hash chain broken at seq"), "{refused}");
+    let checkpoints_left = std::fs::read_dir(daemon.root.join("checkpoints")).map_or(0, |entries| entries.count());
+    assert_eq!(checkpoints_left, 0, "checkpoints of a damaged log are removed");
+    let refused = start_expecting_refusal(&daemon);
+    assert!(refused.contains("hash chain broken at seq"), "refused again, now before serving: {refused}");
     let verified = daemon.replay(&["verify"]);
     assert!(!verified.status.success());
     assert!(String::from_utf8_lossy(&verified.stdout).contains("DAMAGED"));

@@ -340,13 +340,27 @@ pub fn build_log(log: &EventLog, target_bytes: u64) -> (u64, u64) {
 
 /// Appends exactly `n_records` envelopes in batches of `APPEND_BATCH`; returns the payload bytes.
 pub fn append_records(log: &EventLog, n_records: u64) -> u64 {
+    append_records_pausing(log, n_records, u64::MAX, |_| {})
+}
+
+/// [`append_records`], calling `pause` once right after the `pause_after`-th record is durable
+/// (before any later one), so a caller can act on the log there: write a checkpoint, say.
+pub fn append_records_pausing(
+    log: &EventLog,
+    n_records: u64,
+    pause_after: u64,
+    mut pause: impl FnMut(&EventLog),
+) -> u64 {
     let mut writer = LogWriter::new();
     let mut payload_bytes = 0u64;
     let mut n_written = 0u64;
     let mut batch: Vec<Vec<u8>> = Vec::with_capacity(APPEND_BATCH);
     while n_written < n_records {
         batch.clear();
-        let n_batch = (n_records - n_written).min(APPEND_BATCH as u64);
+        let mut n_batch = (n_records - n_written).min(APPEND_BATCH as u64);
+        if n_written < pause_after {
+            n_batch = n_batch.min(pause_after - n_written);
+        }
         for _ in 0..n_batch {
             let payload = writer.next_record().encode();
             payload_bytes += payload.len() as u64;
@@ -355,6 +369,9 @@ pub fn append_records(log: &EventLog, n_records: u64) -> u64 {
         let payloads: Vec<&[u8]> = batch.iter().map(Vec::as_slice).collect();
         log.append_batch(&payloads).unwrap();
         n_written += n_batch;
+        if n_written == pause_after {
+            pause(log);
+        }
     }
     payload_bytes
 }

@@ -34,7 +34,7 @@ struct Flags {
     /// containers filling theirs cannot leave the log without room
     #[arg(long)]
     log_dir: Option<PathBuf>,
-    /// TOML config file (keys: root, state, address, runc, monitor, cgroup_parent, [log] dir, segment_size, durability, archive_dir, archive_interval_secs, retain_max_age_secs, retain_max_bytes, [registry] config_path, [output] max_file_bytes, max_files, [grpc] gid, [metrics] address, allow_non_loopback, [logging] format, [secrets] forget_on_remove, retention_days; contrib/berthd.toml documents each)
+    /// TOML config file (keys: root, state, address, runc, monitor, cgroup_parent, [log] dir, segment_size, durability, archive_dir, archive_interval_secs, retain_max_age_secs, retain_max_bytes, [registry] config_path, [output] max_file_bytes, max_files, [grpc] gid, [metrics] address, allow_non_loopback, [logging] format, [secrets] forget_on_remove, retention_days; [checkpoint] enabled, every_records, every_seconds; contrib/berthd.toml documents each)
     #[arg(long, short = 'c')]
     config: Option<PathBuf>,
     /// The runc binary [default: runc from PATH]
@@ -139,6 +139,8 @@ fn main() -> anyhow::Result<()> {
         Some("nosync") => Durability::NoSync,
         Some(other) => anyhow::bail!("config: log.durability is {other:?}: use \"sync\" or \"nosync\""),
     };
+    let checkpoint_policy =
+        file.checkpoint.as_ref().map(|checkpoint| checkpoint.policy()).transpose().map_err(anyhow::Error::msg)?;
     let output_limits = file.output.as_ref().map(|output| output.limits()).transpose().map_err(anyhow::Error::msg)?;
     let secrets = file.secrets.as_ref().map(|secrets| secrets.policy()).transpose().map_err(anyhow::Error::msg)?;
     let monitor = flags
@@ -177,6 +179,7 @@ fn main() -> anyhow::Result<()> {
         metrics_address,
         archive,
         secrets: secrets.unwrap_or_default(),
+        checkpoints: checkpoint_policy.unwrap_or_default(),
     };
     if flags.archive_now {
         let through = flags.archive_through.map(berth_log::Seq);

@@ -31,6 +31,7 @@ pub struct ConfigFile {
     pub metrics: Option<MetricsConfig>,
     pub logging: Option<LoggingConfig>,
     pub secrets: Option<SecretsConfig>,
+    pub checkpoint: Option<CheckpointConfig>,
 }
 
 /// `[grpc]`: who besides root may open the API socket.
@@ -103,6 +104,38 @@ impl SecretsConfig {
         }
         let retention = self.retention_days.map(|days| std::time::Duration::from_secs(days.saturating_mul(86_400)));
         Ok(crate::secrets::SecretsPolicy { forget_on_remove, retention })
+    }
+}
+
+/// `[checkpoint]`: how often berthd writes a projection checkpoint (`daemon::checkpoint`), so a
+/// start replays only the records after the newest one.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointConfig {
+    /// Default true; false writes none and makes every start replay the whole log.
+    pub enabled: Option<bool>,
+    /// A checkpoint after this many records (default 100000).
+    pub every_records: Option<u64>,
+    /// Or after this many seconds with anything recorded (default 300).
+    pub every_seconds: Option<u64>,
+}
+
+impl CheckpointConfig {
+    /// The policy, refusing intervals of zero.
+    pub fn policy(&self) -> Result<crate::daemon::checkpoint::CheckpointPolicy, String> {
+        let defaults = crate::daemon::checkpoint::CheckpointPolicy::default();
+        let every_records = self.every_records.unwrap_or(defaults.every_records);
+        let every_seconds = self.every_seconds.unwrap_or(defaults.every.as_secs());
+        if every_records == 0 || every_seconds == 0 {
+            return Err(format!(
+                "config: [checkpoint] every_records and every_seconds must be at least 1 (got {every_records} and {every_seconds}); set enabled = false to write no checkpoints"
+            ));
+        }
+        Ok(crate::daemon::checkpoint::CheckpointPolicy {
+            enabled: self.enabled.unwrap_or(defaults.enabled),
+            every_records,
+            every: std::time::Duration::from_secs(every_seconds),
+        })
     }
 }
 
@@ -282,6 +315,12 @@ mod tests {
         assert_eq!(ConfigFile::load(&path).unwrap().grpc.and_then(|grpc| grpc.gid), Some(1500));
         std::fs::write(&path, "[grpc]\ngid = \"berth\"\n").unwrap();
         assert!(ConfigFile::load(&path).unwrap_err().contains("gid"));
+        std::fs::write(&path, "[checkpoint]\nevery_records = 5\nevery_seconds = 2\n").unwrap();
+        let policy = ConfigFile::load(&path).unwrap().checkpoint.unwrap().policy().unwrap();
+        assert_eq!((policy.enabled, policy.every_records, policy.every.as_secs()), (true, 5, 2));
+        std::fs::write(&path, "[checkpoint]\nevery_records = 0\n").unwrap();
+        let zero = ConfigFile::load(&path).unwrap().checkpoint.unwrap().policy().unwrap_err();
+        assert!(zero.contains("at least 1") && zero.contains("enabled = false"), "{zero}");
         let missing = ConfigFile::load(&dir.path().join("none.toml")).unwrap_err();
         assert!(missing.contains("cannot read config file"), "{missing}");
     }

@@ -7,7 +7,7 @@
 //!                                              or --log-dir puts it elsewhere)
 //! <root>/log.anchor                            its last durable (seq, hash), checked at start-up
 //! <root>/log.archive/                          archived log segments (`[log] archive_dir` moves it)
-//! <root>/checkpoints/<seq>.ckpt                projection checkpoints; the newest bounds archiving
+//! <root>/checkpoints/<20-digit seq>.ckpt       projection checkpoints (daemon::checkpoint); the newest vouched one bounds archiving
 //! <root>/content/blobs/sha256/<hex>            blobs; <root>/content/ingest/ temporary files
 //! <root>/snapshots/committed/<chain-hex>/fs    unpacked layers; active/<ns>/<id>/{upper,work}
 //! <root>/tasks/<ns>/<id>/                      a task's monitor files (tasks::task_dir)
@@ -50,8 +50,8 @@ impl Layout {
         self.root.join("log.archive")
     }
 
-    /// Projection checkpoints, `<20-digit seq>.ckpt`: the newest one's seq bounds what the log
-    /// archiver may move out of the log directory.
+    /// Projection checkpoints, `<20-digit seq>.ckpt` (`daemon::checkpoint`): derived from the
+    /// log, and what tells which segments lie wholly before the newest checkpoint.
     pub fn checkpoints_dir(&self) -> PathBuf {
         self.root.join("checkpoints")
     }

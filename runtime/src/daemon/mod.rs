@@ -3,9 +3,10 @@
 //! [`layout`] is the one place every on-disk path comes from, [`permissions`] who may read them,
 //! [`socket`] who may open the API socket, [`disk_usage`] what `system df` measures there,
 //! [`logging`] how berthd's own log is written, [`archiver`] moves old log segments to the
-//! archive.
+//! archive, [`checkpoint`] the projection checkpoints start-up begins from.
 
 pub mod archiver;
+pub mod checkpoint;
 pub mod config;
 pub mod disk_usage;
 pub mod layout;

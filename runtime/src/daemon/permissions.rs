@@ -83,6 +83,11 @@ pub fn observe(layout: &Layout) -> Vec<ObservedPath> {
     look(log_dir.clone());
     children(&log_dir).into_iter().for_each(&mut look);
 
+    // Checkpoints hold the whole state: every container's environment, like the log.
+    let checkpoints_dir = layout.checkpoints_dir();
+    look(checkpoints_dir.clone());
+    children(&checkpoints_dir).into_iter().for_each(&mut look);
+
     let content_dir = layout.content_dir();
     look(content_dir.clone());
     look(content_dir.join("blobs"));

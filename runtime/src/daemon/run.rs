@@ -1,12 +1,12 @@
 //! Putting berthd together: open the log (which locks the root), replay it into the
-//! projections, reconcile the host with them, then serve the API on the UNIX socket until
+//! projections (from the newest usable checkpoint, `daemon::checkpoint`), reconcile the host with them, then serve the API on the UNIX socket until
 //! shutdown.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use berth_commands::{Command, RecordDaemonEvent};
-use berth_log::{Durability, EventLog, LogError, LogOptions};
+use berth_log::{Durability, EventLog, LogError, LogOptions, Seq};
 use berth_projections::{Event, Origin};
 use tokio_stream::wrappers::UnixListenerStream;
 use tokio_stream::StreamExt;
@@ -17,11 +17,12 @@ use crate::api::{
     VersionService, VolumesService,
 };
 use crate::daemon::archiver::{self, ArchiveSettings};
+use crate::daemon::checkpoint::{self, CheckpointPolicy, Recovered};
 use crate::daemon::config::resolve_binary;
 use crate::daemon::layout::Layout;
 use crate::daemon::permissions;
 use crate::daemon::socket;
-use crate::daemon::store::{max_record_bytes, Store, StoreError, SubmitError};
+use crate::daemon::store::{self, max_record_bytes, Store, StoreError, SubmitError};
 use crate::images::content::ContentStore;
 use crate::images::snapshot::Snapshotter;
 use crate::secrets::forget;
@@ -53,6 +54,8 @@ pub struct DaemonOptions {
     pub archive: ArchiveSettings,
     /// When keys are forgotten (`[secrets]`).
     pub secrets: crate::secrets::SecretsPolicy,
+    /// When projection checkpoints are written (`[checkpoint]`).
+    pub checkpoints: CheckpointPolicy,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -209,20 +212,31 @@ pub async fn run(
         tracing::warn!(segment = %torn.segment.display(), offset = torn.offset, dropped_bytes = torn.dropped_bytes, "the log had a torn tail (an append that was never acknowledged); it was cut off");
     }
     let replay_started = std::time::Instant::now();
-    let (store, committed) = Store::open(log, record_limit).map_err(|error| match error {
+    let checkpoints_dir = layout.checkpoints_dir();
+    let recovered = if options.checkpoints.enabled {
+        create_private_dir_all(&checkpoints_dir)
+            .map_err(setup(format!("cannot create {}", checkpoints_dir.display())))?;
+        checkpoint::remove_temporary_files(&checkpoints_dir);
+        checkpoint::recover_state(&log, &checkpoints_dir)
+    } else {
+        store::replay_verified(&log).map(|state| Recovered { state, from_checkpoint: None })
+    };
+    let Recovered { state, from_checkpoint } = recovered.map_err(|error| match error {
         StoreError::Log(LogError::SeqNotFound { first_available, .. }) => DaemonError::Setup(format!(
-            "the log's history before seq {first_available} was dropped by the archive's retention policy (see {}/archive.manifest), and this berthd replays from seq 1: it needs a projection checkpoint at or after seq {} to start; restore the dropped archived segments from a backup, or run a berthd that loads checkpoints",
+            "the log's history before seq {first_available} was dropped by the archive's retention policy (see {}/archive.manifest), and no usable projection checkpoint at or after seq {} was found (the warnings above say why each was passed over): restore the dropped archived segments from a backup, or a checkpoint of this log into <root>/checkpoints",
             layout.log_dir().display(),
             first_available.get().saturating_sub(1)
         )),
         StoreError::Log(error) => log_error(&layout, error),
         other => other.into(),
     })?;
+    let (store, committed) = Store::open_with_state(log, state, record_limit);
     let replayed_to = store.applied_seq();
     store.counters().set_replay_duration(replay_started.elapsed());
     archiver::spawn_periodic(store.log(), options.archive.clone(), layout.checkpoints_dir());
     tracing::info!(
         replayed_to = replayed_to.get(),
+        from_checkpoint = from_checkpoint.map(Seq::get),
         elapsed_ms = replay_started.elapsed().as_millis() as u64,
         "log replayed"
     );
@@ -286,6 +300,22 @@ pub async fn run(
         }
         let registry = std::sync::Arc::new(crate::metrics::registry(Arc::clone(&store), layout.clone()));
         tokio::spawn(crate::metrics::http::serve(listener, registry))
+    });
+    if from_checkpoint.is_some() {
+        let damage_layout = layout.clone();
+        checkpoint::verify_prefix_in_background(Arc::clone(store.log()), checkpoints_dir.clone(), move |error| {
+            log_error(&damage_layout, error).to_string()
+        });
+    }
+    let (stop_checkpointer, checkpointer_stop) = tokio::sync::watch::channel(false);
+    let checkpointer = options.checkpoints.enabled.then(|| {
+        tokio::spawn(checkpoint::run_checkpointer(
+            Arc::clone(&store),
+            checkpoints_dir.clone(),
+            options.checkpoints,
+            from_checkpoint.unwrap_or_default(),
+            checkpointer_stop,
+        ))
     });
     let shutdown_store = Arc::clone(&store);
     let shutdown_notifier = options.notifier.clone();
@@ -369,9 +399,20 @@ pub async fn run(
         metrics_server.abort();
     }
     let _ = std::fs::remove_file(&options.address);
+    // A clean stop leaves a checkpoint of everything recorded, so the next start replays only
+    // the records after it (its vouching record and its own start).
+    stop_checkpointer.send_replace(true);
+    if let Some(checkpointer) = checkpointer {
+        if tokio::time::timeout(CHECKPOINT_AT_STOP_LIMIT, checkpointer).await.is_err() {
+            tracing::warn!("the checkpoint at stop took too long; the next start replays more of the log");
+        }
+    }
     served?;
     Ok(())
 }
+
+/// How long a stopping berthd waits for its last checkpoint.
+const CHECKPOINT_AT_STOP_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// How long a stopping berthd lets requests still in flight finish once every stream was ended.
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);

@@ -85,14 +85,38 @@ pub fn replay(log: &EventLog) -> Result<State, StoreError> {
     replay_from(log.reader(Seq(1))?)
 }
 
-fn replay_from(mut reader: berth_log::LogReader) -> Result<State, StoreError> {
-    let mut state = State::new();
+fn replay_from(reader: berth_log::LogReader) -> Result<State, StoreError> {
+    fold_records(reader, State::new(), |_, _| {})
+}
+
+/// Folds what `reader` yields into `state`, showing each envelope to `inspect` first.
+fn fold_records(
+    mut reader: berth_log::LogReader,
+    mut state: State,
+    mut inspect: impl FnMut(Seq, &Envelope),
+) -> Result<State, StoreError> {
     replay_parallel::<StoreError>(&mut reader, replay_decode_threads(), |seq, timestamp, envelope| {
         let envelope = envelope.map_err(|error| StoreError::Decode { seq, reason: error.to_string() })?;
+        inspect(seq, envelope);
         state.apply(seq, timestamp, envelope);
         Ok(())
     })?;
     Ok(state)
+}
+
+/// Start-up from a checkpoint: folds the records after `state.last_seq` into `state` while
+/// checking each one's CRC, seq and chain link, from the hash stored in record
+/// `state.last_seq` (the caller has checked it is the checkpoint's) to the log's end, segment
+/// links included. `inspect` sees every envelope before it is folded (start-up looks for the
+/// record vouching for the checkpoint). The records up to the checkpoint are not read: their
+/// chain is verified in the background after berthd serves (`daemon::checkpoint`).
+pub fn replay_tail_verified(
+    log: &EventLog,
+    state: State,
+    inspect: impl FnMut(Seq, &Envelope),
+) -> Result<State, StoreError> {
+    let reader = log.reader(state.last_seq.next())?.check_chain(true);
+    fold_records(reader, state, inspect)
 }
 
 /// Start-up replay with the whole log verified at the same time: CRCs, seq continuity, segment
@@ -126,7 +150,7 @@ pub fn replay_verified(log: &EventLog) -> Result<State, StoreError> {
 /// The verifier runs at the lowest priority (nice 19, this thread only) so it takes the CPU
 /// time replay leaves idle rather than time from the fold, which is replay's critical path: at
 /// equal priority on 2 cores it added its whole single-core time to start-up (BENCHMARKS.md).
-fn lower_this_thread_priority() {
+pub(crate) fn lower_this_thread_priority() {
     // SAFETY: gettid and setpriority take and return plain integers and touch no memory of
     // ours; on Linux PRIO_PROCESS with a thread id changes that thread alone.
     let result = unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 19) };
@@ -163,6 +187,13 @@ impl Store {
     /// `SubmitError::RecordTooLarge` before anything is folded in.
     pub fn open(log: EventLog, max_record_bytes: usize) -> Result<(Arc<Store>, CommittedReceiver), StoreError> {
         let state = replay_verified(&log)?;
+        Ok(Store::open_with_state(log, state, max_record_bytes))
+    }
+
+    /// Starts the command thread over `state`, which must be the fold of every record in `log`
+    /// (from `replay_verified`, or a checkpoint plus `replay_tail_verified`).
+    pub fn open_with_state(log: EventLog, state: State, max_record_bytes: usize) -> (Arc<Store>, CommittedReceiver) {
+        debug_assert_eq!(state.last_seq, log.last_seq());
         let log = Arc::new(log);
         let (applied_sender, applied) = watch::channel(state.last_seq);
         let state = Arc::new(RwLock::new(state));
@@ -187,7 +218,7 @@ impl Store {
             })
             .expect("spawn the command thread");
         let (stopping, _) = watch::channel(false);
-        Ok((Arc::new(Store { log, state, applied, submissions, stopping, counters }), committed_receiver))
+        (Arc::new(Store { log, state, applied, submissions, stopping, counters }), committed_receiver)
     }
 
     pub fn log(&self) -> &Arc<EventLog> {
