@@ -34,6 +34,8 @@ pub struct CreateContainer {
     pub image_volumes: Vec<String>,
     pub read_only_rootfs: bool,
     pub auto_remove: bool,
+    /// `--network`, `-p`, `--dns`, `--add-host` as spelled.
+    pub network: crate::network::NetworkRequest,
 }
 
 impl CreateContainer {
@@ -52,6 +54,7 @@ impl CreateContainer {
                     .to_string(),
             ));
         }
+        let network = self.network.resolve(state)?;
         let mut events = Vec::new();
         ensure_namespace(state, namespace, &mut events)?;
         if state.container(namespace, &self.id).is_some() {
@@ -112,6 +115,7 @@ impl CreateContainer {
             mounts,
             read_only_rootfs: self.read_only_rootfs,
             auto_remove: self.auto_remove,
+            network,
         };
         events.push(Event::ContainerCreated { container: record });
         Ok(events)

@@ -8,6 +8,7 @@ pub mod error;
 pub mod exec;
 pub mod image;
 pub mod namespace;
+pub mod network;
 pub mod outcome;
 pub mod pause;
 pub mod policy;
@@ -29,6 +30,7 @@ pub use error::CommandError;
 pub use exec::ExecProcess;
 pub use image::{image_not_found, resolve_image, ImportImage, PruneImages, RemoveImage, TagImage};
 pub use namespace::{CreateNamespace, RemoveNamespace};
+pub use network::{CreateNetwork, NetworkRequest, RemoveNetwork};
 pub use outcome::RecordOutcome;
 pub use pause::{PauseTask, ResumeTask};
 pub use policy::{HostFacts, LimitsRequest, PolicyRequest, SecurityRequest};
@@ -66,6 +68,8 @@ pub enum Command {
     RecordDaemonEvent(RecordDaemonEvent),
     CreateVolume(CreateVolume),
     RemoveVolume(RemoveVolume),
+    CreateNetwork(CreateNetwork),
+    RemoveNetwork(RemoveNetwork),
 }
 
 impl Command {
@@ -96,6 +100,8 @@ impl Command {
             Command::RecordDaemonEvent(command) => command.decide(state),
             Command::CreateVolume(command) => command.decide(state, namespace),
             Command::RemoveVolume(command) => command.decide(state, namespace),
+            Command::CreateNetwork(command) => command.decide(state),
+            Command::RemoveNetwork(command) => command.decide(state),
         }
     }
 }

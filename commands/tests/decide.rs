@@ -69,6 +69,7 @@ fn create(id: &str, image: &str) -> Command {
         image_volumes: vec![],
         read_only_rootfs: false,
         auto_remove: false,
+        network: Default::default(),
     })
 }
 

@@ -12,6 +12,7 @@ use berth_log::{Seq, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use crate::error::DecodeError;
+use crate::network::{ContainerNetwork, NetworkAttachment, NetworkRecord};
 use crate::policy::{ContainerPolicies, ResourceLimits};
 
 /// The schema version this build writes. Bump it when an event's meaning changes, or when
@@ -310,6 +311,28 @@ pub enum Event {
     VolumeRemoved {
         name: String,
     },
+
+    // Networking (issue 10), kept together at the end.
+    /// `berth network create`: a user-defined bridge network (host-wide).
+    NetworkCreated {
+        network: NetworkRecord,
+    },
+    /// `berth network rm`: no container named it any more.
+    NetworkRemoved {
+        name: String,
+    },
+    /// CNI ADD gave the task's network namespace these addresses and ports (recorded with the
+    /// `TaskCreated` it came before).
+    NetworkAttached {
+        container_id: String,
+        attachment: NetworkAttachment,
+    },
+    /// CNI DEL removed the task's interface, addresses and port mappings, and the network
+    /// namespace is gone (recorded with `TaskDeleted`, or by recovery for a leftover).
+    NetworkDetached {
+        container_id: String,
+        network: String,
+    },
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
@@ -403,6 +426,12 @@ pub struct ContainerRecord {
     /// exited (`run -d --rm`).
     #[serde(default)]
     pub auto_remove: bool,
+
+    // Networking (issue 10). `#[serde(default)]`: records written before it decode as mode ""
+    // (= none, the loopback-only namespace every container had then).
+    /// `--network`, `-p`, `--dns`, `--add-host`.
+    #[serde(default)]
+    pub network: ContainerNetwork,
 }
 
 /// What a mount is: a host directory, a berth volume or a fresh tmpfs.
@@ -506,6 +535,10 @@ impl Event {
             Event::OrphanRemoved { .. } => "OrphanRemoved",
             Event::VolumeCreated { .. } => "VolumeCreated",
             Event::VolumeRemoved { .. } => "VolumeRemoved",
+            Event::NetworkCreated { .. } => "NetworkCreated",
+            Event::NetworkRemoved { .. } => "NetworkRemoved",
+            Event::NetworkAttached { .. } => "NetworkAttached",
+            Event::NetworkDetached { .. } => "NetworkDetached",
         }
     }
 
@@ -533,7 +566,9 @@ impl Event {
             | Event::TaskDeleteRequested { container_id, .. }
             | Event::TaskDeleted { container_id, .. }
             | Event::TaskDeleteFailed { container_id, .. }
-            | Event::TaskRestartScheduled { container_id, .. } => Some(container_id),
+            | Event::TaskRestartScheduled { container_id, .. }
+            | Event::NetworkAttached { container_id, .. }
+            | Event::NetworkDetached { container_id, .. } => Some(container_id),
             _ => None,
         }
     }

@@ -7,6 +7,7 @@ pub mod decode;
 pub mod error;
 pub mod event;
 pub mod names;
+pub mod network;
 pub mod policy;
 pub mod state;
 
@@ -16,10 +17,13 @@ pub use event::{
     ContainerRecord, Descriptor, Envelope, Event, ExecProcess, ExitCause, ImageRecord, LayerRecord, MountRecord,
     Origin, VolumeRecord, EVENT_SCHEMA, MOUNT_KIND_BIND, MOUNT_KIND_TMPFS, MOUNT_KIND_VOLUME,
 };
+pub use network::{
+    ContainerNetwork, NetworkAttachment, NetworkRecord, PortMapping, NETWORK_BRIDGE, NETWORK_HOST, NETWORK_NONE,
+};
 pub use policy::{
     ContainerPolicies, DeviceMapping, ResourceLimits, RestartMode, RestartPolicy, SecurityOptions, Ulimit,
 };
 pub use state::{
-    ContainerState, ContentState, ExecState, ExecStatus, ExitInfo, ImageState, NamespaceState, PendingIntent,
-    RestartState, SnapshotState, State, TaskState, TaskStatus, VolumeState,
+    ContainerState, ContentState, ExecState, ExecStatus, ExitInfo, ImageState, NamespaceState, NetworkState,
+    PendingIntent, RestartState, SnapshotState, State, TaskState, TaskStatus, VolumeState,
 };

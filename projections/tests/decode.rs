@@ -111,8 +111,38 @@ fn mount() -> impl Strategy<Value = MountRecord> {
     })
 }
 
+fn port() -> impl Strategy<Value = PortMapping> {
+    (text(), any::<u16>(), any::<u16>(), text()).prop_map(|(host_ip, host_port, container_port, protocol)| {
+        PortMapping { host_ip, host_port, container_port, protocol }
+    })
+}
+
+fn container_network() -> impl Strategy<Value = ContainerNetwork> {
+    (text(), vec(port(), 0..3), texts(), texts()).prop_map(|(mode, ports, dns, extra_hosts)| ContainerNetwork {
+        mode,
+        ports,
+        dns,
+        extra_hosts,
+    })
+}
+
+fn attachment() -> impl Strategy<Value = NetworkAttachment> {
+    ((text(), text(), text()), texts(), (text(), text()), vec(port(), 0..3), text()).prop_map(
+        |((network, netns, interface), addresses, (gateway, mac), ports, cni_container_id)| NetworkAttachment {
+            network,
+            netns,
+            interface,
+            addresses,
+            gateway,
+            mac,
+            ports,
+            cni_container_id,
+        },
+    )
+}
+
 fn container() -> impl Strategy<Value = ContainerRecord> {
-    let storage = (vec(mount(), 0..3), any::<bool>(), any::<bool>());
+    let storage = (vec(mount(), 0..3), any::<bool>(), any::<bool>(), container_network());
     (
         text(),
         text(),
@@ -138,7 +168,7 @@ fn container() -> impl Strategy<Value = ContainerRecord> {
                 lowers,
                 (snapshot_key, open_stdin, tty),
                 policies,
-                (mounts, read_only_rootfs, auto_remove),
+                (mounts, read_only_rootfs, auto_remove, network),
             )| {
                 ContainerRecord {
                     id,
@@ -158,6 +188,7 @@ fn container() -> impl Strategy<Value = ContainerRecord> {
                     mounts,
                     read_only_rootfs,
                     auto_remove,
+                    network,
                 }
             },
         )
@@ -284,6 +315,12 @@ fn event() -> impl Strategy<Value = Event> {
             Event::VolumeCreated { volume: VolumeRecord { name, labels, anonymous_for } }
         }),
         text().prop_map(|name| Event::VolumeRemoved { name }),
+        (text(), text(), text(), text()).prop_map(|(name, bridge, subnet, gateway)| Event::NetworkCreated {
+            network: NetworkRecord { name, bridge, subnet, gateway }
+        }),
+        text().prop_map(|name| Event::NetworkRemoved { name }),
+        (id(), attachment()).prop_map(|(container_id, attachment)| Event::NetworkAttached { container_id, attachment }),
+        (id(), text()).prop_map(|(container_id, network)| Event::NetworkDetached { container_id, network }),
     ]
 }
 
