@@ -5,6 +5,7 @@
 //! - [`api`] — the gRPC services, one file per service, thin adapters over the other domains;
 //! - [`images`] — the content store, image archives, layer unpacking and the snapshotter;
 //! - [`tasks`] — the executor, start-up recovery, the monitor, runc and the OCI runtime spec;
+//! - [`network`] — CNI: network namespaces, plugin invocation, networks and their teardown;
 //! - [`sys`] — OS plumbing shared by all of them;
 //! - [`client`] — the client library the `berth` CLI is built on.
 //!
@@ -17,5 +18,6 @@ pub mod api;
 pub mod client;
 pub mod daemon;
 pub mod images;
+pub mod network;
 pub mod sys;
 pub mod tasks;

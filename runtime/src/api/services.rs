@@ -29,6 +29,8 @@ pub struct Services {
     pub registry_hosts_dir: std::path::PathBuf,
     /// For `runc update` of a running task's limits (`Containers/Update`).
     pub runc_binary: std::path::PathBuf,
+    /// CNI networks: `Networks/*` keeps their conflists and bridges.
+    pub networking: Option<Arc<crate::network::Networking>>,
     request_counter: AtomicU64,
 }
 
@@ -49,6 +51,7 @@ impl Services {
             gc_lock,
             registry_hosts_dir: crate::images::registry::hosts::DEFAULT_HOSTS_CONFIG_DIR.into(),
             runc_binary,
+            networking: None,
             request_counter: AtomicU64::new(0),
         })
     }
@@ -57,6 +60,14 @@ impl Services {
     pub fn with_registry_hosts_dir(mut self: Arc<Services>, dir: std::path::PathBuf) -> Arc<Services> {
         if let Some(services) = Arc::get_mut(&mut self) {
             services.registry_hosts_dir = dir;
+        }
+        self
+    }
+
+    /// Sets berthd's networking; call it before the services are shared.
+    pub fn with_networking(mut self: Arc<Services>, networking: Arc<crate::network::Networking>) -> Arc<Services> {
+        if let Some(services) = Arc::get_mut(&mut self) {
+            services.networking = Some(networking);
         }
         self
     }

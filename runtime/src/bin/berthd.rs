@@ -10,6 +10,7 @@ use berth_runtime::daemon::config::{
 };
 use berth_runtime::daemon::layout::Layout;
 use berth_runtime::daemon::{self, DaemonOptions};
+use berth_runtime::network::config::NetworkOptions;
 use clap::Parser;
 
 #[derive(Parser)]
@@ -32,7 +33,7 @@ struct Flags {
     /// containers filling theirs cannot leave the log without room
     #[arg(long)]
     log_dir: Option<PathBuf>,
-    /// TOML config file (keys: root, state, address, runc, monitor, cgroup_parent, [log] dir, segment_size, durability, [output] max_file_bytes, max_files)
+    /// TOML config file (keys: root, state, address, runc, monitor, cgroup_parent, [log] dir, segment_size, durability, [output] max_file_bytes, max_files, [network] cni_bin_dir, bridge_name, bridge_subnet)
     #[arg(long, short = 'c')]
     config: Option<PathBuf>,
     /// The runc binary [default: runc from PATH]
@@ -42,6 +43,16 @@ struct Flags {
     /// one host need different ones [default: /berth]
     #[arg(long)]
     cgroup_parent: Option<String>,
+    /// Where the CNI plugins are [default: /usr/lib/cni]
+    #[arg(long)]
+    cni_bin_dir: Option<PathBuf>,
+    /// The default bridge network's Linux bridge; two berthds on one host need different ones
+    /// [default: berth0]
+    #[arg(long)]
+    bridge_name: Option<String>,
+    /// The default bridge network's IPv4 subnet [default: 10.213.0.0/16]
+    #[arg(long)]
+    bridge_subnet: Option<String>,
     /// Instead of serving: repair a damaged log by keeping every record up to the last one whose
     /// checksum and hash chain verify (the damaged log is moved aside to <root>/log.damaged-<time>,
     /// not deleted), reset the log's anchor, and exit. Stop berthd first
@@ -81,6 +92,13 @@ fn main() -> anyhow::Result<()> {
     let cgroup_parent =
         flags.cgroup_parent.or(file.cgroup_parent.clone()).unwrap_or_else(|| DEFAULT_CGROUP_PARENT.to_string());
     check_cgroup_parent(&cgroup_parent).map_err(anyhow::Error::msg)?;
+    let network_config = file.network.unwrap_or_default();
+    let network_defaults = NetworkOptions::default();
+    let network = NetworkOptions {
+        cni_bin_dir: flags.cni_bin_dir.or(network_config.cni_bin_dir).unwrap_or(network_defaults.cni_bin_dir),
+        bridge_name: flags.bridge_name.or(network_config.bridge_name).unwrap_or(network_defaults.bridge_name),
+        bridge_subnet: flags.bridge_subnet.or(network_config.bridge_subnet).unwrap_or(network_defaults.bridge_subnet),
+    };
     let options = DaemonOptions {
         layout: Layout {
             root: flags.root.or(file.root).unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT)),
@@ -98,6 +116,7 @@ fn main() -> anyhow::Result<()> {
             .and_then(|registry| registry.config_path)
             .unwrap_or_else(|| PathBuf::from(berth_runtime::images::registry::hosts::DEFAULT_HOSTS_CONFIG_DIR)),
         output_limits: output_limits.unwrap_or_default(),
+        network,
     };
     if flags.salvage {
         let summary =

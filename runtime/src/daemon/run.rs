@@ -15,8 +15,8 @@ use tokio_stream::StreamExt;
 
 use crate::api;
 use crate::api::{
-    ContainersService, EventsService, ImagesService, NamespacesService, Services, SystemService, TasksService,
-    VersionService, VolumesService,
+    ContainersService, EventsService, ImagesService, NamespacesService, NetworksService, Services, SystemService,
+    TasksService, VersionService, VolumesService,
 };
 use crate::daemon::config::resolve_binary;
 use crate::daemon::layout::Layout;
@@ -40,6 +40,8 @@ pub struct DaemonOptions {
     pub registry_hosts_dir: PathBuf,
     /// How much of each container's output is kept (`[output]`).
     pub output_limits: crate::tasks::output_log::OutputLimits,
+    /// The CNI plugins' directory and the default bridge (`[network]`).
+    pub network: crate::network::config::NetworkOptions,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -176,6 +178,12 @@ pub async fn run(
     let snapshotter =
         Arc::new(Snapshotter::open(&layout.snapshots_dir()).map_err(setup("cannot open the snapshotter".into()))?);
     let gc_lock = Arc::new(tokio::sync::RwLock::new(()));
+    options.network.check().map_err(DaemonError::Setup)?;
+    let networking = Arc::new(
+        crate::network::Networking::open(options.network.clone(), &layout)
+            .map_err(setup("cannot set up networking".into()))?,
+    );
+    networking.sync_conflists(&store.state());
     let executor = Executor::new(
         Arc::clone(&store),
         layout.clone(),
@@ -185,6 +193,7 @@ pub async fn run(
         Arc::clone(&snapshotter),
         Arc::clone(&gc_lock),
         options.output_limits,
+        Arc::clone(&networking),
     );
     let started = Event::DaemonStarted {
         version: env!("CARGO_PKG_VERSION").to_string(),
@@ -208,7 +217,8 @@ pub async fn run(
     executor.resume_restarts().await;
 
     let services = Services::new(Arc::clone(&store), layout.clone(), content, snapshotter, gc_lock, runc_binary)
-        .with_registry_hosts_dir(options.registry_hosts_dir.clone());
+        .with_registry_hosts_dir(options.registry_hosts_dir.clone())
+        .with_networking(networking);
     let listener = bind_socket(&options.address)?;
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<api::tasks_server::TasksServer<TasksService>>().await;
@@ -256,6 +266,10 @@ pub async fn run(
         ))
         .add_service(limited!(
             api::volumes_server::VolumesServer::new(VolumesService(Arc::clone(&services))),
+            api::MAX_REQUEST_BYTES
+        ))
+        .add_service(limited!(
+            api::networks_server::NetworksServer::new(NetworksService(Arc::clone(&services))),
             api::MAX_REQUEST_BYTES
         ))
         .add_service(limited!(
