@@ -6,9 +6,11 @@ set -euo pipefail
 # docker-registry (the distribution registry), apache2-utils (htpasswd) and openssl: the registry
 # pull and push tests (scripts/registry.sh, tests/tests/registry_*.rs). containerd: the export
 # test imports berth's export with `ctr` into a throwaway containerd (scripts/peer-containerd.sh),
-# and the benchmarks compare against it.
+# and the benchmarks compare against it. containernetworking-plugins and iptables: berthd's CNI
+# networking (bridge, host-local, portmap, firewall, loopback in /usr/lib/cni; portmap and
+# firewall run iptables), tests/tests/network.rs and scripts/bench-network.sh.
 packages=(runc umoci skopeo busybox-static debootstrap protobuf-compiler ca-certificates curl jq iproute2 util-linux
-  docker-registry apache2-utils openssl containerd)
+  docker-registry apache2-utils openssl containerd containernetworking-plugins iptables)
 missing=()
 for package in "${packages[@]}"; do
   dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")

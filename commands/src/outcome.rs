@@ -75,6 +75,8 @@ impl RecordOutcome {
             Event::NetworkAttached { .. } if task.network.is_some() => Err(CommandError::FailedPrecondition(format!(
                 "the task of {container_id:?} already has a network attachment"
             ))),
+            // Recovery adopting a task whose ADD finished but was not recorded.
+            Event::NetworkAttached { .. } if self.answers.is_none() && task.is_live() => Ok(()),
             Event::NetworkAttached { .. } => pending(|intent| matches!(intent, PendingIntent::Create { .. })),
             Event::NetworkDetached { network, .. } => match &task.network {
                 Some(attachment) if &attachment.network == network => Ok(()),
