@@ -16,7 +16,7 @@ use crate::network::cni::{self, CniCall};
 use crate::network::config::{self, NetworkOptions};
 use crate::network::netns;
 use crate::network::teardown::ObservedNetworking;
-use crate::sys::fs::{create_private_dir_all, write_file_atomically, write_file_durably};
+use crate::sys::fs::{create_private_dir_all, list_file_names, write_file_atomically, write_file_durably};
 
 /// The container's interface, as docker and containerd name it.
 pub const CONTAINER_INTERFACE: &str = "eth0";
@@ -90,7 +90,7 @@ impl Networking {
                 tracing::warn!(network = network.record.name, %error, "cannot write the network's conflist");
             }
         }
-        for file_name in file_names(&self.networks_dir) {
+        for file_name in list_file_names(&self.networks_dir) {
             let Some(name) = file_name.strip_suffix(".conflist") else { continue };
             if name != berth_projections::NETWORK_BRIDGE && !state.networks.contains_key(name) {
                 self.remove_conflist(name);
@@ -216,8 +216,8 @@ impl Networking {
 
     /// What is on the host now: namespace files and ADD caches.
     pub fn observe(&self) -> ObservedNetworking {
-        let netns_files = file_names(&self.netns_dir).into_iter().collect();
-        let caches: BTreeMap<String, bool> = file_names(&self.cache_dir())
+        let netns_files = list_file_names(&self.netns_dir).into_iter().collect();
+        let caches: BTreeMap<String, bool> = list_file_names(&self.cache_dir())
             .into_iter()
             .filter_map(|name| {
                 let cni_container_id = name.strip_suffix(".json")?.to_string();
@@ -245,20 +245,6 @@ fn attachment_from(cache: &AddCache, result: &Value, cni_container_id: &str) -> 
 
 fn read_cache(path: &Path) -> Option<AddCache> {
     serde_json::from_slice(&std::fs::read(path).ok()?).ok()
-}
-
-/// Names of the regular files in `dir` (temporary `.`-files skipped).
-fn file_names(dir: &Path) -> Vec<String> {
-    std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .filter_map(Result::ok)
-                .filter(|entry| entry.file_type().is_ok_and(|kind| kind.is_file()))
-                .filter_map(|entry| entry.file_name().into_string().ok())
-                .filter(|name| !name.starts_with('.'))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// Eight hex digits of FNV-1a.

@@ -6,7 +6,7 @@ use berth_runtime::api;
 
 use crate::args::OutputFormat;
 use crate::network_args::NetworkCommand;
-use crate::output::{for_each_target, format_rfc3339, format_table, print_json_document, print_stdout};
+use crate::output::{for_each_target, format_rfc3339, format_table, inspect_each, print_json_document, print_stdout};
 use crate::session::{CliError, Session};
 
 pub async fn run_network_command(session: &Session, command: NetworkCommand) -> Result<ExitCode, CliError> {
@@ -26,19 +26,15 @@ pub async fn run_network_command(session: &Session, command: NetworkCommand) -> 
         }
         NetworkCommand::Ls(output_args) => list_networks(session, output_args.output).await,
         NetworkCommand::Inspect(names_args) => {
-            let mut networks = Vec::new();
-            let mut n_failed = 0;
-            for name in &names_args.network_names {
-                match session.networks().get(session.request(api::GetNetworkRequest { name: name.clone() })).await {
-                    Ok(network) => networks.push(network_json(&network.into_inner())),
-                    Err(status) => {
-                        eprintln!("berth: {}", session.rpc_error()(status));
-                        n_failed += 1;
-                    }
-                }
-            }
-            print_json_document(&serde_json::Value::Array(networks))?;
-            crate::output::finish_batch(n_failed, names_args.network_names.len())
+            inspect_each(&names_args.network_names, async |name| {
+                let network = session
+                    .networks()
+                    .get(session.request(api::GetNetworkRequest { name: name.to_string() }))
+                    .await
+                    .map_err(session.rpc_error())?;
+                Ok(network_json(&network.into_inner()))
+            })
+            .await
         }
         NetworkCommand::Rm(names_args) => {
             for_each_target(&names_args.network_names, async |name| {
