@@ -52,6 +52,23 @@ bench_dir=$(mktemp -d /var/tmp/berth-bench-network.XXXXXX)
 berth_socket=$bench_dir/berthd.sock
 berth() { "$berth_bin" --address "$berth_socket" "$@"; }
 
+# remove_rules_naming WORD...: deletes each iptables rule containing one of WORDs (as iptables-save
+# spells it), and flushes and deletes the CNI-<hash> chains those rules jumped to.
+remove_rules_naming() {
+  local table= line rule target pattern
+  pattern=$(printf '%s\n' "$@" | sed 's/[.]/\\./g' | paste -sd'|')
+  while IFS= read -r line; do
+    [[ $line == \** ]] && { table=${line#\*}; continue; }
+    [[ $line == "-A "* ]] || continue
+    grep -qE "$pattern" <<<"$line" || continue
+    rule=${line#-A }
+    eval "iptables -w -t $table -D $rule" 2>/dev/null || continue
+    target=$(sed -n 's/.* -j \(CNI-[0-9a-f]*\)\b.*/\1/p' <<<"$rule")
+    [[ -n $target ]] && { iptables -w -t "$table" -F "$target" 2>/dev/null; iptables -w -t "$table" -X "$target" 2>/dev/null; }
+  done < <(iptables-save)
+  return 0
+}
+
 cleanup() {
   set +e
   trap - EXIT INT TERM
@@ -67,6 +84,9 @@ cleanup() {
   [[ -n $made_conf_dir ]] && rmdir /etc/cni/net.d /etc/cni 2>/dev/null
   [[ -n $made_bin_link ]] && rm -f /opt/cni/bin && rmdir /opt/cni 2>/dev/null
   ip netns delete "$floor_netns" 2>/dev/null
+  # ctr run --rm --cni leaves its ipMasq and firewall rules behind (containerd 1.6): remove every
+  # rule naming this run's networks or subnets, then the per-container chains they jumped to.
+  remove_rules_naming "berth-bench-$run_tag" "${peer_subnet%.0/24}." "${berth_subnet%.0/24}." "${floor_subnet%.0/24}."
   for bridge in "$berth_bridge" "$peer_bridge" "$floor_bridge"; do ip link delete "$bridge" 2>/dev/null; done
   awk -v prefix="$bench_dir/" 'index($2, prefix) == 1 {print $2}' /proc/mounts | sort -r | xargs -r -n1 umount -l
   rm -rf "$bench_dir"

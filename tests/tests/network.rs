@@ -9,7 +9,23 @@ use std::io::{Read, Write};
 use std::path::Path;
 use std::time::Duration;
 
-use berth_tests::{eventually, network_rules, Daemon};
+use berth_tests::{eventually, network_rules, remove_network_leftovers, Daemon};
+
+/// Removes a user network's bridge and iptables rules when a test ends, passed or failed (the
+/// daemon's own cleanup knows only its default bridge). Declared after the daemon, so it runs
+/// once the daemon is killed.
+struct UserNetworkLeftovers {
+    bridge: String,
+    subnet: String,
+}
+
+impl Drop for UserNetworkLeftovers {
+    fn drop(&mut self) {
+        if !self.bridge.is_empty() {
+            remove_network_leftovers(&self.bridge, &self.subnet);
+        }
+    }
+}
 
 fn stderr_of(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
@@ -63,6 +79,9 @@ fn containers_on_one_network_reach_each_other_by_address_and_by_name() {
     let network = format!("n{}", daemon.bridge_name());
     let subnet = user_subnet(&daemon);
     daemon.ok(&["network", "create", "--subnet", &subnet, &network]);
+    let created: serde_json::Value = serde_json::from_str(&daemon.ok(&["network", "inspect", &network])).unwrap();
+    let _leftovers =
+        UserNetworkLeftovers { bridge: created[0]["bridge"].as_str().unwrap().to_string(), subnet: subnet.clone() };
     let listed = daemon.ok(&["network", "ls"]);
     assert!(listed.contains(&network) && listed.contains(&subnet) && listed.contains("bridge"), "{listed}");
 
