@@ -8,8 +8,11 @@ set -euo pipefail
 # test imports berth's export with `ctr` into a throwaway containerd (scripts/peer-containerd.sh),
 # and the benchmarks compare against it. systemd (systemd-analyze verify), zsh and fish: the
 # service tests check berthd's unit and that each shell reads berth's completion scripts.
+# containernetworking-plugins and iptables: berthd's CNI networking (bridge, host-local, portmap,
+# firewall, loopback in /usr/lib/cni; portmap and firewall run iptables), tests/tests/network.rs
+# and scripts/bench-network.sh.
 packages=(runc umoci skopeo busybox-static debootstrap protobuf-compiler ca-certificates curl jq iproute2 util-linux
-  docker-registry apache2-utils openssl containerd systemd zsh fish)
+  docker-registry apache2-utils openssl containerd systemd zsh fish containernetworking-plugins iptables)
 missing=()
 for package in "${packages[@]}"; do
   dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")

@@ -37,6 +37,8 @@ pub struct CreateContainer {
     /// The container's key and a random seed, read by berthd: every environment value is
     /// recorded sealed. `None`: recorded in clear (`[secrets] seal = false`).
     pub sealer: Option<Sealer>,
+    /// `--network`, `-p`, `--dns`, `--add-host` as spelled.
+    pub network: crate::network::NetworkRequest,
 }
 
 impl CreateContainer {
@@ -55,6 +57,7 @@ impl CreateContainer {
                     .to_string(),
             ));
         }
+        let network = self.network.resolve(state)?;
         let mut events = Vec::new();
         ensure_namespace(state, namespace, &mut events)?;
         if state.container(namespace, &self.id).is_some() {
@@ -121,6 +124,7 @@ impl CreateContainer {
             read_only_rootfs: self.read_only_rootfs,
             auto_remove: self.auto_remove,
             sealed_env,
+            network,
         };
         events.push(Event::ContainerCreated { container: record });
         Ok(events)

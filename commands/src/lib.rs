@@ -8,6 +8,7 @@ pub mod error;
 pub mod exec;
 pub mod image;
 pub mod namespace;
+pub mod network;
 pub mod outcome;
 pub mod pause;
 pub mod policy;
@@ -30,6 +31,7 @@ pub use error::CommandError;
 pub use exec::ExecProcess;
 pub use image::{image_not_found, resolve_image, ImportImage, PruneImages, RemoveImage, TagImage};
 pub use namespace::{CreateNamespace, RemoveNamespace};
+pub use network::{CreateNetwork, NetworkRequest, RemoveNetwork};
 pub use outcome::RecordOutcome;
 pub use pause::{PauseTask, ResumeTask};
 pub use policy::{HostFacts, LimitsRequest, PolicyRequest, SecurityRequest};
@@ -69,6 +71,8 @@ pub enum Command {
     CreateVolume(CreateVolume),
     RemoveVolume(RemoveVolume),
     ForgetSecrets(ForgetSecrets),
+    CreateNetwork(CreateNetwork),
+    RemoveNetwork(RemoveNetwork),
 }
 
 impl Command {
@@ -99,6 +103,8 @@ impl Command {
             Command::RecordDaemonEvent(command) => command.decide(state),
             Command::CreateVolume(command) => command.decide(state, namespace),
             Command::RemoveVolume(command) => command.decide(state, namespace),
+            Command::CreateNetwork(command) => command.decide(state),
+            Command::RemoveNetwork(command) => command.decide(state),
             Command::ForgetSecrets(command) => command.decide(state, namespace),
         }
     }
@@ -131,6 +137,8 @@ impl Command {
             Command::CreateVolume(_) => "CreateVolume",
             Command::RemoveVolume(_) => "RemoveVolume",
             Command::ForgetSecrets(_) => "ForgetSecrets",
+            Command::CreateNetwork(_) => "CreateNetwork",
+            Command::RemoveNetwork(_) => "RemoveNetwork",
         }
     }
 }

@@ -71,6 +71,19 @@ impl RecordOutcome {
             Event::TaskCreated { .. } | Event::TaskCreateFailed { .. } => {
                 pending(|intent| matches!(intent, PendingIntent::Create { .. }))
             }
+            // CNI ADD is part of the create it comes before.
+            Event::NetworkAttached { .. } if task.network.is_some() => Err(CommandError::FailedPrecondition(format!(
+                "the task of {container_id:?} already has a network attachment"
+            ))),
+            // Recovery adopting a task whose ADD finished but was not recorded.
+            Event::NetworkAttached { .. } if self.answers.is_none() && task.is_live() => Ok(()),
+            Event::NetworkAttached { .. } => pending(|intent| matches!(intent, PendingIntent::Create { .. })),
+            Event::NetworkDetached { network, .. } => match &task.network {
+                Some(attachment) if &attachment.network == network => Ok(()),
+                _ => Err(CommandError::FailedPrecondition(format!(
+                    "the task of {container_id:?} is not attached to network {network:?}"
+                ))),
+            },
             Event::TaskStarted { .. } | Event::TaskStartFailed { .. } => {
                 pending(|intent| matches!(intent, PendingIntent::Start { .. }))
             }

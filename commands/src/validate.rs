@@ -35,6 +35,11 @@ pub fn volume_name(name: &str) -> Result<(), CommandError> {
     identifier("volume name", name, 64)
 }
 
+/// Network names become file names (their conflist) under berth's root.
+pub fn network_name(name: &str) -> Result<(), CommandError> {
+    identifier("network name", name, 64)
+}
+
 /// Namespaces become directory names too.
 pub fn namespace_name(name: &str) -> Result<(), CommandError> {
     identifier("namespace", name, 64)

@@ -12,6 +12,7 @@ use berth_log::{Seq, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use crate::error::DecodeError;
+use crate::network::{ContainerNetwork, NetworkAttachment, NetworkRecord};
 use crate::policy::{ContainerPolicies, ResourceLimits};
 use crate::sealed::SealedEnv;
 
@@ -332,6 +333,27 @@ pub enum Event {
         covers: Seq,
         digest: String,
     },
+    // Networking (issue 10), kept together at the end.
+    /// `berth network create`: a user-defined bridge network (host-wide).
+    NetworkCreated {
+        network: NetworkRecord,
+    },
+    /// `berth network rm`: no container named it any more.
+    NetworkRemoved {
+        name: String,
+    },
+    /// CNI ADD gave the task's network namespace these addresses and ports (recorded with the
+    /// `TaskCreated` it came before).
+    NetworkAttached {
+        container_id: String,
+        attachment: NetworkAttachment,
+    },
+    /// CNI DEL removed the task's interface, addresses and port mappings, and the network
+    /// namespace is gone (recorded with `TaskDeleted`, or by recovery for a leftover).
+    NetworkDetached {
+        container_id: String,
+        network: String,
+    },
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
@@ -436,6 +458,11 @@ pub struct ContainerRecord {
     /// `[secrets] seal = false`) keep the environment in `env` and have none here.
     #[serde(default)]
     pub sealed_env: Vec<SealedEnv>,
+    // Networking (issue 10). `#[serde(default)]`: records written before it decode as mode ""
+    // (= none, the loopback-only namespace every container had then).
+    /// `--network`, `-p`, `--dns`, `--add-host`.
+    #[serde(default)]
+    pub network: ContainerNetwork,
 }
 
 /// What a mount is: a host directory, a berth volume or a fresh tmpfs.
@@ -574,6 +601,10 @@ impl Event {
             Event::VolumeRemoved { .. } => "VolumeRemoved",
             Event::SecretsForgotten { .. } => "SecretsForgotten",
             Event::CheckpointWritten { .. } => "CheckpointWritten",
+            Event::NetworkCreated { .. } => "NetworkCreated",
+            Event::NetworkRemoved { .. } => "NetworkRemoved",
+            Event::NetworkAttached { .. } => "NetworkAttached",
+            Event::NetworkDetached { .. } => "NetworkDetached",
         }
     }
 
@@ -602,7 +633,9 @@ impl Event {
             | Event::TaskDeleted { container_id, .. }
             | Event::TaskDeleteFailed { container_id, .. }
             | Event::TaskRestartScheduled { container_id, .. }
-            | Event::SecretsForgotten { container_id, .. } => Some(container_id),
+            | Event::SecretsForgotten { container_id, .. }
+            | Event::NetworkAttached { container_id, .. }
+            | Event::NetworkDetached { container_id, .. } => Some(container_id),
             _ => None,
         }
     }

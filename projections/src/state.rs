@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::event::{
     ContainerRecord, Envelope, Event, ExecProcess, ExitCause, ImageRecord, VolumeRecord, MOUNT_KIND_VOLUME,
 };
+use crate::network::{NetworkAttachment, NetworkRecord};
 use crate::sealed::{SecretKeyUse, SecretKeys};
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
@@ -29,6 +30,16 @@ pub struct State {
     /// until forgetting is recorded (`sealed.rs`).
     #[serde(default)]
     pub secret_keys: SecretKeys,
+    /// User-defined networks, by name (host-wide: a bridge belongs to the host).
+    #[serde(default)]
+    pub networks: BTreeMap<String, NetworkState>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct NetworkState {
+    pub record: NetworkRecord,
+    pub created_seq: Seq,
+    pub created_at_ns: Timestamp,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
@@ -190,6 +201,9 @@ pub struct TaskState {
     /// `berth exec` processes of this task, by exec id, ended ones included.
     #[serde(default)]
     pub execs: BTreeMap<String, ExecState>,
+    /// What CNI gave the task (`NetworkAttached`), until `NetworkDetached` or its deletion.
+    #[serde(default)]
+    pub network: Option<NetworkAttachment>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -289,6 +303,25 @@ impl State {
             })
             .map(|container| container.record.id.clone())
             .collect()
+    }
+
+    /// The (namespace, container id) of every container whose record names network `name`.
+    pub fn network_users(&self, name: &str) -> Vec<(String, String)> {
+        self.containers()
+            .filter(|(_, container)| container.record.network.mode_name() == name)
+            .map(|(namespace, container)| (namespace.to_string(), container.record.id.clone()))
+            .collect()
+    }
+
+    /// The tasks attached to network `name` now: (namespace, container state, attachment).
+    pub fn network_attachments<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> impl Iterator<Item = (&'a str, &'a ContainerState, &'a NetworkAttachment)> + 'a {
+        self.containers().filter_map(move |(namespace, container)| {
+            let attachment = container.task.as_ref()?.network.as_ref()?;
+            (attachment.network == name).then_some((namespace, container, attachment))
+        })
     }
 
     /// Every (namespace, container) pair, in order.
@@ -441,6 +474,16 @@ impl State {
                     }
                 }
             }
+            Event::NetworkCreated { network } => {
+                self.networks.entry(network.name.clone()).or_insert_with(|| NetworkState {
+                    record: network.clone(),
+                    created_seq: seq,
+                    created_at_ns: timestamp,
+                });
+            }
+            Event::NetworkRemoved { name } => {
+                self.networks.remove(name);
+            }
             task_event => {
                 let Some(container_id) = task_event.container_id() else { return };
                 let Some(task) = self.task_mut(namespace, container_id) else { return };
@@ -575,6 +618,8 @@ fn apply_task_event(task: &mut TaskState, seq: Seq, answers: Option<Seq>, event:
             task.pending.push(PendingIntent::Delete { seq, force: *force });
             task.status = TaskStatus::Deleting;
         }
+        Event::NetworkAttached { attachment, .. } => task.network = Some(attachment.clone()),
+        Event::NetworkDetached { .. } => task.network = None,
         Event::TaskDeleted { .. } => return true,
         Event::TaskDeleteFailed { error, .. } => {
             task.answer(answers, |intent| matches!(intent, PendingIntent::Delete { .. }));

@@ -116,8 +116,38 @@ fn sealed_env() -> impl Strategy<Value = SealedEnv> {
         .prop_map(|(name, key_id, nonce, ciphertext)| SealedEnv { name, value: Sealed { key_id, nonce, ciphertext } })
 }
 
+fn port() -> impl Strategy<Value = PortMapping> {
+    (text(), any::<u16>(), any::<u16>(), text()).prop_map(|(host_ip, host_port, container_port, protocol)| {
+        PortMapping { host_ip, host_port, container_port, protocol }
+    })
+}
+
+fn container_network() -> impl Strategy<Value = ContainerNetwork> {
+    (text(), vec(port(), 0..3), texts(), texts()).prop_map(|(mode, ports, dns, extra_hosts)| ContainerNetwork {
+        mode,
+        ports,
+        dns,
+        extra_hosts,
+    })
+}
+
+fn attachment() -> impl Strategy<Value = NetworkAttachment> {
+    ((text(), text(), text()), texts(), (text(), text()), vec(port(), 0..3), text()).prop_map(
+        |((network, netns, interface), addresses, (gateway, mac), ports, cni_container_id)| NetworkAttachment {
+            network,
+            netns,
+            interface,
+            addresses,
+            gateway,
+            mac,
+            ports,
+            cni_container_id,
+        },
+    )
+}
+
 fn container() -> impl Strategy<Value = ContainerRecord> {
-    let storage = (vec(mount(), 0..3), any::<bool>(), any::<bool>(), vec(sealed_env(), 0..3));
+    let storage = (vec(mount(), 0..3), any::<bool>(), any::<bool>(), vec(sealed_env(), 0..3), container_network());
     (
         text(),
         text(),
@@ -143,7 +173,7 @@ fn container() -> impl Strategy<Value = ContainerRecord> {
                 lowers,
                 (snapshot_key, open_stdin, tty),
                 policies,
-                (mounts, read_only_rootfs, auto_remove, sealed_env),
+                (mounts, read_only_rootfs, auto_remove, sealed_env, network),
             )| {
                 ContainerRecord {
                     id,
@@ -164,6 +194,7 @@ fn container() -> impl Strategy<Value = ContainerRecord> {
                     read_only_rootfs,
                     auto_remove,
                     sealed_env,
+                    network,
                 }
             },
         )
@@ -305,6 +336,12 @@ fn event() -> impl Strategy<Value = Event> {
             reason
         }),
         (any::<u64>(), text()).prop_map(|(covers, digest)| Event::CheckpointWritten { covers: Seq(covers), digest }),
+        (text(), text(), text(), text()).prop_map(|(name, bridge, subnet, gateway)| Event::NetworkCreated {
+            network: NetworkRecord { name, bridge, subnet, gateway }
+        }),
+        text().prop_map(|name| Event::NetworkRemoved { name }),
+        (id(), attachment()).prop_map(|(container_id, attachment)| Event::NetworkAttached { container_id, attachment }),
+        (id(), text()).prop_map(|(container_id, network)| Event::NetworkDetached { container_id, network }),
     ]
 }
 

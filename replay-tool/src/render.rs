@@ -173,6 +173,21 @@ pub fn describe_event(event: &Event) -> String {
                 short_digest(digest)
             )
         }
+        Event::NetworkCreated { network } => {
+            format!("network {} created: bridge {}, subnet {}", network.name, network.bridge, network.subnet)
+        }
+        Event::NetworkRemoved { name } => format!("network {name} removed"),
+        Event::NetworkAttached { attachment, .. } => {
+            let ports: Vec<String> = attachment.ports.iter().map(|port| port.describe()).collect();
+            let published = if ports.is_empty() { String::new() } else { format!(", publishing {}", ports.join(", ")) };
+            format!(
+                "attached to network {} as {} (gateway {}){published}",
+                attachment.network,
+                attachment.addresses.join(", "),
+                attachment.gateway
+            )
+        }
+        Event::NetworkDetached { network, .. } => format!("detached from network {network}: its address is released"),
         other => format!("{} {}", other.kind(), other.fields_json()),
     }
 }
@@ -223,6 +238,9 @@ pub fn describe_task(task: Option<&TaskState>) -> String {
             text.push_str(&format!(" ({})", describe_signal(exit.signal)));
         }
         text.push_str(&format!(" at {}", format_event_time(exit.exited_at_ns)));
+    }
+    if let Some(attachment) = &task.network {
+        text.push_str(&format!(", network {} {}", attachment.network, attachment.addresses.join(",")));
     }
     if let Some(error) = &task.error {
         text.push_str(&format!(", error: {error}"));
@@ -289,6 +307,14 @@ pub fn write_state_text(out: &mut dyn Write, state: &State, keys: &KeyDir) -> Re
     let content_bytes: i64 = state.content.values().map(|content| content.size).sum();
     writeln!(out, "content: {}, {content_bytes} bytes", count(state.content.len(), "blob", "blobs"))?;
     writeln!(out, "snapshots: {} committed", state.snapshots.len())?;
+    for network in state.networks.values() {
+        let record = &network.record;
+        writeln!(
+            out,
+            "network {}  bridge {}  subnet {}  created at seq {}",
+            record.name, record.bridge, record.subnet, network.created_seq
+        )?;
+    }
     Ok(())
 }
 

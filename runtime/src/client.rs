@@ -222,6 +222,12 @@ impl BerthClient {
             .max_encoding_message_size(MAX_MESSAGE_BYTES)
     }
 
+    pub fn networks(&self) -> crate::api::networks_client::NetworksClient<Channel> {
+        crate::api::networks_client::NetworksClient::new(self.channel.clone())
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES)
+    }
+
     pub fn events(&self) -> EventsClient<Channel> {
         EventsClient::new(self.channel.clone())
             .max_decoding_message_size(MAX_MESSAGE_BYTES)

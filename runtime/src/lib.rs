@@ -6,6 +6,7 @@
 //! - [`images`] — the content store, image archives, layer unpacking and the snapshotter;
 //! - [`metrics`] — the Prometheus endpoint and what it collects;
 //! - [`tasks`] — the executor, start-up recovery, the monitor, runc and the OCI runtime spec;
+//! - [`network`] — CNI: network namespaces, plugin invocation, networks and their teardown;
 //! - [`secrets`] — containers' key files and forgetting them (docs/secrets.md);
 //! - [`sys`] — OS plumbing shared by all of them;
 //! - [`client`] — the client library the `berth` CLI is built on.
@@ -20,6 +21,7 @@ pub mod client;
 pub mod daemon;
 pub mod images;
 pub mod metrics;
+pub mod network;
 pub mod secrets;
 pub mod sys;
 pub mod tasks;

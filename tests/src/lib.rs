@@ -188,6 +188,10 @@ impl Daemon {
             .arg(&self.socket)
             .arg("--cgroup-parent")
             .arg(self.cgroup_parent())
+            .arg("--bridge-name")
+            .arg(self.bridge_name())
+            .arg("--bridge-subnet")
+            .arg(self.bridge_subnet())
             .args(self.config_file.iter().flat_map(|path| [std::ffi::OsStr::new("--config"), path.as_os_str()]))
             .args(&self.extra_args);
         command
@@ -197,6 +201,23 @@ impl Daemon {
     /// test daemons running at once never share one even when their containers' names match.
     pub fn cgroup_parent(&self) -> String {
         format!("/{}", self.dir.path().file_name().expect("temp dir name").to_string_lossy())
+    }
+
+    /// Each test daemon's default bridge network has a bridge and a /24 of its own, so test
+    /// daemons running at once never share addresses or iptables chains.
+    pub fn bridge_name(&self) -> String {
+        format!("bt{:08x}", self.network_hash())
+    }
+
+    /// `10.X.Y.0/24` with X in 200..250, from the same hash as the bridge's name.
+    pub fn bridge_subnet(&self) -> String {
+        let hash = self.network_hash();
+        format!("10.{}.{}.0/24", 200 + (hash >> 8) % 50, hash & 0xff)
+    }
+
+    fn network_hash(&self) -> u32 {
+        let name = self.dir.path().file_name().expect("temp dir name").to_string_lossy().to_string();
+        name.bytes().fold(0x811c_9dc5u32, |hash, byte| (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193))
     }
 
     pub fn daemon_log(&self) -> String {
@@ -343,6 +364,9 @@ impl Drop for Daemon {
                 let _ = nix::mount::umount2(target, nix::mount::MntFlags::MNT_DETACH);
             }
         }
+        // The netns files are unmounted above, so the containers' veths are gone with their
+        // namespaces; the bridge and the iptables rules CNI made for them stay unless removed.
+        remove_network_leftovers(&self.bridge_name(), &self.bridge_subnet());
         // runc removes a container's own cgroups; the parents it made stay. Remove the empty
         // ones this daemon's containers used, in every hierarchy.
         if let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") {
@@ -359,6 +383,50 @@ impl Drop for Daemon {
             }
         }
     }
+}
+
+/// Removes what a killed daemon's default bridge network left on the host: the bridge, and every
+/// iptables rule naming its CNI network (`berth-<bridge>`) or an address of its subnet, with the
+/// per-container chains those rules jump to. Shared chains (CNI-FORWARD, CNI-HOSTPORT-*) stay.
+pub fn remove_network_leftovers(bridge: &str, subnet: &str) {
+    let _ = Command::new("ip").args(["link", "delete", bridge]).stderr(Stdio::null()).status();
+    let prefix: String = subnet.rsplit_once('.').map(|(head, _)| format!("{head}.")).unwrap_or_default();
+    for (table, rule) in network_rules(bridge, &prefix) {
+        let deleted = Command::new("sh")
+            .arg("-c")
+            .arg(format!("iptables -w -t {table} -D {rule}"))
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success());
+        let target = rule.split(" -j ").nth(1).and_then(|rest| rest.split_whitespace().next()).unwrap_or_default();
+        let shared = matches!(target, "CNI-FORWARD" | "CNI-ADMIN") || target.starts_with("CNI-HOSTPORT");
+        if deleted && target.starts_with("CNI-") && !shared {
+            for flag in ["-F", "-X"] {
+                let _ = Command::new("iptables").args(["-w", "-t", table.as_str(), flag, target]).status();
+            }
+        }
+    }
+}
+
+/// (table, rule without its `-A`) of every iptables rule naming `berth-<bridge>` or an address
+/// starting with `prefix`.
+pub fn network_rules(bridge: &str, prefix: &str) -> Vec<(String, String)> {
+    let Ok(output) = Command::new("iptables-save").output() else { return Vec::new() };
+    let network_name = format!("\\\"berth-{bridge}\\\"");
+    let mut table = String::new();
+    let mut rules = Vec::new();
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        if let Some(name) = line.strip_prefix('*') {
+            table = name.to_string();
+        } else if let Some(rule) = line.strip_prefix("-A ") {
+            let names_address = !prefix.is_empty()
+                && rule.split_whitespace().any(|word| word.starts_with(prefix) || word.contains(&format!(":{prefix}")));
+            if names_address || rule.contains(&network_name) {
+                rules.push((table.clone(), rule.to_string()));
+            }
+        }
+    }
+    rules
 }
 
 pub fn tail(text: &str, lines: usize) -> String {

@@ -256,7 +256,9 @@ fn open_up_like_an_older_berth(dir: &Path, opened: &mut Vec<PathBuf>) {
     // runc's own state (runc/<ns>/<id>) is made 0700 by runc, whichever berth ran it.
     let in_runc_state =
         dir.parent().and_then(Path::parent).and_then(Path::file_name).is_some_and(|name| name == "runc");
-    if metadata.file_type().is_symlink() || in_runc_state {
+    // A task's network namespace file is an nsfs mount, whose mode cannot be changed.
+    let is_netns_file = dir.parent().and_then(Path::file_name).is_some_and(|name| name == "netns");
+    if metadata.file_type().is_symlink() || in_runc_state || is_netns_file {
         return;
     }
     let mode = if metadata.is_dir() { 0o755 } else { 0o644 };

@@ -23,5 +23,6 @@ pub fn create_container(id: &str, image: &str, env: Vec<String>) -> Command {
         read_only_rootfs: false,
         auto_remove: false,
         sealer: None,
+        network: Default::default(),
     })
 }

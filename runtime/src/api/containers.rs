@@ -87,6 +87,15 @@ impl api::containers_server::Containers for ContainersService {
             read_only_rootfs: message.read_only_rootfs,
             auto_remove: message.auto_remove,
             sealer: Some(create_sealer(&self.0, &namespace, &id)?),
+            network: message
+                .network
+                .map(|network| berth_commands::NetworkRequest {
+                    mode: network.mode,
+                    ports: network.ports,
+                    dns: network.dns,
+                    extra_hosts: network.extra_hosts,
+                })
+                .unwrap_or_default(),
         });
         let seq = self.0.submit(&namespace, origin, command).await?;
         let container = self.0.store.state().container(&namespace, &id).map(container_message);

@@ -1,7 +1,10 @@
 //! Projections and log records in their API form (the generated proto messages).
 
 use berth_log::{Seq, Timestamp};
-use berth_projections::{ContainerState, Envelope, ExitInfo, ImageState, MountRecord, Origin, TaskState, TaskStatus};
+use berth_projections::{
+    ContainerState, Envelope, ExitInfo, ImageState, MountRecord, NetworkAttachment, Origin, PortMapping, TaskState,
+    TaskStatus,
+};
 
 use crate::api;
 
@@ -38,6 +41,28 @@ pub(crate) fn task_message(container_id: &str, task: &TaskState) -> api::Task {
         exit_cause: if task.exit.is_some() { exit.cause.name().to_string() } else { String::new() },
         error: task.error.clone().unwrap_or_default(),
         updated_seq: task.updated_seq.get(),
+        network: task.network.as_ref().map(attachment_message),
+    }
+}
+
+pub(crate) fn port_message(port: &PortMapping) -> api::PortMapping {
+    api::PortMapping {
+        host_ip: port.host_ip.clone(),
+        host_port: port.host_port.into(),
+        container_port: port.container_port.into(),
+        protocol: port.protocol.clone(),
+    }
+}
+
+pub(crate) fn attachment_message(attachment: &NetworkAttachment) -> api::NetworkAttachment {
+    api::NetworkAttachment {
+        network: attachment.network.clone(),
+        netns: attachment.netns.clone(),
+        interface: attachment.interface.clone(),
+        addresses: attachment.addresses.clone(),
+        gateway: attachment.gateway.clone(),
+        mac: attachment.mac.clone(),
+        ports: attachment.ports.iter().map(port_message).collect(),
     }
 }
 
@@ -69,6 +94,12 @@ pub(crate) fn container_message(container: &ContainerState) -> api::Container {
         mounts: record.mounts.iter().map(mount_message).collect(),
         read_only_rootfs: record.read_only_rootfs,
         auto_remove: record.auto_remove,
+        network: Some(api::ContainerNetwork {
+            mode: record.network.mode_name().to_string(),
+            ports: record.network.ports.iter().map(port_message).collect(),
+            dns: record.network.dns.clone(),
+            extra_hosts: record.network.extra_hosts.clone(),
+        }),
     }
 }
 

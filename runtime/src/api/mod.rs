@@ -13,6 +13,7 @@ mod image_push;
 mod images;
 mod logs;
 mod namespaces;
+mod networks;
 mod paging;
 mod services;
 mod status_limit;
@@ -38,7 +39,8 @@ pub use services::{status_from_command_error, Services};
 pub use status_limit::{cap_status_messages_layer, MAX_STATUS_MESSAGE_BYTES};
 pub use {
     containers::ContainersService, events::EventsService, images::ImagesService, namespaces::NamespacesService,
-    system::SystemService, tasks::TasksService, version::VersionService, volumes::VolumesService,
+    networks::NetworksService, system::SystemService, tasks::TasksService, version::VersionService,
+    volumes::VolumesService,
 };
 
 /// Shows whether credentials are set, never what they are: a request that carries them may be

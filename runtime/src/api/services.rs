@@ -33,6 +33,8 @@ pub struct Services {
     /// Containers' secret keys: the API seals environment values with them before a command
     /// is decided, and opens them for `Containers/Get`.
     pub keys: Arc<KeyStore>,
+    /// CNI networks: `Networks/*` keeps their conflists and bridges.
+    pub networking: Option<Arc<crate::network::Networking>>,
     request_counter: AtomicU64,
 }
 
@@ -55,6 +57,7 @@ impl Services {
             registry_hosts_dir: crate::images::registry::hosts::DEFAULT_HOSTS_CONFIG_DIR.into(),
             runc_binary,
             keys,
+            networking: None,
             request_counter: AtomicU64::new(0),
         })
     }
@@ -63,6 +66,14 @@ impl Services {
     pub fn with_registry_hosts_dir(mut self: Arc<Services>, dir: std::path::PathBuf) -> Arc<Services> {
         if let Some(services) = Arc::get_mut(&mut self) {
             services.registry_hosts_dir = dir;
+        }
+        self
+    }
+
+    /// Sets berthd's networking; call it before the services are shared.
+    pub fn with_networking(mut self: Arc<Services>, networking: Arc<crate::network::Networking>) -> Arc<Services> {
+        if let Some(services) = Arc::get_mut(&mut self) {
+            services.networking = Some(networking);
         }
         self
     }

@@ -11,6 +11,7 @@ use berth_runtime::daemon::config::{
 use berth_runtime::daemon::layout::Layout;
 use berth_runtime::daemon::logging::LogFormat;
 use berth_runtime::daemon::{self, DaemonOptions};
+use berth_runtime::network::config::NetworkOptions;
 use berth_runtime::sys::notify::Notifier;
 use clap::{CommandFactory, Parser};
 
@@ -34,7 +35,7 @@ struct Flags {
     /// containers filling theirs cannot leave the log without room
     #[arg(long)]
     log_dir: Option<PathBuf>,
-    /// TOML config file (keys: root, state, address, runc, monitor, cgroup_parent, [log] dir, segment_size, durability, archive_dir, archive_interval_secs, retain_max_age_secs, retain_max_bytes, [registry] config_path, [output] max_file_bytes, max_files, [grpc] gid, [metrics] address, allow_non_loopback, [logging] format, [secrets] forget_on_remove, retention_days; [checkpoint] enabled, every_records, every_seconds; contrib/berthd.toml documents each)
+    /// TOML config file (keys: root, state, address, runc, monitor, cgroup_parent, [log] dir, segment_size, durability, archive_dir, archive_interval_secs, retain_max_age_secs, retain_max_bytes, [registry] config_path, [output] max_file_bytes, max_files, [grpc] gid, [metrics] address, allow_non_loopback, [logging] format, [secrets] forget_on_remove, retention_days; [checkpoint] enabled, every_records, every_seconds; [network] cni_bin_dir, bridge_name, bridge_subnet; contrib/berthd.toml documents each)
     #[arg(long, short = 'c')]
     config: Option<PathBuf>,
     /// The runc binary [default: runc from PATH]
@@ -44,6 +45,16 @@ struct Flags {
     /// one host need different ones [default: /berth]
     #[arg(long)]
     cgroup_parent: Option<String>,
+    /// Where the CNI plugins are [default: /usr/lib/cni]
+    #[arg(long)]
+    cni_bin_dir: Option<PathBuf>,
+    /// The default bridge network's Linux bridge; two berthds on one host need different ones
+    /// [default: berth0]
+    #[arg(long)]
+    bridge_name: Option<String>,
+    /// The default bridge network's IPv4 subnet [default: 10.213.0.0/16]
+    #[arg(long)]
+    bridge_subnet: Option<String>,
     /// Instead of serving: repair a damaged log by keeping every record up to the last one whose
     /// checksum and hash chain verify (the damaged log is moved aside to <root>/log.damaged-<time>,
     /// not deleted), reset the log's anchor, and exit. Stop berthd first
@@ -162,6 +173,13 @@ fn main() -> anyhow::Result<()> {
         log: flags.log_dir.or(log_config.dir.clone()),
     };
     let archive = log_config.archive_settings(layout.default_log_archive_dir()).map_err(anyhow::Error::msg)?;
+    let network_config = file.network.unwrap_or_default();
+    let network_defaults = NetworkOptions::default();
+    let network = NetworkOptions {
+        cni_bin_dir: flags.cni_bin_dir.or(network_config.cni_bin_dir).unwrap_or(network_defaults.cni_bin_dir),
+        bridge_name: flags.bridge_name.or(network_config.bridge_name).unwrap_or(network_defaults.bridge_name),
+        bridge_subnet: flags.bridge_subnet.or(network_config.bridge_subnet).unwrap_or(network_defaults.bridge_subnet),
+    };
     let options = DaemonOptions {
         layout,
         address: flags.address.or(file.address).unwrap_or_else(|| PathBuf::from(DEFAULT_ADDRESS)),
@@ -180,6 +198,7 @@ fn main() -> anyhow::Result<()> {
         archive,
         secrets: secrets.unwrap_or_default(),
         checkpoints: checkpoint_policy.unwrap_or_default(),
+        network,
     };
     if flags.archive_now {
         let through = flags.archive_through.map(berth_log::Seq);

@@ -32,6 +32,7 @@ pub struct ConfigFile {
     pub logging: Option<LoggingConfig>,
     pub secrets: Option<SecretsConfig>,
     pub checkpoint: Option<CheckpointConfig>,
+    pub network: Option<NetworkConfig>,
 }
 
 /// `[grpc]`: who besides root may open the API socket.
@@ -137,6 +138,18 @@ impl CheckpointConfig {
             every: std::time::Duration::from_secs(every_seconds),
         })
     }
+}
+
+/// `[network]`: where the CNI plugins are and the default bridge network.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkConfig {
+    /// Default /usr/lib/cni (Debian's containernetworking-plugins).
+    pub cni_bin_dir: Option<PathBuf>,
+    /// The default bridge's Linux name, default "berth0"; two berthds on one host need different ones.
+    pub bridge_name: Option<String>,
+    /// The default bridge's IPv4 subnet, default 10.213.0.0/16.
+    pub bridge_subnet: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

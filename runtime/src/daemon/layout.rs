@@ -16,6 +16,8 @@
 //!                                              derived from the log: deleting it forgets
 //! <state>/bundles/<ns>/<id>/                   config.json and the mounted rootfs
 //! <state>/runc/<ns>/                           runc's --root
+//! <root>/networks/                             conflists, ipam/ (host-local), attachments/ (ADD caches)
+//! <state>/netns/<cni container id>             a task's network namespace (network::netns)
 //! ```
 
 use std::path::PathBuf;
@@ -109,6 +111,16 @@ impl Layout {
     /// runc's --root, one per namespace so ids only need to be unique inside one.
     pub fn runc_root(&self, namespace: &str) -> PathBuf {
         self.runc_dir().join(namespace)
+    }
+
+    /// Networks' conflists, host-local's data (`ipam/`) and CNI ADD caches (`attachments/`).
+    pub fn networks_dir(&self) -> PathBuf {
+        self.root.join("networks")
+    }
+
+    /// Tasks' network namespace files.
+    pub fn netns_dir(&self) -> PathBuf {
+        self.state.join("netns")
     }
 
     pub fn cgroups_path(&self, namespace: &str, id: &str) -> String {

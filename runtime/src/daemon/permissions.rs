@@ -140,6 +140,18 @@ pub fn observe(layout: &Layout) -> Vec<ObservedPath> {
     let runc_dir = layout.runc_dir();
     look(runc_dir.clone());
     children(&runc_dir).into_iter().for_each(&mut look);
+
+    // Conflists, ADD caches, host-local's ipam/<network>/<reservations>; the netns directory
+    // but not its files (nsfs mounts, whose mode cannot change).
+    let networks_dir = layout.networks_dir();
+    look(networks_dir.clone());
+    children(&networks_dir).into_iter().for_each(&mut look);
+    children(&networks_dir.join("attachments")).into_iter().for_each(&mut look);
+    for ipam_network_dir in children(&networks_dir.join("ipam")) {
+        look(ipam_network_dir.clone());
+        children(&ipam_network_dir).into_iter().for_each(&mut look);
+    }
+    look(layout.netns_dir());
     observed
 }
 

@@ -13,8 +13,8 @@ use tokio_stream::StreamExt;
 
 use crate::api;
 use crate::api::{
-    ContainersService, EventsService, ImagesService, NamespacesService, Services, SystemService, TasksService,
-    VersionService, VolumesService,
+    ContainersService, EventsService, ImagesService, NamespacesService, NetworksService, Services, SystemService,
+    TasksService, VersionService, VolumesService,
 };
 use crate::daemon::archiver::{self, ArchiveSettings};
 use crate::daemon::checkpoint::{self, CheckpointPolicy, Recovered};
@@ -56,6 +56,8 @@ pub struct DaemonOptions {
     pub secrets: crate::secrets::SecretsPolicy,
     /// When projection checkpoints are written (`[checkpoint]`).
     pub checkpoints: CheckpointPolicy,
+    /// The CNI plugins' directory and the default bridge (`[network]`).
+    pub network: crate::network::config::NetworkOptions,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -247,6 +249,12 @@ pub async fn run(
         Arc::new(Snapshotter::open(&layout.snapshots_dir()).map_err(setup("cannot open the snapshotter".into()))?);
     let gc_lock = Arc::new(tokio::sync::RwLock::new(()));
     let keys = Arc::new(KeyStore::new(layout.keys_dir()));
+    options.network.check().map_err(DaemonError::Setup)?;
+    let networking = Arc::new(
+        crate::network::Networking::open(options.network.clone(), &layout)
+            .map_err(setup("cannot set up networking".into()))?,
+    );
+    networking.sync_conflists(&store.state());
     let executor = Executor::new(
         Arc::clone(&store),
         layout.clone(),
@@ -258,6 +266,7 @@ pub async fn run(
         options.output_limits,
         Arc::clone(&keys),
         options.secrets,
+        Arc::clone(&networking),
     );
     let started = Event::DaemonStarted {
         version: env!("CARGO_PKG_VERSION").to_string(),
@@ -284,7 +293,8 @@ pub async fn run(
     tokio::spawn(forget::retention_loop(Arc::clone(&store), Arc::clone(&keys), options.secrets));
 
     let services = Services::new(Arc::clone(&store), layout.clone(), content, snapshotter, gc_lock, runc_binary, keys)
-        .with_registry_hosts_dir(options.registry_hosts_dir.clone());
+        .with_registry_hosts_dir(options.registry_hosts_dir.clone())
+        .with_networking(networking);
     let listener = socket::bind(&options.address, &layout.state, options.socket_gid).map_err(DaemonError::Setup)?;
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<api::tasks_server::TasksServer<TasksService>>().await;
@@ -359,6 +369,10 @@ pub async fn run(
         ))
         .add_service(limited!(
             api::volumes_server::VolumesServer::new(VolumesService(Arc::clone(&services))),
+            api::MAX_REQUEST_BYTES
+        ))
+        .add_service(limited!(
+            api::networks_server::NetworksServer::new(NetworksService(Arc::clone(&services))),
             api::MAX_REQUEST_BYTES
         ))
         .add_service(limited!(

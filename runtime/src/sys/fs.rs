@@ -116,11 +116,21 @@ impl Drop for RemoveOnDrop {
 /// Names of the directories in `dir` (none when it is missing or unreadable; names that are not
 /// UTF-8 are skipped: berth never creates such names).
 pub fn list_dir_names(dir: &Path) -> Vec<String> {
+    list_names(dir, std::fs::FileType::is_dir)
+}
+
+/// Names of the files (not directories) in `dir`, temporary `.`-files skipped; none when it is
+/// missing or unreadable.
+pub fn list_file_names(dir: &Path) -> Vec<String> {
+    list_names(dir, std::fs::FileType::is_file).into_iter().filter(|name| !name.starts_with('.')).collect()
+}
+
+fn list_names(dir: &Path, wanted: fn(&std::fs::FileType) -> bool) -> Vec<String> {
     std::fs::read_dir(dir)
         .map(|entries| {
             entries
                 .filter_map(Result::ok)
-                .filter(|entry| entry.file_type().is_ok_and(|kind| kind.is_dir()))
+                .filter(|entry| entry.file_type().is_ok_and(|kind| wanted(&kind)))
                 .filter_map(|entry| entry.file_name().into_string().ok())
                 .collect()
         })

@@ -21,18 +21,6 @@ pub const SYSTEMD_RESOLVED_UPSTREAM_RESOLV_CONF: &str = "/run/systemd/resolve/re
 /// (the bundle directory around them stays 0700).
 const ETC_FILE_MODE: u32 = 0o644;
 
-/// `/etc/hosts`: the loopback names, and the container's hostname on a loopback address (the
-/// container has a loopback interface only), as Debian maps its own hostname.
-pub fn hosts_contents(hostname: &str) -> String {
-    let mut contents = String::from(
-        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n",
-    );
-    if !hostname.is_empty() {
-        contents.push_str(&format!("127.0.1.1\t{hostname}\n"));
-    }
-    contents
-}
-
 /// True for a `nameserver` line naming a loopback address (127.0.0.0/8 or ::1), which would
 /// point at the container's own loopback, not the host's resolver.
 fn is_loopback_nameserver(line: &str) -> bool {
@@ -73,18 +61,37 @@ pub fn host_resolv_conf() -> String {
     resolv_conf_contents(&host)
 }
 
-/// Writes the three files into `bundle_dir`, replacing older ones.
-pub fn write_etc_files(bundle_dir: &Path, hostname: &str) -> std::io::Result<()> {
-    let contents = [format!("{hostname}\n"), hosts_contents(hostname), host_resolv_conf()];
-    for (file_name, text) in ETC_FILE_NAMES.iter().zip(contents) {
-        let path = bundle_dir.join(file_name);
-        let mut file =
-            std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(ETC_FILE_MODE).open(&path)?;
-        file.write_all(text.as_bytes())?;
-        // berthd's umask made it 0600 at creation; the container's users must read it.
-        file.set_permissions(std::fs::Permissions::from_mode(ETC_FILE_MODE))?;
+/// The container's `resolv.conf` with `--dns` servers: those replace the host's nameservers;
+/// the host's `search` and `options` lines stay.
+pub fn resolv_conf_with_servers(dns: &[String]) -> String {
+    if dns.is_empty() {
+        return host_resolv_conf();
     }
-    Ok(())
+    let mut contents: String = dns.iter().map(|server| format!("nameserver {server}\n")).collect();
+    let host = std::fs::read_to_string(HOST_RESOLV_CONF).unwrap_or_default();
+    contents.extend(
+        host.lines().filter(|line| !line.trim_start().starts_with("nameserver")).map(|line| format!("{line}\n")),
+    );
+    contents
+}
+
+/// Writes the three files into `bundle_dir`, replacing older ones (`hosts` from
+/// `network::hosts`).
+pub fn write_etc_files(bundle_dir: &Path, hostname: &str, hosts: &str, resolv_conf: &str) -> std::io::Result<()> {
+    write_etc_file(bundle_dir, "hostname", &format!("{hostname}\n"))?;
+    write_etc_file(bundle_dir, "hosts", hosts)?;
+    write_etc_file(bundle_dir, "resolv.conf", resolv_conf)
+}
+
+/// Rewrites one file in place: the same inode, so a running container's bind mount of it sees
+/// the new text (a rename would leave the mount on the old file).
+pub fn write_etc_file(bundle_dir: &Path, file_name: &str, text: &str) -> std::io::Result<()> {
+    let path = bundle_dir.join(file_name);
+    let mut file =
+        std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(ETC_FILE_MODE).open(&path)?;
+    file.write_all(text.as_bytes())?;
+    // berthd's umask made it 0600 at creation; the container's users must read it.
+    file.set_permissions(std::fs::Permissions::from_mode(ETC_FILE_MODE))
 }
 
 /// The read-only bind mounts of the files in `bundle_dir` over the container's `/etc/...`.
@@ -130,16 +137,9 @@ mod tests {
     }
 
     #[test]
-    fn hosts_maps_loopback_and_the_hostname() {
-        let hosts = hosts_contents("web");
-        assert!(hosts.starts_with("127.0.0.1\tlocalhost\n"));
-        assert!(hosts.ends_with("127.0.1.1\tweb\n"));
-    }
-
-    #[test]
     fn files_are_written_readable_and_mounted_read_only() {
         let bundle = tempfile::tempdir().unwrap();
-        write_etc_files(bundle.path(), "web").unwrap();
+        write_etc_files(bundle.path(), "web", "127.0.0.1\tlocalhost\n", &host_resolv_conf()).unwrap();
         for file_name in ETC_FILE_NAMES {
             let mode = std::fs::metadata(bundle.path().join(file_name)).unwrap().permissions().mode() & 0o777;
             assert_eq!(mode, 0o644, "{file_name}");

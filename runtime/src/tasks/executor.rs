@@ -86,6 +86,8 @@ pub struct Executor {
     /// write the bundle's spec (`secrets`).
     pub(super) keys: Arc<KeyStore>,
     pub(super) secrets: SecretsPolicy,
+    /// CNI: attaches and releases tasks' networks.
+    pub(super) network: Arc<crate::network::Networking>,
 }
 
 impl Executor {
@@ -101,6 +103,7 @@ impl Executor {
         output_limits: OutputLimits,
         keys: Arc<KeyStore>,
         secrets: SecretsPolicy,
+        network: Arc<crate::network::Networking>,
     ) -> Arc<Executor> {
         Arc::new(Executor {
             store,
@@ -114,6 +117,7 @@ impl Executor {
             output_limits,
             keys,
             secrets,
+            network,
         })
     }
 
@@ -339,13 +343,21 @@ impl Executor {
         match event {
             Event::TaskCreateRequested { .. } => {
                 let outcome = match self.create_task(namespace, container_id, seq, start_too).await {
-                    Ok(monitor) => {
+                    Ok((monitor, attachment)) => {
                         failpoint("task-created");
-                        let mut events = vec![Event::TaskCreated {
+                        let network_name = attachment.as_ref().map(|attachment| attachment.network.clone());
+                        let mut events: Vec<Event> = attachment
+                            .into_iter()
+                            .map(|attachment| Event::NetworkAttached {
+                                container_id: container_id.to_string(),
+                                attachment,
+                            })
+                            .collect();
+                        events.push(Event::TaskCreated {
                             container_id: container_id.to_string(),
                             pid: monitor.init_pid,
                             monitor_pid: monitor.monitor_pid,
-                        }];
+                        });
                         let mut already_exited = false;
                         if start_too {
                             events.push(Event::TaskStarted {
@@ -361,7 +373,13 @@ impl Executor {
                             }
                         }
                         let reason = if start_too { "task created and started" } else { "task created" };
-                        if self.record_together(namespace, Some(seq), reason, events).await && !already_exited {
+                        let recorded = self.record_together(namespace, Some(seq), reason, events).await;
+                        if recorded {
+                            if let Some(network) = network_name {
+                                self.refresh_peer_hosts(namespace, &network);
+                            }
+                        }
+                        if recorded && !already_exited {
                             self.watch_exit(namespace, container_id, monitor);
                         }
                         return;
@@ -403,11 +421,22 @@ impl Executor {
                 self.record(namespace, Some(seq), "task kill", outcome).await;
             }
             Event::TaskDeleteRequested { force, .. } => {
-                let outcome = match self.delete_task(namespace, container_id, force).await {
-                    Ok(exit_code) => Event::TaskDeleted { container_id: container_id.to_string(), exit_code },
-                    Err(error) => Event::TaskDeleteFailed { container_id: container_id.to_string(), error },
+                let (outcome, detached) = match self.delete_task(namespace, container_id, force).await {
+                    Ok((exit_code, detached)) => {
+                        (Event::TaskDeleted { container_id: container_id.to_string(), exit_code }, detached)
+                    }
+                    Err(error) => (Event::TaskDeleteFailed { container_id: container_id.to_string(), error }, None),
                 };
-                self.record(namespace, Some(seq), "task delete", outcome).await;
+                let network_name = match &detached {
+                    Some(Event::NetworkDetached { network, .. }) => Some(network.clone()),
+                    _ => None,
+                };
+                let events: Vec<Event> = detached.into_iter().chain([outcome]).collect();
+                if self.record_together(namespace, Some(seq), "task delete", events).await {
+                    if let Some(network) = network_name {
+                        self.refresh_peer_hosts(namespace, &network);
+                    }
+                }
             }
             Event::ExecRequested { exec_id, process, .. } => {
                 self.start_exec(namespace, container_id, seq, &exec_id, &process).await;
@@ -423,7 +452,7 @@ impl Executor {
         container_id: &str,
         intent_seq: Seq,
         start_too: bool,
-    ) -> Result<MonitorIdentity, String> {
+    ) -> Result<(MonitorIdentity, Option<berth_projections::NetworkAttachment>), String> {
         let record = self
             .container_record(namespace, container_id)
             .ok_or_else(|| format!("container {container_id:?} vanished before its task was created"))?;
@@ -447,7 +476,8 @@ impl Executor {
         };
         let mut runtime_spec = spec::generate_spec(&input, &rootfs).map_err(|error| error.to_string())?;
         policies::apply_policies(&mut runtime_spec, &record.policies, &rootfs).map_err(|error| error.to_string())?;
-        etc_files::write_etc_files(&bundle, &record.hostname)
+        let attachment = self.prepare_network(namespace, &record, &mut runtime_spec).await?;
+        self.write_task_etc_files(namespace, &record, &bundle, attachment.as_ref())
             .map_err(|error| format!("cannot write /etc files into the bundle {}: {error}", bundle.display()))?;
         let mut mounts = runtime_spec.mounts().clone().unwrap_or_default();
         mounts.extend(etc_files::etc_mounts(&bundle).map_err(|error| error.to_string())?);
@@ -489,7 +519,7 @@ impl Executor {
         .await
         .map_err(|error| error.to_string());
         tracing::debug!(container_id, ok = monitor.is_ok(), "monitor reported");
-        monitor
+        Ok((monitor?, attachment))
     }
 
     /// Undo whatever a failed or interrupted create left: the runc container, the mount, the
@@ -498,6 +528,8 @@ impl Executor {
         if let Err(error) = self.runc(namespace).delete(container_id, true).await {
             tracing::warn!(container_id, %error, "runc delete during roll-back failed");
         }
+        // Nothing was recorded of the attachment (it goes into the create's record).
+        let _ = self.release_network(namespace, container_id).await;
         self.remove_bundle(namespace, container_id);
     }
 
@@ -514,8 +546,14 @@ impl Executor {
     }
 
     /// runc delete, unmount, remove the bundle. A live task is killed first when forced.
-    /// The exit code is `None` for a task that never ran: there is none to report.
-    async fn delete_task(&self, namespace: &str, container_id: &str, force: bool) -> Result<Option<i32>, String> {
+    /// The exit code is `None` for a task that never ran: there is none to report. With it, the
+    /// `NetworkDetached` to record when the task's network was released.
+    async fn delete_task(
+        &self,
+        namespace: &str,
+        container_id: &str,
+        force: bool,
+    ) -> Result<(Option<i32>, Option<Event>), String> {
         let task = self.store.state().container(namespace, container_id).and_then(|container| container.task.clone());
         let mut exit_code = task.as_ref().and_then(|task| task.exit.map(|exit| exit.exit_code));
         let runc = self.runc(namespace);
@@ -537,9 +575,10 @@ impl Executor {
         // The init has exited by now in every case but a failed forced kill, which
         // delete_exited hands to `runc delete --force`.
         runc.delete_exited(container_id).await.map_err(|error| error.to_string())?;
+        let detached = self.release_network(namespace, container_id).await;
         self.remove_bundle(namespace, container_id);
         failpoint("task-deleted");
-        Ok(exit_code)
+        Ok((exit_code, detached))
     }
 
     fn remove_container_files(&self, namespace: &str, container_id: &str) {

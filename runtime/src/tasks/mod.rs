@@ -4,7 +4,8 @@
 //! a `-i` task's [`stdin`] FIFO and a `-t` task's [`console`], the [`runc`] command line, the OCI
 //! runtime [`spec`] with a container's [`policies`] in it (limits, capabilities, devices and the
 //! [`seccomp`] profile), the [`etc_files`] a container gets in its bundle, its [`mounts`]
-//! (binds, volumes, tmpfs), its [`output_log`] (the record files every output goes through —
+//! (binds, volumes, tmpfs), its network (`networking`: the `network` domain's CNI attachment
+//! set up before create and released at delete), its [`output_log`] (the record files every output goes through —
 //! pipes, a terminal, an exec's), removals the log asks for (`removal`: volumes, `--rm`), and
 //! what a task's [`cgroup`] says after its end.
 
@@ -16,6 +17,7 @@ mod exec;
 pub mod executor;
 pub mod monitor;
 pub mod mounts;
+mod networking;
 pub mod output_log;
 pub mod output_watch;
 pub mod policies;

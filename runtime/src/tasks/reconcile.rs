@@ -55,6 +55,7 @@ impl Executor {
             self.auto_remove_if_asked(&namespace, &container_id);
         }
         self.remove_orphans().await;
+        self.reconcile_networks().await;
     }
 
     /// Settles every exec of the task that the log left without an exit.

@@ -103,6 +103,9 @@ pub enum Command {
     /// Create, list, inspect and remove volumes
     #[command(subcommand)]
     Volume(VolumeCommand),
+    /// Create, list, inspect and remove networks
+    #[command(subcommand)]
+    Network(crate::network_args::NetworkCommand),
     /// Print containers as JSON: their settings, mounts and task
     Inspect(InspectArgs),
     /// Print a completion script for bash, zsh or fish
@@ -164,6 +167,8 @@ pub struct ContainerArgs {
     pub policies: PolicyArgs,
     #[command(flatten)]
     pub storage: StorageArgs,
+    #[command(flatten)]
+    pub network: crate::network_args::NetworkArgs,
 
     /// Image to run, then the command and its arguments (default: the image's command).
     /// Everything after IMAGE is passed to the container, flags included.
@@ -618,6 +623,7 @@ impl ContainerArgs {
             mounts: self.storage.all_mounts(),
             read_only_rootfs: self.storage.read_only,
             auto_remove: false,
+            network: Some(self.network.message()),
         })
     }
 }

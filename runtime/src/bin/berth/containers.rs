@@ -183,6 +183,18 @@ fn inspect_json(container: &api::Container, now_ns: i64) -> serde_json::Value {
         fields.insert("mounts".into(), serde_json::Value::Array(mounts));
         fields.insert("read_only_rootfs".into(), serde_json::json!(container.read_only_rootfs));
         fields.insert("auto_remove".into(), serde_json::json!(container.auto_remove));
+        let network = container.network.clone().unwrap_or_default();
+        let attachment = container.task.as_ref().and_then(|task| task.network.as_ref());
+        fields.insert(
+            "network".into(),
+            serde_json::json!({
+                "mode": network.mode,
+                "ports": network.ports.iter().map(crate::networks::port_text).collect::<Vec<_>>(),
+                "dns": network.dns,
+                "extra_hosts": network.extra_hosts,
+                "attachment": attachment.map(crate::networks::attachment_json),
+            }),
+        );
     }
     document
 }

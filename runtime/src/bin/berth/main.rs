@@ -17,6 +17,8 @@ mod flag_tests;
 mod images;
 mod login;
 mod namespaces;
+mod network_args;
+mod networks;
 mod output;
 mod policy_args;
 mod pull;
@@ -140,6 +142,7 @@ async fn run_connected(session: &Session, command: Command) -> Result<ExitCode, 
             namespaces::remove_namespaces(session, namespace_rm_args).await
         }
         Command::Volume(volume_command) => volumes::run_volume_command(session, volume_command).await,
+        Command::Network(network_command) => networks::run_network_command(session, network_command).await,
         Command::Inspect(inspect_args) => containers::inspect_containers(session, inspect_args).await,
     }
 }

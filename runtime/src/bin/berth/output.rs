@@ -104,6 +104,27 @@ pub async fn for_each_target(
     finish_batch(n_failed, targets.len())
 }
 
+/// `inspect` of several targets: one JSON array of those found, an error line for each that
+/// was not, failing as `for_each_target` does.
+pub async fn inspect_each(
+    targets: &[String],
+    mut fetch: impl AsyncFnMut(&str) -> Result<serde_json::Value, CliError>,
+) -> Result<ExitCode, CliError> {
+    let mut documents = Vec::new();
+    let mut n_failed = 0;
+    for target in targets {
+        match fetch(target).await {
+            Ok(document) => documents.push(document),
+            Err(error) => {
+                eprintln!("berth: {error}");
+                n_failed += 1;
+            }
+        }
+    }
+    print_json_document(&serde_json::Value::Array(documents))?;
+    finish_batch(n_failed, targets.len())
+}
+
 /// A command that acts on several targets fails if any of them failed; when there was only
 /// one, its own error was the whole story, so repeating a summary would be noise.
 pub fn finish_batch(n_failed: usize, n_total: usize) -> Result<ExitCode, CliError> {

@@ -108,6 +108,10 @@ impl Session {
         self.client.volumes()
     }
 
+    pub fn networks(&self) -> berth_runtime::api::networks_client::NetworksClient<Channel> {
+        self.client.networks()
+    }
+
     pub fn events(&self) -> EventsClient<Channel> {
         self.client.events()
     }

@@ -6,7 +6,9 @@ use std::process::ExitCode;
 use berth_runtime::api;
 
 use crate::args::{labels_from_pairs, OutputFormat, VolumeCommand};
-use crate::output::{for_each_target, format_rfc3339, format_table, print_json_document, print_stdout, sorted_labels};
+use crate::output::{
+    for_each_target, format_rfc3339, format_table, inspect_each, print_json_document, print_stdout, sorted_labels,
+};
 use crate::session::{CliError, Session};
 
 pub async fn run_volume_command(session: &Session, command: VolumeCommand) -> Result<ExitCode, CliError> {
@@ -25,19 +27,15 @@ pub async fn run_volume_command(session: &Session, command: VolumeCommand) -> Re
         }
         VolumeCommand::Ls(output_args) => list_volumes(session, output_args.output).await,
         VolumeCommand::Inspect(names_args) => {
-            let mut volumes = Vec::new();
-            let mut n_failed = 0;
-            for name in &names_args.volume_names {
-                match session.volumes().get(session.request(api::GetVolumeRequest { name: name.clone() })).await {
-                    Ok(volume) => volumes.push(volume_json(&volume.into_inner())),
-                    Err(status) => {
-                        eprintln!("berth: {}", session.rpc_error()(status));
-                        n_failed += 1;
-                    }
-                }
-            }
-            print_json_document(&serde_json::Value::Array(volumes))?;
-            crate::output::finish_batch(n_failed, names_args.volume_names.len())
+            inspect_each(&names_args.volume_names, async |name| {
+                let volume = session
+                    .volumes()
+                    .get(session.request(api::GetVolumeRequest { name: name.to_string() }))
+                    .await
+                    .map_err(session.rpc_error())?;
+                Ok(volume_json(&volume.into_inner()))
+            })
+            .await
         }
         VolumeCommand::Rm(names_args) => {
             for_each_target(&names_args.volume_names, async |name| {

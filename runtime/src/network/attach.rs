@@ -1,0 +1,254 @@
+//! `Networking`: what berthd does to give a task a network and take it away. Attach makes the
+//! namespace file, writes the ADD cache (which network, its conflist, the ports) durably
+//! *before* CNI ADD so that a crash at any later point leaves enough to undo it, runs loopback
+//! and the network's plugins, and keeps ADD's result in the cache for DEL's `prevResult`.
+//! Detach runs CNI DEL from the cache, then removes the namespace file and the cache.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use berth_projections::{NetworkAttachment, NetworkRecord, PortMapping};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::daemon::layout::Layout;
+use crate::network::cni::{self, CniCall};
+use crate::network::config::{self, NetworkOptions};
+use crate::network::netns;
+use crate::network::teardown::ObservedNetworking;
+use crate::sys::fs::{create_private_dir_all, list_file_names, write_file_atomically, write_file_durably};
+
+/// The container's interface, as docker and containerd name it.
+pub const CONTAINER_INTERFACE: &str = "eth0";
+
+/// What ADD was called with, and (once it finished) what it returned.
+#[derive(Debug, Serialize, Deserialize)]
+struct AddCache {
+    network: String,
+    conflist: Value,
+    runtime_config: Value,
+    interface: String,
+    ports: Vec<PortMapping>,
+    netns: PathBuf,
+    result: Option<Value>,
+}
+
+pub struct Networking {
+    pub options: NetworkOptions,
+    /// `<root>/networks`: conflists, `ipam/` (host-local's data), `attachments/` (ADD caches).
+    networks_dir: PathBuf,
+    /// `<state>/netns`: the namespace files.
+    netns_dir: PathBuf,
+    /// Tells this berthd's CNI container ids from another's on the same host (iptables rules
+    /// and IPAM reservations carry them).
+    token: String,
+}
+
+impl Networking {
+    /// Makes the directories (0700) and writes the default network's conflist.
+    pub fn open(options: NetworkOptions, layout: &Layout) -> std::io::Result<Networking> {
+        let networking = Networking {
+            token: short_hash(&layout.state.to_string_lossy()),
+            networks_dir: layout.networks_dir(),
+            netns_dir: layout.netns_dir(),
+            options,
+        };
+        for dir in [&networking.networks_dir, &networking.ipam_dir(), &networking.cache_dir(), &networking.netns_dir] {
+            create_private_dir_all(dir)?;
+        }
+        networking.write_conflist(&networking.options.default_network())?;
+        Ok(networking)
+    }
+
+    pub fn ipam_dir(&self) -> PathBuf {
+        self.networks_dir.join("ipam")
+    }
+
+    fn cache_dir(&self) -> PathBuf {
+        self.networks_dir.join("attachments")
+    }
+
+    /// The `CNI_CONTAINERID` of a container's task: unique on the host, in CNI's alphabet.
+    pub fn cni_container_id(&self, namespace: &str, container_id: &str) -> String {
+        format!("berth-{}-{namespace}-{container_id}", self.token)
+    }
+
+    pub fn netns_path(&self, cni_container_id: &str) -> PathBuf {
+        self.netns_dir.join(cni_container_id)
+    }
+
+    /// Keeps `<root>/networks/<name>.conflist` as berth runs it (for operators and cnitool).
+    pub fn write_conflist(&self, network: &NetworkRecord) -> std::io::Result<()> {
+        let text = serde_json::to_vec_pretty(&config::conflist(network, &self.ipam_dir()))?;
+        write_file_atomically(&self.networks_dir, &format!("{}.conflist", network.name), &text)
+    }
+
+    /// Start-up: the conflist of every recorded network written, those of removed ones gone.
+    pub fn sync_conflists(&self, state: &berth_projections::State) {
+        for network in state.networks.values() {
+            if let Err(error) = self.write_conflist(&network.record) {
+                tracing::warn!(network = network.record.name, %error, "cannot write the network's conflist");
+            }
+        }
+        for file_name in list_file_names(&self.networks_dir) {
+            let Some(name) = file_name.strip_suffix(".conflist") else { continue };
+            if name != berth_projections::NETWORK_BRIDGE && !state.networks.contains_key(name) {
+                self.remove_conflist(name);
+            }
+        }
+    }
+
+    pub fn remove_conflist(&self, name: &str) {
+        let _ = std::fs::remove_file(self.networks_dir.join(format!("{name}.conflist")));
+    }
+
+    /// Deletes a removed network's Linux bridge (CNI DEL never does: other containers may use
+    /// it); a bridge already gone is fine.
+    pub async fn delete_bridge(&self, bridge: &str) {
+        if !Path::new("/sys/class/net").join(bridge).exists() {
+            return;
+        }
+        let mut command = tokio::process::Command::new("ip");
+        command.args(["link", "delete", bridge, "type", "bridge"]).stdin(std::process::Stdio::null());
+        let output = {
+            let _spawning = crate::sys::process::spawn_lock();
+            command.output()
+        };
+        match output.await {
+            Ok(output) if output.status.success() => {}
+            Ok(output) => {
+                tracing::warn!(bridge, stderr = %String::from_utf8_lossy(&output.stderr).trim(), "cannot delete the network's bridge")
+            }
+            Err(error) => tracing::warn!(bridge, %error, "cannot run `ip link delete` for the network's bridge"),
+        }
+    }
+
+    /// Gives the task's new namespace loopback and an interface on `network`, with `ports`
+    /// published. On failure everything done so far is undone.
+    pub async fn attach(
+        &self,
+        network: &NetworkRecord,
+        cni_container_id: &str,
+        ports: &[PortMapping],
+    ) -> Result<NetworkAttachment, String> {
+        let netns_path = self.netns_path(cni_container_id);
+        netns::create(&netns_path)
+            .map_err(|error| format!("cannot create the network namespace {}: {error}", netns_path.display()))?;
+        let mut cache = AddCache {
+            network: network.name.clone(),
+            conflist: config::conflist(network, &self.ipam_dir()),
+            runtime_config: config::port_mappings_runtime_config(ports),
+            interface: CONTAINER_INTERFACE.to_string(),
+            ports: ports.to_vec(),
+            netns: netns_path.clone(),
+            result: None,
+        };
+        let cache_name = format!("{cni_container_id}.json");
+        let cache_text = serde_json::to_vec(&cache).map_err(|error| error.to_string())?;
+        if let Err(error) = write_file_durably(&self.cache_dir(), &cache_name, &cache_text) {
+            let _ = netns::remove(&netns_path);
+            return Err(format!("cannot write the network cache: {error}"));
+        }
+        let added = self.add(&cache, cni_container_id).await;
+        let result = match added {
+            Ok(result) => result,
+            Err(error) => {
+                if let Err(teardown_error) = self.detach(cni_container_id).await {
+                    tracing::warn!(cni_container_id, %teardown_error, "undoing a failed CNI ADD failed too; start-up retries");
+                }
+                return Err(error);
+            }
+        };
+        cache.result = Some(result.clone());
+        let cache_text = serde_json::to_vec(&cache).map_err(|error| error.to_string())?;
+        if let Err(error) = write_file_atomically(&self.cache_dir(), &cache_name, &cache_text) {
+            tracing::warn!(cni_container_id, %error, "cannot keep CNI ADD's result; DEL will run without it");
+        }
+        Ok(attachment_from(&cache, &result, cni_container_id))
+    }
+
+    async fn add(&self, cache: &AddCache, cni_container_id: &str) -> Result<Value, String> {
+        let no_capabilities = Value::Object(Default::default());
+        let loopback = CniCall {
+            bin_dir: &self.options.cni_bin_dir,
+            container_id: cni_container_id,
+            netns: &cache.netns,
+            interface: "lo",
+            runtime_config: &no_capabilities,
+        };
+        cni::add(&config::loopback_conflist(), &loopback).await.map_err(|error| error.to_string())?;
+        let call = CniCall { interface: &cache.interface, runtime_config: &cache.runtime_config, ..loopback };
+        cni::add(&cache.conflist, &call).await.map_err(|error| error.to_string())
+    }
+
+    /// CNI DEL from the cache, then the namespace file and the cache go. Without a cache (the
+    /// crash came before it was written) only the namespace file is removed. A failed DEL keeps
+    /// the cache, so the next start tries again.
+    pub async fn detach(&self, cni_container_id: &str) -> Result<(), String> {
+        let cache_path = self.cache_dir().join(format!("{cni_container_id}.json"));
+        let netns_path = self.netns_path(cni_container_id);
+        let mut outcome = Ok(());
+        if let Some(cache) = read_cache(&cache_path) {
+            let call = CniCall {
+                bin_dir: &self.options.cni_bin_dir,
+                container_id: cni_container_id,
+                netns: &netns_path,
+                interface: &cache.interface,
+                runtime_config: &cache.runtime_config,
+            };
+            outcome = cni::del(&cache.conflist, &call, cache.result.as_ref()).await.map_err(|error| error.to_string());
+        }
+        netns::remove(&netns_path)
+            .map_err(|error| format!("cannot remove the network namespace {}: {error}", netns_path.display()))?;
+        outcome?;
+        match std::fs::remove_file(&cache_path) {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(error.to_string()),
+            _ => Ok(()),
+        }
+    }
+
+    /// The attachment a finished ADD's cache describes (to record one the crash kept unrecorded).
+    pub fn cached_attachment(&self, cni_container_id: &str) -> Option<NetworkAttachment> {
+        let cache = read_cache(&self.cache_dir().join(format!("{cni_container_id}.json")))?;
+        let result = cache.result.clone()?;
+        Some(attachment_from(&cache, &result, cni_container_id))
+    }
+
+    /// What is on the host now: namespace files and ADD caches.
+    pub fn observe(&self) -> ObservedNetworking {
+        let netns_files = list_file_names(&self.netns_dir).into_iter().collect();
+        let caches: BTreeMap<String, bool> = list_file_names(&self.cache_dir())
+            .into_iter()
+            .filter_map(|name| {
+                let cni_container_id = name.strip_suffix(".json")?.to_string();
+                let finished = read_cache(&self.cache_dir().join(&name)).is_some_and(|cache| cache.result.is_some());
+                Some((cni_container_id, finished))
+            })
+            .collect();
+        ObservedNetworking { netns_files, caches }
+    }
+}
+
+fn attachment_from(cache: &AddCache, result: &Value, cni_container_id: &str) -> NetworkAttachment {
+    let (addresses, gateway, mac) = cni::summarize_result(result, &cache.interface);
+    NetworkAttachment {
+        network: cache.network.clone(),
+        netns: cache.netns.to_string_lossy().into_owned(),
+        interface: cache.interface.clone(),
+        addresses,
+        gateway,
+        mac,
+        ports: cache.ports.clone(),
+        cni_container_id: cni_container_id.to_string(),
+    }
+}
+
+fn read_cache(path: &Path) -> Option<AddCache> {
+    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+}
+
+/// Eight hex digits of FNV-1a.
+fn short_hash(text: &str) -> String {
+    let hash = text.bytes().fold(0x811c_9dc5u32, |hash, byte| (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193));
+    format!("{hash:08x}")
+}

@@ -1,0 +1,165 @@
+//! berth's networks as CNI sees them: the default `bridge` network (from berthd's flags, never
+//! recorded) and each user-defined one (a `NetworkCreated` record), each turned into the conflist
+//! berthd runs — bridge with host-local IPAM (its data under `<root>/networks/ipam`), portmap,
+//! firewall — and keeps as `<root>/networks/<name>.conflist` for operators and for `cnitool`.
+
+use std::path::{Path, PathBuf};
+
+use berth_projections::{NetworkRecord, State, NETWORK_BRIDGE};
+use serde_json::{json, Value};
+
+/// The default bridge's Linux name and its private /16 (`--bridge-name`, `--bridge-subnet`).
+pub const DEFAULT_BRIDGE_NAME: &str = "berth0";
+pub const DEFAULT_BRIDGE_SUBNET: &str = "10.213.0.0/16";
+/// Debian's containernetworking-plugins put them here.
+pub const DEFAULT_CNI_BIN_DIR: &str = "/usr/lib/cni";
+/// The CNI spec version berth speaks (the plugins of Debian 12 speak it too).
+pub const CNI_VERSION: &str = "1.0.0";
+
+/// How berthd's networking is set up (berthd's flags and `[network]` config).
+#[derive(Debug, Clone)]
+pub struct NetworkOptions {
+    pub cni_bin_dir: PathBuf,
+    pub bridge_name: String,
+    pub bridge_subnet: String,
+}
+
+impl Default for NetworkOptions {
+    fn default() -> NetworkOptions {
+        NetworkOptions {
+            cni_bin_dir: PathBuf::from(DEFAULT_CNI_BIN_DIR),
+            bridge_name: DEFAULT_BRIDGE_NAME.to_string(),
+            bridge_subnet: DEFAULT_BRIDGE_SUBNET.to_string(),
+        }
+    }
+}
+
+impl NetworkOptions {
+    /// Checks the default bridge's name and subnet before berthd serves.
+    pub fn check(&self) -> Result<(), String> {
+        let name_ok = !self.bridge_name.is_empty()
+            && self.bridge_name.len() <= 15
+            && self.bridge_name.chars().all(|character| character.is_ascii_alphanumeric() || "-_.".contains(character));
+        if !name_ok {
+            return Err(format!(
+                "--bridge-name {:?} is not an interface name: use 1 to 15 letters, digits, '-', '_' or '.'",
+                self.bridge_name
+            ));
+        }
+        berth_commands::network::Subnet::parse(&self.bridge_subnet)
+            .map(drop)
+            .map_err(|error| format!("--bridge-subnet: {error}"))
+    }
+
+    /// The default network as a record (it never is one in the log).
+    pub fn default_network(&self) -> NetworkRecord {
+        let gateway = berth_commands::network::Subnet::parse(&self.bridge_subnet)
+            .map(|subnet| subnet.first_host().to_string())
+            .unwrap_or_default();
+        NetworkRecord {
+            name: NETWORK_BRIDGE.to_string(),
+            bridge: self.bridge_name.clone(),
+            subnet: self.bridge_subnet.clone(),
+            gateway,
+        }
+    }
+
+    /// The network `name` names now: the default bridge, or a recorded one.
+    pub fn resolve(&self, state: &State, name: &str) -> Option<NetworkRecord> {
+        if name == NETWORK_BRIDGE {
+            return Some(self.default_network());
+        }
+        state.networks.get(name).map(|network| network.record.clone())
+    }
+}
+
+/// The CNI network name: the bridge's name, which is unique on the host, so two berthds (or
+/// a berthd and another CNI user) with a network of the same berth name never share the
+/// iptables chains the plugins name after it.
+pub fn cni_network_name(network: &NetworkRecord) -> String {
+    format!("berth-{}", network.bridge)
+}
+
+/// The conflist berth runs for `network`.
+pub fn conflist(network: &NetworkRecord, ipam_dir: &Path) -> Value {
+    json!({
+        "cniVersion": CNI_VERSION,
+        "name": cni_network_name(network),
+        "plugins": [
+            {
+                "type": "bridge",
+                "bridge": network.bridge,
+                "isGateway": true,
+                "ipMasq": true,
+                "hairpinMode": true,
+                "ipam": {
+                    "type": "host-local",
+                    "ranges": [[{ "subnet": network.subnet, "gateway": network.gateway }]],
+                    "routes": [{ "dst": "0.0.0.0/0" }],
+                    "dataDir": ipam_dir,
+                }
+            },
+            { "type": "portmap", "capabilities": { "portMappings": true } },
+            { "type": "firewall" }
+        ]
+    })
+}
+
+/// The loopback network every CNI-networked task also gets (runc leaves `lo` down in a
+/// namespace it did not make).
+pub fn loopback_conflist() -> Value {
+    json!({ "cniVersion": CNI_VERSION, "name": "berth-loopback", "plugins": [{ "type": "loopback" }] })
+}
+
+/// What portmap's `portMappings` capability takes.
+pub fn port_mappings_runtime_config(ports: &[berth_projections::PortMapping]) -> Value {
+    let mappings: Vec<Value> = ports
+        .iter()
+        .map(|port| {
+            json!({
+                "hostPort": port.host_port,
+                "containerPort": port.container_port,
+                "protocol": port.protocol,
+                "hostIP": port.host_ip,
+            })
+        })
+        .collect();
+    json!({ "portMappings": mappings })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_network_and_its_conflist() {
+        let options = NetworkOptions::default();
+        options.check().unwrap();
+        let network = options.default_network();
+        assert_eq!((network.bridge.as_str(), network.gateway.as_str()), ("berth0", "10.213.0.1"));
+        let list = conflist(&network, Path::new("/r/networks/ipam"));
+        assert_eq!(list["name"], "berth-berth0");
+        let types: Vec<&str> =
+            list["plugins"].as_array().unwrap().iter().map(|p| p["type"].as_str().unwrap()).collect();
+        assert_eq!(types, ["bridge", "portmap", "firewall"]);
+        assert_eq!(list["plugins"][0]["ipam"]["dataDir"], "/r/networks/ipam");
+        let bad = NetworkOptions { bridge_name: "a-name-far-too-long".into(), ..NetworkOptions::default() };
+        assert!(bad.check().unwrap_err().contains("--bridge-name"));
+        let bad = NetworkOptions { bridge_subnet: "10.0.0.1/16".into(), ..NetworkOptions::default() };
+        assert!(bad.check().unwrap_err().contains("host bits"));
+    }
+
+    #[test]
+    fn ports_become_portmap_runtime_config() {
+        let ports = [berth_projections::PortMapping {
+            host_ip: "127.0.0.1".into(),
+            host_port: 8080,
+            container_port: 80,
+            protocol: "tcp".into(),
+        }];
+        assert_eq!(
+            port_mappings_runtime_config(&ports),
+            json!({"portMappings": [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp", "hostIP": "127.0.0.1"}]})
+        );
+    }
+}

@@ -1,0 +1,217 @@
+//! The executor's side of networking: before a task is created its network is attached (CNI
+//! modes) or the host's is shared, the OCI spec names the namespace, and `/etc/hosts` and
+//! `resolv.conf` are written; when it is deleted the network is released; at start-up leftovers
+//! are settled by `network::teardown`'s plan. The `network` domain does the CNI work.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use berth_commands::{Command, RecordDaemonEvent};
+use berth_projections::{ContainerRecord, Event, NetworkAttachment, Origin, NETWORK_HOST, NETWORK_NONE};
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+use crate::network::hosts::{self, HostEntry};
+use crate::network::teardown::{self, NetworkStep, TaskNetworkView};
+use crate::tasks::etc_files;
+use crate::tasks::executor::Executor;
+
+impl Executor {
+    /// Gives the task the network its record asks for and points the spec at it: nothing for
+    /// `none` (runc's new namespace with loopback), the host's namespace for `host`, a CNI
+    /// attachment otherwise (returned, to be recorded with `TaskCreated`).
+    pub(super) async fn prepare_network(
+        &self,
+        namespace: &str,
+        record: &ContainerRecord,
+        runtime_spec: &mut Spec,
+    ) -> Result<Option<NetworkAttachment>, String> {
+        let mode = record.network.mode_name();
+        if mode == NETWORK_NONE {
+            return Ok(None);
+        }
+        let network_namespace_path = if mode == NETWORK_HOST {
+            None
+        } else {
+            let network = {
+                let state = self.store.state();
+                berth_commands::network::check_ports_free(&state, &record.id, &record.network)
+                    .map_err(|error| error.to_string())?;
+                self.network.options.resolve(&state, mode)
+            }
+            .ok_or_else(|| {
+                format!("network {mode:?} no longer exists: `berth network create {mode}` makes it again")
+            })?;
+            let cni_container_id = self.network.cni_container_id(namespace, &record.id);
+            let attachment = self.network.attach(&network, &cni_container_id, &record.network.ports).await?;
+            Some(attachment)
+        };
+        set_network_namespace(
+            runtime_spec,
+            network_namespace_path.as_ref().map(|attachment| Path::new(&attachment.netns)),
+        )
+        .map_err(|error| format!("cannot set the network namespace in the spec: {error}"))?;
+        Ok(network_namespace_path)
+    }
+
+    /// Writes the bundle's `hostname`, `hosts` (own address, `--add-host`, peers by name) and
+    /// `resolv.conf` (`--dns`, or the host's without loopback resolvers).
+    pub(super) fn write_task_etc_files(
+        &self,
+        namespace: &str,
+        record: &ContainerRecord,
+        bundle: &Path,
+        attachment: Option<&NetworkAttachment>,
+    ) -> std::io::Result<()> {
+        let peers = match attachment {
+            Some(attachment) => self.peer_entries(namespace, &record.id, &attachment.network),
+            None => Vec::new(),
+        };
+        let hosts = hosts::hosts_contents(
+            &record.hostname,
+            attachment.and_then(NetworkAttachment::ip),
+            &hosts::extra_host_entries(&record.network.extra_hosts),
+            &peers,
+        );
+        let resolv_conf = etc_files::resolv_conf_with_servers(&record.network.dns);
+        etc_files::write_etc_files(bundle, &record.hostname, &hosts, &resolv_conf)
+    }
+
+    /// The other tasks of `namespace` attached to `network`, by id and hostname.
+    fn peer_entries(&self, namespace: &str, except_id: &str, network: &str) -> Vec<HostEntry> {
+        let state = self.store.state();
+        state
+            .network_attachments(network)
+            .filter(|(peer_namespace, container, _)| *peer_namespace == namespace && container.record.id != except_id)
+            .filter_map(|(_, container, attachment)| {
+                Some(hosts::peer_entry(attachment.ip()?, &container.record.id, &container.record.hostname))
+            })
+            .collect()
+    }
+
+    /// After a task joined or left `network`: rewrite the `/etc/hosts` of every other task of
+    /// the namespace on it, in place, so their running processes see the change.
+    pub(super) fn refresh_peer_hosts(&self, namespace: &str, network: &str) {
+        let peers: Vec<(ContainerRecord, NetworkAttachment)> = {
+            let state = self.store.state();
+            state
+                .network_attachments(network)
+                .filter(|(peer_namespace, _, _)| *peer_namespace == namespace)
+                .map(|(_, container, attachment)| (container.record.clone(), attachment.clone()))
+                .collect()
+        };
+        for (record, attachment) in peers {
+            let bundle = self.layout.bundle_dir(namespace, &record.id);
+            if !bundle.join("hosts").exists() {
+                continue;
+            }
+            let text = hosts::hosts_contents(
+                &record.hostname,
+                attachment.ip(),
+                &hosts::extra_host_entries(&record.network.extra_hosts),
+                &self.peer_entries(namespace, &record.id, network),
+            );
+            if let Err(error) = etc_files::write_etc_file(&bundle, "hosts", &text) {
+                tracing::warn!(namespace, container_id = record.id, %error, "cannot update a peer's /etc/hosts");
+            }
+        }
+    }
+
+    /// CNI DEL of the task's network and its namespace file gone; the `NetworkDetached` to
+    /// record when the task had a recorded attachment and DEL succeeded. A failed DEL is logged
+    /// and left to the next start (its cache stays).
+    pub(super) async fn release_network(&self, namespace: &str, container_id: &str) -> Option<Event> {
+        let attached = self
+            .store
+            .state()
+            .container(namespace, container_id)
+            .and_then(|container| container.task.as_ref()?.network.clone());
+        let cni_container_id = self.network.cni_container_id(namespace, container_id);
+        match self.network.detach(&cni_container_id).await {
+            Ok(()) => attached.map(|attachment| Event::NetworkDetached {
+                container_id: container_id.to_string(),
+                network: attachment.network,
+            }),
+            Err(error) => {
+                tracing::warn!(namespace, container_id, %error, "releasing the task's network failed; the next start tries again");
+                None
+            }
+        }
+    }
+
+    /// Start-up: settle what a crash left of networking (observe → `teardown::plan` → apply).
+    pub(super) async fn reconcile_networks(self: &Arc<Self>) {
+        let tasks: Vec<TaskNetworkView> = {
+            let state = self.store.state();
+            state
+                .containers()
+                .filter_map(|(namespace, container)| {
+                    let task = container.task.as_ref()?;
+                    Some(TaskNetworkView {
+                        namespace: namespace.to_string(),
+                        container_id: container.record.id.clone(),
+                        cni_container_id: self.network.cni_container_id(namespace, &container.record.id),
+                        live: task.is_live(),
+                        recorded_network: task.network.as_ref().map(|attachment| attachment.network.clone()),
+                    })
+                })
+                .collect()
+        };
+        let observed = self.network.observe();
+        let steps = teardown::plan(&tasks, &observed);
+        tracing::debug!(?observed, ?steps, "network recovery plan");
+        for step in steps {
+            match step {
+                NetworkStep::TearDown { cni_container_id, orphan } => {
+                    match self.network.detach(&cni_container_id).await {
+                        Ok(()) if orphan => {
+                            let event = Event::OrphanRemoved {
+                                what: "network attachment".into(),
+                                id: cni_container_id.clone(),
+                            };
+                            let origin = Origin::Daemon { reason: "recovery: orphan removed".into(), answers: None };
+                            let command = Command::RecordDaemonEvent(RecordDaemonEvent { event });
+                            if let Err(error) = self.store.submit("", origin, command).await {
+                                tracing::warn!(cni_container_id, %error, "the network leftover was removed but its record was refused");
+                            }
+                        }
+                        Ok(()) => {}
+                        Err(error) => {
+                            tracing::warn!(cni_container_id, %error, "removing a network leftover failed; the next start tries again")
+                        }
+                    }
+                }
+                NetworkStep::RecordDetached { namespace, container_id, network } => {
+                    let event = Event::NetworkDetached { container_id, network: network.clone() };
+                    if self.record(&namespace, None, "recovery: the network is gone", event).await {
+                        self.refresh_peer_hosts(&namespace, &network);
+                    }
+                }
+                NetworkStep::RecordAttached { namespace, container_id, cni_container_id } => {
+                    let Some(attachment) = self.network.cached_attachment(&cni_container_id) else { continue };
+                    let network = attachment.network.clone();
+                    let event = Event::NetworkAttached { container_id, attachment };
+                    if self.record(&namespace, None, "recovery: the task's network was attached", event).await {
+                        self.refresh_peer_hosts(&namespace, &network);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Points the spec's network namespace at `path`, or removes it (the host's) when `None`.
+fn set_network_namespace(runtime_spec: &mut Spec, path: Option<&Path>) -> Result<(), oci_spec::OciSpecError> {
+    let Some(linux) = runtime_spec.linux_mut() else { return Ok(()) };
+    let mut namespaces = linux.namespaces().clone().unwrap_or_default();
+    namespaces.retain(|namespace| namespace.typ() != LinuxNamespaceType::Network);
+    if let Some(path) = path {
+        namespaces.push(
+            oci_spec::runtime::LinuxNamespaceBuilder::default()
+                .typ(LinuxNamespaceType::Network)
+                .path(path.to_path_buf())
+                .build()?,
+        );
+    }
+    linux.set_namespaces(Some(namespaces));
+    Ok(())
+}

@@ -1,0 +1,319 @@
+//! Networking with the real CNI plugins (Debian's containernetworking-plugins) and real runc:
+//! containers on one bridge reach each other by address and by name, a published port answers
+//! on 127.0.0.1, `--network host` shares the host's interfaces, nothing is left behind after
+//! many create/delete cycles and a kill -9 of berthd among them, and bad input is refused with
+//! an error that says what to do. Every bridge and subnet is this test daemon's own, and no
+//! packet leaves the machine (all traffic is between containers and the host's loopback).
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::time::Duration;
+
+use berth_tests::{eventually, network_rules, remove_network_leftovers, Daemon};
+
+/// Removes a user network's bridge and iptables rules when a test ends, passed or failed (the
+/// daemon's own cleanup knows only its default bridge). Declared after the daemon, so it runs
+/// once the daemon is killed.
+struct UserNetworkLeftovers {
+    bridge: String,
+    subnet: String,
+}
+
+impl Drop for UserNetworkLeftovers {
+    fn drop(&mut self) {
+        if !self.bridge.is_empty() {
+            remove_network_leftovers(&self.bridge, &self.subnet);
+        }
+    }
+}
+
+fn stderr_of(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// `10.A.B.` of the daemon's default bridge subnet `10.A.B.0/24`.
+fn address_prefix(subnet: &str) -> String {
+    subnet.rsplit_once('.').map(|(head, _)| format!("{head}.")).expect("subnet")
+}
+
+/// A user network's /24 of this daemon's own: its default subnet moved down by 50 in the second
+/// octet (the daemon's is in 10.200–249, so this is 10.150–199 and never overlaps it).
+fn user_subnet(daemon: &Daemon) -> String {
+    let subnet = daemon.bridge_subnet();
+    let octets: Vec<&str> = subnet.split('.').collect();
+    format!("10.{}.{}.0/24", octets[1].parse::<u32>().unwrap() - 50, octets[2])
+}
+
+fn address_of(daemon: &Daemon, container_id: &str) -> String {
+    let inspected: serde_json::Value = serde_json::from_str(&daemon.ok(&["inspect", container_id])).unwrap();
+    let address = inspected[0]["network"]["attachment"]["addresses"][0].as_str().expect("an address").to_string();
+    address.split('/').next().unwrap().to_string()
+}
+
+/// Fails naming what is left: namespace files, ADD caches, IPAM reservations, iptables rules,
+/// interfaces on the bridge, netns mounts.
+fn assert_no_network_leftovers(daemon: &Daemon, bridge: &str, subnet: &str) {
+    let prefix = address_prefix(subnet);
+    let listed = |dir: &Path| -> Vec<String> {
+        std::fs::read_dir(dir)
+            .map(|entries| entries.flatten().map(|entry| entry.file_name().to_string_lossy().into_owned()).collect())
+            .unwrap_or_default()
+    };
+    assert_eq!(listed(&daemon.state.join("netns")), Vec::<String>::new(), "netns files left");
+    assert_eq!(listed(&daemon.root.join("networks/attachments")), Vec::<String>::new(), "ADD caches left");
+    let ipam = daemon.root.join("networks/ipam").join(format!("berth-{bridge}"));
+    let reserved: Vec<String> = listed(&ipam).into_iter().filter(|name| name.starts_with(&prefix)).collect();
+    assert_eq!(reserved, Vec::<String>::new(), "IPAM reservations left in {}", ipam.display());
+    assert_eq!(network_rules(bridge, &prefix), Vec::<(String, String)>::new(), "iptables rules left");
+    let ports = listed(&Path::new("/sys/class/net").join(bridge).join("brif"));
+    assert_eq!(ports, Vec::<String>::new(), "interfaces left on bridge {bridge}");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let netns_dir = daemon.state.join("netns").to_string_lossy().into_owned();
+    assert!(!mounts.contains(&netns_dir), "netns mounts left:\n{mounts}");
+}
+
+#[test]
+fn containers_on_one_network_reach_each_other_by_address_and_by_name() {
+    let daemon = Daemon::start();
+    daemon.import_busybox();
+    let network = format!("n{}", daemon.bridge_name());
+    let subnet = user_subnet(&daemon);
+    daemon.ok(&["network", "create", "--subnet", &subnet, &network]);
+    let created: serde_json::Value = serde_json::from_str(&daemon.ok(&["network", "inspect", &network])).unwrap();
+    let _leftovers =
+        UserNetworkLeftovers { bridge: created[0]["bridge"].as_str().unwrap().to_string(), subnet: subnet.clone() };
+    let listed = daemon.ok(&["network", "ls"]);
+    assert!(listed.contains(&network) && listed.contains(&subnet) && listed.contains("bridge"), "{listed}");
+
+    daemon.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "--network",
+        &network,
+        "busybox",
+        "httpd",
+        "-f",
+        "-p",
+        "80",
+        "-h",
+        "/etc",
+    ]);
+    let web_address = address_of(&daemon, "web");
+    assert!(web_address.starts_with(&address_prefix(&subnet)), "{web_address} not in {subnet}");
+    // By address and by name, from a container created after it.
+    let client = daemon.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        &network,
+        "busybox",
+        "sh",
+        "-c",
+        // Not `wget -T`: Debian's static busybox crashes on it.
+        &format!("ping -c 1 -W 5 {web_address} >/dev/null && timeout 10 wget -q -O - http://web/hostname"),
+    ]);
+    assert_eq!(client.trim(), "web");
+    // The earlier container learns the later one's name too (its /etc/hosts is rewritten).
+    daemon.ok(&["run", "-d", "--name", "peer", "--network", &network, "busybox", "sleep", "300"]);
+    let peer_address = address_of(&daemon, "peer");
+    let pinged = daemon.ok(&["exec", "web", "ping", "-c", "1", "-W", "5", "peer"]);
+    assert!(pinged.contains(&peer_address), "{pinged}");
+
+    // The log tells which address each had.
+    let history = daemon.replay(&["history", "--container", "web"]);
+    let history = String::from_utf8_lossy(&history.stdout);
+    assert!(history.contains(&format!("attached to network {network} as {web_address}/24")), "{history}");
+    let inspected: serde_json::Value =
+        serde_json::from_str(&daemon.ok(&["network", "inspect", &network])).expect("network inspect json");
+    let ids: Vec<&str> =
+        inspected[0]["containers"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["peer", "web"]);
+
+    // In use: refused, naming the containers and what to do.
+    let refused = daemon.cli(&["network", "rm", &network]);
+    assert!(!refused.status.success());
+    let message = stderr_of(&refused);
+    assert!(message.contains("in use") && message.contains("default/web") && message.contains("berth rm"), "{message}");
+
+    daemon.ok(&["rm", "-f", "web", "peer"]);
+    let history = String::from_utf8_lossy(&daemon.replay(&["history", "--container", "web"]).stdout).into_owned();
+    assert!(history.contains(&format!("detached from network {network}")), "{history}");
+    let bridge = inspected[0]["bridge"].as_str().unwrap().to_string();
+    assert_no_network_leftovers(&daemon, &bridge, &subnet);
+    daemon.ok(&["network", "rm", &network]);
+    assert!(!Path::new("/sys/class/net").join(&bridge).exists(), "bridge {bridge} kept after network rm");
+    assert!(!daemon.ok(&["network", "ls"]).contains(&network));
+}
+
+#[test]
+fn a_port_published_on_loopback_answers_from_the_host() {
+    let daemon = Daemon::start();
+    daemon.import_busybox();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let publish = format!("127.0.0.1:{port}:80");
+    daemon.ok(&["run", "-d", "--name", "site", "-p", &publish, "busybox", "httpd", "-f", "-p", "80", "-h", "/etc"]);
+    let answer = eventually(Duration::from_secs(20), "the published port to answer", || {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        stream.write_all(b"GET /hostname HTTP/1.0\r\n\r\n").ok()?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).ok()?;
+        answer.contains("200 OK").then_some(answer)
+    });
+    assert!(answer.trim_end().ends_with("site"), "{answer}");
+    let inspected: serde_json::Value = serde_json::from_str(&daemon.ok(&["inspect", "site"])).unwrap();
+    assert_eq!(inspected[0]["network"]["attachment"]["ports"][0], format!("127.0.0.1:{port}->80/tcp"));
+
+    // The same host port again is refused while the first container publishes it.
+    let taken = daemon.cli(&["run", "--rm", "-p", &publish, "busybox", "true"]);
+    assert!(!taken.status.success());
+    assert!(stderr_of(&taken).contains("already published by container default/site"), "{}", stderr_of(&taken));
+
+    daemon.ok(&["rm", "-f", "site"]);
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err(), "the port still answers after rm");
+    assert_no_network_leftovers(&daemon, &daemon.bridge_name(), &daemon.bridge_subnet());
+}
+
+#[test]
+fn host_network_shares_the_host_interfaces_and_none_has_loopback_only() {
+    let daemon = Daemon::start();
+    daemon.import_busybox();
+    // A bridge container first, so the daemon's own bridge exists on the host.
+    daemon.ok(&["run", "--rm", "busybox", "true"]);
+    let bridge = daemon.bridge_name();
+    assert!(Path::new("/sys/class/net").join(&bridge).exists());
+    let host_view = daemon.ok(&["run", "--rm", "--network", "host", "busybox", "cat", "/proc/net/dev"]);
+    assert!(host_view.contains(&format!("{bridge}:")), "the host's bridge {bridge} is not seen:\n{host_view}");
+    let none_view = daemon.ok(&["run", "--rm", "--network", "none", "busybox", "cat", "/proc/net/dev"]);
+    let interfaces: Vec<&str> =
+        none_view.lines().skip(2).filter_map(|line| line.split(':').next()).map(str::trim).collect();
+    assert_eq!(interfaces, ["lo"], "{none_view}");
+    // --dns and --add-host reach the container's files.
+    let files = daemon.ok(&[
+        "run",
+        "--rm",
+        "--dns",
+        "192.0.2.53",
+        "--add-host",
+        "db.internal:192.0.2.7",
+        "busybox",
+        "cat",
+        "/etc/resolv.conf",
+        "/etc/hosts",
+    ]);
+    assert!(files.contains("nameserver 192.0.2.53\n") && files.contains("192.0.2.7\tdb.internal\n"), "{files}");
+}
+
+#[test]
+fn nothing_leaks_after_many_create_delete_cycles_and_a_kill_9_among_them() {
+    let mut daemon = Daemon::start();
+    daemon.import_busybox();
+    let cycles = |daemon: &Daemon, round: &str, n_per_thread: usize| {
+        std::thread::scope(|scope| {
+            for thread_idx in 0..4 {
+                scope.spawn(move || {
+                    for cycle_idx in 0..n_per_thread {
+                        let name = format!("{round}-{thread_idx}-{cycle_idx}");
+                        let _ = daemon.cli(&["run", "--rm", "--name", &name, "busybox", "true"]);
+                    }
+                });
+            }
+        });
+    };
+    cycles(&daemon, "a", 12);
+    // Kill berthd while clients create and delete containers (some mid-ADD or mid-DEL).
+    std::thread::scope(|scope| {
+        let daemon_ref = &daemon;
+        scope.spawn(move || cycles(daemon_ref, "b", 3));
+        std::thread::sleep(Duration::from_millis(1500));
+    });
+    daemon.kill9();
+    daemon.restart();
+    cycles(&daemon, "c", 12);
+    // What the killed clients left: remove it as a user would.
+    let left: Vec<String> =
+        daemon.ps().iter().filter_map(|container| container["id"].as_str().map(str::to_string)).collect();
+    if !left.is_empty() {
+        let mut args = vec!["rm", "-f"];
+        args.extend(left.iter().map(String::as_str));
+        daemon.ok(&args);
+    }
+    assert_no_network_leftovers(&daemon, &daemon.bridge_name(), &daemon.bridge_subnet());
+    // Networking still works after all that.
+    let address = daemon.ok(&["run", "--rm", "busybox", "sh", "-c", "ip -4 -o addr show eth0"]);
+    assert!(address.contains(&address_prefix(&daemon.bridge_subnet())), "{address}");
+}
+
+#[test]
+fn a_network_leftover_no_record_accounts_for_is_removed_at_start_up() {
+    let mut daemon = Daemon::start();
+    daemon.import_busybox();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let publish = format!("127.0.0.1:{port}:80");
+    daemon.ok(&["run", "-d", "--name", "doomed", "-p", &publish, "busybox", "sleep", "300"]);
+    daemon.kill9();
+    // As if berthd had been killed in the middle of deleting it: the container is gone from
+    // runc and from the log, but its namespace file, ADD cache, IPAM reservation and iptables
+    // rules are still there.
+    let removed = std::process::Command::new("runc")
+        .arg("--root")
+        .arg(daemon.state.join("runc").join("default"))
+        .args(["delete", "-f", "doomed"])
+        .status()
+        .unwrap();
+    assert!(removed.success());
+    daemon.inject(
+        "default",
+        vec![
+            berth_projections::Event::TaskDeleted { container_id: "doomed".into(), exit_code: Some(137) },
+            berth_projections::Event::ContainerDeleted { id: "doomed".into() },
+        ],
+    );
+    assert!(!network_rules(&daemon.bridge_name(), &address_prefix(&daemon.bridge_subnet())).is_empty());
+    daemon.restart();
+    assert_no_network_leftovers(&daemon, &daemon.bridge_name(), &daemon.bridge_subnet());
+    let events = String::from_utf8_lossy(&daemon.replay(&["events", "--kind", "OrphanRemoved"]).stdout).into_owned();
+    assert!(events.contains(r#""what":"network attachment""#) && events.contains("-default-doomed"), "{events}");
+}
+
+#[test]
+fn bad_network_input_gets_errors_that_say_what_to_do() {
+    let daemon = Daemon::start();
+    daemon.import_busybox();
+    let refused = |args: &[&str], expected: &[&str]| {
+        let output = daemon.cli(args);
+        assert!(!output.status.success(), "{args:?} was accepted");
+        let message = stderr_of(&output);
+        for part in expected {
+            assert!(message.contains(part), "{args:?}: {message:?} lacks {part:?}");
+        }
+        assert!(!message.trim_end().ends_with('.'), "{message}");
+    };
+    refused(&["run", "--rm", "-p", "70000:80", "busybox", "true"], &["outside 1-65535", "HOSTPORT:CTRPORT"]);
+    refused(&["run", "--rm", "-p", "80", "busybox", "true"], &["both a host port and a container port"]);
+    refused(&["run", "--rm", "-p", "8080:80/sctp", "busybox", "true"], &["tcp or udp"]);
+    refused(
+        &["run", "--rm", "--network", "nosuch", "busybox", "true"],
+        &["network \"nosuch\" not found", "berth network ls"],
+    );
+    refused(&["run", "--rm", "--network", "host", "-p", "8080:80", "busybox", "true"], &["-p needs a bridge network"]);
+    refused(&["run", "--rm", "--dns", "resolver", "busybox", "true"], &["--dns"]);
+    refused(&["run", "--rm", "--add-host", "nocolon", "busybox", "true"], &["NAME:IP"]);
+    refused(&["network", "create", "--subnet", "10.0.0.1/24", "x1"], &["host bits are set"]);
+    refused(&["network", "create", "host"], &["berth's own"]);
+    refused(&["network", "create", "bad name"], &["invalid network name"]);
+    refused(&["network", "rm", "nosuch"], &["not found"]);
+    refused(&["network", "rm", "bridge"], &["default network"]);
+    let subnet = user_subnet(&daemon);
+    let network = format!("n{}", daemon.bridge_name());
+    daemon.ok(&["network", "create", "--subnet", &subnet, &network]);
+    refused(&["network", "create", "--subnet", &subnet, &format!("{network}b")], &["overlaps"]);
+    daemon.ok(&["create", "--name", "user", "--network", &network, "busybox", "true"]);
+    refused(&["network", "rm", &network], &["in use", "default/user"]);
+    daemon.ok(&["rm", "user"]);
+    daemon.ok(&["network", "rm", &network]);
+    // Nothing was recorded by the refusals: no container exists.
+    assert!(daemon.ps().is_empty());
+}
