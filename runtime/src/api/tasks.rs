@@ -143,6 +143,20 @@ impl api::tasks_server::Tasks for TasksService {
         let (namespace, origin) = self.0.caller(&request, "Tasks/Delete")?;
         let message = request.into_inner();
         let container_id = message.container_id.clone();
+        // A delete already under way (a restart policy's between two runs, or another
+        // client's) is waited for first, and this one decided against what it left: `rm -f`
+        // during a restart's delete then removes the container instead of being refused.
+        let _ = tokio::time::timeout(
+            OUTCOME_TIMEOUT,
+            self.0.store.wait_until(|state| {
+                let deleting = state
+                    .container(&namespace, &container_id)
+                    .and_then(|container| container.task.as_ref())
+                    .is_some_and(|task| task.status == TaskStatus::Deleting);
+                (!deleting).then_some(())
+            }),
+        )
+        .await;
         let command = Command::DeleteTask(DeleteTask { container_id: container_id.clone(), force: message.force });
         let seq = self.0.submit(&namespace, origin, command).await?;
         // Done when the delete intent is no longer pending (the task gone, or still there with

@@ -262,31 +262,54 @@ pub async fn remove_containers(session: &Session, rm_args: RmArgs) -> Result<Exi
     .await
 }
 
+/// How often `rm -f` deletes a task a restart policy started meanwhile before it gives up.
+const FORCED_REMOVAL_ATTEMPTS: usize = 10;
+
 async fn remove_one_container(
     session: &Session,
     container_id: &str,
     force: bool,
     remove_volumes: bool,
 ) -> Result<(), CliError> {
-    let container = session
-        .containers()
-        .get(session.request(api::GetContainerRequest { id: container_id.to_string(), open_sealed_env: false }))
-        .await
-        .map_err(session.rpc_error())?
-        .into_inner();
-    if container.task.is_some() {
-        session
-            .tasks()
-            .delete(session.request(api::DeleteTaskRequest { container_id: container_id.to_string(), force }))
+    let mut attempt = 1;
+    loop {
+        let container = session
+            .containers()
+            .get(session.request(api::GetContainerRequest { id: container_id.to_string(), open_sealed_env: false }))
             .await
-            .map_err(session.rpc_error())?;
+            .map_err(session.rpc_error())?
+            .into_inner();
+        if container.task.is_some() {
+            let deleted = session
+                .tasks()
+                .delete(session.request(api::DeleteTaskRequest { container_id: container_id.to_string(), force }))
+                .await;
+            match deleted {
+                // Gone meanwhile (a restart policy's delete finished first): nothing left to do.
+                Err(status) if status.code() == tonic::Code::NotFound => {}
+                other => {
+                    other.map_err(session.rpc_error())?;
+                }
+            }
+        }
+        let removed = session
+            .containers()
+            .delete(session.request(api::DeleteContainerRequest { id: container_id.to_string(), remove_volumes }))
+            .await;
+        match removed {
+            // `rm -f` of a container whose restart policy started a new task between our task
+            // delete and this one: delete that one too (a user's forced delete ends the policy).
+            Err(status)
+                if force && status.code() == tonic::Code::FailedPrecondition && attempt < FORCED_REMOVAL_ATTEMPTS =>
+            {
+                attempt += 1;
+            }
+            other => {
+                other.map_err(session.rpc_error())?;
+                return Ok(());
+            }
+        }
     }
-    session
-        .containers()
-        .delete(session.request(api::DeleteContainerRequest { id: container_id.to_string(), remove_volumes }))
-        .await
-        .map_err(session.rpc_error())?;
-    Ok(())
 }
 
 /// `SIGKILL` for 9; `signal 40` for numbers without a name (real-time signals).
