@@ -21,8 +21,10 @@ use crate::sealed::SealedEnv;
 /// naming a newer schema (`NewerSchema`: "upgrade berth") instead of calling it malformed.
 /// Every schema this build knows still reads: fields added later decode as their defaults.
 /// 1: the first. 2: registry pull and push (`ImagePulled`, `ImagePushed`), `berth exec`
-/// (`Exec*`), limits, restart policies, security options and volumes.
-pub const EVENT_SCHEMA: u16 = 2;
+/// (`Exec*`), limits, restart policies, security options and volumes. 3: CNI networking
+/// (`Network*`, the record's `network`), sealed environment values (`sealed_env`,
+/// `SecretsForgotten`) and `CheckpointWritten`.
+pub const EVENT_SCHEMA: u16 = 3;
 
 /// One log record: the events of one command, appended atomically, and where they came from.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]

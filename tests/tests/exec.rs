@@ -99,9 +99,16 @@ fn an_exec_running_through_a_berthd_kill9_has_its_end_recorded_after_the_restart
     daemon.start_again();
     // The exec's monitor outlived berthd; the process ends only now, seen by the new berthd.
     daemon.ok(&["exec", "box", "touch", marker]);
-    eventually(Duration::from_secs(60), "the exec's exit to be recorded", || {
-        history(&daemon, "box").contains("exited with code 5").then_some(())
-    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !history(&daemon, "box").contains("exited with code 5") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the exec's exit was never recorded; history:\n{}\ndaemon log:\n{}",
+            history(&daemon, "box"),
+            daemon.daemon_log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     daemon.ok(&["rm", "-f", "box"]);
 }
 
