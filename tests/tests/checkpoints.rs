@@ -220,12 +220,14 @@ fn a_berthd_killed_while_writing_a_checkpoint_leaves_nothing_that_is_used() {
         "a half-written temporary file and no checkpoint: {left:?}"
     );
     let expected = full_replay(&daemon);
+    let half_written: Vec<_> = left.iter().filter(|path| path.to_string_lossy().ends_with(".tmp")).cloned().collect();
 
     daemon.set_env(&[]);
     let started = start_and_log(&mut daemon);
     assert!(started.contains("half-written"), "{started}");
     assert!(!started.contains("started from a checkpoint"), "{started}");
-    assert!(!checkpoints(&daemon).iter().any(|path| path.to_string_lossy().ends_with(".tmp")));
+    // The new berthd may be writing a checkpoint of its own by now: only the crash's are checked.
+    assert!(half_written.iter().all(|path| !path.exists()), "{half_written:?}");
     assert_eq!(full_replay(&daemon)["namespaces"], expected["namespaces"], "the log's state, nothing lost");
     let ids: Vec<String> = daemon.ps().iter().map(|container| container["id"].as_str().unwrap().to_string()).collect();
     let recorded = expected["namespaces"]["default"]["containers"].as_object().map_or(0, |containers| containers.len());

@@ -35,8 +35,7 @@ pub async fn run_container(session: &Session, run_args: RunArgs) -> Result<ExitC
     // Detached, nobody waits here to remove it: berthd does, once the task has exited.
     create_request.auto_remove = run_args.rm && run_args.detach;
 
-    let mut containers = session.containers();
-    let create_container = containers.create(session.request(create_request));
+    let create_container = crate::containers::create_container_retrying(session, create_request);
     match interruptible(&mut interrupts, create_container).await {
         Some(result) => {
             result.map_err(session.rpc_error())?;
