@@ -19,37 +19,10 @@ use crate::session::{CliError, Session};
 /// Widest COMMAND shown by `berth ps` before it is cut short.
 const COMMAND_COLUMN_CHARS: usize = 30;
 
-/// How often a create is sent again when berthd answers that the id's old key was being
-/// forgotten meanwhile (the previous container of that name was just removed).
-const CREATE_ATTEMPTS: usize = 30;
-
-/// `Containers/Create`, sent again (100 ms apart) while berthd says the key of a container of
-/// the same id, removed a moment ago, was being forgotten as the request arrived: once that
-/// key is gone the create gets a new one. Any other answer is returned as it is.
-pub async fn create_container_retrying(
-    session: &Session,
-    create_request: api::CreateContainerRequest,
-) -> Result<tonic::Response<api::CreateContainerResponse>, tonic::Status> {
-    let mut attempt = 1;
-    loop {
-        match session.containers().create(session.request(create_request.clone())).await {
-            Err(status)
-                if status.code() == tonic::Code::FailedPrecondition
-                    && status.message().contains("was forgotten while this request was on its way")
-                    && attempt < CREATE_ATTEMPTS =>
-            {
-                attempt += 1;
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            }
-            other => return other,
-        }
-    }
-}
-
 pub async fn create_container_only(session: &Session, create_args: CreateArgs) -> Result<ExitCode, CliError> {
     let container_id = create_args.container.name.clone().unwrap_or_else(client::generate_container_id);
     let create_request = create_args.container.create_request(container_id.clone())?;
-    create_container_retrying(session, create_request).await.map_err(session.rpc_error())?;
+    crate::run::create_container_retrying(session, create_request).await.map_err(session.rpc_error())?;
     print_stdout(&format!("{container_id}\n"))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -35,7 +35,7 @@ pub async fn run_container(session: &Session, run_args: RunArgs) -> Result<ExitC
     // Detached, nobody waits here to remove it: berthd does, once the task has exited.
     create_request.auto_remove = run_args.rm && run_args.detach;
 
-    let create_container = crate::containers::create_container_retrying(session, create_request);
+    let create_container = create_container_retrying(session, create_request);
     match interruptible(&mut interrupts, create_container).await {
         Some(result) => {
             result.map_err(session.rpc_error())?;
@@ -364,6 +364,33 @@ pub async fn print_logs(session: &Session, logs_args: LogsArgs) -> Result<ExitCo
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// How often a create is sent again when berthd answers that the id's old key was being
+/// forgotten meanwhile (the previous container of that name was just removed).
+const CREATE_ATTEMPTS: usize = 30;
+
+/// `Containers/Create`, sent again (100 ms apart) while berthd says the key of a container of
+/// the same id, removed a moment ago, was being forgotten as the request arrived: once that
+/// key is gone the create gets a new one. Any other answer is returned as it is.
+pub async fn create_container_retrying(
+    session: &Session,
+    create_request: api::CreateContainerRequest,
+) -> Result<tonic::Response<api::CreateContainerResponse>, tonic::Status> {
+    let mut attempt = 1;
+    loop {
+        match session.containers().create(session.request(create_request.clone())).await {
+            Err(status)
+                if status.code() == tonic::Code::FailedPrecondition
+                    && status.message().contains("was forgotten while this request was on its way")
+                    && attempt < CREATE_ATTEMPTS =>
+            {
+                attempt += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            other => return other,
+        }
+    }
 }
 
 #[cfg(test)]
