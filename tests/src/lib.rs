@@ -20,6 +20,22 @@ pub fn bin_dir() -> PathBuf {
     exe.parent().and_then(Path::parent).expect("target dir").to_path_buf()
 }
 
+/// Runs berthd to completion on root, state and socket of its own under `dir`, with
+/// `extra_args`: for a second daemon or flags it must refuse.
+pub fn berthd_in(dir: &Path, extra_args: &[&str]) -> Output {
+    Command::new(bin("berthd"))
+        .arg("--root")
+        .arg(dir.join("root"))
+        .arg("--state")
+        .arg(dir.join("state"))
+        .arg("--address")
+        .arg(dir.join("berthd.sock"))
+        .args(extra_args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run berthd")
+}
+
 pub fn bin(name: &str) -> PathBuf {
     let path = bin_dir().join(name);
     assert!(

@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use berth_tests::{bin, test_images, Daemon};
+use berth_tests::{berthd_in, bin, test_images, Daemon};
 
 fn stderr_of(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
@@ -54,20 +54,6 @@ fn refusals_are_clear_and_lose_nothing() {
     assert_eq!(after, before);
     assert_eq!(daemon.ps()[0]["task"]["status"], "running");
     daemon.ok(&["rm", "-f", "web"]);
-}
-
-/// Runs berthd on its own directories under `dir` with `extra_args`, for flags it must refuse.
-fn berthd_in(dir: &std::path::Path, extra_args: &[&str]) -> std::process::Output {
-    Command::new(bin("berthd"))
-        .arg("--root")
-        .arg(dir.join("root"))
-        .arg("--state")
-        .arg(dir.join("state"))
-        .arg("--address")
-        .arg(dir.join("sock"))
-        .args(extra_args)
-        .output()
-        .unwrap()
 }
 
 #[test]

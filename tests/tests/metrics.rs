@@ -9,7 +9,7 @@ use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use berth_tests::{bin, eventually, tail, Daemon};
+use berth_tests::{berthd_in, bin, eventually, tail, Daemon};
 use prometheus_parse::{Sample, Scrape, Value};
 
 /// A port nothing listens on now (the kernel's pick, released at once).
@@ -191,21 +191,8 @@ fn a_port_alone_is_served_on_loopback_only_a_second_berthd_there_is_refused_and_
     // A second berthd (its own root) on the same address stops before it records anything,
     // saying why and what to do.
     let other = tempfile::Builder::new().prefix("berth-it-").tempdir_in("/var/tmp").expect("temp dir");
-    let berthd = |extra: &[&str]| {
-        Command::new(bin("berthd"))
-            .arg("--root")
-            .arg(other.path().join("root"))
-            .arg("--state")
-            .arg(other.path().join("state"))
-            .arg("--address")
-            .arg(other.path().join("berthd.sock"))
-            .arg("--cgroup-parent")
-            .arg(format!("/{}", other.path().file_name().unwrap().to_string_lossy()))
-            .args(extra)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run berthd")
-    };
+    let cgroup_parent = format!("/{}", other.path().file_name().unwrap().to_string_lossy());
+    let berthd = |extra: &[&str]| berthd_in(other.path(), &[&["--cgroup-parent", &cgroup_parent], extra].concat());
     let second = berthd(&["--metrics-address", &format!("127.0.0.1:{port}")]);
     let stderr = String::from_utf8_lossy(&second.stderr);
     assert!(!second.status.success(), "a second berthd on the port started: {stderr}");

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use berth_tests::{bin, Daemon};
+use berth_tests::Daemon;
 
 /// A berthd whose log has 4 KiB segments (a few records each) and `n_namespaces` namespaces
 /// created through the CLI; stopped cleanly at the end.
@@ -30,19 +30,8 @@ fn stopped_daemon_with_small_segments(n_namespaces: usize) -> Daemon {
 }
 
 fn berthd(daemon: &Daemon) -> Command {
-    let mut command = Command::new(bin("berthd"));
-    command
-        .arg("--root")
-        .arg(&daemon.root)
-        .arg("--state")
-        .arg(&daemon.state)
-        .arg("--address")
-        .arg(&daemon.socket)
-        .arg("--cgroup-parent")
-        .arg(daemon.cgroup_parent())
-        .arg("--config")
-        .arg(daemon.dir.path().join("berthd.toml"))
-        .stdin(Stdio::null());
+    let mut command = daemon.berthd_command();
+    command.stdin(Stdio::null());
     command
 }
 
