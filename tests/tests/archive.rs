@@ -1,7 +1,8 @@
-//! Log archiving with a real berthd: nothing is archived without a checkpoint; once a checkpoint
-//! file names a seq, the running daemon's archiver moves the finished segments it covers to the
-//! archive directory; berthd keeps serving, restarts (kill -9) by replaying through the archive,
-//! and berth-replay verifies and reads through it. A missing archive directory is refused
+//! Log archiving with a real berthd: nothing is archived without a checkpoint the log vouches
+//! for (a checkpoint file whose vouching record a crash lost moves nothing); once a clean stop
+//! has written and vouched for one, the next berthd's archiver moves the finished segments it
+//! covers to the archive directory; berthd keeps serving, restarts (kill -9) by replaying
+//! through the archive, and berth-replay verifies and reads through it. A missing archive directory is refused
 //! clearly; retention (`berthd --archive-now`) records a cut that `berth-replay verify` proves
 //! continuity from. A full archive file system loses nothing and archiving resumes once there is
 //! room. Segments are 64 KiB; namespaces carry 8 KiB labels of hex noise (so they do not
@@ -14,9 +15,12 @@ use std::time::Duration;
 use berth_tests::small_fs::{fill_up, mount_small_tmpfs};
 use berth_tests::{eventually, tail, Daemon};
 
+/// `extra` adds `[log]` keys. Checkpoints come only when berthd stops cleanly (the running
+/// checkpointer's thresholds are out of reach), so each test says when there is one.
 fn config(archive_dir: &Path, extra: &str) -> String {
     format!(
-        "[log]\nsegment_size = 65536\narchive_interval_secs = 1\narchive_dir = {:?}\n{extra}",
+        "[log]\nsegment_size = 65536\narchive_interval_secs = 1\narchive_dir = {:?}\n{extra}\n\
+         [checkpoint]\nevery_records = 1000000\nevery_seconds = 3600\n",
         archive_dir.display().to_string()
     )
 }
@@ -72,14 +76,9 @@ fn head_seq(daemon: &Daemon) -> u64 {
     text.trim().split(':').next().unwrap().parse().unwrap_or_else(|error| panic!("{error}: {text}"))
 }
 
-/// A checkpoint file as the checkpoint writer names it; the archiver reads only the name. It is
-/// empty, so it is removed before berthd starts again (a checkpoint loader would read it).
-fn write_checkpoint_file(daemon: &Daemon, seq: u64) -> PathBuf {
+fn checkpoint_files(daemon: &Daemon) -> Vec<PathBuf> {
     let dir = daemon.root.join("checkpoints");
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(format!("{seq:020}.ckpt"));
-    std::fs::write(&path, b"").unwrap();
-    path
+    files_ending(&dir, ".ckpt").into_iter().map(|name| dir.join(name)).collect()
 }
 
 fn stdout_of(output: &Output) -> String {
@@ -112,8 +111,13 @@ fn a_running_berthd_archives_what_a_checkpoint_covers_and_everything_still_reads
     std::thread::sleep(Duration::from_millis(2500));
     assert!(archived_files(&archive_dir).is_empty(), "nothing is archived without a checkpoint");
 
+    // A clean stop writes a checkpoint and its vouching record; the next berthd starts from it
+    // and its archiver moves the finished segments the checkpoint covers.
     let covered = head_seq(&daemon);
-    let checkpoint = write_checkpoint_file(&daemon, covered);
+    daemon.stop();
+    assert!(!checkpoint_files(&daemon).is_empty(), "a clean stop writes a checkpoint");
+    daemon.start_again();
+    assert!(daemon.daemon_log().contains("started from a checkpoint"), "{}", tail(&daemon.daemon_log(), 20));
     let archived = eventually(Duration::from_secs(30), "the archiver to move segments", || {
         let files = archived_files(&archive_dir);
         (files.len() >= 3).then_some(files)
@@ -140,11 +144,15 @@ fn a_running_berthd_archives_what_a_checkpoint_covers_and_everything_still_reads
 
     // kill -9 and start again with no checkpoint: the full replay reads the archived prefix.
     daemon.kill9();
-    std::fs::remove_file(&checkpoint).unwrap();
+    for checkpoint in checkpoint_files(&daemon) {
+        std::fs::remove_file(checkpoint).unwrap();
+    }
+    let log_before = daemon.daemon_log().len();
     daemon.start_again();
     let names = namespace_names(&daemon);
     assert!((0..42).all(|index| names.contains(&format!("ns-{index}"))), "{names:?}");
-    assert!(daemon.daemon_log().contains("log replayed"));
+    let started = daemon.daemon_log()[log_before..].to_string();
+    assert!(started.contains("log replayed") && !started.contains("started from a checkpoint"), "{started}");
 
     // The archive directory gone: berthd refuses to start and says where it should be.
     daemon.stop();
@@ -158,10 +166,10 @@ fn a_running_berthd_archives_what_a_checkpoint_covers_and_everything_still_reads
     assert!(!verify.status.success() && stdout_of(&verify).contains("DAMAGED"), "{}", stdout_of(&verify));
     std::fs::rename(&aside, &archive_dir).unwrap();
 
-    // Retention (run by the operator while berthd is stopped): keep at most one byte of
-    // archive, so everything the checkpoint covers goes, and the cut is recorded.
-    daemon.set_config(&config(&archive_dir, "retain_max_bytes = 1\n"));
-    write_checkpoint_file(&daemon, covered);
+    // Retention (run by the operator while berthd is stopped, after the clean stop above wrote
+    // and vouched for a checkpoint): keep at most one byte of archive, so everything the
+    // checkpoint covers goes, and the cut is recorded.
+    daemon.set_config(&config(&archive_dir, "retain_max_bytes = 1"));
     let retained = berthd_once(&daemon, &["--archive-now"]);
     let summary = stdout_of(&retained);
     assert!(retained.status.success(), "{summary}{}", String::from_utf8_lossy(&retained.stderr));
@@ -171,15 +179,57 @@ fn a_running_berthd_archives_what_a_checkpoint_covers_and_everything_still_reads
     let report = stdout_of(&verify);
     assert!(verify.status.success(), "{report}");
     assert!(report.contains("verified from cut at seq"), "{report}");
-    // The live records after the cut still read.
-    let late = stdout_of(&daemon.replay(&["events", "--from", &(covered + 1).to_string()]));
-    assert!(late.contains("ns-41"), "{late}");
+    // The live records after the cut still read, and berthd starts from its checkpoint with
+    // everything recorded.
+    let cut: u64 = summary
+        .split("the history now starts after seq ")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|digits| digits.parse().ok())
+        .unwrap_or_else(|| panic!("no cut in {summary}"));
+    let late = daemon.replay(&["events", "--from", &(cut + 1).to_string()]);
+    assert!(late.status.success(), "{}", String::from_utf8_lossy(&late.stderr));
+    daemon.start_again();
+    let names = namespace_names(&daemon);
+    assert!((0..42).all(|index| names.contains(&format!("ns-{index}"))), "{names:?}");
+}
+
+/// A checkpoint file written just before a crash, whose vouching record never reached the log,
+/// is not used at the next start, which then needs every record it covers: neither
+/// `berthd --archive-now` nor a running berthd's archiver may move those records on its word.
+#[test]
+fn a_checkpoint_the_log_does_not_vouch_for_archives_nothing() {
+    let mut daemon = Daemon::unstarted(&[("BERTHD_FAILPOINT", "checkpoint-unvouched")]);
+    let archive_dir = daemon.dir.path().join("archive");
+    daemon.set_config(&config(&archive_dir, ""));
+    daemon.start_again();
+    create_namespaces(&daemon, 0..40);
+    // SIGTERM: the last checkpoint is written, then the failpoint aborts before its record.
+    daemon.send_sigterm();
+    let status = daemon.wait_for_exit(Duration::from_secs(30));
+    assert!(!status.success(), "berthd should have aborted at the failpoint");
+    assert_eq!(checkpoint_files(&daemon).len(), 1, "the one checkpoint, written but not vouched for");
+
+    let offline = berthd_once(&daemon, &["--archive-now"]);
+    let summary = stdout_of(&offline);
+    assert!(offline.status.success(), "{summary}{}", String::from_utf8_lossy(&offline.stderr));
+    assert!(summary.contains("nothing archived"), "{summary}");
+    assert!(archived_files(&archive_dir).is_empty(), "{:?}", archived_files(&archive_dir));
+
+    daemon.set_env(&[]);
+    daemon.start_again();
+    assert!(daemon.daemon_log().contains("no record of the log vouches for it"), "{}", tail(&daemon.daemon_log(), 20));
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(archived_files(&archive_dir).is_empty(), "{:?}", archived_files(&archive_dir));
+    assert!(daemon.root.join("log").join("00000000000000000001.seg").is_file(), "segment 1 stays live");
+    let names = namespace_names(&daemon);
+    assert!((0..40).all(|index| names.contains(&format!("ns-{index}"))), "{names:?}");
 }
 
 #[test]
 fn a_full_archive_file_system_loses_nothing_and_archiving_resumes() {
     let mut archive_fs = PathBuf::new();
-    let daemon = Daemon::start_with_config(|dir| {
+    let mut daemon = Daemon::start_with_config(|dir| {
         archive_fs = mount_small_tmpfs(dir, "archivefs", 512);
         config(&archive_fs.join("archive"), "")
     });
@@ -188,7 +238,9 @@ fn a_full_archive_file_system_loses_nothing_and_archiving_resumes() {
     create_namespaces(&daemon, 0..30);
     let filler = fill_up(&archive_fs);
     let live_before = files_ending(&log_dir, ".seg").len();
-    write_checkpoint_file(&daemon, head_seq(&daemon));
+    // A clean stop vouches for a checkpoint covering all of it; the next berthd tries to archive.
+    daemon.stop();
+    daemon.start_again();
 
     eventually(Duration::from_secs(30), "the archiver to report the full file system", || {
         daemon.daemon_log().contains("nothing recorded was lost").then_some(())

@@ -9,6 +9,7 @@
 
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -41,6 +42,35 @@ pub struct CheckpointPolicy {
 impl Default for CheckpointPolicy {
     fn default() -> Self {
         CheckpointPolicy { enabled: true, every_records: 100_000, every: Duration::from_secs(300) }
+    }
+}
+
+/// The seq of the newest checkpoint the log vouches for, shared between the code that learns it
+/// (start-up's [`recover_state`], then [`run_checkpointer`] once each vouching record is
+/// durable) and the archiver, which archives and drops only what it covers. A file in the
+/// checkpoint directory is not enough: after a crash between the file and its
+/// `CheckpointWritten` record, start-up would pass it over and need the records it covers.
+#[derive(Clone, Debug, Default)]
+pub struct VouchedCheckpoint(Arc<AtomicU64>);
+
+impl VouchedCheckpoint {
+    /// Starts at `seq` (`None`: no vouched checkpoint yet).
+    pub fn new(seq: Option<Seq>) -> VouchedCheckpoint {
+        VouchedCheckpoint(Arc::new(AtomicU64::new(seq.map_or(0, Seq::get))))
+    }
+
+    /// The newest vouched checkpoint's seq, if there is one.
+    pub fn get(&self) -> Option<Seq> {
+        match self.0.load(Ordering::Acquire) {
+            0 => None,
+            seq => Some(Seq(seq)),
+        }
+    }
+
+    /// Records that the checkpoint of `seq` is vouched for (its record is durable). Never
+    /// moves back.
+    pub fn set(&self, seq: Seq) {
+        self.0.fetch_max(seq.get(), Ordering::AcqRel);
     }
 }
 
@@ -243,15 +273,16 @@ pub fn remove_temporary_files(dir: &Path) {
 }
 
 /// The background checkpointer: takes a checkpoint whenever the policy says so, and a last one
-/// when `stop` turns true; finishes after that last one.
+/// when `stop` turns true; finishes after that last one. Each checkpoint whose vouching record
+/// is durable is published through `vouched`.
 pub async fn run_checkpointer(
     store: Arc<Store>,
     dir: PathBuf,
     policy: CheckpointPolicy,
-    last_checkpoint: Seq,
+    vouched: VouchedCheckpoint,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut last = last_checkpoint;
+    let mut last = vouched.get().unwrap_or_default();
     let mut last_time = Instant::now();
     let mut applied = store.watch_applied();
     loop {
@@ -267,7 +298,10 @@ pub async fn run_checkpointer(
         };
         if due(last, last_time) {
             match take_checkpoint(&store, &dir).await {
-                Ok(covered) => last = covered,
+                Ok(covered) => {
+                    vouched.set(covered);
+                    last = covered;
+                }
                 Err(error) => {
                     tracing::warn!(%error, "cannot write a checkpoint; the next start replays more of the log")
                 }

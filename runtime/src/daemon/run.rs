@@ -17,7 +17,7 @@ use crate::api::{
     TasksService, VersionService, VolumesService,
 };
 use crate::daemon::archiver::{self, ArchiveSettings};
-use crate::daemon::checkpoint::{self, CheckpointPolicy, Recovered};
+use crate::daemon::checkpoint::{self, CheckpointPolicy, Recovered, VouchedCheckpoint};
 use crate::daemon::config::resolve_binary;
 use crate::daemon::layout::Layout;
 use crate::daemon::permissions;
@@ -137,7 +137,9 @@ pub fn salvage(layout: &Layout, segment_size: Option<u64>) -> Result<String, Dae
 }
 
 /// `berthd --archive-now`: with berthd stopped, archives the finished segments at or below
-/// `through` (default: the newest checkpoint's seq), applies retention, and says what it did.
+/// `through` (default: the newest checkpoint the log vouches for, found as start-up finds it:
+/// its file checked against the log and the tail after it replayed), applies retention, and
+/// says what it did.
 pub fn archive_now(
     layout: &Layout,
     segment_size: Option<u64>,
@@ -155,7 +157,20 @@ pub fn archive_now(
         }
         Err(error) => return Err(log_error(layout, error)),
     };
-    archiver::archive_pass(&log, settings, &layout.checkpoints_dir(), through).map_err(DaemonError::Setup)
+    let checkpoints_dir = layout.checkpoints_dir();
+    let vouched = if checkpoints_dir.is_dir() {
+        checkpoint::recover_state(&log, &checkpoints_dir)
+            .map_err(|error| {
+                DaemonError::Setup(format!(
+                    "cannot tell which checkpoint in {} the log vouches for, so nothing was archived: {error}",
+                    checkpoints_dir.display()
+                ))
+            })?
+            .from_checkpoint
+    } else {
+        None
+    };
+    archiver::archive_pass(&log, settings, vouched, through).map_err(DaemonError::Setup)
 }
 
 fn setup<E: std::fmt::Display>(what: String) -> impl FnOnce(E) -> DaemonError {
@@ -235,7 +250,8 @@ pub async fn run(
     let (store, committed) = Store::open_with_state(log, state, record_limit);
     let replayed_to = store.applied_seq();
     store.counters().set_replay_duration(replay_started.elapsed());
-    archiver::spawn_periodic(store.log(), options.archive.clone(), layout.checkpoints_dir());
+    let vouched = VouchedCheckpoint::new(from_checkpoint);
+    archiver::spawn_periodic(store.log(), options.archive.clone(), vouched.clone());
     tracing::info!(
         replayed_to = replayed_to.get(),
         from_checkpoint = from_checkpoint.map(Seq::get),
@@ -323,7 +339,7 @@ pub async fn run(
             Arc::clone(&store),
             checkpoints_dir.clone(),
             options.checkpoints,
-            from_checkpoint.unwrap_or_default(),
+            vouched,
             checkpointer_stop,
         ))
     });
