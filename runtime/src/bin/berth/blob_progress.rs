@@ -82,13 +82,21 @@ impl BlobProgress {
         }
     }
 
-    /// Leaves the bars as they are (an error ends the stream early) and gives the terminal back.
-    pub fn finish(&mut self) {
+    /// Leaves every bar on the screen with its last state — finished ones with their word, the
+    /// rest (an error ended the stream early) stopped where they were — and the cursor on the
+    /// line below them, for the summary or the error that follows.
+    pub fn finish(self) {
         if let BlobProgress::Bars { multi, bars, .. } = self {
             for bar in bars.values().filter(|bar| !bar.is_finished()) {
                 bar.abandon();
             }
-            let _ = multi.clear();
+            let drawn = !bars.is_empty();
+            drop(bars);
+            drop(multi);
+            if drawn {
+                // The last bar's line ends where its text does: the next line starts below it.
+                eprintln!();
+            }
         }
     }
 }
