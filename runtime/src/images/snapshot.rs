@@ -36,7 +36,7 @@ pub enum SnapshotError {
     #[error("layer for chain {chain_id} unpacked to diff id {actual}, but the image config says {expected}; the layer blob does not belong to this image, re-import it")]
     DiffIdMismatch { chain_id: String, expected: String, actual: String },
     #[error(
-        "committed snapshot {chain_id} is missing; commit the image's layers before preparing a container on them"
+        "the image layers this container was made on (snapshot {chain_id}) are not on this host: import or pull the image it was created from again (an image built again with other content has other layers)"
     )]
     MissingParent { chain_id: String },
     #[error("unpacking layer for chain {chain_id}: {source}")]
