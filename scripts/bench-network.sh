@@ -4,6 +4,7 @@
 # the machine's floor: the plugins alone (ADD then DEL of that list on a bare network namespace).
 #
 # usage: scripts/bench-network.sh [N]     (runs per workload, default 30, in 3 interleaved rounds)
+#        BERTH_BIN_DIR=DIR uses the berth and berthd in DIR instead of building release binaries
 #
 #   berth run --rm --network none   busybox /bin/true      berth without networking
 #   berth run --rm --network bridge busybox /bin/true      berth with its default bridge network
@@ -44,9 +45,12 @@ if [[ -d /etc/cni/net.d ]] && compgen -G '/etc/cni/net.d/*.conf*' >/dev/null; th
   exit 1
 fi
 
-echo "building release binaries" >&2
-cargo build --release --bins -p berth-runtime --quiet
-berth_bin=$repo_dir/target/release/berth
+bin_dir=${BERTH_BIN_DIR:-$repo_dir/target/release}
+if [[ -z ${BERTH_BIN_DIR:-} ]]; then
+  echo "building release binaries" >&2
+  cargo build --release --bins -p berth-runtime --quiet
+fi
+berth_bin=$bin_dir/berth
 [[ -s $images_dir/busybox-oci.tar ]] || bash scripts/build-test-images.sh busybox >&2
 bench_dir=$(mktemp -d /var/tmp/berth-bench-network.XXXXXX)
 berth_socket=$bench_dir/berthd.sock
@@ -103,7 +107,7 @@ conflist() {
 }
 
 # ---- set up ------------------------------------------------------------------------------------
-setsid target/release/berthd --root "$bench_dir/root" --state "$bench_dir/state" --address "$berth_socket" \
+setsid "$bin_dir/berthd" --root "$bench_dir/root" --state "$bench_dir/state" --address "$berth_socket" \
   --cgroup-parent "/berth-bench-$run_tag" --bridge-name "$berth_bridge" --bridge-subnet "$berth_subnet" \
   >>"$bench_dir/berthd.log" 2>&1 </dev/null &
 berthd_pid=$!

@@ -10,9 +10,10 @@ set -euo pipefail
 # service tests check berthd's unit and that each shell reads berth's completion scripts.
 # containernetworking-plugins and iptables: berthd's CNI networking (bridge, host-local, portmap,
 # firewall, loopback in /usr/lib/cni; portmap and firewall run iptables), tests/tests/network.rs
-# and scripts/bench-network.sh.
+# and scripts/bench-network.sh. hyperfine: the benchmark scripts that time whole commands
+# (bench-exec.sh, bench-network.sh).
 packages=(runc umoci skopeo busybox-static debootstrap protobuf-compiler ca-certificates curl jq iproute2 util-linux
-  docker-registry apache2-utils openssl containerd systemd zsh fish containernetworking-plugins iptables)
+  docker-registry apache2-utils openssl containerd systemd zsh fish containernetworking-plugins iptables hyperfine)
 missing=()
 for package in "${packages[@]}"; do
   dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")

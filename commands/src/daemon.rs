@@ -1,6 +1,7 @@
 //! RecordDaemonEvent: a fact about the daemon itself that answers no intent and concerns no
-//! task — it started (and how far it replayed), it removed something no projection
-//! accounted for, or it wrote a projection checkpoint. Only those events are accepted, one per record.
+//! live task — it started (and how far it replayed), it removed something no projection
+//! accounted for, it wrote a projection checkpoint, or it released a deleted task's network.
+//! Only those events are accepted, one per record.
 
 use berth_projections::{Event, State};
 
@@ -13,9 +14,10 @@ pub struct RecordDaemonEvent {
 impl RecordDaemonEvent {
     pub fn decide(&self, _state: &State) -> Result<Vec<Event>, CommandError> {
         match &self.event {
-            Event::DaemonStarted { .. } | Event::OrphanRemoved { .. } | Event::CheckpointWritten { .. } => {
-                Ok(vec![self.event.clone()])
-            }
+            Event::DaemonStarted { .. }
+            | Event::OrphanRemoved { .. }
+            | Event::CheckpointWritten { .. }
+            | Event::NetworkReleased { .. } => Ok(vec![self.event.clone()]),
             other => Err(CommandError::InvalidArgument(format!(
                 "{} is not a daemon event; task outcomes are recorded with RecordOutcome",
                 other.kind()

@@ -356,6 +356,14 @@ pub enum Event {
         container_id: String,
         network: String,
     },
+    /// A deleted task's network was released after its `TaskDeleted` record: CNI DEL removed
+    /// its interface, addresses and port mappings, and the namespace file is gone. berthd runs
+    /// that DEL off the delete's path, so `run --rm` and `rm` do not wait for it; one that a
+    /// crash or a failed plugin left undone is finished at the next start (`OrphanRemoved`).
+    NetworkReleased {
+        container_id: String,
+        network: String,
+    },
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
@@ -607,6 +615,7 @@ impl Event {
             Event::NetworkRemoved { .. } => "NetworkRemoved",
             Event::NetworkAttached { .. } => "NetworkAttached",
             Event::NetworkDetached { .. } => "NetworkDetached",
+            Event::NetworkReleased { .. } => "NetworkReleased",
         }
     }
 
@@ -637,7 +646,8 @@ impl Event {
             | Event::TaskRestartScheduled { container_id, .. }
             | Event::SecretsForgotten { container_id, .. }
             | Event::NetworkAttached { container_id, .. }
-            | Event::NetworkDetached { container_id, .. } => Some(container_id),
+            | Event::NetworkDetached { container_id, .. }
+            | Event::NetworkReleased { container_id, .. } => Some(container_id),
             _ => None,
         }
     }

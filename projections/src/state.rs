@@ -466,7 +466,10 @@ impl State {
                     namespace_state.volumes.remove(name);
                 }
             }
-            Event::DaemonStarted { .. } | Event::OrphanRemoved { .. } | Event::CheckpointWritten { .. } => {}
+            Event::DaemonStarted { .. }
+            | Event::OrphanRemoved { .. }
+            | Event::CheckpointWritten { .. }
+            | Event::NetworkReleased { .. } => {}
             Event::SecretsForgotten { container_id, key_id, .. } => {
                 if let Some(key_use) = self.secret_key_mut(namespace, container_id) {
                     if key_use.key_id == *key_id && key_use.forgotten_seq.is_none() {

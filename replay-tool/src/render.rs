@@ -188,6 +188,9 @@ pub fn describe_event(event: &Event) -> String {
             )
         }
         Event::NetworkDetached { network, .. } => format!("detached from network {network}: its address is released"),
+        Event::NetworkReleased { network, .. } => {
+            format!("network {network} released after the task's deletion: its address is free")
+        }
         other => format!("{} {}", other.kind(), other.fields_json()),
     }
 }

@@ -1,8 +1,10 @@
 //! Networking with the real CNI plugins (Debian's containernetworking-plugins) and real runc:
 //! containers on one bridge reach each other by address and by name, a published port answers
-//! on 127.0.0.1, `--network host` shares the host's interfaces, nothing is left behind after
-//! many create/delete cycles and a kill -9 of berthd among them, and bad input is refused with
-//! an error that says what to do. Every bridge and subnet is this test daemon's own, and no
+//! on 127.0.0.1, `--network host` shares the host's interfaces, a deleted task's network is
+//! released after its record (a name reused at once waits for it, a stop lets it finish),
+//! nothing is left behind after many create/delete cycles and a kill -9 of berthd among them
+//! (nor after a DEL cut off once the interface was gone), and bad input is refused with an
+//! error that says what to do. Every bridge and subnet is this test daemon's own, and no
 //! packet leaves the machine (all traffic is between containers and the host's loopback).
 
 use std::io::{Read, Write};
@@ -50,26 +52,46 @@ fn address_of(daemon: &Daemon, container_id: &str) -> String {
     address.split('/').next().unwrap().to_string()
 }
 
-/// Fails naming what is left: namespace files, ADD caches, IPAM reservations, iptables rules,
-/// interfaces on the bridge, netns mounts.
-fn assert_no_network_leftovers(daemon: &Daemon, bridge: &str, subnet: &str) {
+/// What is left of networking: namespace files, ADD caches, IPAM reservations, iptables rules,
+/// interfaces on the bridge, netns mounts; empty when nothing is.
+fn network_leftovers(daemon: &Daemon, bridge: &str, subnet: &str) -> Vec<String> {
     let prefix = address_prefix(subnet);
     let listed = |dir: &Path| -> Vec<String> {
         std::fs::read_dir(dir)
             .map(|entries| entries.flatten().map(|entry| entry.file_name().to_string_lossy().into_owned()).collect())
             .unwrap_or_default()
     };
-    assert_eq!(listed(&daemon.state.join("netns")), Vec::<String>::new(), "netns files left");
-    assert_eq!(listed(&daemon.root.join("networks/attachments")), Vec::<String>::new(), "ADD caches left");
+    let mut left = Vec::new();
+    left.extend(listed(&daemon.state.join("netns")).into_iter().map(|name| format!("netns file {name}")));
+    left.extend(listed(&daemon.root.join("networks/attachments")).into_iter().map(|name| format!("ADD cache {name}")));
     let ipam = daemon.root.join("networks/ipam").join(format!("berth-{bridge}"));
-    let reserved: Vec<String> = listed(&ipam).into_iter().filter(|name| name.starts_with(&prefix)).collect();
-    assert_eq!(reserved, Vec::<String>::new(), "IPAM reservations left in {}", ipam.display());
-    assert_eq!(network_rules(bridge, &prefix), Vec::<(String, String)>::new(), "iptables rules left");
+    left.extend(
+        listed(&ipam)
+            .into_iter()
+            .filter(|name| name.starts_with(&prefix))
+            .map(|name| format!("IPAM reservation {name}")),
+    );
+    left.extend(network_rules(bridge, &prefix).into_iter().map(|(table, rule)| format!("iptables {table}: {rule}")));
     let ports = listed(&Path::new("/sys/class/net").join(bridge).join("brif"));
-    assert_eq!(ports, Vec::<String>::new(), "interfaces left on bridge {bridge}");
+    left.extend(ports.into_iter().map(|port| format!("interface {port} on bridge {bridge}")));
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     let netns_dir = daemon.state.join("netns").to_string_lossy().into_owned();
-    assert!(!mounts.contains(&netns_dir), "netns mounts left:\n{mounts}");
+    left.extend(mounts.lines().filter(|line| line.contains(&netns_dir)).map(|line| format!("netns mount {line}")));
+    left
+}
+
+/// Fails naming what is left once the releases under way (berthd runs CNI DEL after a delete
+/// is recorded) have had time to finish.
+fn assert_no_network_leftovers(daemon: &Daemon, bridge: &str, subnet: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let left = network_leftovers(daemon, bridge, subnet);
+        if left.is_empty() {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "networking left behind:\n{}", left.join("\n"));
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 #[test]
@@ -111,8 +133,11 @@ fn containers_on_one_network_reach_each_other_by_address_and_by_name() {
         "busybox",
         "sh",
         "-c",
-        // Not `wget -T`: Debian's static busybox crashes on it.
-        &format!("ping -c 1 -W 5 {web_address} >/dev/null && timeout 10 wget -q -O - http://web/hostname"),
+        // Loopback is up beside eth0 (both are set up at once). Not `wget -T`: Debian's static
+        // busybox crashes on it.
+        &format!(
+            "ping -c 1 -W 5 127.0.0.1 >/dev/null && ping -c 1 -W 5 {web_address} >/dev/null && timeout 10 wget -q -O - http://web/hostname"
+        ),
     ]);
     assert_eq!(client.trim(), "web");
     // The earlier container learns the later one's name too (its /etc/hosts is rewritten).
@@ -138,13 +163,61 @@ fn containers_on_one_network_reach_each_other_by_address_and_by_name() {
     assert!(message.contains("in use") && message.contains("default/web") && message.contains("berth rm"), "{message}");
 
     daemon.ok(&["rm", "-f", "web", "peer"]);
-    let history = String::from_utf8_lossy(&daemon.replay(&["history", "--container", "web"]).stdout).into_owned();
-    assert!(history.contains(&format!("detached from network {network}")), "{history}");
+    let released = format!("network {network} released");
+    let history = eventually(Duration::from_secs(30), "the release of web's network on record", || {
+        let history = String::from_utf8_lossy(&daemon.replay(&["history", "--container", "web"]).stdout).into_owned();
+        history.contains(&released).then_some(history)
+    });
+    let deleted_at = history.find("task deleted").expect("the deletion in the history");
+    assert!(history.find(&released).unwrap() > deleted_at, "released after the deletion:\n{history}");
     let bridge = inspected[0]["bridge"].as_str().unwrap().to_string();
     assert_no_network_leftovers(&daemon, &bridge, &subnet);
     daemon.ok(&["network", "rm", &network]);
     assert!(!Path::new("/sys/class/net").join(&bridge).exists(), "bridge {bridge} kept after network rm");
     assert!(!daemon.ok(&["network", "ls"]).contains(&network));
+}
+
+/// berthd runs CNI DEL after a delete is recorded: a name reused at once waits for the release
+/// of its previous task's network, every release is on record after its deletion, and a
+/// SIGTERM right after a delete lets the release finish before berthd exits.
+#[test]
+fn a_deleted_tasks_network_is_released_after_its_record_and_the_name_is_reused_at_once() {
+    let mut daemon = Daemon::start();
+    daemon.import_busybox();
+    for round in 0..5 {
+        let output = daemon.ok(&["run", "--rm", "--name", "again", "busybox", "sh", "-c", "ip -4 -o addr show eth0"]);
+        assert!(output.contains(&address_prefix(&daemon.bridge_subnet())), "round {round}: {output}");
+    }
+    let history = eventually(Duration::from_secs(30), "five releases on record", || {
+        let history = String::from_utf8_lossy(&daemon.replay(&["history", "--container", "again"]).stdout).into_owned();
+        (history.matches("released after the task's deletion").count() == 5).then_some(history)
+    });
+    // Each release follows its own deletion and comes before the next task's network.
+    let kinds: Vec<&str> = history
+        .lines()
+        .filter_map(|line| {
+            if line.contains("task deleted") {
+                Some("deleted")
+            } else if line.contains("released after the task's deletion") {
+                Some("released")
+            } else if line.contains("attached to network") || line.contains("NetworkAttached") {
+                Some("attached")
+            } else {
+                None
+            }
+        })
+        .collect();
+    let deleted_then_released = kinds.windows(2).filter(|pair| pair == &["deleted", "released"]).count();
+    assert_eq!(deleted_then_released, 5, "{kinds:?}\n{history}");
+    assert_no_network_leftovers(&daemon, &daemon.bridge_name(), &daemon.bridge_subnet());
+
+    // SIGTERM as soon as a `run --rm` returned: berthd exits only after the release.
+    daemon.ok(&["run", "--rm", "--name", "last", "busybox", "true"]);
+    daemon.stop();
+    let left = network_leftovers(&daemon, &daemon.bridge_name(), &daemon.bridge_subnet());
+    assert!(left.is_empty(), "left behind by a stopped berthd:\n{}", left.join("\n"));
+    let history = String::from_utf8_lossy(&daemon.replay(&["history", "--container", "last"]).stdout).into_owned();
+    assert!(history.contains("released after the task's deletion"), "{history}");
 }
 
 #[test]
@@ -272,10 +345,20 @@ fn a_network_leftover_no_record_accounts_for_is_removed_at_start_up() {
         ],
     );
     assert!(!network_rules(&daemon.bridge_name(), &address_prefix(&daemon.bridge_subnet())).is_empty());
+    // And the first DEL got as far as removing the container's interface: the bridge plugin's
+    // next DEL no longer finds the addresses whose masquerade rules it would remove.
+    let netns_file = std::fs::read_dir(daemon.state.join("netns")).unwrap().next().unwrap().unwrap().path();
+    let interface_removed = std::process::Command::new("nsenter")
+        .arg(format!("--net={}", netns_file.display()))
+        .args(["ip", "link", "delete", "eth0"])
+        .status()
+        .unwrap();
+    assert!(interface_removed.success());
     daemon.restart();
     assert_no_network_leftovers(&daemon, &daemon.bridge_name(), &daemon.bridge_subnet());
     let events = String::from_utf8_lossy(&daemon.replay(&["events", "--kind", "OrphanRemoved"]).stdout).into_owned();
     assert!(events.contains(r#""what":"network attachment""#) && events.contains("-default-doomed"), "{events}");
+    assert!(daemon.daemon_log().contains("removed iptables rules and chains an earlier DEL left"));
 }
 
 #[test]

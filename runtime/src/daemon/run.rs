@@ -310,7 +310,7 @@ pub async fn run(
 
     let services = Services::new(Arc::clone(&store), layout.clone(), content, snapshotter, gc_lock, runc_binary, keys)
         .with_registry_hosts_dir(options.registry_hosts_dir.clone())
-        .with_networking(networking);
+        .with_networking(Arc::clone(&networking));
     let listener = socket::bind(&options.address, &layout.state, options.socket_gid).map_err(DaemonError::Setup)?;
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<api::tasks_server::TasksServer<TasksService>>().await;
@@ -429,6 +429,12 @@ pub async fn run(
         metrics_server.abort();
     }
     let _ = std::fs::remove_file(&options.address);
+    // Deleted tasks' networks still being released finish first, so that no CNI DEL is cut off
+    // half-way and their records come before the last checkpoint; what is left past the limit
+    // is finished by the next start.
+    if tokio::time::timeout(NETWORK_RELEASE_AT_STOP_LIMIT, networking.settle()).await.is_err() {
+        tracing::warn!("network releases still running at stop; the next start finishes them");
+    }
     // A clean stop leaves a checkpoint of everything recorded, so the next start replays only
     // the records after it (its vouching record and its own start).
     stop_checkpointer.send_replace(true);
@@ -440,6 +446,9 @@ pub async fn run(
     served?;
     Ok(())
 }
+
+/// How long a stopping berthd waits for the releases of deleted tasks' networks.
+const NETWORK_RELEASE_AT_STOP_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// How long a stopping berthd waits for its last checkpoint.
 const CHECKPOINT_AT_STOP_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);

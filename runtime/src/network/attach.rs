@@ -1,20 +1,25 @@
 //! `Networking`: what berthd does to give a task a network and take it away. Attach makes the
 //! namespace file, writes the ADD cache (which network, its conflist, the ports) durably
 //! *before* CNI ADD so that a crash at any later point leaves enough to undo it, runs loopback
-//! and the network's plugins, and keeps ADD's result in the cache for DEL's `prevResult`.
-//! Detach runs CNI DEL from the cache, then removes the namespace file and the cache.
+//! and the network's plugins at once, and keeps ADD's result in the cache for DEL's `prevResult`.
+//! Detach runs CNI DEL from the cache, then removes the namespace file and the cache. Attach
+//! and detach of one CNI container id never overlap (a lock per id): a task's release may
+//! still run in the background when the same container's next task attaches.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use berth_projections::{NetworkAttachment, NetworkRecord, PortMapping};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use tokio::sync::OwnedMutexGuard;
 
 use crate::daemon::layout::Layout;
 use crate::network::cni::{self, CniCall};
 use crate::network::config::{self, NetworkOptions};
 use crate::network::netns;
+use crate::network::rules;
 use crate::network::teardown::ObservedNetworking;
 use crate::sys::fs::{create_private_dir_all, list_file_names, write_file_atomically, write_file_durably};
 
@@ -42,6 +47,29 @@ pub struct Networking {
     /// Tells this berthd's CNI container ids from another's on the same host (iptables rules
     /// and IPAM reservations carry them).
     token: String,
+    /// One lock per CNI container id in use: held through each attach and detach.
+    busy: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// The right to attach or detach one CNI container id, until dropped.
+pub struct IdGuard {
+    _held: OwnedMutexGuard<()>,
+}
+
+/// A deleted task's network held for its release: the id's guard, taken before the deletion
+/// is recorded, the network the task had on record (`None`: nothing attached on record), and
+/// whether it published host ports.
+pub struct PendingRelease {
+    pub cni_container_id: String,
+    pub network: Option<String>,
+    pub publishes_ports: bool,
+    pub guard: IdGuard,
+}
+
+impl PendingRelease {
+    pub fn network(&self) -> Option<&str> {
+        self.network.as_deref()
+    }
 }
 
 impl Networking {
@@ -52,6 +80,7 @@ impl Networking {
             networks_dir: layout.networks_dir(),
             netns_dir: layout.netns_dir(),
             options,
+            busy: Mutex::new(HashMap::new()),
         };
         for dir in [&networking.networks_dir, &networking.ipam_dir(), &networking.cache_dir(), &networking.netns_dir] {
             create_private_dir_all(dir)?;
@@ -75,6 +104,28 @@ impl Networking {
 
     pub fn netns_path(&self, cni_container_id: &str) -> PathBuf {
         self.netns_dir.join(cni_container_id)
+    }
+
+    /// Waits until nothing else attaches or detaches `cni_container_id`, and holds it.
+    pub async fn lock_id(&self, cni_container_id: &str) -> IdGuard {
+        let lock = {
+            let mut busy = self.busy.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            // Locks only the map holds are held by nobody: forget them (clones are made only
+            // under this mutex, so none can be taken meanwhile).
+            busy.retain(|_, lock| Arc::strong_count(lock) > 1);
+            Arc::clone(busy.entry(cni_container_id.to_string()).or_default())
+        };
+        IdGuard { _held: lock.lock_owned().await }
+    }
+
+    /// Waits for every attach and detach under way (a stopping berthd lets background
+    /// releases finish, so no CNI DEL is cut off half-way).
+    pub async fn settle(&self) {
+        let locks: Vec<Arc<tokio::sync::Mutex<()>>> =
+            self.busy.lock().unwrap_or_else(std::sync::PoisonError::into_inner).values().cloned().collect();
+        for lock in locks {
+            drop(lock.lock().await);
+        }
     }
 
     /// Keeps `<root>/networks/<name>.conflist` as berth runs it (for operators and cnitool).
@@ -131,6 +182,7 @@ impl Networking {
         cni_container_id: &str,
         ports: &[PortMapping],
     ) -> Result<NetworkAttachment, String> {
+        let guard = self.lock_id(cni_container_id).await;
         let netns_path = self.netns_path(cni_container_id);
         netns::create(&netns_path)
             .map_err(|error| format!("cannot create the network namespace {}: {error}", netns_path.display()))?;
@@ -153,7 +205,7 @@ impl Networking {
         let result = match added {
             Ok(result) => result,
             Err(error) => {
-                if let Err(teardown_error) = self.detach(cni_container_id).await {
+                if let Err(teardown_error) = self.detach_locked(cni_container_id, &guard).await {
                     tracing::warn!(cni_container_id, %teardown_error, "undoing a failed CNI ADD failed too; start-up retries");
                 }
                 return Err(error);
@@ -176,15 +228,27 @@ impl Networking {
             interface: "lo",
             runtime_config: &no_capabilities,
         };
-        cni::add(&config::loopback_conflist(), &loopback).await.map_err(|error| error.to_string())?;
-        let call = CniCall { interface: &cache.interface, runtime_config: &cache.runtime_config, ..loopback };
-        cni::add(&cache.conflist, &call).await.map_err(|error| error.to_string())
+        let call = CniCall { interface: &cache.interface, runtime_config: &cache.runtime_config, ..loopback.clone() };
+        // Loopback and the network's list touch different interfaces of the namespace: run at
+        // once, as containerd's CNI library runs its networks. Either failing fails the attach,
+        // whose undo runs the list's DEL.
+        let loopback_list = config::loopback_conflist();
+        let (loopback_added, added) =
+            tokio::join!(cni::add(&loopback_list, &loopback), cni::add(&cache.conflist, &call));
+        loopback_added.map_err(|error| format!("bringing up loopback: {error}"))?;
+        added.map_err(|error| error.to_string())
     }
 
     /// CNI DEL from the cache, then the namespace file and the cache go. Without a cache (the
     /// crash came before it was written) only the namespace file is removed. A failed DEL keeps
     /// the cache, so the next start tries again.
     pub async fn detach(&self, cni_container_id: &str) -> Result<(), String> {
+        let guard = self.lock_id(cni_container_id).await;
+        self.detach_locked(cni_container_id, &guard).await
+    }
+
+    /// [`Networking::detach`] for a caller that holds the id's guard.
+    pub async fn detach_locked(&self, cni_container_id: &str, _held: &IdGuard) -> Result<(), String> {
         let cache_path = self.cache_dir().join(format!("{cni_container_id}.json"));
         let netns_path = self.netns_path(cni_container_id);
         let mut outcome = Ok(());
@@ -197,6 +261,22 @@ impl Networking {
                 runtime_config: &cache.runtime_config,
             };
             outcome = cni::del(&cache.conflist, &call, cache.result.as_ref()).await.map_err(|error| error.to_string());
+            if outcome.is_ok() {
+                // What a DEL cut off earlier (by a crash) could not find to remove.
+                match rules::sweep(cni_container_id).await {
+                    Ok(0) => {}
+                    Ok(n_removed) => {
+                        tracing::info!(
+                            cni_container_id,
+                            n_removed,
+                            "removed iptables rules and chains an earlier DEL left"
+                        )
+                    }
+                    Err(error) => {
+                        tracing::warn!(cni_container_id, %error, "cannot check for iptables rules an earlier DEL left")
+                    }
+                }
+            }
         }
         netns::remove(&netns_path)
             .map_err(|error| format!("cannot remove the network namespace {}: {error}", netns_path.display()))?;

@@ -24,6 +24,7 @@ use crate::daemon::layout::Layout;
 use crate::daemon::store::{CommittedReceiver, CommittedRecord, Store, SubmitError};
 use crate::images::content::ContentStore;
 use crate::images::snapshot::Snapshotter;
+use crate::network::attach::PendingRelease;
 use crate::secrets::keys::KeyStore;
 use crate::secrets::SecretsPolicy;
 use crate::sys::failpoint;
@@ -421,21 +422,29 @@ impl Executor {
                 self.record(namespace, Some(seq), "task kill", outcome).await;
             }
             Event::TaskDeleteRequested { force, .. } => {
-                let (outcome, detached) = match self.delete_task(namespace, container_id, force).await {
-                    Ok((exit_code, detached)) => {
-                        (Event::TaskDeleted { container_id: container_id.to_string(), exit_code }, detached)
+                let (outcome, network, release) = match self.delete_task(namespace, container_id, force).await {
+                    Ok((exit_code, release)) => {
+                        let network = release.network().map(str::to_string);
+                        // A published host port is free once `rm` returns: its DNAT rules go
+                        // before the deletion is recorded. Other releases run after it.
+                        let release = if release.publishes_ports {
+                            self.release_network_held(namespace, container_id, release).await;
+                            None
+                        } else {
+                            Some(release)
+                        };
+                        (Event::TaskDeleted { container_id: container_id.to_string(), exit_code }, network, release)
                     }
-                    Err(error) => (Event::TaskDeleteFailed { container_id: container_id.to_string(), error }, None),
-                };
-                let network_name = match &detached {
-                    Some(Event::NetworkDetached { network, .. }) => Some(network.clone()),
-                    _ => None,
-                };
-                let events: Vec<Event> = detached.into_iter().chain([outcome]).collect();
-                if self.record_together(namespace, Some(seq), "task delete", events).await {
-                    if let Some(network) = network_name {
-                        self.refresh_peer_hosts(namespace, &network);
+                    Err(error) => {
+                        (Event::TaskDeleteFailed { container_id: container_id.to_string(), error }, None, None)
                     }
+                };
+                let recorded = self.record(namespace, Some(seq), "task delete", outcome).await;
+                if let Some(network) = network.filter(|_| recorded) {
+                    self.refresh_peer_hosts(namespace, &network);
+                }
+                if let Some(release) = release {
+                    self.release_network_in_background(namespace, container_id, release);
                 }
             }
             Event::ExecRequested { exec_id, process, .. } => {
@@ -529,7 +538,7 @@ impl Executor {
             tracing::warn!(container_id, %error, "runc delete during roll-back failed");
         }
         // Nothing was recorded of the attachment (it goes into the create's record).
-        let _ = self.release_network(namespace, container_id).await;
+        self.release_network(namespace, container_id).await;
         self.remove_bundle(namespace, container_id);
     }
 
@@ -547,13 +556,13 @@ impl Executor {
 
     /// runc delete, unmount, remove the bundle. A live task is killed first when forced.
     /// The exit code is `None` for a task that never ran: there is none to report. With it, the
-    /// `NetworkDetached` to record when the task's network was released.
+    /// task's network, held for its release once the deletion is recorded.
     async fn delete_task(
         &self,
         namespace: &str,
         container_id: &str,
         force: bool,
-    ) -> Result<(Option<i32>, Option<Event>), String> {
+    ) -> Result<(Option<i32>, PendingRelease), String> {
         let task = self.store.state().container(namespace, container_id).and_then(|container| container.task.clone());
         let mut exit_code = task.as_ref().and_then(|task| task.exit.map(|exit| exit.exit_code));
         let runc = self.runc(namespace);
@@ -575,10 +584,11 @@ impl Executor {
         // The init has exited by now in every case but a failed forced kill, which
         // delete_exited hands to `runc delete --force`.
         runc.delete_exited(container_id).await.map_err(|error| error.to_string())?;
-        let detached = self.release_network(namespace, container_id).await;
+        let attachment = task.as_ref().and_then(|task| task.network.as_ref());
+        let release = self.hold_network_for_release(namespace, container_id, attachment).await;
         self.remove_bundle(namespace, container_id);
         failpoint("task-deleted");
-        Ok((exit_code, detached))
+        Ok((exit_code, release))
     }
 
     fn remove_container_files(&self, namespace: &str, container_id: &str) {

@@ -1,7 +1,7 @@
 //! The executor's side of networking: before a task is created its network is attached (CNI
 //! modes) or the host's is shared, the OCI spec names the namespace, and `/etc/hosts` and
-//! `resolv.conf` are written; when it is deleted the network is released; at start-up leftovers
-//! are settled by `network::teardown`'s plan. The `network` domain does the CNI work.
+//! `resolv.conf` are written; once its deletion is recorded the network is released in the
+//! background; at start-up leftovers are settled by `network::teardown`'s plan. The `network` domain does the CNI work.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -10,6 +10,7 @@ use berth_commands::{Command, RecordDaemonEvent};
 use berth_projections::{ContainerRecord, Event, NetworkAttachment, Origin, NETWORK_HOST, NETWORK_NONE};
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
+use crate::network::attach::PendingRelease;
 use crate::network::hosts::{self, HostEntry};
 use crate::network::teardown::{self, NetworkStep, TaskNetworkView};
 use crate::tasks::etc_files;
@@ -116,26 +117,72 @@ impl Executor {
         }
     }
 
-    /// CNI DEL of the task's network and its namespace file gone; the `NetworkDetached` to
-    /// record when the task had a recorded attachment and DEL succeeded. A failed DEL is logged
-    /// and left to the next start (its cache stays).
-    pub(super) async fn release_network(&self, namespace: &str, container_id: &str) -> Option<Event> {
-        let attached = self
-            .store
-            .state()
-            .container(namespace, container_id)
-            .and_then(|container| container.task.as_ref()?.network.clone());
+    /// CNI DEL of the task's network and its namespace file gone, now (undoing a failed
+    /// create, which recorded no attachment). A failed DEL is logged and left to the next start
+    /// (its cache stays).
+    pub(super) async fn release_network(&self, namespace: &str, container_id: &str) {
         let cni_container_id = self.network.cni_container_id(namespace, container_id);
-        match self.network.detach(&cni_container_id).await {
-            Ok(()) => attached.map(|attachment| Event::NetworkDetached {
-                container_id: container_id.to_string(),
-                network: attachment.network,
-            }),
-            Err(error) => {
-                tracing::warn!(namespace, container_id, %error, "releasing the task's network failed; the next start tries again");
-                None
-            }
+        if let Err(error) = self.network.detach(&cni_container_id).await {
+            tracing::warn!(namespace, container_id, %error, "releasing the task's network failed; the next start tries again");
         }
+    }
+
+    /// Takes the task's CNI id before its deletion is recorded, so that the same container's
+    /// next task cannot attach before its release is done. `attachment`: what the task has on
+    /// record, if anything.
+    pub(super) async fn hold_network_for_release(
+        &self,
+        namespace: &str,
+        container_id: &str,
+        attachment: Option<&NetworkAttachment>,
+    ) -> PendingRelease {
+        let cni_container_id = self.network.cni_container_id(namespace, container_id);
+        let guard = self.network.lock_id(&cni_container_id).await;
+        PendingRelease {
+            cni_container_id,
+            network: attachment.map(|attachment| attachment.network.clone()),
+            publishes_ports: attachment.is_some_and(|attachment| !attachment.ports.is_empty()),
+            guard,
+        }
+    }
+
+    /// After `TaskDeleted` is recorded: [`Executor::release_network_held`] off the delete's path
+    /// (the plugins' DEL costs more than the rest of a delete).
+    pub(super) fn release_network_in_background(
+        self: &Arc<Self>,
+        namespace: &str,
+        container_id: &str,
+        release: PendingRelease,
+    ) {
+        let executor = Arc::clone(self);
+        let (namespace, container_id) = (namespace.to_string(), container_id.to_string());
+        tokio::spawn(async move { executor.release_network_held(&namespace, &container_id, release).await });
+    }
+
+    /// CNI DEL and the namespace file's removal, then `NetworkReleased` for a task that had an
+    /// attachment on record. A failed DEL is logged and left to the next start, whose recovery
+    /// finishes it (`OrphanRemoved`); so is one a crash or a stop cut off.
+    pub(super) async fn release_network_held(&self, namespace: &str, container_id: &str, release: PendingRelease) {
+        let PendingRelease { cni_container_id, network, guard, .. } = release;
+        match self.network.detach_locked(&cni_container_id, &guard).await {
+            Ok(()) => {
+                let Some(network) = network else { return };
+                let event = Event::NetworkReleased { container_id: container_id.to_string(), network };
+                let origin = Origin::Daemon { reason: "the deleted task's network was released".into(), answers: None };
+                let command = Command::RecordDaemonEvent(RecordDaemonEvent { event });
+                if let Err(error) = self.store.submit(namespace, origin, command).await {
+                    tracing::warn!(namespace, container_id, %error, "the task's network was released but its record was refused");
+                }
+            }
+            Err(error) => tracing::warn!(
+                namespace,
+                container_id,
+                %error,
+                "releasing the deleted task's network failed; the next start tries again"
+            ),
+        }
+        // The guard goes last, once the release is on record.
+        drop(guard);
     }
 
     /// Start-up: settle what a crash left of networking (observe → `teardown::plan` → apply).
