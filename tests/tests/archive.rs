@@ -118,10 +118,12 @@ fn a_running_berthd_archives_what_a_checkpoint_covers_and_everything_still_reads
     assert!(!checkpoint_files(&daemon).is_empty(), "a clean stop writes a checkpoint");
     daemon.start_again();
     assert!(daemon.daemon_log().contains("started from a checkpoint"), "{}", tail(&daemon.daemon_log(), 20));
-    let archived = eventually(Duration::from_secs(30), "the archiver to move segments", || {
-        let files = archived_files(&archive_dir);
-        (files.len() >= 3).then_some(files)
+    // Once a pass has said what it archived, its copies are done (no `.tmp` left mid-copy).
+    eventually(Duration::from_secs(30), "an archiver pass that moved segments", || {
+        daemon.daemon_log().contains("segment(s), seqs").then_some(())
     });
+    let archived = archived_files(&archive_dir);
+    assert!(archived.len() >= 3, "{archived:?}");
     assert_eq!(archived[0], "00000000000000000001.seg.zst");
     assert!(!log_dir.join("00000000000000000001.seg").exists(), "segment 1 left the log directory");
     assert!(log_dir.join("archive.manifest").is_file());
