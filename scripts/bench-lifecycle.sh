@@ -16,6 +16,9 @@
 #      until its client lists all 100 as running; for berthd and for containerd
 # Needs root, runc, hyperfine and jq (installed with apt-get when missing). Everything it starts is
 # stopped and everything it mounts is unmounted on exit, even on failure or Ctrl-C.
+# berth's containers get `--network none` throughout: berth's CLI attaches the bridge network by
+# default, while `ctr run` without --cni leaves the container a namespace with loopback only,
+# which is what none gives (scripts/bench-network.sh measures the bridge network against ctr --cni).
 # Figures from one run are recorded in BENCHMARKS.md.
 set -euo pipefail
 
@@ -153,12 +156,12 @@ echo
 echo "1. lifecycle, sequential: $((n_rounds * runs_per_round)) containers each in $n_rounds interleaved rounds, ms per container (whole client process)"
 printf '  %-58s %8s %8s %8s\n' workload mean median p90
 for round in $(seq "$n_rounds"); do
-  hyperfine_round berth "$round" "$berth_bin --address $berth_socket run --rm busybox /bin/true"
+  hyperfine_round berth "$round" "$berth_bin --address $berth_socket run --rm --network none busybox /bin/true"
   hyperfine_round ctr "$round" "ctr --address $peer_socket run --rm local/busybox:latest bench-seq /bin/true"
   hyperfine_round runc "$round" "$runc_bin --root $runc_root run --bundle $bundle_dir bench-seq"
 done
 read -r berth_mean berth_median berth_p90 < <(pooled_ms berth)
-printf '  %-58s %8s %8s %8s\n' "berth run --rm busybox /bin/true" "$berth_mean" "$berth_median" "$berth_p90"
+printf '  %-58s %8s %8s %8s\n' "berth run --rm --network none busybox /bin/true" "$berth_mean" "$berth_median" "$berth_p90"
 read -r ctr_mean ctr_median ctr_p90 < <(pooled_ms ctr)
 printf '  %-58s %8s %8s %8s\n' "ctr run --rm local/busybox:latest ID /bin/true" "$ctr_mean" "$ctr_median" "$ctr_p90"
 read -r runc_mean runc_median runc_p90 < <(pooled_ms runc)
@@ -169,7 +172,7 @@ verdict "berth/bare runc (mean)" "$(ratio "$berth_mean" "$runc_mean")" 1.5
 # The same lifecycle as separate CLI calls, one per RPC, to see where berth's time goes.
 create_us=0 start_us=0 wait_us=0 rm_us=0
 for i in $(seq "$n_containers"); do
-  t0=$(now_us); berth create --name "step-$i" busybox /bin/true >/dev/null
+  t0=$(now_us); berth create --network none --name "step-$i" busybox /bin/true >/dev/null
   t1=$(now_us); berth start "step-$i" >/dev/null
   t2=$(now_us); berth wait "step-$i" >/dev/null
   t3=$(now_us); berth rm "step-$i" >/dev/null
@@ -182,7 +185,7 @@ echo "  berth, one CLI call per step (mean ms): create $(ms_from_us $((create_us
   "rm $(ms_from_us $((rm_us / n_containers))); sum $(ms_from_us $(((create_us + start_us + wait_us + rm_us) / n_containers)))"
 detach_us=0 rmf_us=0
 for i in $(seq "$n_containers"); do
-  t0=$(now_us); berth run -d --name "detach-$i" busybox /bin/true >/dev/null
+  t0=$(now_us); berth run -d --network none --name "detach-$i" busybox /bin/true >/dev/null
   t1=$(now_us); berth rm -f "detach-$i" >/dev/null
   t2=$(now_us)
   detach_us=$((detach_us + t1 - t0)) rmf_us=$((rmf_us + t2 - t1))
@@ -195,7 +198,7 @@ echo
 echo "2. lifecycle, $n_workers at a time: $((n_rounds * runs_per_round)) containers each in $n_rounds interleaved rounds, wall time / containers in ms"
 berth_par_us=0 ctr_par_us=0 runc_par_us=0
 for parallel_round in $(seq 0 $((n_rounds - 1))); do
-  berth_par_us=$((berth_par_us + $(parallel_us "$berth_bin" --address "$berth_socket" run --rm busybox /bin/true)))
+  berth_par_us=$((berth_par_us + $(parallel_us "$berth_bin" --address "$berth_socket" run --rm --network none busybox /bin/true)))
   ctr_par_us=$((ctr_par_us + $(parallel_us ctr --address "$peer_socket" run --rm local/busybox:latest bench-par-{} /bin/true)))
   runc_par_us=$((runc_par_us + $(parallel_us "$runc_bin" --root "$runc_root" run --bundle "$bundle_dir" bench-par-{})))
 done
@@ -203,7 +206,7 @@ n_parallel=$((n_rounds * runs_per_round))
 berth_par=$(ms_from_us $((berth_par_us / n_parallel)))
 ctr_par=$(ms_from_us $((ctr_par_us / n_parallel)))
 runc_par=$(ms_from_us $((runc_par_us / n_parallel)))
-printf '  %-58s %8s\n' "berth run --rm busybox /bin/true" "$berth_par"
+printf '  %-58s %8s\n' "berth run --rm --network none busybox /bin/true" "$berth_par"
 printf '  %-58s %8s\n' "ctr run --rm local/busybox:latest ID /bin/true" "$ctr_par"
 printf '  %-58s %8s\n' "runc run --bundle B ID" "$runc_par"
 verdict "berth/containerd" "$(ratio "$berth_par" "$ctr_par")" 0.5
@@ -214,7 +217,7 @@ verdict "berth/bare runc" "$(ratio "$berth_par" "$runc_par")" 1.5
 echo
 echo "3. restart with $n_restart running containers (sleep 100000): SIGKILL the daemon, start it again"
 t0=$(now_us)
-for i in $(seq "$n_restart"); do berth run -d --name "c$i" busybox sleep 100000 >/dev/null; done
+for i in $(seq "$n_restart"); do berth run -d --network none --name "c$i" busybox sleep 100000 >/dev/null; done
 t1=$(now_us)
 berth_all_running || { echo "berth: only $(n_berth_running) of $n_restart running before the restart" >&2; exit 1; }
 berth_start_ms=$(ms_from_us $(( (t1 - t0) / n_restart )))
