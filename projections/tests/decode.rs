@@ -342,6 +342,7 @@ fn event() -> impl Strategy<Value = Event> {
         text().prop_map(|name| Event::NetworkRemoved { name }),
         (id(), attachment()).prop_map(|(container_id, attachment)| Event::NetworkAttached { container_id, attachment }),
         (id(), text()).prop_map(|(container_id, network)| Event::NetworkDetached { container_id, network }),
+        (id(), text()).prop_map(|(container_id, network)| Event::NetworkReleased { container_id, network }),
     ]
 }
 

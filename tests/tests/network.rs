@@ -8,7 +8,7 @@
 //! packet leaves the machine (all traffic is between containers and the host's loopback).
 
 use std::io::{Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use berth_tests::{eventually, network_rules, remove_network_leftovers, Daemon};
@@ -220,6 +220,48 @@ fn a_deleted_tasks_network_is_released_after_its_record_and_the_name_is_reused_a
     assert!(history.contains("released after the task's deletion"), "{history}");
 }
 
+/// A release whose DEL failed keeps its ADD cache; the same container's next task finishes that
+/// release before its own ADD instead of writing over what the DEL needs. The plugins are
+/// Debian's, except that `firewall` fails its next DEL once while a marker file exists.
+#[test]
+fn a_failed_release_is_finished_before_the_same_containers_next_attach() {
+    let mut plugins = PathBuf::new();
+    let mut marker = PathBuf::new();
+    let daemon = Daemon::start_with_config(|dir| {
+        plugins = dir.join("cni-plugins");
+        marker = dir.join("fail-next-firewall-del");
+        std::fs::create_dir(&plugins).unwrap();
+        for entry in std::fs::read_dir("/usr/lib/cni").unwrap() {
+            let entry = entry.unwrap();
+            if entry.file_name() != "firewall" {
+                std::os::unix::fs::symlink(entry.path(), plugins.join(entry.file_name())).unwrap();
+            }
+        }
+        let wrapper = format!(
+            "#!/bin/sh\nif [ \"$CNI_COMMAND\" = DEL ] && rm {marker} 2>/dev/null; then\n  echo '{{\"code\": 999, \"msg\": \"failing as the test asked\"}}'\n  exit 1\nfi\nexec /usr/lib/cni/firewall\n",
+            marker = marker.display()
+        );
+        std::fs::write(plugins.join("firewall"), wrapper).unwrap();
+        std::fs::set_permissions(plugins.join("firewall"), std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        format!("[network]\ncni_bin_dir = {:?}\n", plugins.display().to_string())
+    });
+    daemon.import_busybox();
+    daemon.ok(&["run", "-d", "--name", "again", "busybox", "sleep", "300"]);
+    std::fs::write(&marker, b"").unwrap();
+    daemon.ok(&["rm", "-f", "again"]);
+    eventually(Duration::from_secs(30), "the failed release in berthd's log", || {
+        daemon.daemon_log().contains("releasing the deleted task's network failed").then_some(())
+    });
+    assert!(!marker.exists(), "the firewall DEL ran");
+    let caches = daemon.root.join("networks/attachments");
+    assert_eq!(std::fs::read_dir(&caches).unwrap().count(), 1, "the failed release keeps its cache");
+
+    let output = daemon.ok(&["run", "--rm", "--name", "again", "busybox", "sh", "-c", "ip -4 -o addr show eth0"]);
+    assert!(output.contains(&address_prefix(&daemon.bridge_subnet())), "{output}");
+    assert_no_network_leftovers(&daemon, &daemon.bridge_name(), &daemon.bridge_subnet());
+}
+
 #[test]
 fn a_port_published_on_loopback_answers_from_the_host() {
     let daemon = Daemon::start();
@@ -246,6 +288,9 @@ fn a_port_published_on_loopback_answers_from_the_host() {
 
     daemon.ok(&["rm", "-f", "site"]);
     assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err(), "the port still answers after rm");
+    // Released before the deletion was recorded, in the same record.
+    let history = String::from_utf8_lossy(&daemon.replay(&["history", "--container", "site"]).stdout).into_owned();
+    assert!(history.contains("detached from network") && !history.contains("released after"), "{history}");
     assert_no_network_leftovers(&daemon, &daemon.bridge_name(), &daemon.bridge_subnet());
 }
 

@@ -49,6 +49,10 @@ pub struct Networking {
     token: String,
     /// One lock per CNI container id in use: held through each attach and detach.
     busy: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// True once start-up has settled what a crash left ([`Networking::mark_recovered`]):
+    /// attaches wait for it, so that recovery never tears down a task attached meanwhile
+    /// (a requeued delete's restart, say).
+    recovered: tokio::sync::watch::Sender<bool>,
 }
 
 /// The right to attach or detach one CNI container id, until dropped.
@@ -81,6 +85,7 @@ impl Networking {
             netns_dir: layout.netns_dir(),
             options,
             busy: Mutex::new(HashMap::new()),
+            recovered: tokio::sync::watch::Sender::new(false),
         };
         for dir in [&networking.networks_dir, &networking.ipam_dir(), &networking.cache_dir(), &networking.netns_dir] {
             create_private_dir_all(dir)?;
@@ -118,14 +123,26 @@ impl Networking {
         IdGuard { _held: lock.lock_owned().await }
     }
 
-    /// Waits for every attach and detach under way (a stopping berthd lets background
-    /// releases finish, so no CNI DEL is cut off half-way).
+    /// Waits for every attach and detach under way, also those that start meanwhile (a
+    /// stopping berthd lets background releases finish, so no CNI DEL is cut off half-way).
     pub async fn settle(&self) {
-        let locks: Vec<Arc<tokio::sync::Mutex<()>>> =
-            self.busy.lock().unwrap_or_else(std::sync::PoisonError::into_inner).values().cloned().collect();
-        for lock in locks {
-            drop(lock.lock().await);
+        loop {
+            let held: Vec<Arc<tokio::sync::Mutex<()>>> = {
+                let busy = self.busy.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                busy.values().filter(|lock| lock.try_lock().is_err()).cloned().collect()
+            };
+            if held.is_empty() {
+                return;
+            }
+            for lock in held {
+                drop(lock.lock().await);
+            }
         }
+    }
+
+    /// Start-up's network recovery is done: attaches may go on.
+    pub fn mark_recovered(&self) {
+        self.recovered.send_replace(true);
     }
 
     /// Keeps `<root>/networks/<name>.conflist` as berth runs it (for operators and cnitool).
@@ -182,7 +199,16 @@ impl Networking {
         cni_container_id: &str,
         ports: &[PortMapping],
     ) -> Result<NetworkAttachment, String> {
+        // Start-up's recovery first: it may still have this id's leftovers to tear down.
+        let _ = self.recovered.subscribe().wait_for(|recovered| *recovered).await;
         let guard = self.lock_id(cni_container_id).await;
+        // An earlier task's release of this id that failed left its cache: finish it first, or
+        // this attach would write over what its DEL needs.
+        if self.cache_dir().join(format!("{cni_container_id}.json")).exists() {
+            self.detach_locked(cni_container_id, &guard).await.map_err(|error| {
+                format!("the network of this container's previous task could not be released: {error}; look at berthd's log")
+            })?;
+        }
         let netns_path = self.netns_path(cni_container_id);
         netns::create(&netns_path)
             .map_err(|error| format!("cannot create the network namespace {}: {error}", netns_path.display()))?;
@@ -247,6 +273,18 @@ impl Networking {
         self.detach_locked(cni_container_id, &guard).await
     }
 
+    /// Recovery's [`Networking::detach`]: under the id's lock, tears down only what is still
+    /// there (a release that ran meanwhile may have finished it); true when there was any.
+    pub async fn detach_if_present(&self, cni_container_id: &str) -> Result<bool, String> {
+        let guard = self.lock_id(cni_container_id).await;
+        let present = self.cache_dir().join(format!("{cni_container_id}.json")).exists()
+            || self.netns_path(cni_container_id).exists();
+        if !present {
+            return Ok(false);
+        }
+        self.detach_locked(cni_container_id, &guard).await.map(|()| true)
+    }
+
     /// [`Networking::detach`] for a caller that holds the id's guard.
     pub async fn detach_locked(&self, cni_container_id: &str, _held: &IdGuard) -> Result<(), String> {
         let cache_path = self.cache_dir().join(format!("{cni_container_id}.json"));
@@ -262,20 +300,20 @@ impl Networking {
             };
             outcome = cni::del(&cache.conflist, &call, cache.result.as_ref()).await.map_err(|error| error.to_string());
             if outcome.is_ok() {
-                // What a DEL cut off earlier (by a crash) could not find to remove.
-                match rules::sweep(cni_container_id).await {
-                    Ok(0) => {}
+                // What a DEL cut off earlier (by a crash) could not find to remove. A sweep that
+                // fails keeps the cache, so the next start tries again.
+                outcome = match rules::sweep(cni_container_id).await {
+                    Ok(0) => Ok(()),
                     Ok(n_removed) => {
                         tracing::info!(
                             cni_container_id,
                             n_removed,
                             "removed iptables rules and chains an earlier DEL left"
-                        )
+                        );
+                        Ok(())
                     }
-                    Err(error) => {
-                        tracing::warn!(cni_container_id, %error, "cannot check for iptables rules an earlier DEL left")
-                    }
-                }
+                    Err(error) => Err(format!("removing iptables rules still marked with {cni_container_id}: {error}")),
+                };
             }
         }
         netns::remove(&netns_path)

@@ -2,9 +2,10 @@
 //! whose masquerade rules it removes on the container's interface: a DEL that a crash cut off
 //! after the interface went (or one run again after that) removes nothing, and the rules would
 //! stay for ever. The plugins mark every rule they add for a container with the comment
-//! `name: "<network>" id: "<CNI container id>"`, so after DEL berthd removes any rule still
-//! carrying its id, and the per-container chains those rules jump to, in one
-//! `iptables-restore --noflush` (atomic per table).
+//! `name: "<network>" id: "<CNI container id>"` (portmap marks only the rule that enters its
+//! per-container chain), so after DEL berthd removes any rule still carrying its id, and the
+//! `CNI-` chains only such rules jump to, in one `iptables-restore --noflush --wait` (atomic
+//! per table).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Stdio;
@@ -13,7 +14,7 @@ use tokio::io::AsyncWriteExt;
 
 /// The `iptables-restore --noflush` input that removes every rule of `save` (the output of
 /// `iptables-save`) marked with `cni_container_id`, and flushes and deletes the `CNI-` chains
-/// they jump to whose rules are all marked with it; empty when nothing is left.
+/// that only such rules jump to; empty when nothing is left.
 pub fn sweep_script(save: &str, cni_container_id: &str) -> String {
     let mark = format!("id: \\\"{cni_container_id}\\\"");
     let mut script = String::new();
@@ -22,11 +23,14 @@ pub fn sweep_script(save: &str, cni_container_id: &str) -> String {
         if marked.is_empty() {
             continue;
         }
+        // A chain of this id's own: a `CNI-` chain its marked rules jump to and nothing else
+        // does (portmap's `CNI-DN-…` holds unmarked rules; shared chains such as
+        // `CNI-HOSTPORT-DNAT` are jumped to by unmarked rules too).
         let own_chains: BTreeSet<&str> = marked
             .iter()
             .filter_map(|(_, line)| jump_target(line))
             .filter(|target| target.starts_with("CNI-"))
-            .filter(|target| rules.iter().all(|(chain, line)| chain != target || line.contains(&mark)))
+            .filter(|target| rules.iter().all(|(_, line)| jump_target(line) != Some(*target) || line.contains(&mark)))
             .collect();
         script.push_str(&format!("*{table}\n"));
         for (chain, line) in &marked {
@@ -104,6 +108,8 @@ pub async fn sweep(cni_container_id: &str) -> Result<usize, String> {
 mod tests {
     use super::*;
 
+    /// What `iptables-save` shows for two containers of network `net` after bridge (ipMasq),
+    /// portmap (one published port for `web`) and firewall ADD, as the 1.1 plugins write them.
     const SAVE: &str = r#"*filter
 :INPUT ACCEPT [0:0]
 :CNI-FORWARD - [0:0]
@@ -111,18 +117,23 @@ mod tests {
 -A CNI-FORWARD -d 10.9.0.2/32 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
 COMMIT
 *nat
+:PREROUTING ACCEPT [0:0]
 :POSTROUTING ACCEPT [0:0]
 :CNI-aaa - [0:0]
 :CNI-bbb - [0:0]
 :CNI-DN-ccc - [0:0]
 :CNI-HOSTPORT-DNAT - [0:0]
+:CNI-HOSTPORT-SETMARK - [0:0]
+-A PREROUTING -m addrtype --dst-type LOCAL -j CNI-HOSTPORT-DNAT
 -A POSTROUTING -s 10.9.0.2/32 -m comment --comment "name: \"net\" id: \"berth-1-default-web\"" -j CNI-aaa
 -A POSTROUTING -s 10.9.0.3/32 -m comment --comment "name: \"net\" id: \"berth-1-default-web2\"" -j CNI-bbb
 -A CNI-aaa -d 10.9.0.0/24 -m comment --comment "name: \"net\" id: \"berth-1-default-web\"" -j ACCEPT
 -A CNI-aaa ! -d 224.0.0.0/4 -m comment --comment "name: \"net\" id: \"berth-1-default-web\"" -j MASQUERADE
 -A CNI-bbb -d 10.9.0.0/24 -m comment --comment "name: \"net\" id: \"berth-1-default-web2\"" -j ACCEPT
+-A CNI-DN-ccc -s 10.9.0.0/24 -p tcp -m tcp --dport 8080 -j CNI-HOSTPORT-SETMARK
+-A CNI-DN-ccc -p tcp -m tcp --dport 8080 -j DNAT --to-destination 10.9.0.2:80
 -A CNI-HOSTPORT-DNAT -p tcp -m comment --comment "dnat name: \"net\" id: \"berth-1-default-web\"" -m multiport --dports 8080 -j CNI-DN-ccc
--A CNI-DN-ccc -p tcp -m comment --comment "dnat name: \"net\" id: \"berth-1-default-web\"" --dport 8080 -j DNAT --to-destination 10.9.0.2:80
+-A CNI-HOSTPORT-SETMARK -m comment --comment "CNI portfwd masquerade mark" -j MARK --set-xmark 0x2000/0x2000
 COMMIT
 "#;
 

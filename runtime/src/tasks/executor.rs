@@ -425,21 +425,24 @@ impl Executor {
                 let (outcome, network, release) = match self.delete_task(namespace, container_id, force).await {
                     Ok((exit_code, release)) => {
                         let network = release.network().map(str::to_string);
-                        // A published host port is free once `rm` returns: its DNAT rules go
-                        // before the deletion is recorded. Other releases run after it.
-                        let release = if release.publishes_ports {
-                            self.release_network_held(namespace, container_id, release).await;
-                            None
-                        } else {
-                            Some(release)
-                        };
-                        (Event::TaskDeleted { container_id: container_id.to_string(), exit_code }, network, release)
+                        let deleted = Event::TaskDeleted { container_id: container_id.to_string(), exit_code };
+                        (deleted, network, Some(release))
                     }
                     Err(error) => {
                         (Event::TaskDeleteFailed { container_id: container_id.to_string(), error }, None, None)
                     }
                 };
-                let recorded = self.record(namespace, Some(seq), "task delete", outcome).await;
+                // A published host port is free once `rm` returns: its DEL runs before the
+                // deletion is recorded, and its `NetworkDetached` goes into the same record.
+                // Other releases run after the record.
+                let (detached, release) = match release {
+                    Some(release) if release.publishes_ports => {
+                        (self.release_network_now(namespace, container_id, release).await, None)
+                    }
+                    other => (None, other),
+                };
+                let events: Vec<Event> = detached.into_iter().chain([outcome]).collect();
+                let recorded = self.record_together(namespace, Some(seq), "task delete", events).await;
                 if let Some(network) = network.filter(|_| recorded) {
                     self.refresh_peer_hosts(namespace, &network);
                 }

@@ -10,7 +10,7 @@ use berth_commands::{Command, RecordDaemonEvent};
 use berth_projections::{ContainerRecord, Event, NetworkAttachment, Origin, NETWORK_HOST, NETWORK_NONE};
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
-use crate::network::attach::PendingRelease;
+use crate::network::attach::{IdGuard, PendingRelease};
 use crate::network::hosts::{self, HostEntry};
 use crate::network::teardown::{self, NetworkStep, TaskNetworkView};
 use crate::tasks::etc_files;
@@ -146,8 +146,10 @@ impl Executor {
         }
     }
 
-    /// After `TaskDeleted` is recorded: [`Executor::release_network_held`] off the delete's path
-    /// (the plugins' DEL costs more than the rest of a delete).
+    /// After `TaskDeleted` is recorded: CNI DEL and the namespace file's removal, off the
+    /// delete's path (the plugins' DEL costs more than the rest of a delete), then
+    /// `NetworkReleased` for a task that had an attachment on record. The id's guard goes last,
+    /// once the release is on record.
     pub(super) fn release_network_in_background(
         self: &Arc<Self>,
         namespace: &str,
@@ -156,36 +158,59 @@ impl Executor {
     ) {
         let executor = Arc::clone(self);
         let (namespace, container_id) = (namespace.to_string(), container_id.to_string());
-        tokio::spawn(async move { executor.release_network_held(&namespace, &container_id, release).await });
-    }
-
-    /// CNI DEL and the namespace file's removal, then `NetworkReleased` for a task that had an
-    /// attachment on record. A failed DEL is logged and left to the next start, whose recovery
-    /// finishes it (`OrphanRemoved`); so is one a crash or a stop cut off.
-    pub(super) async fn release_network_held(&self, namespace: &str, container_id: &str, release: PendingRelease) {
-        let PendingRelease { cni_container_id, network, guard, .. } = release;
-        match self.network.detach_locked(&cni_container_id, &guard).await {
-            Ok(()) => {
-                let Some(network) = network else { return };
-                let event = Event::NetworkReleased { container_id: container_id.to_string(), network };
-                let origin = Origin::Daemon { reason: "the deleted task's network was released".into(), answers: None };
-                let command = Command::RecordDaemonEvent(RecordDaemonEvent { event });
-                if let Err(error) = self.store.submit(namespace, origin, command).await {
-                    tracing::warn!(namespace, container_id, %error, "the task's network was released but its record was refused");
+        tokio::spawn(async move {
+            let PendingRelease { cni_container_id, network, guard, .. } = release;
+            if executor.detach_held(&namespace, &container_id, &cni_container_id, &guard).await {
+                if let Some(network) = network {
+                    let event = Event::NetworkReleased { container_id: container_id.clone(), network };
+                    let origin =
+                        Origin::Daemon { reason: "the deleted task's network was released".into(), answers: None };
+                    let command = Command::RecordDaemonEvent(RecordDaemonEvent { event });
+                    if let Err(error) = executor.store.submit(&namespace, origin, command).await {
+                        tracing::warn!(namespace, container_id, %error, "the task's network was released but its record was refused");
+                    }
                 }
             }
-            Err(error) => tracing::warn!(
-                namespace,
-                container_id,
-                %error,
-                "releasing the deleted task's network failed; the next start tries again"
-            ),
-        }
-        // The guard goes last, once the release is on record.
-        drop(guard);
+            drop(guard);
+        });
     }
 
-    /// Start-up: settle what a crash left of networking (observe → `teardown::plan` → apply).
+    /// Before `TaskDeleted` is recorded, for a task that published host ports (the port must
+    /// be free when `rm` returns): CNI DEL now, and the `NetworkDetached` to record with the
+    /// deletion when the task had an attachment on record and DEL succeeded.
+    pub(super) async fn release_network_now(
+        &self,
+        namespace: &str,
+        container_id: &str,
+        release: PendingRelease,
+    ) -> Option<Event> {
+        let PendingRelease { cni_container_id, network, guard, .. } = release;
+        let released = self.detach_held(namespace, container_id, &cni_container_id, &guard).await;
+        drop(guard);
+        Some(Event::NetworkDetached { container_id: container_id.to_string(), network: network.filter(|_| released)? })
+    }
+
+    /// CNI DEL and the namespace file's removal under the id's guard; false (logged) when it
+    /// failed, which leaves the cache for the next start, whose recovery finishes it
+    /// (`OrphanRemoved`), as it does one a crash or a stop cut off.
+    async fn detach_held(&self, namespace: &str, container_id: &str, cni_container_id: &str, guard: &IdGuard) -> bool {
+        match self.network.detach_locked(cni_container_id, guard).await {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::warn!(
+                    namespace,
+                    container_id,
+                    %error,
+                    "releasing the deleted task's network failed; the next start tries again"
+                );
+                false
+            }
+        }
+    }
+
+    /// Start-up: settle what a crash left of networking (observe → `teardown::plan` → apply),
+    /// then let attaches go on. A teardown takes the id's lock and tears down only what is still
+    /// there: a requeued delete's release may have run meanwhile.
     pub(super) async fn reconcile_networks(self: &Arc<Self>) {
         let tasks: Vec<TaskNetworkView> = {
             let state = self.store.state();
@@ -209,8 +234,8 @@ impl Executor {
         for step in steps {
             match step {
                 NetworkStep::TearDown { cni_container_id, orphan } => {
-                    match self.network.detach(&cni_container_id).await {
-                        Ok(()) if orphan => {
+                    match self.network.detach_if_present(&cni_container_id).await {
+                        Ok(true) if orphan => {
                             let event = Event::OrphanRemoved {
                                 what: "network attachment".into(),
                                 id: cni_container_id.clone(),
@@ -221,7 +246,7 @@ impl Executor {
                                 tracing::warn!(cni_container_id, %error, "the network leftover was removed but its record was refused");
                             }
                         }
-                        Ok(()) => {}
+                        Ok(_) => {}
                         Err(error) => {
                             tracing::warn!(cni_container_id, %error, "removing a network leftover failed; the next start tries again")
                         }
@@ -243,6 +268,8 @@ impl Executor {
                 }
             }
         }
+        // Attaches waited for this (`Networking::mark_recovered`).
+        self.network.mark_recovered();
     }
 }
 
