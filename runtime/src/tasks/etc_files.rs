@@ -84,12 +84,19 @@ pub fn write_etc_files(bundle_dir: &Path, hostname: &str, hosts: &str, resolv_co
 }
 
 /// Rewrites one file in place: the same inode, so a running container's bind mount of it sees
-/// the new text (a rename would leave the mount on the old file).
+/// the new text (a rename would leave the mount on the old file). A process in the container may
+/// be reading it meanwhile, so a file that already says `text` is left alone, and a changed one
+/// is overwritten from its start and only then cut to its new length: a reader sees old text,
+/// new text or a mix of the two lines, never an empty file.
 pub fn write_etc_file(bundle_dir: &Path, file_name: &str, text: &str) -> std::io::Result<()> {
     let path = bundle_dir.join(file_name);
+    if std::fs::read(&path).is_ok_and(|current| current == text.as_bytes()) {
+        return Ok(());
+    }
     let mut file =
-        std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(ETC_FILE_MODE).open(&path)?;
+        std::fs::OpenOptions::new().write(true).create(true).truncate(false).mode(ETC_FILE_MODE).open(&path)?;
     file.write_all(text.as_bytes())?;
+    file.set_len(text.len() as u64)?;
     // berthd's umask made it 0600 at creation; the container's users must read it.
     file.set_permissions(std::fs::Permissions::from_mode(ETC_FILE_MODE))
 }
@@ -150,5 +157,21 @@ mod tests {
         assert_eq!(mounts[1].destination(), Path::new("/etc/hosts"));
         assert_eq!(mounts[1].source().as_deref(), Some(bundle.path().join("hosts").as_path()));
         assert!(mounts[1].options().as_ref().unwrap().contains(&"ro".to_string()));
+    }
+
+    #[test]
+    fn a_rewrite_keeps_the_inode_cuts_a_shorter_text_and_leaves_the_same_text_untouched() {
+        use std::os::unix::fs::MetadataExt;
+        let bundle = tempfile::tempdir().unwrap();
+        let path = bundle.path().join("hosts");
+        write_etc_file(bundle.path(), "hosts", "10.0.0.2\tweb\n10.0.0.3\tdb\n").unwrap();
+        let inode = std::fs::metadata(&path).unwrap().ino();
+        write_etc_file(bundle.path(), "hosts", "10.0.0.2\tweb\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "10.0.0.2\tweb\n");
+        assert_eq!(std::fs::metadata(&path).unwrap().ino(), inode);
+        let before = std::fs::metadata(&path).unwrap().modified().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        write_etc_file(bundle.path(), "hosts", "10.0.0.2\tweb\n").unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().modified().unwrap(), before, "the same text is not written again");
     }
 }
