@@ -90,8 +90,12 @@ fn an_exec_running_through_a_berthd_kill9_has_its_end_recorded_after_the_restart
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    // The exec's own line ("exec ID started: pid N"), not the task's ("task started: pid N").
     eventually(Duration::from_secs(60), "the exec to be recorded as started", || {
-        history(&daemon, "box").contains("started: pid").then_some(())
+        history(&daemon, "box")
+            .lines()
+            .any(|line| line.contains(" exec ") && line.contains("started: pid"))
+            .then_some(())
     });
     daemon.kill9();
     let _ = client.kill();
