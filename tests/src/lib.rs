@@ -327,6 +327,13 @@ impl Daemon {
         Command::new(bin("berth-replay")).args(args).arg("--root").arg(&self.root).output().expect("run berth-replay")
     }
 
+    /// `berth-replay history --container ID`: the container's story as the log tells it.
+    pub fn history(&self, container_id: &str) -> String {
+        let output = self.replay(&["history", "--container", container_id]);
+        assert!(output.status.success(), "berth-replay history: {}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
     /// The projections as berth-replay folds them from the log (deterministic JSON).
     pub fn state_dump(&self) -> serde_json::Value {
         let output = self.replay(&["state", "--json"]);

@@ -13,12 +13,6 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-fn history(daemon: &Daemon, container_id: &str) -> String {
-    let output = daemon.replay(&["history", "--container", container_id]);
-    assert!(output.status.success(), "{}", text(&output.stderr));
-    text(&output.stdout)
-}
-
 fn start_sleeper(daemon: &Daemon, name: &str) {
     daemon.ok(&["run", "-d", "--name", name, "busybox", "sleep", "600"]);
 }
@@ -67,7 +61,7 @@ fn exec_runs_inside_with_its_own_exit_code_and_is_recorded() {
     assert!(piped.status.success());
     assert_eq!(text(&piped.stdout), "piped in\nend-of-input\n");
 
-    let told = history(&daemon, "box");
+    let told = daemon.history("box");
     assert!(told.contains(r#"asked to exec ["sh","-c","echo out; echo err >&2; exit 7"]"#), "{told}");
     assert!(told.contains("exited with code 7"), "{told}");
     assert!(told.contains("killed by signal 15 (SIGTERM)"), "{told}");
@@ -92,10 +86,7 @@ fn an_exec_running_through_a_berthd_kill9_has_its_end_recorded_after_the_restart
         .unwrap();
     // The exec's own line ("exec ID started: pid N"), not the task's ("task started: pid N").
     eventually(Duration::from_secs(60), "the exec to be recorded as started", || {
-        history(&daemon, "box")
-            .lines()
-            .any(|line| line.contains(" exec ") && line.contains("started: pid"))
-            .then_some(())
+        daemon.history("box").lines().any(|line| line.contains(" exec ") && line.contains("started: pid")).then_some(())
     });
     daemon.kill9();
     let _ = client.kill();
@@ -104,11 +95,11 @@ fn an_exec_running_through_a_berthd_kill9_has_its_end_recorded_after_the_restart
     // The exec's monitor outlived berthd; the process ends only now, seen by the new berthd.
     daemon.ok(&["exec", "box", "touch", marker]);
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while !history(&daemon, "box").contains("exited with code 5") {
+    while !daemon.history("box").contains("exited with code 5") {
         assert!(
             std::time::Instant::now() < deadline,
             "the exec's exit was never recorded; history:\n{}\ndaemon log:\n{}",
-            history(&daemon, "box"),
+            daemon.history("box"),
             daemon.daemon_log()
         );
         std::thread::sleep(Duration::from_millis(100));

@@ -13,12 +13,6 @@ fn task_of(daemon: &Daemon, id: &str) -> serde_json::Value {
     container["task"].clone()
 }
 
-fn history(daemon: &Daemon, id: &str) -> String {
-    let output = daemon.replay(&["history", "--container", id]);
-    assert!(output.status.success(), "berth-replay history: {}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
 #[test]
 fn an_oom_kill_is_recorded_as_oom_killed() {
     let daemon = Daemon::start();
@@ -42,7 +36,7 @@ fn an_oom_kill_is_recorded_as_oom_killed() {
     assert_eq!(task["exit_cause"], "oom-killed", "{task}");
     let listed = daemon.ok(&["ps", "-a"]);
     assert!(listed.contains("oom-killed"), "{listed}");
-    let told = history(&daemon, "hog");
+    let told = daemon.history("hog");
     assert!(told.contains("OOM killer"), "{told}");
 }
 
@@ -64,7 +58,7 @@ fn a_killed_monitor_is_recorded_as_monitor_lost_and_a_plain_exit_as_exited() {
     assert_eq!(task["exit_cause"], "monitor-lost", "{task}");
     let listed = daemon.ok(&["ps", "-a"]);
     assert!(listed.contains("monitor lost"), "{listed}");
-    let told = history(&daemon, "orphaned");
+    let told = daemon.history("orphaned");
     assert!(told.contains("monitor lost"), "{told}");
 
     let plain = daemon.cli(&["run", "--name", "plain", "busybox", "sh", "-c", "exit 3"]);

@@ -165,7 +165,7 @@ fn containers_on_one_network_reach_each_other_by_address_and_by_name() {
     daemon.ok(&["rm", "-f", "web", "peer"]);
     let released = format!("network {network} released");
     let history = eventually(Duration::from_secs(30), "the release of web's network on record", || {
-        let history = String::from_utf8_lossy(&daemon.replay(&["history", "--container", "web"]).stdout).into_owned();
+        let history = daemon.history("web");
         history.contains(&released).then_some(history)
     });
     let deleted_at = history.find("task deleted").expect("the deletion in the history");
@@ -189,7 +189,7 @@ fn a_deleted_tasks_network_is_released_after_its_record_and_the_name_is_reused_a
         assert!(output.contains(&address_prefix(&daemon.bridge_subnet())), "round {round}: {output}");
     }
     let history = eventually(Duration::from_secs(30), "five releases on record", || {
-        let history = String::from_utf8_lossy(&daemon.replay(&["history", "--container", "again"]).stdout).into_owned();
+        let history = daemon.history("again");
         (history.matches("released after the task's deletion").count() == 5).then_some(history)
     });
     // Each release follows its own deletion and comes before the next task's network.
@@ -216,7 +216,7 @@ fn a_deleted_tasks_network_is_released_after_its_record_and_the_name_is_reused_a
     daemon.stop();
     let left = network_leftovers(&daemon, &daemon.bridge_name(), &daemon.bridge_subnet());
     assert!(left.is_empty(), "left behind by a stopped berthd:\n{}", left.join("\n"));
-    let history = String::from_utf8_lossy(&daemon.replay(&["history", "--container", "last"]).stdout).into_owned();
+    let history = daemon.history("last");
     assert!(history.contains("released after the task's deletion"), "{history}");
 }
 
@@ -289,7 +289,7 @@ fn a_port_published_on_loopback_answers_from_the_host() {
     daemon.ok(&["rm", "-f", "site"]);
     assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err(), "the port still answers after rm");
     // Released before the deletion was recorded, in the same record.
-    let history = String::from_utf8_lossy(&daemon.replay(&["history", "--container", "site"]).stdout).into_owned();
+    let history = daemon.history("site");
     assert!(history.contains("detached from network") && !history.contains("released after"), "{history}");
     assert_no_network_leftovers(&daemon, &daemon.bridge_name(), &daemon.bridge_subnet());
 }

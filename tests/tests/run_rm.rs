@@ -8,12 +8,6 @@ fn stderr_of(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
-fn history(daemon: &Daemon, container_id: &str) -> String {
-    let output = daemon.replay(&["history", "--container", container_id]);
-    assert!(output.status.success(), "{}", stderr_of(&output));
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
 #[test]
 fn run_rm_after_a_failed_start_says_the_container_is_gone_and_the_log_says_it_never_ran() {
     let daemon = Daemon::start();
@@ -26,14 +20,14 @@ fn run_rm_after_a_failed_start_says_the_container_is_gone_and_the_log_says_it_ne
     assert!(!stderr.contains("rm -f"), "told to remove a container that is already gone: {stderr}");
     assert!(daemon.ps().is_empty());
 
-    let told = history(&daemon, "gone");
+    let told = daemon.history("gone");
     assert!(told.contains("task deleted (it never ran, so it has no exit code)"), "{told}");
     assert!(!told.contains("exit code 0"), "{told}");
 
     // A task that did run keeps its real exit code in the same place.
     let ran = daemon.cli(&["run", "--rm", "--name", "ran", "busybox", "sh", "-c", "exit 3"]);
     assert_eq!(ran.status.code(), Some(3), "{}", stderr_of(&ran));
-    assert!(history(&daemon, "ran").contains("task deleted (exit code 3)"));
+    assert!(daemon.history("ran").contains("task deleted (exit code 3)"));
 }
 
 #[test]
