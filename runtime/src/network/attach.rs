@@ -70,12 +70,6 @@ pub struct PendingRelease {
     pub guard: IdGuard,
 }
 
-impl PendingRelease {
-    pub fn network(&self) -> Option<&str> {
-        self.network.as_deref()
-    }
-}
-
 impl Networking {
     /// Makes the directories (0700) and writes the default network's conflist.
     pub fn open(options: NetworkOptions, layout: &Layout) -> std::io::Result<Networking> {
@@ -100,6 +94,15 @@ impl Networking {
 
     fn cache_dir(&self) -> PathBuf {
         self.networks_dir.join("attachments")
+    }
+
+    /// The ADD cache's file name for `cni_container_id`, in [`Networking::cache_dir`].
+    fn cache_name(cni_container_id: &str) -> String {
+        format!("{cni_container_id}.json")
+    }
+
+    fn cache_path(&self, cni_container_id: &str) -> PathBuf {
+        self.cache_dir().join(Self::cache_name(cni_container_id))
     }
 
     /// The `CNI_CONTAINERID` of a container's task: unique on the host, in CNI's alphabet.
@@ -204,7 +207,7 @@ impl Networking {
         let guard = self.lock_id(cni_container_id).await;
         // An earlier task's release of this id that failed left its cache: finish it first, or
         // this attach would write over what its DEL needs.
-        if self.cache_dir().join(format!("{cni_container_id}.json")).exists() {
+        if self.cache_path(cni_container_id).exists() {
             self.detach_locked(cni_container_id, &guard).await.map_err(|error| {
                 format!("the network of this container's previous task could not be released: {error}; look at berthd's log")
             })?;
@@ -221,7 +224,7 @@ impl Networking {
             netns: netns_path.clone(),
             result: None,
         };
-        let cache_name = format!("{cni_container_id}.json");
+        let cache_name = Self::cache_name(cni_container_id);
         let cache_text = serde_json::to_vec(&cache).map_err(|error| error.to_string())?;
         if let Err(error) = write_file_durably(&self.cache_dir(), &cache_name, &cache_text) {
             let _ = netns::remove(&netns_path);
@@ -277,8 +280,7 @@ impl Networking {
     /// there (a release that ran meanwhile may have finished it); true when there was any.
     pub async fn detach_if_present(&self, cni_container_id: &str) -> Result<bool, String> {
         let guard = self.lock_id(cni_container_id).await;
-        let present = self.cache_dir().join(format!("{cni_container_id}.json")).exists()
-            || self.netns_path(cni_container_id).exists();
+        let present = self.cache_path(cni_container_id).exists() || self.netns_path(cni_container_id).exists();
         if !present {
             return Ok(false);
         }
@@ -287,7 +289,7 @@ impl Networking {
 
     /// [`Networking::detach`] for a caller that holds the id's guard.
     pub async fn detach_locked(&self, cni_container_id: &str, _held: &IdGuard) -> Result<(), String> {
-        let cache_path = self.cache_dir().join(format!("{cni_container_id}.json"));
+        let cache_path = self.cache_path(cni_container_id);
         let netns_path = self.netns_path(cni_container_id);
         let mut outcome = Ok(());
         if let Some(cache) = read_cache(&cache_path) {
@@ -327,7 +329,7 @@ impl Networking {
 
     /// The attachment a finished ADD's cache describes (to record one the crash kept unrecorded).
     pub fn cached_attachment(&self, cni_container_id: &str) -> Option<NetworkAttachment> {
-        let cache = read_cache(&self.cache_dir().join(format!("{cni_container_id}.json")))?;
+        let cache = read_cache(&self.cache_path(cni_container_id))?;
         let result = cache.result.clone()?;
         Some(attachment_from(&cache, &result, cni_container_id))
     }

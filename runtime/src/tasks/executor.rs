@@ -424,7 +424,7 @@ impl Executor {
             Event::TaskDeleteRequested { force, .. } => {
                 let (outcome, network, release) = match self.delete_task(namespace, container_id, force).await {
                     Ok((exit_code, release)) => {
-                        let network = release.network().map(str::to_string);
+                        let network = release.network.clone();
                         let deleted = Event::TaskDeleted { container_id: container_id.to_string(), exit_code };
                         (deleted, network, Some(release))
                     }

@@ -1,7 +1,8 @@
 //! The executor's side of networking: before a task is created its network is attached (CNI
 //! modes) or the host's is shared, the OCI spec names the namespace, and `/etc/hosts` and
 //! `resolv.conf` are written; once its deletion is recorded the network is released in the
-//! background; at start-up leftovers are settled by `network::teardown`'s plan. The `network` domain does the CNI work.
+//! background; at start-up leftovers are settled by `network::teardown`'s plan. The `network`
+//! domain does the CNI work.
 
 use std::path::Path;
 use std::sync::Arc;
