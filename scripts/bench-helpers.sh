@@ -1,5 +1,5 @@
-# bench-helpers.sh — functions every benchmark script shares (bench-lifecycle.sh and, through
-# bench-lib.sh, bench-exec.sh, bench-echo.sh and bench-footprint.sh). Sourced, not run; they read
+# bench-helpers.sh — functions every benchmark script shares (bench-lifecycle.sh, bench-network.sh
+# and, through bench-lib.sh, bench-exec.sh, bench-echo.sh and bench-footprint.sh). Sourced, not run; they read
 # the caller's variables when called: bench_dir, berth_bin, berth_socket, peer_socket,
 # runs_per_round.
 
@@ -13,6 +13,17 @@ require_tools() {
     echo "installing ${missing_packages[*]} with apt-get" >&2
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing_packages[@]}" >/dev/null
+  fi
+}
+
+# release_bin_dir: sets bin_dir to $BERTH_BIN_DIR when given (binaries built elsewhere, say a
+# "before" build to compare), else builds the release binaries and uses target/release.
+release_bin_dir() {
+  bin_dir=${BERTH_BIN_DIR:-}
+  if [[ -z $bin_dir ]]; then
+    echo "building release binaries" >&2
+    cargo build --release --bins -p berth-runtime --quiet
+    bin_dir=$repo_dir/target/release
   fi
 }
 

@@ -16,12 +16,7 @@ if [[ $(id -u) -ne 0 ]]; then
   exit 1
 fi
 
-bin_dir=${BERTH_BIN_DIR:-}
-if [[ -z $bin_dir ]]; then
-  echo "building release binaries" >&2
-  cargo build --release --bins -p berth-runtime --quiet
-  bin_dir=$repo_dir/target/release
-fi
+release_bin_dir
 berthd_bin=$bin_dir/berthd
 berth_bin=$bin_dir/berth
 runc_bin=$(command -v runc || true)

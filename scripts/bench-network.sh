@@ -22,6 +22,8 @@ set -euo pipefail
 n_runs=${1:-30}
 [[ $n_runs =~ ^[1-9][0-9]*$ ]] || { echo "N must be a positive number of runs, got '$n_runs'" >&2; exit 2; }
 repo_dir=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=scripts/bench-helpers.sh
+source "$repo_dir/scripts/bench-helpers.sh"
 cd "$repo_dir"
 images_dir=${BERTH_TESTIMAGES:-/var/tmp/berth-testimages}
 peer=$repo_dir/scripts/peer-containerd.sh
@@ -45,16 +47,11 @@ if [[ -d /etc/cni/net.d ]] && compgen -G '/etc/cni/net.d/*.conf*' >/dev/null; th
   exit 1
 fi
 
-bin_dir=${BERTH_BIN_DIR:-$repo_dir/target/release}
-if [[ -z ${BERTH_BIN_DIR:-} ]]; then
-  echo "building release binaries" >&2
-  cargo build --release --bins -p berth-runtime --quiet
-fi
+release_bin_dir
 berth_bin=$bin_dir/berth
 [[ -s $images_dir/busybox-oci.tar ]] || bash scripts/build-test-images.sh busybox >&2
 bench_dir=$(mktemp -d /var/tmp/berth-bench-network.XXXXXX)
 berth_socket=$bench_dir/berthd.sock
-berth() { "$berth_bin" --address "$berth_socket" "$@"; }
 
 # remove_rules_naming WORD...: deletes each iptables rule containing one of WORDs (as iptables-save
 # spells it), and flushes and deletes the CNI-<hash> chains those rules jumped to.
