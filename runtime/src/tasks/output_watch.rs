@@ -6,6 +6,11 @@
 //! closed writer. Events are only a hint to read again — what was written is always found by
 //! reading the files from the last position — so a coalesced or dropped event (the queue
 //! overflowing) costs nothing but a wait for the next one or for the caller's backstop poll.
+//!
+//! Closing an inotify instance that holds a watch waits for the kernel's SRCU grace period
+//! (8–24 ms measured here). A follower's watch is dropped as its stream ends, on a tokio worker,
+//! right on the path of every `berth run` and `berth exec` (the client waits for its output
+//! stream's end), so the descriptor is closed on a blocking thread instead.
 
 use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::path::Path;
@@ -26,7 +31,20 @@ impl AsRawFd for InotifyFd {
 
 /// Changes in one task directory, as they happen.
 pub struct OutputWatch {
-    inotify: AsyncFd<InotifyFd>,
+    /// Always `Some` but while being dropped.
+    inotify: Option<AsyncFd<InotifyFd>>,
+}
+
+impl Drop for OutputWatch {
+    fn drop(&mut self) {
+        let Some(registered) = self.inotify.take() else { return };
+        // Deregistered here, in the runtime; the slow close then runs off its workers.
+        let inotify = registered.into_inner();
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn_blocking(move || drop(inotify))),
+            Err(_) => drop(inotify),
+        }
+    }
 }
 
 impl OutputWatch {
@@ -45,14 +63,15 @@ impl OutputWatch {
         // SAFETY: the AsyncFd takes ownership of the Inotify, which owns its descriptor, so the
         // descriptor stays open and is this instance until the AsyncFd is dropped.
         let registered = unsafe { AsyncFd::register_with_interest(InotifyFd(inotify), Interest::READABLE) };
-        Ok(OutputWatch { inotify: registered.map_err(|error| error.into_parts().1)? })
+        Ok(OutputWatch { inotify: Some(registered.map_err(|error| error.into_parts().1)?) })
     }
 
     /// Waits until something in the directory changed since the last call (returns at once if
     /// it already has), and takes every event queued so far.
     pub async fn changed(&self) -> std::io::Result<()> {
+        let inotify = self.registered();
         loop {
-            let mut ready = self.inotify.readable().await?;
+            let mut ready = inotify.readable().await?;
             match ready.get_inner().0.read_events() {
                 Ok(_) => {
                     self.drain();
@@ -66,7 +85,11 @@ impl OutputWatch {
 
     /// Takes what else is queued, so one burst of writes wakes the follower once.
     fn drain(&self) {
-        while self.inotify.get_ref().0.read_events().is_ok() {}
+        while self.registered().get_ref().0.read_events().is_ok() {}
+    }
+
+    fn registered(&self) -> &AsyncFd<InotifyFd> {
+        self.inotify.as_ref().expect("the inotify instance is taken only by drop")
     }
 }
 
@@ -93,6 +116,42 @@ mod tests {
         // A rotation: the file renamed aside and a new one made.
         std::fs::rename(directory.path().join("stdout.log"), directory.path().join("stdout.log.1")).unwrap();
         tokio::time::timeout(Duration::from_secs(5), watch.changed()).await.expect("woken by a rename").unwrap();
+    }
+
+    /// Whether descriptor `fd` of this process is an inotify instance watching inode `ino`.
+    fn watches_inode(fd: RawFd, ino: u64) -> bool {
+        let fdinfo = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).unwrap_or_default();
+        fdinfo.lines().any(|line| line.starts_with("inotify") && line.contains(&format!(" ino:{ino:x} ")))
+    }
+
+    #[test]
+    fn a_dropped_watch_is_closed_off_the_runtime_workers_and_without_a_runtime() {
+        use std::os::unix::fs::MetadataExt;
+        let directory = tempfile::tempdir().unwrap();
+        let ino = std::fs::metadata(directory.path()).unwrap().ino();
+
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let fd = runtime.block_on(async {
+            let watch = OutputWatch::new(directory.path()).unwrap();
+            let fd = watch.registered().as_raw_fd();
+            assert!(watches_inode(fd, ino), "the watch is not where expected");
+            drop(watch);
+            fd
+        });
+        // Shutting the runtime down waits for its blocking threads: the close has run.
+        drop(runtime);
+        assert!(!watches_inode(fd, ino), "the dropped watch's descriptor is still open");
+
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let watch = {
+            let _entered = runtime.enter();
+            OutputWatch::new(directory.path()).unwrap()
+        };
+        let fd = watch.registered().as_raw_fd();
+        drop(runtime);
+        // Outside any runtime the drop closes the descriptor itself.
+        drop(watch);
+        assert!(!watches_inode(fd, ino), "a watch dropped outside a runtime stayed open");
     }
 
     #[test]
