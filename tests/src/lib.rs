@@ -351,6 +351,21 @@ impl Daemon {
             .unwrap_or_default()
     }
 
+    /// The container's OCI bundle directory (config.json, the etc files, the rootfs mount point).
+    pub fn bundle_dir(&self, id: &str) -> PathBuf {
+        self.state.join("bundles").join(&self.namespace).join(id)
+    }
+
+    /// Whether anything is mounted at or below `path` (read from /proc/self/mountinfo).
+    pub fn mounted_under(path: &Path) -> bool {
+        let prefix = path.to_string_lossy().to_string();
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .expect("read mountinfo")
+            .lines()
+            .filter_map(|line| line.split(' ').nth(4))
+            .any(|target| target == prefix || target.starts_with(&format!("{prefix}/")))
+    }
+
     /// runc containers berthd's runc root knows in the namespace.
     pub fn runc_list(&self) -> Vec<String> {
         let output = Command::new("runc")

@@ -69,6 +69,35 @@ fn kill_wait_logs_and_remove() {
     assert!(daemon.runc_list().is_empty());
 }
 
+/// The rootfs is unmounted and the bundle removed once the deletion is recorded, after `rm`'s
+/// answer (off the client's wait): they go all the same, and a container of the same name runs
+/// at once over a fresh bundle.
+#[test]
+fn a_removed_tasks_rootfs_is_unmounted_and_its_bundle_removed() {
+    let daemon = Daemon::start();
+    daemon.import_busybox();
+    daemon.ok(&["run", "--name", "short", "busybox", "sh", "-c", "echo data > /kept"]);
+    let bundle = daemon.bundle_dir("short");
+    assert!(Daemon::mounted_under(&bundle.join("rootfs")), "the stopped task's rootfs stays mounted until rm");
+    daemon.ok(&["rm", "short"]);
+    eventually(Duration::from_secs(10), "the bundle's removal", || {
+        (!bundle.exists() && !Daemon::mounted_under(&bundle)).then_some(())
+    });
+    // Removed and made again in a row, many times: each run finds its own fresh layer.
+    for round in 0..5 {
+        let stdout =
+            daemon.ok(&["run", "--rm", "--name", "short", "busybox", "sh", "-c", "cat /kept 2>&1; echo round"]);
+        assert!(
+            stdout.contains("No such file"),
+            "round {round}: an earlier container's layer showed through: {stdout}"
+        );
+    }
+    eventually(Duration::from_secs(10), "the last bundle's removal", || {
+        (!bundle.exists() && !Daemon::mounted_under(&bundle)).then_some(())
+    });
+    assert!(daemon.ps().is_empty());
+}
+
 #[test]
 fn force_remove_kills_a_running_container() {
     let daemon = Daemon::start();

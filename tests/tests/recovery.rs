@@ -244,6 +244,29 @@ fn crash_between_start_and_its_outcome_is_recovered_once() {
     daemon.ok(&["rm", "-f", "half"]);
 }
 
+/// berthd killed after a task's deletion is recorded but before its rootfs is unmounted and
+/// its bundle removed (that work now follows the record): start-up finds the bundle no task
+/// accounts for and removes it, unmounting the rootfs, and the name is free for a new run.
+#[test]
+fn crash_between_a_deletions_record_and_its_bundle_removal_is_cleaned_at_start_up() {
+    let mut daemon = Daemon::start_with_env(&[("BERTHD_FAILPOINT", "task-delete-recorded")]);
+    daemon.import_busybox();
+    daemon.ok(&["run", "--name", "gone", "busybox", "true"]);
+    let bundle = daemon.bundle_dir("gone");
+    let _ = daemon.cli(&["rm", "gone"]);
+    daemon.wait_for_exit(Duration::from_secs(60));
+    assert!(Daemon::mounted_under(&bundle.join("rootfs")), "the failpoint is before the unmount");
+    daemon.set_env(&[]);
+    daemon.start_again();
+    assert!(!bundle.exists(), "start-up left the deleted task's bundle");
+    assert!(!Daemon::mounted_under(&bundle), "start-up left the deleted task's rootfs mounted");
+    // The deletion was recorded before the crash: whether or not `rm` also removed the
+    // container, a new one of that name runs once it is gone.
+    let _ = daemon.cli(&["rm", "gone"]);
+    assert_eq!(daemon.ok(&["run", "--rm", "--name", "gone", "busybox", "echo", "again"]), "again\n");
+    assert_no_duplicate_outcomes(&daemon);
+}
+
 #[test]
 fn crash_during_a_burst_of_runs_leaves_nothing_half_done() {
     let mut daemon = Daemon::start();

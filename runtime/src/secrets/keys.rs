@@ -5,6 +5,7 @@
 //! or directory others may read or write, a symlink, or a file that is not what berth wrote for
 //! that container is refused with an error naming the file and what to do.
 
+use std::collections::HashSet;
 use std::io::ErrorKind;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -30,16 +31,18 @@ pub enum KeyError {
 }
 
 /// The key directory, and the lock under which a key is read or made, so two requests for one
-/// container never make two keys.
+/// container never make two keys. Under the lock: the namespaces whose key directory this
+/// process has made durable (berth never removes one), so each container's key costs the
+/// fsyncs of its own file and directory only.
 pub struct KeyStore {
     dir: PathBuf,
     owner: u32,
-    making: Mutex<()>,
+    making: Mutex<HashSet<String>>,
 }
 
 impl KeyStore {
     pub fn new(dir: PathBuf) -> KeyStore {
-        KeyStore { dir, owner: nix::unistd::geteuid().as_raw(), making: Mutex::new(()) }
+        KeyStore { dir, owner: nix::unistd::geteuid().as_raw(), making: Mutex::new(HashSet::new()) }
     }
 
     pub fn dir(&self) -> &Path {
@@ -58,7 +61,7 @@ impl KeyStore {
     /// a removed container's key kept for its history (`forget_on_remove = false`) seals the
     /// values of a new container of the same id too.
     pub fn get_or_make(&self, namespace: &str, container_id: &str) -> Result<SecretKey, KeyError> {
-        let _making = self.making.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut durable_namespaces = self.making.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(key) = self.load(namespace, container_id)? {
             return Ok(key);
         }
@@ -72,9 +75,13 @@ impl KeyStore {
             move |error| KeyError::Io { action, path, error }
         };
         create_private_dir_all(&namespace_dir).map_err(io("create the directory of"))?;
-        // The directories may be new: their entries must be durable before the key's is.
-        for dir in [self.dir.parent().unwrap_or(&self.dir), &self.dir] {
-            crate::sys::fs::sync_dir(dir).map_err(io("make durable the directory of"))?;
+        // The directories may be new: their entries must be durable before the key's is. Once
+        // per namespace and process: made durable once, they stay so.
+        if !durable_namespaces.contains(namespace) {
+            for dir in [self.dir.parent().unwrap_or(&self.dir), &self.dir] {
+                crate::sys::fs::sync_dir(dir).map_err(io("make durable the directory of"))?;
+            }
+            durable_namespaces.insert(namespace.to_string());
         }
         write_file_durably(&namespace_dir, &format!("{container_id}{KEY_SUFFIX}"), &key.to_file_bytes())
             .map_err(io("write"))?;

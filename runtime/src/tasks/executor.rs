@@ -441,8 +441,17 @@ impl Executor {
                     }
                     other => (None, other),
                 };
+                let deleted = matches!(outcome, Event::TaskDeleted { .. });
                 let events: Vec<Event> = detached.into_iter().chain([outcome]).collect();
                 let recorded = self.record_together(namespace, Some(seq), "task delete", events).await;
+                // The rootfs unmount (the kernel syncs the writable layer's file system as the
+                // overlay goes) and the bundle's removal come after the record, off the client's
+                // wait. This worker does them before any later job of the container (its next
+                // task, its removal); a crash in between leaves a bundle start-up removes.
+                if deleted {
+                    failpoint("task-delete-recorded");
+                    self.remove_bundle(namespace, container_id);
+                }
                 if let Some(network) = network.filter(|_| recorded) {
                     self.refresh_peer_hosts(namespace, &network);
                 }
@@ -557,7 +566,8 @@ impl Executor {
         }
     }
 
-    /// runc delete, unmount, remove the bundle. A live task is killed first when forced.
+    /// runc delete (the caller unmounts and removes the bundle once the deletion is recorded). A
+    /// live task is killed first when forced.
     /// The exit code is `None` for a task that never ran: there is none to report. With it, the
     /// task's network, held for its release once the deletion is recorded.
     async fn delete_task(
@@ -589,7 +599,6 @@ impl Executor {
         runc.delete_exited(container_id).await.map_err(|error| error.to_string())?;
         let attachment = task.as_ref().and_then(|task| task.network.as_ref());
         let release = self.hold_network_for_release(namespace, container_id, attachment).await;
-        self.remove_bundle(namespace, container_id);
         failpoint("task-deleted");
         Ok((exit_code, release))
     }
