@@ -49,7 +49,7 @@ async fn wait_until_monitor_gone(monitor_identity: &MonitorIdentity, why: &str) 
 #[tokio::test]
 async fn echo_output_lands_in_the_log_files_and_exit_is_recorded() {
     let task = TestTask::new("echo", &["sh", "-c", "echo out; echo err >&2"]);
-    let monitor_identity = monitor::spawn_monitor(
+    let (monitor_identity, exit_report) = monitor::spawn_monitor(
         &task.paths,
         &task.runc_id,
         &task.bundle,
@@ -69,7 +69,14 @@ async fn echo_output_lands_in_the_log_files_and_exit_is_recorded() {
 
     let before_start_ns = Timestamp::now();
     task.paths.runc.start(&task.runc_id).await.expect("runc start");
+    // The early report on the readiness pipe, then the same status in the durable exit.json.
+    let reported = tokio::time::timeout(Duration::from_secs(30), monitor::read_exit_report(exit_report))
+        .await
+        .expect("the exit is reported within 30 s")
+        .expect("the monitor reports the exit on its pipe");
+    assert_eq!(reported.monitor_pid, Some(monitor_identity.monitor_pid), "the report names its monitor");
     let exit_status = wait_exit_with_timeout(&task, &monitor_identity).await;
+    assert_eq!(exit_status, reported, "exit.json says what the early report said");
     let after_exit_ns = Timestamp::now();
 
     assert_eq!((exit_status.code, exit_status.signal), (0, 0));
@@ -309,7 +316,8 @@ async fn exit_is_recorded_while_nobody_waits() {
         &TaskIo::default(),
     )
     .await
-    .expect("spawn the monitor");
+    .expect("spawn the monitor")
+    .0;
     let before_start_ns = Timestamp::now();
     task.paths.runc.start(&task.runc_id).await.expect("runc start");
 
@@ -453,7 +461,8 @@ async fn duplicate_id_is_refused_without_harming_the_existing_container() {
         &TaskIo::default(),
     )
     .await
-    .expect("spawn the first monitor");
+    .expect("spawn the first monitor")
+    .0;
     let second_task_dir = TaskDir::new(task.temp_dir.path().join("second-task"));
     match monitor::spawn_monitor(
         &task.paths,
@@ -510,7 +519,8 @@ async fn spawn_and_start(task: &TestTask) -> MonitorIdentity {
         &TaskIo::default(),
     )
     .await
-    .expect("spawn the monitor");
+    .expect("spawn the monitor")
+    .0;
     task.paths.runc.start(&task.runc_id).await.expect("runc start");
     monitor_identity
 }

@@ -9,7 +9,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, Write};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
@@ -115,6 +115,8 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+    // The pipe stays open, as the exit's early report (see `berth_runtime::tasks::monitor`).
+    let exit_report = keep_readiness_pipe(&mut monitor_log);
     report_readiness(&format!("ok {init_pid}\n"), &mut monitor_log);
 
     // exit.json names this monitor, so that it identifies its task even without monitor.json.
@@ -130,6 +132,15 @@ fn main() -> ExitCode {
         console_copiers.finish();
     }
     let exit_json = serde_json::to_vec(&exit_status).expect("exit status serializes");
+    // berthd hears of the exit before exit.json is made durable, and records it in its log
+    // meanwhile; exit.json is still written for a berthd that is not there to hear it.
+    if let Some(mut exit_report) = exit_report {
+        let line = [b"exit ".as_slice(), &exit_json, b"\n"].concat();
+        if let Err(write_error) = exit_report.write_all(&line) {
+            // berthd died or let the pipe go: it reads exit.json instead.
+            monitor_log.line(&format!("could not report the exit early: {write_error}"));
+        }
+    }
     if let Err(write_error) = write_file_durably(&monitor_args.task_dir, EXIT_FILE, &exit_json) {
         // berthd will see a monitor gone without exit.json and report an unknown exit code.
         monitor_log.line(&format!("could not write {EXIT_FILE}: {write_error}"));
@@ -440,6 +451,19 @@ fn create_container(monitor_args: &MonitorArgs, monitor_log: &mut MonitorLog) ->
 
 /// Writes the one readiness report, then lets go of berthd's pipes: stdout to /dev/null, stderr
 /// to monitor.log (so a panic later is still recorded somewhere).
+/// A close-on-exec duplicate of the readiness pipe (stdout), kept after stdout itself is pointed
+/// at /dev/null, so that nothing started later inherits it. `None` if it cannot be had: berthd
+/// then learns of the exit from exit.json alone.
+fn keep_readiness_pipe(monitor_log: &mut MonitorLog) -> Option<File> {
+    match std::io::stdout().as_fd().try_clone_to_owned() {
+        Ok(duplicate) => Some(File::from(duplicate)),
+        Err(dup_error) => {
+            monitor_log.line(&format!("could not keep the readiness pipe for the exit report: {dup_error}"));
+            None
+        }
+    }
+}
+
 fn report_readiness(report: &str, monitor_log: &mut MonitorLog) {
     let mut stdout = std::io::stdout().lock();
     if let Err(write_error) = stdout.write_all(report.as_bytes()).and_then(|()| stdout.flush()) {

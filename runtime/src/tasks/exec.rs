@@ -10,7 +10,7 @@ use berth_log::Seq;
 use berth_projections::{Event, ExecProcess};
 
 use crate::tasks::executor::{Executor, Job};
-use crate::tasks::monitor::{self, Launch, TaskIo};
+use crate::tasks::monitor::{self, ExitReport, Launch, TaskIo};
 use crate::tasks::spec;
 use crate::tasks::task_dir::{ExitStatus, MonitorIdentity, TaskDir, EXEC_PROCESS_FILE};
 
@@ -29,7 +29,7 @@ impl Executor {
         let exec_dir = self.layout.task_dir(namespace, container_id).exec_dir(exec_id);
         let started = self.spawn_exec_monitor(namespace, container_id, intent_seq, &exec_dir, process).await;
         let (events, monitor) = match started {
-            Ok(monitor) => {
+            Ok((monitor, exit_report)) => {
                 let mut events = vec![Event::ExecStarted {
                     container_id: container_id.to_string(),
                     exec_id: exec_id.to_string(),
@@ -39,7 +39,7 @@ impl Executor {
                 if let Some(status) = exit.clone() {
                     events.push(exec_exited_event(container_id, exec_id, status));
                 }
-                (events, exit.is_none().then_some(monitor))
+                (events, exit.is_none().then_some((monitor, exit_report)))
             }
             Err(error) => (
                 vec![Event::ExecStartFailed {
@@ -51,8 +51,8 @@ impl Executor {
             ),
         };
         if self.record_together(namespace, Some(intent_seq), "exec start", events).await {
-            if let Some(monitor) = monitor {
-                self.watch_exec_exit(namespace, container_id, exec_id, monitor);
+            if let Some((monitor, exit_report)) = monitor {
+                self.watch_exec_exit(namespace, container_id, exec_id, monitor, Some(exit_report));
             }
         }
     }
@@ -64,7 +64,7 @@ impl Executor {
         intent_seq: Seq,
         exec_dir: &TaskDir,
         process: &ExecProcess,
-    ) -> Result<MonitorIdentity, String> {
+    ) -> Result<(MonitorIdentity, ExitReport), String> {
         let bundle = self.layout.bundle_dir(namespace, container_id);
         let exec_env =
             self.keys.exec_environment(namespace, container_id, process).map_err(|error| error.to_string())?;
@@ -104,6 +104,7 @@ impl Executor {
         container_id: &str,
         exec_id: &str,
         monitor: MonitorIdentity,
+        exit_report: Option<ExitReport>,
     ) {
         let executor = Arc::clone(self);
         let namespace = namespace.to_string();
@@ -111,8 +112,16 @@ impl Executor {
         let exec_id = exec_id.to_string();
         let exec_dir = self.layout.task_dir(&namespace, &container_id).exec_dir(&exec_id);
         tokio::spawn(async move {
-            let status = monitor::wait_exit(&exec_dir, &monitor).await;
-            executor.send(&namespace, &container_id, Job::ExecExited { exec_id, status });
+            // The early report, else the monitor's end and its exit.json (as in `watch_exit`).
+            let reported = match exit_report {
+                Some(exit_report) => monitor::read_exit_report(exit_report).await,
+                None => None,
+            };
+            let (status, still_exiting) = match reported {
+                Some(status) => (status, Some(monitor)),
+                None => (monitor::wait_exit(&exec_dir, &monitor).await, None),
+            };
+            executor.send(&namespace, &container_id, Job::ExecExited { exec_id, status, still_exiting });
         });
     }
 

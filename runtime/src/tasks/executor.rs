@@ -30,7 +30,7 @@ use crate::secrets::SecretsPolicy;
 use crate::sys::failpoint;
 use crate::tasks::cgroup;
 use crate::tasks::etc_files;
-use crate::tasks::monitor::{self, Launch, MonitorPaths, TaskIo};
+use crate::tasks::monitor::{self, ExitReport, Launch, MonitorPaths, TaskIo};
 use crate::tasks::output_log::OutputLimits;
 use crate::tasks::policies;
 use crate::tasks::runc::Runc;
@@ -58,14 +58,18 @@ pub(super) enum Job {
     },
     /// The exit a monitor reported; `monitor_pid` says which task it belongs to, so a late report
     /// from an earlier task of a re-created container is not taken for the current one.
+    /// `still_exiting`: the monitor reported it early and is making `exit.json` durable; the
+    /// worker waits for it to be gone after the record, before the container's next job.
     Exited {
         status: ExitStatus,
         monitor_pid: i32,
+        still_exiting: Option<MonitorIdentity>,
     },
     /// The exit an exec's monitor reported.
     ExecExited {
         exec_id: String,
         status: ExitStatus,
+        still_exiting: Option<MonitorIdentity>,
     },
     ContainerDeleted,
 }
@@ -273,7 +277,7 @@ impl Executor {
                         self.handle_intent(&namespace, &container_id, seq, *event, start_too).await;
                     }
                 }
-                Job::Exited { status, monitor_pid } => {
+                Job::Exited { status, monitor_pid, still_exiting } => {
                     let current_monitor = self
                         .store
                         .state()
@@ -289,9 +293,15 @@ impl Executor {
                             "exit of an earlier task; ignored"
                         );
                     }
+                    if let Some(monitor) = still_exiting {
+                        monitor::wait_for_monitor_to_go(&monitor).await;
+                    }
                 }
-                Job::ExecExited { exec_id, status } => {
+                Job::ExecExited { exec_id, status, still_exiting } => {
                     self.record_exec_exit(&namespace, &container_id, &exec_id, status).await;
+                    if let Some(monitor) = still_exiting {
+                        monitor::wait_for_monitor_to_go(&monitor).await;
+                    }
                 }
                 Job::ContainerDeleted => {
                     self.remove_container_files(&namespace, &container_id);
@@ -344,7 +354,7 @@ impl Executor {
         match event {
             Event::TaskCreateRequested { .. } => {
                 let outcome = match self.create_task(namespace, container_id, seq, start_too).await {
-                    Ok((monitor, attachment)) => {
+                    Ok((monitor, exit_report, attachment)) => {
                         failpoint("task-created");
                         let network_name = attachment.as_ref().map(|attachment| attachment.network.clone());
                         let mut events: Vec<Event> = attachment
@@ -368,7 +378,7 @@ impl Executor {
                             // A short process may have ended while runc was still starting it: its
                             // exit goes into the same record, and there is nothing left to watch.
                             if let Some(status) = self.layout.task_dir(namespace, container_id).exit_status() {
-                                let cause = self.exit_cause(namespace, container_id);
+                                let cause = self.exit_cause(namespace, container_id, &status);
                                 events.push(exit_event(container_id, status, cause));
                                 already_exited = true;
                             }
@@ -381,7 +391,7 @@ impl Executor {
                             }
                         }
                         if recorded && !already_exited {
-                            self.watch_exit(namespace, container_id, monitor);
+                            self.watch_exit(namespace, container_id, monitor, Some(exit_report));
                         }
                         return;
                     }
@@ -473,7 +483,7 @@ impl Executor {
         container_id: &str,
         intent_seq: Seq,
         start_too: bool,
-    ) -> Result<(MonitorIdentity, Option<berth_projections::NetworkAttachment>), String> {
+    ) -> Result<(MonitorIdentity, ExitReport, Option<berth_projections::NetworkAttachment>), String> {
         let record = self
             .container_record(namespace, container_id)
             .ok_or_else(|| format!("container {container_id:?} vanished before its task was created"))?;
@@ -540,7 +550,8 @@ impl Executor {
         .await
         .map_err(|error| error.to_string());
         tracing::debug!(container_id, ok = monitor.is_ok(), "monitor reported");
-        Ok((monitor?, attachment))
+        let (monitor, exit_report) = monitor?;
+        Ok((monitor, exit_report, attachment))
     }
 
     /// Undo whatever a failed or interrupted create left: the runc container, the mount, the
@@ -613,12 +624,26 @@ impl Executor {
         }
     }
 
-    pub(super) fn watch_exit(self: &Arc<Self>, namespace: &str, container_id: &str, monitor: MonitorIdentity) {
+    /// Waits for the task's exit: the monitor's early report when berthd has its pipe
+    /// (`exit_report`, only for a monitor this berthd started), else the monitor's end.
+    pub(super) fn watch_exit(
+        self: &Arc<Self>,
+        namespace: &str,
+        container_id: &str,
+        monitor: MonitorIdentity,
+        exit_report: Option<ExitReport>,
+    ) {
         let executor = Arc::clone(self);
         let namespace = namespace.to_string();
         let container_id = container_id.to_string();
         let task_dir = self.layout.task_dir(&namespace, &container_id);
         tokio::spawn(async move {
+            if let Some(exit_report) = exit_report {
+                if let Some(status) = monitor::read_exit_report(exit_report).await {
+                    let job = Job::Exited { status, monitor_pid: monitor.monitor_pid, still_exiting: Some(monitor) };
+                    return executor.send(&namespace, &container_id, job);
+                }
+            }
             let status = monitor::wait_exit(&task_dir, &monitor).await;
             if task_dir.exit_status().is_none() {
                 // The monitor died without recording an exit: the container may still run,
@@ -628,20 +653,25 @@ impl Executor {
                     tracing::error!(namespace, container_id, %error, "could not kill the container its dead monitor watched");
                 }
             }
-            executor.send(&namespace, &container_id, Job::Exited { status, monitor_pid: monitor.monitor_pid });
+            let job = Job::Exited { status, monitor_pid: monitor.monitor_pid, still_exiting: None };
+            executor.send(&namespace, &container_id, job);
         });
     }
 
     pub(super) async fn record_exit(&self, namespace: &str, container_id: &str, status: ExitStatus) {
-        let cause = self.exit_cause(namespace, container_id);
+        let cause = self.exit_cause(namespace, container_id, &status);
         self.record(namespace, None, "task exited", exit_event(container_id, status, cause)).await;
     }
 
     /// Why a task ended, for the log: without an `exit.json` its monitor was lost (and the code
     /// is made up); with OOM kills counted in its memory cgroup, the OOM killer ended it (or a
     /// process in it). Read before the task is deleted, while the cgroup still exists.
-    pub(super) fn exit_cause(&self, namespace: &str, container_id: &str) -> ExitCause {
-        if self.layout.task_dir(namespace, container_id).exit_status().is_none() {
+    pub(super) fn exit_cause(&self, namespace: &str, container_id: &str, status: &ExitStatus) -> ExitCause {
+        // The monitor's own word (its early report names it; exit.json, from monitors that
+        // predate the field, may not): anything else was made up for a lost monitor.
+        let from_monitor =
+            status.monitor_pid.is_some() || self.layout.task_dir(namespace, container_id).exit_status().is_some();
+        if !from_monitor {
             return ExitCause::MonitorLost;
         }
         match cgroup::oom_kill_count(&self.layout.cgroups_path(namespace, container_id)) {

@@ -14,15 +14,26 @@
 //! deletes a stale one before it runs `runc create`.
 //!
 //! ## Readiness
-//! berthd starts the monitor with its stdout connected to a pipe. The monitor writes exactly one
-//! report and then closes the pipe (it points its stdout at `/dev/null` and its stderr at
-//! `monitor.log`):
+//! berthd starts the monitor with its stdout connected to a pipe. The monitor writes one report
+//! and points its stdout at `/dev/null` and its stderr at `monitor.log`:
 //! - `ok <init_pid>\n` once `runc create` succeeded and `monitor.json` is in place, or
 //! - `error <message>` (the message may span lines, up to end of stream) when it failed, after
 //!   which the monitor exits non-zero.
 //!
-//! [`spawn_monitor`] reads the pipe to end of stream. End of stream without a report means the monitor
-//! died early (bad arguments, missing library); its stderr, also piped until then, explains why.
+//! [`spawn_monitor`] reads the first line, and after anything but `ok` the pipe to end of stream.
+//! End of stream without a report means the monitor died early (bad arguments, missing library);
+//! its stderr, piped until the report, explains why.
+//!
+//! ## The exit's early report
+//! After `ok` the monitor keeps the pipe (through a close-on-exec duplicate nothing it starts
+//! inherits). Once the init has exited and its output is drained, it writes
+//! `exit <exit.json's JSON>\n`, closes the pipe, and only then writes `exit.json` durably
+//! (fsync, rename, fsync of the directory) and exits. berthd records the exit as soon as the
+//! line comes ([`read_exit_report`]), instead of after the monitor's two fsyncs and its exit,
+//! and waits for the monitor to be gone before the container's next job. The log's record is
+//! durable when the exit is acted on; `exit.json` still covers a berthd that is not there to
+//! read the line (killed, restarting), as before. End of stream without the line (the monitor
+//! was killed) falls back to waiting for the monitor and reading `exit.json`.
 //!
 //! ## Detaching
 //! The monitor is put in a process group of its own before it execs (so a SIGKILL to berthd's
@@ -39,7 +50,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use berth_log::{Seq, Timestamp};
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt};
 
 use crate::sys::fs::absolute_or_same;
 use crate::sys::process::{inheritable_duplicate, open_pidfd, spawn_lock};
@@ -135,7 +146,7 @@ pub struct TaskIo {
 }
 
 /// Starts a monitor for `runc_id` and returns once it reported: the container is created (and
-/// running, with [`Launch::CreateAndStart`]). On failure no runc container with that id is
+/// running, with [`Launch::CreateAndStart`]), with the pipe its exit's early report comes on. On failure no runc container with that id is
 /// left behind. `intent_seq` is the create intent the monitor answers, kept in `monitor.json`.
 pub async fn spawn_monitor(
     paths: &MonitorPaths,
@@ -145,7 +156,7 @@ pub async fn spawn_monitor(
     launch: Launch,
     intent_seq: Seq,
     io: &TaskIo,
-) -> Result<MonitorIdentity, MonitorError> {
+) -> Result<(MonitorIdentity, ExitReport), MonitorError> {
     tokio::fs::DirBuilder::new()
         .recursive(true)
         .mode(crate::sys::fs::PRIVATE_DIR_MODE)
@@ -216,15 +227,22 @@ pub async fn spawn_monitor(
     crate::sys::failpoint("monitor-spawned");
     let monitor_pid = monitor_child.id().map(|pid| pid as i32);
 
-    let mut readiness_pipe = monitor_child.stdout.take().expect("stdout was piped");
+    let mut readiness_pipe = tokio::io::BufReader::new(monitor_child.stdout.take().expect("stdout was piped"));
     let mut monitor_stderr = monitor_child.stderr.take().expect("stderr was piped");
-    // Both streams are read together: the monitor closes them at the same moment, and reading
+    // Both streams are read together: the monitor lets them go at the same moment, and reading
     // only one could leave the monitor blocked on a full pipe for the other.
     let read_both = async {
         let mut report_bytes = Vec::new();
         let mut stderr_bytes = Vec::new();
-        let (_, _) =
-            tokio::join!(readiness_pipe.read_to_end(&mut report_bytes), monitor_stderr.read_to_end(&mut stderr_bytes));
+        let read_report = async {
+            let _ = readiness_pipe.read_until(b'\n', &mut report_bytes).await;
+            // The pipe stays open after `ok` (the exit's early report comes there); any other
+            // report ends with the stream.
+            if !report_bytes.starts_with(b"ok ") {
+                let _ = readiness_pipe.read_to_end(&mut report_bytes).await;
+            }
+        };
+        let (_, _) = tokio::join!(read_report, monitor_stderr.read_to_end(&mut stderr_bytes));
         (report_bytes, stderr_bytes)
     };
     let failure_message = match tokio::time::timeout(MONITOR_READY_TIMEOUT, read_both).await {
@@ -246,7 +264,7 @@ pub async fn spawn_monitor(
                         tokio::spawn(async move {
                             let _ = monitor_child.wait().await;
                         });
-                        return Ok(monitor_identity);
+                        return Ok((monitor_identity, ExitReport(readiness_pipe)));
                     }
                     Err(message) => {
                         // The container exists but berthd cannot track it: better to remove it
@@ -330,7 +348,29 @@ pub async fn wait_exit(task_dir: &TaskDir, state: &MonitorIdentity) -> ExitStatu
     }
 }
 
-async fn wait_for_monitor_to_go(state: &MonitorIdentity) {
+/// The rest of a monitor's readiness pipe after its `ok`: where `exit <JSON>\n` comes.
+#[derive(Debug)]
+pub struct ExitReport(tokio::io::BufReader<tokio::process::ChildStdout>);
+
+/// The exit the monitor reports early on its pipe, once it comes. `None` when the pipe ended
+/// without it (the monitor was killed, or an older monitor that does not report): wait for the
+/// monitor with [`wait_exit`] then.
+pub async fn read_exit_report(report: ExitReport) -> Option<ExitStatus> {
+    let ExitReport(mut pipe) = report;
+    let mut line = String::new();
+    match pipe.read_line(&mut line).await {
+        Ok(n_bytes) if n_bytes > 0 => {}
+        _ => return None,
+    }
+    let status = line.strip_prefix("exit ").and_then(|json| serde_json::from_str(json.trim_end()).ok());
+    if status.is_none() {
+        tracing::warn!(line = line.trim_end(), "berth-monitor's exit report is unreadable; reading exit.json instead");
+    }
+    status
+}
+
+/// Waits until the monitor is gone (at once if it already is).
+pub async fn wait_for_monitor_to_go(state: &MonitorIdentity) {
     let pidfd = match open_pidfd(state.monitor_pid) {
         Ok(pidfd) => pidfd,
         // ESRCH: no such process, nothing to wait for.

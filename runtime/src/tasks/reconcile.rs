@@ -108,7 +108,7 @@ impl Executor {
                     ExecStep::RecordExit(status) => {
                         self.record_exec_exit(namespace, container_id, exec_id, status).await;
                     }
-                    ExecStep::Watch(monitor) => self.watch_exec_exit(namespace, container_id, exec_id, monitor),
+                    ExecStep::Watch(monitor) => self.watch_exec_exit(namespace, container_id, exec_id, monitor, None),
                     ExecStep::RecordLost => {
                         let status = ExitStatus::unknown(Timestamp::now());
                         self.record_exec_exit(namespace, container_id, exec_id, status).await;
@@ -228,7 +228,7 @@ impl Executor {
         match recovery::plan_exit(&task_now, observed) {
             ExitStep::Nothing => {}
             ExitStep::Record(status) => self.record_exit(namespace, container_id, status).await,
-            ExitStep::Watch(monitor) => self.watch_exit(namespace, container_id, monitor),
+            ExitStep::Watch(monitor) => self.watch_exit(namespace, container_id, monitor, None),
             ExitStep::Abandon { kill_container } => {
                 if kill_container {
                     tracing::warn!(

@@ -4,7 +4,7 @@
 //! | file | written by | meaning |
 //! |---|---|---|
 //! | `monitor.json` | monitor, atomically (not fsynced), after runc created the container | [`MonitorIdentity`] |
-//! | `exit.json`    | monitor, atomically and fsynced, when the container's init was reaped | [`ExitStatus`] |
+//! | `exit.json`    | monitor, atomically and fsynced, when the container's init was reaped (after its early report on the readiness pipe, `tasks::monitor`) | [`ExitStatus`] |
 //! | `stdout.log`, `stderr.log` (and rotated `.1`, `.2`, …) | the monitor's copier threads, from the container's pipes — with `-t`, its terminal, into `stdout.log` — as `tasks::output_log` records | output |
 //! | `runc.log`     | runc (`--log`, json lines) | runc's own diagnostics |
 //! | `monitor.log`  | monitor | the monitor's diagnostics |
