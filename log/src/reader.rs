@@ -304,8 +304,39 @@ pub fn open_read_only(dir: &Path) -> Result<(ReadOnlyLog, OpenReport), LogError>
 
 /// Opens `dir` read-only; with `RecoveryMode::Salvage` damage is reported in
 /// `OpenReport::salvaged` and the valid prefix is readable. Nothing on disk changes either way.
+///
+/// A log a live writer holds (berthd running) is read again, a few times over about a second,
+/// when the read meets damage: a batch being written shows for an instant as a zero header with
+/// written records after it, which a writer-less log would rightly call corruption. Damage that
+/// stays is reported as such.
 pub fn open_read_only_with(dir: &Path, recovery: RecoveryMode) -> Result<(ReadOnlyLog, OpenReport), LogError> {
-    let recovered = recover(dir, recovery, Access::ReadOnly)?;
+    let mut rereads_left = LIVE_WRITER_REREADS;
+    let recovered = loop {
+        match recover(dir, recovery, Access::ReadOnly) {
+            Err(LogError::Corruption { .. }) if rereads_left > 0 && writer_holds_lock(dir) => {
+                rereads_left -= 1;
+                std::thread::sleep(LIVE_WRITER_REREAD_PAUSE);
+            }
+            result => break result?,
+        }
+    };
     let view = Arc::new(recovered.view(dir));
     Ok((ReadOnlyLog { view }, recovered.report))
+}
+
+/// Rereads of a live log that looked damaged, and the pause before each.
+const LIVE_WRITER_REREADS: u32 = 100;
+const LIVE_WRITER_REREAD_PAUSE: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// Whether a writer holds `dir/LOCK` (the flock `EventLog::open` takes), read from
+/// /proc/locks: taking even a shared lock to find out could make a starting writer fail.
+pub(crate) fn writer_holds_lock(dir: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(metadata) = std::fs::metadata(dir.join("LOCK")) else { return false };
+    let dev = metadata.dev();
+    // /proc/locks names the file as major:minor:inode, the numbers in hex, hex, decimal.
+    let file_id = format!(" {:02x}:{:02x}:{} ", libc::major(dev), libc::minor(dev), metadata.ino());
+    std::fs::read_to_string("/proc/locks").is_ok_and(|locks| {
+        locks.lines().any(|line| line.contains(" FLOCK ") && line.contains(" WRITE ") && line.contains(&file_id))
+    })
 }

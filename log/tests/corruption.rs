@@ -301,3 +301,59 @@ fn parallel_verify_reports_what_single_threaded_verify_reports() {
         assert_eq!(read_only.verify_with_threads(3).unwrap(), single);
     }
 }
+
+/// Writes `junk` into `path` at `offset` in place (the file keeps its length).
+fn write_in_place(path: &std::path::Path, offset: usize, junk: &[u8]) {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    file.write_all_at(junk, offset as u64).unwrap();
+}
+
+/// What a reader can meet while berthd writes a batch: the next record's header still zero and
+/// bytes after it already written. With the writer holding the log, a read-only open reads
+/// again until the batch is whole; without one, or if it stays so, it is corruption.
+#[test]
+fn a_batch_in_flight_under_a_live_writer_is_read_again_and_lasting_damage_is_still_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _) =
+        EventLog::open(dir.path(), options_with(1 << 20, Durability::NoSync, RecoveryMode::TruncateTornTail)).unwrap();
+    for seq in 1..=5 {
+        log.append(&payload_for(seq, 100)).unwrap();
+    }
+    let segment_path = segment_files(dir.path())[0].clone();
+    // Records 6 and 7 of a batch, as another log of the same shape has them: record 7 written,
+    // record 6 not yet (its header zero).
+    let other = tempfile::tempdir().unwrap();
+    write_log(other.path(), 1 << 20, 7, 100);
+    let other_bytes = std::fs::read(&segment_files(other.path())[0]).unwrap();
+    let seventh = record_spans(&other_bytes)[6];
+    let seventh_bytes = other_bytes[seventh.start..seventh.padded_end].to_vec();
+
+    // The "batch" finishes (here: record 7's bytes go again) while the reader is rereading.
+    write_in_place(&segment_path, seventh.start, &seventh_bytes);
+    let finisher = {
+        let segment_path = segment_path.clone();
+        let zeros = vec![0u8; seventh_bytes.len()];
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(150));
+            write_in_place(&segment_path, seventh.start, &zeros);
+        })
+    };
+    let (read_only, _) = berth_log::open_read_only(dir.path()).expect("a live log's batch in flight is read again");
+    finisher.join().unwrap();
+    assert_eq!(read_only.last_seq(), Seq(5));
+
+    // Damage that stays under a live writer is reported after the rereads.
+    write_in_place(&segment_path, seventh.start, &seventh_bytes);
+    match berth_log::open_read_only(dir.path()) {
+        Err(LogError::Corruption { segment, .. }) => assert_eq!(segment, segment_path),
+        other => panic!("expected Corruption under a live writer, got {:?}", other.map(|_| ())),
+    }
+
+    // Without a writer the first read says so.
+    drop(log);
+    match berth_log::open_read_only(dir.path()) {
+        Err(LogError::Corruption { segment, .. }) => assert_eq!(segment, segment_path),
+        other => panic!("expected Corruption without a writer, got {:?}", other.map(|_| ())),
+    }
+}
