@@ -70,7 +70,7 @@ async fn echo_output_lands_in_the_log_files_and_exit_is_recorded() {
     let before_start_ns = Timestamp::now();
     task.paths.runc.start(&task.runc_id).await.expect("runc start");
     // The early report on the readiness pipe, then the same status in the durable exit.json.
-    let reported = tokio::time::timeout(Duration::from_secs(30), monitor::read_exit_report(exit_report))
+    let reported = tokio::time::timeout(Duration::from_secs(30), monitor::read_exit_report(Some(exit_report)))
         .await
         .expect("the exit is reported within 30 s")
         .expect("the monitor reports the exit on its pipe");

@@ -449,8 +449,6 @@ fn create_container(monitor_args: &MonitorArgs, monitor_log: &mut MonitorLog) ->
     Ok((init_pid, init_start_time, output_copiers, console_copiers))
 }
 
-/// Writes the one readiness report, then lets go of berthd's pipes: stdout to /dev/null, stderr
-/// to monitor.log (so a panic later is still recorded somewhere).
 /// A close-on-exec duplicate of the readiness pipe (stdout), kept after stdout itself is pointed
 /// at /dev/null, so that nothing started later inherits it. `None` if it cannot be had: berthd
 /// then learns of the exit from exit.json alone.
@@ -464,6 +462,8 @@ fn keep_readiness_pipe(monitor_log: &mut MonitorLog) -> Option<File> {
     }
 }
 
+/// Writes the one readiness report, then lets go of berthd's pipes: stdout to /dev/null, stderr
+/// to monitor.log (so a panic later is still recorded somewhere).
 fn report_readiness(report: &str, monitor_log: &mut MonitorLog) {
     let mut stdout = std::io::stdout().lock();
     if let Err(write_error) = stdout.write_all(report.as_bytes()).and_then(|()| stdout.flush()) {

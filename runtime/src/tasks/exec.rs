@@ -113,11 +113,7 @@ impl Executor {
         let exec_dir = self.layout.task_dir(&namespace, &container_id).exec_dir(&exec_id);
         tokio::spawn(async move {
             // The early report, else the monitor's end and its exit.json (as in `watch_exit`).
-            let reported = match exit_report {
-                Some(exit_report) => monitor::read_exit_report(exit_report).await,
-                None => None,
-            };
-            let (status, still_exiting) = match reported {
+            let (status, still_exiting) = match monitor::read_exit_report(exit_report).await {
                 Some(status) => (status, Some(monitor)),
                 None => (monitor::wait_exit(&exec_dir, &monitor).await, None),
             };

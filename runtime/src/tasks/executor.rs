@@ -638,11 +638,9 @@ impl Executor {
         let container_id = container_id.to_string();
         let task_dir = self.layout.task_dir(&namespace, &container_id);
         tokio::spawn(async move {
-            if let Some(exit_report) = exit_report {
-                if let Some(status) = monitor::read_exit_report(exit_report).await {
-                    let job = Job::Exited { status, monitor_pid: monitor.monitor_pid, still_exiting: Some(monitor) };
-                    return executor.send(&namespace, &container_id, job);
-                }
+            if let Some(status) = monitor::read_exit_report(exit_report).await {
+                let job = Job::Exited { status, monitor_pid: monitor.monitor_pid, still_exiting: Some(monitor) };
+                return executor.send(&namespace, &container_id, job);
             }
             let status = monitor::wait_exit(&task_dir, &monitor).await;
             if task_dir.exit_status().is_none() {

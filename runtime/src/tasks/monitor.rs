@@ -146,8 +146,8 @@ pub struct TaskIo {
 }
 
 /// Starts a monitor for `runc_id` and returns once it reported: the container is created (and
-/// running, with [`Launch::CreateAndStart`]), with the pipe its exit's early report comes on. On failure no runc container with that id is
-/// left behind. `intent_seq` is the create intent the monitor answers, kept in `monitor.json`.
+/// running, with [`Launch::CreateAndStart`]), with the pipe its exit's early report comes on.
+/// On failure no runc container with that id is left behind. `intent_seq` is the create intent the monitor answers, kept in `monitor.json`.
 pub async fn spawn_monitor(
     paths: &MonitorPaths,
     runc_id: &str,
@@ -352,11 +352,11 @@ pub async fn wait_exit(task_dir: &TaskDir, state: &MonitorIdentity) -> ExitStatu
 #[derive(Debug)]
 pub struct ExitReport(tokio::io::BufReader<tokio::process::ChildStdout>);
 
-/// The exit the monitor reports early on its pipe, once it comes. `None` when the pipe ended
-/// without it (the monitor was killed, or an older monitor that does not report): wait for the
-/// monitor with [`wait_exit`] then.
-pub async fn read_exit_report(report: ExitReport) -> Option<ExitStatus> {
-    let ExitReport(mut pipe) = report;
+/// The exit the monitor reports early on its pipe, once it comes. `None` without a pipe (a
+/// monitor found at start-up) or when the pipe ended without it (the monitor was killed): wait
+/// for the monitor with [`wait_exit`] then.
+pub async fn read_exit_report(report: Option<ExitReport>) -> Option<ExitStatus> {
+    let ExitReport(mut pipe) = report?;
     let mut line = String::new();
     match pipe.read_line(&mut line).await {
         Ok(n_bytes) if n_bytes > 0 => {}
