@@ -330,9 +330,9 @@ const LIVE_WRITER_REREAD_PAUSE: std::time::Duration = std::time::Duration::from_
 
 /// Whether a writer holds `dir/LOCK` (the flock `EventLog::open` takes), read from
 /// /proc/locks: taking even a shared lock to find out could make a starting writer fail.
-pub(crate) fn writer_holds_lock(dir: &Path) -> bool {
+fn writer_holds_lock(dir: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
-    let Ok(metadata) = std::fs::metadata(dir.join("LOCK")) else { return false };
+    let Ok(metadata) = std::fs::metadata(dir.join(crate::writer::LOCK_FILE)) else { return false };
     let dev = metadata.dev();
     // /proc/locks names the file as major:minor:inode, the numbers in hex, hex, decimal.
     let file_id = format!(" {:02x}:{:02x}:{} ", libc::major(dev), libc::minor(dev), metadata.ino());

@@ -301,8 +301,11 @@ fn open_anchor(anchor_path: &Path, view: &SharedView) -> Result<AnchorWriter, Lo
     AnchorWriter::open(anchor_path)
 }
 
+/// The file in a log directory whose flock a writer holds for the life of its `EventLog`.
+pub(crate) const LOCK_FILE: &str = "LOCK";
+
 pub(crate) fn lock_directory(dir: &Path) -> Result<File, LogError> {
-    let lock_path = dir.join("LOCK");
+    let lock_path = dir.join(LOCK_FILE);
     let file = OpenOptions::new()
         .create(true)
         .truncate(false)
