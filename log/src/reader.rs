@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::format::{decode_record_checking, genesis_hash, RECORD_HEADER_LEN};
+use crate::format::{decode_record_checking, genesis_hash, LOCK_FILE, RECORD_HEADER_LEN};
 use crate::recovery::{recover, Access};
 use crate::segment::Segment;
 use crate::verify::verify_view;
@@ -332,7 +332,7 @@ const LIVE_WRITER_REREAD_PAUSE: std::time::Duration = std::time::Duration::from_
 /// /proc/locks: taking even a shared lock to find out could make a starting writer fail.
 fn writer_holds_lock(dir: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
-    let Ok(metadata) = std::fs::metadata(dir.join(crate::writer::LOCK_FILE)) else { return false };
+    let Ok(metadata) = std::fs::metadata(dir.join(LOCK_FILE)) else { return false };
     let dev = metadata.dev();
     // /proc/locks names the file as major:minor:inode, the numbers in hex, hex, decimal.
     let file_id = format!(" {:02x}:{:02x}:{} ", libc::major(dev), libc::minor(dev), metadata.ino());

@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use crate::anchor::{check_anchor, read_anchor, write_anchor, Anchor, AnchorWriter};
 use crate::durable::sync_dir;
-use crate::format::{encode_record, encoded_record_len, SegmentHeader, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
+use crate::format::{
+    encode_record, encoded_record_len, SegmentHeader, LOCK_FILE, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN,
+};
 use crate::reader::{chain_hash_at, LogReader};
 use crate::recovery::{recover, Access};
 use crate::segment::{create_preallocated_segment, Segment, SegmentSizes, MIN_SEGMENT_SIZE};
@@ -300,9 +302,6 @@ fn open_anchor(anchor_path: &Path, view: &SharedView) -> Result<AnchorWriter, Lo
     write_anchor(anchor_path, Anchor { seq: head_seq, hash: chain_hash_at(view, head_seq)? })?;
     AnchorWriter::open(anchor_path)
 }
-
-/// The file in a log directory whose flock a writer holds for the life of its `EventLog`.
-pub(crate) const LOCK_FILE: &str = "LOCK";
 
 pub(crate) fn lock_directory(dir: &Path) -> Result<File, LogError> {
     let lock_path = dir.join(LOCK_FILE);
