@@ -359,11 +359,10 @@ impl Daemon {
     /// Whether anything is mounted at or below `path` (read from /proc/self/mountinfo).
     pub fn mounted_under(path: &Path) -> bool {
         let prefix = path.to_string_lossy().to_string();
-        std::fs::read_to_string("/proc/self/mountinfo")
+        mount_targets()
             .expect("read mountinfo")
-            .lines()
-            .filter_map(|line| line.split(' ').nth(4))
-            .any(|target| target == prefix || target.starts_with(&format!("{prefix}/")))
+            .iter()
+            .any(|target| *target == prefix || target.starts_with(&format!("{prefix}/")))
     }
 
     /// runc containers berthd's runc root knows in the namespace.
@@ -393,14 +392,12 @@ impl Drop for Daemon {
                 }
             }
         }
-        if let Ok(mounts) = std::fs::read_to_string("/proc/self/mountinfo") {
-            let prefix = self.dir.path().to_string_lossy().to_string();
-            let mut targets: Vec<&str> =
-                mounts.lines().filter_map(|line| line.split(' ').nth(4)).filter(|t| t.starts_with(&prefix)).collect();
-            targets.sort_by_key(|target| std::cmp::Reverse(target.len()));
-            for target in targets {
-                let _ = nix::mount::umount2(target, nix::mount::MntFlags::MNT_DETACH);
-            }
+        let prefix = self.dir.path().to_string_lossy().to_string();
+        let mut targets: Vec<String> =
+            mount_targets().unwrap_or_default().into_iter().filter(|t| t.starts_with(&prefix)).collect();
+        targets.sort_by_key(|target| std::cmp::Reverse(target.len()));
+        for target in targets {
+            let _ = nix::mount::umount2(target.as_str(), nix::mount::MntFlags::MNT_DETACH);
         }
         // The netns files are unmounted above, so the containers' veths are gone with their
         // namespaces; the bridge and the iptables rules CNI made for them stay unless removed.
@@ -470,6 +467,12 @@ pub fn network_rules(bridge: &str, prefix: &str) -> Vec<(String, String)> {
 pub fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Every mount point of this process's mount namespace (field 5 of /proc/self/mountinfo).
+pub fn mount_targets() -> std::io::Result<Vec<String>> {
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo")?;
+    Ok(mounts.lines().filter_map(|line| line.split(' ').nth(4)).map(str::to_string).collect())
 }
 
 /// Poll `check` until it returns Some, or panic after `timeout` with `what`.
