@@ -361,9 +361,12 @@ pub(crate) fn nonzero_extent_end(bytes: &[u8], from: usize) -> usize {
     while end > 0 {
         let start = end.saturating_sub(CHUNK);
         let chunk = &tail[start..end];
+        // The OR is the fast test; the position is searched again, and a byte that turned back
+        // to zero in between (a mapping another process writes) just moves the search on.
         if chunk.iter().fold(0u8, |acc, &byte| acc | byte) != 0 {
-            let last_nonzero = chunk.iter().rposition(|&byte| byte != 0).expect("chunk has a non-zero byte");
-            return from + start + last_nonzero + 1;
+            if let Some(last_nonzero) = chunk.iter().rposition(|&byte| byte != 0) {
+                return from + start + last_nonzero + 1;
+            }
         }
         end = start;
     }
