@@ -4,6 +4,8 @@
 //! the berthd that comes back; bad input refused with a message that says what to do.
 
 use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -68,7 +70,25 @@ fn exec_runs_inside_with_its_own_exit_code_and_is_recorded() {
     assert!(told.contains("as user 65534:65534, in /tmp"), "{told}");
     // The container itself is untouched.
     assert_eq!(daemon.ps().len(), 1);
+
+    // Each exec's files are under the state directory, private, and nothing of them is in the
+    // task directory; they go with the container.
+    let execs_dir = daemon.state.join("execs").join(&daemon.namespace).join("box");
+    let exec_dirs: Vec<PathBuf> = std::fs::read_dir(&execs_dir).unwrap().map(|entry| entry.unwrap().path()).collect();
+    assert_eq!(exec_dirs.len(), 6, "{exec_dirs:?}");
+    for dir in [&execs_dir, &exec_dirs[0]] {
+        let mode = std::fs::metadata(dir).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "{} is {mode:o}", dir.display());
+    }
+    for file in ["exit.json", "monitor.json", "process.json", "stdout.log"] {
+        assert!(exec_dirs.iter().all(|dir| dir.join(file).is_file()), "{file} missing in {exec_dirs:?}");
+    }
+    assert!(!daemon.root.join("tasks").join(&daemon.namespace).join("box").join("execs").exists());
     daemon.ok(&["rm", "-f", "box"]);
+    // Removed by the container's worker once the removal is recorded.
+    eventually(Duration::from_secs(30), "the exec directories to go with the container", || {
+        (!execs_dir.exists()).then_some(())
+    });
 }
 
 #[test]

@@ -48,7 +48,7 @@ pub async fn write_stdin(
             }
             None => return Err(Status::not_found(format!("container {container_id:?} has no exec {exec_id:?}"))),
         }
-        task_dir = task_dir.exec_dir(&exec_id);
+        task_dir = services.layout.existing_exec_dir(&namespace, &container_id, &exec_id);
     }
     let mut writer = stdin::open_stdin_writer(&task_dir).map_err(stdin_status)?;
     let mut bytes_written = 0u64;
@@ -110,7 +110,7 @@ pub fn resize_terminal(
     };
     let mut task_dir = services.layout.task_dir(&namespace, &container_id);
     if !message.exec_id.is_empty() {
-        task_dir = task_dir.exec_dir(&message.exec_id);
+        task_dir = services.layout.existing_exec_dir(&namespace, &container_id, &message.exec_id);
     }
     match console::request_resize(&task_dir, rows, cols) {
         Ok(()) => Ok(Response::new(api::ResizeTerminalResponse {})),

@@ -232,7 +232,7 @@ impl api::tasks_server::Tasks for TasksService {
             if execs::exec_state(&self.0.store.state(), &namespace, &container_id, &message.exec_id).is_none() {
                 return Err(Status::not_found(format!("container {container_id:?} has no exec {:?}", message.exec_id)));
             }
-            task_dir = task_dir.exec_dir(&message.exec_id);
+            task_dir = self.0.layout.existing_exec_dir(&namespace, &container_id, &message.exec_id);
         }
         let (sender, receiver) = mpsc::channel(16);
         let store = Arc::clone(&self.0.store);

@@ -25,7 +25,7 @@ struct Flags {
     /// Persistent state: the log, content, snapshots, task logs [default: /var/lib/berth]
     #[arg(long)]
     root: Option<PathBuf>,
-    /// Volatile state: bundles, runc state [default: /run/berth]
+    /// Volatile state: bundles, runc state, exec directories [default: /run/berth]
     #[arg(long)]
     state: Option<PathBuf>,
     /// The UNIX socket to serve the gRPC API on [default: /run/berth/berthd.sock]

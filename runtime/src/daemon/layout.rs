@@ -16,6 +16,9 @@
 //!                                              derived from the log: deleting it forgets
 //! <state>/bundles/<ns>/<id>/                   config.json and the mounted rootfs
 //! <state>/runc/<ns>/                           runc's --root
+//! <state>/execs/<ns>/<id>/<exec id>/            one `berth exec`'s monitor files and output, laid
+//!                                              out as a task directory (volatile, as bundles:
+//!                                              an exec does not outlive the host)
 //! <root>/networks/                             conflists, ipam/ (host-local), attachments/ (ADD caches)
 //! <state>/netns/<cni container id>             a task's network namespace (network::netns)
 //! ```
@@ -23,6 +26,10 @@
 use std::path::PathBuf;
 
 use crate::tasks::task_dir::TaskDir;
+
+/// The folder of a task directory where berth before exec directories moved to the state
+/// directory kept them.
+const LEGACY_EXECS_DIR: &str = "execs";
 
 /// Where everything lives.
 #[derive(Debug, Clone)]
@@ -103,6 +110,38 @@ impl Layout {
         self.bundles_dir().join(namespace).join(id)
     }
 
+    /// Every namespace's exec directories.
+    pub fn execs_dir(&self) -> PathBuf {
+        self.state.join("execs")
+    }
+
+    /// The exec directories of one container's current task.
+    pub fn task_execs_dir(&self, namespace: &str, id: &str) -> PathBuf {
+        self.execs_dir().join(namespace).join(id)
+    }
+
+    /// Where berthd makes the directory of exec `exec_id`: in the state directory, which is a
+    /// tmpfs where the host mounts one on `/run` (the default), so the ten files an exec's
+    /// monitor, runc and berthd create cost no disk metadata.
+    pub fn exec_dir(&self, namespace: &str, id: &str, exec_id: &str) -> TaskDir {
+        TaskDir::new(self.task_execs_dir(namespace, id).join(exec_id))
+    }
+
+    /// The directory of an exec that may have been started by a berthd that kept exec
+    /// directories inside the task directory (`<root>/tasks/<ns>/<id>/execs/<exec id>`): that one
+    /// when it exists and the new one does not, so execs running across an upgrade are still
+    /// found. The old directories go with their task directory.
+    pub fn existing_exec_dir(&self, namespace: &str, id: &str, exec_id: &str) -> TaskDir {
+        let exec_dir = self.exec_dir(namespace, id, exec_id);
+        if !exec_dir.path().exists() {
+            let earlier = self.task_dir(namespace, id).path().join(LEGACY_EXECS_DIR).join(exec_id);
+            if earlier.is_dir() {
+                return TaskDir::new(earlier);
+            }
+        }
+        exec_dir
+    }
+
     /// Every namespace's runc state.
     pub fn runc_dir(&self) -> PathBuf {
         self.state.join("runc")
@@ -142,5 +181,25 @@ mod tests {
         assert_eq!(layout.bundle_dir("b", "x"), Path::new("/s/bundles/b/x"));
         assert_eq!(layout.runc_root("a"), Path::new("/s/runc/a"));
         assert_eq!(layout.cgroups_path("a", "x"), "/berth/a/x");
+        assert_eq!(layout.exec_dir("a", "x", "e1").path(), Path::new("/s/execs/a/x/e1"));
+    }
+
+    #[test]
+    fn an_exec_an_older_berth_started_is_found_in_its_task_directory_and_new_ones_in_the_state() {
+        let scratch = tempfile::tempdir().unwrap();
+        let layout = Layout {
+            root: scratch.path().join("root"),
+            state: scratch.path().join("state"),
+            cgroup_parent: "/berth".into(),
+            log: None,
+        };
+        // Nothing anywhere: where a new exec goes.
+        assert_eq!(layout.existing_exec_dir("ns", "c", "old"), layout.exec_dir("ns", "c", "old"));
+        let earlier = layout.task_dir("ns", "c").path().join("execs").join("old");
+        std::fs::create_dir_all(&earlier).unwrap();
+        assert_eq!(layout.existing_exec_dir("ns", "c", "old").path(), earlier);
+        // Both: the state directory's wins (the older one belongs to an earlier task).
+        std::fs::create_dir_all(layout.exec_dir("ns", "c", "old").path()).unwrap();
+        assert_eq!(layout.existing_exec_dir("ns", "c", "old"), layout.exec_dir("ns", "c", "old"));
     }
 }

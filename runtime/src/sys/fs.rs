@@ -74,6 +74,14 @@ fn write_file_by_rename(dir: &Path, file_name: &str, contents: &[u8], durable: b
     Ok(())
 }
 
+/// Removes `dir` and everything in it; absent is fine.
+pub fn remove_dir_all_if_present(dir: &Path) -> std::io::Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Err(error) if error.kind() != ErrorKind::NotFound => Err(error),
+        _ => Ok(()),
+    }
+}
+
 /// Removes `dir/file_name` if present and makes the removal durable.
 pub fn remove_file_durably(dir: &Path, file_name: &str) -> std::io::Result<()> {
     match std::fs::remove_file(dir.join(file_name)) {

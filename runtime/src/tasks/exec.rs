@@ -26,7 +26,7 @@ impl Executor {
         exec_id: &str,
         process: &ExecProcess,
     ) {
-        let exec_dir = self.layout.task_dir(namespace, container_id).exec_dir(exec_id);
+        let exec_dir = self.layout.exec_dir(namespace, container_id, exec_id);
         let started = self.spawn_exec_monitor(namespace, container_id, intent_seq, &exec_dir, process).await;
         let (events, monitor) = match started {
             Ok((monitor, exit_report)) => {
@@ -110,7 +110,7 @@ impl Executor {
         let namespace = namespace.to_string();
         let container_id = container_id.to_string();
         let exec_id = exec_id.to_string();
-        let exec_dir = self.layout.task_dir(&namespace, &container_id).exec_dir(&exec_id);
+        let exec_dir = self.layout.existing_exec_dir(&namespace, &container_id, &exec_id);
         tokio::spawn(async move {
             // The early report, else the monitor's end and its exit.json (as in `watch_exit`).
             let (status, still_exiting) = match monitor::read_exit_report(exit_report).await {

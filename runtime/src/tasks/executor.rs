@@ -528,6 +528,10 @@ impl Executor {
         task_dir
             .remove()
             .map_err(|error| format!("cannot empty the task directory {}: {error}", task_dir.path().display()))?;
+        // So are the exec directories of an earlier task (they live under the state directory).
+        let execs_dir = self.layout.task_execs_dir(namespace, container_id);
+        crate::sys::fs::remove_dir_all_if_present(&execs_dir)
+            .map_err(|error| format!("cannot empty the exec directories {}: {error}", execs_dir.display()))?;
         let stdin_fifo = if record.open_stdin {
             Some(crate::tasks::stdin::make_stdin_fifo(&task_dir).map_err(|error| error.to_string())?)
         } else {
@@ -621,6 +625,11 @@ impl Executor {
         }
         if let Err(error) = self.layout.task_dir(namespace, container_id).remove() {
             tracing::warn!(container_id, %error, "removing the task directory failed; start-up clean-up retries");
+        }
+        if let Err(error) =
+            crate::sys::fs::remove_dir_all_if_present(&self.layout.task_execs_dir(namespace, container_id))
+        {
+            tracing::warn!(container_id, %error, "removing the exec directories failed; start-up clean-up retries");
         }
     }
 

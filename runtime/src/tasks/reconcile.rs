@@ -68,7 +68,7 @@ impl Executor {
                 PendingIntent::Exec { seq, exec_id: id } if id == exec_id => Some(*seq),
                 _ => None,
             });
-            let exec_dir = self.layout.task_dir(namespace, container_id).exec_dir(exec_id);
+            let exec_dir = self.layout.existing_exec_dir(namespace, container_id, exec_id);
             // A monitor may still be starting the exec (berthd died after spawning it).
             let deadline = Instant::now() + CREATING_MONITOR_WAIT;
             while pending_intent.is_some()
@@ -305,6 +305,16 @@ impl Executor {
             for id in list_dir_names(&tasks_dir.join(&namespace)) {
                 if !known_containers.contains(&(namespace.clone(), id.clone())) {
                     warn_if_failed("task directory", &id, self.layout.task_dir(&namespace, &id).remove());
+                }
+            }
+        }
+        let execs_dir = self.layout.execs_dir();
+        for namespace in list_dir_names(&execs_dir) {
+            for id in list_dir_names(&execs_dir.join(&namespace)) {
+                if !known_tasks.contains(&(namespace.clone(), id.clone())) {
+                    let removed =
+                        crate::sys::fs::remove_dir_all_if_present(&self.layout.task_execs_dir(&namespace, &id));
+                    warn_if_failed("exec directories", &id, removed);
                 }
             }
         }

@@ -1,5 +1,8 @@
 //! A task's directory (`<root>/tasks/<namespace>/<id>/`): the only channel from a monitor back
-//! to berthd, and what recovery observes. One type names every file in it and reads each.
+//! to berthd, and what recovery observes. One type names every file in it and reads each. An
+//! exec's directory (`<state>/execs/<namespace>/<id>/<exec id>/`, `Layout::exec_dir`) is laid
+//! out the same way, with `process.json` (berthd's, for `runc exec --process`) and `exec.pid`
+//! (runc's `--pid-file`) besides.
 //!
 //! | file | written by | meaning |
 //! |---|---|---|
@@ -11,7 +14,6 @@
 //! | `stdin` | berthd (a FIFO, with `-i`); the monitor holds a keeper write end until signalled | the container's stdin (`tasks::stdin`) |
 //! | `resize` | berthd (a FIFO, with `-t`), read by the monitor | window sizes for the terminal (`tasks::console`) |
 //! | `console.sock` | the monitor, for runc to send the pty master to; removed once received | (`-t` only) |
-//! | `execs/<id>/` | berthd (`process.json`), then that exec's monitor | one `berth exec` process, laid out like a task directory |
 //! | `monitor.lock` | berthd takes its flock before spawning the monitor and hands the descriptor over (`--lock-fd`); the monitor holds it until it exits | a monitor is at work |
 //!
 //! **Invariant:** `exit.json` exists only after the container's init has exited; a task
@@ -31,9 +33,6 @@ pub const MONITOR_STATE_FILE: &str = "monitor.json";
 pub const EXEC_PROCESS_FILE: &str = "process.json";
 /// Where `runc exec --pid-file` writes the exec process's pid.
 pub const EXEC_PID_FILE: &str = "exec.pid";
-/// The task directory's folder of exec directories (`execs/<exec id>/`, each laid out as a
-/// task directory of its own).
-pub const EXECS_DIR: &str = "execs";
 pub const EXIT_FILE: &str = "exit.json";
 pub const STDOUT_FILE: &str = "stdout.log";
 pub const STDERR_FILE: &str = "stderr.log";
@@ -107,11 +106,6 @@ impl TaskDir {
         &self.path
     }
 
-    /// The directory of the exec `exec_id` of this task.
-    pub fn exec_dir(&self, exec_id: &str) -> TaskDir {
-        TaskDir::new(self.path.join(EXECS_DIR).join(exec_id))
-    }
-
     pub fn file(&self, file_name: &str) -> PathBuf {
         self.path.join(file_name)
     }
@@ -160,10 +154,7 @@ impl TaskDir {
 
     /// Empties the directory away (a new task starts from nothing). Absent is fine.
     pub fn remove(&self) -> std::io::Result<()> {
-        match std::fs::remove_dir_all(&self.path) {
-            Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(error),
-            _ => Ok(()),
-        }
+        crate::sys::fs::remove_dir_all_if_present(&self.path)
     }
 }
 
