@@ -15,7 +15,7 @@ bench_name=echo
 source "$(dirname "$0")/bench-lib.sh"
 require_tools jq:jq runc:runc python3:python3
 
-runc_root=$bench_dir/runc-root
+runc_root=$volatile_dir/runc
 bench_cleanup() {
   [[ -d $runc_root ]] && for id in $("$runc_bin" --root "$runc_root" list -q 2>/dev/null); do
     "$runc_bin" --root "$runc_root" delete -f "$id" >/dev/null 2>&1

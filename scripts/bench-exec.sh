@@ -15,7 +15,7 @@ bench_name=exec
 source "$(dirname "$0")/bench-lib.sh"
 require_tools hyperfine:hyperfine jq:jq runc:runc
 
-runc_root=$bench_dir/runc-root
+runc_root=$volatile_dir/runc
 exec_target=bench-exec-$run_suffix
 bench_cleanup() {
   [[ -d $runc_root ]] && "$runc_bin" --root "$runc_root" delete -f "$exec_target" >/dev/null 2>&1

@@ -30,6 +30,18 @@ release_bin_dir() {
 berth() { "$berth_bin" --address "$berth_socket" "$@"; }
 peer_ctr() { ctr --address "$peer_socket" "$@"; }
 
+# mount_volatile_state: a tmpfs at $bench_dir/run for each runtime's volatile state — berthd's
+# --state, containerd's state, bare runc's --root — as on a Debian host, where /run is a tmpfs and
+# berthd (/run/berth), containerd (/run/containerd) and runc (/run/runc) keep it by default. Sets
+# volatile_dir and PEER_CONTAINERD_STATE; the caller's clean-up unmounts it with the rest of
+# $bench_dir. Persistent state (berth's root, containerd's root) stays under $bench_dir.
+mount_volatile_state() {
+  volatile_dir=$bench_dir/run
+  mkdir -m 0700 -p "$volatile_dir"
+  mount -t tmpfs -o mode=0700,size=2g berth-bench-run "$volatile_dir"
+  export PEER_CONTAINERD_STATE=$volatile_dir/containerd
+}
+
 # pids_naming_bench_dir: processes whose command line names our temporary directory (berth-monitors).
 pids_naming_bench_dir() {
   local cmdline_file pid

@@ -46,10 +46,11 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+mount_volatile_state
 
 # start_berthd_with_busybox: berthd on the temporary directory, answering, with busybox imported.
 start_berthd_with_busybox() {
-  setsid "$berthd_bin" --root "$bench_dir/root" --state "$bench_dir/state" --address "$berth_socket" \
+  setsid "$berthd_bin" --root "$bench_dir/root" --state "$volatile_dir/berth" --address "$berth_socket" \
     --runc "$runc_bin" >>"$bench_dir/berthd.log" 2>&1 </dev/null &
   berthd_pid=$!
   local _

@@ -49,7 +49,7 @@ berth_bin=$repo_dir/target/release/berth
 
 bench_dir=$(mktemp -d /var/tmp/berth-bench-lifecycle.XXXXXX)
 berth_socket=$bench_dir/berthd.sock
-runc_root=$bench_dir/runc-root
+runc_root=$volatile_dir/runc
 bundle_dir=$bench_dir/bundle
 berthd_pid=
 
@@ -72,6 +72,7 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+mount_volatile_state
 
 # ---- helpers -----------------------------------------------------------------------------------
 
@@ -79,7 +80,7 @@ now_us() { local t=$EPOCHREALTIME; echo $((10#${t/./})); }
 ms_from_us() { awk -v us="$1" 'BEGIN { printf "%.1f", us / 1000 }'; }
 
 start_berthd() {
-  setsid "$berthd_bin" --root "$bench_dir/root" --state "$bench_dir/state" --address "$berth_socket" \
+  setsid "$berthd_bin" --root "$bench_dir/root" --state "$volatile_dir/berth" --address "$berth_socket" \
     --runc "$runc_bin" >>"$bench_dir/berthd.log" 2>&1 </dev/null &
   berthd_pid=$!
   disown "$berthd_pid"  # the SIGKILL below is on purpose; no "Killed" notice from bash

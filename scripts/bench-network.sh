@@ -94,6 +94,7 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+mount_volatile_state
 
 # conflist NAME BRIDGE SUBNET IPAM_DIR: the list berth writes for its bridge networks.
 conflist() {
@@ -104,7 +105,7 @@ conflist() {
 }
 
 # ---- set up ------------------------------------------------------------------------------------
-setsid "$bin_dir/berthd" --root "$bench_dir/root" --state "$bench_dir/state" --address "$berth_socket" \
+setsid "$bin_dir/berthd" --root "$bench_dir/root" --state "$volatile_dir/berth" --address "$berth_socket" \
   --cgroup-parent "/berth-bench-$run_tag" --bridge-name "$berth_bridge" --bridge-subnet "$berth_subnet" \
   >>"$bench_dir/berthd.log" 2>&1 </dev/null &
 berthd_pid=$!

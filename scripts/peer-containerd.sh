@@ -11,6 +11,7 @@
 #   scripts/peer-containerd.sh stop         remove its tasks and containers, stop it, unmount, delete its directory
 #
 # Environment: PEER_CONTAINERD_DIR (default /var/tmp/berth-peer-containerd),
+#              PEER_CONTAINERD_STATE (its state directory; default PEER_CONTAINERD_DIR/state),
 #              PEER_CONTAINERD_METRICS (HOST:PORT: serve containerd's Prometheus metrics there; unset: off),
 #              BERTH_TESTIMAGES (default /var/tmp/berth-testimages; busybox-oci.tar is built when absent).
 # The CRI plugin is disabled: ctr does not use it, and it would only add start-up work to the restart test.
@@ -18,6 +19,7 @@ set -euo pipefail
 
 repo_dir=$(cd "$(dirname "$0")/.." && pwd)
 peer_dir=${PEER_CONTAINERD_DIR:-/var/tmp/berth-peer-containerd}
+state_dir=${PEER_CONTAINERD_STATE:-$peer_dir/state}
 socket=$peer_dir/containerd.sock
 config=$peer_dir/config.toml
 images_dir=${BERTH_TESTIMAGES:-/var/tmp/berth-testimages}
@@ -41,7 +43,7 @@ write_config() {
   cat >"$config" <<EOF
 version = 2
 root = "$peer_dir/root"
-state = "$peer_dir/state"
+state = "$state_dir"
 disabled_plugins = ["io.containerd.grpc.v1.cri"]
 
 [grpc]
@@ -114,9 +116,11 @@ case ${1:-} in
     fi
     # shims (and their containers) left behind by a crash of this script: end them by pid
     for pid in $(pids_using_peer_dir); do kill -9 "$pid" 2>/dev/null || true; done
-    awk -v prefix="$peer_dir/" 'index($2, prefix) == 1 {print $2}' /proc/mounts | sort -r \
-      | xargs -r -n1 umount -l 2>/dev/null || true
-    rm -rf "$peer_dir"
+    for dir in "$peer_dir" "$state_dir"; do
+      awk -v prefix="$dir/" 'index($2, prefix) == 1 {print $2}' /proc/mounts | sort -r \
+        | xargs -r -n1 umount -l 2>/dev/null || true
+    done
+    rm -rf "$peer_dir" "$state_dir"
     ;;
   *)
     sed -n '2,15p' "$0" >&2
