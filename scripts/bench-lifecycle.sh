@@ -5,8 +5,8 @@
 #
 # usage: scripts/bench-lifecycle.sh [N]     (N containers per lifecycle workload, default 30)
 #
-# It builds the release binaries, starts a berthd on a temporary directory under /var/tmp with a
-# socket of its own, starts the peer containerd (scripts/peer-containerd.sh), and prints:
+# It builds the release binaries (or takes them from $BERTH_BIN_DIR), starts a berthd on a
+# temporary directory under /var/tmp (its --state on a tmpfs there) with a socket of its own, starts the peer containerd (scripts/peer-containerd.sh), and prints:
 #   1. sequential lifecycle: ms per `berth run --rm busybox /bin/true`, per
 #      `ctr run --rm local/busybox:latest ID /bin/true` and per bare `runc run` of a ready bundle,
 #      each a whole client process (hyperfine -N); then berth's lifecycle one RPC-sized step at a time
@@ -40,16 +40,15 @@ fi
 require_tools hyperfine:hyperfine jq:jq runc:runc
 runc_bin=$(command -v runc)
 
-echo "building release binaries" >&2
-cargo build --release --bins -p berth-runtime --quiet
-berthd_bin=$repo_dir/target/release/berthd
-berth_bin=$repo_dir/target/release/berth
+release_bin_dir
+berthd_bin=$bin_dir/berthd
+berth_bin=$bin_dir/berth
 
 [[ -s $images_dir/busybox-oci.tar ]] || bash scripts/build-test-images.sh busybox >&2
 
 bench_dir=$(mktemp -d /var/tmp/berth-bench-lifecycle.XXXXXX)
 berth_socket=$bench_dir/berthd.sock
-runc_root=$volatile_dir/runc
+runc_root=
 bundle_dir=$bench_dir/bundle
 berthd_pid=
 
@@ -58,6 +57,8 @@ cleanup() {
   trap - EXIT INT TERM
   echo "cleaning up" >&2
   stop_berthd_and_its_containers
+  # before the tmpfs its state is on goes
+  bash "$peer" stop
   # monitors (and through them their containers) that outlived a failed run: end them by pid
   for pid in $(pids_naming_bench_dir); do kill -9 "$pid" 2>/dev/null; done
   if [[ -d $runc_root ]]; then
@@ -68,11 +69,11 @@ cleanup() {
   awk -v prefix="$bench_dir/" 'index($2, prefix) == 1 {print $2}' /proc/mounts | sort -r \
     | xargs -r -n1 umount -l 2>/dev/null
   rm -rf "$bench_dir"
-  bash "$peer" stop
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 mount_volatile_state
+runc_root=$volatile_dir/runc
 
 # ---- helpers -----------------------------------------------------------------------------------
 
@@ -167,8 +168,8 @@ read -r ctr_mean ctr_median ctr_p90 < <(pooled_ms ctr)
 printf '  %-58s %8s %8s %8s\n' "ctr run --rm local/busybox:latest ID /bin/true" "$ctr_mean" "$ctr_median" "$ctr_p90"
 read -r runc_mean runc_median runc_p90 < <(pooled_ms runc)
 printf '  %-58s %8s %8s %8s\n' "runc run --bundle B ID (ready bundle, /bin/true)" "$runc_mean" "$runc_median" "$runc_p90"
-verdict "berth/containerd (mean)" "$(ratio "$berth_mean" "$ctr_mean")" 0.5
-verdict "berth/bare runc (mean)" "$(ratio "$berth_mean" "$runc_mean")" 1.5
+verdict "berth/containerd (mean)" "$(ratio "$berth_mean" "$ctr_mean")" 0.4
+verdict "berth/bare runc (mean)" "$(ratio "$berth_mean" "$runc_mean")" 1.2
 
 # The same lifecycle as separate CLI calls, one per RPC, to see where berth's time goes.
 create_us=0 start_us=0 wait_us=0 rm_us=0
@@ -210,8 +211,8 @@ runc_par=$(ms_from_us $((runc_par_us / n_parallel)))
 printf '  %-58s %8s\n' "berth run --rm --network none busybox /bin/true" "$berth_par"
 printf '  %-58s %8s\n' "ctr run --rm local/busybox:latest ID /bin/true" "$ctr_par"
 printf '  %-58s %8s\n' "runc run --bundle B ID" "$runc_par"
-verdict "berth/containerd" "$(ratio "$berth_par" "$ctr_par")" 0.5
-verdict "berth/bare runc" "$(ratio "$berth_par" "$runc_par")" 1.5
+verdict "berth/containerd" "$(ratio "$berth_par" "$ctr_par")" 0.4
+verdict "berth/bare runc" "$(ratio "$berth_par" "$runc_par")" 1.2
 
 # ---- 3. restart with running containers --------------------------------------------------------
 
