@@ -45,7 +45,7 @@ fn a_killed_monitor_is_recorded_as_monitor_lost_and_a_plain_exit_as_exited() {
     let daemon = Daemon::start();
     daemon.import_busybox();
     daemon.ok(&["run", "-d", "--name", "orphaned", "busybox", "sleep", "1000"]);
-    let monitor_json = daemon.root.join("tasks/default/orphaned/monitor.json");
+    let monitor_json = daemon.state.join("tasks/default/orphaned/monitor.json");
     let identity: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&monitor_json).expect("monitor.json")).expect("monitor json");
     let monitor_pid = identity["monitor_pid"].as_i64().expect("monitor pid") as i32;

@@ -192,6 +192,7 @@ fn a_non_root_user_gets_nothing_from_a_fresh_daemon() {
     // The modes themselves, each with its reason in daemon::permissions.
     let bundle = state.join("bundles/default/planter");
     let task_dir = root.join("tasks/default/planter");
+    let task_state_dir = state.join("tasks/default/planter");
     for private_dir in [
         root.clone(),
         state.clone(),
@@ -202,6 +203,8 @@ fn a_non_root_user_gets_nothing_from_a_fresh_daemon() {
         root.join("snapshots/active/default/planter"),
         root.join("tasks"),
         task_dir.clone(),
+        state.join("tasks"),
+        task_state_dir.clone(),
         state.join("bundles"),
         bundle.clone(),
         state.join("runc"),
@@ -212,7 +215,8 @@ fn a_non_root_user_gets_nothing_from_a_fresh_daemon() {
         bundle.join("config.json"),
         task_dir.join("stdout.log"),
         task_dir.join("stderr.log"),
-        task_dir.join("monitor.json"),
+        task_state_dir.join("monitor.json"),
+        task_state_dir.join("monitor.log"),
     ];
     for dir in [root.join("log"), root.join("content/blobs/sha256")] {
         private_files.extend(std::fs::read_dir(dir).unwrap().flatten().map(|entry| entry.path()));

@@ -114,18 +114,22 @@ fn exits_while_berthd_is_down_are_recorded_with_code_and_time() {
 }
 
 #[test]
-fn an_exit_survives_the_loss_of_the_unsynced_monitor_json() {
-    // After a power loss the fsynced exit.json may be all that is left of a monitor's files:
-    // monitor.json is written without fsync. The exit code must still be the real one.
+fn an_exit_survives_the_loss_of_the_monitors_working_files() {
+    // After a power loss the fsynced exit.json under the root may be all that is left of a
+    // monitor's files: monitor.json, its lock and logs are under the state directory (a tmpfs by
+    // default). The exit code must still be the real one.
     let mut daemon = Daemon::start();
     daemon.import_busybox();
     daemon.ok(&["run", "-d", "--name", "lost", "busybox", "sh", "-c", "sleep 1; exit 6"]);
     daemon.kill9();
-    let task_dir = daemon.root.join("tasks/default/lost");
+    let kept_dir = daemon.root.join("tasks/default/lost");
     eventually(Duration::from_secs(60), "the monitor records the exit", || {
-        task_dir.join("exit.json").exists().then_some(())
+        kept_dir.join("exit.json").exists().then_some(())
     });
-    std::fs::remove_file(task_dir.join("monitor.json")).expect("monitor.json was written");
+    let working_dir = daemon.state.join("tasks/default/lost");
+    assert!(working_dir.join("monitor.json").is_file(), "monitor.json was written under the state directory");
+    assert!(!kept_dir.join("monitor.json").exists(), "monitor.json is not kept under the root");
+    std::fs::remove_dir_all(&working_dir).unwrap();
     daemon.start_again();
     assert_eq!(daemon.ok(&["wait", "lost"]).trim(), "6");
     assert_eq!(task_of(&daemon.ps(), "lost")["exit_code"], 6);
@@ -201,7 +205,7 @@ fn crash_right_after_the_monitor_is_spawned_waits_for_it() {
     daemon.start_again();
     assert!(!daemon.cli(&["run", "-d", "--name", "early", "busybox", "sleep", "1000"]).status.success());
     daemon.wait_for_exit(Duration::from_secs(60));
-    assert!(!daemon.root.join("tasks/default/early/monitor.json").exists(), "the monitor must not have got going yet");
+    assert!(!daemon.state.join("tasks/default/early/monitor.json").exists(), "the monitor must not have got going yet");
     std::fs::write(&go, "").unwrap();
     daemon.set_env(&[]);
     daemon.start_again();

@@ -201,7 +201,7 @@ fn after_a_crash_an_exited_rm_container_is_removed_and_stray_volume_directories_
     let exit_file = daemon.root.join("tasks/default/late/exit.json");
     let init_pid = eventually(Duration::from_secs(10), "the container's pid", || {
         let monitor: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(daemon.root.join("tasks/default/late/monitor.json")).ok()?).ok()?;
+            serde_json::from_slice(&std::fs::read(daemon.state.join("tasks/default/late/monitor.json")).ok()?).ok()?;
         monitor["init_pid"].as_i64()
     });
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(init_pid as i32), nix::sys::signal::Signal::SIGKILL).unwrap();

@@ -125,7 +125,7 @@ pub(crate) async fn stream_logs(
     tokio::pin!(stopping);
     let mut first_read = true;
     // Made before the first read, so nothing written after that read goes unnoticed.
-    let mut watch = if query.follow { OutputWatch::new(task_dir.path()).ok() } else { None };
+    let mut watch = if query.follow { OutputWatch::new(task_dir.kept_dir()).ok() } else { None };
     loop {
         // Decide "finished" before reading, so output written just before the exit is read.
         let finished = source.finished(&store.state());
@@ -167,7 +167,7 @@ pub(crate) async fn stream_logs(
             // The directory may not exist yet when the follower came first: watch it once it
             // does, and read once more, since output may have come before the watch.
             if watch.is_none() {
-                watch = OutputWatch::new(task_dir.path()).ok();
+                watch = OutputWatch::new(task_dir.kept_dir()).ok();
                 if watch.is_some() {
                     continue;
                 }

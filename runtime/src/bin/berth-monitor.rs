@@ -2,7 +2,7 @@
 //! for the container's whole life, and records the exit status durably in the task directory so
 //! that berthd can be killed and restarted at any moment without losing it.
 //!
-//! Usage: `berth-monitor --id ID --bundle DIR --runc PATH --runc-root DIR --task-dir DIR [--start]
+//! Usage: `berth-monitor --id ID --bundle DIR --runc PATH --runc-root DIR --task-dir DIR [--kept-dir DIR] [--start]
 //! [--intent-seq SEQ] [--lock-fd FD] [--stdin-fifo PATH] [--tty]`.
 //! The readiness protocol on stdout and the files it writes are described in
 //! `berth_runtime::tasks::monitor`. Deliberately synchronous and small: it spends its life in waitpid.
@@ -53,9 +53,13 @@ struct MonitorArgs {
     /// runc's --root state directory.
     #[arg(long)]
     runc_root: PathBuf,
-    /// Persistent task directory for logs, monitor.json and exit.json.
+    /// The task directory: monitor.json, monitor.lock, monitor.log, runc.log, the FIFOs.
     #[arg(long)]
     task_dir: PathBuf,
+    /// Where what outlives the host goes: stdout.log, stderr.log and exit.json (default: the
+    /// task directory).
+    #[arg(long)]
+    kept_dir: Option<PathBuf>,
     /// Start the container too (`runc run --detach`) instead of leaving it created.
     #[arg(long)]
     start: bool,
@@ -83,6 +87,13 @@ struct MonitorArgs {
     /// Keep this many files per stream, the current one included.
     #[arg(long, default_value_t = output_log::DEFAULT_MAX_FILES)]
     output_max_files: u32,
+}
+
+impl MonitorArgs {
+    /// `--kept-dir`, else the task directory.
+    fn kept_dir(&self) -> &Path {
+        self.kept_dir.as_deref().unwrap_or(&self.task_dir)
+    }
 }
 
 /// How long the exit waits for the output copiers to drain what the container wrote last. They
@@ -115,14 +126,24 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-    // The pipe stays open, as the exit's early report (see `berth_runtime::tasks::monitor`).
-    let exit_report = keep_readiness_pipe(&mut monitor_log);
-    report_readiness(&format!("ok {init_pid}\n"), &mut monitor_log);
+    let ready_line = format!("ok {init_pid}\n");
+    // A short process has often ended while runc was still returning: its exit then goes out
+    // with the readiness (below), and berthd records both in one record.
+    let ended_already = init_exit_if_over(init_pid);
+    let reported_with_readiness = ended_already.is_some();
+    let exit_report = if reported_with_readiness {
+        None
+    } else {
+        // The pipe stays open, as the exit's early report (see `berth_runtime::tasks::monitor`).
+        let exit_report = keep_readiness_pipe(&mut monitor_log);
+        report_readiness(&ready_line, &mut monitor_log);
+        exit_report
+    };
 
     // exit.json names this monitor, so that it identifies its task even without monitor.json.
     let exit_status = ExitStatus {
         monitor_pid: Some(std::process::id() as i32),
-        ..reap_until_init_exits(init_pid, init_start_time, &mut monitor_log)
+        ..ended_already.unwrap_or_else(|| reap_until_init_exits(init_pid, init_start_time, &mut monitor_log))
     };
     monitor_log.line(&format!("init {init_pid} exited: code {} signal {}", exit_status.code, exit_status.signal));
     // The last output is on disk before the exit is: a reader that sees the exit has it all
@@ -132,16 +153,19 @@ fn main() -> ExitCode {
         console_copiers.finish();
     }
     let exit_json = serde_json::to_vec(&exit_status).expect("exit status serializes");
+    let exit_line = [b"exit ".as_slice(), &exit_json, b"\n"].concat();
     // berthd hears of the exit before exit.json is made durable, and records it in its log
     // meanwhile; exit.json is still written for a berthd that is not there to hear it.
-    if let Some(mut exit_report) = exit_report {
-        let line = [b"exit ".as_slice(), &exit_json, b"\n"].concat();
-        if let Err(write_error) = exit_report.write_all(&line) {
+    if reported_with_readiness {
+        // One write (well under PIPE_BUF, so berthd reads both lines at once).
+        report_readiness(&format!("{ready_line}{}", String::from_utf8_lossy(&exit_line)), &mut monitor_log);
+    } else if let Some(mut exit_report) = exit_report {
+        if let Err(write_error) = exit_report.write_all(&exit_line) {
             // berthd died or let the pipe go: it reads exit.json instead.
             monitor_log.line(&format!("could not report the exit early: {write_error}"));
         }
     }
-    if let Err(write_error) = write_file_durably(&monitor_args.task_dir, EXIT_FILE, &exit_json) {
+    if let Err(write_error) = write_file_durably(monitor_args.kept_dir(), EXIT_FILE, &exit_json) {
         // berthd will see a monitor gone without exit.json and report an unknown exit code.
         monitor_log.line(&format!("could not write {EXIT_FILE}: {write_error}"));
         return ExitCode::FAILURE;
@@ -190,6 +214,7 @@ fn absolute_args(monitor_args: MonitorArgs) -> MonitorArgs {
         runc,
         runc_root: make_absolute(monitor_args.runc_root),
         task_dir: make_absolute(monitor_args.task_dir),
+        kept_dir: monitor_args.kept_dir.map(make_absolute),
         start: monitor_args.start,
         intent_seq: monitor_args.intent_seq,
         lock_fd: monitor_args.lock_fd,
@@ -262,7 +287,7 @@ impl OutputCopiers {
             max_files: monitor_args.output_max_files,
         };
         let open_writer = |file_name: &str| {
-            let path = monitor_args.task_dir.join(file_name);
+            let path = monitor_args.kept_dir().join(file_name);
             RotatingWriter::open(&path, limits).map_err(|error| format!("could not open {}: {error}", path.display()))
         };
         let terminal_writer = if monitor_args.tty { Some(open_writer(STDOUT_FILE)?) } else { None };
@@ -330,15 +355,15 @@ fn create_container(monitor_args: &MonitorArgs, monitor_log: &mut MonitorLog) ->
         .map_err(|error| format!("could not enter task directory {}: {error}", task_dir.display()))?;
     // A task directory may be reused for a new run: exit.json from the old one would make
     // berthd think the new container had already exited.
-    for stale_file in [EXIT_FILE, MONITOR_STATE_FILE] {
-        remove_file_durably(task_dir, stale_file)
+    for (dir, stale_file) in [(monitor_args.kept_dir(), EXIT_FILE), (task_dir.as_path(), MONITOR_STATE_FILE)] {
+        remove_file_durably(dir, stale_file)
             .map_err(|error| format!("could not remove stale {stale_file}: {error}"))?;
     }
 
     let runc_log_path = task_dir.join(RUNC_LOG_FILE);
     // Only what runc writes during this create is quoted in an error; the files accumulate
     // across restarts of the task.
-    let stderr_length_before = file_length(&task_dir.join(STDERR_FILE));
+    let stderr_length_before = file_length(&monitor_args.kept_dir().join(STDERR_FILE));
     let runc_log_length_before = file_length(&runc_log_path);
 
     let runc = Runc::new(monitor_args.runc.clone(), monitor_args.runc_root.clone());
@@ -399,7 +424,8 @@ fn create_container(monitor_args: &MonitorArgs, monitor_log: &mut MonitorLog) ->
         output_copiers.drain(OUTPUT_DRAIN_LIMIT, monitor_log);
         let mut explanation = runc::runc_log_errors_since(&runc_log_path, runc_log_length_before, 3).join("; ");
         if explanation.is_empty() {
-            explanation = runc::runc_error_text(&read_tail(&task_dir.join(STDERR_FILE), stderr_length_before));
+            explanation =
+                runc::runc_error_text(&read_tail(&monitor_args.kept_dir().join(STDERR_FILE), stderr_length_before));
         }
         if explanation.is_empty() {
             explanation = format!("no message, see {}", runc_log_path.display());
@@ -485,6 +511,29 @@ fn report_readiness(report: &str, monitor_log: &mut MonitorLog) {
             }
         }
         Err(open_error) => monitor_log.line(&format!("could not open /dev/null: {open_error}")),
+    }
+}
+
+/// The init's exit when it is over already, reaped without waiting; `None` while it runs (or
+/// when it is not this monitor's child, which `reap_until_init_exits` deals with).
+fn init_exit_if_over(init_pid: u32) -> Option<ExitStatus> {
+    loop {
+        match waitpid(Pid::from_raw(init_pid as i32), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, code)) => {
+                return Some(ExitStatus { code, signal: 0, exited_at_ns: Timestamp::now(), monitor_pid: None })
+            }
+            Ok(WaitStatus::Signaled(_, killing_signal, _core_dumped)) => {
+                let signal_number = killing_signal as i32;
+                return Some(ExitStatus {
+                    code: 128 + signal_number,
+                    signal: signal_number,
+                    exited_at_ns: Timestamp::now(),
+                    monitor_pid: None,
+                });
+            }
+            Err(Errno::EINTR) => continue,
+            _ => return None,
+        }
     }
 }
 

@@ -10,12 +10,13 @@
 //! <root>/checkpoints/<20-digit seq>.ckpt       projection checkpoints (daemon::checkpoint); the newest vouched one bounds archiving
 //! <root>/content/blobs/sha256/<hex>            blobs; <root>/content/ingest/ temporary files
 //! <root>/snapshots/committed/<chain-hex>/fs    unpacked layers; active/<ns>/<id>/{upper,work}
-//! <root>/tasks/<ns>/<id>/                      a task's monitor files (tasks::task_dir)
+//! <root>/tasks/<ns>/<id>/                      a task's output and exit.json (tasks::task_dir)
 //! <root>/volumes/<ns>/<name>/data              a volume's content (tasks::mounts)
 //! <root>/keys/<ns>/<id>.key                    a container's secret key (secrets::keys), not
 //!                                              derived from the log: deleting it forgets
 //! <state>/bundles/<ns>/<id>/                   config.json and the mounted rootfs
 //! <state>/runc/<ns>/                           runc's --root
+//! <state>/tasks/<ns>/<id>/                     a task's monitor files (tasks::task_dir)
 //! <state>/execs/<ns>/<id>/<exec id>/            one `berth exec`'s monitor files and output, laid
 //!                                              out as a task directory (volatile, as bundles:
 //!                                              an exec does not outlive the host)
@@ -25,7 +26,7 @@
 
 use std::path::PathBuf;
 
-use crate::tasks::task_dir::TaskDir;
+use crate::tasks::task_dir::{TaskDir, MONITOR_LOCK_FILE};
 
 /// The folder of a task directory where berth before exec directories moved to the state
 /// directory kept them.
@@ -75,14 +76,28 @@ impl Layout {
         self.root.join("snapshots")
     }
 
-    /// Every namespace's task directories.
+    /// Every namespace's kept task directories (output, `exit.json`).
     pub fn tasks_dir(&self) -> PathBuf {
         self.root.join("tasks")
     }
 
-    /// Persistent per-task files: output, `monitor.json`, `exit.json`, the monitor lock.
+    /// Every namespace's task directories for the monitors' working files.
+    pub fn task_state_dir(&self) -> PathBuf {
+        self.state.join("tasks")
+    }
+
+    /// A task's directory: the monitor's working files under the state directory, output and
+    /// `exit.json` under the root (`tasks::task_dir`). Where the state directory holds none for
+    /// it but the root's has a `monitor.lock`, the task's monitor was started by a berth that
+    /// kept everything under the root: that directory alone then, so the monitor is still found
+    /// (a new task empties it first and starts in the split layout).
     pub fn task_dir(&self, namespace: &str, id: &str) -> TaskDir {
-        TaskDir::new(self.tasks_dir().join(namespace).join(id))
+        let state_dir = self.task_state_dir().join(namespace).join(id);
+        let kept_dir = self.tasks_dir().join(namespace).join(id);
+        if !state_dir.exists() && kept_dir.join(MONITOR_LOCK_FILE).exists() {
+            return TaskDir::new(kept_dir);
+        }
+        TaskDir::split(state_dir, kept_dir)
     }
 
     /// Every namespace's volumes.
@@ -177,7 +192,8 @@ mod tests {
     fn layout_keeps_namespaces_apart() {
         let layout =
             Layout { root: PathBuf::from("/r"), state: PathBuf::from("/s"), cgroup_parent: "/berth".into(), log: None };
-        assert_eq!(layout.task_dir("a", "x").path(), Path::new("/r/tasks/a/x"));
+        assert_eq!(layout.task_dir("a", "x").path(), Path::new("/s/tasks/a/x"));
+        assert_eq!(layout.task_dir("a", "x").kept_dir(), Path::new("/r/tasks/a/x"));
         assert_eq!(layout.bundle_dir("b", "x"), Path::new("/s/bundles/b/x"));
         assert_eq!(layout.runc_root("a"), Path::new("/s/runc/a"));
         assert_eq!(layout.cgroups_path("a", "x"), "/berth/a/x");
@@ -201,5 +217,30 @@ mod tests {
         // Both: the state directory's wins (the older one belongs to an earlier task).
         std::fs::create_dir_all(layout.exec_dir("ns", "c", "old").path()).unwrap();
         assert_eq!(layout.existing_exec_dir("ns", "c", "old"), layout.exec_dir("ns", "c", "old"));
+    }
+
+    #[test]
+    fn a_task_an_older_berth_started_keeps_its_one_directory_until_the_next_task() {
+        let scratch = tempfile::tempdir().unwrap();
+        let layout = Layout {
+            root: scratch.path().join("root"),
+            state: scratch.path().join("state"),
+            cgroup_parent: "/berth".into(),
+            log: None,
+        };
+        let kept = scratch.path().join("root/tasks/ns/c");
+        let split = layout.task_dir("ns", "c");
+        assert_eq!(
+            (split.path(), split.kept_dir()),
+            (scratch.path().join("state/tasks/ns/c").as_path(), kept.as_path())
+        );
+        // An older berth's monitor: its lock (and everything else) under the root.
+        std::fs::create_dir_all(&kept).unwrap();
+        std::fs::write(kept.join(MONITOR_LOCK_FILE), "").unwrap();
+        let legacy = layout.task_dir("ns", "c");
+        assert_eq!((legacy.path(), legacy.kept_dir()), (kept.as_path(), kept.as_path()));
+        // The next task empties it and starts split.
+        legacy.remove().unwrap();
+        assert_eq!(layout.task_dir("ns", "c"), split);
     }
 }

@@ -121,6 +121,29 @@ pub fn observe(layout: &Layout) -> Vec<ObservedPath> {
         }
     }
 
+    // The monitors' working files, and each exec's directory (a level deeper).
+    let task_state_dir = layout.task_state_dir();
+    look(task_state_dir.clone());
+    for namespace_dir in children(&task_state_dir) {
+        look(namespace_dir.clone());
+        for task_dir in children(&namespace_dir) {
+            look(task_dir.clone());
+            children(&task_dir).into_iter().for_each(&mut look);
+        }
+    }
+    let execs_dir = layout.execs_dir();
+    look(execs_dir.clone());
+    for namespace_dir in children(&execs_dir) {
+        look(namespace_dir.clone());
+        for task_execs_dir in children(&namespace_dir) {
+            look(task_execs_dir.clone());
+            for exec_dir in children(&task_execs_dir) {
+                look(exec_dir.clone());
+                children(&exec_dir).into_iter().for_each(&mut look);
+            }
+        }
+    }
+
     let bundles_dir = layout.bundles_dir();
     look(bundles_dir.clone());
     for namespace_dir in children(&bundles_dir) {

@@ -17,7 +17,8 @@ use crate::tasks::task_dir::{ExitStatus, MonitorIdentity, TaskDir, EXEC_PROCESS_
 impl Executor {
     /// Answers an `ExecRequested`: prepares and starts the exec under its monitor, records
     /// `ExecStarted` (with `ExecExited` in the same record when it was already over) or
-    /// `ExecStartFailed`, and watches for the exit.
+    /// `ExecStartFailed`, and watches for the exit. Returns the monitor when it reported the exit
+    /// with its readiness (it may still be writing `exit.json`).
     pub(super) async fn start_exec(
         self: &Arc<Self>,
         namespace: &str,
@@ -25,21 +26,24 @@ impl Executor {
         intent_seq: Seq,
         exec_id: &str,
         process: &ExecProcess,
-    ) {
+    ) -> Option<MonitorIdentity> {
         let exec_dir = self.layout.exec_dir(namespace, container_id, exec_id);
         let started = self.spawn_exec_monitor(namespace, container_id, intent_seq, &exec_dir, process).await;
-        let (events, monitor) = match started {
-            Ok((monitor, exit_report)) => {
+        let (events, monitor, ended) = match started {
+            Ok((monitor, mut exit_report)) => {
                 let mut events = vec![Event::ExecStarted {
                     container_id: container_id.to_string(),
                     exec_id: exec_id.to_string(),
                     pid: monitor.init_pid,
                 }];
-                let exit = exec_dir.exit_status();
+                let exit = exit_report.take_if_reported().or_else(|| exec_dir.exit_status());
                 if let Some(status) = exit.clone() {
                     events.push(exec_exited_event(container_id, exec_id, status));
                 }
-                (events, exit.is_none().then_some((monitor, exit_report)))
+                match exit {
+                    Some(_) => (events, None, Some(monitor)),
+                    None => (events, Some((monitor, exit_report)), None),
+                }
             }
             Err(error) => (
                 vec![Event::ExecStartFailed {
@@ -48,6 +52,7 @@ impl Executor {
                     error,
                 }],
                 None,
+                None,
             ),
         };
         if self.record_together(namespace, Some(intent_seq), "exec start", events).await {
@@ -55,6 +60,7 @@ impl Executor {
                 self.watch_exec_exit(namespace, container_id, exec_id, monitor, Some(exit_report));
             }
         }
+        ended
     }
 
     async fn spawn_exec_monitor(

@@ -59,7 +59,9 @@ pub(super) enum Job {
     /// The exit a monitor reported; `monitor_pid` says which task it belongs to, so a late report
     /// from an earlier task of a re-created container is not taken for the current one.
     /// `still_exiting`: the monitor reported it early and is making `exit.json` durable; the
-    /// worker waits for it to be gone after the record, before the container's next job.
+    /// worker waits for it to be gone before a job that empties or removes the container's
+    /// directories (its next task's create, its removal), not before the others (the task's
+    /// deletion, which a `run --rm` waits for).
     Exited {
         status: ExitStatus,
         monitor_pid: i32,
@@ -270,11 +272,24 @@ impl Executor {
 
     async fn worker(self: Arc<Self>, key: WorkerKey, mut jobs: mpsc::UnboundedReceiver<Job>) {
         let (namespace, container_id) = key.clone();
+        // Monitors that reported their exit early and may still be writing exit.json.
+        let mut exiting: Vec<MonitorIdentity> = Vec::new();
         while let Some(job) = jobs.recv().await {
+            let empties_directories = match &job {
+                Job::Intent { event, .. } => matches!(**event, Event::TaskCreateRequested { .. }),
+                Job::ContainerDeleted => true,
+                Job::Exited { .. } | Job::ExecExited { .. } => false,
+            };
+            if empties_directories {
+                for monitor in exiting.drain(..) {
+                    monitor::wait_for_monitor_to_go(&monitor).await;
+                }
+            }
             match job {
                 Job::Intent { seq, event, start_too } => {
                     if self.intent_pending(&namespace, &container_id, seq, &event) {
-                        self.handle_intent(&namespace, &container_id, seq, *event, start_too).await;
+                        let still_exiting = self.handle_intent(&namespace, &container_id, seq, *event, start_too).await;
+                        exiting.extend(still_exiting);
                     }
                 }
                 Job::Exited { status, monitor_pid, still_exiting } => {
@@ -293,15 +308,11 @@ impl Executor {
                             "exit of an earlier task; ignored"
                         );
                     }
-                    if let Some(monitor) = still_exiting {
-                        monitor::wait_for_monitor_to_go(&monitor).await;
-                    }
+                    exiting.extend(still_exiting);
                 }
                 Job::ExecExited { exec_id, status, still_exiting } => {
                     self.record_exec_exit(&namespace, &container_id, &exec_id, status).await;
-                    if let Some(monitor) = still_exiting {
-                        monitor::wait_for_monitor_to_go(&monitor).await;
-                    }
+                    exiting.extend(still_exiting);
                 }
                 Job::ContainerDeleted => {
                     self.remove_container_files(&namespace, &container_id);
@@ -342,6 +353,8 @@ impl Executor {
         })
     }
 
+    /// Carries out an intent and records its outcome. Returns a monitor that reported its
+    /// process's exit with its readiness and may still be writing `exit.json`.
     async fn handle_intent(
         self: &Arc<Self>,
         namespace: &str,
@@ -349,12 +362,12 @@ impl Executor {
         seq: Seq,
         event: Event,
         start_too: bool,
-    ) {
+    ) -> Option<MonitorIdentity> {
         tracing::debug!(container_id, seq = seq.get(), kind = event.kind(), start_too, "intent");
         match event {
             Event::TaskCreateRequested { .. } => {
                 let outcome = match self.create_task(namespace, container_id, seq, start_too).await {
-                    Ok((monitor, exit_report, attachment)) => {
+                    Ok((monitor, mut exit_report, attachment)) => {
                         failpoint("task-created");
                         let network_name = attachment.as_ref().map(|attachment| attachment.network.clone());
                         let mut events: Vec<Event> = attachment
@@ -377,7 +390,10 @@ impl Executor {
                             });
                             // A short process may have ended while runc was still starting it: its
                             // exit goes into the same record, and there is nothing left to watch.
-                            if let Some(status) = self.layout.task_dir(namespace, container_id).exit_status() {
+                            let exit = exit_report
+                                .take_if_reported()
+                                .or_else(|| self.layout.task_dir(namespace, container_id).exit_status());
+                            if let Some(status) = exit {
                                 let cause = self.exit_cause(namespace, container_id, &status);
                                 events.push(exit_event(container_id, status, cause));
                                 already_exited = true;
@@ -390,10 +406,13 @@ impl Executor {
                                 self.refresh_peer_hosts(namespace, &network);
                             }
                         }
-                        if recorded && !already_exited {
+                        if already_exited {
+                            return Some(monitor);
+                        }
+                        if recorded {
                             self.watch_exit(namespace, container_id, monitor, Some(exit_report));
                         }
-                        return;
+                        return None;
                     }
                     Err(error) => {
                         self.roll_back_create(namespace, container_id).await;
@@ -470,10 +489,11 @@ impl Executor {
                 }
             }
             Event::ExecRequested { exec_id, process, .. } => {
-                self.start_exec(namespace, container_id, seq, &exec_id, &process).await;
+                return self.start_exec(namespace, container_id, seq, &exec_id, &process).await;
             }
             other => tracing::warn!(kind = other.kind(), "not an intent; ignored"),
         }
+        None
     }
 
     /// Prepare the rootfs and bundle, and start the monitor, which runs `runc create`.
@@ -523,11 +543,13 @@ impl Executor {
             }
         }
         spec::write_bundle(&bundle, &runtime_spec).map_err(|error| error.to_string())?;
-        let task_dir = self.layout.task_dir(namespace, container_id);
         // A task dir left by an earlier task of this container holds its old exit status.
-        task_dir
+        let earlier = self.layout.task_dir(namespace, container_id);
+        earlier
             .remove()
-            .map_err(|error| format!("cannot empty the task directory {}: {error}", task_dir.path().display()))?;
+            .map_err(|error| format!("cannot empty the task directory {}: {error}", earlier.path().display()))?;
+        // Asked again: one an older berth laid out under the root alone is gone now.
+        let task_dir = self.layout.task_dir(namespace, container_id);
         // So are the exec directories of an earlier task (they live under the state directory).
         let execs_dir = self.layout.task_execs_dir(namespace, container_id);
         crate::sys::fs::remove_dir_all_if_present(&execs_dir)

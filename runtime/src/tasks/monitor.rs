@@ -30,10 +30,18 @@
 //! `exit <exit.json's JSON>\n`, closes the pipe, and only then writes `exit.json` durably
 //! (fsync, rename, fsync of the directory) and exits. berthd records the exit as soon as the
 //! line comes ([`read_exit_report`]), instead of after the monitor's two fsyncs and its exit,
-//! and waits for the monitor to be gone before the container's next job. The log's record is
+//! and waits for the monitor to be gone before the container's next job that empties or
+//! removes its directories (`Executor::worker`). The log's record is
 //! durable when the exit is acted on; `exit.json` still covers a berthd that is not there to
 //! read the line (killed, restarting), as before. End of stream without the line (the monitor
 //! was killed) falls back to waiting for the monitor and reading `exit.json`.
+//!
+//! A process that has ended before its monitor reports readiness (a short one often ends while
+//! runc is still returning; the monitor looks without waiting) gets both lines in one write,
+//! `ok <pid>\nexit <JSON>\n`, after its output is drained. berthd then finds the exit in what it
+//! read with the `ok` ([`ExitReport::take_if_reported`]) and records it in the same record as
+//! the create's (or exec's start's) outcome: one fdatasync, and one hop of the container's
+//! worker, fewer per short process.
 //!
 //! ## Detaching
 //! The monitor is put in a process group of its own before it execs (so a SIGKILL to berthd's
@@ -50,7 +58,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use berth_log::{Seq, Timestamp};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt};
 
 use crate::sys::fs::absolute_or_same;
 use crate::sys::process::{inheritable_duplicate, open_pidfd, spawn_lock};
@@ -157,12 +165,14 @@ pub async fn spawn_monitor(
     intent_seq: Seq,
     io: &TaskIo,
 ) -> Result<(MonitorIdentity, ExitReport), MonitorError> {
-    tokio::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(crate::sys::fs::PRIVATE_DIR_MODE)
-        .create(task_dir.path())
-        .await
-        .map_err(|source| MonitorError::TaskDir { path: task_dir.path().to_path_buf(), source })?;
+    for dir in [task_dir.path(), task_dir.kept_dir()] {
+        tokio::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(crate::sys::fs::PRIVATE_DIR_MODE)
+            .create(dir)
+            .await
+            .map_err(|source| MonitorError::TaskDir { path: dir.to_path_buf(), source })?;
+    }
 
     // runc refuses a duplicate id by itself, but the cleanup below (`delete --force` after a
     // failed create) would then destroy the existing container. Checking first keeps the
@@ -193,6 +203,12 @@ pub async fn spawn_monitor(
         .arg(absolute_or_same(&paths.runc.root))
         .arg("--task-dir")
         .arg(absolute_or_same(task_dir.path()))
+        .args(
+            (task_dir.kept_dir() != task_dir.path())
+                .then(|| [std::ffi::OsString::from("--kept-dir"), absolute_or_same(task_dir.kept_dir()).into()])
+                .into_iter()
+                .flatten(),
+        )
         .args((launch == Launch::CreateAndStart).then_some("--start"))
         .args((launch == Launch::Exec).then_some("--exec"))
         .arg("--intent-seq")
@@ -352,6 +368,22 @@ pub async fn wait_exit(task_dir: &TaskDir, state: &MonitorIdentity) -> ExitStatu
 #[derive(Debug)]
 pub struct ExitReport(tokio::io::BufReader<tokio::process::ChildStdout>);
 
+impl ExitReport {
+    /// The exit, when the monitor sent it with its readiness (a process that had ended before
+    /// runc returned): both lines came in one write, so it is in what was read already. Never
+    /// waits; `None` leaves the report to [`read_exit_report`].
+    pub fn take_if_reported(&mut self) -> Option<ExitStatus> {
+        let buffered = self.0.buffer();
+        let line_end = buffered.iter().position(|byte| *byte == b'\n')?;
+        let status = std::str::from_utf8(&buffered[..line_end])
+            .ok()?
+            .strip_prefix("exit ")
+            .and_then(|json| serde_json::from_str(json).ok())?;
+        std::pin::Pin::new(&mut self.0).consume(line_end + 1);
+        Some(status)
+    }
+}
+
 /// The exit the monitor reports early on its pipe, once it comes. `None` without a pipe (a
 /// monitor found at start-up) or when the pipe ended without it (the monitor was killed): wait
 /// for the monitor with [`wait_exit`] then.
@@ -412,4 +444,48 @@ async fn poll_until_monitor_gone(state: &MonitorIdentity) {
 
 fn first_nonempty<'a>(candidates: &[&'a str]) -> Option<&'a str> {
     candidates.iter().copied().find(|candidate| !candidate.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What spawn_monitor leaves after reading `ok <pid>`: the rest of a pipe `sh` wrote `text`
+    /// into at once.
+    async fn report_after_ok(text: &str) -> ExitReport {
+        let mut child = tokio::process::Command::new("sh")
+            .args(["-c", &format!("printf '{text}'")])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut pipe = tokio::io::BufReader::new(child.stdout.take().unwrap());
+        child.wait().await.unwrap();
+        let mut ok_line = Vec::new();
+        pipe.read_until(b'\n', &mut ok_line).await.unwrap();
+        assert_eq!(ok_line, b"ok 42\n");
+        ExitReport(pipe)
+    }
+
+    #[tokio::test]
+    async fn an_exit_sent_with_the_readiness_is_taken_at_once_and_only_once() {
+        let exit = r#"exit {"code":3,"signal":0,"exited_at_ns":7,"monitor_pid":9}"#;
+        let mut report = report_after_ok(&format!("ok 42\\n{exit}\\n")).await;
+        let status = report.take_if_reported().expect("the exit came with the readiness");
+        assert_eq!((status.code, status.monitor_pid), (3, Some(9)));
+        assert_eq!(report.take_if_reported(), None);
+        // Nothing more comes: the later wait sees the end of the pipe, not the same exit again.
+        assert_eq!(read_exit_report(Some(report)).await, None);
+    }
+
+    #[tokio::test]
+    async fn without_an_exit_in_what_was_read_nothing_is_taken_and_the_later_report_is_read_whole() {
+        let exit = r#"exit {"code":0,"signal":9,"exited_at_ns":7}"#;
+        let mut report = report_after_ok("ok 42\\n").await;
+        assert_eq!(report.take_if_reported(), None);
+        // An unfinished line is not taken either; read_exit_report waits for the rest.
+        let mut partial = report_after_ok(&format!("ok 42\\n{exit}")).await;
+        assert_eq!(partial.take_if_reported(), None);
+        let status = read_exit_report(Some(partial)).await.expect("the line without its newline at the pipe's end");
+        assert_eq!(status.signal, 9);
+    }
 }

@@ -308,6 +308,14 @@ impl Executor {
                 }
             }
         }
+        let task_state_dir = self.layout.task_state_dir();
+        for namespace in list_dir_names(&task_state_dir) {
+            for id in list_dir_names(&task_state_dir.join(&namespace)) {
+                if !known_containers.contains(&(namespace.clone(), id.clone())) {
+                    warn_if_failed("task directory", &id, self.layout.task_dir(&namespace, &id).remove());
+                }
+            }
+        }
         let execs_dir = self.layout.execs_dir();
         for namespace in list_dir_names(&execs_dir) {
             for id in list_dir_names(&execs_dir.join(&namespace)) {

@@ -1,23 +1,27 @@
-//! A task's directory (`<root>/tasks/<namespace>/<id>/`): the only channel from a monitor back
-//! to berthd, and what recovery observes. One type names every file in it and reads each. An
-//! exec's directory (`<state>/execs/<namespace>/<id>/<exec id>/`, `Layout::exec_dir`) is laid
-//! out the same way, with `process.json` (berthd's, for `runc exec --process`) and `exec.pid`
-//! (runc's `--pid-file`) besides.
+//! A task's directory: the only channel from a monitor back to berthd, and what recovery
+//! observes. One type names every file in it and reads each. It is two directories
+//! (`Layout::task_dir`): the monitor's working files in `<state>/tasks/<namespace>/<id>/` (a
+//! tmpfs on `/run` by default: they mean nothing once the host has restarted), and what outlives
+//! the host — output and `exit.json` — in `<root>/tasks/<namespace>/<id>/` (the *kept*
+//! directory). An exec's directory (`<state>/execs/<namespace>/<id>/<exec id>/`,
+//! `Layout::exec_dir`) is one directory holding both, with `process.json` (berthd's, for `runc
+//! exec --process`) and `exec.pid` (runc's `--pid-file`) besides: an exec's exit is recorded at
+//! once from the early report, and an exec does not outlive its host.
 //!
-//! | file | written by | meaning |
-//! |---|---|---|
-//! | `monitor.json` | monitor, atomically (not fsynced), after runc created the container | [`MonitorIdentity`] |
-//! | `exit.json`    | monitor, atomically and fsynced, when the container's init was reaped (after its early report on the readiness pipe, `tasks::monitor`) | [`ExitStatus`] |
-//! | `stdout.log`, `stderr.log` (and rotated `.1`, `.2`, …) | the monitor's copier threads, from the container's pipes — with `-t`, its terminal, into `stdout.log` — as `tasks::output_log` records | output |
-//! | `runc.log`     | runc (`--log`, json lines) | runc's own diagnostics |
-//! | `monitor.log`  | monitor | the monitor's diagnostics |
-//! | `stdin` | berthd (a FIFO, with `-i`); the monitor holds a keeper write end until signalled | the container's stdin (`tasks::stdin`) |
-//! | `resize` | berthd (a FIFO, with `-t`), read by the monitor | window sizes for the terminal (`tasks::console`) |
-//! | `console.sock` | the monitor, for runc to send the pty master to; removed once received | (`-t` only) |
-//! | `monitor.lock` | berthd takes its flock before spawning the monitor and hands the descriptor over (`--lock-fd`); the monitor holds it until it exits | a monitor is at work |
+//! | file | where | written by | meaning |
+//! |---|---|---|---|
+//! | `monitor.json` | state | monitor, atomically (not fsynced), after runc created the container | [`MonitorIdentity`] |
+//! | `exit.json`    | kept | monitor, atomically and fsynced, when the container's init was reaped (after its early report on the readiness pipe, `tasks::monitor`) | [`ExitStatus`] |
+//! | `stdout.log`, `stderr.log` (and rotated `.1`, `.2`, …) | kept | the monitor's copier threads, from the container's pipes — with `-t`, its terminal, into `stdout.log` — as `tasks::output_log` records | output |
+//! | `runc.log`     | state | runc (`--log`, json lines) | runc's own diagnostics |
+//! | `monitor.log`  | state | monitor | the monitor's diagnostics |
+//! | `stdin` | state | berthd (a FIFO, with `-i`); the monitor holds a keeper write end until signalled | the container's stdin (`tasks::stdin`) |
+//! | `resize` | state | berthd (a FIFO, with `-t`), read by the monitor | window sizes for the terminal (`tasks::console`) |
+//! | `console.sock` | state | the monitor, for runc to send the pty master to; removed once received | (`-t` only) |
+//! | `monitor.lock` | state | berthd takes its flock before spawning the monitor and hands the descriptor over (`--lock-fd`); the monitor holds it until it exits | a monitor is at work |
 //!
-//! **Invariant:** `exit.json` exists only after the container's init has exited; a task
-//! directory is emptied before each new task's monitor starts.
+//! **Invariant:** `exit.json` exists only after the container's init has exited; both
+//! directories of a task are emptied before each new task's monitor starts.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt;
@@ -90,20 +94,33 @@ impl ExitStatus {
     }
 }
 
-/// One task's directory.
+/// One task's (or exec's) directory, and where what it keeps past the host's life goes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
 pub struct TaskDir {
+    /// The monitor's working files: monitor.json, monitor.lock, monitor.log, runc.log, FIFOs.
     path: PathBuf,
+    /// Output and `exit.json`: the same directory, or one under the root (`Layout::task_dir`).
+    kept: PathBuf,
 }
 
 impl TaskDir {
+    /// Everything in one directory (an exec's; a monitor started by hand).
     pub fn new(path: PathBuf) -> TaskDir {
-        TaskDir { path }
+        TaskDir { kept: path.clone(), path }
+    }
+
+    /// The monitor's working files in `path`, output and `exit.json` in `kept`.
+    pub fn split(path: PathBuf, kept: PathBuf) -> TaskDir {
+        TaskDir { path, kept }
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Where output and `exit.json` are (the same as [`TaskDir::path`] unless split).
+    pub fn kept_dir(&self) -> &Path {
+        &self.kept
     }
 
     pub fn file(&self, file_name: &str) -> PathBuf {
@@ -111,11 +128,15 @@ impl TaskDir {
     }
 
     pub fn stdout_path(&self) -> PathBuf {
-        self.file(STDOUT_FILE)
+        self.kept.join(STDOUT_FILE)
     }
 
     pub fn stderr_path(&self) -> PathBuf {
-        self.file(STDERR_FILE)
+        self.kept.join(STDERR_FILE)
+    }
+
+    pub fn exit_path(&self) -> PathBuf {
+        self.kept.join(EXIT_FILE)
     }
 
     /// `monitor.json`, if present and readable.
@@ -125,7 +146,7 @@ impl TaskDir {
 
     /// `exit.json`, if present and readable.
     pub fn exit_status(&self) -> Option<ExitStatus> {
-        read_json(&self.file(EXIT_FILE))
+        read_json(&self.exit_path())
     }
 
     /// Take the monitor's lock; it is held while the returned file stays open. The descriptor is
@@ -154,7 +175,8 @@ impl TaskDir {
 
     /// Empties the directory away (a new task starts from nothing). Absent is fine.
     pub fn remove(&self) -> std::io::Result<()> {
-        crate::sys::fs::remove_dir_all_if_present(&self.path)
+        crate::sys::fs::remove_dir_all_if_present(&self.path)?;
+        crate::sys::fs::remove_dir_all_if_present(&self.kept)
     }
 }
 
