@@ -200,15 +200,14 @@ mod tests {
         assert_eq!(layout.exec_dir("a", "x", "e1").path(), Path::new("/s/execs/a/x/e1"));
     }
 
+    fn layout_in(dir: &Path) -> Layout {
+        Layout { root: dir.join("root"), state: dir.join("state"), cgroup_parent: "/berth".into(), log: None }
+    }
+
     #[test]
     fn an_exec_an_older_berth_started_is_found_in_its_task_directory_and_new_ones_in_the_state() {
         let scratch = tempfile::tempdir().unwrap();
-        let layout = Layout {
-            root: scratch.path().join("root"),
-            state: scratch.path().join("state"),
-            cgroup_parent: "/berth".into(),
-            log: None,
-        };
+        let layout = layout_in(scratch.path());
         // Nothing anywhere: where a new exec goes.
         assert_eq!(layout.existing_exec_dir("ns", "c", "old"), layout.exec_dir("ns", "c", "old"));
         let earlier = layout.task_dir("ns", "c").path().join("execs").join("old");
@@ -222,12 +221,7 @@ mod tests {
     #[test]
     fn a_task_an_older_berth_started_keeps_its_one_directory_until_the_next_task() {
         let scratch = tempfile::tempdir().unwrap();
-        let layout = Layout {
-            root: scratch.path().join("root"),
-            state: scratch.path().join("state"),
-            cgroup_parent: "/berth".into(),
-            log: None,
-        };
+        let layout = layout_in(scratch.path());
         let kept = scratch.path().join("root/tasks/ns/c");
         let split = layout.task_dir("ns", "c");
         assert_eq!(
