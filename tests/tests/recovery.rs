@@ -136,6 +136,47 @@ fn an_exit_survives_the_loss_of_the_monitors_working_files() {
     daemon.ok(&["rm", "lost"]);
 }
 
+/// A task whose monitor files are all under the root, as berth kept them before the monitor's
+/// working files moved to the state directory (a berthd upgraded while the task ran): the new
+/// berthd finds its monitor at work, records its exit, removes it with the container, and the
+/// next container of that name is laid out in the two directories.
+#[test]
+fn a_task_laid_out_by_an_older_berth_is_followed_after_the_upgrade() {
+    let mut daemon = Daemon::start();
+    daemon.import_busybox();
+    let script = "trap 'exit 9' TERM; echo ready; while true; do sleep 0.1; done";
+    daemon.ok(&["run", "-d", "--name", "old", "busybox", "sh", "-c", script]);
+    eventually(Duration::from_secs(60), "the trap is set", || {
+        daemon.ok(&["logs", "old"]).contains("ready").then_some(())
+    });
+    daemon.kill9();
+    // What an older berth left. Renames keep each file's inode (root and state are on one file
+    // system here), so the monitor still holds its lock.
+    let working = daemon.state.join("tasks/default/old");
+    let kept = daemon.root.join("tasks/default/old");
+    for entry in std::fs::read_dir(&working).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::rename(entry.path(), kept.join(entry.file_name())).unwrap();
+    }
+    std::fs::remove_dir(&working).unwrap();
+    assert!(kept.join("monitor.lock").is_file() && kept.join("monitor.json").is_file());
+
+    daemon.start_again();
+    assert_eq!(task_of(&daemon.ps(), "old")["status"], "running");
+    daemon.ok(&["kill", "old"]);
+    assert_eq!(daemon.ok(&["wait", "old"]).trim(), "9");
+    assert!(kept.join("exit.json").is_file(), "the monitor kept writing where it was told");
+    daemon.ok(&["rm", "old"]);
+    eventually(Duration::from_secs(30), "the old task directory to go with the container", || {
+        (!kept.exists()).then_some(())
+    });
+
+    daemon.ok(&["run", "-d", "--name", "old", "busybox", "sleep", "1000"]);
+    assert!(working.join("monitor.json").is_file());
+    assert!(!kept.join("monitor.json").exists() && kept.join("stdout.log").is_file());
+    daemon.ok(&["rm", "-f", "old"]);
+}
+
 #[test]
 fn restart_without_change_rebuilds_identical_projections() {
     let mut daemon = Daemon::start();
