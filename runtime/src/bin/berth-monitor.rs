@@ -411,6 +411,13 @@ fn create_container(monitor_args: &MonitorArgs, monitor_log: &mut MonitorLog) ->
     let create_status = create_command.status();
     // The write ends now belong to the container alone: its exit ends the copiers.
     drop(create_command);
+    if monitor_args.exec {
+        // runc has read it, and it holds the exec's environment opened from its sealed form: it
+        // is not left on disk for as long as the exec directory stays.
+        if let Err(remove_error) = std::fs::remove_file(task_dir.join(EXEC_PROCESS_FILE)) {
+            monitor_log.line(&format!("could not remove {EXEC_PROCESS_FILE}: {remove_error}"));
+        }
+    }
     let create_status = match create_status {
         Ok(create_status) => create_status,
         Err(spawn_error) if spawn_error.kind() == ErrorKind::NotFound => {

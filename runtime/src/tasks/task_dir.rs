@@ -5,8 +5,9 @@
 //! the host — output and `exit.json` — in `<root>/tasks/<namespace>/<id>/` (the *kept*
 //! directory). An exec's directory (`<state>/execs/<namespace>/<id>/<exec id>/`,
 //! `Layout::exec_dir`) is one directory holding both, with `process.json` (berthd's, for `runc
-//! exec --process`) and `exec.pid` (runc's `--pid-file`) besides: an exec's exit is recorded at
-//! once from the early report, and an exec does not outlive its host.
+//! exec --process`; the monitor removes it once runc has read it, since it holds the exec's
+//! opened environment) and `exec.pid` (runc's `--pid-file`) besides: an exec's exit is
+//! recorded at once from the early report, and an exec does not outlive its host.
 //!
 //! | file | where | written by | meaning |
 //! |---|---|---|---|
