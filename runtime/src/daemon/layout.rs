@@ -149,7 +149,7 @@ impl Layout {
     pub fn existing_exec_dir(&self, namespace: &str, id: &str, exec_id: &str) -> TaskDir {
         let exec_dir = self.exec_dir(namespace, id, exec_id);
         if !exec_dir.path().exists() {
-            let earlier = self.task_dir(namespace, id).path().join(LEGACY_EXECS_DIR).join(exec_id);
+            let earlier = self.tasks_dir().join(namespace).join(id).join(LEGACY_EXECS_DIR).join(exec_id);
             if earlier.is_dir() {
                 return TaskDir::new(earlier);
             }
@@ -210,7 +210,7 @@ mod tests {
         let layout = layout_in(scratch.path());
         // Nothing anywhere: where a new exec goes.
         assert_eq!(layout.existing_exec_dir("ns", "c", "old"), layout.exec_dir("ns", "c", "old"));
-        let earlier = layout.task_dir("ns", "c").path().join("execs").join("old");
+        let earlier = scratch.path().join("root/tasks/ns/c/execs/old");
         std::fs::create_dir_all(&earlier).unwrap();
         assert_eq!(layout.existing_exec_dir("ns", "c", "old").path(), earlier);
         // Both: the state directory's wins (the older one belongs to an earlier task).
