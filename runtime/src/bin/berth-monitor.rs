@@ -23,7 +23,7 @@ use berth_runtime::tasks::output_log::{self, OutputLimits, RotatingWriter};
 use berth_runtime::tasks::runc::{self, Runc, RuncError};
 use berth_runtime::tasks::task_dir::{
     ExitStatus, MonitorIdentity, TaskDir, EXEC_PID_FILE, EXEC_PROCESS_FILE, EXIT_FILE, MONITOR_LOCK_FILE,
-    MONITOR_LOG_FILE, MONITOR_STATE_FILE, RUNC_LOG_FILE, STDERR_FILE, STDOUT_FILE, UNKNOWN_EXIT_CODE,
+    MONITOR_LOG_FILE, MONITOR_STATE_FILE, RUNC_LOG_FILE, STDERR_FILE, STDOUT_FILE,
 };
 use clap::Parser;
 use nix::errno::Errno;
@@ -152,20 +152,20 @@ fn main() -> ExitCode {
     if let Some(console_copiers) = console_copiers {
         console_copiers.finish();
     }
-    let exit_json = serde_json::to_vec(&exit_status).expect("exit status serializes");
-    let exit_line = [b"exit ".as_slice(), &exit_json, b"\n"].concat();
+    let exit_json = serde_json::to_string(&exit_status).expect("exit status serializes");
+    let exit_line = format!("exit {exit_json}\n");
     // berthd hears of the exit before exit.json is made durable, and records it in its log
     // meanwhile; exit.json is still written for a berthd that is not there to hear it.
     if reported_with_readiness {
         // One write (well under PIPE_BUF, so berthd reads both lines at once).
-        report_readiness(&format!("{ready_line}{}", String::from_utf8_lossy(&exit_line)), &mut monitor_log);
+        report_readiness(&format!("{ready_line}{exit_line}"), &mut monitor_log);
     } else if let Some(mut exit_report) = exit_report {
-        if let Err(write_error) = exit_report.write_all(&exit_line) {
+        if let Err(write_error) = exit_report.write_all(exit_line.as_bytes()) {
             // berthd died or let the pipe go: it reads exit.json instead.
             monitor_log.line(&format!("could not report the exit early: {write_error}"));
         }
     }
-    if let Err(write_error) = write_file_durably(monitor_args.kept_dir(), EXIT_FILE, &exit_json) {
+    if let Err(write_error) = write_file_durably(monitor_args.kept_dir(), EXIT_FILE, exit_json.as_bytes()) {
         // berthd will see a monitor gone without exit.json and report an unknown exit code.
         monitor_log.line(&format!("could not write {EXIT_FILE}: {write_error}"));
         return ExitCode::FAILURE;
@@ -521,25 +521,28 @@ fn report_readiness(report: &str, monitor_log: &mut MonitorLog) {
     }
 }
 
+/// The exit a wait status says `pid` made, if it says `pid` ended: a death by signal N is code
+/// 128 + N, as `ExitStatus` records it.
+fn ended(pid: Pid, wait_status: WaitStatus) -> Option<ExitStatus> {
+    let (code, signal) = match wait_status {
+        WaitStatus::Exited(ended_pid, code) if ended_pid == pid => (code, 0),
+        WaitStatus::Signaled(ended_pid, killing_signal, _core_dumped) if ended_pid == pid => {
+            (128 + killing_signal as i32, killing_signal as i32)
+        }
+        _ => return None,
+    };
+    Some(ExitStatus { code, signal, exited_at_ns: Timestamp::now(), monitor_pid: None })
+}
+
 /// The init's exit when it is over already, reaped without waiting; `None` while it runs (or
 /// when it is not this monitor's child, which `reap_until_init_exits` deals with).
 fn init_exit_if_over(init_pid: u32) -> Option<ExitStatus> {
+    let init_pid = Pid::from_raw(init_pid as i32);
     loop {
-        match waitpid(Pid::from_raw(init_pid as i32), Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(_, code)) => {
-                return Some(ExitStatus { code, signal: 0, exited_at_ns: Timestamp::now(), monitor_pid: None })
-            }
-            Ok(WaitStatus::Signaled(_, killing_signal, _core_dumped)) => {
-                let signal_number = killing_signal as i32;
-                return Some(ExitStatus {
-                    code: 128 + signal_number,
-                    signal: signal_number,
-                    exited_at_ns: Timestamp::now(),
-                    monitor_pid: None,
-                });
-            }
+        match waitpid(init_pid, Some(WaitPidFlag::WNOHANG)) {
+            Ok(wait_status) => return ended(init_pid, wait_status),
             Err(Errno::EINTR) => continue,
-            _ => return None,
+            Err(_) => return None,
         }
     }
 }
@@ -550,19 +553,12 @@ fn reap_until_init_exits(init_pid: u32, init_start_time: u64, monitor_log: &mut 
     let init_pid = Pid::from_raw(init_pid as i32);
     loop {
         match waitpid(Pid::from_raw(-1), None) {
-            Ok(WaitStatus::Exited(pid, code)) if pid == init_pid => {
-                return ExitStatus { code, signal: 0, exited_at_ns: Timestamp::now(), monitor_pid: None };
+            Ok(wait_status) => {
+                // Else another child (an orphan reparented here) ended, or something else: go on.
+                if let Some(status) = ended(init_pid, wait_status) {
+                    return status;
+                }
             }
-            Ok(WaitStatus::Signaled(pid, killing_signal, _core_dumped)) if pid == init_pid => {
-                let signal_number = killing_signal as i32;
-                return ExitStatus {
-                    code: 128 + signal_number,
-                    signal: signal_number,
-                    exited_at_ns: Timestamp::now(),
-                    monitor_pid: None,
-                };
-            }
-            Ok(_other_child_or_event) => continue,
             Err(Errno::EINTR) => continue,
             Err(Errno::ECHILD) => {
                 // init is not our child: reparenting to this subreaper did not happen. Its
@@ -574,12 +570,7 @@ fn reap_until_init_exits(init_pid: u32, init_start_time: u64, monitor_log: &mut 
                 {
                     std::thread::sleep(Duration::from_millis(250));
                 }
-                return ExitStatus {
-                    code: UNKNOWN_EXIT_CODE,
-                    signal: 0,
-                    exited_at_ns: Timestamp::now(),
-                    monitor_pid: None,
-                };
+                return ExitStatus::unknown(Timestamp::now());
             }
             Err(wait_error) => {
                 monitor_log.line(&format!("waitpid failed: {wait_error}"));
