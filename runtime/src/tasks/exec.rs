@@ -118,11 +118,7 @@ impl Executor {
         let exec_id = exec_id.to_string();
         let exec_dir = self.layout.existing_exec_dir(&namespace, &container_id, &exec_id);
         tokio::spawn(async move {
-            // The early report, else the monitor's end and its exit.json (as in `watch_exit`).
-            let (status, still_exiting) = match monitor::read_exit_report(exit_report).await {
-                Some(status) => (status, Some(monitor)),
-                None => (monitor::wait_exit(&exec_dir, &monitor).await, None),
-            };
+            let (status, still_exiting) = monitor::await_exit(exit_report, &exec_dir, monitor).await;
             executor.send(&namespace, &container_id, Job::ExecExited { exec_id, status, still_exiting });
         });
     }

@@ -669,12 +669,9 @@ impl Executor {
         let container_id = container_id.to_string();
         let task_dir = self.layout.task_dir(&namespace, &container_id);
         tokio::spawn(async move {
-            if let Some(status) = monitor::read_exit_report(exit_report).await {
-                let job = Job::Exited { status, monitor_pid: monitor.monitor_pid, still_exiting: Some(monitor) };
-                return executor.send(&namespace, &container_id, job);
-            }
-            let status = monitor::wait_exit(&task_dir, &monitor).await;
-            if task_dir.exit_status().is_none() {
+            let monitor_pid = monitor.monitor_pid;
+            let (status, still_exiting) = monitor::await_exit(exit_report, &task_dir, monitor).await;
+            if still_exiting.is_none() && task_dir.exit_status().is_none() {
                 // The monitor died without recording an exit: the container may still run,
                 // with nothing left to report its end. Stop it.
                 tracing::warn!(namespace, container_id, "the task's monitor died; killing the container it watched");
@@ -682,8 +679,7 @@ impl Executor {
                     tracing::error!(namespace, container_id, %error, "could not kill the container its dead monitor watched");
                 }
             }
-            let job = Job::Exited { status, monitor_pid: monitor.monitor_pid, still_exiting: None };
-            executor.send(&namespace, &container_id, job);
+            executor.send(&namespace, &container_id, Job::Exited { status, monitor_pid, still_exiting });
         });
     }
 

@@ -375,10 +375,7 @@ impl ExitReport {
     pub fn take_if_reported(&mut self) -> Option<ExitStatus> {
         let buffered = self.0.buffer();
         let line_end = buffered.iter().position(|byte| *byte == b'\n')?;
-        let status = std::str::from_utf8(&buffered[..line_end])
-            .ok()?
-            .strip_prefix("exit ")
-            .and_then(|json| serde_json::from_str(json).ok())?;
+        let status = parse_exit_line(std::str::from_utf8(&buffered[..line_end]).ok()?)?;
         std::pin::Pin::new(&mut self.0).consume(line_end + 1);
         Some(status)
     }
@@ -394,11 +391,30 @@ pub async fn read_exit_report(report: Option<ExitReport>) -> Option<ExitStatus> 
         Ok(n_bytes) if n_bytes > 0 => {}
         _ => return None,
     }
-    let status = line.strip_prefix("exit ").and_then(|json| serde_json::from_str(json.trim_end()).ok());
+    let status = parse_exit_line(&line);
     if status.is_none() {
         tracing::warn!(line = line.trim_end(), "berth-monitor's exit report is unreadable; reading exit.json instead");
     }
     status
+}
+
+/// `exit <exit.json's JSON>`, with or without its newline.
+fn parse_exit_line(line: &str) -> Option<ExitStatus> {
+    line.strip_prefix("exit ").and_then(|json| serde_json::from_str(json.trim_end()).ok())
+}
+
+/// The exit of a monitor's process: its early report when berthd has the pipe, else the
+/// monitor's end and its `exit.json` ([`wait_exit`]). With the report the monitor comes back
+/// too, as it may still be making `exit.json` durable.
+pub async fn await_exit(
+    report: Option<ExitReport>,
+    task_dir: &TaskDir,
+    monitor: MonitorIdentity,
+) -> (ExitStatus, Option<MonitorIdentity>) {
+    match read_exit_report(report).await {
+        Some(status) => (status, Some(monitor)),
+        None => (wait_exit(task_dir, &monitor).await, None),
+    }
 }
 
 /// Waits until the monitor is gone (at once if it already is).
