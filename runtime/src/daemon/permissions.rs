@@ -79,70 +79,32 @@ pub fn observe(layout: &Layout) -> Vec<ObservedPath> {
     look(layout.root.clone());
     look(layout.state.clone());
 
-    let log_dir = layout.log_dir();
-    look(log_dir.clone());
-    children(&log_dir).into_iter().for_each(&mut look);
+    look_down(&layout.log_dir(), 1, &mut look);
 
     // Checkpoints hold the whole state: every container's environment, like the log.
-    let checkpoints_dir = layout.checkpoints_dir();
-    look(checkpoints_dir.clone());
-    children(&checkpoints_dir).into_iter().for_each(&mut look);
+    look_down(&layout.checkpoints_dir(), 1, &mut look);
 
     let content_dir = layout.content_dir();
     look(content_dir.clone());
     look(content_dir.join("blobs"));
     for store_dir in [content_dir.join("blobs").join("sha256"), content_dir.join("ingest")] {
-        look(store_dir.clone());
-        children(&store_dir).into_iter().for_each(&mut look);
+        look_down(&store_dir, 1, &mut look);
     }
 
     let snapshots_dir = layout.snapshots_dir();
     look(snapshots_dir.clone());
     for part in ["committed", "tmp"] {
         // committed/<chain hex> (not its `fs`), tmp/<work dir>.
-        look(snapshots_dir.join(part));
-        children(&snapshots_dir.join(part)).into_iter().for_each(&mut look);
+        look_down(&snapshots_dir.join(part), 1, &mut look);
     }
-    let active_dir = snapshots_dir.join("active");
-    look(active_dir.clone());
-    for namespace_dir in children(&active_dir) {
-        // active/<ns>/<id> (not its `upper` and `work`).
-        look(namespace_dir.clone());
-        children(&namespace_dir).into_iter().for_each(&mut look);
-    }
+    // active/<ns>/<id> (not its `upper` and `work`).
+    look_down(&snapshots_dir.join("active"), 2, &mut look);
 
-    let tasks_dir = layout.tasks_dir();
-    look(tasks_dir.clone());
-    for namespace_dir in children(&tasks_dir) {
-        look(namespace_dir.clone());
-        for task_dir in children(&namespace_dir) {
-            look(task_dir.clone());
-            children(&task_dir).into_iter().for_each(&mut look);
-        }
-    }
-
-    // The monitors' working files, and each exec's directory (a level deeper).
-    let task_state_dir = layout.task_state_dir();
-    look(task_state_dir.clone());
-    for namespace_dir in children(&task_state_dir) {
-        look(namespace_dir.clone());
-        for task_dir in children(&namespace_dir) {
-            look(task_dir.clone());
-            children(&task_dir).into_iter().for_each(&mut look);
-        }
-    }
-    let execs_dir = layout.execs_dir();
-    look(execs_dir.clone());
-    for namespace_dir in children(&execs_dir) {
-        look(namespace_dir.clone());
-        for task_execs_dir in children(&namespace_dir) {
-            look(task_execs_dir.clone());
-            for exec_dir in children(&task_execs_dir) {
-                look(exec_dir.clone());
-                children(&exec_dir).into_iter().for_each(&mut look);
-            }
-        }
-    }
+    // <ns>/<id>/<file>: the kept task directories, the monitors' working files, and a level
+    // deeper each exec's directory.
+    look_down(&layout.tasks_dir(), 3, &mut look);
+    look_down(&layout.task_state_dir(), 3, &mut look);
+    look_down(&layout.execs_dir(), 4, &mut look);
 
     let bundles_dir = layout.bundles_dir();
     look(bundles_dir.clone());
@@ -160,19 +122,15 @@ pub fn observe(layout: &Layout) -> Vec<ObservedPath> {
     // by someone, and its key may be copied already; `secrets::keys` refuses it, naming the
     // file, rather than hiding that here.
 
-    let runc_dir = layout.runc_dir();
-    look(runc_dir.clone());
-    children(&runc_dir).into_iter().for_each(&mut look);
+    look_down(&layout.runc_dir(), 1, &mut look);
 
     // Conflists, ADD caches, host-local's ipam/<network>/<reservations>; the netns directory
     // but not its files (nsfs mounts, whose mode cannot change).
     let networks_dir = layout.networks_dir();
-    look(networks_dir.clone());
-    children(&networks_dir).into_iter().for_each(&mut look);
+    look_down(&networks_dir, 1, &mut look);
     children(&networks_dir.join("attachments")).into_iter().for_each(&mut look);
     for ipam_network_dir in children(&networks_dir.join("ipam")) {
-        look(ipam_network_dir.clone());
-        children(&ipam_network_dir).into_iter().for_each(&mut look);
+        look_down(&ipam_network_dir, 1, &mut look);
     }
     look(layout.netns_dir());
     observed
@@ -194,6 +152,16 @@ pub fn apply(plan: &[Tightening]) -> (Vec<Tightening>, Vec<(PathBuf, std::io::Er
 }
 
 /// Entries of `dir`, sorted (none when it is missing or unreadable).
+/// Looks at `dir` and, `levels` deep, at what is under it (in name order).
+fn look_down(dir: &Path, levels: usize, look: &mut impl FnMut(PathBuf)) {
+    look(dir.to_path_buf());
+    if levels > 0 {
+        for child in children(dir) {
+            look_down(&child, levels - 1, look);
+        }
+    }
+}
+
 fn children(dir: &Path) -> Vec<PathBuf> {
     let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
         .map(|entries| entries.filter_map(Result::ok).map(|entry| entry.path()).collect())

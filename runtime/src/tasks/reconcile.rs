@@ -292,39 +292,18 @@ impl Executor {
                 }
             }
         }
-        let bundles_dir = self.layout.bundles_dir();
-        for namespace in list_dir_names(&bundles_dir) {
-            for id in list_dir_names(&bundles_dir.join(&namespace)) {
-                if !known_tasks.contains(&(namespace.clone(), id.clone())) {
-                    self.remove_bundle(&namespace, &id);
-                }
-            }
+        for (namespace, id) in unknown_entries(&self.layout.bundles_dir(), &known_tasks) {
+            self.remove_bundle(&namespace, &id);
         }
-        let tasks_dir = self.layout.tasks_dir();
-        for namespace in list_dir_names(&tasks_dir) {
-            for id in list_dir_names(&tasks_dir.join(&namespace)) {
-                if !known_containers.contains(&(namespace.clone(), id.clone())) {
-                    warn_if_failed("task directory", &id, self.layout.task_dir(&namespace, &id).remove());
-                }
-            }
+        // A task's two directories: either may be left without the other.
+        let mut orphan_task_dirs = unknown_entries(&self.layout.tasks_dir(), &known_containers);
+        orphan_task_dirs.extend(unknown_entries(&self.layout.task_state_dir(), &known_containers));
+        for (namespace, id) in orphan_task_dirs {
+            warn_if_failed("task directory", &id, self.layout.task_dir(&namespace, &id).remove());
         }
-        let task_state_dir = self.layout.task_state_dir();
-        for namespace in list_dir_names(&task_state_dir) {
-            for id in list_dir_names(&task_state_dir.join(&namespace)) {
-                if !known_containers.contains(&(namespace.clone(), id.clone())) {
-                    warn_if_failed("task directory", &id, self.layout.task_dir(&namespace, &id).remove());
-                }
-            }
-        }
-        let execs_dir = self.layout.execs_dir();
-        for namespace in list_dir_names(&execs_dir) {
-            for id in list_dir_names(&execs_dir.join(&namespace)) {
-                if !known_tasks.contains(&(namespace.clone(), id.clone())) {
-                    let removed =
-                        crate::sys::fs::remove_dir_all_if_present(&self.layout.task_execs_dir(&namespace, &id));
-                    warn_if_failed("exec directories", &id, removed);
-                }
-            }
+        for (namespace, id) in unknown_entries(&self.layout.execs_dir(), &known_tasks) {
+            let removed = crate::sys::fs::remove_dir_all_if_present(&self.layout.task_execs_dir(&namespace, &id));
+            warn_if_failed("exec directories", &id, removed);
         }
         match self.snapshotter.list_active() {
             Ok(active) => {
@@ -379,6 +358,15 @@ impl Executor {
             tracing::warn!(namespace, what, id, %error, "the orphan was removed but its record was refused");
         }
     }
+}
+
+/// Each `<dir>/<namespace>/<id>` whose `(namespace, id)` is not in `known`.
+fn unknown_entries(dir: &std::path::Path, known: &BTreeSet<ContainerKey>) -> BTreeSet<ContainerKey> {
+    list_dir_names(dir)
+        .into_iter()
+        .flat_map(|namespace| list_dir_names(&dir.join(&namespace)).into_iter().map(move |id| (namespace.clone(), id)))
+        .filter(|key| !known.contains(key))
+        .collect()
 }
 
 fn warn_if_failed<E: std::fmt::Display>(what: &str, id: &str, result: Result<(), E>) {
