@@ -220,31 +220,37 @@ fn a_deleted_tasks_network_is_released_after_its_record_and_the_name_is_reused_a
     assert!(history.contains("released after the task's deletion"), "{history}");
 }
 
+/// A CNI plugin directory in `dir`: Debian's plugins, except `firewall`, a shell script that
+/// runs `script` (with `$CNI_COMMAND` and the rest of the plugin's environment) and then the
+/// real plugin. Returns the directory and the daemon config naming it.
+fn plugins_with_firewall_wrapper(dir: &Path, script: &str) -> (PathBuf, String) {
+    let plugins = dir.join("cni-plugins");
+    std::fs::create_dir(&plugins).unwrap();
+    for entry in std::fs::read_dir("/usr/lib/cni").unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_name() != "firewall" {
+            std::os::unix::fs::symlink(entry.path(), plugins.join(entry.file_name())).unwrap();
+        }
+    }
+    std::fs::write(plugins.join("firewall"), format!("#!/bin/sh\n{script}\nexec /usr/lib/cni/firewall\n")).unwrap();
+    std::fs::set_permissions(plugins.join("firewall"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let config = format!("[network]\ncni_bin_dir = {:?}\n", plugins.display().to_string());
+    (plugins, config)
+}
+
 /// A release whose DEL failed keeps its ADD cache; the same container's next task finishes that
 /// release before its own ADD instead of writing over what the DEL needs. The plugins are
 /// Debian's, except that `firewall` fails its next DEL once while a marker file exists.
 #[test]
 fn a_failed_release_is_finished_before_the_same_containers_next_attach() {
-    let mut plugins = PathBuf::new();
     let mut marker = PathBuf::new();
     let daemon = Daemon::start_with_config(|dir| {
-        plugins = dir.join("cni-plugins");
         marker = dir.join("fail-next-firewall-del");
-        std::fs::create_dir(&plugins).unwrap();
-        for entry in std::fs::read_dir("/usr/lib/cni").unwrap() {
-            let entry = entry.unwrap();
-            if entry.file_name() != "firewall" {
-                std::os::unix::fs::symlink(entry.path(), plugins.join(entry.file_name())).unwrap();
-            }
-        }
-        let wrapper = format!(
-            "#!/bin/sh\nif [ \"$CNI_COMMAND\" = DEL ] && rm {marker} 2>/dev/null; then\n  echo '{{\"code\": 999, \"msg\": \"failing as the test asked\"}}'\n  exit 1\nfi\nexec /usr/lib/cni/firewall\n",
+        let script = format!(
+            "if [ \"$CNI_COMMAND\" = DEL ] && rm {marker} 2>/dev/null; then\n  echo '{{\"code\": 999, \"msg\": \"failing as the test asked\"}}'\n  exit 1\nfi",
             marker = marker.display()
         );
-        std::fs::write(plugins.join("firewall"), wrapper).unwrap();
-        std::fs::set_permissions(plugins.join("firewall"), std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .unwrap();
-        format!("[network]\ncni_bin_dir = {:?}\n", plugins.display().to_string())
+        plugins_with_firewall_wrapper(dir, &script).1
     });
     daemon.import_busybox();
     daemon.ok(&["run", "-d", "--name", "again", "busybox", "sleep", "300"]);
@@ -260,6 +266,28 @@ fn a_failed_release_is_finished_before_the_same_containers_next_attach() {
     let output = daemon.ok(&["run", "--rm", "--name", "again", "busybox", "sh", "-c", "ip -4 -o addr show eth0"]);
     assert!(output.contains(&address_prefix(&daemon.bridge_subnet())), "{output}");
     assert_no_network_leftovers(&daemon, &daemon.bridge_name(), &daemon.bridge_subnet());
+}
+
+/// The release after a deletion is background work: its plugins run at nice 19 (so that a
+/// busy host's next start is not slowed by them), while an ADD and a release something waits
+/// for (a port's, before `rm` returns) run at the daemon's own priority. The firewall plugin
+/// notes its niceness for each call.
+#[test]
+fn a_release_after_the_deletion_runs_at_the_lowest_cpu_priority() {
+    let mut calls = PathBuf::new();
+    let daemon = Daemon::start_with_config(|dir| {
+        calls = dir.join("firewall-calls");
+        plugins_with_firewall_wrapper(dir, &format!("echo \"$CNI_COMMAND $(nice)\" >>{}", calls.display())).1
+    });
+    daemon.import_busybox();
+    daemon.ok(&["run", "--rm", "--name", "quiet", "busybox", "true"]);
+    let port = berth_tests::registry::free_port();
+    daemon.ok(&["run", "-d", "--name", "published", "-p", &format!("127.0.0.1:{port}:80"), "busybox", "sleep", "300"]);
+    daemon.ok(&["rm", "-f", "published"]);
+    assert_no_network_leftovers(&daemon, &daemon.bridge_name(), &daemon.bridge_subnet());
+    let mut noted: Vec<String> = std::fs::read_to_string(&calls).unwrap().lines().map(str::to_string).collect();
+    noted.sort();
+    assert_eq!(noted, ["ADD 0", "ADD 0", "DEL 0", "DEL 19"], "firewall calls and their niceness");
 }
 
 #[test]

@@ -16,7 +16,7 @@ use serde_json::Value;
 use tokio::sync::OwnedMutexGuard;
 
 use crate::daemon::layout::Layout;
-use crate::network::cni::{self, CniCall};
+use crate::network::cni::{self, CniCall, Urgency};
 use crate::network::config::{self, NetworkOptions};
 use crate::network::netns;
 use crate::network::rules;
@@ -208,7 +208,7 @@ impl Networking {
         // An earlier task's release of this id that failed left its cache: finish it first, or
         // this attach would write over what its DEL needs.
         if self.cache_path(cni_container_id).exists() {
-            self.detach_locked(cni_container_id, &guard).await.map_err(|error| {
+            self.detach_locked(cni_container_id, &guard, Urgency::Now).await.map_err(|error| {
                 format!("the network of this container's previous task could not be released: {error}; look at berthd's log")
             })?;
         }
@@ -234,7 +234,7 @@ impl Networking {
         let result = match added {
             Ok(result) => result,
             Err(error) => {
-                if let Err(teardown_error) = self.detach_locked(cni_container_id, &guard).await {
+                if let Err(teardown_error) = self.detach_locked(cni_container_id, &guard, Urgency::Now).await {
                     tracing::warn!(cni_container_id, %teardown_error, "undoing a failed CNI ADD failed too; start-up retries");
                 }
                 return Err(error);
@@ -256,6 +256,7 @@ impl Networking {
             netns: &cache.netns,
             interface: "lo",
             runtime_config: &no_capabilities,
+            urgency: Urgency::Now,
         };
         let call = CniCall { interface: &cache.interface, runtime_config: &cache.runtime_config, ..loopback.clone() };
         // Loopback and the network's list touch different interfaces of the namespace: run at
@@ -273,7 +274,7 @@ impl Networking {
     /// the cache, so the next start tries again.
     pub async fn detach(&self, cni_container_id: &str) -> Result<(), String> {
         let guard = self.lock_id(cni_container_id).await;
-        self.detach_locked(cni_container_id, &guard).await
+        self.detach_locked(cni_container_id, &guard, Urgency::Now).await
     }
 
     /// Recovery's [`Networking::detach`]: under the id's lock, tears down only what is still
@@ -284,11 +285,12 @@ impl Networking {
         if !present {
             return Ok(false);
         }
-        self.detach_locked(cni_container_id, &guard).await.map(|()| true)
+        self.detach_locked(cni_container_id, &guard, Urgency::Now).await.map(|()| true)
     }
 
-    /// [`Networking::detach`] for a caller that holds the id's guard.
-    pub async fn detach_locked(&self, cni_container_id: &str, _held: &IdGuard) -> Result<(), String> {
+    /// [`Networking::detach`] for a caller that holds the id's guard; `urgency` says whether the
+    /// plugins (and the sweep's iptables) run as background work.
+    pub async fn detach_locked(&self, cni_container_id: &str, _held: &IdGuard, urgency: Urgency) -> Result<(), String> {
         let cache_path = self.cache_path(cni_container_id);
         let netns_path = self.netns_path(cni_container_id);
         let mut outcome = Ok(());
@@ -299,12 +301,13 @@ impl Networking {
                 netns: &netns_path,
                 interface: &cache.interface,
                 runtime_config: &cache.runtime_config,
+                urgency,
             };
             outcome = cni::del(&cache.conflist, &call, cache.result.as_ref()).await.map_err(|error| error.to_string());
             if outcome.is_ok() {
                 // What a DEL cut off earlier (by a crash) could not find to remove. A sweep that
                 // fails keeps the cache, so the next start tries again.
-                outcome = match rules::sweep(cni_container_id).await {
+                outcome = match rules::sweep(cni_container_id, urgency).await {
                     Ok(0) => Ok(()),
                     Ok(n_removed) => {
                         tracing::info!(

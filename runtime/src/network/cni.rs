@@ -36,6 +36,26 @@ pub struct CniCall<'a> {
     pub interface: &'a str,
     /// Values for the plugins' `capabilities` (`portMappings`), passed as `runtimeConfig`.
     pub runtime_config: &'a Value,
+    /// Whether the plugins run as background work, at the lowest CPU priority.
+    pub urgency: Urgency,
+}
+
+/// How soon a plugin's work is wanted. A deleted task's release is [`Urgency::Background`]:
+/// nothing waits for it but the container's next task, and at normal priority its DEL (about
+/// twice an ADD's CPU) slowed the next container's start on a busy host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Urgency {
+    Now,
+    Background,
+}
+
+impl Urgency {
+    /// Applies this urgency to a child about to be spawned.
+    pub fn apply(self, command: &mut tokio::process::Command) {
+        if self == Urgency::Background {
+            crate::sys::process::run_in_background(command);
+        }
+    }
 }
 
 /// CNI ADD of every plugin in `conflist`; the last plugin's result.
@@ -131,6 +151,7 @@ async fn exec_plugin(command: &str, config: &Value, call: &CniCall<'_>) -> Resul
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
+    call.urgency.apply(&mut process);
     let mut child = {
         let _spawning = crate::sys::process::spawn_lock();
         process.spawn()

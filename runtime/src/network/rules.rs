@@ -12,6 +12,8 @@ use std::process::Stdio;
 
 use tokio::io::AsyncWriteExt;
 
+use crate::network::cni::Urgency;
+
 /// The `iptables-restore --noflush` input that removes every rule of `save` (the output of
 /// `iptables-save`) marked with `cni_container_id`, and flushes and deletes the `CNI-` chains
 /// that only such rules jump to; empty when nothing is left.
@@ -69,9 +71,10 @@ fn jump_target(line: &str) -> Option<&str> {
 
 /// Removes what [`sweep_script`] finds for `cni_container_id` on this host; how many rules and
 /// chains went. iptables missing counts as nothing to remove.
-pub async fn sweep(cni_container_id: &str) -> Result<usize, String> {
+pub async fn sweep(cni_container_id: &str, urgency: Urgency) -> Result<usize, String> {
     let mut save = tokio::process::Command::new("iptables-save");
     save.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+    urgency.apply(&mut save);
     let output = {
         let _spawning = crate::sys::process::spawn_lock();
         save.output()
@@ -89,6 +92,7 @@ pub async fn sweep(cni_container_id: &str) -> Result<usize, String> {
     let n_removed = script.lines().filter(|line| line.starts_with("-D ") || line.starts_with("-X ")).count();
     let mut restore = tokio::process::Command::new("iptables-restore");
     restore.arg("--noflush").stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::piped()).kill_on_drop(true);
+    urgency.apply(&mut restore);
     let mut child = {
         let _spawning = crate::sys::process::spawn_lock();
         restore.spawn()

@@ -1,5 +1,6 @@
 //! Processes and descriptors: the spawn lock every child of berthd is started under,
-//! close-on-exec and inheritable duplicates, flock, pidfds, and `/proc/<pid>/stat`.
+//! close-on-exec and inheritable duplicates, flock, pidfds, `/proc/<pid>/stat`, and the lower
+//! CPU priority of background children.
 
 use std::fs::File;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -12,6 +13,27 @@ static SPAWN_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 /// Takes [`SPAWN_LOCK`]; hold the guard across `spawn()`.
 pub fn spawn_lock() -> std::sync::MutexGuard<'static, ()> {
     SPAWN_LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The niceness of work berthd does in the background (a deleted task's network release): the
+/// lowest, so that it takes what CPU the host's other work leaves and does not slow a
+/// container's start on a busy host. Still a weight (not SCHED_IDLE): it cannot starve.
+pub const BACKGROUND_NICENESS: i32 = 19;
+
+/// Makes `command`'s process, and every process it starts, run at [`BACKGROUND_NICENESS`]. The
+/// niceness is set in the child before exec, so all of its threads have it (Linux keeps a
+/// niceness per thread); the cost is that the spawn forks berthd instead of using vfork.
+pub fn run_in_background(command: &mut tokio::process::Command) {
+    // SAFETY: the closure runs in the forked child between fork and exec; it makes one system
+    // call (setpriority, async-signal-safe), allocates nothing and takes no lock.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::setpriority(libc::PRIO_PROCESS, 0, BACKGROUND_NICENESS) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
 }
 
 /// Marks `fd` close-on-exec, keeping its other descriptor flags.

@@ -12,6 +12,7 @@ use berth_projections::{ContainerRecord, Event, NetworkAttachment, Origin, NETWO
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
 use crate::network::attach::{IdGuard, PendingRelease};
+use crate::network::cni::Urgency;
 use crate::network::hosts::{self, HostEntry};
 use crate::network::teardown::{self, NetworkStep, TaskNetworkView};
 use crate::tasks::etc_files;
@@ -148,7 +149,8 @@ impl Executor {
     }
 
     /// After `TaskDeleted` is recorded: CNI DEL and the namespace file's removal, off the
-    /// delete's path (the plugins' DEL costs more than the rest of a delete), then
+    /// delete's path (the plugins' DEL costs more than the rest of a delete) and at the lowest
+    /// CPU priority (so that it does not slow the next container's start), then
     /// `NetworkReleased` for a task that had an attachment on record. The id's guard goes last,
     /// once the release is on record.
     pub(super) fn release_network_in_background(
@@ -161,7 +163,7 @@ impl Executor {
         let (namespace, container_id) = (namespace.to_string(), container_id.to_string());
         tokio::spawn(async move {
             let PendingRelease { cni_container_id, network, guard, .. } = release;
-            if executor.detach_held(&namespace, &container_id, &cni_container_id, &guard).await {
+            if executor.detach_held(&namespace, &container_id, &cni_container_id, &guard, Urgency::Background).await {
                 if let Some(network) = network {
                     let event = Event::NetworkReleased { container_id: container_id.clone(), network };
                     let origin =
@@ -186,7 +188,7 @@ impl Executor {
         release: PendingRelease,
     ) -> Option<Event> {
         let PendingRelease { cni_container_id, network, guard, .. } = release;
-        let released = self.detach_held(namespace, container_id, &cni_container_id, &guard).await;
+        let released = self.detach_held(namespace, container_id, &cni_container_id, &guard, Urgency::Now).await;
         drop(guard);
         Some(Event::NetworkDetached { container_id: container_id.to_string(), network: network.filter(|_| released)? })
     }
@@ -194,8 +196,15 @@ impl Executor {
     /// CNI DEL and the namespace file's removal under the id's guard; false (logged) when it
     /// failed, which leaves the cache for the next start, whose recovery finishes it
     /// (`OrphanRemoved`), as it does one a crash or a stop cut off.
-    async fn detach_held(&self, namespace: &str, container_id: &str, cni_container_id: &str, guard: &IdGuard) -> bool {
-        match self.network.detach_locked(cni_container_id, guard).await {
+    async fn detach_held(
+        &self,
+        namespace: &str,
+        container_id: &str,
+        cni_container_id: &str,
+        guard: &IdGuard,
+        urgency: Urgency,
+    ) -> bool {
+        match self.network.detach_locked(cni_container_id, guard, urgency).await {
             Ok(()) => true,
             Err(error) => {
                 tracing::warn!(
