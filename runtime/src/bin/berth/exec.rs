@@ -8,7 +8,7 @@ use berth_runtime::client;
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::args::ExecArgs;
-use crate::run::{next_log_chunk, show_log_next};
+use crate::run::{next_log_chunk, open_beside, show_log_next};
 use crate::session::{CliError, Session};
 use crate::terminal;
 
@@ -70,13 +70,13 @@ async fn follow_exec(session: &Session, container_id: &str, exec_id: &str) -> Re
         exec_id: exec_id.to_string(),
         ..Default::default()
     };
-    let mut log_stream =
-        Some(session.tasks().logs(session.request(logs_request)).await.map_err(session.rpc_error())?.into_inner());
     let mut tasks = session.tasks();
     let wait_request = api::WaitExecRequest { container_id: container_id.to_string(), exec_id: exec_id.to_string() };
     let wait_for_exit = tasks.wait_exec(session.request(wait_request));
     tokio::pin!(wait_for_exit);
-    let mut wait_result = None;
+    let (opened, waited) = open_beside(session.tasks().logs(session.request(logs_request)), &mut wait_for_exit).await;
+    let mut log_stream = Some(opened.map_err(session.rpc_error())?.into_inner());
+    let mut wait_result = waited.map(|result| result.map(tonic::Response::into_inner));
     while wait_result.is_none() || log_stream.is_some() {
         let exited = wait_result.is_some();
         tokio::select! {

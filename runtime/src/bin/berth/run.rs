@@ -1,6 +1,7 @@
 //! `berth run`, `berth start --attach`'s attach loop and `berth logs`: creating and starting in
 //! one request, copying the task's output to ours, forwarding Ctrl-C, and `--rm`'s clean-up.
 
+use std::future::Future;
 use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -178,15 +179,17 @@ pub async fn attach(
     interrupts: &mut Signal,
     remove_after: bool,
 ) -> Result<ExitCode, CliError> {
-    let mut log_stream = match session
-        .tasks()
-        .logs(session.request(api::LogsRequest {
-            container_id: container_id.to_string(),
-            follow: true,
-            ..Default::default()
-        }))
-        .await
-    {
+    let mut tasks = session.tasks();
+    let wait_for_exit = tasks.wait(session.request(api::WaitTaskRequest { container_id: container_id.to_string() }));
+    tokio::pin!(wait_for_exit);
+    let mut logs_client = session.tasks();
+    let open_logs = logs_client.logs(session.request(api::LogsRequest {
+        container_id: container_id.to_string(),
+        follow: true,
+        ..Default::default()
+    }));
+    let (opened, waited) = open_beside(open_logs, &mut wait_for_exit).await;
+    let mut log_stream = match opened {
         Ok(response) => Some(response.into_inner()),
         Err(status) => {
             eprintln!(
@@ -196,11 +199,8 @@ pub async fn attach(
             None
         }
     };
-
-    let mut tasks = session.tasks();
-    let wait_for_exit = tasks.wait(session.request(api::WaitTaskRequest { container_id: container_id.to_string() }));
-    tokio::pin!(wait_for_exit);
-    let mut wait_result: Option<Result<api::WaitTaskResponse, tonic::Status>> = None;
+    let mut wait_result: Option<Result<api::WaitTaskResponse, tonic::Status>> =
+        waited.map(|result| result.map(tonic::Response::into_inner));
     let mut n_interrupts = 0_u32;
 
     while wait_result.is_none() || log_stream.is_some() {
@@ -261,6 +261,21 @@ pub async fn attach(
         remove_after_run(session, container_id).await;
     }
     Ok(exit_code_from_status(exit_status))
+}
+
+/// Awaits `first` (opening the output stream) while `alongside` (the wait for the exit) is
+/// polled too, so that both requests leave at once on the connection instead of one round trip
+/// after the other; returns `first`'s output and `alongside`'s if it finished meanwhile.
+pub async fn open_beside<F: Future, A: Future + Unpin>(first: F, alongside: &mut A) -> (F::Output, Option<A::Output>) {
+    tokio::pin!(first);
+    let mut finished = None;
+    loop {
+        tokio::select! {
+            biased;
+            output = &mut first => return (output, finished),
+            output = &mut *alongside, if finished.is_none() => finished = Some(output),
+        }
+    }
 }
 
 pub enum LogNext {
