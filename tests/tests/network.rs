@@ -290,6 +290,89 @@ fn a_release_after_the_deletion_runs_at_the_lowest_cpu_priority() {
     assert_eq!(noted, ["ADD 0", "ADD 0", "DEL 0", "DEL 19"], "firewall calls and their niceness");
 }
 
+/// ADD runs beside runc's create, and the process waits at the network gate: with the
+/// firewall plugin's ADD made slow, runc is already creating the container (its directory in
+/// runc's root is there) while ADD is under way, and the process still starts with its address on eth0 and
+/// in /etc/hosts.
+#[test]
+fn the_process_waits_at_the_network_gate_for_an_add_that_runs_beside_runc() {
+    let mut seen = PathBuf::new();
+    let mut daemon = Daemon::start_with_config(|dir| {
+        seen = dir.join("runc-during-add");
+        let runc_root = dir.join("state/runc/default");
+        let script = format!(
+            "if [ \"$CNI_COMMAND\" = ADD ]; then sleep 2; ls {root} >>{seen}; fi",
+            root = runc_root.display(),
+            seen = seen.display()
+        );
+        plugins_with_firewall_wrapper(dir, &script).1
+    });
+    assert!(daemon.state.ends_with("state"), "the test names runc's root from the state dir {:?}", daemon.state);
+    daemon.import_busybox();
+    let output = daemon.ok(&[
+        "run",
+        "--rm",
+        "--name",
+        "gated",
+        "busybox",
+        "sh",
+        "-c",
+        "ip -4 -o addr show eth0; cat /etc/hosts",
+    ]);
+    let prefix = address_prefix(&daemon.bridge_subnet());
+    assert!(output.contains(&format!("inet {prefix}")), "eth0 has its address from the first instruction:\n{output}");
+    assert!(
+        output.lines().any(|line| line.starts_with(&prefix) && line.ends_with("gated")),
+        "/etc/hosts names the address:\n{output}"
+    );
+    assert_eq!(std::fs::read_to_string(&seen).unwrap().trim(), "gated", "runc was creating the container during ADD");
+    assert_no_network_leftovers(&daemon, &daemon.bridge_name(), &daemon.bridge_subnet());
+
+    // berthd killed while ADD is under way: the hook sees the gate's writer gone and fails, so
+    // runc gives up at once instead of at the hook's time limit, and the process never ran.
+    std::fs::remove_file(&seen).unwrap();
+    let started = std::time::Instant::now();
+    let mut run = daemon.berth();
+    run.args(["run", "-d", "--name", "cut", "busybox", "sleep", "300"]);
+    let client = run.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    // runc's directory for the container exists from the start of its create; `runc list`
+    // shows it only once the create is over.
+    let creating = daemon.state.join("runc/default/cut");
+    eventually(Duration::from_secs(20), "runc to be at the gate", || creating.exists().then_some(()));
+    assert!(daemon.runc_list().is_empty(), "still creating: {:?}", daemon.runc_list());
+    daemon.kill9();
+    eventually(Duration::from_secs(20), "runc's create to fail at the closed gate", || {
+        (!creating.exists()).then_some(())
+    });
+    assert!(started.elapsed() < Duration::from_secs(60), "runc gave up long before the hook's time limit");
+    let _ = client.wait_with_output();
+    daemon.restart();
+    daemon.wait_until_serving();
+    let tasks: Vec<_> = daemon.ps().into_iter().filter(|container| container["id"] == "cut").collect();
+    assert_eq!(tasks.len(), 1, "{tasks:?}");
+    assert_ne!(tasks[0]["task"]["status"], "running", "{tasks:?}");
+    daemon.ok(&["rm", "-f", "cut"]);
+    assert_no_network_leftovers(&daemon, &daemon.bridge_name(), &daemon.bridge_subnet());
+}
+
+/// An ADD that fails fails the create with the plugin's own message; the process never ran
+/// (runc's gate hook failed), and nothing of the attempt is left.
+#[test]
+fn a_failed_add_fails_the_create_with_the_plugins_message_and_leaves_nothing() {
+    let daemon = Daemon::start_with_config(|dir| {
+        let script = "if [ \"$CNI_COMMAND\" = ADD ]; then\n  cat >/dev/null\n  echo '{\"code\": 999, \"msg\": \"no network today, as the test asked\"}'\n  exit 1\nfi";
+        plugins_with_firewall_wrapper(dir, script).1
+    });
+    daemon.import_busybox();
+    let output = daemon.cli(&["run", "--rm", "--name", "refused", "busybox", "touch", "/ran"]);
+    assert!(!output.status.success());
+    assert!(stderr_of(&output).contains("no network today, as the test asked"), "{}", stderr_of(&output));
+    assert!(daemon.runc_list().is_empty(), "{:?}", daemon.runc_list());
+    assert_no_network_leftovers(&daemon, &daemon.bridge_name(), &daemon.bridge_subnet());
+    let history = daemon.history("refused");
+    assert!(!history.contains("task started"), "{history}");
+}
+
 #[test]
 fn a_port_published_on_loopback_answers_from_the_host() {
     let daemon = Daemon::start();

@@ -3,7 +3,8 @@
 //! that berthd can be killed and restarted at any moment without losing it.
 //!
 //! Usage: `berth-monitor --id ID --bundle DIR --runc PATH --runc-root DIR --task-dir DIR [--kept-dir DIR] [--start]
-//! [--intent-seq SEQ] [--lock-fd FD] [--stdin-fifo PATH] [--tty]`.
+//! [--intent-seq SEQ] [--lock-fd FD] [--stdin-fifo PATH] [--tty]`, or, as runc's hook for a task
+//! on a CNI network, `berth-monitor await-network GATE` (`berth_runtime::tasks::network_gate`).
 //! The readiness protocol on stdout and the files it writes are described in
 //! `berth_runtime::tasks::monitor`. Deliberately synchronous and small: it spends its life in waitpid.
 
@@ -19,6 +20,7 @@ use berth_log::{Seq, Timestamp};
 use berth_runtime::sys::fs::{remove_file_durably, write_file_atomically, write_file_durably};
 use berth_runtime::sys::process::{is_open_descriptor, read_process_stat, set_close_on_exec};
 use berth_runtime::tasks::console::{self, ConsoleCopiers};
+use berth_runtime::tasks::network_gate;
 use berth_runtime::tasks::output_log::{self, OutputLimits, RotatingWriter};
 use berth_runtime::tasks::runc::{self, Runc, RuncError};
 use berth_runtime::tasks::task_dir::{
@@ -96,12 +98,35 @@ impl MonitorArgs {
     }
 }
 
+/// `berth-monitor await-network GATE`, run by runc as the `createRuntime` hook of a task on a
+/// CNI network: returns once berthd says the network is attached (see
+/// `berth_runtime::tasks::network_gate`). runc shows what it prints when it fails.
+fn await_network(gate: Option<std::ffi::OsString>) -> ExitCode {
+    let Some(gate) = gate else {
+        eprintln!("berth-monitor {}: the gate's path is missing", network_gate::HOOK_COMMAND);
+        return ExitCode::FAILURE;
+    };
+    // runc writes the container's state to our stdin: read it all, as a hook is expected to.
+    let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
+    match network_gate::await_gate(Path::new(&gate)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("berth-monitor {}: {message}", network_gate::HOOK_COMMAND);
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// How long the exit waits for the output copiers to drain what the container wrote last. They
 /// end at once when the container's processes are gone; only a process outside the container
 /// holding its pipe open (none should) could keep them longer.
 const OUTPUT_DRAIN_LIMIT: Duration = Duration::from_secs(5);
 
 fn main() -> ExitCode {
+    let mut arguments = std::env::args_os().skip(1);
+    if arguments.next().is_some_and(|first| first == network_gate::HOOK_COMMAND) {
+        return await_network(arguments.next());
+    }
     let monitor_args = absolute_args(MonitorArgs::parse());
     let mut monitor_log = MonitorLog::open(&monitor_args.task_dir);
     // Held until this process exits: recovery reads a held lock as "a monitor is at work here".

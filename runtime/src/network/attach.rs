@@ -70,6 +70,25 @@ pub struct PendingRelease {
     pub guard: IdGuard,
 }
 
+/// An attach half done ([`Networking::prepare_attach`]): the id held, the namespace made.
+pub struct PreparedAttach {
+    guard: IdGuard,
+    cni_container_id: String,
+    cache: AddCache,
+}
+
+impl PreparedAttach {
+    /// The network namespace file the task's spec names.
+    pub fn netns(&self) -> &Path {
+        &self.cache.netns
+    }
+
+    /// The network's name.
+    pub fn network(&self) -> &str {
+        &self.cache.network
+    }
+}
+
 impl Networking {
     /// Makes the directories (0700) and writes the default network's conflist.
     pub fn open(options: NetworkOptions, layout: &Layout) -> std::io::Result<Networking> {
@@ -194,14 +213,16 @@ impl Networking {
         }
     }
 
-    /// Gives the task's new namespace loopback and an interface on `network`, with `ports`
-    /// published. On failure everything done so far is undone.
-    pub async fn attach(
+    /// The first half of giving a task a network, before runc: takes the id, finishes an
+    /// earlier task's failed release of it, and makes the network namespace that the spec will
+    /// name. [`Networking::complete_attach`] runs ADD (beside runc's create). A prepared attach
+    /// dropped without completing leaves the namespace file, which the task's undo removes.
+    pub async fn prepare_attach(
         &self,
         network: &NetworkRecord,
         cni_container_id: &str,
         ports: &[PortMapping],
-    ) -> Result<NetworkAttachment, String> {
+    ) -> Result<PreparedAttach, String> {
         // Start-up's recovery first: it may still have this id's leftovers to tear down.
         let _ = self.recovered.subscribe().wait_for(|recovered| *recovered).await;
         let guard = self.lock_id(cni_container_id).await;
@@ -215,19 +236,28 @@ impl Networking {
         let netns_path = self.netns_path(cni_container_id);
         netns::create(&netns_path)
             .map_err(|error| format!("cannot create the network namespace {}: {error}", netns_path.display()))?;
-        let mut cache = AddCache {
+        let cache = AddCache {
             network: network.name.clone(),
             conflist: config::conflist(network, &self.ipam_dir()),
             runtime_config: config::port_mappings_runtime_config(ports),
             interface: CONTAINER_INTERFACE.to_string(),
             ports: ports.to_vec(),
-            netns: netns_path.clone(),
+            netns: netns_path,
             result: None,
         };
+        Ok(PreparedAttach { guard, cni_container_id: cni_container_id.to_string(), cache })
+    }
+
+    /// The second half: gives the prepared namespace loopback and an interface on the network,
+    /// with the ports published. The cache is made durable before ADD, so that a crash during
+    /// it is torn down at start-up. On failure everything done so far is undone.
+    pub async fn complete_attach(&self, prepared: PreparedAttach) -> Result<NetworkAttachment, String> {
+        let PreparedAttach { guard, cni_container_id, mut cache } = prepared;
+        let cni_container_id = cni_container_id.as_str();
         let cache_name = Self::cache_name(cni_container_id);
         let cache_text = serde_json::to_vec(&cache).map_err(|error| error.to_string())?;
         if let Err(error) = write_file_durably(&self.cache_dir(), &cache_name, &cache_text) {
-            let _ = netns::remove(&netns_path);
+            let _ = netns::remove(&cache.netns);
             return Err(format!("cannot write the network cache: {error}"));
         }
         let added = self.add(&cache, cni_container_id).await;

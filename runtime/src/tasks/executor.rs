@@ -24,13 +24,14 @@ use crate::daemon::layout::Layout;
 use crate::daemon::store::{CommittedReceiver, CommittedRecord, Store, SubmitError};
 use crate::images::content::ContentStore;
 use crate::images::snapshot::Snapshotter;
-use crate::network::attach::PendingRelease;
+use crate::network::attach::{PendingRelease, PreparedAttach};
 use crate::secrets::keys::KeyStore;
 use crate::secrets::SecretsPolicy;
 use crate::sys::failpoint;
 use crate::tasks::cgroup;
 use crate::tasks::etc_files;
 use crate::tasks::monitor::{self, ExitReport, Launch, MonitorPaths, TaskIo};
+use crate::tasks::network_gate::{self, NetworkGate};
 use crate::tasks::output_log::OutputLimits;
 use crate::tasks::policies;
 use crate::tasks::runc::Runc;
@@ -527,8 +528,9 @@ impl Executor {
         };
         let mut runtime_spec = spec::generate_spec(&input, &rootfs).map_err(|error| error.to_string())?;
         policies::apply_policies(&mut runtime_spec, &record.policies, &rootfs).map_err(|error| error.to_string())?;
-        let attachment = self.prepare_network(namespace, &record, &mut runtime_spec).await?;
-        self.write_task_etc_files(namespace, &record, &bundle, attachment.as_ref())
+        let prepared = self.prepare_network(namespace, &record, &mut runtime_spec).await?;
+        // `hosts` names the task's address once ADD gave it one (`attach_beside_create`).
+        self.write_task_etc_files(namespace, &record, &bundle, prepared.as_ref().map(PreparedAttach::network), None)
             .map_err(|error| format!("cannot write /etc files into the bundle {}: {error}", bundle.display()))?;
         let mut mounts = runtime_spec.mounts().clone().unwrap_or_default();
         mounts.extend(etc_files::etc_mounts(&bundle).map_err(|error| error.to_string())?);
@@ -542,7 +544,6 @@ impl Executor {
                 root.set_readonly(Some(true));
             }
         }
-        spec::write_bundle(&bundle, &runtime_spec).map_err(|error| error.to_string())?;
         // A task dir left by an earlier task of this container holds its old exit status.
         let earlier = self.layout.task_dir(namespace, container_id);
         earlier
@@ -554,6 +555,17 @@ impl Executor {
         let execs_dir = self.layout.task_execs_dir(namespace, container_id);
         crate::sys::fs::remove_dir_all_if_present(&execs_dir)
             .map_err(|error| format!("cannot empty the exec directories {}: {error}", execs_dir.display()))?;
+        let gate = match prepared {
+            Some(_) => {
+                let gate = NetworkGate::open(&task_dir).map_err(|error| {
+                    format!("cannot make the network gate in {}: {error}", task_dir.path().display())
+                })?;
+                network_gate::add_hook(&mut runtime_spec, &self.monitor_binary, gate.path())?;
+                Some(gate)
+            }
+            None => None,
+        };
+        spec::write_bundle(&bundle, &runtime_spec).map_err(|error| error.to_string())?;
         let stdin_fifo = if record.open_stdin {
             Some(crate::tasks::stdin::make_stdin_fifo(&task_dir).map_err(|error| error.to_string())?)
         } else {
@@ -564,19 +576,22 @@ impl Executor {
         }
         tracing::debug!(container_id, "bundle ready; starting the monitor");
         let launch = if start_too { Launch::CreateAndStart } else { Launch::Create };
-        let monitor = monitor::spawn_monitor(
-            &self.monitor_paths(namespace),
-            container_id,
-            &bundle,
-            &task_dir,
-            launch,
-            intent_seq,
-            &TaskIo { stdin_fifo, tty: record.tty },
-        )
-        .await
-        .map_err(|error| error.to_string());
-        tracing::debug!(container_id, ok = monitor.is_ok(), "monitor reported");
-        let (monitor, exit_report) = monitor?;
+        let monitor_paths = self.monitor_paths(namespace);
+        let task_io = TaskIo { stdin_fifo, tty: record.tty };
+        let spawn = async {
+            monitor::spawn_monitor(&monitor_paths, container_id, &bundle, &task_dir, launch, intent_seq, &task_io)
+                .await
+                .map_err(|error| error.to_string())
+        };
+        let ((monitor, exit_report), attachment) = match (prepared, gate) {
+            (Some(prepared), Some(gate)) => {
+                let (spawned, attachment) =
+                    self.attach_beside_create(namespace, &record, &bundle, prepared, gate, spawn).await?;
+                (spawned, Some(attachment))
+            }
+            _ => (spawn.await?, None),
+        };
+        tracing::debug!(container_id, "monitor reported");
         Ok((monitor, exit_report, attachment))
     }
 

@@ -5,7 +5,8 @@
 //! runtime [`spec`] with a container's [`policies`] in it (limits, capabilities, devices and the
 //! [`seccomp`] profile), the [`etc_files`] a container gets in its bundle, its [`mounts`]
 //! (binds, volumes, tmpfs), its network (`networking`: the `network` domain's CNI attachment
-//! set up before create and released at delete), its [`output_log`] (the record files every output goes through —
+//! run beside runc's create, the process held at the [`network_gate`] until it is there, and
+//! released after delete), its [`output_log`] (the record files every output goes through —
 //! pipes, a terminal, an exec's), removals the log asks for (`removal`: volumes, `--rm`), and
 //! what a task's [`cgroup`] says after its end.
 
@@ -17,6 +18,7 @@ mod exec;
 pub mod executor;
 pub mod monitor;
 pub mod mounts;
+pub mod network_gate;
 mod networking;
 pub mod output_log;
 pub mod output_watch;

@@ -11,28 +11,30 @@ use berth_commands::{Command, RecordDaemonEvent};
 use berth_projections::{ContainerRecord, Event, NetworkAttachment, Origin, NETWORK_HOST, NETWORK_NONE};
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
-use crate::network::attach::{IdGuard, PendingRelease};
+use crate::network::attach::{IdGuard, PendingRelease, PreparedAttach};
 use crate::network::cni::Urgency;
 use crate::network::hosts::{self, HostEntry};
 use crate::network::teardown::{self, NetworkStep, TaskNetworkView};
 use crate::tasks::etc_files;
 use crate::tasks::executor::Executor;
+use crate::tasks::network_gate::NetworkGate;
 
 impl Executor {
-    /// Gives the task the network its record asks for and points the spec at it: nothing for
-    /// `none` (runc's new namespace with loopback), the host's namespace for `host`, a CNI
-    /// attachment otherwise (returned, to be recorded with `TaskCreated`).
+    /// Points the spec at the network the task's record asks for: nothing for `none` (runc's
+    /// new namespace with loopback), the host's namespace for `host`, otherwise a namespace of
+    /// its own, made now, whose CNI attachment is returned half done, for
+    /// [`Executor::attach_beside_create`] to finish while runc creates the container.
     pub(super) async fn prepare_network(
         &self,
         namespace: &str,
         record: &ContainerRecord,
         runtime_spec: &mut Spec,
-    ) -> Result<Option<NetworkAttachment>, String> {
+    ) -> Result<Option<PreparedAttach>, String> {
         let mode = record.network.mode_name();
         if mode == NETWORK_NONE {
             return Ok(None);
         }
-        let network_namespace_path = if mode == NETWORK_HOST {
+        let prepared = if mode == NETWORK_HOST {
             None
         } else {
             let network = {
@@ -45,33 +47,60 @@ impl Executor {
                 format!("network {mode:?} no longer exists: `berth network create {mode}` makes it again")
             })?;
             let cni_container_id = self.network.cni_container_id(namespace, &record.id);
-            let attachment = self.network.attach(&network, &cni_container_id, &record.network.ports).await?;
-            Some(attachment)
+            Some(self.network.prepare_attach(&network, &cni_container_id, &record.network.ports).await?)
         };
-        set_network_namespace(
-            runtime_spec,
-            network_namespace_path.as_ref().map(|attachment| Path::new(&attachment.netns)),
-        )
-        .map_err(|error| format!("cannot set the network namespace in the spec: {error}"))?;
-        Ok(network_namespace_path)
+        set_network_namespace(runtime_spec, prepared.as_ref().map(PreparedAttach::netns))
+            .map_err(|error| format!("cannot set the network namespace in the spec: {error}"))?;
+        Ok(prepared)
     }
 
-    /// Writes the bundle's `hostname`, `hosts` (own address, `--add-host`, peers by name) and
-    /// `resolv.conf` (`--dns`, or the host's without loopback resolvers).
+    /// Runs `spawn` (the monitor's start: runc's create, held at the network gate before the
+    /// process may run) and the prepared attach's ADD at once. Once ADD is done and `/etc/hosts`
+    /// names the task's address, the gate opens. ADD's failure is the create's error (runc's
+    /// hook then fails, so the process never ran); otherwise the monitor's outcome is.
+    pub(super) async fn attach_beside_create<T>(
+        &self,
+        namespace: &str,
+        record: &ContainerRecord,
+        bundle: &Path,
+        prepared: PreparedAttach,
+        mut gate: NetworkGate,
+        spawn: impl std::future::Future<Output = Result<T, String>>,
+    ) -> Result<(T, NetworkAttachment), String> {
+        // The gate goes with the attach: dropped as soon as it fails (the hook, and with it
+        // runc, then fail at once), kept open after `go` until runc has returned (a word
+        // written to a FIFO nobody holds open is lost).
+        let attach = async move {
+            let attachment = self.network.complete_attach(prepared).await?;
+            self.write_task_etc_files(namespace, record, bundle, Some(&attachment.network), attachment.ip())
+                .map_err(|error| format!("cannot write /etc files into the bundle {}: {error}", bundle.display()))?;
+            gate.open_the_gate()
+                .map_err(|error| format!("cannot open the network gate {}: {error}", gate.path().display()))?;
+            Ok::<(NetworkAttachment, NetworkGate), String>((attachment, gate))
+        };
+        let (spawned, attached) = tokio::join!(spawn, attach);
+        let (attachment, _gate) = attached?;
+        Ok((spawned?, attachment))
+    }
+
+    /// Writes the bundle's `hostname`, `hosts` (own address, `--add-host`, peers on `network`
+    /// by name) and `resolv.conf` (`--dns`, or the host's without loopback resolvers). In
+    /// place: a task's files are written again once its address is known.
     pub(super) fn write_task_etc_files(
         &self,
         namespace: &str,
         record: &ContainerRecord,
         bundle: &Path,
-        attachment: Option<&NetworkAttachment>,
+        network: Option<&str>,
+        address: Option<&str>,
     ) -> std::io::Result<()> {
-        let peers = match attachment {
-            Some(attachment) => self.peer_entries(namespace, &record.id, &attachment.network),
+        let peers = match network {
+            Some(network) => self.peer_entries(namespace, &record.id, network),
             None => Vec::new(),
         };
         let hosts = hosts::hosts_contents(
             &record.hostname,
-            attachment.and_then(NetworkAttachment::ip),
+            address,
             &hosts::extra_host_entries(&record.network.extra_hosts),
             &peers,
         );
