@@ -41,16 +41,9 @@ pub enum ConsoleError {
 
 /// Makes the resize FIFO (0600), replacing one an earlier task left.
 pub fn make_resize_fifo(task_dir: &TaskDir) -> Result<PathBuf, ConsoleError> {
-    let path = task_dir.file(RESIZE_FIFO);
-    let make_fifo_error = |source| ConsoleError::MakeFifo { path: path.clone(), source };
-    crate::sys::fs::create_private_dir_all(task_dir.path()).map_err(make_fifo_error)?;
-    match std::fs::remove_file(&path) {
-        Err(error) if error.kind() != ErrorKind::NotFound => return Err(make_fifo_error(error)),
-        _ => {}
-    }
-    nix::unistd::mkfifo(&path, nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR)
-        .map_err(|errno| make_fifo_error(std::io::Error::from(errno)))?;
-    Ok(path)
+    task_dir
+        .make_fifo(RESIZE_FIFO)
+        .map_err(|source| ConsoleError::MakeFifo { path: task_dir.file(RESIZE_FIFO), source })
 }
 
 /// berthd's half: asks the monitor to set the window size. One short write, so it is atomic

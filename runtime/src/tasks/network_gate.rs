@@ -43,13 +43,7 @@ impl NetworkGate {
     /// Makes the gate (0600, replacing one an earlier attempt left) and opens it for reading and
     /// writing, so that it has a writer for as long as this value lives.
     pub fn open(task_dir: &TaskDir) -> std::io::Result<NetworkGate> {
-        let path = task_dir.file(GATE_FILE);
-        crate::sys::fs::create_private_dir_all(task_dir.path())?;
-        match std::fs::remove_file(&path) {
-            Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(error),
-            _ => {}
-        }
-        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR)?;
+        let path = task_dir.make_fifo(GATE_FILE)?;
         // O_RDWR on a FIFO never waits for the other end (Linux); std adds O_CLOEXEC.
         let file = std::fs::OpenOptions::new().read(true).write(true).custom_flags(libc::O_NONBLOCK).open(&path)?;
         Ok(NetworkGate { path, file })

@@ -43,16 +43,7 @@ pub enum StdinError {
 
 /// Makes the task's stdin FIFO (0600), replacing one an earlier task left.
 pub fn make_stdin_fifo(task_dir: &TaskDir) -> Result<PathBuf, StdinError> {
-    let path = task_dir.file(STDIN_FIFO);
-    let make_fifo_error = |source| StdinError::MakeFifo { path: path.clone(), source };
-    crate::sys::fs::create_private_dir_all(task_dir.path()).map_err(make_fifo_error)?;
-    match std::fs::remove_file(&path) {
-        Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(make_fifo_error(error)),
-        _ => {}
-    }
-    nix::unistd::mkfifo(&path, nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR)
-        .map_err(|errno| make_fifo_error(std::io::Error::from(errno)))?;
-    Ok(path)
+    task_dir.make_fifo(STDIN_FIFO).map_err(|source| StdinError::MakeFifo { path: task_dir.file(STDIN_FIFO), source })
 }
 
 /// A writer for the task's stdin. Refused with [`StdinError::Closed`] once nothing reads it any

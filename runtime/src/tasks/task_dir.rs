@@ -128,6 +128,19 @@ impl TaskDir {
         self.path.join(file_name)
     }
 
+    /// Makes FIFO `file_name` (0600) in the directory (made 0700 if missing), replacing one an
+    /// earlier task left; its path.
+    pub fn make_fifo(&self, file_name: &str) -> std::io::Result<PathBuf> {
+        let path = self.file(file_name);
+        crate::sys::fs::create_private_dir_all(&self.path)?;
+        match std::fs::remove_file(&path) {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(error),
+            _ => {}
+        }
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR)?;
+        Ok(path)
+    }
+
     pub fn stdout_path(&self) -> PathBuf {
         self.kept.join(STDOUT_FILE)
     }
