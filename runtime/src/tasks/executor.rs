@@ -555,13 +555,14 @@ impl Executor {
         let execs_dir = self.layout.task_execs_dir(namespace, container_id);
         crate::sys::fs::remove_dir_all_if_present(&execs_dir)
             .map_err(|error| format!("cannot empty the exec directories {}: {error}", execs_dir.display()))?;
-        let gate = match prepared {
-            Some(_) => {
+        // A task on a CNI network: its attach to finish, and the gate its process waits at.
+        let gated = match prepared {
+            Some(prepared) => {
                 let gate = NetworkGate::open(&task_dir).map_err(|error| {
                     format!("cannot make the network gate in {}: {error}", task_dir.path().display())
                 })?;
                 network_gate::add_hook(&mut runtime_spec, &self.monitor_binary, gate.path())?;
-                Some(gate)
+                Some((prepared, gate))
             }
             None => None,
         };
@@ -583,13 +584,13 @@ impl Executor {
                 .await
                 .map_err(|error| error.to_string())
         };
-        let ((monitor, exit_report), attachment) = match (prepared, gate) {
-            (Some(prepared), Some(gate)) => {
+        let ((monitor, exit_report), attachment) = match gated {
+            Some((prepared, gate)) => {
                 let (spawned, attachment) =
                     self.attach_beside_create(namespace, &record, &bundle, prepared, gate, spawn).await?;
                 (spawned, Some(attachment))
             }
-            _ => (spawn.await?, None),
+            None => (spawn.await?, None),
         };
         tracing::debug!(container_id, "monitor reported");
         Ok((monitor, exit_report, attachment))

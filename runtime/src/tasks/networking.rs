@@ -72,8 +72,10 @@ impl Executor {
         // written to a FIFO nobody holds open is lost).
         let attach = async move {
             let attachment = self.network.complete_attach(prepared).await?;
-            self.write_task_etc_files(namespace, record, bundle, Some(&attachment.network), attachment.ip())
-                .map_err(|error| format!("cannot write /etc files into the bundle {}: {error}", bundle.display()))?;
+            // Only `hosts` changes: the address is in it now.
+            let hosts = self.task_hosts(namespace, record, Some(&attachment.network), attachment.ip());
+            etc_files::write_etc_file(bundle, "hosts", &hosts)
+                .map_err(|error| format!("cannot write /etc/hosts into the bundle {}: {error}", bundle.display()))?;
             gate.open_the_gate()
                 .map_err(|error| format!("cannot open the network gate {}: {error}", gate.path().display()))?;
             Ok::<(NetworkAttachment, NetworkGate), String>((attachment, gate))
@@ -83,9 +85,8 @@ impl Executor {
         Ok((spawned?, attachment))
     }
 
-    /// Writes the bundle's `hostname`, `hosts` (own address, `--add-host`, peers on `network`
-    /// by name) and `resolv.conf` (`--dns`, or the host's without loopback resolvers). In
-    /// place: a task's files are written again once its address is known.
+    /// Writes the bundle's `hostname`, `hosts` ([`Executor::task_hosts`]) and `resolv.conf`
+    /// (`--dns`, or the host's without loopback resolvers), in place.
     pub(super) fn write_task_etc_files(
         &self,
         namespace: &str,
@@ -94,18 +95,30 @@ impl Executor {
         network: Option<&str>,
         address: Option<&str>,
     ) -> std::io::Result<()> {
+        let hosts = self.task_hosts(namespace, record, network, address);
+        let resolv_conf = etc_files::resolv_conf_with_servers(&record.network.dns);
+        etc_files::write_etc_files(bundle, &record.hostname, &hosts, &resolv_conf)
+    }
+
+    /// A task's `/etc/hosts`: its own `address` (or Debian's 127.0.1.1 before it has one),
+    /// `--add-host`, and the other tasks of its namespace on `network` by id and hostname.
+    fn task_hosts(
+        &self,
+        namespace: &str,
+        record: &ContainerRecord,
+        network: Option<&str>,
+        address: Option<&str>,
+    ) -> String {
         let peers = match network {
             Some(network) => self.peer_entries(namespace, &record.id, network),
             None => Vec::new(),
         };
-        let hosts = hosts::hosts_contents(
+        hosts::hosts_contents(
             &record.hostname,
             address,
             &hosts::extra_host_entries(&record.network.extra_hosts),
             &peers,
-        );
-        let resolv_conf = etc_files::resolv_conf_with_servers(&record.network.dns);
-        etc_files::write_etc_files(bundle, &record.hostname, &hosts, &resolv_conf)
+        )
     }
 
     /// The other tasks of `namespace` attached to `network`, by id and hostname.
@@ -136,12 +149,7 @@ impl Executor {
             if !bundle.join("hosts").exists() {
                 continue;
             }
-            let text = hosts::hosts_contents(
-                &record.hostname,
-                attachment.ip(),
-                &hosts::extra_host_entries(&record.network.extra_hosts),
-                &self.peer_entries(namespace, &record.id, network),
-            );
+            let text = self.task_hosts(namespace, &record, Some(network), attachment.ip());
             if let Err(error) = etc_files::write_etc_file(&bundle, "hosts", &text) {
                 tracing::warn!(namespace, container_id = record.id, %error, "cannot update a peer's /etc/hosts");
             }
