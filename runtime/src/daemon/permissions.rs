@@ -151,7 +151,6 @@ pub fn apply(plan: &[Tightening]) -> (Vec<Tightening>, Vec<(PathBuf, std::io::Er
     (changed, failed)
 }
 
-/// Entries of `dir`, sorted (none when it is missing or unreadable).
 /// Looks at `dir` and, `levels` deep, at what is under it (in name order).
 fn look_down(dir: &Path, levels: usize, look: &mut impl FnMut(PathBuf)) {
     look(dir.to_path_buf());
@@ -162,6 +161,7 @@ fn look_down(dir: &Path, levels: usize, look: &mut impl FnMut(PathBuf)) {
     }
 }
 
+/// Entries of `dir`, sorted (none when it is missing or unreadable).
 fn children(dir: &Path) -> Vec<PathBuf> {
     let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
         .map(|entries| entries.filter_map(Result::ok).map(|entry| entry.path()).collect())
