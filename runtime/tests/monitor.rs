@@ -213,6 +213,7 @@ fn helper_process_playing_berthd() {
             monitor_binary: order.monitor_binary.clone(),
             runc: Runc::new(PathBuf::from(RUNC_BINARY), order.runc_root.clone()),
             output_limits: Default::default(),
+            standby: None,
         };
         monitor::spawn_monitor(
             &paths,
@@ -352,6 +353,7 @@ async fn missing_runc_is_reported_with_its_path() {
         monitor_binary: task.paths.monitor_binary.clone(),
         runc: bogus_runc,
         output_limits: Default::default(),
+        standby: None,
     };
     match monitor::spawn_monitor(
         &bogus_paths,
@@ -379,6 +381,7 @@ async fn missing_monitor_binary_is_reported() {
         monitor_binary: PathBuf::from("/nonexistent/berth-test/berth-monitor"),
         runc: task.paths.runc.clone(),
         output_limits: Default::default(),
+        standby: None,
     };
     match monitor::spawn_monitor(
         &paths,

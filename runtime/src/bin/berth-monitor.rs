@@ -4,7 +4,9 @@
 //!
 //! Usage: `berth-monitor --id ID --bundle DIR --runc PATH --runc-root DIR --task-dir DIR [--kept-dir DIR] [--start]
 //! [--intent-seq SEQ] [--lock-fd FD] [--stdin-fifo PATH] [--tty]`, or, as runc's hook for a task
-//! on a CNI network, `berth-monitor await-network GATE` (`berth_runtime::tasks::network_gate`).
+//! on a CNI network, `berth-monitor await-network GATE` (`berth_runtime::tasks::network_gate`), or,
+//! started ahead of need, `berth-monitor standby`, which reads those arguments from stdin
+//! (`berth_runtime::tasks::monitor_standby`).
 //! The readiness protocol on stdout and the files it writes are described in
 //! `berth_runtime::tasks::monitor`. Deliberately synchronous and small: it spends its life in waitpid.
 
@@ -20,13 +22,13 @@ use berth_log::{Seq, Timestamp};
 use berth_runtime::sys::fs::{remove_file_durably, write_file_atomically, write_file_durably};
 use berth_runtime::sys::process::{is_open_descriptor, read_process_stat, set_close_on_exec};
 use berth_runtime::tasks::console::{self, ConsoleCopiers};
-use berth_runtime::tasks::network_gate;
 use berth_runtime::tasks::output_log::{self, OutputLimits, RotatingWriter};
 use berth_runtime::tasks::runc::{self, Runc, RuncError};
 use berth_runtime::tasks::task_dir::{
     ExitStatus, MonitorIdentity, TaskDir, EXEC_PID_FILE, EXEC_PROCESS_FILE, EXIT_FILE, MONITOR_LOCK_FILE,
     MONITOR_LOG_FILE, MONITOR_STATE_FILE, RUNC_LOG_FILE, STDERR_FILE, STDOUT_FILE,
 };
+use berth_runtime::tasks::{monitor_standby, network_gate};
 use clap::Parser;
 use nix::errno::Errno;
 use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
@@ -124,10 +126,31 @@ const OUTPUT_DRAIN_LIMIT: Duration = Duration::from_secs(5);
 
 fn main() -> ExitCode {
     let mut arguments = std::env::args_os().skip(1);
-    if arguments.next().is_some_and(|first| first == network_gate::HOOK_COMMAND) {
+    let first_argument = arguments.next();
+    if first_argument.as_ref().is_some_and(|first| first == network_gate::HOOK_COMMAND) {
         return await_network(arguments.next());
     }
-    let monitor_args = absolute_args(MonitorArgs::parse());
+    let command_line = if first_argument.is_some_and(|first| first == monitor_standby::STANDBY_COMMAND) {
+        // Started ahead of need: the arguments and the lock come on stdin when there is work.
+        match monitor_standby::receive_assignment(libc::STDIN_FILENO) {
+            Ok(Some(assignment)) => {
+                let command_line = monitor_standby::monitor_command_line(assignment);
+                // `ps` and tools that find a monitor by its `--id` see the task's arguments.
+                if let Err(error) = monitor_standby::show_command_line(&command_line) {
+                    eprintln!("berth-monitor: cannot show the task's arguments in /proc: {error}");
+                }
+                command_line
+            }
+            Ok(None) => return ExitCode::SUCCESS,
+            Err(message) => {
+                eprintln!("berth-monitor {}: {message}", monitor_standby::STANDBY_COMMAND);
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        std::env::args_os().collect()
+    };
+    let monitor_args = absolute_args(MonitorArgs::parse_from(command_line));
     let mut monitor_log = MonitorLog::open(&monitor_args.task_dir);
     // Held until this process exits: recovery reads a held lock as "a monitor is at work here".
     let _monitor_lock = match hold_monitor_lock(&monitor_args) {

@@ -130,6 +130,80 @@ fn parse_process_stat(stat_text: &str) -> Option<ProcessStat> {
     Some(ProcessStat { state, start_time })
 }
 
+/// `struct prctl_mm_map` of `<linux/prctl.h>`, for `prctl(PR_SET_MM, PR_SET_MM_MAP, …)`.
+#[repr(C)]
+struct PrctlMmMap {
+    start_code: u64,
+    end_code: u64,
+    start_data: u64,
+    end_data: u64,
+    start_brk: u64,
+    brk: u64,
+    start_stack: u64,
+    arg_start: u64,
+    arg_end: u64,
+    env_start: u64,
+    env_end: u64,
+    auxv: *const u64,
+    auxv_size: u32,
+    exe_fd: u32,
+}
+
+const PR_SET_MM_MAP: libc::c_int = 14;
+
+/// Points this process's `/proc/self/cmdline` at `text` (arguments each ended by a NUL byte).
+/// `PR_SET_MM_MAP` rather than `PR_SET_MM_ARG_START`, which needs CAP_SYS_RESOURCE; the map
+/// repeats the process's other addresses as `/proc/self/stat` gives them. The text is leaked on
+/// the heap: the kernel reads it from there for as long as the process lives, and only from
+/// anonymous memory. Call it while the process has a single thread: nothing may move the
+/// program break between its reading and the call.
+pub fn replace_command_line(text: Vec<u8>) -> std::io::Result<()> {
+    if text.last() != Some(&0) {
+        return Err(std::io::Error::other("a command line ends with a NUL byte"));
+    }
+    let text: &'static [u8] = Box::leak(text.into_boxed_slice());
+    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let after_name = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or_default();
+    let fields: Vec<u64> = after_name.split_whitespace().map(|field| field.parse().unwrap_or(0)).collect();
+    // proc(5) numbers the fields from 1, and the state (field 3) is the first after the name.
+    let field = |number: usize| fields.get(number - 3).copied().unwrap_or(0);
+    let mut map = PrctlMmMap {
+        start_code: field(26),
+        end_code: field(27),
+        start_data: field(45),
+        end_data: field(46),
+        start_brk: field(47),
+        brk: 0,
+        start_stack: field(28),
+        arg_start: text.as_ptr() as u64,
+        arg_end: text.as_ptr() as u64 + text.len() as u64,
+        env_start: field(50),
+        env_end: field(51),
+        auxv: std::ptr::null(),
+        auxv_size: 0,
+        exe_fd: u32::MAX,
+    };
+    // SAFETY: sbrk(0) only reads the current break. The kernel takes `brk` as the new break, so
+    // it is read last, with no allocation after it.
+    map.brk = unsafe { libc::sbrk(0) } as u64;
+    // SAFETY: the map is a valid prctl_mm_map of the size given; the kernel copies it and checks
+    // every address against the process's own mappings before it changes anything.
+    let done = unsafe {
+        libc::prctl(
+            libc::PR_SET_MM,
+            PR_SET_MM_MAP as libc::c_ulong,
+            &map as *const PrctlMmMap as libc::c_ulong,
+            std::mem::size_of::<PrctlMmMap>() as libc::c_ulong,
+            0 as libc::c_ulong,
+        )
+    };
+    if done != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

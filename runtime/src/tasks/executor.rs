@@ -31,6 +31,7 @@ use crate::sys::failpoint;
 use crate::tasks::cgroup;
 use crate::tasks::etc_files;
 use crate::tasks::monitor::{self, ExitReport, Launch, MonitorPaths, TaskIo};
+use crate::tasks::monitor_standby::MonitorStandby;
 use crate::tasks::network_gate::{self, NetworkGate};
 use crate::tasks::output_log::OutputLimits;
 use crate::tasks::policies;
@@ -96,6 +97,8 @@ pub struct Executor {
     pub(super) secrets: SecretsPolicy,
     /// CNI: attaches and releases tasks' networks.
     pub(super) network: Arc<crate::network::Networking>,
+    /// The next monitor, started ahead of need (`monitor_standby`).
+    pub(super) monitor_standby: Arc<MonitorStandby>,
 }
 
 impl Executor {
@@ -117,6 +120,7 @@ impl Executor {
             store,
             layout,
             runc_binary,
+            monitor_standby: MonitorStandby::new(monitor_binary.clone()),
             monitor_binary,
             content,
             snapshotter,
@@ -138,11 +142,13 @@ impl Executor {
             monitor_binary: self.monitor_binary.clone(),
             runc: self.runc(namespace),
             output_limits: self.output_limits,
+            standby: Some(Arc::clone(&self.monitor_standby)),
         }
     }
 
     /// Consume committed records forever, dispatching intents to container workers.
     pub async fn run(self: Arc<Self>, mut committed: CommittedReceiver) {
+        self.monitor_standby.replenish();
         while let Some(record) = committed.recv().await {
             self.dispatch(&record);
         }

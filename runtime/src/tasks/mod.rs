@@ -17,6 +17,7 @@ pub mod etc_files;
 mod exec;
 pub mod executor;
 pub mod monitor;
+pub mod monitor_standby;
 pub mod mounts;
 pub mod network_gate;
 mod networking;

@@ -52,6 +52,7 @@
 //! runs is reaped rather than left a zombie; if berthd dies first, the monitor is reparented and
 //! reaped by init.
 
+use std::ffi::OsString;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -102,6 +103,8 @@ pub struct MonitorPaths {
     pub runc: Runc,
     /// How much output the monitor keeps (`--output-max-file-bytes`, `--output-max-files`).
     pub output_limits: crate::tasks::output_log::OutputLimits,
+    /// A monitor started ahead of need, taken instead of spawning one when it waits.
+    pub standby: Option<std::sync::Arc<crate::tasks::monitor_standby::MonitorStandby>>,
 }
 
 /// `berth-monitor` next to the running executable (or next to its parent directory when running
@@ -191,50 +194,12 @@ pub async fn spawn_monitor(
     // to a held lock ("a monitor is at work") rather than a free one ("none started").
     let lock_error = |source| MonitorError::MonitorLock { path: task_dir.file(MONITOR_LOCK_FILE), source };
     let monitor_lock = task_dir.take_lock().map_err(lock_error)?;
-    let mut command = tokio::process::Command::new(&paths.monitor_binary);
-    command
-        .arg("--id")
-        .arg(runc_id)
-        .arg("--bundle")
-        .arg(absolute_or_same(bundle))
-        .arg("--runc")
-        .arg(&paths.runc.binary)
-        .arg("--runc-root")
-        .arg(absolute_or_same(&paths.runc.root))
-        .arg("--task-dir")
-        .arg(absolute_or_same(task_dir.path()))
-        .args(
-            (task_dir.kept_dir() != task_dir.path())
-                .then(|| [std::ffi::OsString::from("--kept-dir"), absolute_or_same(task_dir.kept_dir()).into()])
-                .into_iter()
-                .flatten(),
-        )
-        .args((launch == Launch::CreateAndStart).then_some("--start"))
-        .args((launch == Launch::Exec).then_some("--exec"))
-        .arg("--intent-seq")
-        .arg(intent_seq.to_string())
-        .args(io.tty.then_some("--tty"))
-        .args(io.stdin_fifo.iter().flat_map(|fifo_path| [std::ffi::OsStr::new("--stdin-fifo"), fifo_path.as_os_str()]))
-        .arg("--output-max-file-bytes")
-        .arg(paths.output_limits.max_file_bytes.to_string())
-        .arg("--output-max-files")
-        .arg(paths.output_limits.max_files.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    // A process group of its own, so that a signal to berthd's group never reaches it. Not a
-    // session of its own: with the scheduler's autogroups, each new session is a new scheduling
-    // group, and runc started from one took ~6 ms longer per container here.
-    command.process_group(0);
-    let spawned = {
-        // The monitor gets the lock through an inheritable duplicate that exists only while
-        // SPAWN_LOCK is held, so no other child of berthd inherits it. (Passing it at a fixed
-        // number would need a pre_exec hook, which makes the spawn fork berthd: ~1.5 ms more
-        // per container here than the posix_spawn this keeps.)
-        let _spawning = spawn_lock();
-        let inheritable_lock = inheritable_duplicate(&monitor_lock).map_err(lock_error)?;
-        command.arg("--lock-fd").arg(inheritable_lock.as_raw_fd().to_string());
-        command.spawn()
+    let arguments = monitor_arguments(paths, runc_id, bundle, task_dir, launch, intent_seq, io);
+    // A standby takes the lock with its arguments (`monitor_standby`); else a monitor is spawned.
+    let from_standby = paths.standby.as_ref().and_then(|standby| standby.assign(&arguments, &monitor_lock));
+    let spawned = match from_standby {
+        Some(monitor_child) => Ok(monitor_child),
+        None => spawn_monitor_process(&paths.monitor_binary, &arguments, &monitor_lock).map_err(lock_error)?,
     };
     // The monitor holds the lock through its own descriptor now (or it never started).
     drop(monitor_lock);
@@ -311,6 +276,76 @@ pub async fn spawn_monitor(
         tracing::warn!(runc_id, %cleanup_error, "could not remove the runc container after a failed create");
     }
     Err(MonitorError::CreateFailed { message: failure_message })
+}
+
+/// The monitor's arguments for this task, `--lock-fd` aside (it differs between a spawned
+/// monitor and a standby's).
+fn monitor_arguments(
+    paths: &MonitorPaths,
+    runc_id: &str,
+    bundle: &Path,
+    task_dir: &TaskDir,
+    launch: Launch,
+    intent_seq: Seq,
+    io: &TaskIo,
+) -> Vec<OsString> {
+    let mut arguments: Vec<OsString> = vec![
+        "--id".into(),
+        runc_id.into(),
+        "--bundle".into(),
+        absolute_or_same(bundle).into(),
+        "--runc".into(),
+        paths.runc.binary.clone().into(),
+        "--runc-root".into(),
+        absolute_or_same(&paths.runc.root).into(),
+        "--task-dir".into(),
+        absolute_or_same(task_dir.path()).into(),
+    ];
+    if task_dir.kept_dir() != task_dir.path() {
+        arguments.extend(["--kept-dir".into(), absolute_or_same(task_dir.kept_dir()).into()]);
+    }
+    match launch {
+        Launch::Create => {}
+        Launch::CreateAndStart => arguments.push("--start".into()),
+        Launch::Exec => arguments.push("--exec".into()),
+    }
+    arguments.extend(["--intent-seq".into(), intent_seq.to_string().into()]);
+    if io.tty {
+        arguments.push("--tty".into());
+    }
+    if let Some(fifo_path) = &io.stdin_fifo {
+        arguments.extend(["--stdin-fifo".into(), fifo_path.clone().into()]);
+    }
+    arguments.extend([
+        "--output-max-file-bytes".into(),
+        paths.output_limits.max_file_bytes.to_string().into(),
+        "--output-max-files".into(),
+        paths.output_limits.max_files.to_string().into(),
+    ]);
+    arguments
+}
+
+/// Spawns a monitor with `arguments` and the lock at `--lock-fd`. The outer error is the
+/// lock's duplicate; the inner the spawn's.
+fn spawn_monitor_process(
+    monitor_binary: &Path,
+    arguments: &[OsString],
+    monitor_lock: &std::fs::File,
+) -> std::io::Result<std::io::Result<tokio::process::Child>> {
+    let mut command = tokio::process::Command::new(monitor_binary);
+    command.args(arguments).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    // A process group of its own, so that a signal to berthd's group never reaches it. Not a
+    // session of its own: with the scheduler's autogroups, each new session is a new scheduling
+    // group, and runc started from one took ~6 ms longer per container here.
+    command.process_group(0);
+    // The monitor gets the lock through an inheritable duplicate that exists only while
+    // SPAWN_LOCK is held, so no other child of berthd inherits it. (Passing it at a fixed number
+    // would need a pre_exec hook, which makes the spawn fork berthd: ~1.5 ms more per container
+    // here than the posix_spawn this keeps.)
+    let _spawning = spawn_lock();
+    let inheritable_lock = inheritable_duplicate(monitor_lock)?;
+    command.arg("--lock-fd").arg(inheritable_lock.as_raw_fd().to_string());
+    Ok(command.spawn())
 }
 
 /// Checks the monitor's `ok <init_pid>` report against the `monitor.json` it wrote.

@@ -20,7 +20,9 @@ pub struct TestTask {
     pub task_dir: TaskDir,
     pub runc_root: PathBuf,
     pub paths: MonitorPaths,
-    // Declared last so it is removed after Drop::drop has deleted the container.
+    // Declared last so it is removed after Drop::drop has deleted the container. Some test
+    // crates only keep it for that removal.
+    #[allow(dead_code)]
     pub temp_dir: tempfile::TempDir,
 }
 
@@ -41,6 +43,7 @@ impl TestTask {
             monitor_binary: PathBuf::from(env!("CARGO_BIN_EXE_berth-monitor")),
             runc: Runc::new(PathBuf::from(RUNC_BINARY), runc_root.clone()),
             output_limits: Default::default(),
+            standby: None,
         };
         TestTask { runc_id, bundle, task_dir: TaskDir::new(task_dir), runc_root, paths, temp_dir }
     }
