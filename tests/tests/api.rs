@@ -150,3 +150,67 @@ fn callers_are_identified_by_the_kernel_and_events_resume_from_a_seq() {
         assert_eq!((answered.kind.as_str(), answered.answers_seq), ("daemon", deleted.seq));
     });
 }
+
+/// Logs and WaitExec sent with `await_request` before their exec is asked for (as `berth exec`
+/// sends them beside it) wait for it and answer with its output and exit; for a container that
+/// does not exist they answer NOT_FOUND at once.
+#[test]
+fn calls_sent_beside_an_exec_wait_for_it_to_be_asked_for() {
+    let daemon = Daemon::start();
+    daemon.import_busybox();
+    daemon.ok(&["run", "-d", "--name", "beside", "--network", "none", "busybox", "sleep", "600"]);
+    runtime().block_on(async {
+        let client = BerthClient::connect(&daemon.socket, "default").await.unwrap();
+        let tasks = api::tasks_client::TasksClient::new(client.channel.clone());
+        let exec_id = "beside-1".to_string();
+        let (mut waiter, mut reader) = (tasks.clone(), tasks.clone());
+        let wait_request = client.request(api::WaitExecRequest {
+            container_id: "beside".into(),
+            exec_id: exec_id.clone(),
+            await_request: true,
+        });
+        let wait = tokio::spawn(async move { waiter.wait_exec(wait_request).await });
+        let logs_request = client.request(api::LogsRequest {
+            container_id: "beside".into(),
+            exec_id: exec_id.clone(),
+            follow: true,
+            await_request: true,
+            ..Default::default()
+        });
+        let logs = tokio::spawn(async move {
+            let mut stream = reader.logs(logs_request).await?.into_inner();
+            let mut output = Vec::new();
+            while let Some(chunk) = stream.next().await {
+                output.extend(chunk?.data);
+            }
+            Ok::<_, tonic::Status>(output)
+        });
+        // Well after both calls are in: they wait rather than answer NOT_FOUND.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert!(!wait.is_finished() && !logs.is_finished(), "both wait for the exec to be asked for");
+        tasks
+            .clone()
+            .exec(client.request(api::ExecRequest {
+                container_id: "beside".into(),
+                exec_id: exec_id.clone(),
+                args: vec!["sh".into(), "-c".into(), "echo beside; exit 5".into()],
+                ..Default::default()
+            }))
+            .await
+            .unwrap();
+        let waited = wait.await.unwrap().expect("WaitExec answers").into_inner();
+        assert_eq!(waited.exit_code, 5);
+        assert_eq!(String::from_utf8_lossy(&logs.await.unwrap().expect("Logs answers")), "beside\n");
+
+        let missing = tasks
+            .clone()
+            .wait_exec(client.request(api::WaitExecRequest {
+                container_id: "no-such-container".into(),
+                exec_id: "x".into(),
+                await_request: true,
+            }))
+            .await
+            .unwrap_err();
+        assert_eq!(missing.code(), tonic::Code::NotFound, "{missing:?}");
+    });
+}

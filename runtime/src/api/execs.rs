@@ -85,6 +85,9 @@ pub async fn wait_exec(
     let (namespace, _) = services.caller(&request, "Tasks/WaitExec")?;
     let message = request.into_inner();
     let (container_id, exec_id) = (message.container_id, message.exec_id);
+    if message.await_request {
+        await_exec_request(services, &namespace, &container_id, &exec_id).await?;
+    }
     let found = services
         .store
         .wait_until(|state| {
@@ -113,6 +116,36 @@ pub async fn wait_exec(
         exited_at_ns: api_time(exit.exited_at_ns),
         seq: seq.get(),
     }))
+}
+
+/// How long a call sent beside `Tasks/Exec` (`await_request`) waits for the exec's intent.
+const AWAIT_REQUEST_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// For a call sent beside the exec's own `Tasks/Exec`: returns once the exec has started (or
+/// failed, or ended), waiting for its intent to be recorded first. NOT_FOUND when the container
+/// is gone or no such exec was asked for within [`AWAIT_REQUEST_LIMIT`].
+pub(crate) async fn await_exec_request(
+    services: &Services,
+    namespace: &str,
+    container_id: &str,
+    exec_id: &str,
+) -> Result<(), Status> {
+    let started = services.store.wait_until(|state| {
+        if state.container(namespace, container_id).is_none() {
+            return Some(Err(container_not_found(namespace, container_id)));
+        }
+        match exec_state(state, namespace, container_id, exec_id) {
+            Some(exec) if exec.status != ExecStatus::Starting => Some(Ok(())),
+            _ => None,
+        }
+    });
+    match tokio::time::timeout(AWAIT_REQUEST_LIMIT, started).await {
+        Ok(outcome) => outcome,
+        Err(_) => Err(Status::not_found(format!(
+            "container {container_id:?} has no exec {exec_id:?}: none was asked for within {} s",
+            AWAIT_REQUEST_LIMIT.as_secs()
+        ))),
+    }
 }
 
 pub(crate) fn exec_state<'a>(

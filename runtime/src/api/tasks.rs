@@ -229,6 +229,9 @@ impl api::tasks_server::Tasks for TasksService {
         }
         let mut task_dir = self.0.layout.task_dir(&namespace, &container_id);
         if !message.exec_id.is_empty() {
+            if message.await_request {
+                execs::await_exec_request(&self.0, &namespace, &container_id, &message.exec_id).await?;
+            }
             if execs::exec_state(&self.0.store.state(), &namespace, &container_id, &message.exec_id).is_none() {
                 return Err(Status::not_found(format!("container {container_id:?} has no exec {:?}", message.exec_id)));
             }

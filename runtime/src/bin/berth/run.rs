@@ -361,6 +361,7 @@ pub async fn print_logs(session: &Session, logs_args: LogsArgs) -> Result<ExitCo
             tail: logs_args.tail.filter(|tail| *tail != u64::MAX),
             since_ns: logs_args.since.unwrap_or(0),
             timestamps: logs_args.timestamps,
+            await_request: false,
         }))
         .await
         .map_err(session.rpc_error())?
