@@ -44,6 +44,8 @@ pub struct MonitorStandby {
     monitor_binary: PathBuf,
     ready: Mutex<Option<Standby>>,
     starting: AtomicBool,
+    /// The scheduling policy and priority a spawned monitor would have had: berthd's own.
+    policy: (libc::c_int, libc::c_int),
 }
 
 #[derive(Debug)]
@@ -54,7 +56,12 @@ struct Standby {
 
 impl MonitorStandby {
     pub fn new(monitor_binary: PathBuf) -> Arc<MonitorStandby> {
-        Arc::new(MonitorStandby { monitor_binary, ready: Mutex::new(None), starting: AtomicBool::new(false) })
+        Arc::new(MonitorStandby {
+            monitor_binary,
+            ready: Mutex::new(None),
+            starting: AtomicBool::new(false),
+            policy: own_policy(),
+        })
     }
 
     /// Starts a standby in the background unless one waits or is being started. Call from
@@ -95,9 +102,14 @@ impl MonitorStandby {
         if !matches!(standby.child.try_wait(), Ok(None)) {
             return None;
         }
-        // Back to the ordinary policy before it does anything (its runc and the container
+        // Back to berthd's own policy before it does anything (its runc and the container
         // inherit it); a standby that cannot be given it is not used.
-        if let Err(error) = standby.child.id().map_or(Err(std::io::Error::other("no pid")), set_ordinary_policy) {
+        let (policy, priority) = self.policy;
+        let given = match standby.child.id() {
+            Some(pid) => set_policy(pid as libc::pid_t, policy, priority),
+            None => Err(std::io::Error::other("the standby has no pid")),
+        };
+        if let Err(error) = given {
             tracing::debug!(%error, "could not give a standby monitor the ordinary scheduling policy; spawning one instead");
             let _ = standby.child.start_kill();
             return None;
@@ -133,18 +145,29 @@ impl MonitorStandby {
 
 /// `SCHED_IDLE` for the calling thread (what it spawns inherits it).
 fn set_idle_policy() -> std::io::Result<()> {
-    set_policy(0, libc::SCHED_IDLE)
+    set_policy(0, libc::SCHED_IDLE, 0)
 }
 
-/// `SCHED_OTHER` for process `pid` (a standby has a single thread), at the niceness it has.
-fn set_ordinary_policy(pid: u32) -> std::io::Result<()> {
-    set_policy(pid as libc::pid_t, libc::SCHED_OTHER)
+/// The calling thread's scheduling policy and priority (`SCHED_OTHER`, 0 unless berthd was
+/// started with another).
+fn own_policy() -> (libc::c_int, libc::c_int) {
+    // SAFETY: both calls only read the calling thread's scheduling; sched_getparam writes the
+    // parameters it is given.
+    unsafe {
+        let policy = libc::sched_getscheduler(0);
+        let mut parameters = libc::sched_param { sched_priority: 0 };
+        if policy < 0 || libc::sched_getparam(0, &mut parameters) != 0 {
+            return (libc::SCHED_OTHER, 0);
+        }
+        (policy, parameters.sched_priority)
+    }
 }
 
-fn set_policy(pid: libc::pid_t, policy: libc::c_int) -> std::io::Result<()> {
-    let parameters = libc::sched_param { sched_priority: 0 };
-    // SAFETY: sched_setscheduler reads the parameters and changes only the scheduling of `pid`
-    // (0: the calling thread).
+/// Sets `policy` at `priority` for process `pid` (0: the calling thread); a standby has a
+/// single thread, so its process is that thread.
+fn set_policy(pid: libc::pid_t, policy: libc::c_int, priority: libc::c_int) -> std::io::Result<()> {
+    let parameters = libc::sched_param { sched_priority: priority };
+    // SAFETY: sched_setscheduler reads the parameters and changes only the scheduling of `pid`.
     if unsafe { libc::sched_setscheduler(pid, policy, &parameters) } != 0 {
         return Err(std::io::Error::last_os_error());
     }
