@@ -153,3 +153,68 @@ fn exec_refuses_what_it_cannot_run_and_says_why() {
     assert!(text(&no_terminal.stderr).contains("not a terminal"), "{}", text(&no_terminal.stderr));
     daemon.ok(&["rm", "-f", "box", "done"]);
 }
+
+/// The pids of berthd's waiting `berth-monitor standby` processes.
+fn standbys_of(daemon: &Daemon) -> Vec<u32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().filter_map(Result::ok) {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let command_line = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let fields: Vec<&str> =
+            stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
+        let (state, parent) = (fields.first().copied(), fields.get(1).and_then(|ppid| ppid.parse::<u32>().ok()));
+        if command_line.ends_with(b"berth-monitor\0standby\0") && parent == Some(daemon.pid()) && state != Some("Z") {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+fn is_running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next().map(String::from)))
+        .is_some_and(|state| state != "Z" && state != "X")
+}
+
+/// berthd keeps one monitor started ahead of need, idle-scheduled; exec's monitor comes from
+/// it (and says so by its arguments, not "standby"); a berthd killed with -9 leaves no standby
+/// behind, and the next berthd starts its own.
+#[test]
+fn the_standby_monitor_serves_execs_and_goes_with_a_killed_berthd() {
+    let mut daemon = Daemon::start();
+    daemon.import_busybox();
+    start_sleeper(&daemon, "box");
+    let standby = eventually(Duration::from_secs(60), "a standby monitor to wait", || standbys_of(&daemon).pop());
+    let scheduling = std::fs::read_to_string(format!("/proc/{standby}/sched")).unwrap_or_default();
+    assert!(
+        scheduling.lines().any(|line| line.starts_with("policy") && line.trim_end().ends_with(" 5")),
+        "SCHED_IDLE (5) while it waits:\n{scheduling}"
+    );
+
+    let mut client = daemon.berth().args(["exec", "box", "sleep", "30"]).spawn().unwrap();
+    let exec_monitor = eventually(Duration::from_secs(60), "the exec's monitor", || {
+        let command_line = std::fs::read(format!("/proc/{standby}/cmdline")).ok()?;
+        let command_line = text(&command_line).replace('\0', " ");
+        (command_line.contains("--id box ") && command_line.contains(" --exec")).then_some(command_line)
+    });
+    assert!(exec_monitor.starts_with("berth-monitor "), "{exec_monitor}");
+    let scheduling = std::fs::read_to_string(format!("/proc/{standby}/sched")).unwrap_or_default();
+    assert!(
+        scheduling.lines().any(|line| line.starts_with("policy") && line.trim_end().ends_with(" 0")),
+        "SCHED_OTHER (0) at work:\n{scheduling}"
+    );
+    let next = eventually(Duration::from_secs(60), "the next standby", || standbys_of(&daemon).pop());
+    assert_ne!(next, standby);
+
+    daemon.kill9();
+    eventually(Duration::from_secs(30), "the standby of a killed berthd to exit", || (!is_running(next)).then_some(()));
+    assert!(is_running(standby), "the exec's monitor outlives berthd");
+    let _ = client.kill();
+    let _ = client.wait();
+    daemon.start_again();
+    assert_eq!(daemon.ok(&["exec", "box", "echo", "again"]), "again\n");
+    eventually(Duration::from_secs(60), "the new berthd's standby", || standbys_of(&daemon).pop());
+    daemon.ok(&["rm", "-f", "box"]);
+}
