@@ -67,19 +67,19 @@ impl MonitorStandby {
     /// Starts a standby in the background unless one waits or is being started. Call from
     /// inside the tokio runtime.
     ///
-    /// It is started at `SCHED_IDLE` (from a thread of that policy, which the child inherits),
-    /// so its exec and start-up take only CPU nothing else wants — on a small machine, the
-    /// moments runc spends waiting in the kernel — instead of competing with the task being
-    /// started. [`MonitorStandby::assign`] gives it back the ordinary policy before any work.
+    /// It is made `SCHED_IDLE` as soon as it is spawned, so its loading and start-up take only
+    /// CPU nothing else wants — on a small machine, the moments runc spends waiting in the
+    /// kernel — instead of competing with the task being started. The spawn itself is berthd's
+    /// ordinary work: it holds `SPAWN_LOCK`, which every start of a task waits for, so it must
+    /// not be done at idle priority. [`MonitorStandby::assign`] gives the standby berthd's own
+    /// policy back before any work.
     pub fn replenish(self: &Arc<Self>) {
         if self.lock_ready().is_some() || self.starting.swap(true, Ordering::AcqRel) {
             return;
         }
         let standby = Arc::clone(self);
-        let runtime = tokio::runtime::Handle::current();
-        let spawned = std::thread::Builder::new().name("berth-standby".into()).spawn(move || {
-            let _in_runtime = runtime.enter();
-            match set_idle_policy().and_then(|()| start_standby(&standby.monitor_binary)) {
+        tokio::spawn(async move {
+            match start_standby(&standby.monitor_binary) {
                 Ok(started) => *standby.lock_ready() = Some(started),
                 Err(error) => {
                     tracing::debug!(%error, "could not start a standby monitor; monitors are spawned as needed")
@@ -87,10 +87,6 @@ impl MonitorStandby {
             }
             standby.starting.store(false, Ordering::Release);
         });
-        if let Err(error) = spawned {
-            tracing::debug!(%error, "could not start the standby monitor's thread");
-            self.starting.store(false, Ordering::Release);
-        }
     }
 
     /// Hands `arguments` and `lock` to the waiting standby and returns it as the monitor, or
@@ -143,11 +139,6 @@ impl MonitorStandby {
     }
 }
 
-/// `SCHED_IDLE` for the calling thread (what it spawns inherits it).
-fn set_idle_policy() -> std::io::Result<()> {
-    set_policy(0, libc::SCHED_IDLE, 0)
-}
-
 /// The calling thread's scheduling policy and priority (`SCHED_OTHER`, 0 unless berthd was
 /// started with another).
 fn own_policy() -> (libc::c_int, libc::c_int) {
@@ -190,6 +181,12 @@ fn start_standby(monitor_binary: &Path) -> std::io::Result<Standby> {
         let _spawning = crate::sys::process::spawn_lock();
         command.spawn()?
     };
+    // posix_spawn returned once it had exec'd: all of its loading and start-up is still ahead.
+    if let Some(pid) = child.id() {
+        if let Err(error) = set_policy(pid as libc::pid_t, libc::SCHED_IDLE, 0) {
+            tracing::debug!(%error, "a standby monitor keeps the ordinary policy while it waits");
+        }
+    }
     Ok(Standby { child, assignments: ours })
 }
 
