@@ -70,6 +70,20 @@ remove_rules_naming() {
   return 0
 }
 
+# The per-container CNI- chains in nat (24 hex digits), one name a line.
+per_container_chains() { iptables-save -t nat | sed -n 's/^:\(CNI-[0-9a-f]\{24\}\) .*/\1/p' | sort; }
+
+# Deletes the per-container chains this run made that are left empty and unreferenced (the
+# DELs of some runs drop a chain's rules and the jump to it, not the chain): 2 a run before.
+remove_chains_left_empty() {
+  local chain save
+  save=$(iptables-save -t nat)
+  for chain in $(comm -13 <(printf '%s\n' "$chains_before") <(per_container_chains)); do
+    grep -qE -- "(-A $chain |-j $chain( |$))" <<<"$save" || iptables -w -t nat -X "$chain" 2>/dev/null
+  done
+  return 0
+}
+
 cleanup() {
   set +e
   trap - EXIT INT TERM
@@ -88,10 +102,12 @@ cleanup() {
   # ctr run --rm --cni leaves its ipMasq and firewall rules behind (containerd 1.6): remove every
   # rule naming this run's networks or subnets, then the per-container chains they jumped to.
   remove_rules_naming "berth-bench-$run_tag" "${peer_subnet%.0/24}." "${berth_subnet%.0/24}." "${floor_subnet%.0/24}."
+  remove_chains_left_empty
   for bridge in "$berth_bridge" "$peer_bridge" "$floor_bridge"; do ip link delete "$bridge" 2>/dev/null; done
   awk -v prefix="$bench_dir/" 'index($2, prefix) == 1 {print $2}' /proc/mounts | sort -r | xargs -r -n1 umount -l
   rm -rf "$bench_dir"
 }
+chains_before=$(per_container_chains)
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 mount_volatile_state
