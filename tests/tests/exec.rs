@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
+use berth_runtime::sys::process::read_process_stat;
 use berth_tests::{eventually, Daemon};
 
 fn text(bytes: &[u8]) -> String {
@@ -160,11 +161,9 @@ fn standbys_of(daemon: &Daemon) -> Vec<u32> {
     for entry in std::fs::read_dir("/proc").unwrap().filter_map(Result::ok) {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
         let command_line = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
-        let fields: Vec<&str> =
-            stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
-        let (state, parent) = (fields.first().copied(), fields.get(1).and_then(|ppid| ppid.parse::<u32>().ok()));
-        if command_line.ends_with(b"berth-monitor\0standby\0") && parent == Some(daemon.pid()) && state != Some("Z") {
+        let child_of_berthd = read_process_stat(pid as i32)
+            .is_some_and(|stat| stat.is_running() && stat.parent_pid as u32 == daemon.pid());
+        if command_line.ends_with(b"berth-monitor\0standby\0") && child_of_berthd {
             pids.push(pid);
         }
     }
@@ -172,10 +171,7 @@ fn standbys_of(daemon: &Daemon) -> Vec<u32> {
 }
 
 fn is_running(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next().map(String::from)))
-        .is_some_and(|state| state != "Z" && state != "X")
+    read_process_stat(pid as i32).is_some_and(|stat| stat.is_running())
 }
 
 /// berthd keeps one monitor started ahead of need, idle-scheduled; exec's monitor comes from

@@ -94,11 +94,13 @@ pub fn open_pidfd(pid: i32) -> std::io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(raw_fd as i32) })
 }
 
-/// The two fields of `/proc/<pid>/stat` berth cares about.
+/// The fields of `/proc/<pid>/stat` berth cares about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProcessStat {
     /// Field 3: R, S, D, Z, X, ...
     pub state: char,
+    /// Field 4: the parent's pid.
+    pub parent_pid: i32,
     /// Field 22: start time in clock ticks after boot.
     pub start_time: u64,
 }
@@ -119,15 +121,29 @@ pub fn read_process_stat(pid: i32) -> Option<ProcessStat> {
     parse_process_stat(&stat_text)
 }
 
-/// Field 2 (the command name) is in parentheses and may itself contain spaces and `)`, so
-/// fields are counted from the last `)`.
 fn parse_process_stat(stat_text: &str) -> Option<ProcessStat> {
-    let after_name = &stat_text[stat_text.rfind(')')? + 1..];
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    // fields[0] is field 3 (state), so field N is fields[N - 3].
-    let state = fields.first()?.chars().next()?;
-    let start_time = fields.get(22 - 3)?.parse().ok()?;
-    Some(ProcessStat { state, start_time })
+    let fields = StatFields::of(stat_text)?;
+    let state = fields.get(3)?.chars().next()?;
+    let parent_pid = fields.get(4)?.parse().ok()?;
+    let start_time = fields.get(22)?.parse().ok()?;
+    Some(ProcessStat { state, parent_pid, start_time })
+}
+
+/// The fields of a `/proc/<pid>/stat` text after the command name, numbered as proc(5) numbers
+/// them. Field 2 (the command name) is in parentheses and may itself contain spaces and `)`,
+/// so fields are counted from the last `)`.
+struct StatFields<'a>(Vec<&'a str>);
+
+impl<'a> StatFields<'a> {
+    fn of(stat_text: &'a str) -> Option<StatFields<'a>> {
+        let after_name = &stat_text[stat_text.rfind(')')? + 1..];
+        Some(StatFields(after_name.split_whitespace().collect()))
+    }
+
+    /// Field `number` (3 or more: the state is the first after the name).
+    fn get(&self, number: usize) -> Option<&'a str> {
+        self.0.get(number.checked_sub(3)?).copied()
+    }
 }
 
 /// `struct prctl_mm_map` of `<linux/prctl.h>`, for `prctl(PR_SET_MM, PR_SET_MM_MAP, …)`.
@@ -163,11 +179,8 @@ pub fn replace_command_line(text: Vec<u8>) -> std::io::Result<()> {
     }
     let text: &'static [u8] = Box::leak(text.into_boxed_slice());
     let stat = std::fs::read_to_string("/proc/self/stat")?;
-    // The fields after the command name, which is in parentheses and may hold spaces.
-    let after_name = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or_default();
-    let fields: Vec<u64> = after_name.split_whitespace().map(|field| field.parse().unwrap_or(0)).collect();
-    // proc(5) numbers the fields from 1, and the state (field 3) is the first after the name.
-    let field = |number: usize| fields.get(number - 3).copied().unwrap_or(0);
+    let fields = StatFields::of(&stat).ok_or_else(|| std::io::Error::other("/proc/self/stat is unreadable"))?;
+    let field = |number: usize| fields.get(number).and_then(|field| field.parse().ok()).unwrap_or(0);
     let mut map = PrctlMmMap {
         start_code: field(26),
         end_code: field(27),
@@ -211,7 +224,7 @@ mod tests {
     #[test]
     fn stat_fields_are_counted_after_the_last_parenthesis() {
         let stat_text = "4242 (we ird) name) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10";
-        assert_eq!(parse_process_stat(stat_text), Some(ProcessStat { state: 'S', start_time: 987654 }));
+        assert_eq!(parse_process_stat(stat_text), Some(ProcessStat { state: 'S', parent_pid: 1, start_time: 987654 }));
     }
 
     #[test]

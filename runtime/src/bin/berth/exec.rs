@@ -42,11 +42,7 @@ pub async fn exec_in_container(session: &Session, exec_args: ExecArgs) -> Result
     let mut logs_client = session.tasks();
     let exec_call = exec_client.exec(session.request(exec_request));
     tokio::pin!(exec_call);
-    let wait_for_exit = wait_client.wait_exec(session.request(api::WaitExecRequest {
-        container_id: container_id.clone(),
-        exec_id: exec_id.clone(),
-        await_request: true,
-    }));
+    let wait_for_exit = wait_client.wait_exec(session.request(wait_request(&container_id, &exec_id, true)));
     tokio::pin!(wait_for_exit);
     let open_logs = logs_client.logs(session.request(logs_request(&container_id, &exec_id, true)));
     let (started, opened, waited) = {
@@ -86,11 +82,7 @@ pub async fn exec_in_container(session: &Session, exec_args: ExecArgs) -> Result
         // A berthd that predates `await_request` answered before the exec was known: ask again
         // now that it is.
         let mut wait_client = session.tasks();
-        let wait_for_exit = wait_client.wait_exec(session.request(api::WaitExecRequest {
-            container_id: container_id.clone(),
-            exec_id: exec_id.clone(),
-            await_request: false,
-        }));
+        let wait_for_exit = wait_client.wait_exec(session.request(wait_request(&container_id, &exec_id, false)));
         tokio::pin!(wait_for_exit);
         let mut logs_client = session.tasks();
         let open_logs = logs_client.logs(session.request(logs_request(&container_id, &exec_id, false)));
@@ -104,6 +96,10 @@ pub async fn exec_in_container(session: &Session, exec_args: ExecArgs) -> Result
         helper.abort();
     }
     exit_code
+}
+
+fn wait_request(container_id: &str, exec_id: &str, await_request: bool) -> api::WaitExecRequest {
+    api::WaitExecRequest { container_id: container_id.to_string(), exec_id: exec_id.to_string(), await_request }
 }
 
 fn logs_request(container_id: &str, exec_id: &str, await_request: bool) -> api::LogsRequest {
