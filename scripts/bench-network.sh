@@ -5,6 +5,10 @@
 #
 # usage: scripts/bench-network.sh [N]     (runs per workload, default 30, in 3 interleaved rounds)
 #        BERTH_BIN_DIR=DIR uses the berth and berthd in DIR instead of building release binaries
+#        SPACING_MS=MS waits MS between runs (each workload alike): a host starting containers now
+#        and then, where each run's background work (berth's release and spare attachment, the
+#        kernel's veth teardown) is done before the next; without it runs are back to back, so
+#        each one also pays for the previous one's background work (a saturated host)
 #
 #   berth run --rm --network none   busybox /bin/true      berth without networking
 #   berth run --rm --network bridge busybox /bin/true      berth with its default bridge network
@@ -21,6 +25,10 @@ set -euo pipefail
 
 n_runs=${1:-30}
 [[ $n_runs =~ ^[1-9][0-9]*$ ]] || { echo "N must be a positive number of runs, got '$n_runs'" >&2; exit 2; }
+spacing_ms=${SPACING_MS:-0}
+[[ $spacing_ms =~ ^[0-9]+$ ]] || { echo "SPACING_MS must be a number of milliseconds, got '$spacing_ms'" >&2; exit 2; }
+spacing=()
+((spacing_ms > 0)) && spacing=(--prepare "sleep $(awk -v ms="$spacing_ms" 'BEGIN { printf "%.3f", ms / 1000 }')")
 repo_dir=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=scripts/bench-helpers.sh
 source "$repo_dir/scripts/bench-helpers.sh"
@@ -168,7 +176,7 @@ runs_per_round=$(((n_runs + n_rounds - 1) / n_rounds))
 round_json() { echo "$bench_dir/$1.$2.json"; }
 measure() {
   local name=$1 round=$2; shift 2
-  hyperfine -N --style none --warmup 2 --runs "$runs_per_round" --export-json "$(round_json "$name" "$round")" -- "$*" >/dev/null
+  hyperfine -N --style none --warmup 2 --runs "$runs_per_round" "${spacing[@]}" --export-json "$(round_json "$name" "$round")" -- "$*" >/dev/null
 }
 # mean_ms NAME: the mean over every round, in ms.
 mean_ms() { jq -s '[.[].results[0].times[]] | add / length * 1000' "$bench_dir/$1".*.json | awk '{ printf "%.1f", $1 }'; }
@@ -178,7 +186,7 @@ echo
 echo "berth network benchmark, $(date -u '+%Y-%m-%d %H:%M UTC'), berth $git_revision"
 echo "machine: $(nproc) cores, kernel $(uname -r), load average at start $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "peers: $(containerd --version | awk '{ print "containerd", $3 }'), CNI plugins $(dpkg-query -W -f '${Version}' containernetworking-plugins 2>/dev/null)"
-echo "command: scripts/bench-network.sh $n_runs ($n_rounds interleaved rounds of $runs_per_round)"
+echo "command: SPACING_MS=$spacing_ms scripts/bench-network.sh $n_runs ($n_rounds interleaved rounds of $runs_per_round; $( ((spacing_ms > 0)) && echo "${spacing_ms} ms between runs, not timed" || echo "back to back"))"
 floor_us=0
 for round in $(seq "$n_rounds"); do
   measure berth-none "$round" "$berth_bin --address $berth_socket run --rm --network none busybox /bin/true"

@@ -80,12 +80,59 @@ fn network_leftovers(daemon: &Daemon, bridge: &str, subnet: &str) -> Vec<String>
     left
 }
 
-/// Fails naming what is left once the releases under way (berthd runs CNI DEL after a delete
-/// is recorded) have had time to finish.
+/// The default network's spare attachment a running berthd keeps (its ADD cache's key, its
+/// address and its host-side veth), when there is one and its ADD has finished.
+struct Spare {
+    key: String,
+    address: String,
+    veth: String,
+}
+
+fn spares_of(daemon: &Daemon) -> Vec<Spare> {
+    let caches = std::fs::read_dir(daemon.root.join("networks/attachments")).map(|entries| entries.flatten());
+    caches
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| {
+            let key = entry.file_name().to_string_lossy().strip_suffix(".json")?.to_string();
+            if !key.contains("_spare-") {
+                return None;
+            }
+            let cache: serde_json::Value = serde_json::from_slice(&std::fs::read(entry.path()).ok()?).ok()?;
+            let result = &cache["result"];
+            let address = result["ips"][0]["address"].as_str()?.split('/').next()?.to_string();
+            // The host's side of the pair: not in the namespace, and not the bridge.
+            let veth = result["interfaces"].as_array()?.iter().find_map(|interface| {
+                let name = interface["name"].as_str()?;
+                (interface.get("sandbox").is_none() && name.starts_with("veth")).then(|| name.to_string())
+            })?;
+            Some(Spare { key, address, veth })
+        })
+        .collect()
+}
+
+/// [`network_leftovers`] of a running berthd, less its one spare attachment (a second spare is
+/// a leftover).
+fn network_leftovers_besides_the_spare(daemon: &Daemon, bridge: &str, subnet: &str) -> Vec<String> {
+    let left = network_leftovers(daemon, bridge, subnet);
+    let Some(spare) = spares_of(daemon).into_iter().next().filter(|_| bridge == daemon.bridge_name()) else {
+        return left;
+    };
+    let spares = |item: &String| {
+        item.contains(&spare.key)
+            || item == &format!("IPAM reservation {}", spare.address)
+            || (item.starts_with("iptables") && item.contains(&format!("{}/32", spare.address)))
+            || item == &format!("interface {} on bridge {bridge}", spare.veth)
+    };
+    left.into_iter().filter(|item| !spares(item)).collect()
+}
+
+/// Fails naming what is left (besides the spare attachment) once the releases under way
+/// (berthd runs CNI DEL after a delete is recorded) have had time to finish.
 fn assert_no_network_leftovers(daemon: &Daemon, bridge: &str, subnet: &str) {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let left = network_leftovers(daemon, bridge, subnet);
+        let left = network_leftovers_besides_the_spare(daemon, bridge, subnet);
         if left.is_empty() {
             return;
         }
@@ -234,7 +281,8 @@ fn plugins_with_firewall_wrapper(dir: &Path, script: &str) -> (PathBuf, String) 
     }
     std::fs::write(plugins.join("firewall"), format!("#!/bin/sh\n{script}\nexec /usr/lib/cni/firewall\n")).unwrap();
     std::fs::set_permissions(plugins.join("firewall"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let config = format!("[network]\ncni_bin_dir = {:?}\n", plugins.display().to_string());
+    // These tests are about a task's own ADD and DEL: no spare attachment takes their place.
+    let config = format!("[network]\ncni_bin_dir = {:?}\nspare = false\n", plugins.display().to_string());
     (plugins, config)
 }
 
@@ -473,6 +521,80 @@ fn nothing_leaks_after_many_create_delete_cycles_and_a_kill_9_among_them() {
     // Networking still works after all that.
     let address = daemon.ok(&["run", "--rm", "busybox", "sh", "-c", "ip -4 -o addr show eth0"]);
     assert!(address.contains(&address_prefix(&daemon.bridge_subnet())), "{address}");
+    // A stopped berthd leaves nothing, not even its spare attachment.
+    daemon.stop();
+    let left = network_leftovers(&daemon, &daemon.bridge_name(), &daemon.bridge_subnet());
+    assert!(left.is_empty(), "left behind by a stopped berthd:\n{}", left.join("\n"));
+}
+
+/// After a container on the default network, berthd attaches a spare ahead of need; the next
+/// container without published ports gets it (its address and namespace file, recorded under the spare's CNI id,
+/// released by that id after its deletion), and a new spare follows. One with `-p` attaches on
+/// its own. A spare left by a kill -9 is torn down at start-up without a record (it never was
+/// one), and a stop releases the spare.
+#[test]
+fn a_spare_attachment_is_handed_to_the_next_container_and_never_outlives_berthd() {
+    let mut daemon = Daemon::start();
+    daemon.import_busybox();
+    let prefix = address_prefix(&daemon.bridge_subnet());
+    let wait_for_spare = |daemon: &Daemon, not: Option<&str>| {
+        eventually(Duration::from_secs(30), "a spare attachment", || {
+            let spares = spares_of(daemon);
+            assert!(spares.len() <= 1, "more than one spare: {:?}", spares.iter().map(|s| &s.key).collect::<Vec<_>>());
+            spares.into_iter().find(|spare| Some(spare.key.as_str()) != not)
+        })
+    };
+    daemon.ok(&["run", "--rm", "--name", "first", "busybox", "true"]);
+    let spare = wait_for_spare(&daemon, None);
+    assert!(spare.address.starts_with(&prefix), "{}", spare.address);
+    let bridge_ports = Path::new("/sys/class/net").join(daemon.bridge_name()).join("brif");
+    assert!(bridge_ports.join(&spare.veth).exists(), "the spare's veth is on the bridge");
+
+    daemon.ok(&["run", "-d", "--name", "second", "busybox", "sleep", "300"]);
+    let inspected: serde_json::Value = serde_json::from_str(&daemon.ok(&["inspect", "second"])).unwrap();
+    let attachment = &inspected[0]["network"]["attachment"];
+    assert!(attachment["netns"].as_str().unwrap().ends_with(&format!("/netns/{}", spare.key)), "{attachment}");
+    assert_eq!(address_of(&daemon, "second"), spare.address);
+    let seen = daemon.ok(&["exec", "second", "sh", "-c", "ip -4 -o addr show eth0; ip route; cat /etc/hosts"]);
+    assert!(seen.contains(&format!("inet {}/", spare.address)), "{seen}");
+    assert!(seen.contains("default via"), "{seen}");
+    assert!(seen.lines().any(|line| line.starts_with(&spare.address) && line.ends_with("second")), "{seen}");
+    let history = daemon.history("second");
+    assert!(history.contains(&format!("attached to network bridge as {}/", spare.address)), "{history}");
+    let next = wait_for_spare(&daemon, Some(&spare.key));
+    assert_ne!(next.address, spare.address);
+
+    // Published ports: an attach of its own, the spare stays.
+    let port = berth_tests::registry::free_port();
+    daemon.ok(&["run", "-d", "--name", "published", "-p", &format!("127.0.0.1:{port}:80"), "busybox", "sleep", "300"]);
+    assert_ne!(address_of(&daemon, "published"), next.address);
+    assert_eq!(
+        spares_of(&daemon).into_iter().map(|spare| spare.key).collect::<Vec<_>>(),
+        std::slice::from_ref(&next.key)
+    );
+
+    // The handed-over spare is released by its own id after the deletion.
+    daemon.ok(&["rm", "-f", "second", "published"]);
+    eventually(Duration::from_secs(30), "second's release on record", || {
+        daemon.history("second").contains("released after the task's deletion").then_some(())
+    });
+    assert_no_network_leftovers(&daemon, &daemon.bridge_name(), &daemon.bridge_subnet());
+
+    // kill -9 with a spare ready: start-up tears it down, recording nothing for it.
+    daemon.kill9();
+    daemon.restart();
+    daemon.wait_until_serving();
+    let left = network_leftovers(&daemon, &daemon.bridge_name(), &daemon.bridge_subnet());
+    assert!(left.is_empty(), "the killed berthd's spare outlived start-up:\n{}", left.join("\n"));
+    let orphans = String::from_utf8_lossy(&daemon.replay(&["events", "--kind", "OrphanRemoved"]).stdout).into_owned();
+    assert!(!orphans.contains("_spare-"), "{orphans}");
+
+    // A stop releases the spare.
+    daemon.ok(&["run", "--rm", "busybox", "true"]);
+    wait_for_spare(&daemon, None);
+    daemon.stop();
+    let left = network_leftovers(&daemon, &daemon.bridge_name(), &daemon.bridge_subnet());
+    assert!(left.is_empty(), "left behind by a stopped berthd:\n{}", left.join("\n"));
 }
 
 #[test]
@@ -503,7 +625,12 @@ fn a_network_leftover_no_record_accounts_for_is_removed_at_start_up() {
     assert!(!network_rules(&daemon.bridge_name(), &address_prefix(&daemon.bridge_subnet())).is_empty());
     // And the first DEL got as far as removing the container's interface: the bridge plugin's
     // next DEL no longer finds the addresses whose masquerade rules it would remove.
-    let netns_file = std::fs::read_dir(daemon.state.join("netns")).unwrap().next().unwrap().unwrap().path();
+    let netns_file = std::fs::read_dir(daemon.state.join("netns"))
+        .unwrap()
+        .flatten()
+        .map(|entry| entry.path())
+        .find(|path| path.to_string_lossy().ends_with("-default-doomed"))
+        .expect("doomed's namespace file");
     let interface_removed = std::process::Command::new("nsenter")
         .arg(format!("--net={}", netns_file.display()))
         .args(["ip", "link", "delete", "eth0"])

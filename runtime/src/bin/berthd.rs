@@ -35,7 +35,7 @@ struct Flags {
     /// containers filling theirs cannot leave the log without room
     #[arg(long)]
     log_dir: Option<PathBuf>,
-    /// TOML config file (keys: root, state, address, runc, monitor, cgroup_parent, [log] dir, segment_size, durability, archive_dir, archive_interval_secs, retain_max_age_secs, retain_max_bytes, [registry] config_path, [output] max_file_bytes, max_files, [grpc] gid, [metrics] address, allow_non_loopback, [logging] format, [secrets] forget_on_remove, retention_days; [checkpoint] enabled, every_records, every_seconds; [network] cni_bin_dir, bridge_name, bridge_subnet; contrib/berthd.toml documents each)
+    /// TOML config file (keys: root, state, address, runc, monitor, cgroup_parent, [log] dir, segment_size, durability, archive_dir, archive_interval_secs, retain_max_age_secs, retain_max_bytes, [registry] config_path, [output] max_file_bytes, max_files, [grpc] gid, [metrics] address, allow_non_loopback, [logging] format, [secrets] forget_on_remove, retention_days; [checkpoint] enabled, every_records, every_seconds; [network] cni_bin_dir, bridge_name, bridge_subnet, spare; contrib/berthd.toml documents each)
     #[arg(long, short = 'c')]
     config: Option<PathBuf>,
     /// The runc binary [default: runc from PATH]
@@ -179,6 +179,7 @@ fn main() -> anyhow::Result<()> {
         cni_bin_dir: flags.cni_bin_dir.or(network_config.cni_bin_dir).unwrap_or(network_defaults.cni_bin_dir),
         bridge_name: flags.bridge_name.or(network_config.bridge_name).unwrap_or(network_defaults.bridge_name),
         bridge_subnet: flags.bridge_subnet.or(network_config.bridge_subnet).unwrap_or(network_defaults.bridge_subnet),
+        spare: network_config.spare.unwrap_or(network_defaults.spare),
     };
     let options = DaemonOptions {
         layout,

@@ -150,6 +150,8 @@ pub struct NetworkConfig {
     pub bridge_name: Option<String>,
     /// The default bridge's IPv4 subnet, default 10.213.0.0/16.
     pub bridge_subnet: Option<String>,
+    /// Keep one spare attachment to the default network ready (default true).
+    pub spare: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

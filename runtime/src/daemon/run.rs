@@ -429,10 +429,14 @@ pub async fn run(
         metrics_server.abort();
     }
     let _ = std::fs::remove_file(&options.address);
-    // Deleted tasks' networks still being released finish first, so that no CNI DEL is cut off
-    // half-way and their records come before the last checkpoint; what is left past the limit
-    // is finished by the next start.
-    if tokio::time::timeout(NETWORK_RELEASE_AT_STOP_LIMIT, networking.settle()).await.is_err() {
+    // The spare network attachment is released, and deleted tasks' networks still being
+    // released finish, so that no CNI DEL is cut off half-way and their records come before the
+    // last checkpoint; what is left past the limit is finished by the next start.
+    let released = async {
+        networking.release_spare().await;
+        networking.settle().await;
+    };
+    if tokio::time::timeout(NETWORK_RELEASE_AT_STOP_LIMIT, released).await.is_err() {
         tracing::warn!("network releases still running at stop; the next start finishes them");
     }
     // A clean stop leaves a checkpoint of everything recorded, so the next start replays only

@@ -6,7 +6,7 @@
 //! and detach of one CNI container id never overlap (a lock per id): a task's release may
 //! still run in the background when the same container's next task attaches.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -26,16 +26,27 @@ use crate::sys::fs::{create_private_dir_all, list_file_names, write_file_atomica
 /// The container's interface, as docker and containerd name it.
 pub const CONTAINER_INTERFACE: &str = "eth0";
 
-/// What ADD was called with, and (once it finished) what it returned.
+/// What ADD was called with, and (once it finished) what it returned. The file is named by the
+/// attachment's key (the task's CNI id, or a spare's); `cni_container_id` is the id the plugins
+/// were called with when it is not the key (a spare handed over to a task, `spare.rs`).
 #[derive(Debug, Serialize, Deserialize)]
-struct AddCache {
-    network: String,
-    conflist: Value,
-    runtime_config: Value,
-    interface: String,
-    ports: Vec<PortMapping>,
-    netns: PathBuf,
-    result: Option<Value>,
+pub(super) struct AddCache {
+    pub(super) network: String,
+    pub(super) conflist: Value,
+    pub(super) runtime_config: Value,
+    pub(super) interface: String,
+    pub(super) ports: Vec<PortMapping>,
+    pub(super) netns: PathBuf,
+    pub(super) result: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) cni_container_id: Option<String>,
+}
+
+impl AddCache {
+    /// The id the plugins were called with: the cache's own, or its file's key.
+    fn cni_id<'a>(&'a self, key: &'a str) -> &'a str {
+        self.cni_container_id.as_deref().unwrap_or(key)
+    }
 }
 
 pub struct Networking {
@@ -46,13 +57,18 @@ pub struct Networking {
     netns_dir: PathBuf,
     /// Tells this berthd's CNI container ids from another's on the same host (iptables rules
     /// and IPAM reservations carry them).
-    token: String,
+    pub(super) token: String,
     /// One lock per CNI container id in use: held through each attach and detach.
     busy: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// True once start-up has settled what a crash left ([`Networking::mark_recovered`]):
     /// attaches wait for it, so that recovery never tears down a task attached meanwhile
     /// (a requeued delete's restart, say).
-    recovered: tokio::sync::watch::Sender<bool>,
+    pub(super) recovered: tokio::sync::watch::Sender<bool>,
+    /// The default network's spare attachment, made ahead of need (`spare.rs`): its key once
+    /// ready; held locked while one is being made, so a task that wants it waits for it.
+    pub(super) spare: tokio::sync::Mutex<Option<String>>,
+    /// Set by a stopping berthd: no spare is made from then on.
+    pub(super) spare_closed: std::sync::atomic::AtomicBool,
 }
 
 /// The right to attach or detach one CNI container id, until dropped.
@@ -99,6 +115,8 @@ impl Networking {
             options,
             busy: Mutex::new(HashMap::new()),
             recovered: tokio::sync::watch::Sender::new(false),
+            spare: tokio::sync::Mutex::new(None),
+            spare_closed: std::sync::atomic::AtomicBool::new(false),
         };
         for dir in [&networking.networks_dir, &networking.ipam_dir(), &networking.cache_dir(), &networking.netns_dir] {
             create_private_dir_all(dir)?;
@@ -111,16 +129,16 @@ impl Networking {
         self.networks_dir.join("ipam")
     }
 
-    fn cache_dir(&self) -> PathBuf {
+    pub(super) fn cache_dir(&self) -> PathBuf {
         self.networks_dir.join("attachments")
     }
 
     /// The ADD cache's file name for `cni_container_id`, in [`Networking::cache_dir`].
-    fn cache_name(cni_container_id: &str) -> String {
+    pub(super) fn cache_name(cni_container_id: &str) -> String {
         format!("{cni_container_id}.json")
     }
 
-    fn cache_path(&self, cni_container_id: &str) -> PathBuf {
+    pub(super) fn cache_path(&self, cni_container_id: &str) -> PathBuf {
         self.cache_dir().join(Self::cache_name(cni_container_id))
     }
 
@@ -244,6 +262,7 @@ impl Networking {
             ports: ports.to_vec(),
             netns: netns_path,
             result: None,
+            cni_container_id: None,
         };
         Ok(PreparedAttach { guard, cni_container_id: cni_container_id.to_string(), cache })
     }
@@ -252,20 +271,31 @@ impl Networking {
     /// with the ports published. The cache is made durable before ADD, so that a crash during
     /// it is torn down at start-up. On failure everything done so far is undone.
     pub async fn complete_attach(&self, prepared: PreparedAttach) -> Result<NetworkAttachment, String> {
-        let PreparedAttach { guard, cni_container_id, mut cache } = prepared;
-        let cni_container_id = cni_container_id.as_str();
-        let cache_name = Self::cache_name(cni_container_id);
+        let PreparedAttach { guard, cni_container_id, cache } = prepared;
+        self.add_with_cache(cache, &cni_container_id, &guard, Urgency::Now).await
+    }
+
+    /// Writes `cache` durably under `key`, runs ADD, keeps its result in the cache; on failure
+    /// undoes all of it.
+    pub(super) async fn add_with_cache(
+        &self,
+        mut cache: AddCache,
+        key: &str,
+        guard: &IdGuard,
+        urgency: Urgency,
+    ) -> Result<NetworkAttachment, String> {
+        let cache_name = Self::cache_name(key);
         let cache_text = serde_json::to_vec(&cache).map_err(|error| error.to_string())?;
         if let Err(error) = write_file_durably(&self.cache_dir(), &cache_name, &cache_text) {
             let _ = netns::remove(&cache.netns);
             return Err(format!("cannot write the network cache: {error}"));
         }
-        let added = self.add(&cache, cni_container_id).await;
+        let added = self.add(&cache, cache.cni_id(key), urgency).await;
         let result = match added {
             Ok(result) => result,
             Err(error) => {
-                if let Err(teardown_error) = self.detach_locked(cni_container_id, &guard, Urgency::Now).await {
-                    tracing::warn!(cni_container_id, %teardown_error, "undoing a failed CNI ADD failed too; start-up retries");
+                if let Err(teardown_error) = self.detach_locked(key, guard, Urgency::Now).await {
+                    tracing::warn!(key, %teardown_error, "undoing a failed CNI ADD failed too; start-up retries");
                 }
                 return Err(error);
             }
@@ -273,12 +303,12 @@ impl Networking {
         cache.result = Some(result.clone());
         let cache_text = serde_json::to_vec(&cache).map_err(|error| error.to_string())?;
         if let Err(error) = write_file_atomically(&self.cache_dir(), &cache_name, &cache_text) {
-            tracing::warn!(cni_container_id, %error, "cannot keep CNI ADD's result; DEL will run without it");
+            tracing::warn!(key, %error, "cannot keep CNI ADD's result; DEL will run without it");
         }
-        Ok(attachment_from(&cache, &result, cni_container_id))
+        Ok(attachment_from(&cache, &result, key))
     }
 
-    async fn add(&self, cache: &AddCache, cni_container_id: &str) -> Result<Value, String> {
+    async fn add(&self, cache: &AddCache, cni_container_id: &str, urgency: Urgency) -> Result<Value, String> {
         let no_capabilities = Value::Object(Default::default());
         let loopback = CniCall {
             bin_dir: &self.options.cni_bin_dir,
@@ -286,7 +316,7 @@ impl Networking {
             netns: &cache.netns,
             interface: "lo",
             runtime_config: &no_capabilities,
-            urgency: Urgency::Now,
+            urgency,
         };
         let call = CniCall { interface: &cache.interface, runtime_config: &cache.runtime_config, ..loopback.clone() };
         // Loopback and the network's list touch different interfaces of the namespace: run at
@@ -320,11 +350,19 @@ impl Networking {
 
     /// [`Networking::detach`] for a caller that holds the id's guard; `urgency` says whether the
     /// plugins (and the sweep's iptables) run as background work.
-    pub async fn detach_locked(&self, cni_container_id: &str, _held: &IdGuard, urgency: Urgency) -> Result<(), String> {
-        let cache_path = self.cache_path(cni_container_id);
-        let netns_path = self.netns_path(cni_container_id);
+    pub async fn detach_locked(&self, key: &str, _held: &IdGuard, urgency: Urgency) -> Result<(), String> {
+        let cache_path = self.cache_path(key);
+        let mut netns_path = self.netns_path(key);
         let mut outcome = Ok(());
         if let Some(cache) = read_cache(&cache_path) {
+            // A spare handed over keeps its own id and namespace file.
+            let cni_container_id = cache.cni_id(key);
+            if netns_path != cache.netns {
+                netns::remove(&netns_path).map_err(|error| {
+                    format!("cannot remove the network namespace {}: {error}", netns_path.display())
+                })?;
+                netns_path.clone_from(&cache.netns);
+            }
             let call = CniCall {
                 bin_dir: &self.options.cni_bin_dir,
                 container_id: cni_container_id,
@@ -361,28 +399,37 @@ impl Networking {
     }
 
     /// The attachment a finished ADD's cache describes (to record one the crash kept unrecorded).
-    pub fn cached_attachment(&self, cni_container_id: &str) -> Option<NetworkAttachment> {
-        let cache = read_cache(&self.cache_path(cni_container_id))?;
+    pub fn cached_attachment(&self, key: &str) -> Option<NetworkAttachment> {
+        let cache = read_cache(&self.cache_path(key))?;
         let result = cache.result.clone()?;
-        Some(attachment_from(&cache, &result, cni_container_id))
+        Some(attachment_from(&cache, &result, key))
     }
 
-    /// What is on the host now: namespace files and ADD caches.
+    /// What is on the host now: namespace files and ADD caches, by key (a namespace file a
+    /// cache of another key names — a spare handed over — counts as that key's).
     pub fn observe(&self) -> ObservedNetworking {
-        let netns_files = list_file_names(&self.netns_dir).into_iter().collect();
+        let mut netns_owner: BTreeMap<String, String> = BTreeMap::new();
         let caches: BTreeMap<String, bool> = list_file_names(&self.cache_dir())
             .into_iter()
             .filter_map(|name| {
-                let cni_container_id = name.strip_suffix(".json")?.to_string();
-                let finished = read_cache(&self.cache_dir().join(&name)).is_some_and(|cache| cache.result.is_some());
-                Some((cni_container_id, finished))
+                let key = name.strip_suffix(".json")?.to_string();
+                let cache = read_cache(&self.cache_dir().join(&name));
+                if let Some(file_name) = cache.as_ref().and_then(|cache| cache.netns.file_name()) {
+                    netns_owner.insert(file_name.to_string_lossy().into_owned(), key.clone());
+                }
+                Some((key, cache.is_some_and(|cache| cache.result.is_some())))
             })
             .collect();
-        ObservedNetworking { netns_files, caches }
+        let netns_files: BTreeSet<String> = list_file_names(&self.netns_dir)
+            .into_iter()
+            .map(|name| netns_owner.get(&name).cloned().unwrap_or(name))
+            .collect();
+        let spares = caches.keys().chain(&netns_files).filter(|key| self.is_spare_key(key)).cloned().collect();
+        ObservedNetworking { netns_files, caches, spares }
     }
 }
 
-fn attachment_from(cache: &AddCache, result: &Value, cni_container_id: &str) -> NetworkAttachment {
+fn attachment_from(cache: &AddCache, result: &Value, key: &str) -> NetworkAttachment {
     let (addresses, gateway, mac) = cni::summarize_result(result, &cache.interface);
     NetworkAttachment {
         network: cache.network.clone(),
@@ -392,11 +439,11 @@ fn attachment_from(cache: &AddCache, result: &Value, cni_container_id: &str) -> 
         gateway,
         mac,
         ports: cache.ports.clone(),
-        cni_container_id: cni_container_id.to_string(),
+        cni_container_id: cache.cni_id(key).to_string(),
     }
 }
 
-fn read_cache(path: &Path) -> Option<AddCache> {
+pub(super) fn read_cache(path: &Path) -> Option<AddCache> {
     serde_json::from_slice(&std::fs::read(path).ok()?).ok()
 }
 

@@ -47,13 +47,21 @@ pub struct CniCall<'a> {
 pub enum Urgency {
     Now,
     Background,
+    /// A spare attachment's ADD: background work, but wanted before the releases.
+    Spare,
 }
+
+/// A spare attachment's plugins yield to the host's work (nice 0), but take most of what it
+/// leaves from the releases (nice 19), which nothing waits for.
+const SPARE_NICENESS: i32 = 10;
 
 impl Urgency {
     /// Applies this urgency to a child about to be spawned.
     pub fn apply(self, command: &mut tokio::process::Command) {
-        if self == Urgency::Background {
-            crate::sys::process::run_in_background(command);
+        match self {
+            Urgency::Now => {}
+            Urgency::Background => crate::sys::process::run_in_background(command),
+            Urgency::Spare => crate::sys::process::run_at_niceness(command, SPARE_NICENESS),
         }
     }
 }

@@ -22,6 +22,8 @@ pub struct NetworkOptions {
     pub cni_bin_dir: PathBuf,
     pub bridge_name: String,
     pub bridge_subnet: String,
+    /// Keep a spare attachment to the default network, made ahead of need (`spare.rs`).
+    pub spare: bool,
 }
 
 impl Default for NetworkOptions {
@@ -30,6 +32,7 @@ impl Default for NetworkOptions {
             cni_bin_dir: PathBuf::from(DEFAULT_CNI_BIN_DIR),
             bridge_name: DEFAULT_BRIDGE_NAME.to_string(),
             bridge_subnet: DEFAULT_BRIDGE_SUBNET.to_string(),
+            spare: true,
         }
     }
 }

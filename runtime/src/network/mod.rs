@@ -10,6 +10,8 @@
 //! - [`netns`] — namespace files: made by unshare + bind mount, removed by unmount + unlink;
 //! - [`attach`] — `Networking`: attach (netns, durable ADD cache, loopback + ADD at once) and
 //!   detach (DEL from the cache, netns and cache removed), never both at once for one id;
+//! - [`spare`] — the default network's spare attachment, made ahead of need and handed to the
+//!   next task that fits (its ADD cache renamed to the task's key);
 //! - [`rules`] — after DEL, the iptables rules still marked with the container's CNI id (left
 //!   by a DEL a crash cut off) removed;
 //! - [`hosts`] — a container's `/etc/hosts`, with its peers on the same network by name;
@@ -21,6 +23,7 @@ pub mod config;
 pub mod hosts;
 pub mod netns;
 pub mod rules;
+pub mod spare;
 pub mod teardown;
 
 pub use attach::Networking;

@@ -12,6 +12,9 @@ pub struct ObservedNetworking {
     pub netns_files: BTreeSet<String>,
     /// ADD caches; `true` when the cache holds ADD's result (ADD finished).
     pub caches: BTreeMap<String, bool>,
+    /// Which of the above are spare attachments not handed to any task (`spare.rs`): never on
+    /// record, so a crash's spare is torn down without an `OrphanRemoved`.
+    pub spares: BTreeSet<String>,
 }
 
 /// What the log says about one task that may own network leftovers.
@@ -50,6 +53,7 @@ pub fn plan(tasks: &[TaskNetworkView], observed: &ObservedNetworking) -> Vec<Net
         let add_finished = observed.caches.get(*cni_container_id).copied().unwrap_or(false);
         let tear_down = |orphan| NetworkStep::TearDown { cni_container_id: cni_container_id.to_string(), orphan };
         match by_id.get(cni_container_id) {
+            None if observed.spares.contains(*cni_container_id) => steps.push(tear_down(false)),
             None => steps.push(tear_down(true)),
             Some(task) if task.recorded_network.is_some() => {
                 if !has_netns {
@@ -97,6 +101,12 @@ mod tests {
         ObservedNetworking {
             netns_files: netns.iter().map(|name| name.to_string()).collect(),
             caches: caches.iter().map(|(name, done)| (name.to_string(), *done)).collect(),
+            spares: netns
+                .iter()
+                .chain(caches.iter().map(|(name, _)| name))
+                .filter(|name| name.starts_with("spare-"))
+                .map(|name| name.to_string())
+                .collect(),
         }
     }
 
@@ -135,6 +145,18 @@ mod tests {
                 vec![],
                 observed(&[], &[("cni-gone", true)]),
                 vec![tear_down("cni-gone", true)],
+            ),
+            (
+                "a spare no task took (berthd killed or stopped with one ready) goes unrecorded",
+                vec![task("web", true, Some("bridge"))],
+                observed(&["cni-web", "spare-1"], &[("cni-web", true), ("spare-1", true)]),
+                vec![tear_down("spare-1", false)],
+            ),
+            (
+                "a spare killed half made: its namespace file alone",
+                vec![],
+                observed(&["spare-2"], &[]),
+                vec![tear_down("spare-2", false)],
             ),
             (
                 "killed between ADD and its record; the create was rolled back",

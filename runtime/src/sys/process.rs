@@ -24,11 +24,16 @@ pub const BACKGROUND_NICENESS: i32 = 19;
 /// niceness is set in the child before exec, so all of its threads have it (Linux keeps a
 /// niceness per thread); the cost is that the spawn forks berthd instead of using vfork.
 pub fn run_in_background(command: &mut tokio::process::Command) {
+    run_at_niceness(command, BACKGROUND_NICENESS);
+}
+
+/// [`run_in_background`] at `niceness`.
+pub fn run_at_niceness(command: &mut tokio::process::Command, niceness: i32) {
     // SAFETY: the closure runs in the forked child between fork and exec; it makes one system
     // call (setpriority, async-signal-safe), allocates nothing and takes no lock.
     unsafe {
-        command.pre_exec(|| {
-            if libc::setpriority(libc::PRIO_PROCESS, 0, BACKGROUND_NICENESS) != 0 {
+        command.pre_exec(move || {
+            if libc::setpriority(libc::PRIO_PROCESS, 0, niceness) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())

@@ -24,7 +24,7 @@ use crate::daemon::layout::Layout;
 use crate::daemon::store::{CommittedReceiver, CommittedRecord, Store, SubmitError};
 use crate::images::content::ContentStore;
 use crate::images::snapshot::Snapshotter;
-use crate::network::attach::{PendingRelease, PreparedAttach};
+use crate::network::attach::PendingRelease;
 use crate::secrets::keys::KeyStore;
 use crate::secrets::SecretsPolicy;
 use crate::sys::failpoint;
@@ -33,6 +33,7 @@ use crate::tasks::etc_files;
 use crate::tasks::monitor::{self, ExitReport, Launch, MonitorPaths, TaskIo};
 use crate::tasks::monitor_standby::MonitorStandby;
 use crate::tasks::network_gate::{self, NetworkGate};
+use crate::tasks::networking::TaskNetwork;
 use crate::tasks::output_log::OutputLimits;
 use crate::tasks::policies;
 use crate::tasks::runc::Runc;
@@ -534,9 +535,11 @@ impl Executor {
         };
         let mut runtime_spec = spec::generate_spec(&input, &rootfs).map_err(|error| error.to_string())?;
         policies::apply_policies(&mut runtime_spec, &record.policies, &rootfs).map_err(|error| error.to_string())?;
-        let prepared = self.prepare_network(namespace, &record, &mut runtime_spec).await?;
-        // `hosts` names the task's address once ADD gave it one (`attach_beside_create`).
-        self.write_task_etc_files(namespace, &record, &bundle, prepared.as_ref().map(PreparedAttach::network), None)
+        let network = self.prepare_network(namespace, &record, &mut runtime_spec).await?;
+        // `hosts` names the task's address: the spare's now, or once ADD gave one (`attach_beside_create`).
+        let (network_name, address) =
+            (network.as_ref().map(TaskNetwork::network), network.as_ref().and_then(TaskNetwork::address));
+        self.write_task_etc_files(namespace, &record, &bundle, network_name, address)
             .map_err(|error| format!("cannot write /etc files into the bundle {}: {error}", bundle.display()))?;
         let mut mounts = runtime_spec.mounts().clone().unwrap_or_default();
         mounts.extend(etc_files::etc_mounts(&bundle).map_err(|error| error.to_string())?);
@@ -562,15 +565,16 @@ impl Executor {
         crate::sys::fs::remove_dir_all_if_present(&execs_dir)
             .map_err(|error| format!("cannot empty the exec directories {}: {error}", execs_dir.display()))?;
         // A task on a CNI network: its attach to finish, and the gate its process waits at.
-        let gated = match prepared {
-            Some(prepared) => {
+        let (gated, attached) = match network {
+            Some(TaskNetwork::Prepared(prepared)) => {
                 let gate = NetworkGate::open(&task_dir).map_err(|error| {
                     format!("cannot make the network gate in {}: {error}", task_dir.path().display())
                 })?;
                 network_gate::add_hook(&mut runtime_spec, &self.monitor_binary, gate.path())?;
-                Some((prepared, gate))
+                (Some((prepared, gate)), None)
             }
-            None => None,
+            Some(TaskNetwork::Attached(attachment)) => (None, Some(attachment)),
+            None => (None, None),
         };
         spec::write_bundle(&bundle, &runtime_spec).map_err(|error| error.to_string())?;
         let stdin_fifo = if record.open_stdin {
@@ -596,7 +600,7 @@ impl Executor {
                     self.attach_beside_create(namespace, &record, &bundle, prepared, gate, spawn).await?;
                 (spawned, Some(attachment))
             }
-            None => (spawn.await?, None),
+            None => (spawn.await?, attached),
         };
         tracing::debug!(container_id, "monitor reported");
         Ok((monitor, exit_report, attachment))

@@ -8,7 +8,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use berth_commands::{Command, RecordDaemonEvent};
-use berth_projections::{ContainerRecord, Event, NetworkAttachment, Origin, NETWORK_HOST, NETWORK_NONE};
+use berth_projections::{
+    ContainerRecord, Event, NetworkAttachment, Origin, NETWORK_BRIDGE, NETWORK_HOST, NETWORK_NONE,
+};
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
 use crate::network::attach::{IdGuard, PendingRelease, PreparedAttach};
@@ -21,15 +23,16 @@ use crate::tasks::network_gate::NetworkGate;
 
 impl Executor {
     /// Points the spec at the network the task's record asks for: nothing for `none` (runc's
-    /// new namespace with loopback), the host's namespace for `host`, otherwise a namespace of
-    /// its own, made now, whose CNI attachment is returned half done, for
-    /// [`Executor::attach_beside_create`] to finish while runc creates the container.
+    /// new namespace with loopback), the host's namespace for `host`, otherwise the default
+    /// network's spare when it fits (attached already), or a namespace of its own, made now,
+    /// whose CNI attachment is returned half done, for [`Executor::attach_beside_create`] to
+    /// finish while runc creates the container.
     pub(super) async fn prepare_network(
         &self,
         namespace: &str,
         record: &ContainerRecord,
         runtime_spec: &mut Spec,
-    ) -> Result<Option<PreparedAttach>, String> {
+    ) -> Result<Option<TaskNetwork>, String> {
         let mode = record.network.mode_name();
         if mode == NETWORK_NONE {
             return Ok(None);
@@ -47,9 +50,19 @@ impl Executor {
                 format!("network {mode:?} no longer exists: `berth network create {mode}` makes it again")
             })?;
             let cni_container_id = self.network.cni_container_id(namespace, &record.id);
-            Some(self.network.prepare_attach(&network, &cni_container_id, &record.network.ports).await?)
+            let spare = self.network.take_spare(&network, &cni_container_id, &record.network.ports).await;
+            if network.name == NETWORK_BRIDGE {
+                // The next task on the default network finds one made (unless spares are off).
+                self.network.refill_spare();
+            }
+            match spare {
+                Some(attachment) => Some(TaskNetwork::Attached(attachment)),
+                None => Some(TaskNetwork::Prepared(
+                    self.network.prepare_attach(&network, &cni_container_id, &record.network.ports).await?,
+                )),
+            }
         };
-        set_network_namespace(runtime_spec, prepared.as_ref().map(PreparedAttach::netns))
+        set_network_namespace(runtime_spec, prepared.as_ref().map(TaskNetwork::netns))
             .map_err(|error| format!("cannot set the network namespace in the spec: {error}"))?;
         Ok(prepared)
     }
@@ -317,6 +330,36 @@ impl Executor {
         }
         // Attaches waited for this (`Networking::mark_recovered`).
         self.network.mark_recovered();
+    }
+}
+
+/// A task's network on a CNI network, before runc: attached already (the spare), or half done.
+pub(super) enum TaskNetwork {
+    Attached(NetworkAttachment),
+    Prepared(PreparedAttach),
+}
+
+impl TaskNetwork {
+    fn netns(&self) -> &Path {
+        match self {
+            TaskNetwork::Attached(attachment) => Path::new(&attachment.netns),
+            TaskNetwork::Prepared(prepared) => prepared.netns(),
+        }
+    }
+
+    pub(super) fn network(&self) -> &str {
+        match self {
+            TaskNetwork::Attached(attachment) => &attachment.network,
+            TaskNetwork::Prepared(prepared) => prepared.network(),
+        }
+    }
+
+    /// The address, once attached.
+    pub(super) fn address(&self) -> Option<&str> {
+        match self {
+            TaskNetwork::Attached(attachment) => attachment.ip(),
+            TaskNetwork::Prepared(_) => None,
+        }
     }
 }
 

@@ -1,0 +1,136 @@
+//! The default network's spare attachment: a network namespace with loopback and an interface
+//! on the default bridge, attached ahead of need under a CNI id of its own, so that the next
+//! task on the default network without published ports starts with its network already there
+//! instead of waiting for the plugins' ADD (most of what networking adds to a start).
+//!
+//! A spare is made in the background as soon as a task on the default network took the last one
+//! or attached without one (so the first is made only once the default network is used), its
+//! plugins at nice 10: below the host's work, above the releases at nice 19. A
+//! task that wants it while it is still being made does not wait: it attaches as without one,
+//! and the spare goes to a later task. Handing it over renames its ADD cache to the task's key (one
+//! `rename`, then the directory synced): before it, the spare is a spare, after it, it is the
+//! task's — the cache keeps the spare's CNI id and namespace file, which the task's record
+//! names and its release uses. A spare is never recorded (no task had it); start-up tears
+//! down one a crash left, and a stopping berthd releases it.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use berth_projections::{NetworkAttachment, NetworkRecord, PortMapping, NETWORK_BRIDGE};
+
+use crate::network::attach::{AddCache, Networking, CONTAINER_INTERFACE};
+use crate::network::cni::Urgency;
+use crate::network::{config, netns};
+use crate::sys::fs::sync_dir;
+
+impl Networking {
+    /// True for the key of one of this berthd's spares: `berth-<token>_spare-…`. A task's key
+    /// is `berth-<token>-<namespace>-<id>`, never with `_` after the token.
+    pub fn is_spare_key(&self, key: &str) -> bool {
+        key.strip_prefix("berth-")
+            .and_then(|rest| rest.strip_prefix(self.token.as_str()))
+            .is_some_and(|rest| rest.starts_with("_spare-"))
+    }
+
+    fn new_spare_key(&self) -> String {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|elapsed| elapsed.as_nanos())
+            .unwrap_or_default();
+        format!("berth-{}_spare-{nanos:x}", self.token)
+    }
+
+    /// The spare, for the task whose attachment key is `key`, when one fits: the default
+    /// network, no ports, and no failed release of the key still to finish (the attach without
+    /// a spare finishes that first). `None`: attach as without a spare.
+    pub async fn take_spare(
+        &self,
+        network: &NetworkRecord,
+        key: &str,
+        ports: &[PortMapping],
+    ) -> Option<NetworkAttachment> {
+        if !self.options.spare || network.name != NETWORK_BRIDGE || !ports.is_empty() {
+            return None;
+        }
+        let _ = self.recovered.subscribe().wait_for(|recovered| *recovered).await;
+        let _guard = self.lock_id(key).await;
+        if self.cache_path(key).exists() || self.netns_path(key).exists() {
+            return None;
+        }
+        // One being made is not waited for: on a host busy enough to keep it from being ready,
+        // the spare's background ADD would come after that work, so an ADD of the task's own is
+        // sooner (and the spare goes to a later task).
+        let spare_key = self.spare.try_lock().ok()?.take()?;
+        let cache_dir = self.cache_dir();
+        let handed_over =
+            std::fs::rename(self.cache_path(&spare_key), self.cache_path(key)).and_then(|()| sync_dir(&cache_dir));
+        if let Err(error) = handed_over {
+            tracing::warn!(spare_key, %error, "cannot hand the spare network over; releasing it");
+            let guard = self.lock_id(&spare_key).await;
+            let _ = std::fs::rename(self.cache_path(key), self.cache_path(&spare_key));
+            if let Err(error) = self.detach_locked(&spare_key, &guard, Urgency::Background).await {
+                tracing::warn!(spare_key, %error, "releasing the spare network failed; the next start tries again");
+            }
+            return None;
+        }
+        let attachment = self.cached_attachment(key);
+        if attachment.is_none() {
+            tracing::warn!(key, spare_key, "the spare's cache has no ADD result; releasing it");
+            let _ = self.detach_locked(key, &_guard, Urgency::Background).await;
+        }
+        attachment
+    }
+
+    /// Makes a spare in the background unless one is there or being made (or spares are off).
+    pub fn refill_spare(self: &Arc<Self>) {
+        if !self.options.spare {
+            return;
+        }
+        let networking = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut slot = networking.spare.lock().await;
+            if slot.is_some() || networking.spare_closed.load(Ordering::SeqCst) {
+                return;
+            }
+            match networking.make_spare().await {
+                Ok(key) => *slot = Some(key),
+                Err(error) => tracing::warn!(%error, "cannot make a spare network attachment"),
+            }
+        });
+    }
+
+    /// Namespace, durable ADD cache, ADD of loopback and the default network, at background
+    /// priority; everything undone on failure.
+    async fn make_spare(&self) -> Result<String, String> {
+        let _ = self.recovered.subscribe().wait_for(|recovered| *recovered).await;
+        let key = self.new_spare_key();
+        let guard = self.lock_id(&key).await;
+        let netns_path = self.netns_path(&key);
+        netns::create(&netns_path)
+            .map_err(|error| format!("cannot create the network namespace {}: {error}", netns_path.display()))?;
+        let cache = AddCache {
+            network: NETWORK_BRIDGE.to_string(),
+            conflist: config::conflist(&self.options.default_network(), &self.ipam_dir()),
+            runtime_config: config::port_mappings_runtime_config(&[]),
+            interface: CONTAINER_INTERFACE.to_string(),
+            ports: Vec::new(),
+            netns: netns_path,
+            result: None,
+            cni_container_id: Some(key.clone()),
+        };
+        self.add_with_cache(cache, &key, &guard, Urgency::Spare).await?;
+        Ok(key)
+    }
+
+    /// At stop: the spare (if any, once it is made) released, so nothing of it outlives berthd.
+    pub async fn release_spare(&self) {
+        let mut slot = self.spare.lock().await;
+        self.spare_closed.store(true, Ordering::SeqCst);
+        let Some(key) = slot.take() else { return };
+        drop(slot);
+        let guard = self.lock_id(&key).await;
+        if let Err(error) = self.detach_locked(&key, &guard, Urgency::Now).await {
+            tracing::warn!(key, %error, "releasing the spare network failed; the next start tries again");
+        }
+    }
+}
