@@ -53,7 +53,7 @@ impl Networking {
             return None;
         }
         let _ = self.recovered.subscribe().wait_for(|recovered| *recovered).await;
-        let _guard = self.lock_id(key).await;
+        let guard = self.lock_id(key).await;
         if self.cache_path(key).exists() || self.netns_path(key).exists() {
             return None;
         }
@@ -76,7 +76,7 @@ impl Networking {
         let attachment = self.cached_attachment(key);
         if attachment.is_none() {
             tracing::warn!(key, spare_key, "the spare's cache has no ADD result; releasing it");
-            let _ = self.detach_locked(key, &_guard, Urgency::Background).await;
+            let _ = self.detach_locked(key, &guard, Urgency::Background).await;
         }
         attachment
     }
