@@ -69,6 +69,8 @@ pub struct Networking {
     pub(super) spare: tokio::sync::Mutex<Option<String>>,
     /// Set by a stopping berthd: no spare is made from then on.
     pub(super) spare_closed: std::sync::atomic::AtomicBool,
+    /// A spare is being made or about to be: no second refill is started meanwhile.
+    pub(super) spare_refilling: std::sync::atomic::AtomicBool,
 }
 
 /// The right to attach or detach one CNI container id, until dropped.
@@ -117,6 +119,7 @@ impl Networking {
             recovered: tokio::sync::watch::Sender::new(false),
             spare: tokio::sync::Mutex::new(None),
             spare_closed: std::sync::atomic::AtomicBool::new(false),
+            spare_refilling: std::sync::atomic::AtomicBool::new(false),
         };
         for dir in [&networking.networks_dir, &networking.ipam_dir(), &networking.cache_dir(), &networking.netns_dir] {
             create_private_dir_all(dir)?;
@@ -371,7 +374,12 @@ impl Networking {
                 runtime_config: &cache.runtime_config,
                 urgency,
             };
-            outcome = cni::del(&cache.conflist, &call, cache.result.as_ref()).await.map_err(|error| error.to_string());
+            // An ADD cut off before its result was kept: the addresses it reserved stand in.
+            let previous = cache
+                .result
+                .clone()
+                .or_else(|| config::reserved_result(&cache.conflist, cni_container_id, &cache.interface));
+            outcome = cni::del(&cache.conflist, &call, previous.as_ref()).await.map_err(|error| error.to_string());
             if outcome.is_ok() {
                 // What a DEL cut off earlier (by a crash) could not find to remove. A sweep that
                 // fails keeps the cache, so the next start tries again.

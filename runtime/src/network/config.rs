@@ -130,6 +130,35 @@ pub fn port_mappings_runtime_config(ports: &[berth_projections::PortMapping]) ->
     json!({ "portMappings": mappings })
 }
 
+/// A `prevResult` for DEL rebuilt from host-local's reservations of `cni_container_id` on
+/// `interface`, for a cache whose ADD was cut off before its result was kept: the firewall
+/// plugin removes its (unmarked) rules only for the addresses `prevResult` names. `None` when
+/// the list has no host-local IPAM or nothing is reserved.
+pub fn reserved_result(conflist: &Value, cni_container_id: &str, interface: &str) -> Option<Value> {
+    let name = conflist["name"].as_str()?;
+    let ipam = conflist["plugins"]
+        .as_array()?
+        .iter()
+        .map(|plugin| &plugin["ipam"])
+        .find(|ipam| ipam["type"] == "host-local")?;
+    let prefix_len =
+        ipam["ranges"][0][0]["subnet"].as_str().and_then(|subnet| subnet.split_once('/')).map_or("32", |(_, len)| len);
+    let dir = Path::new(ipam["dataDir"].as_str()?).join(name);
+    // host-local's store: one file per reserved address, holding `<container id>\r\n<interface>`.
+    let owner = format!("{cni_container_id}\r\n{interface}");
+    let mut ips: Vec<Value> = std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .filter_map(|entry| {
+            let address: std::net::IpAddr = entry.file_name().to_str()?.parse().ok()?;
+            let held = std::fs::read_to_string(entry.path()).ok()?;
+            (held.trim_end() == owner).then(|| json!({ "address": format!("{address}/{prefix_len}") }))
+        })
+        .collect();
+    ips.sort_by(|a, b| a["address"].as_str().cmp(&b["address"].as_str()));
+    (!ips.is_empty()).then(|| json!({ "cniVersion": conflist["cniVersion"], "ips": ips }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,5 +193,24 @@ mod tests {
             port_mappings_runtime_config(&ports),
             json!({"portMappings": [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp", "hostIP": "127.0.0.1"}]})
         );
+    }
+    #[test]
+    fn a_cut_off_adds_result_is_rebuilt_from_the_ipam_reservations() {
+        let dir = tempfile::tempdir().unwrap();
+        let network = NetworkOptions::default().default_network();
+        let list = conflist(&network, dir.path());
+        assert_eq!(reserved_result(&list, "c1", "eth0"), None, "no store yet");
+        let store = dir.path().join("berth-berth0");
+        std::fs::create_dir(&store).unwrap();
+        std::fs::write(store.join("10.213.0.7"), "c1\r\neth0").unwrap();
+        std::fs::write(store.join("10.213.0.8"), "c2\r\neth0").unwrap();
+        std::fs::write(store.join("10.213.0.9"), "c1\r\neth1").unwrap();
+        std::fs::write(store.join("last_reserved_ip.0"), "10.213.0.9").unwrap();
+        std::fs::write(store.join("lock"), "").unwrap();
+        assert_eq!(
+            reserved_result(&list, "c1", "eth0"),
+            Some(json!({"cniVersion": CNI_VERSION, "ips": [{"address": "10.213.0.7/16"}]}))
+        );
+        assert_eq!(reserved_result(&list, "c3", "eth0"), None);
     }
 }

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use berth_projections::{NetworkAttachment, NetworkRecord, PortMapping, NETWORK_BRIDGE};
 
-use crate::network::attach::{AddCache, Networking, CONTAINER_INTERFACE};
+use crate::network::attach::{AddCache, IdGuard, Networking, CONTAINER_INTERFACE};
 use crate::network::cni::Urgency;
 use crate::network::{config, netns};
 use crate::sys::fs::sync_dir;
@@ -61,41 +61,47 @@ impl Networking {
         // the spare's background ADD would come after that work, so an ADD of the task's own is
         // sooner (and the spare goes to a later task).
         let spare_key = self.spare.try_lock().ok()?.take()?;
-        let cache_dir = self.cache_dir();
-        let handed_over =
-            std::fs::rename(self.cache_path(&spare_key), self.cache_path(key)).and_then(|()| sync_dir(&cache_dir));
+        let handed_over = std::fs::rename(self.cache_path(&spare_key), self.cache_path(key))
+            .and_then(|()| sync_dir(&self.cache_dir()));
         if let Err(error) = handed_over {
             tracing::warn!(spare_key, %error, "cannot hand the spare network over; releasing it");
-            let guard = self.lock_id(&spare_key).await;
             let _ = std::fs::rename(self.cache_path(key), self.cache_path(&spare_key));
-            if let Err(error) = self.detach_locked(&spare_key, &guard, Urgency::Background).await {
-                tracing::warn!(spare_key, %error, "releasing the spare network failed; the next start tries again");
-            }
+            self.discard(&spare_key, &self.lock_id(&spare_key).await).await;
             return None;
         }
         let attachment = self.cached_attachment(key);
         if attachment.is_none() {
             tracing::warn!(key, spare_key, "the spare's cache has no ADD result; releasing it");
-            let _ = self.detach_locked(key, &guard, Urgency::Background).await;
+            self.discard(key, &guard).await;
         }
         attachment
     }
 
+    /// Releases an attachment no task will have (a spare that could not be handed over, or
+    /// one at stop), now; a failure leaves it to the next start's teardown.
+    async fn discard(&self, key: &str, guard: &IdGuard) {
+        if let Err(error) = self.detach_locked(key, guard, Urgency::Now).await {
+            tracing::warn!(key, %error, "releasing the spare network failed; the next start tries again");
+        }
+    }
+
     /// Makes a spare in the background unless one is there or being made (or spares are off).
     pub fn refill_spare(self: &Arc<Self>) {
-        if !self.options.spare {
+        if !self.options.spare || self.spare_refilling.swap(true, Ordering::SeqCst) {
             return;
         }
         let networking = Arc::clone(self);
         tokio::spawn(async move {
             let mut slot = networking.spare.lock().await;
-            if slot.is_some() || networking.spare_closed.load(Ordering::SeqCst) {
-                return;
+            if slot.is_none() && !networking.spare_closed.load(Ordering::SeqCst) {
+                match networking.make_spare().await {
+                    Ok(key) => *slot = Some(key),
+                    Err(error) => tracing::warn!(%error, "cannot make a spare network attachment"),
+                }
             }
-            match networking.make_spare().await {
-                Ok(key) => *slot = Some(key),
-                Err(error) => tracing::warn!(%error, "cannot make a spare network attachment"),
-            }
+            // Cleared while the slot is held: a task that takes this spare once the slot is free
+            // starts the next refill.
+            networking.spare_refilling.store(false, Ordering::SeqCst);
         });
     }
 
@@ -128,9 +134,6 @@ impl Networking {
         self.spare_closed.store(true, Ordering::SeqCst);
         let Some(key) = slot.take() else { return };
         drop(slot);
-        let guard = self.lock_id(&key).await;
-        if let Err(error) = self.detach_locked(&key, &guard, Urgency::Now).await {
-            tracing::warn!(key, %error, "releasing the spare network failed; the next start tries again");
-        }
+        self.discard(&key, &self.lock_id(&key).await).await;
     }
 }
