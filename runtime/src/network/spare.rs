@@ -13,12 +13,13 @@
 //! names and its release uses. A spare is never recorded (no task had it); start-up tears
 //! down one a crash left, and a stopping berthd releases it.
 
+use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use berth_projections::{NetworkAttachment, NetworkRecord, PortMapping, NETWORK_BRIDGE};
 
-use crate::network::attach::{AddCache, IdGuard, Networking, CONTAINER_INTERFACE};
+use crate::network::attach::{AddCache, IdGuard, Networking, PreparedAttach, CONTAINER_INTERFACE};
 use crate::network::cni::Urgency;
 use crate::network::{config, netns};
 use crate::sys::fs::sync_dir;
@@ -135,5 +136,35 @@ impl Networking {
         let Some(key) = slot.take() else { return };
         drop(slot);
         self.discard(&key, &self.lock_id(&key).await).await;
+    }
+}
+
+/// A task's network on a CNI network, before runc: attached already (the spare), or half done.
+pub enum TaskNetwork {
+    Attached(NetworkAttachment),
+    Prepared(PreparedAttach),
+}
+
+impl TaskNetwork {
+    pub fn netns(&self) -> &Path {
+        match self {
+            TaskNetwork::Attached(attachment) => Path::new(&attachment.netns),
+            TaskNetwork::Prepared(prepared) => prepared.netns(),
+        }
+    }
+
+    pub fn network(&self) -> &str {
+        match self {
+            TaskNetwork::Attached(attachment) => &attachment.network,
+            TaskNetwork::Prepared(prepared) => prepared.network(),
+        }
+    }
+
+    /// The address, once attached.
+    pub fn address(&self) -> Option<&str> {
+        match self {
+            TaskNetwork::Attached(attachment) => attachment.ip(),
+            TaskNetwork::Prepared(_) => None,
+        }
     }
 }

@@ -25,6 +25,7 @@ use crate::daemon::store::{CommittedReceiver, CommittedRecord, Store, SubmitErro
 use crate::images::content::ContentStore;
 use crate::images::snapshot::Snapshotter;
 use crate::network::attach::PendingRelease;
+use crate::network::spare::TaskNetwork;
 use crate::secrets::keys::KeyStore;
 use crate::secrets::SecretsPolicy;
 use crate::sys::failpoint;
@@ -33,7 +34,6 @@ use crate::tasks::etc_files;
 use crate::tasks::monitor::{self, ExitReport, Launch, MonitorPaths, TaskIo};
 use crate::tasks::monitor_standby::MonitorStandby;
 use crate::tasks::network_gate::{self, NetworkGate};
-use crate::tasks::networking::TaskNetwork;
 use crate::tasks::output_log::OutputLimits;
 use crate::tasks::policies;
 use crate::tasks::runc::Runc;

@@ -16,6 +16,7 @@ use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use crate::network::attach::{IdGuard, PendingRelease, PreparedAttach};
 use crate::network::cni::Urgency;
 use crate::network::hosts::{self, HostEntry};
+use crate::network::spare::TaskNetwork;
 use crate::network::teardown::{self, NetworkStep, TaskNetworkView};
 use crate::tasks::etc_files;
 use crate::tasks::executor::Executor;
@@ -330,36 +331,6 @@ impl Executor {
         }
         // Attaches waited for this (`Networking::mark_recovered`).
         self.network.mark_recovered();
-    }
-}
-
-/// A task's network on a CNI network, before runc: attached already (the spare), or half done.
-pub(super) enum TaskNetwork {
-    Attached(NetworkAttachment),
-    Prepared(PreparedAttach),
-}
-
-impl TaskNetwork {
-    fn netns(&self) -> &Path {
-        match self {
-            TaskNetwork::Attached(attachment) => Path::new(&attachment.netns),
-            TaskNetwork::Prepared(prepared) => prepared.netns(),
-        }
-    }
-
-    pub(super) fn network(&self) -> &str {
-        match self {
-            TaskNetwork::Attached(attachment) => &attachment.network,
-            TaskNetwork::Prepared(prepared) => prepared.network(),
-        }
-    }
-
-    /// The address, once attached.
-    pub(super) fn address(&self) -> Option<&str> {
-        match self {
-            TaskNetwork::Attached(attachment) => attachment.ip(),
-            TaskNetwork::Prepared(_) => None,
-        }
     }
 }
 
