@@ -401,6 +401,7 @@ impl Drop for Daemon {
         }
         // The netns files are unmounted above, so the containers' veths are gone with their
         // namespaces; the bridge and the iptables rules CNI made for them stay unless removed.
+        kill_plugins_left_running(&self.root);
         remove_network_leftovers(&self.bridge_name(), &self.bridge_subnet());
         // runc removes a container's own cgroups; the parents it made stay. Remove the empty
         // ones this daemon's containers used, in every hierarchy.
@@ -418,6 +419,58 @@ impl Drop for Daemon {
             }
         }
     }
+}
+
+/// Kills the CNI plugins (and their iptables) a killed berthd with this `root` left running, found
+/// by the CNI ids of its ADD caches (`berth-<token>-…`, `berth-<token>_spare-…`; a plugin runs only
+/// while its cache exists), and waits up to 2 s for them to be gone; their pids. Without this
+/// an ADD under way at the kill goes on adding rules after the clean-up.
+pub fn kill_plugins_left_running(root: &Path) -> Vec<i32> {
+    let prefixes: Vec<String> = std::fs::read_dir(root.join("networks/attachments"))
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|entry| {
+                    let name = entry.file_name().to_string_lossy().into_owned();
+                    let token_end = name.strip_prefix("berth-")?.find(['-', '_'])? + "berth-".len();
+                    Some(format!("CNI_CONTAINERID={}", &name[..token_end]))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    if prefixes.is_empty() {
+        return Vec::new();
+    }
+    let pids: Vec<i32> = std::fs::read_dir("/proc")
+        .map(|entries| entries.flatten().filter_map(|entry| entry.file_name().to_str()?.parse().ok()).collect())
+        .unwrap_or_default();
+    let left: Vec<i32> = pids
+        .into_iter()
+        .filter(|pid| {
+            let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+            environ.split(|byte| *byte == 0).any(|variable| {
+                let variable = String::from_utf8_lossy(variable);
+                prefixes.iter().any(|prefix| variable.starts_with(prefix.as_str()))
+            })
+        })
+        .collect();
+    for pid in &left {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), nix::sys::signal::Signal::SIGKILL);
+    }
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while left.iter().any(|pid| is_running(*pid)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    left
+}
+
+/// Whether process `pid` exists and is not a zombie (this machine's pid 1 may be slow to reap
+/// the orphans it inherits).
+pub fn is_running(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| stat.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next()))
+        .is_some_and(|state| state != 'Z')
 }
 
 /// Removes what a killed daemon's default bridge network left on the host: the bridge, and every

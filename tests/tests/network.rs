@@ -656,6 +656,48 @@ fn a_network_leftover_no_record_accounts_for_is_removed_at_start_up() {
     assert!(daemon.daemon_log().contains("removed iptables rules and chains an earlier DEL left"));
 }
 
+/// A kill -9 in the middle of an ADD: the plugin goes on without berthd (nothing kills a child
+/// whose parent died) and would add its rules after start-up's DEL of the attachment. The next
+/// start kills it first. The firewall plugin here notes its pid and hangs in ADD.
+#[test]
+fn a_plugin_still_adding_at_a_kill_9_is_killed_before_start_up_tears_its_attachment_down() {
+    let mut pid_file = PathBuf::new();
+    let mut daemon = Daemon::start_with_config(|dir| {
+        pid_file = dir.join("firewall-add-pid");
+        let script = format!("if [ \"$CNI_COMMAND\" = ADD ]; then echo $$ >{}; sleep 120; fi", pid_file.display());
+        plugins_with_firewall_wrapper(dir, &script).1
+    });
+    daemon.import_busybox();
+    let mut run = daemon
+        .berth()
+        .args(["run", "-d", "--name", "stuck", "busybox", "sleep", "300"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid: i32 = eventually(Duration::from_secs(30), "the firewall plugin's ADD under way", || {
+        std::fs::read_to_string(&pid_file).ok()?.trim().parse().ok()
+    });
+    daemon.kill9();
+    let _ = run.wait();
+    assert!(berth_tests::is_running(pid), "the plugin outlived berthd");
+    daemon.restart();
+    daemon.wait_until_serving();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while berth_tests::is_running(pid) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "plugin {pid} still running after the restart:\n{}",
+            daemon.daemon_log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_no_network_leftovers(&daemon, &daemon.bridge_name(), &daemon.bridge_subnet());
+    assert!(daemon.daemon_log().contains("killed CNI plugin processes a killed berthd left running"));
+    // The create the kill cut off is on record as failed, its container still listed.
+    assert!(daemon.ok(&["ps", "-a"]).contains("stuck"));
+}
+
 #[test]
 fn bad_network_input_gets_errors_that_say_what_to_do() {
     let daemon = Daemon::start();

@@ -413,6 +413,23 @@ impl Networking {
         Some(attachment_from(&cache, &result, key))
     }
 
+    /// First thing at start-up (before a rolled-back create or the teardown runs a DEL): plugins
+    /// a killed berthd left running are killed
+    /// ([`cni::kill_left_running`]), so that none goes on adding after its DEL. Only looked for
+    /// when there is something to tear down: a plugin runs only while its ADD cache exists.
+    pub async fn kill_plugins_left_running(&self) {
+        if list_file_names(&self.cache_dir()).is_empty() {
+            return;
+        }
+        let killed = cni::kill_left_running(&format!("berth-{}", self.token)).await;
+        if killed > 0 {
+            tracing::warn!(
+                killed,
+                "killed CNI plugin processes a killed berthd left running; their attachments are torn down next"
+            );
+        }
+    }
+
     /// What is on the host now: namespace files and ADD caches, by key (a namespace file a
     /// cache of another key names — a spare handed over — counts as that key's).
     pub fn observe(&self) -> ObservedNetworking {

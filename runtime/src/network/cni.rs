@@ -225,6 +225,46 @@ pub fn summarize_result(result: &Value, interface: &str) -> (Vec<String>, String
     (addresses, gateway, mac)
 }
 
+/// Kills the plugin processes (and the iptables they run) a killed berthd left running, found by
+/// the `CNI_CONTAINERID` they were started with — `id_prefix` followed by `-` or `_` — and waits
+/// up to 2 s for them to be gone; how many were killed. Nothing kills a child when its parent
+/// dies, so an ADD under way at a kill -9 would go on adding (the firewall's rules come last)
+/// after start-up's teardown had run DEL for it. This berthd's own children are left alone.
+pub async fn kill_left_running(id_prefix: &str) -> usize {
+    let own_pid = std::process::id() as i32;
+    let left: Vec<i32> = std::fs::read_dir("/proc")
+        .map(|entries| {
+            entries.flatten().filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok()).collect::<Vec<i32>>()
+        })
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|&pid| pid != own_pid)
+        .filter(|&pid| crate::sys::process::read_process_stat(pid).is_some_and(|stat| stat.parent_pid != own_pid))
+        .filter(|&pid| {
+            std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|environ| started_for(&environ, id_prefix))
+        })
+        .collect();
+    for &pid in &left {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    // Gone, or a zombie its new parent has yet to reap.
+    let running = |pid: &i32| crate::sys::process::read_process_stat(*pid).is_some_and(|stat| stat.state != 'Z');
+    while left.iter().any(running) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    left.len()
+}
+
+/// Whether a process environment (`/proc/<pid>/environ`) has `CNI_CONTAINERID=<id_prefix>-…` or
+/// `…_…`.
+fn started_for(environ: &[u8], id_prefix: &str) -> bool {
+    let wanted = format!("CNI_CONTAINERID={id_prefix}");
+    environ.split(|byte| *byte == 0).any(|variable| {
+        variable.strip_prefix(wanted.as_bytes()).is_some_and(|rest| matches!(rest.first(), Some(b'-' | b'_')))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -258,5 +298,15 @@ mod tests {
         );
         assert_eq!(error_message(br#"{"code": 11, "msg": "no addresses left"}"#, b""), "no addresses left (code 11)");
         assert_eq!(error_message(b"garbage", b"  plain stderr\n"), "plain stderr");
+    }
+
+    #[test]
+    fn a_plugin_left_running_is_known_by_its_container_id() {
+        let environ = b"PATH=/bin\0CNI_COMMAND=ADD\0CNI_CONTAINERID=berth-ab12_spare-f00\0";
+        assert!(started_for(environ, "berth-ab12"));
+        assert!(started_for(b"CNI_CONTAINERID=berth-ab12-default-web\0", "berth-ab12"));
+        assert!(!started_for(b"CNI_CONTAINERID=berth-ab123-default-web\0", "berth-ab12"), "another berthd's");
+        assert!(!started_for(b"X_CNI_CONTAINERID=berth-ab12-default-web\0", "berth-ab12"));
+        assert!(!started_for(b"PATH=/bin\0", "berth-ab12"));
     }
 }

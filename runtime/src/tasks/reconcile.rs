@@ -25,6 +25,8 @@ type ContainerKey = (String, String);
 impl Executor {
     /// Start-up reconciliation: make the host and the log agree, recording every decision.
     pub async fn recover(self: &Arc<Self>) {
+        // Before anything here runs a CNI DEL: no plugin of a killed berthd goes on adding.
+        self.network.kill_plugins_left_running().await;
         let tasks: Vec<(String, String, TaskState)> = {
             let state = self.store.state();
             state
