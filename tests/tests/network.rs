@@ -678,6 +678,15 @@ fn a_plugin_still_adding_at_a_kill_9_is_killed_before_start_up_tears_its_attachm
     let pid: i32 = eventually(Duration::from_secs(30), "the firewall plugin's ADD under way", || {
         std::fs::read_to_string(&pid_file).ok()?.trim().parse().ok()
     });
+    // A container given the same kind of variable is not a plugin, and is left alone.
+    let stuck_cache = std::fs::read_dir(daemon.root.join("networks/attachments"))
+        .unwrap()
+        .flatten()
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .find(|name| name.ends_with("-default-stuck.json"))
+        .expect("stuck's ADD cache");
+    let lookalike = format!("CNI_CONTAINERID={}", stuck_cache.replace("-stuck.json", "-bystander"));
+    daemon.ok(&["run", "-d", "--name", "bystander", "--network", "none", "-e", &lookalike, "busybox", "sleep", "300"]);
     daemon.kill9();
     let _ = run.wait();
     assert!(berth_tests::is_running(pid), "the plugin outlived berthd");
@@ -696,6 +705,10 @@ fn a_plugin_still_adding_at_a_kill_9_is_killed_before_start_up_tears_its_attachm
     assert!(daemon.daemon_log().contains("killed CNI plugin processes a killed berthd left running"));
     // The create the kill cut off is on record as failed, its container still listed.
     assert!(daemon.ok(&["ps", "-a"]).contains("stuck"));
+    assert_eq!(
+        daemon.ok(&["exec", "bystander", "sh", "-c", "echo $CNI_CONTAINERID"]).trim(),
+        &lookalike["CNI_CONTAINERID=".len()..]
+    );
 }
 
 #[test]

@@ -229,9 +229,11 @@ pub fn summarize_result(result: &Value, interface: &str) -> (Vec<String>, String
 /// the `CNI_CONTAINERID` they were started with — `id_prefix` followed by `-` or `_` — and waits
 /// up to 2 s for them to be gone; how many were killed. Nothing kills a child when its parent
 /// dies, so an ADD under way at a kill -9 would go on adding (the firewall's rules come last)
-/// after start-up's teardown had run DEL for it. This berthd's own children are left alone.
+/// after start-up's teardown had run DEL for it. This berthd's own children, and processes in
+/// another mount namespace (a container's, given such a variable), are left alone.
 pub async fn kill_left_running(id_prefix: &str) -> usize {
     let own_pid = std::process::id() as i32;
+    let own_mounts = std::fs::read_link("/proc/self/ns/mnt").ok();
     let left: Vec<i32> = std::fs::read_dir("/proc")
         .map(|entries| {
             entries.flatten().filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok()).collect::<Vec<i32>>()
@@ -240,6 +242,9 @@ pub async fn kill_left_running(id_prefix: &str) -> usize {
         .into_iter()
         .filter(|&pid| pid != own_pid)
         .filter(|&pid| crate::sys::process::read_process_stat(pid).is_some_and(|stat| stat.parent_pid != own_pid))
+        // Plugins run in berthd's mount namespace; a container's processes never do (runc
+        // always gives a container its own), whatever environment they were given.
+        .filter(|&pid| own_mounts.is_some() && std::fs::read_link(format!("/proc/{pid}/ns/mnt")).ok() == own_mounts)
         .filter(|&pid| {
             std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|environ| started_for(&environ, id_prefix))
         })
