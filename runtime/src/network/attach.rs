@@ -65,7 +65,8 @@ pub struct Networking {
     /// (a requeued delete's restart, say).
     pub(super) recovered: tokio::sync::watch::Sender<bool>,
     /// The default network's spare attachment, made ahead of need (`spare.rs`): its key once
-    /// ready; held locked while one is being made, so a task that wants it waits for it.
+    /// ready; held locked while one is being made (a task that finds it locked attaches on its
+    /// own rather than wait).
     pub(super) spare: tokio::sync::Mutex<Option<String>>,
     /// Set by a stopping berthd: no spare is made from then on.
     pub(super) spare_closed: std::sync::atomic::AtomicBool,

@@ -56,13 +56,18 @@ pub enum Urgency {
 const SPARE_NICENESS: i32 = 10;
 
 impl Urgency {
-    /// Applies this urgency to a child about to be spawned.
-    pub fn apply(self, command: &mut tokio::process::Command) {
+    /// The niceness this urgency runs its children at, added to berthd's own.
+    pub fn niceness(self) -> i32 {
         match self {
-            Urgency::Now => {}
-            Urgency::Background => crate::sys::process::run_in_background(command),
-            Urgency::Spare => crate::sys::process::run_at_niceness(command, SPARE_NICENESS),
+            Urgency::Now => 0,
+            Urgency::Background => crate::sys::process::BACKGROUND_NICENESS,
+            Urgency::Spare => SPARE_NICENESS,
         }
+    }
+
+    /// A command that runs `program` at this urgency.
+    pub fn command(self, program: impl AsRef<std::ffi::OsStr>) -> tokio::process::Command {
+        crate::sys::process::command_at_niceness(program, self.niceness())
     }
 }
 
@@ -145,7 +150,7 @@ async fn exec_plugin(command: &str, config: &Value, call: &CniCall<'_>) -> Resul
         return Err(CniError::PluginMissing { plugin, bin_dir: call.bin_dir.to_path_buf() });
     }
     let failed = |message: String| CniError::Failed { plugin: plugin.clone(), command: command.into(), message };
-    let mut process = tokio::process::Command::new(&binary);
+    let mut process = call.urgency.command(&binary);
     process
         .env_clear()
         .env("CNI_COMMAND", command)
@@ -159,7 +164,6 @@ async fn exec_plugin(command: &str, config: &Value, call: &CniCall<'_>) -> Resul
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    call.urgency.apply(&mut process);
     let mut child = {
         let _spawning = crate::sys::process::spawn_lock();
         process.spawn()
@@ -232,33 +236,33 @@ pub fn summarize_result(result: &Value, interface: &str) -> (Vec<String>, String
 /// after start-up's teardown had run DEL for it. This berthd's own children, and processes in
 /// another mount namespace (a container's, given such a variable), are left alone.
 pub async fn kill_left_running(id_prefix: &str) -> usize {
+    use crate::sys::process::{open_pidfd, read_process_stat, signal_pidfd};
     let own_pid = std::process::id() as i32;
     let own_mounts = std::fs::read_link("/proc/self/ns/mnt").ok();
-    let left: Vec<i32> = std::fs::read_dir("/proc")
-        .map(|entries| {
-            entries.flatten().filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok()).collect::<Vec<i32>>()
-        })
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|&pid| pid != own_pid)
-        .filter(|&pid| crate::sys::process::read_process_stat(pid).is_some_and(|stat| stat.parent_pid != own_pid))
-        // Plugins run in berthd's mount namespace; a container's processes never do (runc
-        // always gives a container its own), whatever environment they were given.
-        .filter(|&pid| own_mounts.is_some() && std::fs::read_link(format!("/proc/{pid}/ns/mnt")).ok() == own_mounts)
-        .filter(|&pid| {
-            std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|environ| started_for(&environ, id_prefix))
-        })
-        .collect();
-    for &pid in &left {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+    let pids: Vec<i32> = std::fs::read_dir("/proc")
+        .map(|entries| entries.flatten().filter_map(|entry| entry.file_name().to_str()?.parse().ok()).collect())
+        .unwrap_or_default();
+    let mut killed = Vec::new();
+    for pid in pids.into_iter().filter(|&pid| pid != own_pid) {
+        // Checked once the pidfd pins the process, so a recycled pid is never signalled.
+        let Ok(pidfd) = open_pidfd(pid) else { continue };
+        let left_by_berthd = read_process_stat(pid).is_some_and(|stat| stat.parent_pid != own_pid)
+            // Plugins run in berthd's mount namespace; a container's processes never do (runc
+            // always gives a container its own), whatever environment they were given.
+            && own_mounts.is_some()
+            && std::fs::read_link(format!("/proc/{pid}/ns/mnt")).ok() == own_mounts
+            && std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|environ| started_for(&environ, id_prefix));
+        if left_by_berthd && signal_pidfd(&pidfd, libc::SIGKILL).is_ok() {
+            killed.push(pid);
+        }
     }
     let deadline = std::time::Instant::now() + Duration::from_secs(2);
     // Gone, or a zombie its new parent has yet to reap.
-    let running = |pid: &i32| crate::sys::process::read_process_stat(*pid).is_some_and(|stat| stat.state != 'Z');
-    while left.iter().any(running) && std::time::Instant::now() < deadline {
+    let running = |pid: &i32| read_process_stat(*pid).is_some_and(|stat| stat.is_running());
+    while killed.iter().any(running) && std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    left.len()
+    killed.len()
 }
 
 /// Whether a process environment (`/proc/<pid>/environ`) has `CNI_CONTAINERID=<id_prefix>-…` or

@@ -72,15 +72,16 @@ fn jump_target(line: &str) -> Option<&str> {
 /// Removes what [`sweep_script`] finds for `cni_container_id` on this host; how many rules and
 /// chains went. iptables missing counts as nothing to remove.
 pub async fn sweep(cni_container_id: &str, urgency: Urgency) -> Result<usize, String> {
-    let mut save = tokio::process::Command::new("iptables-save");
+    let mut save = urgency.command("iptables-save");
     save.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
-    urgency.apply(&mut save);
     let output = {
         let _spawning = crate::sys::process::spawn_lock();
         save.output()
     };
     let output = match output.await {
         Ok(output) if output.status.success() => output,
+        // `nice` did not find it.
+        Ok(output) if output.status.code() == Some(crate::sys::process::NICE_COMMAND_NOT_FOUND) => return Ok(0),
         Ok(output) => return Err(format!("iptables-save: {}", String::from_utf8_lossy(&output.stderr).trim())),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(0),
         Err(error) => return Err(format!("cannot run iptables-save: {error}")),
@@ -90,9 +91,8 @@ pub async fn sweep(cni_container_id: &str, urgency: Urgency) -> Result<usize, St
         return Ok(0);
     }
     let n_removed = script.lines().filter(|line| line.starts_with("-D ") || line.starts_with("-X ")).count();
-    let mut restore = tokio::process::Command::new("iptables-restore");
+    let mut restore = urgency.command("iptables-restore");
     restore.arg("--noflush").stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::piped()).kill_on_drop(true);
-    urgency.apply(&mut restore);
     let mut child = {
         let _spawning = crate::sys::process::spawn_lock();
         restore.spawn()

@@ -88,7 +88,10 @@ impl Networking {
 
     /// Makes a spare in the background unless one is there or being made (or spares are off).
     pub fn refill_spare(self: &Arc<Self>) {
-        if !self.options.spare || self.spare_refilling.swap(true, Ordering::SeqCst) {
+        if !self.options.spare
+            || self.spare_closed.load(Ordering::SeqCst)
+            || self.spare_refilling.swap(true, Ordering::SeqCst)
+        {
             return;
         }
         let networking = Arc::clone(self);
@@ -131,8 +134,10 @@ impl Networking {
 
     /// At stop: the spare (if any, once it is made) released, so nothing of it outlives berthd.
     pub async fn release_spare(&self) {
-        let mut slot = self.spare.lock().await;
+        // Closed before waiting for the slot: a refill queued behind a spare being made finds
+        // it closed and makes none (the one being made is finished, then released here).
         self.spare_closed.store(true, Ordering::SeqCst);
+        let mut slot = self.spare.lock().await;
         let Some(key) = slot.take() else { return };
         drop(slot);
         self.discard(&key, &self.lock_id(&key).await).await;

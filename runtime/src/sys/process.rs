@@ -1,6 +1,6 @@
 //! Processes and descriptors: the spawn lock every child of berthd is started under,
 //! close-on-exec and inheritable duplicates, flock, pidfds, `/proc/<pid>/stat`, and the lower
-//! CPU priority of background children.
+//! CPU priority of background children (through `nice`).
 
 use std::fs::File;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -20,26 +20,28 @@ pub fn spawn_lock() -> std::sync::MutexGuard<'static, ()> {
 /// container's start on a busy host. Still a weight (not SCHED_IDLE): it cannot starve.
 pub const BACKGROUND_NICENESS: i32 = 19;
 
-/// Makes `command`'s process, and every process it starts, run at [`BACKGROUND_NICENESS`]. The
-/// niceness is set in the child before exec, so all of its threads have it (Linux keeps a
-/// niceness per thread); the cost is that the spawn forks berthd instead of using vfork.
-pub fn run_in_background(command: &mut tokio::process::Command) {
-    run_at_niceness(command, BACKGROUND_NICENESS);
+/// coreutils' `nice`: it changes its own niceness and execs the program, so every thread the
+/// program starts has it (Linux keeps a niceness per thread).
+const NICE: &str = "/usr/bin/nice";
+
+/// A command that runs `program` with `niceness` added to berthd's own (0: as berthd).
+///
+/// Through `nice`, not a `pre_exec` hook: a hook makes the spawn fork berthd, and the forked
+/// child keeps every descriptor of berthd — the log's lock among them — until its exec. Lowered
+/// before that exec, on a busy host it could wait long enough for a berthd restarted after a
+/// kill -9 to find its log still locked. Spawned as is, the child execs `nice` at once.
+pub fn command_at_niceness(program: impl AsRef<std::ffi::OsStr>, niceness: i32) -> tokio::process::Command {
+    if niceness == 0 || !std::path::Path::new(NICE).is_file() {
+        return tokio::process::Command::new(program);
+    }
+    let mut command = tokio::process::Command::new(NICE);
+    command.arg(format!("--adjustment={niceness}")).arg("--").arg(program);
+    command
 }
 
-/// [`run_in_background`] at `niceness`.
-pub fn run_at_niceness(command: &mut tokio::process::Command, niceness: i32) {
-    // SAFETY: the closure runs in the forked child between fork and exec; it makes one system
-    // call (setpriority, async-signal-safe), allocates nothing and takes no lock.
-    unsafe {
-        command.pre_exec(move || {
-            if libc::setpriority(libc::PRIO_PROCESS, 0, niceness) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-}
+/// What `nice` exits with when it cannot run the program (coreutils: 126 found but not run,
+/// 127 not found).
+pub const NICE_COMMAND_NOT_FOUND: i32 = 127;
 
 /// Marks `fd` close-on-exec, keeping its other descriptor flags.
 pub fn set_close_on_exec(fd: RawFd) -> std::io::Result<()> {
@@ -97,6 +99,21 @@ pub fn open_pidfd(pid: i32) -> std::io::Result<OwnedFd> {
     }
     // SAFETY: the kernel just returned this fd to us and nothing else owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(raw_fd as i32) })
+}
+
+/// Sends `signal` through `pidfd`, so never to a recycled pid; a process already gone is Ok.
+pub fn signal_pidfd(pidfd: &OwnedFd, signal: libc::c_int) -> std::io::Result<()> {
+    // SAFETY: pidfd_send_signal with a valid pidfd, a plain signal number and no siginfo.
+    let result = unsafe {
+        libc::syscall(libc::SYS_pidfd_send_signal, pidfd.as_raw_fd(), signal, std::ptr::null::<libc::siginfo_t>(), 0)
+    };
+    if result < 0 {
+        let error = std::io::Error::last_os_error();
+        if error.raw_os_error() != Some(libc::ESRCH) {
+            return Err(error);
+        }
+    }
+    Ok(())
 }
 
 /// The fields of `/proc/<pid>/stat` berth cares about.
@@ -225,6 +242,20 @@ pub fn replace_command_line(text: Vec<u8>) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_child_at_a_niceness_has_it_and_none_of_our_descriptors() {
+        // A descriptor of ours would show in the child's /proc/self/fd under the file's name.
+        let dir = tempfile::tempdir().unwrap();
+        let kept = std::fs::File::create(dir.path().join("kept-by-the-parent")).unwrap();
+        let output = command_at_niceness("sh", 7).args(["-c", "nice; ls -l /proc/self/fd"]).output().await.unwrap();
+        drop(kept);
+        let text = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(text.lines().next(), Some("7"), "{text}");
+        assert!(!text.contains("kept-by-the-parent"), "{text}");
+        let same = command_at_niceness("sh", 0).args(["-c", "nice"]).output().await.unwrap();
+        assert_eq!(String::from_utf8_lossy(&same.stdout).trim(), "0");
+    }
 
     #[test]
     fn stat_fields_are_counted_after_the_last_parenthesis() {

@@ -11,13 +11,13 @@
 //! buffer (64 KiB) is all that is ever buffered: a writer waits for the container to read.
 
 use std::fs::File;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI32, Ordering};
 
 use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
 
-use crate::sys::process::open_pidfd;
+use crate::sys::process::{open_pidfd, signal_pidfd};
 use crate::tasks::task_dir::TaskDir;
 
 /// The FIFO's name in the task directory.
@@ -73,23 +73,7 @@ pub fn close_stdin(task_dir: &TaskDir) -> Result<(), StdinError> {
     if !monitor.is_alive() {
         return Ok(());
     }
-    // SAFETY: pidfd_send_signal with a valid pidfd, a plain signal number and no siginfo.
-    let result = unsafe {
-        libc::syscall(
-            libc::SYS_pidfd_send_signal,
-            pidfd.as_raw_fd(),
-            CLOSE_STDIN_SIGNAL as libc::c_int,
-            std::ptr::null::<libc::siginfo_t>(),
-            0,
-        )
-    };
-    if result < 0 {
-        let error = std::io::Error::last_os_error();
-        if error.raw_os_error() != Some(libc::ESRCH) {
-            return Err(StdinError::Signal { source: error });
-        }
-    }
-    Ok(())
+    signal_pidfd(&pidfd, CLOSE_STDIN_SIGNAL as libc::c_int).map_err(|source| StdinError::Signal { source })
 }
 
 /// The keeper's descriptor while the monitor holds it, -1 once dropped.
