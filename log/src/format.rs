@@ -21,7 +21,7 @@ pub const RECORD_HEADER_LEN: usize = 56;
 /// Every record starts on a multiple of this (relative to the file start).
 pub const RECORD_ALIGN: usize = 8;
 /// The file in a log directory whose flock a writer holds for the life of its `EventLog`.
-pub(crate) const LOCK_FILE: &str = "LOCK";
+pub const LOCK_FILE: &str = "LOCK";
 /// Input to the genesis hash: the chain value "before" seq 1.
 pub const GENESIS_LABEL: &[u8] = b"berth-log genesis v1";
 

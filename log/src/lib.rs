@@ -28,7 +28,7 @@ use std::path::PathBuf;
 pub use anchor::{read_anchor, write_anchor, Anchor, ANCHOR_FILE_LEN, ANCHOR_MAGIC};
 pub use archive::{ArchiveReport, RetentionPolicy, RetentionReport};
 pub use error::{LogError, RecordDecodeError};
-pub use format::{decode_record, DecodedRecord};
+pub use format::{decode_record, DecodedRecord, LOCK_FILE};
 pub use manifest::{ArchivedSegment, CutPoint, Manifest, MANIFEST_FILE_NAME};
 pub use reader::{open_read_only, open_read_only_with, LogReader, ReadOnlyLog};
 pub use salvage::{salvage, SalvageReport};

@@ -100,3 +100,38 @@ fn cli_without_a_daemon_says_how_to_start_one() {
     assert_eq!(output.status.code(), Some(1));
     assert!(stderr_of(&output).contains("cannot reach berthd"), "{}", stderr_of(&output));
 }
+
+/// A log lock held by something that is not a berthd (as a child a killed berthd forked may hold
+/// it until its exec): berthd waits up to 5 s for it, and comes up once it lets go; held longer,
+/// berthd gives up naming the holders and what to do. Holders here: util-linux's `flock`.
+#[test]
+fn a_log_lock_held_by_a_process_that_is_not_berthd_is_waited_for_then_named() {
+    let mut daemon = Daemon::start();
+    daemon.stop();
+    let lock = daemon.root.join("log").join("LOCK");
+    let mut brief = Command::new("flock").arg(&lock).args(["sleep", "1"]).spawn().unwrap();
+    // flock has it once the file shows as held; then a start waits for the second to pass.
+    berth_tests::eventually(std::time::Duration::from_secs(10), "flock holding the log's lock", || {
+        Command::new("flock").args(["-n"]).arg(&lock).arg("true").status().ok().filter(|status| !status.success())
+    });
+    daemon.start_again();
+    assert!(daemon.daemon_log().contains("waiting up to 5 s for it to let go"), "{}", daemon.daemon_log());
+    brief.wait().unwrap();
+    daemon.ok(&["ps", "-a"]);
+    daemon.stop();
+
+    let mut long = Command::new("flock").arg(&lock).args(["sleep", "60"]).spawn().unwrap();
+    berth_tests::eventually(std::time::Duration::from_secs(10), "flock holding the log's lock", || {
+        Command::new("flock").args(["-n"]).arg(&lock).arg("true").status().ok().filter(|status| !status.success())
+    });
+    let refused = daemon.berthd_command().output().unwrap();
+    let _ = Command::new("pkill").args(["-P", &long.id().to_string()]).status();
+    let _ = long.kill();
+    let _ = long.wait();
+    assert!(!refused.status.success());
+    let message = stderr_of(&refused);
+    assert!(
+        message.contains("stayed locked for 5 s") && message.contains("(flock)") && message.contains("kill it"),
+        "{message}"
+    );
+}

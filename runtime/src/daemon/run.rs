@@ -64,6 +64,8 @@ pub struct DaemonOptions {
 pub enum DaemonError {
     #[error("another berthd holds {root}: stop it first, or give this one another --root")]
     RootLocked { root: PathBuf },
+    #[error("the log of {root} stayed locked for 5 s by {holders}, which is not a berthd: most likely a process a killed berthd started and that has not ended; wait for it or kill it, then start berthd again")]
+    LogHeld { root: PathBuf, holders: String },
     #[error("{0}")]
     Setup(String),
     #[error("cannot open the log: {0}")]
@@ -214,10 +216,16 @@ pub async fn run(
     create_private_dir_all(&layout.log_dir())
         .map_err(setup(format!("cannot create {}", layout.log_dir().display())))?;
     let record_limit = max_record_bytes(log_options.segment_size);
-    let (log, report) = match EventLog::open(&layout.log_dir(), log_options) {
-        Ok(opened) => opened,
-        Err(LogError::Locked { .. }) => return Err(DaemonError::RootLocked { root: layout.root.clone() }),
-        Err(error) => return Err(log_error(&layout, error)),
+    let (log, report) = match crate::daemon::log_lock::open_log(&layout.log_dir(), log_options).await {
+        Ok(Ok(opened)) => opened,
+        Ok(Err(error)) => return Err(log_error(&layout, error)),
+        Err(holders) if holders.iter().any(|holder| holder.name == "berthd") || holders.is_empty() => {
+            return Err(DaemonError::RootLocked { root: layout.root.clone() })
+        }
+        Err(holders) => {
+            let holders = crate::daemon::log_lock::describe(&holders);
+            return Err(DaemonError::LogHeld { root: layout.root.clone(), holders });
+        }
     };
     // Bound before replay and before anything is recorded: a taken port stops this berthd
     // at once, having changed nothing.
