@@ -74,8 +74,9 @@ trap 'exit 130' INT TERM
 
 # cpu_ns PID: CPU time of PID's threads so far, in ns (schedstat's first field; finer than the
 # clock ticks of /proc/PID/stat. A thread that ends meanwhile takes its time with it: tokio's
-# blocking threads, which collect scrapes, stay 10 s idle before they end).
-cpu_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ n += $1 } END { printf "%d\n", n }'; }
+# blocking threads, which collect scrapes, stay 10 s idle before they end). `%.0f`, not `%d`: mawk's
+# `%d` stops at 2^31, 2.1 s of CPU, which a containerd with 100 tasks has long passed.
+cpu_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ n += $1 } END { printf "%.0f\n", n }'; }
 
 # measure NAME PID URL: hyperfine over N_SCRAPES curls of URL, and PID's CPU time over them.
 # Prints "median_ms p90_ms cpu_ms_per_scrape series".
