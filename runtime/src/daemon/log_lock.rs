@@ -31,7 +31,7 @@ pub async fn open_log(
         match EventLog::open(dir, options.clone()) {
             Err(LogError::Locked { .. }) => {
                 let holders = holders(&dir.join(berth_log::LOCK_FILE));
-                if holders.iter().any(|holder| holder.name == "berthd") || started.elapsed() >= STRAY_HOLDER_WAIT {
+                if held_by_berthd(&holders) || started.elapsed() >= STRAY_HOLDER_WAIT {
                     return Err(holders);
                 }
                 if !warned {
@@ -48,12 +48,15 @@ pub async fn open_log(
     }
 }
 
+/// Whether one of `holders` is a berthd (which is never waited for).
+pub fn held_by_berthd(holders: &[Holder]) -> bool {
+    holders.iter().any(|holder| holder.name == "berthd")
+}
+
 /// Processes with `lock_path` open (from `/proc/<pid>/fd`).
 pub fn holders(lock_path: &Path) -> Vec<Holder> {
-    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
-    let mut holders: Vec<Holder> = entries
-        .flatten()
-        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+    let mut holders: Vec<Holder> = crate::sys::process::all_pids()
+        .into_iter()
         .filter(|pid| {
             std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| {
                 fds.flatten().any(|fd| std::fs::read_link(fd.path()).is_ok_and(|target| target == lock_path))

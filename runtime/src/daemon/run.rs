@@ -219,7 +219,7 @@ pub async fn run(
     let (log, report) = match crate::daemon::log_lock::open_log(&layout.log_dir(), log_options).await {
         Ok(Ok(opened)) => opened,
         Ok(Err(error)) => return Err(log_error(&layout, error)),
-        Err(holders) if holders.iter().any(|holder| holder.name == "berthd") || holders.is_empty() => {
+        Err(holders) if crate::daemon::log_lock::held_by_berthd(&holders) || holders.is_empty() => {
             return Err(DaemonError::RootLocked { root: layout.root.clone() })
         }
         Err(holders) => {

@@ -28,18 +28,19 @@ pub const CONTAINER_INTERFACE: &str = "eth0";
 
 /// What ADD was called with, and (once it finished) what it returned. The file is named by the
 /// attachment's key (the task's CNI id, or a spare's); `cni_container_id` is the id the plugins
-/// were called with when it is not the key (a spare handed over to a task, `spare.rs`).
+/// were called with, which stays when the file is renamed (a spare handed over to a task,
+/// `spare.rs`). Caches written before it was kept lack it: their key is their id.
 #[derive(Debug, Serialize, Deserialize)]
-pub(super) struct AddCache {
-    pub(super) network: String,
-    pub(super) conflist: Value,
-    pub(super) runtime_config: Value,
-    pub(super) interface: String,
-    pub(super) ports: Vec<PortMapping>,
-    pub(super) netns: PathBuf,
-    pub(super) result: Option<Value>,
+struct AddCache {
+    network: String,
+    conflist: Value,
+    runtime_config: Value,
+    interface: String,
+    ports: Vec<PortMapping>,
+    netns: PathBuf,
+    result: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) cni_container_id: Option<String>,
+    cni_container_id: Option<String>,
 }
 
 impl AddCache {
@@ -57,7 +58,7 @@ pub struct Networking {
     netns_dir: PathBuf,
     /// Tells this berthd's CNI container ids from another's on the same host (iptables rules
     /// and IPAM reservations carry them).
-    pub(super) token: String,
+    token: String,
     /// One lock per CNI container id in use: held through each attach and detach.
     busy: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// True once start-up has settled what a crash left ([`Networking::mark_recovered`]):
@@ -138,7 +139,7 @@ impl Networking {
     }
 
     /// The ADD cache's file name for `cni_container_id`, in [`Networking::cache_dir`].
-    pub(super) fn cache_name(cni_container_id: &str) -> String {
+    fn cache_name(cni_container_id: &str) -> String {
         format!("{cni_container_id}.json")
     }
 
@@ -148,7 +149,13 @@ impl Networking {
 
     /// The `CNI_CONTAINERID` of a container's task: unique on the host, in CNI's alphabet.
     pub fn cni_container_id(&self, namespace: &str, container_id: &str) -> String {
-        format!("berth-{}-{namespace}-{container_id}", self.token)
+        format!("{}-{namespace}-{container_id}", self.id_prefix())
+    }
+
+    /// `berth-<token>`: what every CNI id this berthd gives begins with (then `-` for a task's,
+    /// `_spare-` for a spare's).
+    pub(super) fn id_prefix(&self) -> String {
+        format!("berth-{}", self.token)
     }
 
     pub fn netns_path(&self, cni_container_id: &str) -> PathBuf {
@@ -266,7 +273,7 @@ impl Networking {
             ports: ports.to_vec(),
             netns: netns_path,
             result: None,
-            cni_container_id: None,
+            cni_container_id: Some(cni_container_id.to_string()),
         };
         Ok(PreparedAttach { guard, cni_container_id: cni_container_id.to_string(), cache })
     }
@@ -275,19 +282,18 @@ impl Networking {
     /// with the ports published. The cache is made durable before ADD, so that a crash during
     /// it is torn down at start-up. On failure everything done so far is undone.
     pub async fn complete_attach(&self, prepared: PreparedAttach) -> Result<NetworkAttachment, String> {
-        let PreparedAttach { guard, cni_container_id, cache } = prepared;
-        self.add_with_cache(cache, &cni_container_id, &guard, Urgency::Now).await
+        self.add_prepared(prepared, Urgency::Now).await
     }
 
-    /// Writes `cache` durably under `key`, runs ADD, keeps its result in the cache; on failure
-    /// undoes all of it.
-    pub(super) async fn add_with_cache(
+    /// [`Networking::complete_attach`] with the plugins at `urgency`: writes the cache durably
+    /// under its key, runs ADD, keeps its result in the cache; on failure undoes all of it.
+    pub(super) async fn add_prepared(
         &self,
-        mut cache: AddCache,
-        key: &str,
-        guard: &IdGuard,
+        prepared: PreparedAttach,
         urgency: Urgency,
     ) -> Result<NetworkAttachment, String> {
+        let PreparedAttach { guard, cni_container_id: key, mut cache } = prepared;
+        let (key, guard) = (key.as_str(), &guard);
         let cache_name = Self::cache_name(key);
         let cache_text = serde_json::to_vec(&cache).map_err(|error| error.to_string())?;
         if let Err(error) = write_file_durably(&self.cache_dir(), &cache_name, &cache_text) {
@@ -357,14 +363,16 @@ impl Networking {
     pub async fn detach_locked(&self, key: &str, _held: &IdGuard, urgency: Urgency) -> Result<(), String> {
         let cache_path = self.cache_path(key);
         let mut netns_path = self.netns_path(key);
+        let remove_netns = |path: &Path| {
+            netns::remove(path)
+                .map_err(|error| format!("cannot remove the network namespace {}: {error}", path.display()))
+        };
         let mut outcome = Ok(());
         if let Some(cache) = read_cache(&cache_path) {
             // A spare handed over keeps its own id and namespace file.
             let cni_container_id = cache.cni_id(key);
             if netns_path != cache.netns {
-                netns::remove(&netns_path).map_err(|error| {
-                    format!("cannot remove the network namespace {}: {error}", netns_path.display())
-                })?;
+                remove_netns(&netns_path)?;
                 netns_path.clone_from(&cache.netns);
             }
             let call = CniCall {
@@ -398,8 +406,7 @@ impl Networking {
                 };
             }
         }
-        netns::remove(&netns_path)
-            .map_err(|error| format!("cannot remove the network namespace {}: {error}", netns_path.display()))?;
+        remove_netns(&netns_path)?;
         outcome?;
         match std::fs::remove_file(&cache_path) {
             Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(error.to_string()),
@@ -422,7 +429,7 @@ impl Networking {
         if list_file_names(&self.cache_dir()).is_empty() {
             return;
         }
-        let killed = cni::kill_left_running(&format!("berth-{}", self.token)).await;
+        let killed = cni::kill_left_running(&self.id_prefix()).await;
         if killed > 0 {
             tracing::warn!(
                 killed,
@@ -469,7 +476,7 @@ fn attachment_from(cache: &AddCache, result: &Value, key: &str) -> NetworkAttach
     }
 }
 
-pub(super) fn read_cache(path: &Path) -> Option<AddCache> {
+fn read_cache(path: &Path) -> Option<AddCache> {
     serde_json::from_slice(&std::fs::read(path).ok()?).ok()
 }
 

@@ -236,14 +236,11 @@ pub fn summarize_result(result: &Value, interface: &str) -> (Vec<String>, String
 /// after start-up's teardown had run DEL for it. This berthd's own children, and processes in
 /// another mount namespace (a container's, given such a variable), are left alone.
 pub async fn kill_left_running(id_prefix: &str) -> usize {
-    use crate::sys::process::{open_pidfd, read_process_stat, signal_pidfd};
+    use crate::sys::process::{all_pids, open_pidfd, read_process_stat, signal_pidfd};
     let own_pid = std::process::id() as i32;
     let own_mounts = std::fs::read_link("/proc/self/ns/mnt").ok();
-    let pids: Vec<i32> = std::fs::read_dir("/proc")
-        .map(|entries| entries.flatten().filter_map(|entry| entry.file_name().to_str()?.parse().ok()).collect())
-        .unwrap_or_default();
     let mut killed = Vec::new();
-    for pid in pids.into_iter().filter(|&pid| pid != own_pid) {
+    for pid in all_pids().into_iter().filter(|&pid| pid != own_pid) {
         // Checked once the pidfd pins the process, so a recycled pid is never signalled.
         let Ok(pidfd) = open_pidfd(pid) else { continue };
         let left_by_berthd = read_process_stat(pid).is_some_and(|stat| stat.parent_pid != own_pid)

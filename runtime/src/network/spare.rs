@@ -19,18 +19,15 @@ use std::sync::Arc;
 
 use berth_projections::{NetworkAttachment, NetworkRecord, PortMapping, NETWORK_BRIDGE};
 
-use crate::network::attach::{AddCache, IdGuard, Networking, PreparedAttach, CONTAINER_INTERFACE};
+use crate::network::attach::{IdGuard, Networking, PreparedAttach};
 use crate::network::cni::Urgency;
-use crate::network::{config, netns};
 use crate::sys::fs::sync_dir;
 
 impl Networking {
     /// True for the key of one of this berthd's spares: `berth-<token>_spare-…`. A task's key
     /// is `berth-<token>-<namespace>-<id>`, never with `_` after the token.
     pub fn is_spare_key(&self, key: &str) -> bool {
-        key.strip_prefix("berth-")
-            .and_then(|rest| rest.strip_prefix(self.token.as_str()))
-            .is_some_and(|rest| rest.starts_with("_spare-"))
+        key.strip_prefix(self.id_prefix().as_str()).is_some_and(|rest| rest.starts_with("_spare-"))
     }
 
     fn new_spare_key(&self) -> String {
@@ -38,7 +35,7 @@ impl Networking {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|elapsed| elapsed.as_nanos())
             .unwrap_or_default();
-        format!("berth-{}_spare-{nanos:x}", self.token)
+        format!("{}_spare-{nanos:x}", self.id_prefix())
     }
 
     /// The spare, for the task whose attachment key is `key`, when one fits: the default
@@ -109,26 +106,12 @@ impl Networking {
         });
     }
 
-    /// Namespace, durable ADD cache, ADD of loopback and the default network, at background
+    /// An attach to the default network under a new spare key, its plugins at background
     /// priority; everything undone on failure.
     async fn make_spare(&self) -> Result<String, String> {
-        let _ = self.recovered.subscribe().wait_for(|recovered| *recovered).await;
         let key = self.new_spare_key();
-        let guard = self.lock_id(&key).await;
-        let netns_path = self.netns_path(&key);
-        netns::create(&netns_path)
-            .map_err(|error| format!("cannot create the network namespace {}: {error}", netns_path.display()))?;
-        let cache = AddCache {
-            network: NETWORK_BRIDGE.to_string(),
-            conflist: config::conflist(&self.options.default_network(), &self.ipam_dir()),
-            runtime_config: config::port_mappings_runtime_config(&[]),
-            interface: CONTAINER_INTERFACE.to_string(),
-            ports: Vec::new(),
-            netns: netns_path,
-            result: None,
-            cni_container_id: Some(key.clone()),
-        };
-        self.add_with_cache(cache, &key, &guard, Urgency::Spare).await?;
+        let prepared = self.prepare_attach(&self.options.default_network(), &key, &[]).await?;
+        self.add_prepared(prepared, Urgency::Spare).await?;
         Ok(key)
     }
 

@@ -101,6 +101,13 @@ pub fn open_pidfd(pid: i32) -> std::io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(raw_fd as i32) })
 }
 
+/// Every pid in `/proc` (a snapshot: processes come and go meanwhile).
+pub fn all_pids() -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .map(|entries| entries.flatten().filter_map(|entry| entry.file_name().to_str()?.parse().ok()).collect())
+        .unwrap_or_default()
+}
+
 /// Sends `signal` through `pidfd`, so never to a recycled pid; a process already gone is Ok.
 pub fn signal_pidfd(pidfd: &OwnedFd, signal: libc::c_int) -> std::io::Result<()> {
     // SAFETY: pidfd_send_signal with a valid pidfd, a plain signal number and no siginfo.
