@@ -421,56 +421,39 @@ impl Drop for Daemon {
     }
 }
 
-/// Kills the CNI plugins (and their iptables) a killed berthd with this `root` left running, found
-/// by the CNI ids of its ADD caches (`berth-<token>-…`, `berth-<token>_spare-…`; a plugin runs only
-/// while its cache exists), and waits up to 2 s for them to be gone; their pids. Without this
-/// an ADD under way at the kill goes on adding rules after the clean-up.
-pub fn kill_plugins_left_running(root: &Path) -> Vec<i32> {
-    let prefixes: Vec<String> = std::fs::read_dir(root.join("networks/attachments"))
+/// Kills the CNI plugins (and their iptables) a killed berthd with this `root` left running, as
+/// berthd's own start-up does (`cni::kill_left_running`), by the CNI ids of its ADD caches
+/// (`berth-<token>-…`, `berth-<token>_spare-…`; a plugin runs only while its cache exists); how
+/// many. Without this an ADD under way at the kill goes on adding rules after the clean-up.
+pub fn kill_plugins_left_running(root: &Path) -> usize {
+    let prefixes: std::collections::BTreeSet<String> = std::fs::read_dir(root.join("networks/attachments"))
         .map(|entries| {
             entries
                 .flatten()
                 .filter_map(|entry| {
                     let name = entry.file_name().to_string_lossy().into_owned();
                     let token_end = name.strip_prefix("berth-")?.find(['-', '_'])? + "berth-".len();
-                    Some(format!("CNI_CONTAINERID={}", &name[..token_end]))
+                    Some(name[..token_end].to_string())
                 })
                 .collect()
         })
         .unwrap_or_default();
     if prefixes.is_empty() {
-        return Vec::new();
+        return 0;
     }
-    let pids: Vec<i32> = std::fs::read_dir("/proc")
-        .map(|entries| entries.flatten().filter_map(|entry| entry.file_name().to_str()?.parse().ok()).collect())
-        .unwrap_or_default();
-    let left: Vec<i32> = pids
-        .into_iter()
-        .filter(|pid| {
-            let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
-            environ.split(|byte| *byte == 0).any(|variable| {
-                let variable = String::from_utf8_lossy(variable);
-                prefixes.iter().any(|prefix| variable.starts_with(prefix.as_str()))
-            })
-        })
-        .collect();
-    for pid in &left {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), nix::sys::signal::Signal::SIGKILL);
-    }
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while left.iter().any(|pid| is_running(*pid)) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    left
+    // A thread of its own: a runtime cannot be started inside another (a test's, say).
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().expect("a tokio runtime");
+        prefixes.iter().map(|prefix| runtime.block_on(berth_runtime::network::cni::kill_left_running(prefix))).sum()
+    })
+    .join()
+    .expect("killing the plugins left running")
 }
 
 /// Whether process `pid` exists and is not a zombie (this machine's pid 1 may be slow to reap
 /// the orphans it inherits).
 pub fn is_running(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| stat.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next()))
-        .is_some_and(|state| state != 'Z')
+    berth_runtime::sys::process::read_process_stat(pid).is_some_and(|stat| stat.is_running())
 }
 
 /// Removes what a killed daemon's default bridge network left on the host: the bridge, and every

@@ -127,6 +127,14 @@ fn network_leftovers_besides_the_spare(daemon: &Daemon, bridge: &str, subnet: &s
     left.into_iter().filter(|item| !spares(item)).collect()
 }
 
+/// SIGTERM, then fails naming anything of networking the stopped berthd left (its spare
+/// included: a stop releases it).
+fn stop_and_assert_no_network_leftovers(daemon: &mut Daemon) {
+    daemon.stop();
+    let left = network_leftovers(daemon, &daemon.bridge_name(), &daemon.bridge_subnet());
+    assert!(left.is_empty(), "left behind by a stopped berthd:\n{}", left.join("\n"));
+}
+
 /// Fails naming what is left (besides the spare attachment) once the releases under way
 /// (berthd runs CNI DEL after a delete is recorded) have had time to finish.
 fn assert_no_network_leftovers(daemon: &Daemon, bridge: &str, subnet: &str) {
@@ -260,9 +268,7 @@ fn a_deleted_tasks_network_is_released_after_its_record_and_the_name_is_reused_a
 
     // SIGTERM as soon as a `run --rm` returned: berthd exits only after the release.
     daemon.ok(&["run", "--rm", "--name", "last", "busybox", "true"]);
-    daemon.stop();
-    let left = network_leftovers(&daemon, &daemon.bridge_name(), &daemon.bridge_subnet());
-    assert!(left.is_empty(), "left behind by a stopped berthd:\n{}", left.join("\n"));
+    stop_and_assert_no_network_leftovers(&mut daemon);
     let history = daemon.history("last");
     assert!(history.contains("released after the task's deletion"), "{history}");
 }
@@ -522,9 +528,7 @@ fn nothing_leaks_after_many_create_delete_cycles_and_a_kill_9_among_them() {
     let address = daemon.ok(&["run", "--rm", "busybox", "sh", "-c", "ip -4 -o addr show eth0"]);
     assert!(address.contains(&address_prefix(&daemon.bridge_subnet())), "{address}");
     // A stopped berthd leaves nothing, not even its spare attachment.
-    daemon.stop();
-    let left = network_leftovers(&daemon, &daemon.bridge_name(), &daemon.bridge_subnet());
-    assert!(left.is_empty(), "left behind by a stopped berthd:\n{}", left.join("\n"));
+    stop_and_assert_no_network_leftovers(&mut daemon);
 }
 
 /// After a container on the default network, berthd attaches a spare ahead of need; the next
@@ -592,9 +596,7 @@ fn a_spare_attachment_is_handed_to_the_next_container_and_never_outlives_berthd(
     // A stop releases the spare.
     daemon.ok(&["run", "--rm", "busybox", "true"]);
     wait_for_spare(&daemon, None);
-    daemon.stop();
-    let left = network_leftovers(&daemon, &daemon.bridge_name(), &daemon.bridge_subnet());
-    assert!(left.is_empty(), "left behind by a stopped berthd:\n{}", left.join("\n"));
+    stop_and_assert_no_network_leftovers(&mut daemon);
 }
 
 #[test]
