@@ -39,6 +39,9 @@ pub struct CreateContainer {
     pub sealer: Option<Sealer>,
     /// `--network`, `-p`, `--dns`, `--add-host` as spelled.
     pub network: crate::network::NetworkRequest,
+    /// `berth run`: the task's create and start intents go into the container's own record,
+    /// so one request and one fdatasync do what `CreateContainer` then `CreateTask` would.
+    pub start_task: bool,
 }
 
 impl CreateContainer {
@@ -126,7 +129,13 @@ impl CreateContainer {
             sealed_env,
             network,
         };
+        if self.start_task {
+            check_lowers(state, &record)?;
+        }
         events.push(Event::ContainerCreated { container: record });
+        if self.start_task {
+            events.extend(create_intents(&self.id, true));
+        }
         Ok(events)
     }
 }
@@ -237,6 +246,29 @@ pub fn merge_env(image_env: &[String], overrides: &[String]) -> Vec<String> {
         merged.push(DEFAULT_PATH_ENV.to_string());
     }
     merged
+}
+
+/// A task needs every layer snapshot its container's image was recorded with.
+pub(crate) fn check_lowers(state: &State, record: &ContainerRecord) -> Result<(), CommandError> {
+    for lower in &record.lowers {
+        if !state.snapshots.contains_key(lower) {
+            return Err(CommandError::FailedPrecondition(format!(
+                "layer snapshot {lower} of container {:?} is gone: re-import image {:?}",
+                record.id, record.image
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The intents of a task's create, and of its start with `start`: both in one record, so the
+/// executor creates and starts in one runc call.
+pub(crate) fn create_intents(container_id: &str, start: bool) -> Vec<Event> {
+    let mut events = vec![Event::TaskCreateRequested { container_id: container_id.to_string() }];
+    if start {
+        events.push(Event::TaskStartRequested { container_id: container_id.to_string() });
+    }
+    events
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 
 use berth_projections::{ContainerState, Event, State, TaskState, TaskStatus};
 
-use crate::container::not_found;
+use crate::container::{check_lowers, create_intents, not_found};
 use crate::CommandError;
 
 fn container<'a>(state: &'a State, namespace: &str, id: &str) -> Result<&'a ContainerState, CommandError> {
@@ -58,20 +58,8 @@ impl CreateTask {
                 self.container_id
             )));
         }
-        for lower in &container.record.lowers {
-            if !state.snapshots.contains_key(lower) {
-                return Err(CommandError::FailedPrecondition(format!(
-                    "layer snapshot {lower} of container {:?} is gone: re-import image {:?}",
-                    self.container_id, container.record.image
-                )));
-            }
-        }
-        let mut events = vec![Event::TaskCreateRequested { container_id: self.container_id.clone() }];
-        if self.start {
-            // Both intents in one record: the executor creates and starts in one runc call.
-            events.push(Event::TaskStartRequested { container_id: self.container_id.clone() });
-        }
-        Ok(events)
+        check_lowers(state, &container.record)?;
+        Ok(create_intents(&self.container_id, self.start))
     }
 }
 

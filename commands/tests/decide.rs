@@ -137,6 +137,35 @@ fn task_lifecycle_checks_and_outcomes_are_recorded_once() {
 }
 
 #[test]
+fn a_run_records_the_container_and_both_task_intents_in_one_record() {
+    let mut world = World::new();
+    world.run(import(), None).unwrap();
+    let run = |id: &str| {
+        let Command::CreateContainer(mut command) = create(id, "busybox:latest") else { unreachable!() };
+        command.start_task = true;
+        Command::CreateContainer(command)
+    };
+    let events = run("web").decide(&world.state, "default").unwrap();
+    let kinds: Vec<&str> = events.iter().map(Event::kind).collect();
+    assert_eq!(kinds, ["ContainerCreated", "TaskCreateRequested", "TaskStartRequested"]);
+    let seq = world.run(run("web"), None).unwrap();
+    let task = world.state.container("default", "web").unwrap().task.clone().unwrap();
+    assert_eq!(task.pending.len(), 2, "both intents wait for their outcome");
+    let created = Event::TaskCreated { container_id: "web".into(), pid: 10, monitor_pid: 9 };
+    let started = Event::TaskStarted { container_id: "web".into(), pid: 10 };
+    world
+        .run(Command::RecordOutcome(RecordOutcome { answers: Some(seq), events: vec![created, started] }), Some(seq))
+        .unwrap();
+    let task = world.state.container("default", "web").unwrap().task.clone().unwrap();
+    assert!(task.pending.is_empty() && task.status == TaskStatus::Running);
+
+    // A layer gone from the log: nothing is recorded, not even the container.
+    world.state.snapshots.clear();
+    assert!(matches!(world.run(run("db"), None), Err(CommandError::FailedPrecondition(_))));
+    assert!(world.state.container("default", "db").is_none());
+}
+
+#[test]
 fn outcomes_that_happened_together_are_checked_in_order() {
     let mut world = World::new();
     world.run(import(), None).unwrap();

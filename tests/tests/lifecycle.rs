@@ -138,7 +138,6 @@ fn history_from_the_log_says_who_did_what() {
     for expected in [
         "via Containers/Create",
         "created the container from image busybox:latest",
-        "via Tasks/Create",
         "asked to create the task",
         "task created: pid",
         "asked to start the task",
@@ -148,6 +147,14 @@ fn history_from_the_log_says_who_did_what() {
         "now stopped",
     ] {
         assert!(history.contains(expected), "history lacks {expected:?}:\n{history}");
+    }
+    // `run` asks for the container and its task's create and start in one request and record.
+    let intents: Vec<&str> = history.lines().filter(|line| line.contains("asked to")).collect();
+    assert_eq!(intents.len(), 2, "{history}");
+    let container_seq = history.lines().find(|line| line.contains("created the container")).unwrap();
+    for intent in intents {
+        assert!(intent.contains("via Containers/Create"), "{intent}");
+        assert_eq!(intent.split('.').next(), container_seq.split('.').next(), "same record:\n{history}");
     }
     // The same events reach a resumable subscriber: from seq 1, all of them; from the last, one.
     let events = daemon.ok(&["events", "--since", "1", "--output", "json"]);

@@ -24,5 +24,6 @@ pub fn create_container(id: &str, image: &str, env: Vec<String>) -> Command {
         auto_remove: false,
         sealer: None,
         network: Default::default(),
+        start_task: false,
     })
 }

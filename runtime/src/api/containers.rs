@@ -12,9 +12,10 @@ use berth_projections::{MountRecord, Sealer, MOUNT_KIND_BIND};
 use tonic::{Request, Response, Status};
 
 use crate::api;
-use crate::api::convert::container_message;
+use crate::api::convert::{container_message, task_message};
 use crate::api::paging::page;
 use crate::api::services::{container_not_found, status_from_command_error, Services};
+use crate::api::task_delete::delete_task_and_container;
 use crate::secrets::keys::KeyStore;
 use crate::tasks::mounts::{image_volume_paths, resolve_bind_source};
 use crate::tasks::policies;
@@ -96,10 +97,23 @@ impl api::containers_server::Containers for ContainersService {
                     extra_hosts: network.extra_hosts,
                 })
                 .unwrap_or_default(),
+            start_task: message.start_task,
         });
         let seq = self.0.submit(&namespace, origin, command).await?;
+        let (task, outcome_seq) = if message.start_task {
+            let (task, outcome_seq) = self.0.wait_for_outcome(&namespace, &id, seq).await.map_err(|status| {
+                // The container is recorded: say so, since the client cannot tell from the code.
+                Status::new(
+                    status.code(),
+                    format!("{}; container {id} was created: remove it with `berth rm -f {id}`", status.message()),
+                )
+            })?;
+            (Some(task_message(&id, &task)), outcome_seq.get())
+        } else {
+            (None, 0)
+        };
         let container = self.0.store.state().container(&namespace, &id).map(container_message);
-        Ok(Response::new(api::CreateContainerResponse { container, seq: seq.get() }))
+        Ok(Response::new(api::CreateContainerResponse { container, seq: seq.get(), task, outcome_seq }))
     }
 
     async fn get(&self, request: Request<api::GetContainerRequest>) -> Result<Response<api::Container>, Status> {
@@ -181,6 +195,12 @@ impl api::containers_server::Containers for ContainersService {
     ) -> Result<Response<api::DeleteContainerResponse>, Status> {
         let (namespace, origin) = self.0.caller(&request, "Containers/Delete")?;
         let message = request.into_inner();
+        if message.delete_task {
+            let (id, remove_volumes, force) = (&message.id, message.remove_volumes, message.force);
+            return delete_task_and_container(&self.0, &namespace, origin, id, remove_volumes, force)
+                .await
+                .map(Response::new);
+        }
         let command =
             Command::DeleteContainer(DeleteContainer { id: message.id, remove_volumes: message.remove_volumes });
         let seq = self.0.submit(&namespace, origin, command).await?;

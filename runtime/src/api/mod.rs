@@ -18,6 +18,7 @@ mod paging;
 mod services;
 mod status_limit;
 mod system;
+mod task_delete;
 mod task_freeze;
 mod task_io;
 mod task_stats;

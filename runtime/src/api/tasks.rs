@@ -4,9 +4,9 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
-use berth_commands::{Command, CreateTask, DeleteTask, KillTask, StartTask};
+use berth_commands::{Command, CreateTask, KillTask, StartTask};
 use berth_log::Timestamp;
-use berth_projections::{Event, Origin, State, TaskStatus};
+use berth_projections::{Origin, State, TaskStatus};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::Stream;
@@ -17,11 +17,11 @@ use crate::api::convert::{api_time, task_message};
 use crate::api::logs::{stream_logs, LogSource, LogsQuery};
 use crate::api::paging::page;
 use crate::api::services::{container_not_found, Services};
+use crate::api::task_delete::delete_task;
 use crate::api::task_freeze::{pause_or_resume, Freeze};
 use crate::api::task_stats;
 use crate::api::task_stop::stop_task;
 use crate::api::{execs, task_io};
-use crate::daemon::store::OUTCOME_TIMEOUT;
 
 pub struct TasksService(pub Arc<Services>);
 
@@ -142,54 +142,7 @@ impl api::tasks_server::Tasks for TasksService {
     ) -> Result<Response<api::DeleteTaskResponse>, Status> {
         let (namespace, origin) = self.0.caller(&request, "Tasks/Delete")?;
         let message = request.into_inner();
-        let container_id = message.container_id.clone();
-        // A delete already under way (a restart policy's between two runs, or another
-        // client's) is waited for first, and this one decided against what it left: `rm -f`
-        // during a restart's delete then removes the container instead of being refused.
-        let _ = tokio::time::timeout(
-            OUTCOME_TIMEOUT,
-            self.0.store.wait_until(|state| {
-                let deleting = state
-                    .container(&namespace, &container_id)
-                    .and_then(|container| container.task.as_ref())
-                    .is_some_and(|task| task.status == TaskStatus::Deleting);
-                (!deleting).then_some(())
-            }),
-        )
-        .await;
-        let command = Command::DeleteTask(DeleteTask { container_id: container_id.clone(), force: message.force });
-        let seq = self.0.submit(&namespace, origin, command).await?;
-        // Done when the delete intent is no longer pending (the task gone, or still there with
-        // the delete answered by a failure, or already replaced by a newer task).
-        let wait = self.0.store.wait_until(|state| {
-            let pending = state
-                .container(&namespace, &container_id)
-                .and_then(|container| container.task.as_ref())
-                .is_some_and(|task| task.pending.iter().any(|intent| intent.seq() == seq));
-            (!pending).then_some(state.last_seq)
-        });
-        let applied_seq = tokio::time::timeout(OUTCOME_TIMEOUT, wait).await.map_err(|_| {
-            Status::deadline_exceeded(format!("the delete at seq {seq} has no outcome yet: check `berth ps -a`"))
-        })?;
-        // The record that answers the intent says what happened, and holds the exit code.
-        let mut exit_code = 0;
-        let mut outcome_seq = applied_seq;
-        let mut failure = None;
-        if let Some((answer_seq, envelope)) = self.0.store.find_answer(&namespace, seq, applied_seq) {
-            outcome_seq = answer_seq;
-            for event in &envelope.events {
-                match event {
-                    // A task that never ran has no exit code; the API's field is a plain int.
-                    Event::TaskDeleted { exit_code: code, .. } => exit_code = code.unwrap_or(0),
-                    Event::TaskDeleteFailed { error, .. } => failure = Some(error.clone()),
-                    _ => {}
-                }
-            }
-        }
-        if let Some(error) = failure {
-            return Err(Status::failed_precondition(format!("deleting the task of {container_id:?} failed: {error}")));
-        }
-        Ok(Response::new(api::DeleteTaskResponse { exit_code, seq: seq.get(), outcome_seq: outcome_seq.get() }))
+        delete_task(&self.0, &namespace, origin, &message.container_id, message.force).await.map(Response::new)
     }
 
     async fn list(&self, request: Request<api::ListTasksRequest>) -> Result<Response<api::ListTasksResponse>, Status> {

@@ -623,6 +623,7 @@ impl ContainerArgs {
             mounts: self.storage.all_mounts(),
             read_only_rootfs: self.storage.read_only,
             auto_remove: false,
+            start_task: false,
             network: Some(self.network.message()),
         })
     }

@@ -262,54 +262,18 @@ pub async fn remove_containers(session: &Session, rm_args: RmArgs) -> Result<Exi
     .await
 }
 
-/// How often `rm -f` deletes a task a restart policy started meanwhile before it gives up.
-const FORCED_REMOVAL_ATTEMPTS: usize = 10;
-
+/// The container's task (killed first with `force`) and then the container, in one request:
+/// berthd deletes a task a restart policy starts meanwhile too when forced.
 async fn remove_one_container(
     session: &Session,
     container_id: &str,
     force: bool,
     remove_volumes: bool,
 ) -> Result<(), CliError> {
-    let mut attempt = 1;
-    loop {
-        let container = session
-            .containers()
-            .get(session.request(api::GetContainerRequest { id: container_id.to_string(), open_sealed_env: false }))
-            .await
-            .map_err(session.rpc_error())?
-            .into_inner();
-        if container.task.is_some() {
-            let deleted = session
-                .tasks()
-                .delete(session.request(api::DeleteTaskRequest { container_id: container_id.to_string(), force }))
-                .await;
-            match deleted {
-                // Gone meanwhile (a restart policy's delete finished first): nothing left to do.
-                Err(status) if status.code() == tonic::Code::NotFound => {}
-                other => {
-                    other.map_err(session.rpc_error())?;
-                }
-            }
-        }
-        let removed = session
-            .containers()
-            .delete(session.request(api::DeleteContainerRequest { id: container_id.to_string(), remove_volumes }))
-            .await;
-        match removed {
-            // `rm -f` of a container whose restart policy started a new task between our task
-            // delete and this one: delete that one too (a user's forced delete ends the policy).
-            Err(status)
-                if force && status.code() == tonic::Code::FailedPrecondition && attempt < FORCED_REMOVAL_ATTEMPTS =>
-            {
-                attempt += 1;
-            }
-            other => {
-                other.map_err(session.rpc_error())?;
-                return Ok(());
-            }
-        }
-    }
+    let request =
+        api::DeleteContainerRequest { id: container_id.to_string(), remove_volumes, delete_task: true, force };
+    session.containers().delete(session.request(request)).await.map_err(session.rpc_error())?;
+    Ok(())
 }
 
 /// `SIGKILL` for 9; `signal 40` for numbers without a name (real-time signals).
@@ -403,7 +367,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn rm_deletes_the_task_only_when_there_is_one() {
+    async fn rm_asks_for_the_task_and_the_container_in_one_request() {
         let scratch_dir = tempfile::tempdir().unwrap();
         let socket_path = scratch_dir.path().join("berthd.sock");
         let (daemon, server) = serve_recording_daemon(&socket_path).await;
@@ -414,11 +378,8 @@ mod tests {
         assert_eq!(
             daemon.calls(),
             [
-                "[default] Containers/Get exited",
-                "[default] Tasks/Delete exited force=true",
-                "[default] Containers/Delete exited",
-                "[default] Containers/Get bare",
-                "[default] Containers/Delete bare",
+                "[default] Containers/Delete exited with its task, forced",
+                "[default] Containers/Delete bare with its task"
             ]
         );
         server.abort();

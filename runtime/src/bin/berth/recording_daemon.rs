@@ -35,9 +35,26 @@ impl api::containers_server::Containers for RecordingDaemon {
         request: tonic::Request<api::CreateContainerRequest>,
     ) -> Result<tonic::Response<api::CreateContainerResponse>, tonic::Status> {
         let message = request.get_ref();
-        let call = format!("Containers/Create {} {} {:?}", message.id, message.image, message.args);
+        let mut call = format!("Containers/Create {} {} {:?}", message.id, message.image, message.args);
+        // "legacy" plays a berthd older than `start_task`: it makes the container only.
+        if !message.start_task || message.id == "legacy" {
+            self.record(&request, call);
+            return Ok(tonic::Response::new(api::CreateContainerResponse::default()));
+        }
+        call.push_str(" start_task=true");
         self.record(&request, call);
-        Ok(tonic::Response::new(api::CreateContainerResponse::default()))
+        let (status, error) = if message.id == "fails-to-start" {
+            (api::TaskStatus::Failed, "runc start failed: exec format error; check the image's architecture")
+        } else {
+            (api::TaskStatus::Running, "")
+        };
+        let task = api::Task {
+            container_id: message.id.clone(),
+            status: status as i32,
+            error: error.to_string(),
+            ..Default::default()
+        };
+        Ok(tonic::Response::new(api::CreateContainerResponse { task: Some(task), ..Default::default() }))
     }
     async fn get(
         &self,
@@ -64,7 +81,12 @@ impl api::containers_server::Containers for RecordingDaemon {
         &self,
         request: tonic::Request<api::DeleteContainerRequest>,
     ) -> Result<tonic::Response<api::DeleteContainerResponse>, tonic::Status> {
-        let call = format!("Containers/Delete {}", request.get_ref().id);
+        let message = request.get_ref();
+        let call = match (message.delete_task, message.force) {
+            (false, _) => format!("Containers/Delete {}", message.id),
+            (true, false) => format!("Containers/Delete {} with its task", message.id),
+            (true, true) => format!("Containers/Delete {} with its task, forced", message.id),
+        };
         self.record(&request, call);
         Ok(tonic::Response::new(api::DeleteContainerResponse::default()))
     }

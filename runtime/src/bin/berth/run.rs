@@ -35,52 +35,51 @@ pub async fn run_container(session: &Session, run_args: RunArgs) -> Result<ExitC
     let mut create_request = run_args.container.create_request(container_id.clone())?;
     // Detached, nobody waits here to remove it: berthd does, once the task has exited.
     create_request.auto_remove = run_args.rm && run_args.detach;
+    // The container and its task's create and start in one request (and one record).
+    create_request.start_task = true;
 
-    let create_container = create_container_retrying(session, create_request);
-    match interruptible(&mut interrupts, create_container).await {
-        Some(result) => {
-            result.map_err(session.rpc_error())?;
+    let create_and_start = create_container_retrying(session, create_request);
+    tokio::pin!(create_and_start);
+    let answer = tokio::select! {
+        answer = &mut create_and_start => answer,
+        _ = interrupts.recv() => {
+            // Whether the container was made only its answer tells: wait for it (a second
+            // Ctrl-C gives up), so that --rm removes only what this run created.
+            let answer = interruptible(&mut interrupts, create_and_start).await;
+            return Ok(interrupted_while_starting(session, &container_id, run_args.rm, answer).await);
         }
-        None => {
-            // The create may or may not have been recorded; it is not safe to delete by id
-            // here, since the id might belong to a container that existed before.
-            eprintln!(
-                "berth: interrupted; container {container_id} may have been created: check with `berth ps -a` and remove it with `berth rm -f {container_id}`"
-            );
-            return Ok(ExitCode::from(INTERRUPTED_EXIT_STATUS));
-        }
-    }
-
-    let create_and_start = create_and_start_task(session, &container_id);
-    match interruptible(&mut interrupts, create_and_start).await {
-        Some(Ok(())) => {}
-        Some(Err(status)) => {
-            if run_args.rm {
-                // The failure first, then what --rm did about it: the container is gone, so
-                // there is nothing left for the user to remove.
-                let removed = remove_after_run(session, &container_id).await;
-                eprintln!("berth: {}", session.rpc_error()(status));
-                if removed {
-                    eprintln!("berth: container {container_id} was removed (--rm)");
+    };
+    let started = match answer {
+        Err(status) => return Err(session.rpc_error()(status)),
+        Ok(response) => match response.into_inner().task {
+            Some(task) if task.status() == api::TaskStatus::Failed => Err(task_failed(&container_id, &task)),
+            Some(_) => Ok(()),
+            // A berthd older than `start_task` made the container only.
+            None => match interruptible(&mut interrupts, create_and_start_task(session, &container_id)).await {
+                Some(started) => started,
+                None => {
+                    let answer = Some(Ok(tonic::Response::new(api::CreateContainerResponse::default())));
+                    return Ok(interrupted_while_starting(session, &container_id, run_args.rm, answer).await);
                 }
-                return Ok(ExitCode::from(1));
-            }
+            },
+        },
+    };
+    if let Err(status) = started {
+        if run_args.rm {
+            // The failure first, then what --rm did about it: the container is gone, so
+            // there is nothing left for the user to remove.
+            let removed = remove_after_run(session, &container_id).await;
             eprintln!("berth: {}", session.rpc_error()(status));
-            eprintln!(
-                "berth: container {container_id} was kept: look at it with `berth ps -a`, remove it with `berth rm -f {container_id}`"
-            );
+            if removed {
+                eprintln!("berth: container {container_id} was removed (--rm)");
+            }
             return Ok(ExitCode::from(1));
         }
-        None => {
-            if run_args.rm {
-                remove_after_run(session, &container_id).await;
-            } else {
-                eprintln!(
-                    "berth: interrupted; container {container_id} was created and may be running: remove it with `berth rm -f {container_id}`"
-                );
-            }
-            return Ok(ExitCode::from(INTERRUPTED_EXIT_STATUS));
-        }
+        eprintln!("berth: {}", session.rpc_error()(status));
+        eprintln!(
+            "berth: container {container_id} was kept: look at it with `berth ps -a`, remove it with `berth rm -f {container_id}`"
+        );
+        return Ok(ExitCode::from(1));
     }
 
     if run_args.detach {
@@ -128,6 +127,36 @@ async fn create_and_start_task(session: &Session, container_id: &str) -> Result<
     Ok(())
 }
 
+/// A task that failed to create or start, as Tasks/Create reports one.
+fn task_failed(container_id: &str, task: &api::Task) -> tonic::Status {
+    tonic::Status::failed_precondition(format!("the task of {container_id:?} failed: {}", task.error))
+}
+
+/// Ctrl-C came while the container was being created and started; `answer` is the create's,
+/// `None` when a second Ctrl-C gave up waiting for it.
+async fn interrupted_while_starting(
+    session: &Session,
+    container_id: &str,
+    remove: bool,
+    answer: Option<Result<tonic::Response<api::CreateContainerResponse>, tonic::Status>>,
+) -> ExitCode {
+    match answer {
+        Some(Ok(_)) if remove => {
+            remove_after_run(session, container_id).await;
+        }
+        Some(Ok(_)) => eprintln!(
+            "berth: interrupted; container {container_id} was created and may be running: remove it with `berth rm -f {container_id}`"
+        ),
+        Some(Err(status)) => eprintln!("berth: interrupted; {}", session.rpc_error()(status)),
+        // The create may or may not have been recorded; it is not safe to delete by id here,
+        // since the id might belong to a container that existed before.
+        None => eprintln!(
+            "berth: interrupted; container {container_id} may have been created: check with `berth ps -a` and remove it with `berth rm -f {container_id}`"
+        ),
+    }
+    ExitCode::from(INTERRUPTED_EXIT_STATUS)
+}
+
 /// Runs `future` unless Ctrl-C comes first; `None` means interrupted.
 async fn interruptible<F: std::future::Future>(interrupts: &mut Signal, future: F) -> Option<F::Output> {
     tokio::select! {
@@ -136,37 +165,27 @@ async fn interruptible<F: std::future::Future>(interrupts: &mut Signal, future: 
     }
 }
 
-/// Best-effort removal of a container `berth run --rm` created; true once it is gone. Failures
-/// are reported with what to do, but do not change the exit status, which belongs to the
-/// container.
+/// Best-effort removal of a container `berth run --rm` created, its task and anonymous volumes
+/// with it, in one request; true once it is gone. A failure is reported with what to do, but
+/// does not change the exit status, which belongs to the container.
 async fn remove_after_run(session: &Session, container_id: &str) -> bool {
-    let delete_task = session
-        .tasks()
-        .delete(session.request(api::DeleteTaskRequest { container_id: container_id.to_string(), force: true }))
-        .await;
-    if let Err(status) = delete_task {
-        if status.code() != tonic::Code::NotFound {
-            eprintln!(
-                "berth: cannot remove the task of {container_id}: {}; remove it with `berth rm -f {container_id}`",
-                session.rpc_error()(status)
-            );
-            return false;
-        }
-    }
-    let delete_container = session
-        .containers()
-        .delete(session.request(api::DeleteContainerRequest { id: container_id.to_string(), remove_volumes: true }))
-        .await;
-    if let Err(status) = delete_container {
-        if status.code() != tonic::Code::NotFound {
+    let request = api::DeleteContainerRequest {
+        id: container_id.to_string(),
+        remove_volumes: true,
+        delete_task: true,
+        force: true,
+    };
+    match session.containers().delete(session.request(request)).await {
+        Ok(_) => true,
+        Err(status) if status.code() == tonic::Code::NotFound => true,
+        Err(status) => {
             eprintln!(
                 "berth: cannot remove container {container_id}: {}; remove it with `berth rm -f {container_id}`",
                 session.rpc_error()(status)
             );
-            return false;
+            false
         }
     }
-    true
 }
 
 /// Copies the task's output to ours until it exits, then returns its exit status.
@@ -441,10 +460,8 @@ mod tests {
         assert_eq!(
             ordered_calls,
             [
-                "[ci] Containers/Create t1 alpine [\"sleep\", \"9\"]",
-                "[ci] Tasks/Create t1 start=true",
-                "[ci] Tasks/Delete t1 force=true",
-                "[ci] Containers/Delete t1",
+                "[ci] Containers/Create t1 alpine [\"sleep\", \"9\"] start_task=true",
+                "[ci] Containers/Delete t1 with its task, forced",
             ]
         );
         // Logs and Wait run side by side, so their relative order is not fixed.
@@ -468,10 +485,8 @@ mod tests {
         assert_eq!(
             daemon.calls(),
             [
-                "[default] Containers/Create fails-to-start alpine []",
-                "[default] Tasks/Create fails-to-start start=true",
-                "[default] Tasks/Delete fails-to-start force=true",
-                "[default] Containers/Delete fails-to-start",
+                "[default] Containers/Create fails-to-start alpine [] start_task=true",
+                "[default] Containers/Delete fails-to-start with its task, forced",
             ]
         );
         server.abort();
@@ -488,8 +503,24 @@ mod tests {
         let exit_code = run_container(&session, run_args).await.unwrap();
         assert_eq!(format!("{exit_code:?}"), format!("{:?}", ExitCode::SUCCESS));
         let calls = daemon.calls();
-        assert_eq!(calls.len(), 2, "{calls:?}");
-        assert!(calls.iter().all(|call| !call.contains("Wait") && !call.contains("Delete")));
+        assert_eq!(calls, ["[default] Containers/Create bg alpine [] start_task=true"]);
+        server.abort();
+    }
+
+    #[tokio::test]
+    async fn against_a_berthd_without_start_task_the_task_is_created_on_its_own() {
+        let scratch_dir = tempfile::tempdir().unwrap();
+        let socket_path = scratch_dir.path().join("berthd.sock");
+        let (daemon, server) = serve_recording_daemon(&socket_path).await;
+        let session = Session::connect(&socket_path, "default").await.unwrap();
+
+        let run_args = parse_run(&["berth", "run", "-d", "--name", "legacy", "alpine"]);
+        let exit_code = run_container(&session, run_args).await.unwrap();
+        assert_eq!(format!("{exit_code:?}"), format!("{:?}", ExitCode::SUCCESS));
+        assert_eq!(
+            daemon.calls(),
+            ["[default] Containers/Create legacy alpine []", "[default] Tasks/Create legacy start=true"]
+        );
         server.abort();
     }
 }
