@@ -323,29 +323,18 @@ struct OutputCopiers {
     n_running: usize,
 }
 
-impl OutputCopiers {
-    /// Starts one copier per stream written through a pipe; returns them and the write ends to
-    /// give runc. With a terminal (`--tty`) the container's output is the terminal's, one stream
-    /// kept in `stdout.log`: that file's writer is returned for the console copier
-    /// (`tasks::console`), so it goes through the same records and rotation, and runc's own
-    /// stdout and stderr both go to the stderr pipe.
-    fn start(monitor_args: &MonitorArgs) -> Result<(OutputCopiers, OutputEnds), String> {
-        let limits = OutputLimits {
-            max_file_bytes: monitor_args.output_max_file_bytes,
-            max_files: monitor_args.output_max_files,
-        };
-        let open_writer = |file_name: &str| {
-            let path = monitor_args.kept_dir().join(file_name);
-            RotatingWriter::open(&path, limits).map_err(|error| format!("could not open {}: {error}", path.display()))
-        };
-        let terminal_writer = if monitor_args.tty { Some(open_writer(STDOUT_FILE)?) } else { None };
-        let piped_files: &[&str] = if monitor_args.tty { &[STDERR_FILE] } else { &[STDOUT_FILE, STDERR_FILE] };
+/// The copiers' pipes and files, opened before runc runs; their threads start once runc is
+/// spawned (`PendingCopiers::start`), off the path to runc's start: nothing is read from the
+/// pipes before the container writes, and until then a pipe holds what it writes.
+struct PendingCopiers {
+    streams: Vec<(&'static str, OwnedFd, RotatingWriter)>,
+}
+
+impl PendingCopiers {
+    fn start(self) -> Result<OutputCopiers, String> {
         let (sender, finished) = std::sync::mpsc::channel();
-        let mut write_ends = Vec::new();
-        for &file_name in piped_files {
-            let mut writer = open_writer(file_name)?;
-            let (read_end, write_end) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-                .map_err(|error| format!("could not make the output pipe: {error}"))?;
+        let n_running = self.streams.len();
+        for (file_name, read_end, mut writer) in self.streams {
             let sender = sender.clone();
             std::thread::Builder::new()
                 .name(format!("copy {file_name}"))
@@ -356,16 +345,44 @@ impl OutputCopiers {
                     let _ = sender.send(());
                 })
                 .map_err(|error| format!("could not start the output copier: {error}"))?;
+        }
+        Ok(OutputCopiers { finished, n_running })
+    }
+}
+
+impl OutputCopiers {
+    /// Opens one pipe and record file per stream written through a pipe; returns the copiers
+    /// to start and the write ends to give runc. With a terminal (`--tty`) the container's
+    /// output is the terminal's, one stream kept in `stdout.log`: that file's writer is
+    /// returned for the console copier (`tasks::console`), so it goes through the same records
+    /// and rotation, and runc's own stdout and stderr both go to the stderr pipe.
+    fn prepare(monitor_args: &MonitorArgs) -> Result<(PendingCopiers, OutputEnds), String> {
+        let limits = OutputLimits {
+            max_file_bytes: monitor_args.output_max_file_bytes,
+            max_files: monitor_args.output_max_files,
+        };
+        let open_writer = |file_name: &str| {
+            let path = monitor_args.kept_dir().join(file_name);
+            RotatingWriter::open(&path, limits).map_err(|error| format!("could not open {}: {error}", path.display()))
+        };
+        let terminal_writer = if monitor_args.tty { Some(open_writer(STDOUT_FILE)?) } else { None };
+        let piped_files: &[&'static str] = if monitor_args.tty { &[STDERR_FILE] } else { &[STDOUT_FILE, STDERR_FILE] };
+        let mut streams = Vec::new();
+        let mut write_ends = Vec::new();
+        for &file_name in piped_files {
+            let writer = open_writer(file_name)?;
+            let (read_end, write_end) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+                .map_err(|error| format!("could not make the output pipe: {error}"))?;
+            streams.push((file_name, read_end, writer));
             write_ends.push(write_end);
         }
-        let n_running = write_ends.len();
         let stderr_write = write_ends.pop().expect("a stderr pipe");
         let stdout_write = match write_ends.pop() {
             Some(stdout_write) => stdout_write,
             None => stderr_write.try_clone().map_err(|error| format!("could not share the output pipe: {error}"))?,
         };
         Ok((
-            OutputCopiers { finished, n_running },
+            PendingCopiers { streams },
             OutputEnds { stdout: stdout_write, stderr: stderr_write, terminal: terminal_writer },
         ))
     }
@@ -437,7 +454,7 @@ fn create_container(monitor_args: &MonitorArgs, monitor_log: &mut MonitorLog) ->
     } else {
         None
     };
-    let (output_copiers, output_ends) = OutputCopiers::start(monitor_args)?;
+    let (pending_copiers, output_ends) = OutputCopiers::prepare(monitor_args)?;
     let console_socket = console_listener.as_ref().map(|(_, socket_path)| socket_path.as_path());
     let exec_pid_path = task_dir.join(EXEC_PID_FILE);
     let mut create_command = if monitor_args.exec {
@@ -455,10 +472,22 @@ fn create_container(monitor_args: &MonitorArgs, monitor_log: &mut MonitorLog) ->
         .stdin(container_stdin)
         .stdout(Stdio::from(output_ends.stdout))
         .stderr(Stdio::from(output_ends.stderr));
+    let spawned = create_command.spawn();
     monitor_log.line(&format!("running {create_command:?}"));
-    let create_status = create_command.status();
-    // The write ends now belong to the container alone: its exit ends the copiers.
+    // The write ends now belong to runc and the container alone: their exit ends the copiers.
     drop(create_command);
+    let output_copiers = match pending_copiers.start() {
+        Ok(output_copiers) => output_copiers,
+        Err(message) => {
+            // Nothing would read the container's output: stop runc (berthd rolls the create back).
+            if let Ok(mut child) = spawned {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            return Err(message);
+        }
+    };
+    let create_status = spawned.and_then(|mut child| child.wait());
     if monitor_args.exec {
         // runc has read it, and it holds the exec's environment opened from its sealed form: it
         // is not left on disk for as long as the exec directory stays.
