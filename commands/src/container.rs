@@ -169,6 +169,7 @@ impl UpdateContainer {
     }
 }
 
+#[derive(Debug, Clone)]
 pub struct DeleteContainer {
     pub id: String,
     /// Remove the anonymous volumes made for it too (`rm -v`).
@@ -187,6 +188,15 @@ impl DeleteContainer {
                 task.status.name(),
                 self.id
             )));
+        }
+        self.decide_after_task_deleted(state, namespace)
+    }
+
+    /// The removal's events when the record they go into deletes the container's task first
+    /// (`RecordOutcome::then_remove`): `state` still shows that task.
+    pub(crate) fn decide_after_task_deleted(&self, state: &State, namespace: &str) -> Result<Vec<Event>, CommandError> {
+        if state.container(namespace, &self.id).is_none() {
+            return Err(not_found(namespace, &self.id));
         }
         // The layers it stacked on go with it when nothing else uses them (its image may have
         // been removed while it existed), recorded in the same record.

@@ -6,7 +6,7 @@
 use berth_log::Seq;
 use berth_projections::{Event, PendingIntent, State, TaskState, TaskStatus};
 
-use crate::CommandError;
+use crate::{CommandError, DeleteContainer};
 
 pub struct RecordOutcome {
     /// The intent's seq; `None` for what answers no intent (an exit).
@@ -15,12 +15,21 @@ pub struct RecordOutcome {
     /// and start answered at once, followed by the exit when the process had already ended.
     /// Each is checked against the task as the ones before it left it.
     pub events: Vec<Event>,
+    /// After a `TaskDeleted`: the container's removal in the same record, as `DeleteContainer`
+    /// decides it once the task is gone (`Containers/Delete` with `delete_task`: one record, one
+    /// fdatasync, for what would otherwise be two).
+    pub then_remove: Option<DeleteContainer>,
 }
 
 impl RecordOutcome {
     /// One outcome.
     pub fn one(answers: Option<Seq>, event: Event) -> RecordOutcome {
-        RecordOutcome { answers, events: vec![event] }
+        RecordOutcome::together(answers, vec![event])
+    }
+
+    /// Several outcomes that happened together, in one record.
+    pub fn together(answers: Option<Seq>, events: Vec<Event>) -> RecordOutcome {
+        RecordOutcome { answers, events, then_remove: None }
     }
 
     pub fn decide(&self, state: &State, namespace: &str) -> Result<Vec<Event>, CommandError> {
@@ -34,6 +43,7 @@ impl RecordOutcome {
             .container(namespace, container_id)
             .and_then(|container| container.task.clone())
             .ok_or_else(|| CommandError::NotFound(format!("container {container_id:?} has no task")))?;
+        let mut task_deleted = false;
         for (event_idx, event) in self.events.iter().enumerate() {
             if event.container_id() != Some(container_id) {
                 return Err(CommandError::InvalidArgument(format!(
@@ -49,8 +59,19 @@ impl RecordOutcome {
                     event.kind()
                 )));
             }
+            task_deleted = deleted;
         }
-        Ok(self.events.clone())
+        let mut events = self.events.clone();
+        if let Some(remove) = &self.then_remove {
+            if !task_deleted || remove.id != container_id {
+                return Err(CommandError::InvalidArgument(format!(
+                    "container {:?} can be removed in an outcome record only after its own task's deletion",
+                    remove.id
+                )));
+            }
+            events.extend(remove.decide_after_task_deleted(state, namespace)?);
+        }
+        Ok(events)
     }
 
     /// Whether `event` may be recorded for a task in the state `task`.

@@ -153,9 +153,7 @@ fn a_run_records_the_container_and_both_task_intents_in_one_record() {
     assert_eq!(task.pending.len(), 2, "both intents wait for their outcome");
     let created = Event::TaskCreated { container_id: "web".into(), pid: 10, monitor_pid: 9 };
     let started = Event::TaskStarted { container_id: "web".into(), pid: 10 };
-    world
-        .run(Command::RecordOutcome(RecordOutcome { answers: Some(seq), events: vec![created, started] }), Some(seq))
-        .unwrap();
+    world.run(Command::RecordOutcome(RecordOutcome::together(Some(seq), vec![created, started])), Some(seq)).unwrap();
     let task = world.state.container("default", "web").unwrap().task.clone().unwrap();
     assert!(task.pending.is_empty() && task.status == TaskStatus::Running);
 
@@ -166,13 +164,42 @@ fn a_run_records_the_container_and_both_task_intents_in_one_record() {
 }
 
 #[test]
+fn a_task_deletion_and_its_containers_removal_can_share_one_record() {
+    let mut world = World::new();
+    world.run(import(), None).unwrap();
+    world.run(create("web", "busybox:latest"), None).unwrap();
+    let create_seq =
+        world.run(Command::CreateTask(CreateTask { container_id: "web".into(), start: false }), None).unwrap();
+    let created = Event::TaskCreated { container_id: "web".into(), pid: 10, monitor_pid: 9 };
+    world.run(outcome(Some(create_seq), created), Some(create_seq)).unwrap();
+    let delete_seq =
+        world.run(Command::DeleteTask(DeleteTask { container_id: "web".into(), force: true }), None).unwrap();
+    let deleted = Event::TaskDeleted { container_id: "web".into(), exit_code: None };
+    let remove = |id: &str| Some(DeleteContainer { id: id.into(), remove_volumes: true });
+    let with_removal = |events: Vec<Event>, then_remove| {
+        Command::RecordOutcome(RecordOutcome { answers: Some(delete_seq), events, then_remove })
+    };
+    // Only after the task's own deletion, and only for its container.
+    let failed = Event::TaskDeleteFailed { container_id: "web".into(), error: "busy".into() };
+    for refused in [with_removal(vec![failed], remove("web")), with_removal(vec![deleted.clone()], remove("db"))] {
+        assert!(matches!(refused.decide(&world.state, "default"), Err(CommandError::InvalidArgument(_))));
+    }
+    let events = with_removal(vec![deleted.clone()], remove("web")).decide(&world.state, "default").unwrap();
+    let kinds: Vec<&str> = events.iter().map(Event::kind).collect();
+    // The image still uses the layer, so no snapshot is freed with it.
+    assert_eq!(kinds, ["TaskDeleted", "ContainerDeleted"]);
+    world.run(with_removal(vec![deleted], remove("web")), Some(delete_seq)).unwrap();
+    assert!(world.state.container("default", "web").is_none());
+}
+
+#[test]
 fn outcomes_that_happened_together_are_checked_in_order() {
     let mut world = World::new();
     world.run(import(), None).unwrap();
     world.run(create("web", "busybox:latest"), None).unwrap();
     world.run(create("db", "busybox:latest"), None).unwrap();
     let both = world.run(Command::CreateTask(CreateTask { container_id: "web".into(), start: true }), None).unwrap();
-    let together = |events: Vec<Event>| Command::RecordOutcome(RecordOutcome { answers: Some(both), events });
+    let together = |events: Vec<Event>| Command::RecordOutcome(RecordOutcome::together(Some(both), events));
     let created = Event::TaskCreated { container_id: "web".into(), pid: 10, monitor_pid: 9 };
     let started = Event::TaskStarted { container_id: "web".into(), pid: 10 };
     let exited = Event::TaskExited {

@@ -27,7 +27,16 @@ fn run_rm_after_a_failed_start_says_the_container_is_gone_and_the_log_says_it_ne
     // A task that did run keeps its real exit code in the same place.
     let ran = daemon.cli(&["run", "--rm", "--name", "ran", "busybox", "sh", "-c", "exit 3"]);
     assert_eq!(ran.status.code(), Some(3), "{}", stderr_of(&ran));
-    assert!(daemon.history("ran").contains("task deleted (exit code 3)"));
+    let told = daemon.history("ran");
+    assert!(told.contains("task deleted (exit code 3)"), "{told}");
+    // One request removes both (Containers/Delete with delete_task), in one record: the
+    // deletion's outcome and the container's removal share a sequence number.
+    let record_of = |what: &str| {
+        let line = told.lines().find(|line| line.contains(what)).unwrap_or_else(|| panic!("no {what:?} in:\n{told}"));
+        line.split('.').next().unwrap().to_string()
+    };
+    assert_eq!(record_of("task deleted"), record_of("deleted the container"), "{told}");
+    assert!(told.contains("via Containers/Delete"), "{told}");
 }
 
 #[test]

@@ -35,6 +35,9 @@ pub struct Services {
     pub keys: Arc<KeyStore>,
     /// CNI networks: `Networks/*` keeps their conflists and bridges.
     pub networking: Option<Arc<crate::network::Networking>>,
+    /// Where `Containers/Delete` leaves the executor its hint to remove the container with the
+    /// task's deletion; the executor's own (`with_removals_after_delete`) once wired.
+    pub removals_after_delete: Arc<crate::tasks::removals_after_delete::RemovalsAfterDelete>,
     request_counter: AtomicU64,
 }
 
@@ -58,6 +61,7 @@ impl Services {
             runc_binary,
             keys,
             networking: None,
+            removals_after_delete: Arc::default(),
             request_counter: AtomicU64::new(0),
         })
     }
@@ -66,6 +70,18 @@ impl Services {
     pub fn with_registry_hosts_dir(mut self: Arc<Services>, dir: std::path::PathBuf) -> Arc<Services> {
         if let Some(services) = Arc::get_mut(&mut self) {
             services.registry_hosts_dir = dir;
+        }
+        self
+    }
+
+    /// Shares the executor's container removals (`tasks::removal::RemovalsAfterDelete`); call
+    /// it before the services are shared.
+    pub fn with_removals_after_delete(
+        mut self: Arc<Services>,
+        removals: Arc<crate::tasks::removals_after_delete::RemovalsAfterDelete>,
+    ) -> Arc<Services> {
+        if let Some(services) = Arc::get_mut(&mut self) {
+            services.removals_after_delete = removals;
         }
         self
     }

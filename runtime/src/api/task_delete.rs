@@ -21,6 +21,19 @@ pub(crate) async fn delete_task(
     container_id: &str,
     force: bool,
 ) -> Result<api::DeleteTaskResponse, Status> {
+    delete_task_then(services, namespace, origin, container_id, force, None).await
+}
+
+/// [`delete_task`]; with `then_remove` (whether to remove anonymous volumes too), the executor is
+/// asked to remove the container in the deletion's own record.
+async fn delete_task_then(
+    services: &Services,
+    namespace: &str,
+    origin: Origin,
+    container_id: &str,
+    force: bool,
+    then_remove: Option<bool>,
+) -> Result<api::DeleteTaskResponse, Status> {
     // A delete already under way (a restart policy's between two runs, or another client's) is
     // waited for first, and this one decided against what it left: `rm -f` during a restart's
     // delete then removes the container instead of being refused.
@@ -37,6 +50,9 @@ pub(crate) async fn delete_task(
     .await;
     let command = Command::DeleteTask(DeleteTask { container_id: container_id.to_string(), force });
     let seq = services.submit(namespace, origin, command).await?;
+    if let Some(remove_volumes) = then_remove {
+        services.removals_after_delete.ask(seq, remove_volumes);
+    }
     // Done when the delete intent is no longer pending (the task gone, or still there with the
     // delete answered by a failure, or already replaced by a newer task).
     let wait = services.store.wait_until(|state| {
@@ -46,7 +62,9 @@ pub(crate) async fn delete_task(
             .is_some_and(|task| task.pending.iter().any(|intent| intent.seq() == seq));
         (!pending).then_some(state.last_seq)
     });
-    let applied_seq = tokio::time::timeout(OUTCOME_TIMEOUT, wait).await.map_err(|_| {
+    let applied_seq = tokio::time::timeout(OUTCOME_TIMEOUT, wait).await;
+    services.removals_after_delete.forget(seq);
+    let applied_seq = applied_seq.map_err(|_| {
         Status::deadline_exceeded(format!("the delete at seq {seq} has no outcome yet: check `berth ps -a`"))
     })?;
     // The record that answers the intent says what happened, and holds the exit code.
@@ -86,12 +104,16 @@ pub(crate) async fn delete_task_and_container(
         let has_task =
             services.store.state().container(namespace, container_id).is_some_and(|container| container.task.is_some());
         if has_task {
-            match delete_task(services, namespace, origin.clone(), container_id, force).await {
+            match delete_task_then(services, namespace, origin.clone(), container_id, force, Some(remove_volumes)).await
+            {
                 // Gone meanwhile (a restart policy's delete finished first): nothing left to do.
                 Err(status) if status.code() == Code::NotFound => {}
-                other => {
-                    other?;
+                Err(status) => return Err(status),
+                // The executor removed the container in the deletion's record.
+                Ok(deleted) if services.store.state().container(namespace, container_id).is_none() => {
+                    return Ok(api::DeleteContainerResponse { seq: deleted.outcome_seq });
                 }
+                Ok(_) => {}
             }
         }
         let command = Command::DeleteContainer(DeleteContainer { id: container_id.to_string(), remove_volumes });

@@ -318,7 +318,8 @@ pub async fn run(
 
     let services = Services::new(Arc::clone(&store), layout.clone(), content, snapshotter, gc_lock, runc_binary, keys)
         .with_registry_hosts_dir(options.registry_hosts_dir.clone())
-        .with_networking(Arc::clone(&networking));
+        .with_networking(Arc::clone(&networking))
+        .with_removals_after_delete(executor.removals_after_delete());
     let listener = socket::bind(&options.address, &layout.state, options.socket_gid).map_err(DaemonError::Setup)?;
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<api::tasks_server::TasksServer<TasksService>>().await;

@@ -3,7 +3,7 @@
 //!
 //! Each container has one worker task, so the actions on one container happen in log order
 //! while different containers proceed in parallel. Exits observed by the monitor go through the
-//! same worker. Every outcome is a `RecordOutcome` command: the store refuses an outcome for an
+//! same worker. Every outcome is a `RecordOutcome` command (`outcomes.rs`): the store refuses an outcome for an
 //! intent that is no longer pending, which is what keeps a crash between doing the work and
 //! recording it from producing a duplicate.
 //!
@@ -15,13 +15,13 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use berth_commands::{Command, RecordOutcome};
+use berth_commands::DeleteContainer;
 use berth_log::Seq;
-use berth_projections::{ContainerRecord, Event, ExitCause, Origin, PendingIntent};
+use berth_projections::{ContainerRecord, Event, ExitCause, PendingIntent};
 use tokio::sync::mpsc;
 
 use crate::daemon::layout::Layout;
-use crate::daemon::store::{CommittedReceiver, CommittedRecord, Store, SubmitError};
+use crate::daemon::store::{CommittedReceiver, CommittedRecord, Store};
 use crate::images::content::ContentStore;
 use crate::images::snapshot::Snapshotter;
 use crate::network::attach::PendingRelease;
@@ -100,6 +100,8 @@ pub struct Executor {
     pub(super) network: Arc<crate::network::Networking>,
     /// The next monitor, started ahead of need (`monitor_standby`).
     pub(super) monitor_standby: Arc<MonitorStandby>,
+    /// Container removals to record with a task's deletion (`removals_after_delete`).
+    pub(super) removals_after_delete: Arc<crate::tasks::removals_after_delete::RemovalsAfterDelete>,
 }
 
 impl Executor {
@@ -131,6 +133,7 @@ impl Executor {
             keys,
             secrets,
             network,
+            removals_after_delete: Arc::default(),
         })
     }
 
@@ -480,7 +483,21 @@ impl Executor {
                 };
                 let deleted = matches!(outcome, Event::TaskDeleted { .. });
                 let events: Vec<Event> = detached.into_iter().chain([outcome]).collect();
-                let recorded = self.record_together(namespace, Some(seq), "task delete", events).await;
+                // A `Containers/Delete` that asked for this delete removes the container in the
+                // same record; should that be refused, the deletion is recorded alone and the
+                // API removes the container itself.
+                let then_remove = self
+                    .removals_after_delete
+                    .take(seq)
+                    .filter(|_| deleted)
+                    .map(|remove_volumes| DeleteContainer { id: container_id.to_string(), remove_volumes });
+                let recorded = match then_remove {
+                    Some(remove) => {
+                        self.record_outcome(namespace, Some(seq), "task delete", events.clone(), Some(remove)).await
+                            || self.record_together(namespace, Some(seq), "task delete", events).await
+                    }
+                    None => self.record_together(namespace, Some(seq), "task delete", events).await,
+                };
                 // The rootfs unmount (the kernel syncs the writable layer's file system as the
                 // overlay goes) and the bundle's removal come after the record, off the client's
                 // wait. This worker does them before any later job of the container (its next
@@ -730,51 +747,7 @@ impl Executor {
             _ => ExitCause::Exited,
         }
     }
-
-    /// Record an outcome. Returns false when the store refused it (already answered).
-    pub(super) async fn record(&self, namespace: &str, answers: Option<Seq>, reason: &str, event: Event) -> bool {
-        self.record_together(namespace, answers, reason, vec![event]).await
-    }
-
-    /// Record outcomes that happened together as one record (one fdatasync). Returns false
-    /// when the store refused them (any one already answered).
-    pub(super) async fn record_together(
-        &self,
-        namespace: &str,
-        answers: Option<Seq>,
-        reason: &str,
-        events: Vec<Event>,
-    ) -> bool {
-        let origin = Origin::Daemon { reason: reason.to_string(), answers };
-        let kinds: Vec<&str> = events.iter().map(Event::kind).collect();
-        tracing::debug!(?kinds, ?answers, "recording outcome");
-        loop {
-            let command = Command::RecordOutcome(RecordOutcome { answers, events: events.clone() });
-            match self.store.submit(namespace, origin.clone(), command).await {
-                Ok(_) => return true,
-                Err(SubmitError::Rejected(error)) => {
-                    tracing::debug!(?kinds, %error, "outcome not recorded: already answered");
-                    return false;
-                }
-                Err(SubmitError::Stopping) => return false,
-                Err(SubmitError::NoSpace(error)) => {
-                    // What happened on the host must reach the log (the exit status waits on
-                    // disk meanwhile): try again until the log has room.
-                    tracing::warn!(?kinds, %error, "outcome not recorded yet: the log has no room; retrying");
-                    tokio::time::sleep(OUTCOME_RETRY_INTERVAL).await;
-                }
-                Err(error @ SubmitError::RecordTooLarge { .. }) => {
-                    // An outcome is a few short events; this cannot happen unless a bug grew one.
-                    tracing::error!(?kinds, %error, "outcome not recorded");
-                    return false;
-                }
-            }
-        }
-    }
 }
-
-/// How often an outcome the log had no room for is offered again.
-const OUTCOME_RETRY_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 pub(super) fn exit_event(container_id: &str, status: ExitStatus, cause: ExitCause) -> Event {
     Event::TaskExited {

@@ -12,8 +12,14 @@ use berth_projections::{Origin, TaskStatus};
 use crate::secrets::forget;
 use crate::tasks::executor::Executor;
 use crate::tasks::mounts;
+use crate::tasks::removals_after_delete::RemovalsAfterDelete;
 
 impl Executor {
+    /// The removals `Containers/Delete` asks to have recorded with a task's deletion.
+    pub fn removals_after_delete(&self) -> Arc<RemovalsAfterDelete> {
+        Arc::clone(&self.removals_after_delete)
+    }
+
     /// Delete a removed volume's directory, unless a volume of that name was created again
     /// meanwhile (its directory is then made afresh at first use, or is already in use).
     pub(super) fn remove_volume(self: &Arc<Self>, namespace: &str, name: &str) {
