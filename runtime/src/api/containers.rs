@@ -100,20 +100,18 @@ impl api::containers_server::Containers for ContainersService {
             start_task: message.start_task,
         });
         let seq = self.0.submit(&namespace, origin, command).await?;
-        let (task, outcome_seq) = if message.start_task {
-            let (task, outcome_seq) = self.0.wait_for_outcome(&namespace, &id, seq).await.map_err(|status| {
-                // The container is recorded: say so, since the client cannot tell from the code.
-                Status::new(
-                    status.code(),
-                    format!("{}; container {id} was created: remove it with `berth rm -f {id}`", status.message()),
-                )
-            })?;
-            (Some(task_message(&id, &task)), outcome_seq.get())
+        // Once the record is appended the container exists: a wait that fails is said in the
+        // answer, not as an error the client would take for a refused create.
+        let (task, outcome_seq, task_error) = if message.start_task {
+            match self.0.wait_for_outcome(&namespace, &id, seq).await {
+                Ok((task, outcome_seq)) => (Some(task_message(&id, &task)), outcome_seq.get(), String::new()),
+                Err(status) => (None, 0, status.message().to_string()),
+            }
         } else {
-            (None, 0)
+            (None, 0, String::new())
         };
         let container = self.0.store.state().container(&namespace, &id).map(container_message);
-        Ok(Response::new(api::CreateContainerResponse { container, seq: seq.get(), task, outcome_seq }))
+        Ok(Response::new(api::CreateContainerResponse { container, seq: seq.get(), task, outcome_seq, task_error }))
     }
 
     async fn get(&self, request: Request<api::GetContainerRequest>) -> Result<Response<api::Container>, Status> {

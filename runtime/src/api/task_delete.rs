@@ -21,11 +21,12 @@ pub(crate) async fn delete_task(
     container_id: &str,
     force: bool,
 ) -> Result<api::DeleteTaskResponse, Status> {
-    delete_task_then(services, namespace, origin, container_id, force, None).await
+    delete_task_then(services, namespace, origin, container_id, force, None).await.map(|(response, _)| response)
 }
 
 /// [`delete_task`]; with `then_remove` (whether to remove anonymous volumes too), the executor is
-/// asked to remove the container in the deletion's own record.
+/// asked to remove the container in the deletion's own record. Also says whether the record
+/// that answered the intent removed the container.
 async fn delete_task_then(
     services: &Services,
     namespace: &str,
@@ -33,7 +34,7 @@ async fn delete_task_then(
     container_id: &str,
     force: bool,
     then_remove: Option<bool>,
-) -> Result<api::DeleteTaskResponse, Status> {
+) -> Result<(api::DeleteTaskResponse, bool), Status> {
     // A delete already under way (a restart policy's between two runs, or another client's) is
     // waited for first, and this one decided against what it left: `rm -f` during a restart's
     // delete then removes the container instead of being refused.
@@ -49,10 +50,11 @@ async fn delete_task_then(
     )
     .await;
     let command = Command::DeleteTask(DeleteTask { container_id: container_id.to_string(), force });
+    // Left before the intent exists, so the executor finds it whatever the timing; withdrawn
+    // when this returns.
+    let _asked =
+        then_remove.map(|remove_volumes| services.removals_after_delete.ask(namespace, container_id, remove_volumes));
     let seq = services.submit(namespace, origin, command).await?;
-    if let Some(remove_volumes) = then_remove {
-        services.removals_after_delete.ask(seq, remove_volumes);
-    }
     // Done when the delete intent is no longer pending (the task gone, or still there with the
     // delete answered by a failure, or already replaced by a newer task).
     let wait = services.store.wait_until(|state| {
@@ -63,6 +65,7 @@ async fn delete_task_then(
         (!pending).then_some(state.last_seq)
     });
     let applied_seq = tokio::time::timeout(OUTCOME_TIMEOUT, wait).await;
+    // Claimed by the intent but not taken: its delete failed.
     services.removals_after_delete.forget(seq);
     let applied_seq = applied_seq.map_err(|_| {
         Status::deadline_exceeded(format!("the delete at seq {seq} has no outcome yet: check `berth ps -a`"))
@@ -71,6 +74,7 @@ async fn delete_task_then(
     let mut exit_code = 0;
     let mut outcome_seq = applied_seq;
     let mut failure = None;
+    let mut container_removed = false;
     if let Some((answer_seq, envelope)) = services.store.find_answer(namespace, seq, applied_seq) {
         outcome_seq = answer_seq;
         for event in &envelope.events {
@@ -78,6 +82,7 @@ async fn delete_task_then(
                 // A task that never ran has no exit code; the API's field is a plain int.
                 Event::TaskDeleted { exit_code: code, .. } => exit_code = code.unwrap_or(0),
                 Event::TaskDeleteFailed { error, .. } => failure = Some(error.clone()),
+                Event::ContainerDeleted { id } if id == container_id => container_removed = true,
                 _ => {}
             }
         }
@@ -85,7 +90,7 @@ async fn delete_task_then(
     if let Some(error) = failure {
         return Err(Status::failed_precondition(format!("deleting the task of {container_id:?} failed: {error}")));
     }
-    Ok(api::DeleteTaskResponse { exit_code, seq: seq.get(), outcome_seq: outcome_seq.get() })
+    Ok((api::DeleteTaskResponse { exit_code, seq: seq.get(), outcome_seq: outcome_seq.get() }, container_removed))
 }
 
 /// Containers/Delete with `delete_task`: the container's task (if it has one) as Tasks/Delete
@@ -110,10 +115,8 @@ pub(crate) async fn delete_task_and_container(
                 Err(status) if status.code() == Code::NotFound => {}
                 Err(status) => return Err(status),
                 // The executor removed the container in the deletion's record.
-                Ok(deleted) if services.store.state().container(namespace, container_id).is_none() => {
-                    return Ok(api::DeleteContainerResponse { seq: deleted.outcome_seq });
-                }
-                Ok(_) => {}
+                Ok((deleted, true)) => return Ok(api::DeleteContainerResponse { seq: deleted.outcome_seq }),
+                Ok((_, false)) => {}
             }
         }
         let command = Command::DeleteContainer(DeleteContainer { id: container_id.to_string(), remove_volumes });

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 
 use berth_commands::DeleteContainer;
 use berth_log::Seq;
-use berth_projections::{ContainerRecord, Event, ExitCause, PendingIntent};
+use berth_projections::{ContainerRecord, Event, ExitCause, Origin, PendingIntent};
 use tokio::sync::mpsc;
 
 use crate::daemon::layout::Layout;
@@ -181,6 +181,9 @@ impl Executor {
                 | Event::TaskKillRequested { container_id, .. }
                 | Event::TaskDeleteRequested { container_id, .. }
                 | Event::ExecRequested { container_id, .. } => {
+                    if matches!(event, Event::TaskDeleteRequested { .. }) && asked_by_container_delete(record) {
+                        self.removals_after_delete.claim(namespace, container_id, record.seq);
+                    }
                     self.send(
                         namespace,
                         container_id,
@@ -493,7 +496,8 @@ impl Executor {
                     .map(|remove_volumes| DeleteContainer { id: container_id.to_string(), remove_volumes });
                 let recorded = match then_remove {
                     Some(remove) => {
-                        self.record_outcome(namespace, Some(seq), "task delete", events.clone(), Some(remove)).await
+                        let reason = "task delete, then the container's removal it was asked with";
+                        self.record_outcome(namespace, Some(seq), reason, events.clone(), Some(remove)).await
                             || self.record_together(namespace, Some(seq), "task delete", events).await
                     }
                     None => self.record_together(namespace, Some(seq), "task delete", events).await,
@@ -747,6 +751,11 @@ impl Executor {
             _ => ExitCause::Exited,
         }
     }
+}
+
+/// Whether a client's `Containers/Delete` recorded this (with `delete_task`).
+fn asked_by_container_delete(record: &CommittedRecord) -> bool {
+    matches!(&record.envelope.origin, Origin::Client { method, .. } if method == "Containers/Delete")
 }
 
 pub(super) fn exit_event(container_id: &str, status: ExitStatus, cause: ExitCause) -> Event {

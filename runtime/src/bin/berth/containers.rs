@@ -262,18 +262,15 @@ pub async fn remove_containers(session: &Session, rm_args: RmArgs) -> Result<Exi
     .await
 }
 
-/// The container's task (killed first with `force`) and then the container, in one request:
-/// berthd deletes a task a restart policy starts meanwhile too when forced.
 async fn remove_one_container(
     session: &Session,
     container_id: &str,
     force: bool,
     remove_volumes: bool,
 ) -> Result<(), CliError> {
-    let request =
-        api::DeleteContainerRequest { id: container_id.to_string(), remove_volumes, delete_task: true, force };
-    session.containers().delete(session.request(request)).await.map_err(session.rpc_error())?;
-    Ok(())
+    crate::run::delete_container_with_task(session, container_id, force, remove_volumes)
+        .await
+        .map_err(session.rpc_error())
 }
 
 /// `SIGKILL` for 9; `signal 40` for numbers without a name (real-time signals).
@@ -380,6 +377,25 @@ mod tests {
             [
                 "[default] Containers/Delete exited with its task, forced",
                 "[default] Containers/Delete bare with its task"
+            ]
+        );
+        server.abort();
+    }
+
+    #[tokio::test]
+    async fn against_a_berthd_without_delete_task_rm_deletes_the_task_first() {
+        let scratch_dir = tempfile::tempdir().unwrap();
+        let socket_path = scratch_dir.path().join("berthd.sock");
+        let (daemon, server) = serve_recording_daemon(&socket_path).await;
+        let session = Session::connect(&socket_path, "default").await.unwrap();
+
+        remove_one_container(&session, "legacy", true, false).await.unwrap();
+        assert_eq!(
+            daemon.calls(),
+            [
+                "[default] Containers/Delete legacy with its task, forced",
+                "[default] Tasks/Delete legacy force=true",
+                "[default] Containers/Delete legacy with its task, forced",
             ]
         );
         server.abort();

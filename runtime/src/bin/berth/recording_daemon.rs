@@ -43,6 +43,11 @@ impl api::containers_server::Containers for RecordingDaemon {
         }
         call.push_str(" start_task=true");
         self.record(&request, call);
+        // "no-outcome": created, but berthd could not wait for the task's outcome.
+        if message.id == "no-outcome" {
+            let task_error = "no outcome for request seq 9 yet: check with `berth ps -a`".to_string();
+            return Ok(tonic::Response::new(api::CreateContainerResponse { task_error, ..Default::default() }));
+        }
         let (status, error) = if message.id == "fails-to-start" {
             (api::TaskStatus::Failed, "runc start failed: exec format error; check the image's architecture")
         } else {
@@ -88,6 +93,13 @@ impl api::containers_server::Containers for RecordingDaemon {
             (true, true) => format!("Containers/Delete {} with its task, forced", message.id),
         };
         self.record(&request, call);
+        // "legacy" plays a berthd older than `delete_task`: it refuses a container whose task
+        // has not been deleted with Tasks/Delete.
+        if message.id == "legacy" && !self.calls().iter().any(|call| call.contains("Tasks/Delete legacy")) {
+            return Err(tonic::Status::failed_precondition(
+                "container \"legacy\" still has a task (stopped): delete it first with `berth rm -f legacy`",
+            ));
+        }
         Ok(tonic::Response::new(api::DeleteContainerResponse::default()))
     }
     async fn update(

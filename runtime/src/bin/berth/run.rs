@@ -51,17 +51,23 @@ pub async fn run_container(session: &Session, run_args: RunArgs) -> Result<ExitC
     };
     let started = match answer {
         Err(status) => return Err(session.rpc_error()(status)),
-        Ok(response) => match response.into_inner().task {
-            Some(task) if task.status() == api::TaskStatus::Failed => Err(task_failed(&container_id, &task)),
-            Some(_) => Ok(()),
+        Ok(response) => match response.into_inner() {
+            // Created, but berthd could not wait for the task's outcome.
+            answer if !answer.task_error.is_empty() => Err(tonic::Status::unknown(answer.task_error)),
+            api::CreateContainerResponse { task: Some(task), .. } if task.status() == api::TaskStatus::Failed => {
+                Err(task_failed(&container_id, &task))
+            }
+            api::CreateContainerResponse { task: Some(_), .. } => Ok(()),
             // A berthd older than `start_task` made the container only.
-            None => match interruptible(&mut interrupts, create_and_start_task(session, &container_id)).await {
-                Some(started) => started,
-                None => {
-                    let answer = Some(Ok(tonic::Response::new(api::CreateContainerResponse::default())));
-                    return Ok(interrupted_while_starting(session, &container_id, run_args.rm, answer).await);
+            api::CreateContainerResponse { task: None, .. } => {
+                match interruptible(&mut interrupts, create_and_start_task(session, &container_id)).await {
+                    Some(started) => started,
+                    None => {
+                        let answer = Some(Ok(tonic::Response::new(api::CreateContainerResponse::default())));
+                        return Ok(interrupted_while_starting(session, &container_id, run_args.rm, answer).await);
+                    }
                 }
-            },
+            }
         },
     };
     if let Err(status) = started {
@@ -169,14 +175,8 @@ async fn interruptible<F: std::future::Future>(interrupts: &mut Signal, future: 
 /// with it, in one request; true once it is gone. A failure is reported with what to do, but
 /// does not change the exit status, which belongs to the container.
 async fn remove_after_run(session: &Session, container_id: &str) -> bool {
-    let request = api::DeleteContainerRequest {
-        id: container_id.to_string(),
-        remove_volumes: true,
-        delete_task: true,
-        force: true,
-    };
-    match session.containers().delete(session.request(request)).await {
-        Ok(_) => true,
+    match delete_container_with_task(session, container_id, true, true).await {
+        Ok(()) => true,
         Err(status) if status.code() == tonic::Code::NotFound => true,
         Err(status) => {
             eprintln!(
@@ -185,6 +185,36 @@ async fn remove_after_run(session: &Session, container_id: &str) -> bool {
             );
             false
         }
+    }
+}
+
+/// The container's task (killed first with `force`) and then the container, in one request
+/// (`Containers/Delete` with `delete_task`; berthd also deletes a task a restart policy starts
+/// meanwhile when forced). A berthd older than `delete_task` refuses a container that still has
+/// a task: the task is then deleted with Tasks/Delete and the container asked for again.
+pub async fn delete_container_with_task(
+    session: &Session,
+    container_id: &str,
+    force: bool,
+    remove_volumes: bool,
+) -> Result<(), tonic::Status> {
+    let request =
+        || api::DeleteContainerRequest { id: container_id.to_string(), remove_volumes, delete_task: true, force };
+    match session.containers().delete(session.request(request())).await {
+        Err(status)
+            if status.code() == tonic::Code::FailedPrecondition && status.message().contains("still has a task") =>
+        {
+            let task = api::DeleteTaskRequest { container_id: container_id.to_string(), force };
+            match session.tasks().delete(session.request(task)).await {
+                // Gone meanwhile: nothing left to delete.
+                Err(status) if status.code() == tonic::Code::NotFound => {}
+                other => {
+                    other?;
+                }
+            }
+            session.containers().delete(session.request(request())).await.map(|_| ())
+        }
+        other => other.map(|_| ()),
     }
 }
 
@@ -487,6 +517,26 @@ mod tests {
             [
                 "[default] Containers/Create fails-to-start alpine [] start_task=true",
                 "[default] Containers/Delete fails-to-start with its task, forced",
+            ]
+        );
+        server.abort();
+    }
+
+    #[tokio::test]
+    async fn run_with_rm_removes_what_it_created_when_the_outcome_could_not_be_awaited() {
+        let scratch_dir = tempfile::tempdir().unwrap();
+        let socket_path = scratch_dir.path().join("berthd.sock");
+        let (daemon, server) = serve_recording_daemon(&socket_path).await;
+        let session = Session::connect(&socket_path, "default").await.unwrap();
+
+        let run_args = parse_run(&["berth", "run", "--rm", "--name", "no-outcome", "alpine"]);
+        let exit_code = run_container(&session, run_args).await.unwrap();
+        assert_eq!(format!("{exit_code:?}"), format!("{:?}", ExitCode::from(1)));
+        assert_eq!(
+            daemon.calls(),
+            [
+                "[default] Containers/Create no-outcome alpine [] start_task=true",
+                "[default] Containers/Delete no-outcome with its task, forced",
             ]
         );
         server.abort();
