@@ -19,6 +19,7 @@ use crate::api::task_delete::delete_task_and_container;
 use crate::secrets::keys::KeyStore;
 use crate::tasks::mounts::{image_volume_paths, resolve_bind_source};
 use crate::tasks::policies;
+use crate::tasks::removals_after_delete::ASKING_METHOD;
 use crate::tasks::runc::Runc;
 use crate::tasks::seccomp;
 
@@ -191,7 +192,7 @@ impl api::containers_server::Containers for ContainersService {
         &self,
         request: Request<api::DeleteContainerRequest>,
     ) -> Result<Response<api::DeleteContainerResponse>, Status> {
-        let (namespace, origin) = self.0.caller(&request, "Containers/Delete")?;
+        let (namespace, origin) = self.0.caller(&request, ASKING_METHOD)?;
         let message = request.into_inner();
         if message.delete_task {
             let (id, remove_volumes, force) = (&message.id, message.remove_volumes, message.force);

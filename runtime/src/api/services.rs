@@ -74,7 +74,7 @@ impl Services {
         self
     }
 
-    /// Shares the executor's container removals (`tasks::removal::RemovalsAfterDelete`); call
+    /// Shares the executor's container removals (`tasks::removals_after_delete`); call
     /// it before the services are shared.
     pub fn with_removals_after_delete(
         mut self: Arc<Services>,

@@ -3,9 +3,9 @@
 //!
 //! Each container has one worker task, so the actions on one container happen in log order
 //! while different containers proceed in parallel. Exits observed by the monitor go through the
-//! same worker. Every outcome is a `RecordOutcome` command (`outcomes.rs`): the store refuses an outcome for an
-//! intent that is no longer pending, which is what keeps a crash between doing the work and
-//! recording it from producing a duplicate.
+//! same worker. Every outcome is a `RecordOutcome` command (`outcomes.rs`): the store refuses an
+//! outcome for an intent that is no longer pending, which is what keeps a crash between doing
+//! the work and recording it from producing a duplicate.
 //!
 //! On start-up [`Executor::recover`] looks at every task the projections say exists and at the
 //! host, finishes or rolls back each intent that has no outcome, re-adopts running containers,
@@ -36,6 +36,7 @@ use crate::tasks::monitor_standby::MonitorStandby;
 use crate::tasks::network_gate::{self, NetworkGate};
 use crate::tasks::output_log::OutputLimits;
 use crate::tasks::policies;
+use crate::tasks::removals_after_delete::ASKING_METHOD;
 use crate::tasks::runc::Runc;
 use crate::tasks::spec::{self, SpecInput};
 use crate::tasks::task_dir::{ExitStatus, MonitorIdentity};
@@ -755,7 +756,7 @@ impl Executor {
 
 /// Whether a client's `Containers/Delete` recorded this (with `delete_task`).
 fn asked_by_container_delete(record: &CommittedRecord) -> bool {
-    matches!(&record.envelope.origin, Origin::Client { method, .. } if method == "Containers/Delete")
+    matches!(&record.envelope.origin, Origin::Client { method, .. } if method == ASKING_METHOD)
 }
 
 pub(super) fn exit_event(container_id: &str, status: ExitStatus, cause: ExitCause) -> Event {

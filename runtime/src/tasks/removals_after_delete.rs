@@ -14,6 +14,10 @@ use std::sync::{Arc, Mutex};
 
 use berth_log::Seq;
 
+/// The request that asks: the origin method its delete intents are recorded with, by which the
+/// executor tells them from the deletes berthd records on its own.
+pub const ASKING_METHOD: &str = "Containers/Delete";
+
 #[derive(Debug, Default)]
 pub struct RemovalsAfterDelete {
     /// (namespace, container id) → remove the anonymous volumes too.

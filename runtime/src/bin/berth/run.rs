@@ -45,8 +45,8 @@ pub async fn run_container(session: &Session, run_args: RunArgs) -> Result<ExitC
         _ = interrupts.recv() => {
             // Whether the container was made only its answer tells: wait for it (a second
             // Ctrl-C gives up), so that --rm removes only what this run created.
-            let answer = interruptible(&mut interrupts, create_and_start).await;
-            return Ok(interrupted_while_starting(session, &container_id, run_args.rm, answer).await);
+            let created = interruptible(&mut interrupts, create_and_start).await.map(|answer| answer.map(drop));
+            return Ok(interrupted_while_starting(session, &container_id, run_args.rm, created).await);
         }
     };
     let started = match answer {
@@ -63,8 +63,7 @@ pub async fn run_container(session: &Session, run_args: RunArgs) -> Result<ExitC
                 match interruptible(&mut interrupts, create_and_start_task(session, &container_id)).await {
                     Some(started) => started,
                     None => {
-                        let answer = Some(Ok(tonic::Response::new(api::CreateContainerResponse::default())));
-                        return Ok(interrupted_while_starting(session, &container_id, run_args.rm, answer).await);
+                        return Ok(interrupted_while_starting(session, &container_id, run_args.rm, Some(Ok(()))).await)
                     }
                 }
             }
@@ -123,8 +122,8 @@ pub async fn run_container(session: &Session, run_args: RunArgs) -> Result<ExitC
     exit_code
 }
 
-/// One request: berthd records both intents in one record and its monitor creates and starts
-/// the container with a single runc call.
+/// For a berthd older than `start_task`, which made the container only: its task's create and
+/// start in one request, recorded as one record, done by one runc call.
 async fn create_and_start_task(session: &Session, container_id: &str) -> Result<(), tonic::Status> {
     session
         .tasks()
@@ -138,19 +137,20 @@ fn task_failed(container_id: &str, task: &api::Task) -> tonic::Status {
     tonic::Status::failed_precondition(format!("the task of {container_id:?} failed: {}", task.error))
 }
 
-/// Ctrl-C came while the container was being created and started; `answer` is the create's,
-/// `None` when a second Ctrl-C gave up waiting for it.
+/// Ctrl-C came while the container was being created and started; `created` is the create's
+/// answer (`Ok` once berthd made the container), `None` when a second Ctrl-C gave up waiting
+/// for it.
 async fn interrupted_while_starting(
     session: &Session,
     container_id: &str,
     remove: bool,
-    answer: Option<Result<tonic::Response<api::CreateContainerResponse>, tonic::Status>>,
+    created: Option<Result<(), tonic::Status>>,
 ) -> ExitCode {
-    match answer {
-        Some(Ok(_)) if remove => {
+    match created {
+        Some(Ok(())) if remove => {
             remove_after_run(session, container_id).await;
         }
-        Some(Ok(_)) => eprintln!(
+        Some(Ok(())) => eprintln!(
             "berth: interrupted; container {container_id} was created and may be running: remove it with `berth rm -f {container_id}`"
         ),
         Some(Err(status)) => eprintln!("berth: interrupted; {}", session.rpc_error()(status)),
