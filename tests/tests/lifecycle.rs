@@ -184,3 +184,29 @@ fn a_container_gets_its_cgroups_under_the_daemons_cgroup_parent() {
     assert!(cgroups.lines().any(|line| line.ends_with(&format!(":{wanted}"))), "{wanted} not in\n{cgroups}");
     daemon.ok(&["rm", "-f", "grouped"]);
 }
+
+/// The names of a process's threads.
+fn thread_names(pid: u32) -> Vec<String> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("the daemon's threads");
+    tasks
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .map(|name| name.trim().to_string())
+        .collect()
+}
+
+/// berthd starts the kernel's cgroup-migration wait when a run comes (`tasks::cgroup_warmup`):
+/// its warm-up thread exists only from then, is still there a moment after the container ran
+/// (any failed write would have ended it), and berthd is in the cgroups it was in before.
+#[test]
+fn a_run_warms_cgroup_migrations_up_without_moving_berthd() {
+    let daemon = Daemon::start();
+    daemon.import_busybox();
+    let cgroups_before = std::fs::read_to_string(format!("/proc/{}/cgroup", daemon.pid())).unwrap();
+    assert!(!thread_names(daemon.pid()).iter().any(|name| name == "cgroup-warmup"), "started before any run");
+    daemon.ok(&["run", "--rm", "busybox", "true"]);
+    daemon.ok(&["run", "--rm", "busybox", "true"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let names = thread_names(daemon.pid());
+    assert!(names.iter().any(|name| name == "cgroup-warmup"), "no warm-up thread (or it ended): {names:?}");
+    assert_eq!(std::fs::read_to_string(format!("/proc/{}/cgroup", daemon.pid())).unwrap(), cgroups_before);
+}

@@ -44,6 +44,10 @@ impl api::containers_server::Containers for ContainersService {
     ) -> Result<Response<api::CreateContainerResponse>, Status> {
         let (namespace, origin) = self.0.caller(&request, "Containers/Create")?;
         let message = request.into_inner();
+        if message.start_task {
+            // runc will move the task into its cgroup in a few ms: start the kernel's wait now.
+            crate::tasks::cgroup_warmup::kick();
+        }
         let id = message.id.clone();
         let policy_request = policy_request(message.policies.unwrap_or_default());
         check_on_host(&policy_request.security)?;

@@ -55,6 +55,7 @@ impl api::tasks_server::Tasks for TasksService {
     async fn create(&self, request: Request<api::CreateTaskRequest>) -> Result<Response<api::TaskResponse>, Status> {
         let (namespace, origin) = self.0.caller(&request, "Tasks/Create")?;
         let message = request.into_inner();
+        crate::tasks::cgroup_warmup::kick();
         let container_id = message.container_id;
         let command = Command::CreateTask(CreateTask { container_id: container_id.clone(), start: message.start });
         self.intent_then_outcome(&namespace, origin, &container_id, command).await
@@ -219,6 +220,8 @@ impl api::tasks_server::Tasks for TasksService {
     }
 
     async fn exec(&self, request: Request<api::ExecRequest>) -> Result<Response<api::ExecResponse>, Status> {
+        // runc exec moves the process into the container's cgroup: start the kernel's wait now.
+        crate::tasks::cgroup_warmup::kick();
         execs::exec(&self.0, request).await
     }
 

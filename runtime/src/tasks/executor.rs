@@ -30,6 +30,7 @@ use crate::secrets::keys::KeyStore;
 use crate::secrets::SecretsPolicy;
 use crate::sys::failpoint;
 use crate::tasks::cgroup;
+use crate::tasks::cgroup_warmup;
 use crate::tasks::etc_files;
 use crate::tasks::monitor::{self, ExitReport, Launch, MonitorPaths, TaskIo};
 use crate::tasks::monitor_standby::MonitorStandby;
@@ -171,6 +172,9 @@ impl Executor {
         for event in &record.envelope.events {
             match event {
                 Event::TaskCreateRequested { container_id } => {
+                    // Also for creates berthd asks itself (restarts, recovery); a client's kicked it
+                    // already when its request came (`cgroup_warmup`).
+                    cgroup_warmup::kick();
                     let start_too = starts_in_record(container_id);
                     self.send(
                         namespace,
@@ -182,6 +186,9 @@ impl Executor {
                 | Event::TaskKillRequested { container_id, .. }
                 | Event::TaskDeleteRequested { container_id, .. }
                 | Event::ExecRequested { container_id, .. } => {
+                    if matches!(event, Event::ExecRequested { .. }) {
+                        cgroup_warmup::kick();
+                    }
                     if matches!(event, Event::TaskDeleteRequested { .. }) && asked_by_container_delete(record) {
                         self.removals_after_delete.claim(namespace, container_id, record.seq);
                     }

@@ -8,10 +8,12 @@
 //! run beside runc's create, the process held at the [`network_gate`] until it is there, and
 //! released after delete), its [`output_log`] (the record files every output goes through —
 //! pipes, a terminal, an exec's), removals the log asks for (`removal`: volumes, `--rm`), and
-//! what a task's [`cgroup`] says after its end.
+//! what a task's [`cgroup`] says after its end; the kernel's cgroup migration wait started ahead of
+//! runc's ([`cgroup_warmup`]).
 
 pub mod cgroup;
 pub mod cgroup_stats;
+pub mod cgroup_warmup;
 pub mod console;
 pub mod etc_files;
 mod exec;
