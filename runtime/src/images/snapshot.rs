@@ -23,6 +23,7 @@ use nix::mount::{MntFlags, MsFlags};
 use crate::images::digest::digest_hex;
 use crate::images::unpack::{unpack_layer, unpack_layer_reader, UnpackError};
 use crate::sys::fs::{create_dir_with_mode, create_private_dir_all, sync_dir, CONTAINER_ROOT_DIR_MODE};
+use crate::sys::mountinfo::{self, MountInfo};
 
 /// What can go wrong in the snapshotter.
 #[derive(Debug, thiserror::Error)]
@@ -142,6 +143,14 @@ impl Snapshotter {
             Ok(hex_part) => self.committed_root.join(hex_part).join("fs"),
             Err(_) => self.tmp_root.join("invalid-chain-id-never-committed"),
         }
+    }
+
+    /// Whether a mounted overlay has this committed layer among its lower directories: the
+    /// rootfs of a task that is deleted but not yet unmounted, say. A mount table that cannot
+    /// be read says no.
+    pub fn committed_in_use(&self, chain_id: &str) -> bool {
+        let layer = self.committed_dir(chain_id).to_string_lossy().into_owned();
+        mountinfo::read_own().is_ok_and(|mounts| overlay_uses(&mounts, &layer))
     }
 
     /// True if the layer for this chain id is unpacked and committed.
@@ -451,24 +460,12 @@ fn sync_filesystem_of(path: &Path) -> io::Result<()> {
     nix::unistd::syncfs(&dir).map_err(io::Error::from)
 }
 
-/// One line of /proc/self/mountinfo, the parts we use.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MountInfo {
-    pub mount_point: String,
-    pub fs_type: String,
-    pub super_options: String,
-}
-
-/// Parses a mountinfo line: field 5 is the mount point (space, tab, newline and backslash
-/// octal-escaped); after the " - " separator come fs type, source and super options.
-fn parse_mountinfo_line(line: &str) -> Option<MountInfo> {
-    let (before, after) = line.split_once(" - ")?;
-    let mount_point = unescape_mountinfo(before.split(' ').nth(4)?);
-    let mut after_fields = after.split(' ');
-    let fs_type = after_fields.next()?.to_string();
-    let _source = after_fields.next()?;
-    let super_options = unescape_mountinfo(after_fields.next().unwrap_or(""));
-    Some(MountInfo { mount_point, fs_type, super_options })
+/// Whether one of `mounts` is an overlay with `layer` in its `lowerdir=` list.
+fn overlay_uses(mounts: &[MountInfo], layer: &str) -> bool {
+    mounts.iter().filter(|mount| mount.fs_type == "overlay").any(|mount| {
+        let lowers = mount.super_options.split(',').find_map(|option| option.strip_prefix("lowerdir="));
+        lowers.is_some_and(|lowers| lowers.split(':').any(|lower| lower == layer))
+    })
 }
 
 /// The mount on top at exactly `target` (the last listed there), if any.
@@ -478,10 +475,9 @@ pub fn topmost_mount_at(target: &Path) -> Result<Option<MountInfo>, SnapshotErro
         Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(error) => return Err(io_error("resolve", target)(error)),
     };
-    let mountinfo_path = Path::new("/proc/self/mountinfo");
-    let mountinfo = fs::read_to_string(mountinfo_path).map_err(io_error("read", mountinfo_path))?;
+    let mounts = mountinfo::read_own().map_err(io_error("read", Path::new("/proc/self/mountinfo")))?;
     let wanted = canonical.to_string_lossy();
-    Ok(mountinfo.lines().rev().filter_map(parse_mountinfo_line).find(|mount| mount.mount_point == wanted))
+    Ok(mounts.into_iter().rev().find(|mount| mount.mount_point == wanted))
 }
 
 /// True if something is mounted exactly on `target`.
@@ -529,38 +525,9 @@ fn mount_root_attribute(target: &Path) -> Option<io::Result<bool>> {
     Some(Ok(statx_buf.stx_attributes & mount_root != 0))
 }
 
-fn unescape_mountinfo(field: &str) -> String {
-    let bytes = field.as_bytes();
-    let mut unescaped = Vec::with_capacity(bytes.len());
-    let mut idx = 0;
-    while idx < bytes.len() {
-        if bytes[idx] == b'\\'
-            && idx + 3 < bytes.len()
-            && bytes[idx + 1..idx + 4].iter().all(|b| (b'0'..=b'7').contains(b))
-        {
-            let octal = std::str::from_utf8(&bytes[idx + 1..idx + 4]).unwrap_or("0");
-            unescaped.push(u8::from_str_radix(octal, 8).unwrap_or(b'?'));
-            idx += 4;
-        } else {
-            unescaped.push(bytes[idx]);
-            idx += 1;
-        }
-    }
-    String::from_utf8_lossy(&unescaped).into_owned()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn mountinfo_line_parsing() {
-        let line = r"120 29 0:52 / /var/tmp/a\040b rw,relatime shared:60 - overlay overlay rw,lowerdir=/l,upperdir=/u,workdir=/w";
-        let parsed = parse_mountinfo_line(line).unwrap();
-        assert_eq!(parsed.mount_point, "/var/tmp/a b");
-        assert_eq!(parsed.fs_type, "overlay");
-        assert!(parsed.super_options.split(',').any(|option| option == "upperdir=/u"));
-    }
 
     #[test]
     fn mount_points_are_told_apart_the_same_way_by_statx_and_by_the_mount_table() {
@@ -582,9 +549,18 @@ mod tests {
     }
 
     #[test]
-    fn mountinfo_unescape() {
-        assert_eq!(unescape_mountinfo(r"/a\040b"), "/a b");
-        assert_eq!(unescape_mountinfo("/plain"), "/plain");
+    fn a_layer_is_in_use_while_an_overlay_names_it_as_a_lower_directory() {
+        let mounts: Vec<MountInfo> = [
+            "1 0 8:1 / / rw - ext4 /dev/sda1 rw",
+            "2 1 0:50 / /b/rootfs rw - overlay overlay rw,lowerdir=/s/c/aa/fs:/s/c/bb/fs,upperdir=/u,workdir=/w",
+        ]
+        .iter()
+        .filter_map(|line| mountinfo::parse_line(line))
+        .collect();
+        assert!(overlay_uses(&mounts, "/s/c/aa/fs"));
+        assert!(overlay_uses(&mounts, "/s/c/bb/fs"));
+        assert!(!overlay_uses(&mounts, "/s/c/cc/fs"));
+        assert!(!overlay_uses(&mounts, "/u"), "an upper directory is not a lower one");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 pub mod disk_usage;
 pub mod fs;
 pub mod io;
+pub mod mountinfo;
 pub mod notify;
 pub mod process;
 

@@ -27,6 +27,8 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::OnceLock;
 
+use crate::sys::mountinfo::{self, MountInfo};
+
 /// The warm-up of this process, made at the first kick.
 static WARMUP: OnceLock<Option<SyncSender<()>>> = OnceLock::new();
 
@@ -84,7 +86,11 @@ fn own_cgroup_procs_file() -> Option<PathBuf> {
 
 /// [`own_cgroup_procs_file`] from the text of `/proc/self/cgroup` and `/proc/self/mountinfo`.
 fn cgroup_procs_file(memberships: &str, mounts: &str) -> Option<PathBuf> {
-    let mounts: Vec<CgroupMount> = mounts.lines().filter_map(CgroupMount::parse).collect();
+    let mounts: Vec<MountInfo> = mounts
+        .lines()
+        .filter_map(mountinfo::parse_line)
+        .filter(|mount| matches!(mount.fs_type.as_str(), "cgroup" | "cgroup2"))
+        .collect();
     let mut candidates = Vec::new();
     for line in memberships.lines() {
         // hierarchy-id:controllers:path; v2 is `0::path`.
@@ -92,71 +98,26 @@ fn cgroup_procs_file(memberships: &str, mounts: &str) -> Option<PathBuf> {
         let (Some(_), Some(controllers), Some(path)) = (fields.next(), fields.next(), fields.next()) else {
             continue;
         };
-        let mount = mounts.iter().find(|mount| match (&mount.controllers, controllers.is_empty()) {
-            (None, true) => true,
-            (Some(mounted), false) => controllers.split(',').all(|controller| mounted.contains(&controller)),
-            _ => false,
+        let mount = mounts.iter().find(|mount| {
+            if controllers.is_empty() {
+                return mount.fs_type == "cgroup2";
+            }
+            // A v1 hierarchy's super options name its controllers (and `name=…`).
+            mount.fs_type == "cgroup"
+                && controllers
+                    .split(',')
+                    .all(|controller| mount.super_options.split(',').any(|option| option == controller))
         });
         let Some(mount) = mount else { continue };
         // The mount shows the hierarchy from `root` down; a path outside it is not reachable.
         let Ok(relative) = Path::new(path).strip_prefix(&mount.root) else { continue };
-        let file = mount.point.join(relative).join("cgroup.procs");
+        let file = Path::new(&mount.mount_point).join(relative).join("cgroup.procs");
         if controllers.is_empty() {
             return Some(file);
         }
         candidates.push(file);
     }
     candidates.into_iter().next()
-}
-
-struct CgroupMount<'a> {
-    /// Where it is mounted.
-    point: PathBuf,
-    /// The cgroup shown at the mount point.
-    root: PathBuf,
-    /// v1: the controllers (and `name=…`) of the hierarchy; `None` for cgroup2.
-    controllers: Option<Vec<&'a str>>,
-}
-
-impl<'a> CgroupMount<'a> {
-    /// One line of mountinfo: `id parent major:minor root point options [optional…] - type source super-options`.
-    fn parse(line: &'a str) -> Option<CgroupMount<'a>> {
-        let (before, after) = line.split_once(" - ")?;
-        let fields: Vec<&str> = before.split(' ').collect();
-        let (root, point) = (fields.get(3)?, fields.get(4)?);
-        let mut after = after.split(' ');
-        let file_system = after.next()?;
-        let _source = after.next()?;
-        let super_options = after.next().unwrap_or("");
-        let controllers = match file_system {
-            "cgroup2" => None,
-            "cgroup" => Some(super_options.split(',').filter(|option| !matches!(*option, "rw" | "ro")).collect()),
-            _ => return None,
-        };
-        Some(CgroupMount { point: PathBuf::from(unescape(point)), root: PathBuf::from(unescape(root)), controllers })
-    }
-}
-
-/// mountinfo writes space, tab, newline and backslash as octal escapes (`\040`).
-fn unescape(field: &str) -> String {
-    let mut out = String::with_capacity(field.len());
-    let mut rest = field;
-    while let Some(index) = rest.find('\\') {
-        out.push_str(&rest[..index]);
-        let code = rest.get(index + 1..index + 4).and_then(|digits| u8::from_str_radix(digits, 8).ok());
-        match code {
-            Some(byte) => {
-                out.push(byte as char);
-                rest = &rest[index + 4..];
-            }
-            None => {
-                out.push('\\');
-                rest = &rest[index + 1..];
-            }
-        }
-    }
-    out.push_str(rest);
-    out
 }
 
 #[cfg(test)]

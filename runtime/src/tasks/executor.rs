@@ -226,6 +226,9 @@ impl Executor {
     fn collect_garbage(self: &Arc<Self>, garbage: Garbage) {
         let executor = Arc::clone(self);
         tokio::spawn(async move {
+            if let Garbage::Snapshot(chain_id) = &garbage {
+                executor.wait_while_layer_mounted(chain_id).await;
+            }
             // Under the lock: the check, and making the thing unnameable (a blob's unlink, a
             // layer's rename into `snapshots/tmp`). The long part, deleting a layer's tree, runs
             // after it, so an import or pull is not held up for as long as a big layer takes

@@ -1,7 +1,8 @@
 //! What the executor removes on its own once the log says so: a volume's directory after its
 //! `VolumeRemoved`, a removed container's secret key (`forget_on_remove`), and a `--rm` container (`auto_remove`) after its task exited — that removal
 //! recorded like a client's (`TaskDeleteRequested` … `ContainerDeleted`), with the daemon as its
-//! origin.
+//! origin; and the wait that keeps a freed layer from being collected while a deleted task's
+//! rootfs still has it mounted.
 
 use std::sync::Arc;
 
@@ -13,6 +14,11 @@ use crate::secrets::forget;
 use crate::tasks::executor::Executor;
 use crate::tasks::mounts;
 use crate::tasks::removals_after_delete::RemovalsAfterDelete;
+
+/// How long a freed layer's collection waits for overlays that still use it.
+const LAYER_UNMOUNT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+/// How often it looks.
+const LAYER_UNMOUNT_POLL: std::time::Duration = std::time::Duration::from_millis(20);
 
 impl Executor {
     /// The removals `Containers/Delete` asks to have recorded with a task's deletion.
@@ -48,6 +54,28 @@ impl Executor {
         tokio::spawn(async move {
             forget::forget_removed(&executor.store, &executor.keys, &namespace, &container_id, removed_seq.get()).await;
         });
+    }
+
+    /// Waits while a mounted overlay still uses a layer the log freed: a task deleted in the
+    /// same record as its container's removal has its rootfs unmounted by its worker just
+    /// after that record, while the collection the record asks for may start at once. After
+    /// [`LAYER_UNMOUNT_WAIT`] the layer is collected anyway, as before.
+    pub(super) async fn wait_while_layer_mounted(&self, chain_id: &str) {
+        let deadline = tokio::time::Instant::now() + LAYER_UNMOUNT_WAIT;
+        loop {
+            let snapshotter = Arc::clone(&self.snapshotter);
+            let chain = chain_id.to_string();
+            let in_use =
+                tokio::task::spawn_blocking(move || snapshotter.committed_in_use(&chain)).await.unwrap_or(false);
+            if !in_use {
+                return;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(chain_id, "a freed layer is still mounted; collecting it anyway");
+                return;
+            }
+            tokio::time::sleep(LAYER_UNMOUNT_POLL).await;
+        }
     }
 
     /// For a container created with `auto_remove`: delete its task, then the container with its
