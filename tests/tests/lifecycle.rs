@@ -195,11 +195,13 @@ fn thread_names(pid: u32) -> Vec<String> {
 }
 
 /// berthd starts the kernel's cgroup-migration wait when a run comes (`tasks::cgroup_warmup`):
-/// its warm-up thread exists only from then, is still there a moment after the container ran
-/// (any failed write would have ended it), and berthd is in the cgroups it was in before.
+/// its warm-up thread exists only from then, writes (its debug line says so), is still there a
+/// moment after the containers ran (anything wrong would have ended it), and berthd is in the
+/// cgroups it was in before. This needs what CI has: root on a host whose cgroup file system
+/// berthd may write.
 #[test]
 fn a_run_warms_cgroup_migrations_up_without_moving_berthd() {
-    let daemon = Daemon::start();
+    let daemon = Daemon::start_with_env(&[("RUST_LOG", "berth_runtime::tasks::cgroup_warmup=debug")]);
     daemon.import_busybox();
     let cgroups_before = std::fs::read_to_string(format!("/proc/{}/cgroup", daemon.pid())).unwrap();
     assert!(!thread_names(daemon.pid()).iter().any(|name| name == "cgroup-warmup"), "started before any run");
@@ -208,5 +210,8 @@ fn a_run_warms_cgroup_migrations_up_without_moving_berthd() {
     std::thread::sleep(Duration::from_millis(300));
     let names = thread_names(daemon.pid());
     assert!(names.iter().any(|name| name == "cgroup-warmup"), "no warm-up thread (or it ended): {names:?}");
+    let berthd_log = daemon.daemon_log();
+    assert!(berthd_log.contains("cgroup migration lock warmed"), "{berthd_log}");
+    assert!(!berthd_log.contains("no longer warmed up") && !berthd_log.contains("not warmed up"), "{berthd_log}");
     assert_eq!(std::fs::read_to_string(format!("/proc/{}/cgroup", daemon.pid())).unwrap(), cgroups_before);
 }

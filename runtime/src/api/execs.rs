@@ -16,6 +16,8 @@ pub async fn exec(
     request: Request<api::ExecRequest>,
 ) -> Result<Response<api::ExecResponse>, Status> {
     let (namespace, origin) = services.caller(&request, "Tasks/Exec")?;
+    // runc exec moves the process into the container's cgroup: start the kernel's wait now.
+    crate::tasks::cgroup_warmup::kick();
     let message = request.into_inner();
     let exec_id =
         if message.exec_id.is_empty() { hex::encode(rand::random::<[u8; 6]>()) } else { message.exec_id.clone() };

@@ -220,8 +220,6 @@ impl api::tasks_server::Tasks for TasksService {
     }
 
     async fn exec(&self, request: Request<api::ExecRequest>) -> Result<Response<api::ExecResponse>, Status> {
-        // runc exec moves the process into the container's cgroup: start the kernel's wait now.
-        crate::tasks::cgroup_warmup::kick();
         execs::exec(&self.0, request).await
     }
 

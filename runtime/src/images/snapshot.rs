@@ -301,10 +301,7 @@ impl Snapshotter {
         let existing = if is_mount_point(target)? { topmost_mount_at(target)? } else { None };
         if let Some(existing) = existing {
             let ours = existing.fs_type == "overlay"
-                && existing
-                    .super_options
-                    .split(',')
-                    .any(|option| option == format!("upperdir={}", active.upper.display()));
+                && existing.super_option_list().any(|option| option == format!("upperdir={}", active.upper.display()));
             if ours {
                 return Ok(());
             }
@@ -460,10 +457,12 @@ fn sync_filesystem_of(path: &Path) -> io::Result<()> {
     nix::unistd::syncfs(&dir).map_err(io::Error::from)
 }
 
-/// Whether one of `mounts` is an overlay with `layer` in its `lowerdir=` list.
+/// Whether one of `mounts` is an overlay with `layer` in its `lowerdir=` list. (berth mounts
+/// with mount(2), whose options the kernel shows as one `lowerdir=` list; an overlay made with
+/// the new mount API may show `lowerdir+=` per layer, which this does not read.)
 fn overlay_uses(mounts: &[MountInfo], layer: &str) -> bool {
     mounts.iter().filter(|mount| mount.fs_type == "overlay").any(|mount| {
-        let lowers = mount.super_options.split(',').find_map(|option| option.strip_prefix("lowerdir="));
+        let lowers = mount.super_option_list().find_map(|option| option.strip_prefix("lowerdir=").map(str::to_string));
         lowers.is_some_and(|lowers| lowers.split(':').any(|lower| lower == layer))
     })
 }

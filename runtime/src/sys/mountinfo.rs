@@ -10,7 +10,16 @@ pub struct MountInfo {
     pub root: String,
     pub mount_point: String,
     pub fs_type: String,
+    /// As the kernel writes them: a comma inside an option's value is escaped (`\054`), so
+    /// split with [`MountInfo::super_option_list`], which unescapes each option.
     pub super_options: String,
+}
+
+impl MountInfo {
+    /// The super options, split on commas, each unescaped.
+    pub fn super_option_list(&self) -> impl Iterator<Item = String> + '_ {
+        self.super_options.split(',').map(unescape)
+    }
 }
 
 /// Parses one line; `None` for a line that is not one.
@@ -22,7 +31,7 @@ pub fn parse_line(line: &str) -> Option<MountInfo> {
     let mut after_fields = after.split(' ');
     let fs_type = after_fields.next()?.to_string();
     let _source = after_fields.next()?;
-    let super_options = unescape(after_fields.next().unwrap_or(""));
+    let super_options = after_fields.next().unwrap_or("").to_string();
     Some(MountInfo { root, mount_point, fs_type, super_options })
 }
 
@@ -63,7 +72,9 @@ mod tests {
         assert_eq!(parsed.root, "/in side");
         assert_eq!(parsed.mount_point, "/var/tmp/a b");
         assert_eq!(parsed.fs_type, "overlay");
-        assert!(parsed.super_options.split(',').any(|option| option == "upperdir=/u"));
+        assert!(parsed.super_option_list().any(|option| option == "upperdir=/u"));
+        let comma = parse_line(r"1 0 0:1 / /m rw - overlay overlay rw,lowerdir=/a\054b,upperdir=/u").unwrap();
+        assert!(comma.super_option_list().any(|option| option == "lowerdir=/a,b"), "{comma:?}");
         assert_eq!(parse_line("garbage"), None);
         assert_eq!(unescape(r"/a\040b"), "/a b");
         assert_eq!(unescape("/plain"), "/plain");

@@ -17,8 +17,8 @@ use crate::tasks::removals_after_delete::RemovalsAfterDelete;
 
 /// How long a freed layer's collection waits for overlays that still use it.
 const LAYER_UNMOUNT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
-/// How often it looks.
-const LAYER_UNMOUNT_POLL: std::time::Duration = std::time::Duration::from_millis(20);
+/// How soon it looks again at first; each look waits twice as long, up to a second.
+const LAYER_UNMOUNT_FIRST_POLL: std::time::Duration = std::time::Duration::from_millis(20);
 
 impl Executor {
     /// The removals `Containers/Delete` asks to have recorded with a task's deletion.
@@ -62,6 +62,7 @@ impl Executor {
     /// [`LAYER_UNMOUNT_WAIT`] the layer is collected anyway, as before.
     pub(super) async fn wait_while_layer_mounted(&self, chain_id: &str) {
         let deadline = tokio::time::Instant::now() + LAYER_UNMOUNT_WAIT;
+        let mut poll = LAYER_UNMOUNT_FIRST_POLL;
         loop {
             let snapshotter = Arc::clone(&self.snapshotter);
             let chain = chain_id.to_string();
@@ -74,7 +75,8 @@ impl Executor {
                 tracing::warn!(chain_id, "a freed layer is still mounted; collecting it anyway");
                 return;
             }
-            tokio::time::sleep(LAYER_UNMOUNT_POLL).await;
+            tokio::time::sleep(poll).await;
+            poll = (poll * 2).min(std::time::Duration::from_secs(1));
         }
     }
 
