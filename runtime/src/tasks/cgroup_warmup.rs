@@ -231,6 +231,16 @@ mod tests {
         }
     }
 
+    /// Waits up to two seconds for `path` to hold `expected`.
+    fn wait_for_contents(path: &Path, expected: &str) {
+        for _ in 0..400 {
+            if std::fs::read_to_string(path).unwrap() == expected {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     fn ends(sender: &SyncSender<()>) -> bool {
         for _ in 0..400 {
             if matches!(sender.try_send(()), Err(TrySendError::Disconnected(()))) {
@@ -242,6 +252,39 @@ mod tests {
     }
 
     #[test]
+    fn kicks_that_come_while_a_write_waits_make_one_more_write_at_most() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cgroup.procs");
+        std::fs::write(&path, "").unwrap();
+        // Each write waits for a gate, as a write waits for the grace period.
+        let (gates, gate) = std::sync::mpsc::channel::<()>();
+        let gate = std::sync::Mutex::new(gate);
+        let (entered_tx, entered) = std::sync::mpsc::channel::<()>();
+        let entered_tx = std::sync::Mutex::new(entered_tx);
+        let open_path = path.clone();
+        let sender = start(move || {
+            let file = File::options().write(true).open(&open_path).map_err(|error| error.to_string())?;
+            let still_ours = Box::new(move |_: &Path| {
+                let _ = entered_tx.lock().unwrap().send(());
+                gate.lock().unwrap().recv().is_ok()
+            });
+            Ok(Warmer { path: open_path, file, still_ours })
+        })
+        .unwrap();
+        sender.try_send(()).unwrap();
+        entered.recv_timeout(Duration::from_secs(5)).expect("the first write began");
+        let taken: usize = (0..10).map(|_| usize::from(sender.try_send(()).is_ok())).sum();
+        assert_eq!(taken, 1, "one kick queued behind the waiting write, the rest folded into it");
+        for _ in 0..2 {
+            gates.send(()).unwrap();
+        }
+        let expected = format!("{0}\n{0}\n", std::process::id());
+        wait_for_contents(&path, &expected);
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), expected, "two writes for eleven kicks");
+    }
+
+    #[test]
     fn each_kick_writes_the_pid_and_anything_wrong_ends_the_warm_up_quietly() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cgroup.procs");
@@ -250,12 +293,7 @@ mod tests {
         sender.send(()).unwrap();
         sender.send(()).unwrap();
         let expected = format!("{0}\n{0}\n", std::process::id());
-        for _ in 0..400 {
-            if std::fs::read_to_string(&path).unwrap() == expected {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        wait_for_contents(&path, &expected);
         assert_eq!(std::fs::read_to_string(&path).unwrap(), expected);
 
         let unopenable = start(file_warmer(dir.path().join("missing/cgroup.procs"), true)).unwrap();
