@@ -316,7 +316,7 @@ fn format_task_status(task: Option<&api::Task>, now_ns: i64) -> String {
 mod tests {
     use super::*;
     use crate::args::OutputArgs;
-    use crate::recording_daemon::serve_recording_daemon;
+    use crate::recording_daemon::{recorded_session, RecordedSession};
 
     const SECOND_NS: i64 = 1_000_000_000;
 
@@ -365,10 +365,7 @@ mod tests {
 
     #[tokio::test]
     async fn rm_asks_for_the_task_and_the_container_in_one_request() {
-        let scratch_dir = tempfile::tempdir().unwrap();
-        let socket_path = scratch_dir.path().join("berthd.sock");
-        let (daemon, server) = serve_recording_daemon(&socket_path).await;
-        let session = Session::connect(&socket_path, "default").await.unwrap();
+        let RecordedSession { daemon, server, session, _scratch_dir, .. } = recorded_session("default").await;
 
         remove_one_container(&session, "exited", true, false).await.unwrap();
         remove_one_container(&session, "bare", false, false).await.unwrap();
@@ -384,10 +381,7 @@ mod tests {
 
     #[tokio::test]
     async fn against_a_berthd_without_delete_task_rm_deletes_the_task_first() {
-        let scratch_dir = tempfile::tempdir().unwrap();
-        let socket_path = scratch_dir.path().join("berthd.sock");
-        let (daemon, server) = serve_recording_daemon(&socket_path).await;
-        let session = Session::connect(&socket_path, "default").await.unwrap();
+        let RecordedSession { daemon, server, session, _scratch_dir, .. } = recorded_session("default").await;
 
         remove_one_container(&session, "legacy", true, false).await.unwrap();
         assert_eq!(
@@ -403,10 +397,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_daemon_that_goes_away_gets_the_start_daemon_hint() {
-        let scratch_dir = tempfile::tempdir().unwrap();
-        let socket_path = scratch_dir.path().join("berthd.sock");
-        let (_daemon, server) = serve_recording_daemon(&socket_path).await;
-        let session = Session::connect(&socket_path, "default").await.unwrap();
+        let RecordedSession { server, session, socket_path, _scratch_dir, .. } = recorded_session("default").await;
         server.abort();
         let _ = server.await;
         std::fs::remove_file(&socket_path).unwrap();

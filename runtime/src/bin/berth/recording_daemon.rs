@@ -303,3 +303,22 @@ pub async fn serve_recording_daemon(
     );
     (daemon, server)
 }
+
+/// A recording daemon on a socket of its own in a scratch directory, and a CLI session in
+/// `namespace` connected to it: the set-up of every CLI test that checks the calls a verb makes.
+pub struct RecordedSession {
+    pub daemon: RecordingDaemon,
+    pub server: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
+    pub session: crate::session::Session,
+    pub socket_path: std::path::PathBuf,
+    /// Bind it (`_scratch_dir`) for as long as the socket is needed: dropping it removes the directory.
+    pub _scratch_dir: tempfile::TempDir,
+}
+
+pub async fn recorded_session(namespace: &str) -> RecordedSession {
+    let scratch_dir = tempfile::tempdir().unwrap();
+    let socket_path = scratch_dir.path().join("berthd.sock");
+    let (daemon, server) = serve_recording_daemon(&socket_path).await;
+    let session = crate::session::Session::connect(&socket_path, namespace).await.unwrap();
+    RecordedSession { daemon, server, session, socket_path, _scratch_dir: scratch_dir }
+}

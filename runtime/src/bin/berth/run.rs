@@ -464,7 +464,7 @@ mod tests {
 
     use super::*;
     use crate::args::{Cli, Command};
-    use crate::recording_daemon::serve_recording_daemon;
+    use crate::recording_daemon::{recorded_session, RecordedSession};
 
     fn parse_run(args: &[&str]) -> RunArgs {
         match Cli::try_parse_from(args).unwrap().command {
@@ -475,10 +475,7 @@ mod tests {
 
     #[tokio::test]
     async fn run_with_rm_creates_starts_follows_waits_then_removes() {
-        let scratch_dir = tempfile::tempdir().unwrap();
-        let socket_path = scratch_dir.path().join("berthd.sock");
-        let (daemon, server) = serve_recording_daemon(&socket_path).await;
-        let session = Session::connect(&socket_path, "ci").await.unwrap();
+        let RecordedSession { daemon, server, session, _scratch_dir, .. } = recorded_session("ci").await;
 
         let run_args = parse_run(&["berth", "run", "--rm", "--name", "t1", "alpine", "sleep", "9"]);
         let exit_code = run_container(&session, run_args).await.unwrap();
@@ -503,10 +500,7 @@ mod tests {
 
     #[tokio::test]
     async fn run_with_rm_removes_what_it_created_when_start_fails() {
-        let scratch_dir = tempfile::tempdir().unwrap();
-        let socket_path = scratch_dir.path().join("berthd.sock");
-        let (daemon, server) = serve_recording_daemon(&socket_path).await;
-        let session = Session::connect(&socket_path, "default").await.unwrap();
+        let RecordedSession { daemon, server, session, _scratch_dir, .. } = recorded_session("default").await;
 
         let run_args = parse_run(&["berth", "run", "--rm", "--name", "fails-to-start", "alpine"]);
         // The failure and "was removed (--rm)" go to stderr (tests/tests/run_rm.rs reads them).
@@ -524,10 +518,7 @@ mod tests {
 
     #[tokio::test]
     async fn run_with_rm_removes_what_it_created_when_the_outcome_could_not_be_awaited() {
-        let scratch_dir = tempfile::tempdir().unwrap();
-        let socket_path = scratch_dir.path().join("berthd.sock");
-        let (daemon, server) = serve_recording_daemon(&socket_path).await;
-        let session = Session::connect(&socket_path, "default").await.unwrap();
+        let RecordedSession { daemon, server, session, _scratch_dir, .. } = recorded_session("default").await;
 
         let run_args = parse_run(&["berth", "run", "--rm", "--name", "no-outcome", "alpine"]);
         let exit_code = run_container(&session, run_args).await.unwrap();
@@ -544,10 +535,7 @@ mod tests {
 
     #[tokio::test]
     async fn detached_run_prints_the_id_and_does_not_wait() {
-        let scratch_dir = tempfile::tempdir().unwrap();
-        let socket_path = scratch_dir.path().join("berthd.sock");
-        let (daemon, server) = serve_recording_daemon(&socket_path).await;
-        let session = Session::connect(&socket_path, "default").await.unwrap();
+        let RecordedSession { daemon, server, session, _scratch_dir, .. } = recorded_session("default").await;
 
         let run_args = parse_run(&["berth", "run", "-d", "--name", "bg", "alpine"]);
         let exit_code = run_container(&session, run_args).await.unwrap();
@@ -559,10 +547,7 @@ mod tests {
 
     #[tokio::test]
     async fn against_a_berthd_without_start_task_the_task_is_created_on_its_own() {
-        let scratch_dir = tempfile::tempdir().unwrap();
-        let socket_path = scratch_dir.path().join("berthd.sock");
-        let (daemon, server) = serve_recording_daemon(&socket_path).await;
-        let session = Session::connect(&socket_path, "default").await.unwrap();
+        let RecordedSession { daemon, server, session, _scratch_dir, .. } = recorded_session("default").await;
 
         let run_args = parse_run(&["berth", "run", "-d", "--name", "legacy", "alpine"]);
         let exit_code = run_container(&session, run_args).await.unwrap();
