@@ -170,11 +170,14 @@ impl Executor {
                 .any(|other| matches!(other, Event::TaskStartRequested { container_id } if container_id == id))
         };
         for event in &record.envelope.events {
+            if matches!(event, Event::TaskCreateRequested { .. } | Event::ExecRequested { .. }) {
+                // runc will move a process into a cgroup: also for what berthd asks itself
+                // (restarts, recovery). After a client's request, which kicked already, this
+                // one is folded into that write or keeps its head start open a little longer.
+                cgroup_warmup::kick();
+            }
             match event {
                 Event::TaskCreateRequested { container_id } => {
-                    // Also for creates berthd asks itself (restarts, recovery); a client's kicked it
-                    // already when its request came (`cgroup_warmup`).
-                    cgroup_warmup::kick();
                     let start_too = starts_in_record(container_id);
                     self.send(
                         namespace,
@@ -186,9 +189,6 @@ impl Executor {
                 | Event::TaskKillRequested { container_id, .. }
                 | Event::TaskDeleteRequested { container_id, .. }
                 | Event::ExecRequested { container_id, .. } => {
-                    if matches!(event, Event::ExecRequested { .. }) {
-                        cgroup_warmup::kick();
-                    }
                     if matches!(event, Event::TaskDeleteRequested { .. }) && asked_by_container_delete(record) {
                         self.removals_after_delete.claim(namespace, container_id, record.seq);
                     }
